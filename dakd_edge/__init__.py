@@ -1,0 +1,34 @@
+"""dakd-edge: oil-spill segmentation of SAR imagery (DAKD + SAROSS-Net), built to run on the edge.
+
+The top-level names are imported lazily so that `import dakd_edge` stays cheap and torch-free: the
+ONNX Runtime / TensorRT runtime (``pip install "dakd-edge[runtime]"``) never needs PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "create_model", "list_models", "load_model"]
+
+
+def create_model(name: str, num_classes: int = 2, in_chans: int = 1, **cfg: Any):
+    """Build a registered model by name (see :func:`list_models`)."""
+    from dakd_edge.registry import create_model as _create
+
+    return _create(name, num_classes=num_classes, in_chans=in_chans, **cfg)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names of registered models, optionally filtered by a glob pattern."""
+    from dakd_edge.registry import list_models as _list
+
+    return _list(pattern)
+
+
+def load_model(path: str | None = None, **kwargs: Any):
+    """Predictor for a checkpoint, ONNX file or TensorRT engine; no path = the bundled model."""
+    from dakd_edge.inference.backends import load
+
+    return load(path, **kwargs)

@@ -1,0 +1,3 @@
+from dakd_edge.cli import main
+
+main()

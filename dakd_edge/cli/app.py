@@ -1,0 +1,82 @@
+"""Root click group with lazily imported sub-commands and the single error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from dakd_edge import __version__
+from dakd_edge.errors import DakdError
+
+# command name -> (module, attribute, one-line help). Modules are imported on use only.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": (
+        "dakd_edge.cli.segment",
+        "demo",
+        "Synthesise a scene, segment it with the bundled model, show it.",
+    ),
+    "segment": ("dakd_edge.cli.segment", "segment", "Segment GeoTIFF scenes of any size (tiled, streaming)."),
+    "synth": ("dakd_edge.cli.synth", "synth", "Write a synthetic georeferenced SAR scene (+ labels)."),
+    "info": ("dakd_edge.cli.synth", "info", "Describe a raster: size, bands, CRS, nodata, value range."),
+    "models": ("dakd_edge.cli.models", "models", "List registered model architectures."),
+    "train": ("dakd_edge.cli.train", "train", "Train SAROSS-Net or a baseline (DAKD: + generated data)."),
+    "evaluate": ("dakd_edge.cli.train", "evaluate", "Evaluate a model on OSD, SOS or a generic folder."),
+    "jointnet": ("dakd_edge.cli.jointnet", "jointnet", "SAR-JointNet: balance, train, generate, report."),
+    "export": ("dakd_edge.cli.export", "export", "Export to ONNX or a TensorRT engine, with parity check."),
+    "bench": ("dakd_edge.cli.bench", "bench", "Latency/throughput across backends; CI regression gate."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:  # command not available in this install
+            msg = f"'{name}' is unavailable in this installation: {e}"
+
+            @click.command(name, context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args: tuple[str, ...]) -> None:
+                raise DakdError(msg)
+
+            return unavailable
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="dakd-edge")
+def cli() -> None:
+    """dakd-edge: find oil spills in SAR scenes, fast, on Jetson boards and GPU servers."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and turn user-facing errors into one line + exit code 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="dakd-edge", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("dakd-edge: aborted", err=True)
+        sys.exit(1)
+    except DakdError as e:
+        click.echo(f"dakd-edge: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("dakd-edge: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,1 @@
+"""Model definitions: MambaVision encoder, CAFT, SAROSS-Net, SAR-JointNet, baselines."""

@@ -1,0 +1,1 @@
+"""Bundled model files (safetensors weights + JSON metadata, and the matching ONNX export)."""

@@ -1,0 +1,1 @@
+"""Export: ONNX (standard ops or TensorRT plugin nodes), TensorRT engines, parity checks."""

@@ -1,0 +1,1 @@
+"""Reproducible training recipes (e.g. the bundled default model)."""
