@@ -1,0 +1,545 @@
+"""`dakd-edge bench`: latency, throughput, memory and accuracy agreement across backends.
+
+Every requested combination of backend x precision x tile x batch becomes one row. Rows that cannot
+run here (no CUDA, no TensorRT, a precision a backend lacks) are kept with ``status="skipped"`` and the
+reason, like Ultralytics' benchmark status column; rows that crash are ``"failed"`` with the error.
+Accuracy is measured against the PyTorch fp32 reference on the same inputs (argmax agreement, max abs
+logit error), so a fast-but-wrong engine is visible in the same table as its speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge import __version__
+from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
+from dakd_edge.timing import summarize
+
+BACKENDS = ("torch", "torch-triton", "torch-compile", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+# Metrics compared by the regression gate: (name, larger_is_worse)
+GATED = (("p50_ms", True), ("mean_ms", True), ("mpix_per_s", False))
+
+
+@dataclass
+class Row:
+    """One benchmark combination; the JSON schema of ``results``."""
+
+    backend: str
+    precision: str
+    tile: int
+    batch: int
+    status: str = "ok"  # ok | skipped | failed
+    reason: str = ""
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    tiles_per_s: float | None = None
+    mpix_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    argmax_agreement: float | None = None
+    max_abs_err: float | None = None
+    model: str = ""
+    model_size_mb: float | None = None
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.model, self.backend, self.precision, self.tile, self.batch)
+
+
+# ----------------------------------------------------------------------------- environment
+def environment() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, GPU, driver and library versions, git commit."""
+    env: dict[str, Any] = {
+        "dakd_edge": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "git_commit": _git_commit(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    env["numpy"] = np.__version__
+    for mod in ("torch", "onnxruntime", "tensorrt", "triton"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:  # not installed / broken install: recorded as absent
+            env[mod] = None
+    env["gpu"] = None
+    env["cuda"] = None
+    env["driver"] = None
+    if env["torch"]:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+            env["cuda"] = torch.version.cuda
+            env["driver"] = _nvidia_driver()
+    return env
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+# ----------------------------------------------------------------------------- memory
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak_mb`` is the maximum seen."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _rss(self) -> int:
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except ImportError:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
+# ----------------------------------------------------------------------------- runners
+@dataclass
+class Runner:
+    """A ready-to-time callable for one (backend, precision) and how to read its memory use."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    device: str = "cpu"
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass
+class ModelSpec:
+    """What is being measured: a checkpoint, an ONNX file, an engine, or a registry name."""
+
+    path: Path | None
+    label: str
+    kind: str  # checkpoint | onnx | engine | registry
+    size_mb: float | None
+
+    @classmethod
+    def parse(cls, model: str | None) -> ModelSpec:
+        if model is None:
+            from dakd_edge.weights import bundled_path
+
+            p = bundled_path()
+            return cls(p, f"bundled:{p.stem}", "checkpoint", p.stat().st_size / 2**20)
+        p = Path(model)
+        if p.suffix in (".safetensors", ".pt", ".pth", ".onnx", ".engine", ".plan"):
+            if not p.is_file():
+                raise ModelFileError(f"model file not found: {p}")
+            kind = {".onnx": "onnx", ".engine": "engine", ".plan": "engine"}.get(p.suffix, "checkpoint")
+            return cls(p, p.name, kind, p.stat().st_size / 2**20)
+        from dakd_edge import list_models
+
+        if model in list_models():
+            return cls(None, model, "registry", None)
+        raise ModelFileError(
+            f"{model!r} is neither a model file (.safetensors/.pt/.onnx/.engine) nor a registered model"
+        )
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+class Workbench:
+    """Builds runners for one model, caching the torch module and exported ONNX files."""
+
+    def __init__(self, spec: ModelSpec, device: str, workdir: Path, num_classes: int = 2) -> None:
+        self.spec = spec
+        self.device = device
+        self.workdir = workdir
+        self.num_classes = num_classes
+        self._torch_model = None
+        self._meta = None
+        self._onnx: dict[str, Path] = {}
+
+    # -- torch
+    def torch_model(self):
+        if self.spec.kind in ("onnx", "engine"):
+            raise BackendUnavailable(f"torch backends need a checkpoint, not a .{self.spec.kind} file")
+        if self._torch_model is None:
+            if self.spec.kind == "registry":
+                import torch
+
+                from dakd_edge import create_model
+                from dakd_edge.meta import ModelMeta
+
+                torch.manual_seed(0)
+                model = create_model(self.spec.label, num_classes=self.num_classes, in_chans=1)
+                meta = ModelMeta.default_for(
+                    self.spec.label, self.num_classes, 1, arch=dict(asdict(model.config))
+                )
+            else:
+                from dakd_edge.models.checkpoint import load_model_file
+
+                model, meta = load_model_file(self.spec.path)
+            self._torch_model, self._meta = model.eval(), meta
+        return self._torch_model
+
+    @property
+    def meta(self):
+        if self._meta is None:
+            if self.spec.kind == "onnx":
+                from dakd_edge.inference.backends import OnnxRuntimeBackend
+
+                self._meta = OnnxRuntimeBackend(self.spec.path).meta
+            else:
+                self.torch_model()
+        return self._meta
+
+    def torch_runner(self, precision: str, kernels: str = "torch", compile: bool = False) -> Runner:
+        import torch
+
+        from dakd_edge.kernels import use_kernels
+
+        dev = torch.device(self.device)
+        if precision == "int8":
+            raise BackendUnavailable("int8 is a TensorRT precision; the torch backends run fp32/fp16")
+        if precision == "fp16" and dev.type != "cuda":
+            raise BackendUnavailable(
+                "fp16 torch inference needs CUDA (CPU half-precision convs are slow/unsupported)"
+            )
+        if kernels == "triton" and dev.type != "cuda":
+            raise BackendUnavailable(
+                "torch-triton needs CUDA (Triton kernels run on GPU; CPU only interprets)"
+            )
+        model = self.torch_model().to(dev)
+        fn = torch.compile(model) if compile else model
+        amp = precision == "fp16"
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode(), use_kernels(kernels):
+                x = torch.from_numpy(batch).to(dev)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                    y = fn(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                return y.float().cpu().numpy()
+
+        return Runner(predict, device=str(dev))
+
+    # -- onnx / tensorrt
+    def onnx_path(self, ops: str = "standard") -> Path:
+        if self.spec.kind == "onnx":
+            return self.spec.path
+        if self.spec.kind == "engine":
+            raise BackendUnavailable("an engine file cannot be run by ONNX Runtime")
+        if ops not in self._onnx:
+            from dakd_edge.export.onnx import export_onnx
+
+            out = self.workdir / f"model-{ops}.onnx"
+            export_onnx(self.torch_model(), self.meta, out, ops=ops, check_parity=False)
+            self._onnx[ops] = out
+        return self._onnx[ops]
+
+    def onnxruntime_runner(self, precision: str) -> Runner:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+        if precision != "fp32":
+            raise BackendUnavailable(f"{precision} with ONNX Runtime is not supported here; use TensorRT")
+        from dakd_edge.inference.backends import OnnxRuntimeBackend
+
+        be = OnnxRuntimeBackend(self.onnx_path(), device=self.device)
+        return Runner(be.predict, device=be.device, close=be.close)
+
+    def tensorrt_runner(self, precision: str, tile: int, batch: int) -> Runner:
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable(
+                "TensorRT is not installed (pip install 'dakd-edge[trt]' on a CUDA machine)"
+            ) from e
+        if not _cuda():
+            raise BackendUnavailable("TensorRT needs a CUDA GPU")
+        from dakd_edge.export.tensorrt import build_engine
+        from dakd_edge.inference.backends import TensorRTBackend
+
+        if self.spec.kind == "engine":
+            engine = self.spec.path
+        else:
+            engine = self.workdir / f"model-{precision}-{tile}-{batch}.engine"
+            if not engine.exists():
+                build_engine(
+                    self.onnx_path(),
+                    engine,
+                    precision=precision,
+                    min_shape=(1, self.meta.in_chans, tile, tile),
+                    opt_shape=(batch, self.meta.in_chans, tile, tile),
+                    max_shape=(batch, self.meta.in_chans, tile, tile),
+                )
+        be = TensorRTBackend(engine)
+        return Runner(be.predict, device="cuda", close=be.close)
+
+    def runner(self, backend: str, precision: str, tile: int, batch: int) -> Runner:
+        if backend == "torch":
+            return self.torch_runner(precision)
+        if backend == "torch-triton":
+            return self.torch_runner(precision, kernels="triton")
+        if backend == "torch-compile":
+            return self.torch_runner(precision, compile=True)
+        if backend == "onnxruntime":
+            return self.onnxruntime_runner(precision)
+        if backend == "tensorrt":
+            return self.tensorrt_runner(precision, tile, batch)
+        raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_inputs(tile: int, batch: int, in_chans: int, meta: Any, seed: int = 0) -> np.ndarray:
+    """Realistic, deterministic input: synthetic SAR patches in the model's normalisation."""
+    from dakd_edge.data.scaling import normalize
+
+    try:
+        from dakd_edge.data.synthetic import generate_patch
+
+        tiles = [generate_patch(seed + i, tile, 2)[0] for i in range(batch)]
+        unit = np.stack([np.asarray(t, dtype=np.float32).reshape(tile, tile) for t in tiles])
+    except ImportError:  # generator not installed: fall back to speckle-like noise (documented)
+        rng = np.random.default_rng(seed)
+        unit = np.clip(rng.gamma(4.0, 0.1, size=(batch, tile, tile)), 0, 1).astype(np.float32)
+    x = normalize(unit, meta.normalization)[:, None]
+    return np.repeat(x, in_chans, axis=1) if in_chans > 1 else np.ascontiguousarray(x)
+
+
+# ----------------------------------------------------------------------------- main loop
+def _time_row(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> tuple[Any, np.ndarray, float]:
+    cuda = runner.device.startswith("cuda")
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(warmup):
+        out = runner.predict(x)
+    times = []
+    with PeakRSS() as mem:
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            out = runner.predict(x)  # backends synchronise before returning numpy
+            times.append((time.perf_counter() - t0) * 1e3)
+    peak = mem.peak_mb
+    if cuda:
+        import torch
+
+        peak = torch.cuda.max_memory_reserved() / 2**20
+    return summarize(times), out, peak
+
+
+def run_bench(
+    models: Sequence[str | None] = (None,),
+    backends: Sequence[str] = ("torch", "onnxruntime"),
+    precisions: Sequence[str] = ("fp32",),
+    tiles: Sequence[int] = (512,),
+    batches: Sequence[int] = (1,),
+    warmup: int = 10,
+    iters: int = 100,
+    device: str = "auto",
+    num_classes: int = 2,
+    on_row: Callable[[Row], None] | None = None,
+) -> dict[str, Any]:
+    """Run every combination; returns ``{"environment": ..., "results": [row dicts]}``."""
+    for b in backends:
+        if b not in BACKENDS:
+            raise InputError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise InputError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+    if warmup < 0 or iters < 1:
+        raise InputError("--warmup must be >= 0 and --iters >= 1")
+    if device == "auto":
+        device = "cuda" if _cuda() else "cpu"
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
+        for model in models:
+            spec = ModelSpec.parse(model)
+            bench = Workbench(spec, device, Path(tmp), num_classes=num_classes)
+            for tile in tiles:
+                for batch in batches:
+                    x = make_inputs(tile, batch, bench.meta.in_chans, bench.meta)
+                    ref = _reference(bench, x)
+                    for backend in backends:
+                        for precision in precisions:
+                            row = _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters)
+                            rows.append(row)
+                            if on_row is not None:
+                                on_row(row)
+    return {"environment": environment(), "results": [asdict(r) for r in rows]}
+
+
+def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
+    """PyTorch fp32 logits on the CPU (the accuracy reference); None for ONNX/engine-only models."""
+    try:
+        import torch
+
+        model = bench.torch_model().to("cpu")
+    except (ImportError, BackendUnavailable):
+        return None
+    from dakd_edge.kernels import use_kernels
+
+    with torch.inference_mode(), use_kernels("torch"):
+        return model(torch.from_numpy(x)).float().numpy()
+
+
+def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters) -> Row:
+    row = Row(backend, precision, tile, batch, model=bench.spec.label, model_size_mb=bench.spec.size_mb)
+    runner = None
+    try:
+        runner = bench.runner(backend, precision, tile, batch)
+        row.device = runner.device
+        timing, out, peak = _time_row(runner, x, warmup, iters)
+    except BackendUnavailable as e:
+        row.status, row.reason = "skipped", str(e)
+        return row
+    except (DakdError, RuntimeError, ValueError, OSError) as e:
+        row.status, row.reason = "failed", f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        return row
+    finally:
+        if runner is not None:
+            runner.close()
+    row.p50_ms, row.p90_ms, row.p99_ms, row.mean_ms = (
+        timing.p50_ms,
+        timing.p90_ms,
+        timing.p99_ms,
+        timing.mean_ms,
+    )
+    row.tiles_per_s = batch / (timing.mean_ms / 1e3)
+    row.mpix_per_s = row.tiles_per_s * tile * tile / 1e6
+    row.peak_mem_mb = peak
+    if ref is not None and out.shape == ref.shape:
+        row.argmax_agreement = float((out.argmax(1) == ref.argmax(1)).mean() * 100.0)
+        row.max_abs_err = float(np.abs(out.astype(np.float64) - ref).max())
+    return row
+
+
+# ----------------------------------------------------------------------------- regression gate
+def parse_threshold(text: str) -> float:
+    """'10%' or '0.1' -> 0.1."""
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError as e:
+        raise InputError(f"bad --max-regression {text!r}; use e.g. 10% or 0.1") from e
+    if v < 0:
+        raise InputError("--max-regression must be >= 0")
+    return v
+
+
+def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: float) -> list[str]:
+    """Regressions of matched ``ok`` rows beyond the threshold, as human-readable lines."""
+
+    def index(doc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+        out = {}
+        for r in doc.get("results", []):
+            if r.get("status") == "ok":
+                out[(r.get("model"), r["backend"], r["precision"], r["tile"], r["batch"])] = r
+        return out
+
+    base, cur = index(baseline), index(current)
+    problems = []
+    for key, r in cur.items():
+        b = base.get(key)
+        if b is None:
+            continue
+        for metric, larger_is_worse in GATED:
+            old, new = b.get(metric), r.get(metric)
+            if not old or new is None:
+                continue
+            change = (new - old) / old if larger_is_worse else (old - new) / old
+            if change > max_regression:
+                problems.append(
+                    f"{'/'.join(str(k) for k in key)}: {metric} {old:.4g} -> {new:.4g} "
+                    f"({change * 100:+.1f}% worse, limit {max_regression * 100:.1f}%)"
+                )
+    return problems
+
+
+def load_json(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise InputError(f"baseline not found: {path}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"baseline is not valid JSON: {path}") from e
+    if not isinstance(doc, dict) or "results" not in doc:
+        raise InputError(f"baseline has no 'results' list: {path}")
+    return doc

@@ -1,0 +1,179 @@
+"""`dakd-edge bench`: thin click layer over :mod:`dakd_edge.bench`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dakd_edge.errors import InputError
+
+
+def _csv(kind: type, text: str, name: str) -> list:
+    try:
+        items = [kind(t.strip()) for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise InputError(f"bad --{name} {text!r}: {e}") from e
+    if not items:
+        raise InputError(f"--{name} is empty")
+    return items
+
+
+def _fmt(v: object, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+@click.command("bench")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Checkpoint, .onnx, .engine or registry name (repeatable). Default: bundled model.",
+)
+@click.option(
+    "--backend",
+    "backends",
+    default="torch,onnxruntime",
+    show_default=True,
+    help="Comma list of torch, torch-triton, torch-compile, onnxruntime, tensorrt.",
+)
+@click.option(
+    "--precision", "precisions", default="fp32", show_default=True, help="Comma list of fp32, fp16, int8."
+)
+@click.option("--tile", "tiles", default="512", show_default=True, help="Comma list of square tile sizes.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
+@click.option("--warmup", default=10, show_default=True, type=int)
+@click.option("--iters", default=100, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--num-classes", default=2, show_default=True, type=int, help="Classes for registry-name models."
+)
+@click.option(
+    "--scene",
+    type=click.Path(dir_okay=False),
+    help="Also run the full segment pipeline on this scene (end-to-end MPix/s).",
+)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False), help="Write results JSON here ('-' = stdout)."
+)
+@click.option(
+    "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
+)
+@click.option("--max-regression", default="10%", show_default=True, help="Allowed slowdown per matched row.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+def bench(
+    models,
+    backends,
+    precisions,
+    tiles,
+    batches,
+    warmup,
+    iters,
+    device,
+    num_classes,
+    scene,
+    json_out,
+    baseline,
+    max_regression,
+    overwrite,
+) -> None:
+    """Measure latency (p50/p90/p99), throughput, memory and agreement with PyTorch fp32.
+
+    Combinations that cannot run here are listed with the reason. With --baseline the command exits 1
+    when any matched row regresses by more than --max-regression.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dakd_edge import bench as lib
+    from dakd_edge._atomic import atomic_path, check_output
+
+    threshold = lib.parse_threshold(max_regression)
+    base_doc = lib.load_json(baseline) if baseline else None
+    if json_out and json_out != "-":
+        check_output(json_out, overwrite)
+    console = Console(stderr=json_out == "-")
+    console.print(f"[bold]dakd-edge bench[/bold] (warm-up {warmup}, {iters} iterations)")
+
+    def live(row: lib.Row) -> None:
+        state = row.status if row.status != "ok" else f"{row.p50_ms:.2f} ms p50"
+        console.print(
+            f"  {row.model} {row.backend} {row.precision} tile {row.tile} batch {row.batch}: {state}"
+        )
+
+    doc = lib.run_bench(
+        models=list(models) or [None],
+        backends=_csv(str, backends, "backend"),
+        precisions=_csv(str, precisions, "precision"),
+        tiles=_csv(int, tiles, "tile"),
+        batches=_csv(int, batches, "batch"),
+        warmup=warmup,
+        iters=iters,
+        device=device,
+        num_classes=num_classes,
+        on_row=live,
+    )
+    if scene:
+        doc["scene"] = lib.run_scene(scene, models[0] if models else None, device=device)
+
+    table = Table(title="dakd-edge bench", show_lines=False)
+    for col in (
+        "model",
+        "backend",
+        "prec",
+        "tile",
+        "batch",
+        "status",
+        "p50 ms",
+        "p99 ms",
+        "tiles/s",
+        "MPix/s",
+        "peak MB",
+        "argmax %",
+        "max |err|",
+        "reason",
+    ):
+        table.add_column(col, overflow="fold")
+    for r in doc["results"]:
+        table.add_row(
+            r["model"],
+            r["backend"],
+            r["precision"],
+            str(r["tile"]),
+            str(r["batch"]),
+            r["status"],
+            _fmt(r["p50_ms"]),
+            _fmt(r["p99_ms"]),
+            _fmt(r["tiles_per_s"]),
+            _fmt(r["mpix_per_s"], ".3f"),
+            _fmt(r["peak_mem_mb"], ".0f"),
+            _fmt(r["argmax_agreement"], ".3f"),
+            _fmt(r["max_abs_err"], ".2e"),
+            r["reason"],
+        )
+    console.print(table)
+    if "scene" in doc:
+        s = doc["scene"]
+        console.print(
+            f"scene {s.get('scene')}: {s.get('mpix_per_s', 0):.3f} MPix/s end-to-end ({s.get('seconds', 0):.1f} s)"
+        )
+
+    text = json.dumps(doc, indent=2)
+    if json_out == "-":
+        click.echo(text)
+    elif json_out:
+        with atomic_path(json_out, overwrite) as tmp:
+            tmp.write_text(text)
+        console.print(f"results written to {json_out}")
+
+    if base_doc is not None:
+        problems = lib.compare(doc, base_doc, threshold)
+        if problems:
+            console.print(
+                f"[red]regression gate FAILED[/red] ({len(problems)} rows over {threshold * 100:.1f}%):"
+            )
+            for p in problems:
+                console.print(f"  {p}")
+            sys.exit(1)
+        console.print(f"[green]regression gate passed[/green] (limit {threshold * 100:.1f}%)")

@@ -1,0 +1,126 @@
+"""`dakd-edge bench`: schema, skip reasons, and the regression gate (no timing assertions)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dakd_edge import bench as lib
+from dakd_edge.errors import InputError
+
+ROW_KEYS = {
+    "backend", "precision", "tile", "batch", "status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+    "tiles_per_s", "mpix_per_s", "peak_mem_mb", "argmax_agreement", "max_abs_err",
+}  # fmt: skip
+
+
+def _doc(p50: float, mpix: float) -> dict:
+    row = lib.Row("onnxruntime", "fp32", 256, 1, p50_ms=p50, mean_ms=p50, mpix_per_s=mpix, model="m")
+    return {"environment": {}, "results": [lib.asdict(row)]}
+
+
+def test_parse_threshold() -> None:
+    assert lib.parse_threshold("10%") == pytest.approx(0.10)
+    assert lib.parse_threshold("0.25") == pytest.approx(0.25)
+    with pytest.raises(InputError):
+        lib.parse_threshold("ten")
+    with pytest.raises(InputError):
+        lib.parse_threshold("-5%")
+
+
+def test_gate_passes_on_itself_and_within_threshold() -> None:
+    base = _doc(10.0, 5.0)
+    assert lib.compare(base, base, 0.10) == []
+    assert lib.compare(_doc(10.9, 4.6), base, 0.10) == []  # 9% slower, 8% less throughput
+
+
+def test_gate_fails_on_injected_regression() -> None:
+    base = _doc(10.0, 5.0)
+    problems = lib.compare(_doc(12.0, 5.0), base, 0.10)
+    assert len(problems) == 2 and "p50_ms" in problems[0] and "+20.0%" in problems[0]
+    problems = lib.compare(_doc(10.0, 4.0), base, 0.10)
+    assert len(problems) == 1 and "mpix_per_s" in problems[0]
+
+
+def test_gate_ignores_unmatched_and_non_ok_rows() -> None:
+    base = _doc(10.0, 5.0)
+    cur = copy.deepcopy(base)
+    cur["results"][0]["tile"] = 512  # different combination: nothing to compare
+    assert lib.compare(cur, base, 0.0) == []
+    cur = _doc(100.0, 0.1)
+    cur["results"][0]["status"] = "failed"
+    assert lib.compare(cur, base, 0.0) == []
+
+
+def test_environment_has_versions() -> None:
+    env = lib.environment()
+    for key in ("cpu", "cores", "gpu", "cuda", "torch", "onnxruntime", "tensorrt", "dakd_edge", "git_commit"):
+        assert key in env
+    assert env["cores"] >= 1
+
+
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dakd_edge", "bench", *args], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_cli_schema_skips_and_gate(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    r = _run_cli([
+        "--model", "saross-nano", "--backend", "torch,onnxruntime,tensorrt,torch-triton", "--precision", "fp32,int8",
+        "--tile", "64", "--batch", "1,2", "--warmup", "1", "--iters", "3", "--json", str(out),
+    ])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"environment", "results"}
+    rows = doc["results"]
+    assert len(rows) == 4 * 2 * 2  # every combination listed, none dropped
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["status"] in ("ok", "skipped", "failed")
+        if row["status"] != "ok":
+            assert row["reason"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["backend"] for r in ok} >= {"torch", "onnxruntime"}
+    for row in ok:
+        assert row["p50_ms"] <= row["p99_ms"]
+        assert row["tiles_per_s"] > 0 and row["mpix_per_s"] > 0 and row["peak_mem_mb"] > 0
+        assert row["argmax_agreement"] >= 99.0
+        assert row["max_abs_err"] < 1e-3
+    trt = [r for r in rows if r["backend"] == "tensorrt"]
+    assert all(r["status"] == "skipped" and "TensorRT" in r["reason"] for r in trt)
+    int8_torch = [r for r in rows if r["backend"] == "torch" and r["precision"] == "int8"]
+    assert all(r["status"] == "skipped" for r in int8_torch)
+
+    # The gate passes against itself and fails on an injected regression (baseline 10x faster).
+    r = _run_cli(["--model", "saross-nano", "--backend", "onnxruntime", "--tile", "64", "--warmup", "1",
+                  "--iters", "3", "--baseline", str(out), "--max-regression", "1000%"])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    fast = json.loads(out.read_text())
+    for row in fast["results"]:
+        if row["status"] == "ok":
+            row["p50_ms"] /= 10
+            row["mean_ms"] /= 10
+            row["mpix_per_s"] *= 10
+    fast_path = tmp_path / "fast.json"
+    fast_path.write_text(json.dumps(fast))
+    r = _run_cli(["--model", "saross-nano", "--backend", "onnxruntime", "--tile", "64", "--warmup", "1",
+                  "--iters", "3", "--baseline", str(fast_path), "--max-regression", "10%"])  # fmt: skip
+    assert r.returncode == 1
+    assert "regression gate FAILED" in r.stdout
+
+
+def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:
+    r = _run_cli(["--model", str(tmp_path / "missing.onnx"), "--iters", "1"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "not found" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    r = _run_cli(["--model", "saross-nano", "--baseline", str(bad)])
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
+    r = _run_cli(["--model", "saross-nano", "--backend", "cuda-magic"])
+    assert r.returncode == 2 and "unknown backend" in r.stderr
