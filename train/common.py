@@ -1,0 +1,462 @@
+"""Training utilities shared by SAR-JointNet and SAROSS-Net training.
+
+Everything a run needs to stop and continue *bit for bit*: seeding and full RNG state capture, an EMA
+of the weights, atomic checkpoints that load with ``torch.load(weights_only=True)`` (so their content is
+restricted to tensors, dicts, lists, tuples, numbers and strings), a NaN/inf guard, torchrun/DDP set-up,
+AMP on CUDA only, a JSON-lines log and a rich progress bar.
+
+Determinism recipe used by the trainers: the data for step ``s`` is drawn from
+``step_rng(seed, s, rank)`` (a fresh numpy Generator per step), so data order never depends on how far
+a previous run got; the diffusion noise and timesteps come from the global torch RNG, whose state is
+saved in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dakd_edge._atomic import atomic_path
+from dakd_edge.errors import ModelFileError, TrainingError
+
+CHECKPOINT_FORMAT = "dakd-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------- seeding
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's legacy global RNG and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (third-party code may use the legacy global RNG)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def step_rng(seed: int, *keys: int) -> np.random.Generator:
+    """A numpy Generator that depends only on ``(seed, *keys)``, e.g. ``(seed, step, rank)``.
+
+    Drawing each step's data from its own generator makes the data stream independent of restarts.
+    """
+    return np.random.default_rng([int(seed) % 2**63, *(int(k) for k in keys)])
+
+
+def capture_rng_state(generators: Mapping[str, np.random.Generator] | None = None) -> dict[str, Any]:
+    """Snapshot every RNG the run touches, in a form ``torch.load(weights_only=True)`` accepts."""
+    version, mt, gauss = random.getstate()
+    legacy = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": [version, list(mt), gauss],
+        "numpy": [legacy[0], torch.from_numpy(legacy[1].astype(np.int64)), *(legacy[2:])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {k: g.bit_generator.state for k, g in (generators or {}).items()},
+    }
+    return state
+
+
+def restore_rng_state(
+    state: Mapping[str, Any], generators: Mapping[str, np.random.Generator] | None = None
+) -> None:
+    """Inverse of :func:`capture_rng_state` (numpy Generators are restored in place)."""
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available():
+        if len(cuda) != torch.cuda.device_count():
+            # Resuming on a different GPU count: seed what exists from the saved first device.
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.set_rng_state(cuda[min(i, len(cuda) - 1)], i)
+        else:
+            torch.cuda.set_rng_state_all(cuda)
+    for key, g in (generators or {}).items():
+        if key not in state.get("generators", {}):
+            raise TrainingError(f"checkpoint has no state for the RNG {key!r}")
+        g.bit_generator.state = state["generators"][key]
+
+
+# ------------------------------------------------------------------------------------------------- EMA
+class EMA:
+    """Exponential moving average of a model's floating-point parameters (buffers are copied).
+
+    ``decay`` ramps up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by
+    the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.warmup = warmup
+        self.num_updates = 0
+        self.shadow: dict[str, torch.Tensor] = {
+            k: v.detach().clone() for k, v in unwrap(model).state_dict().items()
+        }
+
+    def current_decay(self) -> float:
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
+        self.num_updates += 1
+        for k, v in unwrap(model).state_dict().items():
+            s = self.shadow[k]
+            if v.dtype.is_floating_point:
+                s.lerp_(v.detach().to(s.dtype), 1.0 - d)
+            else:
+                s.copy_(v)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        unwrap(model).load_state_dict(self.shadow)
+
+    @contextlib.contextmanager
+    def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Temporarily run ``model`` with the EMA weights (for sampling during training)."""
+        m = unwrap(model)
+        backup = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        self.copy_to(m)
+        try:
+            yield m
+        finally:
+            m.load_state_dict(backup)
+
+    def to(self, device: torch.device | str) -> EMA:
+        self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "decay": self.decay,
+            "warmup": self.warmup,
+            "num_updates": self.num_updates,
+            "shadow": dict(self.shadow),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = set(self.shadow) - set(state["shadow"])
+        if missing:
+            raise TrainingError(f"EMA state lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        self.decay = float(state["decay"])
+        self.warmup = bool(state["warmup"])
+        self.num_updates = int(state["num_updates"])
+        for k, v in state["shadow"].items():
+            if k in self.shadow:
+                self.shadow[k].copy_(v)
+
+
+# ----------------------------------------------------------------------------------------------- logger
+class JsonlLogger:
+    """Append one JSON object per line (flushed), on the main process only.
+
+    On resume (``resume_step`` given) records after that step are dropped first, so the log reads as
+    one uninterrupted run.
+    """
+
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._fh = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                if int(rec.get("step", 0)) <= resume_step:
+                    kept.append(line)
+            with atomic_path(self.path, overwrite=True) as tmp:
+                tmp.write_text("".join(k + "\n" for k in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        if self._fh is None:
+            return
+        self._fh.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> JsonlLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    config: Mapping[str, Any],
+    model: nn.Module,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    ema: EMA | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    rng: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a training checkpoint atomically (temporary file + rename; overwrites ``path``).
+
+    Content (all plain, ``weights_only``-loadable): ``format``, ``version``, ``kind`` (e.g.
+    ``"jointnet"``), ``config`` (JSON-like dict that rebuilds model and run), ``step``, ``model``,
+    ``ema``, ``optimizer``, ``scaler``, ``rng`` and free-form ``extra``.
+    """
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "config": _jsonable(dict(config)),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "ema": _to_cpu(ema.state_dict()) if ema is not None else None,
+        "optimizer": _to_cpu(optimizer.state_dict()) if optimizer is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": _to_cpu(dict(rng)) if rng is not None else None,
+        "extra": _jsonable(dict(extra or {})),
+    }
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(p, overwrite=True) as tmp:
+        torch.save(obj, tmp)
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (CPU tensors, ``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (corrupt/unsafe files raise many types)
+        raise ModelFileError(
+            f"cannot read checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from e
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{p} is not a dakd-edge training checkpoint")
+    if kind is not None and obj.get("kind") != kind:
+        raise ModelFileError(f"{p} is a {obj.get('kind')!r} checkpoint, expected {kind!r}")
+    return obj
+
+
+def _to_cpu(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu()
+    if isinstance(v, Mapping):
+        return {k: _to_cpu(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_cpu(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_to_cpu(x) for x in v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------- NaN/inf guard
+def check_finite(loss: torch.Tensor | float, step: int, last_checkpoint: str | os.PathLike | None) -> None:
+    """Raise :class:`TrainingError` when ``loss`` is NaN/inf (on any rank, so all ranks stop together).
+
+    Call it *before* the optimiser step: the weights and the last checkpoint on disk stay good.
+    """
+    t = loss.detach().float().reshape(()) if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+    bad = (~torch.isfinite(t)).float()
+    if is_distributed():
+        bad = bad.to(_collective_device())
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    if bad.item() > 0:
+        where = (
+            f"last good checkpoint kept: {last_checkpoint} (resume with --resume {last_checkpoint}, "
+            "perhaps with a lower learning rate)"
+            if last_checkpoint and Path(last_checkpoint).exists()
+            else "no checkpoint was written yet"
+        )
+        value = t.item() if math.isfinite(t.item()) or not is_distributed() else "non-finite on another rank"
+        raise TrainingError(f"non-finite loss ({value}) at step {step}; training stopped; {where}")
+
+
+# ------------------------------------------------------------------------------------------ distributed
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str | None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Set up torch.distributed when launched by torchrun (``WORLD_SIZE`` > 1), else a single process.
+
+    Backend: NCCL on CUDA, gloo on the CPU. ``device``: "auto" (CUDA when available), "cpu", "cuda".
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise TrainingError("--device cuda requested but no CUDA device is visible to torch")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    backend = None
+    if world > 1:
+        backend = "nccl" if use_cuda else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main() -> bool:
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def cleanup_distributed() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module inside DDP / torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # torch.compile
+        else:
+            return model
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean over ranks (identity without distribution); returns a new tensor."""
+    t = t.detach().clone()
+    if is_distributed():
+        dev = t.device
+        t = t.to(_collective_device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t = (t / dist.get_world_size()).to(dev)
+    return t
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# -------------------------------------------------------------------------------------------------- AMP
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the GPU supports it (no loss scaling needed), else float16."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA only; on the CPU the run stays in float32 (bit-exact resume)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=amp_dtype(device))
+    return contextlib.nullcontext()
+
+
+def make_grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """A GradScaler active only for float16 autocast on CUDA (bfloat16 and float32 need none)."""
+    active = enabled and device.type == "cuda" and amp_dtype(device) == torch.float16
+    return torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu", enabled=active)
+
+
+# --------------------------------------------------------------------------------------------- progress
+class ProgressBar:
+    """A rich progress bar showing step, losses and ETA; silent on non-main ranks or when disabled."""
+
+    def __init__(self, total: int, description: str = "train", start: int = 0, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, completed=start, info="")
+        self._progress.start()
+
+    def update(self, advance: int = 1, **fields: float | str) -> None:
+        if self._progress is None:
+            return
+        info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+        self._progress.update(self._task, advance=advance, info=info)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
