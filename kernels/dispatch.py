@@ -20,6 +20,9 @@ from dakd_edge.errors import BackendUnavailable
 
 MODES = ("auto", "triton", "torch")
 _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels", default=None)
+# While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
+EXPORT_OPS = ("standard", "plugin")
+_export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
 
 
 def _check(mode: str) -> str:
@@ -45,6 +48,29 @@ def use_kernels(mode: str) -> Iterator[None]:
         yield
     finally:
         _mode.reset(token)
+
+
+def get_export_ops() -> str | None:
+    """The active export mode, or ``None`` outside :func:`export_ops`."""
+    return _export_ops.get()
+
+
+@contextlib.contextmanager
+def export_ops(mode: str) -> Iterator[None]:
+    """Route the hot ops to exportable forms while tracing a model for ONNX (overrides ``kernels``).
+
+    ``"standard"``: the scan becomes :func:`~dakd_edge.kernels.ref.selective_scan_chunked` and the
+    attention its reference, both plain ONNX ops any runtime (and TensorRT's parser) understands.
+    ``"plugin"``: both become custom nodes in the ``dakd_edge`` ONNX domain (computed eagerly with the
+    reference), which the TensorRT plugins in :mod:`dakd_edge.export.plugins` implement.
+    """
+    if mode not in EXPORT_OPS:
+        raise ValueError(f"export ops must be one of {EXPORT_OPS}, got {mode!r}")
+    token = _export_ops.set(mode)
+    try:
+        yield
+    finally:
+        _export_ops.reset(token)
 
 
 def _triton_available() -> bool:
@@ -83,6 +109,13 @@ def selective_scan(
     kernels: str | None = None,
 ) -> Tensor:
     """Selective scan (see :func:`dakd_edge.kernels.ref.selective_scan_ref` for the maths)."""
+    export = _export_ops.get()
+    if export == "standard":
+        return ref.selective_scan_chunked(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    if export == "plugin":
+        from dakd_edge.export.nodes import selective_scan_node
+
+        return selective_scan_node(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if resolve(u, kernels) == "triton":
         from dakd_edge.kernels.selective_scan import selective_scan_fn
 
@@ -94,6 +127,13 @@ def transposed_attention(
     q: Tensor, k: Tensor, v: Tensor, temperature: Tensor, kernels: str | None = None
 ) -> Tensor:
     """CAFT transposed attention (see :func:`dakd_edge.kernels.ref.transposed_attention_ref`)."""
+    export = _export_ops.get()
+    if export == "standard":
+        return ref.transposed_attention_ref(q, k, v, temperature)
+    if export == "plugin":
+        from dakd_edge.export.nodes import transposed_attention_node
+
+        return transposed_attention_node(q, k, v, temperature)
     if resolve(q, kernels) == "triton":
         from dakd_edge.kernels.transposed_attention import transposed_attention_fn
 

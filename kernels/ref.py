@@ -60,7 +60,7 @@ def _segsum(x: Tensor) -> Tensor:
     Built from a cumulative sum of ``x`` masked to the strict lower triangle instead of a difference of
     two running sums, so long chunks keep full fp32 precision and no positive number is exponentiated.
     """
-    t = x.shape[-1]
+    t = int(x.shape[-1])  # a Python int even under tracing: the masks become ONNX constants
     xx = x.unsqueeze(-1).expand(*x.shape, t)  # xx[..., r, s] = x[..., r]
     strict = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=-1)
     xx = torch.where(strict, xx, torch.zeros((), dtype=x.dtype, device=x.device))
@@ -98,21 +98,26 @@ def selective_scan_chunked(
     dt = _discretize(u, delta, delta_bias, delta_softplus)  # (b, d, l)
     Af = A.float()
     Bf, Cf = B.float(), C.float()
-    b, d, length = uf.shape
-    n = Af.shape[1]
+    # The sequence length is a Python int even under tracing (windows fix it), so the chunk loop
+    # unrolls into a static graph; the batch axis stays dynamic.
+    length = int(uf.shape[-1])
     log_decay = dt.unsqueeze(2) * Af[None, :, :, None]  # (b, d, n, l), <= 0 for A < 0
     inputs = Bf.unsqueeze(1) * (dt * uf).unsqueeze(2)  # (b, d, n, l): dt_s B_s u_s
-    h = uf.new_zeros(b, d, n)
+    h: Tensor | None = None
     ys = []
     for start in range(0, length, chunk_size):
         stop = min(start + chunk_size, length)
         seg = _segsum(log_decay[..., start:stop])  # (b, d, n, T, T)
         states = torch.matmul(torch.exp(seg), inputs[..., start:stop].unsqueeze(-1)).squeeze(-1)
-        # Decay of the incoming state up to step t: exp(sum_{r <= t} x_r) = exp(x_0 + S[t, 0]).
-        carry = torch.exp(seg[..., :, 0] + log_decay[..., start : start + 1])
-        states = states + carry * h.unsqueeze(-1)  # (b, d, n, T)
+        if h is not None:
+            # Decay of the incoming state up to step t: exp(sum_{r <= t} x_r) = exp(x_0 + S[t, 0]).
+            carry = torch.exp(seg[..., :, 0] + log_decay[..., start : start + 1])
+            states = states + carry * h.unsqueeze(-1)  # (b, d, n, T)
         ys.append((states * Cf[:, None, :, start:stop]).sum(dim=2))
         h = states[..., -1]
+    b, d = uf.shape[:2]
+    if h is None:
+        h = uf.new_zeros(b, d, Af.shape[1])
     y = torch.cat(ys, dim=-1) if ys else uf.new_zeros(b, d, 0)
     if D is not None:
         y = y + uf * D.float()[None, :, None]

@@ -1,0 +1,267 @@
+"""PyTorch -> ONNX export with metadata, graph checks, optional simplification and a parity gate.
+
+Uses the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``): it handles the custom
+``dakd_edge`` nodes through ``autograd.Function.symbolic`` and records the window-padding arithmetic
+on shapes as graph ops, so one file serves any batch and H x W. The file appears at its final path
+only after ``onnx.checker`` and the parity check passed (written to a temporary sibling, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dakd_edge.export import parity
+
+from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
+from dakd_edge.meta import ModelMeta
+
+META_KEY = "dakd_edge.meta"  # ModelMeta JSON in ModelProto.metadata_props (read by the backends)
+OPS_KEY = "dakd_edge.ops"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MIN_OPSET = 17
+OPS_MODES = ("standard", "plugin")
+# Size traced for dynamic exports: not a multiple of 32 or of any window, so every padding branch is
+# taken while tracing (the amounts stay symbolic; they are zero at sizes that need none).
+TRACE_SIZE = 200
+
+
+@dataclass
+class OnnxExportConfig:
+    """How to export. ``shape=None`` gives dynamic batch, height and width."""
+
+    ops: str = "standard"
+    opset: int = MIN_OPSET
+    shape: tuple[int, int, int, int] | None = None
+    simplify: bool = False
+    parity: bool = True
+    parity_size: int | None = None  # square side of the deterministic parity input (dynamic export)
+    image: str | None = None  # optional real image for a second parity input
+
+    def __post_init__(self) -> None:
+        if self.ops not in OPS_MODES:
+            raise ExportError(f"--ops must be one of {', '.join(OPS_MODES)}, got {self.ops!r}")
+        if self.opset < MIN_OPSET:
+            raise ExportError(f"opset {self.opset} is too old; dakd-edge exports opset >= {MIN_OPSET}")
+        if self.shape is not None and (len(self.shape) != 4 or min(self.shape) < 1):
+            raise ExportError(f"--shape must be NxCxHxW with positive sizes, got {self.shape}")
+
+
+@dataclass
+class OnnxExportReport:
+    path: str
+    ops: str
+    opset: int
+    dynamic: bool
+    simplified: bool
+    nodes: int
+    op_types: dict[str, int]
+    seconds: float
+    parity: list[parity.ParityResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parity"] = [p.to_dict() for p in self.parity]
+        return d
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """``"1x1x512x512"`` -> ``(1, 1, 512, 512)``."""
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1:
+        raise ExportError(f"--shape must look like 1x1x512x512 (N x C x H x W), got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+def load_for_export(spec: str | None, num_classes: int = 2, in_chans: int = 1) -> tuple[Any, ModelMeta]:
+    """Model + metadata from a checkpoint path, a registry name (random init) or the bundled model."""
+    import torch
+    from dakd_edge.models.checkpoint import load_model_file
+
+    if spec is None:
+        return load_model_file(bundled_model_path())
+    p = Path(spec)
+    if p.suffix in (".pt", ".pth", ".safetensors") or p.exists():
+        if not p.is_file():
+            raise ModelFileError(f"model file not found: {p}")
+        return load_model_file(p)
+    from dakd_edge.registry import create_model
+
+    torch.manual_seed(0)  # reproducible random init: registry names are for CI tests of the export
+    model = create_model(spec, num_classes=num_classes, in_chans=in_chans)
+    meta = ModelMeta.default_for(spec, num_classes, in_chans, extra={"weights": "random-init"})
+    return model, meta
+
+
+def bundled_model_path() -> Path:
+    """The bundled checkpoint in ``dakd_edge/weights/`` (produced by the DAKD training recipe)."""
+    import dakd_edge.weights as w
+
+    root = Path(w.__file__).parent
+    found = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
+    if not found:
+        raise ModelFileError(
+            f"no bundled model in {root}: pass a checkpoint or a registry name "
+            "(e.g. `dakd-edge export saross-nano -o model.onnx`), or train one with `dakd-edge train`"
+        )
+    return found[0]
+
+
+def export_onnx(
+    model: Any, meta: ModelMeta, out: str | Path, cfg: OnnxExportConfig | None = None, overwrite: bool = False
+) -> OnnxExportReport:
+    """Export ``model`` to ``out``; raises :class:`ExportError` when checks or parity fail."""
+    import onnx
+    import torch
+    from dakd_edge.kernels.dispatch import export_ops
+
+    cfg = cfg or OnnxExportConfig()
+    check_output(out, overwrite)
+    if not getattr(type(model), "exportable", True):
+        raise ExportError(f"model {meta.name!r} is not marked exportable")
+    t0 = time.perf_counter()
+    model = model.eval().float().cpu()
+    shape = cfg.shape or (1, meta.in_chans, TRACE_SIZE, TRACE_SIZE)
+    if shape[1] != meta.in_chans:
+        raise ExportError(f"--shape has {shape[1]} channels but the model takes {meta.in_chans}")
+    sample = torch.from_numpy(parity.deterministic_input(shape, seed=1))
+    dynamic = cfg.shape is None
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with atomic_path(out, overwrite) as tmp:
+        with warnings.catch_warnings(), torch.no_grad(), export_ops(cfg.ops):
+            # Shape-dependent Python ints (window tokens) are meant to be constants; the TorchScript
+            # exporter's deprecation notice is not actionable for users.
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    model,
+                    (sample,),
+                    str(tmp),
+                    dynamo=False,
+                    opset_version=cfg.opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
+                    custom_opsets={"dakd_edge": 1} if cfg.ops == "plugin" else None,
+                    do_constant_folding=True,
+                )
+            except Exception as e:  # the exporter raises many types; name the model and the mode
+                raise ExportError(f"ONNX export of {meta.name!r} (--ops {cfg.ops}) failed: {e}") from e
+        proto = onnx.load(str(tmp))
+        if cfg.simplify:
+            proto = _simplify(proto)
+        _set_metadata(proto, meta, cfg.ops)
+        onnx.save(proto, str(tmp))
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise ExportError(f"exported graph failed onnx.checker: {e}") from e
+        results: list[parity.ParityResult] = []
+        if cfg.parity:
+            results = check_parity(model, meta, tmp, cfg)
+            failed = [r for r in results if not r.passed]
+            if failed:
+                raise ExportError("; ".join(r.line() for r in failed))
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        key = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return OnnxExportReport(
+        path=str(out),
+        ops=cfg.ops,
+        opset=cfg.opset,
+        dynamic=dynamic,
+        simplified=cfg.simplify,
+        nodes=len(proto.graph.node),
+        op_types=dict(sorted(counts.items())),
+        seconds=time.perf_counter() - t0,
+        parity=results,
+    )
+
+
+def check_parity(
+    model: Any, meta: ModelMeta, path: str | Path, cfg: OnnxExportConfig
+) -> list[parity.ParityResult]:
+    """Run the exported file and PyTorch on the deterministic input (and the image, if given)."""
+    tol = parity.TOLERANCES["fp32"]
+    if cfg.shape is not None:
+        shape = cfg.shape
+    else:
+        # Plugin graphs run in ONNX's (slow, pure numpy) reference evaluator: keep their input small.
+        side = cfg.parity_size or (64 if cfg.ops == "plugin" else min(meta.tile, 256) - 24)
+        shape = (1, meta.in_chans, side, side)
+    inputs = [("deterministic", parity.deterministic_input(shape, seed=0))]
+    if cfg.image:
+        inputs.append((Path(cfg.image).name, parity.image_input(cfg.image, meta, cfg.shape)))
+    results = []
+    for name, x in inputs:
+        ref = parity.torch_logits(model, x)
+        out = run_onnx(path, x)
+        results.append(parity.compare(ref, out, tol, input_name=name))
+    return results
+
+
+def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits from an ONNX file: ONNX Runtime (CPU), or the reference evaluator for plugin nodes."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    if any(n.domain == "dakd_edge" for n in proto.graph.node):
+        from dakd_edge.export.nodes import reference_ops
+        from onnx.reference import ReferenceEvaluator
+
+        sess = ReferenceEvaluator(proto, new_ops=reference_ops())
+        return np.asarray(sess.run(None, {INPUT_NAME: x})[0], dtype=np.float32)
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {INPUT_NAME: x})[0]
+
+
+def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
+    """(ModelMeta, ops mode) stored in an ONNX file by :func:`export_onnx`."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise ModelFileError(f"{path} has no dakd-edge metadata ({META_KEY}); was it exported by dakd-edge?")
+    return ModelMeta.from_json(props[META_KEY]), props.get(OPS_KEY, "standard")
+
+
+def _set_metadata(proto: Any, meta: ModelMeta, ops: str) -> None:
+    from dakd_edge import __version__
+
+    props = {META_KEY: meta.to_json(), OPS_KEY: ops, "dakd_edge.version": __version__}
+    keep = [p for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "dakd-edge"
+    proto.producer_version = __version__
+    proto.doc_string = json.dumps({"model": meta.name, "classes": list(meta.class_names), "ops": ops})
+
+
+def _simplify(proto: Any) -> Any:
+    try:
+        import onnxslim
+    except ImportError as e:
+        raise BackendUnavailable("--simplify needs onnxslim (pip install onnxslim)") from e
+    try:
+        return onnxslim.slim(proto)
+    except Exception as e:  # onnxslim raises assorted errors on graphs it cannot handle
+        raise ExportError(f"onnxslim could not simplify the graph: {e}") from e

@@ -1,0 +1,140 @@
+"""ONNX export machinery on a tiny windowed model: metadata, dynamic shapes, op modes, parity gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from dakd_edge.export import onnx as onnx_export
+from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, parse_shape, read_metadata, run_onnx
+from dakd_edge.export.parity import TOLERANCES, compare, deterministic_input, torch_logits
+from dakd_edge.kernels.dispatch import export_ops, get_export_ops
+
+from dakd_edge.errors import ExportError, OutputError
+from tests.export.toy import toy
+
+
+@pytest.fixture(scope="module")
+def toy_standard(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    model, meta = toy(num_classes=3)
+    path = tmp_path_factory.mktemp("onnx") / "toy.onnx"
+    report = export_onnx(model, meta, path)
+    return path, (model, meta, report)
+
+
+def test_standard_export_metadata_and_parity(toy_standard) -> None:
+    path, (model, meta, report) = toy_standard
+    assert path.is_file() and report.dynamic and report.ops == "standard"
+    assert report.parity and all(r.passed for r in report.parity)
+    got, ops = read_metadata(path)
+    assert got == meta and ops == "standard"
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version >= 17
+    assert not any(n.domain == "dakd_edge" for n in proto.graph.node)
+    assert not any(n.op_type in ("Loop", "Scan", "Einsum") for n in proto.graph.node)
+    # no leftover temporary files next to the output
+    assert [p.name for p in path.parent.iterdir()] == ["toy.onnx"]
+
+
+@pytest.mark.parametrize("hw", [(49, 49), (30, 45), (2 * 57, 20)])
+def test_dynamic_shapes_match_torch(toy_standard, hw: tuple[int, int]) -> None:
+    path, (model, _, _) = toy_standard
+    x = deterministic_input((2, 1, *hw), seed=3)
+    res = compare(torch_logits(model, x), run_onnx(path, x), TOLERANCES["fp32"])
+    print(res.line())
+    assert res.passed
+
+
+def test_plugin_export_has_custom_nodes(tmp_path: Path) -> None:
+    model, meta = toy()
+    path = tmp_path / "toy_plugin.onnx"
+    report = export_onnx(model, meta, path, OnnxExportConfig(ops="plugin"))
+    assert all(r.passed for r in report.parity)  # evaluated with the numpy reference ops
+    proto = onnx.load(str(path))
+    custom = [n for n in proto.graph.node if n.domain == "dakd_edge"]
+    assert sorted(n.op_type for n in custom) == ["SelectiveScan", "TransposedAttention"]
+    assert any(o.domain == "dakd_edge" for o in proto.opset_import)
+    scan = next(n for n in custom if n.op_type == "SelectiveScan")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in scan.attribute}
+    assert attrs["delta_softplus"] == 1 and attrs["plugin_namespace"] == b"dakd_edge"
+    assert len(scan.input) == 7
+    attn = next(n for n in custom if n.op_type == "TransposedAttention")
+    assert len(attn.input) == 4
+    # The scan's internals are gone from the graph: no CumSum, the attention's Softmax is inside the node.
+    assert not any(n.op_type in ("CumSum", "Softmax") for n in proto.graph.node)
+    assert read_metadata(path)[1] == "plugin"
+
+
+def test_fixed_shape_and_simplify(tmp_path: Path) -> None:
+    model, meta = toy()
+    path = tmp_path / "fixed.onnx"
+    report = export_onnx(model, meta, path, OnnxExportConfig(shape=(1, 1, 36, 36), simplify=True))
+    assert not report.dynamic and report.simplified
+    dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 1, 36, 36]
+    assert report.parity[0].shape == (1, 2, 36, 36)
+
+
+def test_parity_failure_raises_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, meta = toy()
+    real = onnx_export.run_onnx
+    monkeypatch.setattr(onnx_export, "run_onnx", lambda p, x: real(p, x) + 1e-2)
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match="parity"):
+        export_onnx(model, meta, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(toy_standard) -> None:
+    path, (model, meta, _) = toy_standard
+    with pytest.raises(OutputError):
+        export_onnx(model, meta, path)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ExportError):
+        OnnxExportConfig(ops="fast")
+    with pytest.raises(ExportError):
+        OnnxExportConfig(opset=13)
+    assert parse_shape("1x1x512x512") == (1, 1, 512, 512)
+    with pytest.raises(ExportError):
+        parse_shape("512x512")
+
+
+def test_export_ops_context_routes_ops() -> None:
+    from dakd_edge.kernels import selective_scan
+
+    assert get_export_ops() is None
+    g = torch.Generator().manual_seed(0)
+    u, dt = torch.randn(1, 3, 10, generator=g), torch.randn(1, 3, 10, generator=g)
+    A, B, C = (
+        -torch.rand(3, 2, generator=g),
+        torch.randn(1, 2, 10, generator=g),
+        torch.randn(1, 2, 10, generator=g),
+    )
+    base = selective_scan(u, dt, A, B, C, delta_softplus=True, kernels="torch")
+    for mode in ("standard", "plugin"):
+        with export_ops(mode):
+            assert get_export_ops() == mode
+            torch.testing.assert_close(selective_scan(u, dt, A, B, C, delta_softplus=True), base)
+    with pytest.raises(ValueError):
+        with export_ops("fast"):
+            pass
+
+
+def test_compare_statistics() -> None:
+    ref = np.zeros((1, 2, 4, 4), np.float32)
+    ref[:, 1] = 1.0
+    out = ref.copy()
+    out[0, 0, 0, 0] = 2.0  # flips one of 16 pixels
+    res = compare(ref, out, TOLERANCES["fp32"])
+    assert (
+        not res.passed
+        and res.max_abs == pytest.approx(2.0)
+        and res.argmax_agreement == pytest.approx(15 / 16)
+    )
+    with pytest.raises(ExportError):
+        compare(ref, np.full_like(ref, np.nan), TOLERANCES["fp32"])
