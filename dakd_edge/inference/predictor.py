@@ -1,0 +1,155 @@
+"""The user-facing model: raw numpy image in, class probabilities / class ids out (any backend).
+
+It owns everything between a raw raster and :meth:`Backend.predict`: dtype/range scaling to unit
+luminance (auto-detected, overridable), the model's stored normalisation, nodata/NaN masking and
+seam-free tiling for images larger than one tile. GeoTIFF scenes go through :meth:`Predictor.segment`
+(streaming, see :mod:`dakd_edge.inference.segment`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge.data.scaling import SCALES, detect_scale, normalize, to_unit
+from dakd_edge.errors import InputError
+from dakd_edge.inference.base import Backend
+from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, stream_bands
+from dakd_edge.meta import ModelMeta
+
+NODATA_CLASS = 255
+_SAMPLE_PIXELS = 1 << 20  # pixels looked at to detect the input scaling
+
+
+def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where a pixel holds data in every band: not NaN/inf and not equal to ``nodata``."""
+    ok = np.ones(raw.shape[-2:], bool)
+    for b in raw.reshape(-1, *raw.shape[-2:]):
+        if np.issubdtype(b.dtype, np.floating):
+            ok &= np.isfinite(b)
+        if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+            ok &= b != nodata
+    return ok
+
+
+def resolve_scale(sample: np.ndarray, scale: str) -> str:
+    """Check a user-given scale or detect it from valid sample values (1-D or any shape)."""
+    if scale not in SCALES:
+        raise InputError(f"unknown input scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if scale != "auto":
+        return scale
+    if sample.size == 0:
+        raise InputError("cannot detect input scaling: no valid pixels (all nodata/NaN)")
+    return detect_scale(sample)
+
+
+def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
+    """(H, W) or (C, H, W) -> (C, H, W), checking the band count against the model."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise InputError(f"expected an image of shape (H, W) or (C, H, W), got {a.shape}")
+    if a.shape[1] == 0 or a.shape[2] == 0:
+        raise InputError(f"empty image {a.shape}")
+    if a.shape[0] != in_chans:
+        raise InputError(f"the model takes {in_chans} band(s) but the image has {a.shape[0]}")
+    return a
+
+
+class Predictor:
+    """Wraps a :class:`Backend` with scaling, normalisation, nodata handling and tiling.
+
+    ``tile=None`` uses the tile size stored with the model (``meta.tile``). Images no larger than one
+    tile run in a single backend call; larger ones are tiled with ``overlap`` and blended.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        tile: int | None = None,
+        overlap: int = 64,
+        batch: int = 8,
+        window: str = "cosine",
+        blend: str = "probs",
+    ) -> None:
+        self.backend = backend
+        self.config = TileConfig(
+            tile=int(tile or backend.meta.tile), overlap=overlap, batch=batch, window=window, blend=blend
+        )
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.backend.meta
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"Predictor({self.meta.name}, backend={self.backend.name}, device={self.backend.device}, "
+            f"tile={c.tile}, overlap={c.overlap}, batch={c.batch})"
+        )
+
+    def stream(
+        self,
+        reader: Any,
+        height: int,
+        width: int,
+        stats: TileStats | None = None,
+        on_row: Any = None,
+    ):
+        """Bands of probabilities for a ``reader(y0, y1) -> (normalised, valid)``; see ``stream_bands``."""
+        c = self.config
+        grid = TileGrid.make(height, width, c.tile, c.overlap)
+        return stream_bands(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
+
+    def normalizer(self, scale: str, nodata: float | None):
+        """Raw (C, h, W) rows -> (normalised float32, valid) with the model's normalisation."""
+        norm = self.meta.normalization
+
+        def convert(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ok = valid_mask(raw, nodata)
+            unit = to_unit(raw, scale, norm)
+            return normalize(np.nan_to_num(unit, nan=norm.mean), norm), ok
+
+        return convert
+
+    def predict_proba(
+        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None
+    ) -> np.ndarray:
+        """Class probabilities ``(K, H, W)`` float32; NaN where the input is nodata or NaN."""
+        raw = as_chw(image, self.meta.in_chans)
+        k, (h, w) = self.meta.num_classes, raw.shape[1:]
+        ok_all = valid_mask(raw, nodata)
+        step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
+        sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
+        scale = resolve_scale(sample, scale)
+        convert = self.normalizer(scale, nodata)
+        out = np.full((k, h, w), np.nan, np.float32)
+
+        def reader(y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+            return convert(raw[:, y0:y1])
+
+        band: Band
+        for band in self.stream(reader, h, w):
+            rows = slice(band.y0, band.y0 + band.valid.shape[0])
+            out[:, rows][:, band.valid] = band.probs[:, band.valid]
+        return out
+
+    def predict(self, image: np.ndarray, scale: str = "auto", nodata: float | None = None) -> np.ndarray:
+        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN."""
+        p = self.predict_proba(image, scale=scale, nodata=nodata)
+        bad = np.isnan(p[0])
+        cls = np.argmax(np.nan_to_num(p, nan=0.0), axis=0).astype(np.uint8)
+        cls[bad] = NODATA_CLASS
+        return cls
+
+    def segment(self, src: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Segment a GeoTIFF scene to a class-id COG (streaming); see :func:`segment_scene`."""
+        from dakd_edge.inference.segment import segment_scene
+
+        return segment_scene(self, src, out, **kwargs)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,237 @@
+"""Seam-free tiled inference that streams over a scene in row bands (numpy only, any backend).
+
+Why this shape: a Sentinel-1 scene (25000 x 16700 px) does not fit a network at once, and a scene-sized
+float accumulator would not fit an edge board either. Tiles overlap by ``overlap`` pixels on a grid of
+constant stride ``tile - overlap`` whose last row/column may run past the image; those pixels are filled
+by *reflection* (like the image continued), never zeros. Each tile's class probabilities are weighted
+by a smooth window and summed; the window of two neighbours sums to one across the overlap (cosine^2
+ramp), so no seam can appear where tiles meet. Tile rows are processed top to bottom and the finished
+rows are handed out as soon as no later tile touches them, so the only accumulator is one tile high and
+as wide as the scene: memory is independent of the scene height.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WINDOWS = ("cosine", "gaussian")
+BLEND_SPACES = ("probs", "logits")
+
+# (y0, y1) -> (normalised input (C, y1 - y0, W) float32, valid (y1 - y0, W) bool)
+RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+def axis_origins(n: int, tile: int, stride: int) -> list[int]:
+    """Tile origins along one axis: 0, stride, 2*stride, ... until the image end is covered."""
+    if n <= 0:
+        raise ValueError("axis length must be positive")
+    if n <= tile:
+        return [0]
+    count = math.ceil((n - tile) / stride) + 1
+    return [i * stride for i in range(count)]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile layout for an ``height x width`` image; tiles shrink to the image on axes shorter than it."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    overlap: int
+    ys: tuple[int, ...] = field(init=False)
+    xs: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ys", tuple(axis_origins(self.height, self.tile_h, self.stride_h)))
+        object.__setattr__(self, "xs", tuple(axis_origins(self.width, self.tile_w, self.stride_w)))
+
+    @classmethod
+    def make(cls, height: int, width: int, tile: int, overlap: int) -> TileGrid:
+        if height <= 0 or width <= 0:
+            raise ValueError(f"empty image ({height} x {width})")
+        if tile <= 0 or not 0 <= overlap < tile:
+            raise ValueError(f"need 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+        th, tw = min(tile, height), min(tile, width)
+        return cls(height, width, th, tw, min(overlap, th - 1, tw - 1))
+
+    @property
+    def stride_h(self) -> int:
+        return self.tile_h - self.overlap if self.height > self.tile_h else self.tile_h
+
+    @property
+    def stride_w(self) -> int:
+        return self.tile_w - self.overlap if self.width > self.tile_w else self.tile_w
+
+    @property
+    def padded_width(self) -> int:
+        return self.xs[-1] + self.tile_w
+
+    @property
+    def padded_height(self) -> int:
+        return self.ys[-1] + self.tile_h
+
+    @property
+    def num_tiles(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def ramp(n: int, overlap: int, kind: str = "cosine") -> np.ndarray:
+    """1-D blending weights of length ``n``.
+
+    ``cosine``: 1 in the middle, sin^2 ramps over ``overlap`` pixels at both ends, so two neighbours at
+    stride ``n - overlap`` sum to exactly 1 (a partition of unity). ``gaussian``: centre-weighted bell
+    (sigma n/4) with a floor, as in nnU-Net; smoother but never flat.
+    """
+    if kind == "cosine":
+        w = np.ones(n, np.float64)
+        if overlap > 0:
+            r = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+            w[:overlap] = r
+            w[n - overlap :] = np.minimum(w[n - overlap :], r[::-1])
+        return w.astype(np.float32)
+    if kind == "gaussian":
+        c = (n - 1) / 2.0
+        w = np.exp(-0.5 * ((np.arange(n) - c) / (n / 4.0)) ** 2)
+        return np.maximum(w, 1e-3).astype(np.float32)
+    raise ValueError(f"unknown window {kind!r}; choose one of {', '.join(WINDOWS)}")
+
+
+def blend_window(tile_h: int, tile_w: int, overlap: int, kind: str = "cosine") -> np.ndarray:
+    """Separable 2-D window ``(tile_h, tile_w)`` (outer product of two :func:`ramp`)."""
+    return np.outer(ramp(tile_h, overlap, kind), ramp(tile_w, overlap, kind)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+@dataclass
+class Band:
+    """A finished horizontal strip of the output: rows ``y0 .. y0 + h`` of the image."""
+
+    y0: int
+    probs: np.ndarray  # (K, h, W) float32 class probabilities (0 where invalid)
+    valid: np.ndarray  # (h, W) bool: False for nodata / NaN input pixels
+
+
+@dataclass
+class TileStats:
+    """Counters filled while streaming (for progress bars and reports)."""
+
+    tiles_total: int = 0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    batches: int = 0
+    peak_buffer_bytes: int = 0  # accumulator + per-row input band, the memory that scales with W
+
+
+@dataclass
+class TileConfig:
+    """How to tile: ``tile``/``overlap`` in pixels, ``batch`` tiles per backend call."""
+
+    tile: int = 512
+    overlap: int = 64
+    batch: int = 8
+    window: str = "cosine"
+    blend: str = "probs"  # average probabilities (default) or logits (softmax after blending)
+
+    def __post_init__(self) -> None:
+        if self.window not in WINDOWS:
+            raise ValueError(f"unknown window {self.window!r}; choose one of {', '.join(WINDOWS)}")
+        if self.blend not in BLEND_SPACES:
+            raise ValueError(f"unknown blend space {self.blend!r}; choose one of {', '.join(BLEND_SPACES)}")
+        if self.batch < 1:
+            raise ValueError("batch must be >= 1")
+        if self.tile < 1 or not 0 <= self.overlap < self.tile:
+            raise ValueError(f"need 0 <= overlap < tile, got tile={self.tile}, overlap={self.overlap}")
+
+
+def _reflect_pad(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Pad the last two axes at the bottom/right by reflection (no-op when nothing is missing)."""
+    pr, pc = rows - a.shape[-2], cols - a.shape[-1]
+    if pr <= 0 and pc <= 0:
+        return a
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, max(pr, 0)), (0, max(pc, 0))]
+    # One reflection suffices (pad < stride < image size), 'symmetric' would duplicate the edge pixel.
+    return np.pad(a, pad, mode="reflect" if min(a.shape[-2:]) > 1 else "edge")
+
+
+def stream_bands(
+    reader: RowReader,
+    grid: TileGrid,
+    predict: PredictFn,
+    num_classes: int,
+    cfg: TileConfig,
+    stats: TileStats | None = None,
+    on_row: Callable[[TileStats, int], None] | None = None,
+) -> Iterator[Band]:
+    """Run ``predict`` over ``grid`` row by row and yield finished :class:`Band` s from top to bottom.
+
+    ``reader(y0, y1)`` returns normalised input rows and their validity; invalid pixels inside a tile
+    are replaced by the tile's mean valid value before inference (so the network sees no NaN or
+    sentinel values) and tiles with no valid pixel are not run at all. ``on_row(stats, rows_done)`` is
+    called after each tile row (progress bars).
+    """
+    stats = stats if stats is not None else TileStats()
+    stats.tiles_total = grid.num_tiles
+    th, tw, wp, k = grid.tile_h, grid.tile_w, grid.padded_width, num_classes
+    win = blend_window(th, tw, grid.overlap, cfg.window)
+    acc = np.zeros((k, th, wp), np.float32)
+    wsum = np.zeros((th, wp), np.float32)
+    last = len(grid.ys) - 1
+    for r, y in enumerate(grid.ys):
+        y1 = min(y + th, grid.height)
+        x, valid = reader(y, y1)
+        x = _reflect_pad(np.asarray(x, np.float32), th, wp)
+        valid = _reflect_pad(np.asarray(valid, bool), th, wp)
+        stats.peak_buffer_bytes = max(
+            stats.peak_buffer_bytes, acc.nbytes + wsum.nbytes + x.nbytes + valid.nbytes
+        )
+        jobs: list[tuple[int, np.ndarray]] = []
+        for x0 in grid.xs:
+            v = valid[:, x0 : x0 + tw]
+            if not v.any():
+                stats.tiles_skipped += 1
+                continue
+            t = x[:, :, x0 : x0 + tw].copy()
+            if not v.all():
+                for c in range(t.shape[0]):
+                    t[c][~v] = float(t[c][v].mean())
+            jobs.append((x0, t))
+        for i in range(0, len(jobs), cfg.batch):
+            chunk = jobs[i : i + cfg.batch]
+            logits = np.asarray(predict(np.stack([t for _, t in chunk])), np.float32)
+            if logits.shape != (len(chunk), k, th, tw):
+                raise ValueError(f"backend returned {logits.shape}, expected {(len(chunk), k, th, tw)}")
+            out = softmax(logits) if cfg.blend == "probs" else logits
+            for (x0, _), p in zip(chunk, out, strict=True):
+                acc[:, :, x0 : x0 + tw] += p * win
+                wsum[:, x0 : x0 + tw] += win
+            stats.batches += 1
+            stats.tiles_run += len(chunk)
+        h = grid.stride_h if r < last else grid.height - y
+        w = wsum[:h, : grid.width]
+        band = acc[:, :h, : grid.width] / np.maximum(w, 1e-12)
+        if cfg.blend == "logits":
+            band = softmax(band, axis=0)
+        ok = valid[:h, : grid.width] & (w > 0)
+        band[:, ~ok] = 0.0
+        if on_row is not None:
+            on_row(stats, y + h)
+        yield Band(y, band, ok)
+        if r < last:  # shift the accumulator up by one stride; the overlap rows carry over
+            keep = th - h
+            acc[:, :keep] = acc[:, h:]
+            acc[:, keep:] = 0.0
+            wsum[:keep] = wsum[h:]
+            wsum[keep:] = 0.0
