@@ -6,6 +6,9 @@ implementation (``"torch"`` reference, ``"triton"`` kernels, ``"auto"``) from an
 never import Triton.
 """
 
+import sys
+import types
+
 from dakd_edge.kernels.dispatch import (
     get_kernels,
     selective_scan,
@@ -15,3 +18,21 @@ from dakd_edge.kernels.dispatch import (
 )
 
 __all__ = ["get_kernels", "selective_scan", "set_kernels", "transposed_attention", "use_kernels"]
+
+
+class _Package(types.ModuleType):
+    """Keeps ``selective_scan`` / ``transposed_attention`` bound to the dispatch functions.
+
+    The Triton submodules share those names; importing one (``from dakd_edge.kernels.selective_scan
+    import selective_scan_fn``) would make Python bind the submodule on this package and shadow the
+    public function for every later caller. The submodules stay reachable through from-imports and
+    ``sys.modules``.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("selective_scan", "transposed_attention") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
