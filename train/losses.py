@@ -120,9 +120,10 @@ class DAKDLoss(nn.Module):
     """Composite loss over a batch that may mix original and generated samples.
 
     ``forward(logits, target, teacher_logits=None, generated=None)``:
-    ``target`` (N,H,W) int64 hard labels (255 = ignore); ``teacher_logits`` (N,K,H,W) for generated
-    samples (any values elsewhere); ``generated`` (N,) bool marks which samples carry teacher logits.
-    For generated samples whose target is all-ignore the teacher's argmax is used as the hard label.
+    ``target`` (N,H,W) int64 hard labels (255 = ignore; for generated samples the teacher's argmax, as
+    the augmented-set reader yields it); ``teacher_logits`` (N,K,H,W) for generated samples (any values
+    elsewhere); ``generated`` (N,) bool marks which samples carry teacher logits. KD counts the labelled
+    pixels of generated samples only (mosaic padding is ignored).
     Returns a dict with ``loss`` and the unweighted ``ce``, ``kd``, ``dice`` terms (detached).
     """
 
@@ -144,19 +145,14 @@ class DAKDLoss(nn.Module):
         if generated is None:
             generated = torch.zeros(n, dtype=torch.bool, device=logits.device)
         generated = generated.to(logits.device).bool()
-        if bool(generated.any()):
-            if teacher_logits is None:
-                raise ValueError("generated samples need teacher_logits")
-            teacher_hard = teacher_logits.argmax(dim=1)
-            # Generated samples: the hard label is the teacher's argmax (where the target says "ignore").
-            use_teacher = generated.view(n, 1, 1) & (target == cfg.ignore_index)
-            target = torch.where(use_teacher, teacher_hard, target)
+        if bool(generated.any()) and teacher_logits is None:
+            raise ValueError("generated samples need teacher_logits")
         ce = ce_loss(logits, target, self.class_weights, cfg.ignore_index)
         dice = soft_dice_loss(logits, target, cfg.ignore_index, generalised=cfg.generalised_dice)
         total = cfg.ce_weight * ce + cfg.dice_weight * dice
         kd = logits.new_zeros(())
         if cfg.labels == "soft" and cfg.kd_weight > 0 and bool(generated.any()):
-            valid = generated.view(n, 1, 1).expand(n, *logits.shape[2:])
+            valid = generated.view(n, 1, 1) & (target != cfg.ignore_index)
             kd = kd_loss(logits, teacher_logits, cfg.temperature, valid)
             total = total + cfg.kd_weight * kd
         return {"loss": total, "ce": ce.detach(), "kd": kd.detach(), "dice": dice.detach()}

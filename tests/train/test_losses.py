@@ -81,7 +81,7 @@ def test_composite_generated_soft_vs_hard():
     teacher = torch.zeros(1, 2, 2, 2)
     teacher[:, 1] = 3.0  # argmax oil everywhere
     logits = torch.zeros(1, 2, 2, 2)
-    target = torch.full((1, 2, 2), 255)  # generated: no hard label of its own
+    target = teacher.argmax(1)  # generated samples: the hard label is the teacher's argmax
     gen = torch.tensor([True])
     soft = DAKDLoss(LossConfig(ce_weight=1.0, kd_weight=0.5, dice_weight=1.0, temperature=2.0))
     hard = DAKDLoss(LossConfig(ce_weight=1.0, kd_weight=0.5, dice_weight=1.0, temperature=2.0, labels="hard"))
@@ -100,7 +100,7 @@ def test_composite_mixed_batch_and_class_weights_backward():
     torch.manual_seed(0)
     logits = torch.randn(3, 2, 8, 8, requires_grad=True)
     target = torch.randint(0, 2, (3, 8, 8))
-    target[2] = 255
+    target[2, :2] = 255  # mosaic padding
     teacher = torch.randn(3, 2, 8, 8)
     gen = torch.tensor([False, False, True])
     out = DAKDLoss(LossConfig(class_weights=(1.0, 3.0)))(logits, target, teacher, gen)
