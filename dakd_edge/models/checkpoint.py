@@ -1,0 +1,198 @@
+"""Model files: weights + :class:`~dakd_edge.meta.ModelMeta`, enough to rebuild the model alone.
+
+Preferred format: ``.safetensors`` with the metadata JSON in the safetensors header (key
+``dakd_meta``), so nothing is ever unpickled and the torch-free runtime can read the metadata
+(:func:`read_meta`). ``.pt``/``.pth`` files are also accepted: a dict ``{"format", "meta" (JSON),
+"state_dict"}`` read with ``torch.load(weights_only=True)``.
+
+``meta.name`` is the registry name and ``meta.arch`` the constructor kwargs besides ``num_classes``
+and ``in_chans``: ``create_model(meta.name, meta.num_classes, meta.in_chans, **meta.arch)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from dakd_edge._atomic import atomic_path
+from dakd_edge.errors import ModelFileError
+from dakd_edge.meta import ModelMeta
+
+FORMAT = "dakd-edge-model"
+META_KEY = "dakd_meta"
+# Config fields that are not builder kwargs (given separately, or implied by the registry name).
+_NOT_ARCH = ("num_classes", "in_chans", "arch")
+# Builder kwargs that must never be replayed when rebuilding from a file (would load other weights).
+_LOAD_TIME_ONLY = ("encoder_weights", "pretrained")
+HOW_TO_PRODUCE = (
+    "train one with `dakd-edge train` (it writes a .safetensors model file), or omit the model "
+    "path to use the bundled one"
+)
+
+
+def arch_kwargs(model: Any) -> dict[str, Any]:
+    """The builder kwargs that rebuild ``model`` (its config minus num_classes / in_chans), JSON-able."""
+    cfg = asdict(model.config)
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in _NOT_ARCH}))
+
+
+def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: bool = True) -> ModelMeta:
+    """Write ``model``'s weights and ``meta`` atomically; returns the metadata actually stored.
+
+    ``meta.arch`` is (re)filled from ``model.config`` so the file always rebuilds the exact model;
+    ``meta.num_classes`` / ``meta.in_chans`` must agree with the model.
+    """
+    import torch
+
+    cfg = model.config
+    if meta.num_classes != cfg.num_classes or meta.in_chans != cfg.in_chans:
+        raise ModelFileError(
+            f"metadata says {meta.num_classes} classes / {meta.in_chans} input channels but the model "
+            f"has {cfg.num_classes} / {cfg.in_chans}"
+        )
+    meta = replace(meta, arch=arch_kwargs(model))
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    p = Path(path)
+    with atomic_path(p, overwrite=overwrite) as tmp:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={"format": FORMAT, META_KEY: meta.to_json()})
+        elif p.suffix in (".pt", ".pth"):
+            torch.save({"format": FORMAT, "meta": meta.to_json(), "state_dict": state}, tmp)
+        else:
+            raise ModelFileError(f"unsupported model file suffix {p.suffix!r} (use .safetensors or .pt)")
+    return meta
+
+
+def _check_exists(p: Path) -> None:
+    if not p.is_file():
+        raise ModelFileError(f"model file not found: {p} ({HOW_TO_PRODUCE})")
+    if p.suffix in (".onnx", ".engine", ".plan", ".trt"):
+        raise ModelFileError(
+            f"{p} is an exported model, not a PyTorch model file; run it with dakd_edge.load_model()"
+        )
+
+
+def read_meta(path: str | os.PathLike) -> ModelMeta:
+    """Metadata of a model file without building the model (safetensors: no torch needed)."""
+    p = Path(path)
+    _check_exists(p)
+    if p.suffix == ".safetensors":
+        return _meta_from_json(_safetensors_header(p).get(META_KEY), p)
+    return _read_pt(p)[0]
+
+
+def _safetensors_header(p: Path) -> dict[str, str]:
+    try:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > 100_000_000:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{p} is not a readable safetensors file: {e}") from e
+    return header.get("__metadata__") or {}
+
+
+def _meta_from_json(raw: str | None, p: Path) -> ModelMeta:
+    if not raw:
+        raise ModelFileError(
+            f"{p} has no dakd-edge model metadata (not written by dakd_edge.models.checkpoint.save_model)"
+        )
+    try:
+        return ModelMeta.from_json(raw)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{p}: invalid model metadata: {e}") from e
+
+
+def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
+    import torch
+
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled classes are refused by weights_only, truncated files, ...
+        raise ModelFileError(f"cannot read model file {p} (weights-only load): {e}") from e
+    if not isinstance(obj, dict) or "meta" not in obj:
+        raise ModelFileError(f"{p} has no dakd-edge model metadata (not written by save_model)")
+    raw = obj["meta"]
+    meta = _meta_from_json(raw if isinstance(raw, str) else json.dumps(raw), p)
+    state = obj.get("state_dict", obj.get("model"))
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{p} holds no state dict")
+    return meta, state
+
+
+def load_model_file(
+    path: str | os.PathLike,
+    map_location: Any = "cpu",
+    *,
+    name: str | None = None,
+    num_classes: int | None = None,
+) -> tuple[Any, ModelMeta]:
+    """Rebuild the model a file describes and load its weights; returns ``(model.eval(), meta)``.
+
+    ``name`` / ``num_classes``, when given, are what the caller expects; a file for another
+    architecture or class count raises :class:`ModelFileError` saying so. Weights that do not fit the
+    architecture named in the metadata fail the same way.
+    """
+    from dakd_edge.registry import create_model, list_models
+
+    p = Path(path)
+    _check_exists(p)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        meta = read_meta(p)
+        try:
+            state = load_file(str(p))
+        except Exception as e:
+            raise ModelFileError(f"cannot read weights from {p}: {e}") from e
+    else:
+        meta, state = _read_pt(p)
+    if name is not None and meta.name != name:
+        raise ModelFileError(f"{p} holds a {meta.name!r} model, expected {name!r} (wrong architecture)")
+    if num_classes is not None and meta.num_classes != num_classes:
+        raise ModelFileError(
+            f"{p} was trained for {meta.num_classes} classes, expected {num_classes} (wrong class count)"
+        )
+    if meta.name not in list_models():
+        raise ModelFileError(f"{p}: unknown architecture {meta.name!r} (known: {', '.join(list_models())})")
+    arch = {k: v for k, v in meta.arch.items() if k not in _LOAD_TIME_ONLY and k not in _NOT_ARCH}
+    try:
+        model = create_model(meta.name, num_classes=meta.num_classes, in_chans=meta.in_chans, **arch)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{p}: cannot rebuild {meta.name!r} from its metadata: {e}") from e
+    _check_fit(model.state_dict(), state, meta, p)
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval(), meta
+
+
+def _check_fit(own: dict[str, Any], state: dict[str, Any], meta: ModelMeta, p: Path) -> None:
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state]
+    mismatched = [(k, a, b) for k, a, b in shapes if a != b]
+    if not (missing or unexpected or mismatched):
+        return
+    heads = [
+        (k, a) for k, a, b in mismatched if b and b[0] == meta.num_classes and a and a[0] != meta.num_classes
+    ]
+    if heads and len(heads) == len(mismatched) and not (missing or unexpected):
+        raise ModelFileError(
+            f"{p}: weights are for {heads[0][1][0]} classes but the metadata says {meta.num_classes} "
+            f"(wrong class count at {heads[0][0]})"
+        )
+    detail = []
+    if missing:
+        detail.append(f"{len(missing)} missing ({', '.join(missing[:3])})")
+    if unexpected:
+        detail.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
+    if mismatched:
+        detail.append("shape mismatch " + ", ".join(f"{k} {a} vs {b}" for k, a, b in mismatched[:3]))
+    raise ModelFileError(
+        f"{p}: weights do not fit the {meta.name!r} architecture (wrong architecture): " + "; ".join(detail)
+    )
