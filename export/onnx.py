@@ -20,17 +20,16 @@ from dakd_edge.export import parity
 
 from dakd_edge._atomic import atomic_path, check_output
 from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
+
+# ModelMeta JSON and the ops mode live in ModelProto.metadata_props, read back by the backends.
+from dakd_edge.inference.backends import INPUT_NAME, META_KEY, OPS_KEY, OUTPUT_NAME
 from dakd_edge.meta import ModelMeta
 
-META_KEY = "dakd_edge.meta"  # ModelMeta JSON in ModelProto.metadata_props (read by the backends)
-OPS_KEY = "dakd_edge.ops"
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 MIN_OPSET = 17
 OPS_MODES = ("standard", "plugin")
-# Size traced for dynamic exports: not a multiple of 32 or of any window, so every padding branch is
-# taken while tracing (the amounts stay symbolic; they are zero at sizes that need none).
-TRACE_SIZE = 200
+# Size traced for dynamic exports: odd, and its stage sizes (91, 46, 23, 12, 6) are multiples of no window
+# (7, 8, 14), so every pad / resize branch is recorded (amounts stay symbolic: zero where none is needed).
+TRACE_SIZE = 181
 
 
 @dataclass
@@ -86,6 +85,7 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 def load_for_export(spec: str | None, num_classes: int = 2, in_chans: int = 1) -> tuple[Any, ModelMeta]:
     """Model + metadata from a checkpoint path, a registry name (random init) or the bundled model."""
     import torch
+
     from dakd_edge.models.checkpoint import load_model_file
 
     if spec is None:
@@ -195,12 +195,17 @@ def check_parity(
     """Run the exported file and PyTorch on the deterministic input (and the image, if given)."""
     tol = parity.TOLERANCES["fp32"]
     if cfg.shape is not None:
-        shape = cfg.shape
+        inputs = [("deterministic", parity.deterministic_input(cfg.shape, seed=0))]
     else:
-        # Plugin graphs run in ONNX's (slow, pure numpy) reference evaluator: keep their input small.
-        side = cfg.parity_size or (64 if cfg.ops == "plugin" else min(meta.tile, 256) - 24)
-        shape = (1, meta.in_chans, side, side)
-    inputs = [("deterministic", parity.deterministic_input(shape, seed=0))]
+        # A dynamic graph is checked at two sizes: a tile-like one and an odd one that needs window
+        # padding and a final resize. Plugin graphs run in ONNX's (slow, pure numpy) reference
+        # evaluator, so their inputs stay small.
+        side = cfg.parity_size or (64 if cfg.ops == "plugin" else min(meta.tile, 256))
+        odd = max(side - 19, 9) | 1
+        inputs = [
+            ("deterministic", parity.deterministic_input((1, meta.in_chans, side, side), seed=0)),
+            ("deterministic-odd", parity.deterministic_input((1, meta.in_chans, odd, side - 8), seed=1)),
+        ]
     if cfg.image:
         inputs.append((Path(cfg.image).name, parity.image_input(cfg.image, meta, cfg.shape)))
     results = []

@@ -1,0 +1,389 @@
+"""Runtimes behind one interface: PyTorch checkpoints, ONNX Runtime, TensorRT engines.
+
+:func:`load` picks the backend from the file suffix and wraps it in the user-facing
+:class:`~dakd_edge.inference.predictor.Predictor`. This module imports neither torch nor onnx at module
+level: the ONNX Runtime and TensorRT backends run on an edge box installed with
+``pip install "dakd-edge[runtime]"`` (numpy, onnxruntime, rasterio, click); only
+:class:`TorchBackend` imports torch, lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
+from dakd_edge.inference.base import Backend
+from dakd_edge.meta import ModelMeta
+
+# Keys and tensor names shared with dakd_edge.export (kept here so the runtime needs no export code).
+META_KEY = "dakd_edge.meta"
+OPS_KEY = "dakd_edge.ops"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_PLUGIN_ONNX = (
+    "{path} was exported with --ops plugin (dakd_edge nodes for TensorRT plugins); ONNX Runtime needs "
+    "`dakd-edge export ... --ops standard`"
+)
+
+
+def _check_batch(batch: np.ndarray, meta: ModelMeta) -> np.ndarray:
+    x = np.asarray(batch)
+    if x.ndim != 4 or x.shape[1] != meta.in_chans:
+        raise InputError(f"expected a (N, {meta.in_chans}, H, W) batch, got {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class TorchBackend(Backend):
+    """A PyTorch checkpoint (``.safetensors`` / ``.pt``) or an in-memory model.
+
+    ``kernels`` selects the hot-op implementation (``"auto"``: Triton on CUDA, reference on CPU).
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        device: str = "cpu",
+        kernels: str = "auto",
+        model: Any = None,
+        meta: ModelMeta | None = None,
+        amp: bool = False,
+    ) -> None:
+        try:
+            import torch
+        except ImportError as e:
+            raise BackendUnavailable(
+                "the torch backend needs PyTorch (pip install 'dakd-edge[torch]'); "
+                "use an .onnx file with onnxruntime for a torch-free runtime"
+            ) from e
+        if model is None:
+            if path is None:
+                raise ModelFileError("TorchBackend needs a checkpoint path or a model")
+            from dakd_edge.models.checkpoint import load_model_file
+
+            model, meta = load_model_file(path, map_location="cpu")
+        if meta is None:
+            raise ModelFileError("TorchBackend(model=...) also needs its ModelMeta")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable(f"device {device!r} requested but CUDA is not available")
+        self._torch = torch
+        self.model = model.eval().to(device)
+        self.meta = meta
+        self.device = device
+        self.kernels = kernels
+        self.amp = amp and device.startswith("cuda")
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        from dakd_edge.kernels import use_kernels
+
+        x = torch.from_numpy(_check_batch(batch, self.meta)).to(self.device)
+        with torch.inference_mode(), use_kernels(self.kernels):
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                y = self.model(x)
+        return y.float().cpu().numpy()
+
+
+class OnnxRuntimeBackend(Backend):
+    """An ONNX file exported with ``--ops standard`` on ONNX Runtime (CPU, or CUDA when available).
+
+    Metadata (classes, normalisation, tile) comes from the file itself. Fixed-shape exports get
+    smaller tiles padded (reflect) and cropped back, and batches split to the exported batch size.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+        p = Path(path)
+        if not p.is_file():
+            raise ModelFileError(f"ONNX file not found: {p}")
+        if providers is None:
+            providers = ["CPUExecutionProvider"]
+            if device.startswith("cuda"):
+                if "CUDAExecutionProvider" not in ort.get_available_providers():
+                    raise BackendUnavailable(
+                        "device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider "
+                        "(install onnxruntime-gpu)"
+                    )
+                providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(p), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            if "dakd_edge:" in str(e):
+                raise ModelFileError(_PLUGIN_ONNX.format(path=p)) from e
+            raise ModelFileError(f"cannot load {p} with onnxruntime: {e}") from e
+        props = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props:
+            raise ModelFileError(f"{p} has no dakd-edge metadata; export it with `dakd-edge export`")
+        if props.get(OPS_KEY, "standard") != "standard":
+            raise ModelFileError(_PLUGIN_ONNX.format(path=p))
+        self.meta = ModelMeta.from_json(props[META_KEY])
+        self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed = tuple(d if isinstance(d, int) else None for d in inp.shape)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = _check_batch(batch, self.meta)
+        n_fixed, _, h_fixed, w_fixed = self.fixed
+        n, _, h, w = x.shape
+        if (h_fixed and h > h_fixed) or (w_fixed and w > w_fixed):
+            raise InputError(f"tile {h}x{w} exceeds the exported fixed shape {h_fixed}x{w_fixed}")
+        ph, pw = (h_fixed - h if h_fixed else 0), (w_fixed - w if w_fixed else 0)
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if ph < h and pw < w else "edge")
+        step = n_fixed or n
+        outs = []
+        for i in range(0, n, step):
+            part = x[i : i + step]
+            short = step - part.shape[0]
+            if short:
+                part = np.concatenate([part, np.zeros((short, *part.shape[1:]), np.float32)])
+            y = self.session.run(None, {self.input_name: part})[0]
+            outs.append(y[: step - short])
+        return np.concatenate(outs)[:, :, :h, :w].astype(np.float32, copy=False)
+
+
+def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
+    """The JSON written next to an engine by :mod:`dakd_edge.export.tensorrt` (``<engine>.json``)."""
+    p = Path(engine)
+    side = p.with_name(p.name + ".json")
+    if not side.is_file():
+        raise ModelFileError(
+            f"engine metadata {side} is missing; rebuild with `dakd-edge export --format engine`"
+        )
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"engine metadata {side} is not valid JSON: {e}") from e
+
+
+def check_engine_compat(info: dict[str, Any], trt_version: str, cuda_version: str | None) -> None:
+    """Refuse engines built by another TensorRT (or CUDA major) version: engines are not portable."""
+    built = info.get("tensorrt_version")
+    if built != trt_version:
+        raise ModelFileError(
+            f"engine was built with TensorRT {built} but this machine has TensorRT {trt_version}; "
+            "engines are not portable: rebuild it here with `dakd-edge export MODEL --format engine`"
+        )
+    built_cuda = info.get("cuda_version")
+    if built_cuda and cuda_version and built_cuda.split(".")[0] != cuda_version.split(".")[0]:
+        raise ModelFileError(
+            f"engine was built for CUDA {built_cuda} but this machine runs CUDA {cuda_version}; rebuild it here"
+        )
+
+
+class TensorRTBackend(Backend):
+    """A serialized TensorRT engine plus its JSON sidecar (metadata, versions, shape profile).
+
+    Device memory and the stream come from ``cuda-python`` (no torch). Inputs outside the profile's
+    min/max sizes are padded (smaller) or refused (larger); batches are split to the profile's max.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device: str = "cuda") -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise ModelFileError(f"engine file not found: {p}")
+        info = read_engine_sidecar(p)
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise BackendUnavailable("TensorRT is not installed (pip install 'dakd-edge[trt]')") from e
+        self._cudart = _import_cudart()
+        check_engine_compat(info, trt.__version__, _cuda_runtime_version(self._cudart))
+        if info.get("ops") == "plugin":
+            from dakd_edge.export.plugins import register_plugins
+
+            register_plugins()
+        self.meta = ModelMeta.from_dict(info["meta"])
+        self.device = device
+        self.info = info
+        self._trt = trt
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(p.read_bytes())
+        if self.engine is None:
+            raise ModelFileError(f"TensorRT could not deserialize {p} (corrupt, or built for another GPU)")
+        self.context = self.engine.create_execution_context()
+        self.profile = info.get("profile", {})
+        self._stream = _cuda_call(self._cudart.cudaStreamCreate())
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                _cuda_call(self._cudart.cudaFree(ptr))
+            ptr = _cuda_call(self._cudart.cudaMalloc(nbytes))
+            self._buffers[name] = (ptr, nbytes)
+        return ptr
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        kind = cudart.cudaMemcpyKind
+        self.context.set_input_shape(INPUT_NAME, x.shape)
+        out_shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
+        out = np.empty(out_shape, dtype=np.float32)
+        d_in = self._device_buffer(INPUT_NAME, x.nbytes)
+        d_out = self._device_buffer(OUTPUT_NAME, out.nbytes)
+        self.context.set_tensor_address(INPUT_NAME, d_in)
+        self.context.set_tensor_address(OUTPUT_NAME, d_out)
+        _cuda_call(
+            cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, kind.cudaMemcpyHostToDevice, self._stream)
+        )
+        if not self.context.execute_async_v3(self._stream):
+            raise ModelFileError("TensorRT execution failed (see the TensorRT log above)")
+        _cuda_call(
+            cudart.cudaMemcpyAsync(
+                out.ctypes.data, d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self._stream
+            )
+        )
+        _cuda_call(cudart.cudaStreamSynchronize(self._stream))
+        return out
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = _check_batch(batch, self.meta)
+        n, _, h, w = x.shape
+        lo = self.profile.get("min", [1, self.meta.in_chans, 1, 1])
+        hi = self.profile.get("max", [n, self.meta.in_chans, h, w])
+        if h > hi[2] or w > hi[3]:
+            raise InputError(
+                f"tile {h}x{w} exceeds the engine's max shape {hi[2]}x{hi[3]}; rebuild with --shape"
+            )
+        ph, pw = max(0, lo[2] - h), max(0, lo[3] - w)
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+        step = max(1, int(hi[0]))
+        outs = [self._run(np.ascontiguousarray(x[i : i + step])) for i in range(0, n, step)]
+        return np.concatenate(outs)[:, :, :h, :w]
+
+    def close(self) -> None:
+        for ptr, _ in self._buffers.values():
+            self._cudart.cudaFree(ptr)
+        self._buffers.clear()
+        if getattr(self, "_stream", None) is not None:
+            self._cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+
+
+def _import_cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError as e:
+            raise BackendUnavailable(
+                "the TensorRT backend needs cuda-python (pip install cuda-python)"
+            ) from e
+    return cudart
+
+
+def _cuda_call(result: Any) -> Any:
+    """cuda-python returns ``(err, *values)``; raise on error, return the value(s)."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendUnavailable(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else (tuple(values) or None)
+
+
+def _cuda_runtime_version(cudart: Any) -> str | None:
+    try:
+        v = _cuda_call(cudart.cudaRuntimeGetVersion())
+    except BackendUnavailable:
+        return None
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def bundled_path(prefer: str = "auto") -> Path:
+    """The bundled model file in ``dakd_edge/weights/``: ONNX when torch is absent or preferred."""
+    import importlib.util
+
+    import dakd_edge.weights as w
+
+    root = Path(w.__file__).parent
+    onnx_files = sorted(root.glob("*.onnx"))
+    ckpts = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
+    has_torch = importlib.util.find_spec("torch") is not None
+    if prefer == "torch" and ckpts:
+        return ckpts[0]
+    if prefer in ("auto", "onnxruntime") and onnx_files:
+        return onnx_files[0]
+    if ckpts and has_torch:
+        return ckpts[0]
+    raise ModelFileError(
+        f"no bundled model found in {root} (expected *.onnx or *.safetensors); pass a model path or "
+        "train one with `dakd-edge train`"
+    )
+
+
+def backend_for(path: str | Path, backend: str = "auto") -> str:
+    """Backend name for a model file (``auto``: from the suffix)."""
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix in ENGINE_SUFFIXES:
+        return "tensorrt"
+    if suffix in TORCH_SUFFIXES:
+        return "torch"
+    raise ModelFileError(
+        f"cannot tell the model format of {path}: expected .onnx, .engine or .safetensors/.pt"
+    )
+
+
+def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", **kw: Any) -> Backend:
+    """Instantiate the backend for ``path``; backend-specific options pass through ``kw``."""
+    name = backend_for(path, backend)
+    if name == "torch":
+        return TorchBackend(path, device=device, **kw)
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(path, device=device, **kw)
+    return TensorRTBackend(path, device="cuda" if device == "cpu" else device, **kw)
+
+
+def load(
+    path: str | Path | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    tile: int | None = None,
+    overlap: int = 64,
+    batch: int = 8,
+    **kw: Any,
+):
+    """A :class:`~dakd_edge.inference.predictor.Predictor` for a model file (``None``: bundled model).
+
+    ``backend="auto"`` picks from the suffix: ``.onnx`` -> ONNX Runtime, ``.engine`` -> TensorRT,
+    ``.safetensors``/``.pt`` -> PyTorch. ``kw`` goes to the backend (``kernels=``, ``providers=``, ...).
+    """
+    from dakd_edge.inference.predictor import Predictor
+
+    if path is None:
+        path = bundled_path(backend)
+    return Predictor(open_backend(path, backend, device, **kw), tile=tile, overlap=overlap, batch=batch)

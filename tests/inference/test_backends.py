@@ -1,0 +1,145 @@
+"""Backends behind one interface; the ONNX Runtime path must work where importing torch fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dakd_edge.errors import BackendUnavailable, ModelFileError
+from dakd_edge.inference import backends
+from dakd_edge.inference.backends import (
+    OnnxRuntimeBackend,
+    TorchBackend,
+    backend_for,
+    check_engine_compat,
+    read_engine_sidecar,
+)
+from tests.export.toy import toy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    from dakd_edge.export.onnx import OnnxExportConfig, export_onnx
+
+    model, meta = toy(num_classes=5)
+    d = tmp_path_factory.mktemp("backends")
+    dyn = d / "toy.onnx"
+    export_onnx(model, meta, dyn)
+    fixed = d / "toy_fixed.onnx"
+    export_onnx(model, meta, fixed, OnnxExportConfig(shape=(2, 1, 40, 40)))
+    plugin = d / "toy_plugin.onnx"
+    export_onnx(model, meta, plugin, OnnxExportConfig(ops="plugin", parity=False))
+    return model, meta, dyn, fixed, plugin
+
+
+def test_onnxruntime_matches_torch_backend(exported) -> None:
+    model, meta, dyn, fixed, _ = exported
+    torch_b = TorchBackend(model=model, meta=meta, kernels="torch")
+    x = np.random.default_rng(0).standard_normal((3, 1, 33, 47)).astype(np.float32)
+    ref = torch_b.predict(x)
+    ort_b = OnnxRuntimeBackend(dyn)
+    assert ort_b.meta == meta and ort_b.name == "onnxruntime" and ort_b.device == "cpu"
+    np.testing.assert_allclose(ort_b.predict(x), ref, atol=1e-4)
+    # Fixed 2x1x40x40 export: a batch of 3 is split, 33x47 is refused (too wide), 33x40 padded/cropped.
+    fixed_b = OnnxRuntimeBackend(fixed)
+    x2 = x[:, :, :, :40]
+    out = fixed_b.predict(x2)
+    assert out.shape == (3, 5, 33, 40)
+    # Same as torch on the reflect-padded tile, cropped back (the toy's attention is global).
+    padded = np.pad(x2, ((0, 0), (0, 0), (0, 7), (0, 0)), mode="reflect")
+    np.testing.assert_allclose(out, torch_b.predict(padded)[:, :, :33], atol=1e-4)
+    with pytest.raises(Exception, match="exceeds"):
+        fixed_b.predict(x)
+
+
+def test_plugin_onnx_refused_by_onnxruntime(exported) -> None:
+    with pytest.raises(ModelFileError, match="--ops standard"):
+        OnnxRuntimeBackend(exported[4])
+
+
+def test_load_returns_predictor(exported) -> None:
+    _, meta, dyn, _, _ = exported
+    pred = backends.load(dyn)
+    assert pred.meta == meta
+    img = (np.random.default_rng(1).random((50, 61)) * 255).astype(np.uint8)
+    proba = pred.predict_proba(img)
+    assert proba.shape == (5, 50, 61) and np.allclose(proba.sum(0), 1, atol=1e-4)
+    labels = pred.predict(img)
+    assert labels.shape == (50, 61) and labels.dtype == np.uint8
+
+
+def test_backend_for_suffixes(tmp_path: Path) -> None:
+    assert backend_for("m.onnx") == "onnxruntime"
+    assert backend_for("m.engine") == "tensorrt"
+    assert backend_for("m.safetensors") == "torch"
+    assert backend_for("m.onnx", "torch") == "torch"
+    with pytest.raises(ModelFileError):
+        backend_for("m.txt")
+    with pytest.raises(BackendUnavailable):
+        backend_for("m.onnx", "tflite")
+    with pytest.raises(ModelFileError, match="not found"):
+        OnnxRuntimeBackend(tmp_path / "missing.onnx")
+
+
+def test_engine_sidecar_and_version_check(tmp_path: Path) -> None:
+    eng = tmp_path / "m.engine"
+    eng.write_bytes(b"\0")
+    with pytest.raises(ModelFileError, match="missing"):
+        read_engine_sidecar(eng)
+    (tmp_path / "m.engine.json").write_text(
+        json.dumps({"tensorrt_version": "10.8.0", "cuda_version": "12.6"})
+    )
+    info = read_engine_sidecar(eng)
+    check_engine_compat(info, "10.8.0", "12.4")
+    with pytest.raises(ModelFileError, match="TensorRT 10.8.0 but this machine has TensorRT 10.3.0"):
+        check_engine_compat(info, "10.3.0", "12.6")
+    with pytest.raises(ModelFileError, match="CUDA"):
+        check_engine_compat(info, "10.8.0", "11.8")
+
+
+def test_onnx_inference_without_torch(exported) -> None:
+    """An edge box without PyTorch (and without the onnx package): load(x.onnx).predict(image)."""
+    dyn = exported[2]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        sys.modules["onnx"] = None
+        import numpy as np
+        from dakd_edge.inference.backends import load
+        pred = load({str(dyn)!r})
+        img = (np.random.default_rng(0).random((70, 90)) * 255).astype(np.uint8)
+        labels = pred.predict(img)
+        assert labels.shape == (70, 90), labels.shape
+        assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
+        print("OK", pred.backend.name, int(labels.max()))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("OK onnxruntime")
+
+
+def test_torch_backend_needs_torch_message() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None
+        from dakd_edge.errors import BackendUnavailable
+        from dakd_edge.inference.backends import TorchBackend
+        try:
+            TorchBackend("m.safetensors")
+        except BackendUnavailable as e:
+            print("OK", e)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("OK") and "onnx" in r.stdout, r.stderr
