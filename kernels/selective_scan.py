@@ -30,6 +30,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 from torch import Tensor
 
 LOG2E = 1.4426950408889634
@@ -77,6 +78,7 @@ def _scan_fwd_kernel(
     SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    INTERPRETED: tl.constexpr = INTERPRETED,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -114,7 +116,7 @@ def _scan_fwd_kernel(
         y = tl.sum(h * ct[None, :], axis=1)
         if HAS_D:
             y += dskip * u
-        tl.store(y_p + t * s_yl, y.to(y_ptr.dtype.element_ty), mask=mask_d)
+        tl.store(y_p + t * s_yl, cast_out(y, y_ptr.dtype.element_ty, INTERPRETED), mask=mask_d)
 
 
 @triton.jit
@@ -163,6 +165,7 @@ def _scan_bwd_kernel(
     SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    INTERPRETED: tl.constexpr = INTERPRETED,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -265,8 +268,8 @@ def _scan_bwd_kernel(
             if SOFTPLUS:
                 ddt = tl.where(raw > 20.0, ddt, ddt / (1.0 + tl.exp(-raw)))
             dbias_acc += ddt
-            tl.store(du_p + t, du.to(du_ptr.dtype.element_ty), mask=mask_d)
-            tl.store(ddt_p + t, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_d)
+            tl.store(du_p + t, cast_out(du, du_ptr.dtype.element_ty, INTERPRETED), mask=mask_d)
+            tl.store(ddt_p + t, cast_out(ddt, ddt_ptr.dtype.element_ty, INTERPRETED), mask=mask_d)
             g = g * decay
 
     # Per-sequence partial sums, reduced over the batch by the launcher.

@@ -31,11 +31,11 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 from torch import Tensor
 
 EPS = 1e-12  # F.normalize's default
 _TARGET_PROGRAMS = 264  # ~2 per H100 SM
-_INTERPRETED = triton.knobs.runtime.interpret  # read when the kernels below are decorated
 
 
 @triton.jit
@@ -190,6 +190,7 @@ def _mix_kernel(
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
     BLOCK_HW: tl.constexpr,
+    INTERPRETED: tl.constexpr = INTERPRETED,
 ):
     """``O[bh] = M[bh] X[bh] (- s[bh, :, None] * X2[bh])`` for one (rows, HW) tile; M is fp32 c x c."""
     bh = tl.program_id(0)
@@ -233,7 +234,7 @@ def _mix_kernel(
         acc -= sv[:, None] * x2.to(tl.float32)
     tl.store(
         o_ptr + b * s_ob + h * s_oh + offs_i[:, None] * s_oc + offs_l[None, :] * s_ol,
-        acc.to(o_ptr.dtype.element_ty),
+        cast_out(acc, o_ptr.dtype.element_ty, INTERPRETED),
         mask=mask_i[:, None] & mask_l[None, :],
     )
 
@@ -241,7 +242,7 @@ def _mix_kernel(
 def _upcast(dtype: torch.dtype) -> bool:
     """The CPU interpreter miscomputes ``tl.dot`` on bf16 operands (Triton 3.8); there the operands are
     widened to fp32 first, which gives the same numbers (bf16 products are exact in fp32)."""
-    return dtype == torch.bfloat16 and _INTERPRETED
+    return dtype == torch.bfloat16 and INTERPRETED
 
 
 def _pad(c: int) -> int:
