@@ -1,0 +1,114 @@
+"""Triton transposed (CAFT) attention vs the PyTorch reference: values and every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from dakd_edge.kernels import dispatch, ref
+
+from tests.kernels._parity import DTYPES, compare, leaves
+
+pytest.importorskip("triton")
+
+from dakd_edge.kernels.transposed_attention import _attn_fwd, transposed_attention_fn  # noqa: E402
+
+
+def _inputs(b, heads, c, hw, temp_shape=None, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    temp = torch.rand(heads, generator=g) * 2 + 0.5
+    return {
+        "q": r(b, heads, c, hw),
+        "k": r(b, heads, c, hw),
+        "v": r(b, heads, c, hw),
+        "temperature": temp.reshape(temp_shape or (heads,)),
+    }
+
+
+def _run(fn, x: dict, gy: torch.Tensor):
+    y = fn(x["q"], x["k"], x["v"], x["temperature"])
+    grads = torch.autograd.grad(y, list(x.values()), gy.to(y.dtype))
+    return y, dict(zip(x, grads, strict=True))
+
+
+def _check(base: dict, dtype: torch.dtype, device: str) -> None:
+    base = {k: v.to(device) for k, v in base.items()}
+    low = {k: (v if k == "temperature" else v.to(dtype)) for k, v in base.items()}
+    x_k, x_t = leaves(low), leaves(low)
+    x_32 = leaves({k: v.float() for k, v in low.items()})
+    gy = torch.randn(base["v"].shape, generator=torch.Generator().manual_seed(1)).to(device).to(dtype)
+    y_k, g_k = _run(transposed_attention_fn, x_k, gy)
+    y_t, g_t = _run(ref.transposed_attention_ref, x_t, gy)
+    y_32, g_32 = _run(ref.transposed_attention_ref, x_32, gy.float())
+    assert y_k.dtype == dtype
+    compare("out", y_k, y_t, y_32, dtype)
+    for name in g_32:
+        assert g_k[name].dtype == x_k[name].dtype and g_k[name].shape == x_k[name].shape
+        compare("d" + name, g_k[name], g_t[name], g_32[name], dtype)
+
+
+SHAPES = [
+    # (batch, heads, c, HW): c below the 16-wide dot tile, c not a power of two, c over one 64-row block
+    pytest.param((2, 2, 5, 37, None), id="c5-hw37"),
+    pytest.param((1, 1, 20, 130, (1, 1, 1)), id="c20-hw130-temp111"),
+    pytest.param((1, 2, 70, 33, (2, 1, 1)), id="c70-2rowblocks"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_attention_matches_reference(shape, dtype, device):
+    b, heads, c, hw, temp_shape = shape
+    _check(_inputs(b, heads, c, hw, temp_shape), dtype, device)
+
+
+@pytest.mark.parametrize("splits", [2, 5])
+def test_hw_split_is_exact(splits, device):
+    """Splitting HW over programs (partial Grams summed before the softmax) changes nothing."""
+    x = {k: v.to(device) for k, v in _inputs(1, 2, 8, 300).items()}
+    one = _attn_fwd(*x.values(), splits=1)
+    many = _attn_fwd(*x.values(), splits=splits)
+    for a, c in zip(one, many, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_rows_follow_normalize_eps(device):
+    """An all-zero q row / k row takes F.normalize's eps branch in value and gradient."""
+    x = _inputs(1, 1, 6, 40, seed=2)
+    x["q"][0, 0, 1] = 0.0
+    x["k"][0, 0, 4] = 0.0
+    x = {k: v.to(device) for k, v in x.items()}
+    gy = torch.randn(x["v"].shape).to(device)
+    y_k, g_k = _run(transposed_attention_fn, leaves(x), gy)
+    y_r, g_r = _run(ref.transposed_attention_ref, leaves(x), gy)
+    torch.testing.assert_close(y_k, y_r, rtol=1e-5, atol=1e-5)
+    for name in g_r:  # the zero rows' gradients scale like 1/eps, so compare relatively
+        torch.testing.assert_close(g_k[name], g_r[name], rtol=1e-4, atol=1e-5)
+
+
+def test_rejects_bad_inputs():
+    x = _inputs(1, 2, 4, 16)
+    with pytest.raises(ValueError, match="one per head"):
+        transposed_attention_fn(x["q"], x["k"], x["v"], torch.ones(3))
+    with pytest.raises(ValueError, match="share a dtype"):
+        transposed_attention_fn(x["q"].half(), x["k"], x["v"], x["temperature"])
+
+
+def test_dispatch_routes_to_kernel_and_keeps_public_names(device):
+    import dakd_edge.kernels as kernels
+
+    x = {k: v.to(device) for k, v in _inputs(1, 2, 4, 16).items()}
+    y = kernels.transposed_attention(*x.values(), kernels="triton")
+    torch.testing.assert_close(y, ref.transposed_attention_ref(*x.values()), rtol=1e-5, atol=1e-6)
+    assert kernels.transposed_attention is dispatch.transposed_attention
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize(
+    "shape",
+    [(16, 4, 32, 80 * 80), (2, 8, 128, 40 * 40), (1, 1, 100, 160 * 160)],
+    ids=["many-heads", "c128", "one-head-long-hw"],
+)
+def test_attention_gpu_large(shape, dtype):
+    _check(_inputs(*shape), dtype, "cuda")
