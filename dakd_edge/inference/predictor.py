@@ -63,7 +63,8 @@ class Predictor:
     """Wraps a :class:`Backend` with scaling, normalisation, nodata handling and tiling.
 
     ``tile=None`` uses the tile size stored with the model (``meta.tile``). Images no larger than one
-    tile run in a single backend call; larger ones are tiled with ``overlap`` and blended.
+    tile run in a single backend call; larger ones are tiled with ``overlap`` (capped at half a tile)
+    and blended.
     """
 
     def __init__(
@@ -76,8 +77,9 @@ class Predictor:
         blend: str = "probs",
     ) -> None:
         self.backend = backend
+        tile = int(tile or backend.meta.tile)
         self.config = TileConfig(
-            tile=int(tile or backend.meta.tile), overlap=overlap, batch=batch, window=window, blend=blend
+            tile=tile, overlap=min(int(overlap), tile // 2), batch=batch, window=window, blend=blend
         )
 
     @property

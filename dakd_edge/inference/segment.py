@@ -55,7 +55,7 @@ def _row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | N
     out = np.empty(h)
     for i in range(h):
         y = y0 + i
-        ring = [transform * p for p in ((0, y), (1, y), (1, y + 1), (0, y + 1), (0, y))]
+        ring = [transform @ p for p in ((0, y), (1, y), (1, y + 1), (0, y + 1), (0, y))]
         out[i] = measure([ring])[0]
     return out
 

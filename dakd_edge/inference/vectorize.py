@@ -143,7 +143,7 @@ def oil_spills(
             vals = oil_prob[r0:r1, c0:c1][inside].astype(np.float64)
             if vals.size:
                 mean_p, max_p = float(vals.mean()), float(vals.max())
-        rings = [[transform * p for p in ring] for ring in pix_rings]
+        rings = [[transform @ p for p in ring] for ring in pix_rings]
         area_m2, perim = measure(rings)
         spills.append(Spill(rings, area_px, area_m2, perim, mean_p, max_p))
     spills.sort(key=lambda s: -s.area_px)

@@ -43,3 +43,44 @@ class FakeBackend(Backend):
         if k > 2:  # the last class (land in OSD) where locally very bright
             logits[:, k - 1] = 8.0 * (-dark - 1.2)
         return logits
+
+
+def blob_scene(height: int, width: int, seed: int = 0, noise: float = 12.0) -> np.ndarray:
+    """uint8 sea (~150) with dark elongated slicks (~40): smooth, with speckle-like noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    img = np.full((height, width), 150.0, np.float32)
+    for _ in range(max(2, height * width // 12000)):
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        ry, rx = rng.uniform(8, 40), rng.uniform(20, 90)
+        img -= 110.0 * np.exp(-(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2))
+    img += rng.normal(0.0, noise, img.shape)
+    return np.clip(img, 1, 255).astype(np.uint8)
+
+
+def write_tif(
+    path, data: np.ndarray, crs: str | None = "EPSG:32633", transform=None, nodata: float | None = None, **kw
+):
+    """Write a (H, W) or (C, H, W) array as a GeoTIFF (UTM 10 m pixels by default)."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import from_origin
+
+    a = data if data.ndim == 3 else data[None]
+    if transform is None and crs is not None:
+        transform = from_origin(500000.0, 6000000.0, 10.0, 10.0)
+    prof = dict(driver="GTiff", height=a.shape[1], width=a.shape[2], count=a.shape[0], dtype=a.dtype)
+    if crs is not None:
+        prof["crs"] = crs
+    if transform is not None:
+        prof["transform"] = transform
+    if nodata is not None:
+        prof["nodata"] = nodata
+    prof.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **prof) as ds:
+            ds.write(a)
+    return path

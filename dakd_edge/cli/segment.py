@@ -1,0 +1,266 @@
+"""`dakd-edge segment` (scenes of any size -> class COG, probabilities, spill polygons, report) and
+`dakd-edge demo` (synthetic scene -> the same outputs + a PNG quicklook)."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge.data.scaling import SCALES
+from dakd_edge.errors import BackendUnavailable, InputError, OutputError
+from dakd_edge.inference.segment import PROBS_DTYPES, Progress
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def load_predictor(
+    model: str | None, backend: str, device: str, tile: int | None, overlap: int, batch: int
+) -> Any:
+    """One model load for all scenes: ``dakd_edge.inference.backends.load`` + our tiling settings."""
+    try:
+        from dakd_edge.inference import backends
+    except ImportError as e:
+        raise BackendUnavailable(f"model backends are not available in this installation ({e})") from None
+    from dakd_edge.inference.predictor import Predictor
+
+    loaded = backends.load(model, backend=backend, device=device)
+    inner = loaded.backend if isinstance(loaded, Predictor) else loaded
+    return Predictor(inner, tile=tile, overlap=overlap, batch=batch)
+
+
+def resolve_output(template: str | None, scene: Path, default: str, many: bool) -> Path | None:
+    """Output path for ``scene``: ``{stem}`` placeholder, an existing directory, or a plain file."""
+    if template is None:
+        return None
+    stem = scene.stem
+    if "{stem}" in template:
+        return Path(template.format(stem=stem))
+    p = Path(template)
+    if p.is_dir():
+        return p / default.format(stem=stem)
+    if many:
+        raise OutputError(f"{template}: with several scenes, use a {{stem}} placeholder or a directory")
+    return p
+
+
+@contextmanager
+def progress_bar(enabled: bool, label: str, width: int) -> Iterator[Progress | None]:
+    """A rich progress bar over rows with MPix/s; yields the callback for ``segment_scene``."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    cols = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[tiles]}"),
+        TextColumn("{task.fields[rate]} MPix/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*cols, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=None, tiles="", rate="-")
+        t0 = time.perf_counter()
+
+        def update(rows_done: int, height: int, stats: Any) -> None:
+            mpix = rows_done * width / 1e6
+            rate = mpix / max(time.perf_counter() - t0, 1e-9)
+            tiles = f"{stats.tiles_run + stats.tiles_skipped}/{stats.tiles_total} tiles"
+            bar.update(task, completed=rows_done, total=height, tiles=tiles, rate=f"{rate:.2f}")
+
+        yield update
+
+
+def _summary(r: dict[str, Any]) -> str:
+    area = r.get("oil_area_m2")
+    area_s = f"oil {area / 1e6:.3f} km^2" if area is not None else f"oil {r['oil_pixels']} px"
+    t = r["tiles"]
+    spills = "" if r["spills"] is None else f", {r['spills']} spill(s)"
+    return (
+        f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
+        f"({t['skipped_nodata']} nodata skipped), {r['time_s']:.1f} s, {r['mpix_per_s']:.2f} MPix/s"
+        f"{spills}, {area_s} -> {', '.join(r['outputs'].values())}"
+    )
+
+
+def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
+    from dakd_edge.inference.geotiff import SceneReader
+    from dakd_edge.inference.segment import segment_scene
+
+    with SceneReader(scene, predictor.meta.in_chans, kw.get("band")) as s:
+        width = s.info.width
+    with warnings.catch_warnings(record=True) as caught, progress_bar(not quiet, scene.name, width) as cb:
+        warnings.simplefilter("always")
+        report = segment_scene(predictor, scene, progress=cb, **kw)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "georeference" in str(w.message):
+            click.echo(f"dakd-edge: warning: {w.message}", err=True)
+    return report
+
+
+def _write_report(path: Path, data: Any, overwrite: bool) -> None:
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@click.command("segment")
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", help="Class-id COG. Default ./{stem}_classes.tif; {stem} or a folder for many."
+)
+@click.option("--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [bundled model].")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile, 512].")
+@click.option("--overlap", type=click.IntRange(0), default=64, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--probs", help="Also write per-class probabilities (COG).")
+@click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
+@click.option("--vector", help="Also write oil-spill polygons (.geojson WGS84 or .gpkg scene CRS).")
+@click.option("--band", type=click.IntRange(1), help="Band of a multi-band scene fed to a 1-band model.")
+@click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--report", help="Write the JSON report here ({stem} or one file for all scenes).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def segment(
+    scenes: tuple[Path, ...],
+    output: str | None,
+    model: str | None,
+    backend: str,
+    device: str,
+    tile: int | None,
+    overlap: int,
+    batch: int,
+    probs: str | None,
+    probs_dtype: str,
+    vector: str | None,
+    band: int | None,
+    input_scale: str,
+    overwrite: bool,
+    report: str | None,
+    quiet: bool,
+) -> None:
+    """Segment SAR SCENES (GeoTIFF, any size) into oil-spill class maps, streaming in tiles."""
+    if tile is not None and overlap >= tile:
+        raise click.BadParameter(f"--overlap {overlap} must be smaller than --tile {tile}")
+    many = len(scenes) > 1
+    jobs = []
+    for scene in scenes:
+        if not scene.is_file():
+            raise InputError(f"{scene}: no such file")
+        out = resolve_output(output, scene, "{stem}_classes.tif", many) or Path(f"{scene.stem}_classes.tif")
+        paths = {
+            "out": out,
+            "probs": resolve_output(probs, scene, "{stem}_probs.tif", many),
+            "vector": resolve_output(vector, scene, "{stem}_spills.geojson", many),
+        }
+        for p in paths.values():
+            if p is not None:
+                check_output(p, overwrite)
+        jobs.append((scene, paths))
+    report_paths = [resolve_output(report, s, "{stem}_report.json", False) for s, _ in jobs]
+    single_report = report is not None and "{stem}" not in report and not Path(report).is_dir()
+    for p in set(report_paths) - {None}:
+        check_output(p, overwrite)
+
+    predictor = load_predictor(model, backend, device, tile, overlap, batch)
+    reports = []
+    for (scene, paths), rpath in zip(jobs, report_paths, strict=True):
+        r = _run_scene(
+            predictor,
+            scene,
+            quiet,
+            out=paths["out"],
+            probs=paths["probs"],
+            probs_dtype=probs_dtype,
+            vector=paths["vector"],
+            band=band,
+            scale=input_scale,
+            overwrite=overwrite,
+        )
+        reports.append(r)
+        click.echo(_summary(r))
+        if rpath is not None and not single_report:
+            _write_report(rpath, r, overwrite)
+    if single_report:
+        _write_report(Path(report), reports[0] if len(reports) == 1 else reports, overwrite)
+
+
+@click.command("demo")
+@click.option(
+    "-o", "--out-dir", type=click.Path(path_type=Path), default=Path("dakd-demo"), show_default=True
+)
+@click.option("--size", type=click.IntRange(64), default=2048, show_default=True, help="Scene side (px).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", help="Model file instead of the bundled model.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
+@click.option("-q", "--quiet", is_flag=True)
+def demo(
+    out_dir: Path,
+    size: int,
+    seed: int,
+    model: str | None,
+    backend: str,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
+    from dakd_edge.inference.quicklook import quicklook
+
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True)
+    paths = {
+        "scene": out_dir / "scene.tif",
+        "labels": out_dir / "scene_labels.tif",
+        "classes": out_dir / "classes.tif",
+        "probs": out_dir / "probs.tif",
+        "vector": out_dir / "spills.geojson",
+        "quicklook": out_dir / "quicklook.png",
+        "report": out_dir / "report.json",
+    }
+    for p in paths.values():
+        check_output(p, overwrite)
+    predictor = load_predictor(model, backend, device, None, 64, 8)
+    t0 = time.perf_counter()
+    write_demo_scene(paths["scene"], paths["labels"], size, seed, overwrite)
+    synth_s = time.perf_counter() - t0
+    r = _run_scene(
+        predictor,
+        paths["scene"],
+        quiet,
+        out=paths["classes"],
+        probs=paths["probs"],
+        vector=paths["vector"],
+        overwrite=overwrite,
+    )
+    quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
+    r["synthesis_s"] = round(synth_s, 3)
+    r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
+    _write_report(paths["report"], r, overwrite)
+    click.echo(json.dumps(r, indent=2))
+    click.echo("")
+    for name in ("scene", "classes", "probs", "vector", "quicklook", "report"):
+        click.echo(f"{name:>10}: {paths[name]}")
+
+
+def write_demo_scene(scene: Path, labels: Path, size: int, seed: int, overwrite: bool) -> None:
+    """The demo scene from the foundation's synthetic generator (georeferenced, windowed write)."""
+    try:
+        from dakd_edge.data import synthetic
+    except ImportError as e:
+        raise BackendUnavailable(f"the synthetic scene generator is not available ({e})") from None
+    synthetic.write_scene_geotiff(scene, height=size, width=size, seed=seed, labels_path=labels)

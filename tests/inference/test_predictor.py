@@ -1,0 +1,76 @@
+"""Predictor: raw numpy images of any dtype -> probabilities / classes with the model's scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dakd_edge.errors import InputError
+from dakd_edge.inference.predictor import Predictor
+
+from .fake import FakeBackend, blob_scene
+
+
+def test_shapes_dtypes_and_small_image_runs_whole() -> None:
+    fake = FakeBackend(num_classes=5)
+    pred = Predictor(fake, tile=64, overlap=16)
+    assert pred.meta is fake.meta and pred.backend is fake
+    img = blob_scene(50, 60)
+    p = pred.predict_proba(img)
+    assert p.shape == (5, 50, 60) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
+    c = pred.predict(img)
+    assert c.shape == (50, 60) and c.dtype == np.uint8
+    np.testing.assert_array_equal(c, p.argmax(0))
+    assert fake.calls == [(1, 1, 50, 60), (1, 1, 50, 60)]  # one whole-image call each
+
+
+def test_tile_defaults_to_model_tile() -> None:
+    assert Predictor(FakeBackend(tile=96)).config.tile == 96
+    assert Predictor(FakeBackend(tile=96), tile=128).config.tile == 128
+
+
+def test_scaling_uint8_db_linear_agree() -> None:
+    """The same scene as 8-bit luminance, sigma0 in dB and linear sigma0 gives the same classes."""
+    pred = Predictor(FakeBackend(), tile=64, overlap=16)
+    img = blob_scene(120, 130, seed=4)
+    lo, hi = pred.meta.normalization.db_range
+    db = (lo + img.astype(np.float64) / 255.0 * (hi - lo)).astype(np.float32)
+    lin = (10.0 ** (db.astype(np.float64) / 10.0)).astype(np.float32)
+    ref = pred.predict(img)
+    assert (pred.predict(db) == ref).mean() > 0.999  # auto-detected as dB (negative median)
+    assert (pred.predict(lin) == ref).mean() > 0.999  # auto-detected as linear
+    assert (pred.predict(db, scale="db") == ref).mean() > 0.999
+    # overriding the scale really changes the input mapping
+    assert (pred.predict(img.astype(np.float32), scale="linear") == ref).mean() < 0.99
+
+
+def test_nodata_and_nan_are_masked() -> None:
+    pred = Predictor(FakeBackend(), tile=64, overlap=16)
+    img = blob_scene(100, 100, seed=5).astype(np.float32)
+    img[10:20, 10:30] = -9999.0
+    img[50:60, 70:90] = np.nan
+    p = pred.predict_proba(img, scale="uint8", nodata=-9999.0)
+    c = pred.predict(img, scale="uint8", nodata=-9999.0)
+    assert np.isnan(p[:, 10:20, 10:30]).all() and np.isnan(p[:, 50:60, 70:90]).all()
+    assert (c[10:20, 10:30] == 255).all() and (c[50:60, 70:90] == 255).all()
+    assert (c != 255).sum() == 100 * 100 - 200 - 200
+    # masked pixels do not leak into the neighbourhood as "dark" or "bright"
+    ref = pred.predict(np.where(np.isfinite(img) & (img != -9999.0), img, 150.0), scale="uint8")
+    far = np.ones_like(c, bool)
+    far[0:30, 0:40] = far[40:70, 60:100] = False
+    assert (c[far] == ref[far]).mean() > 0.999
+
+
+def test_multichannel_and_mismatch() -> None:
+    pred = Predictor(FakeBackend(in_chans=2), tile=64)
+    img = np.stack([blob_scene(40, 40), blob_scene(40, 40, seed=1)])
+    assert pred.predict(img).shape == (40, 40)
+    with pytest.raises(InputError, match="2 band"):
+        pred.predict(img[0])
+    with pytest.raises(InputError, match="empty"):
+        Predictor(FakeBackend()).predict(np.zeros((0, 10), np.uint8))
+    with pytest.raises(InputError, match="nodata"):
+        Predictor(FakeBackend()).predict(np.full((10, 10), np.nan, np.float32))
+    with pytest.raises(InputError, match="scale"):
+        Predictor(FakeBackend()).predict(np.zeros((10, 10), np.uint8), scale="decibel")

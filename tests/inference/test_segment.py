@@ -1,0 +1,179 @@
+"""segment_scene on GeoTIFFs: COG outputs keep georeference, streaming == in-memory, nodata, atomicity."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from dakd_edge.errors import InputError, OutputError
+from dakd_edge.inference.geotiff import NoGeoreferenceWarning
+from dakd_edge.inference.predictor import Predictor
+from dakd_edge.inference.segment import segment_scene
+
+from .fake import FakeBackend, blob_scene, write_tif
+
+H, W = 560, 600
+
+
+@pytest.fixture()
+def scene(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    img = blob_scene(H, W, seed=7)
+    img[:, :100] = 0  # nodata border, wide enough for whole tiles to be skipped
+    return write_tif(tmp_path / "scene.tif", img, nodata=0), img
+
+
+def _pred(k: int = 5) -> Predictor:
+    return Predictor(FakeBackend(num_classes=k), tile=64, overlap=16, batch=4)
+
+
+def test_outputs_georeferenced_cog_with_colour_table(scene, tmp_path: Path) -> None:
+    src, img = scene
+    pred = _pred()
+    r = segment_scene(pred, src, tmp_path / "c.tif", probs=tmp_path / "p.tif", vector=tmp_path / "v.gpkg")
+    assert json.loads(json.dumps(r)) == r  # JSON-able
+    with (
+        rasterio.open(src) as s,
+        rasterio.open(tmp_path / "c.tif") as c,
+        rasterio.open(tmp_path / "p.tif") as p,
+    ):
+        for ds in (c, p):
+            assert ds.crs == s.crs and ds.transform == s.transform
+            assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert ds.profile["tiled"] and ds.overviews(1)  # overviews for quick display
+            assert ds.compression.name.lower() == "deflate"
+        assert c.dtypes == ("uint8",) and c.nodata == 255 and p.count == 5
+        cmap = c.colormap(1)
+        for i, rgb in enumerate(pred.meta.palette):
+            assert cmap[i][:3] == rgb
+        assert json.loads(c.tags()["class_names"]) == list(pred.meta.class_names)
+        cls = c.read(1)
+        probs = p.read()
+    # streaming over the file == in-memory prediction of the same array
+    ref = pred.predict(img, nodata=0)
+    np.testing.assert_array_equal(cls, ref)
+    assert (cls[:, :100] == 255).all() and (probs[:, :, :100] == 255).all()
+    assert abs(probs[:, cls != 255].astype(int).sum(0) - 250).max() <= 3  # x250, sums to ~1
+    t = r["tiles"]
+    assert t["skipped_nodata"] > 0 and t["run"] + t["skipped_nodata"] == t["total"]
+    assert r["oil_pixels"] == int((ref == 1).sum()) > 0
+    assert r["oil_area_m2"] == pytest.approx(r["oil_pixels"] * 100.0)  # 10 m pixels in UTM
+    assert r["spills"] >= 1 and r["crs"] == "EPSG:32633" and r["backend"] == "fake"
+    assert r["valid_fraction"] == pytest.approx((W - 100) / W)
+    leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]
+    assert leftovers == []
+
+
+def test_float16_probabilities_nodata_nan(scene, tmp_path: Path) -> None:
+    src, img = scene
+    pred = _pred(2)
+    segment_scene(
+        pred, src, tmp_path / "c.tif", probs=tmp_path / "p.tif", probs_dtype="float16", polygons=False
+    )
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "16"
+        a = p.read()
+    assert np.isnan(a[:, :, :100]).all()
+    ref = pred.predict_proba(img, nodata=0)
+    np.testing.assert_allclose(a[:, :, 100:], ref[:, :, 100:], atol=2e-3)
+
+
+def test_existing_output_refused_then_overwritten(scene, tmp_path: Path) -> None:
+    src, _ = scene
+    out = tmp_path / "c.tif"
+    out.write_bytes(b"old")
+    with pytest.raises(OutputError, match="overwrite"):
+        segment_scene(_pred(), src, out)
+    assert out.read_bytes() == b"old"
+    segment_scene(_pred(), src, out, overwrite=True)
+    with rasterio.open(out) as ds:
+        assert ds.width == W
+
+
+def test_failure_midway_leaves_no_files(scene, tmp_path: Path) -> None:
+    src, _ = scene
+
+    class Crash(FakeBackend):
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            if len(self.calls) >= 3:
+                raise RuntimeError("device lost")
+            return super().predict(batch)
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(RuntimeError):
+        segment_scene(
+            Predictor(Crash(), tile=64, overlap=16), src, out_dir / "c.tif", probs=out_dir / "p.tif"
+        )
+    assert list(out_dir.iterdir()) == []
+
+
+def test_bad_inputs_are_typed_errors(tmp_path: Path) -> None:
+    pred = _pred()
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    with pytest.raises(InputError, match="cannot read"):
+        segment_scene(pred, bad, tmp_path / "c.tif")
+    with pytest.raises(InputError, match="no such file"):
+        segment_scene(pred, tmp_path / "missing.tif", tmp_path / "c.tif")
+    two = write_tif(tmp_path / "two.tif", np.stack([blob_scene(64, 64)] * 2))
+    with pytest.raises(InputError, match="--band"):
+        segment_scene(pred, two, tmp_path / "c.tif")
+    with pytest.raises(InputError, match="band 3 does not exist"):
+        segment_scene(pred, two, tmp_path / "c.tif", band=3)
+    segment_scene(pred, two, tmp_path / "c.tif", band=2)
+    with pytest.raises(InputError, match="takes 2"):
+        segment_scene(
+            Predictor(FakeBackend(in_chans=2)),
+            write_tif(tmp_path / "one.tif", blob_scene(64, 64)),
+            tmp_path / "d.tif",
+        )
+    empty = write_tif(tmp_path / "empty.tif", np.zeros((64, 64), np.uint8), nodata=0)
+    with pytest.raises(InputError, match="nodata"):
+        segment_scene(pred, empty, tmp_path / "e.tif")
+    assert not (tmp_path / "e.tif").exists()
+    with pytest.raises(OutputError, match="does not exist"):
+        segment_scene(pred, two, tmp_path / "nodir" / "c.tif", band=1)
+    with pytest.raises(OutputError, match="vector format"):
+        segment_scene(pred, two, tmp_path / "f.tif", band=1, vector=tmp_path / "v.shp")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_dir(scene, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            segment_scene(_pred(), scene[0], ro / "c.tif")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_no_georeference_warns_and_writes_without_crs(tmp_path: Path) -> None:
+    src = write_tif(tmp_path / "plain.tif", blob_scene(100, 120), crs=None)
+    with pytest.warns(NoGeoreferenceWarning):
+        r = segment_scene(_pred(), src, tmp_path / "c.tif", vector=tmp_path / "v.geojson")
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert ds.crs is None
+    assert r["crs"] is None and r["oil_area_m2"] is None and not r["georeferenced"]
+    doc = json.loads((tmp_path / "v.geojson").read_text())
+    assert doc["features"] and doc["features"][0]["properties"]["area_m2"] is None
+
+
+def test_float_db_scene_with_nan_autodetected(tmp_path: Path) -> None:
+    img = blob_scene(120, 120, seed=3)
+    lo, hi = -35.0, 5.0
+    db = (lo + img / 255.0 * (hi - lo)).astype(np.float32)
+    db[:30] = np.nan
+    src = write_tif(tmp_path / "db.tif", db, transform=from_origin(500000, 6000000, 10, 10))
+    r = segment_scene(_pred(), src, tmp_path / "c.tif")
+    assert r["input_scale"] == "db"
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        cls = ds.read(1)
+    assert (cls[:30] == 255).all() and (cls[30:] != 255).all()

@@ -1,0 +1,137 @@
+"""Oil-spill polygons: whole across tile borders, areas from the CRS, GeoJSON and GeoPackage output."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+
+from dakd_edge.inference.predictor import Predictor
+from dakd_edge.inference.segment import segment_scene
+from dakd_edge.inference.vectorize import Measurer, oil_spills, write_vector
+
+from .fake import FakeBackend, write_tif
+
+UTM = CRS.from_epsg(32633)
+UTM_T = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0)
+
+
+def test_polygon_whole_across_tile_borders(tmp_path: Path) -> None:
+    """A long slick spanning many 64-px tiles comes out as exactly one polygon."""
+    img = np.full((200, 300), 150, np.uint8)
+    img[90:110, 10:290] = 30  # crosses 5 vertical tile borders
+    img[20:180, 140:150] = 30  # and 3 horizontal ones (a cross: one connected region)
+    src = write_tif(tmp_path / "s.tif", img)
+    pred = Predictor(FakeBackend(radius=2), tile=64, overlap=16)
+    r = segment_scene(pred, src, tmp_path / "c.tif", vector=tmp_path / "v.geojson")
+    assert r["tiles"]["total"] > 12
+    feats = json.loads((tmp_path / "v.geojson").read_text())["features"]
+    assert len(feats) == r["spills"] == 1
+    props = feats[0]["properties"]
+    assert props["area_px"] == r["oil_pixels"]
+    assert props["area_m2"] == pytest.approx(r["oil_pixels"] * 100.0)
+    assert 0.5 < props["mean_prob"] <= props["max_prob"] <= 1.0
+    lon, lat = np.array(feats[0]["geometry"]["coordinates"][0]).T  # GeoJSON is WGS84 lon/lat
+    assert 14.9 < lon.min() < 15.2 and 54.0 < lat.min() < 54.2
+
+
+def test_spills_stats_holes_and_pixel_area() -> None:
+    cls = np.zeros((40, 50), np.uint8)
+    cls[5:15, 5:25] = 1  # 200 px with a 4 px hole
+    cls[8:10, 10:12] = 0
+    cls[30:33, 40:44] = 1  # 12 px
+    cls[20:22, 20:22] = 2  # look-alike: not oil
+    prob = np.where(cls == 1, 0.8, 0.1).astype(np.float32)
+    prob[5, 5] = 0.95
+    spills = oil_spills(cls, 1, UTM_T, UTM, oil_prob=prob)
+    assert [s.area_px for s in spills] == [196, 12]
+    big = spills[0]
+    assert len(big.rings) == 2  # exterior + hole
+    assert big.area_m2 == pytest.approx(196 * 100.0)
+    assert big.perimeter_m == pytest.approx((2 * (10 + 20) + 2 * (2 + 2)) * 10.0)
+    assert big.max_prob == pytest.approx(0.95) and 0.8 < big.mean_prob < 0.81
+    assert oil_spills(np.zeros((5, 5), np.uint8), 1) == []
+    assert oil_spills(cls, [1, 2], UTM_T, UTM)[-1].area_px == 4  # several oil classes
+
+
+def test_geodesic_area_matches_planar_utm() -> None:
+    """A 2 km x 1 km rectangle measured in UTM (planar) and in EPSG:4326 (geodesic) agrees."""
+    ring = [(500000.0, 6000000.0), (502000.0, 6000000.0), (502000.0, 6001000.0), (500000.0, 6001000.0)]
+    ring.append(ring[0])
+    area_utm, perim_utm = Measurer(UTM)([ring])
+    tr = Transformer.from_crs(32633, 4326, always_xy=True)
+    ll = [tr.transform(x, y) for x, y in ring]
+    area_geo, perim_geo = Measurer(CRS.from_epsg(4326))([ll])
+    assert area_utm == pytest.approx(2e6)
+    # UTM scale factor at the central meridian is 0.9996 -> areas differ by ~0.08 %
+    assert area_geo == pytest.approx(area_utm, rel=2e-3)
+    assert perim_geo == pytest.approx(perim_utm, rel=2e-3)
+    assert Measurer(None)([ring]) == (None, None)
+
+
+def test_scene_in_epsg4326_geodesic_area(tmp_path: Path) -> None:
+    img = np.full((128, 128), 150, np.uint8)
+    img[40:80, 30:100] = 30
+    # ~10 m pixels at 54 N: 1e-4 deg latitude ~ 11.1 m, 1.5e-4 deg longitude ~ 9.8 m
+    t = Affine(1.5e-4, 0.0, 15.0, 0.0, -1e-4, 54.1)
+    src = write_tif(tmp_path / "ll.tif", img, crs="EPSG:4326", transform=t)
+    r = segment_scene(Predictor(FakeBackend(radius=2), tile=64, overlap=16), src, tmp_path / "c.tif")
+    px_area = 1.5e-4 * 111320 * np.cos(np.radians(54.096)) * 1e-4 * 111250
+    assert r["oil_area_m2"] == pytest.approx(r["oil_pixels"] * px_area, rel=0.01)
+
+
+def _read_gpkg(path: Path) -> tuple[list[tuple], dict]:
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+        gc = con.execute(
+            "SELECT table_name, column_name, geometry_type_name, srs_id FROM gpkg_geometry_columns"
+        )
+        ((table, col, gtype, srs_id),) = gc.fetchall()
+        srs = dict(con.execute("SELECT srs_id, organization FROM gpkg_spatial_ref_sys").fetchall())
+        rows = con.execute(f"SELECT {col}, area_m2, area_px, mean_prob FROM {table}").fetchall()
+    finally:
+        con.close()
+    assert gtype == "POLYGON" and srs_id == 32633 and srs[32633] == "EPSG"
+    return rows, {"table": table}
+
+
+def test_geopackage_layout(tmp_path: Path) -> None:
+    cls = np.zeros((40, 50), np.uint8)
+    cls[5:15, 5:25] = 1
+    cls[30:33, 40:44] = 1
+    spills = oil_spills(cls, 1, UTM_T, UTM, oil_prob=np.full(cls.shape, 0.7, np.float32))
+    out = write_vector(tmp_path / "s.gpkg", spills, UTM)
+    rows, _ = _read_gpkg(out)
+    assert [r[2] for r in rows] == [200, 12]
+    blob = rows[0][0]
+    assert blob[:2] == b"GP" and blob[3] == 0b011
+    (srs,) = struct.unpack("<i", blob[4:8])
+    minx, maxx, miny, maxy = struct.unpack("<4d", blob[8:40])
+    assert srs == 32633 and (minx, maxx) == (500050.0, 500250.0) and (miny, maxy) == (5999850.0, 5999950.0)
+    order, gtype, nrings = struct.unpack("<BII", blob[40:49])
+    assert (order, gtype, nrings) == (1, 3, 1)
+    with pytest.raises(Exception, match="exists"):
+        write_vector(tmp_path / "s.gpkg", spills, UTM)
+
+
+def test_geopackage_reads_with_gdal(tmp_path: Path) -> None:
+    pyogrio = pytest.importorskip("pyogrio", reason="pyogrio (GDAL/OGR) not installed; sqlite check only")
+    cls = np.zeros((40, 50), np.uint8)
+    cls[5:15, 5:25] = 1
+    cls[8:10, 10:12] = 0
+    out = write_vector(tmp_path / "s.gpkg", oil_spills(cls, 1, UTM_T, UTM), UTM)
+    info = pyogrio.read_info(out)
+    assert info["features"] == 1 and info["geometry_type"] == "Polygon" and "32633" in info["crs"]
+    meta, fids, geoms, fields = pyogrio.raw.read(out)
+    assert list(meta["fields"][:3]) == ["area_m2", "area_px", "perimeter_m"]
+    assert fields[1][0] == 196
+    gj = write_vector(tmp_path / "s.geojson", oil_spills(cls, 1, UTM_T, UTM), UTM)
+    assert pyogrio.read_info(gj)["features"] == 1
