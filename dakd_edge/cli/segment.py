@@ -236,7 +236,9 @@ def demo(
         check_output(p, overwrite)
     predictor = load_predictor(model, backend, device, None, 64, 8)
     t0 = time.perf_counter()
-    write_demo_scene(paths["scene"], paths["labels"], size, seed, overwrite)
+    write_demo_scene(
+        paths["scene"], paths["labels"], size, seed, overwrite, binary=predictor.meta.num_classes == 2
+    )
     synth_s = time.perf_counter() - t0
     r = _run_scene(
         predictor,
@@ -249,6 +251,7 @@ def demo(
     )
     quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
     r["synthesis_s"] = round(synth_s, 3)
+    r["vs_synthetic_truth"] = label_agreement(paths["labels"], paths["classes"], predictor.meta.num_classes)
     r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
     _write_report(paths["report"], r, overwrite)
     click.echo(json.dumps(r, indent=2))
@@ -257,10 +260,30 @@ def demo(
         click.echo(f"{name:>10}: {paths[name]}")
 
 
-def write_demo_scene(scene: Path, labels: Path, size: int, seed: int, overwrite: bool) -> None:
+def write_demo_scene(scene: Path, labels: Path, size: int, seed: int, overwrite: bool, binary: bool) -> None:
     """The demo scene from the foundation's synthetic generator (georeferenced, windowed write)."""
     try:
         from dakd_edge.data import synthetic
     except ImportError as e:
         raise BackendUnavailable(f"the synthetic scene generator is not available ({e})") from None
-    synthetic.write_scene_geotiff(scene, height=size, width=size, seed=seed, labels_path=labels)
+    synthetic.write_scene_geotiff(
+        scene, seed=seed, height=size, width=size, labels_path=labels, binary=binary, overwrite=overwrite
+    )
+
+
+def label_agreement(labels: Path, classes: Path, num_classes: int) -> dict[str, Any]:
+    """mIoU / pixel accuracy of the demo prediction against the generator's ground truth."""
+    import numpy as np
+    import rasterio
+
+    from dakd_edge.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(num_classes, ignore_index=255)
+    with rasterio.open(labels) as lab, rasterio.open(classes) as cls:
+        for _, win in cls.block_windows(1):
+            pred = cls.read(1, window=win)
+            target = lab.read(1, window=win).astype(np.int64)
+            target[pred == 255] = 255
+            cm.update(np.minimum(pred, num_classes - 1), target)
+    m = cm.compute()
+    return {"miou": round(float(m["miou"]), 4), "pixel_accuracy": round(float(m["pixel_accuracy"]), 4)}

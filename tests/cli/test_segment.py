@@ -1,0 +1,181 @@
+"""`dakd-edge segment` / `demo` called like a user: outputs, reports, several scenes, exit-2 errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from dakd_edge.cli import segment as seg_cli
+from dakd_edge.cli.app import main
+from dakd_edge.inference.predictor import Predictor
+from tests.inference.fake import FakeBackend, blob_scene, write_tif
+
+
+@pytest.fixture()
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Replace model loading by the numpy fake; records each load (one per CLI call expected)."""
+    loads: list[tuple] = []
+
+    def load(model, backend, device, tile, overlap, batch):
+        loads.append((model, backend, device, tile, overlap, batch))
+        return Predictor(FakeBackend(num_classes=5, tile=128), tile=tile, overlap=overlap, batch=batch)
+
+    monkeypatch.setattr(seg_cli, "load_predictor", load)
+    return loads
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_segment_one_scene_all_outputs(tmp_path: Path, fake_model, capsys) -> None:
+    src = write_tif(tmp_path / "s1.tif", blob_scene(300, 260, seed=1))
+    out, probs, vec, rep = (tmp_path / n for n in ("c.tif", "p.tif", "v.gpkg", "r.json"))
+    argv = ["segment", str(src), "-o", str(out), "--probs", str(probs), "--vector", str(vec)]
+    argv += ["--report", str(rep), "--tile", "96", "--overlap", "24", "--batch", "3", "-q"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    assert fake_model == [(None, "auto", "cpu", 96, 24, 3)]
+    r = json.loads(rep.read_text())
+    for key in (
+        "width",
+        "height",
+        "tiles",
+        "time_s",
+        "mpix_per_s",
+        "spills",
+        "oil_area_m2",
+        "model",
+        "backend",
+    ):
+        assert key in r
+    assert r["tiles"]["tile"] == 96 and r["spills"] >= 1 and r["outputs"]["vector"] == str(vec)
+    assert "MPix/s" in stdout and str(out) in stdout
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32633
+
+
+def test_segment_several_scenes_one_load(tmp_path: Path, fake_model, capsys) -> None:
+    a = write_tif(tmp_path / "a.tif", blob_scene(100, 120, seed=2))
+    b = write_tif(tmp_path / "b.tif", blob_scene(130, 90, seed=3))
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    argv = ["segment", str(a), str(b), "-o", str(outdir), "--vector", str(outdir / "{stem}.geojson")]
+    code, _, err = run([*argv, "--report", str(tmp_path / "all.json"), "-q"], capsys)
+    assert code == 0, err
+    assert len(fake_model) == 1
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "a.geojson",
+        "a_classes.tif",
+        "b.geojson",
+        "b_classes.tif",
+    ]
+    reports = json.loads((tmp_path / "all.json").read_text())
+    assert [Path(r["scene"]).name for r in reports] == ["a.tif", "b.tif"]
+    # a plain file name for several scenes is ambiguous
+    code, _, err = run(["segment", str(a), str(b), "-o", str(tmp_path / "x.tif")], capsys)
+    assert code == 2 and "{stem}" in err
+
+
+def _one_line_error(code: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("dakd-edge: error: "), err
+    return lines[0]
+
+
+def test_bad_inputs_exit_2_one_line(tmp_path: Path, fake_model, capsys) -> None:
+    good = write_tif(tmp_path / "g.tif", blob_scene(64, 64))
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"\x00" * 100)
+    two = write_tif(tmp_path / "two.tif", np.stack([blob_scene(64, 64)] * 2))
+    empty = write_tif(tmp_path / "nd.tif", np.zeros((64, 64), np.uint8), nodata=0)
+    (tmp_path / "exists.tif").write_bytes(b"x")
+    cases = {
+        "cannot read": [str(junk), "-o", str(tmp_path / "o1.tif")],
+        "no such file": [str(tmp_path / "none.tif")],
+        "--band": [str(two), "-o", str(tmp_path / "o2.tif")],
+        "band 5 does not exist": [str(two), "--band", "5", "-o", str(tmp_path / "o3.tif")],
+        "all nodata": [str(empty), "-o", str(tmp_path / "o4.tif")],
+        "does not exist": [str(good), "-o", str(tmp_path / "missing" / "o.tif")],
+        "--overwrite": [str(good), "-o", str(tmp_path / "exists.tif")],
+        "vector format": [str(good), "-o", str(tmp_path / "o5.tif"), "--vector", str(tmp_path / "v.shp")],
+    }
+    for needle, args in cases.items():
+        code, _, err = run(["segment", *args, "-q"], capsys)
+        assert needle in _one_line_error(code, err), (needle, err)
+    assert not list(tmp_path.glob("o*.tif"))  # nothing half-written
+
+
+def test_channel_mismatch_and_no_georef_warning(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(seg_cli, "load_predictor", lambda *a: Predictor(FakeBackend(in_chans=2), tile=64))
+    src = write_tif(tmp_path / "g.tif", blob_scene(64, 64))
+    code, _, err = run(["segment", str(src), "-o", str(tmp_path / "o.tif"), "-q"], capsys)
+    assert "takes 2" in _one_line_error(code, err)
+    monkeypatch.setattr(seg_cli, "load_predictor", lambda *a: Predictor(FakeBackend(), tile=64))
+    plain = write_tif(tmp_path / "plain.tif", blob_scene(64, 64), crs=None)
+    code, out, err = run(["segment", str(plain), "-o", str(tmp_path / "p.tif"), "-q"], capsys)
+    assert code == 0 and "warning: " in err and "georeference" in err
+    assert (tmp_path / "p.tif").exists()
+
+
+def test_demo_with_fake_model(tmp_path: Path, fake_model, capsys) -> None:
+    pytest.importorskip("dakd_edge.data.synthetic")
+    d = tmp_path / "demo"
+    code, out, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
+    assert code == 0, err
+    for name in ("scene.tif", "classes.tif", "probs.tif", "spills.geojson", "quicklook.png", "report.json"):
+        assert (d / name).is_file() and name in out
+    r = json.loads((d / "report.json").read_text())
+    assert r["width"] == 256 and "miou" in r["vs_synthetic_truth"]
+    code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
+    assert "--overwrite" in _one_line_error(code, err)
+
+
+def test_segment_help_subprocess() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "dakd_edge", "segment", "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "--vector" in r.stdout and "--input-scale" in r.stdout
+
+
+def _real_model_available() -> bool:
+    try:
+        from dakd_edge.inference import backends
+
+        backends.load(None, backend="auto", device="cpu")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_segment_real_bundled_model_subprocess(tmp_path: Path) -> None:
+    """End to end with the real bundled model through the console script (when it is installed)."""
+    if not _real_model_available():
+        pytest.skip("no bundled model / backends yet (dakd_edge.inference.backends.load(None) failed)")
+    src = write_tif(tmp_path / "s.tif", blob_scene(256, 256))
+    r = subprocess.run(
+        [
+            "dakd-edge",
+            "segment",
+            str(src),
+            "-o",
+            str(tmp_path / "c.tif"),
+            "--report",
+            str(tmp_path / "r.json"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["width"] == 256
