@@ -27,7 +27,7 @@ from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import CogWriter, NoGeoreferenceWarning, SceneReader
 from dakd_edge.inference.predictor import Predictor, resolve_scale, valid_mask
 from dakd_edge.inference.tiling import TileStats
-from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, oil_spills, write_vector
+from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, spills_from_mask, write_vector
 from dakd_edge.meta import ModelMeta
 
 PROBS_DTYPES = ("uint8", "float16")
@@ -107,16 +107,17 @@ class _Staging:
         self.path.unlink(missing_ok=True)
 
 
-def _oil_mask(path: Path, oil_ids: list[int], block: int = 2048) -> tuple[np.ndarray, Any, Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(path)
-    with ds:
-        mask = np.zeros((ds.height, ds.width), bool)
-        for y in range(0, ds.height, block):
-            h = min(block, ds.height - y)
-            mask[y : y + h] = np.isin(ds.read(1, window=Window(0, y, ds.width, h)), oil_ids)
-        return mask, ds.transform, ds.crs
+class _MaskFile:
+    """Windowed reader of the committed class COG as an oil mask (for block-wise polygon tracing)."""
+
+    def __init__(self, path: Path, oil_ids: list[int]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.ds = rasterio.open(path)
+        self.oil_ids = oil_ids
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return np.isin(self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)), self.oil_ids)
 
 
 def segment_scene(
@@ -134,12 +135,14 @@ def segment_scene(
     overlap: int = 64,
     batch: int = 8,
     polygons: bool = True,
+    polygon_block: int = 2048,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Segment the scene ``src`` into a class-id COG ``out``; returns the JSON-able report.
 
     Optional outputs: ``probs`` (per-class probability COG, uint8 x250 or float16) and ``vector``
-    (.geojson / .gpkg oil-spill polygons). ``polygons=False`` skips the polygon pass (no spill count).
+    (.geojson / .gpkg oil-spill polygons). ``polygons=False`` skips the polygon pass (no spill count);
+    it traces the class map in blocks of ``polygon_block`` rows (whole spills, bounded memory).
     A scene without georeference runs with a :class:`NoGeoreferenceWarning`; its outputs carry no CRS.
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
@@ -207,12 +210,14 @@ def segment_scene(
             spills = None
             if staging is not None:
                 staging.reopen()
-                mask, transform, crs = _oil_mask(cls_w.path, oil_ids)
-                found = oil_spills(mask.view(np.uint8), 1, transform, crs, oil_prob=staging)
-                del mask
+                masks = _MaskFile(cls_w.path, oil_ids)
+                with masks.ds:
+                    found = spills_from_mask(
+                        masks, info.height, info.width, masks.ds.transform, info.crs, staging, polygon_block
+                    )
                 spills = len(found)
                 if vector is not None:
-                    paths["vector"] = str(write_vector(vector, found, crs, overwrite))
+                    paths["vector"] = str(write_vector(vector, found, info.crs, overwrite))
         finally:
             for w in writers:
                 w.discard()

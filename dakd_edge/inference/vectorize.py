@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,128 @@ class Measurer:
         return None, None
 
 
+# (row0, row1, col0, col1) -> bool oil mask of that window; lets polygons come from a file in blocks
+MaskReader = Callable[[int, int, int, int], np.ndarray]
+
+
+def _pixel_polygons(mask: np.ndarray, r0: int, c0: int, connectivity: int) -> Iterator[list[Ring]]:
+    """Rings (pixel-corner coordinates, offset by the window origin) of the True regions of ``mask``."""
+    if not mask.any():
+        return
+    for geom, _ in rasterio.features.shapes(
+        mask.view(np.uint8), mask=mask, connectivity=connectivity, transform=Affine.identity()
+    ):
+        yield [[(float(x) + c0, float(y) + r0) for x, y in ring] for ring in geom["coordinates"]]
+
+
+def _extent(rings: list[Ring]) -> tuple[int, int, int, int]:
+    ext = np.asarray(rings[0])
+    (c0, r0), (c1, r1) = np.floor(ext.min(0)).astype(int), np.ceil(ext.max(0)).astype(int)
+    return int(r0), int(r1), int(c0), int(c1)
+
+
+def _key(rings: list[Ring]) -> tuple[float, float]:
+    """Identity of a region independent of the window it was traced in: its top-left vertex."""
+    return min((y, x) for x, y in rings[0])
+
+
+def _spill(
+    pix_rings: list[Ring],
+    read_mask: MaskReader,
+    oil_prob: Any,
+    transform: Affine,
+    measure: Measurer,
+) -> Spill:
+    area_px = int(round(abs(_shoelace(pix_rings[0])) - sum(abs(_shoelace(r)) for r in pix_rings[1:])))
+    mean_p = max_p = None
+    if oil_prob is not None:
+        r0, r1, c0, c1 = _extent(pix_rings)
+        shifted = {"type": "Polygon", "coordinates": [[(x - c0, y - r0) for x, y in r] for r in pix_rings]}
+        inside = rasterio.features.geometry_mask(
+            [shifted], out_shape=(r1 - r0, c1 - c0), transform=Affine.identity(), invert=True
+        )
+        inside &= read_mask(r0, r1, c0, c1)
+        vals = np.asarray(oil_prob[r0:r1, c0:c1], np.float64)[inside]
+        if vals.size:
+            mean_p, max_p = float(vals.mean()), float(vals.max())
+    rings = [[transform @ p for p in ring] for ring in pix_rings]
+    area_m2, perim = measure(rings)
+    return Spill(rings, area_px, area_m2, perim, mean_p, max_p)
+
+
+def spills_from_mask(
+    read_mask: MaskReader,
+    height: int,
+    width: int,
+    transform: Affine | None = None,
+    crs: Any = None,
+    oil_prob: Any = None,
+    block: int = 2048,
+    connectivity: int = 8,
+) -> list[Spill]:
+    """Spill polygons of a (file-backed) oil mask, traced in row blocks of ``block`` rows.
+
+    Regions inside one block are traced there. A region touching a block cut may continue in the
+    next block: such pieces are grouped across cuts (column ranges touching at the cut) and each group
+    is traced again in one window holding all of it, so every region comes out whole, once. Memory:
+    one block, plus the bounding box of the largest region crossing a cut. ``oil_prob[r0:r1, c0:c1]``
+    gives per-spill mean/max probability (an array or a windowed reader).
+    """
+    transform = transform or Affine.identity()
+    measure = Measurer(crs)
+    cuts = list(range(block, height, block))
+    spills: list[Spill] = []
+    pieces: list[tuple[int, int, int, int, int]] = []  # (block index, r0, r1, c0, c1)
+    for b, y0 in enumerate(range(0, height, block)):
+        y1 = min(y0 + block, height)
+        for rings in _pixel_polygons(read_mask(y0, y1, 0, width), y0, 0, connectivity):
+            r0, r1, c0, c1 = _extent(rings)
+            if (r0 == y0 and y0 > 0) or (r1 == y1 and y1 < height):
+                pieces.append((b, r0, r1, c0, c1))
+            else:
+                spills.append(_spill(rings, read_mask, oil_prob, transform, measure))
+    # union pieces that face each other across a cut (bottom of block b, top of block b + 1)
+    parent = list(range(len(pieces)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_block: dict[int, list[int]] = {}
+    for i, p in enumerate(pieces):
+        by_block.setdefault(p[0], []).append(i)
+    for b, idx in by_block.items():
+        for i in idx:
+            _, _, r1, c0, c1 = pieces[i]
+            if r1 != min((b + 1) * block, height):
+                continue
+            for j in by_block.get(b + 1, []):
+                _, q0, _, d0, d1 = pieces[j]
+                if q0 == r1 and d0 <= c1 and c0 <= d1:  # touching columns, diagonals included
+                    parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(pieces)):
+        groups.setdefault(find(i), []).append(i)
+    seen: set[tuple[float, float]] = set()
+    for members in groups.values():
+        box = np.array([pieces[i][1:] for i in members])
+        r0, r1 = max(int(box[:, 0].min()) - 1, 0), min(int(box[:, 1].max()) + 1, height)
+        c0, c1 = max(int(box[:, 2].min()) - 1, 0), min(int(box[:, 3].max()) + 1, width)
+        for rings in _pixel_polygons(read_mask(r0, r1, c0, c1), r0, c0, connectivity):
+            q0, q1, d0, d1 = _extent(rings)
+            clipped = (q0 == r0 > 0) or (q1 == r1 < height) or (d0 == c0 > 0) or (d1 == c1 < width)
+            at_cut = any(q0 <= c <= q1 for c in cuts)
+            key = _key(rings)
+            if clipped or not at_cut or key in seen:  # another group's region / traced in a block
+                continue
+            seen.add(key)
+            spills.append(_spill(rings, read_mask, oil_prob, transform, measure))
+    spills.sort(key=lambda s: (-s.area_px, _key(s.rings)))
+    return spills
+
+
 def oil_spills(
     classes: np.ndarray,
     oil_class: int | Sequence[int],
@@ -109,45 +231,22 @@ def oil_spills(
     crs: Any = None,
     oil_prob: np.ndarray | None = None,
     connectivity: int = 8,
+    block: int | None = None,
 ) -> list[Spill]:
-    """Polygons of the pixels whose class is ``oil_class`` (one per connected region).
+    """Polygons of the pixels whose class is ``oil_class`` (one per connected region), in memory.
 
     ``classes``: (H, W) stitched class ids; ``oil_prob``: optional (H, W) oil probability in [0, 1]
-    (NaN/ignored outside oil) for per-polygon mean and max. Coordinates follow ``transform``.
+    for per-polygon mean and max. Coordinates follow ``transform``. ``block`` traces in row blocks
+    (as :func:`spills_from_mask` does for files); ``None`` traces the whole array at once.
     """
     ids = [oil_class] if isinstance(oil_class, int) else list(oil_class)
     mask = np.isin(classes, ids)
-    if not mask.any():
-        return []
-    transform = transform or Affine.identity()
-    measure = Measurer(crs)
-    spills: list[Spill] = []
-    for geom, _ in rasterio.features.shapes(
-        mask.view(np.uint8), mask=mask, connectivity=connectivity, transform=Affine.identity()
-    ):
-        pix_rings = [[(float(x), float(y)) for x, y in ring] for ring in geom["coordinates"]]
-        area_px = int(round(abs(_shoelace(pix_rings[0])) - sum(abs(_shoelace(r)) for r in pix_rings[1:])))
-        mean_p = max_p = None
-        if oil_prob is not None:
-            ext = np.asarray(pix_rings[0])
-            c0, r0 = np.floor(ext.min(0)).astype(int)
-            c1, r1 = np.ceil(ext.max(0)).astype(int)
-            shifted = {
-                "type": "Polygon",
-                "coordinates": [[(x - c0, y - r0) for x, y in r] for r in pix_rings],
-            }
-            inside = rasterio.features.geometry_mask(
-                [shifted], out_shape=(r1 - r0, c1 - c0), transform=Affine.identity(), invert=True
-            )
-            inside &= mask[r0:r1, c0:c1]
-            vals = oil_prob[r0:r1, c0:c1][inside].astype(np.float64)
-            if vals.size:
-                mean_p, max_p = float(vals.mean()), float(vals.max())
-        rings = [[transform @ p for p in ring] for ring in pix_rings]
-        area_m2, perim = measure(rings)
-        spills.append(Spill(rings, area_px, area_m2, perim, mean_p, max_p))
-    spills.sort(key=lambda s: -s.area_px)
-    return spills
+    h, w = mask.shape
+
+    def read_mask(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return mask[r0:r1, c0:c1]
+
+    return spills_from_mask(read_mask, h, w, transform, crs, oil_prob, block or h, connectivity)
 
 
 def write_vector(path: str | os.PathLike, spills: list[Spill], crs: Any, overwrite: bool = False) -> Path:

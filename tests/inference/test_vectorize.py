@@ -23,14 +23,17 @@ UTM = CRS.from_epsg(32633)
 UTM_T = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0)
 
 
-def test_polygon_whole_across_tile_borders(tmp_path: Path) -> None:
-    """A long slick spanning many 64-px tiles comes out as exactly one polygon."""
+@pytest.mark.parametrize("polygon_block", [2048, 40])
+def test_polygon_whole_across_tile_borders(tmp_path: Path, polygon_block: int) -> None:
+    """A long slick spanning many 64-px tiles (and polygon blocks) comes out as exactly one polygon."""
     img = np.full((200, 300), 150, np.uint8)
     img[90:110, 10:290] = 30  # crosses 5 vertical tile borders
     img[20:180, 140:150] = 30  # and 3 horizontal ones (a cross: one connected region)
     src = write_tif(tmp_path / "s.tif", img)
     pred = Predictor(FakeBackend(radius=2), tile=64, overlap=16)
-    r = segment_scene(pred, src, tmp_path / "c.tif", vector=tmp_path / "v.geojson")
+    r = segment_scene(
+        pred, src, tmp_path / "c.tif", vector=tmp_path / "v.geojson", polygon_block=polygon_block
+    )
     assert r["tiles"]["total"] > 12
     feats = json.loads((tmp_path / "v.geojson").read_text())["features"]
     assert len(feats) == r["spills"] == 1
@@ -135,3 +138,28 @@ def test_geopackage_reads_with_gdal(tmp_path: Path) -> None:
     assert fields[1][0] == 196
     gj = write_vector(tmp_path / "s.geojson", oil_spills(cls, 1, UTM_T, UTM), UTM)
     assert pyogrio.read_info(gj)["features"] == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("block", [5, 16, 33])
+def test_blocked_tracing_equals_whole(seed: int, block: int) -> None:
+    """Tracing in row blocks (bounded memory) gives the same polygons as tracing the whole mask."""
+    rng = np.random.default_rng(seed)
+    # clustered random mask: many regions cross block cuts, some only diagonally, some with holes
+    noise = rng.random((90, 70))
+    k = np.ones(5) / 5
+    smooth = np.apply_along_axis(
+        np.convolve, 0, np.apply_along_axis(np.convolve, 1, noise, k, "same"), k, "same"
+    )
+    cls = (smooth > np.quantile(smooth, 0.6)).astype(np.uint8)
+    cls[rng.random(cls.shape) < 0.03] ^= 1
+    prob = rng.random(cls.shape).astype(np.float32)
+    whole = oil_spills(cls, 1, UTM_T, UTM, oil_prob=prob)
+    blocked = oil_spills(cls, 1, UTM_T, UTM, oil_prob=prob, block=block)
+
+    def sig(spills):
+        return sorted((s.area_px, len(s.rings), round(s.area_m2), round(s.mean_prob, 6)) for s in spills)
+
+    assert len(whole) > 20
+    assert sig(blocked) == sig(whole)
+    assert sum(s.area_px for s in blocked) == int(cls.sum())
