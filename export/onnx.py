@@ -156,7 +156,7 @@ def export_onnx(
                     do_constant_folding=True,
                 )
             except Exception as e:  # the exporter raises many types; name the model and the mode
-                raise ExportError(f"ONNX export of {meta.name!r} (--ops {cfg.ops}) failed: {e}") from e
+                raise ExportError(_export_failure(meta.name, cfg, e)) from e
         proto = onnx.load(str(tmp))
         if cfg.simplify:
             proto = _simplify(proto)
@@ -244,6 +244,14 @@ def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
     if META_KEY not in props:
         raise ModelFileError(f"{path} has no dakd-edge metadata ({META_KEY}); was it exported by dakd-edge?")
     return ModelMeta.from_json(props[META_KEY]), props.get(OPS_KEY, "standard")
+
+
+def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:
+    # The TorchScript exporter appends the whole traced graph to some messages: keep the reason only.
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    reason = (lines[-1] if lines else type(e).__name__)[:400]
+    hint = " (dynamic H x W unsupported by an op here? try a fixed --shape)" if cfg.shape is None else ""
+    return f"ONNX export of {name!r} (--ops {cfg.ops}) failed: {reason}{hint}"
 
 
 def _set_metadata(proto: Any, meta: ModelMeta, ops: str) -> None:

@@ -1,0 +1,382 @@
+"""ONNX -> TensorRT engine (FP32 / FP16 / INT8 with entropy calibration) plus a JSON sidecar.
+
+Written against the TensorRT 10 Python API (``trt.Builder``, ``OnnxParser``, ``IBuilderConfig``,
+optimization profiles, timing cache, ``IInt8EntropyCalibrator2``). Engines are specific to the GPU and
+the TensorRT version that built them, so the sidecar records both and
+:class:`~dakd_edge.inference.backends.TensorRTBackend` refuses a mismatch.
+
+NOT RUN in development: no GPU or TensorRT was available; the code paths here are exercised only up to
+the ``import tensorrt`` check by the CPU test suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge.errors import BackendUnavailable, DatasetError, ExportError
+from dakd_edge.inference.backends import INPUT_NAME
+from dakd_edge.meta import ModelMeta
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# Layers whose names contain these (ONNX node names carry the PyTorch module path) stay in fp32 under
+# FP16/INT8: the chunked scan's exp/cumsum chain and the attention's normalisation/softmax.
+FP32_LAYER_PATTERNS = ("mixer", "attn", "CumSum", "Exp", "Softmax", "ReduceL2")
+
+
+@dataclass
+class EngineConfig:
+    precision: str = "fp16"
+    min_shape: tuple[int, int, int, int] | None = None
+    opt_shape: tuple[int, int, int, int] | None = None
+    max_shape: tuple[int, int, int, int] | None = None
+    workspace_gib: float = 4.0
+    timing_cache: str | None = None  # read if present, written after the build
+    calib_dir: str | None = None  # folder of tiles (png/jpg/tif) for INT8
+    calib_cache: str | None = None
+    calib_batches: int = 16
+    calib_batch_size: int = 4
+    fp32_layers: tuple[str, ...] = FP32_LAYER_PATTERNS
+    builder_optimization_level: int = 3
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ExportError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "int8" and not (self.calib_dir or self.calib_cache):
+            raise ExportError(
+                "--precision int8 needs --calib DIR (tiles for calibration) or a calibration cache"
+            )
+
+
+def default_profile(
+    meta: ModelMeta, fixed: tuple[int, int, int, int] | None = None, max_batch: int = 8
+) -> dict[str, list[int]]:
+    """min/opt/max input shapes: the fixed shape, or 1 x 32 x 32 up to ``max_batch`` tiles of ``meta.tile``."""
+    if fixed is not None:
+        return {"min": list(fixed), "opt": list(fixed), "max": list(fixed)}
+    c, t = meta.in_chans, meta.tile
+    return {"min": [1, c, 32, 32], "opt": [max_batch, c, t, t], "max": [max_batch, c, t, t]}
+
+
+@dataclass
+class EngineReport:
+    path: str
+    precision: str
+    ops: str
+    profile: dict[str, list[int]]
+    tensorrt_version: str
+    seconds: float
+    parity: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parity"] = [p.to_dict() for p in self.parity]
+        return d
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """(usable, reason): TensorRT importable and a CUDA device visible to it."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        return False, f"TensorRT is not installed ({e}); pip install 'dakd-edge[trt]' on a CUDA machine"
+    try:
+        from dakd_edge.inference.backends import _cuda_call, _import_cudart
+
+        count = _cuda_call(_import_cudart().cudaGetDeviceCount())
+    except BackendUnavailable as e:
+        return False, f"TensorRT {trt.__version__} found but no usable CUDA device: {e}"
+    if not count:
+        return False, f"TensorRT {trt.__version__} found but no CUDA device is visible"
+    return True, f"TensorRT {trt.__version__}"
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    meta: ModelMeta,
+    cfg: EngineConfig,
+    ops: str = "standard",
+    shape: tuple[int, int, int, int] | None = None,
+    overwrite: bool = False,
+) -> EngineReport:
+    """Parse ``onnx_path``, build an engine and write it atomically with ``<out>.json``."""
+    check_output(out, overwrite)
+    ok, reason = tensorrt_status()
+    if not ok:
+        raise BackendUnavailable(reason)
+    import tensorrt as trt
+
+    from dakd_edge.inference.backends import _cuda_runtime_version, _import_cudart
+
+    t0 = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    if ops == "plugin":
+        from dakd_edge.export.plugins import register_plugins
+
+        register_plugins()
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        hint = " (plugin nodes need TensorRT >= 10.8 with the dakd_edge plugins)" if ops == "plugin" else ""
+        raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}{hint}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gib * (1 << 30)))
+    config.builder_optimization_level = cfg.builder_optimization_level
+    prof = default_profile(meta, shape)
+    for key, val in (("min", cfg.min_shape), ("opt", cfg.opt_shape), ("max", cfg.max_shape)):
+        if val is not None:
+            prof[key] = list(val)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, prof["min"], prof["opt"], prof["max"])
+    config.add_optimization_profile(profile)
+
+    if cfg.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+        _keep_fp32(network, trt, cfg.fp32_layers)
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    calibrator = None
+    if cfg.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        calibrator = make_calibrator(meta, cfg, prof["opt"])
+        config.int8_calibrator = calibrator
+        config.set_calibration_profile(profile)
+
+    cache_bytes = b""
+    if cfg.timing_cache and Path(cfg.timing_cache).is_file():
+        cache_bytes = Path(cfg.timing_cache).read_bytes()
+    timing_cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(timing_cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)")
+    cudart = _import_cudart()
+    info = {
+        "format": "dakd-edge-engine",
+        "meta": meta.to_dict(),
+        "tensorrt_version": trt.__version__,
+        "cuda_version": _cuda_runtime_version(cudart),
+        "gpu": _gpu_name(cudart),
+        "precision": cfg.precision,
+        "ops": ops,
+        "profile": prof,
+        "onnx_sha256": hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest(),
+        "host": platform.node(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(out)
+    with atomic_path(out, overwrite) as tmp:
+        tmp.write_bytes(bytes(serialized))
+        with atomic_path(out.with_name(out.name + ".json"), overwrite=True) as side:
+            side.write_text(json.dumps(info, indent=2, sort_keys=True))
+    if cfg.timing_cache:
+        with atomic_path(cfg.timing_cache, overwrite=True) as tc:
+            tc.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return EngineReport(
+        path=str(out),
+        precision=cfg.precision,
+        ops=ops,
+        profile=prof,
+        tensorrt_version=trt.__version__,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _keep_fp32(network: Any, trt: Any, patterns: tuple[str, ...]) -> int:
+    """Pin numerically sensitive layers (scan, attention normalisation) to fp32; returns how many."""
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(p in layer.name for p in patterns):
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                if layer.get_output(j).dtype in (trt.float16, trt.float32):
+                    layer.set_output_type(j, trt.float32)
+            pinned += 1
+    return pinned
+
+
+def _gpu_name(cudart: Any) -> str | None:
+    try:
+        from dakd_edge.inference.backends import _cuda_call
+
+        props = _cuda_call(cudart.cudaGetDeviceProperties(0))
+        name = props.name
+        return name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
+    except Exception:  # informational only
+        return None
+
+
+def calibration_tiles(
+    folder: str | Path, meta: ModelMeta, size: tuple[int, int], limit: int
+) -> list[np.ndarray]:
+    """Normalised ``(C, H, W)`` tiles from the images in ``folder`` (centre crop / reflect pad)."""
+    from dakd_edge.export.parity import image_input
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"calibration folder not found: {root}")
+    files = sorted(
+        p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+    )
+    if not files:
+        raise DatasetError(f"no images (.png/.jpg/.tif) in calibration folder {root}")
+    shape = (1, meta.in_chans, size[0], size[1])
+    return [image_input(f, meta, shape)[0] for f in files[:limit]]
+
+
+def make_calibrator(meta: ModelMeta, cfg: EngineConfig, opt_shape: list[int]) -> Any:
+    """An ``IInt8EntropyCalibrator2`` over the calibration tiles, with a read/write cache file."""
+    import tensorrt as trt
+
+    from dakd_edge.inference.backends import _cuda_call, _import_cudart
+
+    cudart = _import_cudart()
+    bs = cfg.calib_batch_size
+    h, w = opt_shape[2], opt_shape[3]
+    tiles = calibration_tiles(cfg.calib_dir, meta, (h, w), cfg.calib_batches * bs) if cfg.calib_dir else []
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.index = 0
+            self.nbytes = bs * meta.in_chans * h * w * 4
+            self.device = _cuda_call(cudart.cudaMalloc(self.nbytes)) if tiles else 0
+
+        def get_batch_size(self) -> int:
+            return bs
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            if self.index + bs > len(tiles):
+                return None
+            batch = np.ascontiguousarray(np.stack(tiles[self.index : self.index + bs]), dtype=np.float32)
+            self.index += bs
+            kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            _cuda_call(cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes, kind))
+            return [int(self.device)]
+
+        def read_calibration_cache(self) -> bytes | None:
+            if cfg.calib_cache and Path(cfg.calib_cache).is_file():
+                return Path(cfg.calib_cache).read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache: bytes) -> None:
+            if cfg.calib_cache:
+                with atomic_path(cfg.calib_cache, overwrite=True) as tmp:
+                    tmp.write_bytes(bytes(cache))
+
+    return EntropyCalibrator()
+
+
+# ONNX ops TensorRT 10's parser imports natively (onnx-tensorrt docs/operators.md, the subset an export of
+# these models can plausibly emit plus common neighbours). Anything else fails the pre-build check
+# below instead of deep inside the parser on the target machine.
+TENSORRT_ONNX_OPS = frozenset(
+    """
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil
+    Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
+    DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather
+    GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GridSample
+    GroupNormalization HardSigmoid HardSwish Hardmax Identity If InstanceNormalization IsInf IsNaN
+    LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax LpNormalization LRN MatMul Max MaxPool
+    Mean Min Mish Mod Mul Neg Not OneHot Or Pad Pow PRelu QuantizeLinear Range Reciprocal ReduceL1
+    ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
+    ReduceSumSquare Relu Reshape Resize Round ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh
+    Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh
+    ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Where Xor
+    """.split()
+)
+
+
+def tensorrt_graph_problems(proto: Any, allow_plugins: bool = False) -> list[str]:
+    """Reasons TensorRT's ONNX parser would reject ``proto`` (empty list: none found).
+
+    Checks op types against :data:`TENSORRT_ONNX_OPS`, that every CumSum axis is a constant, that no
+    Einsum uses an ellipsis, and that custom-domain nodes are the ``dakd_edge`` plugins (when allowed).
+    """
+    constants = {init.name for init in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            constants.update(node.output)
+    problems = []
+    for node in proto.graph.node:
+        where = f"{node.op_type} node {node.name or '?'}"
+        if node.domain not in ("", "ai.onnx"):
+            if not (allow_plugins and node.domain == "dakd_edge"):
+                problems.append(f"{where}: custom domain {node.domain!r}")
+            continue
+        if node.op_type not in TENSORRT_ONNX_OPS:
+            problems.append(f"{where}: op not supported by TensorRT's ONNX parser")
+        if node.op_type == "CumSum" and (len(node.input) < 2 or node.input[1] not in constants):
+            problems.append(f"{where}: CumSum axis is not a constant")
+        if node.op_type == "Einsum":
+            eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "")
+            if "..." in eq:
+                problems.append(f"{where}: Einsum with an ellipsis ({eq})")
+    return problems
+
+
+def check_engine_parity(
+    model: Any, meta: ModelMeta, engine: str | Path, precision: str, profile: dict[str, list[int]]
+) -> list[Any]:
+    """The engine (via the TensorRT backend) vs PyTorch fp32 at the profile's opt shape (batch 1)."""
+    from dakd_edge.export import parity
+
+    from dakd_edge.inference.backends import TensorRTBackend
+
+    tol = parity.TOLERANCES[precision]
+    backend = TensorRTBackend(engine)
+    try:
+        h, w = profile["opt"][2], profile["opt"][3]
+        x = parity.deterministic_input((1, meta.in_chans, h, w), seed=0)
+        return [parity.compare(parity.torch_logits(model, x), backend.predict(x), tol)]
+    finally:
+        backend.close()
+
+
+def export_engine(
+    model: Any,
+    meta: ModelMeta,
+    out: str | Path,
+    engine_cfg: EngineConfig,
+    onnx_cfg: Any,
+    overwrite: bool = False,
+    keep_onnx: str | Path | None = None,
+) -> EngineReport:
+    """PyTorch -> ONNX (with its fp32 parity gate) -> engine -> engine parity; no output on failure."""
+    import tempfile
+
+    import onnx
+    from dakd_edge.export.onnx import export_onnx
+
+    check_output(out, overwrite)
+    ok, reason = tensorrt_status()
+    if not ok:
+        raise BackendUnavailable(reason)
+    with tempfile.TemporaryDirectory(prefix="dakd-export-") as tmpdir:
+        onnx_path = Path(keep_onnx) if keep_onnx else Path(tmpdir) / "model.onnx"
+        onnx_report = export_onnx(model, meta, onnx_path, onnx_cfg, overwrite=overwrite)
+        problems = tensorrt_graph_problems(onnx.load(str(onnx_path)), allow_plugins=onnx_cfg.ops == "plugin")
+        if problems:
+            raise ExportError("graph is not TensorRT-parsable: " + "; ".join(problems[:5]))
+        report = build_engine(onnx_path, out, meta, engine_cfg, onnx_cfg.ops, onnx_cfg.shape, overwrite)
+    results = check_engine_parity(model, meta, out, engine_cfg.precision, report.profile)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        for p in (Path(out), Path(str(out) + ".json")):
+            p.unlink(missing_ok=True)
+        raise ExportError("engine parity failed: " + "; ".join(r.line() for r in failed))
+    report.parity = onnx_report.parity + results
+    return report
