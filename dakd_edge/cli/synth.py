@@ -1,0 +1,157 @@
+"""``dakd-edge synth`` (write a synthetic georeferenced scene) and ``dakd-edge info`` (describe a raster).
+
+Both are torch-free: they run on the ONNX Runtime / TensorRT edge install.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import click
+
+from dakd_edge.errors import InputError
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'8192x4096' -> (height, width) = (4096, 8192)? No: HEIGHTxWIDTH, rows first; '2048' -> square."""
+    m = _SIZE.match(text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size: use HEIGHTxWIDTH (e.g. 8192x8192) or one number")
+    h = int(m.group(1))
+    w = int(m.group(2)) if m.group(2) else h
+    if h <= 0 or w <= 0:
+        raise InputError(f"scene size must be positive, got {h}x{w}")
+    if h * w > 2_000_000_000:
+        raise InputError(f"scene size {h}x{w} is too large (limit: 2 gigapixels)")
+    return h, w
+
+
+@click.command("synth")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--size", default="2048x2048", show_default=True, help="HEIGHTxWIDTH in pixels (or one number)."
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Scene seed (same seed = same scene).")
+@click.option(
+    "--labels", type=click.Path(dir_okay=False, path_type=Path), help="Also write the label GeoTIFF."
+)
+@click.option(
+    "--dtype",
+    "output",
+    type=click.Choice(["uint8", "db", "linear"]),
+    default="uint8",
+    show_default=True,
+    help="uint8 luminance (OSD-like), float32 sigma0 in dB, or float32 linear sigma0.",
+)
+@click.option("--binary", is_flag=True, help="Labels oil=1 / rest=0 instead of the 5 OSD classes.")
+@click.option("--pixel-size", default=10.0, show_default=True, type=float, help="Metres per pixel.")
+@click.option(
+    "--looks", default=4.4, show_default=True, type=float, help="Speckle equivalent number of looks."
+)
+@click.option("--crs", default="EPSG:32634", show_default=True, help="Projected CRS of the output.")
+@click.option("--window", default=1024, show_default=True, type=int, help="Rendering window (memory bound).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def synth(
+    out: Path,
+    size: str,
+    seed: int,
+    labels: Path | None,
+    output: str,
+    binary: bool,
+    pixel_size: float,
+    looks: float,
+    crs: str,
+    window: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Write a synthetic Sentinel-1-VV-like scene OUT (tiled, deflate GeoTIFF) window by window.
+
+    Sea clutter with speckle, oil slicks, look-alikes, ships and land, with OSD labels
+    (0 sea, 1 oil, 2 look-alike, 3 ship, 4 land) when --labels is given.
+    """
+    from dataclasses import replace
+
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    from dakd_edge.data.synthetic import SceneConfig, write_scene_geotiff
+
+    h, w = parse_size(size)
+    try:
+        crs_obj = CRS.from_user_input(crs)
+    except CRSError as e:
+        raise InputError(f"unknown CRS {crs!r}: {e}") from None
+    if not crs_obj.is_projected:
+        raise InputError(f"--crs must be a projected CRS in metres (e.g. a UTM zone), got {crs}")
+    if pixel_size <= 0 or looks <= 0:
+        raise InputError("--pixel-size and --looks must be positive")
+    if labels is not None and labels.resolve() == out.resolve():
+        raise InputError("--labels must differ from the image path")
+    cfg = replace(SceneConfig(), pixel_size=pixel_size, looks=looks)
+    t0 = time.perf_counter()
+    if quiet:
+        info = write_scene_geotiff(
+            out, cfg, seed, h, w, labels, output, binary, window, crs, overwrite=overwrite
+        )
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=_stderr_console()) as bar:
+            task = bar.add_task(f"synth {h}x{w}", total=h * w)
+            info = write_scene_geotiff(
+                out, cfg, seed, h, w, labels, output, binary, window, crs, overwrite=overwrite,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )  # fmt: skip
+    fr = ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["class_fractions"].items())
+    click.echo(f"wrote {out} ({h}x{w}, {output}, {crs}) in {time.perf_counter() - t0:.1f}s; classes: {fr}")
+    if labels is not None:
+        click.echo(f"wrote {labels}")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option(
+    "--samples", default=9, show_default=True, type=int, help="Windows sampled for value statistics."
+)
+def info(path: Path, as_json: bool, samples: int) -> None:
+    """Describe a raster: size, bands, dtype, CRS, transform, nodata, value range (sampled windows)."""
+    from dakd_edge.data.rasterinfo import describe_raster
+
+    d = describe_raster(path, samples=max(1, samples))
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    t = d["transform"]
+    lines = [
+        f"{d['path']}  ({d['driver']})",
+        f"  size       {d['height']} rows x {d['width']} cols, {d['count']} band(s), {', '.join(sorted(set(d['dtypes'])))}",
+        f"  crs        {d['crs'] or 'none (not georeferenced)'}{'' if d['crs_projected'] or not d['crs'] else ' (geographic)'}",
+        f"  transform  origin ({t[2]:.3f}, {t[5]:.3f}), pixel {d['pixel_size'][0]:g} x {d['pixel_size'][1]:g}",
+        f"  nodata     {d['nodata']}",
+        f"  tiling     blocks {d['block_shapes'][0]}, compression {d['compression'] or 'none'}",
+        f"  sampled    {d['sampled_windows']} window(s), {100 * d['sampled_fraction']:.1f}% of pixels",
+    ]
+    for b in d["bands"]:
+        desc = f" ({b['description']})" if b.get("description") else ""
+        if "min" in b:
+            lines.append(
+                f"  band {b['band']}{desc}: min {b['min']:.4g}  max {b['max']:.4g}  mean {b['mean']:.4g}  "
+                f"p2-p98 {b['p2']:.4g}..{b['p98']:.4g}  valid {100 * b['valid_fraction']:.1f}%  scale {b['scale']}"
+            )
+        else:
+            lines.append(f"  band {b['band']}{desc}: no valid pixels in the sampled windows")
+    click.echo("\n".join(lines))
