@@ -193,9 +193,9 @@ class ModelSpec:
     @classmethod
     def parse(cls, model: str | None) -> ModelSpec:
         if model is None:
-            from dakd_edge.weights import bundled_path
+            from dakd_edge.inference.backends import bundled_path
 
-            p = bundled_path()
+            p = bundled_path("torch")
             return cls(p, f"bundled:{p.stem}", "checkpoint", p.stat().st_size / 2**20)
         p = Path(model)
         if p.suffix in (".safetensors", ".pt", ".pth", ".onnx", ".engine", ".plan"):
@@ -228,88 +228,75 @@ class Workbench:
         self.device = device
         self.workdir = workdir
         self.num_classes = num_classes
-        self._torch_model = None
+        self._torch: tuple[Any, Any] | None = None
         self._meta = None
-        self._onnx: dict[str, Path] = {}
+        self._onnx: Path | None = None
 
-    # -- torch
-    def torch_model(self):
+    def torch_model(self) -> tuple[Any, Any]:
+        """(model, meta) on the CPU in eval mode; registry names get seeded random weights."""
         if self.spec.kind in ("onnx", "engine"):
-            raise BackendUnavailable(f"torch backends need a checkpoint, not a .{self.spec.kind} file")
-        if self._torch_model is None:
+            raise BackendUnavailable(f"torch backends need a checkpoint, not an .{self.spec.kind} file")
+        if self._torch is None:
             if self.spec.kind == "registry":
-                import torch
+                from dakd_edge.export.onnx import load_for_export
 
-                from dakd_edge import create_model
-                from dakd_edge.meta import ModelMeta
-
-                torch.manual_seed(0)
-                model = create_model(self.spec.label, num_classes=self.num_classes, in_chans=1)
-                meta = ModelMeta.default_for(
-                    self.spec.label, self.num_classes, 1, arch=dict(asdict(model.config))
-                )
+                self._torch = load_for_export(self.spec.label, num_classes=self.num_classes)
             else:
                 from dakd_edge.models.checkpoint import load_model_file
 
-                model, meta = load_model_file(self.spec.path)
-            self._torch_model, self._meta = model.eval(), meta
-        return self._torch_model
+                self._torch = load_model_file(self.spec.path)
+            self._torch[0].eval()
+        return self._torch
 
     @property
     def meta(self):
         if self._meta is None:
             if self.spec.kind == "onnx":
-                from dakd_edge.inference.backends import OnnxRuntimeBackend
+                from dakd_edge.export.onnx import read_metadata
 
-                self._meta = OnnxRuntimeBackend(self.spec.path).meta
+                self._meta = read_metadata(self.spec.path)[0]
+            elif self.spec.kind == "engine":
+                from dakd_edge.inference.backends import read_engine_sidecar
+                from dakd_edge.meta import ModelMeta
+
+                self._meta = ModelMeta.from_dict(read_engine_sidecar(self.spec.path)["meta"])
             else:
-                self.torch_model()
+                self._meta = self.torch_model()[1]
         return self._meta
 
     def torch_runner(self, precision: str, kernels: str = "torch", compile: bool = False) -> Runner:
-        import torch
+        from dakd_edge.inference.backends import TorchBackend
 
-        from dakd_edge.kernels import use_kernels
-
-        dev = torch.device(self.device)
         if precision == "int8":
             raise BackendUnavailable("int8 is a TensorRT precision; the torch backends run fp32/fp16")
-        if precision == "fp16" and dev.type != "cuda":
-            raise BackendUnavailable(
-                "fp16 torch inference needs CUDA (CPU half-precision convs are slow/unsupported)"
-            )
-        if kernels == "triton" and dev.type != "cuda":
-            raise BackendUnavailable(
-                "torch-triton needs CUDA (Triton kernels run on GPU; CPU only interprets)"
-            )
-        model = self.torch_model().to(dev)
-        fn = torch.compile(model) if compile else model
-        amp = precision == "fp16"
+        cuda = self.device.startswith("cuda")
+        if precision == "fp16" and not cuda:
+            raise BackendUnavailable("fp16 torch inference needs CUDA (autocast fp16 is GPU-only here)")
+        if kernels == "triton" and not cuda:
+            raise BackendUnavailable("torch-triton needs CUDA (on the CPU Triton only interprets)")
+        model, meta = self.torch_model()
+        be = TorchBackend(
+            model=model, meta=meta, device=self.device, kernels=kernels, amp=precision == "fp16"
+        )
+        if compile:
+            import torch
 
-        def predict(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode(), use_kernels(kernels):
-                x = torch.from_numpy(batch).to(dev)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                    y = fn(x)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                return y.float().cpu().numpy()
+            be.model = torch.compile(be.model)
+        return Runner(be.predict, device=be.device, close=be.close)
 
-        return Runner(predict, device=str(dev))
-
-    # -- onnx / tensorrt
-    def onnx_path(self, ops: str = "standard") -> Path:
+    def onnx_path(self) -> Path:
         if self.spec.kind == "onnx":
             return self.spec.path
         if self.spec.kind == "engine":
             raise BackendUnavailable("an engine file cannot be run by ONNX Runtime")
-        if ops not in self._onnx:
-            from dakd_edge.export.onnx import export_onnx
+        if self._onnx is None:
+            from dakd_edge.export.onnx import OnnxExportConfig, export_onnx
 
-            out = self.workdir / f"model-{ops}.onnx"
-            export_onnx(self.torch_model(), self.meta, out, ops=ops, check_parity=False)
-            self._onnx[ops] = out
-        return self._onnx[ops]
+            model, meta = self.torch_model()
+            out = self.workdir / f"{self.spec.label.replace(':', '_')}.onnx"
+            export_onnx(model, meta, out, OnnxExportConfig(parity=False))
+            self._onnx = out
+        return self._onnx
 
     def onnxruntime_runner(self, precision: str) -> Runner:
         try:
@@ -317,7 +304,7 @@ class Workbench:
         except ImportError as e:
             raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
         if precision != "fp32":
-            raise BackendUnavailable(f"{precision} with ONNX Runtime is not supported here; use TensorRT")
+            raise BackendUnavailable(f"{precision} is not benchmarked with ONNX Runtime; use TensorRT")
         from dakd_edge.inference.backends import OnnxRuntimeBackend
 
         be = OnnxRuntimeBackend(self.onnx_path(), device=self.device)
@@ -332,7 +319,7 @@ class Workbench:
             ) from e
         if not _cuda():
             raise BackendUnavailable("TensorRT needs a CUDA GPU")
-        from dakd_edge.export.tensorrt import build_engine
+        from dakd_edge.export.tensorrt import EngineConfig, build_engine
         from dakd_edge.inference.backends import TensorRTBackend
 
         if self.spec.kind == "engine":
@@ -340,14 +327,9 @@ class Workbench:
         else:
             engine = self.workdir / f"model-{precision}-{tile}-{batch}.engine"
             if not engine.exists():
-                build_engine(
-                    self.onnx_path(),
-                    engine,
-                    precision=precision,
-                    min_shape=(1, self.meta.in_chans, tile, tile),
-                    opt_shape=(batch, self.meta.in_chans, tile, tile),
-                    max_shape=(batch, self.meta.in_chans, tile, tile),
-                )
+                c = self.meta.in_chans
+                shapes = ((1, c, tile, tile), (batch, c, tile, tile), (batch, c, tile, tile))
+                build_engine(self.onnx_path(), engine, EngineConfig(precision=precision, shapes=shapes))
         be = TensorRTBackend(engine)
         return Runner(be.predict, device="cuda", close=be.close)
 
@@ -449,15 +431,12 @@ def run_bench(
 def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
     """PyTorch fp32 logits on the CPU (the accuracy reference); None for ONNX/engine-only models."""
     try:
-        import torch
+        from dakd_edge.inference.backends import TorchBackend
 
-        model = bench.torch_model().to("cpu")
-    except (ImportError, BackendUnavailable):
+        model, meta = bench.torch_model()
+        return TorchBackend(model=model, meta=meta, device="cpu", kernels="torch").predict(x)
+    except BackendUnavailable:
         return None
-    from dakd_edge.kernels import use_kernels
-
-    with torch.inference_mode(), use_kernels("torch"):
-        return model(torch.from_numpy(x)).float().numpy()
 
 
 def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters) -> Row:
@@ -489,6 +468,35 @@ def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters) -> R
         row.argmax_agreement = float((out.argmax(1) == ref.argmax(1)).mean() * 100.0)
         row.max_abs_err = float(np.abs(out.astype(np.float64) - ref).max())
     return row
+
+
+def run_scene(
+    scene: str | os.PathLike, model: str | None = None, device: str = "cpu", backend: str = "auto"
+) -> dict[str, Any]:
+    """End-to-end `segment` on ``scene`` (read, infer, blend, write COG, polygons) into a temp folder.
+
+    ``mpix_per_s`` here is scene pixels over total wall time including I/O, unlike the per-tile rows.
+    """
+    from dakd_edge.inference.backends import load
+    from dakd_edge.inference.segment import segment_scene
+
+    if device == "auto":
+        device = "cuda" if _cuda() else "cpu"
+    predictor = load(model, backend=backend, device=device)
+    with tempfile.TemporaryDirectory(prefix="dakd-bench-scene-") as tmp, PeakRSS() as mem:
+        t0 = time.perf_counter()
+        report = segment_scene(predictor, scene, Path(tmp) / "classes.tif")
+        seconds = time.perf_counter() - t0
+    return {
+        "scene": str(scene),
+        "backend": report["backend"],
+        "seconds": seconds,
+        "megapixels": report["megapixels"],
+        "mpix_per_s": report["megapixels"] / seconds,
+        "inference_mpix_per_s": report["mpix_per_s"],
+        "peak_rss_mb": mem.peak_mb,
+        "tiles": report["tiles"],
+    }
 
 
 # ----------------------------------------------------------------------------- regression gate

@@ -97,22 +97,44 @@ def test_cli_schema_skips_and_gate(tmp_path: Path) -> None:
     int8_torch = [r for r in rows if r["backend"] == "torch" and r["precision"] == "int8"]
     assert all(r["status"] == "skipped" for r in int8_torch)
 
-    # The gate passes against itself and fails on an injected regression (baseline 10x faster).
-    r = _run_cli(["--model", "saross-nano", "--backend", "onnxruntime", "--tile", "64", "--warmup", "1",
-                  "--iters", "3", "--baseline", str(out), "--max-regression", "1000%"])  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    fast = json.loads(out.read_text())
-    for row in fast["results"]:
-        if row["status"] == "ok":
-            row["p50_ms"] /= 10
-            row["mean_ms"] /= 10
-            row["mpix_per_s"] *= 10
-    fast_path = tmp_path / "fast.json"
-    fast_path.write_text(json.dumps(fast))
-    r = _run_cli(["--model", "saross-nano", "--backend", "onnxruntime", "--tile", "64", "--warmup", "1",
-                  "--iters", "3", "--baseline", str(fast_path), "--max-regression", "10%"])  # fmt: skip
-    assert r.returncode == 1
-    assert "regression gate FAILED" in r.stdout
+
+@pytest.fixture(scope="module")
+def nano_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, load_for_export
+
+    model, meta = load_for_export("saross-nano", num_classes=2)
+    out = tmp_path_factory.mktemp("bench") / "nano.onnx"
+    export_onnx(model, meta, out, OnnxExportConfig(parity=False))
+    return out
+
+
+def test_gate_through_cli(tmp_path: Path, nano_onnx: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dakd_edge.cli import main
+
+    args = ["bench", "--model", str(nano_onnx), "--backend", "onnxruntime", "--tile", "64", "--warmup", "1",
+            "--iters", "3"]  # fmt: skip
+    out = tmp_path / "base.json"
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--json", str(out)])
+    assert e.value.code == 0
+    doc = json.loads(out.read_text())
+    (row,) = doc["results"]
+    assert row["status"] == "ok" and row["argmax_agreement"] is None  # no torch reference for an ONNX file
+
+    with pytest.raises(SystemExit) as e:  # passes against itself with a generous limit
+        main([*args, "--baseline", str(out), "--max-regression", "1000%"])
+    assert e.value.code == 0
+    assert "regression gate passed" in capsys.readouterr().out
+
+    row["p50_ms"] /= 10  # injected regression: the baseline claims a 10x faster run
+    row["mean_ms"] /= 10
+    row["mpix_per_s"] *= 10
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--baseline", str(fast), "--max-regression", "10%"])
+    assert e.value.code == 1
+    assert "regression gate FAILED" in capsys.readouterr().out
 
 
 def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:

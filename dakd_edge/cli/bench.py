@@ -83,6 +83,7 @@ def bench(
     Combinations that cannot run here are listed with the reason. With --baseline the command exits 1
     when any matched row regresses by more than --max-regression.
     """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -117,42 +118,23 @@ def bench(
     if scene:
         doc["scene"] = lib.run_scene(scene, models[0] if models else None, device=device)
 
-    table = Table(title="dakd-edge bench", show_lines=False)
-    for col in (
-        "model",
-        "backend",
-        "prec",
-        "tile",
-        "batch",
-        "status",
-        "p50 ms",
-        "p99 ms",
-        "tiles/s",
-        "MPix/s",
-        "peak MB",
-        "argmax %",
-        "max |err|",
-        "reason",
-    ):
-        table.add_column(col, overflow="fold")
+    table = Table(title="dakd-edge bench", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("model", "backend", "prec", "tile x b", "status", "p50 ms", "p99 ms", "MPix/s", "peak MB",
+                "argmax %", "max |err|"):  # fmt: skip
+        table.add_column(col, no_wrap=col != "model")
+    reasons = []
     for r in doc["results"]:
-        table.add_row(
-            r["model"],
-            r["backend"],
-            r["precision"],
-            str(r["tile"]),
-            str(r["batch"]),
-            r["status"],
-            _fmt(r["p50_ms"]),
-            _fmt(r["p99_ms"]),
-            _fmt(r["tiles_per_s"]),
-            _fmt(r["mpix_per_s"], ".3f"),
-            _fmt(r["peak_mem_mb"], ".0f"),
-            _fmt(r["argmax_agreement"], ".3f"),
-            _fmt(r["max_abs_err"], ".2e"),
-            r["reason"],
-        )
+        status = r["status"]
+        if r["reason"]:
+            reasons.append(r["reason"])
+            status = f"{status} [{len(reasons)}]"
+        table.add_row(r["model"], r["backend"], r["precision"], f"{r['tile']}x{r['batch']}", status,
+                      _fmt(r["p50_ms"]), _fmt(r["p99_ms"]), _fmt(r["mpix_per_s"], ".3f"),
+                      _fmt(r["peak_mem_mb"], ".0f"), _fmt(r["argmax_agreement"], ".2f"),
+                      _fmt(r["max_abs_err"], ".1e"))  # fmt: skip
     console.print(table)
+    for i, reason in enumerate(reasons, 1):
+        console.print(f"  [{i}] {reason}", markup=False, highlight=False)
     if "scene" in doc:
         s = doc["scene"]
         console.print(
