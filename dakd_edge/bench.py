@@ -328,8 +328,13 @@ class Workbench:
             engine = self.workdir / f"model-{precision}-{tile}-{batch}.engine"
             if not engine.exists():
                 c = self.meta.in_chans
-                shapes = ((1, c, tile, tile), (batch, c, tile, tile), (batch, c, tile, tile))
-                build_engine(self.onnx_path(), engine, EngineConfig(precision=precision, shapes=shapes))
+                cfg = EngineConfig(
+                    precision=precision,
+                    min_shape=(1, c, tile, tile),
+                    opt_shape=(batch, c, tile, tile),
+                    max_shape=(batch, c, tile, tile),
+                )
+                build_engine(self.onnx_path(), engine, self.meta, cfg)
         be = TensorRTBackend(engine)
         return Runner(be.predict, device="cuda", close=be.close)
 
