@@ -281,10 +281,13 @@ def _scan_bwd_kernel(
 
 
 def _blocks(batch: int, dim: int, dstate: int) -> tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_N, num_warps): enough programs to fill a GPU even at batch 1, small tiles."""
+    """(BLOCK_D, BLOCK_N, num_warps): enough programs to fill a GPU even at batch 1, small tiles.
+
+    The CPU interpreter pays per program and per step, not per lane, so it always takes 64 channels.
+    """
     block_n = max(2, triton.next_power_of_2(dstate))
     block_d = 64
-    while block_d > 16 and batch * triton.cdiv(dim, block_d) < 264:  # ~2 programs per H100 SM
+    while not INTERPRETED and block_d > 16 and batch * triton.cdiv(dim, block_d) < 264:  # ~2 per H100 SM
         block_d //= 2
     num_warps = max(1, min(4, block_d * block_n // 128))
     return block_d, block_n, num_warps

@@ -58,7 +58,7 @@ SHAPES = [
     # (batch, D, L, N, has D/bias, softplus, strided delta)
     pytest.param((2, 5, 7, 8, True, True, False), id="N8-L7-D5"),
     pytest.param((1, 3, 1, 16, False, False, False), id="L1-N16-noD"),
-    pytest.param((2, 20, 12, 16, True, True, True), id="D20-2blocks-N16-strided"),
+    pytest.param((2, 70, 12, 16, True, True, True), id="D70-2blocks-N16-strided"),
     pytest.param((1, 17, 5, 3, True, False, False), id="N3-nosoftplus"),
 ]
 
