@@ -1,0 +1,217 @@
+"""Image/mask pair datasets: the shared reader, and the generic ``images/ + masks/`` folder.
+
+Images are read with Pillow as unit luminance (SAR releases store grey as RGB: the channel mean is
+taken, exact when R = G = B). Masks are decoded by a per-dataset function into int64 class ids
+(255 = ignore). Pairs are listed and their sizes checked when the dataset is opened, so a broken
+folder fails at once with a :class:`~dakd_edge.errors.DatasetError` naming the file. numpy + pillow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dakd_edge.errors import DatasetError
+from dakd_edge.meta import BINARY_CLASSES, OSD_CLASSES
+
+IGNORE_INDEX = 255
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+OIL = 1  # OSD and SOS both use class id 1 for oil
+
+MaskDecoder = Callable[[np.ndarray, Path], np.ndarray]
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+    )
+
+
+def read_array(path: Path) -> np.ndarray:
+    """Pixels of an image file as a numpy array (H, W) or (H, W, C); DatasetError if unreadable."""
+    try:
+        with Image.open(path) as im:
+            if im.mode == "P":
+                return np.asarray(im)  # palette indices (class-id masks are often stored this way)
+            if im.mode in ("RGBA", "LA"):
+                im = im.convert(im.mode[:-1])
+            if im.mode == "1":
+                im = im.convert("L")
+            return np.asarray(im)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header only."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, UnidentifiedImageError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from None
+
+
+def to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Image array -> float32 (H, W) unit luminance (mean over colour channels; exact for R = G = B)."""
+    if arr.dtype == np.uint8:
+        scale = 255.0
+    elif arr.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        raise DatasetError(f"{path}: unsupported image type {arr.dtype} (use 8-bit grey or RGB)")
+    a = arr.astype(np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    return a / np.float32(scale)
+
+
+def binary_from_native(mask: np.ndarray) -> np.ndarray:
+    """OSD class ids -> oil (1) vs everything else (0); ignore stays ignore."""
+    out = (mask == OIL).astype(np.int64)
+    out[mask == IGNORE_INDEX] = IGNORE_INDEX
+    return out
+
+
+class PairDataset:
+    """A list of (image, mask) files with a mask decoder. Samples follow the package contract:
+    ``image`` float32 (1, H, W) unit luminance, ``mask`` int64 (H, W) with 255 = ignore."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        decode: MaskDecoder,
+        class_names: Sequence[str],
+        root: Path,
+        binary: bool = False,
+        check_sizes: bool = True,
+    ) -> None:
+        if not pairs:
+            raise DatasetError(f"{root}: no image/mask pairs found")
+        self.root = Path(root)
+        self.files = [(Path(a), Path(b)) for a, b in pairs]
+        self._decode = decode
+        self._native_classes = list(class_names)
+        self.binary = binary and len(class_names) != 2
+        self.class_names = list(BINARY_CLASSES) if binary else list(class_names)
+        self.num_classes = len(self.class_names)
+        if check_sizes:
+            for img, msk in self.files:
+                if image_size(img) != image_size(msk):
+                    raise DatasetError(
+                        f"size mismatch: image {img} is {image_size(img)}, its mask {msk} is {image_size(msk)}"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        img_path, mask_path = self.files[index]
+        image = to_unit(read_array(img_path), img_path)
+        mask = self._decode(read_array(mask_path), mask_path)
+        if mask.shape != image.shape:
+            raise DatasetError(
+                f"size mismatch: image {img_path} is {image.shape}, mask {mask_path} is {mask.shape}"
+            )
+        if self.binary:
+            mask = binary_from_native(mask)
+        return {"image": image[None], "mask": mask}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root}, {len(self)} samples, classes={self.class_names})"
+
+
+def decode_class_ids(num_classes: int) -> MaskDecoder:
+    """Single-channel masks whose values are class ids (255 = ignore); other values are an error."""
+
+    def decode(arr: np.ndarray, path: Path) -> np.ndarray:
+        if arr.ndim == 3:
+            if not (arr == arr[..., :1]).all():
+                raise DatasetError(f"{path}: colour mask in a class-id folder (expected one channel of ids)")
+            arr = arr[..., 0]
+        mask = arr.astype(np.int64)
+        bad = (mask >= num_classes) & (mask != IGNORE_INDEX) | (mask < 0)
+        if bad.any():
+            raise DatasetError(
+                f"{path}: mask values {sorted(np.unique(mask[bad]).tolist())[:5]} are not class ids "
+                f"0..{num_classes - 1} (or 255 = ignore)"
+            )
+        return mask
+
+    return decode
+
+
+def pair_by_stem(
+    images: Path, masks: Path, mask_stem: Callable[[str], str] = lambda s: s
+) -> list[tuple[Path, Path]]:
+    """Pair ``images/X.*`` with ``masks/mask_stem(X).*``; DatasetError if any image has no mask."""
+    if not images.is_dir():
+        raise DatasetError(f"image folder not found: {images}")
+    if not masks.is_dir():
+        raise DatasetError(f"mask folder not found: {masks}")
+    by_stem = {p.stem: p for p in list_images(masks)}
+    pairs, missing = [], []
+    for img in list_images(images):
+        m = by_stem.get(mask_stem(img.stem))
+        if m is None:
+            missing.append(img.name)
+        else:
+            pairs.append((img, m))
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} image(s) in {images} have no mask in {masks} (first: {missing[0]})"
+        )
+    if not pairs:
+        raise DatasetError(f"no images found in {images}")
+    return pairs
+
+
+def folder_root(root: Path, split: str | None) -> Path:
+    """``root/split`` when it holds images/ + masks/, else ``root`` itself."""
+    if split and (root / split / "images").is_dir():
+        return root / split
+    if (root / "images").is_dir():
+        return root
+    raise DatasetError(f"{root}: no images/ folder (looked in {root / (split or '')} and {root})")
+
+
+def open_folder(root: str | os.PathLike, split: str | None = "train", classes: str = "native") -> PairDataset:
+    """Generic ``images/ + masks/`` folder (optionally under ``train/``/``test/``).
+
+    Masks are single-channel class-id images with the same stems (255 = ignore). The label set comes
+    from an optional ``classes.json`` ({"class_names": [...]}) beside images/; without one the masks are
+    scanned: ids <= 1 -> binary (background, oil), otherwise the 5 OSD classes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    base = folder_root(root, split)
+    pairs = pair_by_stem(base / "images", base / "masks")
+    names = _class_names(base, root, pairs)
+    return PairDataset(pairs, decode_class_ids(len(names)), names, base, binary=classes == "binary")
+
+
+def _class_names(base: Path, root: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
+    for cand in (base / "classes.json", root / "classes.json"):
+        if cand.is_file():
+            try:
+                names = json.loads(cand.read_text())["class_names"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise DatasetError(f'{cand}: expected {{"class_names": [...]}} ({e})') from None
+            if not isinstance(names, list) or len(names) < 2:
+                raise DatasetError(f"{cand}: class_names must list at least two classes")
+            return [str(n) for n in names]
+    top = 0
+    for _, m in pairs:
+        arr = read_array(m)
+        vals = arr[arr != IGNORE_INDEX]
+        top = max(top, int(vals.max()) if vals.size else 0)
+    if top <= 1:
+        return list(BINARY_CLASSES)
+    if top < len(OSD_CLASSES):
+        return list(OSD_CLASSES)
+    raise DatasetError(f"{base}: mask ids up to {top}; add classes.json with the class names")

@@ -1,0 +1,189 @@
+"""Dataset loaders (OSD, SOS, generic folder, augmented) on generated fixtures and the real subsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dakd_edge.data import detect_kind, open_dataset
+from dakd_edge.data.augmented import AugmentedWriter
+from dakd_edge.errors import DatasetError
+from dakd_edge.meta import OSD_PALETTE
+
+
+def _grey_rgb(path: Path, grey: np.ndarray) -> None:
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(path)
+
+
+def _ids(h: int, w: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, (h, w)).astype(np.uint8)
+
+
+def make_osd(
+    root: Path, split: str = "test", n: int = 2, h: int = 20, w: int = 30, one_d: bool = False
+) -> list:
+    d = root / split
+    (d / "images").mkdir(parents=True)
+    (d / "labels").mkdir()
+    if one_d:
+        (d / "labels_1D").mkdir()
+    ids = []
+    for i in range(n):
+        grey = np.random.default_rng(i).integers(0, 256, (h, w), dtype=np.uint8)
+        _grey_rgb(d / "images" / f"img_{i:04d}.jpg", grey)
+        lab = _ids(h, w, 5, i)
+        Image.fromarray(np.asarray(OSD_PALETTE, np.uint8)[lab]).save(d / "labels" / f"img_{i:04d}.png")
+        if one_d:
+            Image.fromarray(lab).save(d / "labels_1D" / f"img_{i:04d}.png")
+        ids.append(lab)
+    return ids
+
+
+def make_sos(root: Path, n: int = 2, size: int = 16) -> None:
+    for sensor in ("palsar", "sentinel"):
+        tr = root / "train" / sensor
+        te_sat, te_gt = root / "test" / sensor / "sat", root / "test" / sensor / "gt"
+        for p in (tr, te_sat, te_gt):
+            p.mkdir(parents=True)
+        for i in range(n):
+            grey = np.full((size, size), 40 * i + 10, np.uint8)
+            mask = np.zeros((size, size, 3), np.uint8)
+            mask[: size // 2] = 255
+            _grey_rgb(tr / f"{sensor}{i}_sat.jpg", grey)
+            Image.fromarray(mask).save(tr / f"{sensor}{i}_mask.png")
+            _grey_rgb(te_sat / f"{i}_sat.jpg", grey)
+            Image.fromarray(mask).save(te_gt / f"{i}_mask.png")
+
+
+def test_osd_rgb_labels_nearest_colour_and_binary(tmp_path: Path) -> None:
+    ids = make_osd(tmp_path)
+    # a stray off-palette pixel next to brown (like the real release) maps to ship
+    lab = np.asarray(Image.open(tmp_path / "test/labels/img_0000.png")).copy()
+    lab[0, 0] = (147, 103, 59)
+    Image.fromarray(lab).save(tmp_path / "test/labels/img_0000.png")
+    ids[0][0, 0] = 3
+    assert detect_kind(tmp_path, "test") == "osd"
+    ds = open_dataset(tmp_path, split="test")
+    assert len(ds) == 2 and ds.num_classes == 5 and ds.class_names[1] == "oil"
+    s = ds[0]
+    assert s["image"].dtype == np.float32 and s["image"].shape == (1, 20, 30)
+    assert 0.0 <= s["image"].min() and s["image"].max() <= 1.0
+    assert s["mask"].dtype == np.int64
+    np.testing.assert_array_equal(s["mask"], ids[0])
+    b = open_dataset(tmp_path, split="test", classes="binary")
+    assert b.num_classes == 2
+    np.testing.assert_array_equal(b[1]["mask"], (ids[1] == 1).astype(np.int64))
+    assert [p[0].name for p in ds.files] == ["img_0000.jpg", "img_0001.jpg"]
+
+
+def test_osd_labels_1d_preferred(tmp_path: Path) -> None:
+    ids = make_osd(tmp_path, one_d=True)
+    (tmp_path / "test/labels/img_0000.png").unlink()  # RGB labels incomplete: 1-D ones are used
+    ds = open_dataset(tmp_path / "test", split="test", kind="osd")
+    np.testing.assert_array_equal(ds[0]["mask"], ids[0])
+
+
+def test_osd_off_palette_and_size_mismatch(tmp_path: Path) -> None:
+    make_osd(tmp_path)
+    lab = np.asarray(Image.open(tmp_path / "test/labels/img_0001.png")).copy()
+    lab[3:5, 3:5] = (128, 128, 128)
+    Image.fromarray(lab).save(tmp_path / "test/labels/img_0001.png")
+    ds = open_dataset(tmp_path, split="test")
+    with pytest.raises(DatasetError, match="far from the OSD palette"):
+        ds[1]
+    Image.fromarray(np.zeros((21, 30, 3), np.uint8)).save(tmp_path / "test/labels/img_0000.png")
+    with pytest.raises(DatasetError, match="size mismatch"):
+        open_dataset(tmp_path, split="test")
+
+
+def test_missing_empty_and_unknown(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not found"):
+        open_dataset(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="unknown dataset layout"):
+        open_dataset(tmp_path)
+    make_osd(tmp_path / "osd")
+    with pytest.raises(DatasetError, match="splits present: test"):
+        open_dataset(tmp_path / "osd", split="train")
+    (tmp_path / "osd/test/labels/img_0001.png").unlink()
+    with pytest.raises(DatasetError, match="no mask"):
+        open_dataset(tmp_path / "osd", split="test")
+    (tmp_path / "f/images").mkdir(parents=True)
+    (tmp_path / "f/masks").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        open_dataset(tmp_path / "f")
+    with pytest.raises(DatasetError, match="kind"):
+        open_dataset(tmp_path / "f", kind="coco")
+
+
+def test_sos_layouts_and_sensors(tmp_path: Path) -> None:
+    make_sos(tmp_path)
+    assert detect_kind(tmp_path) == "sos"
+    both = open_dataset(tmp_path, split="train")
+    one = open_dataset(tmp_path, split="test", sensor="palsar")
+    assert len(both) == 4 and len(one) == 2 and both.num_classes == 2
+    s = one[1]
+    assert s["image"][0, 0, 0] == pytest.approx(50 / 255, abs=2 / 255)
+    assert (s["mask"][:8] == 1).all() and (s["mask"][8:] == 0).all()
+    assert len(open_dataset(tmp_path, split="train", classes="binary")) == 4
+    with pytest.raises(DatasetError, match="sensor"):
+        open_dataset(tmp_path, sensor="radarsat")
+    bad = np.full((16, 16, 3), 128, np.uint8)
+    Image.fromarray(bad).save(tmp_path / "test/sentinel/gt/0_mask.png")
+    with pytest.raises(DatasetError, match="neither black nor white"):
+        open_dataset(tmp_path, split="test", sensor="sentinel")[0]
+
+
+def test_generic_folder_and_classes_json(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((8, 9), 100, np.uint8)).save(tmp_path / "images/a.png")
+    m = np.zeros((8, 9), np.uint8)
+    m[0, 0], m[1, 1] = 1, 255
+    Image.fromarray(m).save(tmp_path / "masks/a.png")
+    ds = open_dataset(tmp_path)
+    assert detect_kind(tmp_path) == "folder" and ds.num_classes == 2 and ds[0]["mask"][1, 1] == 255
+    m[2, 2] = 4
+    Image.fromarray(m).save(tmp_path / "masks/a.png")
+    assert open_dataset(tmp_path).num_classes == 5
+    (tmp_path / "classes.json").write_text('{"class_names": ["a", "b", "c"]}')
+    with pytest.raises(DatasetError, match="not class ids"):
+        open_dataset(tmp_path)[0]
+
+
+def test_augmented_through_open_dataset(tmp_path: Path) -> None:
+    w = AugmentedWriter(tmp_path, 5, ["sea", "oil", "look-alike", "ship", "land"], 0.528)
+    w.add("000000", np.zeros((8, 8), np.uint8), np.zeros((5, 8, 8), np.float16))
+    w.close()
+    assert detect_kind(tmp_path) == "augmented"
+    ds = open_dataset(tmp_path, classes="binary")
+    assert ds.num_classes == 2 and ds[0]["logits"].shape == (2, 8, 8)
+
+
+# ---- real subsets (skip when ../shared/data is absent) -------------------------------------------
+def test_real_osd(shared_data: Path) -> None:
+    root = shared_data / "osd"
+    if not root.is_dir():
+        pytest.skip("no OSD subset")
+    ds = open_dataset(root, split="test")
+    assert len(ds) >= 1 and ds.num_classes == 5
+    counts = np.zeros(5, np.int64)
+    for i in range(min(len(ds), 4)):
+        s = ds[i]
+        assert s["image"].shape == (1, 650, 1250) and s["mask"].shape == (650, 1250)
+        counts += np.bincount(s["mask"].ravel(), minlength=5)[:5]
+    assert counts[0] > counts[1:].sum()  # mostly sea
+
+
+def test_real_sos(shared_data: Path) -> None:
+    root = shared_data / "sos"
+    if not root.is_dir():
+        pytest.skip("no SOS subset")
+    for split in ("train", "test"):
+        for sensor in ("palsar", "sentinel"):
+            ds = open_dataset(root, split=split, sensor=sensor)
+            s = ds[0]
+            assert s["image"].shape == (1, 256, 256) and set(np.unique(s["mask"])) <= {0, 1}

@@ -1,0 +1,77 @@
+"""Transforms move image, mask and logits together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dakd_edge.data.transforms import augment, hflip, mosaic, random_crop, random_flip_rot, rot90, vflip
+
+
+def _sample(h: int = 6, w: int = 8, k: int = 3, logits: bool = True, offset: int = 0) -> dict:
+    """Every array encodes the pixel position, so we can check they stay aligned."""
+    pos = (np.arange(h * w).reshape(h, w) + offset).astype(np.float32)
+    s = {"image": pos[None].copy(), "mask": pos.astype(np.int64) % 5}
+    if logits:
+        s["logits"] = np.stack([pos * (c + 1) for c in range(k)])
+    return s
+
+
+def _aligned(s: dict) -> None:
+    pos = s["image"][0]
+    valid = s["mask"] != 255
+    np.testing.assert_array_equal(s["mask"][valid], pos[valid].astype(np.int64) % 5)
+    if "logits" in s:
+        for c in range(s["logits"].shape[0]):
+            np.testing.assert_array_equal(s["logits"][c], pos * (c + 1))
+
+
+def test_flips_and_rotations() -> None:
+    s = _sample()
+    np.testing.assert_array_equal(hflip(s)["image"][0], s["image"][0][:, ::-1])
+    np.testing.assert_array_equal(vflip(s)["mask"], s["mask"][::-1])
+    r = rot90(s, 1)
+    assert r["image"].shape == (1, 8, 6) and r["logits"].shape == (3, 8, 6)
+    for t in (hflip(s), vflip(s), r, rot90(s, 3)):
+        _aligned(t)
+        assert t["image"].flags.c_contiguous
+
+
+def test_random_crop_and_padding() -> None:
+    rng = np.random.default_rng(0)
+    c = random_crop(_sample(), 4, rng)
+    assert c["image"].shape == (1, 4, 4) and c["mask"].shape == (4, 4)
+    _aligned(c)
+    p = random_crop(_sample(3, 3), (5, 6), rng)
+    assert p["image"].shape == (1, 5, 6)
+    assert (
+        (p["mask"][3:] == 255).all() and (p["mask"][:, 3:] == 255).all() and (p["logits"][:, 3:] == 0).all()
+    )
+
+
+def test_seeded_determinism() -> None:
+    a = augment(_sample(9, 9), np.random.default_rng(5), crop_size=5)
+    b = augment(_sample(9, 9), np.random.default_rng(5), crop_size=5)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    seen = {augment(_sample(9, 9), np.random.default_rng(i))["image"].tobytes() for i in range(40)}
+    assert len(seen) == 8  # the 8 symmetries of the square
+    _aligned(random_flip_rot(_sample(), np.random.default_rng(1), rotations=False))
+
+
+def test_mosaic_quadrants_and_logits() -> None:
+    rng = np.random.default_rng(0)
+    samples = [_sample(10, 10, offset=1000 * i) for i in range(4)]
+    m = mosaic(samples, 12, rng)
+    assert m["image"].shape == (1, 12, 12) and m["logits"].shape == (3, 12, 12) and "kd_mask" not in m
+    _aligned(m)
+    sources = {int(v) // 1000 for v in m["image"][0][m["mask"] != 255].ravel()}
+    assert sources == {0, 1, 2, 3}
+    mixed = [_sample(10, 10, logits=i % 2 == 0, offset=1000 * i) for i in range(4)]
+    mm = mosaic(mixed, 12, rng)
+    from_logit_samples = np.isin(mm["image"][0] // 1000, [0, 2])
+    np.testing.assert_array_equal(mm["kd_mask"] == 1, from_logit_samples)
+    assert (mm["logits"][:, ~from_logit_samples] == 0).all()
+    no = mosaic([_sample(logits=False) for _ in range(4)], 8, rng)
+    assert set(no) == {"image", "mask"}
+    with pytest.raises(ValueError):
+        mosaic(samples[:3], 8, rng)
