@@ -125,6 +125,7 @@ class SyntheticPatches:
         self._gen = generate_patch
         self.n, self.size, self.num_classes, self.seed = int(n), int(size), int(num_classes), int(seed)
         self.class_names = list(ModelMeta.default_for("x", num_classes).class_names)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.n
@@ -132,10 +133,13 @@ class SyntheticPatches:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         if not 0 <= i < self.n:
             raise IndexError(i)
-        out = self._gen(seed=self.seed * 1_000_003 + i, size=self.size, num_classes=self.num_classes)
-        image, mask = (out["image"], out["mask"]) if isinstance(out, Mapping) else out
-        image = np.asarray(image, dtype=np.float32)
-        return {"image": image if image.ndim == 3 else image[None], "mask": np.asarray(mask, dtype=np.int64)}
+        if i not in self._cache:  # rendering costs ~0.1-1 s per patch: keep them (uint8, ~5 B/pixel)
+            image, mask = self._gen(
+                seed=self.seed * 1_000_003 + i, size=self.size, num_classes=self.num_classes
+            )
+            self._cache[i] = (np.round(np.asarray(image) * 255).astype(np.uint8), np.asarray(mask, np.uint8))
+        img8, mask8 = self._cache[i]
+        return {"image": (img8.astype(np.float32) / 255.0)[None], "mask": mask8.astype(np.int64)}
 
 
 def open_training_data(cfg: JointNetTrainConfig) -> Any:

@@ -1,0 +1,303 @@
+"""`dakd-edge jointnet`: balancing factor, 3-stage training, DDIM generation and quality report.
+
+A thin click layer over :mod:`dakd_edge.models.jointnet` and ``dakd_edge.train.{jointnet,generate,report}``;
+torch is imported only inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from dakd_edge.errors import DatasetError, InputError
+
+_KINDS = click.Choice(["auto", "osd", "sos", "folder", "augmented"])
+_SENSORS = click.Choice(["palsar", "sentinel"])
+_CLASSES = click.Choice(["native", "binary"])
+
+
+@click.group("jointnet")
+def jointnet() -> None:
+    """SAR-JointNet, the DAKD teacher: joint diffusion of SAR images and soft labels.
+
+    \b
+    Typical use:
+      dakd-edge jointnet balance --data SOS/ --sensor palsar
+      dakd-edge jointnet train --data SOS/ --sensor palsar --out runs/jn
+      dakd-edge jointnet generate runs/jn/last.pt --n 4480 --out aug/
+      dakd-edge jointnet report aug/ --real SOS/ --real-sensor palsar
+    """
+
+
+def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) -> Any:
+    from dakd_edge.data import open_dataset
+
+    return open_dataset(data, split=split, kind=kind, sensor=sensor, classes=classes)
+
+
+# ---------------------------------------------------------------------------------------------- balance
+@jointnet.command("balance")
+@click.option("--data", type=click.Path(file_okay=False), help="Training set folder (OSD, SOS, folder).")
+@click.option("--kind", default="auto", show_default=True, type=_KINDS)
+@click.option("--sensor", type=_SENSORS, help="SOS subset (one b per sensor).")
+@click.option("--classes", default="native", show_default=True, type=_CLASSES)
+@click.option("--split", default="train", show_default=True)
+@click.option("--synthetic", type=int, default=0, help="Measure on N synthetic patches instead of --data.")
+@click.option("--size", type=int, default=256, show_default=True, help="Synthetic patch size.")
+@click.option(
+    "--num-classes",
+    type=click.Choice(["2", "5"]),
+    default="5",
+    show_default=True,
+    help="Synthetic label space (5 OSD classes or binary).",
+)
+@click.option("--limit", type=int, help="Use only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, limit, as_json) -> None:
+    """Measure the balancing factor b = sqrt(P(x) / P(y_n)) (Eq. 4) of a training set."""
+    from dakd_edge.models.jointnet import compute_balancing_factor
+
+    if synthetic > 0:
+        from dakd_edge.train.jointnet import SyntheticPatches
+
+        ds = SyntheticPatches(synthetic, size, int(num_classes))
+        source = f"{synthetic} synthetic {size}px patches, {num_classes} classes"
+    elif data:
+        ds = _open(data, split, kind, sensor, classes)
+        source = (
+            f"{data} ({split}{', ' + sensor if sensor else ''}, {len(ds)} images, {ds.num_classes} classes)"
+        )
+    else:
+        raise InputError("pass --data DIR or --synthetic N")
+    try:
+        stats = compute_balancing_factor(ds, limit=limit)
+    except ValueError as e:
+        raise DatasetError(str(e)) from e
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "b": stats.b,
+                    "images": stats.count,
+                    "P_x": stats.power_x / stats.count,
+                    "P_y": stats.power_y / stats.count,
+                    "source": source,
+                }
+            )
+        )
+    else:
+        click.echo(f"{source}")
+        click.echo(
+            f"images {stats.count}  mean P(x) {stats.power_x / stats.count:.6g}  "
+            f"mean P(y_n) {stats.power_y / stats.count:.6g}"
+        )
+        click.echo(f"b = {stats.b:.4f}")
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _steps(text: str) -> tuple[int, int, int]:
+    try:
+        v = tuple(int(s) for s in text.split(","))
+    except ValueError as e:
+        raise InputError(f"--stage-steps {text!r}: {e}") from e
+    if len(v) != 3 or min(v) < 0:
+        raise InputError(
+            f"--stage-steps needs three non-negative counts like 50000,150000,50000, got {text!r}"
+        )
+    return v  # type: ignore[return-value]
+
+
+@jointnet.command("train")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, log).")
+@click.option("--data", type=click.Path(file_okay=False), help="Training set folder.")
+@click.option("--kind", default="auto", show_default=True, type=_KINDS)
+@click.option("--sensor", type=_SENSORS)
+@click.option("--classes", default="native", show_default=True, type=_CLASSES)
+@click.option("--synthetic", type=int, default=0, help="Train on N synthetic patches instead of --data.")
+@click.option("--synthetic-classes", type=click.Choice(["2", "5"]), default="5", show_default=True)
+@click.option("--preset", default="base", show_default=True, type=click.Choice(["tiny", "small", "base"]))
+@click.option("--crop", default=256, show_default=True, help="Random crop size (= generated size).")
+@click.option("--batch-size", default=16, show_default=True, help="Per process.")
+@click.option("--stage-steps", default="50000,150000,50000", show_default=True, help="Steps of stages 1,2,3.")
+@click.option("--lr", default=1e-4, show_default=True, type=float, help="Stages 1 and 2.")
+@click.option("--lr-stage3", default=2e-5, show_default=True, type=float)
+@click.option("--warmup", default=500, show_default=True, help="Linear LR warm-up steps at each stage start.")
+@click.option("--ema-decay", default=0.9999, show_default=True, type=float)
+@click.option("--grad-clip", default=1.0, show_default=True, type=float)
+@click.option("--b", "balancing_factor", type=float, help="Balancing factor (default: measured on the data).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--log-every", default=50, show_default=True)
+@click.option("--ckpt-every", default=1000, show_default=True)
+@click.option(
+    "--sample-every", default=5000, show_default=True, help="Sample grid PNG every N steps (0: off)."
+)
+@click.option("--sample-steps", default=50, show_default=True, help="DDIM steps for the sample grids.")
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    help="Continue from this checkpoint, bit for bit; the run's settings come from it (only --out, "
+    "--workers, --device, --log-every, --ckpt-every, --sample-every, --sample-steps apply).",
+)
+@click.option("--stop-after", type=int, help="Stop (with a checkpoint) after this global step.")
+@click.option("--no-progress", is_flag=True)
+def train(
+    out,
+    data,
+    kind,
+    sensor,
+    classes,
+    synthetic,
+    synthetic_classes,
+    preset,
+    crop,
+    batch_size,
+    stage_steps,
+    lr,
+    lr_stage3,
+    warmup,
+    ema_decay,
+    grad_clip,
+    balancing_factor,
+    seed,
+    workers,
+    device,
+    no_amp,
+    log_every,
+    ckpt_every,
+    sample_every,
+    sample_steps,
+    resume,
+    stop_after,
+    no_progress,
+) -> None:
+    """Train SAR-JointNet in three stages (run under torchrun for several GPUs or nodes)."""
+    from dakd_edge.train.jointnet import JointNetTrainConfig, train_jointnet
+
+    ops = dict(
+        out=out,
+        workers=workers,
+        device=device,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+        sample_every=sample_every,
+        sample_steps=sample_steps,
+    )
+    if resume:
+        cfg = _config_from(resume, ops)
+    elif not data and synthetic <= 0:
+        raise InputError("pass --data DIR or --synthetic N")
+    else:
+        cfg = JointNetTrainConfig(
+            data=data,
+            data_kind=kind,
+            sensor=sensor,
+            classes=classes,
+            synthetic=synthetic,
+            synthetic_classes=int(synthetic_classes),
+            crop=crop,
+            preset=preset,
+            balancing_factor=balancing_factor,
+            stage_steps=_steps(stage_steps),
+            batch_size=batch_size,
+            lr=lr,
+            lr_stage3=lr_stage3,
+            warmup=warmup,
+            grad_clip=grad_clip,
+            ema_decay=ema_decay,
+            amp=not no_amp,
+            seed=seed,
+            **ops,
+        )
+    last = train_jointnet(cfg, resume=resume, stop_after=stop_after, progress=not no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: report once
+        click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
+
+
+def _config_from(resume: str, ops: dict[str, Any]) -> Any:
+    """On resume the run's settings come from the checkpoint; only operational options apply."""
+    from dakd_edge.train.common import load_checkpoint
+    from dakd_edge.train.jointnet import JointNetTrainConfig
+
+    saved = load_checkpoint(resume, kind="jointnet")["config"]
+    return JointNetTrainConfig.from_dict({**saved, **ops})
+
+
+# --------------------------------------------------------------------------------------------- generate
+@jointnet.command("generate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--n", "n", default=4480, show_default=True, help="Number of (image, logits) pairs.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Augmented-set folder.")
+@click.option("--steps", default=200, show_default=True, help="DDIM steps.")
+@click.option("--batch", default=16, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", type=int, help="Generated size (default: the training crop).")
+@click.option("--weights", default="ema", show_default=True, type=click.Choice(["ema", "raw"]))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-amp", is_flag=True)
+@click.option("--no-progress", is_flag=True)
+def generate(checkpoint, n, out, steps, batch, seed, size, weights, device, no_amp, no_progress) -> None:
+    """Generate the augmented set D^a (resumable: existing samples are kept)."""
+    from dakd_edge.train.generate import generate_augmented
+
+    try:
+        res = generate_augmented(
+            checkpoint,
+            out,
+            n,
+            steps=steps,
+            batch=batch,
+            seed=seed,
+            size=size,
+            device=device,
+            weights=weights,
+            amp=not no_amp,
+            progress=not no_progress,
+        )
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    click.echo(f"{res['written']} written, {res['skipped']} already present -> {res['manifest']}")
+
+
+# ----------------------------------------------------------------------------------------------- report
+@jointnet.command("report")
+@click.argument("generated", type=click.Path(file_okay=False))
+@click.option("--real", required=True, type=click.Path(file_okay=False), help="Real data folder.")
+@click.option("--real-kind", default="auto", show_default=True, type=_KINDS)
+@click.option("--real-sensor", type=_SENSORS)
+@click.option("--real-split", default="train", show_default=True)
+@click.option("--real-classes", default="native", show_default=True, type=_CLASSES)
+@click.option(
+    "--inception",
+    type=click.Path(dir_okay=False),
+    help="Local torchvision Inception-v3 state dict; FID is computed only with it.",
+)
+@click.option("--limit", type=int, help="At most N images per set.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+def report(
+    generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out
+) -> None:
+    """Compare a generated set with real data: speckle, agreement, class frequencies (+ FID)."""
+    from dakd_edge._atomic import atomic_path
+    from dakd_edge.data.augmented import AugmentedDataset
+    from dakd_edge.train.report import format_report, quality_report
+
+    gen = AugmentedDataset(generated)
+    ref = _open(real, real_split, real_kind, real_sensor, real_classes)
+    try:
+        rep = quality_report(gen, ref, inception=inception, limit=limit)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    click.echo(format_report(rep))
+    if json_out:
+        if json_out == "-":
+            json.dump(rep, sys.stdout, indent=1)
+            return
+        with atomic_path(json_out, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(rep, indent=1))

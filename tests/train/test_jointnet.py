@@ -1,0 +1,230 @@
+"""SAR-JointNet training: learning, stage-2 freezing, bit-exact resume, NaN guard, DDP (gloo), CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from dakd_edge.train.common import load_checkpoint, read_jsonl
+from dakd_edge.train.jointnet import (
+    JointNetTrainConfig,
+    StepBatches,
+    SyntheticPatches,
+    set_stage_trainable,
+    train_jointnet,
+)
+
+from dakd_edge.cli.app import cli
+from dakd_edge.errors import TrainingError
+
+CROP = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are op-bound: one thread avoids OpenMP spin contention on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def patches() -> SyntheticPatches:
+    ds = SyntheticPatches(12, CROP, num_classes=2, seed=3)
+    for i in range(len(ds)):  # render once for every test of the module
+        ds[i]
+    return ds
+
+
+def _cfg(out: Path, **kw) -> JointNetTrainConfig:
+    base = dict(
+        out=str(out),
+        preset="tiny",
+        crop=CROP,
+        batch_size=2,
+        stage_steps=(2, 2, 2),
+        lr=2e-3,
+        lr_stage3=5e-4,
+        warmup=0,
+        log_every=1,
+        ckpt_every=1000,
+        sample_every=0,
+        sample_steps=2,
+        device="cpu",
+        seed=7,
+        synthetic_classes=2,
+    )
+    base.update(kw)
+    return JointNetTrainConfig(**base)
+
+
+def test_step_batches_are_pure_functions_of_step(patches: SyntheticPatches) -> None:
+    a = StepBatches(patches, 3, CROP, seed=1, rank=0)
+    b = StepBatches(patches, 3, CROP, seed=1, rank=0)
+    assert torch.equal(a[5]["image"], b[5]["image"]) and torch.equal(a[5]["mask"], b[5]["mask"])
+    assert not torch.equal(a[5]["image"], a[6]["image"])
+    assert not torch.equal(a[5]["image"], StepBatches(patches, 3, CROP, seed=1, rank=1)[5]["image"])
+    assert a[0]["image"].shape == (3, 1, CROP, CROP) and a[0]["mask"].dtype == torch.int64
+
+
+def test_loss_decreases_in_stage1_and_ce_in_stage2(tmp_path: Path, patches: SyntheticPatches) -> None:
+    cfg = _cfg(tmp_path, stage_steps=(30, 30, 0), batch_size=6, lr=3e-3)
+    train_jointnet(cfg, patches, progress=False)
+    log = read_jsonl(tmp_path / "log.jsonl")
+    s1 = [r["loss_x"] for r in log if r["stage"] == 1]
+    ce = [r["loss_ce"] for r in log if r["stage"] == 2]
+    assert len(s1) == 30 and len(ce) == 30
+    print("stage 1 loss_x first/last:", np.mean(s1[:6]), np.mean(s1[-6:]))
+    print("stage 2 loss_ce first/last:", np.mean(ce[:6]), np.mean(ce[-6:]))
+    assert np.mean(s1[-6:]) < 0.7 * np.mean(s1[:6])
+    assert np.mean(ce[-6:]) < 0.8 * np.mean(ce[:6])
+    assert 0.0 < cfg.balancing_factor < 1.0  # measured on the data before training
+
+
+def test_stage2_trains_exactly_label_net_and_links(tmp_path: Path, patches: SyntheticPatches) -> None:
+    cfg = _cfg(tmp_path, stage_steps=(2, 3, 0))
+    train_jointnet(cfg, patches, progress=False)
+    before = load_checkpoint(tmp_path / "stage1.pt")["model"]  # written at the stage boundary
+    after_ck = load_checkpoint(tmp_path / "stage2.pt")
+    assert before is not None and after_ck["extra"]["stage"] == 2
+    after = after_ck["model"]
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    frozen = {k for k in after if k.startswith(("sar.", "time_embedding."))}
+    assert frozen and not (changed & frozen), sorted(changed & frozen)[:3]
+    assert any(k.startswith("label.") for k in changed)
+    assert any(k.startswith("links.y2x") for k in changed) and any(k.startswith("links.x2y") for k in changed)
+    # By name: requires_grad follows the stage exactly.
+    from dakd_edge.models.jointnet import SARJointNet, jointnet_config
+
+    m = SARJointNet(jointnet_config("tiny", num_classes=2))
+    set_stage_trainable(m, 2)
+    for name, p in m.named_parameters():
+        assert p.requires_grad == name.startswith(("label.", "links.")), name
+    set_stage_trainable(m, 1)
+    for name, p in m.named_parameters():
+        assert p.requires_grad == name.startswith(("sar.", "time_embedding.")), name
+    set_stage_trainable(m, 3)
+    assert all(p.requires_grad for p in m.parameters())
+
+
+def test_resume_is_bit_for_bit(tmp_path: Path, patches: SyntheticPatches) -> None:
+    straight = train_jointnet(_cfg(tmp_path / "a"), patches, progress=False)
+    half = train_jointnet(_cfg(tmp_path / "b"), patches, stop_after=3, progress=False)
+    assert load_checkpoint(half)["step"] == 3
+    resumed = train_jointnet(_cfg(tmp_path / "b"), patches, resume=half, progress=False)  # crosses stage 3
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["ema"]["shadow"]:
+        assert torch.equal(a["ema"]["shadow"][k], b["ema"]["shadow"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    la, lb = read_jsonl(tmp_path / "a" / "log.jsonl"), read_jsonl(tmp_path / "b" / "log.jsonl")
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+
+
+def test_resume_refuses_changed_settings(tmp_path: Path, patches: SyntheticPatches) -> None:
+    half = train_jointnet(_cfg(tmp_path), patches, stop_after=1, progress=False)
+    with pytest.raises(TrainingError, match="seed differs"):
+        train_jointnet(_cfg(tmp_path, seed=8), patches, resume=half, progress=False)
+
+
+class _PoisonAfter:
+    """Good samples for the first ``good`` reads, then NaN images (num_workers=0: one process)."""
+
+    def __init__(self, base: SyntheticPatches, good: int) -> None:
+        self.base, self.good, self.reads = base, good, 0
+        self.num_classes, self.class_names = base.num_classes, base.class_names
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        self.reads += 1
+        s = dict(self.base[i])
+        if self.reads > self.good:
+            s["image"] = np.full_like(s["image"], np.nan)
+        return s
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, patches: SyntheticPatches) -> None:
+    data = _PoisonAfter(patches, good=3 * 2)  # batch 2: steps 1-3 good, step 4 poisoned
+    cfg = _cfg(tmp_path, ckpt_every=1, balancing_factor=0.5)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 4.*last good checkpoint kept"):
+        train_jointnet(cfg, data, progress=False)
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_cli_balance_synthetic() -> None:
+    res = CliRunner().invoke(
+        cli, ["jointnet", "balance", "--synthetic", "3", "--size", "32", "--num-classes", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    b = float(res.output.strip().splitlines()[-1].split("=")[1])
+    assert 0.2 < b < 1.0
+
+
+def test_cli_train_requires_data(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["jointnet", "train", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "pass --data DIR or --synthetic N" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_gloo_two_processes(tmp_path: Path) -> None:
+    """The real CLI under torchrun: 2 CPU processes, gloo, a few steps of every stage."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dakd_edge",
+        "jointnet",
+        "train",
+        "--synthetic",
+        "4",
+        "--synthetic-classes",
+        "2",
+        "--preset",
+        "tiny",
+        "--crop",
+        str(CROP),
+        "--batch-size",
+        "2",
+        "--stage-steps",
+        "1,1,1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--sample-every",
+        "0",
+        "--log-every",
+        "1",
+        "--warmup",
+        "0",
+        "--seed",
+        "3",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["step"] == 3 and ck["extra"]["world_size"] == 2 and ck["extra"]["stage"] == 3
+    log = read_jsonl(out / "log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3]  # one writer (rank 0), losses averaged over ranks
+    assert all(np.isfinite(r["loss"]) for r in log)
