@@ -1,0 +1,163 @@
+"""Dataset evaluation the way the paper reports it: one confusion matrix over the whole split.
+
+Each image is predicted at full resolution through the :class:`~dakd_edge.inference.predictor.Predictor`
+(so images larger than the model's tile are tiled with blending, exactly as ``segment`` does) from
+its 8-bit luminance, with the model's own normalisation. Works with any backend: a PyTorch checkpoint,
+an ONNX file or a TensorRT engine (:func:`dakd_edge.inference.backends.load`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge.errors import DatasetError, OutputError
+from dakd_edge.metrics import ConfusionMatrix
+
+IGNORE_INDEX = 255
+
+
+def open_for_model(
+    data: str | os.PathLike,
+    num_classes: int,
+    split: str = "test",
+    kind: str = "auto",
+    sensor: str | None = None,
+) -> Any:
+    """Open ``data`` with the model's class set: a binary model reads a K-class set as oil vs rest."""
+    from dakd_edge.data import open_dataset
+
+    ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="native")
+    if ds.num_classes == num_classes:
+        return ds
+    if num_classes == 2:
+        return open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
+    raise DatasetError(
+        f"the model predicts {num_classes} classes but {data} has {ds.num_classes}; evaluate a model "
+        "trained on this label set"
+    )
+
+
+def _stem(ds: Any, i: int) -> str:
+    files = getattr(ds, "files", None)
+    if files is not None and i < len(files):
+        f = files[i]
+        f = f[0] if isinstance(f, list | tuple) else f
+        return Path(str(f)).stem
+    return f"{i:05d}"
+
+
+def colorize(classes: np.ndarray, palette: Any) -> np.ndarray:
+    """Class ids (H, W) -> RGB (H, W, 3) uint8 with the model's palette (ignore/nodata: white)."""
+    lut = np.full((256, 3), 255, np.uint8)
+    for i, rgb in enumerate(palette):
+        lut[i] = rgb
+    return lut[classes.astype(np.uint8)]
+
+
+def evaluate(
+    predictor: Any,
+    data: str | os.PathLike,
+    split: str = "test",
+    kind: str = "auto",
+    sensor: str | None = None,
+    save_png: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate ``predictor`` on a dataset split; returns the metrics dict plus run facts.
+
+    Keys: everything :meth:`ConfusionMatrix.compute` returns (fractions), and ``model``, ``backend``,
+    ``data``, ``split``, ``sensor``, ``images``, ``seconds``, ``mpix_per_s``.
+    """
+    meta = predictor.meta
+    ds = open_for_model(data, meta.num_classes, split, kind, sensor)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise DatasetError(f"{data} ({split}) has no images")
+    png_dir = Path(save_png) if save_png else None
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(png_dir, os.W_OK):
+            raise OutputError(f"cannot write prediction PNGs into {png_dir}")
+    cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
+    pixels, seconds = 0, 0.0
+    bar = None
+    if progress:
+        from dakd_edge.train.common import ProgressBar
+
+        bar = ProgressBar(n, "evaluate")
+    try:
+        for i in range(n):
+            s = ds[i]
+            unit = np.asarray(s["image"], np.float32)
+            raw = np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)  # the releases' 8-bit luminance
+            raw = raw[0] if raw.shape[0] == 1 else raw
+            t = time.perf_counter()
+            pred = predictor.predict(raw, scale="uint8")
+            seconds += time.perf_counter() - t
+            pixels += pred.size
+            mask = np.asarray(s["mask"])
+            cm.update(np.where(pred == IGNORE_INDEX, 0, pred), mask)
+            if png_dir is not None:
+                _write_png(png_dir / f"{_stem(ds, i)}.png", colorize(pred, meta.palette))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = cm.compute()
+    result.update(
+        {
+            "model": meta.name,
+            "backend": getattr(predictor.backend, "name", "?") if hasattr(predictor, "backend") else "?",
+            "data": str(data),
+            "split": split,
+            "sensor": sensor,
+            "images": n,
+            "seconds": seconds,
+            "mpix_per_s": pixels / 1e6 / seconds if seconds > 0 else float("nan"),
+        }
+    )
+    return result
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    from dakd_edge._atomic import atomic_path
+
+    with atomic_path(path, overwrite=True) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+def paper_rows(result: dict[str, Any]) -> list[tuple[str, list[float]]]:
+    """(name, [IoU, F1, P, R] in %) per class plus the mean row, as the paper's tables list them."""
+    rows = []
+    for i, name in enumerate(result["class_names"]):
+        rows.append((name, [100 * result[k][i] for k in ("iou", "f1", "precision", "recall")]))
+    rows.append(("mean", [100 * result[k] for k in ("miou", "mf1", "mprecision", "mrecall")]))
+    return rows
+
+
+def render_table(result: dict[str, Any], title: str | None = None) -> Any:
+    """A rich Table: per-class IoU/F1/P/R, the mean row (mIoU) and pixel accuracy A, in percent."""
+    from rich.table import Table
+
+    t = Table(title=title or f"{result['model']} on {result['data']} ({result['split']})")
+    for col in ("class", "IoU", "F1", "P", "R"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    rows = paper_rows(result)
+    for name, vals in rows:
+        cells = ["-" if math.isnan(v) else f"{v:.2f}" for v in vals]
+        t.add_row(f"[bold]{name}[/bold]" if name == "mean" else name, *cells, end_section=name == rows[-2][0])
+    t.caption = (
+        f"A (pixel accuracy) {100 * result['pixel_accuracy']:.2f}%  |  {result['images']} images, "
+        f"{result['pixels']} px  |  {result['mpix_per_s']:.2f} MPix/s ({result['backend']})"
+    )
+    return t

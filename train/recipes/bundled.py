@@ -1,0 +1,126 @@
+"""Recipe of the bundled default model: ``python -m dakd_edge.train.recipes.bundled``.
+
+SAROSS-Net nano (MambaVision-nano encoder, UNet++ decoder with CAFT skips, ~3.4 M parameters, ~14 MB
+in float32) trained for oil vs background on the real SOS development subset (``../shared/data/sos``:
+200 ALOS-PALSAR + 200 Sentinel-1A training pairs; 10 % of them held out for validation, which picks
+the checkpoint) plus synthetic patches from :mod:`dakd_edge.data.synthetic` (15 % of the batch slots,
+so the model also meets the open-sea / look-alike statistics of full scenes). Seeded and
+deterministic on the CPU; about 40 minutes on two busy CPU cores.
+
+After training the weights go to ``dakd_edge/weights/`` (:data:`dakd_edge.weights.BUNDLED`) and the
+model is evaluated, for the record only, on the SOS *test* subset per sensor (never used for any
+choice). The numbers land in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dakd_edge.train.saross import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+RECIPE = TrainConfig(
+    model="saross-nano",
+    kind="sos",
+    classes="binary",
+    synthetic=240,
+    synthetic_ratio=0.15,
+    crop=128,
+    batch=8,
+    steps=900,
+    lr=2e-3,
+    weight_decay=0.05,
+    warmup=50,
+    ema_decay=0.995,
+    val_fraction=0.1,
+    val_every=100,
+    ckpt_every=50,
+    log_every=10,
+    seed=20241122,
+    ce_weight=1.0,
+    dice_weight=1.0,
+    tile=512,
+)
+
+
+def default_data() -> Path:
+    env = os.environ.get("DAKD_SHARED_DATA")
+    return (Path(env) if env else REPO.parent / "shared" / "data") / "sos"
+
+
+def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
+    """Per-sensor metrics on the SOS test subset (reported, never used for choices)."""
+    from dakd_edge.evaluate import evaluate
+    from dakd_edge.inference.backends import load
+
+    out: dict[str, Any] = {}
+    predictor = load(str(model_path), backend="torch")
+    for sensor in ("palsar", "sentinel"):
+        r = evaluate(predictor, data, split="test", kind="sos", sensor=sensor)
+        out[sensor] = {
+            "miou": r["miou"],
+            "oil_iou": r["iou"][1],
+            "background_iou": r["iou"][0],
+            "mf1": r["mf1"],
+            "mprecision": r["mprecision"],
+            "mrecall": r["mrecall"],
+            "pixel_accuracy": r["pixel_accuracy"],
+            "images": r["images"],
+            "mpix_per_s_torch": r["mpix_per_s"],
+        }
+    predictor.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=default_data(), help="SOS root (train/ and test/)")
+    ap.add_argument("--run", type=Path, default=REPO / "runs" / "bundled", help="run directory")
+    ap.add_argument("--steps", type=int, default=RECIPE.steps)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
+    ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    import dakd_edge.weights as weights
+
+    torch.set_num_threads(args.threads)
+    cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
+    resume = args.run / "last.pt" if args.resume and (args.run / "last.pt").is_file() else None
+    t0 = time.time()
+    summary = train(cfg, args.run, resume=resume, progress=True)
+    summary["wall_seconds"] = time.time() - t0
+    model_file = Path(summary["model"])
+    (args.run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    target = Path(weights.__file__).parent / weights.BUNDLED
+    if not args.no_install:
+        shutil.copyfile(model_file, target)
+        print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB)")
+    if not args.no_eval:
+        metrics = {
+            "model": weights.BUNDLED,
+            "recipe": "dakd_edge.train.recipes.bundled",
+            "train": {k: summary[k] for k in ("steps", "best", "num_train", "num_val", "wall_seconds")},
+            "test": evaluate_test(model_file, args.data),
+        }
+        dest = (
+            target.parent / weights.BUNDLED_METRICS if not args.no_install else args.run / "test_metrics.json"
+        )
+        dest.write_text(json.dumps(metrics, indent=2, default=str))
+        for sensor, m in metrics["test"].items():
+            print(f"{sensor:9s} mIoU {100 * m['miou']:.2f}  oil IoU {100 * m['oil_iou']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,554 @@
+"""DAKD training of SAROSS-Net (or any registered segmentation model): the student of the paper.
+
+Data per step: each batch slot is, by a draw from the step's own RNG, either an original image (random
+crop + flips/rot90, hard labels, no KD), a *mosaic of four* generated images with their teacher logits
+(``--aug``; CE against the teacher's argmax, plus KD with ``--labels soft``), or a synthetic patch
+(hard labels, used by the bundled-model recipe). Because step ``s`` draws from ``step_rng(seed, s,
+rank)``, the data stream does not depend on restarts and a resumed run continues bit for bit on the CPU.
+
+Optimisation: AdamW, linear warm-up then cosine decay, AMP on CUDA, an EMA of the weights (validated
+and shipped), gradient clipping, NaN/inf guard, periodic atomic checkpoints (``last.pt``) and the best
+model on validation mIoU. The validation split is carved from the *training* data (never the test set).
+Under ``torchrun`` every rank draws its own slots, gradients are averaged by DDP and the validation
+confusion matrix is summed over ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from dakd_edge.train import common
+from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss, LossConfig
+from torch import nn
+
+from dakd_edge.errors import DatasetError, TrainingError
+from dakd_edge.meta import ModelMeta, Normalization
+
+CHECKPOINT_KIND = "saross"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (saved in every checkpoint; ``resume`` must match it).
+
+    Data: ``data`` root of an OSD/SOS/folder dataset (``kind``, ``sensor``, ``classes`` as in
+    ``open_dataset``); ``aug`` an augmented set written by ``dakd-edge jointnet generate``; ``mix`` the
+    fraction of batch slots filled with generated mosaics; ``synthetic``/``synthetic_ratio``: number of
+    pre-generated synthetic patches and their share of the slots. ``val_fraction`` of the training
+    images (at least one) are held out for validation, chosen with ``seed``.
+    """
+
+    model: str = "saross-nano"
+    model_cfg: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    kind: str = "auto"
+    sensor: str | None = None
+    classes: str = "native"
+    aug: str | None = None
+    labels: str = "soft"
+    mix: float = 0.5
+    synthetic: int = 0
+    synthetic_ratio: float = 0.0
+    crop: int = 256
+    batch: int = 8
+    steps: int = 2000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    val_fraction: float = 0.1
+    val_every: int = 200
+    ckpt_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+    workers: int = 0
+    ce_weight: float = 1.0
+    kd_weight: float = 1.0
+    dice_weight: float = 1.0
+    temperature: float = 2.0
+    class_weights: tuple[float, ...] | None = None
+    normalization: str = "dataset"  # "dataset": mean/std of the training images; "default": 0.5 / 0.25
+    tile: int = 512
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("hard", "soft"):
+            raise ValueError(f"labels must be 'hard' or 'soft', got {self.labels!r}")
+        if not 0.0 <= self.mix <= 1.0 or not 0.0 <= self.synthetic_ratio <= 1.0:
+            raise ValueError("mix and synthetic_ratio must be in [0, 1]")
+        if self.mix + self.synthetic_ratio > 1.0:
+            raise ValueError("mix + synthetic_ratio must not exceed 1")
+        if self.crop < 16 or self.crop % 2:
+            raise ValueError(f"crop must be an even size >= 16, got {self.crop}")
+        if self.batch < 1 or self.steps < 1:
+            raise ValueError("batch and steps must be positive")
+        if self.normalization not in ("dataset", "default"):
+            raise ValueError("normalization must be 'dataset' or 'default'")
+        if self.class_weights is not None:
+            self.class_weights = tuple(float(w) for w in self.class_weights)
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(
+            ce_weight=self.ce_weight,
+            kd_weight=self.kd_weight,
+            dice_weight=self.dice_weight,
+            temperature=self.temperature,
+            labels=self.labels,
+            class_weights=self.class_weights,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Options that may differ on resume without changing the run's meaning.
+_RESUME_FREE = {"steps", "val_every", "ckpt_every", "log_every", "workers", "device", "amp"}
+
+
+# ------------------------------------------------------------------------------------------------ data
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split of ``n`` training images (validation >= 1 when n >= 2)."""
+    if n == 0:
+        raise DatasetError("the training set is empty")
+    order = np.random.default_rng([int(seed), 7919]).permutation(n)
+    n_val = 0 if val_fraction <= 0 or n < 2 else max(1, round(n * val_fraction))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _dihedral(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip/rot90 for arrays shaped (..., H, W). SAR has no preferred orientation."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        if flip:
+            a = a[..., ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def random_crop(sample: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A ``size`` x ``size`` crop (padded with ignore / zeros where the image is smaller)."""
+    image, mask = sample["image"], sample["mask"]
+    h, w = mask.shape
+    y0 = int(rng.integers(0, max(h - size, 0) + 1))
+    x0 = int(rng.integers(0, max(w - size, 0) + 1))
+    out = {
+        "image": np.zeros((image.shape[0], size, size), np.float32),
+        "mask": np.full((size, size), IGNORE_INDEX, np.int64),
+    }
+    ch, cw = min(size, h), min(size, w)
+    out["image"][:, :ch, :cw] = image[:, y0 : y0 + ch, x0 : x0 + cw]
+    out["mask"][:ch, :cw] = mask[y0 : y0 + ch, x0 : x0 + cw]
+    if "logits" in sample:
+        lg = sample["logits"]
+        out["logits"] = np.zeros((lg.shape[0], size, size), np.float32)
+        out["logits"][:, :ch, :cw] = lg[:, y0 : y0 + ch, x0 : x0 + cw]
+    return out
+
+
+def mosaic4(
+    samples: list[dict[str, np.ndarray]], size: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """YOLOv4-style mosaic: four samples fill the quadrants around a random centre of a ``size`` crop.
+
+    Generated images are small (pixel-domain diffusion), so four of them make one training crop; each
+    quadrant is a random crop of its sample (padding = ignore label, zero logits).
+    """
+    if len(samples) != 4:
+        raise ValueError("mosaic4 needs exactly four samples")
+    cy = int(rng.integers(size // 4, 3 * size // 4 + 1))
+    cx = int(rng.integers(size // 4, 3 * size // 4 + 1))
+    c = samples[0]["image"].shape[0]
+    k = samples[0]["logits"].shape[0]
+    image = np.zeros((c, size, size), np.float32)
+    mask = np.full((size, size), IGNORE_INDEX, np.int64)
+    logits = np.zeros((k, size, size), np.float32)
+    boxes = ((0, cy, 0, cx), (0, cy, cx, size), (cy, size, 0, cx), (cy, size, cx, size))
+    for s, (y0, y1, x0, x1) in zip(samples, boxes, strict=True):
+        hh, ww = y1 - y0, x1 - x0
+        if hh == 0 or ww == 0:
+            continue
+        s = _dihedral([s["image"], s["mask"], s["logits"]], rng)
+        piece = random_crop({"image": s[0], "mask": s[1], "logits": s[2]}, max(hh, ww), rng)
+        image[:, y0:y1, x0:x1] = piece["image"][:, :hh, :ww]
+        mask[y0:y1, x0:x1] = piece["mask"][:hh, :ww]
+        logits[:, y0:y1, x0:x1] = piece["logits"][:, :hh, :ww]
+    return {"image": image, "mask": mask, "logits": logits}
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose item ``s`` is the whole batch of step ``s`` (for one rank).
+
+    Deterministic in ``(seed, s, rank)``, so it can run in DataLoader workers and survive restarts.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        originals: Any,
+        train_idx: list[int],
+        norm: Normalization,
+        num_classes: int,
+        augmented: Any | None = None,
+        synthetic: list[dict[str, np.ndarray]] | None = None,
+        rank: int = 0,
+        start: int = 0,
+    ) -> None:
+        self.cfg, self.originals, self.train_idx = cfg, originals, train_idx
+        self.norm, self.k = norm, num_classes
+        self.augmented, self.synthetic = augmented, synthetic or []
+        self.rank, self.start = rank, start
+
+    def __len__(self) -> int:
+        return self.cfg.steps - self.start
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        step = self.start + i
+        rng = common.step_rng(self.cfg.seed, step, self.rank)
+        cfg, size = self.cfg, self.cfg.crop
+        mix = cfg.mix if self.augmented is not None else 0.0
+        syn = cfg.synthetic_ratio if self.synthetic else 0.0
+        images, masks, logits, generated = [], [], [], []
+        for _ in range(cfg.batch):
+            u = float(rng.random())
+            if u < mix:
+                picks = rng.integers(0, len(self.augmented), 4)
+                s = mosaic4([self.augmented[int(j)] for j in picks], size, rng)
+                generated.append(True)
+            else:
+                if u < mix + syn:
+                    s = self.synthetic[int(rng.integers(len(self.synthetic)))]
+                else:
+                    s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]
+                s = random_crop(s, size, rng)
+                generated.append(False)
+            arrays = [s["image"], s["mask"]] + ([s["logits"]] if "logits" in s else [])
+            arrays = _dihedral(arrays, rng)
+            images.append(arrays[0])
+            masks.append(arrays[1])
+            logits.append(arrays[2] if len(arrays) > 2 else np.zeros((self.k, size, size), np.float32))
+        unit = np.stack(images).astype(np.float32)
+        x = (unit - self.norm.mean) / self.norm.std
+        return {
+            "image": torch.from_numpy(x.astype(np.float32)),
+            "mask": torch.from_numpy(np.stack(masks).astype(np.int64)),
+            "logits": torch.from_numpy(np.stack(logits).astype(np.float32)),
+            "generated": torch.tensor(generated, dtype=torch.bool),
+        }
+
+
+def dataset_normalization(dataset: Any, indices: list[int], limit: int = 200) -> Normalization:
+    """Mean/std of the unit luminance over (up to ``limit``) training images."""
+    total, sq, count = 0.0, 0.0, 0
+    for i in indices[:limit]:
+        img = np.asarray(dataset[i]["image"], dtype=np.float64)
+        total += float(img.sum())
+        sq += float((img * img).sum())
+        count += img.size
+    mean = total / count
+    std = math.sqrt(max(sq / count - mean * mean, 1e-8))
+    return Normalization(mean=round(mean, 6), std=round(max(std, 1e-3), 6))
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    dataset: Any,
+    indices: list[int],
+    norm: Normalization,
+    num_classes: int,
+    device: torch.device,
+    amp: bool = True,
+) -> dict[str, Any]:
+    """Full-image validation (each rank a shard; confusion matrices summed over ranks)."""
+    from dakd_edge.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(
+        num_classes, ignore_index=IGNORE_INDEX, class_names=getattr(dataset, "class_names", None)
+    )
+    world = torch.distributed.get_world_size() if common.is_distributed() else 1
+    rank = torch.distributed.get_rank() if common.is_distributed() else 0
+    was_training = model.training
+    model.eval()
+    for i in indices[rank::world]:
+        s = dataset[i]
+        x = torch.from_numpy(((s["image"] - norm.mean) / norm.std).astype(np.float32))[None].to(device)
+        with common.autocast(device, amp):
+            logits = model(x)
+        cm.update(logits.float().argmax(1)[0].cpu().numpy(), s["mask"])
+    model.train(was_training)
+    if common.is_distributed():
+        t = torch.from_numpy(cm.matrix).to(device if device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(t)
+        cm.matrix = t.cpu().numpy()
+    return cm.compute()
+
+
+def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
+    from dakd_edge.data import open_dataset
+
+    originals = open_dataset(cfg.data, split="train", kind=cfg.kind, sensor=cfg.sensor, classes=cfg.classes)
+    augmented = None
+    if cfg.aug:
+        augmented = open_dataset(cfg.aug, kind="augmented", classes=cfg.classes)
+        if augmented.num_classes != originals.num_classes:
+            raise DatasetError(
+                f"augmented set has {augmented.num_classes} classes, the dataset {originals.num_classes}; "
+                "pass --classes binary to fold a 5-class teacher into oil vs background"
+            )
+    return originals, augmented
+
+
+def _synthetic_patches(cfg: TrainConfig, num_classes: int) -> list[dict[str, np.ndarray]]:
+    from dakd_edge.data.synthetic import generate_patch
+
+    out = []
+    for i in range(cfg.synthetic):
+        image, labels = generate_patch(seed=cfg.seed * 100003 + i, size=cfg.crop, num_classes=num_classes)
+        image = np.asarray(image, np.float32)
+        out.append({"image": image.reshape(1, *image.shape[-2:]), "mask": np.asarray(labels, np.int64)})
+    return out
+
+
+def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    now = json.loads(json.dumps(cfg.to_dict()))
+    diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff[:4])
+        raise TrainingError(f"cannot resume: the run's configuration changed ({shown})")
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    progress: bool = True,
+    datasets: tuple[Any, Any | None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a training; returns a summary dict. Writes into ``out_dir``:
+
+    ``last.pt`` (training checkpoint), ``best.safetensors`` (best EMA model on validation mIoU),
+    ``model.safetensors`` (the final model: best if a validation split exists, else the last EMA),
+    ``metrics.jsonl`` and ``config.json``. ``datasets``: ready ``(originals, augmented)`` dataset objects
+    to use instead of opening ``cfg.data`` / ``cfg.aug`` (library use: ablations, tests).
+    ``stop_after``: end this session after that step (checkpoint written; resume later to continue
+    the same schedule); the summary then says ``stopped: True`` and no final model is written.
+    """
+    from dakd_edge.models.checkpoint import save_model
+    from dakd_edge.registry import create_model
+
+    out = Path(out_dir)
+    info = common.init_distributed(cfg.device)
+    dev = info.device
+    try:
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        common.barrier()
+        common.seed_everything(cfg.seed + info.rank)
+        originals, augmented = datasets if datasets is not None else _open_data(cfg)
+        k = originals.num_classes
+        class_names = tuple(
+            getattr(originals, "class_names", None) or ModelMeta.default_for("x", k).class_names
+        )
+        train_idx, val_idx = split_indices(len(originals), cfg.val_fraction, cfg.seed)
+        norm = (
+            dataset_normalization(originals, train_idx) if cfg.normalization == "dataset" else Normalization()
+        )
+
+        model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+        ema = common.EMA(model, cfg.ema_decay).to(dev) if cfg.ema_decay > 0 else None
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+        )
+        scaler = common.make_grad_scaler(dev, cfg.amp)
+        loss_fn = DAKDLoss(cfg.loss_config()).to(dev)
+
+        start, best = 0, {"miou": -1.0, "step": -1}
+        if resume:
+            ck = common.load_checkpoint(resume, kind=CHECKPOINT_KIND)
+            _check_resume(ck["config"], cfg)
+            common.unwrap(model).load_state_dict(ck["model"])
+            if ema is not None and ck.get("ema"):
+                ema.load_state_dict(ck["ema"])
+            opt.load_state_dict(ck["optimizer"])
+            if ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
+            start = int(ck["step"])
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio), last_epoch=start - 1
+            )
+            best = dict(ck["extra"].get("best", best))
+            norm = Normalization.from_dict(ck["extra"]["normalization"])
+            common.restore_rng_state(ck["rng"])
+        if start >= cfg.steps:
+            raise TrainingError(f"nothing to do: the checkpoint is at step {start} of {cfg.steps}")
+
+        synthetic = _synthetic_patches(cfg, k) if cfg.synthetic and cfg.synthetic_ratio > 0 else None
+        batches = StepBatches(cfg, originals, train_idx, norm, k, augmented, synthetic, info.rank, start)
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=None, shuffle=False, num_workers=cfg.workers, pin_memory=dev.type == "cuda"
+        )
+        net: nn.Module = model
+        if info.world_size > 1:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+
+        meta_kw = {"class_names": class_names, "normalization": norm, "tile": cfg.tile}
+        if info.is_main and not resume:
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        logger = common.JsonlLogger(
+            out / "metrics.jsonl", resume_step=start if resume else None, enabled=info.is_main
+        )
+        last_ckpt = out / "last.pt"
+
+        def make_meta(extra: dict[str, Any]) -> ModelMeta:
+            base = ModelMeta.default_for(cfg.model, k, 1, **meta_kw)
+            base.extra = {"train": {"config": cfg.to_dict(), **extra}}
+            return base
+
+        def checkpoint(step: int) -> None:
+            if info.is_main:
+                common.save_checkpoint(
+                    last_ckpt,
+                    kind=CHECKPOINT_KIND,
+                    config=cfg.to_dict(),
+                    model=model,
+                    step=step,
+                    optimizer=opt,
+                    ema=ema,
+                    scaler=scaler,
+                    rng=common.capture_rng_state(),
+                    extra={"best": best, "normalization": asdict(norm)},
+                )
+            common.barrier()
+
+        def evaluate_now(step: int) -> dict[str, Any] | None:
+            nonlocal best
+            if not val_idx:
+                return None
+            if ema is not None:
+                with ema.swapped(model) as m:
+                    r = validate(m, originals, val_idx, norm, k, dev, cfg.amp)
+            else:
+                r = validate(model, originals, val_idx, norm, k, dev, cfg.amp)
+            logger.log(
+                {"step": step, "val_miou": r["miou"], "val_iou": r["iou"], "val_acc": r["pixel_accuracy"]}
+            )
+            if r["miou"] > best["miou"] and info.is_main:
+                best = {"miou": float(r["miou"]), "step": step, "iou": r["iou"]}
+                _save_final(
+                    save_model, out / "best.safetensors", model, ema, make_meta({"step": step, "val": r})
+                )
+            return r
+
+        net.train()
+        t0, seen = time.perf_counter(), 0
+        step = start
+        with common.ProgressBar(cfg.steps, "train", start=start, enabled=progress and info.is_main) as bar:
+            for batch in loader:
+                x = batch["image"].to(dev, non_blocking=True)
+                y = batch["mask"].to(dev, non_blocking=True)
+                t = batch["logits"].to(dev, non_blocking=True)
+                g = batch["generated"].to(dev)
+                with common.autocast(dev, cfg.amp):
+                    logits = net(x)
+                parts = loss_fn(logits.float(), y, t, g)
+                loss = parts["loss"]
+                common.check_finite(loss, step, last_ckpt)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                seen += x.shape[0]
+                vals = {key: float(common.all_reduce_mean(v)) for key, v in parts.items()}
+                bar.update(1, loss=vals["loss"], best=max(best["miou"], 0.0))
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    dt = time.perf_counter() - t0
+                    logger.log(
+                        {"step": step, **vals, "lr": sched.get_last_lr()[0], "img_s": seen / max(dt, 1e-9)}
+                    )
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    evaluate_now(step)
+                stop = stop_after is not None and step >= stop_after
+                if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
+                    checkpoint(step)
+                if stop:
+                    break
+        if step < cfg.steps:
+            logger.close()
+            return {"steps": step, "best": best, "stopped": True, "checkpoint": str(last_ckpt)}
+        final = out / "model.safetensors"
+        if info.is_main:
+            if best["step"] >= 0:
+                import shutil
+
+                shutil.copyfile(out / "best.safetensors", final)
+            else:
+                _save_final(save_model, final, model, ema, make_meta({"step": step}))
+        common.barrier()
+        logger.close()
+        return {
+            "steps": step,
+            "stopped": False,
+            "best": best,
+            "model": str(final),
+            "seconds": time.perf_counter() - t0,
+            "normalization": asdict(norm),
+            "num_train": len(train_idx),
+            "num_val": len(val_idx),
+        }
+    finally:
+        common.cleanup_distributed()
+
+
+def _save_final(
+    save_model: Any, path: Path, model: nn.Module, ema: common.EMA | None, meta: ModelMeta
+) -> None:
+    if ema is None:
+        save_model(path, common.unwrap(model), meta)
+        return
+    with ema.swapped(model) as m:
+        save_model(path, m, meta)
