@@ -1,0 +1,79 @@
+"""CAFT block: the transposed cross-attention maths, residual behaviour, kernel dispatch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from dakd_edge.kernels import use_kernels
+
+from dakd_edge.models.caft import CAFT, LayerNorm2d, pick_heads
+
+
+def _naive_attend(m: CAFT, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Textbook formulation written independently: per head, softmax(norm(q) norm(k)^T * tau) v."""
+    b, c, h, w = high.shape
+    q = m.q_dwconv(m.q(F.layer_norm(low.permute(0, 2, 3, 1), (low.shape[1],), m.norm_q.weight,
+                                    m.norm_q.bias).permute(0, 3, 1, 2)))  # fmt: skip
+    kv = m.kv_dwconv(m.kv(F.layer_norm(high.permute(0, 2, 3, 1), (c,), m.norm_kv.weight,
+                                       m.norm_kv.bias).permute(0, 3, 1, 2)))  # fmt: skip
+    k, v = kv[:, :c], kv[:, c:]
+    out = []
+    ch = c // m.num_heads
+    for i in range(m.num_heads):
+        sl = slice(i * ch, (i + 1) * ch)
+        qi = F.normalize(q[:, sl].flatten(2), dim=-1)
+        ki = F.normalize(k[:, sl].flatten(2), dim=-1)
+        attn = torch.softmax(torch.einsum("bcn,bdn->bcd", qi, ki) * m.temperature[i], dim=-1)
+        out.append(torch.einsum("bcd,bdn->bcn", attn, v[:, sl].flatten(2)))
+    return m.project_out(torch.cat(out, 1).reshape(b, c, h, w))
+
+
+def test_matches_naive_formulation() -> None:
+    torch.manual_seed(0)
+    m = CAFT(dim=16, dim_q=24, num_heads=4, ffn_expansion=0)
+    with torch.no_grad():
+        m.temperature.copy_(torch.tensor([0.5, 1.0, 2.0, 4.0]))
+    low, high = torch.randn(2, 24, 9, 13), torch.randn(2, 16, 9, 13)
+    with use_kernels("torch"):
+        got = m(low, high)
+    torch.testing.assert_close(got, high + _naive_attend(m, low, high), rtol=1e-5, atol=1e-5)
+
+
+def test_query_changes_output_and_residual_passes_skip() -> None:
+    torch.manual_seed(0)
+    m = CAFT(dim=8, dim_q=8, num_heads=2)
+    high = torch.randn(1, 8, 6, 7)
+    a, b = m(torch.randn(1, 8, 6, 7), high), m(torch.randn(1, 8, 6, 7), high)
+    assert not torch.allclose(a, b)  # the coarse query steers which channels are transferred
+    with torch.no_grad():
+        m.project_out.weight.zero_()
+        m.ffn.project_out.weight.zero_()
+    assert torch.equal(m(torch.randn(1, 8, 6, 7), high), high)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    m = CAFT(dim=8, dim_q=12, num_heads=2)
+    low = torch.randn(2, 12, 5, 5, requires_grad=True)
+    m(low, torch.randn(2, 8, 5, 5)).square().mean().backward()
+    assert low.grad is not None
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_layernorm2d_is_channel_layernorm() -> None:
+    ln = LayerNorm2d(6)
+    with torch.no_grad():
+        ln.weight.uniform_()
+        ln.bias.uniform_()
+    x = torch.randn(2, 6, 3, 4)
+    ref = F.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias).permute(0, 3, 1, 2)
+    torch.testing.assert_close(ln(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_errors_and_heads() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        CAFT(dim=10, num_heads=3)
+    with pytest.raises(ValueError, match="differ in size"):
+        CAFT(dim=4)(torch.randn(1, 4, 3, 3), torch.randn(1, 4, 4, 4))
+    assert pick_heads(80, 32) == 2 and pick_heads(96, 32) == 3 and pick_heads(16, 32) == 1

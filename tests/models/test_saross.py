@@ -1,0 +1,64 @@
+"""SAROSS-Net wiring: UNet++ nodes with CAFT / conv / no skip modules, encoder switch, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dakd_edge import create_model
+from dakd_edge.models.caft import CAFT
+from dakd_edge.models.saross import SarossConfig, SarossNet
+
+
+def _params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_skip_modes_change_only_the_skip_modules() -> None:
+    models = {s: create_model("saross-nano", num_classes=2, skip=s) for s in ("caft", "conv", "none")}
+    cafts = [m for m in models["caft"].decoder.modules() if isinstance(m, CAFT)]
+    assert len(cafts) == 6  # UNet++ over 4 stages: nodes (0,1..3), (1,1..2), (2,1)
+    assert len(models["conv"].decoder.skips) == 6 and len(models["none"].decoder.skips) == 0
+    base = _params(models["none"])
+    assert _params(models["caft"]) - base == sum(_params(c) for c in cafts)
+    assert _params(models["conv"]) > base
+    # encoder, node blocks and head are identical across modes
+    keys = {k for k in models["none"].state_dict()}
+    for mode in ("caft", "conv"):
+        other = {k for k in models[mode].state_dict() if not k.startswith("decoder.skips.")}
+        assert other == keys
+
+
+def test_caft_query_comes_from_coarser_node() -> None:
+    model = create_model("saross-nano", num_classes=2)
+    enc = model.encoder.channels
+    dec = model.config.decoder_channels
+    skips = model.decoder.skips
+    assert (skips["x_2_1"].dim, skips["x_2_1"].dim_q) == (enc[2], enc[3])
+    assert (skips["x_0_1"].dim, skips["x_0_1"].dim_q) == (enc[0], enc[1])
+    assert (skips["x_0_3"].dim, skips["x_0_3"].dim_q) == (dec[2], dec[1])
+
+
+@pytest.mark.parametrize("hw", [(33, 47), (128, 40)])
+def test_any_input_size(hw: tuple[int, int]) -> None:
+    model = create_model("saross-nano", num_classes=5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, *hw)).shape == (1, 5, *hw)
+
+
+def test_resnet34_encoder_switch() -> None:
+    model = create_model("saross-nano", num_classes=2, encoder="resnet34")
+    assert model.encoder.channels == (64, 128, 256, 512)
+    assert create_model("saross-r34").config.encoder == "resnet34"
+
+
+def test_config_validation_and_rebuild() -> None:
+    with pytest.raises(ValueError, match="skip"):
+        SarossConfig(skip="attention")
+    with pytest.raises(ValueError, match="encoder"):
+        SarossConfig(encoder="vit")
+    cfg = SarossConfig(encoder="mambavision-nano", decoder_channels=[32, 32, 16, 16, 8])
+    assert cfg.decoder_channels == (32, 32, 16, 16, 8)
+    model = SarossNet(cfg)
+    assert SarossNet(model.config).state_dict().keys() == model.state_dict().keys()
+    assert SarossNet.exportable is True
