@@ -23,7 +23,7 @@ import torch
 from dakd_edge.train.common import ProgressBar, autocast, load_checkpoint
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from dakd_edge.errors import ModelFileError, OutputError
+from dakd_edge.errors import BackendUnavailable, ModelFileError, OutputError
 from dakd_edge.models.jointnet import (
     SARJointNet,
     build_jointnet,
@@ -167,6 +167,8 @@ def generate_augmented(
         raise ValueError(f"--n must be >= 1, got {n}")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("--device cuda requested but no CUDA device is visible to torch")
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
