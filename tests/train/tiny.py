@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from dakd_edge.models.base import SegmentationModel
@@ -69,3 +70,48 @@ class BlobDataset:
                 np.float32
             )
         return s
+
+
+THRESHOLD = "test-threshold-seg"
+
+
+@dataclass
+class ThresholdConfig:
+    num_classes: int = 2
+    in_chans: int = 1
+    gain: float = 10.0
+
+
+class ThresholdSeg(SegmentationModel):
+    """Exact, known predictions: oil (class 1) where the normalised input is below 0 (darker than mean)."""
+
+    def __init__(self, config: ThresholdConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = nn.Identity()
+        self.decoder = nn.Identity()
+        self.head = nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([config.gain, -config.gain]).view(2, 1, 1, 1))
+            self.head.bias.zero_()
+
+
+if THRESHOLD not in _REGISTRY:
+
+    @register_model(THRESHOLD)
+    def _threshold(num_classes: int = 2, in_chans: int = 1, **cfg) -> ThresholdSeg:
+        return ThresholdSeg(ThresholdConfig(num_classes=num_classes, in_chans=in_chans, **cfg))
+
+
+def write_folder(root, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """An images/ + masks/ dataset from (uint8 image, uint8 class-id mask) pairs."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i, (img, mask) in enumerate(samples):
+        Image.fromarray(img).save(root / "images" / f"s{i:03d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"s{i:03d}.png")

@@ -1,0 +1,121 @@
+"""Dataset evaluation: exact metrics on a model with known predictions, sliding window, ONNX parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dakd_edge.evaluate import evaluate, paper_rows, render_table
+from dakd_edge.inference.backends import load
+from dakd_edge.meta import ModelMeta, Normalization
+from dakd_edge.models.checkpoint import save_model
+from tests.train.tiny import THRESHOLD, write_folder
+
+DARK, BRIGHT = 50, 200
+
+
+def _dataset(root) -> None:
+    """Two images; the threshold model predicts oil exactly where pixels are DARK.
+
+    s000 (24x24): dark 8x8 block, mask exact. s001 (40x56, larger than the 32-pixel tile): dark 10x10
+    block, but the mask marks only its left 10x6 as oil plus a 4x4 oil block in the bright sea, and a
+    2x2 ignore patch (255) inside the sea.
+    """
+    a = np.full((24, 24), BRIGHT, np.uint8)
+    a[4:12, 4:12] = DARK
+    ma = (a == DARK).astype(np.uint8)
+    b = np.full((40, 56), BRIGHT, np.uint8)
+    b[10:20, 30:40] = DARK
+    mb = np.zeros((40, 56), np.uint8)
+    mb[10:20, 30:36] = 1
+    mb[30:34, 5:9] = 1
+    mb[0:2, 0:2] = 255
+    write_folder(root, [(a, ma), (b, mb)])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from dakd_edge import create_model
+
+    path = tmp_path_factory.mktemp("m") / "thr.safetensors"
+    meta = ModelMeta.default_for(THRESHOLD, 2, normalization=Normalization(mean=0.5, std=0.25), tile=32)
+    save_model(path, create_model(THRESHOLD, 2, 1), meta)
+    return path
+
+
+def _expected() -> dict:
+    # s000: TP oil 64, TN 512. s001: oil predicted 100 (dark block); true oil = 60 in block + 16 in sea.
+    tp = 64 + 60
+    fp = 40  # dark pixels labelled sea
+    fn = 16  # bright oil block
+    tn = (24 * 24 - 64) + (40 * 56 - 100 - 16 - 4)  # minus the ignored 2x2
+    return {
+        "oil_iou": tp / (tp + fp + fn),
+        "sea_iou": tn / (tn + fn + fp),
+        "acc": (tp + tn) / (tp + tn + fp + fn),
+        "pixels": tp + tn + fp + fn,
+        "oil_precision": tp / (tp + fp),
+        "oil_recall": tp / (tp + fn),
+    }
+
+
+def test_evaluate_exact_confusion_over_dataset_with_sliding_window(tmp_path, model_file):
+    _dataset(tmp_path / "ds")
+    pred = load(str(model_file), backend="torch")
+    assert pred.config.tile == 32  # the 40x56 image goes through the tiled path
+    r = evaluate(pred, tmp_path / "ds", split="train", save_png=tmp_path / "png")
+    e = _expected()
+    assert r["pixels"] == e["pixels"] and r["images"] == 2
+    assert r["iou"][1] == pytest.approx(e["oil_iou"])
+    assert r["iou"][0] == pytest.approx(e["sea_iou"])
+    assert r["miou"] == pytest.approx((e["oil_iou"] + e["sea_iou"]) / 2)
+    assert r["pixel_accuracy"] == pytest.approx(e["acc"])
+    assert r["precision"][1] == pytest.approx(e["oil_precision"])
+    assert r["recall"][1] == pytest.approx(e["oil_recall"])
+    pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert pngs == ["s000.png", "s001.png"]
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(tmp_path / "png" / "s001.png"))
+    assert rgb.shape == (40, 56, 3)
+    assert tuple(rgb[15, 35]) == (0, 255, 255) and tuple(rgb[35, 50]) == (0, 0, 0)  # oil cyan, sea black
+    rows = paper_rows(r)
+    assert [n for n, _ in rows] == ["background", "oil", "mean"]
+    assert render_table(r).row_count == 3
+
+
+def test_evaluate_onnx_matches_torch(tmp_path, model_file):
+    pytest.importorskip("onnxruntime")
+    from dakd_edge.export.onnx import export_onnx
+
+    from dakd_edge.models.checkpoint import load_model_file
+
+    _dataset(tmp_path / "ds")
+    model, meta = load_model_file(model_file)
+    onnx_path = tmp_path / "thr.onnx"
+    export_onnx(model, meta, onnx_path)
+    r_onnx = evaluate(load(str(onnx_path)), tmp_path / "ds", split="train")
+    r_torch = evaluate(load(str(model_file), backend="torch"), tmp_path / "ds", split="train")
+    assert r_onnx["backend"] == "onnxruntime"
+    assert r_onnx["matrix"] == r_torch["matrix"]
+
+
+def test_evaluate_rejects_class_mismatch(tmp_path):
+    from dakd_edge import create_model
+    from dakd_edge.errors import DatasetError
+
+    path = tmp_path / "k3.safetensors"
+    save_model(path, create_model(THRESHOLD, 2, 1), ModelMeta.default_for(THRESHOLD, 2))
+    # A 5-class folder evaluated by a binary model is folded to oil vs rest; a 3-class model is refused.
+    ds = tmp_path / "ds5"
+    img = np.full((16, 16), BRIGHT, np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[:4] = 4
+    mask[8:, 8:] = 1
+    write_folder(ds, [(img, mask)])
+    r = evaluate(load(str(path), backend="torch"), ds, split="train")
+    assert r["matrix"][1][0] == 64  # the oil block is missed (bright), land folded into background
+    from dakd_edge.evaluate import open_for_model
+
+    with pytest.raises(DatasetError, match="3 classes"):
+        open_for_model(ds, 3, split="train")
