@@ -360,7 +360,8 @@ class MambaVisionEncoder(nn.Module):
         self.config = config
         c = config
         self.patch_embed = PatchEmbed(c.in_chans, c.in_dim, c.dim)
-        dpr = torch.linspace(0, c.drop_path_rate, sum(c.depths)).tolist()
+        n = sum(c.depths)  # stochastic depth grows linearly with block index (python: meta-device safe)
+        dpr = [c.drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         self.levels = nn.ModuleList()
         for i, depth in enumerate(c.depths):
             start = sum(c.depths[:i])

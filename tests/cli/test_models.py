@@ -1,0 +1,39 @@
+"""`dakd-edge models`: lists the registry with parameter counts, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from dakd_edge.cli.app import cli
+
+
+def test_table_lists_matching_models() -> None:
+    res = CliRunner().invoke(cli, ["models", "saross-*"])
+    assert res.exit_code == 0, res.output
+    for name in ("saross-nano", "saross-t", "saross-s", "saross-b", "saross-r34"):
+        assert name in res.output
+    assert "unet" not in res.output
+
+
+def test_json_counts_parameters() -> None:
+    res = CliRunner().invoke(cli, ["models", "saross-nano", "--json", "--num-classes", "5"])
+    assert res.exit_code == 0, res.output
+    [row] = json.loads(res.output)
+    from dakd_edge import create_model
+
+    model = create_model("saross-nano", num_classes=5)
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert row["exportable"] is True and row["config"]["num_classes"] == 5
+
+
+def test_no_match_is_one_line_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dakd_edge", "models", "no-such-*"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("dakd-edge: error: no model matches")
+    assert "Traceback" not in proc.stderr
