@@ -17,8 +17,9 @@ def cast_out(x, dtype: tl.constexpr, INTERPRETED: tl.constexpr):
     would make CPU results up to one bf16 ulp off the GPU's; there the value is rounded in fp32 first
     (the truncation is then exact). Compiled kernels take the plain cast.
     """
-    if INTERPRETED and dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        x = bits.to(tl.float32, bitcast=True)
+    if INTERPRETED:
+        if dtype == tl.bfloat16:
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            x = bits.to(tl.float32, bitcast=True)
     return x.to(dtype)

@@ -78,7 +78,7 @@ def _scan_fwd_kernel(
     SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    INTERPRETED: tl.constexpr = INTERPRETED,
+    INTERPRETED: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -165,7 +165,7 @@ def _scan_bwd_kernel(
     SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    INTERPRETED: tl.constexpr = INTERPRETED,
+    INTERPRETED: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -214,6 +214,9 @@ def _scan_bwd_kernel(
                 dt = _softplus(dt)
             bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
             h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
+    # Scratch round trips go through global memory: a CTA barrier makes every warp's stores visible
+    # before they are read (and keeps a fast warp from overwriting slots a slow one still reads).
+    tl.debug_barrier()
 
     # Sweep 2, chunks in reverse: recompute the chunk's states into scratch slots 1..T (slot 0 holds
     # the incoming state), then run the adjoint recurrence g_{t-1} = exp(dt_t A) (g_t + dy_t C_t).
@@ -237,6 +240,7 @@ def _scan_bwd_kernel(
             bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
             h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
             tl.store(scratch_p + (t - t0 + 1) * BLOCK_D * BLOCK_N, h)
+        tl.debug_barrier()
         for tr in range(t1 - t0):
             t = t1 - 1 - tr
             u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
@@ -271,6 +275,7 @@ def _scan_bwd_kernel(
             tl.store(du_p + t, cast_out(du, du_ptr.dtype.element_ty, INTERPRETED), mask=mask_d)
             tl.store(ddt_p + t, cast_out(ddt, ddt_ptr.dtype.element_ty, INTERPRETED), mask=mask_d)
             g = g * decay
+        tl.debug_barrier()
 
     # Per-sequence partial sums, reduced over the batch by the launcher.
     tl.store(
@@ -350,6 +355,7 @@ def _scan_fwd(
         SOFTPLUS=delta_softplus,
         BLOCK_D=block_d,
         BLOCK_N=block_n,
+        INTERPRETED=INTERPRETED,
         num_warps=num_warps,
     )
     return y
@@ -422,6 +428,7 @@ def _scan_bwd(
         SOFTPLUS=delta_softplus,
         BLOCK_D=block_d,
         BLOCK_N=block_n,
+        INTERPRETED=INTERPRETED,
         num_warps=num_warps,
     )
     dA = da_part.sum(0).to(A.dtype)

@@ -190,7 +190,7 @@ def _mix_kernel(
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
     BLOCK_HW: tl.constexpr,
-    INTERPRETED: tl.constexpr = INTERPRETED,
+    INTERPRETED: tl.constexpr,
 ):
     """``O[bh] = M[bh] X[bh] (- s[bh, :, None] * X2[bh])`` for one (rows, HW) tile; M is fp32 c x c."""
     bh = tl.program_id(0)
@@ -314,6 +314,7 @@ def _mix(m: Tensor, x: Tensor, out: Tensor, x2: Tensor | None = None, s: Tensor 
         BLOCK_I=block_i,
         BLOCK_J=block_i,
         BLOCK_HW=block_hw,
+        INTERPRETED=INTERPRETED,
         num_warps=4,
     )
     return out
