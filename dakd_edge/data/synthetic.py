@@ -278,15 +278,14 @@ class _Placer:
         """Add objects from ``make(rng, max_area_px)`` until ``target_px`` is covered (never beyond max_px)."""
         fails = 0
         shrink = 1.0
-        while acc < target_px and fails < 40:
+        while acc < target_px and fails < 100:
             obj = make(rng, shrink * (max_px - acc))
             if obj is None:
                 break
             yy, xx, area, land_share = self.footprint(obj)
             if area <= 0 or land_share > 0.05 or acc + area > max_px or self.collides(obj, yy, xx):
-                fails += 1
-                if acc + area > max_px:
-                    shrink *= 0.7
+                fails += 1  # too big, off the scene, on land or colliding: smaller objects fit more easily
+                shrink = max(shrink * (0.7 if acc + area > max_px else 0.9), 0.02)
                 continue
             self.placed.append(obj)
             acc += area
@@ -336,7 +335,7 @@ def _slick_maker(cfg: SceneConfig, layout: SceneLayout, cls: int) -> Callable:
             py = cy + along * math.sin(angle) + across * math.cos(angle)
             px_ = cx + along * math.cos(angle) - across * math.sin(angle)
             hl = half_len / n * float(rng.uniform(0.55, 0.9))
-            hw = max(half_w * float(rng.uniform(0.5, 1.0)), 2.0)
+            hw = max(min(half_w * float(rng.uniform(0.5, 1.0)), hl / 3), 3.0)  # elongated fragments
             parts.append(Slick(cls, py, px_, angle + math.radians(rng.normal(0, 5)), hl, hw, edge, damping, key,
                                bend=float(rng.uniform(-0.2, 0.2)), tail=float(rng.uniform(0.2, 0.6)),
                                rough=float(rng.uniform(0.1, 0.3))))  # fmt: skip

@@ -54,11 +54,11 @@ def test_synth_db_binary_and_overwrite(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_info_samples_windows_of_a_large_raster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rasterio = pytest.importorskip("rasterio")
-    from rasterio.transform import from_origin
+    from rasterio.transform import Affine
 
     p = tmp_path / "big.tif"
     prof = dict(driver="GTiff", height=3000, width=3000, count=2, dtype="float32", crs="EPSG:32633",
-                transform=from_origin(0, 0, 20, 20), nodata=-9999.0, tiled=True, compress="deflate")  # fmt: skip
+                transform=Affine(20, 0, 0, 0, -20, 0), nodata=-9999.0, tiled=True, compress="deflate")  # fmt: skip
     with rasterio.open(p, "w", **prof) as ds:
         ds.write(np.full((2, 3000, 3000), -12.0, np.float32))
     code, stdout, _ = _run(["info", str(p), "--json"], capsys)

@@ -53,7 +53,9 @@ def test_enl_on_local_sea_windows_with_wind_field() -> None:
 def _contrasts(layout, img: np.ndarray, lab: np.ndarray) -> list[tuple[int, float]]:
     """Per object: 10 log10(mean surrounding sea / mean object), intensities in linear units.
 
-    Surrounding sea: sea-labelled pixels of the object's box untouched by any object (p == 0)."""
+    Surrounding sea: sea-labelled pixels of the object's box untouched by any object (p == 0). Ship
+    boxes are left out of both sides: the side-lobes of a ship at the head of its trailing slick are
+    neither sea nor damped oil."""
     h, w = lab.shape
     out = []
     for obj in layout.objects:
@@ -62,11 +64,15 @@ def _contrasts(layout, img: np.ndarray, lab: np.ndarray) -> list[tuple[int, floa
         yy = np.arange(y0, y1, dtype=float)[:, None]
         xx = np.arange(x0, x1, dtype=float)[None, :]
         free = np.ones((y1 - y0, x1 - x0), bool)
-        for other in layout.objects + layout.ships:
+        for other in layout.objects:
             free &= other.membership(yy, xx) == 0
+        no_ship = np.ones_like(free)
+        for ship in layout.ships:
+            sy0, sx0, sy1, sx1 = ship.bbox
+            no_ship[max(sy0 - y0, 0) : max(sy1 - y0, 0), max(sx0 - x0, 0) : max(sx1 - x0, 0)] = False
         lab_w, img_w = lab[y0:y1, x0:x1], img[y0:y1, x0:x1]
-        inside = (obj.membership(yy, xx) >= 0.5) & (lab_w == obj.cls)
-        sea = free & (lab_w == 0)
+        inside = (obj.membership(yy, xx) >= 0.5) & (lab_w == obj.cls) & no_ship
+        sea = free & (lab_w == 0) & no_ship
         if inside.sum() >= 300 and sea.sum() >= 300:
             out.append((obj.cls, float(10 * np.log10(img_w[sea].mean() / img_w[inside].mean()))))
     return out
