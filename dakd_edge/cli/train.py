@@ -83,6 +83,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 )
 @click.option("--val-every", default=200, show_default=True)
 @click.option("--ckpt-every", default=200, show_default=True)
+@click.option("--log-every", default=10, show_default=True, help="Steps between metrics.jsonl records.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
@@ -109,7 +110,7 @@ def train(**o: object) -> None:
             ema_decay=o["ema_decay"], ce_weight=o["ce_weight"], kd_weight=o["kd_weight"],
             dice_weight=o["dice_weight"], temperature=o["temperature"],
             class_weights=_weights(o["class_weights"]), val_fraction=o["val_fraction"],
-            val_every=o["val_every"], ckpt_every=o["ckpt_every"], seed=o["seed"], device=o["device"],
+            val_every=o["val_every"], ckpt_every=o["ckpt_every"], log_every=o["log_every"], seed=o["seed"], device=o["device"],
             amp=not o["no_amp"], workers=o["workers"],
         )  # fmt: skip
     except ValueError as e:
