@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def _one_line(e: BaseException) -> str:
 def open_raster(path: str | os.PathLike):
     """``rasterio.open`` with typed, one-line errors for missing, unreadable and empty rasters."""
     import rasterio
-    from rasterio.errors import RasterioError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     p = Path(path)
     if not p.exists():
@@ -31,7 +32,9 @@ def open_raster(path: str | os.PathLike):
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a raster")
     try:
-        ds = rasterio.open(p)
+        with warnings.catch_warnings():  # "not georeferenced" is reported by describe_raster itself
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(p)
     except (RasterioError, OSError) as e:
         raise InputError(f"{p}: cannot read as a raster ({_one_line(e)})") from None
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
@@ -41,11 +44,12 @@ def open_raster(path: str | os.PathLike):
 
 
 def sample_windows(height: int, width: int, n: int = 9, size: int = 256) -> list[tuple[int, int, int, int]]:
-    """(row, col, h, w) of up to ``n`` windows spread evenly over the raster (a sqrt(n) grid)."""
+    """(row, col, h, w) of up to ``n`` non-overlapping windows spread evenly over the raster."""
     k = max(1, int(math.isqrt(n)))
     h, w = min(size, height), min(size, width)
-    rows = sorted({round(i * (height - h) / max(k - 1, 1)) for i in range(k)})
-    cols = sorted({round(j * (width - w) / max(k - 1, 1)) for j in range(k)})
+    kr, kc = max(1, min(k, height // h)), max(1, min(k, width // w))
+    rows = [round(i * (height - h) / max(kr - 1, 1)) for i in range(kr)]
+    cols = [round(j * (width - w) / max(kc - 1, 1)) for j in range(kc)]
     return [(r, c, h, w) for r in rows for c in cols]
 
 

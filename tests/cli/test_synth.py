@@ -116,3 +116,13 @@ def test_console_script_smoke(tmp_path: Path) -> None:
     assert r.returncode == 0 and "48 rows x 40 cols" in r.stdout
     r = subprocess.run(["dakd-edge", "info", str(tmp_path / "nope.tif")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
+
+
+def test_info_plain_image_is_not_georeferenced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    p = tmp_path / "grey.png"
+    Image.fromarray(np.full((20, 30), 7, np.uint8)).save(p)
+    code, stdout, err = _run(["info", str(p)], capsys)
+    assert code == 0 and "not georeferenced" in stdout and "min 7" in stdout
+    assert "Warning" not in err
