@@ -122,3 +122,21 @@ def test_dispatch_routes_to_kernel_and_keeps_public_names(device):
 def test_scan_gpu_saross_shapes(shape, dtype):
     b, d, length, n = shape
     _check(_inputs(b, d, length, n, strided_delta=True), dtype, "cuda", softplus=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", [90])
+def test_all_kernels_compile_for_gpu(arch):
+    """Ahead-of-time cubins for sm_90 (no GPU needed): the interpreter alone cannot catch GPU-only errors."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("_aot_compile.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(arch)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("ok ") == 9, proc.stdout
