@@ -114,3 +114,10 @@ def test_merge_and_summary() -> None:
     assert (a.merge(b).matrix == both.matrix).all()
     text = both.summary()
     assert "oil" in text and "mean" in text
+
+
+def test_accepts_torch_tensors() -> None:
+    torch = pytest.importorskip("torch")
+    cm = ConfusionMatrix(2)
+    cm.update(torch.tensor([[0, 1], [1, 1]]), torch.tensor([[0, 1], [0, 1]]))
+    assert cm.matrix.tolist() == [[1, 1], [0, 2]]

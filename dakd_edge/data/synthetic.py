@@ -442,7 +442,7 @@ def build_layout(cfg: SceneConfig, seed: int, height: int, width: int) -> SceneL
     ship_oil = _place_ships(rng, cfg, layout, placer, oil_cap)
     oil_start = len(placer.placed)
     placer.fill(rng, _slick_maker(cfg, layout, OIL), oil_target, oil_cap, acc=ship_oil)
-    oil_objs = [o for o in placer.placed[oil_start:]]
+    oil_objs = placer.placed[oil_start:]
     la_start = len(placer.placed)
     placer.fill(rng, _lookalike_maker(cfg, layout), la_target, la_cap)
     la_objs = placer.placed[la_start:]
