@@ -1,7 +1,7 @@
 """Kernel benchmark: the Triton hot ops vs their PyTorch references at SAROSS-B shapes (JSON out).
 
-    python benchmarks/kernels.py -o kernels.json                     # GPU: everything
-    python benchmarks/kernels.py --tiles 320 --batches 1 -o cpu.json  # CPU: references only
+    python benchmarks/kernels.py -o kernels.json   # GPU: tiles 320 and 512, batch 1 and 16
+    python benchmarks/kernels.py -o cpu.json       # CPU: references only, tile 320, batch 1
 
 Shapes are read off a real ``saross-b`` (MambaVision-B encoder, UNet++/CAFT decoder) for each tile and
 batch: every MambaVisionMixer of the windowed stages gives a scan ``(batch x windows, d_inner/2, ws^2,
@@ -217,7 +217,7 @@ def bench_op(op, shapes, impls, make_inputs, bytes_model, args, device, peak) ->
                 row.update(
                     status="ok",
                     timing=t.to_dict(),
-                    gbs=round(gbs, 2),
+                    gbs=float(f"{gbs:.4g}"),
                     roofline=None if peak is None else round(gbs / peak, 3),
                 )
                 rows.append(row)
@@ -299,8 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--out", default="kernels.json", help="JSON output path")
     ap.add_argument("--model", default="saross-b", help="registered model whose shapes are used")
-    ap.add_argument("--tiles", type=int, nargs="+", default=[320, 512])
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--tiles", type=int, nargs="+", default=None, help="default: 320 512 (CPU: 320)")
+    ap.add_argument("--batches", type=int, nargs="+", default=None, help="default: 1 16 (CPU: 1)")
     ap.add_argument("--ops", nargs="+", default=["selective_scan", "transposed_attention"])
     ap.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on CUDA, fp32 on CPU"
@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     args.dtype = args.dtype or ("bf16" if cuda else "fp32")
+    args.tiles = args.tiles or ([320, 512] if cuda else [320])
+    args.batches = args.batches or ([1, 16] if cuda else [1])
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     args.iters = args.iters or (50 if cuda else 3)
     args.max_mem_gb = args.max_mem_gb or (64.0 if cuda else 2.0)
