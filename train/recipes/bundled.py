@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=default_data(), help="SOS root (train/ and test/)")
     ap.add_argument("--run", type=Path, default=REPO / "runs" / "bundled", help="run directory")
     ap.add_argument("--steps", type=int, default=RECIPE.steps)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1)")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
