@@ -214,9 +214,19 @@ def inception_features(
 
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """FID of two feature sets (n_i, d). With fewer images than feature dimensions it works in sample
+    space: for C1 = A^T A, C2 = B^T B (centred, scaled features) tr (C1 C2)^1/2 is the sum of the
+    singular values of A B^T (n1 x n2), which avoids the d x d eigen-decompositions."""
     if len(f1) < 2 or len(f2) < 2:
         raise ValueError("FID needs at least 2 images per set")
-    return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    if min(len(f1), len(f2)) >= f1.shape[1]:
+        return frechet_distance(mu1, np.cov(f1, rowvar=False), mu2, np.cov(f2, rowvar=False))
+    a = (f1 - mu1) / math.sqrt(len(f1) - 1)
+    b = (f2 - mu2) / math.sqrt(len(f2) - 1)
+    tr_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2 * tr_sqrt)
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -269,7 +279,7 @@ def quality_report(
         out["fid_note"] = f"torchvision Inception-v3 from {inception}; {len(fg)} vs {len(fr)} images"
     else:
         out["fid"] = None
-        out["fid_note"] = "FID not computed (pass --inception PATH to a local Inception-v3 weights file)"
+        out["fid_note"] = "not computed: pass --inception PATH (a local torchvision Inception-v3 state dict)"
     return out
 
 
@@ -297,5 +307,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
         lines.append(
             f"  {name:<12} generated {g['class_frequencies'][i]:8.4f}   real {r['class_frequencies'][i]:8.4f}"
         )
-    lines.append(f"FID                  {f(rep['fid'], '.2f')}  ({rep['fid_note']})")
+    if rep["fid"] is None:
+        lines.append(f"FID                  {rep['fid_note']}")
+    else:
+        lines.append(f"FID                  {rep['fid']:.2f}  ({rep['fid_note']})")
     return "\n".join(lines)

@@ -157,7 +157,7 @@ def test_cli_generate_and_report(run: Path, tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "FID not computed" in r.output and "ENL" in r.output
+    assert "FID                  not computed" in r.output and "ENL" in r.output
     assert (tmp_path / "rep.json").is_file()
 
 
@@ -187,6 +187,14 @@ def test_frechet_distance_closed_form() -> None:
     expected = 5.0 + (1 - 2) ** 2 + (2 - 1) ** 2 + (3 - 1) ** 2
     assert rep.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(expected, rel=1e-9)
     assert rep.frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0.0, abs=1e-9)
+    # The sample-space form used for few images agrees with the covariance form.
+    rng = np.random.default_rng(3)
+    f1, f2 = rng.normal(size=(5, 8)), rng.normal(1.0, 2.0, size=(7, 8))
+    full = rep.frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    assert rep.fid_from_features(f1, f2) == pytest.approx(full, rel=1e-8)
+    g1, g2 = rng.normal(size=(20, 4)), rng.normal(size=(30, 4))  # n >= d: covariance form
+    full = rep.frechet_distance(g1.mean(0), np.cov(g1, rowvar=False), g2.mean(0), np.cov(g2, rowvar=False))
+    assert rep.fid_from_features(g1, g2) == pytest.approx(full, rel=1e-12)
 
 
 def test_histogram_and_spectrum_distances() -> None:
@@ -209,3 +217,30 @@ def test_inception_file_errors(tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(1)}, bad)
     with pytest.raises(ModelFileError, match="not a torchvision inception_v3"):
         rep.inception_features(bad, [])
+
+
+class _StubInception(torch.nn.Module):
+    """Stands in for torchvision's 27M-parameter Inception-v3 (too slow for the CPU suite)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2048, 3, stride=8)
+        self.fc = torch.nn.Linear(2048, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1:] == (3, 299, 299)  # resized and replicated to RGB like the real input
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_fid_path_with_local_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.models
+
+    monkeypatch.setattr(torchvision.models, "inception_v3", _StubInception)
+    torch.manual_seed(0)
+    path = tmp_path / "inception.pth"
+    torch.save(_StubInception().state_dict(), path)
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((1, 32, 32)).astype(np.float32) for _ in range(3)]
+    f = rep.inception_features(path, imgs, batch=2)
+    assert f.shape == (3, 2048) and np.isfinite(f).all()  # fc removed: pool features
+    assert rep.fid_from_features(f, f) == pytest.approx(0.0, abs=1e-6)
