@@ -29,11 +29,7 @@ def load_predictor(
         from dakd_edge.inference import backends
     except ImportError as e:
         raise BackendUnavailable(f"model backends are not available in this installation ({e})") from None
-    from dakd_edge.inference.predictor import Predictor
-
-    loaded = backends.load(model, backend=backend, device=device)
-    inner = loaded.backend if isinstance(loaded, Predictor) else loaded
-    return Predictor(inner, tile=tile, overlap=overlap, batch=batch)
+    return backends.load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
 
 
 def resolve_output(template: str | None, scene: Path, default: str, many: bool) -> Path | None:

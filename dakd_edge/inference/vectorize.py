@@ -104,6 +104,7 @@ class Measurer:
 
 # (row0, row1, col0, col1) -> bool oil mask of that window; lets polygons come from a file in blocks
 MaskReader = Callable[[int, int, int, int], np.ndarray]
+# oil probability: anything sliceable as [r0:r1, c0:c1] (an array, or a windowed file reader)
 
 
 def _pixel_polygons(mask: np.ndarray, r0: int, c0: int, connectivity: int) -> Iterator[list[Ring]]:
@@ -127,28 +128,45 @@ def _key(rings: list[Ring]) -> tuple[float, float]:
     return min((y, x) for x, y in rings[0])
 
 
-def _spill(
-    pix_rings: list[Ring],
-    read_mask: MaskReader,
+def _spills_in_window(
+    polys: list[list[Ring]],
+    mask: np.ndarray,
+    r0: int,
+    c0: int,
     oil_prob: Any,
     transform: Affine,
     measure: Measurer,
-) -> Spill:
-    area_px = int(round(abs(_shoelace(pix_rings[0])) - sum(abs(_shoelace(r)) for r in pix_rings[1:])))
-    mean_p = max_p = None
+) -> list[Spill]:
+    """Measure polygons traced in one window; probabilities via one id raster for the whole window."""
+    if not polys:
+        return []
+    n = len(polys)
+    means: list[float | None] = [None] * n
+    maxes: list[float | None] = [None] * n
     if oil_prob is not None:
-        r0, r1, c0, c1 = _extent(pix_rings)
-        shifted = {"type": "Polygon", "coordinates": [[(x - c0, y - r0) for x, y in r] for r in pix_rings]}
-        inside = rasterio.features.geometry_mask(
-            [shifted], out_shape=(r1 - r0, c1 - c0), transform=Affine.identity(), invert=True
+        h, w = mask.shape
+        shapes = (
+            ({"type": "Polygon", "coordinates": [[(x - c0, y - r0) for x, y in r] for r in rings]}, i + 1)
+            for i, rings in enumerate(polys)
         )
-        inside &= read_mask(r0, r1, c0, c1)
-        vals = np.asarray(oil_prob[r0:r1, c0:c1], np.float64)[inside]
-        if vals.size:
-            mean_p, max_p = float(vals.mean()), float(vals.max())
-    rings = [[transform @ p for p in ring] for ring in pix_rings]
-    area_m2, perim = measure(rings)
-    return Spill(rings, area_px, area_m2, perim, mean_p, max_p)
+        ids = rasterio.features.rasterize(shapes, out_shape=(h, w), fill=0, dtype="int32")
+        sel = mask & (ids > 0)
+        lab = ids[sel]
+        p = np.asarray(oil_prob[r0 : r0 + h, c0 : c0 + w], np.float64)[sel]
+        count = np.bincount(lab, minlength=n + 1)
+        total = np.bincount(lab, weights=p, minlength=n + 1)
+        top = np.full(n + 1, -np.inf)
+        np.maximum.at(top, lab, p)
+        for i in range(n):
+            if count[i + 1]:
+                means[i], maxes[i] = float(total[i + 1] / count[i + 1]), float(top[i + 1])
+    out = []
+    for rings, mean_p, max_p in zip(polys, means, maxes, strict=True):
+        area_px = int(round(abs(_shoelace(rings[0])) - sum(abs(_shoelace(r)) for r in rings[1:])))
+        world = [[transform @ p for p in ring] for ring in rings]
+        area_m2, perim = measure(world)
+        out.append(Spill(world, area_px, area_m2, perim, mean_p, max_p))
+    return out
 
 
 def spills_from_mask(
@@ -158,7 +176,7 @@ def spills_from_mask(
     transform: Affine | None = None,
     crs: Any = None,
     oil_prob: Any = None,
-    block: int = 2048,
+    block: int = 1024,
     connectivity: int = 8,
 ) -> list[Spill]:
     """Spill polygons of a (file-backed) oil mask, traced in row blocks of ``block`` rows.
@@ -176,12 +194,16 @@ def spills_from_mask(
     pieces: list[tuple[int, int, int, int, int]] = []  # (block index, r0, r1, c0, c1)
     for b, y0 in enumerate(range(0, height, block)):
         y1 = min(y0 + block, height)
-        for rings in _pixel_polygons(read_mask(y0, y1, 0, width), y0, 0, connectivity):
+        mask = read_mask(y0, y1, 0, width)
+        complete = []
+        for rings in _pixel_polygons(mask, y0, 0, connectivity):
             r0, r1, c0, c1 = _extent(rings)
             if (r0 == y0 and y0 > 0) or (r1 == y1 and y1 < height):
                 pieces.append((b, r0, r1, c0, c1))
             else:
-                spills.append(_spill(rings, read_mask, oil_prob, transform, measure))
+                complete.append(rings)
+        spills += _spills_in_window(complete, mask, y0, 0, oil_prob, transform, measure)
+        del mask
     # union pieces that face each other across a cut (bottom of block b, top of block b + 1)
     parent = list(range(len(pieces)))
 
@@ -211,7 +233,9 @@ def spills_from_mask(
         box = np.array([pieces[i][1:] for i in members])
         r0, r1 = max(int(box[:, 0].min()) - 1, 0), min(int(box[:, 1].max()) + 1, height)
         c0, c1 = max(int(box[:, 2].min()) - 1, 0), min(int(box[:, 3].max()) + 1, width)
-        for rings in _pixel_polygons(read_mask(r0, r1, c0, c1), r0, c0, connectivity):
+        mask = read_mask(r0, r1, c0, c1)
+        keep = []
+        for rings in _pixel_polygons(mask, r0, c0, connectivity):
             q0, q1, d0, d1 = _extent(rings)
             clipped = (q0 == r0 > 0) or (q1 == r1 < height) or (d0 == c0 > 0) or (d1 == c1 < width)
             at_cut = any(q0 <= c <= q1 for c in cuts)
@@ -219,7 +243,8 @@ def spills_from_mask(
             if clipped or not at_cut or key in seen:  # another group's region / traced in a block
                 continue
             seen.add(key)
-            spills.append(_spill(rings, read_mask, oil_prob, transform, measure))
+            keep.append(rings)
+        spills += _spills_in_window(keep, mask, r0, c0, oil_prob, transform, measure)
     spills.sort(key=lambda s: (-s.area_px, _key(s.rings)))
     return spills
 
