@@ -72,18 +72,26 @@ def test_hw_split_is_exact(splits, device):
         torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
 
 
-def test_zero_rows_follow_normalize_eps(device):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zero_rows_follow_normalize_eps(seed, device):
     """An all-zero q row / k row takes F.normalize's eps branch in value and gradient."""
     x = _inputs(1, 1, 6, 40, seed=2)
     x["q"][0, 0, 1] = 0.0
     x["k"][0, 0, 4] = 0.0
     x = {k: v.to(device) for k, v in x.items()}
-    gy = torch.randn(x["v"].shape).to(device)
+    gy = torch.randn(x["v"].shape, generator=torch.Generator().manual_seed(seed)).to(device)
     y_k, g_k = _run(transposed_attention_fn, leaves(x), gy)
     y_r, g_r = _run(ref.transposed_attention_ref, leaves(x), gy)
     torch.testing.assert_close(y_k, y_r, rtol=1e-5, atol=1e-5)
-    for name in g_r:  # the zero rows' gradients scale like 1/eps, so compare relatively
-        torch.testing.assert_close(g_k[name], g_r[name], rtol=1e-4, atol=1e-5)
+    for name in g_r:
+        # A zero row's gradient scales like 1/eps (~1e12) and its entries cancel, so each row is
+        # compared against its own magnitude.
+        row_scale = g_r[name].abs().amax(dim=-1, keepdim=True) if g_r[name].dim() == 4 else g_r[name].abs()
+        err = (g_k[name] - g_r[name]).abs()
+        assert torch.isfinite(g_k[name]).all(), name
+        assert (err <= 1e-5 * row_scale + 1e-6).all(), (
+            f"d{name}: worst {(err / (row_scale + 1e-12)).max():.2e}"
+        )
 
 
 def test_rejects_bad_inputs():
