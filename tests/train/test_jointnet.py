@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -228,3 +229,30 @@ def test_torchrun_ddp_gloo_two_processes(tmp_path: Path) -> None:
     log = read_jsonl(out / "log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3]  # one writer (rank 0), losses averaged over ranks
     assert all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_cli_balance_on_real_data_matches_spatial_rms(shared_data: Path) -> None:
+    """b on the OSD test subset through the real loader; P(y_n) = HW for any mask, so b = RMS(2u - 1)."""
+    from dakd_edge.data import open_dataset
+
+    res = CliRunner().invoke(
+        cli,
+        [
+            "jointnet",
+            "balance",
+            "--data",
+            str(shared_data / "osd"),
+            "--split",
+            "test",
+            "--limit",
+            "4",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    ds = open_dataset(shared_data / "osd", split="test")
+    rms = np.sqrt(np.mean([((2.0 * ds[i]["image"].astype(np.float64) - 1) ** 2).mean() for i in range(4)]))
+    assert out["images"] == 4 and len(ds) == 12
+    assert out["b"] == pytest.approx(rms, rel=1e-9)
+    assert 0.3 < out["b"] < 0.7  # paper: 0.528 on the OSD training split
