@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,11 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def load_for_export(spec: str | None, num_classes: int = 2, in_chans: int = 1) -> tuple[Any, ModelMeta]:
-    """Model + metadata from a checkpoint path, a registry name (random init) or the bundled model."""
+def load_for_export(
+    spec: str | None, num_classes: int = 2, in_chans: int = 1, **cfg: Any
+) -> tuple[Any, ModelMeta]:
+    """Model + metadata from a checkpoint path, a registry name (random init, ``cfg`` overrides) or
+    the bundled model."""
     import torch
 
     from dakd_edge.models.checkpoint import load_model_file
@@ -98,8 +102,10 @@ def load_for_export(spec: str | None, num_classes: int = 2, in_chans: int = 1) -
     from dakd_edge.registry import create_model
 
     torch.manual_seed(0)  # reproducible random init: registry names are for CI tests of the export
-    model = create_model(spec, num_classes=num_classes, in_chans=in_chans)
-    meta = ModelMeta.default_for(spec, num_classes, in_chans, extra={"weights": "random-init"})
+    model = create_model(spec, num_classes=num_classes, in_chans=in_chans, **cfg).eval()
+    meta = ModelMeta.default_for(
+        spec, num_classes, in_chans, arch=dict(cfg), extra={"weights": "random-init"}
+    )
     return model, meta
 
 
@@ -163,12 +169,12 @@ def export_onnx(
         _set_metadata(proto, meta, cfg.ops)
         onnx.save(proto, str(tmp))
         try:
-            onnx.checker.check_model(str(tmp), full_check=True)
+            onnx.checker.check_model(proto, full_check=True)
         except onnx.checker.ValidationError as e:
             raise ExportError(f"exported graph failed onnx.checker: {e}") from e
         results: list[parity.ParityResult] = []
         if cfg.parity:
-            results = check_parity(model, meta, tmp, cfg)
+            results = check_parity(model, meta, proto, cfg)
             failed = [r for r in results if not r.passed]
             if failed:
                 raise ExportError("; ".join(r.line() for r in failed))
@@ -190,7 +196,7 @@ def export_onnx(
 
 
 def check_parity(
-    model: Any, meta: ModelMeta, path: str | Path, cfg: OnnxExportConfig
+    model: Any, meta: ModelMeta, onnx_model: Any, cfg: OnnxExportConfig
 ) -> list[parity.ParityResult]:
     """Run the exported file and PyTorch on the deterministic input (and the image, if given)."""
     tol = parity.TOLERANCES["fp32"]
@@ -208,31 +214,36 @@ def check_parity(
         ]
     if cfg.image:
         inputs.append((Path(cfg.image).name, parity.image_input(cfg.image, meta, cfg.shape)))
+    run = onnx_runner(onnx_model)
     results = []
     for name, x in inputs:
-        ref = parity.torch_logits(model, x)
-        out = run_onnx(path, x)
-        results.append(parity.compare(ref, out, tol, input_name=name))
+        results.append(parity.compare(parity.torch_logits(model, x), run(x), tol, input_name=name))
     return results
 
 
-def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Logits from an ONNX file: ONNX Runtime (CPU), or the reference evaluator for plugin nodes."""
+def onnx_runner(onnx_model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> logits`` for an ONNX file or ModelProto: ONNX Runtime (CPU), or onnx's reference
+    evaluator with the numpy ``dakd_edge`` ops when the graph holds plugin nodes."""
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model))
     if any(n.domain == "dakd_edge" for n in proto.graph.node):
         from dakd_edge.export.nodes import reference_ops
         from onnx.reference import ReferenceEvaluator
 
-        sess = ReferenceEvaluator(proto, new_ops=reference_ops())
-        return np.asarray(sess.run(None, {INPUT_NAME: x})[0], dtype=np.float32)
+        ref = ReferenceEvaluator(proto, new_ops=reference_ops())
+        return lambda x: np.asarray(ref.run(None, {INPUT_NAME: x})[0], dtype=np.float32)
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {INPUT_NAME: x})[0]
+    return lambda x: sess.run(None, {INPUT_NAME: x})[0]
+
+
+def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits of the ONNX file at ``path`` for one input batch."""
+    return onnx_runner(path)(x)
 
 
 def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
@@ -248,8 +259,9 @@ def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
 
 def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:
     # The TorchScript exporter appends the whole traced graph to some messages: keep the reason only.
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    reason = (lines[-1] if lines else type(e).__name__)[:400]
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith("%")]
+    key = [ln for ln in lines if ln.startswith(("Unsupported", "RuntimeError", "Error")) or "rror:" in ln]
+    reason = ((key or lines or [type(e).__name__])[0]).split(" Please feel free")[0][:400]
     hint = " (dynamic H x W unsupported by an op here? try a fixed --shape)" if cfg.shape is None else ""
     return f"ONNX export of {name!r} (--ops {cfg.ops}) failed: {reason}{hint}"
 

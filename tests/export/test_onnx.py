@@ -80,8 +80,8 @@ def test_fixed_shape_and_simplify(tmp_path: Path) -> None:
 
 def test_parity_failure_raises_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, meta = toy()
-    real = onnx_export.run_onnx
-    monkeypatch.setattr(onnx_export, "run_onnx", lambda p, x: real(p, x) + 1e-2)
+    real = onnx_export.onnx_runner
+    monkeypatch.setattr(onnx_export, "onnx_runner", lambda m: lambda x: real(m)(x) + 1e-2)
     out = tmp_path / "bad.onnx"
     with pytest.raises(ExportError, match="parity"):
         export_onnx(model, meta, out)
