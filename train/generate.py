@@ -156,9 +156,12 @@ def generate_augmented(
     weights: str = "ema",
     amp: bool = True,
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
     """Write ``n`` (image, logits) pairs to ``out`` (dakd-augmented format); resumable.
 
+    ``shard=(k, m)``: this process makes only batches ``j`` with ``j % m == k``, so ``m`` GPUs can fill
+    one folder in parallel (samples are seeded per index, the union equals a single-process run).
     Returns a summary dict (written, skipped, path of the manifest).
     """
     from dakd_edge.data.augmented import AugmentedWriter
@@ -167,6 +170,9 @@ def generate_augmented(
         raise ValueError(f"--n must be >= 1, got {n}")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
+    k, m = shard
+    if m < 1 or not 0 <= k < m:
+        raise ValueError(f"--shard must be K/M with 0 <= K < M, got {k}/{m}")
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("--device cuda requested but no CUDA device is visible to torch")
     dev = torch.device(
@@ -199,8 +205,10 @@ def generate_augmented(
     ids = [f"{i:06d}" for i in range(n)]
     written = skipped = 0
     try:
-        with ProgressBar(n, "generate", enabled=progress) as bar:
-            for start in range(0, n, batch):
+        starts = [s for j, s in enumerate(range(0, n, batch)) if j % m == k]
+        total = sum(min(s + batch, n) - s for s in starts)
+        with ProgressBar(total, "generate", enabled=progress) as bar:
+            for start in starts:
                 chunk = list(range(start, min(start + batch, n)))
                 todo = [i for i in chunk if not writer.has(ids[i])]
                 if not todo:
@@ -223,4 +231,4 @@ def generate_augmented(
                 bar.update(len(chunk))
     finally:
         manifest = writer.close()
-    return {"written": written, "skipped": skipped, "manifest": str(manifest), "n": n}
+    return {"written": written, "skipped": skipped, "manifest": str(manifest), "n": n, "shard": f"{k}/{m}"}

@@ -240,12 +240,24 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
 @click.option("--size", type=int, help="Generated size (default: the training crop).")
 @click.option("--weights", default="ema", show_default=True, type=click.Choice(["ema", "raw"]))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--shard",
+    default="0/1",
+    show_default=True,
+    help="K/M: make every M-th batch starting at K (one process per GPU into one folder).",
+)
 @click.option("--no-amp", is_flag=True)
 @click.option("--no-progress", is_flag=True)
-def generate(checkpoint, n, out, steps, batch, seed, size, weights, device, no_amp, no_progress) -> None:
+def generate(
+    checkpoint, n, out, steps, batch, seed, size, weights, device, shard, no_amp, no_progress
+) -> None:
     """Generate the augmented set D^a (resumable: existing samples are kept)."""
     from dakd_edge.train.generate import generate_augmented
 
+    try:
+        k, m = (int(v) for v in shard.split("/"))
+    except ValueError as e:
+        raise InputError(f"--shard must look like 0/4, got {shard!r}") from e
     try:
         res = generate_augmented(
             checkpoint,
@@ -259,6 +271,7 @@ def generate(checkpoint, n, out, steps, batch, seed, size, weights, device, no_a
             weights=weights,
             amp=not no_amp,
             progress=not no_progress,
+            shard=(k, m),
         )
     except ValueError as e:
         raise InputError(str(e)) from e

@@ -97,6 +97,14 @@ def test_generate_is_deterministic_and_resumable(run: Path, tmp_path: Path) -> N
     assert part["written"] == 3 and rest["written"] == 3 and rest["skipped"] == 2
     for sub in ("images/000001.png", "images/000004.png", "logits/000003.npy", "logits/000001.npy"):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes(), sub
+    # Two shards into one folder reproduce the single-process set.
+    for k in (1, 0):
+        gen.generate_augmented(ck, tmp_path / "c", 5, shard=(k, 2), **kw)
+    for i in range(5):
+        assert (tmp_path / "a/images" / f"{i:06d}.png").read_bytes() == (
+            tmp_path / "c/images" / f"{i:06d}.png"
+        ).read_bytes()
+    assert len(read_manifest(tmp_path / "c")["samples"]) == 5
     m = read_manifest(tmp_path / "b")
     assert len(m["samples"]) == 5 and m["num_classes"] == 2
     assert m["balancing_factor"] == pytest.approx(gen.load_jointnet(ck).balancing_factor)
