@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -174,7 +175,10 @@ def time_one(fn: Callable, inputs: list, backward: bool, cuda: bool, warmup: int
             with torch.no_grad():
                 fn(*inputs)
 
-    return time_fn(step, warmup=warmup, iters=iters, cuda=cuda)
+    cpu0 = time.process_time()
+    timing = time_fn(step, warmup=warmup, iters=iters, cuda=cuda)
+    # Process CPU time per call: on a shared CPU box it is steadier than wall-clock percentiles.
+    return timing, (time.process_time() - cpu0) * 1e3 / max(1, warmup + iters)
 
 
 def bench_op(op, shapes, impls, make_inputs, bytes_model, args, device, peak) -> list[dict[str, Any]]:
@@ -202,7 +206,7 @@ def bench_op(op, shapes, impls, make_inputs, bytes_model, args, device, peak) ->
                     )
                     continue
                 try:
-                    t = time_one(
+                    t, cpu_ms = time_one(
                         fn,
                         make_inputs(shape, dtype, device, backward),
                         backward,
@@ -217,6 +221,7 @@ def bench_op(op, shapes, impls, make_inputs, bytes_model, args, device, peak) ->
                 row.update(
                     status="ok",
                     timing=t.to_dict(),
+                    process_cpu_ms=round(cpu_ms, 3),
                     gbs=float(f"{gbs:.4g}"),
                     roofline=None if peak is None else round(gbs / peak, 3),
                 )

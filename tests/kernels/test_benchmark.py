@@ -57,7 +57,7 @@ def test_cpu_smoke_run_writes_rows(bench, tmp_path):
     assert ("selective_scan", "ref-chunked") in impls and ("transposed_attention", "ref+compile") in impls
     assert all(r["status"] == "skipped" for r in rows if r["impl"].endswith("+compile"))
     ok = [r for r in rows if r["status"] == "ok"]
-    assert ok and all(r["timing"]["p50_ms"] > 0 and r["gbs"] > 0 for r in ok)
+    assert ok and all(r["timing"]["p50_ms"] > 0 and r["gbs"] > 0 and r["process_cpu_ms"] > 0 for r in ok)
     triton_rows = [r for r in rows if r["impl"] == "triton"]
     if not torch.cuda.is_available():
         assert all(r["status"] == "skipped" and "not timed" in r["reason"] for r in triton_rows)
