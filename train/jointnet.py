@@ -306,7 +306,27 @@ class JointNetTrainer:
         return base * min(1.0, into / self.cfg.warmup) if self.cfg.warmup > 0 else base
 
     # ---------------------------------------------------------------------------------------- checkpoints
-    def _save(self, path: Path, step: int) -> None:
+    def _replica_checksums(self) -> list[float]:
+        """Sum of all weights on every rank (a collective: call on all ranks). DDP replicas must agree
+        exactly; the values go into the checkpoint and a mismatch stops the run."""
+        local = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1)
+        if not common.is_distributed():
+            return [float(local)]
+        import torch.distributed as dist
+
+        dev = (
+            torch.device("cuda", torch.cuda.current_device())
+            if dist.get_backend() == "nccl"
+            else torch.device("cpu")
+        )
+        parts = [torch.zeros(1, dtype=torch.float64, device=dev) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local.to(dev))
+        values = [float(v) for v in parts]
+        if len(set(values)) > 1:
+            raise TrainingError(f"DDP replicas diverged (weight sums per rank: {values}); this is a bug")
+        return values
+
+    def _save(self, path: Path, step: int, checksums: list[float] | None = None) -> None:
         if not self.main:
             return
         common.save_checkpoint(
@@ -319,7 +339,12 @@ class JointNetTrainer:
             ema=self.ema,
             scaler=self.scaler,
             rng=common.capture_rng_state(),
-            extra={"stage": self.stage, "class_names": self.class_names, "world_size": self.dist.world_size},
+            extra={
+                "stage": self.stage,
+                "class_names": self.class_names,
+                "world_size": self.dist.world_size,
+                "replica_checksums": checksums,
+            },
         )
 
     def _load(self, path: str | os.PathLike) -> int:
@@ -411,7 +436,7 @@ class JointNetTrainer:
                         rec.update(losses)
                         log.log(rec)
                     if done % cfg.ckpt_every == 0 or done == end:
-                        self._save(last, done)
+                        self._save(last, done, self._replica_checksums())
                         last_good = last
                     if self.main and cfg.sample_every > 0 and done % cfg.sample_every == 0:
                         self.save_samples(self.out / "samples" / f"step{done:07d}.png", b)

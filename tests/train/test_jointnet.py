@@ -226,6 +226,8 @@ def test_torchrun_ddp_gloo_two_processes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ck = load_checkpoint(out / "last.pt")
     assert ck["step"] == 3 and ck["extra"]["world_size"] == 2 and ck["extra"]["stage"] == 3
+    sums = ck["extra"]["replica_checksums"]  # gathered from both ranks: DDP kept the replicas identical
+    assert len(sums) == 2 and sums[0] == sums[1]
     log = read_jsonl(out / "log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3]  # one writer (rank 0), losses averaged over ranks
     assert all(np.isfinite(r["loss"]) for r in log)
