@@ -490,7 +490,10 @@ class JointNetTrainer:
         out = {"loss": loss, "loss_x": loss_x, "grad_norm": grad_norm}
         if loss_ce is not None:
             out["loss_ce"] = loss_ce
-        return {k: float(common.all_reduce_mean(v.detach().float())) for k, v in out.items()}
+        mean = common.all_reduce_mean(
+            torch.stack([v.detach().float() for v in out.values()])
+        )  # one collective
+        return dict(zip(out, mean.tolist(), strict=True))
 
     # --------------------------------------------------------------------------------------------- grids
     def save_samples(self, path: Path, b: float) -> Path:
