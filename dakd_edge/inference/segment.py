@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from dakd_edge._atomic import check_output
 from dakd_edge.errors import InputError, OutputError
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.geotiff import CogWriter, NoGeoreferenceWarning, SceneReader
+from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, SceneReader
 from dakd_edge.inference.predictor import Predictor, resolve_scale, valid_mask
 from dakd_edge.inference.tiling import TileStats
 from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, spills_from_mask, write_vector
@@ -58,6 +58,15 @@ def _row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | N
         ring = [transform @ p for p in ((0, y), (1, y), (1, y + 1), (0, y + 1), (0, y))]
         out[i] = measure([ring])[0]
     return out
+
+
+def gdal_cache_mb(width: int, num_classes: int, prob_bytes: int) -> int:
+    """GDAL block cache for one scene: two block rows of every output, plus room for reads.
+
+    GDAL's default (5% of RAM) lets the cache, not our buffers, set the peak memory on big scenes.
+    """
+    row_bytes = width * BLOCK * (2 + num_classes * prob_bytes)  # classes + staging + probabilities
+    return 64 + (2 * row_bytes) // 2**20
 
 
 class _Staging:
@@ -158,8 +167,11 @@ def segment_scene(
         raise OutputError(f"{vector}: unknown vector format; use one of {', '.join(VECTOR_FORMATS)}")
 
     t0 = time.perf_counter()
-    with SceneReader(src, meta.in_chans, band) as scene:
+    with contextlib.ExitStack() as stack:
+        scene = stack.enter_context(SceneReader(src, meta.in_chans, band))
         info = scene.info
+        pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 4)
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(info.width, meta.num_classes, pbytes)))
         if not info.georeferenced:
             warnings.warn(
                 f"{info.path}: no georeference (CRS/transform); outputs have no CRS and areas are in pixels",
