@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--onnx-model")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1, help="Tiles per call (the CLI default on CPU).")
     ap.add_argument("--threads", type=int, default=2, help="Intra-op threads (0: library default).")
     ap.add_argument("--nodata-check", action="store_true", help="Also run half-nodata scenes.")
     ap.add_argument("--seed", type=int, default=0)

@@ -32,6 +32,12 @@ def load_predictor(
     return backends.load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
 
 
+def default_batch(device: str) -> int:
+    """8 tiles per call on a GPU; 1 on the CPU, where activations of a 512^2 tile cost ~1 GB and a
+    bigger batch buys little speed (benchmarks/scene.py)."""
+    return 8 if device.startswith("cuda") else 1
+
+
 def resolve_output(template: str | None, scene: Path, default: str, many: bool) -> Path | None:
     """Output path for ``scene``: ``{stem}`` placeholder, an existing directory, or a plain file."""
     if template is None:
@@ -120,7 +126,11 @@ def _write_report(path: Path, data: Any, overwrite: bool) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile, 512].")
 @click.option("--overlap", type=click.IntRange(0), default=64, show_default=True)
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(1),
+    help="Tiles per backend call [8 on CUDA, 1 on CPU: batching buys ~10% there for ~batch x memory].",
+)
 @click.option("--probs", help="Also write per-class probabilities (COG).")
 @click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
 @click.option("--vector", help="Also write oil-spill polygons (.geojson WGS84 or .gpkg scene CRS).")
@@ -137,7 +147,7 @@ def segment(
     device: str,
     tile: int | None,
     overlap: int,
-    batch: int,
+    batch: int | None,
     probs: str | None,
     probs_dtype: str,
     vector: str | None,
@@ -170,7 +180,7 @@ def segment(
     for p in set(report_paths) - {None}:
         check_output(p, overwrite)
 
-    predictor = load_predictor(model, backend, device, tile, overlap, batch)
+    predictor = load_predictor(model, backend, device, tile, overlap, batch or default_batch(device))
     reports = []
     for (scene, paths), rpath in zip(jobs, report_paths, strict=True):
         r = _run_scene(
@@ -230,7 +240,7 @@ def demo(
     }
     for p in paths.values():
         check_output(p, overwrite)
-    predictor = load_predictor(model, backend, device, None, 64, 8)
+    predictor = load_predictor(model, backend, device, None, 64, default_batch(device))
     t0 = time.perf_counter()
     write_demo_scene(
         paths["scene"], paths["labels"], size, seed, overwrite, binary=predictor.meta.num_classes == 2
