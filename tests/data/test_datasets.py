@@ -10,6 +10,7 @@ from PIL import Image
 
 from dakd_edge.data import detect_kind, open_dataset
 from dakd_edge.data.augmented import AugmentedWriter
+from dakd_edge.data.sos import decode_black_white
 from dakd_edge.errors import DatasetError
 from dakd_edge.meta import OSD_PALETTE
 
@@ -131,6 +132,10 @@ def test_sos_layouts_and_sensors(tmp_path: Path) -> None:
     assert len(open_dataset(tmp_path, split="train", classes="binary")) == 4
     with pytest.raises(DatasetError, match="sensor"):
         open_dataset(tmp_path, sensor="radarsat")
+    edge = np.zeros((16, 16, 3), np.uint8)  # anti-aliased edge: grey pixels threshold at 128
+    edge[:, :8], edge[:, 8] = 255, 127
+    assert decode_black_white(edge, Path("edge.png"))[:, 8].sum() == 0
+    assert decode_black_white(edge, Path("edge.png"))[:, :8].all()
     bad = np.full((16, 16, 3), 128, np.uint8)
     Image.fromarray(bad).save(tmp_path / "test/sentinel/gt/0_mask.png")
     with pytest.raises(DatasetError, match="neither black nor white"):
@@ -187,3 +192,8 @@ def test_real_sos(shared_data: Path) -> None:
             ds = open_dataset(root, split=split, sensor=sensor)
             s = ds[0]
             assert s["image"].shape == (1, 256, 256) and set(np.unique(s["mask"])) <= {0, 1}
+            # Every mask decodes: the release anti-aliases slick edges (grey pixels are expected).
+            for _, mask_path in ds.files:
+                grey = np.asarray(Image.open(mask_path).convert("L"))
+                decoded = decode_black_white(grey, mask_path)
+                assert set(np.unique(decoded)) <= {0, 1}
