@@ -53,10 +53,8 @@ def test_heavy_variants_build(name: str) -> None:
     n = sum(p.numel() for p in model.parameters())
     assert 20e6 < n < 200e6
     assert model.config.encoder == "mambavision-" + name.split("-")[1]
-    if name == "saross-b":  # the paper's model: one tiny forward
-        with torch.no_grad():
-            out = model.eval()(torch.randn(1, 1, 40, 56))
-        assert out.shape == (1, 5, 40, 56) and torch.isfinite(out).all()
+    # No forward here: even a tiny input pads to full 14x14 windows (~20 GFLOPs for saross-b); the
+    # encoders are run by the upstream parity test and the wide decoder by saross-r34 above.
 
 
 def test_top_level_create_model_passes_config() -> None:

@@ -97,8 +97,6 @@ def test_parity_with_upstream(upstream, tmp_path: Path, variant: str, factory: s
     ours = build_mambavision(variant, in_chans=3).eval()
     report = load_encoder_weights(ours, ckpt)
     assert report.missing == [] and report.unexpected == ["head.bias", "head.weight"]
-    ours1 = build_mambavision(variant, in_chans=1).eval()
-    assert load_encoder_weights(ours1, ckpt).adapted == ["patch_embed.conv_down.0.weight"]
 
     g = torch.Generator().manual_seed(2)
     for hw in [(224, 224), (250, 330)]:
@@ -112,7 +110,11 @@ def test_parity_with_upstream(upstream, tmp_path: Path, variant: str, factory: s
             assert a.shape == b.shape, (i, a.shape, b.shape)
             assert a.abs().max() > 0.1  # the stage did real work
         assert max(diffs) <= 1e-5
+    if variant != "t":
+        return
     # 1-channel stem (RGB weights summed) == the grey image fed as three equal channels
+    ours1 = build_mambavision(variant, in_chans=1).eval()
+    assert load_encoder_weights(ours1, ckpt).adapted == ["patch_embed.conv_down.0.weight"]
     grey = torch.randn(1, 1, 64, 96, generator=g)
     with torch.no_grad():
         expected1 = _upstream_stages(ref, grey.expand(-1, 3, -1, -1))
