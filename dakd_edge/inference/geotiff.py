@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from dakd_edge._atomic import atomic_path, check_output
 from dakd_edge.errors import InputError, OutputError
+from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
 
 BLOCK = 512
@@ -103,6 +104,27 @@ class SceneReader:
         return self.ds.read(
             list(self.info.bands), out_shape=shape, resampling=rasterio.enums.Resampling.nearest
         )
+
+    def valid_sample(self, grid: int = 8, size: int = 128) -> np.ndarray:
+        """Valid raw values ``(C, n)`` for scale detection, at a cost independent of the scene size.
+
+        Reads ``grid x grid`` windows spread over the scene (the whole scene, decimated, when it is
+        small or when the windows hold no valid pixel).
+        """
+        from dakd_edge.inference.predictor import valid_mask
+
+        h, w = self.info.height, self.info.width
+        if h * w > 4 * grid * grid * size * size:
+            parts = []
+            for y in np.linspace(0, h - size, grid).astype(int):
+                for x in np.linspace(0, w - size, grid).astype(int):
+                    a = self.ds.read(list(self.info.bands), window=Window(int(x), int(y), size, size))
+                    parts.append(a[:, valid_mask(a, self.info.nodata)])
+            vals = np.concatenate(parts, axis=1)
+            if vals.size:
+                return vals
+        a = self.sample()
+        return a[:, valid_mask(a, self.info.nodata)]
 
     def close(self) -> None:
         self.ds.close()
@@ -194,7 +216,7 @@ class CogWriter:
         h = valid.shape[0]
         win = Window(0, y0, self.info.width, h)
         if self.kind == "classes":
-            cls = np.argmax(probs, axis=0).astype(np.uint8)
+            cls = argmax0(probs)
             cls[~valid] = 255
             self.ds.write(cls[None], window=win)
             return cls

@@ -16,7 +16,7 @@ import numpy as np
 from dakd_edge.data.scaling import SCALES, detect_scale, normalize, to_unit
 from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, stream_bands
+from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, argmax0, stream_bands
 from dakd_edge.meta import ModelMeta
 
 NODATA_CLASS = 255
@@ -143,7 +143,7 @@ class Predictor:
         """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN."""
         p = self.predict_proba(image, scale=scale, nodata=nodata)
         bad = np.isnan(p[0])
-        cls = np.argmax(np.nan_to_num(p, nan=0.0), axis=0).astype(np.uint8)
+        cls = argmax0(np.nan_to_num(p, nan=0.0))
         cls[bad] = NODATA_CLASS
         return cls
 

@@ -25,7 +25,7 @@ from dakd_edge._atomic import check_output
 from dakd_edge.errors import InputError, OutputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, SceneReader
-from dakd_edge.inference.predictor import Predictor, resolve_scale, valid_mask
+from dakd_edge.inference.predictor import Predictor, resolve_scale
 from dakd_edge.inference.tiling import TileStats
 from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, spills_from_mask, write_vector
 from dakd_edge.meta import ModelMeta
@@ -60,13 +60,13 @@ def _row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | N
     return out
 
 
-def gdal_cache_mb(width: int, num_classes: int, prob_bytes: int) -> int:
+def gdal_cache_bytes(width: int, num_classes: int, prob_bytes: int) -> int:
     """GDAL block cache for one scene: two block rows of every output, plus room for reads.
 
     GDAL's default (5% of RAM) lets the cache, not our buffers, set the peak memory on big scenes.
     """
     row_bytes = width * BLOCK * (2 + num_classes * prob_bytes)  # classes + staging + probabilities
-    return 64 + (2 * row_bytes) // 2**20
+    return 64 * 2**20 + 2 * row_bytes  # rasterio passes GDAL_CACHEMAX on in bytes
 
 
 class _Staging:
@@ -171,15 +171,16 @@ def segment_scene(
         scene = stack.enter_context(SceneReader(src, meta.in_chans, band))
         info = scene.info
         pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 4)
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(info.width, meta.num_classes, pbytes)))
+        stack.enter_context(
+            rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width, meta.num_classes, pbytes))
+        )
         if not info.georeferenced:
             warnings.warn(
                 f"{info.path}: no georeference (CRS/transform); outputs have no CRS and areas are in pixels",
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )
-        sample = scene.sample()
-        scale = resolve_scale(sample[:, valid_mask(sample, info.nodata)], scale)
+        scale = resolve_scale(scene.valid_sample(), scale)
         convert = predictor.normalizer(scale, info.nodata)
         tags = {"input_scale": scale, "source": info.path.name}
         writers: list[Any] = []

@@ -115,6 +115,17 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
     return z
 
 
+def argmax0(probs: np.ndarray) -> np.ndarray:
+    """``probs.argmax(0)`` as uint8, plane by plane (several times faster on (K, h, W) arrays)."""
+    best = probs[0].copy()
+    idx = np.zeros(best.shape, np.uint8)
+    for k in range(1, probs.shape[0]):
+        better = probs[k] > best
+        idx[better] = k
+        np.maximum(best, probs[k], out=best)
+    return idx
+
+
 @dataclass
 class Band:
     """A finished horizontal strip of the output: rows ``y0 .. y0 + h`` of the image."""

@@ -177,3 +177,17 @@ def test_float_db_scene_with_nan_autodetected(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "c.tif") as ds:
         cls = ds.read(1)
     assert (cls[:30] == 255).all() and (cls[30:] != 255).all()
+
+
+def test_scale_sample_is_windowed_on_large_scenes(tmp_path: Path) -> None:
+    from dakd_edge.inference.geotiff import SceneReader
+
+    db = np.full((700, 800), -20.0, np.float32)
+    db[:, :400] = np.nan  # half the scene nodata: windows there contribute nothing
+    src = write_tif(tmp_path / "db.tif", db)
+    with SceneReader(src) as s:
+        vals = s.valid_sample(grid=4, size=64)  # 4 x 4 windows of 64^2, not the whole scene
+        assert 0 < vals.shape[1] <= 16 * 64 * 64 and np.isfinite(vals).all()
+        allnan = write_tif(tmp_path / "n.tif", np.full((700, 800), np.nan, np.float32))
+    with SceneReader(allnan) as s:
+        assert s.valid_sample(grid=4, size=64).size == 0

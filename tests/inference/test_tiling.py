@@ -157,3 +157,11 @@ def test_logit_blending_and_gaussian_window_agree_with_default() -> None:
     for kw in ({"blend": "logits"}, {"window": "gaussian"}):
         other = Predictor(fake, tile=96, overlap=32, **kw).predict(img)
         assert (other == ref).mean() > 0.995, kw
+
+
+def test_argmax0_matches_numpy_with_ties() -> None:
+    from dakd_edge.inference.tiling import argmax0
+
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 3, size=(5, 30, 40)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(argmax0(p), p.argmax(0))
