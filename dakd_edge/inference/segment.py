@@ -153,6 +153,8 @@ def segment_scene(
     (.geojson / .gpkg oil-spill polygons). ``polygons=False`` skips the polygon pass (no spill count);
     it traces the class map in blocks of ``polygon_block`` rows (whole spills, bounded memory).
     A scene without georeference runs with a :class:`NoGeoreferenceWarning`; its outputs carry no CRS.
+    ``tile``/``overlap``/``batch`` apply when ``model`` is a bare :class:`Backend` (a
+    :class:`Predictor` brings its own). ``progress(rows_done, height, stats)`` follows the tile rows.
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
     meta = predictor.meta
