@@ -102,8 +102,11 @@ def load_encoder_state(encoder: torch.nn.Module, path: Path, in_chans: int) -> d
             bad.append(f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}")
     if bad:
         raise ModelFileError(f"{path} does not fit this encoder: " + "; ".join(bad[:5]))
-    res = encoder.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return {"missing": list(res.missing_keys), "unexpected": sorted(k for k in sd if k not in own)}
+    encoder.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)  # SMP returns None
+    return {
+        "missing": sorted(k for k in own if k not in sd),
+        "unexpected": sorted(k for k in sd if k not in own),
+    }
 
 
 def _builder(arch: str):

@@ -205,8 +205,11 @@ def _load_resnet_weights(enc: ResNet34Encoder, path: Path) -> dict[str, list[str
     bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     if bad:
         raise ModelFileError(f"{path} does not fit resnet34: shape mismatch at {bad[:5]}")
-    result = enc.body.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return {"missing": list(result.missing_keys), "unexpected": sorted(k for k in sd if k not in own)}
+    enc.body.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return {
+        "missing": sorted(k for k in own if k not in sd),
+        "unexpected": sorted(k for k in sd if k not in own),
+    }
 
 
 def _builder(encoder: str, decoder_channels: tuple[int, ...]):

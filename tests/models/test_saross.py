@@ -62,3 +62,19 @@ def test_config_validation_and_rebuild() -> None:
     model = SarossNet(cfg)
     assert SarossNet(model.config).state_dict().keys() == model.state_dict().keys()
     assert SarossNet.exportable is True
+
+
+def test_pretrained_encoder_weights_from_local_file(tmp_path) -> None:
+    from dakd_edge.models.mambavision import build_mambavision
+
+    rgb = build_mambavision("nano", in_chans=3)
+    with torch.no_grad():
+        for p in rgb.parameters():
+            p.normal_()
+    path = tmp_path / "mambavision_nano.pth.tar"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in rgb.state_dict().items()}}, path)
+    model = create_model("saross-nano", num_classes=2, encoder_weights=str(path))
+    stem = model.encoder.patch_embed.conv_down[0].weight
+    torch.testing.assert_close(stem, rgb.patch_embed.conv_down[0].weight.sum(1, keepdim=True))
+    torch.testing.assert_close(model.encoder.norm.weight, rgb.norm.weight)
+    assert "encoder_weights" not in vars(model.config)  # a load-time option, never replayed from a file
