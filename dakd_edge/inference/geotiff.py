@@ -211,10 +211,10 @@ class CogWriter:
             for i, name in enumerate(meta.class_names):
                 self.ds.set_band_description(i + 1, f"P({name})")
 
-    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
-        """Write a band of probabilities ``(K, h, W)``; returns the class ids written (classes kind)."""
-        h = valid.shape[0]
-        win = Window(0, y0, self.info.width, h)
+    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray, x0: int = 0) -> np.ndarray | None:
+        """Write probabilities ``(K, h, w)`` at ``(y0, x0)``; returns the class ids (classes kind)."""
+        h, w = valid.shape
+        win = Window(x0, y0, w, h)
         if self.kind == "classes":
             cls = argmax0(probs)
             cls[~valid] = 255
@@ -229,9 +229,6 @@ class CogWriter:
             f[:, ~valid] = np.nan
             self.ds.write(f, window=win)
         return None
-
-    def write_classes(self, y0: int, cls: np.ndarray) -> None:
-        self.ds.write(cls[None], window=Window(0, y0, self.info.width, cls.shape[0]))
 
     def commit(self) -> Path:
         """Close the staging file and copy it as a COG onto ``path`` atomically."""

@@ -135,8 +135,9 @@ class Predictor:
 
         band: Band
         for band in self.stream(reader, h, w):
-            rows = slice(band.y0, band.y0 + band.valid.shape[0])
-            out[:, rows][:, band.valid] = band.probs[:, band.valid]
+            bh, bw = band.valid.shape
+            view = out[:, band.y0 : band.y0 + bh, band.x0 : band.x0 + bw]
+            view[:, band.valid] = band.probs[:, band.valid]
         return out
 
     def predict(self, image: np.ndarray, scale: str = "auto", nodata: float | None = None) -> np.ndarray:

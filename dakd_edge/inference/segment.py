@@ -101,9 +101,9 @@ class _Staging:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self.ds = rasterio.open(self.path)
 
-    def write(self, y0: int, p: np.ndarray) -> None:
+    def write(self, y0: int, x0: int, p: np.ndarray) -> None:
         q = np.rint(np.clip(p, 0.0, 1.0) * 250.0).astype(np.uint8)
-        self.ds.write(q[None], window=Window(0, y0, q.shape[1], q.shape[0]))
+        self.ds.write(q[None], window=Window(x0, y0, q.shape[1], q.shape[0]))
 
     def __getitem__(self, idx: tuple[slice, slice]) -> np.ndarray:
         rows, cols = idx
@@ -207,11 +207,11 @@ def segment_scene(
                 return convert(scene.rows(y0, y1))
 
             for b in predictor.stream(reader, info.height, info.width, stats, on_row):
-                cls = cls_w.write(b.y0, b.probs, b.valid)
+                cls = cls_w.write(b.y0, b.probs, b.valid, b.x0)
                 for w in writers[1:]:
-                    w.write(b.y0, b.probs, b.valid)
+                    w.write(b.y0, b.probs, b.valid, b.x0)
                 if staging is not None:
-                    staging.write(b.y0, b.probs[oil_ids].sum(0))
+                    staging.write(b.y0, b.x0, b.probs[oil_ids].sum(0))
                 counts += np.bincount(np.minimum(cls.ravel(), meta.num_classes), minlength=len(counts))
                 row_area = _row_pixel_area(info.transform, info.crs, b.y0, cls.shape[0])
                 if row_area is not None:

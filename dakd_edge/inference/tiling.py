@@ -5,9 +5,11 @@ float accumulator would not fit an edge board either. Tiles overlap by ``overlap
 constant stride ``tile - overlap`` whose last row/column may run past the image; those pixels are filled
 by *reflection* (like the image continued), never zeros. Each tile's class probabilities are weighted
 by a smooth window and summed; the window of two neighbours sums to one across the overlap (cosine^2
-ramp), so no seam can appear where tiles meet. Tile rows are processed top to bottom and the finished
-rows are handed out as soon as no later tile touches them, so the only accumulator is one tile high and
-as wide as the scene: memory is independent of the scene height.
+ramp), so no seam can appear where tiles meet. Tile rows are processed top to bottom, a few tile
+columns at a time; only the overlap strips are carried over (the bottom ``overlap`` rows across the
+scene width to the next tile row, the right ``overlap`` columns to the next chunk) and finished pixels
+are handed out as soon as no later tile touches them: memory is independent of the scene height and
+nearly so of its width.
 """
 
 from __future__ import annotations
@@ -128,11 +130,12 @@ def argmax0(probs: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Band:
-    """A finished horizontal strip of the output: rows ``y0 .. y0 + h`` of the image."""
+    """A finished piece of the output: rows ``y0 .. y0 + h``, columns ``x0 .. x0 + w``."""
 
     y0: int
-    probs: np.ndarray  # (K, h, W) float32 class probabilities (0 where invalid)
-    valid: np.ndarray  # (h, W) bool: False for nodata / NaN input pixels
+    probs: np.ndarray  # (K, h, w) float32 class probabilities (0 where invalid)
+    valid: np.ndarray  # (h, w) bool: False for nodata / NaN input pixels
+    x0: int = 0  # first column (bands come in column chunks of a tile row)
 
 
 @dataclass
@@ -155,6 +158,7 @@ class TileConfig:
     batch: int = 8
     window: str = "cosine"
     blend: str = "probs"  # average probabilities (default) or logits (softmax after blending)
+    chunk_tiles: int | None = 8  # tile columns blended at once (None: the whole row)
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -186,63 +190,106 @@ def stream_bands(
     stats: TileStats | None = None,
     on_row: Callable[[TileStats, int], None] | None = None,
 ) -> Iterator[Band]:
-    """Run ``predict`` over ``grid`` row by row and yield finished :class:`Band` s from top to bottom.
+    """Run ``predict`` over ``grid`` and yield finished :class:`Band` s, row by row, left to right.
 
     ``reader(y0, y1)`` returns normalised input rows and their validity; invalid pixels inside a tile
     are replaced by the tile's mean valid value before inference (so the network sees no NaN or
     sentinel values) and tiles with no valid pixel are not run at all. ``on_row(stats, rows_done)`` is
     called after each tile row (progress bars).
+
+    Memory: a row of tiles is blended in chunks of ``cfg.chunk_tiles`` tile columns. Only the overlap
+    strips are carried: the bottom ``overlap`` rows of the whole row (to the next tile row) and the
+    right ``overlap`` columns of a chunk (to the next chunk); a pixel is handed out as soon as no
+    later tile covers it. Channel ``K`` of every buffer holds the sum of blending weights.
     """
     stats = stats if stats is not None else TileStats()
     stats.tiles_total = grid.num_tiles
-    th, tw, wp, k = grid.tile_h, grid.tile_w, grid.padded_width, num_classes
+    th, tw, k = grid.tile_h, grid.tile_w, num_classes
+    ov_h, ov_w = th - grid.stride_h, tw - grid.stride_w
+    width, wp = grid.width, grid.padded_width
     win = blend_window(th, tw, grid.overlap, cfg.window)
-    acc = np.zeros((k, th, wp), np.float32)
-    wsum = np.zeros((th, wp), np.float32)
-    last = len(grid.ys) - 1
+    ncols, last = len(grid.xs), len(grid.ys) - 1
+    step = cfg.chunk_tiles or ncols
+    carry = np.zeros((k + 1, ov_h, wp), np.float32)
     for r, y in enumerate(grid.ys):
-        y1 = min(y + th, grid.height)
-        x, valid = reader(y, y1)
+        x, valid = reader(y, min(y + th, grid.height))
         x = _reflect_pad(np.asarray(x, np.float32), th, wp)
         valid = _reflect_pad(np.asarray(valid, bool), th, wp)
-        stats.peak_buffer_bytes = max(
-            stats.peak_buffer_bytes, acc.nbytes + wsum.nbytes + x.nbytes + valid.nbytes
-        )
-        jobs: list[tuple[int, np.ndarray]] = []
-        for x0 in grid.xs:
-            v = valid[:, x0 : x0 + tw]
-            if not v.any():
-                stats.tiles_skipped += 1
-                continue
-            t = x[:, :, x0 : x0 + tw].copy()
-            if not v.all():
-                for c in range(t.shape[0]):
-                    t[c][~v] = float(t[c][v].mean())
-            jobs.append((x0, t))
-        for i in range(0, len(jobs), cfg.batch):
-            chunk = jobs[i : i + cfg.batch]
-            logits = np.asarray(predict(np.stack([t for _, t in chunk])), np.float32)
-            if logits.shape != (len(chunk), k, th, tw):
-                raise ValueError(f"backend returned {logits.shape}, expected {(len(chunk), k, th, tw)}")
-            out = softmax(logits) if cfg.blend == "probs" else logits
-            for (x0, _), p in zip(chunk, out, strict=True):
-                acc[:, :, x0 : x0 + tw] += p * win
-                wsum[:, x0 : x0 + tw] += win
-            stats.batches += 1
-            stats.tiles_run += len(chunk)
         h = grid.stride_h if r < last else grid.height - y
-        w = wsum[:h, : grid.width]
-        band = acc[:, :h, : grid.width] / np.maximum(w, 1e-12)
-        if cfg.blend == "logits":
-            band = softmax(band, axis=0)
-        ok = valid[:h, : grid.width] & (w > 0)
-        band[:, ~ok] = 0.0
+        new_carry = np.zeros_like(carry) if r < last else carry
+        right: np.ndarray | None = None
+        e0 = 0
+        for j0 in range(0, ncols, step):
+            j1 = min(j0 + step, ncols)
+            a0, a1 = grid.xs[j0], grid.xs[j1 - 1] + tw
+            local = np.zeros((k + 1, th, a1 - a0), np.float32)
+            c0 = a0
+            if right is not None:  # the previous chunk's last tile, with its carry already added
+                local[:, :, :ov_w] += right
+                c0 += ov_w
+            if ov_h:
+                local[:, :ov_h, c0 - a0 :] += carry[:, :, c0:a1]
+            _run_tiles(grid.xs[j0:j1], a0, x, valid, local, win, predict, k, th, tw, cfg, stats)
+            e1 = grid.xs[j1] if j1 < ncols else width
+            if r < last:
+                new_carry[:, :, e0:e1] = local[:, h:, e0 - a0 : e1 - a0]
+            right = local[:, :, e1 - a0 :] if j1 < ncols else None
+            stats.peak_buffer_bytes = max(
+                stats.peak_buffer_bytes,
+                carry.nbytes + new_carry.nbytes + local.nbytes + x.nbytes + valid.nbytes,
+            )
+            yield _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0:e1], y, e0, cfg.blend)
+            e0 = e1
+        carry = new_carry
         if on_row is not None:
             on_row(stats, y + h)
-        yield Band(y, band, ok)
-        if r < last:  # shift the accumulator up by one stride; the overlap rows carry over
-            keep = th - h
-            acc[:, :keep] = acc[:, h:]
-            acc[:, keep:] = 0.0
-            wsum[:keep] = wsum[h:]
-            wsum[keep:] = 0.0
+
+
+def _run_tiles(
+    xs: tuple[int, ...],
+    a0: int,
+    x: np.ndarray,
+    valid: np.ndarray,
+    local: np.ndarray,
+    win: np.ndarray,
+    predict: PredictFn,
+    k: int,
+    th: int,
+    tw: int,
+    cfg: TileConfig,
+    stats: TileStats,
+) -> None:
+    """Predict the tiles at columns ``xs`` (batched, all-nodata ones skipped) and blend into ``local``."""
+    jobs: list[tuple[int, np.ndarray]] = []
+    for x0 in xs:
+        v = valid[:, x0 : x0 + tw]
+        if not v.any():
+            stats.tiles_skipped += 1
+            continue
+        t = x[:, :, x0 : x0 + tw].copy()
+        if not v.all():
+            for c in range(t.shape[0]):
+                t[c][~v] = float(t[c][v].mean())
+        jobs.append((x0, t))
+    for i in range(0, len(jobs), cfg.batch):
+        chunk = jobs[i : i + cfg.batch]
+        logits = np.asarray(predict(np.stack([t for _, t in chunk])), np.float32)
+        if logits.shape != (len(chunk), k, th, tw):
+            raise ValueError(f"backend returned {logits.shape}, expected {(len(chunk), k, th, tw)}")
+        out = softmax(logits) if cfg.blend == "probs" else logits
+        for (x0, _), p in zip(chunk, out, strict=True):
+            local[:k, :, x0 - a0 : x0 - a0 + tw] += p * win
+            local[k, :, x0 - a0 : x0 - a0 + tw] += win
+        stats.batches += 1
+        stats.tiles_run += len(chunk)
+
+
+def _finish(acc: np.ndarray, valid: np.ndarray, y0: int, x0: int, blend: str) -> Band:
+    """Normalise accumulated (K + 1, h, w) sums by the weight channel into a :class:`Band`."""
+    w = acc[-1]
+    probs = acc[:-1] / np.maximum(w, 1e-12)
+    if blend == "logits":
+        probs = softmax(probs, axis=0)
+    ok = valid & (w > 0)
+    probs[:, ~ok] = 0.0
+    return Band(y0, probs, ok, x0)

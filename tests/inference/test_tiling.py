@@ -165,3 +165,32 @@ def test_argmax0_matches_numpy_with_ties() -> None:
     rng = np.random.default_rng(0)
     p = rng.integers(0, 3, size=(5, 30, 40)).astype(np.float32)  # many ties
     np.testing.assert_array_equal(argmax0(p), p.argmax(0))
+
+
+def _stream_to_array(img: np.ndarray, cfg: TileConfig, nodata_cols: int = 0) -> np.ndarray:
+    h, w = img.shape
+    x = ((img.astype(np.float32) / 255 - 0.5) / 0.25)[None]
+    ok = np.ones((h, w), bool)
+    ok[:, :nodata_cols] = False
+    grid = TileGrid.make(h, w, cfg.tile, cfg.overlap)
+    out = np.full((2, h, w), -1.0, np.float32)
+    for b in stream_bands(lambda y0, y1: (x[:, y0:y1], ok[y0:y1]), grid, FakeBackend().predict, 2, cfg):
+        bh, bw = b.valid.shape
+        assert (out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] == -1).all()  # every pixel handed out once
+        out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] = b.probs
+    assert (out >= 0).all()
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_column_chunks_equal_whole_rows(chunk: int) -> None:
+    """Blending a row a few tile columns at a time (carrying overlaps) == blending the whole row."""
+    img = blob_scene(230, 410, seed=6)
+    for blend, nd in (("probs", 0), ("logits", 70)):
+        ref = _stream_to_array(
+            img, TileConfig(tile=64, overlap=16, batch=3, blend=blend, chunk_tiles=None), nd
+        )
+        got = _stream_to_array(
+            img, TileConfig(tile=64, overlap=16, batch=3, blend=blend, chunk_tiles=chunk), nd
+        )
+        np.testing.assert_allclose(got, ref, atol=1e-6)
