@@ -44,12 +44,15 @@ class OnnxExportConfig:
     parity: bool = True
     parity_size: int | None = None  # square side of the deterministic parity input (dynamic export)
     image: str | None = None  # optional real image for a second parity input
+    scan_chunk: int = 8  # chunk length of the standard-ops scan (CPU runtimes: 8; GPUs may prefer 32-64)
 
     def __post_init__(self) -> None:
         if self.ops not in OPS_MODES:
             raise ExportError(f"--ops must be one of {', '.join(OPS_MODES)}, got {self.ops!r}")
         if self.opset < MIN_OPSET:
             raise ExportError(f"opset {self.opset} is too old; dakd-edge exports opset >= {MIN_OPSET}")
+        if self.scan_chunk < 1:
+            raise ExportError(f"--scan-chunk must be >= 1, got {self.scan_chunk}")
         if self.shape is not None and (len(self.shape) != 4 or min(self.shape) < 1):
             raise ExportError(f"--shape must be NxCxHxW with positive sizes, got {self.shape}")
 
@@ -144,7 +147,7 @@ def export_onnx(
     dynamic = cfg.shape is None
     axes = {0: "batch", 2: "height", 3: "width"}
     with atomic_path(out, overwrite) as tmp:
-        with warnings.catch_warnings(), torch.no_grad(), export_ops(cfg.ops):
+        with warnings.catch_warnings(), torch.no_grad(), export_ops(cfg.ops, cfg.scan_chunk):
             # Shape-dependent Python ints (window tokens) are meant to be constants; the TorchScript
             # exporter's deprecation notice is not actionable for users.
             warnings.simplefilter("ignore")

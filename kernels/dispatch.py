@@ -23,6 +23,12 @@ _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
 EXPORT_OPS = ("standard", "plugin")
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
+# Chunk length of the exported scan: the chunked form does O(L * chunk) work, so short chunks are faster
+# on CPUs (ONNX Runtime); longer ones give fewer, larger matmuls (GPUs).
+EXPORT_SCAN_CHUNK = 8
+_export_chunk: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "dakd_export_chunk", default=EXPORT_SCAN_CHUNK
+)
 
 
 def _check(mode: str) -> str:
@@ -56,21 +62,25 @@ def get_export_ops() -> str | None:
 
 
 @contextlib.contextmanager
-def export_ops(mode: str) -> Iterator[None]:
+def export_ops(mode: str, scan_chunk: int = EXPORT_SCAN_CHUNK) -> Iterator[None]:
     """Route the hot ops to exportable forms while tracing a model for ONNX (overrides ``kernels``).
 
     ``"standard"``: the scan becomes :func:`~dakd_edge.kernels.ref.selective_scan_chunked` and the
     attention its reference, both plain ONNX ops any runtime (and TensorRT's parser) understands.
     ``"plugin"``: both become custom nodes in the ``dakd_edge`` ONNX domain (computed eagerly with the
     reference), which the TensorRT plugins in :mod:`dakd_edge.export.plugins` implement.
+    ``scan_chunk``: chunk length of the standard-ops scan.
     """
     if mode not in EXPORT_OPS:
         raise ValueError(f"export ops must be one of {EXPORT_OPS}, got {mode!r}")
-    token = _export_ops.set(mode)
+    if scan_chunk < 1:
+        raise ValueError(f"scan_chunk must be >= 1, got {scan_chunk}")
+    token, chunk_token = _export_ops.set(mode), _export_chunk.set(int(scan_chunk))
     try:
         yield
     finally:
         _export_ops.reset(token)
+        _export_chunk.reset(chunk_token)
 
 
 def _triton_available() -> bool:
@@ -111,7 +121,9 @@ def selective_scan(
     """Selective scan (see :func:`dakd_edge.kernels.ref.selective_scan_ref` for the maths)."""
     export = _export_ops.get()
     if export == "standard":
-        return ref.selective_scan_chunked(u, delta, A, B, C, D, delta_bias, delta_softplus)
+        return ref.selective_scan_chunked(
+            u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size=_export_chunk.get()
+        )
     if export == "plugin":
         from dakd_edge.export.nodes import selective_scan_node
 

@@ -23,6 +23,8 @@ from dakd_edge.errors import ExportError
     "auto: standard for ONNX, plugin for engines when TensorRT plugins are usable.",
 )
 @click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--scan-chunk", type=int, default=8, show_default=True,
+              help="Chunk length of the standard-ops scan (8 suits CPUs; try 32-64 for TensorRT).")  # fmt: skip
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
               help="Engine precision (ONNX export is always fp32).")  # fmt: skip
@@ -37,7 +39,7 @@ from dakd_edge.errors import ExportError
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "json_out", is_flag=True, help="Print the export report as JSON.")
 def export(
-    model, fmt, out, shape, ops, opset, simplify, precision, calib, calib_cache, timing_cache, workspace,
+    model, fmt, out, shape, ops, opset, scan_chunk, simplify, precision, calib, calib_cache, timing_cache, workspace,
     max_batch, image, num_classes, overwrite, json_out,
 ) -> None:  # fmt: skip
     """Export MODEL (checkpoint path or registry name; none = the bundled model).
@@ -52,7 +54,9 @@ def export(
     fixed = parse_shape(shape) if shape else None
     if fmt == "onnx":
         mode = "standard" if ops == "auto" else ops
-        cfg = OnnxExportConfig(ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image)
+        cfg = OnnxExportConfig(
+            ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image, scan_chunk=scan_chunk
+        )
         model_obj, meta = load_for_export(model, num_classes=num_classes)
         report = export_onnx(model_obj, meta, out, cfg, overwrite=overwrite)
     else:
@@ -70,7 +74,9 @@ def export(
                     raise ExportError(f"--ops plugin: {why}")
                 click.echo(f"note: {why}; building the engine from standard ops", err=True)
             mode = "plugin" if usable else "standard"
-        cfg = OnnxExportConfig(ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image)
+        cfg = OnnxExportConfig(
+            ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image, scan_chunk=scan_chunk
+        )
         model_obj, meta = load_for_export(model, num_classes=num_classes)
         prof = default_profile(meta, fixed, max_batch)
         ecfg = EngineConfig(
