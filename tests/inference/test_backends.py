@@ -143,3 +143,16 @@ def test_torch_backend_needs_torch_message() -> None:
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("OK") and "onnx" in r.stdout, r.stderr
+
+
+def test_bundled_model_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, exported) -> None:
+    import shutil
+
+    import dakd_edge.weights
+
+    monkeypatch.setattr(dakd_edge.weights, "__file__", str(tmp_path / "__init__.py"))
+    with pytest.raises(ModelFileError, match="no bundled model"):
+        backends.load()
+    shutil.copy(exported[2], tmp_path / "bundled.onnx")
+    assert backends.bundled_path() == tmp_path / "bundled.onnx"
+    assert backends.load().backend.name == "onnxruntime"
