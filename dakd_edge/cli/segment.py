@@ -227,6 +227,7 @@ def demo(
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
     from dakd_edge.inference.quicklook import quicklook
 
+    predictor = load_predictor(model, backend, device, None, 64, default_batch(device))
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
     paths = {
@@ -240,7 +241,6 @@ def demo(
     }
     for p in paths.values():
         check_output(p, overwrite)
-    predictor = load_predictor(model, backend, device, None, 64, default_batch(device))
     t0 = time.perf_counter()
     write_demo_scene(
         paths["scene"], paths["labels"], size, seed, overwrite, binary=predictor.meta.num_classes == 2
