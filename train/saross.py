@@ -372,7 +372,7 @@ def train(
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
         common.barrier()
-        common.seed_everything(cfg.seed + info.rank)
+        common.seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0)
         originals, augmented = datasets if datasets is not None else _open_data(cfg)
         k = originals.num_classes
         class_names = tuple(
