@@ -149,7 +149,8 @@ def render_table(result: dict[str, Any], title: str | None = None) -> Any:
     """A rich Table: per-class IoU/F1/P/R, the mean row (mIoU) and pixel accuracy A, in percent."""
     from rich.table import Table
 
-    t = Table(title=title or f"{result['model']} on {result['data']} ({result['split']})")
+    where = result["split"] + (f", {result['sensor']}" if result.get("sensor") else "")
+    t = Table(title=title or f"{result['model']} on {result['data']} ({where})")
     for col in ("class", "IoU", "F1", "P", "R"):
         t.add_column(col, justify="left" if col == "class" else "right")
     rows = paper_rows(result)
