@@ -41,7 +41,6 @@ def test_export_checkpoint_to_onnx_with_image_parity(nano_ckpt: Path, tmp_path: 
         "1x1x64x64",
         "--image",
         str(img),
-        "--simplify",
     ]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
