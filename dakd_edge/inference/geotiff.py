@@ -92,9 +92,9 @@ class SceneReader:
         georef = ds.crs is not None or not ds.transform.is_identity
         return SceneInfo(p, ds.height, ds.width, bands, dtypes.pop(), nodata, ds.crs, ds.transform, georef)
 
-    def rows(self, y0: int, y1: int) -> np.ndarray:
-        """Raw values of rows ``y0:y1``, shape ``(C, y1 - y0, W)``, in the file's dtype."""
-        return self.ds.read(list(self.info.bands), window=Window(0, y0, self.info.width, y1 - y0))
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Raw values of ``[y0:y1, x0:x1]``, shape ``(C, y1 - y0, x1 - x0)``, in the file's dtype."""
+        return self.ds.read(list(self.info.bands), window=Window(x0, y0, x1 - x0, y1 - y0))
 
     def sample(self, max_pixels: int = 1 << 20) -> np.ndarray:
         """Decimated whole-scene read (GDAL uses overviews when present) for scale detection/quicklook."""

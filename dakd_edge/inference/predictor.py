@@ -101,7 +101,7 @@ class Predictor:
         stats: TileStats | None = None,
         on_row: Any = None,
     ):
-        """Bands of probabilities for a ``reader(y0, y1) -> (normalised, valid)``; see ``stream_bands``."""
+        """Bands of probabilities for ``reader(y0, y1, x0, x1) -> (normalised, valid)``; see ``stream_bands``."""
         c = self.config
         grid = TileGrid.make(height, width, c.tile, c.overlap)
         return stream_bands(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
@@ -130,8 +130,8 @@ class Predictor:
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
 
-        def reader(y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-            return convert(raw[:, y0:y1])
+        def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+            return convert(raw[:, y0:y1, x0:x1])
 
         band: Band
         for band in self.stream(reader, h, w):

@@ -203,8 +203,8 @@ def segment_scene(
                 if progress is not None:
                     progress(rows_done, info.height, st)
 
-            def reader(y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-                return convert(scene.rows(y0, y1))
+            def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+                return convert(scene.window(y0, y1, x0, x1))
 
             for b in predictor.stream(reader, info.height, info.width, stats, on_row):
                 cls = cls_w.write(b.y0, b.probs, b.valid, b.x0)

@@ -23,8 +23,8 @@ import numpy as np
 WINDOWS = ("cosine", "gaussian")
 BLEND_SPACES = ("probs", "logits")
 
-# (y0, y1) -> (normalised input (C, y1 - y0, W) float32, valid (y1 - y0, W) bool)
-RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+# (y0, y1, x0, x1) -> (normalised input (C, y1 - y0, x1 - x0) float32, valid (y1 - y0, x1 - x0) bool)
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -177,12 +177,29 @@ def _reflect_pad(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
     if pr <= 0 and pc <= 0:
         return a
     pad = [(0, 0)] * (a.ndim - 2) + [(0, max(pr, 0)), (0, max(pc, 0))]
-    # One reflection suffices (pad < stride < image size), 'symmetric' would duplicate the edge pixel.
+    # 'reflect' mirrors about the edge pixel ('symmetric' would repeat it).
     return np.pad(a, pad, mode="reflect" if min(a.shape[-2:]) > 1 else "edge")
 
 
+def read_padded(
+    reader: WindowReader, y0: int, y1: int, x0: int, x1: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window ``[y0:y1, x0:x1]`` of the image continued past its bottom/right edge by reflection.
+
+    Reads enough rows/columns before the window that the mirror image comes from the image itself
+    (as if the whole image had been padded), however little of the window lies inside it.
+    """
+    pr, pc = max(y1 - height, 0), max(x1 - width, 0)
+    ry = min(y0, max(height - 1 - pr, 0))
+    rx = min(x0, max(width - 1 - pc, 0))
+    x, valid = reader(ry, min(y1, height), rx, min(x1, width))
+    x = _reflect_pad(np.asarray(x, np.float32), y1 - ry, x1 - rx)[:, y0 - ry :, x0 - rx :]
+    valid = _reflect_pad(np.asarray(valid, bool), y1 - ry, x1 - rx)[y0 - ry :, x0 - rx :]
+    return x, valid
+
+
 def stream_bands(
-    reader: RowReader,
+    reader: WindowReader,
     grid: TileGrid,
     predict: PredictFn,
     num_classes: int,
@@ -192,7 +209,8 @@ def stream_bands(
 ) -> Iterator[Band]:
     """Run ``predict`` over ``grid`` and yield finished :class:`Band` s, row by row, left to right.
 
-    ``reader(y0, y1)`` returns normalised input rows and their validity; invalid pixels inside a tile
+    ``reader(y0, y1, x0, x1)`` returns a normalised input window and its validity (windows are read
+    per chunk, so input memory does not grow with the width either); invalid pixels inside a tile
     are replaced by the tile's mean valid value before inference (so the network sees no NaN or
     sentinel values) and tiles with no valid pixel are not run at all. ``on_row(stats, rows_done)`` is
     called after each tile row (progress bars).
@@ -212,9 +230,6 @@ def stream_bands(
     step = cfg.chunk_tiles or ncols
     carry = np.zeros((k + 1, ov_h, wp), np.float32)
     for r, y in enumerate(grid.ys):
-        x, valid = reader(y, min(y + th, grid.height))
-        x = _reflect_pad(np.asarray(x, np.float32), th, wp)
-        valid = _reflect_pad(np.asarray(valid, bool), th, wp)
         h = grid.stride_h if r < last else grid.height - y
         new_carry = np.zeros_like(carry) if r < last else carry
         right: np.ndarray | None = None
@@ -222,6 +237,7 @@ def stream_bands(
         for j0 in range(0, ncols, step):
             j1 = min(j0 + step, ncols)
             a0, a1 = grid.xs[j0], grid.xs[j1 - 1] + tw
+            x, valid = read_padded(reader, y, y + th, a0, a1, grid.height, width)
             local = np.zeros((k + 1, th, a1 - a0), np.float32)
             c0 = a0
             if right is not None:  # the previous chunk's last tile, with its carry already added
@@ -238,7 +254,7 @@ def stream_bands(
                 stats.peak_buffer_bytes,
                 carry.nbytes + new_carry.nbytes + local.nbytes + x.nbytes + valid.nbytes,
             )
-            yield _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0:e1], y, e0, cfg.blend)
+            yield _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
             e0 = e1
         carry = new_carry
         if on_row is not None:
@@ -259,14 +275,17 @@ def _run_tiles(
     cfg: TileConfig,
     stats: TileStats,
 ) -> None:
-    """Predict the tiles at columns ``xs`` (batched, all-nodata ones skipped) and blend into ``local``."""
+    """Predict the tiles at columns ``xs`` (batched, all-nodata ones skipped) and blend into ``local``.
+
+    ``x``/``valid``/``local`` are the chunk's window starting at image column ``a0``.
+    """
     jobs: list[tuple[int, np.ndarray]] = []
-    for x0 in xs:
-        v = valid[:, x0 : x0 + tw]
+    for x0 in xs:  # x and valid start at column a0
+        v = valid[:, x0 - a0 : x0 - a0 + tw]
         if not v.any():
             stats.tiles_skipped += 1
             continue
-        t = x[:, :, x0 : x0 + tw].copy()
+        t = x[:, :, x0 - a0 : x0 - a0 + tw].copy()
         if not v.all():
             for c in range(t.shape[0]):
                 t[c][~v] = float(t[c][v].mean())

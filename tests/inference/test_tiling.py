@@ -108,9 +108,9 @@ def _stream_peak(height: int, width: int = 300) -> tuple[int, int]:
     """tracemalloc peak while streaming a generated scene (never materialised) and dropping bands."""
     rng = np.random.default_rng(0)
 
-    def reader(y0: int, y1: int):
-        x = rng.normal(size=(1, y1 - y0, width)).astype(np.float32)
-        return x, np.ones((y1 - y0, width), bool)
+    def reader(y0: int, y1: int, x0: int, x1: int):
+        x = rng.normal(size=(1, y1 - y0, x1 - x0)).astype(np.float32)
+        return x, np.ones((y1 - y0, x1 - x0), bool)
 
     cfg = TileConfig(tile=64, overlap=16, batch=4)
     grid = TileGrid.make(height, width, cfg.tile, cfg.overlap)
@@ -174,7 +174,11 @@ def _stream_to_array(img: np.ndarray, cfg: TileConfig, nodata_cols: int = 0) -> 
     ok[:, :nodata_cols] = False
     grid = TileGrid.make(h, w, cfg.tile, cfg.overlap)
     out = np.full((2, h, w), -1.0, np.float32)
-    for b in stream_bands(lambda y0, y1: (x[:, y0:y1], ok[y0:y1]), grid, FakeBackend().predict, 2, cfg):
+
+    def reader(y0: int, y1: int, x0: int, x1: int):
+        return x[:, y0:y1, x0:x1], ok[y0:y1, x0:x1]
+
+    for b in stream_bands(reader, grid, FakeBackend().predict, 2, cfg):
         bh, bw = b.valid.shape
         assert (out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] == -1).all()  # every pixel handed out once
         out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] = b.probs
