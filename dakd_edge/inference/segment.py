@@ -144,7 +144,7 @@ def segment_scene(
     overlap: int = 64,
     batch: int = 8,
     polygons: bool = True,
-    polygon_block: int = 1024,
+    polygon_block: int = 512,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Segment the scene ``src`` into a class-id COG ``out``; returns the JSON-able report.

@@ -152,7 +152,7 @@ def _spills_in_window(
         ids = rasterio.features.rasterize(shapes, out_shape=(h, w), fill=0, dtype="int32")
         sel = mask & (ids > 0)
         lab = ids[sel]
-        p = np.asarray(oil_prob[r0 : r0 + h, c0 : c0 + w], np.float64)[sel]
+        p = np.asarray(oil_prob[r0 : r0 + h, c0 : c0 + w])[sel].astype(np.float64)
         count = np.bincount(lab, minlength=n + 1)
         total = np.bincount(lab, weights=p, minlength=n + 1)
         top = np.full(n + 1, -np.inf)
