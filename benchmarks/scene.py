@@ -158,7 +158,7 @@ def _models(args: argparse.Namespace) -> dict[str, str | None]:
             out[name] = given
             continue
         try:
-            from dakd_edge.inference.backends import bundled_path
+            from dakd_edge.weights import bundled_path
 
             p = bundled_path(name)
             ok = p.suffix == ".onnx" if name == "onnxruntime" else p.suffix in (".safetensors", ".pt")

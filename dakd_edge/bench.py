@@ -193,7 +193,7 @@ class ModelSpec:
     @classmethod
     def parse(cls, model: str | None) -> ModelSpec:
         if model is None:
-            from dakd_edge.inference.backends import bundled_path
+            from dakd_edge.weights import bundled_path
 
             p = bundled_path("torch")
             return cls(p, f"bundled:{p.stem}", "checkpoint", p.stat().st_size / 2**20)

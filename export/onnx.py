@@ -96,7 +96,9 @@ def load_for_export(
     from dakd_edge.models.checkpoint import load_model_file
 
     if spec is None:
-        return load_model_file(bundled_model_path())
+        from dakd_edge.weights import bundled_path
+
+        return load_model_file(bundled_path("torch"))
     p = Path(spec)
     if p.suffix in (".pt", ".pth", ".safetensors") or p.exists():
         if not p.is_file():
@@ -110,20 +112,6 @@ def load_for_export(
         spec, num_classes, in_chans, arch=dict(cfg), extra={"weights": "random-init"}
     )
     return model, meta
-
-
-def bundled_model_path() -> Path:
-    """The bundled checkpoint in ``dakd_edge/weights/`` (produced by the DAKD training recipe)."""
-    import dakd_edge.weights as w
-
-    root = Path(w.__file__).parent
-    found = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
-    if not found:
-        raise ModelFileError(
-            f"no bundled model in {root}: pass a checkpoint or a registry name "
-            "(e.g. `dakd-edge export saross-nano -o model.onnx`), or train one with `dakd-edge train`"
-        )
-    return found[0]
 
 
 def export_onnx(

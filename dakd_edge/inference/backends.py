@@ -18,6 +18,7 @@ import numpy as np
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.inference.base import Backend
 from dakd_edge.meta import ModelMeta
+from dakd_edge.weights import bundled_path
 
 # Keys and tensor names shared with dakd_edge.export (kept here so the runtime needs no export code).
 META_KEY = "dakd_edge.meta"
@@ -316,28 +317,6 @@ def _cuda_runtime_version(cudart: Any) -> str | None:
     except BackendUnavailable:
         return None
     return f"{v // 1000}.{(v % 1000) // 10}"
-
-
-def bundled_path(prefer: str = "auto") -> Path:
-    """The bundled model file in ``dakd_edge/weights/``: ONNX when torch is absent or preferred."""
-    import importlib.util
-
-    import dakd_edge.weights as w
-
-    root = Path(w.__file__).parent
-    onnx_files = sorted(root.glob("*.onnx"))
-    ckpts = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
-    has_torch = importlib.util.find_spec("torch") is not None
-    if prefer == "torch" and ckpts:
-        return ckpts[0]
-    if prefer in ("auto", "onnxruntime") and onnx_files:
-        return onnx_files[0]
-    if ckpts and has_torch:
-        return ckpts[0]
-    raise ModelFileError(
-        f"no bundled model found in {root} (expected *.onnx or *.safetensors); pass a model path or "
-        "train one with `dakd-edge train`"
-    )
 
 
 def backend_for(path: str | Path, backend: str = "auto") -> str:

@@ -1,11 +1,13 @@
-"""Bundled model files (safetensors weights + JSON metadata, and the matching ONNX export).
+"""Bundled model files (safetensors weights + JSON metadata, and optionally a matching ONNX export).
 
 The bundled model is produced by the committed, seeded recipe ``python -m dakd_edge.train.recipes.bundled``
 (SAROSS-Net nano trained on the SOS development subset + synthetic patches; oil vs background).
+:func:`bundled_path` is the one place that decides which bundled file a command uses.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 BUNDLED = "saross-nano-sos.safetensors"
@@ -14,13 +16,25 @@ BUNDLED_METRICS = "saross-nano-sos.metrics.json"
 RECIPE = "python -m dakd_edge.train.recipes.bundled"
 
 
-def bundled_path() -> Path:
-    """Path of the bundled model weights; ModelFileError naming the recipe when they are missing."""
-    p = Path(__file__).parent / BUNDLED
-    if not p.is_file():
-        from dakd_edge.errors import ModelFileError
+def bundled_path(prefer: str = "auto") -> Path:
+    """The bundled model file for a backend.
 
-        raise ModelFileError(
-            f"the bundled model {p} is missing; produce it with `{RECIPE}` (about 40 CPU-minutes)"
-        )
-    return p
+    ``prefer="torch"`` needs the PyTorch checkpoint (export, training, the torch backend). ``"auto"`` and
+    ``"onnxruntime"`` take an ONNX export when one is installed beside the weights (faster on CPU, and the
+    only choice without PyTorch), else the checkpoint. Raises :class:`~dakd_edge.errors.ModelFileError`
+    naming the recipe when nothing usable is there.
+    """
+    from dakd_edge.errors import ModelFileError
+
+    root = Path(__file__).parent
+    onnx_files = sorted(root.glob("*.onnx"))
+    ckpts = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
+    if prefer in ("auto", "onnxruntime") and onnx_files:
+        return onnx_files[0]
+    if ckpts and (prefer == "torch" or importlib.util.find_spec("torch") is not None):
+        return ckpts[0]
+    wanted = "*.safetensors (PyTorch)" if prefer == "torch" else "*.onnx or *.safetensors"
+    raise ModelFileError(
+        f"no bundled model found in {root} (expected {wanted}); pass a model path, train one with "
+        f"`dakd-edge train`, or rebuild the bundled one with `{RECIPE}`"
+    )
