@@ -264,7 +264,9 @@ class Workbench:
                 self._meta = self.torch_model()[1]
         return self._meta
 
-    def torch_runner(self, precision: str, kernels: str = "torch", compile: bool = False) -> Runner:
+    def torch_runner(
+        self, precision: str, kernels: str = "torch", compile: bool = False, graphs: bool = False
+    ) -> Runner:
         from dakd_edge.inference.backends import TorchBackend
 
         if precision == "int8":
@@ -274,6 +276,10 @@ class Workbench:
             raise BackendUnavailable("fp16 torch inference needs CUDA (autocast fp16 is GPU-only here)")
         if kernels == "triton" and not cuda:
             raise BackendUnavailable("torch-triton needs CUDA (on the CPU Triton only interprets)")
+        if graphs and not cuda:
+            raise BackendUnavailable(
+                "CUDA graphs need CUDA (--cuda-graphs applies to the torch backends on GPU)"
+            )
         model, meta = self.torch_model()
         be = TorchBackend(
             model=model, meta=meta, device=self.device, kernels=kernels, amp=precision == "fp16"
@@ -281,7 +287,10 @@ class Workbench:
         if compile:
             import torch
 
-            be.model = torch.compile(be.model)
+            # "reduce-overhead" is torch.compile's own CUDA-graph mode.
+            be.model = torch.compile(be.model, mode="reduce-overhead" if graphs else None)
+        elif graphs:
+            return Runner(CudaGraphPredict(be), device=be.device, close=be.close)
         return Runner(be.predict, device=be.device, close=be.close)
 
     def onnx_path(self) -> Path:
@@ -338,18 +347,66 @@ class Workbench:
         be = TensorRTBackend(engine)
         return Runner(be.predict, device="cuda", close=be.close)
 
-    def runner(self, backend: str, precision: str, tile: int, batch: int) -> Runner:
+    def runner(self, backend: str, precision: str, tile: int, batch: int, graphs: bool = False) -> Runner:
         if backend == "torch":
-            return self.torch_runner(precision)
+            return self.torch_runner(precision, graphs=graphs)
         if backend == "torch-triton":
-            return self.torch_runner(precision, kernels="triton")
+            return self.torch_runner(precision, kernels="triton", graphs=graphs)
         if backend == "torch-compile":
-            return self.torch_runner(precision, compile=True)
+            return self.torch_runner(precision, compile=True, graphs=graphs)
         if backend == "onnxruntime":
             return self.onnxruntime_runner(precision)
         if backend == "tensorrt":
             return self.tensorrt_runner(precision, tile, batch)
         raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+class CudaGraphPredict:
+    """A torch backend's forward captured once in a CUDA graph and replayed per call.
+
+    Removes per-kernel launch overhead (large for SAROSS-Net's many small ops at batch 1). The graph is
+    bound to one input shape: it is (re)captured when the shape changes. Inputs are copied into a
+    static device tensor; outputs are read from the graph's static output.
+    """
+
+    def __init__(self, backend: Any, warmup: int = 3) -> None:
+        import torch
+
+        self.be, self.torch, self.warmup = backend, torch, warmup
+        self.shape: tuple[int, ...] | None = None
+        self.graph: Any = None
+        self.static_in: Any = None
+        self.static_out: Any = None
+
+    def _forward(self) -> Any:
+        torch = self.torch
+        from dakd_edge.kernels import use_kernels
+
+        with torch.inference_mode(), use_kernels(self.be.kernels):
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.be.amp):
+                return self.be.model(self.static_in)
+
+    def _capture(self, x: np.ndarray) -> None:
+        torch = self.torch
+        self.shape = x.shape
+        self.static_in = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.be.device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture stream (allocator, autotuning)
+            for _ in range(self.warmup):
+                self._forward()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = self._forward()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.graph is None or x.shape != self.shape:
+            self._capture(x)
+        else:
+            self.static_in.copy_(self.torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        self.graph.replay()
+        return self.static_out.float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -381,9 +438,18 @@ def _time_row(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> tuple[A
     times = []
     with PeakRSS() as mem:
         for _ in range(iters):
-            t0 = time.perf_counter()
-            out = runner.predict(x)  # backends synchronise before returning numpy
-            times.append((time.perf_counter() - t0) * 1e3)
+            if cuda:  # CUDA events on the GPU timeline; each call ends synchronised (numpy out)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize()
+                start.record()
+                out = runner.predict(x)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                out = runner.predict(x)
+                times.append((time.perf_counter() - t0) * 1e3)
     peak = mem.peak_mb
     if cuda:
         import torch
@@ -403,8 +469,13 @@ def run_bench(
     device: str = "auto",
     num_classes: int = 2,
     on_row: Callable[[Row], None] | None = None,
+    cuda_graphs: bool = False,
 ) -> dict[str, Any]:
-    """Run every combination; returns ``{"environment": ..., "results": [row dicts]}``."""
+    """Run every combination; returns ``{"environment": ..., "results": [row dicts]}``.
+
+    ``cuda_graphs`` replays the torch backends' forward from a captured CUDA graph (GPU only; on the
+    CPU those rows are skipped with the reason). GPU latencies are measured with CUDA events.
+    """
     for b in backends:
         if b not in BACKENDS:
             raise InputError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
@@ -426,7 +497,9 @@ def run_bench(
                     ref = _reference(bench, x)
                     for backend in backends:
                         for precision in precisions:
-                            row = _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters)
+                            row = _one_row(
+                                bench, backend, precision, tile, batch, x, ref, warmup, iters, cuda_graphs
+                            )
                             rows.append(row)
                             if on_row is not None:
                                 on_row(row)
@@ -444,12 +517,16 @@ def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters) -> Row:
+def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, graphs=False) -> Row:
     row = Row(backend, precision, tile, batch, model=bench.spec.label, model_size_mb=bench.spec.size_mb)
+    graphs = graphs and backend.startswith("torch")
+    if graphs:
+        row.extra["cuda_graphs"] = True
     runner = None
     try:
-        runner = bench.runner(backend, precision, tile, batch)
+        runner = bench.runner(backend, precision, tile, batch, graphs=graphs)
         row.device = runner.device
+        row.extra["timer"] = "cuda-events" if runner.device.startswith("cuda") else "perf_counter"
         timing, out, peak = _time_row(runner, x, warmup, iters)
     except BackendUnavailable as e:
         row.status, row.reason = "skipped", str(e)

@@ -55,18 +55,25 @@ def selective_scan_ref(
 
 
 def _segsum(x: Tensor) -> Tensor:
-    """Segment sums ``out[..., t, s] = sum_{s < r <= t} x[..., r]`` (lower triangle), ``-inf`` above.
+    """Segment sums ``out[..., t, s] = sum_{s < r <= t} x[..., r]`` on and below the diagonal, 0 above.
 
     Built from a cumulative sum of ``x`` masked to the strict lower triangle instead of a difference of
-    two running sums, so long chunks keep full fp32 precision and no positive number is exponentiated.
+    two running sums, so long chunks keep full fp32 precision. The caller scales the sums (by ``A``) and
+    masks the upper triangle to ``-inf`` only then, so no ``-inf * A`` or positive exponent can occur.
     """
     t = int(x.shape[-1])  # a Python int even under tracing: the masks become ONNX constants
     xx = x.unsqueeze(-1).expand(*x.shape, t)  # xx[..., r, s] = x[..., r]
     strict = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=-1)
     xx = torch.where(strict, xx, torch.zeros((), dtype=x.dtype, device=x.device))
-    seg = torch.cumsum(xx, dim=-2)  # constant axis: TensorRT's CumSum wants it
-    lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device))
-    return torch.where(lower, seg, torch.full((), float("-inf"), dtype=x.dtype, device=x.device))
+    return torch.cumsum(xx, dim=-2)  # constant axis: TensorRT's CumSum wants it
+
+
+def _decay(seg: Tensor, A: Tensor) -> Tensor:
+    """``exp(A[d, n] * seg[b, d, c, t, s])`` on and below the diagonal, 0 above: (b, d, n, c, t, s)."""
+    t = int(seg.shape[-1])
+    lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=seg.device))
+    scaled = seg.unsqueeze(2) * A[None, :, :, None, None, None]
+    return torch.exp(torch.where(lower, scaled, torch.full((), float("-inf"), dtype=seg.dtype, device=seg.device)))
 
 
 def selective_scan_chunked(
@@ -83,13 +90,21 @@ def selective_scan_chunked(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan in plain tensor ops, for ONNX / TensorRT export (same maths as the reference).
 
-    The sequence is cut into chunks of ``chunk_size`` steps. Inside a chunk every state is a weighted
-    sum of the chunk's inputs, ``h_t = exp(S[t, 0-]) h_in + sum_{s <= t} exp(S[t, s]) dt_s B_s u_s``, with
-    the decays ``S`` from :func:`_segsum` of ``dt * A`` (log space, lower triangle, ``exp(-inf) = 0`` above
-    it), evaluated as one batched matmul; a short Python loop over chunks carries the fp32 state. Only
-    Mul/Add/CumSum/Where/Exp/MatMul/ReduceSum/Slice/Concat appear in the graph (no einsum, no loops in
-    ONNX for a static sequence length, which windowed attention guarantees). Memory is
-    ``O(b d n chunk^2)`` per chunk.
+    The sequence is cut into ``c`` chunks of ``T = chunk_size`` steps (the last one zero-padded:
+    ``dt = 0`` there, so the state passes unchanged), all processed at once, Mamba-2 "SSD" style:
+
+    1. Inside every chunk, the state without what came before is a weighted sum of the chunk's inputs,
+       ``s_t = sum_{s <= t} exp(A S[t, s]) dt_s B_s u_s``, with ``S`` the segment sums of ``dt``
+       (:func:`_segsum`; ``A`` is per (channel, state), so ``S`` is shared across the states): one
+       batched matmul over all chunks.
+    2. The state at the end of chunk ``c`` is ``H_c = sum_{c' <= c} exp(A S'[c, c']) s_end[c']``, with
+       ``S'`` the segment sums of the chunk totals of ``dt``: the same form one level up (c x c).
+    3. Every step adds the decayed incoming state: ``h_t = s_t + exp(A sum_{r <= t} dt_r) H_{c-1}``.
+
+    No Python loop over the sequence (the graph size does not grow with it), no positive number is
+    exponentiated, and only Mul/Add/CumSum/Where/Exp/MatMul/ReduceSum/Pad/Reshape appear (no einsum, no
+    ONNX loops; the sequence length is static, which windowed attention guarantees). Memory is
+    ``O(b d n L T)``: ``T`` of 8-16 suits CPUs; ``T ~ sqrt(L)`` balances steps 1 and 2.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -98,27 +113,34 @@ def selective_scan_chunked(
     dt = _discretize(u, delta, delta_bias, delta_softplus)  # (b, d, l)
     Af = A.float()
     Bf, Cf = B.float(), C.float()
-    # The sequence length is a Python int even under tracing (windows fix it), so the chunk loop
-    # unrolls into a static graph; the batch axis stays dynamic.
-    length = int(uf.shape[-1])
-    log_decay = dt.unsqueeze(2) * Af[None, :, :, None]  # (b, d, n, l), <= 0 for A < 0
-    inputs = Bf.unsqueeze(1) * (dt * uf).unsqueeze(2)  # (b, d, n, l): dt_s B_s u_s
-    h: Tensor | None = None
-    ys = []
-    for start in range(0, length, chunk_size):
-        stop = min(start + chunk_size, length)
-        seg = _segsum(log_decay[..., start:stop])  # (b, d, n, T, T)
-        states = torch.matmul(torch.exp(seg), inputs[..., start:stop].unsqueeze(-1)).squeeze(-1)
-        if h is not None:
-            # Decay of the incoming state up to step t: exp(sum_{r <= t} x_r) = exp(x_0 + S[t, 0]).
-            carry = torch.exp(seg[..., :, 0] + log_decay[..., start : start + 1])
-            states = states + carry * h.unsqueeze(-1)  # (b, d, n, T)
-        ys.append((states * Cf[:, None, :, start:stop]).sum(dim=2))
-        h = states[..., -1]
     b, d = uf.shape[:2]
-    if h is None:
-        h = uf.new_zeros(b, d, Af.shape[1])
-    y = torch.cat(ys, dim=-1) if ys else uf.new_zeros(b, d, 0)
+    n = Af.shape[1]
+    # The sequence length is a Python int even under tracing (windows fix it), so the chunking is
+    # static; the batch axis stays dynamic.
+    length = int(uf.shape[-1])
+    if length == 0:
+        y = uf.new_zeros(b, d, 0)
+        return (y.to(dtype_in), uf.new_zeros(b, d, n)) if return_last_state else y.to(dtype_in)
+    t = min(chunk_size, length)
+    c = -(-length // t)
+    pad = c * t - length
+    dtu = dt * uf
+    if pad:
+        dt, dtu = F.pad(dt, (0, pad)), F.pad(dtu, (0, pad))
+        Bf, Cf = F.pad(Bf, (0, pad)), F.pad(Cf, (0, pad))
+    dt = dt.reshape(b, d, c, t)
+    inputs = Bf.reshape(b, 1, n, c, t) * dtu.reshape(b, d, 1, c, t)  # (b, d, n, c, t): dt_s B_s u_s
+    states = torch.matmul(_decay(_segsum(dt), Af), inputs.unsqueeze(-1)).squeeze(-1)  # (b, d, n, c, t)
+    if c > 1:
+        ends = torch.matmul(_decay(_segsum(dt.sum(-1)).unsqueeze(2), Af)[:, :, :, 0], states[..., -1:])
+        h = ends[..., -1, 0]  # (b, d, n): state after the last step
+        incoming = F.pad(ends[..., :-1, :], (0, 0, 1, 0))  # (b, d, n, c, 1): state entering chunk c
+        states = states + torch.exp(torch.cumsum(dt, dim=-1).unsqueeze(2) * Af[None, :, :, None, None]) * incoming
+    else:
+        h = states[..., 0, -1]
+    y = (states * Cf.reshape(b, 1, n, c, t)).sum(dim=2).reshape(b, d, c * t)
+    if pad:
+        y = y[..., :length]
     if D is not None:
         y = y + uf * D.float()[None, :, None]
     y = y.to(dtype_in)

@@ -146,3 +146,39 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not valid JSON" in r.stderr
     r = _run_cli(["--model", "saross-nano", "--backend", "cuda-magic"])
     assert r.returncode == 2 and "unknown backend" in r.stderr
+
+
+def test_cuda_graphs_rows_skip_with_reason_on_cpu() -> None:
+    doc = lib.run_bench(
+        models=["saross-nano"], backends=["torch", "torch-compile"], tiles=[32], warmup=0, iters=1,
+        device="cpu", cuda_graphs=True,
+    )  # fmt: skip
+    rows = doc["results"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["status"] == "skipped" and "CUDA graphs need CUDA" in row["reason"]
+        assert row["extra"]["cuda_graphs"] is True
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager() -> None:
+    import numpy as np
+    import torch
+    from dakd_edge.export.onnx import load_for_export
+
+    from dakd_edge.inference.backends import TorchBackend
+
+    model, meta = load_for_export("saross-nano", num_classes=2)
+    be = TorchBackend(model=model, meta=meta, device="cuda", kernels="torch")
+    graph = lib.CudaGraphPredict(be)
+    x = np.random.default_rng(0).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    for inp in (x, y, x):  # replays read the new input, not the captured one
+        np.testing.assert_allclose(graph(inp), be.predict(inp), atol=1e-5, rtol=0)
+    assert graph.graph is not None and torch.cuda.is_available()
+    doc = lib.run_bench(
+        models=["saross-nano"], backends=["torch"], tiles=[64], warmup=1, iters=3, cuda_graphs=True
+    )
+    row = doc["results"][0]
+    assert row["status"] == "ok" and row["extra"] == {"cuda_graphs": True, "timer": "cuda-events"}
+    assert row["argmax_agreement"] >= 99.0

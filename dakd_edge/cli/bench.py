@@ -61,6 +61,9 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
 )
 @click.option("--max-regression", default="10%", show_default=True, help="Allowed slowdown per matched row.")
+@click.option(
+    "--cuda-graphs", is_flag=True, help="Replay the torch backends from a captured CUDA graph (GPU only)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def bench(
     models,
@@ -76,6 +79,7 @@ def bench(
     json_out,
     baseline,
     max_regression,
+    cuda_graphs,
     overwrite,
 ) -> None:
     """Measure latency (p50/p90/p99), throughput, memory and agreement with PyTorch fp32.
@@ -114,6 +118,7 @@ def bench(
         device=device,
         num_classes=num_classes,
         on_row=live,
+        cuda_graphs=cuda_graphs,
     )
     if scene:
         doc["scene"] = lib.run_scene(scene, models[0] if models else None, device=device)
