@@ -170,12 +170,18 @@ def mosaic4(
     """YOLOv4-style mosaic: four samples fill the quadrants around a random centre of a ``size`` crop.
 
     Generated images are small (pixel-domain diffusion), so four of them make one training crop; each
-    quadrant is a random crop of its sample (padding = ignore label, zero logits).
+    quadrant is a random crop of its sample. The centre is drawn from ``[size/4, 3 size/4]`` narrowed so
+    that every quadrant fits inside its sample (generated at half the crop: a fixed 2 x 2 grid); only
+    samples too small for that leave padding (ignore label, zero image and logits), as little as possible.
     """
     if len(samples) != 4:
         raise ValueError("mosaic4 needs exactly four samples")
-    cy = int(rng.integers(size // 4, 3 * size // 4 + 1))
-    cx = int(rng.integers(size // 4, 3 * size // 4 + 1))
+    fit = min(min(s["mask"].shape) for s in samples)  # any rotation of any sample covers fit x fit
+    lo, hi = max(size // 4, size - fit), min(3 * size // 4, fit)
+    if lo > hi:  # samples smaller than half the crop: no centre avoids padding, keep it central
+        lo = hi = size // 2
+    cy = int(rng.integers(lo, hi + 1))
+    cx = int(rng.integers(lo, hi + 1))
     c = samples[0]["image"].shape[0]
     k = samples[0]["logits"].shape[0]
     image = np.zeros((c, size, size), np.float32)

@@ -76,6 +76,27 @@ def test_mosaic_of_four_keeps_image_mask_logits_aligned():
         mosaic4([ds[0]], 32, np.random.default_rng(0))
 
 
+def test_mosaic_of_half_size_samples_has_no_padding():
+    # Generated at half the crop (64 px samples, 128 px crops): the four samples tile the crop exactly;
+    # an unconstrained centre left ~24 % of every mosaic as black, unlabelled padding.
+    ds = BlobDataset(4, size=16, teacher=True)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert (mosaic4([ds[i] for i in range(4)], 32, rng)["mask"] != 255).all()
+    # Larger samples keep a random centre, still without padding.
+    big = BlobDataset(4, size=28, teacher=True)
+    centres = set()
+    for _ in range(20):
+        m = mosaic4([big[i] for i in range(4)], 32, rng)
+        assert (m["mask"] != 255).all()
+        centres.add(m["image"].tobytes())
+    assert len(centres) > 1
+    # Samples too small to fill the crop: padding is unavoidable, the centre stays in the middle.
+    small = BlobDataset(4, size=12, teacher=True)
+    m = mosaic4([small[i] for i in range(4)], 32, rng)
+    assert (m["mask"] != 255).sum() == 4 * 12 * 12  # the most any centre can label
+
+
 def test_step_batches_are_a_function_of_seed_step_rank():
     cfg = _cfg(mix=0.5)
     orig, aug = BlobDataset(6, 40), BlobDataset(4, 24, seed=50, teacher=True)
