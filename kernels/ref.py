@@ -58,22 +58,24 @@ def _segsum(x: Tensor) -> Tensor:
     """Segment sums ``out[..., t, s] = sum_{s < r <= t} x[..., r]`` on and below the diagonal, 0 above.
 
     Built from a cumulative sum of ``x`` masked to the strict lower triangle instead of a difference of
-    two running sums, so long chunks keep full fp32 precision. The caller scales the sums (by ``A``) and
-    masks the upper triangle to ``-inf`` only then, so no ``-inf * A`` or positive exponent can occur.
+    two running sums, so long chunks keep full fp32 precision.
     """
     t = int(x.shape[-1])  # a Python int even under tracing: the masks become ONNX constants
-    xx = x.unsqueeze(-1).expand(*x.shape, t)  # xx[..., r, s] = x[..., r]
     strict = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=-1)
-    xx = torch.where(strict, xx, torch.zeros((), dtype=x.dtype, device=x.device))
+    xx = torch.where(strict, x.unsqueeze(-1), torch.zeros((), dtype=x.dtype, device=x.device))  # [r, s]
     return torch.cumsum(xx, dim=-2)  # constant axis: TensorRT's CumSum wants it
 
 
 def _decay(seg: Tensor, A: Tensor) -> Tensor:
-    """``exp(A[d, n] * seg[b, d, c, t, s])`` on and below the diagonal, 0 above: (b, d, n, c, t, s)."""
+    """``exp(A[d, n] * seg[b, d, c, t, s])`` on and below the diagonal, 0 above: (b, d, n, c, t, s).
+
+    ``seg >= 0`` and ``A < 0``, so no positive number is exponentiated; above the diagonal ``seg`` is 0
+    and a 0/1 mask zeroes ``exp(0)`` (a multiply: cheaper than Where in ONNX Runtime, and no ``-inf``
+    reaches the gradients).
+    """
     t = int(seg.shape[-1])
-    lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=seg.device))
-    scaled = seg.unsqueeze(2) * A[None, :, :, None, None, None]
-    return torch.exp(torch.where(lower, scaled, torch.full((), float("-inf"), dtype=seg.dtype, device=seg.device)))
+    lower = torch.tril(torch.ones(t, t, dtype=seg.dtype, device=seg.device))
+    return torch.exp(seg.unsqueeze(2) * A[None, :, :, None, None, None]) * lower
 
 
 def selective_scan_chunked(
@@ -135,7 +137,8 @@ def selective_scan_chunked(
         ends = torch.matmul(_decay(_segsum(dt.sum(-1)).unsqueeze(2), Af)[:, :, :, 0], states[..., -1:])
         h = ends[..., -1, 0]  # (b, d, n): state after the last step
         incoming = F.pad(ends[..., :-1, :], (0, 0, 1, 0))  # (b, d, n, c, 1): state entering chunk c
-        states = states + torch.exp(torch.cumsum(dt, dim=-1).unsqueeze(2) * Af[None, :, :, None, None]) * incoming
+        decay_in = torch.exp(torch.cumsum(dt, dim=-1).unsqueeze(2) * Af[None, :, :, None, None])
+        states = states + decay_in * incoming
     else:
         h = states[..., 0, -1]
     y = (states * Cf.reshape(b, 1, n, c, t)).sum(dim=2).reshape(b, d, c * t)

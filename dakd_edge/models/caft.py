@@ -17,19 +17,27 @@ from dakd_edge.kernels import transposed_attention
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of each pixel (Restormer's ``WithBias_LayerNorm``).
 
-    Written with reductions over dim 1 instead of permutes so it exports to ONNX as plain ops.
+    Written with reductions over dim 1 instead of permutes so it exports to ONNX as plain ops. In an
+    ONNX export the two channel means are 1x1 convolutions with weights ``1 / dim`` (the same sums):
+    ONNX Runtime's CPU ReduceMean over the channel axis of NCHW is ~3x slower than its blocked-layout
+    Conv and breaks the conv chain into layout reorders (``benchmarks/scene.py``).
     """
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
+        self.dim, self.eps = dim, eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mu = x.mean(dim=1, keepdim=True)
-        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
-        x = (x - mu) / torch.sqrt(var + self.eps)
+        if torch.onnx.is_in_onnx_export():
+            mean = torch.full((1, self.dim, 1, 1), 1.0 / self.dim, dtype=x.dtype, device=x.device)
+            xc = x - F.conv2d(x, mean)
+            var = F.conv2d(xc * xc, mean)
+        else:
+            xc = x - x.mean(dim=1, keepdim=True)
+            var = xc.pow(2).mean(dim=1, keepdim=True)
+        x = xc / torch.sqrt(var + self.eps)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 

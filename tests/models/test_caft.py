@@ -71,6 +71,18 @@ def test_layernorm2d_is_channel_layernorm() -> None:
     torch.testing.assert_close(ln(x), ref, rtol=1e-5, atol=1e-5)
 
 
+def test_layernorm2d_export_form_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ONNX export the channel means are 1x1 convs (faster in ONNX Runtime): same values."""
+    ln = LayerNorm2d(6)
+    with torch.no_grad():
+        ln.weight.uniform_()
+        ln.bias.uniform_()
+    x = 3.0 * torch.randn(2, 6, 5, 7) + 1.0
+    eager = ln(x)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    torch.testing.assert_close(ln(x), eager, rtol=1e-5, atol=1e-6)
+
+
 def test_errors_and_heads() -> None:
     with pytest.raises(ValueError, match="divisible"):
         CAFT(dim=10, num_heads=3)
