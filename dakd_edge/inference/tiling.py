@@ -218,7 +218,9 @@ def stream_bands(
     Memory: a row of tiles is blended in chunks of ``cfg.chunk_tiles`` tile columns. Only the overlap
     strips are carried: the bottom ``overlap`` rows of the whole row (to the next tile row) and the
     right ``overlap`` columns of a chunk (to the next chunk); a pixel is handed out as soon as no
-    later tile covers it. Channel ``K`` of every buffer holds the sum of blending weights.
+    later tile covers it. Channel ``K`` of every buffer holds the sum of blending weights. The
+    bottom strip is one scene-wide buffer updated in place: a chunk adds the columns it reads from it
+    into its own buffer first, and later chunks only read columns right of those it writes back.
     """
     stats = stats if stats is not None else TileStats()
     stats.tiles_total = grid.num_tiles
@@ -231,7 +233,6 @@ def stream_bands(
     carry = np.zeros((k + 1, ov_h, wp), np.float32)
     for r, y in enumerate(grid.ys):
         h = grid.stride_h if r < last else grid.height - y
-        new_carry = np.zeros_like(carry) if r < last else carry
         right: np.ndarray | None = None
         e0 = 0
         for j0 in range(0, ncols, step):
@@ -247,16 +248,17 @@ def stream_bands(
                 local[:, :ov_h, c0 - a0 :] += carry[:, :, c0:a1]
             _run_tiles(grid.xs[j0:j1], a0, x, valid, local, win, predict, k, th, tw, cfg, stats)
             e1 = grid.xs[j1] if j1 < ncols else width
-            if r < last:
-                new_carry[:, :, e0:e1] = local[:, h:, e0 - a0 : e1 - a0]
-            right = local[:, :, e1 - a0 :] if j1 < ncols else None
+            if r < last:  # columns e0..e1 are final for this row; no later chunk reads them
+                carry[:, :, e0:e1] = local[:, h:, e0 - a0 : e1 - a0]
+            right = local[:, :, e1 - a0 :].copy() if j1 < ncols else None
             stats.peak_buffer_bytes = max(
-                stats.peak_buffer_bytes,
-                carry.nbytes + new_carry.nbytes + local.nbytes + x.nbytes + valid.nbytes,
+                stats.peak_buffer_bytes, carry.nbytes + local.nbytes + x.nbytes + valid.nbytes
             )
-            yield _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
+            band = _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
+            del local, x, valid  # free the chunk before the consumer asks for the next one
+            yield band
+            del band
             e0 = e1
-        carry = new_carry
         if on_row is not None:
             on_row(stats, y + h)
 
