@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,11 @@ from dakd_edge.models.jointnet import (
 )
 
 NUM_TRAIN_TIMESTEPS = 1000
+# Training settings of the teacher copied into an augmented set's manifest (provenance of D^a).
+TEACHER_KEYS = (
+    "data", "data_kind", "sensor", "classes", "synthetic", "preset", "crop", "stage_steps", "batch_size",
+    "lr", "lr_stage3", "warmup", "ema_decay", "balancing_factor", "seed",
+)  # fmt: skip
 
 
 def make_train_scheduler() -> DDPMScheduler:
@@ -111,6 +116,7 @@ class LoadedJointNet:
     step: int
     stage: int
     path: Path
+    train_config: dict[str, Any] = field(default_factory=dict)
 
 
 def load_jointnet(
@@ -141,6 +147,7 @@ def load_jointnet(
         step=int(ck["step"]),
         stage=int(extra.get("stage", 0)),
         path=Path(path),
+        train_config=dict(cfg),
     )
 
 
@@ -200,6 +207,7 @@ def generate_augmented(
         "seed": seed,
         "size": hw,
         "model": net.model.config.to_dict(),
+        "teacher": {k: net.train_config[k] for k in TEACHER_KEYS if k in net.train_config},
     }
     writer = AugmentedWriter(out, net.model.config.num_classes, net.class_names, net.balancing_factor, info)
     ids = [f"{i:06d}" for i in range(n)]

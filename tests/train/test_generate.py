@@ -108,6 +108,8 @@ def test_generate_is_deterministic_and_resumable(run: Path, tmp_path: Path) -> N
     m = read_manifest(tmp_path / "b")
     assert len(m["samples"]) == 5 and m["num_classes"] == 2
     assert m["balancing_factor"] == pytest.approx(gen.load_jointnet(ck).balancing_factor)
+    teacher = m["generator"]["teacher"]  # provenance: how the teacher was trained
+    assert teacher["crop"] == CROP and len(teacher["stage_steps"]) == 3 and "lr" in teacher
     ds = AugmentedDataset(tmp_path / "b")  # H1's reader accepts what we wrote
     s = ds[0]
     assert s["image"].shape == (1, CROP, CROP) and s["logits"].shape == (2, CROP, CROP)
