@@ -4,6 +4,12 @@
         --markdown docs/ablations.md --seeds 0,1,2 --steps 300
     python benchmarks/ablations.py --fast --data DIR -o out.json   # smoke settings (tests)
 
+Group (b) with a teacher trained on exactly the student's real pairs (one fixed subset for all seeds):
+    python benchmarks/ablations.py --data SOS --subset-seed 0 --write-subset /tmp/real80 -o x.json
+    dakd-edge jointnet train --data /tmp/real80 --classes binary ...   # then jointnet generate
+    python benchmarks/ablations.py --data SOS --subset-seed 0 --aug AUG --groups data --merge \
+        -o docs/ablations.json --markdown docs/ablations.md
+
 Groups (each a table of the paper; the *direction* is what a CPU-scale run can show):
   (a) skip: SAROSS-Net nano with CAFT skips vs no skip module vs 3x3-conv skips;
   (b) data: low-data regime (``--n-train`` real pairs) without augmentation vs + generated pairs with
@@ -14,7 +20,10 @@ Groups (each a table of the paper; the *direction* is what a CPU-scale run can s
 
 Every run trains on ``--n-train`` images of the training split (validation carved from them picks the
 checkpoint) and is evaluated on the test split (reported, never used for a choice). Mean and standard
-deviation over seeds are reported per row.
+deviation over seeds are reported per row. The real subset is drawn with the run's seed unless
+``--subset-seed`` fixes it (then seeds vary initialisation, validation split and batches only).
+``--merge`` keeps the groups and rows of an existing ``-o`` file that this run does not redo (each
+group records the settings it was run with), so groups can be run at different times.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ PAPER = {
     "model": "OSD: UNet 64.97, DeepLabv3+ 62.59, DAKD+SAROSS-Net 74.86 mIoU",
 }
 
+READING = "## Reading"  # markdown rewrites keep the hand-written section that starts here
+
 
 class Subset:
     """The first ``n`` items of a seeded permutation of a dataset (same attributes)."""
@@ -79,7 +90,7 @@ class Subset:
 
 def run_one(
     spec: dict[str, Any], base: Any, data: Path, kind: str, n_train: int, seed: int, aug: Path | None,
-    test_limit: int | None,
+    test_limit: int | None, subset_seed: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     from dakd_edge.train.saross import train
 
@@ -91,7 +102,8 @@ def run_one(
         base, model=spec["model"], model_cfg=dict(spec.get("model_cfg", {})), seed=seed,
         labels=spec.get("labels", "soft"), mix=base.mix if spec.get("aug") else 0.0,
     )  # fmt: skip
-    originals = Subset(open_dataset(data, split="train", kind=kind, classes=cfg.classes), n_train, seed)
+    pool = open_dataset(data, split="train", kind=kind, classes=cfg.classes)
+    originals = Subset(pool, n_train, seed if subset_seed is None else subset_seed)
     augmented = open_dataset(aug, kind="augmented", classes=cfg.classes) if spec.get("aug") else None
     with tempfile.TemporaryDirectory(prefix="dakd-ablation-") as tmp:
         t0 = time.perf_counter()
@@ -110,6 +122,27 @@ def run_one(
     }
 
 
+def write_subset(data: Path, kind: str, n_train: int, seed: int, out: Path) -> int:
+    """Symlink the real training pairs of ``Subset(train split, n_train, seed)`` into ``out``.
+
+    The layout is ``out/train/<parent folder>/<file>`` (for SOS: the release layout, one folder per
+    sensor), so ``dakd-edge jointnet train --data out`` sees exactly the student's real pairs.
+    """
+    from dakd_edge.data import open_dataset
+
+    subset = Subset(open_dataset(data, split="train", kind=kind, classes="binary"), n_train, seed)
+    if subset.files is None:
+        raise SystemExit("this dataset does not list its files; cannot write the subset")
+    for pair in subset.files:
+        for f in pair:
+            f = Path(f).resolve()
+            link = out / "train" / f.parent.name / f.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(f)
+    return len(subset)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
@@ -117,18 +150,34 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
 
 
+def _settings_line(s: dict[str, Any]) -> str:
+    subset = "drawn per seed" if s.get("subset_seed") is None else f"fixed by seed {s['subset_seed']}"
+    aug = f", augmented set `{s['aug']}`" if s.get("aug") else ""
+    if s.get("aug_generator"):
+        g = s["aug_generator"]
+        aug += (
+            f" ({g['samples']} generated pairs of {g.get('size')} px, DDIM {g.get('ddim_steps')} steps, "
+            f"teacher step {g.get('step')}, b = {g['balancing_factor']:.3f})"
+        )
+    return (
+        f"Data: `{s['data']}` ({s['n_train']} training images, {subset}; validation carved from them; "
+        f"test split for the numbers){aug}, {s['steps']} steps of batch {s['batch']} at {s['crop']} px, "
+        f"seeds {s['seeds']}. Run by `benchmarks/ablations.py` on {s['when']}."
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
-    s = result["settings"]
-    lines = [
-        "# Ablations at CPU scale",
-        "",
-        f"Data: `{s['data']}` ({s['n_train']} training images, validation carved from them; test split for "
-        f"the numbers), {s['steps']} steps of batch {s['batch']} at {s['crop']} px, seeds {s['seeds']}. "
-        f"Generated by `benchmarks/ablations.py` on {s['when']}. mIoU in % (mean ± std over seeds).",
-        "",
-    ]
+    per_group = result.get("group_settings", {})
+    shared = len({json.dumps(v, sort_keys=True) for v in per_group.values()}) <= 1
+    lines = ["# Ablations at CPU scale", ""]
+    if shared:
+        lines += [_settings_line(result["settings"]), ""]
+    lines += ["mIoU in % (mean ± std over seeds).", ""]
     for group, rows in result["groups"].items():
-        lines += [f"## ({group})", "", f"Paper, for direction: {PAPER[group]}.", ""]
+        lines += [f"## ({group})", ""]
+        if not shared and group in per_group:
+            lines += [_settings_line(per_group[group]), ""]
+        lines += [f"Paper, for direction: {PAPER[group]}.", ""]
         if isinstance(rows, str):
             lines += [rows, ""]
             continue
@@ -142,14 +191,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _generator_info(aug: Path | None) -> dict[str, Any] | None:
+    """How the augmented set was made (its manifest's generator entry, minus the model config)."""
+    if aug is None or not (aug / "manifest.json").is_file():
+        return None
+    from dakd_edge.data.augmented import read_manifest
+
+    manifest = read_manifest(aug)
+    info = {k: v for k, v in manifest.get("generator", {}).items() if k != "model"}
+    return {
+        "samples": len(manifest.get("samples", [])),
+        "balancing_factor": manifest["balancing_factor"],
+        **info,
+    }
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings that must agree for rows of one table (all but the date and thread count)."""
+    return {k: v for k, v in settings.items() if k not in ("when", "threads", "aug_generator")}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="dataset root with train/ and test/ splits")
     ap.add_argument("--kind", default="auto")
     ap.add_argument("--aug", type=Path, help="augmented set from SAR-JointNet (group b)")
     ap.add_argument("--groups", default="skip,data,model")
+    ap.add_argument("--variants", help="run only these rows of the groups (comma-separated names)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--n-train", type=int, default=80, help="real training pairs (low-data regime)")
+    ap.add_argument("--subset-seed", type=int, help="one real subset for every seed (default: per seed)")
+    ap.add_argument("--write-subset", type=Path, help="symlink the real subset here (for the teacher), exit")
+    ap.add_argument("--merge", action="store_true", help="keep groups/rows of -o that this run does not redo")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
@@ -167,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast:
         args.seeds, args.steps, args.crop, args.batch, args.n_train = "0", 2, 32, 2, 8
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.write_subset is not None:
+        seed = args.subset_seed if args.subset_seed is not None else seeds[0]
+        n = write_subset(args.data, args.kind, args.n_train, seed, args.write_subset)
+        print(f"{n} real pairs (subset seed {seed}) linked under {args.write_subset / 'train'}")
+        return 0
+    variants = {v.strip() for v in args.variants.split(",")} if args.variants else None
     base = TrainConfig(
         crop=args.crop, batch=args.batch, steps=args.steps, warmup=max(1, args.steps // 20), lr=2e-3,
         ema_decay=0.99 if args.steps >= 100 else 0.0, val_fraction=0.1, val_every=max(1, args.steps // 5),
@@ -176,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "data": str(args.data),
             "aug": str(args.aug) if args.aug else None,
+            "aug_generator": _generator_info(args.aug),
             "n_train": args.n_train,
+            "subset_seed": args.subset_seed,
             "steps": args.steps,
             "batch": args.batch,
             "crop": args.crop,
@@ -187,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         },  # fmt: skip
         "paper": PAPER,
         "groups": {},
+        "group_settings": {},
     }
+    if args.merge and args.output.exists():
+        old = json.loads(args.output.read_text())
+        for group, rows in old.get("groups", {}).items():
+            result["groups"][group] = rows
+            result["group_settings"][group] = old.get("group_settings", {}).get(group, old["settings"])
     for group in [g.strip() for g in args.groups.split(",") if g.strip()]:
         if group not in GROUPS:
             print(f"unknown group {group!r}; choose from {', '.join(GROUPS)}", file=sys.stderr)
@@ -197,12 +284,22 @@ def main(argv: list[str] | None = None) -> int:
                 "Not run: no augmented set from SAR-JointNet was available (pass --aug DIR written by "
                 "`dakd-edge jointnet generate`)."
             )
+            result["group_settings"][group] = result["settings"]
             continue
-        rows = {}
+        previous = result["groups"].get(group)
+        rows = dict(previous) if isinstance(previous, dict) and variants is not None else {}
+        if rows and _comparable(result["group_settings"][group]) != _comparable(result["settings"]):
+            print(f"[{group}] other settings than the kept rows: rerun the whole group", file=sys.stderr)
+            return 2
         for name, spec in GROUPS[group].items():
+            if variants is not None and name not in variants:
+                continue
             runs = []
             for seed in seeds:
-                r = run_one(spec, base, args.data, args.kind, args.n_train, seed, args.aug, args.test_limit)
+                r = run_one(
+                    spec, base, args.data, args.kind, args.n_train, seed, args.aug, args.test_limit,
+                    args.subset_seed,
+                )  # fmt: skip
                 print(f"[{group}] {name} seed {seed}: test mIoU {100 * r['miou']:.2f}", file=sys.stderr)
                 runs.append(r)
             m, sd = _mean_std([r["miou"] for r in runs])
@@ -212,12 +309,17 @@ def main(argv: list[str] | None = None) -> int:
                 "val_miou_mean": _mean_std([r["val_miou"] for r in runs])[0],
                 "seconds_mean": _mean_std([r["train_seconds"] for r in runs])[0],
             }  # fmt: skip
-        result["groups"][group] = rows
+        result["groups"][group] = {n: rows[n] for n in GROUPS[group] if n in rows}
+        result["group_settings"][group] = result["settings"]
     with atomic_path(args.output, overwrite=True) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     if args.markdown:
+        text = markdown(result)
+        if args.markdown.exists():  # hand-written notes from "## Reading" on are kept
+            notes = args.markdown.read_text().partition(READING)
+            text = text.rstrip("\n") + "\n\n" + READING + notes[2] if notes[1] else text
         with atomic_path(args.markdown, overwrite=True) as tmp:
-            tmp.write_text(markdown(result))
+            tmp.write_text(text)
     print(markdown(result))
     return 0
 

@@ -48,7 +48,53 @@ def test_ablations_fast_writes_json_and_markdown(tmp_path):
     assert len(row["runs"]) == 1 and 0.0 <= row["miou_mean"] <= 1.0
     text = md.read_text()
     assert "## (data)" in text and "| gen-hard |" in text
+    assert res["settings"]["aug_generator"]["samples"] == 4 and "4 generated pairs" in text
 
     # Without an augmented set group (b) is reported as not run, not faked.
     assert mod.main(["--fast", "--data", str(tmp_path / "ds"), "--groups", "data", "-o", str(out)]) == 0
     assert json.loads(out.read_text())["groups"]["data"].startswith("Not run")
+
+
+def test_ablations_merge_variants_and_fixed_subset(tmp_path):
+    write_folder(tmp_path / "ds" / "train", _pairs(12, 0))
+    write_folder(tmp_path / "ds" / "test", _pairs(2, 100))
+    mod = _load_script()
+    ds, out, md = str(tmp_path / "ds"), tmp_path / "abl.json", tmp_path / "abl.md"
+
+    # --write-subset links exactly the pairs a --subset-seed run trains on, in a layout that reopens.
+    sub = tmp_path / "sub"
+    assert (
+        mod.main(["--fast", "--data", ds, "--subset-seed", "3", "--write-subset", str(sub), "-o", str(out)])
+        == 0
+    )
+    from dakd_edge.data import open_dataset
+
+    pool = open_dataset(ds, split="train", classes="binary")
+    expect = {Path(f[0]).name for f in mod.Subset(pool, 8, 3).files}
+    reopened = open_dataset(sub, split="train", classes="binary")
+    assert len(reopened) == 8 and {Path(f[0]).name for f in reopened.files} == expect
+    assert not out.exists()
+
+    # A first run, then a hand-written reading section.
+    base = ["--fast", "--data", ds, "--subset-seed", "3", "-o", str(out), "--markdown", str(md)]
+    assert mod.main([*base, "--groups", "model", "--variants", "saross-nano"]) == 0
+    md.write_text(md.read_text() + "\n## Reading\n\nKept by hand.\n")
+    first = json.loads(out.read_text())
+    assert list(first["groups"]["model"]) == ["saross-nano"] and first["settings"]["subset_seed"] == 3
+
+    # --merge adds a group and then a row, keeping what was there (rows in table order).
+    assert mod.main([*base, "--groups", "skip", "--variants", "none", "--merge"]) == 0
+    assert mod.main([*base, "--groups", "model", "--variants", "unet-r18", "--merge"]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["groups"]) == ["model", "skip"] and list(res["groups"]["skip"]) == ["none"]
+    assert list(res["groups"]["model"]) == ["saross-nano", "unet-r18"]
+    assert res["groups"]["model"]["saross-nano"] == first["groups"]["model"]["saross-nano"]
+    assert set(res["group_settings"]) == {"model", "skip"}
+    text = md.read_text()
+    assert "| unet-r18 |" in text and "| none |" in text and text.endswith("## Reading\n\nKept by hand.\n")
+    assert text.count("## Reading") == 1
+
+    # Rows made with other settings are not mixed into one table.
+    assert (
+        mod.main([*base[:4], "4", *base[5:], "--groups", "model", "--variants", "unet-r18", "--merge"]) == 2
+    )
