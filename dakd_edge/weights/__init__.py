@@ -1,4 +1,4 @@
-"""Bundled model files (safetensors weights + JSON metadata, and optionally a matching ONNX export).
+"""Bundled model files: safetensors weights + JSON metadata, and the matching ONNX export of them.
 
 The bundled model is produced by the committed, seeded recipe ``python -m dakd_edge.train.recipes.bundled``
 (SAROSS-Net nano trained on the SOS development subset + synthetic patches; oil vs background).

@@ -11,7 +11,9 @@ with other jobs (about 15 CPU-minutes); ``--threads`` may change the last bits o
 
 After training the weights go to ``dakd_edge/weights/`` (:data:`dakd_edge.weights.BUNDLED`) and the
 model is evaluated, for the record only, on the SOS *test* subset per sensor (never used for any
-choice). The numbers land in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`.
+choice). The numbers land in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`. Last,
+the weights are exported to the matching ONNX file beside them (``saross-nano-sos.onnx``: what
+``segment`` runs by default; ``tests/test_weights.py`` keeps the two equal).
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
     ap.add_argument(
-        "--onnx", action="store_true",
-        help="also export the matching ONNX file beside the weights (parity-checked; ~3x faster on CPUs)",
+        "--no-onnx", action="store_true",
+        help="skip the matching ONNX export beside the weights (parity-checked; what `segment` runs by "
+        "default on CPUs); an installed stale one is removed, since bundled_path() prefers it",
     )  # fmt: skip
     args = ap.parse_args(argv)
 
@@ -126,15 +129,17 @@ def main(argv: list[str] | None = None) -> None:
         dest.write_text(json.dumps(metrics, indent=2, default=str))
         for sensor, m in metrics["test"].items():
             print(f"{sensor:9s} mIoU {100 * m['miou']:.2f}  oil IoU {100 * m['oil_iou']:.2f}")
-    if args.onnx:
+    onnx_path = (target if not args.no_install else args.run / model_file.name).with_suffix(".onnx")
+    if not args.no_onnx:
         from dakd_edge.export.onnx import export_onnx
 
         from dakd_edge.models.checkpoint import load_model_file
 
         model, meta = load_model_file(model_file)
-        onnx_path = (target if not args.no_install else args.run / model_file.name).with_suffix(".onnx")
         export_onnx(model, meta, onnx_path, overwrite=True)
         print(f"exported {onnx_path}")
+    elif not args.no_install:
+        onnx_path.unlink(missing_ok=True)  # never ship an ONNX file of other weights
 
 
 if __name__ == "__main__":
