@@ -44,7 +44,7 @@ class OnnxExportConfig:
     parity: bool = True
     parity_size: int | None = None  # square side of the deterministic parity input (dynamic export)
     image: str | None = None  # optional real image for a second parity input
-    scan_chunk: int = 16  # chunk length of the standard-ops scan (= kernels.dispatch.EXPORT_SCAN_CHUNK)
+    scan_chunk: int = 8  # chunk length of the standard-ops scan (= kernels.dispatch.EXPORT_SCAN_CHUNK)
 
     def __post_init__(self) -> None:
         if self.ops not in OPS_MODES:

@@ -106,7 +106,7 @@ def selective_scan_chunked(
     No Python loop over the sequence (the graph size does not grow with it), no positive number is
     exponentiated, and only Mul/Add/CumSum/Where/Exp/MatMul/ReduceSum/Pad/Reshape appear (no einsum, no
     ONNX loops; the sequence length is static, which windowed attention guarantees). Memory is
-    ``O(b d n L T)``: ``T`` of 8-16 suits CPUs; ``T ~ sqrt(L)`` balances steps 1 and 2.
+    ``O(b d n L T)``: ``T = 8`` suits CPUs (``T ~ sqrt(L)`` balances steps 1 and 2).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -23,8 +23,8 @@ from dakd_edge.errors import ExportError
     "auto: standard for ONNX, plugin for engines when TensorRT plugins are usable.",
 )
 @click.option("--opset", type=int, default=17, show_default=True)
-@click.option("--scan-chunk", type=int, default=16, show_default=True,
-              help="Chunk length of the standard-ops scan (16 suits CPUs; try 32-64 for TensorRT).")  # fmt: skip
+@click.option("--scan-chunk", type=int, default=8, show_default=True,
+              help="Chunk length of the standard-ops scan (8 suits CPUs; try 32-64 for TensorRT).")  # fmt: skip
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
               help="Engine precision (ONNX export is always fp32).")  # fmt: skip
