@@ -58,6 +58,15 @@ def test_onnxruntime_matches_torch_backend(exported) -> None:
     np.testing.assert_allclose(out, torch_b.predict(padded)[:, :, :33], atol=1e-4)
     with pytest.raises(Exception, match="exceeds"):
         fixed_b.predict(x)
+    # Thread options reach the session; spinning is off unless asked for (same results either way).
+    spin_b = OnnxRuntimeBackend(dyn, threads=1, spin=True)
+    opts = spin_b.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert (
+        ort_b.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    )
+    np.testing.assert_allclose(spin_b.predict(x), ort_b.predict(x), atol=1e-6)
 
 
 def test_plugin_onnx_refused_by_onnxruntime(exported) -> None:
