@@ -172,7 +172,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["# Ablations at CPU scale", ""]
     if shared:
         lines += [_settings_line(result["settings"]), ""]
-    lines += ["mIoU in % (mean ± std over seeds).", ""]
+    lines += ["mIoU and oil IoU in % (mean ± std over seeds).", ""]
     for group, rows in result["groups"].items():
         lines += [f"## ({group})", ""]
         if not shared and group in per_group:
@@ -183,9 +183,11 @@ def markdown(result: dict[str, Any]) -> str:
             continue
         lines += ["| variant | test mIoU | oil IoU | val mIoU | train s/run |", "|---|---|---|---|---|"]
         for name, row in rows.items():
+            oil_std = _mean_std([r["iou"][1] for r in row["runs"]])[1]
             lines.append(
                 f"| {name} | {100 * row['miou_mean']:.2f} ± {100 * row['miou_std']:.2f} | "
-                f"{100 * row['oil_iou_mean']:.2f} | {100 * row['val_miou_mean']:.2f} | {row['seconds_mean']:.0f} |"
+                f"{100 * row['oil_iou_mean']:.2f} ± {100 * oil_std:.2f} | {100 * row['val_miou_mean']:.2f} | "
+                f"{row['seconds_mean']:.0f} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -48,6 +48,8 @@ def test_ablations_fast_writes_json_and_markdown(tmp_path):
     assert len(row["runs"]) == 1 and 0.0 <= row["miou_mean"] <= 1.0
     text = md.read_text()
     assert "## (data)" in text and "| gen-hard |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert len(rows) == 6 and all(line.count(" ± ") == 2 for line in rows)  # mIoU and oil IoU ± std
     assert res["settings"]["aug_generator"]["samples"] == 4 and "4 generated pairs" in text
 
     # Without an augmented set group (b) is reported as not run, not faked.
