@@ -98,7 +98,9 @@ def bench(
     base_doc = lib.load_json(baseline) if baseline else None
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
-    console = Console(stderr=json_out == "-")
+    stream = sys.stderr if json_out == "-" else sys.stdout
+    # Logs and CI captures are not terminals: rich would fold the table to 80 columns and cut values.
+    console = Console(stderr=json_out == "-", width=None if stream.isatty() else 160)
     console.print(f"[bold]dakd-edge bench[/bold] (warm-up {warmup}, {iters} iterations)")
 
     def live(row: lib.Row) -> None:
