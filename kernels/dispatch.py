@@ -23,10 +23,9 @@ _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
 EXPORT_OPS = ("standard", "plugin")
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
-# Chunk length of the exported scan: the chunked form does O(L * chunk) work within chunks and O(L^2 / chunk)
-# across them. For MambaVision's 64-token windows on ONNX Runtime CPU, 8, 16 and 32 run within 5% of each
-# other, but the (b, d, n, L / chunk, chunk, chunk) decays make 16 cost ~100 MB more arena than 8 on a 512^2
-# tile (peak RSS 223 vs 325 MB); GPUs may prefer longer chunks (fewer, larger matmuls).
+# Chunk length of the exported scan: the graph unrolls ``chunk`` steps inside all chunks at once, then
+# ``L / chunk`` steps across them (same total work), so ~sqrt(L) keeps the graph smallest: 8 for
+# MambaVision's 64-token windows. See :func:`~dakd_edge.kernels.ref.selective_scan_chunked`.
 EXPORT_SCAN_CHUNK = 8
 _export_chunk: contextvars.ContextVar[int] = contextvars.ContextVar(
     "dakd_export_chunk", default=EXPORT_SCAN_CHUNK

@@ -64,6 +64,45 @@ def test_config_validation_and_rebuild() -> None:
     assert SarossNet.exportable is True
 
 
+@pytest.mark.parametrize(("head_stride", "n_up"), [(1, 2), (2, 1), (4, 0)])
+def test_head_stride_sets_the_full_resolution_blocks(head_stride: int, n_up: int) -> None:
+    torch.manual_seed(0)
+    model = create_model("saross-nano", num_classes=3, head_stride=head_stride).eval()
+    assert len(model.decoder.up_blocks) == n_up
+    dec = model.config.decoder_channels
+    assert model.head.in_channels == (dec[2], dec[3], dec[4])[n_up]
+    feats = model.encoder(torch.randn(1, 1, 64, 48))
+    with torch.no_grad():
+        assert model.decoder(feats).shape[-2:] == (64 // head_stride, 48 // head_stride)
+        assert model(torch.randn(2, 1, 37, 50)).shape == (2, 3, 37, 50)  # logits resized to the input
+    with pytest.raises(ValueError, match="head_stride"):
+        SarossConfig(head_stride=8)
+
+
+def test_light_decoder_block_fuses_with_1x1() -> None:
+    double = create_model("saross-nano", decoder_block="double")
+    light = create_model("saross-nano", decoder_block="light")
+    k = lambda m: [b[0][0].kernel_size for b in m.decoder.nodes.values()]  # noqa: E731
+    assert set(k(double)) == {(3, 3)} and set(k(light)) == {(1, 1)}
+    assert all(b[1][0].kernel_size == (3, 3) for b in light.decoder.nodes.values())
+    assert _params(light) < _params(double)
+    with pytest.raises(ValueError, match="decoder_block"):
+        SarossConfig(decoder_block="separable")
+
+
+def test_saross_edge_is_the_light_nano_variant() -> None:
+    edge = create_model("saross-edge")
+    cfg = edge.config
+    assert (cfg.encoder, cfg.decoder_block, cfg.head_stride, cfg.caft_ffn_expansion) == (
+        "mambavision-nano", "light", 2, 1.0
+    )
+    assert _params(edge) < 0.8 * _params(create_model("saross-nano"))
+    # registry defaults stay overridable
+    assert create_model("saross-edge", head_stride=4).config.head_stride == 4
+    with torch.no_grad():
+        assert edge.eval()(torch.randn(1, 1, 45, 61)).shape == (1, 2, 45, 61)
+
+
 def test_pretrained_encoder_weights_from_local_file(tmp_path) -> None:
     from dakd_edge.models.mambavision import build_mambavision
 
