@@ -93,9 +93,8 @@ def test_light_decoder_block_fuses_with_1x1() -> None:
 def test_saross_edge_is_the_light_nano_variant() -> None:
     edge = create_model("saross-edge")
     cfg = edge.config
-    assert (cfg.encoder, cfg.decoder_block, cfg.head_stride, cfg.caft_ffn_expansion) == (
-        "mambavision-nano", "light", 2, 1.0
-    )
+    want = ("mambavision-nano", "light", 2, 1.0)
+    assert (cfg.encoder, cfg.decoder_block, cfg.head_stride, cfg.caft_ffn_expansion) == want
     assert _params(edge) < 0.8 * _params(create_model("saross-nano"))
     # registry defaults stay overridable
     assert create_model("saross-edge", head_stride=4).config.head_stride == 4
