@@ -46,7 +46,7 @@ class TrainConfig:
     images (at least one) are held out for validation, chosen with ``seed``.
     """
 
-    model: str = "saross-nano"
+    model: str = "saross-edge"
     model_cfg: dict[str, Any] = field(default_factory=dict)
     data: str = ""
     kind: str = "auto"

@@ -40,7 +40,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
     "--data", required=True, type=click.Path(), help="Original dataset root (OSD, SOS or a folder)."
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--model", default="saross-nano", show_default=True, help="Registry name (`dakd-edge models`).")
+@click.option("--model", default="saross-edge", show_default=True, help="Registry name (`dakd-edge models`).")
 @click.option(
     "--model-cfg", multiple=True, help="Architecture override key=value (repeatable), e.g. skip=conv."
 )

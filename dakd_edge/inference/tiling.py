@@ -297,9 +297,10 @@ def _run_tiles(
         logits = np.asarray(predict(np.stack([t for _, t in chunk])), np.float32)
         if logits.shape != (len(chunk), k, th, tw):
             raise ValueError(f"backend returned {logits.shape}, expected {(len(chunk), k, th, tw)}")
-        out = softmax(logits) if cfg.blend == "probs" else logits
+        out = softmax(logits) if cfg.blend == "probs" else logits.copy()  # ours: weighted in place
         for (x0, _), p in zip(chunk, out, strict=True):
-            local[:k, :, x0 - a0 : x0 - a0 + tw] += p * win
+            p *= win
+            local[:k, :, x0 - a0 : x0 - a0 + tw] += p
             local[k, :, x0 - a0 : x0 - a0 + tw] += win
         stats.batches += 1
         stats.tiles_run += len(chunk)
@@ -308,9 +309,12 @@ def _run_tiles(
 def _finish(acc: np.ndarray, valid: np.ndarray, y0: int, x0: int, blend: str) -> Band:
     """Normalise accumulated (K + 1, h, w) sums by the weight channel into a :class:`Band`."""
     w = acc[-1]
-    probs = acc[:-1] / np.maximum(w, 1e-12)
-    if blend == "logits":
-        probs = softmax(probs, axis=0)
     ok = valid & (w > 0)
-    probs[:, ~ok] = 0.0
+    scale = np.reciprocal(np.maximum(w, 1e-12))
+    if blend == "logits":
+        probs = softmax(acc[:-1] * scale, axis=0)
+        probs *= ok  # one multiply per plane: much faster than boolean-mask assignment on (K, h, w)
+    else:
+        scale *= ok
+        probs = acc[:-1] * scale
     return Band(y0, probs, ok, x0)

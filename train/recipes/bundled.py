@@ -32,14 +32,14 @@ from dakd_edge.train.saross import TrainConfig, train
 REPO = Path(__file__).resolve().parents[2]
 
 RECIPE = TrainConfig(
-    model="saross-nano",
+    model="saross-edge",
     kind="sos",
     classes="binary",
     synthetic=240,
     synthetic_ratio=0.15,
     crop=128,
     batch=8,
-    steps=900,
+    steps=1800,
     lr=2e-3,
     weight_decay=0.05,
     warmup=50,
@@ -84,6 +84,20 @@ def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
     return out
 
 
+def finished_run(run: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The summary of a finished run of ``cfg`` in ``run``; refuses a run of another configuration."""
+    files = [run / "config.json", run / "summary.json"]
+    if not all(f.is_file() for f in files):
+        raise SystemExit(f"--from-run: {run} has no finished run (config.json and summary.json needed)")
+    got, want = json.loads(files[0].read_text()), json.loads(json.dumps(cfg.to_dict()))
+    diff = sorted(k for k in set(got) | set(want) if k != "data" and got.get(k) != want.get(k))
+    if diff:
+        raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
+    summary = json.loads(files[1].read_text())
+    summary["model"] = str(run / Path(summary["model"]).name)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_data(), help="SOS root (train/ and test/)")
@@ -91,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=RECIPE.steps)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1)")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    ap.add_argument(
+        "--from-run", action="store_true",
+        help="do not train: install / evaluate / export RUN's finished model (its config.json must be "
+        "this recipe's, data path aside)",
+    )  # fmt: skip
     ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
     ap.add_argument(
@@ -106,12 +125,15 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
-    resume = args.run / "last.pt" if args.resume and (args.run / "last.pt").is_file() else None
-    t0 = time.time()
-    summary = train(cfg, args.run, resume=resume, progress=True)
-    summary["wall_seconds"] = time.time() - t0
+    if args.from_run:
+        summary = finished_run(args.run, cfg)
+    else:
+        resume = args.run / "last.pt" if args.resume and (args.run / "last.pt").is_file() else None
+        t0 = time.time()
+        summary = train(cfg, args.run, resume=resume, progress=True)
+        summary["wall_seconds"] = time.time() - t0
+        (args.run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     model_file = Path(summary["model"])
-    (args.run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     target = Path(weights.__file__).parent / weights.BUNDLED
     if not args.no_install:
         shutil.copyfile(model_file, target)
