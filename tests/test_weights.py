@@ -2,7 +2,7 @@
 
 ``dakd_edge.weights.bundled_path`` prefers the ONNX file for the default backend, so a stale export
 would silently replace retrained weights. Rebuild it with ``dakd-edge export -o
-dakd_edge/weights/saross-nano-sos.onnx`` (or the recipe, which writes both).
+dakd_edge/weights/saross-edge-sos.onnx`` (or the recipe, which writes both).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, An
     cfg = model.config
     if hasattr(cfg, "encoder"):
         summary = f"SAROSS-Net: {cfg.encoder} encoder, UNet++ decoder, skip={cfg.skip}"
+        if cfg.decoder_block != "double" or cfg.head_stride != 1:
+            summary += f", {cfg.decoder_block} nodes, head at stride {cfg.head_stride}"
     else:
         summary = f"SMP {cfg.arch}: {cfg.encoder_name} encoder"
     return {

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from dakd_edge.errors import InputError, OutputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, SceneReader
 from dakd_edge.inference.predictor import Predictor, resolve_scale
-from dakd_edge.inference.tiling import TileStats
+from dakd_edge.inference.tiling import Band, TileStats
 from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, spills_from_mask, write_vector
 from dakd_edge.meta import ModelMeta
 
@@ -133,6 +135,42 @@ class _MaskFile:
         return np.isin(self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)), self.oil_ids)
 
 
+def consume_behind(items: Iterable[Any], consume: Callable[[Any], None]) -> None:
+    """``consume(item)`` for every item, in order, on a worker thread one item behind the producer.
+
+    Inference (ONNX Runtime, PyTorch) leaves part of the cores idle between operators; writing a
+    finished band (COG blocks, class counts, the polygon staging file) meanwhile fills them. At most
+    one band waits in the queue, so memory grows by one band. The first error of either side stops
+    both and is raised here.
+    """
+    pending: queue.Queue[Any] = queue.Queue(maxsize=1)
+    errors: list[BaseException] = []
+    done = object()
+
+    def work() -> None:
+        while (item := pending.get()) is not done:
+            if not errors:
+                try:
+                    consume(item)
+                except BaseException as e:  # re-raised in the caller's thread
+                    errors.append(e)
+            del item
+
+    worker = threading.Thread(target=work, name="dakd-edge-writer", daemon=True)
+    worker.start()
+    try:
+        for item in items:
+            if errors:
+                break
+            pending.put(item)
+            del item  # the queue holds the only reference: freed once written
+    finally:
+        pending.put(done)
+        worker.join()
+    if errors:
+        raise errors[0]
+
+
 def segment_scene(
     model: Backend | Predictor,
     src: str | os.PathLike,
@@ -211,7 +249,8 @@ def segment_scene(
             def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
                 return convert(scene.window(y0, y1, x0, x1))
 
-            for b in predictor.stream(reader, info.height, info.width, stats, on_row):
+            def write_band(b: Band) -> None:
+                nonlocal counts, oil_area
                 cls = cls_w.write(b.y0, b.probs, b.valid, b.x0)
                 for w in writers[1:]:
                     w.write(b.y0, b.probs, b.valid, b.x0)
@@ -221,7 +260,8 @@ def segment_scene(
                 row_area = _row_pixel_area(info.transform, info.crs, b.y0, cls.shape[0])
                 if row_area is not None:
                     oil_area += float(np.isin(cls, oil_ids).sum(1) @ row_area)
-                del b, cls  # let the stream free this band before it computes the next one
+
+            consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_band)
             if stats.tiles_run == 0:
                 raise InputError(f"{info.path}: no valid pixels (the scene is all nodata/NaN)")
             infer_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Bundled model files: safetensors weights + JSON metadata, and the matching ONNX export of them.
 
 The bundled model is produced by the committed, seeded recipe ``python -m dakd_edge.train.recipes.bundled``
-(SAROSS-Net nano trained on the SOS development subset + synthetic patches; oil vs background).
+(SAROSS-Net edge trained on the SOS development subset + synthetic patches; oil vs background).
 :func:`bundled_path` is the one place that decides which bundled file a command uses.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-BUNDLED = "saross-nano-sos.safetensors"
+BUNDLED = "saross-edge-sos.safetensors"
 # Test-subset metrics written by the recipe next to the weights (for the README / `dakd-edge models`).
-BUNDLED_METRICS = "saross-nano-sos.metrics.json"
+BUNDLED_METRICS = "saross-edge-sos.metrics.json"
 RECIPE = "python -m dakd_edge.train.recipes.bundled"
 
 
