@@ -56,6 +56,7 @@ GROUPS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "model": {
         "saross-nano": {"model": "saross-nano"},
+        "saross-edge": {"model": "saross-edge"},  # the bundled model's architecture
         "unet-r18": {"model": "unet", "model_cfg": {"encoder_name": "resnet18"}},
         "deeplabv3plus-r18": {"model": "deeplabv3plus", "model_cfg": {"encoder_name": "resnet18"}},
     },
@@ -311,8 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 "val_miou_mean": _mean_std([r["val_miou"] for r in runs])[0],
                 "seconds_mean": _mean_std([r["train_seconds"] for r in runs])[0],
             }  # fmt: skip
+        kept = sorted(set(rows) - {n for n in GROUPS[group] if variants is None or n in variants})
         result["groups"][group] = {n: rows[n] for n in GROUPS[group] if n in rows}
-        result["group_settings"][group] = result["settings"]
+        settings = dict(result["settings"])
+        if kept:  # say when the kept rows ran, not only the new ones
+            old_when = result["group_settings"][group].get("when", "?")
+            settings["when"] = f"{old_when}; rows {', '.join(sorted(set(rows) - set(kept)))}: {settings['when']}"
+        result["group_settings"][group] = settings
     with atomic_path(args.output, overwrite=True) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     if args.markdown:

@@ -43,13 +43,13 @@ def test_ablations_fast_writes_json_and_markdown(tmp_path):
     assert mod.main(args) == 0
     res = json.loads(out.read_text())
     assert set(res["groups"]) == {"data", "model"}
-    assert set(res["groups"]["model"]) == {"saross-nano", "unet-r18", "deeplabv3plus-r18"}
+    assert set(res["groups"]["model"]) == {"saross-nano", "saross-edge", "unet-r18", "deeplabv3plus-r18"}
     row = res["groups"]["data"]["gen-soft (DAKD)"]
     assert len(row["runs"]) == 1 and 0.0 <= row["miou_mean"] <= 1.0
     text = md.read_text()
     assert "## (data)" in text and "| gen-hard |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "variant" not in line]
-    assert len(rows) == 6 and all(line.count(" ± ") == 2 for line in rows)  # mIoU and oil IoU ± std
+    assert len(rows) == 7 and all(line.count(" ± ") == 2 for line in rows)  # mIoU and oil IoU ± std
     assert res["settings"]["aug_generator"]["samples"] == 4 and "4 generated pairs" in text
 
     # Without an augmented set group (b) is reported as not run, not faked.
@@ -92,6 +92,8 @@ def test_ablations_merge_variants_and_fixed_subset(tmp_path):
     assert list(res["groups"]["model"]) == ["saross-nano", "unet-r18"]
     assert res["groups"]["model"]["saross-nano"] == first["groups"]["model"]["saross-nano"]
     assert set(res["group_settings"]) == {"model", "skip"}
+    when = res["group_settings"]["model"]["when"]  # the kept row's time is not overwritten
+    assert when.startswith(first["group_settings"]["model"]["when"]) and "; rows unet-r18: " in when
     text = md.read_text()
     assert "| unet-r18 |" in text and "| none |" in text and text.endswith("## Reading\n\nKept by hand.\n")
     assert text.count("## Reading") == 1
