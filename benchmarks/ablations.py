@@ -317,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = dict(result["settings"])
         if kept:  # say when the kept rows ran, not only the new ones
             old_when = result["group_settings"][group].get("when", "?")
-            settings["when"] = f"{old_when}; rows {', '.join(sorted(set(rows) - set(kept)))}: {settings['when']}"
+            settings["when"] = (
+                f"{old_when}; rows {', '.join(sorted(set(rows) - set(kept)))}: {settings['when']}"
+            )
         result["group_settings"][group] = settings
     with atomic_path(args.output, overwrite=True) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
