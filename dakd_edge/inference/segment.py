@@ -139,31 +139,36 @@ def consume_behind(items: Iterable[Any], consume: Callable[[Any], None]) -> None
     """``consume(item)`` for every item, in order, on a worker thread one item behind the producer.
 
     Inference (ONNX Runtime, PyTorch) leaves part of the cores idle between operators; writing a
-    finished band (COG blocks, class counts, the polygon staging file) meanwhile fills them. At most
-    one band waits in the queue, so memory grows by one band. The first error of either side stops
-    both and is raised here.
+    finished band (COG blocks, class counts, the polygon staging file) meanwhile fills them. An item
+    is handed over only once the previous one is consumed, so at most two are alive: the one being
+    consumed and the one being produced. The first error of either side stops both and is raised here.
     """
-    pending: queue.Queue[Any] = queue.Queue(maxsize=1)
+    pending: queue.Queue[Any] = queue.Queue()
     errors: list[BaseException] = []
     done = object()
 
     def work() -> None:
-        while (item := pending.get()) is not done:
+        while True:
+            item = pending.get()
+            if item is done:
+                return
             if not errors:
                 try:
                     consume(item)
                 except BaseException as e:  # re-raised in the caller's thread
                     errors.append(e)
             del item
+            pending.task_done()
 
     worker = threading.Thread(target=work, name="dakd-edge-writer", daemon=True)
     worker.start()
     try:
         for item in items:
+            pending.join()  # the previous item is consumed (and freed)
             if errors:
                 break
             pending.put(item)
-            del item  # the queue holds the only reference: freed once written
+            del item  # the worker holds the only reference
     finally:
         pending.put(done)
         worker.join()
@@ -261,7 +266,8 @@ def segment_scene(
                 if row_area is not None:
                     oil_area += float(np.isin(cls, oil_ids).sum(1) @ row_area)
 
-            consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_band)
+            bands = predictor.stream(reader, info.height, info.width, stats, on_row)
+            consume_behind(bands, write_band)
             if stats.tiles_run == 0:
                 raise InputError(f"{info.path}: no valid pixels (the scene is all nodata/NaN)")
             infer_s = time.perf_counter() - t0
