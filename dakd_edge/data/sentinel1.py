@@ -58,6 +58,7 @@ from dakd_edge.errors import InputError
 SIGMA0_FLOOR = float(10.0 ** (-35.0 / 10.0))  # -35 dB: noise-removed values <= 0 become this
 POLARISATIONS = ("VV", "VH", "HH", "HV")
 SUPPORTED_MODES = ("IW", "EW")
+EARTH_M_PER_DEG_ = 111_320.0
 
 _SAFE_RE = re.compile(
     r"^(?P<mission>S1[A-D])_(?P<mode>IW|EW|SM|S[1-6]|WV)_(?P<ptype>GRD|SLC|RAW|OCN|ETA)(?P<res>[FHM_])_"
@@ -693,3 +694,431 @@ class S1Product:
 def open_product(path: str | os.PathLike, pol: str | None = None) -> S1Product:
     """Open a Sentinel-1 GRD product (SAFE folder, zip, manifest.safe or measurement TIFF); see the module doc."""
     return S1Product(path, pol=pol)
+
+
+# ---- fixtures: synthetic products from real (or generated) metadata ----------------------------
+def _fmt_time(t: np.datetime64) -> str:
+    return str(np.datetime_as_string(t, unit="us"))
+
+
+def _lines_str(a: np.ndarray) -> str:
+    return " ".join(str(int(v)) for v in a)
+
+
+def _vals_str(a: np.ndarray) -> str:
+    return " ".join(f"{v:.6e}" for v in a)
+
+
+def write_minimal_safe(
+    out_dir: str | os.PathLike,
+    lines: int = 1024,
+    samples: int = 1536,
+    *,
+    mission: str = "S1A",
+    mode: str = "IW",
+    product_type: str = "GRD",
+    resolution: str = "H",
+    pols: tuple[str, ...] = ("VV", "VH"),
+    center: tuple[float, float] = (40.0, 25.0),
+    heading_deg: float = -166.0,
+    pixel_spacing: float | None = None,
+    start: str = "2021-06-01T04:30:00.000000",
+    orbit: int = 38000,
+    ipf: str = "003.40",
+    noise_level: float = 2400.0,
+) -> Path:
+    """Write a small self-consistent SAFE tree (XML only, no measurement TIFF) and return its path.
+
+    Enough of the real layout for :func:`open_product`: manifest (IPF version, pass, footprint),
+    product annotation (header, image information, a 10 x 21 geolocation grid around ``center`` (lat,
+    lon) along ``heading_deg``, right-looking), calibration (sigmaNought/betaNought/gamma/dn vectors)
+    and noise XML (range vectors + per-swath azimuth blocks for IPF >= 2.9, one ``noiseVectorList`` before).
+    Longitudes are wrapped to [-180, 180), so a ``center`` near 180 gives an antimeridian product.
+    """
+    mode, product_type, resolution = mode.upper(), product_type.upper(), resolution.upper()
+    if pixel_spacing is None:
+        pixel_spacing = {"H": 10.0 if mode == "IW" else 25.0, "M": 40.0, "F": 10.0}.get(resolution, 10.0)
+    t0 = np.datetime64(start)
+    line_dt = pixel_spacing / 6800.0  # s per line (ground speed ~6.8 km/s)
+    t1 = t0 + np.timedelta64(int(round((lines - 1) * line_dt * 1e6)), "us")
+    st, sp = (str(t0.astype("datetime64[s]")).replace("-", "").replace(":", ""),
+              str(t1.astype("datetime64[s]")).replace("-", "").replace(":", ""))  # fmt: skip
+    take = 0x039993
+    pol_code = ("DV" if "VH" in pols else "SV") if "VV" in pols else ("DH" if "HV" in pols else "SH")
+    name = f"{mission}_{mode}_{product_type}{resolution}_1S{pol_code}_{st}_{sp}_{orbit:06d}_{take:06X}_ABCD.SAFE"
+    root = Path(out_dir) / name
+    (root / "annotation" / "calibration").mkdir(parents=True, exist_ok=True)
+    (root / "measurement").mkdir(exist_ok=True)
+    # Geolocation: local tangent plane around the centre; lines along the heading, pixels to the right.
+    lat0, lon0 = center
+    hd = math.radians(heading_deg)
+    along = np.array([math.cos(hd), math.sin(hd)])  # (north, east) unit vector
+    right = np.array([math.cos(hd + math.pi / 2), math.sin(hd + math.pi / 2)])  # right-looking: heading + 90
+
+    def geo(line: np.ndarray, pixel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dl = (line - (lines - 1) / 2) * pixel_spacing
+        dp = (pixel - (samples - 1) / 2) * pixel_spacing
+        north = dl * along[0] + dp * right[0]
+        east = dl * along[1] + dp * right[1]
+        lat = lat0 + north / EARTH_M_PER_DEG_
+        lon = lon0 + east / (EARTH_M_PER_DEG_ * np.cos(np.radians(lat)))
+        return (lon + 180.0) % 360.0 - 180.0, lat
+
+    gl = np.unique(np.linspace(0, lines - 1, 10).round().astype(np.int64))
+    gp = np.unique(np.linspace(0, samples - 1, 21).round().astype(np.int64))
+    GL, GP = np.meshgrid(gl, gp, indexing="ij")
+    glon, glat = geo(GL.astype(float), GP.astype(float))
+    n_sw = 3 if mode == "IW" else 5
+    inc = 30.0 + 16.0 * GP / max(samples - 1, 1)
+    pts = []
+    for i in range(GL.size):
+        li, pi = int(GL.flat[i]), int(GP.flat[i])
+        t = _fmt_time(t0 + np.timedelta64(int(round(li * line_dt * 1e6)), "us"))
+        pts.append(
+            f"<geolocationGridPoint><azimuthTime>{t}</azimuthTime><slantRangeTime>{5.3e-3 + 1e-3 * pi / samples:.15e}"
+            f"</slantRangeTime><line>{li}</line><pixel>{pi}</pixel><latitude>{glat.flat[i]:.15e}</latitude>"
+            f"<longitude>{glon.flat[i]:.15e}</longitude><height>0</height><incidenceAngle>{inc.flat[i]:.15e}"
+            f"</incidenceAngle><elevationAngle>{inc.flat[i] * 0.88:.15e}</elevationAngle></geolocationGridPoint>"
+        )
+    pass_dir = "Descending" if math.cos(hd) < 0 else "Ascending"
+    vec_lines = np.unique(np.r_[np.arange(0, lines, max(1, lines // 6)), lines - 1]).astype(np.int64)
+    step = 40 if samples > 400 else max(1, samples // 10)
+    vpx = np.r_[np.arange(0, samples - 1, step), samples - 1].astype(np.int64)
+    files = []
+    for pol in pols:
+        stem = (f"{mission.lower()}-{mode.lower()}-{product_type.lower()}-{pol.lower()}-{st.lower()}-{sp.lower()}-"
+                f"{orbit:06d}-{take:06x}-001")  # fmt: skip
+        files.append(stem)
+        header = (f"<adsHeader><missionId>{mission}</missionId><productType>{product_type}</productType>"
+                  f"<polarisation>{pol}</polarisation><mode>{mode}</mode><swath>{mode}</swath>"
+                  f"<startTime>{_fmt_time(t0)}</startTime><stopTime>{_fmt_time(t1)}</stopTime>"
+                  f"<absoluteOrbitNumber>{orbit}</absoluteOrbitNumber><missionDataTakeId>{take}</missionDataTakeId>"
+                  "<imageNumber>001</imageNumber></adsHeader>")  # fmt: skip
+        ann = (f'<?xml version="1.0" encoding="UTF-8"?>\n<product>{header}<generalAnnotation><productInformation>'
+               f"<pass>{pass_dir}</pass><timelinessCategory>Fast-24h</timelinessCategory>"
+               f"<platformHeading>{heading_deg}</platformHeading><projection>Ground Range</projection>"
+               "</productInformation></generalAnnotation><imageAnnotation><imageInformation>"
+               f"<productFirstLineUtcTime>{_fmt_time(t0)}</productFirstLineUtcTime>"
+               f"<productLastLineUtcTime>{_fmt_time(t1)}</productLastLineUtcTime>"
+               f"<rangePixelSpacing>{pixel_spacing:.6e}</rangePixelSpacing>"
+               f"<azimuthPixelSpacing>{pixel_spacing:.6e}</azimuthPixelSpacing>"
+               f"<azimuthTimeInterval>{line_dt:.15e}</azimuthTimeInterval>"
+               f"<numberOfSamples>{samples}</numberOfSamples><numberOfLines>{lines}</numberOfLines>"
+               "</imageInformation></imageAnnotation><geolocationGrid>"
+               f'<geolocationGridPointList count="{len(pts)}">{"".join(pts)}</geolocationGridPointList>'
+               "</geolocationGrid></product>\n")  # fmt: skip
+        (root / "annotation" / f"{stem}.xml").write_text(ann)
+        # Calibration: sigmaNought falls across range (incidence), drifts slightly along azimuth.
+        x = vpx / max(samples - 1, 1)
+        cv = []
+        for li in vec_lines:
+            t = _fmt_time(t0 + np.timedelta64(int(round(li * line_dt * 1e6)), "us"))
+            s0 = 664.0 - 106.0 * x + 2.0 * li / max(lines - 1, 1)
+            cv.append(f"<calibrationVector><azimuthTime>{t}</azimuthTime><line>{li}</line>"
+                      f'<pixel count="{len(vpx)}">{_lines_str(vpx)}</pixel>'
+                      f'<sigmaNought count="{len(vpx)}">{_vals_str(s0)}</sigmaNought>'
+                      f'<betaNought count="{len(vpx)}">{_vals_str(np.full(len(vpx), 474.0))}</betaNought>'
+                      f'<gamma count="{len(vpx)}">{_vals_str(s0 * 0.93)}</gamma>'
+                      f'<dn count="{len(vpx)}">{_vals_str(np.full(len(vpx), 401.6))}</dn></calibrationVector>')  # fmt: skip
+        cal = (f'<?xml version="1.0" encoding="UTF-8"?>\n<calibration>{header}<calibrationInformation>'
+               "<absoluteCalibrationConstant>1.0</absoluteCalibrationConstant></calibrationInformation>"
+               f'<calibrationVectorList count="{len(cv)}">{"".join(cv)}</calibrationVectorList></calibration>\n')  # fmt: skip
+        (root / "annotation" / "calibration" / f"calibration-{stem}.xml").write_text(cal)
+        # Noise: scalloped range profile per swath (noise vectors on their own, shifted pixel grid).
+        npx = np.r_[0, np.arange(step // 2, samples - 1, step), samples - 1].astype(np.int64)
+        bounds = np.linspace(0, samples, n_sw + 1).round().astype(np.int64)
+        new_ipf = tuple(int(v) for v in ipf.split(".")[:2]) >= (2, 90) or ipf.startswith("003")
+        rv = []
+        tag_list, tag_vec, tag_lut = (("noiseRangeVectorList", "noiseRangeVector", "noiseRangeLut") if new_ipf
+                                      else ("noiseVectorList", "noiseVector", "noiseLut"))  # fmt: skip
+        for li in vec_lines:
+            pos = np.searchsorted(bounds, npx, side="right") - 1
+            frac = (npx - bounds[np.clip(pos, 0, n_sw - 1)]) / np.diff(bounds)[np.clip(pos, 0, n_sw - 1)]
+            lut = noise_level * (0.85 + 0.3 * (2 * frac - 1) ** 2) * (1 + 0.05 * li / max(lines - 1, 1))
+            t = _fmt_time(t0 + np.timedelta64(int(round(li * line_dt * 1e6)), "us"))
+            rv.append(f"<{tag_vec}><azimuthTime>{t}</azimuthTime><line>{li}</line>"
+                      f'<pixel count="{len(npx)}">{_lines_str(npx)}</pixel>'
+                      f'<{tag_lut} count="{len(npx)}">{_vals_str(lut)}</{tag_lut}></{tag_vec}>')  # fmt: skip
+        az = ""
+        if new_ipf:
+            blocks = []
+            al = np.r_[np.arange(0, lines - 1, 10), lines - 1].astype(np.int64)
+            for k in range(n_sw):
+                lut = 1.0 + 0.05 * np.sin(al / 200.0 + k)
+                blocks.append(f"<noiseAzimuthVector><swath>{mode}{k + 1}</swath><firstAzimuthLine>0</firstAzimuthLine>"
+                              f"<firstRangeSample>{bounds[k]}</firstRangeSample><lastAzimuthLine>{lines - 1}"
+                              f"</lastAzimuthLine><lastRangeSample>{bounds[k + 1] - 1}</lastRangeSample>"
+                              f'<line count="{len(al)}">{_lines_str(al)}</line>'
+                              f'<noiseAzimuthLut count="{len(al)}">{_vals_str(lut)}</noiseAzimuthLut>'
+                              "</noiseAzimuthVector>")  # fmt: skip
+            az = f'<noiseAzimuthVectorList count="{n_sw}">{"".join(blocks)}</noiseAzimuthVectorList>'
+        noise = (f'<?xml version="1.0" encoding="UTF-8"?>\n<noise>{header}'
+                 f'<{tag_list} count="{len(rv)}">{"".join(rv)}</{tag_list}>{az}</noise>\n')  # fmt: skip
+        (root / "annotation" / "calibration" / f"noise-{stem}.xml").write_text(noise)
+    corners = [(0, 0), (lines - 1, 0), (lines - 1, samples - 1), (0, samples - 1)]
+    cl = [geo(np.array(float(a)), np.array(float(b))) for a, b in corners]
+    coords = " ".join(f"{float(la):.6f},{float(lo):.6f}" for lo, la in cl)
+    manifest = f"""<?xml version="1.0" encoding="UTF-8"?>
+<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" xmlns:safe="http://www.esa.int/safe/sentinel-1.0"
+  xmlns:s1="http://www.esa.int/safe/sentinel-1.0/sentinel-1" xmlns:gml="http://www.opengis.net/gml" version="esa/safe/sentinel-1.0/sentinel-1/sar/level-1/standard">
+  <metadataSection>
+    <metadataObject ID="processing"><metadataWrap><xmlData>
+      <safe:processing name="generation of a synthetic test product"><safe:facility name="dakd-edge">
+        <safe:software name="Sentinel-1 IPF" version="{ipf}"/></safe:facility></safe:processing>
+    </xmlData></metadataWrap></metadataObject>
+    <metadataObject ID="generalProductInformation"><metadataWrap><xmlData>
+      <s1sarl1:standAloneProductInformation xmlns:s1sarl1="http://www.esa.int/safe/sentinel-1.0/sentinel-1/sar/level-1">
+        <s1sarl1:productClass>S</s1sarl1:productClass>
+        <s1sarl1:productClassDescription>SAR Standard L1 Product</s1sarl1:productClassDescription>
+        <s1sarl1:transmitterReceiverPolarisation>{pols[0]}</s1sarl1:transmitterReceiverPolarisation>
+        <s1sarl1:productType>{product_type}</s1sarl1:productType>
+      </s1sarl1:standAloneProductInformation>
+    </xmlData></metadataWrap></metadataObject>
+    <metadataObject ID="measurementOrbitReference"><metadataWrap><xmlData>
+      <safe:orbitReference><safe:orbitNumber type="start">{orbit}</safe:orbitNumber>
+        <safe:extension><s1:orbitProperties><s1:pass>{pass_dir.upper()}</s1:pass></s1:orbitProperties></safe:extension>
+      </safe:orbitReference>
+    </xmlData></metadataWrap></metadataObject>
+    <metadataObject ID="measurementFrameSet"><metadataWrap><xmlData>
+      <safe:frameSet><safe:frame><safe:footPrint srsName="http://www.opengis.net/gml/srs/epsg.xml#4326">
+        <gml:coordinates>{coords}</gml:coordinates></safe:footPrint></safe:frame></safe:frameSet>
+    </xmlData></metadataWrap></metadataObject>
+  </metadataSection>
+</xfdu:XFDU>
+"""
+    (root / "manifest.safe").write_text(manifest)
+    return root
+
+
+def _shift_ints(text: str | None, delta: int) -> str:
+    return " ".join(str(int(v) - delta) for v in (text or "").split())
+
+
+def _crop_xml(src: Path, dst: Path, offset: tuple[int, int], shape: tuple[int, int]) -> None:
+    """Copy a SAFE's XML into ``dst`` cropped to lines oy..oy+h-1, pixels ox..ox+w-1 (consistently)."""
+    from dakd_edge.data.landmask import GCPGeoref
+
+    oy, ox = offset
+    h, w = shape
+    for f in sorted(src.rglob("*.xml")) + [src / "manifest.safe"]:
+        if not f.is_file():
+            continue
+        rel = f.relative_to(src)
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if f.name == "manifest.safe" or rel.parts[:2] == ("annotation", "rfi"):
+            shutil.copyfile(f, out)
+            continue
+        tree = ET.parse(f)
+        root = tree.getroot()
+        if root.tag == "product":
+            info = root.find("imageAnnotation/imageInformation")
+            if info is not None:
+                info.find("numberOfLines").text = str(h)  # type: ignore[union-attr]
+                info.find("numberOfSamples").text = str(w)  # type: ignore[union-attr]
+            glist = root.find("geolocationGrid/geolocationGridPointList")
+            if glist is not None:
+                grid = parse_geolocation_grid(root, str(f))
+                from rasterio.control import GroundControlPoint
+
+                geo = GCPGeoref([GroundControlPoint(row=r, col=c, x=x, y=y) for r, c, x, y in
+                                 zip(grid.lines, grid.pixels, grid.lon, grid.lat, strict=True)])  # fmt: skip
+                old = list(glist)
+                ol, op = grid.lines, grid.pixels
+                nl = np.unique(np.linspace(0, h - 1, min(10, h)).round().astype(np.int64))
+                npx = np.unique(np.linspace(0, w - 1, min(21, w)).round().astype(np.int64))
+                for e in old:
+                    glist.remove(e)
+                for li in nl:
+                    for pi in npx:
+                        k = int(np.argmin(np.abs(ol - (li + oy)) * 4 + np.abs(op - (pi + ox))))
+                        e = ET.fromstring(ET.tostring(old[k]))
+                        lon, lat = geo.lonlat(np.array([li + oy], float), np.array([pi + ox], float))
+                        e.find("line").text = str(int(li))  # type: ignore[union-attr]
+                        e.find("pixel").text = str(int(pi))  # type: ignore[union-attr]
+                        e.find("latitude").text = f"{float(lat[0]):.15e}"  # type: ignore[union-attr]
+                        e.find("longitude").text = f"{float(lon[0]):.15e}"  # type: ignore[union-attr]
+                        glist.append(e)
+                glist.set("count", str(len(nl) * len(npx)))
+        for lst in ("calibrationVectorList", "noiseRangeVectorList", "noiseVectorList"):
+            vl = root.find(lst)
+            if vl is None:
+                continue
+            vecs = list(vl)
+            lines = np.array([int(v.find("line").text) for v in vecs])  # type: ignore[union-attr]
+            lo = max(0, int(np.searchsorted(lines, oy, side="right")) - 1)
+            hi = min(len(vecs), int(np.searchsorted(lines, oy + h - 1, side="left")) + 1)
+            for i, v in enumerate(vecs):
+                if i < lo or i >= hi:
+                    vl.remove(v)
+                    continue
+                v.find("line").text = str(int(v.find("line").text) - oy)  # type: ignore[union-attr]
+                v.find("pixel").text = _shift_ints(v.find("pixel").text, ox)  # type: ignore[union-attr]
+            vl.set("count", str(hi - lo))
+        al = root.find("noiseAzimuthVectorList")
+        if al is not None:
+            kept = 0
+            for b in list(al):
+                fl, ll = int(b.find("firstAzimuthLine").text) - oy, int(b.find("lastAzimuthLine").text) - oy  # type: ignore[union-attr]
+                fs, ls = int(b.find("firstRangeSample").text) - ox, int(b.find("lastRangeSample").text) - ox  # type: ignore[union-attr]
+                if ll < 0 or fl > h - 1 or ls < 0 or fs > w - 1:
+                    al.remove(b)
+                    continue
+                b.find("firstAzimuthLine").text = str(max(fl, 0))  # type: ignore[union-attr]
+                b.find("lastAzimuthLine").text = str(min(ll, h - 1))  # type: ignore[union-attr]
+                b.find("firstRangeSample").text = str(max(fs, 0))  # type: ignore[union-attr]
+                b.find("lastRangeSample").text = str(min(ls, w - 1))  # type: ignore[union-attr]
+                b.find("line").text = _shift_ints(b.find("line").text, oy)  # type: ignore[union-attr]
+                kept += 1
+            al.set("count", str(kept))
+        tree.write(out, encoding="UTF-8", xml_declaration=True)
+
+
+@dataclass
+class SyntheticProduct:
+    """What :func:`build_synthetic_product` wrote; ``layout.render(y0, x0, h, w, "linear")`` gives the
+    true (VV) sigma0 of any window (the product's pixel grid is the layout's)."""
+
+    path: Path  # the .SAFE folder
+    shape: tuple[int, int]
+    pols: tuple[str, ...]
+    layout: object  # dakd_edge.data.synthetic.SceneLayout
+    cross_pol_db: float
+    nodata_cols: tuple[int, int]
+    zip_path: Path | None = None
+
+
+def _measurement_profile(h: int, w: int) -> dict:
+    return dict(driver="GTiff", height=h, width=w, count=1, dtype="uint16", tiled=False, BIGTIFF="IF_SAFER",
+                compress="zstd")
+
+
+def build_synthetic_product(
+    out_dir: str | os.PathLike,
+    source: str | os.PathLike | None = None,
+    shape: tuple[int, int] | None = None,
+    offset: tuple[int, int] = (0, 0),
+    seed: int = 0,
+    cfg=None,
+    pols: tuple[str, ...] | None = None,
+    cross_pol_db: float = -7.0,
+    nodata_cols: tuple[int, int] = (0, 0),
+    band_rows: int = 128,
+    make_zip: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **minimal: object,
+) -> SyntheticProduct:
+    """Write a SAFE product with synthetic pixels and real (or generated) metadata under ``out_dir``.
+
+    ``source``: a real SAFE folder whose XML is copied (cropped to ``shape`` at ``offset`` (line, pixel)
+    when given: numberOfLines/Samples, a regenerated 10 x 21 geolocation grid interpolated from the
+    original, calibration and noise vectors and azimuth blocks shifted and clipped); ``None`` writes a
+    small generated SAFE (:func:`write_minimal_safe`, ``shape`` default 1024 x 1536, ``**minimal`` passed
+    on). Each measurement TIFF (uint16, zstd strips like ESA's, with the grid as GCPs) holds a
+    :mod:`dakd_edge.data.synthetic` scene (``seed``, ``cfg``) of linear sigma0 converted through the
+    product's own LUTs: ``DN = round(sqrt(sigma0 * A^2 + noise))`` clipped to 1..65535 (cross-pol bands
+    ``cross_pol_db`` darker), written ``band_rows`` full rows at a time (memory: one band). DN = 0 in
+    the first/last ``nodata_cols`` columns mimics GRD no-data borders. ``make_zip`` also writes
+    ``<name>.zip`` beside it (:func:`zip_product`).
+    """
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from dakd_edge.data.synthetic import SceneConfig, build_layout
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        h, w = shape or (1024, 1536)
+        if offset != (0, 0):
+            raise InputError("offset applies to a cropped real product (source=...)")
+        safe = write_minimal_safe(out_dir, h, w, **minimal)  # type: ignore[arg-type]
+    else:
+        src = Path(source)
+        if not (src / "manifest.safe").is_file():
+            raise InputError(f"{src}: not a SAFE folder (no manifest.safe)")
+        safe = out_dir / src.name
+        if safe.resolve() == src.resolve():
+            raise InputError("out_dir must differ from the source product's folder")
+        ann = next(iter(sorted((src / "annotation").glob("s1*.xml"))), None)
+        if ann is None:
+            raise InputError(f"{src}: no annotation XML")
+        info = ET.parse(ann).getroot().find("imageAnnotation/imageInformation")
+        H, W = int(info.find("numberOfLines").text), int(info.find("numberOfSamples").text)  # type: ignore[union-attr]
+        h, w = shape or (H, W)
+        oy, ox = offset
+        if not (0 <= oy and 0 <= ox and oy + h <= H and ox + w <= W and h > 0 and w > 0):
+            raise InputError(f"crop {h} x {w} at {offset} does not fit the {H} x {W} product")
+        if (h, w) == (H, W):
+            for f in [*src.rglob("*.xml"), src / "manifest.safe"]:
+                if f.is_file():
+                    d = safe / f.relative_to(src)
+                    d.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f, d)
+        else:
+            _crop_xml(src, safe, (oy, ox), (h, w))
+        (safe / "measurement").mkdir(parents=True, exist_ok=True)
+    layout = build_layout(cfg or SceneConfig(), seed, h, w)
+    stems = sorted(p.name[:-4] for p in (safe / "annotation").glob("s1*.xml"))
+    avail = {(_FILE_RE.match(s + ".xml").group("pol").upper()): s for s in stems if _FILE_RE.match(s + ".xml")}  # type: ignore[union-attr]
+    pols = tuple(p.upper() for p in (pols or tuple(avail)))
+    missing = [p for p in pols if p not in avail]
+    if missing:
+        raise InputError(f"{safe.name}: no annotation for polarisation(s) {', '.join(missing)}")
+    total, done = h * len(pols), 0
+    for pol in pols:
+        stem = avail[pol]
+        tree = _DirTree(safe)
+        cal = parse_calibration(_parse_xml(tree, f"annotation/calibration/calibration-{stem}.xml", "calibration"))
+        noise = parse_noise(_parse_xml(tree, f"annotation/calibration/noise-{stem}.xml", "noise"))
+        grid = parse_geolocation_grid(_parse_xml(tree, f"annotation/{stem}.xml", "annotation"), stem)
+        from rasterio.control import GroundControlPoint
+        from rasterio.crs import CRS
+
+        gcps = [GroundControlPoint(row=float(a), col=float(b), x=float(c), y=float(d), z=float(e))
+                for a, b, c, d, e in zip(grid.lines, grid.pixels, grid.lon, grid.lat, np.nan_to_num(grid.height),
+                                         strict=True)]  # fmt: skip
+        factor = np.float32(1.0 if pol in ("VV", "HH") else 10.0 ** (cross_pol_db / 10.0))
+        path = safe / "measurement" / f"{stem}.tiff"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dst = rasterio.open(path, "w", **_measurement_profile(h, w))
+        with rasterio.Env(GDAL_CACHEMAX=64), dst:
+            dst.gcps = (gcps, CRS.from_epsg(4326))
+            for y0 in range(0, h, band_rows):
+                y1 = min(h, y0 + band_rows)
+                sig, _ = layout.render(y0, 0, y1 - y0, w, output="linear")
+                sig *= factor
+                a = cal.window(y0, y1, 0, w)
+                dn2 = sig * a * a + noise.window(y0, y1, 0, w)
+                dn = np.clip(np.rint(np.sqrt(dn2)), 1, 65535).astype(np.uint16)
+                if nodata_cols[0]:
+                    dn[:, : nodata_cols[0]] = 0
+                if nodata_cols[1]:
+                    dn[:, w - nodata_cols[1] :] = 0
+                dst.write(dn, 1, window=rasterio.windows.Window(0, y0, w, y1 - y0))
+                done += y1 - y0
+                if progress is not None:
+                    progress(done, total)
+    prod = SyntheticProduct(safe, (h, w), pols, layout, cross_pol_db, nodata_cols)
+    if make_zip:
+        prod.zip_path = zip_product(safe)
+    return prod
+
+
+def zip_product(safe: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
+    """Zip a SAFE folder the way ESA distributes it (``NAME.SAFE/...`` inside ``NAME.zip``); TIFFs are
+    stored (already compressed), XML deflated."""
+    safe = Path(safe)
+    zp = Path(zip_path) if zip_path is not None else safe.with_suffix(".zip")
+    tmp = zp.with_name(zp.name + ".part")
+    with zipfile.ZipFile(tmp, "w") as z:
+        for f in sorted(safe.rglob("*")):
+            if f.is_file():
+                arc = f"{safe.name}/{f.relative_to(safe).as_posix()}"
+                ctype = zipfile.ZIP_STORED if f.suffix.lower() in (".tif", ".tiff") else zipfile.ZIP_DEFLATED
+                z.write(f, arc, compress_type=ctype)
+    os.replace(tmp, zp)
+    return zp

@@ -1,0 +1,661 @@
+"""Land masks for windows of a scene: offline GLOBE coastline or a user's vector / raster, coast buffer.
+
+A scene is georeferenced either by ground control points (Sentinel-1 GRD: the annotation's geolocation
+grid, EPSG:4326) or by a CRS + affine transform (plain GeoTIFFs): :func:`make_georef` turns either into
+a :class:`Georef` that maps pixel indices (row, col; the centre of pixel (i, j) is (i, j)) to lon/lat and
+back. :class:`LandMasker` then answers ``mask(y0, y1, x0, x1) -> bool (h, w)`` (True = land or within
+``coast_buffer`` metres of land) window by window, with memory bounded by the window:
+
+- the source is evaluated on a coarse grid of pixel indices around the window (``step_m``, default
+  200 m; the GLOBE source has 1 km cells, so nothing is lost), extended by the buffer so that land just
+  outside the window still buffers into it, dilated by an ellipse of ``coast_buffer`` metres in pixel
+  units (GRD pixels are metric: ground range x azimuth) and upsampled to the window by nearest
+  neighbour. The buffer edge is therefore accurate to about one coarse step (+-100 m by default).
+- a user vector (``land_mask=FILE``: GeoJSON natively, any other OGR format through ``pyogrio`` when it
+  is installed) is transformed once into pixel coordinates and rasterised exactly at full resolution per
+  window (``rasterio.features.rasterize``), ORed with the coarse buffered layer.
+- a user raster (any GDAL raster with a CRS: non-zero = land, nodata = sea) is sampled at the window's
+  lon/lat (nearest neighbour) on a grid as fine as its own cells (at most full resolution).
+
+Sources: ``"globe"`` is the 30 arc-second GLOBE land/sea grid shipped in the ``global-land-mask``
+package (offline). That package loads its whole 21600 x 43200 grid (930 MB) at import, so we never
+import it: we stream-decompress only the latitude rows a scene needs from its ``.npz`` (about 10 MB per
+2 degrees of latitude, 0.2-3 s once per process and latitude band) and index it exactly as
+``global_land_mask.is_land`` does. GLOBE counts most lakes as land.
+
+Antimeridian: GCP longitudes that span more than 180 degrees are unwrapped to [0, 360) before
+interpolation, and wrapped back to [-180, 180) for look-ups; vectors are unwrapped the same way.
+numpy + rasterio + pyproj (torch-free).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dakd_edge.errors import InputError
+
+EARTH_M_PER_DEG = 111_320.0
+DEFAULT_COAST_BUFFER_M = 1000.0
+DEFAULT_STEP_M = 200.0
+
+__all__ = [
+    "AffineGeoref",
+    "GCPGeoref",
+    "Georef",
+    "GlobeLandSource",
+    "LandMasker",
+    "land_mask",
+    "make_georef",
+]
+
+
+# ---- georeferences -----------------------------------------------------------------------------
+class Georef:
+    """Pixel indices <-> WGS84. ``pixel_size_m`` is (row, col) metres (approximate for degrees)."""
+
+    pixel_size_m: tuple[float, float]
+    wrapped: bool = False  # longitudes were unwrapped to [0, 360) (antimeridian scene)
+
+    def lonlat(self, rows: np.ndarray, cols: np.ndarray, wrap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """lon, lat (degrees) of pixel indices (any broadcastable shapes). ``wrap``: lon in [-180, 180)."""
+        raise NotImplementedError
+
+    def rowcol(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional pixel indices (row, col) of lon/lat (lon unwrapped like the scene when ``wrapped``)."""
+        raise NotImplementedError
+
+    def unwrap_lon(self, lon: np.ndarray) -> np.ndarray:
+        lon = np.asarray(lon, dtype=np.float64)
+        return np.where(lon < 0, lon + 360.0, lon) if self.wrapped else lon
+
+
+def _wrap(lon: np.ndarray) -> np.ndarray:
+    return (np.asarray(lon) + 180.0) % 360.0 - 180.0
+
+
+class GCPGeoref(Georef):
+    """Georeference by GCPs (EPSG:4326), e.g. a GRD geolocation grid.
+
+    GCP ``row``/``col`` are taken as pixel indices (annotation line/pixel; GDAL's SAFE driver stores them
+    the same way). A regular grid of GCPs (all GRD products) is interpolated bilinearly, extrapolated
+    linearly past its border; the inverse is Newton's method on that same bilinear map, so forward and
+    inverse agree to 1e-6 px. Irregular GCP sets fall back to GDAL's thin-plate-spline transformer.
+    """
+
+    def __init__(self, gcps: Sequence, pixel_size_m: tuple[float, float] | None = None) -> None:
+        if len(gcps) < 3:
+            raise InputError(f"need at least 3 GCPs to georeference a window, got {len(gcps)}")
+        rows = np.array([g.row for g in gcps], dtype=np.float64)
+        cols = np.array([g.col for g in gcps], dtype=np.float64)
+        lon = np.array([g.x for g in gcps], dtype=np.float64)
+        lat = np.array([g.y for g in gcps], dtype=np.float64)
+        if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 360):
+            raise InputError("GCPs are not in degrees of longitude/latitude (EPSG:4326 expected)")
+        lon = _wrap(lon)
+        self.wrapped = bool(lon.max() - lon.min() > 180.0)
+        lon = self.unwrap_lon(lon)
+        self._gcps = (rows, cols, lon, lat)
+        ur, uc = np.unique(rows), np.unique(cols)
+        self.grid = None
+        if len(ur) >= 2 and len(uc) >= 2 and len(ur) * len(uc) == len(rows):
+            ir, ic = np.searchsorted(ur, rows), np.searchsorted(uc, cols)
+            LON = np.full((len(ur), len(uc)), np.nan)
+            LAT = np.full((len(ur), len(uc)), np.nan)
+            LON[ir, ic], LAT[ir, ic] = lon, lat
+            if np.isfinite(LON).all():
+                self.grid = (ur, uc, LON, LAT)
+        self._tps = None
+        if self.grid is None:
+            from rasterio.control import GroundControlPoint
+            from rasterio.transform import GCPTransformer
+
+            g2 = [GroundControlPoint(row=r, col=c, x=x, y=y) for r, c, x, y in zip(rows, cols, lon, lat, strict=True)]
+            self._tps = GCPTransformer(g2, tps=True)
+        # Affine least-squares fit lon/lat -> row/col: the inverse's first guess.
+        A = np.c_[lon, lat, np.ones_like(lon)]
+        self._inv_fit = np.linalg.lstsq(A, np.c_[rows, cols], rcond=None)[0]
+        if pixel_size_m is None:
+            pixel_size_m = self._estimate_pixel_size()
+        self.pixel_size_m = (float(pixel_size_m[0]), float(pixel_size_m[1]))
+
+    def _estimate_pixel_size(self) -> tuple[float, float]:
+        rows, cols, _, _ = self._gcps
+        r0, r1 = float(rows.min()), float(rows.max())
+        c0, c1 = float(cols.min()), float(cols.max())
+        rm, cm = (r0 + r1) / 2, (c0 + c1) / 2
+
+        def dist(ra: float, ca: float, rb: float, cb: float) -> float:
+            lo, la = self.lonlat(np.array([ra, rb]), np.array([ca, cb]), wrap=False)
+            k = math.cos(math.radians(float(la.mean())))
+            return math.hypot((lo[1] - lo[0]) * k, la[1] - la[0]) * EARTH_M_PER_DEG
+
+        dy = dist(r0, cm, r1, cm) / max(r1 - r0, 1.0)
+        dx = dist(rm, c0, rm, c1) / max(c1 - c0, 1.0)
+        return (dy if r1 > r0 else dx), (dx if c1 > c0 else dy)
+
+    def _bilinear(self, rows: np.ndarray, cols: np.ndarray):
+        ur, uc, LON, LAT = self.grid  # type: ignore[misc]
+        i = np.clip(np.searchsorted(ur, rows, side="right") - 1, 0, len(ur) - 2)
+        j = np.clip(np.searchsorted(uc, cols, side="right") - 1, 0, len(uc) - 2)
+        t = (rows - ur[i]) / (ur[i + 1] - ur[i])
+        u = (cols - uc[j]) / (uc[j + 1] - uc[j])
+        out = []
+        for V in (LON, LAT):
+            a = V[i, j] + (V[i, j + 1] - V[i, j]) * u
+            b = V[i + 1, j] + (V[i + 1, j + 1] - V[i + 1, j]) * u
+            out.append(a + (b - a) * t)
+        return out[0], out[1]
+
+    def lonlat(self, rows, cols, wrap: bool = True):
+        rows, cols = np.broadcast_arrays(np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64))
+        if self.grid is not None:
+            lon, lat = self._bilinear(rows, cols)
+        else:
+            xs, ys = self._tps.xy(rows.ravel(), cols.ravel(), offset="ul")  # type: ignore[union-attr]
+            lon, lat = np.asarray(xs).reshape(rows.shape), np.asarray(ys).reshape(rows.shape)
+        return (_wrap(lon) if wrap else lon), lat
+
+    def rowcol(self, lon, lat):
+        lon, lat = np.broadcast_arrays(self.unwrap_lon(lon), np.asarray(lat, dtype=np.float64))
+        if self.grid is None:
+            r, c = self._tps.rowcol(lon.ravel(), lat.ravel(), op=lambda v: v)  # type: ignore[union-attr]
+            return np.asarray(r, dtype=np.float64).reshape(lon.shape), np.asarray(c, dtype=np.float64).reshape(lon.shape)
+        rc = np.c_[lon.ravel(), lat.ravel(), np.ones(lon.size)] @ self._inv_fit
+        r, c = rc[:, 0].copy(), rc[:, 1].copy()
+        lo_t, la_t = lon.ravel(), lat.ravel()
+        h = 1.0
+        for _ in range(8):
+            x0, y0 = self._bilinear(r, c)
+            xr, yr = self._bilinear(r + h, c)
+            xc, yc = self._bilinear(r, c + h)
+            a, b, cc, d = (xr - x0) / h, (xc - x0) / h, (yr - y0) / h, (yc - y0) / h
+            det = a * d - b * cc
+            ex, ey = lo_t - x0, la_t - y0
+            dr = (d * ex - b * ey) / det
+            dc = (a * ey - cc * ex) / det
+            r += dr
+            c += dc
+            if np.nanmax(np.abs(dr) + np.abs(dc), initial=0.0) < 1e-7:
+                break
+        return r.reshape(lon.shape), c.reshape(lon.shape)
+
+
+class AffineGeoref(Georef):
+    """Georeference by CRS + affine transform (pixel (i, j) centre = transform * (j + 0.5, i + 0.5))."""
+
+    def __init__(self, crs, transform) -> None:
+        from pyproj import CRS as PCRS
+        from pyproj import Transformer
+
+        if crs is None:
+            raise InputError("a land mask needs a georeferenced scene (CRS + transform, or GCPs)")
+        self.crs = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        self.transform = transform
+        self._fwd = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
+        self._inv = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
+        px = math.hypot(transform.a, transform.d)
+        py = math.hypot(transform.b, transform.e)
+        if self.crs.is_geographic:
+            _, lat = self.lonlat(np.array([0.0]), np.array([0.0]))
+            k = EARTH_M_PER_DEG
+            self.pixel_size_m = (py * k, px * k * max(math.cos(math.radians(float(lat[0]))), 0.01))
+        else:
+            f = self.crs.axis_info[0].unit_conversion_factor if self.crs.axis_info else 1.0
+            self.pixel_size_m = (py * f, px * f)
+        self.wrapped = False
+
+    def lonlat(self, rows, cols, wrap: bool = True):
+        rows, cols = np.broadcast_arrays(np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64))
+        T = self.transform
+        x = T.a * (cols + 0.5) + T.b * (rows + 0.5) + T.c
+        y = T.d * (cols + 0.5) + T.e * (rows + 0.5) + T.f
+        lon, lat = self._fwd.transform(x, y)
+        lon = np.asarray(lon, dtype=np.float64)
+        return (_wrap(lon) if wrap else lon), np.asarray(lat, dtype=np.float64)
+
+    def rowcol(self, lon, lat):
+        x, y = self._inv.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        inv = ~self.transform
+        x, y = np.asarray(x), np.asarray(y)
+        c = inv.a * x + inv.b * y + inv.c - 0.5
+        r = inv.d * x + inv.e * y + inv.f - 0.5
+        return r, c
+
+
+def make_georef(gcps: Sequence | None = None, crs=None, transform=None,
+                pixel_size_m: tuple[float, float] | None = None) -> Georef:  # fmt: skip
+    """A :class:`Georef` from GCPs (EPSG:4326; ``crs`` of the GCPs must be geographic WGS84 if given) or
+    from ``crs`` + ``transform``."""
+    if gcps:
+        if crs is not None:
+            from pyproj import CRS as PCRS
+
+            c = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+            if not c.is_geographic:
+                raise InputError(f"GCPs in {c.name} are not supported for land masking (EPSG:4326 expected)")
+        return GCPGeoref(gcps, pixel_size_m)
+    if crs is None or transform is None:
+        raise InputError("a land mask needs a georeferenced scene (CRS + transform, or GCPs)")
+    return AffineGeoref(crs, transform)
+
+
+# ---- sources -----------------------------------------------------------------------------------
+_GLOBE_LOCK = threading.Lock()
+_GLOBE_CACHE: dict[str, object] = {}
+
+
+class GlobeLandSource:
+    """The ``global-land-mask`` GLOBE grid (30", ~1 km), loaded by latitude band without its 930 MB."""
+
+    N_LAT, N_LON = 21600, 43200
+
+    def __init__(self, npz_path: str | os.PathLike | None = None) -> None:
+        if npz_path is None:
+            npz_path = self.package_file()
+        self.path = Path(npz_path)
+        self.res = 180.0 / self.N_LAT  # degrees per cell
+        self.rows: tuple[int, int] | None = None
+        self.band: np.ndarray | None = None  # (rows, 43200) bool, True = ocean (as in the package)
+
+    @staticmethod
+    def package_file() -> Path:
+        import importlib.util
+
+        spec = importlib.util.find_spec("global_land_mask")
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError("the land mask needs the 'global-land-mask' package (pip install global-land-mask), "
+                             "or pass --land-mask FILE / --no-land-mask")  # fmt: skip
+        p = Path(list(spec.submodule_search_locations)[0]) / "globe_combined_mask_compressed.npz"
+        if not p.is_file():
+            raise InputError(f"global-land-mask is installed but {p.name} is missing; reinstall it")
+        return p
+
+    def _row_index(self, lat: np.ndarray) -> np.ndarray:
+        # global_land_mask.lat_to_index: int((lat - 90) / (-res)) after clipping to the grid's range.
+        lat = np.clip(lat, -90.0 + self.res, 90.0)
+        return np.minimum(((90.0 - lat) / self.res).astype(np.int64), self.N_LAT - 1)
+
+    def _col_index(self, lon: np.ndarray) -> np.ndarray:
+        lon = _wrap(lon)
+        return np.minimum(((lon + 180.0) / self.res).astype(np.int64), self.N_LON - 1)
+
+    def load_rows(self, r0: int, r1: int) -> None:
+        """Make rows r0..r1-1 available (stream-decompressed from the npz; cached per process)."""
+        if self.rows is not None and self.rows[0] <= r0 and r1 <= self.rows[1]:
+            return
+        key = str(self.path)
+        with _GLOBE_LOCK:
+            cached = _GLOBE_CACHE.get(key)
+            if cached is not None and cached[0] <= r0 and r1 <= cached[1]:  # type: ignore[index]
+                self.rows, self.band = (cached[0], cached[1]), cached[2]  # type: ignore[index]
+                return
+            r0, r1 = max(0, r0 - 60), min(self.N_LAT, r1 + 60)  # half a degree of slack
+            try:
+                with zipfile.ZipFile(self.path) as z, z.open("mask.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
+                    shape, fortran, dtype = reader(f)
+                    if tuple(shape) != (self.N_LAT, self.N_LON) or fortran or dtype != np.bool_:
+                        raise InputError(f"{self.path}: unexpected GLOBE mask layout {shape} {dtype}")
+                    f.seek(f.tell() + r0 * self.N_LON)
+                    buf = f.read((r1 - r0) * self.N_LON)
+            except (OSError, KeyError, zipfile.BadZipFile, ValueError) as e:
+                raise InputError(f"{self.path}: cannot read the GLOBE land mask ({e})") from None
+            band = np.frombuffer(buf, dtype=np.bool_).reshape(r1 - r0, self.N_LON)
+            _GLOBE_CACHE[key] = (r0, r1, band)
+            self.rows, self.band = (r0, r1), band
+
+    def is_land(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        lat = np.asarray(lat, dtype=np.float64)
+        ri = self._row_index(lat)
+        self.load_rows(int(ri.min()), int(ri.max()) + 1)
+        assert self.rows is not None and self.band is not None
+        return ~self.band[ri - self.rows[0], self._col_index(np.asarray(lon, dtype=np.float64))]
+
+
+def _ring_coords(geom: dict) -> list[list[list[tuple[float, float]]]]:
+    """Polygons (list of rings) of a GeoJSON geometry (Polygon, MultiPolygon, GeometryCollection)."""
+    t = geom.get("type")
+    if t == "Polygon":
+        return [geom["coordinates"]]
+    if t == "MultiPolygon":
+        return list(geom["coordinates"])
+    if t == "GeometryCollection":
+        return [p for g in geom.get("geometries", []) for p in _ring_coords(g)]
+    return []
+
+
+def _wkb_polygons(wkb: bytes) -> list:
+    """Polygons of a (Multi)Polygon WKB / ISO WKB / EWKB geometry, as lists of (x, y) rings."""
+    import struct
+
+    out: list = []
+
+    def geom(off: int) -> int:
+        bo = "<" if wkb[off] == 1 else ">"
+        (t,) = struct.unpack_from(bo + "I", wkb, off + 1)
+        off += 5
+        if t & 0x20000000:  # EWKB SRID
+            off += 4
+        code = t & 0x0FFFFFFF
+        dim, base = code // 1000, code % 1000
+        has_z = bool(t & 0x80000000) or dim in (1, 3)
+        has_m = bool(t & 0x40000000) or dim in (2, 3)
+        nd = 2 + int(has_z) + int(has_m)
+        if base == 3:
+            (nr,) = struct.unpack_from(bo + "I", wkb, off)
+            off += 4
+            rings = []
+            for _ in range(nr):
+                (npt,) = struct.unpack_from(bo + "I", wkb, off)
+                off += 4
+                a = np.frombuffer(wkb, dtype=np.dtype(float).newbyteorder(bo), count=npt * nd, offset=off)
+                rings.append(a.reshape(npt, nd)[:, :2].astype(np.float64))
+                off += 8 * npt * nd
+            out.append(rings)
+            return off
+        if base in (6, 7):
+            (n,) = struct.unpack_from(bo + "I", wkb, off)
+            off += 4
+            for _ in range(n):
+                off = geom(off)
+            return off
+        raise InputError(f"land mask vector: geometry type {base} is not a polygon")
+
+    geom(0)
+    return out
+
+
+def _clip_ring(ring: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Sutherland-Hodgman clip of a closed or open ring (N, 2) to a box (x0, y0, x1, y1)."""
+    p = ring
+    for axis, val, keep_ge in ((0, box[0], True), (0, box[2], False), (1, box[1], True), (1, box[3], False)):
+        if len(p) == 0:
+            break
+        inside = p[:, axis] >= val if keep_ge else p[:, axis] <= val
+        if inside.all():
+            continue
+        q = np.roll(p, -1, axis=0)
+        in_next = np.roll(inside, -1)
+        d = q[:, axis] - p[:, axis]
+        t = np.divide(val - p[:, axis], d, out=np.zeros_like(d), where=d != 0)
+        x = p + (q - p) * t[:, None]
+        x[:, axis] = val
+        emit = np.stack([p, x], axis=1)  # (n, 2, 2): the vertex, then the crossing point
+        ok = np.stack([inside, inside != in_next], axis=1)
+        p = emit[ok]
+    return p
+
+
+def _read_vector(path: Path) -> tuple[list, object | None]:
+    """(list of polygons as lists of (N, 2) float rings, CRS or None = WGS84)."""
+    if path.suffix.lower() in (".geojson", ".json"):
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: cannot read the land-mask GeoJSON ({e})") from None
+        feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
+        polys = []
+        for f in feats or []:
+            g = f.get("geometry") if f.get("type") == "Feature" else f
+            for p in _ring_coords(g or {}):
+                polys.append([np.asarray(r, dtype=np.float64)[:, :2] for r in p if len(r) >= 3])
+        crs = (d.get("crs") or {}).get("properties", {}).get("name")
+        return polys, crs
+    try:
+        import pyogrio
+    except ImportError:
+        raise InputError(f"{path}: reading {path.suffix or 'this'} land-mask vectors needs pyogrio "
+                         "(pip install pyogrio); GeoJSON and rasters work without it") from None  # fmt: skip
+    try:
+        meta, _, geoms, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
+    except Exception as e:  # pyogrio raises its own DataSourceError etc.
+        raise InputError(f"{path}: cannot read the land-mask vector ({e})") from None
+    polys = []
+    for wkb in geoms:
+        if wkb is not None:
+            polys += _wkb_polygons(bytes(wkb))
+    return polys, meta.get("crs")
+
+
+class VectorLandSource:
+    """Polygons (land) from a vector file, in the scene's pixel coordinates."""
+
+    def __init__(self, path: str | os.PathLike, georef: Georef, height: int, width: int, margin_px: float) -> None:
+        self.path = Path(path)
+        polys, crs = _read_vector(self.path)
+        to_wgs84 = None
+        if crs is not None:
+            from pyproj import CRS as PCRS
+            from pyproj import Transformer
+
+            c = PCRS.from_user_input(crs)
+            if not c.equals(PCRS.from_epsg(4326), ignore_axis_order=True) and c.to_epsg() != 4326 and "CRS84" not in str(crs):
+                to_wgs84 = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
+        # The scene's lon/lat box (+ margin) to drop far-away polygons before transforming them.
+        n = 16
+        rr, cc = np.meshgrid(np.linspace(-margin_px, height - 1 + margin_px, n),
+                             np.linspace(-margin_px, width - 1 + margin_px, n), indexing="ij")  # fmt: skip
+        blon, blat = georef.lonlat(rr, cc, wrap=False)
+        pad = 0.01  # degrees (~1 km) beyond the margin
+        box = (blon.min() - pad, blat.min() - pad, blon.max() + pad, blat.max() + pad)
+        self.shapes: list[dict] = []
+        self.bboxes: list[tuple[float, float, float, float]] = []  # (r0, c0, r1, c1)
+        for poly in polys:
+            rings = []
+            for ring in poly:
+                if to_wgs84 is not None:
+                    x, y = to_wgs84.transform(ring[:, 0], ring[:, 1])
+                    ring = np.c_[x, y]
+                lon = georef.unwrap_lon(_wrap(ring[:, 0])) if georef.wrapped else ring[:, 0]
+                rings.append((lon, ring[:, 1]))
+            lon0, lon1 = rings[0][0].min(), rings[0][0].max()
+            lat0, lat1 = rings[0][1].min(), rings[0][1].max()
+            if lon1 < box[0] or lon0 > box[2] or lat1 < box[1] or lat0 > box[3]:
+                continue
+            px_rings = []
+            for lon, lat in rings:
+                # Clip to the scene box first: the GCP map is only trusted near the scene.
+                xy = _clip_ring(np.c_[lon, lat], box)
+                if len(xy) < 3:
+                    continue
+                r, c = georef.rowcol(xy[:, 0], xy[:, 1])
+                px_rings.append(np.c_[c + 0.5, r + 0.5].tolist())  # x, y in "index + 0.5" space
+            if not px_rings:
+                continue
+            a = np.asarray(px_rings[0])
+            self.shapes.append({"type": "Polygon", "coordinates": px_rings})
+            self.bboxes.append((a[:, 1].min(), a[:, 0].min(), a[:, 1].max(), a[:, 0].max()))
+
+    def grid(self, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+        """Land at the pixel indices of a regular grid (gy, gx: evenly spaced)."""
+        from rasterio.features import rasterize
+        from rasterio.transform import Affine
+
+        sy = float(gy[1] - gy[0]) if len(gy) > 1 else 1.0
+        sx = float(gx[1] - gx[0]) if len(gx) > 1 else 1.0
+        r0, r1 = gy[0] - sy, gy[-1] + sy
+        c0, c1 = gx[0] - sx, gx[-1] + sx
+        shapes = [s for s, b in zip(self.shapes, self.bboxes, strict=True)
+                  if b[0] <= r1 and b[2] >= r0 and b[1] <= c1 and b[3] >= c0]  # fmt: skip
+        if not shapes:
+            return np.zeros((len(gy), len(gx)), dtype=bool)
+        T = Affine(sx, 0.0, gx[0] + 0.5 - sx / 2, 0.0, sy, gy[0] + 0.5 - sy / 2)
+        out = rasterize(((s, 1) for s in shapes), out_shape=(len(gy), len(gx)), transform=T, dtype="uint8")
+        return out.astype(bool)
+
+
+class RasterLandSource:
+    """A raster mask with a CRS: non-zero = land, nodata / outside = sea. Sampled at lon/lat points."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import rasterio
+        from pyproj import Transformer
+        from rasterio.errors import RasterioError
+
+        self.path = Path(path)
+        try:
+            self.ds = rasterio.open(self.path)
+        except RasterioError as e:
+            raise InputError(f"{self.path}: cannot read the land mask ({e})") from None
+        if self.ds.crs is None:
+            raise InputError(f"{self.path}: the land-mask raster has no CRS")
+        self._to = Transformer.from_crs("EPSG:4326", self.ds.crs.to_wkt(), always_xy=True)
+        T = self.ds.transform
+        self.res_deg_or_m = min(abs(T.a) or 1.0, abs(T.e) or 1.0)
+        self.geographic = self.ds.crs.is_geographic
+
+    @property
+    def res_m(self) -> float:
+        return self.res_deg_or_m * (EARTH_M_PER_DEG if self.geographic else 1.0)
+
+    def is_land(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        from rasterio.windows import Window
+
+        x, y = self._to.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        inv = ~self.ds.transform
+        c = np.floor(inv.a * np.asarray(x) + inv.b * np.asarray(y) + inv.c).astype(np.int64)
+        r = np.floor(inv.d * np.asarray(x) + inv.e * np.asarray(y) + inv.f).astype(np.int64)
+        inside = (r >= 0) & (r < self.ds.height) & (c >= 0) & (c < self.ds.width)
+        out = np.zeros(np.shape(lon), dtype=bool)
+        if not inside.any():
+            return out
+        r0, r1 = int(r[inside].min()), int(r[inside].max()) + 1
+        c0, c1 = int(c[inside].min()), int(c[inside].max()) + 1
+        a = self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        vals = a.filled(0)[r[inside] - r0, c[inside] - c0]
+        out[inside] = vals != 0
+        return out
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+# ---- the masker --------------------------------------------------------------------------------
+def _dilate(mask: np.ndarray, ry: float, rx: float) -> np.ndarray:
+    """Binary dilation by an ellipse of radii (ry, rx) cells (ORing shifted copies; small radii)."""
+    if ry < 0.5 and rx < 0.5:
+        return mask
+    iy, ix = int(math.floor(ry)), int(math.floor(rx))
+    h, w = mask.shape
+    out = mask.copy()
+    for dy in range(-iy, iy + 1):
+        for dx in range(-ix, ix + 1):
+            if (dy == 0 and dx == 0) or (dy / max(ry, 1e-9)) ** 2 + (dx / max(rx, 1e-9)) ** 2 > 1.0:
+                continue
+            ya, yb = max(0, dy), min(h, h + dy)
+            xa, xb = max(0, dx), min(w, w + dx)
+            if ya < yb and xa < xb:
+                out[ya:yb, xa:xb] |= mask[ya - dy : yb - dy, xa - dx : xb - dx]
+    return out
+
+
+class LandMasker:
+    """Land (+ coast buffer) for windows of one scene. See the module docstring.
+
+    Args:
+        georef: :class:`Georef` of the scene (:func:`make_georef`).
+        height, width: scene size in pixels.
+        source: ``"globe"`` (default: the offline GLOBE grid) or a path to a vector / raster land mask.
+        coast_buffer: metres of sea next to land that are masked too (0 = none).
+        step_m: coarse grid spacing (metres) for the GLOBE source and the buffer.
+    """
+
+    def __init__(self, georef: Georef, height: int, width: int, source: str | os.PathLike = "globe",
+                 coast_buffer: float = DEFAULT_COAST_BUFFER_M, step_m: float = DEFAULT_STEP_M) -> None:  # fmt: skip
+        if coast_buffer < 0:
+            raise InputError(f"coast buffer must be >= 0 metres, got {coast_buffer}")
+        self.georef = georef
+        self.height, self.width = int(height), int(width)
+        self.coast_buffer = float(coast_buffer)
+        py, px = georef.pixel_size_m
+        if not (py > 0 and px > 0):
+            raise InputError(f"cannot mask land: pixel size {py} x {px} m")
+        self.pixel_m = (py, px)
+        self.step = max(1, int(round(step_m / min(py, px))))  # coarse grid step, pixels
+        self.margin = (int(math.ceil(self.coast_buffer / py)) + self.step,
+                       int(math.ceil(self.coast_buffer / px)) + self.step)  # fmt: skip
+        self.vector: VectorLandSource | None = None
+        self.point_source: GlobeLandSource | RasterLandSource
+        self.fine_step = self.step
+        if str(source) == "globe":
+            self.point_source = GlobeLandSource()
+            # One load for the whole scene's latitudes (+ margin), not one per window.
+            n = 16
+            rr, cc = np.meshgrid(np.linspace(-self.margin[0], self.height - 1 + self.margin[0], n),
+                                 np.linspace(-self.margin[1], self.width - 1 + self.margin[1], n), indexing="ij")  # fmt: skip
+            _, lat = georef.lonlat(rr, cc)
+            ri = self.point_source._row_index(lat)
+            self.point_source.load_rows(int(ri.min()), int(ri.max()) + 1)
+        else:
+            p = Path(source)
+            if not p.exists():
+                raise InputError(f"{p}: land mask file not found")
+            if p.suffix.lower() in (".geojson", ".json", ".shp", ".gpkg", ".fgb", ".kml", ".gml", ".sqlite"):
+                self.vector = VectorLandSource(p, georef, self.height, self.width, max(self.margin))
+            else:
+                rs = RasterLandSource(p)
+                self.point_source = rs
+                self.fine_step = max(1, min(self.step, int(round(rs.res_m / 2 / min(py, px)))))
+        self.name = str(source)
+
+    def _grid(self, y0: int, y1: int, x0: int, x1: int, step: int, margin: tuple[int, int]):
+        gy = np.arange(y0 - margin[0], y1 + margin[0] + step, step, dtype=np.float64)
+        gx = np.arange(x0 - margin[1], x1 + margin[1] + step, step, dtype=np.float64)
+        return gy, gx
+
+    def _eval(self, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+        if self.vector is not None:
+            return self.vector.grid(gy, gx)
+        lon, lat = self.georef.lonlat(gy[:, None], gx[None, :])
+        return self.point_source.is_land(lon, lat)
+
+    @staticmethod
+    def _upsample(coarse: np.ndarray, gy: np.ndarray, gx: np.ndarray, y0: int, y1: int, x0: int, x1: int):
+        sy = gy[1] - gy[0] if len(gy) > 1 else 1.0
+        sx = gx[1] - gx[0] if len(gx) > 1 else 1.0
+        iy = np.clip(np.rint((np.arange(y0, y1) - gy[0]) / sy).astype(np.int64), 0, len(gy) - 1)
+        ix = np.clip(np.rint((np.arange(x0, x1) - gx[0]) / sx).astype(np.int64), 0, len(gx) - 1)
+        return coarse[iy[:, None], ix[None, :]]
+
+    def mask(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """bool (y1 - y0, x1 - x0): True where land or within ``coast_buffer`` of land."""
+        if not (y0 < y1 and x0 < x1):
+            raise InputError(f"empty window rows {y0}:{y1}, cols {x0}:{x1}")
+        s = self.step
+        out = None
+        if self.coast_buffer > 0:
+            gy, gx = self._grid(y0, y1, x0, x1, s, self.margin)
+            coarse = _dilate(self._eval(gy, gx), self.coast_buffer / (s * self.pixel_m[0]),
+                             self.coast_buffer / (s * self.pixel_m[1]))  # fmt: skip
+            out = self._upsample(coarse, gy, gx, y0, y1, x0, x1)
+        if self.vector is not None:
+            exact = self.vector.grid(np.arange(y0, y1, dtype=np.float64), np.arange(x0, x1, dtype=np.float64))
+        elif out is None or self.fine_step < s:
+            fs = self.fine_step
+            gy, gx = self._grid(y0, y1, x0, x1, fs, (fs, fs))
+            exact = self._upsample(self._eval(gy, gx), gy, gx, y0, y1, x0, x1)
+        else:
+            return out
+        return exact if out is None else (out | exact)
+
+    def fraction(self, y0: int, y1: int, x0: int, x1: int) -> float:
+        return float(self.mask(y0, y1, x0, x1).mean())
+
+
+def land_mask(y0: int, y1: int, x0: int, x1: int, *, gcps: Sequence | None = None, crs=None, transform=None,
+              height: int | None = None, width: int | None = None, source: str | os.PathLike = "globe",
+              coast_buffer: float = DEFAULT_COAST_BUFFER_M,
+              pixel_size_m: tuple[float, float] | None = None) -> np.ndarray:  # fmt: skip
+    """One-shot: bool land mask of a window (see :class:`LandMasker`; reuse one for many windows)."""
+    g = make_georef(gcps, crs, transform, pixel_size_m)
+    return LandMasker(g, height or y1, width or x1, source, coast_buffer).mask(y0, y1, x0, x1)
