@@ -1,0 +1,86 @@
+"""benchmarks/mosaic.py on tiny SOS/OSD-layout folders with a numpy model (fast, no torch model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dakd_edge.inference.predictor import Predictor
+from tests.inference.fake import FakeBackend, blob_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_mosaic", ROOT / "benchmarks" / "mosaic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _sos(root: Path, n: int = 5, size: int = 32) -> Path:
+    for sensor in ("palsar",):
+        sat, gt = root / "test" / sensor / "sat", root / "test" / sensor / "gt"
+        sat.mkdir(parents=True)
+        gt.mkdir(parents=True)
+        for i in range(n):
+            img = blob_scene(size, size, seed=i)
+            Image.fromarray(np.stack([img] * 3, -1)).save(sat / f"{i:03d}_sat.png")
+            mask = np.where(img < 100, 255, 0).astype(np.uint8)
+            Image.fromarray(np.stack([mask] * 3, -1)).save(gt / f"{i:03d}_mask.png")
+    return root
+
+
+def _osd(root: Path) -> Path:
+    images, labels = root / "test" / "images", root / "test" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    img = np.full((40, 60), 150, np.uint8)
+    lab = np.zeros((40, 60, 3), np.uint8)
+    img[:, 20:40] = 30  # dark: predicted oil by the fake model
+    lab[:, 20:30] = (0, 255, 255)  # oil
+    lab[:, 30:40] = (255, 0, 0)  # look-alike, also dark: all false alarms
+    lab[:, 40:50] = (255, 0, 0)  # look-alike, bright: none
+    Image.fromarray(np.stack([img] * 3, -1)).save(images / "img_0001.png")
+    Image.fromarray(lab).save(labels / "img_0001.png")
+    return root
+
+
+def _factory(radius: int):
+    return lambda tile, overlap: Predictor(FakeBackend(radius=radius, tile=tile), tile, overlap, batch=1)
+
+
+def test_pixelwise_model_scores_the_same_on_mosaics_and_false_alarms_are_counted(tmp_path: Path) -> None:
+    bench = _bench()
+    data, osd = _sos(tmp_path / "sos"), _osd(tmp_path / "osd")
+    tiles = [(32, 0), (48, 8)]
+    res = bench.run_model(_factory(0), data, "test", ["palsar"], tiles, mosaics=3, grid=2, seed=1, osd=osd)
+    r = res["sensors"]["palsar"]
+    assert r["patches"] == 5 and r["mosaic_size"] == [64, 64]
+    # A pixel-local model cannot tell a mosaic from its patches, at any tile: identical scores.
+    for key in ("32/0", "48/8"):
+        assert r["mosaic"][key]["miou"] == pytest.approx(r["per_patch"]["miou"], abs=1e-9)
+        assert r["mosaic"][key]["delta_miou"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.5 < r["per_patch_all"]["miou"] <= 1.0
+    fa = res["osd"]["32/0"]
+    assert fa["lookalike_false_alarm"] == pytest.approx(0.5)  # the dark half of the look-alike pixels
+    assert fa["open_sea_false_alarm"] == pytest.approx(0.0)
+    assert fa["oil_recall"] == pytest.approx(1.0)
+
+
+def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path) -> None:
+    bench = _bench()
+    lays = bench.mosaic_layouts(40, 5, 4, seed=0)
+    counts = np.bincount(np.concatenate(lays), minlength=40)
+    assert len(lays) == 5 and all(len(set(lay)) == 16 for lay in lays) and (counts == 2).all()
+    data = _sos(tmp_path / "sos")
+    res = bench.run_model(_factory(6), data, "test", ["palsar"], [(64, 0)], mosaics=2, grid=2, seed=0)
+    r = res["sensors"]["palsar"]
+    # A model with context (zero-padded box filter) sees neighbours in the mosaic: scores move.
+    assert r["mosaic"]["64/0"]["miou"] != pytest.approx(r["per_patch"]["miou"], abs=1e-6)
+    json.dumps(res)  # JSON-able
