@@ -44,6 +44,16 @@ class TrainConfig:
     fraction of batch slots filled with generated mosaics; ``synthetic``/``synthetic_ratio``: number of
     pre-generated synthetic patches and their share of the slots. ``val_fraction`` of the training
     images (at least one) are held out for validation, chosen with ``seed``.
+
+    Whole-scene robustness: ``real_mosaic`` is the probability that a slot of real data is a random
+    crop of a grid of several real images (:func:`grid_mosaic`, YOLOv4-style, so that one crop holds
+    unrelated sea states and patch borders at random places) instead of a crop of one image; crops
+    larger than the images are then always mosaics. The last
+    ``final_steps`` steps use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch``
+    slots (0: ``batch``). ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
+    of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
+    the mean of the per-image and the mosaic mIoU. ``init``: a model file (``.safetensors``) whose
+    weights start the run (fine-tuning) and whose input normalisation is kept.
     """
 
     model: str = "saross-edge"
@@ -81,6 +91,12 @@ class TrainConfig:
     class_weights: tuple[float, ...] | None = None
     normalization: str = "dataset"  # "dataset": mean/std of the training images; "default": 0.5 / 0.25
     tile: int = 512
+    real_mosaic: float = 0.0
+    final_steps: int = 0
+    final_crop: int = 0
+    final_batch: int = 0
+    val_mosaic: int = 0
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.labels not in ("hard", "soft"):
@@ -93,6 +109,14 @@ class TrainConfig:
             raise ValueError(f"crop must be an even size >= 16, got {self.crop}")
         if self.batch < 1 or self.steps < 1:
             raise ValueError("batch and steps must be positive")
+        if not 0.0 <= self.real_mosaic <= 1.0:
+            raise ValueError("real_mosaic must be in [0, 1]")
+        if self.final_steps < 0 or self.final_steps > self.steps:
+            raise ValueError("final_steps must be in [0, steps]")
+        if self.final_steps and (self.final_crop < 16 or self.final_crop % 2):
+            raise ValueError(f"final_crop must be an even size >= 16, got {self.final_crop}")
+        if self.final_batch < 0 or self.val_mosaic < 0:
+            raise ValueError("final_batch and val_mosaic must not be negative")
         if self.normalization not in ("dataset", "default"):
             raise ValueError("normalization must be 'dataset' or 'default'")
         if self.class_weights is not None:
@@ -200,6 +224,39 @@ def mosaic4(
     return {"image": image, "mask": mask, "logits": logits}
 
 
+def grid_mosaic(
+    samples: list[dict[str, np.ndarray]], size: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """YOLOv4-style mosaic of *real* images: ``n`` x ``n`` samples side by side, then a random crop.
+
+    ``len(samples)`` must be a square ``n * n``. Each sample gets its own flip/rot90 and is cut to the
+    common patch size ``p`` (the smallest side of the samples); the ``n p`` x ``n p`` canvas is then
+    cropped at a random place to ``size`` (padded with ignore where the canvas is smaller), so patch
+    borders, and brightness steps between unrelated sea states, fall anywhere in the crop, as they do
+    in a tile of a scene mosaic. :func:`mosaic_grid_size` gives the ``n`` that covers ``size`` with
+    borders at every offset. Hard labels only (no logits).
+    """
+    n = int(round(math.sqrt(len(samples))))
+    if n < 1 or n * n != len(samples):
+        raise ValueError(f"grid_mosaic needs a square number of samples, got {len(samples)}")
+    p = min(min(s["mask"].shape) for s in samples)
+    c = samples[0]["image"].shape[0]
+    image = np.zeros((c, n * p, n * p), np.float32)
+    mask = np.full((n * p, n * p), IGNORE_INDEX, np.int64)
+    for j, s in enumerate(samples):
+        img, msk = _dihedral([np.asarray(s["image"], np.float32), np.asarray(s["mask"])], rng)
+        piece = random_crop({"image": img, "mask": msk}, p, rng)
+        y0, x0 = (j // n) * p, (j % n) * p
+        image[:, y0 : y0 + p, x0 : x0 + p] = piece["image"]
+        mask[y0 : y0 + p, x0 : x0 + p] = piece["mask"]
+    return random_crop({"image": image, "mask": mask}, size, rng)
+
+
+def mosaic_grid_size(size: int, patch: int) -> int:
+    """Grid side ``n`` whose canvas exceeds a ``size`` crop by at least one patch (random borders)."""
+    return max(2, -(-size // patch) + 1)
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Map-style dataset whose item ``s`` is the whole batch of step ``s`` (for one rank).
 
@@ -222,6 +279,16 @@ class StepBatches(torch.utils.data.Dataset):
         self.norm, self.k = norm, num_classes
         self.augmented, self.synthetic = augmented, synthetic or []
         self.rank, self.start = rank, start
+        self.patch = 0
+        if cfg.real_mosaic > 0 and len(train_idx):
+            self.patch = int(min(originals[train_idx[0]]["mask"].shape))
+
+    def step_shape(self, step: int) -> tuple[int, int]:
+        """``(crop, batch)`` of step ``step``: the final phase's for the last ``final_steps`` steps."""
+        cfg = self.cfg
+        if cfg.final_steps and step >= cfg.steps - cfg.final_steps:
+            return cfg.final_crop, cfg.final_batch or cfg.batch
+        return cfg.crop, cfg.batch
 
     def __len__(self) -> int:
         return self.cfg.steps - self.start
@@ -229,11 +296,12 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         step = self.start + i
         rng = common.step_rng(self.cfg.seed, step, self.rank)
-        cfg, size = self.cfg, self.cfg.crop
+        cfg = self.cfg
+        size, nb = self.step_shape(step)
         mix = cfg.mix if self.augmented is not None else 0.0
         syn = cfg.synthetic_ratio if self.synthetic else 0.0
         images, masks, logits, generated = [], [], [], []
-        for _ in range(cfg.batch):
+        for _ in range(nb):
             u = float(rng.random())
             if u < mix:
                 picks = rng.integers(0, len(self.augmented), 4)
@@ -241,10 +309,15 @@ class StepBatches(torch.utils.data.Dataset):
                 generated.append(True)
             else:
                 if u < mix + syn:
-                    s = self.synthetic[int(rng.integers(len(self.synthetic)))]
+                    s = random_crop(self.synthetic[int(rng.integers(len(self.synthetic)))], size, rng)
+                elif cfg.real_mosaic > 0 and (size > self.patch or float(rng.random()) < cfg.real_mosaic):
+                    # crops larger than one image are always mosaics (never mostly padding)
+                    n = mosaic_grid_size(size, self.patch)
+                    picks = rng.integers(0, len(self.train_idx), n * n)
+                    s = grid_mosaic([self.originals[self.train_idx[int(j)]] for j in picks], size, rng)
                 else:
                     s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]
-                s = random_crop(s, size, rng)
+                    s = random_crop(s, size, rng)
                 generated.append(False)
             arrays = [s["image"], s["mask"]] + ([s["logits"]] if "logits" in s else [])
             arrays = _dihedral(arrays, rng)
@@ -292,8 +365,15 @@ def validate(
     num_classes: int,
     device: torch.device,
     amp: bool = True,
+    mosaic_grid: int = 0,
+    mosaic_size: int = 512,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Full-image validation (each rank a shard; confusion matrices summed over ranks)."""
+    """Full-image validation (each rank a shard; confusion matrices summed over ranks).
+
+    ``mosaic_grid`` > 1 adds ``result["mosaic"]``: the same scores on :func:`validation_mosaic` cuts
+    of ``mosaic_grid`` x ``mosaic_grid`` validation images (``mosaic_size`` pixels).
+    """
     from dakd_edge.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(
@@ -309,12 +389,55 @@ def validate(
         with common.autocast(device, amp):
             logits = model(x)
         cm.update(logits.float().argmax(1)[0].cpu().numpy(), s["mask"])
+    cms = [cm]
+    if mosaic_grid > 1:
+        mcm = ConfusionMatrix(
+            num_classes, ignore_index=IGNORE_INDEX, class_names=getattr(dataset, "class_names", None)
+        )
+        for group in mosaic_groups(indices, mosaic_grid, seed)[rank::world]:
+            image, mask = validation_mosaic([dataset[i] for i in group], mosaic_grid, mosaic_size)
+            x = torch.from_numpy(((image - norm.mean) / norm.std).astype(np.float32))[None].to(device)
+            with common.autocast(device, amp):
+                logits = model(x)
+            mcm.update(logits.float().argmax(1)[0].cpu().numpy(), mask)
+        cms.append(mcm)
     model.train(was_training)
     if common.is_distributed():
-        t = torch.from_numpy(cm.matrix).to(device if device.type == "cuda" else "cpu")
-        torch.distributed.all_reduce(t)
-        cm.matrix = t.cpu().numpy()
-    return cm.compute()
+        for c in cms:
+            t = torch.from_numpy(c.matrix).to(device if device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(t)
+            c.matrix = t.cpu().numpy()
+    result = cm.compute()
+    if mosaic_grid > 1:
+        result["mosaic"] = cms[1].compute()
+    return result
+
+
+def mosaic_groups(indices: list[int], grid: int, seed: int) -> list[list[int]]:
+    """Validation images in seeded groups of ``grid * grid`` (a remainder too small for one is dropped)."""
+    order = np.random.default_rng([int(seed), 104729]).permutation(len(indices))
+    g = grid * grid
+    return [[indices[int(j)] for j in order[k : k + g]] for k in range(0, len(order) - g + 1, g)]
+
+
+def validation_mosaic(
+    samples: list[dict[str, np.ndarray]], grid: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``grid`` x ``grid`` images side by side, cut to ``size`` from half a patch in (no randomness).
+
+    With 256-pixel patches, ``grid`` 3 and ``size`` 512 the cut holds one whole patch and parts of
+    eight others, with borders off the cut's centre lines, as a 512 tile of a scene mosaic does.
+    """
+    p = min(min(s["mask"].shape) for s in samples)
+    c = samples[0]["image"].shape[0]
+    image = np.zeros((c, grid * p, grid * p), np.float32)
+    mask = np.full((grid * p, grid * p), IGNORE_INDEX, np.int64)
+    for j, s in enumerate(samples):
+        y0, x0 = (j // grid) * p, (j % grid) * p
+        image[:, y0 : y0 + p, x0 : x0 + p] = np.asarray(s["image"], np.float32)[:, :p, :p]
+        mask[y0 : y0 + p, x0 : x0 + p] = np.asarray(s["mask"])[:p, :p]
+    off = min(p // 2, max(0, grid * p - size))
+    return image[:, off : off + size, off : off + size], mask[off : off + size, off : off + size]
 
 
 def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
@@ -336,10 +459,11 @@ def _synthetic_patches(cfg: TrainConfig, num_classes: int) -> list[dict[str, np.
     from dakd_edge.data.synthetic import generate_patch
 
     out = []
+    size = max(cfg.crop, cfg.final_crop if cfg.final_steps else 0)  # big enough for every crop
     for i in range(cfg.synthetic):
-        image, labels = generate_patch(seed=cfg.seed * 100003 + i, size=cfg.crop, num_classes=num_classes)
+        image, labels = generate_patch(seed=cfg.seed * 100003 + i, size=size, num_classes=num_classes)
         image = np.asarray(image, np.float32)
-        out.append({"image": image.reshape(1, *image.shape[-2:]), "mask": np.asarray(labels, np.int64)})
+        out.append({"image": image.reshape(1, *image.shape[-2:]), "mask": np.asarray(labels, np.uint8)})
     return out
 
 
@@ -386,10 +510,19 @@ def train(
         )
         train_idx, val_idx = split_indices(len(originals), cfg.val_fraction, cfg.seed)
         norm = (
-            dataset_normalization(originals, train_idx) if cfg.normalization == "dataset" else Normalization()
+            dataset_normalization(originals, train_idx)
+            if cfg.normalization == "dataset" and not cfg.init
+            else Normalization()
         )
 
         model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+        if cfg.init:
+            from dakd_edge.models.checkpoint import load_model_file
+
+            init_model, init_meta = load_model_file(cfg.init, name=cfg.model, num_classes=k)
+            model.load_state_dict(init_model.state_dict())
+            norm = init_meta.normalization  # the weights were trained for this input scaling
+            del init_model
         ema = common.EMA(model, cfg.ema_decay).to(dev) if cfg.ema_decay > 0 else None
         decay, no_decay = [], []
         for name, p in model.named_parameters():
@@ -468,16 +601,23 @@ def train(
             nonlocal best
             if not val_idx:
                 return None
+            vkw = {"mosaic_grid": cfg.val_mosaic, "mosaic_size": cfg.final_crop or cfg.tile, "seed": cfg.seed}
             if ema is not None:
                 with ema.swapped(model) as m:
-                    r = validate(m, originals, val_idx, norm, k, dev, cfg.amp)
+                    r = validate(m, originals, val_idx, norm, k, dev, cfg.amp, **vkw)
             else:
-                r = validate(model, originals, val_idx, norm, k, dev, cfg.amp)
-            logger.log(
-                {"step": step, "val_miou": r["miou"], "val_iou": r["iou"], "val_acc": r["pixel_accuracy"]}
-            )
-            if r["miou"] > best["miou"] and info.is_main:
+                r = validate(model, originals, val_idx, norm, k, dev, cfg.amp, **vkw)
+            rec = {"step": step, "val_miou": r["miou"], "val_iou": r["iou"], "val_acc": r["pixel_accuracy"]}
+            score = float(r["miou"])
+            if "mosaic" in r:
+                rec["val_mosaic_miou"] = r["mosaic"]["miou"]
+                score = 0.5 * (score + float(r["mosaic"]["miou"]))
+                rec["val_score"] = score
+            logger.log(rec)
+            if score > best.get("score", best["miou"]) and info.is_main:
                 best = {"miou": float(r["miou"]), "step": step, "iou": r["iou"]}
+                if "mosaic" in r:
+                    best.update(score=score, mosaic_miou=float(r["mosaic"]["miou"]))
                 _save_final(
                     save_model, out / "best.safetensors", model, ema, make_meta({"step": step, "val": r})
                 )

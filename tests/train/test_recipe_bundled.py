@@ -37,3 +37,22 @@ def test_from_run_refuses_another_config(tmp_path: Path, change: dict) -> None:
 def test_from_run_needs_a_finished_run(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no finished run"):
         bundled.finished_run(tmp_path, bundled.RECIPE)
+
+
+def test_from_run_ignores_where_the_start_weights_lie(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _fake_run(run, replace(bundled.RECIPE, init="/elsewhere/init-v1.safetensors"))
+    assert bundled.finished_run(run, bundled.RECIPE)["steps"] == bundled.RECIPE.steps
+
+
+def test_v2_fine_tunes_v1_with_real_mosaics_and_a_final_tile_size_phase() -> None:
+    r = bundled.RECIPE
+    assert r.init == bundled.INIT_NAME and r.real_mosaic > 0 and r.val_mosaic > 1 and r.val_fraction > 0
+    assert r.final_crop == r.tile and 0 < r.final_steps <= r.steps
+
+
+def test_fetch_init_refuses_other_weights(tmp_path: Path) -> None:
+    dest = tmp_path / "init.safetensors"
+    dest.write_bytes(b"not version 1")
+    with pytest.raises(SystemExit, match="SHA-256"):
+        bundled.fetch_init(dest)

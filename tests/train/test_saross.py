@@ -15,11 +15,15 @@ from dakd_edge.train.common import read_jsonl
 from dakd_edge.train.saross import (
     StepBatches,
     TrainConfig,
+    grid_mosaic,
     lr_lambda,
     mosaic4,
+    mosaic_grid_size,
+    mosaic_groups,
     random_crop,
     split_indices,
     train,
+    validation_mosaic,
 )
 
 from dakd_edge.errors import TrainingError
@@ -107,6 +111,74 @@ def test_step_batches_are_a_function_of_seed_step_rank():
     assert a["image"].shape == (4, 1, 32, 32) and a["logits"].shape == (4, 2, 32, 32)
     gen = torch.cat([mk(0)[s]["generated"] for s in range(6)])
     assert 0 < gen.float().mean() < 1  # both kinds of slots occur
+
+
+def test_grid_mosaic_of_real_images_keeps_image_and_mask_aligned():
+    ds = BlobDataset(9, size=20)
+    rng = np.random.default_rng(2)
+    assert mosaic_grid_size(32, 20) == 3 and mosaic_grid_size(20, 20) == 2 and mosaic_grid_size(8, 20) == 2
+    borders = set()
+    for _ in range(10):
+        m = grid_mosaic([ds[i] for i in range(9)], 32, rng)
+        assert m["image"].shape == (1, 32, 32) and m["mask"].shape == (32, 32) and "logits" not in m
+        assert (m["mask"] != 255).all()  # the 60 px canvas covers any 32 px crop
+        # Dark pixels are the oil class everywhere (blobs: 0.25 +- noise vs 0.7 +- noise).
+        assert (m["mask"][m["image"][0] < 0.4] == 1).mean() > 0.95
+        assert (m["mask"][m["image"][0] > 0.55] == 0).mean() > 0.95
+        borders.add(m["image"].tobytes())
+    assert len(borders) == 10
+    with pytest.raises(ValueError, match="square"):
+        grid_mosaic([ds[i] for i in range(3)], 32, rng)
+
+
+def test_final_phase_and_real_mosaics_in_step_batches():
+    cfg = _cfg(steps=10, final_steps=3, final_crop=48, final_batch=2, real_mosaic=0.5)
+    orig = BlobDataset(8, 40)
+    sb = StepBatches(cfg, orig, list(range(8)), Normalization(), 2)
+    assert sb[0]["image"].shape == (4, 1, 32, 32) and sb[6]["image"].shape == (4, 1, 32, 32)
+    assert sb[7]["image"].shape == (2, 1, 48, 48) and sb[9]["mask"].shape == (2, 48, 48)
+    assert torch.equal(sb[8]["image"], sb[8]["image"])  # still a function of the step
+    # Below the image size, mosaics are drawn with probability real_mosaic: they change the batches.
+    plain = StepBatches(_cfg(steps=10), orig, list(range(8)), Normalization(), 2)
+    mixed = StepBatches(_cfg(steps=10, real_mosaic=1.0), orig, list(range(8)), Normalization(), 2)
+    assert not torch.equal(plain[4]["image"], mixed[4]["image"])
+    with pytest.raises(ValueError):
+        _cfg(final_steps=3, final_crop=0)
+    with pytest.raises(ValueError):
+        _cfg(real_mosaic=1.5)
+
+
+def test_validation_mosaic_is_deterministic_and_aligned():
+    ds = BlobDataset(10, size=20)
+    groups = mosaic_groups(list(range(10)), 3, seed=1)
+    assert len(groups) == 1 and len(set(groups[0])) == 9 and groups == mosaic_groups(list(range(10)), 3, 1)
+    image, mask = validation_mosaic([ds[i] for i in groups[0]], 3, 32)
+    assert image.shape == (1, 32, 32) and mask.shape == (32, 32) and (mask != 255).all()
+    # The cut starts half a patch in: its top-left pixel is pixel (10, 10) of the first image.
+    assert image[0, 0, 0] == ds[groups[0][0]]["image"][0, 10, 10]
+    assert mask[15, 15] == ds[groups[0][4]]["mask"][5, 5]
+
+
+def test_fine_tuning_with_val_mosaics_and_a_final_phase(tmp_path):
+    data = (BlobDataset(30, 24), None)
+    first = train(_cfg(steps=4), tmp_path / "first", progress=False, datasets=data)
+    cfg = _cfg(
+        steps=6, init=first["model"], real_mosaic=0.5, final_steps=2, final_crop=48, final_batch=2,
+        val_mosaic=2, val_fraction=0.3, lr=1e-4,
+    )  # fmt: skip
+    got = train(cfg, tmp_path / "tuned", progress=False, datasets=data, stop_after=1)
+    assert got["stopped"] is True
+    ck = torch.load(tmp_path / "tuned" / "last.pt", weights_only=True)
+    _, meta0 = load_model_file(first["model"])
+    assert ck["extra"]["normalization"]["mean"] == pytest.approx(meta0.normalization.mean)
+    done = train(
+        cfg, tmp_path / "tuned", resume=tmp_path / "tuned" / "last.pt", progress=False, datasets=data
+    )
+    assert done["best"]["step"] > 0 and "mosaic_miou" in done["best"] and "score" in done["best"]
+    logs = [r for r in read_jsonl(tmp_path / "tuned" / "metrics.jsonl") if "val_miou" in r]
+    assert all("val_mosaic_miou" in r and "val_score" in r for r in logs)
+    _, meta = load_model_file(done["model"])
+    assert meta.normalization.mean == pytest.approx(meta0.normalization.mean)
 
 
 def test_train_learns_writes_model_and_resumes_bit_exact(tmp_path):

@@ -1,23 +1,35 @@
 """Recipe of the bundled default model: ``python -m dakd_edge.train.recipes.bundled``.
 
 SAROSS-Net edge (MambaVision-nano encoder, light UNet++ decoder with CAFT skips, ~2.6 M parameters,
-~11 MB in float32) trained for oil vs background on the real SOS development subset
-(``../shared/data/sos``: 200 ALOS-PALSAR + 200 Sentinel-1A training pairs; 10 % of them held out for
-validation, which picks the checkpoint) plus synthetic patches from :mod:`dakd_edge.data.synthetic`
-(15 % of the batch slots, so the model also meets the open-sea / look-alike statistics of full
-scenes). 3600 AdamW steps of 8 random 128-pixel crops (flips/rot90), warm-up + cosine, EMA; soft Dice
-+ CE. Seeded and deterministic on the CPU with one thread: the shipped file took 40 minutes of wall
-time on a 2-core machine; ``--threads`` may change the last bits of the result.
+~11 MB in float32), oil vs background. Version 2 (:data:`RECIPE`) fine-tunes version 1
+(:data:`RECIPE_V1`, the model bundled up to commit 88e9d3e) on all the real SOS training pairs now in
+``../shared/data/sos/train`` (1000 ALOS-PALSAR + 1000 Sentinel-1A; 10 % held out for validation,
+seeded) plus synthetic patches from :mod:`dakd_edge.data.synthetic` (20 % of the batch slots: open
+sea, look-alikes and low-wind areas labelled background). For whole scenes:
 
-The schedule was picked on the validation split alone, among four runs of this configuration: 1800 or
-3600 steps at 128 px, 900 or 1800 steps at 192 px (best validation mIoU 77.6, 78.8, 75.5, 77.4).
-A finished run can be installed without retraining: ``--run RUN --from-run``.
+- half the real slots are YOLOv4-style mosaics of several *real* patches (a random crop of a grid of
+  them, so one crop holds unrelated sea states with borders anywhere, as a tile of a scene does);
+- the last :data:`RECIPE` ``final_steps`` steps use 512-pixel crops, the inference tile, which are
+  always mosaics of nine real patches (or one synthetic scene);
+- the checkpoint is picked on the validation pairs by the mean of the per-patch mIoU and the mIoU on
+  3 x 3 mosaics of validation pairs cut to one 512 tile.
 
-After training the weights go to ``dakd_edge/weights/`` (:data:`dakd_edge.weights.BUNDLED`) and the
-model is evaluated, for the record only, on the SOS *test* subset per sensor (never used for any
-choice). The numbers land in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`. Last,
-the weights are exported to the matching ONNX file beside them (``saross-edge-sos.onnx``: what
-``segment`` runs by default; ``tests/test_weights.py`` keeps the two equal).
+AdamW, warm-up + cosine, EMA; soft Dice + CE. Seeded and deterministic on the CPU with one thread;
+``--threads`` may change the last bits. The start weights are version 1's, read from git history
+(``git show 88e9d3e:dakd_edge/weights/saross-edge-sos.safetensors``, checked by SHA-256) into
+``RUN/init-v1.safetensors``, or from ``--init``.
+
+Version 1 (:data:`RECIPE_V1`, for the record): 3600 steps of 8 random 128-pixel crops from scratch on
+the 400 pairs the folder held then (360 train / 40 validation), 40 minutes on one CPU thread; its
+schedule won on validation mIoU among four runs (1800 or 3600 steps at 128 px, 900 or 1800 at 192
+px: 77.6, 78.8, 75.5, 77.4).
+
+A finished run can be installed without retraining: ``--run RUN --from-run``. After training the
+weights go to ``dakd_edge/weights/`` (:data:`dakd_edge.weights.BUNDLED`) and the model is evaluated,
+for the record only, on the SOS *test* subset per sensor (never used for any choice). The numbers land
+in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`. Last, the weights are exported
+to the matching ONNX file beside them (``saross-edge-sos.onnx``: what ``segment`` runs by default;
+``tests/test_weights.py`` keeps the two equal).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from dakd_edge.train.saross import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 
-RECIPE = TrainConfig(
+RECIPE_V1 = TrainConfig(
     model="saross-edge",
     kind="sos",
     classes="binary",
@@ -58,10 +70,61 @@ RECIPE = TrainConfig(
     tile=512,
 )
 
+# Version 1's weights, the start of version 2: where git keeps them and their SHA-256.
+INIT_COMMIT = "88e9d3e"
+INIT_PATH = "dakd_edge/weights/saross-edge-sos.safetensors"
+INIT_SHA256 = "a6650373ccaca6351be8b10632a01f75828d6d335aee67613ef85b75a429d432"
+INIT_NAME = "init-v1.safetensors"
+
+RECIPE = replace(
+    RECIPE_V1,
+    synthetic=120,
+    synthetic_ratio=0.2,
+    crop=256,
+    batch=4,
+    steps=2600,
+    lr=1e-3,
+    warmup=100,
+    val_every=200,
+    ckpt_every=25,
+    seed=20261202,
+    real_mosaic=0.5,
+    final_steps=700,
+    final_crop=512,
+    final_batch=2,
+    val_mosaic=3,
+    init=INIT_NAME,
+)
+
+# Not part of what a run means: where the data and the start weights lie on this machine.
+LOCAL_KEYS = ("data", "init")
+
 
 def default_data() -> Path:
     env = os.environ.get("DAKD_SHARED_DATA")
     return (Path(env) if env else REPO.parent / "shared" / "data") / "sos"
+
+
+def fetch_init(dest: Path) -> Path:
+    """Version 1's weights (the start of version 2) from git history, checked by SHA-256."""
+    import hashlib
+    import subprocess
+
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        blob = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{INIT_COMMIT}:{INIT_PATH}"], capture_output=True, check=False
+        )
+        if blob.returncode:
+            raise SystemExit(
+                f"cannot read {INIT_PATH} at {INIT_COMMIT} from git ({blob.stderr.decode().strip()}); "
+                "pass --init with version 1's weights"
+            )
+        dest.write_bytes(blob.stdout)
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    if digest != INIT_SHA256:
+        raise SystemExit(f"{dest}: SHA-256 {digest} is not version 1's ({INIT_SHA256})")
+    return dest
 
 
 def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
@@ -94,7 +157,7 @@ def finished_run(run: Path, cfg: TrainConfig) -> dict[str, Any]:
     if not all(f.is_file() for f in files):
         raise SystemExit(f"--from-run: {run} has no finished run (config.json and summary.json needed)")
     got, want = json.loads(files[0].read_text()), json.loads(json.dumps(cfg.to_dict()))
-    diff = sorted(k for k in set(got) | set(want) if k != "data" and got.get(k) != want.get(k))
+    diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
     if diff:
         raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
     summary = json.loads(files[1].read_text())
@@ -109,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=RECIPE.steps)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1)")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    ap.add_argument(
+        "--init", type=Path, default=None,
+        help=f"start weights (default: version 1's, from git {INIT_COMMIT}, into RUN/{INIT_NAME})",
+    )  # fmt: skip
     ap.add_argument(
         "--from-run", action="store_true",
         help="do not train: install / evaluate / export RUN's finished model (its config.json must be "
@@ -129,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
+    if cfg.init and not args.from_run:
+        init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
+        cfg = replace(cfg, init=str(init))
     if args.from_run:
         summary = finished_run(args.run, cfg)
     else:
