@@ -117,7 +117,10 @@ class GCPGeoref(Georef):
             from rasterio.control import GroundControlPoint
             from rasterio.transform import GCPTransformer
 
-            g2 = [GroundControlPoint(row=r, col=c, x=x, y=y) for r, c, x, y in zip(rows, cols, lon, lat, strict=True)]
+            g2 = [
+                GroundControlPoint(row=r, col=c, x=x, y=y)
+                for r, c, x, y in zip(rows, cols, lon, lat, strict=True)
+            ]
             self._tps = GCPTransformer(g2, tps=True)
         # Affine least-squares fit lon/lat -> row/col: the inverse's first guess.
         A = np.c_[lon, lat, np.ones_like(lon)]
@@ -155,7 +158,9 @@ class GCPGeoref(Georef):
         return out[0], out[1]
 
     def lonlat(self, rows, cols, wrap: bool = True):
-        rows, cols = np.broadcast_arrays(np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64))
+        rows, cols = np.broadcast_arrays(
+            np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+        )
         if self.grid is not None:
             lon, lat = self._bilinear(rows, cols)
         else:
@@ -167,7 +172,9 @@ class GCPGeoref(Georef):
         lon, lat = np.broadcast_arrays(self.unwrap_lon(lon), np.asarray(lat, dtype=np.float64))
         if self.grid is None:
             r, c = self._tps.rowcol(lon.ravel(), lat.ravel(), op=lambda v: v)  # type: ignore[union-attr]
-            return np.asarray(r, dtype=np.float64).reshape(lon.shape), np.asarray(c, dtype=np.float64).reshape(lon.shape)
+            return np.asarray(r, dtype=np.float64).reshape(lon.shape), np.asarray(
+                c, dtype=np.float64
+            ).reshape(lon.shape)
         rc = np.c_[lon.ravel(), lat.ravel(), np.ones(lon.size)] @ self._inv_fit
         r, c = rc[:, 0].copy(), rc[:, 1].copy()
         lo_t, la_t = lon.ravel(), lat.ravel()
@@ -213,7 +220,9 @@ class AffineGeoref(Georef):
         self.wrapped = False
 
     def lonlat(self, rows, cols, wrap: bool = True):
-        rows, cols = np.broadcast_arrays(np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64))
+        rows, cols = np.broadcast_arrays(
+            np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+        )
         T = self.transform
         x = T.a * (cols + 0.5) + T.b * (rows + 0.5) + T.c
         y = T.d * (cols + 0.5) + T.e * (rows + 0.5) + T.f
@@ -430,7 +439,9 @@ def _read_vector(path: Path) -> tuple[list, object | None]:
 class VectorLandSource:
     """Polygons (land) from a vector file, in the scene's pixel coordinates."""
 
-    def __init__(self, path: str | os.PathLike, georef: Georef, height: int, width: int, margin_px: float) -> None:
+    def __init__(
+        self, path: str | os.PathLike, georef: Georef, height: int, width: int, margin_px: float
+    ) -> None:
         self.path = Path(path)
         polys, crs = _read_vector(self.path)
         to_wgs84 = None
@@ -439,7 +450,11 @@ class VectorLandSource:
             from pyproj import Transformer
 
             c = PCRS.from_user_input(crs)
-            if not c.equals(PCRS.from_epsg(4326), ignore_axis_order=True) and c.to_epsg() != 4326 and "CRS84" not in str(crs):
+            if (
+                not c.equals(PCRS.from_epsg(4326), ignore_axis_order=True)
+                and c.to_epsg() != 4326
+                and "CRS84" not in str(crs)
+            ):
                 to_wgs84 = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
         # The scene's lon/lat box (+ margin) to drop far-away polygons before transforming them.
         n = 16

@@ -559,7 +559,9 @@ class S1Product:
         self.grid = parse_geolocation_grid(ann, what)
         self.calibration = parse_calibration(_parse_xml(tree, cal_rel, "calibration"),
                                              f"{tree.name}: {PurePosixPath(cal_rel).name}")  # fmt: skip
-        self.noise = parse_noise(_parse_xml(tree, noise_rel, "noise"), f"{tree.name}: {PurePosixPath(noise_rel).name}")
+        self.noise = parse_noise(
+            _parse_xml(tree, noise_rel, "noise"), f"{tree.name}: {PurePosixPath(noise_rel).name}"
+        )
         pass_dir = (_text(ann, "generalAnnotation/productInformation/pass", what, "")
                     or _manifest_value(manifest, "pass") or "").upper()  # fmt: skip
         res = safe.group("res").upper().strip("_") if safe else ""
@@ -633,7 +635,9 @@ class S1Product:
     # -- reading ---------------------------------------------------------------------------------
     def _check_window(self, y0: int, y1: int, x0: int, x1: int) -> None:
         if not (0 <= y0 < y1 <= self.height and 0 <= x0 < x1 <= self.width):
-            raise InputError(f"window rows {y0}:{y1}, cols {x0}:{x1} outside the {self.height} x {self.width} product")
+            raise InputError(
+                f"window rows {y0}:{y1}, cols {x0}:{x1} outside the {self.height} x {self.width} product"
+            )
 
     def read_dn(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """uint16 digital numbers of rows y0..y1-1, columns x0..x1-1."""
@@ -745,7 +749,9 @@ def write_minimal_safe(
               str(t1.astype("datetime64[s]")).replace("-", "").replace(":", ""))  # fmt: skip
     take = 0x039993
     pol_code = ("DV" if "VH" in pols else "SV") if "VV" in pols else ("DH" if "HV" in pols else "SH")
-    name = f"{mission}_{mode}_{product_type}{resolution}_1S{pol_code}_{st}_{sp}_{orbit:06d}_{take:06X}_ABCD.SAFE"
+    name = (
+        f"{mission}_{mode}_{product_type}{resolution}_1S{pol_code}_{st}_{sp}_{orbit:06d}_{take:06X}_ABCD.SAFE"
+    )
     root = Path(out_dir) / name
     (root / "annotation" / "calibration").mkdir(parents=True, exist_ok=True)
     (root / "measurement").mkdir(exist_ok=True)
@@ -925,8 +931,15 @@ def _crop_xml(src: Path, dst: Path, offset: tuple[int, int], shape: tuple[int, i
                                  zip(grid.lines, grid.pixels, grid.lon, grid.lat, strict=True)])  # fmt: skip
                 old = list(glist)
                 ol, op = grid.lines, grid.pixels
-                nl = np.unique(np.linspace(0, h - 1, min(10, h)).round().astype(np.int64))
-                npx = np.unique(np.linspace(0, w - 1, min(21, w)).round().astype(np.int64))
+                # The original grid lines/pixels inside the crop are kept, so each new cell lies inside
+                # one original cell and the bilinear geolocation is reproduced exactly.
+                ul, up = np.unique(ol) - oy, np.unique(op) - ox
+                nl = np.unique(
+                    np.r_[np.linspace(0, h - 1, min(10, h)).round(), ul[(ul > 0) & (ul < h - 1)]]
+                ).astype(np.int64)
+                npx = np.unique(
+                    np.r_[np.linspace(0, w - 1, min(21, w)).round(), up[(up > 0) & (up < w - 1)]]
+                ).astype(np.int64)
                 for e in old:
                     glist.remove(e)
                 for li in nl:
@@ -989,8 +1002,16 @@ class SyntheticProduct:
 
 
 def _measurement_profile(h: int, w: int) -> dict:
-    return dict(driver="GTiff", height=h, width=w, count=1, dtype="uint16", tiled=False, BIGTIFF="IF_SAFER",
-                compress="zstd")
+    return dict(
+        driver="GTiff",
+        height=h,
+        width=w,
+        count=1,
+        dtype="uint16",
+        tiled=False,
+        BIGTIFF="IF_SAFER",
+        compress="zstd",
+    )
 
 
 def build_synthetic_product(
@@ -1011,8 +1032,8 @@ def build_synthetic_product(
     """Write a SAFE product with synthetic pixels and real (or generated) metadata under ``out_dir``.
 
     ``source``: a real SAFE folder whose XML is copied (cropped to ``shape`` at ``offset`` (line, pixel)
-    when given: numberOfLines/Samples, a regenerated 10 x 21 geolocation grid interpolated from the
-    original, calibration and noise vectors and azimuth blocks shifted and clipped); ``None`` writes a
+    when given: numberOfLines/Samples, a regenerated geolocation grid (10 x 21 points plus the original
+    grid lines inside the crop, so the bilinear geolocation is reproduced exactly), calibration and noise vectors and azimuth blocks shifted and clipped); ``None`` writes a
     small generated SAFE (:func:`write_minimal_safe`, ``shape`` default 1024 x 1536, ``**minimal`` passed
     on). Each measurement TIFF (uint16, zstd strips like ESA's, with the grid as GCPs) holds a
     :mod:`dakd_edge.data.synthetic` scene (``seed``, ``cfg``) of linear sigma0 converted through the
@@ -1062,7 +1083,9 @@ def build_synthetic_product(
         (safe / "measurement").mkdir(parents=True, exist_ok=True)
     layout = build_layout(cfg or SceneConfig(), seed, h, w)
     stems = sorted(p.name[:-4] for p in (safe / "annotation").glob("s1*.xml"))
-    avail = {(_FILE_RE.match(s + ".xml").group("pol").upper()): s for s in stems if _FILE_RE.match(s + ".xml")}  # type: ignore[union-attr]
+    avail = {
+        (_FILE_RE.match(s + ".xml").group("pol").upper()): s for s in stems if _FILE_RE.match(s + ".xml")
+    }  # type: ignore[union-attr]
     pols = tuple(p.upper() for p in (pols or tuple(avail)))
     missing = [p for p in pols if p not in avail]
     if missing:
@@ -1071,7 +1094,9 @@ def build_synthetic_product(
     for pol in pols:
         stem = avail[pol]
         tree = _DirTree(safe)
-        cal = parse_calibration(_parse_xml(tree, f"annotation/calibration/calibration-{stem}.xml", "calibration"))
+        cal = parse_calibration(
+            _parse_xml(tree, f"annotation/calibration/calibration-{stem}.xml", "calibration")
+        )
         noise = parse_noise(_parse_xml(tree, f"annotation/calibration/noise-{stem}.xml", "noise"))
         grid = parse_geolocation_grid(_parse_xml(tree, f"annotation/{stem}.xml", "annotation"), stem)
         from rasterio.control import GroundControlPoint

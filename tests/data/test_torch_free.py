@@ -14,6 +14,8 @@ MODULES = [
     "dakd_edge.data.folder",
     "dakd_edge.data.transforms",
     "dakd_edge.data.rasterinfo",
+    "dakd_edge.data.sentinel1",
+    "dakd_edge.data.landmask",
     "dakd_edge.metrics",
     "dakd_edge.cli.synth",
 ]

@@ -1,0 +1,468 @@
+"""Sentinel-1 GRD reading and calibration (dakd_edge.data.sentinel1).
+
+Small generated SAFE products (write_minimal_safe) run everywhere; the real S1B product metadata and
+the SOS patches in ../shared/data are used when present (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dakd_edge.data.sentinel1 import (
+    SIGMA0_FLOOR,
+    build_synthetic_product,
+    is_sentinel1_product,
+    open_product,
+    write_minimal_safe,
+    zip_product,
+)
+from dakd_edge.data.synthetic import SceneConfig
+from dakd_edge.errors import InputError
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+REAL = SHARED / "s1" / "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+SOS = SHARED / "sos" / "train" / "sentinel"
+needs_real = pytest.mark.skipif(
+    not (REAL / "manifest.safe").is_file(), reason="../shared/data/s1 not present"
+)
+
+H, W = 256, 384
+# Round trip tolerances (dB), from uint16 rounding of DN = sqrt(sigma0 A^2 + noise): the error grows as
+# the signal sinks under the thermal noise. Measured on the fixtures: median ~0.02 dB, p99 ~0.1-0.4 dB.
+TOL_MEDIAN_DB = 0.05
+TOL_SNR0_DB = 0.5  # every pixel whose signal sigma0 A^2 is above the noise power (SNR >= 0 dB)
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("s1")
+    return build_synthetic_product(out, shape=(H, W), seed=5, nodata_cols=(7, 4), make_zip=True)
+
+
+def _db(x: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(x)
+
+
+# ---- recognising and opening -------------------------------------------------------------------
+def test_is_sentinel1_product(product, tmp_path: Path) -> None:
+    safe = product.path
+    tiff = next((safe / "measurement").glob("*-vv-*.tiff"))
+    assert is_sentinel1_product(safe)
+    assert is_sentinel1_product(product.zip_path)
+    assert is_sentinel1_product(safe / "manifest.safe")
+    assert is_sentinel1_product(tiff)
+    assert not is_sentinel1_product(safe / "measurement")
+    other = tmp_path / "scene.tif"
+    other.write_bytes(b"II*\x00")
+    assert not is_sentinel1_product(other)
+    (tmp_path / "x.zip").write_bytes(b"not a zip")
+    assert not is_sentinel1_product(tmp_path / "x.zip")
+    assert not is_sentinel1_product(tmp_path / "missing.SAFE")
+
+
+def test_all_input_forms_read_the_same(product) -> None:
+    safe = product.path
+    forms = [safe, product.zip_path, safe / "manifest.safe", next((safe / "measurement").glob("*-vv-*.tiff"))]
+    ref = None
+    for f in forms:
+        with open_product(f) as p:
+            assert p.meta.polarisation == "VV"
+            assert p.meta.polarisations == ("VV", "VH")
+            assert p.shape == (H, W)
+            s = p.read_sigma0(10, 90, 20, 300)
+            assert s.dtype == np.float32 and s.shape == (80, 280)
+            if ref is None:
+                ref = s
+            np.testing.assert_array_equal(s, ref)
+    with open_product(product.zip_path) as p:
+        assert p.measurement.startswith("/vsizip/")
+
+
+def test_metadata_and_gcps(product) -> None:
+    with open_product(product.path) as p:
+        m = p.meta
+        assert (m.mission, m.mode, m.product_type, m.resolution) == ("S1A", "IW", "GRD", "H")
+        assert (m.lines, m.samples) == (H, W)
+        assert m.pass_direction == "DESCENDING"
+        assert m.absolute_orbit == 38000 and m.ipf_version == "003.40"
+        assert m.start_time < m.stop_time
+        assert m.range_pixel_spacing == m.azimuth_pixel_spacing == 10.0
+        assert m.footprint[0] == m.footprint[-1] and len(m.footprint) > 4
+        assert m.footprint_wkt().startswith("POLYGON ((")
+        assert set(m.to_dict()) >= {"mission", "footprint", "polarisations", "start_time"}
+        gcps = p.gcps
+        assert len(gcps) == 10 * 21 and p.crs.to_epsg() == 4326
+        assert gcps[0].row == 0 and gcps[0].col == 0 and gcps[-1].row == H - 1 and gcps[-1].col == W - 1
+        lon, lat = np.array([g.x for g in gcps]), np.array([g.y for g in gcps])
+        assert 39.9 < lat.mean() < 40.1 and 24.9 < lon.mean() < 25.1
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_polarisation_choice(product, tmp_path: Path) -> None:
+    with open_product(product.path, pol="vh") as p:
+        assert p.meta.polarisation == "VH"
+    with pytest.raises(InputError, match=r"polarisation HH is not in this product \(it has VV, VH\)"):
+        open_product(product.path, pol="HH")
+    with pytest.raises(InputError, match="unknown polarisation"):
+        open_product(product.path, pol="XX")
+    safe = write_minimal_safe(tmp_path / "hh", 64, 96, pols=("HH", "HV"))
+    _fill(safe)
+    with open_product(safe) as p:
+        assert p.meta.polarisation == "HH" and p.meta.polarisations == ("HH", "HV")
+    # A measurement TIFF reads its own polarisation by default.
+    with open_product(next((product.path / "measurement").glob("*-vh-*.tiff"))) as p:
+        assert p.meta.polarisation == "VH"
+
+
+def _fill(safe: Path) -> None:
+    """Write all-ones measurement TIFFs for a bare write_minimal_safe tree."""
+    import rasterio
+
+    for ann in (safe / "annotation").glob("s1*.xml"):
+        import xml.etree.ElementTree as ET
+
+        info = ET.parse(ann).getroot().find("imageAnnotation/imageInformation")
+        h, w = int(info.find("numberOfLines").text), int(info.find("numberOfSamples").text)
+        with rasterio.open(safe / "measurement" / f"{ann.stem}.tiff", "w", driver="GTiff", height=h, width=w,
+                           count=1, dtype="uint16") as dst:  # fmt: skip
+            dst.write(np.full((h, w), 100, np.uint16), 1)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize(
+    "kind", ["slc", "sm", "missing_noise", "corrupt_cal", "no_measurement", "size", "not"]
+)
+def test_clear_errors(kind: str, tmp_path: Path) -> None:
+    if kind == "slc":
+        safe = write_minimal_safe(tmp_path, 32, 48, product_type="SLC")
+        match = "SLC product; only GRD"
+    elif kind == "sm":
+        safe = write_minimal_safe(tmp_path, 32, 48, mode="SM")
+        match = "SM mode; only IW and EW"
+    else:
+        safe = write_minimal_safe(tmp_path, 32, 48)
+        _fill(safe)
+        match = {"missing_noise": "missing noise XML", "corrupt_cal": "corrupt calibration XML",
+                 "no_measurement": "no measurement TIFF", "size": "annotation says",
+                 "not": "not a Sentinel-1 product"}[kind]  # fmt: skip
+        if kind == "missing_noise":
+            for f in (safe / "annotation" / "calibration").glob("noise-*vv*.xml"):
+                f.unlink()
+        elif kind == "corrupt_cal":
+            for f in (safe / "annotation" / "calibration").glob("calibration-*vv*.xml"):
+                f.write_text(f.read_text()[:500])
+        elif kind == "no_measurement":
+            for f in (safe / "measurement").glob("*.tiff"):
+                f.unlink()
+        elif kind == "size":
+            import rasterio
+
+            for f in (safe / "measurement").glob("*.tiff"):
+                with rasterio.open(f, "w", driver="GTiff", height=10, width=10, count=1, dtype="uint16") as d:
+                    d.write(np.ones((10, 10), np.uint16), 1)
+        elif kind == "not":
+            safe = tmp_path / "x.txt"
+            safe.write_bytes(b"")
+    with pytest.raises(InputError, match=match) as ei:
+        open_product(safe)
+    assert "\n" not in str(ei.value)
+
+
+def test_tiff_outside_a_safe(tmp_path: Path) -> None:
+    t = tmp_path / "scene.tif"
+    t.write_bytes(b"")
+    with pytest.raises(InputError, match="not a measurement TIFF inside a Sentinel-1 SAFE tree"):
+        open_product(t)
+
+
+def test_zip_without_safe(tmp_path: Path) -> None:
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("hello.txt", "x")
+    with pytest.raises(InputError, match="no Sentinel-1 SAFE"):
+        open_product(z)
+
+
+# ---- calibration -------------------------------------------------------------------------------
+def _ref_lut(lines, pixels, values, line: float, pixel: float) -> float:
+    """Independent pointwise bilinear LUT interpolation (pure Python, clamped at the ends)."""
+
+    def along(k: int) -> float:
+        px, v = pixels[k], values[k]
+        if pixel <= px[0]:
+            return v[0]
+        if pixel >= px[-1]:
+            return v[-1]
+        j = bisect.bisect_right(px, pixel) - 1
+        return v[j] + (v[j + 1] - v[j]) * (pixel - px[j]) / (px[j + 1] - px[j])
+
+    if line <= lines[0]:
+        return along(0)
+    if line >= lines[-1]:
+        return along(len(lines) - 1)
+    k = bisect.bisect_right(lines, line) - 1
+    a, b = along(k), along(k + 1)
+    return a + (b - a) * (line - lines[k]) / (lines[k + 1] - lines[k])
+
+
+def _xml_vectors(path: Path, vec: str, lut: str):
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    lines, pixels, values = [], [], []
+    for v in root.iter(vec):
+        lines.append(float(v.find("line").text))
+        pixels.append([float(x) for x in v.find("pixel").text.split()])
+        values.append([float(x) for x in v.find(lut).text.split()])
+    return lines, pixels, values, root
+
+
+def _check_luts_against_reference(safe: Path, windows, n_points: int = 300) -> None:
+    cal_xml = next((safe / "annotation" / "calibration").glob("calibration-*-vv-*.xml"))
+    noise_xml = next((safe / "annotation" / "calibration").glob("noise-*-vv-*.xml"))
+    cl, cp, cv, _ = _xml_vectors(cal_xml, "calibrationVector", "sigmaNought")
+    nl, np_, nv, nroot = _xml_vectors(noise_xml, "noiseRangeVector", "noiseRangeLut")
+    blocks = []
+    for b in nroot.iter("noiseAzimuthVector"):
+        blocks.append((int(b.find("firstAzimuthLine").text), int(b.find("lastAzimuthLine").text),
+                       int(b.find("firstRangeSample").text), int(b.find("lastRangeSample").text),
+                       [float(x) for x in b.find("line").text.split()],
+                       [float(x) for x in b.find("noiseAzimuthLut").text.split()]))  # fmt: skip
+    rng = np.random.default_rng(0)
+    with open_product(safe) as p:
+        for y0, y1, x0, x1 in windows:
+            a = p.calibration.window(y0, y1, x0, x1)
+            n = p.noise.window(y0, y1, x0, x1)
+            for _ in range(n_points // len(windows)):
+                y, x = int(rng.integers(y0, y1)), int(rng.integers(x0, x1))
+                ra = _ref_lut(cl, cp, cv, y, x)
+                rn = _ref_lut(nl, np_, nv, y, x)
+                for fl, ll, fs, ls, bl, bv in blocks:
+                    if fl <= y <= ll and fs <= x <= ls:
+                        rn *= _ref_lut([0.0], [bl], [bv], 0.0, y)
+                        break
+                assert a[y - y0, x - x0] == pytest.approx(ra, rel=2e-6)
+                assert n[y - y0, x - x0] == pytest.approx(rn, rel=2e-6, abs=1e-3)
+
+
+def test_luts_match_independent_reference(product) -> None:
+    _check_luts_against_reference(product.path, [(0, H, 0, W), (37, 101, 150, 383), (255, 256, 0, 10)])
+
+
+@needs_real
+def test_real_luts_match_independent_reference() -> None:
+    # Windows across swath borders (IW1/IW2 at pixel 8890), both product ends, and a mid-scene tile.
+    _check_luts_against_reference(REAL, [(0, 64, 8800, 9000), (16640, 16705, 25900, 26102),
+                                         (7000, 7512, 12000, 12512)], n_points=600)  # fmt: skip
+
+
+def test_round_trip(product) -> None:
+    with open_product(product.path) as p:
+        s = p.read_sigma0(0, H, 0, W)
+        truth, _ = product.layout.render(0, 0, H, W, output="linear")
+        a = p.calibration.window(0, H, 0, W)
+        noise = p.noise.window(0, H, 0, W)
+    valid = np.isfinite(s)
+    left, right = product.nodata_cols
+    assert not valid[:, :left].any() and not valid[:, W - right :].any()
+    assert valid[:, left : W - right].all()
+    err = np.abs(_db(s[valid]) - _db(truth[valid]))
+    snr_ok = (truth * a * a >= noise)[valid]
+    assert np.median(err) < TOL_MEDIAN_DB
+    assert err[snr_ok].max() < TOL_SNR0_DB
+    assert s[valid].min() >= SIGMA0_FLOOR * (1 - 1e-6)
+
+
+def test_windows_are_consistent(product) -> None:
+    with open_product(product.path) as p:
+        full = p.read_sigma0(0, H, 0, W)
+        parts = np.concatenate([p.read_sigma0(y, min(H, y + 100), 0, W) for y in range(0, H, 100)])
+        np.testing.assert_array_equal(np.isnan(full), np.isnan(parts))
+        np.testing.assert_allclose(full[np.isfinite(full)], parts[np.isfinite(parts)], rtol=1e-6)
+        bands = list(p.iter_bands(100))
+        assert [b[0] for b in bands] == [0, 100, 200] and bands[-1][1].shape == (H - 200, W)
+        with pytest.raises(InputError, match="outside"):
+            p.read_sigma0(0, H + 1, 0, W)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_noise_floor_and_no_denoise(tmp_path: Path) -> None:
+    # DN^2 below the thermal noise (as in real dark sea where the noise LUT overestimates): noise removal
+    # gives values <= 0 -> the -35 dB floor, never NaN; DN == 0 -> NaN (no data).
+    import rasterio
+
+    safe = write_minimal_safe(tmp_path, 64, 96, pols=("VV",))
+    dn = np.full((64, 96), 200, np.uint16)
+    dn[:, :40] = 30  # 900 < noise (~2000-2800)
+    dn[:5, 90:] = 0
+    with rasterio.open(next((safe / "annotation").glob("s1*.xml")).parent.parent / "measurement"
+                       / (next((safe / "annotation").glob("s1*.xml")).stem + ".tiff"),
+                       "w", driver="GTiff", height=64, width=96, count=1, dtype="uint16") as d:  # fmt: skip
+        d.write(dn, 1)
+    with open_product(safe) as p:
+        s = p.read_sigma0(0, 64, 0, 96)
+        raw = p.read_sigma0(0, 64, 0, 96, denoise=False)
+        a = p.calibration.window(0, 64, 0, 96)
+    assert np.isnan(s[:5, 90:]).all() and np.isnan(raw[:5, 90:]).all()
+    valid = dn > 0
+    assert np.isfinite(s[valid]).all()
+    assert (s[:, :40] == np.float32(SIGMA0_FLOOR)).all()
+    assert (s[:, 40:][valid[:, 40:]] > SIGMA0_FLOOR).all()
+    np.testing.assert_allclose(
+        raw[valid], (dn.astype(np.float64) ** 2 / a.astype(np.float64) ** 2)[valid], rtol=1e-5
+    )
+    assert (raw[valid] >= s[valid]).all()
+
+
+@pytest.mark.parametrize("variant", [dict(mode="EW", resolution="M"), dict(ipf="002.72")])
+def test_ew_and_old_ipf(variant: dict, tmp_path: Path) -> None:
+    prod = build_synthetic_product(tmp_path, shape=(160, 200), seed=4, **variant)
+    with open_product(prod.path) as p:
+        assert p.meta.mode == variant.get("mode", "IW")
+        assert len(p.noise.blocks) == (5 if variant.get("mode") == "EW" else 0)
+        s = p.read_sigma0(0, 160, 0, 200)
+    truth, _ = prod.layout.render(0, 0, 160, 200, output="linear")
+    assert np.median(np.abs(_db(s) - _db(truth))) < TOL_MEDIAN_DB
+
+
+def test_zip_product_layout(product, tmp_path: Path) -> None:
+    z = zip_product(product.path, tmp_path / "p.zip")
+    with zipfile.ZipFile(z) as zf:
+        names = zf.namelist()
+        assert all(n.startswith(product.path.name + "/") for n in names)
+        tif = [i for i in zf.infolist() if i.filename.endswith(".tiff")]
+        assert tif and all(i.compress_type == zipfile.ZIP_STORED for i in tif)
+
+
+# ---- the real product --------------------------------------------------------------------------
+@needs_real
+def test_real_product_metadata() -> None:
+    import rasterio
+
+    with open_product(REAL) as p:
+        m = p.meta
+        assert (m.mission, m.mode, m.product_type, m.resolution, m.polarisation) == (
+            "S1B",
+            "IW",
+            "GRD",
+            "H",
+            "VV",
+        )
+        assert (m.lines, m.samples, m.absolute_orbit) == (16705, 26102, 30148)
+        assert m.pass_direction == "DESCENDING" and m.ipf_version == "003.40"
+        assert m.start_time.startswith("2021-12-23T05:11:22") and m.stop_time.startswith(
+            "2021-12-23T05:11:47"
+        )
+        lon, lat = np.array(m.footprint).T
+        assert 40.8 < lat.min() < 41.0 and 42.7 < lat.max() < 42.9
+        assert 11.8 < lon.min() < 11.9 and 15.3 < lon.max() < 15.4
+        ours = p.gcps
+        assert len(p.noise.blocks) == 3
+    with rasterio.open(REAL / "manifest.safe") as ds:  # GDAL's SAFE driver: same GCPs
+        gdal_gcps, crs = ds.gcps
+    assert crs.to_epsg() == 4326 and len(gdal_gcps) == len(ours) == 210
+    for a, b in zip(ours, gdal_gcps, strict=True):
+        assert (a.row, a.col) == (b.row, b.col)
+        assert a.x == pytest.approx(b.x, abs=1e-9) and a.y == pytest.approx(b.y, abs=1e-9)
+
+
+@needs_real
+def test_real_crop_round_trip(tmp_path: Path) -> None:
+    # A 512 x 1024 crop at line 8000, pixel 8400: crosses the IW1/IW2 border (8890); cropped XML must
+    # reproduce the original LUTs and the geolocation exactly.
+    from dakd_edge.data.landmask import make_georef
+
+    oy, ox, h, w = 8000, 8400, 512, 1024
+    prod = build_synthetic_product(tmp_path, source=REAL, shape=(h, w), offset=(oy, ox), seed=9)
+    with open_product(REAL) as full, open_product(prod.path) as crop:
+        np.testing.assert_array_equal(
+            full.calibration.window(oy, oy + h, ox, ox + w), crop.calibration.window(0, h, 0, w)
+        )
+        np.testing.assert_allclose(
+            full.noise.window(oy, oy + h, ox, ox + w), crop.noise.window(0, h, 0, w), rtol=1e-6
+        )
+        s = crop.read_sigma0(0, h, 0, w)
+        g_full, g_crop = make_georef(full.gcps), make_georef(crop.gcps)
+        rr, cc = np.meshgrid(np.arange(0, h, 37.0), np.arange(0, w, 41.0), indexing="ij")
+        a, b = g_full.lonlat(rr + oy, cc + ox), g_crop.lonlat(rr, cc)
+        r2, c2 = g_full.rowcol(*b)
+        assert np.hypot(r2 - rr - oy, c2 - cc - ox).max() < 1e-3  # pixels
+        np.testing.assert_allclose(a[0], b[0], atol=1e-9)
+        np.testing.assert_allclose(a[1], b[1], atol=1e-9)
+    truth, _ = prod.layout.render(0, 0, h, w, output="linear")
+    assert np.median(np.abs(_db(s) - _db(truth))) < TOL_MEDIAN_DB
+
+
+# ---- luminance vs the SOS training patches -----------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _sos_stats() -> dict[str, np.ndarray]:
+    """Per-patch medians of unit luminance over sea (mask black) and oil (mask white), patches with both."""
+    from PIL import Image
+
+    sea, oil = [], []
+    for f in sorted(SOS.glob("*_sat.jpg")):
+        im = np.asarray(Image.open(f).convert("L"), dtype=np.float32) / 255.0
+        m = np.asarray(Image.open(f.with_name(f.name.replace("_sat.jpg", "_mask.png"))).convert("L")) > 127
+        if (~m).sum() > 500 and m.sum() > 500:
+            sea.append(np.median(im[~m]))
+            oil.append(np.median(im[m]))
+    return {"sea": np.array(sea), "oil": np.array(oil), "contrast": np.array(sea) - np.array(oil)}
+
+
+def _synthetic_stats(tmp_path: Path, seeds=(0, 1, 2)) -> dict[str, float]:
+    """Calibrated synthetic products -> dB -> the model's scaling (to_unit); medians over sea / oil."""
+    from dakd_edge.data.scaling import to_unit
+
+    cfg = SceneConfig(land_probability=0.0, oil_fraction=(0.03, 0.06))
+    sea, oil = [], []
+    for seed in seeds:
+        prod = build_synthetic_product(
+            tmp_path / str(seed), shape=(512, 512), seed=seed, cfg=cfg, pols=("VV",)
+        )
+        with open_product(prod.path) as p:
+            u = to_unit(p.read_sigma0(0, 512, 0, 512), "linear")
+        _, lab = prod.layout.render(0, 0, 512, 512, output="linear")
+        if (lab == 1).sum() > 500:
+            sea.append(np.median(u[lab == 0]))
+            oil.append(np.median(u[lab == 1]))
+    sea_a, oil_a = np.array(sea), np.array(oil)
+    return {
+        "sea": float(np.median(sea_a)),
+        "oil": float(np.median(oil_a)),
+        "contrast": float(np.median(sea_a - oil_a)),
+    }
+
+
+# Measured (unit luminance; x 40 = dB on the model's -35..5 dB scale): SOS Sentinel train patches with
+# both classes (934): per-patch median sea 0.439 (IQR 0.32-0.54), oil 0.241 (0.18-0.32), sea-oil
+# contrast 0.159 (IQR 0.114-0.234). Calibrated synthetic products: sea ~0.59, oil ~0.37, contrast ~0.22.
+# The contrast lies inside the SOS inter-quartile range (0.06 = 2.4 dB above its median); the absolute
+# level does not: synthetic sea is ~0.15 (6 dB) brighter than SOS sea (see the xfail test below).
+TOL_CONTRAST = 0.08  # |synthetic - SOS median| of the per-patch sea-oil contrast
+TOL_LEVEL = 0.06
+
+
+@pytest.mark.skipif(not SOS.is_dir(), reason="../shared/data/sos not present")
+def test_luminance_matches_sos(tmp_path: Path) -> None:
+    sos = _sos_stats()
+    syn = _synthetic_stats(tmp_path)
+    assert np.median(sos["contrast"]) > 0 and syn["contrast"] > 0  # oil darker than sea in both
+    q25, q50, q75 = np.percentile(sos["contrast"], [25, 50, 75])
+    assert q25 <= syn["contrast"] <= q75, (syn, q25, q75)
+    assert abs(syn["contrast"] - q50) < TOL_CONTRAST, (syn, q50)
+
+
+@pytest.mark.skipif(not SOS.is_dir(), reason="../shared/data/sos not present")
+@pytest.mark.xfail(strict=True, reason="calibrated sea is ~0.15 (6 dB) brighter than SOS sea in unit luminance "
+                   "(scaling's -35..5 dB range vs the SOS 8-bit stretch); reported, not forced")  # fmt: skip
+def test_luminance_level_matches_sos(tmp_path: Path) -> None:
+    sos = _sos_stats()
+    syn = _synthetic_stats(tmp_path, seeds=(0, 1))
+    assert abs(syn["sea"] - np.median(sos["sea"])) < TOL_LEVEL, (syn, np.median(sos["sea"]))
+    assert abs(syn["oil"] - np.median(sos["oil"])) < TOL_LEVEL, (syn, np.median(sos["oil"]))
