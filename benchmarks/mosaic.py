@@ -284,6 +284,35 @@ def summary_line(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table: one row per model and sensor / OSD, one column per tile."""
+    tiles = report["tiles"]
+    lines = [
+        "| model | set | per patch | " + " | ".join(f"mosaic {t}" for t in tiles) + " |",
+        "|---" * (3 + len(tiles)) + "|",
+    ]
+    for name, res in report["models"].items():
+        for sensor, r in res.get("sensors", {}).items():
+            cells = [
+                f"{100 * r['mosaic'][t]['miou']:.2f} ({100 * r['mosaic'][t]['delta_miou']:+.2f})"
+                for t in tiles
+            ]
+            lines.append(
+                f"| {name} | {sensor} mIoU | {100 * r['per_patch_all']['miou']:.2f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        if "osd" in res:
+            for key, label in (
+                ("lookalike_false_alarm", "OSD look-alike FA"),
+                ("open_sea_false_alarm", "OSD open-sea FA"),
+                ("oil_recall", "OSD oil recall"),
+            ):
+                cells = [f"{100 * res['osd'][t][key]:.2f} %" for t in tiles]
+                lines.append(f"| {name} | {label} (tiled) | — | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def predictor_factory(model: str, backend: str, threads: int | None) -> Callable[[int, int], Any]:
     from dakd_edge.inference.backends import load
 
@@ -356,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
             args.out.write_text(json.dumps(report, indent=2))
     if not args.out:
         print(json.dumps(report, indent=2))
+    print(markdown(report))
 
 
 if __name__ == "__main__":

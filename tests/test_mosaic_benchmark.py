@@ -71,6 +71,8 @@ def test_pixelwise_model_scores_the_same_on_mosaics_and_false_alarms_are_counted
     assert fa["lookalike_false_alarm"] == pytest.approx(0.5)  # the dark half of the look-alike pixels
     assert fa["open_sea_false_alarm"] == pytest.approx(0.0)
     assert fa["oil_recall"] == pytest.approx(1.0)
+    table = bench.markdown({"tiles": ["32/0", "48/8"], "models": {"fake": res}})
+    assert "| fake | palsar mIoU |" in table and "OSD look-alike FA" in table
 
 
 def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path) -> None:
