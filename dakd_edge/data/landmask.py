@@ -597,8 +597,11 @@ class LandMasker:
             raise InputError(f"cannot mask land: pixel size {py} x {px} m")
         self.pixel_m = (py, px)
         self.step = max(1, int(round(step_m / min(py, px))))  # coarse grid step, pixels
-        self.margin = (int(math.ceil(self.coast_buffer / py)) + self.step,
-                       int(math.ceil(self.coast_buffer / px)) + self.step)  # fmt: skip
+        # The buffer grid is finer for small buffers (a tenth of the buffer), so its edge stays within
+        # about +-1.5 of its steps of the true distance.
+        self.buffer_step = max(1, int(round(min(step_m, self.coast_buffer / 10.0) / min(py, px))))
+        self.margin = (int(math.ceil(self.coast_buffer / py)) + 2 * self.buffer_step,
+                       int(math.ceil(self.coast_buffer / px)) + 2 * self.buffer_step)  # fmt: skip
         self.vector: VectorLandSource | None = None
         self.point_source: GlobeLandSource | RasterLandSource
         self.fine_step = self.step
@@ -646,21 +649,22 @@ class LandMasker:
         """bool (y1 - y0, x1 - x0): True where land or within ``coast_buffer`` of land."""
         if not (y0 < y1 and x0 < x1):
             raise InputError(f"empty window rows {y0}:{y1}, cols {x0}:{x1}")
-        s = self.step
         out = None
         if self.coast_buffer > 0:
-            gy, gx = self._grid(y0, y1, x0, x1, s, self.margin)
-            coarse = _dilate(self._eval(gy, gx), self.coast_buffer / (s * self.pixel_m[0]),
-                             self.coast_buffer / (s * self.pixel_m[1]))  # fmt: skip
-            out = self._upsample(coarse, gy, gx, y0, y1, x0, x1)
+            b = self.buffer_step
+            gy, gx = self._grid(y0, y1, x0, x1, b, self.margin)
+            # A land sample stands for land up to half a step around it: radius buffer + step / 2.
+            ry = (self.coast_buffer + 0.5 * b * self.pixel_m[0]) / (b * self.pixel_m[0])
+            rx = (self.coast_buffer + 0.5 * b * self.pixel_m[1]) / (b * self.pixel_m[1])
+            out = self._upsample(_dilate(self._eval(gy, gx), ry, rx), gy, gx, y0, y1, x0, x1)
+            if self.vector is None and self.fine_step >= b:
+                return out
         if self.vector is not None:
             exact = self.vector.grid(np.arange(y0, y1, dtype=np.float64), np.arange(x0, x1, dtype=np.float64))
-        elif out is None or self.fine_step < s:
+        else:
             fs = self.fine_step
             gy, gx = self._grid(y0, y1, x0, x1, fs, (fs, fs))
             exact = self._upsample(self._eval(gy, gx), gy, gx, y0, y1, x0, x1)
-        else:
-            return out
         return exact if out is None else (out | exact)
 
     def fraction(self, y0: int, y1: int, x0: int, x1: int) -> float:
