@@ -250,15 +250,18 @@ class VectorLUT:
         k = np.clip(np.searchsorted(L, rows, side="right") - 1, 0, n - 2)
         t = np.clip((rows - L[k]) / (L[k + 1] - L[k]), 0.0, 1.0).astype(np.float32)
         k0, k1 = int(k.min()), int(k.max()) + 1
-        vec = np.stack([np.interp(cols, self.pixels[i], self.values[i]) for i in range(k0, k1 + 1)])
-        vec = vec.astype(np.float32)
-        kk = k - k0
-        a = vec[kk]
-        a *= (1.0 - t)[:, None]
-        b = vec[kk + 1]
-        b *= t[:, None]
-        a += b
-        return a
+        vec = [np.interp(cols, self.pixels[i], self.values[i]).astype(np.float32) for i in range(k0, k1 + 1)]
+        out = np.empty((len(rows), len(cols)), dtype=np.float32)
+        # Rows are sorted, so each vector interval covers one contiguous run of rows: v0 + t * (v1 - v0).
+        for kk in range(k0, k1):
+            sel = np.flatnonzero(k == kk)
+            if sel.size == 0:
+                continue
+            a, b = sel[0], sel[-1] + 1
+            v0, v1 = vec[kk - k0], vec[kk - k0 + 1]
+            np.multiply(t[a:b, None], v1 - v0, out=out[a:b])
+            out[a:b] += v0
+        return out
 
     def point(self, line: float, pixel: float) -> float:
         """The LUT at one (line, pixel), float64 (slow; for checks)."""
@@ -301,9 +304,12 @@ class NoiseLUT:
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         n = self.range.window(y0, y1, x0, x1)
-        az = self.azimuth_window(y0, y1, x0, x1)
-        if az is not None:
-            n *= az
+        for b in self.blocks:  # in place: range noise x azimuth LUT of the block (1 outside every block)
+            ya, yb = max(y0, b.first_line), min(y1, b.last_line + 1)
+            xa, xb = max(x0, b.first_sample), min(x1, b.last_sample + 1)
+            if ya < yb and xa < xb:
+                az = np.interp(np.arange(ya, yb, dtype=np.float64), b.lines, b.lut).astype(np.float32)
+                n[ya - y0 : yb - y0, xa - x0 : xb - x0] *= az[:, None]
         return n
 
     def point(self, line: float, pixel: float) -> float:
