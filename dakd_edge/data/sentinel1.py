@@ -25,7 +25,9 @@ last vector the nearest one is used (no extrapolation). This is the interpolatio
 xarray-sentinel (which uses the same bilinear scheme on the same LUT grid); we implement it ourselves
 because it is ~60 lines of numpy, is windowed (xarray-sentinel interpolates whole LUT arrays through
 xarray/pandas), and keeps the torch-free runtime free of xarray. It is tested against an independent
-pointwise implementation.
+pointwise implementation, and was cross-checked once against xarray-sentinel 0.9.6 on the real S1B
+product (sigmaNought within 1e-7 relative, range noise within 4e-4 absolute: float32 rounding);
+xarray-sentinel's GRD ``noise_azimuth`` group exposes only the first swath's block, we apply all.
 
 Values <= 0 after noise removal (thermal noise above the signal) become the -35 dB floor
 (:data:`SIGMA0_FLOOR`), never NaN. ``DN == 0`` is the no-data border of GRD products: **read_sigma0
