@@ -26,6 +26,7 @@ import numpy as np
 
 from dakd_edge import __version__
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
+from dakd_edge.extras import available, install_hint, require_extra
 from dakd_edge.timing import summarize
 
 BACKENDS = ("torch", "torch-triton", "torch-compile", "onnxruntime", "tensorrt")
@@ -192,17 +193,20 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, model: str | None) -> ModelSpec:
+        """``None``: the bundled checkpoint, or its ONNX export where PyTorch is not installed."""
         if model is None:
             from dakd_edge.weights import bundled_path
 
-            p = bundled_path("torch")
-            return cls(p, f"bundled:{p.stem}", "checkpoint", p.stat().st_size / 2**20)
+            p = bundled_path("torch" if available("torch") else "onnxruntime")
+            kind = "onnx" if p.suffix == ".onnx" else "checkpoint"
+            return cls(p, f"bundled:{p.stem}", kind, p.stat().st_size / 2**20)
         p = Path(model)
         if p.suffix in (".safetensors", ".pt", ".pth", ".onnx", ".engine", ".plan"):
             if not p.is_file():
                 raise ModelFileError(f"model file not found: {p}")
             kind = {".onnx": "onnx", ".engine": "engine", ".plan": "engine"}.get(p.suffix, "checkpoint")
             return cls(p, p.name, kind, p.stat().st_size / 2**20)
+        require_extra("torch", f"bench --model {model}")  # registry names are built with PyTorch
         from dakd_edge import list_models
 
         if model in list_models():
@@ -236,6 +240,7 @@ class Workbench:
         """(model, meta) on the CPU in eval mode; registry names get seeded random weights."""
         if self.spec.kind in ("onnx", "engine"):
             raise BackendUnavailable(f"torch backends need a checkpoint, not an .{self.spec.kind} file")
+        require_extra("torch", "bench --backend torch")
         if self._torch is None:
             if self.spec.kind == "registry":
                 from dakd_edge.export.onnx import load_for_export
@@ -251,15 +256,20 @@ class Workbench:
     @property
     def meta(self):
         if self._meta is None:
+            # Files are read without torch (a torch-free box benchmarks ONNX Runtime).
             if self.spec.kind == "onnx":
-                from dakd_edge.export.onnx import read_metadata
+                from dakd_edge.inference.backends import read_onnx_meta
 
-                self._meta = read_metadata(self.spec.path)[0]
+                self._meta = read_onnx_meta(self.spec.path)
             elif self.spec.kind == "engine":
                 from dakd_edge.inference.backends import read_engine_sidecar
                 from dakd_edge.meta import ModelMeta
 
                 self._meta = ModelMeta.from_dict(read_engine_sidecar(self.spec.path)["meta"])
+            elif self.spec.kind == "checkpoint":
+                from dakd_edge.models.checkpoint import read_meta
+
+                self._meta = read_meta(self.spec.path)
             else:
                 self._meta = self.torch_model()[1]
         return self._meta
@@ -301,6 +311,7 @@ class Workbench:
         if self.spec.kind == "engine":
             raise BackendUnavailable("an engine file cannot be run by ONNX Runtime")
         if self._onnx is None:
+            require_extra("torch", f"bench --backend onnxruntime --model {self.spec.label}", "torch", "onnx")
             from dakd_edge.export.onnx import OnnxExportConfig, export_onnx
 
             model, meta = self.torch_model()
@@ -310,10 +321,7 @@ class Workbench:
         return self._onnx
 
     def onnxruntime_runner(self, precision: str) -> Runner:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+        require_extra("runtime", "bench --backend onnxruntime")
         if precision != "fp32":
             raise BackendUnavailable(f"{precision} is not benchmarked with ONNX Runtime; use TensorRT")
         from dakd_edge.inference.backends import OnnxRuntimeBackend
@@ -326,7 +334,7 @@ class Workbench:
             import tensorrt  # noqa: F401
         except ImportError as e:
             raise BackendUnavailable(
-                "TensorRT is not installed (pip install 'dakd-edge[trt]' on a CUDA machine)"
+                f"TensorRT is not installed (on a CUDA machine: {install_hint('trt')})"
             ) from e
         if not _cuda():
             raise BackendUnavailable("TensorRT needs a CUDA GPU")
@@ -350,6 +358,8 @@ class Workbench:
         return Runner(be.predict, device="cuda", close=be.close)
 
     def runner(self, backend: str, precision: str, tile: int, batch: int, graphs: bool = False) -> Runner:
+        if backend.startswith("torch"):
+            require_extra("torch", f"bench --backend {backend}")
         if backend == "torch":
             return self.torch_runner(precision, graphs=graphs)
         if backend == "torch-triton":
@@ -478,12 +488,7 @@ def run_bench(
     ``cuda_graphs`` replays the torch backends' forward from a captured CUDA graph (GPU only; on the
     CPU those rows are skipped with the reason). GPU latencies are measured with CUDA events.
     """
-    for b in backends:
-        if b not in BACKENDS:
-            raise InputError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise InputError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+    _check_choices(backends, precisions)
     if warmup < 0 or iters < 1:
         raise InputError("--warmup must be >= 0 and --iters >= 1")
     if device == "auto":
@@ -506,6 +511,15 @@ def run_bench(
                             if on_row is not None:
                                 on_row(row)
     return {"environment": environment(), "results": [asdict(r) for r in rows]}
+
+
+def _check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
+    for b in backends:
+        if b not in BACKENDS:
+            raise InputError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise InputError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
 
 
 def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
@@ -596,22 +610,42 @@ def parse_threshold(text: str) -> float:
     return v
 
 
-def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: float) -> list[str]:
-    """Regressions of matched ``ok`` rows beyond the threshold, as human-readable lines."""
+# Row fields the gate reads: the match key (Row.key order) and the status, with their JSON types.
+_KEY_FIELDS = (("model", str), ("backend", str), ("precision", str), ("tile", int), ("batch", int))
+_ROW_FIELDS = (*_KEY_FIELDS, ("status", str))
 
-    def index(doc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
-        out = {}
-        for r in doc.get("results", []):
-            if r.get("status") == "ok":
-                out[(r.get("model"), r["backend"], r["precision"], r["tile"], r["batch"])] = r
-        return out
 
-    base, cur = index(baseline), index(current)
+def _key(r: dict[str, Any]) -> tuple:
+    return tuple(r[k] for k, _ in _KEY_FIELDS)
+
+
+def _fmt_keys(keys: Sequence[tuple], limit: int = 3) -> str:
+    shown = ", ".join("/".join(str(k) for k in key) for key in sorted(keys, key=str)[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "") if keys else "none"
+
+
+def _ok_rows(doc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    return {_key(r): r for r in doc.get("results", []) if r.get("status") == "ok"}
+
+
+def compare(
+    current: dict[str, Any], baseline: dict[str, Any], max_regression: float, source: str = "baseline"
+) -> list[str]:
+    """Regressions of matched ``ok`` rows beyond the threshold, as human-readable lines.
+
+    A gate that compared nothing must not pass: :class:`InputError` when no ``ok`` row of the baseline
+    (``source`` names it) has an ``ok`` counterpart in ``current``.
+    """
+    base, cur = _ok_rows(baseline), _ok_rows(current)
+    matched = [key for key in cur if key in base]
+    if not matched:
+        raise InputError(
+            f"no row of baseline {source} matches this run's ok rows (model/backend/precision/tile/batch): "
+            f"baseline has {_fmt_keys(list(base))}; this run has {_fmt_keys(list(cur))}"
+        )
     problems = []
-    for key, r in cur.items():
-        b = base.get(key)
-        if b is None:
-            continue
+    for key in matched:
+        b, r = base[key], cur[key]
         for metric, larger_is_worse in GATED:
             old, new = b.get(metric), r.get(metric)
             if not old or new is None:
@@ -625,13 +659,66 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], max_regression: f
     return problems
 
 
+def planned_keys(
+    models: Sequence[str | None],
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    tiles: Sequence[int],
+    batches: Sequence[int],
+) -> list[tuple]:
+    """The row keys :func:`run_bench` will produce for these arguments (without running anything)."""
+    _check_choices(backends, precisions)
+    labels = [ModelSpec.parse(m).label for m in models]
+    return [
+        (m, b, p, t, n) for m in labels for b in backends for p in precisions for t in tiles for n in batches
+    ]
+
+
+def check_baseline_covers(baseline: dict[str, Any], keys: Sequence[tuple], source: str) -> None:
+    """Fail before a long benchmark when no ``ok`` baseline row has a key this run will produce."""
+    base = _ok_rows(baseline)
+    if not any(k in base for k in keys):
+        raise InputError(
+            f"no row of baseline {source} matches this run (model/backend/precision/tile/batch): "
+            f"baseline has {_fmt_keys(list(base))}; this run measures {_fmt_keys(list(keys))}"
+        )
+
+
 def load_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A baseline results file, checked to have the shape :func:`compare` reads (one-line errors)."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError as e:
         raise InputError(f"baseline not found: {path}") from e
+    except IsADirectoryError as e:
+        raise InputError(f"baseline {path} is a directory, not a JSON file") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"baseline is not valid JSON: {path}") from e
-    if not isinstance(doc, dict) or "results" not in doc:
-        raise InputError(f"baseline has no 'results' list: {path}")
+    except OSError as e:
+        raise InputError(f"cannot read baseline {path}: {e.strerror or e}") from e
+    problem = _baseline_problem(doc)
+    if problem:
+        raise InputError(f"baseline {path}: {problem} (expected the --json output of `dakd-edge bench`)")
     return doc
+
+
+def _baseline_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        return "has no 'results' list"
+    for i, r in enumerate(doc["results"]):
+        if not isinstance(r, dict):
+            return f"results[{i}] is not an object"
+        for name, kind in _ROW_FIELDS:
+            if name not in r:
+                return f"results[{i}] has no {name!r}"
+            if not isinstance(r[name], kind) or isinstance(r[name], bool):
+                wanted = "an integer" if kind is int else "a string"
+                return f"results[{i}].{name} is {r[name]!r}, expected {wanted}"
+        bad = [m for m, _ in GATED if r["status"] == "ok" and not _is_number_or_null(r.get(m))]
+        if bad:
+            return f"results[{i}].{bad[0]} is {r[bad[0]]!r}, expected a number"
+    return None
+
+
+def _is_number_or_null(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))

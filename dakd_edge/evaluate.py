@@ -8,9 +8,11 @@ an ONNX file or a TensorRT engine (:func:`dakd_edge.inference.backends.load`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +89,7 @@ def evaluate(
             raise OutputError(f"cannot write prediction PNGs into {png_dir}")
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0
-    bar = None
-    if progress:
-        from dakd_edge.train.common import ProgressBar
-
-        bar = ProgressBar(n, "evaluate")
-    try:
+    with _progress(n, progress) as advance:
         for i in range(n):
             s = ds[i]
             unit = np.asarray(s["image"], np.float32)
@@ -106,11 +103,7 @@ def evaluate(
             cm.update(np.where(pred == IGNORE_INDEX, 0, pred), mask)
             if png_dir is not None:
                 _write_png(png_dir / f"{_stem(ds, i)}.png", colorize(pred, meta.palette))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            advance()
     result = cm.compute()
     result.update(
         {
@@ -125,6 +118,21 @@ def evaluate(
         }
     )
     return result
+
+
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A rich bar on stderr, yielding its advance function (the trainers' bar needs torch: not here)."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("evaluate", total=total)
+        yield lambda: bar.advance(task)
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:

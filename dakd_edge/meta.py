@@ -7,10 +7,12 @@ how a raw raster becomes a model input (see :mod:`dakd_edge.data.scaling`).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dakd_edge import __version__
+from dakd_edge.errors import ModelFileError
 
 OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
 # OSD release palette (RGB): black sea, cyan oil, red look-alike, brown ship, green land.
@@ -82,17 +84,91 @@ class ModelMeta:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+    def from_dict(cls, d: Any, source: str | os.PathLike | None = None) -> ModelMeta:
+        """Metadata from a decoded JSON object; :class:`ModelFileError` (naming ``source``) if malformed.
+
+        Model files come from anywhere, so the shape is checked here, once, for every format (ONNX,
+        safetensors, .pt, engine sidecar) instead of letting a KeyError or TypeError escape later.
+        """
+        problem = _problem(d)
+        if problem:
+            raise ModelFileError(_where(source) + problem)
         d = dict(d)
-        d["class_names"] = tuple(d.get("class_names", ()))
-        d["palette"] = tuple(tuple(int(c) for c in rgb) for rgb in d.get("palette", ()))
-        d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            d["class_names"] = tuple(d.get("class_names", ()))
+            d["palette"] = tuple(tuple(int(c) for c in rgb) for rgb in d.get("palette", ()))
+            d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
+            known = set(cls.__dataclass_fields__)
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except (TypeError, ValueError) as e:  # e.g. 3 class names for 2 classes, a text mean
+            raise ModelFileError(_where(source) + " ".join(str(e).split())) from e
 
     @classmethod
-    def from_json(cls, s: str) -> ModelMeta:
-        return cls.from_dict(json.loads(s))
+    def from_json(cls, s: str | bytes, source: str | os.PathLike | None = None) -> ModelMeta:
+        """Metadata from its JSON text; :class:`ModelFileError` naming ``source`` if it is not valid."""
+        try:
+            d = json.loads(s)
+        except (ValueError, TypeError) as e:  # JSONDecodeError, bad UTF-8, not str/bytes
+            raise ModelFileError(f"{_where(source)}not valid JSON ({e})") from e
+        return cls.from_dict(d, source)
+
+
+# Field -> (accepted Python types of the decoded JSON, JSON type name for messages).
+_REQUIRED = {"name": ((str,), "a string"), "num_classes": ((int,), "an integer")}
+_OPTIONAL = {
+    "in_chans": ((int,), "an integer"),
+    "tile": ((int,), "an integer"),
+    "class_names": ((list, tuple), "a list"),
+    "palette": ((list, tuple), "a list"),
+    "normalization": ((dict,), "an object"),
+    "arch": ((dict,), "an object"),
+    "extra": ((dict,), "an object"),
+    "version": ((str,), "a string"),
+}
+_POSITIVE = ("num_classes", "in_chans", "tile")
+
+
+def _where(source: str | os.PathLike | None) -> str:
+    return f"{source}: invalid model metadata: " if source is not None else "invalid model metadata: "
+
+
+def _json_type(v: Any) -> str:
+    kinds = ((bool, "boolean"), (dict, "object"), (list, "list"), (str, "string"), (int, "integer"))
+    for kind, name in kinds:
+        if isinstance(v, kind):
+            return name
+    return "number" if isinstance(v, float) else "null" if v is None else type(v).__name__
+
+
+def _problem(d: Any) -> str | None:
+    """What is wrong with a decoded metadata object, in one line (None when its shape is right)."""
+    if not isinstance(d, dict):
+        return f"a JSON {_json_type(d)}, expected an object"
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        return "missing required field(s) " + ", ".join(repr(k) for k in missing)
+    for k, (types, name) in {**_REQUIRED, **_OPTIONAL}.items():
+        v = d.get(k)
+        if k in d and (not isinstance(v, types) or isinstance(v, bool)):
+            return f"field {k!r} is a JSON {_json_type(v)}, expected {name}"
+        if k in _POSITIVE and k in d and v < 1:
+            return f"field {k!r} is {v}, expected a positive integer"
+    if not all(isinstance(c, str) for c in d.get("class_names", ())):
+        return "field 'class_names' must list strings"
+    if not all(_is_rgb(c) for c in d.get("palette", ())):
+        return "field 'palette' must list [r, g, b] triples of integers 0-255"
+    unknown = set(d.get("normalization", {})) - set(Normalization.__dataclass_fields__)
+    if unknown:
+        return "field 'normalization' has unknown key(s) " + ", ".join(sorted(map(repr, unknown)))
+    return None
+
+
+def _is_rgb(c: Any) -> bool:
+    return (
+        isinstance(c, list | tuple)
+        and len(c) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+    )
 
 
 def _fallback_colour(i: int) -> tuple[int, int, int]:

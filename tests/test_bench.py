@@ -50,11 +50,24 @@ def test_gate_fails_on_injected_regression() -> None:
 def test_gate_ignores_unmatched_and_non_ok_rows() -> None:
     base = _doc(10.0, 5.0)
     cur = copy.deepcopy(base)
-    cur["results"][0]["tile"] = 512  # different combination: nothing to compare
+    other = copy.deepcopy(cur["results"][0])
+    other.update(tile=512, p50_ms=100.0, mean_ms=100.0)  # a combination the baseline lacks
+    failed = copy.deepcopy(cur["results"][0])
+    failed.update(batch=2, status="failed", p50_ms=100.0)  # not ok: not compared
+    cur["results"] += [other, failed]
     assert lib.compare(cur, base, 0.0) == []
+
+
+def test_gate_that_matches_nothing_is_an_error() -> None:
+    base = _doc(10.0, 5.0)
+    cur = copy.deepcopy(base)
+    cur["results"][0]["tile"] = 512
+    with pytest.raises(InputError, match="no row of baseline b.json matches"):
+        lib.compare(cur, base, 0.0, source="b.json")
     cur = _doc(100.0, 0.1)
     cur["results"][0]["status"] = "failed"
-    assert lib.compare(cur, base, 0.0) == []
+    with pytest.raises(InputError, match="no row of baseline"):
+        lib.compare(cur, base, 0.0)
 
 
 def test_environment_has_versions() -> None:

@@ -85,7 +85,8 @@ def bench(
     """Measure latency (p50/p90/p99), throughput, memory and agreement with PyTorch fp32.
 
     Combinations that cannot run here are listed with the reason. With --baseline the command exits 1
-    when any matched row regresses by more than --max-regression.
+    when any matched row regresses by more than --max-regression, and 2 (before measuring anything) when
+    the baseline is malformed or none of its rows matches this run.
     """
     from rich import box
     from rich.console import Console
@@ -95,7 +96,17 @@ def bench(
     from dakd_edge._atomic import atomic_path, check_output
 
     threshold = lib.parse_threshold(max_regression)
-    base_doc = lib.load_json(baseline) if baseline else None
+    plan = {
+        "models": list(models) or [None],
+        "backends": _csv(str, backends, "backend"),
+        "precisions": _csv(str, precisions, "precision"),
+        "tiles": _csv(int, tiles, "tile"),
+        "batches": _csv(int, batches, "batch"),
+    }
+    base_doc = None
+    if baseline:  # checked before any benchmark runs: a bad baseline should not cost a full run
+        base_doc = lib.load_json(baseline)
+        lib.check_baseline_covers(base_doc, lib.planned_keys(**plan), baseline)
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
     stream = sys.stderr if json_out == "-" else sys.stdout
@@ -110,11 +121,7 @@ def bench(
         )
 
     doc = lib.run_bench(
-        models=list(models) or [None],
-        backends=_csv(str, backends, "backend"),
-        precisions=_csv(str, precisions, "precision"),
-        tiles=_csv(int, tiles, "tile"),
-        batches=_csv(int, batches, "batch"),
+        **plan,
         warmup=warmup,
         iters=iters,
         device=device,
@@ -157,7 +164,7 @@ def bench(
         console.print(f"results written to {json_out}")
 
     if base_doc is not None:
-        problems = lib.compare(doc, base_doc, threshold)
+        problems = lib.compare(doc, base_doc, threshold, source=baseline)
         if problems:
             console.print(
                 f"[red]regression gate FAILED[/red] ({len(problems)} rows over {threshold * 100:.1f}%):"

@@ -7,6 +7,7 @@ import json
 import click
 
 from dakd_edge.errors import ExportError
+from dakd_edge.extras import require_extra
 
 
 @click.command("export")
@@ -47,6 +48,7 @@ def export(
     Every export is checked against PyTorch (max abs / relative error, arg-max agreement) and fails,
     leaving no output, above tolerance (fp32: 1e-4 on logits and >= 99.9% agreement).
     """
+    require_extra("torch", "export", "torch", "onnx")
     from dakd_edge._atomic import check_output
     from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, load_for_export, parse_shape
 

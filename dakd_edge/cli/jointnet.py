@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from dakd_edge.errors import DatasetError, InputError
+from dakd_edge.extras import require_extra
 
 _KINDS = click.Choice(["auto", "osd", "sos", "folder", "augmented"])
 _SENSORS = click.Choice(["palsar", "sentinel"])
@@ -59,6 +60,7 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, limit, as_json) -> None:
     """Measure the balancing factor b = sqrt(P(x) / P(y_n)) (Eq. 4) of a training set."""
+    require_extra("torch", "jointnet balance")
     from dakd_edge.models.jointnet import compute_balancing_factor
 
     if synthetic > 0:
@@ -178,6 +180,7 @@ def train(
     no_progress,
 ) -> None:
     """Train SAR-JointNet in three stages (run under torchrun for several GPUs or nodes)."""
+    require_extra("torch", "jointnet train")
     from dakd_edge.train.jointnet import JointNetTrainConfig, train_jointnet
 
     ops = dict(
@@ -252,6 +255,7 @@ def generate(
     checkpoint, n, out, steps, batch, seed, size, weights, device, shard, no_amp, no_progress
 ) -> None:
     """Generate the augmented set D^a (resumable: existing samples are kept)."""
+    require_extra("torch", "jointnet generate")
     from dakd_edge.train.generate import generate_augmented
 
     try:
@@ -297,6 +301,8 @@ def report(
     generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out
 ) -> None:
     """Compare a generated set with real data: speckle, agreement, class frequencies (+ FID)."""
+    if inception:  # the rest of the report is numpy-only
+        require_extra("torch", "jointnet report --inception", "torch", "torchvision")
     from dakd_edge._atomic import atomic_path
     from dakd_edge.data.augmented import AugmentedDataset
     from dakd_edge.train.report import format_report, quality_report

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from dakd_edge.errors import DakdError
+from dakd_edge.extras import require_extra
 
 
 def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, An
 @click.option("--num-classes", default=2, show_default=True, type=int, help="Classes used to count params.")
 def models(pattern: str | None, as_json: bool, num_classes: int) -> None:
     """List registered model architectures (PATTERN: glob such as 'saross-*')."""
+    require_extra("torch", "models")  # the registry builds the models to count their parameters
     from dakd_edge.registry import list_models
 
     names = list_models(pattern)

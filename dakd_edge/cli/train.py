@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from dakd_edge.errors import InputError
+from dakd_edge.extras import require_extra
 
 
 def _model_cfg(items: tuple[str, ...]) -> dict:
@@ -97,6 +98,7 @@ def train(**o: object) -> None:
     data), OUT/last.pt (resumable), OUT/metrics.jsonl and OUT/config.json. Multi-GPU / multi-process:
     `torchrun --nproc-per-node N -m dakd_edge train ...`.
     """
+    require_extra("torch", "train")
     from dakd_edge.train.saross import TrainConfig
     from dakd_edge.train.saross import train as run
 

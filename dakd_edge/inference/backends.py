@@ -3,7 +3,7 @@
 :func:`load` picks the backend from the file suffix and wraps it in the user-facing
 :class:`~dakd_edge.inference.predictor.Predictor`. This module imports neither torch nor onnx at module
 level: the ONNX Runtime and TensorRT backends run on an edge box installed with
-``pip install "dakd-edge[runtime]"`` (numpy, onnxruntime, rasterio, click); only
+``pip install -c constraints.txt -e ".[runtime]"`` (numpy, onnxruntime, rasterio, click); only
 :class:`TorchBackend` imports torch, lazily.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
+from dakd_edge.extras import install_hint
 from dakd_edge.inference.base import Backend
 from dakd_edge.meta import ModelMeta
 from dakd_edge.weights import bundled_path
@@ -41,6 +42,14 @@ def _check_batch(batch: np.ndarray, meta: ModelMeta) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _precheck_checkpoint(p: Path) -> None:
+    """Corrupt safetensors metadata fails at once, not after seconds of ``import torch``."""
+    if p.suffix == ".safetensors" and p.is_file():  # a missing file: reported by the loader as before
+        from dakd_edge.models.checkpoint import read_meta
+
+        read_meta(p)
+
+
 class TorchBackend(Backend):
     """A PyTorch checkpoint (``.safetensors`` / ``.pt``) or an in-memory model.
 
@@ -58,11 +67,13 @@ class TorchBackend(Backend):
         meta: ModelMeta | None = None,
         amp: bool = False,
     ) -> None:
+        if model is None and path is not None:
+            _precheck_checkpoint(Path(path))
         try:
             import torch
         except ImportError as e:
             raise BackendUnavailable(
-                "the torch backend needs PyTorch (pip install 'dakd-edge[torch]'); "
+                f"the torch backend needs PyTorch: {install_hint('torch')}; "
                 "use an .onnx file with onnxruntime for a torch-free runtime"
             ) from e
         if model is None:
@@ -119,7 +130,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+            raise BackendUnavailable(f"onnxruntime is not installed: {install_hint('runtime')}") from e
         p = Path(path)
         if not p.is_file():
             raise ModelFileError(f"ONNX file not found: {p}")
@@ -141,13 +152,8 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             if "dakd_edge:" in str(e):
                 raise ModelFileError(_PLUGIN_ONNX.format(path=p)) from e
-            raise ModelFileError(f"cannot load {p} with onnxruntime: {e}") from e
-        props = self.session.get_modelmeta().custom_metadata_map
-        if META_KEY not in props:
-            raise ModelFileError(f"{p} has no dakd-edge metadata; export it with `dakd-edge export`")
-        if props.get(OPS_KEY, "standard") != "standard":
-            raise ModelFileError(_PLUGIN_ONNX.format(path=p))
-        self.meta = ModelMeta.from_json(props[META_KEY])
+            raise ModelFileError(f"cannot load {p} with onnxruntime: {' '.join(str(e).split())}") from e
+        self.meta = _onnx_meta(self.session.get_modelmeta().custom_metadata_map, p)
         self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -174,8 +180,27 @@ class OnnxRuntimeBackend(Backend):
         return np.concatenate(outs)[:, :, :h, :w].astype(np.float32, copy=False)
 
 
+def _onnx_meta(props: dict[str, str], p: Path) -> ModelMeta:
+    """The dakd-edge metadata among an ONNX file's properties (validated: files come from anywhere)."""
+    if META_KEY not in props:
+        raise ModelFileError(f"{p} has no dakd-edge metadata; export it with `dakd-edge export`")
+    if props.get(OPS_KEY, "standard") != "standard":
+        raise ModelFileError(_PLUGIN_ONNX.format(path=p))
+    return ModelMeta.from_json(props[META_KEY], source=p)
+
+
+def read_onnx_meta(path: str | Path) -> ModelMeta:
+    """Metadata of an ONNX file through ONNX Runtime (no ``onnx`` package: works torch-free)."""
+    backend = OnnxRuntimeBackend(path)
+    backend.close()
+    return backend.meta
+
+
 def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
-    """The JSON written next to an engine by :mod:`dakd_edge.export.tensorrt` (``<engine>.json``)."""
+    """The JSON written next to an engine by :mod:`dakd_edge.export.tensorrt` (``<engine>.json``).
+
+    Checked to be an object whose ``meta`` is valid model metadata, so callers can index it safely.
+    """
     p = Path(engine)
     side = p.with_name(p.name + ".json")
     if not side.is_file():
@@ -183,9 +208,13 @@ def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
             f"engine metadata {side} is missing; rebuild with `dakd-edge export --format engine`"
         )
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as e:
+        info = json.loads(side.read_text())
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, unreadable
         raise ModelFileError(f"engine metadata {side} is not valid JSON: {e}") from e
+    if not isinstance(info, dict) or "meta" not in info:
+        raise ModelFileError(f"engine metadata {side} is not an object with a 'meta' field")
+    ModelMeta.from_dict(info["meta"], source=side)
+    return info
 
 
 def check_engine_compat(info: dict[str, Any], trt_version: str, cuda_version: str | None) -> None:
@@ -220,14 +249,14 @@ class TensorRTBackend(Backend):
         try:
             import tensorrt as trt
         except ImportError as e:
-            raise BackendUnavailable("TensorRT is not installed (pip install 'dakd-edge[trt]')") from e
+            raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
         self._cudart = _import_cudart()
         check_engine_compat(info, trt.__version__, _cuda_runtime_version(self._cudart))
         if info.get("ops") == "plugin":
             from dakd_edge.export.plugins import register_plugins
 
             register_plugins()
-        self.meta = ModelMeta.from_dict(info["meta"])
+        self.meta = ModelMeta.from_dict(info["meta"], source=p.with_name(p.name + ".json"))
         self.device = device
         self.info = info
         self._trt = trt
@@ -360,7 +389,7 @@ def load(
     backend: str = "auto",
     device: str = "cpu",
     tile: int | None = None,
-    overlap: int = 64,
+    overlap: int | None = None,
     batch: int = 8,
     **kw: Any,
 ):

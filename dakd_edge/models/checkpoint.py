@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from dakd_edge._atomic import atomic_path
 from dakd_edge.errors import ModelFileError
+from dakd_edge.extras import available, install_hint
 from dakd_edge.meta import ModelMeta
 
 FORMAT = "dakd-edge-model"
@@ -87,6 +90,7 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
 
 
 def _safetensors_header(p: Path) -> dict[str, str]:
+    """The string metadata of a safetensors header (read directly: no safetensors/torch needed)."""
     try:
         with open(p, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
@@ -95,35 +99,54 @@ def _safetensors_header(p: Path) -> dict[str, str]:
             header = json.loads(f.read(n))
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{p} is not a readable safetensors file: {e}") from e
-    return header.get("__metadata__") or {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or not isinstance(meta, dict | None):
+        what = "header" if not isinstance(header, dict) else "header metadata (__metadata__)"
+        raise ModelFileError(f"{p} is not a valid safetensors file: its {what} is not a JSON object")
+    return meta or {}
 
 
-def _meta_from_json(raw: str | None, p: Path) -> ModelMeta:
+def _meta_from_json(raw: Any, p: Path) -> ModelMeta:
     if not raw:
         raise ModelFileError(
             f"{p} has no dakd-edge model metadata (not written by dakd_edge.models.checkpoint.save_model)"
         )
-    try:
-        return ModelMeta.from_json(raw)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ModelFileError(f"{p}: invalid model metadata: {e}") from e
+    if isinstance(raw, str | bytes):
+        return ModelMeta.from_json(raw, source=p)
+    return ModelMeta.from_dict(raw, source=p)
 
 
 def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
+    if not available("torch"):  # a .pt is a torch zip of pickles: nothing else can read it
+        raise ModelFileError(f"{p}: reading a .pt model file needs PyTorch: {install_hint('torch')}")
     import torch
 
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled classes are refused by weights_only, truncated files, ...
-        raise ModelFileError(f"cannot read model file {p} (weights-only load): {e}") from e
+        raise ModelFileError(_pt_load_error(p, e)) from e
     if not isinstance(obj, dict) or "meta" not in obj:
         raise ModelFileError(f"{p} has no dakd-edge model metadata (not written by save_model)")
-    raw = obj["meta"]
-    meta = _meta_from_json(raw if isinstance(raw, str) else json.dumps(raw), p)
+    meta = _meta_from_json(obj["meta"], p)
     state = obj.get("state_dict", obj.get("model"))
     if not isinstance(state, dict):
         raise ModelFileError(f"{p} holds no state dict")
     return meta, state
+
+
+def _pt_load_error(p: Path, e: Exception) -> str:
+    """One line for a failed ``torch.load``: torch's own messages span several lines of advice."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(e)).split())
+    refused = re.search(r"WeightsUnpickler error: (.+?)(?:\. | Check the documentation|$)", text)
+    if refused:
+        return (
+            f"cannot read model file {p}: a weights-only load refuses it ({refused.group(1)}); "
+            "dakd-edge .pt files hold only tensors and metadata"
+        )
+    first = re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0][:200].rstrip(".") or type(e).__name__
+    return f"cannot read model file {p}: not a PyTorch file, or truncated/corrupt ({first})"
 
 
 def load_model_file(
@@ -149,8 +172,8 @@ def load_model_file(
         meta = read_meta(p)
         try:
             state = load_file(str(p))
-        except Exception as e:
-            raise ModelFileError(f"cannot read weights from {p}: {e}") from e
+        except Exception as e:  # SafetensorError, OSError, ...
+            raise ModelFileError(f"cannot read weights from {p}: {' '.join(str(e).split())}") from e
     else:
         meta, state = _read_pt(p)
     if name is not None and meta.name != name:

@@ -20,6 +20,7 @@ from dakd_edge.inference.backends import (
     check_engine_compat,
     read_engine_sidecar,
 )
+from dakd_edge.meta import ModelMeta
 from tests.export.toy import toy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,9 +104,13 @@ def test_engine_sidecar_and_version_check(tmp_path: Path) -> None:
     eng.write_bytes(b"\0")
     with pytest.raises(ModelFileError, match="missing"):
         read_engine_sidecar(eng)
-    (tmp_path / "m.engine.json").write_text(
-        json.dumps({"tensorrt_version": "10.8.0", "cuda_version": "12.6"})
-    )
+    side = tmp_path / "m.engine.json"
+    for bad in ([1, 2], {"tensorrt_version": "10.8.0"}, {"meta": {"tile": 3}}):
+        side.write_text(json.dumps(bad))
+        with pytest.raises(ModelFileError, match="m.engine.json"):
+            read_engine_sidecar(eng)
+    meta = ModelMeta.default_for("saross-nano", 2).to_dict()
+    side.write_text(json.dumps({"tensorrt_version": "10.8.0", "cuda_version": "12.6", "meta": meta}))
     info = read_engine_sidecar(eng)
     check_engine_compat(info, "10.8.0", "12.4")
     with pytest.raises(ModelFileError, match="TensorRT 10.8.0 but this machine has TensorRT 10.3.0"):

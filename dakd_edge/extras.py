@@ -1,0 +1,55 @@
+"""Optional dependency groups ("extras") and the one check a command makes before it needs one.
+
+The core install (numpy, click, rich, rasterio, pyproj, pillow) plus ``[runtime]`` (onnxruntime) must run
+``segment``, ``demo``, ``info``, ``evaluate`` and ``bench --backend onnxruntime`` without PyTorch. Commands
+that cannot work without an extra call :func:`require_extra` first, so a torch-free edge box gets one
+line naming what to install instead of a ``ModuleNotFoundError`` traceback from deep inside an import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from dakd_edge.errors import BackendUnavailable
+
+# extra -> the import names it provides that commands check for (the rest of the extra comes with them).
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "safetensors", "onnx"),
+    "runtime": ("onnxruntime",),
+    "trt": ("tensorrt",),
+}
+# import name -> how a user knows it.
+LABELS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
+
+
+class MissingExtra(BackendUnavailable):
+    """An optional dependency group is not installed (a backend row in ``bench`` is skipped with it)."""
+
+
+@cache
+def available(module: str) -> bool:
+    """Whether ``module`` imports (not only whether it is on disk: a broken install counts as absent)."""
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError):  # OSError: a wheel whose shared libraries do not load
+        return False
+    return True
+
+
+def install_hint(extra: str) -> str:
+    """The command that adds ``extra`` to an install from a clone (dakd-edge is not on a package index)."""
+    return f'pip install -c constraints.txt -e ".[{extra}]" in the dakd-edge clone'
+
+
+def require_extra(extra: str, command: str, *modules: str) -> None:
+    """Raise :class:`MissingExtra` unless ``modules`` (default: the extra's first one) all import.
+
+    The message names every module the command needs, not only the missing ones, so one install fixes it.
+    """
+    needed = modules or EXTRAS[extra][:1]
+    if all(available(m) for m in needed):
+        return
+    names = [LABELS.get(m, m) for m in needed]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    raise MissingExtra(f"'{command}' needs {listed}: {install_hint(extra)}")
