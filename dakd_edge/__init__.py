@@ -1,7 +1,8 @@
 """dakd-edge: oil-spill segmentation of SAR imagery (DAKD + SAROSS-Net), built to run on the edge.
 
 The top-level names are imported lazily so that `import dakd_edge` stays cheap and torch-free: the
-ONNX Runtime / TensorRT runtime (``pip install "dakd-edge[runtime]"``) never needs PyTorch.
+ONNX Runtime / TensorRT runtime (``pip install -c constraints.txt -e ".[runtime]"`` from a clone)
+never needs PyTorch.
 """
 
 from __future__ import annotations

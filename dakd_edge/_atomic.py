@@ -1,47 +1,299 @@
-"""Atomic outputs: write to a temporary sibling, rename on success, remove on failure.
+"""Atomic outputs: temporaries beside the final paths, renamed together on success, removed otherwise.
 
-An interrupted run therefore never leaves a half-written file under the final name.
+Every temporary is named ``.<final name>.dakd-<pid>-<token>.<role><suffix>`` in the final file's folder
+(so the rename never crosses a filesystem) and registered in this process, so that:
+
+- an exception or an interrupt removes them (:meth:`Transaction.__exit__`, :func:`remove_live_temps`
+  from the signal watchdog of :mod:`dakd_edge.cli.app`);
+- a run killed with SIGKILL leaves them behind, and the next run on the same output finds them by name
+  and removes those whose pid is no longer alive (:func:`clean_stale`), leaving a live run's alone.
+
+:class:`Transaction` commits all outputs of one job (a scene's class map, probabilities, polygons,
+report) together: nothing appears under a final name until every output is written and verified.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
-from collections.abc import Iterator
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from dakd_edge.errors import OutputError
+from dakd_edge.errors import DakdError, OutputError
+
+_LIVE: set[Path] = set()  # temporaries of this process not yet renamed or removed
+_LOCK = threading.Lock()
+_TEMP_RE = re.compile(r"\.dakd-(\d+)-[0-9a-f]+\.")
+# Files a writer may put beside a temporary: GDAL side-cars, SQLite journals.
+_SIDECARS = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
+
+
+def temp_path(final: Path, role: str = "tmp") -> Path:
+    """A new registered temporary beside ``final`` (not created: writers create their files)."""
+    p = final.parent / f".{final.name}.dakd-{os.getpid()}-{secrets.token_hex(4)}.{role}{final.suffix}"
+    with _LOCK:
+        _LIVE.add(p)
+    return p
+
+
+def remove_temp(p: Path) -> None:
+    """Remove a temporary and its side-cars; forget it."""
+    for q in (p, *(p.with_name(p.name + s) for s in _SIDECARS)):
+        with contextlib.suppress(OSError):
+            q.unlink()
+    with _LOCK:
+        _LIVE.discard(p)
+
+
+def remove_live_temps() -> None:
+    """Remove every temporary of this process (interrupt path; safe to call from another thread)."""
+    with _LOCK:
+        live = list(_LIVE)
+    for p in live:
+        remove_temp(p)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Remove temporaries of ``final`` left by dead processes (SIGKILL, power loss); returns them."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for q in final.parent.glob(f".{glob_escape(final.name)}.dakd-*"):
+            m = _TEMP_RE.search(q.name[len(final.name) + 1 :])
+            if m is None:
+                continue
+            pid = int(m.group(1))
+            if pid != os.getpid() and not _pid_alive(pid):
+                with contextlib.suppress(OSError):
+                    q.unlink()
+                    removed.append(q)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``: ``os.access`` says yes for /proc and /sys as root."""
+    probe = folder / f".dakd-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    with _LOCK:
+        _LIVE.add(probe)  # an interrupt between create and unlink still removes it
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot create files there ({e.strerror or e})") from None
+    finally:
+        remove_temp(probe)
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate an output path before any work is done; returns it as a Path."""
+    """Validate an output path before any work is done (exists, folder, writable); returns it.
+
+    Also removes temporaries of this output left by killed runs.
+    """
     p = Path(path)
-    if p.exists() and not overwrite:
+    if p.is_dir():
+        raise OutputError(f"output {p} is a directory")
+    if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputError(f"output exists: {p} (pass --overwrite to replace it)")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output directory does not exist: {parent}")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output directory is not writable: {parent}")
+    probe_writable(parent)
+    clean_stale(p)
     return p
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file: equal resolved paths (symlinks) or one inode (hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path] | None = None) -> None:
+    """Refuse two outputs on one path, and any output that is (or links to) an input."""
+    seen: dict[Path, str] = {}
+    for name, p in outputs.items():
+        for other, other_name in seen.items():
+            if same_file(p, other):
+                raise OutputError(f"{other_name} and {name} are the same path: {p}")
+        seen[p] = name
+    for name, p in outputs.items():
+        for iname, q in (inputs or {}).items():
+            if same_file(p, q):
+                raise OutputError(f"{name} {p} is the {iname} {q}: refusing to overwrite an input")
+
+
+def mount_point(path: Path) -> Path:
+    p = path.resolve()
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def check_free_space(folder: Path, need: int, what: str) -> None:
+    """Refuse before any work when ``folder``'s filesystem has less than ``need`` bytes free."""
+    free = free_bytes(folder)
+    if free < need:
+        raise OutputError(
+            f"no space left on {mount_point(folder)} for {what}: needs about {need / 2**20:.0f} MB, "
+            f"{free / 2**20:.0f} MB free"
+        )
+
+
+def _causes(e: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    c: BaseException | None = e
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
+        yield c
+        c = c.__cause__ or c.__context__
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT, raised by Python or reported by GDAL in a message."""
+    for c in _causes(e):
+        if isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        s = str(c).lower()
+        if "no space left" in s or "disk full" in s or "quota exceeded" in s:
+            return True
+    return False
+
+
+def describe_write_error(e: BaseException, path: Path) -> str:
+    """One line for a failed write: disk full names the device and the path."""
+    if is_disk_full(e):
+        return f"no space left on {mount_point(path.parent)} (writing {path})"
+    msg = " ".join(str(deepest(e)).split()) or type(e).__name__
+    return f"{path}: cannot write ({msg})"
+
+
+def deepest(e: BaseException) -> BaseException:
+    """The innermost cause with a message (GDAL's own words are at the bottom of rasterio's chain)."""
+    last = e
+    for c in _causes(e):
+        if str(c).strip():
+            last = c
+    return last
+
+
+class Transaction:
+    """Outputs committed together: ``temp(key)`` beside each final path, renamed by :meth:`commit`.
+
+    Any exception inside the ``with`` block removes every temporary (and any non-user error while
+    writing becomes one :class:`OutputError` line, "no space left on ..." for a full disk).
+    ``verify[key](temp)`` checks a finished file before anything is renamed.
+    """
+
+    def __init__(self, outputs: Mapping[str, str | os.PathLike | None], overwrite: bool = False) -> None:
+        self.finals = {k: Path(p) for k, p in outputs.items() if p is not None}
+        check_distinct(self.finals)
+        for p in self.finals.values():
+            check_output(p, overwrite)
+        self.overwrite = overwrite
+        self.temps: dict[str, Path] = {}
+        self.scratch: list[Path] = []
+        self.committed = False
+
+    def temp(self, key: str) -> Path:
+        """The temporary that becomes output ``key`` on commit."""
+        if key not in self.temps:
+            self.temps[key] = temp_path(self.finals[key])
+        return self.temps[key]
+
+    def scratch_path(self, key: str, role: str) -> Path:
+        """A work file beside output ``key`` that is always removed (staging rasters)."""
+        p = temp_path(self.finals[key], role)
+        self.scratch.append(p)
+        return p
+
+    def commit(self, verify: Mapping[str, Callable[[Path], Any]] | None = None) -> dict[str, Path]:
+        """Verify every written temporary, then rename them all onto their final names."""
+        for key, tmp in self.temps.items():
+            if not tmp.exists():
+                raise OutputError(f"{self.finals[key]}: was not written")
+            check = (verify or {}).get(key)
+            if check is not None:
+                try:
+                    check(tmp)
+                except DakdError:
+                    raise
+                except Exception as e:
+                    raise OutputError(describe_write_error(e, self.finals[key])) from None
+        done: list[Path] = []
+        try:
+            for key, tmp in self.temps.items():
+                os.replace(tmp, self.finals[key])
+                done.append(self.finals[key])
+                with _LOCK:
+                    _LIVE.discard(tmp)
+        except OSError as e:
+            for p in done:  # keep "all or nothing" as far as it can be kept
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise OutputError(describe_write_error(e, self.finals[key])) from None
+        self.committed = True
+        return {k: self.finals[k] for k in self.temps}
+
+    def abort(self) -> None:
+        for p in [*self.temps.values(), *self.scratch]:
+            remove_temp(p)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        if self.committed:
+            for p in self.scratch:
+                remove_temp(p)
+        else:
+            self.abort()
+        if e is not None and not isinstance(e, DakdError) and _is_io_error(e):
+            raise OutputError(describe_write_error(e, self._final_named_in(e))) from None
+
+    def _final_named_in(self, e: BaseException) -> Path:
+        """The output whose temporary the error is about (GDAL names files in its messages)."""
+        text = " ".join(f"{getattr(c, 'filename', '') or ''} {c}" for c in _causes(e))
+        for final in self.finals.values():
+            if f".{final.name}.dakd-" in text or str(final) in text:
+                return final
+        return next(iter(self.finals.values()), Path("."))
+
+
+def _is_io_error(e: BaseException) -> bool:
+    """OSError or a GDAL/rasterio error (without importing rasterio here)."""
+    return isinstance(e, OSError) or type(e).__module__.startswith("rasterio")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on clean exit it is renamed onto ``path``."""
-    final = check_output(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
-    os.close(fd)
-    os.unlink(tmp)  # writers (GDAL, safetensors) create the file themselves
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        # GDAL may leave side-car files (e.g. .aux.xml, .ovr) next to the temporary name.
-        for side in final.parent.glob(tmp_path.name + ".*"):
-            with contextlib.suppress(OSError):
-                side.unlink()
+    with Transaction({"out": path}, overwrite) as tx:
+        yield tx.temp("out")
+        tx.commit()

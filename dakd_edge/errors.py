@@ -33,3 +33,7 @@ class ExportError(DakdError):
 
 class TrainingError(DakdError):
     """Training cannot continue (non-finite loss, incompatible resume checkpoint, ...)."""
+
+
+class Notice(UserWarning):
+    """Something the user should know that is not an error (the CLI prints it as one line)."""

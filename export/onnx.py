@@ -245,7 +245,7 @@ def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
         raise ModelFileError(f"{path} has no dakd-edge metadata ({META_KEY}); was it exported by dakd-edge?")
-    return ModelMeta.from_json(props[META_KEY]), props.get(OPS_KEY, "standard")
+    return ModelMeta.from_json(props[META_KEY], source=path), props.get(OPS_KEY, "standard")
 
 
 def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:

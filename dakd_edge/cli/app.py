@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -62,21 +63,50 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and turn user-facing errors into one line + exit code 2."""
+    """Console entry point: the single error boundary of the CLI.
+
+    User-facing errors (:class:`DakdError`, click usage errors, OS errors such as a full disk) print
+    one line and exit 2; SIGINT / SIGTERM remove this run's temporaries and exit 130 / 143 within
+    about a second (see :func:`dakd_edge.cli.signals.interruptible`).
+    """
+    from dakd_edge.cli.signals import Interrupted, interruptible
+
     try:
-        rv = cli.main(args=argv, prog_name="dakd-edge", standalone_mode=False)
+        with interruptible():
+            rv = cli.main(args=argv, prog_name="dakd-edge", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else "dakd-edge"
+        _fail(f"{e.format_message()} (see '{cmd} --help')", e.exit_code)
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        _fail(e.format_message(), e.exit_code)
     except click.Abort:
-        click.echo("dakd-edge: aborted", err=True)
-        sys.exit(1)
+        _fail("aborted", 1)
     except DakdError as e:
-        click.echo(f"dakd-edge: error: {e}", err=True)
-        sys.exit(2)
+        _fail(str(e), 2)
+    except Interrupted as e:
+        click.echo("dakd-edge: interrupted", err=True)
+        sys.exit(e.code)
     except KeyboardInterrupt:
         click.echo("dakd-edge: interrupted", err=True)
         sys.exit(130)
+    except MemoryError:
+        _fail("out of memory (try a smaller --tile or --batch)", 2)
+    except OSError as e:  # not raised through a DakdError: name the file and the reason
+        from dakd_edge._atomic import describe_write_error, is_disk_full
+
+        where = Path(e.filename) if getattr(e, "filename", None) else Path(".")
+        msg = describe_write_error(e, where) if is_disk_full(e) else _os_line(e)
+        _fail(msg, 2)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _os_line(e: OSError) -> str:
+    what = e.strerror or " ".join(str(e).split())
+    return f"{e.filename}: {what}" if getattr(e, "filename", None) else what
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"dakd-edge: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)

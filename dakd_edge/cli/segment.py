@@ -13,16 +13,16 @@ from typing import Any
 
 import click
 
-from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge._atomic import atomic_path, check_distinct, check_output
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.errors import BackendUnavailable, InputError, OutputError
-from dakd_edge.inference.segment import PROBS_DTYPES, Progress
+from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError
+from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def load_predictor(
-    model: str | None, backend: str, device: str, tile: int | None, overlap: int, batch: int
+    model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int
 ) -> Any:
     """One model load for all scenes: ``dakd_edge.inference.backends.load`` + our tiling settings."""
     try:
@@ -85,10 +85,16 @@ def progress_bar(enabled: bool, label: str, width: int) -> Iterator[Progress | N
 
 
 def _summary(r: dict[str, Any]) -> str:
+    if r.get("all_nodata"):
+        return (
+            f"{r['scene']}: {r['width']}x{r['height']}, no valid pixels (all nodata): outputs are all nodata"
+        )
     area = r.get("oil_area_m2")
     area_s = f"oil {area / 1e6:.3f} km^2" if area is not None else f"oil {r['oil_pixels']} px"
     t = r["tiles"]
     spills = "" if r["spills"] is None else f", {r['spills']} spill(s)"
+    if r.get("spills_filtered"):
+        spills += f" (+{r['spills_filtered']} below --min-area)"
     return (
         f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
         f"({t['skipped_nodata']} nodata skipped), {r['time_s']:.1f} s, {r['mpix_per_s']:.2f} MPix/s"
@@ -100,13 +106,15 @@ def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str,
     from dakd_edge.inference.geotiff import SceneReader
     from dakd_edge.inference.segment import segment_scene
 
-    with SceneReader(scene, predictor.meta.in_chans, kw.get("band")) as s:
-        width = s.info.width
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with SceneReader(scene, predictor.meta.in_chans, kw.get("band")) as s:
+            width = s.info.width
     with warnings.catch_warnings(record=True) as caught, progress_bar(not quiet, scene.name, width) as cb:
         warnings.simplefilter("always")
         report = segment_scene(predictor, scene, progress=cb, **kw)
     for w in caught:
-        if issubclass(w.category, UserWarning) and "georeference" in str(w.message):
+        if issubclass(w.category, Notice):
             click.echo(f"dakd-edge: warning: {w.message}", err=True)
     return report
 
@@ -114,6 +122,48 @@ def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str,
 def _write_report(path: Path, data: Any, overwrite: bool) -> None:
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def plan_outputs(
+    scenes: tuple[Path, ...],
+    templates: dict[str, str | None],
+    model: str | None,
+    overwrite: bool,
+) -> tuple[list[tuple[Path, dict[str, Path | None]]], Path | None]:
+    """Every scene's output paths, checked before any model load or tile read.
+
+    Refuses a missing or directory scene, an output that exists (without ``--overwrite``) or cannot
+    be created, two outputs on one path (``--report`` = ``-o``, two scenes with one stem into one
+    folder) and any output that is, or links to, an input scene or the model file.
+    """
+    many = len(scenes) > 1
+    report = templates["report"]
+    single_report = report is not None and "{stem}" not in report and not Path(report).is_dir()
+    jobs = []
+    for scene in scenes:
+        if scene.is_dir():
+            raise InputError(f"{scene}: is a directory, not a raster file")
+        if not scene.exists():
+            raise InputError(f"{scene}: no such file")
+        paths = {
+            "out": resolve_output(templates["out"], scene, "{stem}_classes.tif", many)
+            or Path(f"{scene.stem}_classes.tif"),
+            "probs": resolve_output(templates["probs"], scene, "{stem}_probs.tif", many),
+            "vector": resolve_output(templates["vector"], scene, "{stem}_spills.geojson", many),
+            "report": None if single_report else resolve_output(report, scene, "{stem}_report.json", False),
+        }
+        jobs.append((scene, paths))
+    outputs = {f"{k} of {s}": p for s, ps in jobs for k, p in ps.items() if p is not None}
+    single = Path(report) if single_report else None
+    if single is not None:
+        outputs["report"] = single
+    inputs = {f"input scene {s}": s for s in scenes}
+    if model is not None and Path(model).exists():
+        inputs["model"] = Path(model)
+    check_distinct(outputs, inputs)
+    for p in outputs.values():
+        check_output(p, overwrite)
+    return jobs, single
 
 
 @click.command("segment")
@@ -125,7 +175,11 @@ def _write_report(path: Path, data: Any, overwrite: bool) -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile, 512].")
-@click.option("--overlap", type=click.IntRange(0), default=64, show_default=True)
+@click.option(
+    "--overlap",
+    type=click.IntRange(0),
+    help="Pixels shared by neighbouring tiles [64; at most half the tile].",
+)
 @click.option(
     "--batch",
     type=click.IntRange(1),
@@ -134,9 +188,13 @@ def _write_report(path: Path, data: Any, overwrite: bool) -> None:
 @click.option("--probs", help="Also write per-class probabilities (COG).")
 @click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
 @click.option("--vector", help="Also write oil-spill polygons (.geojson WGS84 or .gpkg scene CRS).")
+@click.option(
+    "--min-area",
+    help=f"Drop polygons smaller than this: m^2 (e.g. 2000) or pixels (e.g. 10px) [{MIN_SPECK_PIXELS}px].",
+)
 @click.option("--band", type=click.IntRange(1), help="Band of a multi-band scene fed to a 1-band model.")
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option("--report", help="Write the JSON report here ({stem} or one file for all scenes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def segment(
@@ -146,43 +204,30 @@ def segment(
     backend: str,
     device: str,
     tile: int | None,
-    overlap: int,
+    overlap: int | None,
     batch: int | None,
     probs: str | None,
     probs_dtype: str,
     vector: str | None,
+    min_area: str | None,
     band: int | None,
     input_scale: str,
     overwrite: bool,
     report: str | None,
     quiet: bool,
 ) -> None:
-    """Segment SAR SCENES (GeoTIFF, any size) into oil-spill class maps, streaming in tiles."""
-    if tile is not None and overlap >= tile:
-        raise click.BadParameter(f"--overlap {overlap} must be smaller than --tile {tile}")
-    many = len(scenes) > 1
-    jobs = []
-    for scene in scenes:
-        if not scene.is_file():
-            raise InputError(f"{scene}: no such file")
-        out = resolve_output(output, scene, "{stem}_classes.tif", many) or Path(f"{scene.stem}_classes.tif")
-        paths = {
-            "out": out,
-            "probs": resolve_output(probs, scene, "{stem}_probs.tif", many),
-            "vector": resolve_output(vector, scene, "{stem}_spills.geojson", many),
-        }
-        for p in paths.values():
-            if p is not None:
-                check_output(p, overwrite)
-        jobs.append((scene, paths))
-    report_paths = [resolve_output(report, s, "{stem}_report.json", False) for s, _ in jobs]
-    single_report = report is not None and "{stem}" not in report and not Path(report).is_dir()
-    for p in set(report_paths) - {None}:
-        check_output(p, overwrite)
+    """Segment SAR SCENES (GeoTIFF, any size) into oil-spill class maps, streaming in tiles.
 
+    All outputs of a scene are written as temporaries and renamed together once the scene is done:
+    an error, a full disk or an interrupt leaves no file under any final name.
+    """
+    parse_min_area(min_area)
+    templates = {"out": output, "probs": probs, "vector": vector, "report": report}
+    jobs, single_report = plan_outputs(scenes, templates, model, overwrite)
     predictor = load_predictor(model, backend, device, tile, overlap, batch or default_batch(device))
+    protect = {"model": model} if model is not None and Path(model).exists() else {}
     reports = []
-    for (scene, paths), rpath in zip(jobs, report_paths, strict=True):
+    for scene, paths in jobs:
         r = _run_scene(
             predictor,
             scene,
@@ -191,16 +236,17 @@ def segment(
             probs=paths["probs"],
             probs_dtype=probs_dtype,
             vector=paths["vector"],
+            report=paths["report"],
+            min_area=min_area,
             band=band,
             scale=input_scale,
             overwrite=overwrite,
+            protect=protect,
         )
         reports.append(r)
         click.echo(_summary(r))
-        if rpath is not None and not single_report:
-            _write_report(rpath, r, overwrite)
-    if single_report:
-        _write_report(Path(report), reports[0] if len(reports) == 1 else reports, overwrite)
+    if single_report is not None:
+        _write_report(single_report, reports[0] if len(reports) == 1 else reports, overwrite)
 
 
 @click.command("demo")
@@ -227,7 +273,7 @@ def demo(
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
     from dakd_edge.inference.quicklook import quicklook
 
-    predictor = load_predictor(model, backend, device, None, 64, default_batch(device))
+    predictor = load_predictor(model, backend, device, None, None, default_batch(device))
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
     paths = {

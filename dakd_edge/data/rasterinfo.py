@@ -18,7 +18,10 @@ from dakd_edge.errors import InputError
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    """GDAL's own words: rasterio's outer error says "see previous exception", the cause says why."""
+    from dakd_edge._atomic import deepest
+
+    return " ".join(str(deepest(e)).split()) or type(e).__name__
 
 
 def open_raster(path: str | os.PathLike):
@@ -65,7 +68,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
         try:
             data = [ds.read(window=Window(c, r, w, h), masked=True) for r, c, h, w in wins]
         except (RasterioError, OSError) as e:
-            raise InputError(f"{path}: cannot read pixels ({_one_line(e)})") from None
+            raise InputError(f"{path}: damaged or truncated raster ({_one_line(e)})") from None
         bands = []
         for b in range(ds.count):
             vals = np.ma.concatenate([d[b].ravel() for d in data])

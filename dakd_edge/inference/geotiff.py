@@ -1,10 +1,12 @@
 """GeoTIFF input and Cloud-Optimized GeoTIFF output, windowed so scenes never load whole.
 
 Reading: :class:`SceneReader` validates a scene once (readable, non-empty, band choice vs the model)
-and then serves raw row bands. Writing: :class:`CogWriter` streams row bands into a tiled, deflated
-GTiff beside the target and, on :meth:`CogWriter.commit`, copies it with GDAL's COG driver (overviews,
-tiles in the COG order) onto a temporary name that is renamed onto the target (``dakd_edge._atomic``),
-so an interrupted run leaves no half file under the final name.
+and then serves raw row bands; every read goes through :meth:`SceneReader.read`, which turns damage
+found at any point (header, sampling, mid-scene) into one :class:`InputError` line. Writing:
+:class:`CogWriter` streams row bands into a tiled, deflated GTiff staging file and, on
+:meth:`CogWriter.finish`, copies it with GDAL's COG driver (overviews, tiles in the COG order) to a
+temporary of the caller's :class:`~dakd_edge._atomic.Transaction`, which renames all of a scene's
+outputs together, so an interrupted run leaves no file under any final name.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +25,15 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from dakd_edge._atomic import atomic_path, check_output
-from dakd_edge.errors import InputError, OutputError
+from dakd_edge._atomic import deepest, remove_temp
+from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
 
 BLOCK = 512
 
 
-class NoGeoreferenceWarning(UserWarning):
+class NoGeoreferenceWarning(Notice):
     """The scene has no CRS/transform: outputs are written in pixel coordinates without a CRS."""
 
 
@@ -54,6 +55,8 @@ class SceneReader:
 
     def __init__(self, path: str | os.PathLike, in_chans: int = 1, band: int | None = None) -> None:
         p = Path(path)
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, not a raster file")
         if not p.exists():
             raise InputError(f"{p}: no such file")
         try:
@@ -80,8 +83,17 @@ class SceneReader:
             bands: tuple[int, ...] = (band,)
         elif ds.count == in_chans:
             bands = tuple(range(1, ds.count + 1))
+        elif in_chans == 1 and self._bands_identical():
+            warnings.warn(
+                f"{p}: its {ds.count} bands are identical (grey stored as RGB); using band 1",
+                Notice,
+                stacklevel=3,
+            )
+            bands = (1,)
         elif in_chans == 1:
-            raise InputError(f"{p}: {ds.count} bands but the model takes 1; choose one with --band N")
+            raise InputError(
+                f"{p}: {ds.count} different bands but the model takes 1; choose one with --band N"
+            )
         else:
             raise InputError(f"{p}: {ds.count} band(s) but the model takes {in_chans}")
         dtypes = {ds.dtypes[b - 1] for b in bands}
@@ -92,24 +104,43 @@ class SceneReader:
         georef = ds.crs is not None or not ds.transform.is_identity
         return SceneInfo(p, ds.height, ds.width, bands, dtypes.pop(), nodata, ds.crs, ds.transform, georef)
 
+    def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:
+        """``DatasetReader.read`` for every read of the scene: damage (truncated file, corrupt
+        compressed block) becomes one :class:`InputError` line naming the file and GDAL's reason."""
+        try:
+            return self.ds.read(list(self.info.bands) if bands is None else bands, **kw)
+        except (RasterioError, OSError) as e:
+            raise InputError(f"{self.path}: damaged or truncated raster ({_one_line(e)})") from None
+
+    def _bands_identical(self, grid: int = 4, size: int = 64) -> bool:
+        """All bands equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
+        h, w = self.ds.height, self.ds.width
+        for y in np.linspace(0, max(h - size, 0), grid).astype(int):
+            for x in np.linspace(0, max(w - size, 0), grid).astype(int):
+                win = Window(int(x), int(y), min(size, w), min(size, h))
+                a = self.read(list(range(1, self.ds.count + 1)), window=win)
+                if not all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
+                    return False
+        return True
+
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Raw values of ``[y0:y1, x0:x1]``, shape ``(C, y1 - y0, x1 - x0)``, in the file's dtype."""
-        return self.ds.read(list(self.info.bands), window=Window(x0, y0, x1 - x0, y1 - y0))
+        return self.read(window=Window(x0, y0, x1 - x0, y1 - y0))
 
     def sample(self, max_pixels: int = 1 << 20) -> np.ndarray:
         """Decimated whole-scene read (GDAL uses overviews when present) for scale detection/quicklook."""
         h, w = self.info.height, self.info.width
         f = max(1.0, float(np.sqrt(h * w / max_pixels)))
         shape = (len(self.info.bands), max(1, int(h / f)), max(1, int(w / f)))
-        return self.ds.read(
-            list(self.info.bands), out_shape=shape, resampling=rasterio.enums.Resampling.nearest
-        )
+        return self.read(out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
 
     def valid_sample(self, grid: int = 8, size: int = 128) -> np.ndarray:
         """Valid raw values ``(C, n)`` for scale detection, at a cost independent of the scene size.
 
         Reads ``grid x grid`` windows spread over the scene (the whole scene, decimated, when it is
-        small or when the windows hold no valid pixel).
+        small or when the windows hold no valid pixel). When even that finds nothing, the scene is
+        scanned in full-resolution row bands, so a small valid area is not taken for an empty scene;
+        an empty result means the scene is all nodata.
         """
         from dakd_edge.inference.predictor import valid_mask
 
@@ -118,13 +149,24 @@ class SceneReader:
             parts = []
             for y in np.linspace(0, h - size, grid).astype(int):
                 for x in np.linspace(0, w - size, grid).astype(int):
-                    a = self.ds.read(list(self.info.bands), window=Window(int(x), int(y), size, size))
+                    a = self.read(window=Window(int(x), int(y), size, size))
                     parts.append(a[:, valid_mask(a, self.info.nodata)])
             vals = np.concatenate(parts, axis=1)
             if vals.size:
                 return vals
         a = self.sample()
-        return a[:, valid_mask(a, self.info.nodata)]
+        vals = a[:, valid_mask(a, self.info.nodata)]
+        rows = max(1, (1 << 24) // max(w, 1))
+        for y in range(0, h, rows) if vals.size == 0 else ():
+            a = self.window(y, min(y + rows, h), 0, w)
+            vals = a[:, valid_mask(a, self.info.nodata)]
+            if vals.size:
+                return vals[:, :: max(1, vals.shape[1] // (size * size))]
+        return vals
+
+    @property
+    def path(self) -> Path:
+        return self.info.path if hasattr(self, "info") else Path(self.ds.name)
 
     def close(self) -> None:
         self.ds.close()
@@ -137,7 +179,8 @@ class SceneReader:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+    """GDAL's own words: rasterio's outer error says "see previous exception", the cause says why."""
+    return " ".join(str(deepest(e)).split()) or type(e).__name__
 
 
 def colormap(meta: ModelMeta) -> dict[int, tuple[int, int, int, int]]:
@@ -145,37 +188,38 @@ def colormap(meta: ModelMeta) -> dict[int, tuple[int, int, int, int]]:
     return cmap
 
 
+PROB_SCALE = 250.0  # uint8 probabilities: stored value / 250 = probability (255 = nodata)
+
+
 class CogWriter:
-    """Streams row bands into a tiled GTiff, then commits it as a COG under ``path``.
+    """Streams row bands into a tiled GTiff ``staging`` file, then copies it as a COG by :meth:`finish`.
 
     ``kind``: ``"classes"`` (uint8 class ids, nodata 255, colour table), ``"probs_uint8"`` (K bands,
-    probability * 250 rounded, nodata 255) or ``"probs_float16"`` (K bands, half floats, nodata NaN).
+    probability * 250 rounded, nodata 255, with GDAL scale 1/250 so GIS software reads 0-1) or
+    ``"probs_float16"`` (K bands, half floats, nodata NaN). Paths come from the caller's
+    :class:`~dakd_edge._atomic.Transaction`; nothing here writes under a final name.
     """
 
     KINDS = ("classes", "probs_uint8", "probs_float16")
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        staging: str | os.PathLike,
         info: SceneInfo,
         meta: ModelMeta,
         kind: str = "classes",
-        overwrite: bool = False,
         tags: dict[str, str] | None = None,
     ) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"unknown raster kind {kind!r}")
-        self.path = check_output(path, overwrite)
-        self.overwrite, self.kind, self.meta, self.info = overwrite, kind, meta, info
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial.tif", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        count = 1 if kind == "classes" else meta.num_classes
+        self.kind, self.meta, self.info = kind, meta, info
+        self.staging = Path(staging)
+        self.count = 1 if kind == "classes" else meta.num_classes
         profile: dict[str, Any] = dict(
             driver="GTiff",
             width=info.width,
             height=info.height,
-            count=count,
+            count=self.count,
             tiled=True,
             blockxsize=BLOCK,
             blockysize=BLOCK,
@@ -190,13 +234,9 @@ class CogWriter:
             profile.update(dtype="float32", nodata=float("nan"), NBITS=16, predictor=3, interleave="band")
         else:
             profile.update(dtype="uint8", nodata=255, interleave="band")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.ds = rasterio.open(self.tmp, "w", **profile)
-        except RasterioError as e:
-            self.tmp.unlink(missing_ok=True)
-            raise OutputError(f"{self.path}: cannot write ({_one_line(e)})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.ds = rasterio.open(self.staging, "w", **profile)
         all_tags = {
             "class_names": json.dumps(list(meta.class_names)),
             "model": meta.name,
@@ -210,6 +250,10 @@ class CogWriter:
         else:
             for i, name in enumerate(meta.class_names):
                 self.ds.set_band_description(i + 1, f"P({name})")
+                self.ds.update_tags(i + 1, class_name=name)
+            if kind == "probs_uint8":
+                self.ds.scales = (1.0 / PROB_SCALE,) * self.count
+                self.ds.offsets = (0.0,) * self.count
 
     def write(self, y0: int, probs: np.ndarray, valid: np.ndarray, x0: int = 0) -> np.ndarray | None:
         """Write probabilities ``(K, h, w)`` at ``(y0, x0)``; returns the class ids (classes kind)."""
@@ -221,7 +265,7 @@ class CogWriter:
             self.ds.write(cls[None], window=win)
             return cls
         if self.kind == "probs_uint8":
-            q = np.rint(np.clip(probs, 0.0, 1.0) * 250.0).astype(np.uint8)
+            q = np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
             q[:, ~valid] = 255
             self.ds.write(q, window=win)
         else:
@@ -230,8 +274,8 @@ class CogWriter:
             self.ds.write(f, window=win)
         return None
 
-    def commit(self) -> Path:
-        """Close the staging file and copy it as a COG onto ``path`` atomically."""
+    def finish(self, dest: str | os.PathLike) -> Path:
+        """Close the staging file and copy it as a COG to ``dest`` (a transaction temporary)."""
         self.ds.close()
         opts: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCK, BIGTIFF="IF_SAFER")
         if self.kind == "classes":
@@ -240,20 +284,37 @@ class CogWriter:
             opts.update(OVERVIEW_RESAMPLING="AVERAGE")
         else:
             opts.update(OVERVIEW_RESAMPLING="AVERAGE", PREDICTOR="FLOATING_POINT", NBITS=16)
-        try:
-            with atomic_path(self.path, self.overwrite) as tmp, warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                rasterio.shutil.copy(self.tmp, tmp, **opts)
-        except RasterioError as e:
-            raise OutputError(f"{self.path}: cannot write ({_one_line(e)})") from None
-        finally:
-            self.discard()
-        return self.path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            rasterio.shutil.copy(self.staging, dest, **opts)
+        self.discard()
+        return Path(dest)
+
+    def verify(self, path: str | os.PathLike) -> None:
+        """Check a finished COG before it is renamed: shape, and every band's last block and smallest
+        overview decode (a file cut short by a full disk fails here, not in the user's GIS)."""
+        verify_raster(path, self.count, self.info.height, self.info.width)
 
     def discard(self) -> None:
-        """Drop the staging file (on errors, or after commit)."""
+        """Drop the staging file (on errors, or after :meth:`finish`)."""
         with contextlib.suppress(Exception):
             self.ds.close()
-        self.tmp.unlink(missing_ok=True)
-        for side in self.tmp.parent.glob(self.tmp.name + ".*"):
-            side.unlink(missing_ok=True)
+        remove_temp(self.staging)
+
+
+def verify_raster(path: str | os.PathLike, count: int, height: int, width: int) -> None:
+    """Open ``path`` and decode the last block and the smallest overview of every band."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            if (ds.count, ds.height, ds.width) != (count, height, width):
+                raise OutputError(f"{path}: written with the wrong shape {ds.count}x{ds.height}x{ds.width}")
+            bh, bw = ds.block_shapes[0]
+            last = Window((width - 1) // bw * bw, (height - 1) // bh * bh, 0, 0)
+            last = Window(last.col_off, last.row_off, width - last.col_off, height - last.row_off)
+            for b in range(1, count + 1):
+                ds.read(b, window=last)
+                ovr = ds.overviews(b)
+                if ovr:
+                    f = ovr[-1]
+                    ds.read(b, out_shape=(max(1, height // f), max(1, width // f)))

@@ -8,18 +8,20 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dakd_edge.data.scaling import SCALES, detect_scale, normalize, to_unit
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, argmax0, stream_bands
 from dakd_edge.meta import ModelMeta
 
 NODATA_CLASS = 255
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles (half the tile at most)
 _SAMPLE_PIXELS = 1 << 20  # pixels looked at to detect the input scaling
 
 
@@ -45,17 +47,39 @@ def resolve_scale(sample: np.ndarray, scale: str) -> str:
     return detect_scale(sample)
 
 
+_LAST_AXIS_BANDS = (1, 3, 4)  # H x W x C layouts of images read with PIL / OpenCV / imageio
+
+
 def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
-    """(H, W) or (C, H, W) -> (C, H, W), checking the band count against the model."""
+    """(H, W), (C, H, W) or (H, W, C) -> (C, H, W), checking the band count against the model.
+
+    A channels-last array (``C`` of 1, 3 or 4 in the last axis, as image libraries return) is moved
+    to channels-first. For a 1-band model, identical bands (grey stored as RGB, like the OSD/SOS
+    JPEGs) are reduced to the first one with a :class:`Notice`; different bands are an error.
+    """
     a = np.asarray(image)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
-        raise InputError(f"expected an image of shape (H, W) or (C, H, W), got {a.shape}")
+        raise InputError(f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {a.shape}")
+    if a.shape[0] != in_chans and a.shape[2] in _LAST_AXIS_BANDS and a.shape[0] not in _LAST_AXIS_BANDS:
+        a = np.moveaxis(a, 2, 0)
     if a.shape[1] == 0 or a.shape[2] == 0:
         raise InputError(f"empty image {a.shape}")
+    if a.shape[0] != in_chans and in_chans == 1 and a.shape[0] > 1:
+        if all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
+            warnings.warn(
+                f"the image's {a.shape[0]} bands are identical (grey as RGB); using band 1", Notice, 2
+            )
+            return a[:1]
+        raise InputError(
+            f"the model takes 1 band but the image has {a.shape[0]} different bands "
+            f"(shape {tuple(np.shape(image))}); pass one of them, e.g. image[..., 0]"
+        )
     if a.shape[0] != in_chans:
-        raise InputError(f"the model takes {in_chans} band(s) but the image has {a.shape[0]}")
+        raise InputError(
+            f"the model takes {in_chans} band(s) but the image has {a.shape[0]} (shape {np.shape(image)})"
+        )
     return a
 
 
@@ -63,24 +87,28 @@ class Predictor:
     """Wraps a :class:`Backend` with scaling, normalisation, nodata handling and tiling.
 
     ``tile=None`` uses the tile size stored with the model (``meta.tile``). Images no larger than one
-    tile run in a single backend call; larger ones are tiled with ``overlap`` (capped at half a tile)
-    and blended.
+    tile run in a single backend call; larger ones are tiled with ``overlap`` and blended. The overlap
+    is at most half a tile (more would let the blending ramps of opposite tile edges cross): a larger
+    one is an error, never silently capped; ``None`` is :data:`DEFAULT_OVERLAP` or half a small tile.
     """
 
     def __init__(
         self,
         backend: Backend,
         tile: int | None = None,
-        overlap: int = 64,
+        overlap: int | None = None,
         batch: int = 8,
         window: str = "cosine",
         blend: str = "probs",
     ) -> None:
         self.backend = backend
         tile = int(tile or backend.meta.tile)
-        self.config = TileConfig(
-            tile=tile, overlap=min(int(overlap), tile // 2), batch=batch, window=window, blend=blend
-        )
+        overlap = min(DEFAULT_OVERLAP, tile // 2) if overlap is None else int(overlap)
+        if not 0 <= overlap <= tile // 2:
+            raise InputError(
+                f"--overlap {overlap} must be between 0 and half the tile ({tile} // 2 = {tile // 2})"
+            )
+        self.config = TileConfig(tile=tile, overlap=int(overlap), batch=batch, window=window, blend=blend)
 
     @property
     def meta(self) -> ModelMeta:

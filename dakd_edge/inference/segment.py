@@ -8,9 +8,9 @@ class map as a 1-byte oil mask and the oil probability only inside each spill's 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
-import tempfile
 import threading
 import time
 import warnings
@@ -23,13 +23,20 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from dakd_edge._atomic import check_output
-from dakd_edge.errors import InputError, OutputError
+from dakd_edge._atomic import Transaction, check_distinct, check_free_space, remove_temp
+from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, SceneReader
 from dakd_edge.inference.predictor import Predictor, resolve_scale
 from dakd_edge.inference.tiling import Band, TileStats
-from dakd_edge.inference.vectorize import VECTOR_FORMATS, Measurer, spills_from_mask, write_vector
+from dakd_edge.inference.vectorize import (
+    Measurer,
+    check_vector_path,
+    filter_spills,
+    spills_from_mask,
+    verify_vector,
+    write_vector_file,
+)
 from dakd_edge.meta import ModelMeta
 
 PROBS_DTYPES = ("uint8", "float16")
@@ -78,10 +85,8 @@ def gdal_cache_bytes(width: int, num_classes: int, prob_bytes: int) -> int:
 class _Staging:
     """A plain tiled uint8 GTiff for the oil probability (x250) that the polygon pass reads back."""
 
-    def __init__(self, folder: Path, height: int, width: int) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".dakd-oilprob.", suffix=".tif", dir=folder)
-        os.close(fd)
-        self.path = Path(tmp)
+    def __init__(self, path: Path, height: int, width: int) -> None:
+        self.path = path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self.ds = rasterio.open(self.path, "w", **self.profile(height, width))
@@ -119,7 +124,7 @@ class _Staging:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ds.close()
-        self.path.unlink(missing_ok=True)
+        remove_temp(self.path)
 
 
 class _MaskFile:
@@ -176,6 +181,62 @@ def consume_behind(items: Iterable[Any], consume: Callable[[Any], None]) -> None
         raise errors[0]
 
 
+MIN_SPECK_PIXELS = 5  # default --min-area: regions smaller than this many pixels are specks, not spills
+
+
+def parse_min_area(value: str | float | None) -> tuple[float | None, int]:
+    """``--min-area`` -> (m^2 or None, pixels): ``"2000"`` is 2000 m^2, ``"5px"`` five pixels.
+
+    ``None`` means the default, :data:`MIN_SPECK_PIXELS` pixels (whatever the pixel size).
+    """
+    if value is None:
+        return None, MIN_SPECK_PIXELS
+    text = str(value).strip().lower()
+    try:
+        if text.endswith("px"):
+            n = int(text[:-2])
+            if n >= 0:
+                return None, n
+        else:
+            m2 = float(text.removesuffix("m2"))
+            if m2 >= 0:
+                return m2, 0
+    except ValueError:
+        pass
+    raise InputError(f"--min-area {value!r}: expected square metres (e.g. 2000) or pixels (e.g. 5px)")
+
+
+def estimate_output_bytes(height: int, width: int, num_classes: int, prob_bytes: int) -> dict[str, int]:
+    """Disk each output needs at its peak (staging file + COG copy), assuming deflate halves it.
+
+    A lower bound used to refuse a run before any work when the disk is clearly too small; a disk
+    that fills up anyway is still caught while writing (one line, nothing left behind).
+    """
+    px = height * width
+    return {
+        "classes": px + px // 2,  # class staging + COG, and the polygon pass's oil-probability staging
+        "probs": px * num_classes * prob_bytes,
+        "vector": 1 << 20,
+        "report": 1 << 16,
+    }
+
+
+def check_disk(outputs: dict[str, Path], need: dict[str, int]) -> None:
+    """Sum the needs of outputs sharing a filesystem and compare with its free space."""
+    by_dev: dict[int, tuple[Path, int, list[str]]] = {}
+    for key, p in outputs.items():
+        folder = p.parent if str(p.parent) else Path(".")
+        dev = os.stat(folder).st_dev
+        f, n, names = by_dev.get(dev, (folder, 0, []))
+        by_dev[dev] = (f, n + need.get(key, 0), [*names, str(p)])
+    for folder, n, names in by_dev.values():
+        check_free_space(folder, n, ", ".join(names))
+
+
+def _verify_json(path: Path) -> None:
+    json.loads(path.read_text())
+
+
 def segment_scene(
     model: Backend | Predictor,
     src: str | os.PathLike,
@@ -184,45 +245,55 @@ def segment_scene(
     probs: str | os.PathLike | None = None,
     probs_dtype: str = "uint8",
     vector: str | os.PathLike | None = None,
+    report: str | os.PathLike | None = None,
     band: int | None = None,
     scale: str = "auto",
     overwrite: bool = False,
     tile: int | None = None,
-    overlap: int = 64,
+    overlap: int | None = None,
     batch: int = 8,
     polygons: bool = True,
     polygon_block: int = 256,
+    min_area: str | float | None = None,
+    protect: dict[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Segment the scene ``src`` into a class-id COG ``out``; returns the JSON-able report.
 
-    Optional outputs: ``probs`` (per-class probability COG, uint8 x250 or float16) and ``vector``
-    (.geojson / .gpkg oil-spill polygons). ``polygons=False`` skips the polygon pass (no spill count);
-    it traces the class map in blocks of ``polygon_block`` rows (whole spills, bounded memory; 256 rows
-    keep the polygon pass below the inference peak on a 16384-wide scene, at no extra CPU time).
-    A scene without georeference runs with a :class:`NoGeoreferenceWarning`; its outputs carry no CRS.
-    ``tile``/``overlap``/``batch`` apply when ``model`` is a bare :class:`Backend` (a
-    :class:`Predictor` brings its own). ``progress(rows_done, height, stats)`` follows the tile rows.
+    Optional outputs: ``probs`` (per-class probability COG, uint8 x250 or float16), ``vector``
+    (.geojson / .gpkg oil-spill polygons) and ``report`` (this function's JSON report). All outputs
+    are one transaction (:class:`~dakd_edge._atomic.Transaction`): they are checked (collisions with
+    each other, with ``src`` and with ``protect``-ed files such as the model; writability; free space)
+    before any tile is read, written as temporaries, verified, and renamed together at the end; an
+    error or interrupt leaves no file under any final name.
+
+    ``polygons=False`` skips the polygon pass (no spill count); it traces the class map in blocks of
+    ``polygon_block`` rows (whole spills, bounded memory). ``min_area`` drops polygons smaller than
+    that many m^2 (or ``"Npx"`` pixels; default :data:`MIN_SPECK_PIXELS` pixels): the report counts
+    them. A scene without georeference runs with a :class:`NoGeoreferenceWarning`; a scene with no
+    valid pixel gives all-nodata outputs and a report that says so. ``tile``/``overlap``/``batch``
+    apply when ``model`` is a bare :class:`Backend` (a :class:`Predictor` brings its own).
+    ``progress(rows_done, height, stats)`` follows the tile rows.
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
     meta = predictor.meta
     if probs_dtype not in PROBS_DTYPES:
         raise InputError(f"unknown probability dtype {probs_dtype!r}; choose {' or '.join(PROBS_DTYPES)}")
-    targets = [Path(p) for p in (out, probs, vector) if p is not None]
-    if len({p.resolve() for p in targets}) != len(targets):
-        raise OutputError("output paths must differ: " + ", ".join(map(str, targets)))
-    for p in targets:
-        check_output(p, overwrite)
-    if vector is not None and Path(vector).suffix.lower() not in VECTOR_FORMATS:
-        raise OutputError(f"{vector}: unknown vector format; use one of {', '.join(VECTOR_FORMATS)}")
+    min_area_m2, min_pixels = parse_min_area(min_area)
+    if vector is not None:
+        check_vector_path(vector)
+    finals = {"classes": out, "probs": probs, "vector": vector, "report": report}
+    finals = {k: Path(v) for k, v in finals.items() if v is not None}
+    check_distinct(finals, {"input scene": Path(src), **{k: Path(v) for k, v in (protect or {}).items()}})
 
     t0 = time.perf_counter()
-    with contextlib.ExitStack() as stack:
+    with Transaction(finals, overwrite) as tx, contextlib.ExitStack() as stack:
         scene = stack.enter_context(SceneReader(src, meta.in_chans, band))
         info = scene.info
-        pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 4)
+        pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 2)
+        check_disk(tx.finals, estimate_output_bytes(info.height, info.width, meta.num_classes, pbytes))
         stack.enter_context(
-            rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width, meta.num_classes, pbytes))
+            rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width, meta.num_classes, 2 * pbytes))
         )
         if not info.georeferenced:
             warnings.warn(
@@ -230,77 +301,115 @@ def segment_scene(
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )
-        scale = resolve_scale(scene.valid_sample(), scale)
-        convert = predictor.normalizer(scale, info.nodata)
-        tags = {"input_scale": scale, "source": info.path.name}
-        writers: list[Any] = []
-        staging = None
-        try:
-            cls_w = CogWriter(out, info, meta, "classes", overwrite, tags)
-            writers.append(cls_w)
-            if probs is not None:
-                writers.append(CogWriter(probs, info, meta, f"probs_{probs_dtype}", overwrite, tags))
-            oil_ids = oil_class_ids(meta)
-            if polygons:
-                staging = _Staging(cls_w.path.parent, info.height, info.width)
-            stats = TileStats()
-            counts = np.zeros(meta.num_classes + 1, np.int64)
-            oil_area = 0.0
+        sample = scene.valid_sample()
+        all_nodata = sample.size == 0
+        # a scene with no valid pixel runs no tile: any scale serves for the (unused) conversion
+        scale = resolve_scale(sample, scale) if not all_nodata else (None if scale == "auto" else scale)
+        convert = predictor.normalizer(scale or "uint8", info.nodata)
+        tags = {"input_scale": str(scale), "source": info.path.name}
+        writers = {"classes": CogWriter(tx.scratch_path("classes", "partial"), info, meta, "classes", tags)}
+        stack.callback(lambda: [w.discard() for w in writers.values()])
+        if probs is not None:
+            staging = tx.scratch_path("probs", "partial")
+            writers["probs"] = CogWriter(staging, info, meta, f"probs_{probs_dtype}", tags)
+        oil_ids = oil_class_ids(meta)
+        oilprob = None
+        if polygons:
+            oilprob = _Staging(tx.scratch_path("classes", "oilprob"), info.height, info.width)
+            stack.callback(oilprob.close)
+        tally = _Tally(meta.num_classes, oil_ids, info)
 
-            def on_row(st: TileStats, rows_done: int) -> None:
-                if progress is not None:
-                    progress(rows_done, info.height, st)
+        def write_band(b: Band) -> None:
+            cls = writers["classes"].write(b.y0, b.probs, b.valid, b.x0)
+            if "probs" in writers:
+                writers["probs"].write(b.y0, b.probs, b.valid, b.x0)
+            if oilprob is not None:
+                oilprob.write(b.y0, b.x0, b.probs[oil_ids].sum(0))
+            tally.add(cls, b.y0)
 
-            def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
-                return convert(scene.window(y0, y1, x0, x1))
+        def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+            return convert(scene.window(y0, y1, x0, x1))
 
-            def write_band(b: Band) -> None:
-                nonlocal counts, oil_area
-                cls = cls_w.write(b.y0, b.probs, b.valid, b.x0)
-                for w in writers[1:]:
-                    w.write(b.y0, b.probs, b.valid, b.x0)
-                if staging is not None:
-                    staging.write(b.y0, b.x0, b.probs[oil_ids].sum(0))
-                counts += np.bincount(np.minimum(cls.ravel(), meta.num_classes), minlength=len(counts))
-                row_area = _row_pixel_area(info.transform, info.crs, b.y0, cls.shape[0])
-                if row_area is not None:
-                    oil_area += float(np.isin(cls, oil_ids).sum(1) @ row_area)
+        def on_row(st: TileStats, rows_done: int) -> None:
+            if progress is not None:
+                progress(rows_done, info.height, st)
 
-            bands = predictor.stream(reader, info.height, info.width, stats, on_row)
-            consume_behind(bands, write_band)
-            if stats.tiles_run == 0:
-                raise InputError(f"{info.path}: no valid pixels (the scene is all nodata/NaN)")
-            infer_s = time.perf_counter() - t0
-            paths = {"classes": str(cls_w.commit())}
-            if probs is not None:
-                paths["probs"] = str(writers[1].commit())
-            spills = None
-            if staging is not None:
-                staging.reopen()
-                masks = _MaskFile(cls_w.path, oil_ids)
-                with masks.ds:
-                    found = spills_from_mask(
-                        masks, info.height, info.width, masks.ds.transform, info.crs, staging, polygon_block
-                    )
-                spills = len(found)
-                if vector is not None:
-                    paths["vector"] = str(write_vector(vector, found, info.crs, overwrite))
-        finally:
-            for w in writers:
-                w.discard()
-            if staging is not None:
-                staging.close()
-    total_s = time.perf_counter() - t0
+        stats = TileStats()
+        consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_band)
+        infer_s = time.perf_counter() - t0
+        verify: dict[str, Callable[[Path], Any]] = {}
+        for key, w in writers.items():
+            w.finish(tx.temp(key))
+            verify[key] = w.verify
+        spills = dropped = None
+        if oilprob is not None:
+            oilprob.reopen()
+            masks = _MaskFile(tx.temp("classes"), oil_ids)
+            with masks.ds:
+                found = spills_from_mask(
+                    masks, info.height, info.width, masks.ds.transform, info.crs, oilprob, polygon_block
+                )
+            spills, dropped = filter_spills(found, min_area_m2, min_pixels)
+            if vector is not None:
+                write_vector_file(tx.temp("vector"), spills, info.crs, tx.finals["vector"])
+                n = len(spills)
+                verify["vector"] = lambda p, n=n: verify_vector(p, n, tx.finals["vector"])
+        elif vector is not None:
+            raise InputError("a vector output needs the polygon pass (polygons=True)")
+        result = _report(
+            info, predictor, stats, tally, scale, all_nodata, spills, dropped, min_area_m2, min_pixels
+        )
+        result["outputs"] = {k: str(p) for k, p in tx.finals.items() if k != "report"}
+        result["time_s"] = round(time.perf_counter() - t0, 3)
+        result["inference_s"] = round(infer_s, 3)
+        result["mpix_per_s"] = round(info.width * info.height / 1e6 / max(infer_s, 1e-9), 3)
+        if report is not None:
+            tx.temp("report").write_text(json.dumps(result, indent=2) + "\n")
+            verify["report"] = _verify_json
+            result["outputs"]["report"] = str(tx.finals["report"])
+        tx.commit(verify)
+    return result
+
+
+class _Tally:
+    """Class counts and oil area of the written class map, band by band."""
+
+    def __init__(self, num_classes: int, oil_ids: list[int], info: Any) -> None:
+        self.counts = np.zeros(num_classes + 1, np.int64)
+        self.num_classes, self.oil_ids, self.info = num_classes, oil_ids, info
+        self.oil_area = 0.0
+
+    def add(self, cls: np.ndarray, y0: int) -> None:
+        self.counts += np.bincount(np.minimum(cls.ravel(), self.num_classes), minlength=len(self.counts))
+        row_area = _row_pixel_area(self.info.transform, self.info.crs, y0, cls.shape[0])
+        if row_area is not None:
+            self.oil_area += float(np.isin(cls, self.oil_ids).sum(1) @ row_area)
+
+
+def _report(
+    info: Any,
+    predictor: Predictor,
+    stats: TileStats,
+    tally: _Tally,
+    scale: str | None,
+    all_nodata: bool,
+    spills: list[Any] | None,
+    dropped: list[Any] | None,
+    min_area_m2: float | None,
+    min_pixels: int,
+) -> dict[str, Any]:
+    meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
     valid_px = int(counts[: meta.num_classes].sum())
+    georef = info.crs is not None
     return {
         "scene": str(info.path),
-        "outputs": paths,
         "width": info.width,
         "height": info.height,
         "megapixels": round(info.width * info.height / 1e6, 3),
         "valid_fraction": round(valid_px / (info.width * info.height), 6),
+        "all_nodata": all_nodata or valid_px == 0,
         "bands": list(info.bands),
-        "crs": info.crs.to_string() if info.crs is not None else None,
+        "crs": info.crs.to_string() if georef else None,
         "georeferenced": info.georeferenced,
         "input_scale": scale,
         "tiles": {
@@ -312,12 +421,12 @@ def segment_scene(
             "overlap": predictor.config.overlap,
             "batch": predictor.config.batch,
         },
-        "time_s": round(total_s, 3),
-        "inference_s": round(infer_s, 3),
-        "mpix_per_s": round(info.width * info.height / 1e6 / max(infer_s, 1e-9), 3),
-        "spills": spills,
+        "spills": None if spills is None else len(spills),
+        "spills_filtered": None if dropped is None else len(dropped),
+        "filtered_area_px": None if dropped is None else int(sum(s.area_px for s in dropped)),
+        "min_area": {"m2": min_area_m2, "pixels": min_pixels},
         "oil_pixels": int(counts[oil_ids].sum()),
-        "oil_area_m2": round(oil_area, 1) if info.crs is not None else None,
+        "oil_area_m2": round(tally.oil_area, 1) if georef else None,
         "class_fraction": {
             n: round(int(counts[i]) / max(valid_px, 1), 6) for i, n in enumerate(meta.class_names)
         },

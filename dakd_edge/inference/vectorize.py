@@ -274,18 +274,57 @@ def oil_spills(
     return spills_from_mask(read_mask, h, w, transform, crs, oil_prob, block or h, connectivity)
 
 
+def check_vector_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in VECTOR_FORMATS:
+        raise OutputError(f"{p}: unknown vector format; use one of {', '.join(VECTOR_FORMATS)}")
+    return p
+
+
 def write_vector(path: str | os.PathLike, spills: list[Spill], crs: Any, overwrite: bool = False) -> Path:
     """Write spills as GeoJSON (.geojson/.json, WGS84) or GeoPackage (.gpkg, scene CRS), atomically."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in VECTOR_FORMATS:
-        raise OutputError(f"{p}: unknown vector format; use one of {', '.join(VECTOR_FORMATS)}")
+    p = check_vector_path(path)
     with atomic_path(p, overwrite) as tmp:
-        if suffix == ".gpkg":
-            _write_gpkg(tmp, spills, crs)
-        else:
-            _write_geojson(tmp, spills, crs, name=p.stem)
+        write_vector_file(tmp, spills, crs, p)
     return p
+
+
+def write_vector_file(tmp: Path, spills: list[Spill], crs: Any, final: Path) -> None:
+    """Write ``spills`` to ``tmp`` in the format of ``final``'s suffix (no atomicity of its own)."""
+    if check_vector_path(final).suffix.lower() == ".gpkg":
+        _write_gpkg(tmp, spills, crs)
+    else:
+        _write_geojson(tmp, spills, crs, name=final.stem)
+
+
+def verify_vector(path: str | os.PathLike, expected: int, final: Path) -> None:
+    """Read a finished vector file back: it parses and holds ``expected`` features."""
+    if final.suffix.lower() == ".gpkg":
+        con = sqlite3.connect(path)
+        try:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            n = con.execute("SELECT count(*) FROM oil_spills").fetchone()[0]
+        finally:
+            con.close()
+        if ok != "ok":
+            raise OutputError(f"{final}: written GeoPackage is damaged ({ok})")
+    else:
+        n = len(json.loads(Path(path).read_text())["features"])
+    if n != expected:
+        raise OutputError(f"{final}: wrote {n} polygons, expected {expected}")
+
+
+def filter_spills(
+    spills: list[Spill], min_area_m2: float | None = None, min_pixels: int = 0
+) -> tuple[list[Spill], list[Spill]]:
+    """(kept, dropped): drop specks below ``min_pixels`` pixels or ``min_area_m2`` (when measured)."""
+    kept, dropped = [], []
+    for s in spills:
+        small = s.area_px < min_pixels or (
+            min_area_m2 is not None and s.area_m2 is not None and s.area_m2 < min_area_m2
+        )
+        (dropped if small else kept).append(s)
+    return kept, dropped
 
 
 def _to_wgs84(crs: Any):

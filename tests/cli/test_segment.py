@@ -96,15 +96,14 @@ def test_bad_inputs_exit_2_one_line(tmp_path: Path, fake_model, capsys) -> None:
     good = write_tif(tmp_path / "g.tif", blob_scene(64, 64))
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"\x00" * 100)
-    two = write_tif(tmp_path / "two.tif", np.stack([blob_scene(64, 64)] * 2))
-    empty = write_tif(tmp_path / "nd.tif", np.zeros((64, 64), np.uint8), nodata=0)
+    two = write_tif(tmp_path / "two.tif", np.stack([blob_scene(64, 64), blob_scene(64, 64, seed=3)]))
     (tmp_path / "exists.tif").write_bytes(b"x")
     cases = {
         "cannot read": [str(junk), "-o", str(tmp_path / "o1.tif")],
         "no such file": [str(tmp_path / "none.tif")],
         "--band": [str(two), "-o", str(tmp_path / "o2.tif")],
         "band 5 does not exist": [str(two), "--band", "5", "-o", str(tmp_path / "o3.tif")],
-        "all nodata": [str(empty), "-o", str(tmp_path / "o4.tif")],
+        "is a directory": [str(tmp_path), "-o", str(tmp_path / "o4.tif")],
         "does not exist": [str(good), "-o", str(tmp_path / "missing" / "o.tif")],
         "--overwrite": [str(good), "-o", str(tmp_path / "exists.tif")],
         "vector format": [str(good), "-o", str(tmp_path / "o5.tif"), "--vector", str(tmp_path / "v.shp")],
