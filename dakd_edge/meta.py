@@ -56,6 +56,10 @@ class ModelMeta:
     arch: dict[str, Any] = field(default_factory=dict)  # constructor kwargs for create_model(name, ...)
     version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)  # free-form (training recipe, metrics, ...)
+    # Training-set luminance statistics for the input-domain check (dakd_edge.data.scaling.domain_warning):
+    # {"median_p01", "median_p99" (unit luminance), optional "median_p50", "images", "source"}. None in
+    # model files written before it existed; the check then assumes the bundled model's SOS statistics.
+    input_stats: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
@@ -124,6 +128,7 @@ _OPTIONAL = {
     "arch": ((dict,), "an object"),
     "extra": ((dict,), "an object"),
     "version": ((str,), "a string"),
+    "input_stats": ((dict, type(None)), "an object or null"),
 }
 _POSITIVE = ("num_classes", "in_chans", "tile")
 
@@ -160,7 +165,23 @@ def _problem(d: Any) -> str | None:
     unknown = set(d.get("normalization", {})) - set(Normalization.__dataclass_fields__)
     if unknown:
         return "field 'normalization' has unknown key(s) " + ", ".join(sorted(map(repr, unknown)))
+    return _input_stats_problem(d.get("input_stats"))
+
+
+def _input_stats_problem(s: dict[str, Any] | None) -> str | None:
+    """What is wrong with ``input_stats``: the domain check compares a scene median with these two bounds."""
+    if s is None:
+        return None
+    p01, p99 = s.get("median_p01"), s.get("median_p99")
+    if not all(_is_number(v) for v in (p01, p99)):
+        return "field 'input_stats' needs numbers 'median_p01' and 'median_p99'"
+    if not 0.0 <= p01 <= p99 <= 1.0:
+        return f"field 'input_stats' has median_p01 {p01} and median_p99 {p99}, expected 0 <= p01 <= p99 <= 1"
     return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # v == v: not NaN
 
 
 def _is_rgb(c: Any) -> bool:

@@ -7,7 +7,8 @@ numpy only (used by the torch-free runtime).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,3 +71,75 @@ def db_to_uint8(db: np.ndarray, norm: Normalization | None = None) -> np.ndarray
 def normalize(unit: np.ndarray, norm: Normalization) -> np.ndarray:
     """Unit luminance -> standardised network input (float32)."""
     return ((unit - norm.mean) / norm.std).astype(np.float32)
+
+
+# ---- input-domain check ------------------------------------------------------------------------
+# Training statistics of the SOS images (the bundled model's training set), in unit luminance (the
+# network input before normalisation). Measured once over ../shared/data/sos/train/{palsar,sentinel}/
+# *_sat.jpg (1000 + 1000 images, grey stored as RGB: band 1 / 255) with ``measure_input_stats``: the
+# median of each image, then the 1st / 50th / 99th percentiles of those 2000 medians (= 34, 114 and 172
+# grey levels). tests/data/test_scaling_domain.py recomputes them when the data is present.
+SOS_INPUT_STATS: dict[str, Any] = {
+    "median_p01": 0.1333,
+    "median_p50": 0.4471,
+    "median_p99": 0.6745,
+    "images": 2000,
+    "source": "SOS train (1000 ALOS-PALSAR + 1000 Sentinel-1 patches)",
+}
+# Slack around the training 1st-99th percentile band: ~8 grey levels (~1.2 dB of the -35..5 dB range), so
+# in-domain images at the edge of the training spread (the SOS test set reaches a median of 0.114) pass,
+# while an 8-bit scene whose values are all below 25 (median <= 0.094) is flagged.
+DOMAIN_MARGIN = 0.03
+
+
+def measure_input_stats(unit_images: Iterable[np.ndarray], source: str) -> dict[str, Any]:
+    """Training statistics for ``ModelMeta.input_stats``: percentiles of the per-image median luminance.
+
+    Per-image medians (not pooled pixels) because a scene is judged by its own median: the band says
+    which scene-level brightness the model has seen. NaN and masked pixels are ignored.
+    """
+    medians = np.array([np.median(v) for v in map(_valid, unit_images) if v.size])
+    if medians.size == 0:
+        raise ValueError("no image with a valid pixel to measure input statistics from")
+    p01, p50, p99 = (round(float(np.percentile(medians, q)), 4) for q in (1, 50, 99))
+    return {"median_p01": p01, "median_p50": p50, "median_p99": p99, "images": int(medians.size),
+            "source": source}  # fmt: skip
+
+
+def _valid(unit_sample: np.ndarray) -> np.ndarray:
+    """Finite, unmasked values of a sample (masked arrays and NaN mark nodata)."""
+    x = unit_sample.compressed() if np.ma.isMaskedArray(unit_sample) else np.asarray(unit_sample).ravel()
+    return x[np.isfinite(x)] if np.issubdtype(x.dtype, np.floating) else x
+
+
+def domain_warning(
+    unit_sample: np.ndarray,
+    stats: dict[str, Any] | None = None,
+    *,
+    scale: str | None = None,
+    margin: float = DOMAIN_MARGIN,
+) -> str | None:
+    """One warning line when a scene's valid pixels, after ``to_unit``, are far from the training domain.
+
+    Out of domain means the sample's median luminance lies outside the training 1st-99th percentile of
+    per-image medians, widened by ``margin``: a mis-scaled input (e.g. uncalibrated 8-bit values all
+    below 25) is confidently mis-segmented (all oil) instead of failing, so the user must be told.
+    ``stats``: the model's ``ModelMeta.input_stats``; None means the bundled model's
+    :data:`SOS_INPUT_STATS`. ``scale``: the input scaling used, quoted in the message. Returns None when in
+    domain or when the sample has no valid pixel.
+    """
+    stats = stats or SOS_INPUT_STATS
+    valid = _valid(unit_sample)
+    if valid.size == 0:
+        return None
+    med = float(np.median(valid))
+    lo, hi = float(stats["median_p01"]), float(stats["median_p99"])
+    if lo - margin <= med <= hi + margin:
+        return None
+    side = "below" if med < lo else "above"
+    how = f" read as {scale}" if scale else ""
+    return (
+        f"input looks out of the model's training domain: median luminance {med:.3f} of the valid pixels"
+        f"{how} is {side} the training range {lo:.3f}-{hi:.3f} (1st-99th percentile of image medians,"
+        f" {stats.get('source', 'training set')}); results may be wrong: check --input-scale"
+    )

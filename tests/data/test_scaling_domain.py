@@ -1,0 +1,112 @@
+"""Input-domain check: scaled scenes far from the training luminance get one warning line naming --input-scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dakd_edge.data.scaling import SOS_INPUT_STATS, domain_warning, measure_input_stats, to_unit
+from dakd_edge.errors import ModelFileError
+from dakd_edge.meta import ModelMeta
+
+# libjpeg builds may decode a grey level differently: 2 grey levels of slack on the measured percentiles.
+STATS_TOLERANCE = 2 / 255
+
+
+def _band1(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.getchannel(0) if im.mode != "L" else im)
+
+
+def test_dark_uint8_scene_warns_naming_input_scale() -> None:
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 25, (256, 256), dtype=np.uint8)  # an uncalibrated 8-bit tile: all values < 25
+    line = domain_warning(to_unit(dark, "uint8"), None, scale="uint8")
+    assert line is not None and "--input-scale" in line and "below" in line and "\n" not in line
+    assert "read as uint8" in line and "SOS" in line
+
+
+def test_worst_case_dark_scene_warns() -> None:
+    """Every value 24: the brightest an all-below-25 scene can be still falls outside the margin."""
+    assert domain_warning(to_unit(np.full((64, 64), 24, np.uint8), "uint8"), None) is not None
+
+
+def test_bright_scene_warns_above() -> None:
+    line = domain_warning(np.full((32, 32), 0.95, np.float32), SOS_INPUT_STATS)
+    assert line is not None and "above" in line
+
+
+def test_synthetic_uint8_scenes_pass() -> None:
+    from dakd_edge.data.synthetic import generate_scene
+
+    for seed in range(4):
+        img, _ = generate_scene(None, seed, 256, 256, output="uint8")
+        assert domain_warning(to_unit(img, "uint8"), None) is None, seed
+
+
+def test_nodata_is_ignored() -> None:
+    """NaN and masked pixels (nodata) do not count: a mostly-nodata scene is judged by its valid pixels."""
+    u = np.full((64, 64), np.nan, np.float32)
+    u[:8] = 0.45
+    assert domain_warning(u, None) is None
+    assert domain_warning(np.full((4, 4), np.nan, np.float32), None) is None
+    m = np.ma.masked_array(np.full((8, 8), 0.02, np.float32), mask=np.ones((8, 8), bool))
+    m.mask[0, 0] = False
+    m[0, 0] = 0.5
+    assert domain_warning(m, None) is None
+
+
+def test_model_stats_override_the_default() -> None:
+    narrow = {"median_p01": 0.6, "median_p99": 0.7, "source": "bright set"}
+    u = np.full((16, 16), 0.45, np.float32)
+    assert domain_warning(u, None) is None
+    line = domain_warning(u, narrow)
+    assert line is not None and "bright set" in line and "0.600-0.700" in line
+
+
+def test_meta_carries_input_stats_and_old_files_load() -> None:
+    meta = ModelMeta.default_for("saross-nano", 2, input_stats=dict(SOS_INPUT_STATS))
+    back = ModelMeta.from_json(meta.to_json())
+    assert back == meta and back.input_stats == SOS_INPUT_STATS
+    old = ModelMeta.default_for("saross-nano", 2).to_dict()
+    del old["input_stats"]
+    assert ModelMeta.from_dict(old).input_stats is None
+
+
+@pytest.mark.parametrize(
+    ("stats", "expected"),
+    [
+        ("[1, 2]", "expected an object or null"),
+        ('{"median_p01": "low", "median_p99": 0.6}', "needs numbers"),
+        ('{"median_p01": 0.7, "median_p99": 0.2}', "0 <= p01 <= p99 <= 1"),
+        ('{"median_p99": 0.6}', "needs numbers"),
+    ],
+)
+def test_meta_rejects_malformed_input_stats(stats: str, expected: str) -> None:
+    text = f'{{"name": "m", "num_classes": 2, "input_stats": {stats}}}'
+    with pytest.raises(ModelFileError, match="^m.onnx: invalid model metadata: ") as e:
+        ModelMeta.from_json(text, source="m.onnx")
+    assert expected in str(e.value)
+
+
+def test_sos_test_images_pass(shared_data: Path) -> None:
+    files = sorted((shared_data / "sos" / "test").glob("*/sat/*_sat.jpg"))
+    if not files:
+        pytest.skip("no SOS test images under ../shared/data/sos/test")
+    flagged = [f.name for f in files if domain_warning(to_unit(_band1(f), "uint8"), None) is not None]
+    assert flagged == []
+
+
+def test_sos_stats_match_the_training_images(shared_data: Path) -> None:
+    """SOS_INPUT_STATS is what measure_input_stats gives on the SOS training images (2 grey levels)."""
+    files = sorted((shared_data / "sos" / "train").glob("*/*_sat.jpg"))
+    if not files:
+        pytest.skip("no SOS training images under ../shared/data/sos/train")
+    got = measure_input_stats((to_unit(_band1(f), "uint8") for f in files), "SOS train")
+    for k in ("median_p01", "median_p50", "median_p99"):
+        assert got[k] == pytest.approx(SOS_INPUT_STATS[k], abs=STATS_TOLERANCE), k
+    assert got["images"] == SOS_INPUT_STATS["images"]
