@@ -128,19 +128,28 @@ def _stderr_console():
     "--samples", default=9, show_default=True, type=int, help="Windows sampled for value statistics."
 )
 def info(path: Path, as_json: bool, samples: int) -> None:
-    """Describe a raster: size, bands, dtype, CRS, transform, nodata, value range (sampled windows)."""
-    from dakd_edge.data.rasterinfo import describe_raster
+    """Describe a raster or a Sentinel-1 product.
 
-    d = describe_raster(path, samples=max(1, samples))
+    A raster: size, bands, dtype, CRS, transform or GCPs, nodata, value range (sampled windows). A
+    Sentinel-1 GRD product (.SAFE folder, .zip, manifest.safe or a measurement TIFF inside a SAFE):
+    mission, mode, product type, polarisations, start/stop time, orbit, pass, size, pixel spacing and
+    footprint (WGS84).
+    """
+    from dakd_edge.data.rasterinfo import describe
+
+    d = describe(path, samples=max(1, samples))
     if as_json:
         click.echo(json.dumps(d, indent=2, default=str))
         return
-    t = d["transform"]
+    click.echo("\n".join(_product_lines(d) if d["kind"] == "sentinel1" else _raster_lines(d)))
+
+
+def _raster_lines(d: dict) -> list[str]:
+    """Text report of ``describe_raster``."""
     lines = [
         f"{d['path']}  ({d['driver']})",
         f"  size       {d['height']} rows x {d['width']} cols, {d['count']} band(s), {', '.join(sorted(set(d['dtypes'])))}",
-        f"  crs        {d['crs'] or 'none (not georeferenced)'}{'' if d['crs_projected'] or not d['crs'] else ' (geographic)'}",
-        f"  transform  origin ({t[2]:.3f}, {t[5]:.3f}), pixel {d['pixel_size'][0]:g} x {d['pixel_size'][1]:g}",
+        *_georef_lines(d),
         f"  nodata     {d['nodata']}",
         f"  tiling     blocks {d['block_shapes'][0]}, compression {d['compression'] or 'none'}",
         f"  sampled    {d['sampled_windows']} window(s), {100 * d['sampled_fraction']:.1f}% of pixels",
@@ -154,4 +163,58 @@ def info(path: Path, as_json: bool, samples: int) -> None:
             )
         else:
             lines.append(f"  band {b['band']}{desc}: no valid pixels in the sampled windows")
-    click.echo("\n".join(lines))
+    return lines
+
+
+def _georef_lines(d: dict) -> list[str]:
+    """CRS + transform, or the GCPs of a GCP-georeferenced raster (its identity transform means none)."""
+    g = d.get("gcps")
+    if d.get("georeference") == "gcps":
+        e = g["extent"]
+        return [
+            f"  crs        {g['crs'] or 'unknown'} (of the GCPs)",
+            f"  georef     {g['count']} GCPs, no geotransform; GCP extent x {e[0]:.4f}..{e[2]:.4f}, "
+            f"y {e[1]:.4f}..{e[3]:.4f}",
+        ]
+    t = d["transform"]
+    lines = [
+        f"  crs        {d['crs'] or 'none (not georeferenced)'}{'' if d['crs_projected'] or not d['crs'] else ' (geographic)'}",
+        f"  transform  origin ({t[2]:.3f}, {t[5]:.3f}), pixel {d['pixel_size'][0]:g} x {d['pixel_size'][1]:g}",
+    ]
+    if g:
+        lines.append(f"  gcps       {g['count']} ({g['crs'] or 'no CRS'}), besides the geotransform")
+    return lines
+
+
+_RESOLUTIONS = {"H": " high resolution", "M": " medium resolution", "F": " full resolution"}
+
+
+def _product_lines(d: dict) -> list[str]:
+    """Text report of ``describe_product``."""
+    pols = "+".join(d["polarisations"])
+    if d["polarisations_present"] != d["polarisations"]:
+        pols += f" (in this copy: {'+'.join(d['polarisations_present'])})"
+    res = _RESOLUTIONS.get(d["resolution"], "")
+    name = "" if Path(d["path"]).name == d["name"] else f" {d['name']}"
+    w, s, e, n = d["bounds"]
+    sp = d["pixel_spacing"]
+    return [
+        f"{d['path']}  (Sentinel-1 {d['product_type']} product{name})",
+        f"  mission        {d['mission']}",
+        f"  mode           {d['mode']}",
+        f"  product type   {d['product_type']}{d['resolution']}{res}",
+        f"  polarisations  {pols}",
+        f"  start          {d['start_time']} UTC",
+        f"  stop           {d['stop_time']} UTC",
+        f"  orbit          {d['absolute_orbit']} (absolute), {d['pass_direction'].lower() or 'unknown pass'}",
+        f"  size           {d['lines']} lines x {d['samples']} samples",
+        f"  pixel spacing  {sp['range']:g} m range x {sp['azimuth']:g} m azimuth",
+        f"  footprint      lat {_deg(s, 'NS')}..{_deg(n, 'NS')}, lon {_deg(w, 'EW')}..{_deg(e, 'EW')} (WGS84)",
+        f"  corners        {'; '.join(f'{lat:.4f} {lon:.4f}' for lon, lat in d['corners'][:4])} (lat lon)",
+        f"  georef         {d['gcps']['count']} GCPs ({d['gcps']['crs']}), IPF {d['ipf_version'] or 'unknown'}",
+    ]
+
+
+def _deg(v: float, hemi: str) -> str:
+    """40.877 -> '40.877 N', -3.2 -> '3.200 W'."""
+    return f"{abs(v):.3f} {hemi[0] if v >= 0 else hemi[1]}"

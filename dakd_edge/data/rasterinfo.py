@@ -1,13 +1,17 @@
-"""Describe a raster without reading all of it (``dakd-edge info``).
+"""Describe a raster or a Sentinel-1 product without reading all of it (``dakd-edge info``).
 
 Value statistics come from a grid of sample windows, so a 20000 x 20000 scene is described in the time
-it takes to read a few hundred kilopixels. rasterio + numpy only.
+it takes to read a few hundred kilopixels. Sentinel-1 products (SAFE folder, zip, manifest.safe or a
+measurement TIFF inside a SAFE) are described from their XML: their pixels are uncalibrated DN, and
+what an analyst needs first is the acquisition (mission, mode, time, orbit, footprint).
+rasterio + numpy only.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,7 +97,10 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             bands.append(stats)
         sampled = sum(h * w for _, _, h, w in wins)
         crs = ds.crs
+        gcps = _gcp_info(ds)
+        by_gcps = gcps is not None and ds.transform.is_identity  # an identity transform here means "none"
         return {
+            "kind": "raster",
             "path": str(path),
             "driver": ds.driver,
             "width": ds.width,
@@ -102,9 +109,11 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             "dtypes": list(ds.dtypes),
             "crs": crs.to_string() if crs else None,
             "crs_projected": bool(crs and crs.is_projected),
-            "transform": list(ds.transform)[:6],
-            "pixel_size": [abs(ds.transform.a), abs(ds.transform.e)],
-            "bounds": list(ds.bounds),
+            "georeference": "gcps" if by_gcps else "transform" if crs else "none",
+            "gcps": gcps,
+            "transform": None if by_gcps else list(ds.transform)[:6],
+            "pixel_size": None if by_gcps else [abs(ds.transform.a), abs(ds.transform.e)],
+            "bounds": None if by_gcps else list(ds.bounds),
             "nodata": ds.nodata,
             "block_shapes": [list(s) for s in ds.block_shapes],
             "compression": ds.compression.name.lower() if ds.compression else None,
@@ -113,3 +122,84 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             "sampled_fraction": float(sampled / (ds.width * ds.height)),
             "bands": bands,
         }
+
+
+def _gcp_info(ds) -> dict[str, Any] | None:
+    """Count, CRS and extent of a raster's ground control points (None without GCPs)."""
+    points, crs = ds.gcps
+    if not points:
+        return None
+    xs, ys = [g.x for g in points], [g.y for g in points]
+    return {
+        "count": len(points),
+        "crs": crs.to_string() if crs else None,
+        "extent": [min(xs), min(ys), max(xs), max(ys)],
+    }
+
+
+# ---- Sentinel-1 products ------------------------------------------------------------------------
+_POL_CODE = re.compile(r"_\d[SA](SH|SV|DH|DV|HH|HV|VV|VH)_\d{8}T", re.IGNORECASE)
+_POLS_OF_CODE = {"SH": ("HH",), "SV": ("VV",), "DH": ("HH", "HV"), "DV": ("VV", "VH")}
+
+
+def product_polarisations(name: str) -> tuple[str, ...] | None:
+    """Polarisations acquired, from the SAFE name's code (1SDV -> VV, VH): a copy may hold fewer TIFFs."""
+    m = _POL_CODE.search(name)
+    if not m:
+        return None
+    code = m.group(1).upper()
+    return _POLS_OF_CODE.get(code, (code,))
+
+
+def lon_lat_bounds(ring: list[tuple[float, float]]) -> list[float]:
+    """[west, south, east, north] of a (lon, lat) ring; west > east when it crosses the antimeridian."""
+    lons = np.array([p[0] for p in ring])
+    lats = [p[1] for p in ring]
+    if lons.max() - lons.min() > 180.0:  # shorter the other way round: take the eastern side as 0..360
+        east = np.where(lons < 0, lons + 360.0, lons)
+        west_end, east_end = float(east.min()), float(east.max())
+        return [(west_end + 180.0) % 360.0 - 180.0, min(lats), (east_end + 180.0) % 360.0 - 180.0, max(lats)]
+    return [float(lons.min()), min(lats), float(lons.max()), max(lats)]
+
+
+def _corners(grid) -> list[tuple[float, float]]:
+    """(lon, lat) of the first/last line x first/last pixel grid points, image order (closed ring)."""
+    lines, pixels = grid.lines, grid.pixels
+    out = []
+    for line, pixel in ((lines.min(), pixels.min()), (lines.min(), pixels.max()),
+                        (lines.max(), pixels.max()), (lines.max(), pixels.min())):  # fmt: skip
+        i = int(np.argmin(np.abs(lines - line) + np.abs(pixels - pixel)))
+        out.append((float(grid.lon[i]), float(grid.lat[i])))
+    return [*out, out[0]]
+
+
+def describe_product(path: str | os.PathLike) -> dict[str, Any]:
+    """Acquisition metadata of a Sentinel-1 GRD product (XML only: no pixel is read)."""
+    from dakd_edge.data.sentinel1 import open_product
+
+    with open_product(path) as prod:
+        m = prod.meta
+        d: dict[str, Any] = {"kind": "sentinel1", "path": str(path), **m.to_dict()}
+        acquired = product_polarisations(m.name) or m.polarisations
+        d.update(
+            polarisations=list(acquired),
+            polarisations_present=list(m.polarisations),
+            width=m.samples,
+            height=m.lines,
+            pixel_spacing={"range": m.range_pixel_spacing, "azimuth": m.azimuth_pixel_spacing},
+            footprint_wkt=m.footprint_wkt(),
+            bounds=lon_lat_bounds(m.footprint),
+            corners=[list(p) for p in _corners(prod.grid)],
+            gcps={"count": len(prod.grid.lines), "crs": "EPSG:4326"},
+            measurement=prod.measurement,
+        )
+    return d
+
+
+def describe(path: str | os.PathLike, samples: int = 9, window: int = 256) -> dict[str, Any]:
+    """``describe_product`` for a Sentinel-1 product, ``describe_raster`` for anything else."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if is_sentinel1_product(path):
+        return describe_product(path)
+    return describe_raster(path, samples=samples, window=window)

@@ -1,0 +1,160 @@
+"""`dakd-edge info` on Sentinel-1 products (folder, zip, manifest, measurement TIFF) and GCP GeoTIFFs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dakd_edge.cli.app import main
+
+pytest.importorskip("rasterio")
+
+REAL_NAME = "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+PRODUCT_KEYS = {"mission", "mode", "product_type", "polarisations", "start_time", "stop_time",
+                "absolute_orbit", "pass_direction", "width", "height", "pixel_spacing", "footprint",
+                "footprint_wkt", "bounds"}  # fmt: skip
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    return int(e.value.code or 0), out.out, out.err
+
+
+def _info_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    code, stdout, err = _run(["info", str(path), "--json"], capsys)
+    assert code == 0, err
+    return json.loads(stdout)
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory):
+    """A small generated IW GRDH dual-pol product (no ../shared/data needed) and its zip."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    return build_synthetic_product(tmp_path_factory.mktemp("s1"), shape=(96, 160), make_zip=True)
+
+
+def _inputs(prod) -> dict[str, Path]:
+    meas = sorted((prod.path / "measurement").glob("*-vv-*.tiff"))[0]
+    return {"folder": prod.path, "zip": prod.zip_path, "manifest": prod.path / "manifest.safe",
+            "measurement": meas}  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["folder", "zip", "manifest", "measurement"])
+def test_info_synthetic_product_json(product, form: str, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _info_json(_inputs(product)[form], capsys)
+    assert d["kind"] == "sentinel1" and PRODUCT_KEYS <= set(d)
+    assert (d["mission"], d["mode"], d["product_type"], d["resolution"]) == ("S1A", "IW", "GRD", "H")
+    assert d["polarisations"] == ["VV", "VH"] == d["polarisations_present"]
+    assert (d["height"], d["width"]) == (96, 160) and d["absolute_orbit"] == 38000
+    assert d["pixel_spacing"] == {"range": 10.0, "azimuth": 10.0}
+    assert d["start_time"].startswith("2021-06-01T04:30:00") and d["stop_time"] > d["start_time"]
+    assert d["pass_direction"] in ("ASCENDING", "DESCENDING")
+    w, s, e, n = d["bounds"]
+    assert 39.9 < s < 40.0 < n < 40.1 and 24.9 < w < 25.0 < e < 25.1  # around center=(40, 25)
+    assert d["footprint"][0] == d["footprint"][-1] and d["footprint_wkt"].startswith("POLYGON ((")
+
+
+def test_info_synthetic_product_text(product, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = _run(["info", str(product.zip_path)], capsys)
+    assert code == 0
+    for text in ("Sentinel-1 GRD product", "mission        S1A", "mode           IW", "GRDH",
+                 "polarisations  VV+VH\n", "orbit          38000 (absolute)", "96 lines x 160 samples",
+                 "10 m range x 10 m azimuth", "footprint      lat 39.", "(WGS84)"):  # fmt: skip
+        assert text in stdout, text
+
+
+def test_info_lists_the_polarisations_present(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dual-pol product copied with its VV TIFF only: the name says VV+VH, the copy holds VV."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path, shape=(48, 64), pols=("VV",))
+    d = _info_json(prod.path, capsys)
+    assert d["polarisations"] == ["VV", "VH"] and d["polarisations_present"] == ["VV"]
+    assert "VV+VH (in this copy: VV)" in _run(["info", str(prod.path)], capsys)[1]
+
+
+def test_info_antimeridian_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path, shape=(48, 64), center=(-17.0, 179.999))
+    w, _, e, _ = _info_json(prod.path, capsys)["bounds"]
+    assert w > 179.9 and e < -179.9  # west edge east of the east edge: crosses 180, not a 360-degree box
+
+
+@pytest.mark.parametrize("kind", ["slc", "no-calibration", "not-safe-zip"])
+def test_info_bad_product_is_one_line(
+    product, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    import shutil
+    import zipfile
+
+    if kind == "not-safe-zip":
+        p = tmp_path / "x.zip"
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr("readme.txt", "no product here")
+    else:
+        name = product.path.name.replace("_GRDH_", "_SLC__") if kind == "slc" else product.path.name
+        p = tmp_path / name
+        shutil.copytree(product.path, p)
+        if kind == "no-calibration":
+            for f in (p / "annotation" / "calibration").glob("calibration-*.xml"):
+                f.unlink()
+    code, _, err = _run(["info", str(p)], capsys)
+    assert code == 2 and err.startswith("dakd-edge: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_info_gcp_geotiff_reports_gcps_not_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.errors import NotGeoreferencedWarning
+
+    p = tmp_path / "gcps.tif"
+    gcps = [GroundControlPoint(row=r, col=c, x=12.0 + c / 1000, y=41.0 - r / 1000)
+            for r in (0, 50, 99) for c in (0, 60, 119)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the GCPs are set right after opening
+        ds = rasterio.open(p, "w", driver="GTiff", height=100, width=120, count=1, dtype="uint8")
+    with ds:
+        ds.write(np.full((1, 100, 120), 90, np.uint8))
+        ds.gcps = (gcps, CRS.from_epsg(4326))
+    d = _info_json(p, capsys)
+    assert d["georeference"] == "gcps" and d["transform"] is None and d["pixel_size"] is None
+    assert d["gcps"]["count"] == 9 and d["gcps"]["crs"] == "EPSG:4326"
+    assert d["gcps"]["extent"] == pytest.approx([12.0, 40.901, 12.119, 41.0])
+    code, stdout, _ = _run(["info", str(p)], capsys)
+    assert code == 0 and "9 GCPs, no geotransform" in stdout and "EPSG:4326" in stdout
+    assert "transform  origin" not in stdout and "not georeferenced" not in stdout
+
+
+def test_info_real_product_metadata(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real S1B product near Rome: values from its manifest and annotation."""
+    safe = shared_data / "s1" / REAL_NAME
+    if not safe.is_dir():
+        pytest.skip(f"no real Sentinel-1 product at {safe}")
+    d = _info_json(safe / "manifest.safe", capsys)
+    assert (d["mission"], d["mode"], d["product_type"], d["resolution"]) == ("S1B", "IW", "GRD", "H")
+    assert d["polarisations"] == ["VV", "VH"] and d["polarisations_present"] == ["VV"]
+    assert d["absolute_orbit"] == 30148 and d["pass_direction"] == "DESCENDING"
+    assert (d["width"], d["height"]) == (26102, 16705)
+    assert d["pixel_spacing"]["range"] == pytest.approx(10, abs=0.5)
+    assert d["pixel_spacing"]["azimuth"] == pytest.approx(10, abs=0.5)
+    assert d["start_time"].startswith("2021-12-23T05:11:22") and d["stop_time"].startswith(
+        "2021-12-23T05:11:47"
+    )
+    w, s, e, n = d["bounds"]
+    assert s == pytest.approx(40.9, abs=0.1) and n == pytest.approx(42.8, abs=0.1)
+    assert w == pytest.approx(11.9, abs=0.1) and e == pytest.approx(15.3, abs=0.1)
+    code, stdout, _ = _run(["info", str(safe)], capsys)
+    assert code == 0 and "VV+VH (in this copy: VV)" in stdout and "30148 (absolute), descending" in stdout
+    assert "16705 lines x 26102 samples" in stdout and "lat 40.879 N..42.781 N" in stdout
