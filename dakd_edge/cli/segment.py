@@ -14,11 +14,13 @@ from typing import Any
 import click
 
 from dakd_edge._atomic import atomic_path, check_distinct, check_output
+from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+POLS = ("VV", "VH", "HH", "HV")
 
 
 def load_predictor(
@@ -38,11 +40,26 @@ def default_batch(device: str) -> int:
     return 8 if device.startswith("cuda") else 1
 
 
+def scene_stem(scene: Path) -> str:
+    """Name outputs are derived from: the file stem, or the product name of a Sentinel-1 product
+    (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``)."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if scene.name.lower() == "manifest.safe":
+        scene = scene.parent
+    name = scene.name
+    if is_sentinel1_product(scene):
+        for suffix in (".zip", ".SAFE", ".safe"):
+            name = name.removesuffix(suffix)
+        return name
+    return scene.stem
+
+
 def resolve_output(template: str | None, scene: Path, default: str, many: bool) -> Path | None:
     """Output path for ``scene``: ``{stem}`` placeholder, an existing directory, or a plain file."""
     if template is None:
         return None
-    stem = scene.stem
+    stem = scene_stem(scene)
     if "{stem}" in template:
         return Path(template.format(stem=stem))
     p = Path(template)
@@ -103,12 +120,12 @@ def _summary(r: dict[str, Any]) -> str:
 
 
 def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
-    from dakd_edge.inference.geotiff import SceneReader
+    from dakd_edge.inference.readers import open_scene
     from dakd_edge.inference.segment import segment_scene
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with SceneReader(scene, predictor.meta.in_chans, kw.get("band")) as s:
+        with open_scene(scene, predictor.meta.in_chans, kw.get("band"), kw.get("pol"), False) as s:
             width = s.info.width
     with warnings.catch_warnings(record=True) as caught, progress_bar(not quiet, scene.name, width) as cb:
         warnings.simplefilter("always")
@@ -141,13 +158,11 @@ def plan_outputs(
     single_report = report is not None and "{stem}" not in report and not Path(report).is_dir()
     jobs = []
     for scene in scenes:
-        if scene.is_dir():
-            raise InputError(f"{scene}: is a directory, not a raster file")
         if not scene.exists():
             raise InputError(f"{scene}: no such file")
         paths = {
             "out": resolve_output(templates["out"], scene, "{stem}_classes.tif", many)
-            or Path(f"{scene.stem}_classes.tif"),
+            or Path(f"{scene_stem(scene)}_classes.tif"),
             "probs": resolve_output(templates["probs"], scene, "{stem}_probs.tif", many),
             "vector": resolve_output(templates["vector"], scene, "{stem}_spills.geojson", many),
             "report": None if single_report else resolve_output(report, scene, "{stem}_report.json", False),
@@ -193,6 +208,26 @@ def plan_outputs(
     help=f"Drop polygons smaller than this: m^2 (e.g. 2000) or pixels (e.g. 10px) [{MIN_SPECK_PIXELS}px].",
 )
 @click.option("--band", type=click.IntRange(1), help="Band of a multi-band scene fed to a 1-band model.")
+@click.option(
+    "--pol",
+    type=click.Choice(POLS, case_sensitive=False),
+    help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
+)
+@click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
+@click.option(
+    "--land-mask",
+    default="auto",
+    show_default=True,
+    help="auto (GLOBE for Sentinel-1/GCP scenes), globe (any georeferenced scene), or a vector/raster file.",
+)
+@click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
+@click.option(
+    "--coast-buffer",
+    type=click.FloatRange(0),
+    default=DEFAULT_COAST_BUFFER_M,
+    show_default=True,
+    help="Metres of sea next to land masked with it.",
+)
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option("--report", help="Write the JSON report here ({stem} or one file for all scenes).")
@@ -211,17 +246,27 @@ def segment(
     vector: str | None,
     min_area: str | None,
     band: int | None,
+    pol: str | None,
+    no_denoise: bool,
+    land_mask: str,
+    no_land_mask: bool,
+    coast_buffer: float,
     input_scale: str,
     overwrite: bool,
     report: str | None,
     quiet: bool,
 ) -> None:
-    """Segment SAR SCENES (GeoTIFF, any size) into oil-spill class maps, streaming in tiles.
+    """Segment SAR SCENES into oil-spill class maps, streaming in tiles.
+
+    A scene is a GeoTIFF (any size) or a Sentinel-1 GRD product (.SAFE folder, .zip, manifest.safe or
+    a measurement TIFF), calibrated to sigma0 on the fly, with land masked.
 
     All outputs of a scene are written as temporaries and renamed together once the scene is done:
     an error, a full disk or an interrupt leaves no file under any final name.
     """
     parse_min_area(min_area)
+    if land_mask not in ("auto", "globe", "none") and not no_land_mask and not Path(land_mask).is_file():
+        raise InputError(f"--land-mask {land_mask}: no such file (or use auto, globe, none)")
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
     jobs, single_report = plan_outputs(scenes, templates, model, overwrite)
     predictor = load_predictor(model, backend, device, tile, overlap, batch or default_batch(device))
@@ -239,6 +284,10 @@ def segment(
             report=paths["report"],
             min_area=min_area,
             band=band,
+            pol=pol.upper() if pol else None,
+            denoise=not no_denoise,
+            land_mask=None if no_land_mask else land_mask,
+            coast_buffer=coast_buffer,
             scale=input_scale,
             overwrite=overwrite,
             protect=protect,

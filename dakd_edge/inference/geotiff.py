@@ -45,9 +45,14 @@ class SceneInfo:
     bands: tuple[int, ...]  # 1-based band indexes fed to the model, in order
     dtype: str
     nodata: float | None
-    crs: Any  # rasterio CRS or None
-    transform: Any  # affine.Affine
+    crs: Any  # rasterio CRS or None (None also for GCP-georeferenced scenes: see gcps_crs)
+    transform: Any  # affine.Affine (identity for GCP-georeferenced scenes)
     georeferenced: bool
+    gcps: tuple[Any, ...] | None = None  # rasterio GroundControlPoints when georeferenced by GCPs
+    gcps_crs: Any = None
+    native_scale: str | None = None  # scaling the source defines (Sentinel-1: calibrated linear sigma0)
+    pixel_size_m: tuple[float, float] | None = None  # (row, col) metres when the source says
+    product: dict[str, Any] | None = None  # product metadata (Sentinel-1) for the report
 
 
 class SceneReader:
@@ -101,6 +106,12 @@ class SceneReader:
             raise InputError(f"{p}: complex-valued bands are not supported (calibrate to sigma0 first)")
         nodatas = {ds.nodatavals[b - 1] for b in bands}
         nodata = nodatas.pop() if len(nodatas) == 1 else None
+        gcps, gcps_crs = ds.gcps
+        if ds.crs is None and ds.transform.is_identity and gcps:
+            return SceneInfo(
+                p, ds.height, ds.width, bands, dtypes.pop(), nodata, None, ds.transform, True,
+                gcps=tuple(gcps), gcps_crs=gcps_crs,
+            )  # fmt: skip
         georef = ds.crs is not None or not ds.transform.is_identity
         return SceneInfo(p, ds.height, ds.width, bands, dtypes.pop(), nodata, ds.crs, ds.transform, georef)
 
@@ -226,10 +237,13 @@ class CogWriter:
             compress="deflate",
             BIGTIFF="IF_SAFER",
         )
-        if info.crs is not None:
-            profile["crs"] = info.crs
-        if info.georeferenced:
-            profile["transform"] = info.transform
+        if info.gcps:
+            profile["gcps"], profile["crs"] = list(info.gcps), info.gcps_crs
+        else:
+            if info.crs is not None:
+                profile["crs"] = info.crs
+            if info.georeferenced:
+                profile["transform"] = info.transform
         if kind == "probs_float16":
             profile.update(dtype="float32", nodata=float("nan"), NBITS=16, predictor=3, interleave="band")
         else:

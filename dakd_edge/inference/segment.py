@@ -24,15 +24,19 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from dakd_edge._atomic import Transaction, check_distinct, check_free_space, remove_temp
-from dakd_edge.errors import InputError
+from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
+from dakd_edge.data.scaling import domain_warning, to_unit
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, SceneReader
+from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning
 from dakd_edge.inference.predictor import Predictor, resolve_scale
+from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.tiling import Band, TileStats
 from dakd_edge.inference.vectorize import (
     Measurer,
     check_vector_path,
     filter_spills,
+    flag_spills,
     spills_from_mask,
     verify_vector,
     write_vector_file,
@@ -136,8 +140,11 @@ class _MaskFile:
             self.ds = rasterio.open(path)
         self.oil_ids = oil_ids
 
+    def classes(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+
     def __call__(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return np.isin(self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)), self.oil_ids)
+        return np.isin(self.classes(r0, r1, c0, c1), self.oil_ids)
 
 
 def consume_behind(items: Iterable[Any], consume: Callable[[Any], None]) -> None:
@@ -233,6 +240,24 @@ def check_disk(outputs: dict[str, Path], need: dict[str, int]) -> None:
         check_free_space(folder, n, ", ".join(names))
 
 
+class InputDomainWarning(Notice):
+    """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
+
+
+def _land_masker(info: Any, land_mask: str | os.PathLike | None, coast_buffer: float) -> Any:
+    """The scene's :class:`~dakd_edge.data.landmask.LandMasker`, or None (see ``segment_scene``)."""
+    choice = "none" if land_mask is None else str(land_mask)
+    if choice == "none" or (choice == "auto" and not info.gcps):
+        return None
+    from dakd_edge.data.landmask import LandMasker
+
+    georef = georef_of(info)
+    if georef is None:
+        raise InputError(f"{info.path}: land masking needs a georeferenced scene (use --no-land-mask)")
+    source = "globe" if choice == "auto" else choice
+    return LandMasker(georef, info.height, info.width, source=source, coast_buffer=coast_buffer)
+
+
 def _verify_json(path: Path) -> None:
     json.loads(path.read_text())
 
@@ -255,6 +280,10 @@ def segment_scene(
     polygons: bool = True,
     polygon_block: int = 256,
     min_area: str | float | None = None,
+    pol: str | None = None,
+    denoise: bool = True,
+    land_mask: str | os.PathLike | None = "auto",
+    coast_buffer: float = DEFAULT_COAST_BUFFER_M,
     protect: dict[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -274,6 +303,13 @@ def segment_scene(
     valid pixel gives all-nodata outputs and a report that says so. ``tile``/``overlap``/``batch``
     apply when ``model`` is a bare :class:`Backend` (a :class:`Predictor` brings its own).
     ``progress(rows_done, height, stats)`` follows the tile rows.
+
+    ``src`` may also be a Sentinel-1 GRD product (``.SAFE``, ``.zip``, ``manifest.safe`` or a
+    measurement TIFF; polarisation ``pol``): it is calibrated to sigma0 window by window (thermal
+    noise removed unless ``denoise=False``) and its outputs keep the product's GCPs. ``land_mask``:
+    ``"auto"`` masks land (GLOBE, offline) for Sentinel-1 products and GCP-georeferenced scenes,
+    ``"globe"`` for any georeferenced scene, a vector/raster file for the user's own coastline, and
+    ``None``/``"none"`` not at all; land plus ``coast_buffer`` metres is nodata in every output.
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
     meta = predictor.meta
@@ -288,7 +324,7 @@ def segment_scene(
 
     t0 = time.perf_counter()
     with Transaction(finals, overwrite) as tx, contextlib.ExitStack() as stack:
-        scene = stack.enter_context(SceneReader(src, meta.in_chans, band))
+        scene = stack.enter_context(open_scene(src, meta.in_chans, band, pol, denoise))
         info = scene.info
         pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 2)
         check_disk(tx.finals, estimate_output_bytes(info.height, info.width, meta.num_classes, pbytes))
@@ -301,11 +337,19 @@ def segment_scene(
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )
+        if scale == "auto" and info.native_scale is not None:
+            scale = info.native_scale
+        masker = _land_masker(info, land_mask, coast_buffer)
         sample = scene.valid_sample()
         all_nodata = sample.size == 0
         # a scene with no valid pixel runs no tile: any scale serves for the (unused) conversion
         scale = resolve_scale(sample, scale) if not all_nodata else (None if scale == "auto" else scale)
         convert = predictor.normalizer(scale or "uint8", info.nodata)
+        domain = None if all_nodata else domain_warning(
+            to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale
+        )  # fmt: skip
+        if domain is not None:
+            warnings.warn(f"{info.path}: {domain}", InputDomainWarning, stacklevel=2)
         tags = {"input_scale": str(scale), "source": info.path.name}
         writers = {"classes": CogWriter(tx.scratch_path("classes", "partial"), info, meta, "classes", tags)}
         stack.callback(lambda: [w.discard() for w in writers.values()])
@@ -327,8 +371,19 @@ def segment_scene(
                 oilprob.write(b.y0, b.x0, b.probs[oil_ids].sum(0))
             tally.add(cls, b.y0)
 
-        def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
-            return convert(scene.window(y0, y1, x0, x1))
+        clock = {"read": 0.0, "land_mask": 0.0}  # seconds in reading/calibration and land masking
+
+        def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
+            t = time.perf_counter()
+            raw = scene.window(y0, y1, x0, x1)
+            clock["read"] += time.perf_counter() - t
+            x, ok = convert(raw)
+            if masker is None:
+                return x, ok
+            t = time.perf_counter()
+            land = masker.mask(y0, y1, x0, x1)
+            clock["land_mask"] += time.perf_counter() - t
+            return x, ok & ~land, land
 
         def on_row(st: TileStats, rows_done: int) -> None:
             if progress is not None:
@@ -345,13 +400,15 @@ def segment_scene(
         if oilprob is not None:
             oilprob.reopen()
             masks = _MaskFile(tx.temp("classes"), oil_ids)
+            to_world, world_crs = world_of(info)
             with masks.ds:
                 found = spills_from_mask(
-                    masks, info.height, info.width, masks.ds.transform, info.crs, oilprob, polygon_block
+                    masks, info.height, info.width, to_world, world_crs, oilprob, polygon_block
                 )
-            spills, dropped = filter_spills(found, min_area_m2, min_pixels)
+                spills, dropped = filter_spills(found, min_area_m2, min_pixels)
+                flag_spills(spills, masks.classes, oil_ids, info.height, info.width, masker and masker.mask)
             if vector is not None:
-                write_vector_file(tx.temp("vector"), spills, info.crs, tx.finals["vector"])
+                write_vector_file(tx.temp("vector"), spills, world_crs, tx.finals["vector"])
                 n = len(spills)
                 verify["vector"] = lambda p, n=n: verify_vector(p, n, tx.finals["vector"])
         elif vector is not None:
@@ -359,9 +416,19 @@ def segment_scene(
         result = _report(
             info, predictor, stats, tally, scale, all_nodata, spills, dropped, min_area_m2, min_pixels
         )
+        result["input_domain_warning"] = domain
+        result["land_mask"] = None if masker is None else {
+            "source": masker.name,
+            "coast_buffer_m": masker.coast_buffer,
+            "tiles_skipped": stats.tiles_skipped_land,
+        }  # fmt: skip
+        if info.product is not None:
+            result["product"] = info.product
         result["outputs"] = {k: str(p) for k, p in tx.finals.items() if k != "report"}
         result["time_s"] = round(time.perf_counter() - t0, 3)
         result["inference_s"] = round(infer_s, 3)
+        # of inference_s: reading the input (Sentinel-1: + calibration) and land masking
+        result["stage_s"] = {k: round(v, 3) for k, v in clock.items()}
         result["mpix_per_s"] = round(info.width * info.height / 1e6 / max(infer_s, 1e-9), 3)
         if report is not None:
             tx.temp("report").write_text(json.dumps(result, indent=2) + "\n")
@@ -382,6 +449,8 @@ class _Tally:
     def add(self, cls: np.ndarray, y0: int) -> None:
         self.counts += np.bincount(np.minimum(cls.ravel(), self.num_classes), minlength=len(self.counts))
         row_area = _row_pixel_area(self.info.transform, self.info.crs, y0, cls.shape[0])
+        if row_area is None and self.info.pixel_size_m is not None:
+            row_area = np.full(cls.shape[0], self.info.pixel_size_m[0] * self.info.pixel_size_m[1])
         if row_area is not None:
             self.oil_area += float(np.isin(cls, self.oil_ids).sum(1) @ row_area)
 
@@ -400,7 +469,7 @@ def _report(
 ) -> dict[str, Any]:
     meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
     valid_px = int(counts[: meta.num_classes].sum())
-    georef = info.crs is not None
+    georef = info.crs is not None or bool(info.gcps)
     return {
         "scene": str(info.path),
         "width": info.width,
@@ -409,8 +478,9 @@ def _report(
         "valid_fraction": round(valid_px / (info.width * info.height), 6),
         "all_nodata": all_nodata or valid_px == 0,
         "bands": list(info.bands),
-        "crs": info.crs.to_string() if georef else None,
+        "crs": info.crs.to_string() if info.crs is not None else None,
         "georeferenced": info.georeferenced,
+        "georeference": "gcps" if info.gcps else ("affine" if info.georeferenced else None),
         "input_scale": scale,
         "tiles": {
             "total": stats.tiles_total,

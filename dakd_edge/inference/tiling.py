@@ -24,7 +24,8 @@ WINDOWS = ("cosine", "gaussian")
 BLEND_SPACES = ("probs", "logits")
 
 # (y0, y1, x0, x1) -> (normalised input (C, y1 - y0, x1 - x0) float32, valid (y1 - y0, x1 - x0) bool)
-WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+# reader(y0, y1, x0, x1) -> (normalised, valid) or (normalised, valid, land)
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, ...]]
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -144,7 +145,8 @@ class TileStats:
 
     tiles_total: int = 0
     tiles_run: int = 0
-    tiles_skipped: int = 0
+    tiles_skipped: int = 0  # no valid pixel (nodata or land)
+    tiles_skipped_land: int = 0  # of those, tiles with land (the reader reported a land mask)
     batches: int = 0
     peak_buffer_bytes: int = 0  # accumulator + per-row input band, the memory that scales with W
 
@@ -183,19 +185,24 @@ def _reflect_pad(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def read_padded(
     reader: WindowReader, y0: int, y1: int, x0: int, x1: int, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Window ``[y0:y1, x0:x1]`` of the image continued past its bottom/right edge by reflection.
 
     Reads enough rows/columns before the window that the mirror image comes from the image itself
-    (as if the whole image had been padded), however little of the window lies inside it.
+    (as if the whole image had been padded), however little of the window lies inside it. The reader
+    may return a third array, a land mask (pixels it made invalid because they are land), so skipped
+    tiles can be counted as land rather than nodata; ``None`` when it does not.
     """
     pr, pc = max(y1 - height, 0), max(x1 - width, 0)
     ry = min(y0, max(height - 1 - pr, 0))
     rx = min(x0, max(width - 1 - pc, 0))
-    x, valid = reader(ry, min(y1, height), rx, min(x1, width))
+    x, valid, *rest = reader(ry, min(y1, height), rx, min(x1, width))
     x = _reflect_pad(np.asarray(x, np.float32), y1 - ry, x1 - rx)[:, y0 - ry :, x0 - rx :]
     valid = _reflect_pad(np.asarray(valid, bool), y1 - ry, x1 - rx)[y0 - ry :, x0 - rx :]
-    return x, valid
+    land = rest[0] if rest else None
+    if land is not None:
+        land = _reflect_pad(np.asarray(land, bool), y1 - ry, x1 - rx)[y0 - ry :, x0 - rx :]
+    return x, valid, land
 
 
 def stream_bands(
@@ -238,7 +245,7 @@ def stream_bands(
         for j0 in range(0, ncols, step):
             j1 = min(j0 + step, ncols)
             a0, a1 = grid.xs[j0], grid.xs[j1 - 1] + tw
-            x, valid = read_padded(reader, y, y + th, a0, a1, grid.height, width)
+            x, valid, land = read_padded(reader, y, y + th, a0, a1, grid.height, width)
             local = np.zeros((k + 1, th, a1 - a0), np.float32)
             c0 = a0
             if right is not None:  # the previous chunk's last tile, with its carry already added
@@ -246,7 +253,7 @@ def stream_bands(
                 c0 += ov_w
             if ov_h:
                 local[:, :ov_h, c0 - a0 :] += carry[:, :, c0:a1]
-            _run_tiles(grid.xs[j0:j1], a0, x, valid, local, win, predict, k, th, tw, cfg, stats)
+            _run_tiles(grid.xs[j0:j1], a0, x, valid, local, win, predict, k, th, tw, cfg, stats, land)
             e1 = grid.xs[j1] if j1 < ncols else width
             if r < last:  # columns e0..e1 are final for this row; no later chunk reads them
                 carry[:, :, e0:e1] = local[:, h:, e0 - a0 : e1 - a0]
@@ -255,7 +262,7 @@ def stream_bands(
                 stats.peak_buffer_bytes, carry.nbytes + local.nbytes + x.nbytes + valid.nbytes
             )
             band = _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
-            del local, x, valid  # free the chunk before the consumer asks for the next one
+            del local, x, valid, land  # free the chunk before the consumer asks for the next one
             yield band
             del band
             e0 = e1
@@ -276,6 +283,7 @@ def _run_tiles(
     tw: int,
     cfg: TileConfig,
     stats: TileStats,
+    land: np.ndarray | None = None,
 ) -> None:
     """Predict the tiles at columns ``xs`` (batched, all-nodata ones skipped) and blend into ``local``.
 
@@ -286,6 +294,8 @@ def _run_tiles(
         v = valid[:, x0 - a0 : x0 - a0 + tw]
         if not v.any():
             stats.tiles_skipped += 1
+            if land is not None and land[:, x0 - a0 : x0 - a0 + tw].any():
+                stats.tiles_skipped_land += 1
             continue
         t = x[:, :, x0 - a0 : x0 - a0 + tw].copy()
         if not v.all():

@@ -42,6 +42,9 @@ class Spill:
     perimeter_m: float | None
     mean_prob: float | None
     max_prob: float | None
+    bbox_px: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) in scene pixels
+    touches_edge: bool = False  # next to the scene's nodata or border: may continue outside it
+    near_coast: bool = False  # next to the land mask (land + coast buffer)
 
     def properties(self, fid: int) -> dict[str, Any]:
         return {
@@ -51,6 +54,8 @@ class Spill:
             "perimeter_m": self.perimeter_m,
             "mean_prob": self.mean_prob,
             "max_prob": self.max_prob,
+            "touches_edge": self.touches_edge,
+            "near_coast": self.near_coast,
         }
 
     @property
@@ -128,13 +133,26 @@ def _key(rings: list[Ring]) -> tuple[float, float]:
     return min((y, x) for x, y in rings[0])
 
 
+# pixel (col, row) arrays -> world (x, y) arrays: for scenes georeferenced by GCPs, not an affine
+PixelToWorld = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def to_world(transform: Affine | PixelToWorld, ring: Ring) -> Ring:
+    """Pixel-corner ring -> CRS coordinates, by an affine transform or a vectorised mapping."""
+    if isinstance(transform, Affine):
+        return [transform @ p for p in ring]
+    cols, rows = np.asarray(ring, np.float64).T
+    x, y = transform(cols, rows)
+    return list(zip(np.asarray(x, float).tolist(), np.asarray(y, float).tolist(), strict=True))
+
+
 def _spills_in_window(
     polys: list[list[Ring]],
     mask: np.ndarray,
     r0: int,
     c0: int,
     oil_prob: Any,
-    transform: Affine,
+    transform: Affine | PixelToWorld,
     measure: Measurer,
 ) -> list[Spill]:
     """Measure polygons traced in one window; probabilities via one id raster for the whole window."""
@@ -163,9 +181,9 @@ def _spills_in_window(
     out = []
     for rings, mean_p, max_p in zip(polys, means, maxes, strict=True):
         area_px = int(round(abs(_shoelace(rings[0])) - sum(abs(_shoelace(r)) for r in rings[1:])))
-        world = [[transform @ p for p in ring] for ring in rings]
+        world = [to_world(transform, ring) for ring in rings]
         area_m2, perim = measure(world)
-        out.append(Spill(world, area_px, area_m2, perim, mean_p, max_p))
+        out.append(Spill(world, area_px, area_m2, perim, mean_p, max_p, _extent(rings)))
     return out
 
 
@@ -173,7 +191,7 @@ def spills_from_mask(
     read_mask: MaskReader,
     height: int,
     width: int,
-    transform: Affine | None = None,
+    transform: Affine | PixelToWorld | None = None,
     crs: Any = None,
     oil_prob: Any = None,
     block: int = 1024,
@@ -314,6 +332,44 @@ def verify_vector(path: str | os.PathLike, expected: int, final: Path) -> None:
         raise OutputError(f"{final}: wrote {n} polygons, expected {expected}")
 
 
+def flag_spills(
+    spills: list[Spill],
+    read_classes: Callable[[int, int, int, int], np.ndarray],
+    oil_ids: Sequence[int],
+    height: int,
+    width: int,
+    land: Callable[[int, int, int, int], np.ndarray] | None = None,
+    nodata: int = 255,
+) -> None:
+    """Set ``touches_edge`` / ``near_coast`` on each spill from its neighbourhood in the class map.
+
+    A spill is next to land when a pixel 8-adjacent to it is land (``land(r0, r1, c0, c1)``), and
+    touches the edge when it reaches the scene border or an adjacent pixel is other nodata: in both
+    cases the slick may continue where the model could not look. Reads each spill's bounding box + 1.
+    """
+    for s in spills:
+        if s.bbox_px is None:
+            continue
+        r0, r1, c0, c1 = s.bbox_px
+        a0, a1, b0, b1 = max(r0 - 1, 0), min(r1 + 1, height), max(c0 - 1, 0), min(c1 + 1, width)
+        cls = read_classes(a0, a1, b0, b1)
+        near = _dilate8(np.isin(cls, oil_ids)) & (cls == nodata)
+        lnd = land(a0, a1, b0, b1) if land is not None else np.zeros_like(near)
+        s.near_coast = bool((near & lnd).any())
+        border = r0 == 0 or c0 == 0 or r1 == height or c1 == width
+        s.touches_edge = bool(border or (near & ~lnd).any())
+
+
+def _dilate8(m: np.ndarray) -> np.ndarray:
+    p = np.pad(m, 1)
+    out = np.zeros_like(m)
+    h, w = m.shape
+    for dy in range(3):
+        for dx in range(3):
+            out |= p[dy : dy + h, dx : dx + w]
+    return out
+
+
 def filter_spills(
     spills: list[Spill], min_area_m2: float | None = None, min_pixels: int = 0
 ) -> tuple[list[Spill], list[Spill]]:
@@ -446,7 +502,8 @@ def _write_gpkg(path: Path, spills: list[Spill], crs: Any) -> None:
         )
         con.execute(
             f"CREATE TABLE {table} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom POLYGON, "
-            "area_m2 REAL, area_px INTEGER, perimeter_m REAL, mean_prob REAL, max_prob REAL)"
+            "area_m2 REAL, area_px INTEGER, perimeter_m REAL, mean_prob REAL, max_prob REAL, "
+            "touches_edge BOOLEAN, near_coast BOOLEAN)"
         )
         if spills:
             b = np.array([s.bounds for s in spills])
@@ -462,10 +519,19 @@ def _write_gpkg(path: Path, spills: list[Spill], crs: Any) -> None:
             "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POLYGON', ?, 0, 0)", (table, srs_id)
         )
         con.executemany(
-            f"INSERT INTO {table} (geom, area_m2, area_px, perimeter_m, mean_prob, max_prob) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {table} (geom, area_m2, area_px, perimeter_m, mean_prob, max_prob, touches_edge, "
+            "near_coast) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (_gpkg_geom(s.rings, srs_id), s.area_m2, s.area_px, s.perimeter_m, s.mean_prob, s.max_prob)
+                (
+                    _gpkg_geom(s.rings, srs_id),
+                    s.area_m2,
+                    s.area_px,
+                    s.perimeter_m,
+                    s.mean_prob,
+                    s.max_prob,
+                    int(s.touches_edge),
+                    int(s.near_coast),
+                )
                 for s in spills
             ],
         )

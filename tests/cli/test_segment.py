@@ -178,3 +178,27 @@ def test_segment_real_bundled_model_subprocess(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "r.json").read_text())["width"] == 256
+
+
+def test_dark_uint8_scene_warns_about_input_domain(tmp_path: Path, fake_model, capsys) -> None:
+    """An uncalibrated 8-bit scene with every value below 25: one warning naming --input-scale."""
+    dark = (np.random.default_rng(0).random((96, 96)) * 24).astype(np.uint8)
+    src = write_tif(tmp_path / "dark.tif", dark)
+    code, _, err = run(
+        ["segment", str(src), "-o", str(tmp_path / "c.tif"), "--report", str(tmp_path / "r.json"), "-q"],
+        capsys,
+    )
+    lines = err.strip().splitlines()
+    assert code == 0 and len(lines) == 1 and "training domain" in lines[0] and "--input-scale" in lines[0]
+    assert "--input-scale" in json.loads((tmp_path / "r.json").read_text())["input_domain_warning"]
+    code, _, err = run(
+        [
+            "segment",
+            str(write_tif(tmp_path / "ok.tif", blob_scene(96, 96))),
+            "-o",
+            str(tmp_path / "d.tif"),
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 0 and "training domain" not in err

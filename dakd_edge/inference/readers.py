@@ -1,0 +1,146 @@
+"""One entry point for every input ``segment`` reads: :func:`open_scene`.
+
+A GeoTIFF (any GDAL raster) opens as :class:`~dakd_edge.inference.geotiff.SceneReader`; a Sentinel-1
+GRD product (``.SAFE`` folder, ``.zip``, ``manifest.safe`` or a measurement TIFF inside a SAFE tree)
+opens as :class:`Sentinel1Reader`, which serves windows of calibrated, thermal-noise-corrected
+sigma0 (linear, NaN = no data) computed window by window by :mod:`dakd_edge.data.sentinel1`. Both
+give the same interface: ``info`` (:class:`SceneInfo`), ``window``, ``valid_sample``, ``close``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge.errors import InputError
+from dakd_edge.inference.geotiff import SceneInfo, SceneReader, _one_line
+
+
+def open_scene(
+    path: str | os.PathLike,
+    in_chans: int = 1,
+    band: int | None = None,
+    pol: str | None = None,
+    denoise: bool = True,
+) -> SceneReader | Sentinel1Reader:
+    """Open ``path`` as a Sentinel-1 product when it is one, else as a GDAL raster."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    p = Path(path)
+    if is_sentinel1_product(p):
+        if band is not None:
+            raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
+        return Sentinel1Reader(p, in_chans, pol, denoise)
+    if pol is not None:
+        raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a raster file or a Sentinel-1 .SAFE product")
+    return SceneReader(p, in_chans, band)
+
+
+class Sentinel1Reader:
+    """A Sentinel-1 GRD product as a scene: sigma0 windows, GCP georeference, product metadata."""
+
+    def __init__(self, path: Path, in_chans: int = 1, pol: str | None = None, denoise: bool = True) -> None:
+        from dakd_edge.data.sentinel1 import open_product
+
+        if in_chans != 1:
+            raise InputError(
+                f"{path}: a Sentinel-1 product gives one band (one polarisation), the model takes {in_chans}"
+            )
+        self.product = open_product(path, pol)
+        self.denoise = denoise
+        m = self.product.meta
+        from affine import Affine
+
+        self.info = SceneInfo(
+            path=path,
+            height=self.product.height,
+            width=self.product.width,
+            bands=(1,),
+            dtype="float32",
+            nodata=None,
+            crs=None,
+            transform=Affine.identity(),
+            georeferenced=True,
+            gcps=tuple(self.product.gcps),
+            gcps_crs=self.product.crs,
+            native_scale="linear",
+            pixel_size_m=(m.azimuth_pixel_spacing, m.range_pixel_spacing),
+            product={**m.to_dict(), "denoised": denoise},
+        )
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Calibrated sigma0 (linear) of ``[y0:y1, x0:x1]`` as ``(1, h, w)`` float32, NaN = no data."""
+        try:
+            return self.product.read_sigma0(y0, y1, x0, x1, denoise=self.denoise)[None]
+        except InputError:
+            raise
+        except Exception as e:  # RasterioError from a damaged measurement TIFF
+            raise InputError(f"{self.path}: damaged measurement TIFF ({_one_line(e)})") from None
+
+    def valid_sample(self, grid: int = 8, size: int = 128) -> np.ndarray:
+        """Finite sigma0 values ``(1, n)`` from ``grid x grid`` windows (empty: no valid pixel)."""
+        h, w = self.info.height, self.info.width
+        parts = []
+        for y in np.linspace(0, max(h - size, 0), grid).astype(int):
+            for x in np.linspace(0, max(w - size, 0), grid).astype(int):
+                a = self.window(int(y), min(int(y) + size, h), int(x), min(int(x) + size, w))
+                parts.append(a[:, np.isfinite(a[0])])
+        return np.concatenate(parts, axis=1)
+
+    def close(self) -> None:
+        self.product.close()
+
+    def __enter__(self) -> Sentinel1Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def georef_of(info: SceneInfo) -> Any:
+    """A :class:`dakd_edge.data.landmask.Georef` (pixel <-> WGS84) of the scene, or None."""
+    from dakd_edge.data.landmask import make_georef
+
+    if info.gcps:
+        return make_georef(gcps=list(info.gcps), crs=info.gcps_crs, pixel_size_m=info.pixel_size_m)
+    if info.crs is not None and info.georeferenced:
+        return make_georef(crs=info.crs, transform=info.transform)
+    return None
+
+
+def utm_crs(lon: float, lat: float) -> Any:
+    """The UTM zone CRS (WGS84) of a point; longitudes past 180 (unwrapped scenes) wrap."""
+    from rasterio.crs import CRS
+
+    lon = (lon + 180.0) % 360.0 - 180.0
+    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def world_of(info: SceneInfo) -> tuple[Any, Any]:
+    """(pixel -> world mapping, CRS) for polygons: the scene's own affine transform and CRS, or for a
+    GCP-georeferenced scene, the GCP geolocation projected to the UTM zone of the scene centre (so
+    areas are in m^2 and GeoPackages are in a projected CRS)."""
+    if not info.gcps:
+        return (info.transform if info.georeferenced else None), info.crs
+    from pyproj import Transformer
+
+    georef = georef_of(info)
+    c_lon, c_lat = georef.lonlat(np.array([info.height / 2]), np.array([info.width / 2]), wrap=False)
+    crs = utm_crs(float(c_lon[0]), float(c_lat[0]))
+    to_utm = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True)
+
+    def to_world(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lon, lat = georef.lonlat(rows, cols, wrap=False)
+        return to_utm.transform(lon, lat)
+
+    return to_world, crs
