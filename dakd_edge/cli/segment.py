@@ -222,6 +222,11 @@ def plan_outputs(
 )
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
 @click.option(
+    "--geocode",
+    is_flag=True,
+    help="GCP scenes (Sentinel-1): write rasters on a UTM grid instead of keeping the GCPs.",
+)
+@click.option(
     "--coast-buffer",
     type=click.FloatRange(0),
     default=DEFAULT_COAST_BUFFER_M,
@@ -250,6 +255,7 @@ def segment(
     no_denoise: bool,
     land_mask: str,
     no_land_mask: bool,
+    geocode: bool,
     coast_buffer: float,
     input_scale: str,
     overwrite: bool,
@@ -288,6 +294,7 @@ def segment(
             denoise=not no_denoise,
             land_mask=None if no_land_mask else land_mask,
             coast_buffer=coast_buffer,
+            geocode=geocode,
             scale=input_scale,
             overwrite=overwrite,
             protect=protect,

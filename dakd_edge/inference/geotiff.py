@@ -291,16 +291,7 @@ class CogWriter:
     def finish(self, dest: str | os.PathLike) -> Path:
         """Close the staging file and copy it as a COG to ``dest`` (a transaction temporary)."""
         self.ds.close()
-        opts: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCK, BIGTIFF="IF_SAFER")
-        if self.kind == "classes":
-            opts.update(OVERVIEW_RESAMPLING="NEAREST")
-        elif self.kind == "probs_uint8":
-            opts.update(OVERVIEW_RESAMPLING="AVERAGE")
-        else:
-            opts.update(OVERVIEW_RESAMPLING="AVERAGE", PREDICTOR="FLOATING_POINT", NBITS=16)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            rasterio.shutil.copy(self.staging, dest, **opts)
+        cog_copy(self.staging, dest, self.kind)
         self.discard()
         return Path(dest)
 
@@ -314,6 +305,20 @@ class CogWriter:
         with contextlib.suppress(Exception):
             self.ds.close()
         remove_temp(self.staging)
+
+
+def cog_copy(src: str | os.PathLike, dest: str | os.PathLike, kind: str) -> None:
+    """Copy a tiled GTiff as a Cloud-Optimized GeoTIFF (overviews by ``kind``: nearest for class ids)."""
+    opts: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCK, BIGTIFF="IF_SAFER")
+    if kind == "classes":
+        opts.update(OVERVIEW_RESAMPLING="NEAREST")
+    elif kind == "probs_uint8":
+        opts.update(OVERVIEW_RESAMPLING="AVERAGE")
+    else:
+        opts.update(OVERVIEW_RESAMPLING="AVERAGE", PREDICTOR="FLOATING_POINT", NBITS=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        rasterio.shutil.copy(src, dest, **opts)
 
 
 def verify_raster(path: str | os.PathLike, count: int, height: int, width: int) -> None:

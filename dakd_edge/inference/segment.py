@@ -28,7 +28,7 @@ from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import domain_warning, to_unit
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning
+from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, cog_copy, verify_raster
 from dakd_edge.inference.predictor import Predictor, resolve_scale
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.tiling import Band, TileStats
@@ -240,6 +240,22 @@ def check_disk(outputs: dict[str, Path], need: dict[str, int]) -> None:
         check_free_space(folder, n, ", ".join(names))
 
 
+def _geocode_output(tx: Transaction, key: str, kind: str, info: Any) -> Callable[[Path], None]:
+    """Replace output ``key``'s GCP raster by its UTM-grid COG; returns its verifier."""
+    from dakd_edge.inference.geocode import geocode
+
+    if not info.gcps:
+        raise InputError(f"{info.path}: --geocode applies to GCP-georeferenced scenes (this one has a grid)")
+    staged = tx.scratch_path(key, "geocoded")
+    geocode(tx.temp(key), staged, info)
+    tx.temp(key).unlink()
+    cog_copy(staged, tx.temp(key), kind)
+    remove_temp(staged)
+    with rasterio.open(tx.temp(key)) as ds:
+        dims = (ds.count, ds.height, ds.width)
+    return lambda p: verify_raster(p, *dims)
+
+
 class InputDomainWarning(Notice):
     """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
 
@@ -284,6 +300,7 @@ def segment_scene(
     denoise: bool = True,
     land_mask: str | os.PathLike | None = "auto",
     coast_buffer: float = DEFAULT_COAST_BUFFER_M,
+    geocode: bool = False,
     protect: dict[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -310,6 +327,8 @@ def segment_scene(
     ``"auto"`` masks land (GLOBE, offline) for Sentinel-1 products and GCP-georeferenced scenes,
     ``"globe"`` for any georeferenced scene, a vector/raster file for the user's own coastline, and
     ``None``/``"none"`` not at all; land plus ``coast_buffer`` metres is nodata in every output.
+    ``geocode=True`` writes the rasters of a GCP-georeferenced scene on a north-up UTM grid at the
+    product's pixel spacing instead of keeping the GCPs (:mod:`dakd_edge.inference.geocode`).
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
     meta = predictor.meta
@@ -413,6 +432,9 @@ def segment_scene(
                 verify["vector"] = lambda p, n=n: verify_vector(p, n, tx.finals["vector"])
         elif vector is not None:
             raise InputError("a vector output needs the polygon pass (polygons=True)")
+        if geocode:
+            for key, w in writers.items():
+                verify[key] = _geocode_output(tx, key, w.kind, info)
         result = _report(
             info, predictor, stats, tally, scale, all_nodata, spills, dropped, min_area_m2, min_pixels
         )
@@ -424,6 +446,7 @@ def segment_scene(
         }  # fmt: skip
         if info.product is not None:
             result["product"] = info.product
+        result["geocoded"] = geocode
         result["outputs"] = {k: str(p) for k, p in tx.finals.items() if k != "report"}
         result["time_s"] = round(time.perf_counter() - t0, 3)
         result["inference_s"] = round(infer_s, 3)

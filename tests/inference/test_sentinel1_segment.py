@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -219,3 +220,36 @@ def test_real_product_land_is_masked(shared_data: Path, tmp_path: Path) -> None:
     assert r["all_nodata"] and r["tiles"]["run"] == 0
     assert r["land_mask"]["tiles_skipped"] == r["tiles"]["total"]
     assert r["spills"] == 0
+
+
+def _square_on_grid(path: Path) -> tuple[float, float, int, Any]:
+    """(x, y) centroid of the oil pixels of a geocoded class map, their count, and its CRS."""
+    with rasterio.open(path) as ds:
+        cls, t, crs = ds.read(1), ds.transform, ds.crs
+    rows, cols = np.nonzero(cls == 1)
+    x, y = t @ (cols.mean() + 0.5, rows.mean() + 0.5)
+    return float(x), float(y), int(rows.size), crs
+
+
+@pytest.mark.parametrize("center", [(40.0, 25.0), (55.0, 179.97)])
+def test_geocode_onto_utm_grid(tmp_path: Path, center: tuple[float, float]) -> None:
+    """--geocode: a north-up UTM grid at the product's spacing; the square keeps its size and lands
+    where the annotation's geolocation grid puts it (within 2 px), also across the antimeridian."""
+    from pyproj import Transformer
+
+    safe = product_with_square(tmp_path, center=center)
+    r = segment_scene(
+        _pred(), safe, tmp_path / "g.tif", probs=tmp_path / "p.tif", land_mask="none", geocode=True
+    )
+    assert r["geocoded"] is True
+    x, y, n, crs = _square_on_grid(tmp_path / "g.tif")
+    with rasterio.open(tmp_path / "g.tif") as ds:
+        assert ds.res == (10.0, 10.0) and not ds.gcps[0] and crs.to_epsg() in (32635, 32660, 32601)
+        assert ds.width * ds.height < 2 * 640 * 960, "compact grid (no globe-spanning extent)"
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert ds.crs == crs and ds.scales[0] == pytest.approx(1 / 250)
+    r0, r1, c0, c1 = SQUARE
+    assert n == pytest.approx((r1 - r0) * (c1 - c0), rel=0.05)
+    lon, lat = grid_lonlat(safe, np.array([(r0 + r1) / 2]), np.array([(c0 + c1) / 2]))
+    wx, wy = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True).transform(lon[0], lat[0])
+    assert np.hypot(x - wx, y - wy) < 20.0
