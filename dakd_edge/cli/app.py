@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "segment": ("dakd_edge.cli.segment", "segment", "Segment GeoTIFF scenes of any size (tiled, streaming)."),
     "synth": ("dakd_edge.cli.synth", "synth", "Write a synthetic georeferenced SAR scene (+ labels)."),
+    "synth-product": (
+        "dakd_edge.cli.synth",
+        "synth_product",
+        "Write a Sentinel-1 GRD product (.SAFE/.zip) with synthetic pixels.",
+    ),
     "info": ("dakd_edge.cli.synth", "info", "Describe a raster: size, bands, CRS, nodata, value range."),
     "models": ("dakd_edge.cli.models", "models", "List registered model architectures."),
     "train": ("dakd_edge.cli.train", "train", "Train SAROSS-Net or a baseline (DAKD: + generated data)."),

@@ -218,3 +218,38 @@ def _product_lines(d: dict) -> list[str]:
 def _deg(v: float, hemi: str) -> str:
     """40.877 -> '40.877 N', -3.2 -> '3.200 W'."""
     return f"{abs(v):.3f} {hemi[0] if v >= 0 else hemi[1]}"
+
+
+@click.command("synth-product")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A real .SAFE product whose XML (LUTs, geolocation) is used [a small generated one].",
+)
+@click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [whole product].")
+@click.option("--offset", default="0,0", show_default=True, help="LINE,PIXEL of the crop's first pixel.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Scene seed.")
+@click.option("--zip", "make_zip", is_flag=True, help="Also write PRODUCT.zip beside the .SAFE folder.")
+def synth_product(
+    out_dir: Path, source: Path | None, size: str | None, offset: str, seed: int, make_zip: bool
+) -> None:
+    """Write a Sentinel-1 GRD product (.SAFE, optionally .zip) with synthetic sea/oil/land pixels.
+
+    The pixels are a synthetic sigma0 scene converted to digital numbers through the product's own
+    calibration and noise LUTs (DN = sqrt(sigma0 A^2 + noise)), so `dakd-edge segment` calibrates it
+    back like a real product. With --from, the real product's metadata (and coastline) are used.
+    """
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    try:
+        line, pixel = (int(v) for v in offset.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{offset!r}: use LINE,PIXEL", param_hint="--offset") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = build_synthetic_product(
+        out_dir, source=source, shape=parse_size(size) if size else None, offset=(line, pixel), seed=seed,
+        make_zip=make_zip,
+    )  # fmt: skip
+    click.echo(str(p.zip_path or p.path))
