@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "jointnet": ("dakd_edge.cli.jointnet", "jointnet", "SAR-JointNet: balance, train, generate, report."),
     "export": ("dakd_edge.cli.export", "export", "Export to ONNX or a TensorRT engine, with parity check."),
     "bench": ("dakd_edge.cli.bench", "bench", "Latency/throughput across backends; CI regression gate."),
+    "batch": ("dakd_edge.cli.batch", "batch", "Many scenes on Ray: resumable, one merged spill layer."),
 }
 
 

@@ -1,0 +1,194 @@
+"""Batch inputs -> a checked, ordered list of scenes, each with the id its outputs are named after.
+
+An input is a scene (GeoTIFF, Sentinel-1 ``.SAFE`` folder / ``.zip`` / ``manifest.safe``), a folder
+searched recursively, a text list (one path per line, ``#`` comments, relative to the list's folder),
+or a local STAC ItemCollection / Catalog / Collection JSON. Everything is resolved before the first
+worker starts, so a missing file or two scenes with one id (their outputs would collide in
+``DIR/<id>/``) stop the run at once instead of after hours of work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from dakd_edge.errors import InputError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+# STAC asset keys tried first (SAR polarisations, then generic data keys), before any raster/zip asset
+ASSET_KEYS = ("vv", "hh", "vh", "hv", "safe", "product", "data", "image", "visual")
+_ID_BAD = re.compile(r"[^\w.+=@-]")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene to segment: its id (output folder name), path, and metadata known before reading it."""
+
+    id: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)  # STAC start_time / platform
+
+
+def scene_id(path: Path) -> str:
+    """The id ``segment`` names outputs after: file stem, or the Sentinel-1 product name."""
+    from dakd_edge.cli.segment import scene_stem
+
+    return safe_id(scene_stem(path))
+
+
+def safe_id(text: str) -> str:
+    """An id usable as one folder name on any filesystem (STAC ids may hold '/' or ':')."""
+    return _ID_BAD.sub("_", text).strip(".") or "scene"
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Scene]:
+    """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once.
+
+    Raises :class:`InputError` for a missing input, an input without any scene, and for two different
+    files that map to one scene id.
+    """
+    scenes: dict[Path, Scene] = {}
+    for item in inputs:
+        for s in _expand(Path(item), depth=0):
+            scenes.setdefault(s.path.resolve(), s)
+    if not scenes:
+        raise InputError("no scenes found in the inputs")
+    by_id: dict[str, Scene] = {}
+    for s in scenes.values():
+        other = by_id.setdefault(s.id, s)
+        if other is not s:
+            raise InputError(
+                f"two scenes have the id {s.id!r} (outputs would collide in <out>/{s.id}/): "
+                f"{other.path} and {s.path}"
+            )
+    return list(scenes.values())
+
+
+def _expand(p: Path, depth: int) -> Iterator[Scene]:
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if depth > 8:
+        raise InputError(f"{p}: lists nest more than 8 levels deep (a list that names itself?)")
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    if is_sentinel1_product(p):
+        path = p.parent if p.name.lower() == "manifest.safe" else p
+        yield Scene(scene_id(path), path)
+    elif p.is_dir():
+        found = list(_walk(p))
+        if not found:
+            raise InputError(f"{p}: folder holds no scene (GeoTIFF or Sentinel-1 product)")
+        yield from (Scene(scene_id(q), q) for q in found)
+    elif p.suffix.lower() in LIST_SUFFIXES:
+        yield from _from_list(p, depth)
+    elif p.suffix.lower() == ".json":
+        yield from stac_scenes(p)
+    else:
+        yield Scene(scene_id(p), p)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Scenes under ``folder``, sorted; a SAFE product is one scene (never descended into)."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    for q in sorted(folder.iterdir()):
+        if q.name.startswith("."):  # hidden files and our own temporaries
+            continue
+        if is_sentinel1_product(q):
+            yield q
+        elif q.is_dir():
+            yield from _walk(q)
+        elif q.suffix.lower() in RASTER_SUFFIXES:
+            yield q
+
+
+def _from_list(p: Path, depth: int) -> Iterator[Scene]:
+    try:
+        lines = p.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: cannot read the scene list ({e})") from None
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        q = Path(text).expanduser()
+        q = q if q.is_absolute() else p.parent / q
+        if not q.exists():
+            raise InputError(f"{p}, line {n}: {text}: no such file or directory")
+        yield from _expand(q, depth + 1)
+
+
+def stac_scenes(path: Path) -> list[Scene]:
+    """Scenes of a local STAC ItemCollection, Catalog or Collection: one SAR/GeoTIFF asset per item.
+
+    The item id names the outputs; its datetime (or ``start_datetime``) and ``platform`` fill the
+    merged layer's acquisition columns when the scene itself carries no product metadata.
+    """
+    try:
+        import pystac
+    except ImportError:
+        raise InputError(f"{path}: STAC inputs need pystac ({_hint()})") from None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a STAC JSON file ({' '.join(str(e).split())})") from None
+    try:
+        if doc.get("type") == "FeatureCollection":
+            items = list(pystac.ItemCollection.from_dict(doc, preserve_dict=False))
+            for it in items:  # relative hrefs are relative to the collection file
+                it.set_self_href(None)
+        elif doc.get("type") == "Feature":
+            items = [pystac.Item.from_file(str(path))]
+        else:
+            cat = pystac.read_file(str(path))
+            items = list(cat.get_items(recursive=True))
+    except Exception as e:  # pystac raises many types (STACTypeError, KeyError, ...)
+        raise InputError(
+            f"{path}: cannot read STAC ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
+    if not items:
+        raise InputError(f"{path}: STAC document holds no items")
+    return [_item_scene(it, path) for it in items]
+
+
+def _item_scene(item: Any, source: Path) -> Scene:
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    assets = item.get_assets()
+    keys = [k for k in ASSET_KEYS if k in assets] + [k for k in assets if k.lower() in ASSET_KEYS]
+    keys += [k for k in assets if k not in keys]
+    for key in keys:
+        href = _local_href(assets[key].get_absolute_href() or assets[key].href, source)
+        if href is None:
+            continue
+        if is_sentinel1_product(href) or href.suffix.lower() in RASTER_SUFFIXES and href.is_file():
+            props = item.properties
+            start = props.get("start_datetime") or (item.datetime and item.datetime.isoformat())
+            meta = {"start_time": start, "platform": props.get("platform"), "stac_asset": key}
+            return Scene(safe_id(item.id), href, meta)
+    hrefs = ", ".join(a.href for a in assets.values()) or "no assets"
+    raise InputError(
+        f"{source}: STAC item {item.id!r} has no local SAR/GeoTIFF asset ({hrefs}); download the data first"
+    )
+
+
+def _local_href(href: str, source: Path) -> Path | None:
+    u = urlparse(href)
+    if u.scheme not in ("", "file") and not re.match(r"^[A-Za-z]$", u.scheme):
+        return None  # http(s), s3, ...: remote
+    p = Path(unquote(u.path) if u.scheme == "file" else href)
+    p = p if p.is_absolute() else source.parent / p
+    return p if p.exists() else None
+
+
+def _hint() -> str:
+    from dakd_edge.extras import install_hint
+
+    return install_hint("cluster")

@@ -1,0 +1,266 @@
+"""The merged spill layer of a batch: every scene's polygons in one file, seams merged.
+
+Consecutive Sentinel-1 products of one datatake overlap by a few km, and a pass may be given twice
+(a product and its reprocessed twin): a slick seen in both would appear twice. Polygons of
+*different* scenes whose interiors overlap are unioned (transitively: a slick across three products is
+one feature) and keep all their scene ids; polygons of one scene never overlap (they are connected
+components of one class map) and are left as they are.
+
+Frame: WGS84 longitude/latitude. A batch can span UTM zones (a pass runs thousands of km; the GRD
+polygons of each scene are in the UTM zone of *its* centre), so no single projected CRS fits all, and
+reprojecting every part into a per-cluster zone would add a second resampling of the vertices. Overlap
+and union are topological: they depend only on the vertices, which the per-scene GeoJSON gives in
+WGS84 already, and on straight edges between vertices at most a pixel (10-40 m) apart, where a
+lon/lat line and a UTM line differ by far less than a millimetre. Areas are computed geodesically
+(``pyproj.Geod`` on WGS84), never in square degrees. Coordinates are snapped to 1e-9 degree (0.1 mm,
+the precision the GeoJSON is written at) during the union so that shared pixel edges of two scenes
+match exactly. Not handled: polygons that cross the antimeridian (they would need unwrapping first).
+
+The layer is rebuilt from the per-scene files and the manifest (never appended to), in scene-id
+order, so a resumed run writes the same features as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dakd_edge._atomic import atomic_path
+from dakd_edge.errors import InputError
+
+FORMATS = ("gpkg", "parquet")
+GRID = 1e-9  # degrees: the precision of the per-scene GeoJSON
+TABLE = "oil_spills"
+COLUMNS = (  # name, GeoPackage type, Arrow type name
+    ("scene_ids", "TEXT", "string"),
+    ("n_scenes", "INTEGER", "int32"),
+    ("n_parts", "INTEGER", "int32"),
+    ("start_time", "TEXT", "string"),
+    ("platform", "TEXT", "string"),
+    ("area_m2", "REAL", "float64"),
+    ("mean_prob", "REAL", "float64"),
+    ("max_prob", "REAL", "float64"),
+    ("touches_edge", "BOOLEAN", "bool_"),
+    ("near_coast", "BOOLEAN", "bool_"),
+)
+
+
+@dataclass
+class Part:
+    """One polygon of one scene, as read from that scene's GeoJSON."""
+
+    scene_id: str
+    start_time: str | None
+    platform: str | None
+    geom: Any  # shapely Polygon, WGS84
+    props: dict[str, Any]
+
+
+def layer_path(out: Path, fmt: str) -> Path:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown layer format {fmt!r}; choose {' or '.join(FORMATS)}")
+    return out / ("spills.gpkg" if fmt == "gpkg" else "spills.parquet")
+
+
+def read_parts(vector: Path, record: dict[str, Any]) -> list[Part]:
+    """Polygons of one finished scene; empty for a scene without georeference (pixel coordinates)."""
+    import shapely
+
+    doc = json.loads(vector.read_text())
+    if doc.get("note"):  # "no georeference": cannot be placed on the map
+        return []
+    parts = []
+    for f in doc["features"]:
+        g = shapely.geometry.shape(f["geometry"])
+        if not g.is_valid:
+            g = shapely.make_valid(g)
+        parts.append(Part(record["id"], record.get("start_time"), record.get("platform"), g, f["properties"]))
+    return parts
+
+
+def merge(parts: list[Part]) -> list[dict[str, Any]]:
+    """Features of the layer: overlapping parts of different scenes unioned, in a stable order."""
+    import numpy as np
+    import shapely
+
+    parts = sorted(parts, key=lambda p: (p.scene_id, p.props.get("id") or 0))
+    geoms = np.array([p.geom for p in parts], dtype=object)
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if len(parts) > 1:
+        a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+        keep = (a < b) & np.array([parts[i].scene_id != parts[j].scene_id for i, j in zip(a, b, strict=True)])
+        a, b = a[keep], b[keep]
+        inner = ~shapely.touches(geoms[a], geoms[b])  # a shared edge or corner is not an overlap
+        for i, j in zip(a[inner], b[inner], strict=True):
+            parent[root(int(i))] = root(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(parts)):
+        groups.setdefault(root(i), []).append(i)
+    return [_feature([parts[i] for i in idx]) for idx in sorted(groups.values())]
+
+
+def _feature(group: list[Part]) -> dict[str, Any]:
+    import shapely
+    from pyproj import Geod
+
+    if len(group) == 1:
+        geom = group[0].geom
+    else:
+        geom = shapely.union_all([p.geom for p in group], grid_size=GRID)
+    polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon" and not g.is_empty]
+    geom = shapely.MultiPolygon(polys)
+    area = abs(Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
+    weights = [p.props.get("area_m2") or p.props.get("area_px") or 0.0 for p in group]
+    means = [(p.props.get("mean_prob"), w) for p, w in zip(group, weights, strict=True)]
+    means = [(m, w) for m, w in means if m is not None]
+    wsum = sum(w for _, w in means)
+    maxes = [p.props["max_prob"] for p in group if p.props.get("max_prob") is not None]
+    starts = sorted({p.start_time for p in group if p.start_time})
+    platforms = sorted({p.platform for p in group if p.platform})
+    return {
+        "geometry": geom,
+        "scene_ids": ",".join(sorted({p.scene_id for p in group})),
+        "n_scenes": len({p.scene_id for p in group}),
+        "n_parts": len(group),
+        "start_time": starts[0] if starts else None,
+        "platform": ",".join(platforms) or None,
+        "area_m2": round(area, 3),
+        "mean_prob": round(sum(m * w for m, w in means) / wsum, 6) if wsum else None,
+        "max_prob": max(maxes) if maxes else None,
+        "touches_edge": any(bool(p.props.get("touches_edge")) for p in group),
+        "near_coast": any(bool(p.props.get("near_coast")) for p in group),
+    }
+
+
+def write_layer(path: Path, features: list[dict[str, Any]]) -> None:
+    """Write the layer atomically (GeoPackage or GeoParquet from the suffix), replacing the old one."""
+    with atomic_path(path, overwrite=True) as tmp:
+        if path.suffix == ".gpkg":
+            _write_gpkg(tmp, features)
+        else:
+            _write_parquet(tmp, features)
+
+
+def read_layer(path: Path) -> list[dict[str, Any]]:
+    """Features of a written layer (geometry as WKB), in file order: for tests and comparisons."""
+    if path.suffix == ".gpkg":
+        con = sqlite3.connect(path)
+        try:
+            names = ["geom", *(c[0] for c in COLUMNS)]
+            rows = con.execute(f"SELECT {', '.join(names)} FROM {TABLE} ORDER BY fid").fetchall()
+        finally:
+            con.close()
+        out = []
+        for row in rows:
+            rec = dict(zip(names, row, strict=True))
+            blob = rec.pop("geom")
+            rec["geometry"] = bytes(blob[8 + 32 :])  # GeoPackage header + envelope, then WKB
+            for k in ("touches_edge", "near_coast"):
+                rec[k] = bool(rec[k])
+            out.append(rec)
+        return out
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+
+def _bbox(features: list[dict[str, Any]]) -> tuple[float, float, float, float] | None:
+    import shapely
+
+    if not features:
+        return None
+    b = shapely.total_bounds([f["geometry"] for f in features])
+    return tuple(float(v) for v in b)  # type: ignore[return-value]
+
+
+def _write_gpkg(path: Path, features: list[dict[str, Any]]) -> None:
+    import shapely
+
+    from dakd_edge.inference.vectorize import _GPKG_SRS, _srs_row  # one SRS table for all our GeoPackages
+
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
+        con.execute("PRAGMA user_version = 10300")
+        con.execute(
+            "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, "
+            "organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, "
+            "definition TEXT NOT NULL, description TEXT)"
+        )
+        con.executemany(
+            "INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", [*_GPKG_SRS, _srs_row("EPSG:4326")]
+        )
+        con.execute(
+            "CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, "
+            "identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT "
+            "(strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, "
+            "max_y DOUBLE, srs_id INTEGER)"
+        )
+        con.execute(
+            "CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL, "
+            "geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT NOT NULL, "
+            "m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name))"
+        )
+        cols = ", ".join(f"{n} {t}" for n, t, _ in COLUMNS)
+        con.execute(
+            f"CREATE TABLE {TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom MULTIPOLYGON, {cols})"
+        )
+        box = _bbox(features) or (None, None, None, None)
+        con.execute(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, min_x, min_y, "
+            "max_x, max_y, srs_id) VALUES (?, 'features', ?, ?, ?, ?, ?, ?, 4326)",
+            (TABLE, TABLE, "oil-spill polygons of a dakd-edge batch, merged across scenes", *box),
+        )
+        con.execute(
+            f"INSERT INTO gpkg_geometry_columns VALUES ('{TABLE}', 'geom', 'MULTIPOLYGON', 4326, 0, 0)"
+        )
+        names = [n for n, _, _ in COLUMNS]
+        rows = []
+        for f in features:
+            x0, y0, x1, y1 = f["geometry"].bounds
+            head = b"GP" + struct.pack("<BBi", 0, 0b011, 4326) + struct.pack("<dddd", x0, x1, y0, y1)
+            wkb = shapely.to_wkb(f["geometry"], byte_order=1, flavor="iso")
+            rows.append((head + wkb, *(f[n] for n in names)))
+        marks = ", ".join("?" * (len(names) + 1))
+        con.executemany(f"INSERT INTO {TABLE} (geom, {', '.join(names)}) VALUES ({marks})", rows)
+        con.commit()
+    finally:
+        con.close()
+
+
+def _write_parquet(path: Path, features: list[dict[str, Any]]) -> None:
+    """GeoParquet 1.1: WKB geometry column and the "geo" metadata (no CRS given = OGC:CRS84 lon/lat)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    data: dict[str, Any] = {
+        n: pa.array([f[n] for f in features], type=getattr(pa, t)()) for n, _, t in COLUMNS
+    }
+    data["geometry"] = pa.array(
+        [shapely.to_wkb(f["geometry"], byte_order=1, flavor="iso") for f in features], type=pa.binary()
+    )
+    geo = {
+        "version": "1.1.0",
+        "primary_column": "geometry",
+        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["MultiPolygon"], "edges": "planar"}},
+    }
+    box = _bbox(features)
+    if box is not None:
+        geo["columns"]["geometry"]["bbox"] = list(box)
+    table = pa.table(data).replace_schema_metadata({"geo": json.dumps(geo)})
+    pq.write_table(table, path)

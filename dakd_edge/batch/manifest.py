@@ -1,0 +1,88 @@
+"""``DIR/manifest.jsonl``: one JSON line per finished scene, the record ``--resume`` trusts.
+
+Append-only, written by the driver alone, each line flushed and fsynced: a run killed at any moment
+leaves whole lines plus at most one torn last line, which :func:`read_manifest` ignores. A scene may
+appear several times across runs (failed, then done on resume); the last line wins. A scene counts as
+done only when its line says ``ok`` *and* its files are still there with the recorded checksums, so a
+deleted or modified output is redone rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.jsonl"
+# outputs of one scene, relative to DIR: key -> name pattern
+OUTPUTS = {
+    "classes": "{id}/{id}_classes.tif",
+    "vector": "{id}/{id}_spills.geojson",
+    "report": "{id}/{id}_report.json",
+}
+CHECKED = ("classes", "vector")  # outputs whose sha256 the manifest records
+
+
+def scene_outputs(out: Path, scene_id: str) -> dict[str, Path]:
+    """Absolute output paths of a scene in the batch folder ``out``."""
+    return {k: out / v.format(id=scene_id) for k, v in OUTPUTS.items()}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    """Last record of each scene id; torn or foreign lines are skipped."""
+    records: dict[str, dict[str, Any]] = {}
+    p = out / MANIFEST
+    if not p.exists():
+        return records
+    for line in p.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+            records[rec["id"]] = rec
+    return records
+
+
+def append_record(out: Path, record: dict[str, Any]) -> None:
+    """Append one line (O_APPEND, one write, fsync) so that it is either whole or torn, never mixed."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    p = out / MANIFEST
+    # a torn last line of a killed run would swallow this one: start on a fresh line
+    sep = b"\n" if p.exists() and p.stat().st_size and _last_byte(p) != b"\n" else b""
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, sep + line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(p: Path) -> bytes:
+    with open(p, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def verified(out: Path, record: dict[str, Any] | None) -> bool:
+    """True when ``record`` says ok and every output exists with the recorded checksum."""
+    if not record or record.get("status") != "ok":
+        return False
+    sums = record.get("sha256") or {}
+    paths = scene_outputs(out, record["id"])
+    if not all(p.is_file() for p in paths.values()):
+        return False
+    try:
+        return all(k in sums and sha256(paths[k]) == sums[k] for k in CHECKED)
+    except OSError:
+        return False

@@ -1,0 +1,371 @@
+"""The batch driver: scenes -> Ray actors (one model each) -> manifest, per-scene outputs, merged layer.
+
+Ray Core actors rather than Ray Data: a scene is one indivisible ~1 GB job whose outputs go to files,
+there is no dataset to stream between stages, and an actor keeps its loaded model across scenes (an
+ONNX session takes seconds to build; a TensorRT engine longer). The driver keeps one scene in flight
+per actor, so a slow scene never holds others back, and owns everything stateful: retries, the
+manifest, the merged layer. A worker process that dies mid-scene (OOM killer, segfault, node loss) is
+restarted by Ray; its scene is retried from scratch, and the half-written temporaries the dead process
+left in ``DIR/<id>/`` are removed by the retry's own transaction (:func:`dakd_edge._atomic.clean_stale`:
+they carry the dead pid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dakd_edge._atomic import atomic_path, probe_writable
+from dakd_edge.batch.inputs import Scene, expand_inputs
+from dakd_edge.batch.layer import layer_path, merge, read_parts, write_layer
+from dakd_edge.batch.manifest import append_record, read_manifest, scene_outputs, verified
+from dakd_edge.batch.worker import ModelSpec, SceneWorker, is_factory
+from dakd_edge.errors import DakdError, OutputError
+
+OPTIONS = "batch.json"  # the options a batch folder was started with; --resume must match them
+
+
+def run(
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    retries: int = 1,
+    fmt: str = "gpkg",
+    model: ModelSpec = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+    layer_every: float = 30.0,
+    **segment_kwargs: Any,
+) -> dict[str, Any]:
+    """Segment every scene of ``inputs`` into ``out/<scene-id>/`` on Ray; returns the run summary.
+
+    ``workers`` actors (default: one per two CPUs of the Ray cluster) each load ``model`` once (a
+    path, None for the bundled model, or a picklable zero-argument factory / ``"module:function"``
+    returning a Predictor) with ``threads`` intra-op threads each (default: CPUs / workers). Ray runs
+    in-process unless ``address`` (or ``RAY_ADDRESS``) names a cluster, or ``ray.init`` was already
+    called. ``segment_kwargs`` go to :func:`~dakd_edge.inference.segment.segment_scene` (``min_area``,
+    ``pol``, ``land_mask``, ...).
+
+    Every finished scene appends a line to ``out/manifest.jsonl``; ``resume=True`` skips scenes
+    whose outputs match it. A failed scene is retried ``retries`` times (an input error is final at
+    once: it would fail the same way) and then recorded as failed; the run goes on. ``limit`` runs
+    at most that many scenes (the rest stay for a later resume). The merged layer ``out/spills.gpkg``
+    (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end.
+    """
+    t0 = time.perf_counter()
+    scenes = expand_inputs(inputs)
+    out = Path(out)
+    path = layer_path(out, fmt)
+    options = _options(model, backend, tile, overlap, segment_kwargs)
+    _prepare(out, options, resume)
+    records = read_manifest(out)
+    done = [s.id for s in scenes if resume and verified(out, records.get(s.id))]
+    todo = [s for s in scenes if s.id not in set(done)]
+    not_run = [s.id for s in todo[limit:]] if limit is not None else []
+    todo = todo[:limit] if limit is not None else todo
+    todo_ids = {s.id for s in todo}
+    finished = {i: r for i, r in records.items() if r.get("status") == "ok" and i not in todo_ids}
+    layer = _Layer(out, path)
+    results: list[dict[str, Any]] = []
+    if todo:
+        load = dict(backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
+        with _ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
+            n_workers, n_threads = _sizes(ray, workers, threads, len(todo))
+            load["threads"] = n_threads
+            for rec in _schedule(
+                ray, todo, out, model, load, n_workers, retries, resume, segment_kwargs, bar
+            ):
+                append_record(out, rec)
+                results.append(rec)
+                if rec["status"] == "ok":
+                    finished[rec["id"]] = rec
+                    layer.maybe(finished, layer_every)
+    else:
+        n_workers = 0
+    features = layer.build(finished)
+    order = {s.id: i for i, s in enumerate(scenes)}
+    results.sort(key=lambda r: order[r["id"]])
+    ok = [r for r in results if r["status"] == "ok"]
+    mpix = sum(r["megapixels"] for r in ok)
+    wall = time.perf_counter() - t0
+    return {
+        "out": str(out),
+        "scenes": len(scenes),
+        "run": len(results),
+        "ok": [r["id"] for r in ok],
+        "failed": [
+            {"id": r["id"], "input": r["input"], "error": r["error"]} for r in results if r["status"] != "ok"
+        ],
+        "skipped": done,
+        "not_run": not_run,
+        "retried": [r["id"] for r in results if r["attempts"] > 1],
+        "warnings": {r["id"]: r["warnings"] for r in ok if r.get("warnings")},
+        "workers": n_workers,
+        "time_s": round(wall, 3),
+        "megapixels": round(mpix, 3),
+        "mpix_per_s": round(mpix / wall, 3) if wall > 0 else None,
+        "scenes_per_min": round(len(ok) / wall * 60, 3) if wall > 0 else None,
+        "manifest": str(out / "manifest.jsonl"),
+        "layer": str(path),
+        "features": features,
+    }
+
+
+def _options(model: ModelSpec, backend: str, tile: int | None, overlap: int | None, seg: dict) -> dict:
+    if is_factory(model):
+        f = getattr(model, "func", model)  # functools.partial: its function
+        name = f if isinstance(f, str) else f"{f.__module__}:{f.__qualname__}"
+    else:
+        name = None if model is None else str(Path(model).resolve())
+    return {"model": name, "backend": backend, "tile": tile, "overlap": overlap, "segment": seg}
+
+
+def _prepare(out: Path, options: dict[str, Any], resume: bool) -> None:
+    """Create ``out``; refuse to mix runs: an earlier batch folder needs ``resume`` and equal options."""
+    opts = out / OPTIONS
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
+    probe_writable(out)
+    text = json.dumps(options, sort_keys=True, default=str)
+    if opts.exists():
+        if not resume:
+            raise OutputError(
+                f"{out} holds an earlier batch run: pass --resume to continue it, or another --out"
+            )
+        if json.loads(opts.read_text()) != json.loads(text):
+            raise OutputError(
+                f"{out} was run with other options ({opts.read_text().strip()}); resume with the same ones"
+            )
+        return
+    with atomic_path(opts, overwrite=True) as tmp:
+        tmp.write_text(text + "\n")
+
+
+@contextlib.contextmanager
+def _ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
+    """Ray as found (already initialised), on ``address``/``RAY_ADDRESS``, or local in-process."""
+    from dakd_edge.extras import require_extra
+
+    require_extra("cluster", "batch", "ray", "shapely")
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    addr = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if addr:
+            ray.init(address=addr, **kw)
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), **kw)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise DakdError(
+            f"cannot start Ray{f' on {addr}' if addr else ''}: {' '.join(str(e).split())}"
+        ) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _sizes(ray: Any, workers: int | None, threads: int | None, scenes: int) -> tuple[int, int]:
+    """(actors, intra-op threads each): default one actor per two CPUs, threads splitting the CPUs."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n = workers or max(1, cpus // 2)
+    return max(1, min(n, scenes)), threads or max(1, cpus // n)
+
+
+def _schedule(
+    ray: Any,
+    todo: list[Scene],
+    out: Path,
+    model: ModelSpec,
+    load: dict[str, Any],
+    n_workers: int,
+    retries: int,
+    resume: bool,
+    seg: dict[str, Any],
+    bar: _Bar,
+) -> Iterator[dict[str, Any]]:
+    """Yield each scene's final record as it finishes: one scene in flight per actor, retries first."""
+    cpus = max(1, min(load["threads"], _max_node_cpus(ray)))
+    actor = ray.remote(SceneWorker).options(num_cpus=cpus, max_restarts=-1, max_task_retries=0)
+    pool = [actor.remote(model, load) for _ in range(n_workers)]
+    try:
+        errors = ray.get([a.ready.remote() for a in pool])
+    except ray.exceptions.RayError as e:
+        raise DakdError(f"batch workers did not start: {_ray_line(e)}") from None
+    if any(errors):
+        raise DakdError(next(e for e in errors if e))
+    pending = deque((s, 1) for s in todo)
+    idle = list(range(n_workers))
+    flight: dict[Any, tuple[int, Scene, int]] = {}
+    warming: dict[Any, int] = {}  # ready() calls of restarting actors: idle again once answered
+    waits = [0] * n_workers
+    while pending or flight:
+        while idle and pending:
+            i = idle.pop()
+            s, attempt = pending.popleft()
+            job = {"id": s.id, "path": str(s.path), "meta": s.meta}
+            # a resumed scene may have unverified outputs to replace; a retry replaces nothing (its
+            # transaction left no final file) but must not trip over a crashed attempt's commit
+            ref = pool[i].process.remote(job, str(out), attempt, resume or attempt > 1, seg)
+            flight[ref] = (i, s, attempt)
+            bar.update(running=len(flight))
+        if not flight and not warming:
+            raise DakdError(f"all {n_workers} batch worker(s) were lost; {len(pending)} scene(s) not run")
+        ready, _ = ray.wait([*flight, *warming], num_returns=1)
+        for ref in ready:
+            if ref in warming:
+                _rewarm(ray, pool, warming, waits, idle, ref)
+                continue
+            i, s, attempt = flight.pop(ref)
+            try:
+                rec = ray.get(ref)
+                idle.append(i)
+            except ray.exceptions.RayError as e:  # the worker process died (or Ray lost it)
+                # counts as an attempt even when Ray cannot tell whether the scene started: a scene
+                # that kills its worker every time must end as failed, not loop forever
+                rec = _died(s, out, attempt, e)
+                warming[pool[i].ready.remote()] = i  # no new scene until Ray has restarted it
+            if rec["status"] != "ok" and rec.pop("retry", True) and attempt <= retries:
+                pending.appendleft((s, attempt + 1))
+                bar.update(running=len(flight), retried=1)
+                continue
+            rec.pop("retry", None)
+            bar.update(running=len(flight), done=rec)
+            yield rec
+
+
+def _rewarm(ray: Any, pool: list, warming: dict, waits: list[int], idle: list[int], ref: Any) -> None:
+    """An actor answered ready() after a crash: idle again; still restarting: ask again (<= ~60 s)."""
+    i = warming.pop(ref)
+    try:
+        ray.get(ref)
+    except ray.exceptions.RayError:
+        waits[i] += 1
+        if waits[i] <= 120:  # Ray restarts a dead actor in seconds; past a minute it is gone
+            time.sleep(0.5)
+            warming[pool[i].ready.remote()] = i
+        return
+    waits[i] = 0
+    idle.append(i)
+
+
+def _died(s: Scene, out: Path, attempt: int, e: BaseException) -> dict[str, Any]:
+    from dakd_edge.batch.worker import now
+
+    return {
+        "id": s.id,
+        "input": str(s.path),
+        "outputs": {k: str(p.relative_to(out)) for k, p in scene_outputs(out, s.id).items()},
+        "attempts": attempt,
+        "status": "failed",
+        "error": f"worker died while segmenting ({_ray_line(e)})",
+        "finished": now(),
+        "retry": True,
+    }
+
+
+def _ray_line(e: BaseException) -> str:
+    """Ray's errors span many lines (tracebacks, actor ids): keep the first meaningful one."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def _max_node_cpus(ray: Any) -> int:
+    cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return int(max(cpus, default=1))
+
+
+class _Layer:
+    """Rebuilds the merged layer from the finished scenes' files, caching what it has read."""
+
+    def __init__(self, out: Path, path: Path) -> None:
+        self.out, self.path = out, path
+        self.cache: dict[tuple[str, str], list[Any]] = {}
+        self.last = time.monotonic()
+
+    def maybe(self, finished: dict[str, dict[str, Any]], every: float) -> None:
+        if time.monotonic() - self.last >= every:
+            self.build(finished)
+
+    def build(self, finished: dict[str, dict[str, Any]]) -> int:
+        parts = []
+        for sid in sorted(finished):
+            rec = finished[sid]
+            vector = scene_outputs(self.out, sid)["vector"]
+            key = (sid, (rec.get("sha256") or {}).get("vector", ""))
+            if key not in self.cache:
+                if not vector.is_file():
+                    continue
+                self.cache[key] = read_parts(vector, rec)
+            parts += self.cache[key]
+        features = merge(parts)
+        write_layer(self.path, features)
+        self.last = time.monotonic()
+        return len(features)
+
+
+class _Bar:
+    """One rich bar over scenes (done / failed / running, MPix/s); a no-op when disabled."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self.ok = self.failed = self.running = self.retried = 0
+        self.mpix = 0.0
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.t0 = time.perf_counter()
+            self.bar = Progress(
+                TextColumn("[bold]scenes"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[state]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("scenes", total=self.total, state="")
+        return self
+
+    def update(self, running: int, done: dict[str, Any] | None = None, retried: int = 0) -> None:
+        self.running, self.retried = running, self.retried + retried
+        if done is not None:
+            if done["status"] == "ok":
+                self.ok += 1
+                self.mpix += done["megapixels"]
+            else:
+                self.failed += 1
+        if self.enabled:
+            rate = self.mpix / max(time.perf_counter() - self.t0, 1e-9)
+            state = f"ok {self.ok}  failed {self.failed}  running {self.running}  {rate:.2f} MPix/s"
+            if self.retried:
+                state += f"  retries {self.retried}"
+            self.bar.update(self.task, completed=self.ok + self.failed, state=state)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,123 @@
+"""What runs inside a Ray worker: one model load, then whole scenes through ``segment_scene``.
+
+Kept free of Ray imports (the runner wraps :class:`SceneWorker` with ``ray.remote``), so the same code
+is what the plain-loop benchmark and the tests call in-process. A worker never raises for a scene: it
+returns a record with the one-line error, so the driver decides about retries and the manifest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dakd_edge.errors import DakdError, InputError, Notice
+
+# A model is a file path (None: the bundled model), or a zero-argument factory returning a Predictor:
+# a callable picklable by reference, or "package.module:function".
+ModelSpec = str | os.PathLike | Callable[[], Any] | None
+
+
+def is_factory(spec: ModelSpec) -> bool:
+    return callable(spec) or (isinstance(spec, str) and ":" in spec and not Path(spec).exists())
+
+
+def make_predictor(spec: ModelSpec, load: dict[str, Any]) -> Any:
+    """The worker's :class:`Predictor`: ``spec()`` for a factory, else ``backends.load(spec, **load)``."""
+    if is_factory(spec):
+        if isinstance(spec, str):
+            module, _, attr = spec.partition(":")
+            spec = getattr(importlib.import_module(module), attr)
+        return spec()  # type: ignore[operator]
+    from dakd_edge.inference.backends import load as load_backend
+    from dakd_edge.weights import bundled_path
+
+    kw = dict(load)
+    threads = kw.pop("threads", None)
+    path = spec if spec is not None else bundled_path(kw.get("backend", "auto"))
+    if threads and str(path).endswith(".onnx") and kw.get("backend", "auto") in ("auto", "onnxruntime"):
+        kw["threads"] = threads
+    return load_backend(str(path), **kw)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if isinstance(e, DakdError) else f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class SceneWorker:
+    """Holds one loaded model; :meth:`process` segments one scene into ``out/<id>/`` (one transaction)."""
+
+    def __init__(self, spec: ModelSpec, load: dict[str, Any]) -> None:
+        self.error: str | None = None
+        self.predictor = None
+        try:
+            self.predictor = make_predictor(spec, load)
+        except Exception as e:  # reported by ready(): the driver stops before any scene
+            self.error = f"cannot load the model: {one_line(e)}"
+
+    def ready(self) -> str | None:
+        """None when the model is loaded, else the one-line reason."""
+        return self.error
+
+    def process(
+        self, scene: dict[str, Any], out: str, attempt: int, overwrite: bool, seg: dict[str, Any]
+    ) -> dict:
+        """Segment ``scene`` (``{"id", "path", "meta"}``); returns its manifest record."""
+        from dakd_edge.batch.manifest import CHECKED, scene_outputs, sha256
+        from dakd_edge.inference.segment import segment_scene
+
+        paths = scene_outputs(Path(out), scene["id"])
+        rec: dict[str, Any] = {
+            "id": scene["id"],
+            "input": scene["path"],
+            "outputs": {k: str(p.relative_to(out)) for k, p in paths.items()},
+            "attempts": attempt,
+            "started": now(),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+        t0 = time.perf_counter()
+        try:
+            paths["classes"].parent.mkdir(exist_ok=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                report = segment_scene(
+                    self.predictor,
+                    scene["path"],
+                    paths["classes"],
+                    vector=paths["vector"],
+                    report=paths["report"],
+                    overwrite=overwrite,
+                    **seg,
+                )
+            product = report.get("product") or {}
+            meta = scene.get("meta") or {}
+            rec.update(
+                status="ok",
+                error=None,
+                sha256={k: sha256(paths[k]) for k in CHECKED},
+                start_time=product.get("start_time") or meta.get("start_time"),
+                platform=product.get("mission") or meta.get("platform"),
+                width=report["width"],
+                height=report["height"],
+                megapixels=report["megapixels"],
+                spills=report["spills"],
+                oil_area_m2=report.get("oil_area_m2"),
+                mpix_per_s=report["mpix_per_s"],
+                warnings=[str(w.message) for w in caught if issubclass(w.category, Notice)],
+            )
+        except Exception as e:
+            rec.update(status="failed", error=one_line(e), retry=not isinstance(e, InputError))
+        rec["time_s"] = round(time.perf_counter() - t0, 3)
+        rec["finished"] = now()
+        return rec

@@ -1,0 +1,100 @@
+"""`dakd-edge batch`: a thin layer over :func:`dakd_edge.batch.run` (options in, summary lines out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dakd_edge.cli.segment import BACKENDS, POLS
+from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
+from dakd_edge.data.scaling import SCALES
+from dakd_edge.errors import InputError
+from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
+
+
+@click.command("batch")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Batch folder.")
+@click.option("--workers", type=click.IntRange(1), help="Ray actors, one model each [CPUs / 2].")
+@click.option("--threads", type=click.IntRange(1), help="Intra-op threads per worker [CPUs / workers].")
+@click.option("--address", help="Ray cluster (e.g. ray://HOST:10001) [RAY_ADDRESS, else a local Ray].")
+@click.option("--resume", is_flag=True, help="Continue a batch folder: skip scenes whose outputs verify.")
+@click.option(
+    "--retries", type=click.IntRange(0), default=1, show_default=True, help="Retries per failed scene."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["gpkg", "parquet"]), default="gpkg", show_default=True,
+    help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet).",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(0), help="Run at most this many scenes (resume later).")
+@click.option("--model", help="Model file [bundled model], or module:function returning a Predictor.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (on every worker).")
+@click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile].")
+@click.option("--overlap", type=click.IntRange(0), help="Pixels shared by neighbouring tiles [64].")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Tiles per backend call.")
+@click.option("--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [{MIN_SPECK_PIXELS}px].")
+@click.option("--band", type=click.IntRange(1), help="Band of multi-band GeoTIFFs fed to a 1-band model.")
+@click.option("--pol", type=click.Choice(POLS, case_sensitive=False), help="Sentinel-1 polarisation [VV].")
+@click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
+@click.option("--land-mask", default="auto", show_default=True, help="auto, globe, or a vector/raster file.")
+@click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
+@click.option("--coast-buffer", type=click.FloatRange(0), default=DEFAULT_COAST_BUFFER_M, show_default=True)
+@click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> None:
+    """Segment many scenes on Ray into OUT/<scene-id>/, with OUT/manifest.jsonl and one merged layer.
+
+    INPUTS: GeoTIFFs, Sentinel-1 products (.SAFE, .zip), folders (searched recursively), text files
+    with one path per line, or local STAC ItemCollection / catalog JSON files.
+
+    Each scene is one transaction (nothing half-written when a worker dies); failed scenes are retried,
+    then recorded as failed and the run goes on (exit status 1 at the end). Polygons of overlapping
+    scenes (the seam of two products of one datatake) are merged into one feature with both scene ids.
+    """
+    from dakd_edge.batch import run
+
+    parse_min_area(o["min_area"])
+    land = None if o.pop("no_land_mask") else o.pop("land_mask")
+    o.pop("land_mask", None)
+    if land not in (None, "auto", "globe", "none") and not Path(land).is_file():
+        raise InputError(f"--land-mask {land}: no such file (or use auto, globe, none)")
+    pol = o.pop("pol")
+    summary = run(
+        inputs,
+        out,
+        progress=not o.pop("quiet"),
+        land_mask=land,
+        pol=pol.upper() if pol else None,
+        denoise=not o.pop("no_denoise"),
+        scale=o.pop("input_scale"),
+        **o,
+    )
+    for sid, lines in summary["warnings"].items():
+        for line in lines:
+            click.echo(f"dakd-edge: warning: {sid}: {line}", err=True)
+    click.echo(_summary(summary))
+    for f in summary["failed"]:
+        click.echo(f"failed: {f['id']} ({f['input']}): {f['error']}", err=True)
+    if summary["failed"]:
+        ctx.exit(1)
+
+
+def _summary(s: dict[str, Any]) -> str:
+    parts = [f"{len(s['ok'])} ok"]
+    if s["skipped"]:
+        parts.append(f"{len(s['skipped'])} already done")
+    if s["failed"]:
+        parts.append(f"{len(s['failed'])} failed")
+    if s["not_run"]:
+        parts.append(f"{len(s['not_run'])} left for --resume")
+    if s["retried"]:
+        parts.append(f"{len(s['retried'])} retried")
+    rate = f", {s['scenes_per_min']:.1f} scenes/min, {s['mpix_per_s']:.2f} MPix/s" if s["ok"] else ""
+    return (
+        f"{s['scenes']} scene(s): {', '.join(parts)} in {s['time_s']:.1f} s on {s['workers']} worker(s)"
+        f"{rate} -> {s['layer']} ({s['features']} spill feature(s)), {s['manifest']}"
+    )

@@ -1,0 +1,251 @@
+"""`dakd-edge batch` on a local Ray (2 CPUs), tiny synthetic scenes and the fake numpy model.
+
+One Ray session serves the whole module (starting Ray takes 10-20 s); ``run`` uses a session it finds.
+Ray workers import the model factory by name from ``tests.batch_fake``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from dakd_edge.errors import InputError
+from tests.inference.fake import blob_scene, write_tif
+
+ray = pytest.importorskip("ray")
+shapely = pytest.importorskip("shapely")
+
+from dakd_edge.batch import run  # noqa: E402
+from dakd_edge.batch.inputs import expand_inputs  # noqa: E402
+from dakd_edge.batch.layer import Part, merge, read_layer  # noqa: E402
+from dakd_edge.batch.manifest import read_manifest, scene_outputs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "tests.batch_fake:make_predictor"
+SIZE = 160
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)  # workers import tests.*
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    """Six small UTM scenes with dark slicks, 5 km apart (no overlap between them)."""
+    d = tmp_path_factory.mktemp("scenes")
+    for i in range(6):
+        tf = from_origin(500000.0 + i * 5000.0, 6000000.0, 10.0, 10.0)
+        write_tif(d / f"scene{i}.tif", blob_scene(SIZE, SIZE, seed=i), transform=tf)
+    return d
+
+
+@pytest.fixture(scope="module")
+def clean(local_ray, scenes, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("clean") / "batch"
+    return out, run([scenes], out, workers=2, model=MODEL)
+
+
+def _classes(p: Path) -> np.ndarray:
+    with rasterio.open(p) as ds:
+        return ds.read(1)
+
+
+def _features(p: Path) -> list:
+    return json.loads(p.read_text())["features"]
+
+
+def _no_temporaries(out: Path) -> None:
+    left = [p for p in out.rglob(".*") if p.name != ".gitignore"]
+    assert not left, left
+
+
+def test_six_scenes_two_workers_equal_segment_alone(clean, scenes, tmp_path):
+    from dakd_edge.inference.segment import segment_scene
+    from tests.batch_fake import make_predictor
+
+    out, summary = clean
+    assert summary["failed"] == [] and summary["workers"] == 2
+    assert summary["ok"] == [f"scene{i}" for i in range(6)]
+    records = read_manifest(out)
+    assert sorted(records) == summary["ok"] and all(r["status"] == "ok" for r in records.values())
+    predictor = make_predictor()
+    total = 0
+    for i in range(6):
+        sid = f"scene{i}"
+        alone = tmp_path / sid
+        alone.mkdir()
+        report = segment_scene(
+            predictor,
+            scenes / f"{sid}.tif",
+            alone / "c.tif",
+            vector=alone / "v.geojson",
+            report=alone / "r.json",
+        )
+        got = scene_outputs(out, sid)
+        np.testing.assert_array_equal(_classes(got["classes"]), _classes(alone / "c.tif"))
+        assert _features(got["vector"]) == _features(alone / "v.geojson")
+        assert records[sid]["spills"] == report["spills"] > 0
+        total += report["spills"]
+    assert summary["features"] == total == len(read_layer(out / "spills.gpkg"))  # no overlap: no merge
+    _no_temporaries(out)
+
+
+def test_worker_killed_mid_scene_is_retried(local_ray, scenes, clean, tmp_path):
+    from tests.batch_fake import make_crashing_predictor
+
+    marker = tmp_path / "crashed"
+    out = tmp_path / "batch"
+    summary = run([scenes], out, workers=2, model=functools.partial(make_crashing_predictor, str(marker)))
+    assert marker.exists(), "no worker was killed"
+    assert len(summary["retried"]) == 1 and summary["failed"] == []
+    assert summary["ok"] == clean[1]["ok"]
+    records, clean_records = read_manifest(out), read_manifest(clean[0])
+    (sid,) = summary["retried"]
+    assert records[sid]["attempts"] == 2
+    for s in summary["ok"]:
+        np.testing.assert_array_equal(
+            _classes(scene_outputs(out, s)["classes"]), _classes(scene_outputs(clean[0], s)["classes"])
+        )
+        assert records[s]["sha256"]["vector"] == clean_records[s]["sha256"]["vector"]
+    assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+    _no_temporaries(out)
+
+
+def test_resume_runs_only_the_rest(local_ray, scenes, clean, tmp_path):
+    out = tmp_path / "batch"
+    first = run([scenes], out, workers=2, model=MODEL, limit=3)
+    assert len(first["ok"]) == 3 and len(first["not_run"]) == 3
+    with pytest.raises(Exception, match="--resume"):
+        run([scenes], out, workers=2, model=MODEL)
+    second = run([scenes], out, workers=2, model=MODEL, resume=True)
+    assert sorted(second["skipped"]) == sorted(first["ok"])
+    assert sorted(second["ok"]) == sorted(first["not_run"]) and second["failed"] == []
+    assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+    # an output changed on disk no longer verifies: only that scene runs again
+    victim = scene_outputs(out, "scene4")["classes"]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    third = run([scenes], out, workers=2, model=MODEL, resume=True)
+    assert third["ok"] == ["scene4"] and len(third["skipped"]) == 5
+    assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+
+
+def test_corrupt_scene_fails_alone(local_ray, scenes, tmp_path, capsys):
+    from dakd_edge.cli.app import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in (0, 1):
+        (data / f"scene{i}.tif").write_bytes((scenes / f"scene{i}.tif").read_bytes())
+    good = (scenes / "scene2.tif").read_bytes()
+    (data / "broken.tif").write_bytes(good[: len(good) // 3])
+    out = tmp_path / "batch"
+    with pytest.raises(SystemExit) as e:
+        main(["batch", str(data), "--out", str(out), "--workers", "2", "--model", MODEL, "-q"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("failed:")]
+    assert "broken" in line
+    records = read_manifest(out)
+    assert records["broken"]["status"] == "failed" and "\n" not in records["broken"]["error"]
+    assert records["broken"]["attempts"] == 1  # an input error is not retried: it would fail the same way
+    assert [records[f"scene{i}"]["status"] for i in (0, 1)] == ["ok", "ok"]
+    assert not any(scene_outputs(out, "broken")[k].exists() for k in ("classes", "vector", "report"))
+    _no_temporaries(out)
+
+
+def _overlapping_pair(d: Path) -> tuple[Path, Path]:
+    """Two scenes of one UTM zone overlapping by 48 columns, one slick lying across the overlap."""
+    h, w, shift = 120, SIZE, SIZE - 48
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:h, : w + shift].astype(np.float32)
+    world = 150.0 - 110.0 * np.exp(-(((yy - 60) / 8) ** 2 + ((xx - (w + shift) / 2) / 60) ** 2))
+    world = np.clip(world + rng.normal(0, 4, world.shape), 1, 255).astype(np.uint8)
+    a = write_tif(d / "A.tif", world[:, :w], transform=from_origin(500000.0, 6000000.0, 10.0, 10.0))
+    b = write_tif(
+        d / "B.tif", world[:, shift:], transform=from_origin(500000.0 + shift * 10.0, 6000000.0, 10.0, 10.0)
+    )
+    return a, b
+
+
+def test_overlapping_scenes_merge_into_one_polygon(local_ray, tmp_path):
+    a, b = _overlapping_pair(tmp_path)
+    out = tmp_path / "batch"
+    summary = run([a, b], out, workers=2, model=MODEL, fmt="parquet")
+    assert summary["ok"] == ["A", "B"]
+    assert [len(_features(scene_outputs(out, s)["vector"])) for s in ("A", "B")] == [1, 1]
+    (feature,) = read_layer(out / "spills.parquet")
+    assert feature["scene_ids"] == "A,B" and feature["n_scenes"] == 2
+    geom = shapely.from_wkb(feature["geometry"])
+    parts = [shapely.geometry.shape(_features(scene_outputs(out, s)["vector"])[0]["geometry"]) for s in "AB"]
+    assert geom.geom_type == "MultiPolygon" and len(geom.geoms) == 1
+    assert geom.area > max(p.area for p in parts) and geom.covers(parts[0].buffer(-1e-8))
+    assert feature["n_parts"] == 2 and feature["platform"] is None  # plain GeoTIFFs: no product metadata
+
+
+# --- no Ray needed ------------------------------------------------------------------------------
+
+
+def test_inputs_folders_lists_stac_and_duplicates(scenes, tmp_path):
+    lst = tmp_path / "scenes.txt"
+    lst.write_text(f"# two scenes\n{scenes / 'scene0.tif'}\n\n{scenes / 'scene1.tif'}  # and one more\n")
+    got = expand_inputs([lst, scenes, scenes / "scene0.tif"])
+    assert [s.id for s in got] == ["scene0", "scene1", "scene2", "scene3", "scene4", "scene5"]
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "S1A_pass/7",
+        "geometry": None,
+        "properties": {"datetime": "2026-01-02T03:04:05Z", "platform": "sentinel-1a"},
+        "assets": {
+            "thumb": {"href": "https://example.com/t.png"},
+            "vv": {"href": str(scenes / "scene3.tif"), "roles": ["data"]},
+        },
+        "links": [],
+    }
+    stac = tmp_path / "items.json"
+    stac.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    (s,) = expand_inputs([stac])
+    assert s.id == "S1A_pass_7" and s.path == scenes / "scene3.tif" and s.meta["platform"] == "sentinel-1a"
+    other = tmp_path / "x"
+    other.mkdir()
+    (other / "scene0.tif").write_bytes((scenes / "scene0.tif").read_bytes())
+    with pytest.raises(InputError, match="two scenes have the id 'scene0'"):
+        expand_inputs([scenes, other])
+    with pytest.raises(InputError, match="no such file"):
+        expand_inputs([tmp_path / "missing.tif"])
+
+
+def test_merge_unions_overlaps_of_different_scenes_only():
+    box = shapely.geometry.box
+
+    def part(sid: str, geom, fid: int) -> Part:
+        props = {"id": fid, "area_m2": 100.0, "mean_prob": 0.8, "max_prob": 0.9}
+        return Part(sid, None, "S1A", geom, props)
+
+    parts = [
+        part("a", box(0, 0, 1, 1), 1),
+        part("b", box(0.5, 0, 2, 1), 1),  # overlaps a/1
+        part("c", box(1.8, 0, 3, 1), 1),  # overlaps b/1: one chain a-b-c
+        part("a", box(1, 2, 2, 3), 2),  # touches nothing
+        part("d", box(2, 2, 3, 3), 1),  # shares only an edge with a/2: not merged
+    ]
+    feats = merge(parts)
+    assert [f["scene_ids"] for f in feats] == ["a,b,c", "a", "d"]
+    assert feats[0]["n_parts"] == 3 and shapely.equals(feats[0]["geometry"], box(0, 0, 3, 1))
+    assert feats[0]["max_prob"] == 0.9 and feats[0]["area_m2"] > feats[1]["area_m2"]
