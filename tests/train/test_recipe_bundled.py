@@ -56,3 +56,10 @@ def test_fetch_init_refuses_other_weights(tmp_path: Path) -> None:
     dest.write_bytes(b"not version 1")
     with pytest.raises(SystemExit, match="SHA-256"):
         bundled.fetch_init(dest)
+
+
+def test_best_so_far_needs_a_checkpoint_and_a_best_model(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _fake_run(run, bundled.RECIPE)
+    with pytest.raises(SystemExit, match="best.safetensors"):
+        bundled.stopped_run(run, bundled.RECIPE, tmp_path)

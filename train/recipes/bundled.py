@@ -165,6 +165,41 @@ def finished_run(run: Path, cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
+def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
+    """A summary for the best checkpoint of a run of ``cfg`` stopped before its last step.
+
+    For a session that ran out of time: ``best.safetensors`` was picked on validation like a finished
+    run's model, but the schedule stopped early; ``steps`` says how far it got, ``scheduled_steps``
+    how far it was meant to go, and ``wall_seconds`` is the time from the run's start to its last
+    checkpoint (restarts included).
+    """
+    from dakd_edge.train import common
+    from dakd_edge.train.saross import CHECKPOINT_KIND, split_indices
+
+    from dakd_edge.data import open_dataset
+
+    needed = [run / "config.json", run / "last.pt", run / "best.safetensors"]
+    if not all(f.is_file() for f in needed):
+        raise SystemExit(f"--best-so-far: {run} needs config.json, last.pt and best.safetensors")
+    got, want = json.loads(needed[0].read_text()), json.loads(json.dumps(cfg.to_dict()))
+    diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
+    if diff:
+        raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
+    ck = common.load_checkpoint(needed[1], kind=CHECKPOINT_KIND)
+    n = len(open_dataset(data, split="train", kind=cfg.kind, classes=cfg.classes))
+    train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    return {
+        "steps": int(ck["step"]),
+        "scheduled_steps": cfg.steps,
+        "stopped": True,
+        "best": ck["extra"]["best"],
+        "model": str(needed[2]),
+        "num_train": len(train_idx),
+        "num_val": len(val_idx),
+        "wall_seconds": needed[1].stat().st_mtime - needed[0].stat().st_mtime,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_data(), help="SOS root (train/ and test/)")
@@ -180,6 +215,11 @@ def main(argv: list[str] | None = None) -> None:
         "--from-run", action="store_true",
         help="do not train: install / evaluate / export RUN's finished model (its config.json must be "
         "this recipe's, data path aside)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--best-so-far", action="store_true",
+        help="with --from-run: take the best checkpoint of a run stopped before its last step "
+        "(metrics.json records the steps run and scheduled)",
     )  # fmt: skip
     ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
@@ -199,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.init and not args.from_run:
         init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
         cfg = replace(cfg, init=str(init))
-    if args.from_run:
+    if args.from_run and args.best_so_far:
+        summary = stopped_run(args.run, cfg, args.data)
+    elif args.from_run:
         summary = finished_run(args.run, cfg)
     else:
         resume = args.run / "last.pt" if args.resume and (args.run / "last.pt").is_file() else None
@@ -216,7 +258,11 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {
             "model": weights.BUNDLED,
             "recipe": "dakd_edge.train.recipes.bundled",
-            "train": {k: summary[k] for k in ("steps", "best", "num_train", "num_val", "wall_seconds")},
+            "train": {
+                k: summary[k]
+                for k in ("steps", "scheduled_steps", "best", "num_train", "num_val", "wall_seconds")
+                if k in summary
+            },
             "test": evaluate_test(model_file, args.data),
         }
         dest = (
