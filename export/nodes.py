@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from dakd_edge.kernels import ref
+from dakd_edge.kernels.dispatch import register_plugin_node
 from torch import Tensor
 
 DOMAIN = "dakd_edge"
@@ -137,3 +138,7 @@ def reference_ops() -> list[type]:
             return ((attn @ v).astype(v.dtype),)
 
     return [SelectiveScan, TransposedAttention]
+
+
+register_plugin_node("selective_scan", selective_scan_node)
+register_plugin_node("transposed_attention", transposed_attention_node)

@@ -120,6 +120,7 @@ def export_onnx(
     """Export ``model`` to ``out``; raises :class:`ExportError` when checks or parity fail."""
     import onnx
     import torch
+    from dakd_edge.export import nodes  # noqa: F401 - registers the plugin graph nodes with the kernels
     from dakd_edge.kernels.dispatch import export_ops
 
     cfg = cfg or OnnxExportConfig()

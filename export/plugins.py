@@ -97,7 +97,7 @@ def _register_scan(aot: bool) -> None:
     @trtp.aot_impl(SCAN_ID)
     def scan_aot(u, delta, A, B, C, D, delta_bias, delta_softplus: int, outputs, tactic: int) -> tuple:
         import triton
-        from dakd_edge.kernels.selective_scan import _scan_fwd_kernel
+        from dakd_edge.kernels.selective_scan import scan_fwd_kernel
         from triton.compiler import ASTSource
 
         b, d, seqlen = u.shape_expr[0], u.shape_expr[1], u.shape_expr[2]
@@ -118,7 +118,7 @@ def _register_scan(aot: bool) -> None:
             "BLOCK_D": SCAN_BLOCK_D, "BLOCK_N": block_n, "INTERPRETED": False,
         }  # fmt: skip
         signature.update(dict.fromkeys(constexprs, "constexpr"))
-        compiled = triton.compile(ASTSource(fn=_scan_fwd_kernel, signature=signature, constexprs=constexprs))
+        compiled = triton.compile(ASTSource(fn=scan_fwd_kernel, signature=signature, constexprs=constexprs))
         # LINEAR (contiguous) layouts: (b, d, l) -> (d*l, l, 1); A (d, n) -> (n, 1); B, C (b, n, l).
         ud = [d * seqlen, seqlen, 1]
         bn = [n * seqlen, seqlen, 1]

@@ -89,9 +89,9 @@ def tensorrt_status() -> tuple[bool, str]:
     except ImportError as e:
         return False, f"TensorRT is not installed ({e}); pip install 'dakd-edge[trt]' on a CUDA machine"
     try:
-        from dakd_edge.inference.backends import _cuda_call, _import_cudart
+        from dakd_edge.cuda import cuda_call, import_cudart
 
-        count = _cuda_call(_import_cudart().cudaGetDeviceCount())
+        count = cuda_call(import_cudart().cudaGetDeviceCount())
     except BackendUnavailable as e:
         return False, f"TensorRT {trt.__version__} found but no usable CUDA device: {e}"
     if not count:
@@ -115,7 +115,7 @@ def build_engine(
         raise BackendUnavailable(reason)
     import tensorrt as trt
 
-    from dakd_edge.inference.backends import _cuda_runtime_version, _import_cudart
+    from dakd_edge.cuda import cuda_runtime_version, import_cudart
 
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -162,12 +162,12 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)")
-    cudart = _import_cudart()
+    cudart = import_cudart()
     info = {
         "format": "dakd-edge-engine",
         "meta": meta.to_dict(),
         "tensorrt_version": trt.__version__,
-        "cuda_version": _cuda_runtime_version(cudart),
+        "cuda_version": cuda_runtime_version(cudart),
         "gpu": _gpu_name(cudart),
         "precision": cfg.precision,
         "ops": ops,
@@ -210,9 +210,9 @@ def _keep_fp32(network: Any, trt: Any, patterns: tuple[str, ...]) -> int:
 
 def _gpu_name(cudart: Any) -> str | None:
     try:
-        from dakd_edge.inference.backends import _cuda_call
+        from dakd_edge.cuda import cuda_call
 
-        props = _cuda_call(cudart.cudaGetDeviceProperties(0))
+        props = cuda_call(cudart.cudaGetDeviceProperties(0))
         name = props.name
         return name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
     except Exception:  # informational only
@@ -241,9 +241,9 @@ def make_calibrator(meta: ModelMeta, cfg: EngineConfig, opt_shape: list[int]) ->
     """An ``IInt8EntropyCalibrator2`` over the calibration tiles, with a read/write cache file."""
     import tensorrt as trt
 
-    from dakd_edge.inference.backends import _cuda_call, _import_cudart
+    from dakd_edge.cuda import cuda_call, import_cudart
 
-    cudart = _import_cudart()
+    cudart = import_cudart()
     bs = cfg.calib_batch_size
     h, w = opt_shape[2], opt_shape[3]
     tiles = calibration_tiles(cfg.calib_dir, meta, (h, w), cfg.calib_batches * bs) if cfg.calib_dir else []
@@ -253,7 +253,7 @@ def make_calibrator(meta: ModelMeta, cfg: EngineConfig, opt_shape: list[int]) ->
             super().__init__()
             self.index = 0
             self.nbytes = bs * meta.in_chans * h * w * 4
-            self.device = _cuda_call(cudart.cudaMalloc(self.nbytes)) if tiles else 0
+            self.device = cuda_call(cudart.cudaMalloc(self.nbytes)) if tiles else 0
 
         def get_batch_size(self) -> int:
             return bs
@@ -264,7 +264,7 @@ def make_calibrator(meta: ModelMeta, cfg: EngineConfig, opt_shape: list[int]) ->
             batch = np.ascontiguousarray(np.stack(tiles[self.index : self.index + bs]), dtype=np.float32)
             self.index += bs
             kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _cuda_call(cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes, kind))
+            cuda_call(cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes, kind))
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dakd_edge.kernels import ref
 from torch import Tensor
@@ -108,6 +108,25 @@ def resolve(x: Tensor, kernels: str | None = None) -> str:
     return mode
 
 
+# Graph nodes used under ``export_ops("plugin")``, registered by :mod:`dakd_edge.export.nodes` when it
+# is imported: kernels never import export (the dependency points from export down to kernels).
+_PLUGIN_NODES: dict[str, Callable[..., Tensor]] = {}
+
+
+def register_plugin_node(op: str, fn: Callable[..., Tensor]) -> None:
+    """Register the export-time graph node of ``op`` (``"selective_scan"``, ``"transposed_attention"``)."""
+    _PLUGIN_NODES[op] = fn
+
+
+def plugin_node(op: str) -> Callable[..., Tensor]:
+    try:
+        return _PLUGIN_NODES[op]
+    except KeyError:
+        raise BackendUnavailable(
+            f"no export node registered for {op}: import dakd_edge.export.nodes before export_ops('plugin')"
+        ) from None
+
+
 def selective_scan(
     u: Tensor,
     delta: Tensor,
@@ -126,9 +145,7 @@ def selective_scan(
             u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size=_export_chunk.get()
         )
     if export == "plugin":
-        from dakd_edge.export.nodes import selective_scan_node
-
-        return selective_scan_node(u, delta, A, B, C, D, delta_bias, delta_softplus)
+        return plugin_node("selective_scan")(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if resolve(u, kernels) == "triton":
         from dakd_edge.kernels.selective_scan import selective_scan_fn
 
@@ -144,9 +161,7 @@ def transposed_attention(
     if export == "standard":
         return ref.transposed_attention_ref(q, k, v, temperature)
     if export == "plugin":
-        from dakd_edge.export.nodes import transposed_attention_node
-
-        return transposed_attention_node(q, k, v, temperature)
+        return plugin_node("transposed_attention")(q, k, v, temperature)
     if resolve(q, kernels) == "triton":
         from dakd_edge.kernels.transposed_attention import transposed_attention_fn
 

@@ -44,7 +44,7 @@ def _softplus(x):
 
 
 @triton.jit
-def _scan_fwd_kernel(
+def scan_fwd_kernel(
     u_ptr,
     dt_ptr,
     a_ptr,
@@ -332,7 +332,7 @@ def _scan_fwd(
     block_d, block_n, num_warps = _blocks(batch, dim, dstate)
     dummy = u  # never read when the matching HAS_* flag is off
     grid = (batch, triton.cdiv(dim, block_d))
-    _scan_fwd_kernel[grid](
+    scan_fwd_kernel[grid](
         u,
         delta,
         A,

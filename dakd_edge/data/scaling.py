@@ -7,12 +7,13 @@ numpy only (used by the torch-free runtime).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
 
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.meta import Normalization
 
 Scale = Literal["auto", "uint8", "db", "linear"]
@@ -143,3 +144,66 @@ def domain_warning(
         f"{how} is {side} the training range {lo:.3f}-{hi:.3f} (1st-99th percentile of image medians,"
         f" {stats.get('source', 'training set')}); results may be wrong: check --input-scale"
     )
+
+
+# --- raw arrays -> model bands: validity, scale, layout (shared by the predictor and scene readers) ---
+
+_LAST_AXIS_BANDS = (1, 3, 4)  # H x W x C layouts of images read with PIL / OpenCV / imageio
+
+
+def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where a pixel holds data in every band: not NaN/inf and not equal to ``nodata``."""
+    ok = np.ones(raw.shape[-2:], bool)
+    for b in raw.reshape(-1, *raw.shape[-2:]):
+        if np.issubdtype(b.dtype, np.floating):
+            ok &= np.isfinite(b)
+        if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+            ok &= b != nodata
+    return ok
+
+
+def resolve_scale(sample: np.ndarray, scale: str) -> str:
+    """Check a user-given scale or detect it from valid sample values (1-D or any shape)."""
+    if scale not in SCALES:
+        raise InputError(f"unknown input scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if scale != "auto":
+        return scale
+    if sample.size == 0:
+        raise InputError("cannot detect input scaling: no valid pixels (all nodata/NaN)")
+    return detect_scale(sample)
+
+
+# H x W x C layouts of images read with PIL / OpenCV / imageio
+
+
+def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
+    """(H, W), (C, H, W) or (H, W, C) -> (C, H, W), checking the band count against the model.
+
+    A channels-last array (``C`` of 1, 3 or 4 in the last axis, as image libraries return) is moved
+    to channels-first. For a 1-band model, identical bands (grey stored as RGB, like the OSD/SOS
+    JPEGs) are reduced to the first one with a :class:`Notice`; different bands are an error.
+    """
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise InputError(f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {a.shape}")
+    if a.shape[0] != in_chans and a.shape[2] in _LAST_AXIS_BANDS and a.shape[0] not in _LAST_AXIS_BANDS:
+        a = np.moveaxis(a, 2, 0)
+    if a.shape[1] == 0 or a.shape[2] == 0:
+        raise InputError(f"empty image {a.shape}")
+    if a.shape[0] != in_chans and in_chans == 1 and a.shape[0] > 1:
+        if all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
+            warnings.warn(
+                f"the image's {a.shape[0]} bands are identical (grey as RGB); using band 1", Notice, 2
+            )
+            return a[:1]
+        raise InputError(
+            f"the model takes 1 band but the image has {a.shape[0]} different bands "
+            f"(shape {tuple(np.shape(image))}); pass one of them, e.g. image[..., 0]"
+        )
+    if a.shape[0] != in_chans:
+        raise InputError(
+            f"the model takes {in_chans} band(s) but the image has {a.shape[0]} (shape {np.shape(image)})"
+        )
+    return a

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.cuda import cuda_call, cuda_runtime_version, import_cudart
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.extras import install_hint
 from dakd_edge.inference.base import Backend
@@ -250,8 +251,8 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except ImportError as e:
             raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
-        self._cudart = _import_cudart()
-        check_engine_compat(info, trt.__version__, _cuda_runtime_version(self._cudart))
+        self._cudart = import_cudart()
+        check_engine_compat(info, trt.__version__, cuda_runtime_version(self._cudart))
         if info.get("ops") == "plugin":
             from dakd_edge.export.plugins import register_plugins
 
@@ -267,15 +268,15 @@ class TensorRTBackend(Backend):
             raise ModelFileError(f"TensorRT could not deserialize {p} (corrupt, or built for another GPU)")
         self.context = self.engine.create_execution_context()
         self.profile = info.get("profile", {})
-        self._stream = _cuda_call(self._cudart.cudaStreamCreate())
+        self._stream = cuda_call(self._cudart.cudaStreamCreate())
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._buffers.get(name, (0, 0))
         if size < nbytes:
             if ptr:
-                _cuda_call(self._cudart.cudaFree(ptr))
-            ptr = _cuda_call(self._cudart.cudaMalloc(nbytes))
+                cuda_call(self._cudart.cudaFree(ptr))
+            ptr = cuda_call(self._cudart.cudaMalloc(nbytes))
             self._buffers[name] = (ptr, nbytes)
         return ptr
 
@@ -289,17 +290,17 @@ class TensorRTBackend(Backend):
         d_out = self._device_buffer(OUTPUT_NAME, out.nbytes)
         self.context.set_tensor_address(INPUT_NAME, d_in)
         self.context.set_tensor_address(OUTPUT_NAME, d_out)
-        _cuda_call(
+        cuda_call(
             cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, kind.cudaMemcpyHostToDevice, self._stream)
         )
         if not self.context.execute_async_v3(self._stream):
             raise ModelFileError("TensorRT execution failed (see the TensorRT log above)")
-        _cuda_call(
+        cuda_call(
             cudart.cudaMemcpyAsync(
                 out.ctypes.data, d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self._stream
             )
         )
-        _cuda_call(cudart.cudaStreamSynchronize(self._stream))
+        cuda_call(cudart.cudaStreamSynchronize(self._stream))
         return out
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -325,35 +326,6 @@ class TensorRTBackend(Backend):
         if getattr(self, "_stream", None) is not None:
             self._cudart.cudaStreamDestroy(self._stream)
             self._stream = None
-
-
-def _import_cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as e:
-            raise BackendUnavailable(
-                "the TensorRT backend needs cuda-python (pip install cuda-python)"
-            ) from e
-    return cudart
-
-
-def _cuda_call(result: Any) -> Any:
-    """cuda-python returns ``(err, *values)``; raise on error, return the value(s)."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise BackendUnavailable(f"CUDA error {err}")
-    return values[0] if len(values) == 1 else (tuple(values) or None)
-
-
-def _cuda_runtime_version(cudart: Any) -> str | None:
-    try:
-        v = _cuda_call(cudart.cudaRuntimeGetVersion())
-    except BackendUnavailable:
-        return None
-    return f"{v // 1000}.{(v % 1000) // 10}"
 
 
 def backend_for(path: str | Path, backend: str = "auto") -> str:

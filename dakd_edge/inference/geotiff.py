@@ -26,6 +26,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from dakd_edge._atomic import deepest, remove_temp
+from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
@@ -153,8 +154,6 @@ class SceneReader:
         scanned in full-resolution row bands, so a small valid area is not taken for an empty scene;
         an empty result means the scene is all nodata.
         """
-        from dakd_edge.inference.predictor import valid_mask
-
         h, w = self.info.height, self.info.width
         if h * w > 4 * grid * grid * size * size:
             parts = []

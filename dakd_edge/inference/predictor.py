@@ -8,14 +8,13 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dakd_edge.data.scaling import SCALES, detect_scale, normalize, to_unit
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.data.scaling import as_chw, normalize, resolve_scale, to_unit, valid_mask
+from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, argmax0, stream_bands
 from dakd_edge.meta import ModelMeta
@@ -23,64 +22,6 @@ from dakd_edge.meta import ModelMeta
 NODATA_CLASS = 255
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles (half the tile at most)
 _SAMPLE_PIXELS = 1 << 20  # pixels looked at to detect the input scaling
-
-
-def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray:
-    """True where a pixel holds data in every band: not NaN/inf and not equal to ``nodata``."""
-    ok = np.ones(raw.shape[-2:], bool)
-    for b in raw.reshape(-1, *raw.shape[-2:]):
-        if np.issubdtype(b.dtype, np.floating):
-            ok &= np.isfinite(b)
-        if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-            ok &= b != nodata
-    return ok
-
-
-def resolve_scale(sample: np.ndarray, scale: str) -> str:
-    """Check a user-given scale or detect it from valid sample values (1-D or any shape)."""
-    if scale not in SCALES:
-        raise InputError(f"unknown input scale {scale!r}; choose one of {', '.join(SCALES)}")
-    if scale != "auto":
-        return scale
-    if sample.size == 0:
-        raise InputError("cannot detect input scaling: no valid pixels (all nodata/NaN)")
-    return detect_scale(sample)
-
-
-_LAST_AXIS_BANDS = (1, 3, 4)  # H x W x C layouts of images read with PIL / OpenCV / imageio
-
-
-def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
-    """(H, W), (C, H, W) or (H, W, C) -> (C, H, W), checking the band count against the model.
-
-    A channels-last array (``C`` of 1, 3 or 4 in the last axis, as image libraries return) is moved
-    to channels-first. For a 1-band model, identical bands (grey stored as RGB, like the OSD/SOS
-    JPEGs) are reduced to the first one with a :class:`Notice`; different bands are an error.
-    """
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise InputError(f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {a.shape}")
-    if a.shape[0] != in_chans and a.shape[2] in _LAST_AXIS_BANDS and a.shape[0] not in _LAST_AXIS_BANDS:
-        a = np.moveaxis(a, 2, 0)
-    if a.shape[1] == 0 or a.shape[2] == 0:
-        raise InputError(f"empty image {a.shape}")
-    if a.shape[0] != in_chans and in_chans == 1 and a.shape[0] > 1:
-        if all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
-            warnings.warn(
-                f"the image's {a.shape[0]} bands are identical (grey as RGB); using band 1", Notice, 2
-            )
-            return a[:1]
-        raise InputError(
-            f"the model takes 1 band but the image has {a.shape[0]} different bands "
-            f"(shape {tuple(np.shape(image))}); pass one of them, e.g. image[..., 0]"
-        )
-    if a.shape[0] != in_chans:
-        raise InputError(
-            f"the model takes {in_chans} band(s) but the image has {a.shape[0]} (shape {np.shape(image)})"
-        )
-    return a
 
 
 class Predictor:

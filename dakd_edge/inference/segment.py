@@ -25,11 +25,11 @@ from rasterio.windows import Window
 
 from dakd_edge._atomic import Transaction, check_distinct, check_free_space, remove_temp
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
-from dakd_edge.data.scaling import domain_warning, to_unit
+from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, cog_copy, verify_raster
-from dakd_edge.inference.predictor import Predictor, resolve_scale
+from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.tiling import Band, TileStats
 from dakd_edge.inference.vectorize import (

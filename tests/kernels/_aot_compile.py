@@ -38,7 +38,7 @@ def main(arch: int) -> None:
             ["u_ptr", "dt_ptr", "b_ptr", "c_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddt_ptr"], io
         )
         consts = dict(HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, BLOCK_D=16, BLOCK_N=8, INTERPRETED=False)
-        _compile(ss._scan_fwd_kernel, ptrs, consts, target, num_warps=1)
+        _compile(ss.scan_fwd_kernel, ptrs, consts, target, num_warps=1)
         _compile(ss._scan_bwd_kernel, ptrs, consts, target, num_warps=1)
         ieee = io == f32
         ptrs = dict.fromkeys(["x_ptr", "y_ptr", "x2_ptr", "o_ptr"], io)

@@ -293,7 +293,9 @@ def test_signal_stops_fast_and_cleans(tmp_path: Path, sig: int, code: int) -> No
     took = time.time() - t0
     assert p.returncode == code, err
     assert err.strip().splitlines()[-1] == "dakd-edge: interrupted"
-    assert took < 1.5, f"took {took:.2f} s to stop"
+    # the run stops after at most the watchdog's 1 s grace; the rest is process start-up/exit slack
+    # on a loaded 2-core machine
+    assert took < 2.5, f"took {took:.2f} s to stop"
     assert leftovers(out, set()) == []
 
 
