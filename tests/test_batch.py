@@ -36,7 +36,7 @@ SIZE = 160
 def local_ray():
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)  # workers import tests.*
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
     if old is None:
@@ -196,6 +196,22 @@ def test_overlapping_scenes_merge_into_one_polygon(local_ray, tmp_path):
     assert geom.geom_type == "MultiPolygon" and len(geom.geoms) == 1
     assert geom.area > max(p.area for p in parts) and geom.covers(parts[0].buffer(-1e-8))
     assert feature["n_parts"] == 2 and feature["platform"] is None  # plain GeoTIFFs: no product metadata
+
+
+def test_sentinel1_product_fills_time_and_platform(local_ray, tmp_path):
+    from tests.inference.test_sentinel1_segment import product_with_square
+
+    safe = product_with_square(tmp_path / "s1")
+    zipped = safe.with_name(safe.stem + ".zip")
+    out = tmp_path / "batch"
+    summary = run([zipped], out, workers=1, model=MODEL, land_mask=None)
+    (sid,) = summary["ok"]
+    assert sid == safe.stem
+    rec = read_manifest(out)[sid]
+    assert rec["platform"] == "S1A" and rec["start_time"].startswith("2021-06-01T04:30")
+    feats = read_layer(out / "spills.gpkg")
+    assert feats and all(f["platform"] == "S1A" and f["scene_ids"] == sid for f in feats)
+    assert all(f["start_time"] == rec["start_time"] for f in feats)
 
 
 # --- no Ray needed ------------------------------------------------------------------------------

@@ -51,12 +51,13 @@ def safe_id(text: str) -> str:
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Scene]:
     """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once.
 
-    Raises :class:`InputError` for a missing input, an input without any scene, and for two different
-    files that map to one scene id.
+    Paths are made absolute: workers may run in another folder (or on another machine of a cluster,
+    which must see the same paths). Raises :class:`InputError` for a missing input, an input without
+    any scene, and for two different files that map to one scene id.
     """
     scenes: dict[Path, Scene] = {}
     for item in inputs:
-        for s in _expand(Path(item), depth=0):
+        for s in _expand(Path(item).absolute(), depth=0):
             scenes.setdefault(s.path.resolve(), s)
     if not scenes:
         raise InputError("no scenes found in the inputs")

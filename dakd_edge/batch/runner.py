@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -26,7 +28,7 @@ from dakd_edge.batch.inputs import Scene, expand_inputs
 from dakd_edge.batch.layer import layer_path, merge, read_parts, write_layer
 from dakd_edge.batch.manifest import append_record, read_manifest, scene_outputs, verified
 from dakd_edge.batch.worker import ModelSpec, SceneWorker, is_factory
-from dakd_edge.errors import DakdError, OutputError
+from dakd_edge.errors import DakdError, ModelFileError, OutputError
 
 OPTIONS = "batch.json"  # the options a batch folder was started with; --resume must match them
 
@@ -45,7 +47,7 @@ def run(
     device: str = "cpu",
     tile: int | None = None,
     overlap: int | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     threads: int | None = None,
     limit: int | None = None,
     progress: bool = False,
@@ -69,7 +71,8 @@ def run(
     """
     t0 = time.perf_counter()
     scenes = expand_inputs(inputs)
-    out = Path(out)
+    out = Path(out).absolute()
+    model, segment_kwargs = _absolute(model, segment_kwargs)
     path = layer_path(out, fmt)
     options = _options(model, backend, tile, overlap, segment_kwargs)
     _prepare(out, options, resume)
@@ -83,6 +86,9 @@ def run(
     layer = _Layer(out, path)
     results: list[dict[str, Any]] = []
     if todo:
+        from dakd_edge.cli.segment import default_batch
+
+        batch = batch or default_batch(device)
         load = dict(backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
         with _ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
             n_workers, n_threads = _sizes(ray, workers, threads, len(todo))
@@ -124,6 +130,18 @@ def run(
         "layer": str(path),
         "features": features,
     }
+
+
+def _absolute(model: ModelSpec, seg: dict[str, Any]) -> tuple[ModelSpec, dict[str, Any]]:
+    """Model and land-mask files as absolute paths (workers do not share the driver's folder)."""
+    if model is not None and not is_factory(model):
+        if not Path(model).is_file():
+            raise ModelFileError(f"{model}: no such model file")
+        model = str(Path(model).absolute())
+    mask = seg.get("land_mask")
+    if mask is not None and str(mask) not in ("auto", "globe", "none"):
+        seg = {**seg, "land_mask": str(Path(mask).absolute())}
+    return model, seg
 
 
 def _options(model: ModelSpec, backend: str, tile: int | None, overlap: int | None, seg: dict) -> dict:
@@ -169,17 +187,22 @@ def _ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    quiet: dict[str, Any] = dict(log_to_driver=False, logging_level="ERROR")
     addr = address or os.environ.get("RAY_ADDRESS")
+    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         if addr:
-            ray.init(address=addr, **kw)
-        else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), **kw)
+            ray.init(address=addr, **quiet)
+        else:  # "local": a new in-process cluster, never one that someone else started on this machine
+            cpus = max(os.cpu_count() or 1, workers or 1)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise DakdError(
             f"cannot start Ray{f' on {addr}' if addr else ''}: {' '.join(str(e).split())}"
         ) from None
+    finally:
+        if term is not None:  # ray.init replaces it with sys.exit: keep the CLI's clean interrupt
+            signal.signal(signal.SIGTERM, term)
     try:
         yield ray
     finally:
@@ -207,7 +230,10 @@ def _schedule(
 ) -> Iterator[dict[str, Any]]:
     """Yield each scene's final record as it finishes: one scene in flight per actor, retries first."""
     cpus = max(1, min(load["threads"], _max_node_cpus(ray)))
-    actor = ray.remote(SceneWorker).options(num_cpus=cpus, max_restarts=-1, max_task_retries=0)
+    gpus = 1 if str(load["device"]).startswith("cuda") else 0
+    if gpus:  # Ray gives each actor one GPU through CUDA_VISIBLE_DEVICES: inside, it is cuda:0
+        load = {**load, "device": "cuda"}
+    actor = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
     pool = [actor.remote(model, load) for _ in range(n_workers)]
     try:
         errors = ray.get([a.ready.remote() for a in pool])

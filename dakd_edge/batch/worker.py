@@ -51,8 +51,11 @@ def now() -> str:
 
 
 def one_line(e: BaseException) -> str:
+    """Our errors are one line already; anything else is named by its type (a bug, not bad input)."""
     text = " ".join(str(e).split())
-    return text if isinstance(e, DakdError) else f"{type(e).__name__}: {text}" if text else type(e).__name__
+    if isinstance(e, DakdError):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class SceneWorker:
