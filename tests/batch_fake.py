@@ -39,3 +39,17 @@ class CrashOnce(FakeBackend):
 
 def make_crashing_predictor(marker: str) -> Predictor:
     return Predictor(CrashOnce(marker), tile=64, overlap=16)
+
+
+class Slow(FakeBackend):
+    """The fake model, slowed down, so that an interrupt lands in the middle of a scene."""
+
+    def predict(self, batch):
+        import time
+
+        time.sleep(0.1)
+        return super().predict(batch)
+
+
+def make_slow_predictor() -> Predictor:
+    return Predictor(Slow(tile=64), tile=64, overlap=16)

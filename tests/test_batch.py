@@ -169,6 +169,48 @@ def test_corrupt_scene_fails_alone(local_ray, scenes, tmp_path, capsys):
     _no_temporaries(out)
 
 
+def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_path):
+    """SIGINT to the CLI mid-scene: exit 130 within seconds, no Ray process left, nothing half-written
+    under a final name; --resume then finishes with the layer of the clean run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dakd_edge.batch.runner import _children
+
+    slow = "tests.batch_fake:make_slow_predictor"
+    out = tmp_path / "batch"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+    cmd = [sys.executable, "-m", "dakd_edge", "batch", str(scenes), "-o", str(out), "--workers", "1", "-q"]
+    proc = subprocess.Popen([*cmd, "--model", slow], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    ray_pids: set[int] = set()
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/.*partial*")) and time.monotonic() < deadline and proc.poll() is None:
+        kids = set(_children({proc.pid}))
+        ray_pids |= kids | set(_children(kids))
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+    assert "interrupted" in proc.stderr.read()
+
+    def alive() -> list[int]:  # zombies (state Z) are dead: only their parent has not reaped them yet
+        stats = [Path(f"/proc/{p}/stat") for p in ray_pids]
+        return [int(st.parent.name) for st in stats if st.exists() and ") Z" not in st.read_text()]
+
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_pids and not alive(), alive()
+    done = read_manifest(out)
+    for sid in done:  # what the manifest holds is complete; nothing else is under a final name
+        assert all(p.is_file() for p in scene_outputs(out, sid).values())
+    summary = run([scenes], out, workers=2, model=slow, resume=True)
+    assert summary["failed"] == [] and sorted(summary["skipped"]) == sorted(done)
+    assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+    _no_temporaries(out)
+
+
 def _overlapping_pair(d: Path) -> tuple[Path, Path]:
     """Two scenes of one UTM zone overlapping by 48 columns, one slick lying across the overlap."""
     h, w, shift = 120, SIZE, SIZE - 48

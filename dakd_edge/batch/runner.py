@@ -150,7 +150,25 @@ def _options(model: ModelSpec, backend: str, tile: int | None, overlap: int | No
         name = f if isinstance(f, str) else f"{f.__module__}:{f.__qualname__}"
     else:
         name = None if model is None else str(Path(model).resolve())
-    return {"model": name, "backend": backend, "tile": tile, "overlap": overlap, "segment": seg}
+    return {
+        "model": name,
+        "backend": backend,
+        "tile": tile,
+        "overlap": overlap,
+        "segment": _with_defaults(seg),
+    }
+
+
+def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
+    """``seg`` completed with ``segment_scene``'s defaults: equal settings compare equal however given."""
+    import inspect
+
+    from dakd_edge.inference.segment import segment_scene
+
+    skip = {"overwrite", "protect", "progress", "probs", "vector", "report", "tile", "overlap", "batch"}
+    params = inspect.signature(segment_scene).parameters.values()
+    defaults = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip}
+    return {**defaults, **seg}
 
 
 def _prepare(out: Path, options: dict[str, Any], resume: bool) -> None:
@@ -205,8 +223,40 @@ def _ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
             signal.signal(signal.SIGTERM, term)
     try:
         yield ray
+    except BaseException as e:
+        if not addr and not isinstance(e, Exception):  # Interrupted / KeyboardInterrupt
+            _kill_local_ray(ray)
+        raise
     finally:
         ray.shutdown()
+
+
+def _kill_local_ray(ray: Any) -> None:
+    """Stop the in-process Ray at once on an interrupt (the CLI exits ~1 s after a signal).
+
+    ``ray.shutdown()`` takes about 2 s, and a raylet killed outright leaves its agent processes
+    running: kill the raylet's children (agents, workers) first, then Ray's own processes.
+    """
+    try:
+        node = ray._private.worker._global_node
+        raylets = {info.process.pid for info in node.all_processes.get("raylet", [])}
+        for pid in _children(raylets):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        node.kill_all_processes(check_alive=False, allow_graceful=False, wait=False)
+    except Exception:  # private Ray API: best effort, ray.shutdown() follows anyway
+        pass
+
+
+def _children(parents: set[int]) -> list[int]:
+    """Pids whose parent is in ``parents`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid in parents:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def _sizes(ray: Any, workers: int | None, threads: int | None, scenes: int) -> tuple[int, int]:
@@ -258,7 +308,9 @@ def _schedule(
             bar.update(running=len(flight))
         if not flight and not warming:
             raise DakdError(f"all {n_workers} batch worker(s) were lost; {len(pending)} scene(s) not run")
-        ready, _ = ray.wait([*flight, *warming], num_returns=1)
+        # short waits: Python runs signal handlers only between bytecodes, and the CLI gives an
+        # interrupt about a second before it exits hard (see dakd_edge.cli.signals)
+        ready, _ = ray.wait([*flight, *warming], num_returns=1, timeout=0.2)
         for ref in ready:
             if ref in warming:
                 _rewarm(ray, pool, warming, waits, idle, ref)
