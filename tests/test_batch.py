@@ -99,6 +99,7 @@ def test_six_scenes_two_workers_equal_segment_alone(clean, scenes, tmp_path):
         )
         got = scene_outputs(out, sid)
         np.testing.assert_array_equal(_classes(got["classes"]), _classes(alone / "c.tif"))
+        assert got["classes"].read_bytes() == (alone / "c.tif").read_bytes()  # the very same COG
         assert _features(got["vector"]) == _features(alone / "v.geojson")
         assert records[sid]["spills"] == report["spills"] > 0
         total += report["spills"]

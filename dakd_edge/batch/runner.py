@@ -69,6 +69,9 @@ def run(
     at most that many scenes (the rest stay for a later resume). The merged layer ``out/spills.gpkg``
     (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end.
     """
+    from dakd_edge.extras import require_extra
+
+    require_extra("cluster", "batch", "ray", "shapely")  # before any folder is created
     t0 = time.perf_counter()
     scenes = expand_inputs(inputs)
     out = Path(out).absolute()
@@ -197,9 +200,6 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> None:
 @contextlib.contextmanager
 def _ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
     """Ray as found (already initialised), on ``address``/``RAY_ADDRESS``, or local in-process."""
-    from dakd_edge.extras import require_extra
-
-    require_extra("cluster", "batch", "ray", "shapely")
     import ray
 
     if ray.is_initialized():
