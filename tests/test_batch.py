@@ -178,7 +178,7 @@ def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_p
     import sys
     import time
 
-    from dakd_edge.batch.runner import _children
+    from dakd_edge.batch.cluster import children
 
     slow = "tests.batch_fake:make_slow_predictor"
     out = tmp_path / "batch"
@@ -188,8 +188,8 @@ def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_p
     ray_pids: set[int] = set()
     deadline = time.monotonic() + 120
     while not list(out.glob("*/.*partial*")) and time.monotonic() < deadline and proc.poll() is None:
-        kids = set(_children({proc.pid}))
-        ray_pids |= kids | set(_children(kids))
+        kids = set(children({proc.pid}))
+        ray_pids |= kids | set(children(kids))
         time.sleep(0.1)
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGINT)
