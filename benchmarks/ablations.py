@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 
 GROUPS: dict[str, dict[str, dict[str, Any]]] = {
     "skip": {
@@ -93,11 +93,10 @@ def run_one(
     spec: dict[str, Any], base: Any, data: Path, kind: str, n_train: int, seed: int, aug: Path | None,
     test_limit: int | None, subset_seed: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    from dakd_edge.train.saross import train
-
     from dakd_edge.data import open_dataset
     from dakd_edge.evaluate import evaluate
     from dakd_edge.inference.backends import load
+    from dakd_edge.train.saross import train
 
     cfg = replace(
         base, model=spec["model"], model_cfg=dict(spec.get("model_cfg", {})), seed=seed,
@@ -237,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+
     from dakd_edge.train.saross import TrainConfig
 
     torch.set_num_threads(args.threads)

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from dakd_edge.atomic import atomic_path
+from dakd_edge.bench import environment
 from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, load_for_export
 from dakd_edge.export.parity import deterministic_input
 from dakd_edge.kernels import use_kernels
 from dakd_edge.kernels.dispatch import export_ops
-
-from dakd_edge._atomic import atomic_path
-from dakd_edge.bench import environment
 from dakd_edge.timing import time_fn
 
 
@@ -146,7 +146,6 @@ def _gpu_row(name: str, tile: int, backend: str) -> dict:
     """One measured GPU row (needs CUDA; TensorRT rows also TensorRT). Not run in development."""
     from dakd_edge.export.onnx import OnnxExportConfig
     from dakd_edge.export.tensorrt import EngineConfig, export_engine
-
     from dakd_edge.inference.backends import TensorRTBackend
 
     model, meta = load_for_export(name, num_classes=5)

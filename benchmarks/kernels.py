@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dakd_edge.kernels import ref
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.bench import environment
+from dakd_edge.kernels import ref
 from dakd_edge.timing import time_fn
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

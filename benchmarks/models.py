@@ -27,7 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from dakd_edge import create_model
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 
 # Extra row: CAFT without its gated FFN (attention-only MDTA), the closest reading of the paper's cost.
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -138,7 +138,7 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
-    from dakd_edge._atomic import atomic_path
+    from dakd_edge.atomic import atomic_path
 
     with atomic_path(path, overwrite=True) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")

@@ -18,9 +18,10 @@ Node contracts (inputs, attributes, output):
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from dakd_edge.kernels import ref
 from dakd_edge.kernels.dispatch import register_plugin_node
-from torch import Tensor
 
 DOMAIN = "dakd_edge"
 DOMAIN_VERSION = 1

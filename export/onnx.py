@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dakd_edge.export import parity
 
-from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge.atomic import atomic_path, check_output
 from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
+from dakd_edge.export import parity
 
 # ModelMeta JSON and the ops mode live in ModelProto.metadata_props, read back by the backends.
 from dakd_edge.inference.backends import INPUT_NAME, META_KEY, OPS_KEY, OUTPUT_NAME
@@ -120,6 +120,7 @@ def export_onnx(
     """Export ``model`` to ``out``; raises :class:`ExportError` when checks or parity fail."""
     import onnx
     import torch
+
     from dakd_edge.export import nodes  # noqa: F401 - registers the plugin graph nodes with the kernels
     from dakd_edge.kernels.dispatch import export_ops
 
@@ -220,8 +221,9 @@ def onnx_runner(onnx_model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
     proto = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model))
     if any(n.domain == "dakd_edge" for n in proto.graph.node):
-        from dakd_edge.export.nodes import reference_ops
         from onnx.reference import ReferenceEvaluator
+
+        from dakd_edge.export.nodes import reference_ops
 
         ref = ReferenceEvaluator(proto, new_ops=reference_ops())
         return lambda x: np.asarray(ref.run(None, {INPUT_NAME: x})[0], dtype=np.float32)

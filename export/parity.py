@@ -139,6 +139,7 @@ def image_input(path: str | Path, meta: ModelMeta, shape: tuple[int, int, int, i
 def torch_logits(model: Any, x: np.ndarray) -> np.ndarray:
     """Reference logits: the eager model with the PyTorch reference kernels, fp32, on the CPU."""
     import torch
+
     from dakd_edge.kernels import use_kernels
 
     with torch.no_grad(), use_kernels("torch"):

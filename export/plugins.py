@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dakd_edge.export.nodes import ATTENTION_OP, DOMAIN, SCAN_OP
-
 from dakd_edge.errors import BackendUnavailable
+from dakd_edge.export.nodes import ATTENTION_OP, DOMAIN, SCAN_OP
 
 SCAN_ID = f"{DOMAIN}::{SCAN_OP}"
 ATTENTION_ID = f"{DOMAIN}::{ATTENTION_OP}"
@@ -97,8 +96,9 @@ def _register_scan(aot: bool) -> None:
     @trtp.aot_impl(SCAN_ID)
     def scan_aot(u, delta, A, B, C, D, delta_bias, delta_softplus: int, outputs, tactic: int) -> tuple:
         import triton
-        from dakd_edge.kernels.selective_scan import scan_fwd_kernel
         from triton.compiler import ASTSource
+
+        from dakd_edge.kernels.selective_scan import scan_fwd_kernel
 
         b, d, seqlen = u.shape_expr[0], u.shape_expr[1], u.shape_expr[2]
         n = A.shape_expr[1]

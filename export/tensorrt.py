@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge._atomic import atomic_path, check_output
+from dakd_edge.atomic import atomic_path, check_output
 from dakd_edge.errors import BackendUnavailable, DatasetError, ExportError
 from dakd_edge.inference.backends import INPUT_NAME
 from dakd_edge.meta import ModelMeta
@@ -333,7 +333,6 @@ def check_engine_parity(
 ) -> list[Any]:
     """The engine (via the TensorRT backend) vs PyTorch fp32 at the profile's opt shape (batch 1)."""
     from dakd_edge.export import parity
-
     from dakd_edge.inference.backends import TensorRTBackend
 
     tol = parity.TOLERANCES[precision]
@@ -359,6 +358,7 @@ def export_engine(
     import tempfile
 
     import onnx
+
     from dakd_edge.export.onnx import export_onnx
 
     check_output(out, overwrite)

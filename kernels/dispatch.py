@@ -13,10 +13,10 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator
 
-from dakd_edge.kernels import ref
 from torch import Tensor
 
 from dakd_edge.errors import BackendUnavailable
+from dakd_edge.kernels import ref
 
 MODES = ("auto", "triton", "torch")
 _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels", default=None)

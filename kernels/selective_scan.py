@@ -30,8 +30,9 @@ import math
 import torch
 import triton
 import triton.language as tl
-from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 from torch import Tensor
+
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 
 LOG2E = 1.4426950408889634
 MAX_STATE = 16

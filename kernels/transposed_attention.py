@@ -31,8 +31,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 from torch import Tensor
+
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
 
 EPS = 1e-12  # F.normalize's default
 _TARGET_PROGRAMS = 264  # ~2 per H100 SM

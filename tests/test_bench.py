@@ -177,8 +177,8 @@ def test_cuda_graphs_rows_skip_with_reason_on_cpu() -> None:
 def test_cuda_graph_replay_matches_eager() -> None:
     import numpy as np
     import torch
-    from dakd_edge.export.onnx import load_for_export
 
+    from dakd_edge.export.onnx import load_for_export
     from dakd_edge.inference.backends import TorchBackend
 
     model, meta = load_for_export("saross-nano", num_classes=2)

@@ -87,7 +87,6 @@ def test_evaluate_exact_confusion_over_dataset_with_sliding_window(tmp_path, mod
 def test_evaluate_onnx_matches_torch(tmp_path, model_file):
     pytest.importorskip("onnxruntime")
     from dakd_edge.export.onnx import export_onnx
-
     from dakd_edge.models.checkpoint import load_model_file
 
     _dataset(tmp_path / "ds")

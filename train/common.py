@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import ModelFileError, TrainingError
 
 CHECKPOINT_FORMAT = "dakd-train-checkpoint"

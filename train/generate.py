@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from dakd_edge.train.common import ProgressBar, autocast, load_checkpoint
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from dakd_edge.errors import BackendUnavailable, ModelFileError, OutputError
@@ -30,6 +29,7 @@ from dakd_edge.models.jointnet import (
     image_from_model,
     logits_to_mask_range,
 )
+from dakd_edge.train.common import ProgressBar, autocast, load_checkpoint
 
 NUM_TRAIN_TIMESTEPS = 1000
 # Training settings of the teacher copied into an augmented set's manifest (provenance of D^a).

@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dakd_edge.train import common
-from dakd_edge.train.generate import make_train_scheduler, sample_joint
 from torch import nn
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import DatasetError, TrainingError
 from dakd_edge.meta import ModelMeta
 from dakd_edge.models.jointnet import (
@@ -40,6 +38,8 @@ from dakd_edge.models.jointnet import (
     image_to_model,
     jointnet_config,
 )
+from dakd_edge.train import common
+from dakd_edge.train.generate import make_train_scheduler, sample_joint
 
 KIND = "jointnet"
 

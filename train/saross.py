@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from dakd_edge.train import common
-from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss, LossConfig
 from torch import nn
 
 from dakd_edge.errors import DatasetError, TrainingError
 from dakd_edge.meta import ModelMeta, Normalization
+from dakd_edge.train import common
+from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss, LossConfig
 
 CHECKPOINT_KIND = "saross"
 

@@ -6,7 +6,7 @@ ONNX session takes seconds to build; a TensorRT engine longer). One scene is in 
 slow scene never holds others back. A worker process that dies mid-scene (OOM killer, segfault, node
 loss) is restarted by Ray and gets no new scene until it answers again; its scene is retried from
 scratch, and the temporaries the dead process left in ``DIR/<id>/`` are removed by the retry's own
-transaction (:func:`dakd_edge._atomic.clean_stale`: they carry the dead pid).
+transaction (:func:`dakd_edge.atomic.clean_stale`: they carry the dead pid).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import InputError
 
 FORMATS = ("gpkg", "parquet")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dakd_edge._atomic import atomic_path, probe_writable
+from dakd_edge.atomic import atomic_path, probe_writable
 from dakd_edge.batch.cluster import ray_session, schedule, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
 from dakd_edge.batch.layer import layer_path, merge, read_parts, write_layer

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:
         _fail("out of memory (try a smaller --tile or --batch)", 2)
     except OSError as e:  # not raised through a DakdError: name the file and the reason
-        from dakd_edge._atomic import describe_write_error, is_disk_full
+        from dakd_edge.atomic import describe_write_error, is_disk_full
 
         where = Path(e.filename) if getattr(e, "filename", None) else Path(".")
         msg = describe_write_error(e, where) if is_disk_full(e) else _os_line(e)

@@ -93,7 +93,7 @@ def bench(
     from rich.table import Table
 
     from dakd_edge import bench as lib
-    from dakd_edge._atomic import atomic_path, check_output
+    from dakd_edge.atomic import atomic_path, check_output
 
     threshold = lib.parse_threshold(max_regression)
     plan = {

@@ -49,7 +49,7 @@ def export(
     leaving no output, above tolerance (fp32: 1e-4 on logits and >= 99.9% agreement).
     """
     require_extra("torch", "export", "torch", "onnx")
-    from dakd_edge._atomic import check_output
+    from dakd_edge.atomic import check_output
     from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, load_for_export, parse_shape
 
     check_output(out, overwrite)

@@ -303,7 +303,7 @@ def report(
     """Compare a generated set with real data: speckle, agreement, class frequencies (+ FID)."""
     if inception:  # the rest of the report is numpy-only
         require_extra("torch", "jointnet report --inception", "torch", "torchvision")
-    from dakd_edge._atomic import atomic_path
+    from dakd_edge.atomic import atomic_path
     from dakd_edge.data.augmented import AugmentedDataset
     from dakd_edge.train.report import format_report, quality_report
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from dakd_edge._atomic import atomic_path, check_distinct, check_output
+from dakd_edge.atomic import atomic_path, check_distinct, check_output
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError

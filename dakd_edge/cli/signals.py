@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from dakd_edge._atomic import remove_live_temps
+from dakd_edge.atomic import remove_live_temps
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

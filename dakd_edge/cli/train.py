@@ -161,7 +161,7 @@ def evaluate(
     """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split."""
     from rich.console import Console
 
-    from dakd_edge._atomic import check_output
+    from dakd_edge.atomic import check_output
     from dakd_edge.evaluate import evaluate as run
     from dakd_edge.evaluate import render_table
     from dakd_edge.inference.backends import load
@@ -182,7 +182,7 @@ def evaluate(
     if json_out == "-":
         click.echo(json.dumps(result, indent=2))
     elif json_out:
-        from dakd_edge._atomic import atomic_path
+        from dakd_edge.atomic import atomic_path
 
         with atomic_path(json_out, overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=2))

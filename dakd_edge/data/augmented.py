@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import DatasetError, OutputError
 
 FORMAT = "dakd-augmented"

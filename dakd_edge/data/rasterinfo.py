@@ -23,7 +23,7 @@ from dakd_edge.errors import InputError
 
 def _one_line(e: BaseException) -> str:
     """GDAL's own words: rasterio's outer error says "see previous exception", the cause says why."""
-    from dakd_edge._atomic import deepest
+    from dakd_edge.atomic import deepest
 
     return " ".join(str(deepest(e)).split()) or type(e).__name__
 

@@ -529,7 +529,7 @@ def write_scene_geotiff(
     import rasterio
     from rasterio.transform import Affine
 
-    from dakd_edge._atomic import atomic_path, check_output
+    from dakd_edge.atomic import atomic_path, check_output
 
     cfg = cfg or SceneConfig()
     if window % 16 or window <= 0:

@@ -5,7 +5,7 @@ and then serves raw row bands; every read goes through :meth:`SceneReader.read`,
 found at any point (header, sampling, mid-scene) into one :class:`InputError` line. Writing:
 :class:`CogWriter` streams row bands into a tiled, deflated GTiff staging file and, on
 :meth:`CogWriter.finish`, copies it with GDAL's COG driver (overviews, tiles in the COG order) to a
-temporary of the caller's :class:`~dakd_edge._atomic.Transaction`, which renames all of a scene's
+temporary of the caller's :class:`~dakd_edge.atomic.Transaction`, which renames all of a scene's
 outputs together, so an interrupted run leaves no file under any final name.
 """
 
@@ -25,7 +25,7 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from dakd_edge._atomic import deepest, remove_temp
+from dakd_edge.atomic import deepest, remove_temp
 from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.inference.tiling import argmax0
@@ -207,7 +207,7 @@ class CogWriter:
     ``kind``: ``"classes"`` (uint8 class ids, nodata 255, colour table), ``"probs_uint8"`` (K bands,
     probability * 250 rounded, nodata 255, with GDAL scale 1/250 so GIS software reads 0-1) or
     ``"probs_float16"`` (K bands, half floats, nodata NaN). Paths come from the caller's
-    :class:`~dakd_edge._atomic.Transaction`; nothing here writes under a final name.
+    :class:`~dakd_edge.atomic.Transaction`; nothing here writes under a final name.
     """
 
     KINDS = ("classes", "probs_uint8", "probs_float16")

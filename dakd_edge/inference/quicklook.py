@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.meta import ModelMeta
 
 NODATA_RGB = (40, 40, 40)

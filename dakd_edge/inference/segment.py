@@ -23,7 +23,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from dakd_edge._atomic import Transaction, check_distinct, check_free_space, remove_temp
+from dakd_edge.atomic import Transaction, check_distinct, check_free_space, remove_temp
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit
 from dakd_edge.errors import InputError, Notice
@@ -308,7 +308,7 @@ def segment_scene(
 
     Optional outputs: ``probs`` (per-class probability COG, uint8 x250 or float16), ``vector``
     (.geojson / .gpkg oil-spill polygons) and ``report`` (this function's JSON report). All outputs
-    are one transaction (:class:`~dakd_edge._atomic.Transaction`): they are checked (collisions with
+    are one transaction (:class:`~dakd_edge.atomic.Transaction`): they are checked (collisions with
     each other, with ``src`` and with ``protect``-ed files such as the model; writability; free space)
     before any tile is read, written as temporaries, verified, and renamed together at the end; an
     error or interrupt leaves no file under any final name.

@@ -25,7 +25,7 @@ import numpy as np
 import rasterio.features
 from affine import Affine
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import OutputError
 
 VECTOR_FORMATS = (".geojson", ".json", ".gpkg")

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from dakd_edge._atomic import atomic_path
+from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import ModelFileError
 from dakd_edge.extras import available, install_hint
 from dakd_edge.meta import ModelMeta

@@ -15,7 +15,6 @@ from dakd_edge.cli.app import cli
 @pytest.fixture(scope="module")
 def nano_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dakd_edge.export.onnx import load_for_export
-
     from dakd_edge.models.checkpoint import save_model
 
     model, meta = load_for_export("saross-nano", num_classes=2)

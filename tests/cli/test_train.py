@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from dakd_edge.train.common import read_jsonl
 
 from dakd_edge.cli.app import cli
+from dakd_edge.train.common import read_jsonl
 from tests.train.tiny import TINY, blob_sample, write_folder
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
+from dakd_edge.errors import ExportError, OutputError
 from dakd_edge.export import onnx as onnx_export
 from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, parse_shape, read_metadata, run_onnx
 from dakd_edge.export.parity import TOLERANCES, compare, deterministic_input, torch_logits
 from dakd_edge.kernels.dispatch import export_ops, get_export_ops
-
-from dakd_edge.errors import ExportError, OutputError
 from tests.export.toy import toy
 
 

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, run_onnx
-from dakd_edge.export.parity import TOLERANCES, compare, deterministic_input, torch_logits
 
 import dakd_edge
 from dakd_edge.errors import ExportError
+from dakd_edge.export.onnx import OnnxExportConfig, export_onnx, run_onnx
+from dakd_edge.export.parity import TOLERANCES, compare, deterministic_input, torch_logits
 from tests.export.conftest import amplified
 
 # saross-r34 is nano's decoder on timm's ResNet-34 (the encoder the SMP baselines below also export).

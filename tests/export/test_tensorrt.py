@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper
+
+from dakd_edge.errors import DatasetError, ExportError
 from dakd_edge.export.nodes import DOMAIN
 from dakd_edge.export.plugins import plugins_status
 from dakd_edge.export.tensorrt import (
@@ -21,9 +24,6 @@ from dakd_edge.export.tensorrt import (
     tensorrt_graph_problems,
     tensorrt_status,
 )
-from onnx import TensorProto, helper
-
-from dakd_edge.errors import DatasetError, ExportError
 from dakd_edge.meta import ModelMeta
 
 TRT_OK, TRT_REASON = tensorrt_status()
@@ -110,7 +110,6 @@ def test_calibration_tiles(tmp_path: Path) -> None:
 def test_engine_build_and_parity(precision: str, tmp_path: Path) -> None:
     from dakd_edge.export.onnx import OnnxExportConfig
     from dakd_edge.export.tensorrt import export_engine
-
     from tests.export.conftest import amplified
 
     model, meta = amplified("saross-nano")
@@ -127,7 +126,6 @@ def test_engine_build_and_parity(precision: str, tmp_path: Path) -> None:
 def test_plugin_engine_matches_standard(tmp_path: Path) -> None:
     from dakd_edge.export.onnx import OnnxExportConfig
     from dakd_edge.export.tensorrt import export_engine
-
     from tests.export.conftest import amplified
 
     model, meta = amplified("saross-nano")

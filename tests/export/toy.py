@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from dakd_edge.kernels import selective_scan, transposed_attention
 from torch import nn
 
+from dakd_edge.kernels import selective_scan, transposed_attention
 from dakd_edge.meta import ModelMeta
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dakd_edge.kernels import use_kernels
 
 import dakd_edge
+from dakd_edge.kernels import use_kernels
 
 pytest.importorskip("triton")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dakd_edge.kernels import dispatch, ref
 
+from dakd_edge.kernels import dispatch, ref
 from tests.kernels._parity import DTYPES, compare, leaves
 
 pytest.importorskip("triton")

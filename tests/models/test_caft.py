@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from dakd_edge.kernels import use_kernels
 
+from dakd_edge.kernels import use_kernels
 from dakd_edge.models.caft import CAFT, LayerNorm2d, pick_heads
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from dakd_edge.kernels.ref import selective_scan_ref
 
 from dakd_edge.errors import ModelFileError
+from dakd_edge.kernels.ref import selective_scan_ref
 from dakd_edge.models.mambavision import (
     MAMBAVISION_CONFIGS,
     adapt_input_conv,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from dakd_edge._atomic import Transaction
+from dakd_edge.atomic import Transaction
 from dakd_edge.cli import segment as seg_cli
 from dakd_edge.cli.app import main
 from dakd_edge.errors import InputError, OutputError

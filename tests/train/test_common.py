@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 import torch
-from dakd_edge.train import common
 from torch import nn
 
 from dakd_edge.errors import ModelFileError, TrainingError
+from dakd_edge.train import common
 
 
 def _draw(g: np.random.Generator) -> tuple:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from dakd_edge.train import generate as gen
-from dakd_edge.train import report as rep
-from dakd_edge.train.jointnet import JointNetTrainConfig, SyntheticPatches, train_jointnet
 
 from dakd_edge.cli.app import cli
 from dakd_edge.data.augmented import AugmentedDataset, read_manifest
 from dakd_edge.errors import ModelFileError
+from dakd_edge.train import generate as gen
+from dakd_edge.train import report as rep
+from dakd_edge.train.jointnet import JointNetTrainConfig, SyntheticPatches, train_jointnet
 
 CROP = 16
 

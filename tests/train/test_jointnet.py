@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
+from dakd_edge.cli.app import cli
+from dakd_edge.errors import TrainingError
 from dakd_edge.train.common import load_checkpoint, read_jsonl
 from dakd_edge.train.jointnet import (
     JointNetTrainConfig,
@@ -20,9 +23,6 @@ from dakd_edge.train.jointnet import (
     set_stage_trainable,
     train_jointnet,
 )
-
-from dakd_edge.cli.app import cli
-from dakd_edge.errors import TrainingError
 
 CROP = 16
 

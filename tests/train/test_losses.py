@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from dakd_edge.train.losses import DAKDLoss, LossConfig, ce_loss, kd_loss, soft_dice_loss
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from dakd_edge.train.recipes import bundled
 
 

@@ -11,6 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from dakd_edge.errors import TrainingError
+from dakd_edge.meta import Normalization
+from dakd_edge.models.checkpoint import load_model_file
 from dakd_edge.train.common import read_jsonl
 from dakd_edge.train.saross import (
     StepBatches,
@@ -25,10 +29,6 @@ from dakd_edge.train.saross import (
     train,
     validation_mosaic,
 )
-
-from dakd_edge.errors import TrainingError
-from dakd_edge.meta import Normalization
-from dakd_edge.models.checkpoint import load_model_file
 from tests.train.tiny import TINY, BlobDataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -173,10 +173,9 @@ def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
     how far it was meant to go, and ``wall_seconds`` is the time from the run's start to its last
     checkpoint (restarts included).
     """
+    from dakd_edge.data import open_dataset
     from dakd_edge.train import common
     from dakd_edge.train.saross import CHECKPOINT_KIND, split_indices
-
-    from dakd_edge.data import open_dataset
 
     needed = [run / "config.json", run / "last.pt", run / "best.safetensors"]
     if not all(f.is_file() for f in needed):
@@ -274,7 +273,6 @@ def main(argv: list[str] | None = None) -> None:
     onnx_path = (target if not args.no_install else args.run / model_file.name).with_suffix(".onnx")
     if not args.no_onnx:
         from dakd_edge.export.onnx import export_onnx
-
         from dakd_edge.models.checkpoint import load_model_file
 
         model, meta = load_model_file(model_file)
