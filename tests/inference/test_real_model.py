@@ -47,4 +47,6 @@ def test_bundled_model_tiled_matches_whole_without_seams(bundled) -> None:
     print(f"  whole on the same lines {seam_whole:.2f}, naive tiling {seam_naive:.2f}")
     assert agree >= 0.99
     assert seam < max(1.5, 1.5 * seam_whole)
-    assert seam_naive > 2 * seam
+    # the v2 model (trained on 512 px mosaics) shows few seams even when tiled naively; blending must
+    # still never be worse than naive tiling
+    assert seam <= seam_naive
