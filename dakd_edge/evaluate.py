@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.errors import DatasetError, OutputError
+from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
-
-IGNORE_INDEX = 255
 
 
 def open_for_model(

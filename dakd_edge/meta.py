@@ -19,6 +19,8 @@ OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
 OSD_PALETTE = ((0, 0, 0), (0, 255, 255), (255, 0, 0), (153, 76, 0), (0, 153, 0))
 BINARY_CLASSES = ("background", "oil")
 BINARY_PALETTE = ((0, 0, 0), (0, 255, 255))
+# Label value of unlabelled pixels (nodata, outside the scene): skipped by losses and metrics.
+IGNORE_INDEX = 255
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = 255
+from dakd_edge.meta import IGNORE_INDEX
 
 
 def ce_loss(

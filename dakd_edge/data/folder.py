@@ -17,9 +17,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dakd_edge.errors import DatasetError
-from dakd_edge.meta import BINARY_CLASSES, OSD_CLASSES
+from dakd_edge.meta import BINARY_CLASSES, IGNORE_INDEX, OSD_CLASSES
 
-IGNORE_INDEX = 255
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 OIL = 1  # OSD and SOS both use class id 1 for oil
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from dakd_edge.meta import IGNORE_INDEX
+
 Sample = dict[str, np.ndarray]
 _SPATIAL_3D = ("image", "logits")
 _SPATIAL_2D = ("mask", "kd_mask")

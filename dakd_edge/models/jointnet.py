@@ -30,7 +30,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
 from torch import nn
 
-IGNORE_INDEX = 255
+from dakd_edge.meta import IGNORE_INDEX
 
 
 @dataclass
