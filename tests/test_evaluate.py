@@ -62,7 +62,7 @@ def _expected() -> dict:
 def test_evaluate_exact_confusion_over_dataset_with_sliding_window(tmp_path, model_file):
     _dataset(tmp_path / "ds")
     pred = load(str(model_file), backend="torch")
-    assert pred.config.tile == 32  # the 40x56 image goes through the tiled path
+    assert pred.tiling.tile == 32  # the 40x56 image goes through the tiled path
     r = evaluate(pred, tmp_path / "ds", split="train", save_png=tmp_path / "png")
     e = _expected()
     assert r["pixels"] == e["pixels"] and r["images"] == 2

@@ -16,7 +16,7 @@ import numpy as np
 from dakd_edge.data.scaling import as_chw, normalize, resolve_scale, to_unit, valid_mask
 from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.tiling import Band, TileConfig, TileGrid, TileStats, argmax0, stream_bands
+from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
 
 NODATA_CLASS = 255
@@ -49,14 +49,14 @@ class Predictor:
             raise InputError(
                 f"--overlap {overlap} must be between 0 and half the tile ({tile} // 2 = {tile // 2})"
             )
-        self.config = TileConfig(tile=tile, overlap=int(overlap), batch=batch, window=window, blend=blend)
+        self.tiling = TileConfig(tile=tile, overlap=int(overlap), batch=batch, window=window, blend=blend)
 
     @property
     def meta(self) -> ModelMeta:
         return self.backend.meta
 
     def __repr__(self) -> str:
-        c = self.config
+        c = self.tiling
         return (
             f"Predictor({self.meta.name}, backend={self.backend.name}, device={self.backend.device}, "
             f"tile={c.tile}, overlap={c.overlap}, batch={c.batch})"
@@ -70,10 +70,10 @@ class Predictor:
         stats: TileStats | None = None,
         on_row: Any = None,
     ):
-        """Bands of probabilities for ``reader(y0, y1, x0, x1) -> (normalised, valid)``; see ``stream_bands``."""
-        c = self.config
+        """Strips of probabilities for ``reader(y0, y1, x0, x1) -> (normalised, valid)``; see ``stream_strips``."""
+        c = self.tiling
         grid = TileGrid.make(height, width, c.tile, c.overlap)
-        return stream_bands(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
+        return stream_strips(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
 
     def normalizer(self, scale: str, nodata: float | None):
         """Raw (C, h, W) rows -> (normalised float32, valid) with the model's normalisation."""
@@ -102,11 +102,11 @@ class Predictor:
         def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
             return convert(raw[:, y0:y1, x0:x1])
 
-        band: Band
-        for band in self.stream(reader, h, w):
-            bh, bw = band.valid.shape
-            view = out[:, band.y0 : band.y0 + bh, band.x0 : band.x0 + bw]
-            view[:, band.valid] = band.probs[:, band.valid]
+        strip: Strip
+        for strip in self.stream(reader, h, w):
+            sh, sw = strip.valid.shape
+            view = out[:, strip.y0 : strip.y0 + sh, strip.x0 : strip.x0 + sw]
+            view[:, strip.valid] = strip.probs[:, strip.valid]
         return out
 
     def predict(self, image: np.ndarray, scale: str = "auto", nodata: float | None = None) -> np.ndarray:

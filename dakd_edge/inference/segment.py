@@ -31,7 +31,7 @@ from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, cog_copy, verify_raster
 from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
-from dakd_edge.inference.tiling import Band, TileStats
+from dakd_edge.inference.tiling import Strip, TileStats
 from dakd_edge.inference.vectorize import (
     Measurer,
     check_vector_path,
@@ -382,7 +382,7 @@ def segment_scene(
             stack.callback(oilprob.close)
         tally = _Tally(meta.num_classes, oil_ids, info)
 
-        def write_band(b: Band) -> None:
+        def write_strip(b: Strip) -> None:
             cls = writers["classes"].write(b.y0, b.probs, b.valid, b.x0)
             if "probs" in writers:
                 writers["probs"].write(b.y0, b.probs, b.valid, b.x0)
@@ -409,7 +409,7 @@ def segment_scene(
                 progress(rows_done, info.height, st)
 
         stats = TileStats()
-        consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_band)
+        consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_strip)
         infer_s = time.perf_counter() - t0
         verify: dict[str, Callable[[Path], Any]] = {}
         for key, w in writers.items():
@@ -510,9 +510,9 @@ def _report(
             "run": stats.tiles_run,
             "skipped_nodata": stats.tiles_skipped,
             "batches": stats.batches,
-            "tile": predictor.config.tile,
-            "overlap": predictor.config.overlap,
-            "batch": predictor.config.batch,
+            "tile": predictor.tiling.tile,
+            "overlap": predictor.tiling.overlap,
+            "batch": predictor.tiling.batch,
         },
         "spills": None if spills is None else len(spills),
         "spills_filtered": None if dropped is None else len(dropped),

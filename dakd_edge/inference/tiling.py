@@ -1,4 +1,4 @@
-"""Seam-free tiled inference that streams over a scene in row bands (numpy only, any backend).
+"""Seam-free tiled inference that streams over a scene in row strips (numpy only, any backend).
 
 Why this shape: a Sentinel-1 scene (25000 x 16700 px) does not fit a network at once, and a scene-sized
 float accumulator would not fit an edge board either. Tiles overlap by ``overlap`` pixels on a grid of
@@ -130,13 +130,13 @@ def argmax0(probs: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Band:
+class Strip:
     """A finished piece of the output: rows ``y0 .. y0 + h``, columns ``x0 .. x0 + w``."""
 
     y0: int
     probs: np.ndarray  # (K, h, w) float32 class probabilities (0 where invalid)
     valid: np.ndarray  # (h, w) bool: False for nodata / NaN input pixels
-    x0: int = 0  # first column (bands come in column chunks of a tile row)
+    x0: int = 0  # first column (strips come in column chunks of a tile row)
 
 
 @dataclass
@@ -205,7 +205,7 @@ def read_padded(
     return x, valid, land
 
 
-def stream_bands(
+def stream_strips(
     reader: WindowReader,
     grid: TileGrid,
     predict: PredictFn,
@@ -213,8 +213,8 @@ def stream_bands(
     cfg: TileConfig,
     stats: TileStats | None = None,
     on_row: Callable[[TileStats, int], None] | None = None,
-) -> Iterator[Band]:
-    """Run ``predict`` over ``grid`` and yield finished :class:`Band` s, row by row, left to right.
+) -> Iterator[Strip]:
+    """Run ``predict`` over ``grid`` and yield finished :class:`Strip` s, row by row, left to right.
 
     ``reader(y0, y1, x0, x1)`` returns a normalised input window and its validity (windows are read
     per chunk, so input memory does not grow with the width either); invalid pixels inside a tile
@@ -261,10 +261,10 @@ def stream_bands(
             stats.peak_buffer_bytes = max(
                 stats.peak_buffer_bytes, carry.nbytes + local.nbytes + x.nbytes + valid.nbytes
             )
-            band = _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
+            strip = _finish(local[:, :h, e0 - a0 : e1 - a0], valid[:h, e0 - a0 : e1 - a0], y, e0, cfg.blend)
             del local, x, valid, land  # free the chunk before the consumer asks for the next one
-            yield band
-            del band
+            yield strip
+            del strip
             e0 = e1
         if on_row is not None:
             on_row(stats, y + h)
@@ -316,8 +316,8 @@ def _run_tiles(
         stats.tiles_run += len(chunk)
 
 
-def _finish(acc: np.ndarray, valid: np.ndarray, y0: int, x0: int, blend: str) -> Band:
-    """Normalise accumulated (K + 1, h, w) sums by the weight channel into a :class:`Band`."""
+def _finish(acc: np.ndarray, valid: np.ndarray, y0: int, x0: int, blend: str) -> Strip:
+    """Normalise accumulated (K + 1, h, w) sums by the weight channel into a :class:`Strip`."""
     w = acc[-1]
     ok = valid & (w > 0)
     scale = np.reciprocal(np.maximum(w, 1e-12))
@@ -327,4 +327,4 @@ def _finish(acc: np.ndarray, valid: np.ndarray, y0: int, x0: int, blend: str) ->
     else:
         scale *= ok
         probs = acc[:-1] * scale
-    return Band(y0, probs, ok, x0)
+    return Strip(y0, probs, ok, x0)

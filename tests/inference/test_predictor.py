@@ -26,8 +26,8 @@ def test_shapes_dtypes_and_small_image_runs_whole() -> None:
 
 
 def test_tile_defaults_to_model_tile() -> None:
-    assert Predictor(FakeBackend(tile=96)).config.tile == 96
-    assert Predictor(FakeBackend(tile=96), tile=128).config.tile == 128
+    assert Predictor(FakeBackend(tile=96)).tiling.tile == 96
+    assert Predictor(FakeBackend(tile=96), tile=128).tiling.tile == 128
 
 
 def test_scaling_uint8_db_linear_agree() -> None:

@@ -15,7 +15,7 @@ from dakd_edge.inference.tiling import (
     axis_origins,
     blend_window,
     ramp,
-    stream_bands,
+    stream_strips,
 )
 
 from .fake import FakeBackend, blob_scene
@@ -117,7 +117,7 @@ def _stream_peak(height: int, width: int = 300) -> tuple[int, int]:
     stats = TileStats()
     tracemalloc.start()
     rows = 0
-    for band in stream_bands(reader, grid, FakeBackend(radius=2).predict, 2, cfg, stats):
+    for band in stream_strips(reader, grid, FakeBackend(radius=2).predict, 2, cfg, stats):
         rows += band.valid.shape[0]
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -178,7 +178,7 @@ def _stream_to_array(img: np.ndarray, cfg: TileConfig, nodata_cols: int = 0) -> 
     def reader(y0: int, y1: int, x0: int, x1: int):
         return x[:, y0:y1, x0:x1], ok[y0:y1, x0:x1]
 
-    for b in stream_bands(reader, grid, FakeBackend().predict, 2, cfg):
+    for b in stream_strips(reader, grid, FakeBackend().predict, 2, cfg):
         bh, bw = b.valid.shape
         assert (out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] == -1).all()  # every pixel handed out once
         out[:, b.y0 : b.y0 + bh, b.x0 : b.x0 + bw] = b.probs
