@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dakd_edge.atomic import atomic_path
+from dakd_edge.data import transforms
 from dakd_edge.errors import DatasetError, TrainingError
 from dakd_edge.meta import ModelMeta
 from dakd_edge.models.jointnet import (
@@ -153,33 +154,14 @@ def open_training_data(cfg: JointNetTrainConfig) -> Any:
     return open_dataset(cfg.data, split="train", kind=cfg.data_kind, sensor=cfg.sensor, classes=cfg.classes)
 
 
-def random_crop(
-    image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator, flips: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """A ``crop`` x ``crop`` window (images smaller than that are padded: image by reflection, mask with
-    the ignore index), with random flips / 90-degree rotations (SAR has no canonical orientation)."""
-    image = image[0] if image.ndim == 3 else image
-    h, w = mask.shape
-    ph, pw = max(0, crop - h), max(0, crop - w)
-    if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
-        mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
-        h, w = mask.shape
-    top = int(rng.integers(0, h - crop + 1))
-    left = int(rng.integers(0, w - crop + 1))
-    image = image[top : top + crop, left : left + crop]
-    mask = mask[top : top + crop, left : left + crop]
-    if flips:
-        k = int(rng.integers(0, 4))
-        image, mask = np.rot90(image, k), np.rot90(mask, k)
-        if rng.integers(0, 2):
-            image, mask = image[:, ::-1], mask[:, ::-1]
-    return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=np.int64)
-
-
-class StepBatches(torch.utils.data.Dataset):
+class CropBatches(torch.utils.data.Dataset):
     """Item ``s`` is the whole batch of global step ``s`` for this rank, a pure function of
-    ``(seed, s, rank)``: restarts and worker counts cannot change the data stream."""
+    ``(seed, s, rank)``: restarts and worker counts cannot change the data stream.
+
+    Each slot is a random ``crop`` of a random image (images smaller than that are padded: the image
+    by reflection, the mask with the ignore index), with random flips / 90-degree rotations (SAR has no
+    canonical orientation), unnormalised unit luminance (the model maps it to [-1, 1] itself).
+    """
 
     def __init__(self, data: Any, batch: int, crop: int, seed: int, rank: int, flips: bool = True) -> None:
         if len(data) == 0:
@@ -202,12 +184,14 @@ class StepBatches(torch.utils.data.Dataset):
         images, masks = [], []
         for i in idx:
             s = self.data[int(i)]
-            im, mk = random_crop(np.asarray(s["image"]), np.asarray(s["mask"]), self.crop, rng, self.flips)
-            images.append(im)
-            masks.append(mk)
+            image = np.asarray(s["image"])
+            sample = {"image": image[:1] if image.ndim == 3 else image[None], "mask": np.asarray(s["mask"])}
+            sample = transforms.augment(sample, rng, crop_size=self.crop, flips=self.flips, pad="reflect")
+            images.append(sample["image"])
+            masks.append(sample["mask"])
         return {
-            "image": torch.from_numpy(np.stack(images)[:, None]),
-            "mask": torch.from_numpy(np.stack(masks)),
+            "image": torch.from_numpy(np.stack(images).astype(np.float32)),
+            "mask": torch.from_numpy(np.stack(masks).astype(np.int64)),
         }
 
 
@@ -398,7 +382,7 @@ class JointNetTrainer:
             with atomic_path(self.out / "config.json", overwrite=True) as tmp:
                 tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
         end = cfg.total_steps if stop_after is None else min(cfg.total_steps, stop_after)
-        batches = StepBatches(self.data, cfg.batch_size, cfg.crop, cfg.seed, self.dist.rank, cfg.flips)
+        batches = CropBatches(self.data, cfg.batch_size, cfg.crop, cfg.seed, self.dist.rank, cfg.flips)
         loader = torch.utils.data.DataLoader(
             batches,
             batch_size=None,

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dakd_edge.data import transforms
+from dakd_edge.data.scaling import normalize
 from dakd_edge.errors import DatasetError, TrainingError
 from dakd_edge.meta import ModelMeta, Normalization
 from dakd_edge.train import common
@@ -46,10 +48,10 @@ class TrainConfig:
     images (at least one) are held out for validation, chosen with ``seed``.
 
     Whole-scene robustness: ``real_mosaic`` is the probability that a slot of real data is a random
-    crop of a grid of several real images (:func:`grid_mosaic`, YOLOv4-style, so that one crop holds
-    unrelated sea states and patch borders at random places) instead of a crop of one image; crops
-    larger than the images are then always mosaics. The last
-    ``final_steps`` steps use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch``
+    crop of a grid of several real images (:func:`~dakd_edge.data.transforms.grid_mosaic`, YOLOv4-style,
+    so that one crop holds unrelated sea states and patch borders at random places) instead of a crop
+    of one image; crops larger than the images are then always mosaics. The last ``final_steps`` steps
+    use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch``
     slots (0: ``batch``). ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
     of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
     the mean of the per-image and the mosaic mIoU. ``init``: a model file (``.safetensors``) whose
@@ -155,110 +157,9 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def _dihedral(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """The same random flip/rot90 for arrays shaped (..., H, W). SAR has no preferred orientation."""
-    k = int(rng.integers(4))
-    flip = bool(rng.integers(2))
-    out = []
-    for a in arrays:
-        a = np.rot90(a, k, axes=(-2, -1))
-        if flip:
-            a = a[..., ::-1]
-        out.append(np.ascontiguousarray(a))
-    return out
-
-
-def random_crop(sample: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A ``size`` x ``size`` crop (padded with ignore / zeros where the image is smaller)."""
-    image, mask = sample["image"], sample["mask"]
-    h, w = mask.shape
-    y0 = int(rng.integers(0, max(h - size, 0) + 1))
-    x0 = int(rng.integers(0, max(w - size, 0) + 1))
-    out = {
-        "image": np.zeros((image.shape[0], size, size), np.float32),
-        "mask": np.full((size, size), IGNORE_INDEX, np.int64),
-    }
-    ch, cw = min(size, h), min(size, w)
-    out["image"][:, :ch, :cw] = image[:, y0 : y0 + ch, x0 : x0 + cw]
-    out["mask"][:ch, :cw] = mask[y0 : y0 + ch, x0 : x0 + cw]
-    if "logits" in sample:
-        lg = sample["logits"]
-        out["logits"] = np.zeros((lg.shape[0], size, size), np.float32)
-        out["logits"][:, :ch, :cw] = lg[:, y0 : y0 + ch, x0 : x0 + cw]
-    return out
-
-
-def mosaic4(
-    samples: list[dict[str, np.ndarray]], size: int, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """YOLOv4-style mosaic: four samples fill the quadrants around a random centre of a ``size`` crop.
-
-    Generated images are small (pixel-domain diffusion), so four of them make one training crop; each
-    quadrant is a random crop of its sample. The centre is drawn from ``[size/4, 3 size/4]`` narrowed so
-    that every quadrant fits inside its sample (generated at half the crop: a fixed 2 x 2 grid); only
-    samples too small for that leave padding (ignore label, zero image and logits), as little as possible.
-    """
-    if len(samples) != 4:
-        raise ValueError("mosaic4 needs exactly four samples")
-    fit = min(min(s["mask"].shape) for s in samples)  # any rotation of any sample covers fit x fit
-    lo, hi = max(size // 4, size - fit), min(3 * size // 4, fit)
-    if lo > hi:  # samples smaller than half the crop: no centre avoids padding, keep it central
-        lo = hi = size // 2
-    cy = int(rng.integers(lo, hi + 1))
-    cx = int(rng.integers(lo, hi + 1))
-    c = samples[0]["image"].shape[0]
-    k = samples[0]["logits"].shape[0]
-    image = np.zeros((c, size, size), np.float32)
-    mask = np.full((size, size), IGNORE_INDEX, np.int64)
-    logits = np.zeros((k, size, size), np.float32)
-    boxes = ((0, cy, 0, cx), (0, cy, cx, size), (cy, size, 0, cx), (cy, size, cx, size))
-    for s, (y0, y1, x0, x1) in zip(samples, boxes, strict=True):
-        hh, ww = y1 - y0, x1 - x0
-        if hh == 0 or ww == 0:
-            continue
-        s = _dihedral([s["image"], s["mask"], s["logits"]], rng)
-        piece = random_crop({"image": s[0], "mask": s[1], "logits": s[2]}, max(hh, ww), rng)
-        image[:, y0:y1, x0:x1] = piece["image"][:, :hh, :ww]
-        mask[y0:y1, x0:x1] = piece["mask"][:hh, :ww]
-        logits[:, y0:y1, x0:x1] = piece["logits"][:, :hh, :ww]
-    return {"image": image, "mask": mask, "logits": logits}
-
-
-def grid_mosaic(
-    samples: list[dict[str, np.ndarray]], size: int, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """YOLOv4-style mosaic of *real* images: ``n`` x ``n`` samples side by side, then a random crop.
-
-    ``len(samples)`` must be a square ``n * n``. Each sample gets its own flip/rot90 and is cut to the
-    common patch size ``p`` (the smallest side of the samples); the ``n p`` x ``n p`` canvas is then
-    cropped at a random place to ``size`` (padded with ignore where the canvas is smaller), so patch
-    borders, and brightness steps between unrelated sea states, fall anywhere in the crop, as they do
-    in a tile of a scene mosaic. :func:`mosaic_grid_size` gives the ``n`` that covers ``size`` with
-    borders at every offset. Hard labels only (no logits).
-    """
-    n = int(round(math.sqrt(len(samples))))
-    if n < 1 or n * n != len(samples):
-        raise ValueError(f"grid_mosaic needs a square number of samples, got {len(samples)}")
-    p = min(min(s["mask"].shape) for s in samples)
-    c = samples[0]["image"].shape[0]
-    image = np.zeros((c, n * p, n * p), np.float32)
-    mask = np.full((n * p, n * p), IGNORE_INDEX, np.int64)
-    for j, s in enumerate(samples):
-        img, msk = _dihedral([np.asarray(s["image"], np.float32), np.asarray(s["mask"])], rng)
-        piece = random_crop({"image": img, "mask": msk}, p, rng)
-        y0, x0 = (j // n) * p, (j % n) * p
-        image[:, y0 : y0 + p, x0 : x0 + p] = piece["image"]
-        mask[y0 : y0 + p, x0 : x0 + p] = piece["mask"]
-    return random_crop({"image": image, "mask": mask}, size, rng)
-
-
-def mosaic_grid_size(size: int, patch: int) -> int:
-    """Grid side ``n`` whose canvas exceeds a ``size`` crop by at least one patch (random borders)."""
-    return max(2, -(-size // patch) + 1)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Map-style dataset whose item ``s`` is the whole batch of step ``s`` (for one rank).
+class SlotBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose item ``s`` is the whole batch of step ``s`` (for one rank): each slot an
+    original crop, a generated mosaic or a synthetic patch, normalised for the network.
 
     Deterministic in ``(seed, s, rank)``, so it can run in DataLoader workers and survive restarts.
     """
@@ -305,29 +206,25 @@ class StepBatches(torch.utils.data.Dataset):
             u = float(rng.random())
             if u < mix:
                 picks = rng.integers(0, len(self.augmented), 4)
-                s = mosaic4([self.augmented[int(j)] for j in picks], size, rng)
-                generated.append(True)
+                s = transforms.mosaic([self.augmented[int(j)] for j in picks], size, rng)
+            elif u < mix + syn:
+                s = transforms.random_crop(self.synthetic[int(rng.integers(len(self.synthetic)))], size, rng)
+            elif cfg.real_mosaic > 0 and (size > self.patch or float(rng.random()) < cfg.real_mosaic):
+                # crops larger than one image are always mosaics (never mostly padding)
+                n = transforms.mosaic_grid_size(size, self.patch)
+                picks = rng.integers(0, len(self.train_idx), n * n)
+                s = transforms.grid_mosaic([self.originals[self.train_idx[int(j)]] for j in picks], size, rng)
             else:
-                if u < mix + syn:
-                    s = random_crop(self.synthetic[int(rng.integers(len(self.synthetic)))], size, rng)
-                elif cfg.real_mosaic > 0 and (size > self.patch or float(rng.random()) < cfg.real_mosaic):
-                    # crops larger than one image are always mosaics (never mostly padding)
-                    n = mosaic_grid_size(size, self.patch)
-                    picks = rng.integers(0, len(self.train_idx), n * n)
-                    s = grid_mosaic([self.originals[self.train_idx[int(j)]] for j in picks], size, rng)
-                else:
-                    s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]
-                    s = random_crop(s, size, rng)
-                generated.append(False)
-            arrays = [s["image"], s["mask"]] + ([s["logits"]] if "logits" in s else [])
-            arrays = _dihedral(arrays, rng)
-            images.append(arrays[0])
-            masks.append(arrays[1])
-            logits.append(arrays[2] if len(arrays) > 2 else np.zeros((self.k, size, size), np.float32))
-        unit = np.stack(images).astype(np.float32)
-        x = (unit - self.norm.mean) / self.norm.std
+                s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]
+                s = transforms.random_crop(s, size, rng)
+            generated.append(u < mix)
+            s = transforms.random_flip_rot(s, rng)
+            images.append(s["image"])
+            masks.append(s["mask"])
+            logits.append(s["logits"] if "logits" in s else np.zeros((self.k, size, size), np.float32))
+        x = normalize(np.stack(images).astype(np.float32), self.norm)
         return {
-            "image": torch.from_numpy(x.astype(np.float32)),
+            "image": torch.from_numpy(x),
             "mask": torch.from_numpy(np.stack(masks).astype(np.int64)),
             "logits": torch.from_numpy(np.stack(logits).astype(np.float32)),
             "generated": torch.tensor(generated, dtype=torch.bool),
@@ -371,8 +268,9 @@ def validate(
 ) -> dict[str, Any]:
     """Full-image validation (each rank a shard; confusion matrices summed over ranks).
 
-    ``mosaic_grid`` > 1 adds ``result["mosaic"]``: the same scores on :func:`validation_mosaic` cuts
-    of ``mosaic_grid`` x ``mosaic_grid`` validation images (``mosaic_size`` pixels).
+    ``mosaic_grid`` > 1 adds ``result["mosaic"]``: the same scores on
+    :func:`~dakd_edge.data.transforms.grid_cut` cuts of ``mosaic_grid`` x ``mosaic_grid`` validation
+    images (``mosaic_size`` pixels).
     """
     from dakd_edge.metrics import ConfusionMatrix
 
@@ -385,7 +283,7 @@ def validate(
     model.eval()
     for i in indices[rank::world]:
         s = dataset[i]
-        x = torch.from_numpy(((s["image"] - norm.mean) / norm.std).astype(np.float32))[None].to(device)
+        x = torch.from_numpy(normalize(s["image"], norm))[None].to(device)
         with common.autocast(device, amp):
             logits = model(x)
         cm.update(logits.float().argmax(1)[0].cpu().numpy(), s["mask"])
@@ -395,11 +293,11 @@ def validate(
             num_classes, ignore_index=IGNORE_INDEX, class_names=getattr(dataset, "class_names", None)
         )
         for group in mosaic_groups(indices, mosaic_grid, seed)[rank::world]:
-            image, mask = validation_mosaic([dataset[i] for i in group], mosaic_grid, mosaic_size)
-            x = torch.from_numpy(((image - norm.mean) / norm.std).astype(np.float32))[None].to(device)
+            cut = transforms.grid_cut([dataset[i] for i in group], mosaic_grid, mosaic_size)
+            x = torch.from_numpy(normalize(cut["image"], norm))[None].to(device)
             with common.autocast(device, amp):
                 logits = model(x)
-            mcm.update(logits.float().argmax(1)[0].cpu().numpy(), mask)
+            mcm.update(logits.float().argmax(1)[0].cpu().numpy(), cut["mask"])
         cms.append(mcm)
     model.train(was_training)
     if common.is_distributed():
@@ -418,26 +316,6 @@ def mosaic_groups(indices: list[int], grid: int, seed: int) -> list[list[int]]:
     order = np.random.default_rng([int(seed), 104729]).permutation(len(indices))
     g = grid * grid
     return [[indices[int(j)] for j in order[k : k + g]] for k in range(0, len(order) - g + 1, g)]
-
-
-def validation_mosaic(
-    samples: list[dict[str, np.ndarray]], grid: int, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``grid`` x ``grid`` images side by side, cut to ``size`` from half a patch in (no randomness).
-
-    With 256-pixel patches, ``grid`` 3 and ``size`` 512 the cut holds one whole patch and parts of
-    eight others, with borders off the cut's centre lines, as a 512 tile of a scene mosaic does.
-    """
-    p = min(min(s["mask"].shape) for s in samples)
-    c = samples[0]["image"].shape[0]
-    image = np.zeros((c, grid * p, grid * p), np.float32)
-    mask = np.full((grid * p, grid * p), IGNORE_INDEX, np.int64)
-    for j, s in enumerate(samples):
-        y0, x0 = (j // grid) * p, (j % grid) * p
-        image[:, y0 : y0 + p, x0 : x0 + p] = np.asarray(s["image"], np.float32)[:, :p, :p]
-        mask[y0 : y0 + p, x0 : x0 + p] = np.asarray(s["mask"])[:p, :p]
-    off = min(p // 2, max(0, grid * p - size))
-    return image[:, off : off + size, off : off + size], mask[off : off + size, off : off + size]
 
 
 def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
@@ -558,7 +436,7 @@ def train(
             raise TrainingError(f"nothing to do: the checkpoint is at step {start} of {cfg.steps}")
 
         synthetic = _synthetic_patches(cfg, k) if cfg.synthetic and cfg.synthetic_ratio > 0 else None
-        batches = StepBatches(cfg, originals, train_idx, norm, k, augmented, synthetic, info.rank, start)
+        batches = SlotBatches(cfg, originals, train_idx, norm, k, augmented, synthetic, info.rank, start)
         loader = torch.utils.data.DataLoader(
             batches, batch_size=None, shuffle=False, num_workers=cfg.workers, pin_memory=dev.type == "cuda"
         )

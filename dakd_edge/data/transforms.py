@@ -1,13 +1,22 @@
 """Augmentations on sample dicts, applied identically to ``image`` (C,H,W), ``mask`` (H,W) and optional
 ``logits`` (K,H,W) / ``kd_mask`` (H,W). Seeded by a ``numpy.random.Generator``; numpy only.
 
-Random crop (padding when the sample is smaller: image 0, mask 255 = ignore, logits 0 = uniform),
-flips, rotations by 90 degrees (SAR has no canonical orientation at this scale) and the YOLOv4-style
-mosaic of four samples used for the low-resolution generated set.
+The one implementation both trainers use (SAROSS-Net / DAKD and SAR-JointNet), so the order of the
+random draws below *is* their data stream: a seeded run draws the same batch at step ``s`` only while
+that order stays as it is (``tests/train/test_batch_checksums.py`` pins it).
+
+- :func:`random_crop`: a random window; a smaller sample is padded first (image 0 or by reflection,
+  mask 255 = ignore, logits 0 = uniform). Draws: top, left.
+- :func:`random_flip_rot`: one of the 8 symmetries of the square (SAR has no canonical orientation at
+  this scale). Draws: quarter turns, horizontal flip.
+- :func:`mosaic`: YOLOv4-style mosaic of four samples around a random centre (the generated set).
+- :func:`grid_mosaic`: ``n`` x ``n`` real samples side by side, then a random crop (whole-scene
+  robustness); :func:`grid_cut` is its deterministic twin for validation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +26,7 @@ from dakd_edge.meta import IGNORE_INDEX
 Sample = dict[str, np.ndarray]
 _SPATIAL_3D = ("image", "logits")
 _SPATIAL_2D = ("mask", "kd_mask")
+PAD_MODES = ("constant", "reflect")
 
 
 def _apply(sample: Sample, fn3, fn2) -> Sample:
@@ -35,8 +45,15 @@ def _hw(sample: Sample) -> tuple[int, int]:
     return sample["mask"].shape[-2], sample["mask"].shape[-1]
 
 
-def pad_to(sample: Sample, height: int, width: int) -> Sample:
-    """Pad bottom/right up to (height, width): image 0, mask ignore, logits 0, kd_mask 0."""
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def pad_to(sample: Sample, height: int, width: int, mode: str = "constant") -> Sample:
+    """Pad bottom/right up to (height, width): mask ignore, logits 0, kd_mask 0, and the image with 0
+    (``mode="constant"``) or by reflection (``"reflect"``; edge values for a one-pixel side)."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
     h, w = _hw(sample)
     ph, pw = max(0, height - h), max(0, width - w)
     if not ph and not pw:
@@ -44,7 +61,8 @@ def pad_to(sample: Sample, height: int, width: int) -> Sample:
     out = dict(sample)
     for k in _SPATIAL_3D:
         if k in sample:
-            out[k] = np.pad(sample[k], ((0, 0), (0, ph), (0, pw)))
+            how = "constant" if k != "image" or mode == "constant" else "reflect" if min(h, w) > 1 else "edge"
+            out[k] = np.pad(sample[k], ((0, 0), (0, ph), (0, pw)), mode=how)
     if "mask" in sample:
         out["mask"] = np.pad(sample["mask"], ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
     if "kd_mask" in sample:
@@ -60,10 +78,12 @@ def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample
     )
 
 
-def random_crop(sample: Sample, size: int | tuple[int, int], rng: np.random.Generator) -> Sample:
-    """A random ``size`` window; samples smaller than that are padded first."""
-    ch, cw = (size, size) if isinstance(size, int) else size
-    sample = pad_to(sample, ch, cw)
+def random_crop(
+    sample: Sample, size: int | tuple[int, int], rng: np.random.Generator, pad: str = "constant"
+) -> Sample:
+    """A random ``size`` window; samples smaller than that are padded first (``pad``: see :func:`pad_to`)."""
+    ch, cw = _pair(size)
+    sample = pad_to(sample, ch, cw, pad)
     h, w = _hw(sample)
     top = int(rng.integers(0, h - ch + 1))
     left = int(rng.integers(0, w - cw + 1))
@@ -86,28 +106,49 @@ def rot90(sample: Sample, k: int) -> Sample:
 def random_flip_rot(
     sample: Sample, rng: np.random.Generator, flips: bool = True, rotations: bool = True
 ) -> Sample:
-    """Uniform over the 8 symmetries of the square (or the enabled subset)."""
+    """Uniform over the 8 symmetries of the square (or the enabled subset).
+
+    Draws, in this order: quarter turns ``integers(4)`` (with ``rotations``), a horizontal flip
+    ``integers(2)`` (with ``flips``), and without rotations a vertical flip ``integers(2)``.
+    """
+    k = int(rng.integers(4)) if rotations else 0
+    h = flips and bool(rng.integers(2))
+    v = flips and not rotations and bool(rng.integers(2))
     if rotations:
-        sample = rot90(sample, int(rng.integers(0, 4)))
-    if flips and rng.random() < 0.5:
+        sample = rot90(sample, k)
+    if h:
         sample = hflip(sample)
-    if flips and not rotations and rng.random() < 0.5:
+    if v:
         sample = vflip(sample)
     return sample
+
+
+def _centre(n: int, fit: int, rng: np.random.Generator) -> int:
+    """A mosaic centre on an axis of length ``n``: in ``[n/4, 3n/4]``, narrowed so that quadrants of
+    samples covering ``fit`` pixels need no padding; central when no position avoids it."""
+    lo, hi = max(n // 4, n - fit), min(3 * n // 4, fit)
+    if lo > hi:
+        lo = hi = n // 2
+    return int(rng.integers(lo, hi + 1))
 
 
 def mosaic(samples: Sequence[Sample], size: int | tuple[int, int], rng: np.random.Generator) -> Sample:
     """YOLOv4-style mosaic: four samples fill the four quadrants around a random centre.
 
-    Each quadrant gets a random crop of one sample (padded if the sample is smaller). ``logits`` are
-    kept when every sample has them; when only some do, the result carries zero logits where a sample
-    had none plus ``kd_mask`` (1 where teacher logits are valid), so distillation can skip those pixels.
+    Generated images are small (pixel-domain diffusion), so four of them make one training crop. The
+    centre is drawn from ``[size/4, 3 size/4]`` narrowed so that every quadrant fits inside its sample
+    (generated at half the crop: a fixed 2 x 2 grid); only samples too small for that leave padding, as
+    little as possible. Each quadrant is a random flip/rotation of its sample, then a random square crop
+    cut to the quadrant. Draws: centre row, centre column, then per non-empty quadrant the flip/rotation
+    and the crop. ``logits`` are kept when every sample has them; when only some do, the result carries
+    zero logits where a sample had none plus ``kd_mask`` (1 where teacher logits are valid), so
+    distillation can skip those pixels.
     """
     if len(samples) != 4:
         raise ValueError(f"mosaic needs 4 samples, got {len(samples)}")
-    h, w = (size, size) if isinstance(size, int) else size
-    cy = int(rng.integers(h // 4, h - h // 4 + 1))
-    cx = int(rng.integers(w // 4, w - w // 4 + 1))
+    h, w = _pair(size)
+    fit = min(min(_hw(s)) for s in samples)  # any rotation of any sample covers fit x fit
+    cy, cx = _centre(h, fit, rng), _centre(w, fit, rng)
     channels = {s["image"].shape[0] for s in samples}
     if len(channels) != 1:
         raise ValueError(f"mosaic samples have different channel counts {sorted(channels)}")
@@ -123,7 +164,8 @@ def mosaic(samples: Sequence[Sample], size: int | tuple[int, int], rng: np.rando
     for s, (y0, x0, qh, qw) in zip(samples, quads, strict=True):
         if qh == 0 or qw == 0:
             continue
-        piece = random_crop(s, (qh, qw), rng)
+        piece = random_crop(random_flip_rot(s, rng), max(qh, qw), rng)
+        piece = crop(piece, 0, 0, qh, qw)
         image[:, y0 : y0 + qh, x0 : x0 + qw] = piece["image"]
         mask[y0 : y0 + qh, x0 : x0 + qw] = piece["mask"]
         if logits is not None and "logits" in piece:
@@ -138,15 +180,66 @@ def mosaic(samples: Sequence[Sample], size: int | tuple[int, int], rng: np.rando
     return out
 
 
+def _canvas(pieces: Sequence[Sample], n: int, p: int) -> Sample:
+    """``n`` x ``n`` pieces of ``p`` x ``p`` pixels side by side (image and mask; row-major order)."""
+    c = pieces[0]["image"].shape[0]
+    image = np.zeros((c, n * p, n * p), np.float32)
+    mask = np.full((n * p, n * p), IGNORE_INDEX, np.int64)
+    for j, s in enumerate(pieces):
+        y0, x0 = (j // n) * p, (j % n) * p
+        image[:, y0 : y0 + p, x0 : x0 + p] = s["image"][:, :p, :p]
+        mask[y0 : y0 + p, x0 : x0 + p] = s["mask"][:p, :p]
+    return {"image": image, "mask": mask}
+
+
+def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator) -> Sample:
+    """YOLOv4-style mosaic of *real* images: ``n`` x ``n`` samples side by side, then a random crop.
+
+    ``len(samples)`` must be a square ``n * n``. Each sample gets its own flip/rot90 and a random crop
+    to the common patch size ``p`` (the smallest side of the samples); the ``n p`` x ``n p`` canvas is
+    then cropped at a random place to ``size`` (padded with ignore where the canvas is smaller), so
+    patch borders, and brightness steps between unrelated sea states, fall anywhere in the crop, as
+    they do in a tile of a scene mosaic. :func:`mosaic_grid_size` gives the ``n`` that covers ``size``
+    with borders at every offset. Hard labels only (logits are dropped).
+    """
+    n = int(round(math.sqrt(len(samples))))
+    if n < 1 or n * n != len(samples):
+        raise ValueError(f"grid_mosaic needs a square number of samples, got {len(samples)}")
+    p = min(min(_hw(s)) for s in samples)
+    pieces = []
+    for s in samples:
+        s = {"image": np.asarray(s["image"], np.float32), "mask": np.asarray(s["mask"])}
+        pieces.append(random_crop(random_flip_rot(s, rng), p, rng))
+    return random_crop(_canvas(pieces, n, p), size, rng)
+
+
+def mosaic_grid_size(size: int, patch: int) -> int:
+    """Grid side ``n`` whose canvas exceeds a ``size`` crop by at least one patch (random borders)."""
+    return max(2, -(-size // patch) + 1)
+
+
+def grid_cut(samples: Sequence[Sample], grid: int, size: int) -> Sample:
+    """``grid`` x ``grid`` samples side by side, cut to ``size`` from half a patch in (no randomness).
+
+    With 256-pixel patches, ``grid`` 3 and ``size`` 512 the cut holds one whole patch and parts of
+    eight others, with borders off the cut's centre lines, as a 512 tile of a scene mosaic does.
+    """
+    p = min(min(_hw(s)) for s in samples)
+    pieces = [{"image": np.asarray(s["image"], np.float32), "mask": np.asarray(s["mask"])} for s in samples]
+    off = min(p // 2, max(0, grid * p - size))
+    return crop(_canvas(pieces, grid, p), off, off, size, size)
+
+
 def augment(
     sample: Sample,
     rng: np.random.Generator,
     crop_size: int | tuple[int, int] | None = None,
     flips: bool = True,
+    pad: str = "constant",
 ) -> Sample:
     """Random crop (optional) followed by a random flip/rotation: the default training augmentation."""
     if crop_size is not None:
-        sample = random_crop(sample, crop_size, rng)
+        sample = random_crop(sample, crop_size, rng, pad)
     if flips:
         h, w = _hw(sample)
         sample = random_flip_rot(sample, rng, rotations=h == w)

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from dakd_edge.meta import Normalization
-from dakd_edge.train.jointnet import StepBatches as JointBatches
-from dakd_edge.train.jointnet import SyntheticPatches
-from dakd_edge.train.saross import StepBatches, TrainConfig, _synthetic_patches
+from dakd_edge.train.jointnet import CropBatches, SyntheticPatches
+from dakd_edge.train.saross import SlotBatches, TrainConfig, _synthetic_patches
 from tests.train.tiny import TINY, BlobDataset
 
 
@@ -57,7 +56,7 @@ def test_saross_batches_unchanged(case: str) -> None:
     synthetic = _synthetic_patches(cfg, 2) if syn else None
     got = []
     for rank in (0, 1):
-        sb = StepBatches(cfg, orig, list(range(n)), NORM, 2, augmented, synthetic, rank)
+        sb = SlotBatches(cfg, orig, list(range(n)), NORM, 2, augmented, synthetic, rank)
         got += [sb[s] for s in range(cfg.steps)]
     assert _digest(got) == want
 
@@ -75,6 +74,6 @@ def test_jointnet_batches_unchanged(case: str) -> None:
     data = SyntheticPatches(4, size, num_classes=2, seed=3)
     got = []
     for rank in (0, 1):
-        sb = JointBatches(data, 3, crop, seed=5, rank=rank, flips=flips)
+        sb = CropBatches(data, 3, crop, seed=5, rank=rank, flips=flips)
         got += [sb[s] for s in range(4)]
     assert _digest(got) == want

@@ -17,8 +17,8 @@ from dakd_edge.cli.app import cli
 from dakd_edge.errors import TrainingError
 from dakd_edge.train.common import load_checkpoint, read_jsonl
 from dakd_edge.train.jointnet import (
+    CropBatches,
     JointNetTrainConfig,
-    StepBatches,
     SyntheticPatches,
     set_stage_trainable,
     train_jointnet,
@@ -67,11 +67,11 @@ def _cfg(out: Path, **kw) -> JointNetTrainConfig:
 
 
 def test_step_batches_are_pure_functions_of_step(patches: SyntheticPatches) -> None:
-    a = StepBatches(patches, 3, CROP, seed=1, rank=0)
-    b = StepBatches(patches, 3, CROP, seed=1, rank=0)
+    a = CropBatches(patches, 3, CROP, seed=1, rank=0)
+    b = CropBatches(patches, 3, CROP, seed=1, rank=0)
     assert torch.equal(a[5]["image"], b[5]["image"]) and torch.equal(a[5]["mask"], b[5]["mask"])
     assert not torch.equal(a[5]["image"], a[6]["image"])
-    assert not torch.equal(a[5]["image"], StepBatches(patches, 3, CROP, seed=1, rank=1)[5]["image"])
+    assert not torch.equal(a[5]["image"], CropBatches(patches, 3, CROP, seed=1, rank=1)[5]["image"])
     assert a[0]["image"].shape == (3, 1, CROP, CROP) and a[0]["mask"].dtype == torch.int64
 
 

@@ -12,23 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from dakd_edge.data.transforms import grid_cut, grid_mosaic, mosaic, mosaic_grid_size, random_crop
 from dakd_edge.errors import TrainingError
 from dakd_edge.meta import Normalization
 from dakd_edge.models.checkpoint import load_model_file
 from dakd_edge.train.common import read_jsonl
-from dakd_edge.train.saross import (
-    StepBatches,
-    TrainConfig,
-    grid_mosaic,
-    lr_lambda,
-    mosaic4,
-    mosaic_grid_size,
-    mosaic_groups,
-    random_crop,
-    split_indices,
-    train,
-    validation_mosaic,
-)
+from dakd_edge.train.saross import SlotBatches, TrainConfig, lr_lambda, mosaic_groups, split_indices, train
 from tests.train.tiny import TINY, BlobDataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,14 +59,14 @@ def test_random_crop_pads_with_ignore():
 
 def test_mosaic_of_four_keeps_image_mask_logits_aligned():
     ds = BlobDataset(4, size=24, teacher=True)
-    m = mosaic4([ds[i] for i in range(4)], 32, np.random.default_rng(1))
+    m = mosaic([ds[i] for i in range(4)], 32, np.random.default_rng(1))
     assert m["image"].shape == (1, 32, 32) and m["logits"].shape == (2, 32, 32)
     lab = m["mask"] != 255
     # Where labelled, the mask is the teacher's argmax and dark pixels are the oil class.
     assert (m["logits"].argmax(0)[lab] == m["mask"][lab]).all()
     assert m["image"][0][lab & (m["mask"] == 1)].mean() < m["image"][0][lab & (m["mask"] == 0)].mean()
     with pytest.raises(ValueError):
-        mosaic4([ds[0]], 32, np.random.default_rng(0))
+        mosaic([ds[0]], 32, np.random.default_rng(0))
 
 
 def test_mosaic_of_half_size_samples_has_no_padding():
@@ -86,25 +75,25 @@ def test_mosaic_of_half_size_samples_has_no_padding():
     ds = BlobDataset(4, size=16, teacher=True)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        assert (mosaic4([ds[i] for i in range(4)], 32, rng)["mask"] != 255).all()
+        assert (mosaic([ds[i] for i in range(4)], 32, rng)["mask"] != 255).all()
     # Larger samples keep a random centre, still without padding.
     big = BlobDataset(4, size=28, teacher=True)
     centres = set()
     for _ in range(20):
-        m = mosaic4([big[i] for i in range(4)], 32, rng)
+        m = mosaic([big[i] for i in range(4)], 32, rng)
         assert (m["mask"] != 255).all()
         centres.add(m["image"].tobytes())
     assert len(centres) > 1
     # Samples too small to fill the crop: padding is unavoidable, the centre stays in the middle.
     small = BlobDataset(4, size=12, teacher=True)
-    m = mosaic4([small[i] for i in range(4)], 32, rng)
+    m = mosaic([small[i] for i in range(4)], 32, rng)
     assert (m["mask"] != 255).sum() == 4 * 12 * 12  # the most any centre can label
 
 
 def test_step_batches_are_a_function_of_seed_step_rank():
     cfg = _cfg(mix=0.5)
     orig, aug = BlobDataset(6, 40), BlobDataset(4, 24, seed=50, teacher=True)
-    mk = lambda rank: StepBatches(cfg, orig, list(range(6)), Normalization(), 2, aug, None, rank)
+    mk = lambda rank: SlotBatches(cfg, orig, list(range(6)), Normalization(), 2, aug, None, rank)
     a, b, c = mk(0)[3], mk(0)[3], mk(1)[3]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["image"], c["image"])
@@ -134,13 +123,13 @@ def test_grid_mosaic_of_real_images_keeps_image_and_mask_aligned():
 def test_final_phase_and_real_mosaics_in_step_batches():
     cfg = _cfg(steps=10, final_steps=3, final_crop=48, final_batch=2, real_mosaic=0.5)
     orig = BlobDataset(8, 40)
-    sb = StepBatches(cfg, orig, list(range(8)), Normalization(), 2)
+    sb = SlotBatches(cfg, orig, list(range(8)), Normalization(), 2)
     assert sb[0]["image"].shape == (4, 1, 32, 32) and sb[6]["image"].shape == (4, 1, 32, 32)
     assert sb[7]["image"].shape == (2, 1, 48, 48) and sb[9]["mask"].shape == (2, 48, 48)
     assert torch.equal(sb[8]["image"], sb[8]["image"])  # still a function of the step
     # Below the image size, mosaics are drawn with probability real_mosaic: they change the batches.
-    plain = StepBatches(_cfg(steps=10), orig, list(range(8)), Normalization(), 2)
-    mixed = StepBatches(_cfg(steps=10, real_mosaic=1.0), orig, list(range(8)), Normalization(), 2)
+    plain = SlotBatches(_cfg(steps=10), orig, list(range(8)), Normalization(), 2)
+    mixed = SlotBatches(_cfg(steps=10, real_mosaic=1.0), orig, list(range(8)), Normalization(), 2)
     assert not torch.equal(plain[4]["image"], mixed[4]["image"])
     with pytest.raises(ValueError):
         _cfg(final_steps=3, final_crop=0)
@@ -152,7 +141,8 @@ def test_validation_mosaic_is_deterministic_and_aligned():
     ds = BlobDataset(10, size=20)
     groups = mosaic_groups(list(range(10)), 3, seed=1)
     assert len(groups) == 1 and len(set(groups[0])) == 9 and groups == mosaic_groups(list(range(10)), 3, 1)
-    image, mask = validation_mosaic([ds[i] for i in groups[0]], 3, 32)
+    cut = grid_cut([ds[i] for i in groups[0]], 3, 32)
+    image, mask = cut["image"], cut["mask"]
     assert image.shape == (1, 32, 32) and mask.shape == (32, 32) and (mask != 255).all()
     # The cut starts half a patch in: its top-left pixel is pixel (10, 10) of the first image.
     assert image[0, 0, 0] == ds[groups[0][0]]["image"][0, 10, 10]
