@@ -95,7 +95,7 @@ def run_one(
 ) -> dict[str, Any]:  # fmt: skip
     from dakd_edge.data import open_dataset
     from dakd_edge.evaluate import evaluate
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
     from dakd_edge.train.saross import train
 
     cfg = replace(

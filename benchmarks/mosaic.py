@@ -314,7 +314,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def predictor_factory(model: str, backend: str, threads: int | None) -> Callable[[int, int], Any]:
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
 
     path = None if model == "bundled" else model
     kw: dict[str, Any] = {}

@@ -30,6 +30,6 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def load_model(path: str | None = None, **kwargs: Any):
     """Predictor for a checkpoint, ONNX file or TensorRT engine; no path = the bundled model."""
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
 
     return load(path, **kwargs)

@@ -27,10 +27,13 @@ import numpy as np
 from dakd_edge import __version__
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
 from dakd_edge.extras import available, install_hint, require_extra
+from dakd_edge.formats import BACKENDS as RUNTIME_BACKENDS
+from dakd_edge.formats import ENGINE, ONNX, PRECISIONS, backend_precisions, format_of
 from dakd_edge.timing import summarize
 
-BACKENDS = ("torch", "torch-triton", "torch-compile", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+# Rows: every runtime backend of dakd_edge.formats, the torch one also with Triton kernels and compiled.
+TORCH_VARIANTS = ("torch-triton", "torch-compile")
+BACKENDS = tuple(v for b in RUNTIME_BACKENDS for v in ((b, *TORCH_VARIANTS) if b == "torch" else (b,)))
 # Metrics compared by the regression gate: (name, larger_is_worse)
 GATED = (("p50_ms", True), ("mean_ms", True), ("mpix_per_s", False))
 
@@ -104,31 +107,21 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _git_commit() -> str | None:
+def _first_line(cmd: list[str], timeout: float, cwd: Path | None = None) -> str | None:
+    """First line a command prints, or None when it is missing, fails or prints nothing."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _git_commit() -> str | None:
+    return _first_line(["git", "rev-parse", "HEAD"], 5, cwd=Path(__file__).resolve().parent)
+
+
+def _nvidia_driver() -> str | None:
+    return _first_line(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], 10)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -192,20 +185,25 @@ class ModelSpec:
     size_mb: float | None
 
     @classmethod
+    def file(cls, p: Path, label: str) -> ModelSpec:
+        """A model file whose suffix :func:`dakd_edge.formats.format_of` knows."""
+        fmt = format_of(p)
+        kind = fmt.name if fmt in (ONNX, ENGINE) else "checkpoint"
+        return cls(p, label, kind, p.stat().st_size / 2**20)
+
+    @classmethod
     def parse(cls, model: str | None) -> ModelSpec:
         """``None``: the bundled checkpoint, or its ONNX export where PyTorch is not installed."""
         if model is None:
             from dakd_edge.weights import bundled_path
 
             p = bundled_path("torch" if available("torch") else "onnxruntime")
-            kind = "onnx" if p.suffix == ".onnx" else "checkpoint"
-            return cls(p, f"bundled:{p.stem}", kind, p.stat().st_size / 2**20)
+            return cls.file(p, f"bundled:{p.stem}")
         p = Path(model)
-        if p.suffix in (".safetensors", ".pt", ".pth", ".onnx", ".engine", ".plan"):
+        if format_of(p) is not None:
             if not p.is_file():
                 raise ModelFileError(f"model file not found: {p}")
-            kind = {".onnx": "onnx", ".engine": "engine", ".plan": "engine"}.get(p.suffix, "checkpoint")
-            return cls(p, p.name, kind, p.stat().st_size / 2**20)
+            return cls.file(p, p.name)
         require_extra("torch", f"bench --model {model}")  # registry names are built with PyTorch
         from dakd_edge import list_models
 
@@ -265,7 +263,7 @@ class Workbench:
                 from dakd_edge.inference.backends import read_engine_sidecar
                 from dakd_edge.meta import ModelMeta
 
-                self._meta = ModelMeta.from_dict(read_engine_sidecar(self.spec.path)["meta"])
+                self._meta = ModelMeta.from_dict(read_engine_sidecar(self.spec.path)[ENGINE.meta_key])
             elif self.spec.kind == "checkpoint":
                 from dakd_edge.models.checkpoint import read_meta
 
@@ -279,8 +277,11 @@ class Workbench:
     ) -> Runner:
         from dakd_edge.inference.backends import TorchBackend
 
-        if precision == "int8":
-            raise BackendUnavailable("int8 is a TensorRT precision; the torch backends run fp32/fp16")
+        if precision not in backend_precisions("torch"):
+            raise BackendUnavailable(
+                f"{precision} is a TensorRT precision; the torch backends run "
+                + "/".join(backend_precisions("torch"))
+            )
         cuda = self.device.startswith("cuda")
         if precision == "fp16" and not cuda:
             raise BackendUnavailable("fp16 torch inference needs CUDA (autocast fp16 is GPU-only here)")
@@ -322,7 +323,7 @@ class Workbench:
 
     def onnxruntime_runner(self, precision: str) -> Runner:
         require_extra("runtime", "bench --backend onnxruntime")
-        if precision != "fp32":
+        if precision not in backend_precisions("onnxruntime"):
             raise BackendUnavailable(f"{precision} is not benchmarked with ONNX Runtime; use TensorRT")
         from dakd_edge.inference.backends import OnnxRuntimeBackend
 
@@ -575,7 +576,7 @@ def run_scene(
 
     ``mpix_per_s`` here is scene pixels over total wall time including I/O, unlike the per-tile rows.
     """
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
     from dakd_edge.inference.segment import segment_scene
 
     if device == "auto":

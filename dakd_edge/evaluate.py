@@ -3,7 +3,7 @@
 Each image is predicted at full resolution through the :class:`~dakd_edge.inference.predictor.Predictor`
 (so images larger than the model's tile are tiled with blending, exactly as ``segment`` does) from
 its 8-bit luminance, with the model's own normalisation. Works with any backend: a PyTorch checkpoint,
-an ONNX file or a TensorRT engine (:func:`dakd_edge.inference.backends.load`).
+an ONNX file or a TensorRT engine (:func:`dakd_edge.inference.load`).
 """
 
 from __future__ import annotations

@@ -22,12 +22,11 @@ from dakd_edge.atomic import atomic_path, check_output
 from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
 from dakd_edge.export import parity
 
-# ModelMeta JSON and the ops mode live in ModelProto.metadata_props, read back by the backends.
-from dakd_edge.inference.backends import INPUT_NAME, META_KEY, OPS_KEY, OUTPUT_NAME
+# ModelMeta JSON and the ops mode live in ModelProto.metadata_props under the keys of formats.ONNX.
+from dakd_edge.formats import AUTO, ENGINE, INPUT_NAME, ONNX, OPS_MODES, OUTPUT_NAME, suffixes
 from dakd_edge.meta import ModelMeta
 
 MIN_OPSET = 17
-OPS_MODES = ("standard", "plugin")
 # Size traced for dynamic exports: odd, and its stage sizes (91, 46, 23, 12, 6) are multiples of no window
 # (7, 8, 14), so every pad / resize branch is recorded (amounts stay symbolic: zero where none is needed).
 TRACE_SIZE = 181
@@ -35,7 +34,10 @@ TRACE_SIZE = 181
 
 @dataclass
 class OnnxExportConfig:
-    """How to export. ``shape=None`` gives dynamic batch, height and width."""
+    """How to export. ``shape=None`` gives dynamic batch, height and width.
+
+    The defaults here are the ``dakd-edge export`` defaults (the CLI reads them from this class).
+    """
 
     ops: str = "standard"
     opset: int = MIN_OPSET
@@ -75,6 +77,28 @@ class OnnxExportReport:
         return d
 
 
+def choose_ops(requested: str, target: str = ONNX.name) -> tuple[str, str | None]:
+    """The op mode to export with for ``--ops requested`` and a target format; returns ``(mode, note)``.
+
+    ``standard`` / ``plugin`` are kept as asked, ``auto`` decides: ONNX files get standard ops (they run
+    on any runtime); engines get the ``dakd_edge`` plugin nodes where the TensorRT plugins are usable on
+    this machine, else standard ops with a ``note`` saying why. An engine asked for with ``plugin`` on a
+    machine whose TensorRT cannot serve the plugins is an :class:`ExportError` with the reason.
+    """
+    if requested != AUTO and requested not in OPS_MODES:
+        raise ExportError(f"--ops must be one of {', '.join((AUTO, *OPS_MODES))}, got {requested!r}")
+    if target != ENGINE.name or requested == "standard":
+        return ("standard" if requested == AUTO else requested), None
+    from dakd_edge.export.plugins import plugins_status
+
+    usable, why = plugins_status()
+    if usable:
+        return "plugin", None
+    if requested == "plugin":
+        raise ExportError(f"--ops plugin: {why}")
+    return "standard", f"{why}; building the engine from standard ops"
+
+
 def parse_shape(text: str) -> tuple[int, int, int, int]:
     """``"1x1x512x512"`` -> ``(1, 1, 512, 512)``."""
     try:
@@ -100,7 +124,7 @@ def load_for_export(
 
         return load_model_file(bundled_path("torch"))
     p = Path(spec)
-    if p.suffix in (".pt", ".pth", ".safetensors") or p.exists():
+    if p.suffix.lower() in suffixes("torch") or p.exists():
         if not p.is_file():
             raise ModelFileError(f"model file not found: {p}")
         return load_model_file(p)
@@ -246,9 +270,11 @@ def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
 
     proto = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
-    if META_KEY not in props:
-        raise ModelFileError(f"{path} has no dakd-edge metadata ({META_KEY}); was it exported by dakd-edge?")
-    return ModelMeta.from_json(props[META_KEY], source=path), props.get(OPS_KEY, "standard")
+    if ONNX.meta_key not in props:
+        raise ModelFileError(
+            f"{path} has no dakd-edge metadata ({ONNX.meta_key}); was it exported by dakd-edge?"
+        )
+    return ModelMeta.from_json(props[ONNX.meta_key], source=path), props.get(ONNX.ops_key, "standard")
 
 
 def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:
@@ -263,7 +289,7 @@ def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:
 def _set_metadata(proto: Any, meta: ModelMeta, ops: str) -> None:
     from dakd_edge import __version__
 
-    props = {META_KEY: meta.to_json(), OPS_KEY: ops, "dakd_edge.version": __version__}
+    props = {ONNX.meta_key: meta.to_json(), ONNX.ops_key: ops, "dakd_edge.version": __version__}
     keep = [p for p in proto.metadata_props if p.key not in props]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)

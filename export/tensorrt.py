@@ -23,10 +23,10 @@ import numpy as np
 
 from dakd_edge.atomic import atomic_path, check_output
 from dakd_edge.errors import BackendUnavailable, DatasetError, ExportError
-from dakd_edge.inference.backends import INPUT_NAME
+from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
 from dakd_edge.meta import ModelMeta
 
-PRECISIONS = ("fp32", "fp16", "int8")
+MAX_BATCH = 8  # default profile: up to this many tiles per call
 # Layers whose names contain these (ONNX node names carry the PyTorch module path) stay in fp32 under
 # FP16/INT8: the chunked scan's exp/cumsum chain and the attention's normalisation/softmax.
 FP32_LAYER_PATTERNS = ("mixer", "attn", "CumSum", "Exp", "Softmax", "ReduceL2")
@@ -34,10 +34,17 @@ FP32_LAYER_PATTERNS = ("mixer", "attn", "CumSum", "Exp", "Softmax", "ReduceL2")
 
 @dataclass
 class EngineConfig:
+    """How to build an engine (the ``dakd-edge export --format engine`` defaults: the CLI reads them here).
+
+    The optimization profile is :func:`default_profile` for the export shape and ``max_batch``;
+    ``min_shape`` / ``opt_shape`` / ``max_shape``, when given, replace its entries.
+    """
+
     precision: str = "fp16"
     min_shape: tuple[int, int, int, int] | None = None
     opt_shape: tuple[int, int, int, int] | None = None
     max_shape: tuple[int, int, int, int] | None = None
+    max_batch: int = MAX_BATCH
     workspace_gib: float = 4.0
     timing_cache: str | None = None  # read if present, written after the build
     calib_dir: str | None = None  # folder of tiles (png/jpg/tif) for INT8
@@ -48,8 +55,10 @@ class EngineConfig:
     builder_optimization_level: int = 3
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ExportError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in ENGINE.precisions:
+            raise ExportError(
+                f"--precision must be one of {', '.join(ENGINE.precisions)}, got {self.precision!r}"
+            )
         if self.precision == "int8" and not (self.calib_dir or self.calib_cache):
             raise ExportError(
                 "--precision int8 needs --calib DIR (tiles for calibration) or a calibration cache"
@@ -57,7 +66,7 @@ class EngineConfig:
 
 
 def default_profile(
-    meta: ModelMeta, fixed: tuple[int, int, int, int] | None = None, max_batch: int = 8
+    meta: ModelMeta, fixed: tuple[int, int, int, int] | None = None, max_batch: int = MAX_BATCH
 ) -> dict[str, list[int]]:
     """min/opt/max input shapes: the fixed shape, or 1 x 32 x 32 up to ``max_batch`` tiles of ``meta.tile``."""
     if fixed is not None:
@@ -134,7 +143,7 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gib * (1 << 30)))
     config.builder_optimization_level = cfg.builder_optimization_level
-    prof = default_profile(meta, shape)
+    prof = default_profile(meta, shape, cfg.max_batch)
     for key, val in (("min", cfg.min_shape), ("opt", cfg.opt_shape), ("max", cfg.max_shape)):
         if val is not None:
             prof[key] = list(val)
@@ -165,12 +174,12 @@ def build_engine(
     cudart = import_cudart()
     info = {
         "format": "dakd-edge-engine",
-        "meta": meta.to_dict(),
+        ENGINE.meta_key: meta.to_dict(),
         "tensorrt_version": trt.__version__,
         "cuda_version": cuda_runtime_version(cudart),
         "gpu": _gpu_name(cudart),
         "precision": cfg.precision,
-        "ops": ops,
+        ENGINE.ops_key: ops,
         "profile": prof,
         "onnx_sha256": hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest(),
         "host": platform.node(),
@@ -179,7 +188,7 @@ def build_engine(
     out = Path(out)
     with atomic_path(out, overwrite) as tmp:
         tmp.write_bytes(bytes(serialized))
-        with atomic_path(out.with_name(out.name + ".json"), overwrite=True) as side:
+        with atomic_path(engine_sidecar(out), overwrite=True) as side:
             side.write_text(json.dumps(info, indent=2, sort_keys=True))
     if cfg.timing_cache:
         with atomic_path(cfg.timing_cache, overwrite=True) as tc:
@@ -375,7 +384,7 @@ def export_engine(
     results = check_engine_parity(model, meta, out, engine_cfg.precision, report.profile)
     failed = [r for r in results if not r.passed]
     if failed:
-        for p in (Path(out), Path(str(out) + ".json")):
+        for p in (Path(out), engine_sidecar(out)):
             p.unlink(missing_ok=True)
         raise ExportError("engine parity failed: " + "; ".join(r.line() for r in failed))
     report.parity = onnx_report.parity + results

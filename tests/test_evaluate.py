@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dakd_edge.evaluate import evaluate, paper_rows, render_table
-from dakd_edge.inference.backends import load
+from dakd_edge.inference import load
 from dakd_edge.meta import ModelMeta, Normalization
 from dakd_edge.models.checkpoint import save_model
 from tests.train.tiny import THRESHOLD, write_folder

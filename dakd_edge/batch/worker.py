@@ -29,21 +29,23 @@ def is_factory(spec: ModelSpec) -> bool:
 
 
 def make_predictor(spec: ModelSpec, load: dict[str, Any]) -> Any:
-    """The worker's :class:`Predictor`: ``spec()`` for a factory, else ``backends.load(spec, **load)``."""
+    """The worker's :class:`Predictor`: ``spec()`` for a factory, else ``inference.load(spec, **load)``."""
     if is_factory(spec):
         if isinstance(spec, str):
             module, _, attr = spec.partition(":")
             spec = getattr(importlib.import_module(module), attr)
         return spec()  # type: ignore[operator]
-    from dakd_edge.inference.backends import load as load_backend
+    from dakd_edge.formats import backend_for
+    from dakd_edge.inference import load as load_predictor
     from dakd_edge.weights import bundled_path
 
     kw = dict(load)
     threads = kw.pop("threads", None)
-    path = spec if spec is not None else bundled_path(kw.get("backend", "auto"))
-    if threads and str(path).endswith(".onnx") and kw.get("backend", "auto") in ("auto", "onnxruntime"):
+    backend = kw.get("backend", "auto")
+    path = spec if spec is not None else bundled_path(backend)
+    if threads and backend_for(path, backend) == "onnxruntime":  # ONNX Runtime's intra-op threads
         kw["threads"] = threads
-    return load_backend(str(path), **kw)
+    return load_predictor(str(path), **kw)
 
 
 def now() -> str:

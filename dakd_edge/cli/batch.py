@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.segment import BACKENDS, POLS
+from dakd_edge.cli.segment import POLS
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import InputError
+from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 
 
@@ -30,7 +31,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), help="Run at most this many scenes (resume later).")
 @click.option("--model", help="Model file [bundled model], or module:function returning a Predictor.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
 @click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile].")
 @click.option("--overlap", type=click.IntRange(0), help="Pixels shared by neighbouring tiles [64].")

@@ -1,13 +1,24 @@
-"""`dakd-edge bench`: thin click layer over :mod:`dakd_edge.bench`."""
+"""`dakd-edge bench`: thin click layer over :mod:`dakd_edge.bench` (defaults are :func:`run_bench`'s)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 
 import click
 
+from dakd_edge import bench as lib
 from dakd_edge.errors import InputError
+from dakd_edge.formats import PRECISIONS
+
+_RUN = inspect.signature(lib.run_bench).parameters
+
+
+def _default(name: str) -> object:
+    """``run_bench``'s default for an option; sequences as the comma list the option takes."""
+    value = _RUN[name].default
+    return ",".join(str(v) for v in value) if isinstance(value, tuple | list) else value
 
 
 def _csv(kind: type, text: str, name: str) -> list:
@@ -34,20 +45,34 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 @click.option(
     "--backend",
     "backends",
-    default="torch,onnxruntime",
+    default=_default("backends"),
     show_default=True,
-    help="Comma list of torch, torch-triton, torch-compile, onnxruntime, tensorrt.",
+    help=f"Comma list of {', '.join(lib.BACKENDS)}.",
 )
 @click.option(
-    "--precision", "precisions", default="fp32", show_default=True, help="Comma list of fp32, fp16, int8."
+    "--precision",
+    "precisions",
+    default=_default("precisions"),
+    show_default=True,
+    help=f"Comma list of {', '.join(PRECISIONS)}.",
 )
-@click.option("--tile", "tiles", default="512", show_default=True, help="Comma list of square tile sizes.")
-@click.option("--batch", "batches", default="1", show_default=True, help="Comma list of batch sizes.")
-@click.option("--warmup", default=10, show_default=True, type=int)
-@click.option("--iters", default=100, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option(
-    "--num-classes", default=2, show_default=True, type=int, help="Classes for registry-name models."
+    "--tile", "tiles", default=_default("tiles"), show_default=True, help="Comma list of square tile sizes."
+)
+@click.option(
+    "--batch", "batches", default=_default("batches"), show_default=True, help="Comma list of batch sizes."
+)
+@click.option("--warmup", default=_default("warmup"), show_default=True, type=int)
+@click.option("--iters", default=_default("iters"), show_default=True, type=int)
+@click.option(
+    "--device", default=_default("device"), show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
+@click.option(
+    "--num-classes",
+    default=_default("num_classes"),
+    show_default=True,
+    type=int,
+    help="Classes for registry-name models.",
 )
 @click.option(
     "--scene",
@@ -92,7 +117,6 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from dakd_edge import bench as lib
     from dakd_edge.atomic import atomic_path, check_output
 
     threshold = lib.parse_threshold(max_regression)

@@ -17,21 +17,21 @@ from dakd_edge.atomic import atomic_path, check_distinct, check_output
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError
+from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 POLS = ("VV", "VH", "HH", "HV")
 
 
 def load_predictor(
     model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int
 ) -> Any:
-    """One model load for all scenes: ``dakd_edge.inference.backends.load`` + our tiling settings."""
+    """One model load for all scenes: :func:`dakd_edge.inference.load` + our tiling settings."""
     try:
-        from dakd_edge.inference import backends
+        from dakd_edge.inference import load
     except ImportError as e:
         raise BackendUnavailable(f"model backends are not available in this installation ({e})") from None
-    return backends.load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
+    return load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
 
 
 def default_batch(device: str) -> int:
@@ -187,7 +187,7 @@ def plan_outputs(
     "-o", "--output", help="Class-id COG. Default ./{stem}_classes.tif; {stem} or a folder for many."
 )
 @click.option("--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [bundled model].")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile, 512].")
 @click.option(
@@ -312,7 +312,7 @@ def segment(
 @click.option("--size", type=click.IntRange(64), default=2048, show_default=True, help="Scene side (px).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", help="Model file instead of the bundled model.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
 @click.option("-q", "--quiet", is_flag=True)

@@ -164,7 +164,7 @@ def evaluate(
     from dakd_edge.atomic import check_output
     from dakd_edge.evaluate import evaluate as run
     from dakd_edge.evaluate import render_table
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
 
     if json_out and json_out != "-":
         check_output(json_out, overwrite=True)

@@ -1,8 +1,8 @@
 """Runtimes behind one interface: PyTorch checkpoints, ONNX Runtime, TensorRT engines.
 
-:func:`load` picks the backend from the file suffix and wraps it in the user-facing
-:class:`~dakd_edge.inference.predictor.Predictor`. This module imports neither torch nor onnx at module
-level: the ONNX Runtime and TensorRT backends run on an edge box installed with
+:func:`open_backend` picks the backend from the file suffix (:mod:`dakd_edge.formats`); the user-facing
+:class:`~dakd_edge.inference.predictor.Predictor` around it comes from :func:`dakd_edge.inference.load`.
+This module imports neither torch nor onnx at module level: the ONNX Runtime and TensorRT backends run on an edge box installed with
 ``pip install -c constraints.txt -e ".[runtime]"`` (numpy, onnxruntime, rasterio, click); only
 :class:`TorchBackend` imports torch, lazily.
 """
@@ -18,18 +18,19 @@ import numpy as np
 from dakd_edge.cuda import cuda_call, cuda_runtime_version, import_cudart
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.extras import install_hint
+from dakd_edge.formats import (
+    ENGINE,
+    INPUT_NAME,
+    ONNX,
+    OUTPUT_NAME,
+    SAFETENSORS,
+    backend_for,
+    engine_sidecar,
+    format_of,
+)
 from dakd_edge.inference.base import Backend
 from dakd_edge.meta import ModelMeta
-from dakd_edge.weights import bundled_path
 
-# Keys and tensor names shared with dakd_edge.export (kept here so the runtime needs no export code).
-META_KEY = "dakd_edge.meta"
-OPS_KEY = "dakd_edge.ops"
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _PLUGIN_ONNX = (
     "{path} was exported with --ops plugin (dakd_edge nodes for TensorRT plugins); ONNX Runtime needs "
     "`dakd-edge export ... --ops standard`"
@@ -45,7 +46,8 @@ def _check_batch(batch: np.ndarray, meta: ModelMeta) -> np.ndarray:
 
 def _precheck_checkpoint(p: Path) -> None:
     """Corrupt safetensors metadata fails at once, not after seconds of ``import torch``."""
-    if p.suffix == ".safetensors" and p.is_file():  # a missing file: reported by the loader as before
+    # A missing file: reported by the loader as before.
+    if format_of(p) is SAFETENSORS and p.is_file():
         from dakd_edge.models.checkpoint import read_meta
 
         read_meta(p)
@@ -183,11 +185,11 @@ class OnnxRuntimeBackend(Backend):
 
 def _onnx_meta(props: dict[str, str], p: Path) -> ModelMeta:
     """The dakd-edge metadata among an ONNX file's properties (validated: files come from anywhere)."""
-    if META_KEY not in props:
+    if ONNX.meta_key not in props:
         raise ModelFileError(f"{p} has no dakd-edge metadata; export it with `dakd-edge export`")
-    if props.get(OPS_KEY, "standard") != "standard":
+    if props.get(ONNX.ops_key, "standard") != "standard":
         raise ModelFileError(_PLUGIN_ONNX.format(path=p))
-    return ModelMeta.from_json(props[META_KEY], source=p)
+    return ModelMeta.from_json(props[ONNX.meta_key], source=p)
 
 
 def read_onnx_meta(path: str | Path) -> ModelMeta:
@@ -202,8 +204,7 @@ def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
 
     Checked to be an object whose ``meta`` is valid model metadata, so callers can index it safely.
     """
-    p = Path(engine)
-    side = p.with_name(p.name + ".json")
+    side = engine_sidecar(engine)
     if not side.is_file():
         raise ModelFileError(
             f"engine metadata {side} is missing; rebuild with `dakd-edge export --format engine`"
@@ -212,9 +213,9 @@ def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
         info = json.loads(side.read_text())
     except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, unreadable
         raise ModelFileError(f"engine metadata {side} is not valid JSON: {e}") from e
-    if not isinstance(info, dict) or "meta" not in info:
-        raise ModelFileError(f"engine metadata {side} is not an object with a 'meta' field")
-    ModelMeta.from_dict(info["meta"], source=side)
+    if not isinstance(info, dict) or ENGINE.meta_key not in info:
+        raise ModelFileError(f"engine metadata {side} is not an object with a {ENGINE.meta_key!r} field")
+    ModelMeta.from_dict(info[ENGINE.meta_key], source=side)
     return info
 
 
@@ -253,11 +254,11 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
         self._cudart = import_cudart()
         check_engine_compat(info, trt.__version__, cuda_runtime_version(self._cudart))
-        if info.get("ops") == "plugin":
+        if info.get(ENGINE.ops_key) == "plugin":
             from dakd_edge.export.plugins import register_plugins
 
             register_plugins()
-        self.meta = ModelMeta.from_dict(info["meta"], source=p.with_name(p.name + ".json"))
+        self.meta = ModelMeta.from_dict(info[ENGINE.meta_key], source=engine_sidecar(p))
         self.device = device
         self.info = info
         self._trt = trt
@@ -328,24 +329,6 @@ class TensorRTBackend(Backend):
             self._stream = None
 
 
-def backend_for(path: str | Path, backend: str = "auto") -> str:
-    """Backend name for a model file (``auto``: from the suffix)."""
-    if backend not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend != "auto":
-        return backend
-    suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
-        return "onnxruntime"
-    if suffix in ENGINE_SUFFIXES:
-        return "tensorrt"
-    if suffix in TORCH_SUFFIXES:
-        return "torch"
-    raise ModelFileError(
-        f"cannot tell the model format of {path}: expected .onnx, .engine or .safetensors/.pt"
-    )
-
-
 def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", **kw: Any) -> Backend:
     """Instantiate the backend for ``path``; backend-specific options pass through ``kw``."""
     name = backend_for(path, backend)
@@ -354,24 +337,3 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", *
     if name == "onnxruntime":
         return OnnxRuntimeBackend(path, device=device, **kw)
     return TensorRTBackend(path, device="cuda" if device == "cpu" else device, **kw)
-
-
-def load(
-    path: str | Path | None = None,
-    backend: str = "auto",
-    device: str = "cpu",
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch: int = 8,
-    **kw: Any,
-):
-    """A :class:`~dakd_edge.inference.predictor.Predictor` for a model file (``None``: bundled model).
-
-    ``backend="auto"`` picks from the suffix: ``.onnx`` -> ONNX Runtime, ``.engine`` -> TensorRT,
-    ``.safetensors``/``.pt`` -> PyTorch. ``kw`` goes to the backend (``kernels=``, ``providers=``, ...).
-    """
-    from dakd_edge.inference.predictor import Predictor
-
-    if path is None:
-        path = bundled_path(backend)
-    return Predictor(open_backend(path, backend, device, **kw), tile=tile, overlap=overlap, batch=batch)

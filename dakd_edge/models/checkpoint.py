@@ -3,7 +3,7 @@
 Preferred format: ``.safetensors`` with the metadata JSON in the safetensors header (key
 ``dakd_meta``), so nothing is ever unpickled and the torch-free runtime can read the metadata
 (:func:`read_meta`). ``.pt``/``.pth`` files are also accepted: a dict ``{"format", "meta" (JSON),
-"state_dict"}`` read with ``torch.load(weights_only=True)``.
+"state_dict"}`` read with ``torch.load(weights_only=True)``. Suffixes and keys: :mod:`dakd_edge.formats`.
 
 ``meta.name`` is the registry name and ``meta.arch`` the constructor kwargs besides ``num_classes``
 and ``in_chans``: ``create_model(meta.name, meta.num_classes, meta.in_chans, **meta.arch)``.
@@ -22,10 +22,10 @@ from typing import Any
 from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import ModelFileError
 from dakd_edge.extras import available, install_hint
+from dakd_edge.formats import PYTORCH, SAFETENSORS, format_of
 from dakd_edge.meta import ModelMeta
 
 FORMAT = "dakd-edge-model"
-META_KEY = "dakd_meta"
 # Config fields that are not builder kwargs (given separately, or implied by the registry name).
 _NOT_ARCH = ("num_classes", "in_chans", "arch")
 # Builder kwargs that must never be replayed when rebuilding from a file (would load other weights).
@@ -59,13 +59,14 @@ def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: 
     meta = replace(meta, arch=arch_kwargs(model))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     p = Path(path)
+    fmt = format_of(p)
     with atomic_path(p, overwrite=overwrite) as tmp:
-        if p.suffix == ".safetensors":
+        if fmt is SAFETENSORS:
             from safetensors.torch import save_file
 
-            save_file(state, str(tmp), metadata={"format": FORMAT, META_KEY: meta.to_json()})
-        elif p.suffix in (".pt", ".pth"):
-            torch.save({"format": FORMAT, "meta": meta.to_json(), "state_dict": state}, tmp)
+            save_file(state, str(tmp), metadata={"format": FORMAT, fmt.meta_key: meta.to_json()})
+        elif fmt is PYTORCH:
+            torch.save({"format": FORMAT, fmt.meta_key: meta.to_json(), "state_dict": state}, tmp)
         else:
             raise ModelFileError(f"unsupported model file suffix {p.suffix!r} (use .safetensors or .pt)")
     return meta
@@ -74,7 +75,7 @@ def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: 
 def _check_exists(p: Path) -> None:
     if not p.is_file():
         raise ModelFileError(f"model file not found: {p} ({HOW_TO_PRODUCE})")
-    if p.suffix in (".onnx", ".engine", ".plan", ".trt"):
+    if format_of(p) not in (None, SAFETENSORS, PYTORCH):
         raise ModelFileError(
             f"{p} is an exported model, not a PyTorch model file; run it with dakd_edge.load_model()"
         )
@@ -84,8 +85,8 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
     """Metadata of a model file without building the model (safetensors: no torch needed)."""
     p = Path(path)
     _check_exists(p)
-    if p.suffix == ".safetensors":
-        return _meta_from_json(_safetensors_header(p).get(META_KEY), p)
+    if format_of(p) is SAFETENSORS:
+        return _meta_from_json(_safetensors_header(p).get(SAFETENSORS.meta_key), p)
     return _read_pt(p)[0]
 
 
@@ -127,9 +128,9 @@ def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled classes are refused by weights_only, truncated files, ...
         raise ModelFileError(_pt_load_error(p, e)) from e
-    if not isinstance(obj, dict) or "meta" not in obj:
+    if not isinstance(obj, dict) or PYTORCH.meta_key not in obj:
         raise ModelFileError(f"{p} has no dakd-edge model metadata (not written by save_model)")
-    meta = _meta_from_json(obj["meta"], p)
+    meta = _meta_from_json(obj[PYTORCH.meta_key], p)
     state = obj.get("state_dict", obj.get("model"))
     if not isinstance(state, dict):
         raise ModelFileError(f"{p} holds no state dict")
@@ -166,7 +167,7 @@ def load_model_file(
 
     p = Path(path)
     _check_exists(p)
-    if p.suffix == ".safetensors":
+    if format_of(p) is SAFETENSORS:
         from safetensors.torch import load_file
 
         meta = read_meta(p)

@@ -25,10 +25,14 @@ def bundled_path(prefer: str = "auto") -> Path:
     naming the recipe when nothing usable is there.
     """
     from dakd_edge.errors import ModelFileError
+    from dakd_edge.formats import ONNX, suffixes
 
     root = Path(__file__).parent
-    onnx_files = sorted(root.glob("*.onnx"))
-    ckpts = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.pt"))
+
+    def installed(kind: str) -> list[Path]:
+        return [p for s in suffixes(kind) for p in sorted(root.glob(f"*{s}"))]
+
+    onnx_files, ckpts = installed(ONNX.name), installed("torch")
     if prefer in ("auto", "onnxruntime") and onnx_files:
         return onnx_files[0]
     if ckpts and (prefer == "torch" or importlib.util.find_spec("torch") is not None):

@@ -148,9 +148,9 @@ def test_segment_help_subprocess() -> None:
 
 def _real_model_available() -> bool:
     try:
-        from dakd_edge.inference import backends
+        from dakd_edge.inference import load
 
-        backends.load(None, backend="auto", device="cpu")
+        load(None, backend="auto", device="cpu")
     except Exception:
         return False
     return True
@@ -160,7 +160,7 @@ def _real_model_available() -> bool:
 def test_segment_real_bundled_model_subprocess(tmp_path: Path) -> None:
     """End to end with the real bundled model through the console script (when it is installed)."""
     if not _real_model_available():
-        pytest.skip("no bundled model / backends yet (dakd_edge.inference.backends.load(None) failed)")
+        pytest.skip("no bundled model / backends yet (dakd_edge.inference.load(None) failed)")
     src = write_tif(tmp_path / "s.tif", blob_scene(256, 256))
     r = subprocess.run(
         [

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from dakd_edge.errors import BackendUnavailable, ModelFileError
-from dakd_edge.inference import backends
+from dakd_edge.formats import backend_for
+from dakd_edge.inference import load
 from dakd_edge.inference.backends import (
     OnnxRuntimeBackend,
     TorchBackend,
-    backend_for,
     check_engine_compat,
     read_engine_sidecar,
 )
@@ -77,7 +77,7 @@ def test_plugin_onnx_refused_by_onnxruntime(exported) -> None:
 
 def test_load_returns_predictor(exported) -> None:
     _, meta, dyn, _, _ = exported
-    pred = backends.load(dyn)
+    pred = load(dyn)
     assert pred.meta == meta
     img = (np.random.default_rng(1).random((50, 61)) * 255).astype(np.uint8)
     proba = pred.predict_proba(img)
@@ -89,6 +89,7 @@ def test_load_returns_predictor(exported) -> None:
 def test_backend_for_suffixes(tmp_path: Path) -> None:
     assert backend_for("m.onnx") == "onnxruntime"
     assert backend_for("m.engine") == "tensorrt"
+    assert backend_for("m.trt") == "tensorrt" and backend_for("M.PLAN") == "tensorrt"
     assert backend_for("m.safetensors") == "torch"
     assert backend_for("m.onnx", "torch") == "torch"
     with pytest.raises(ModelFileError):
@@ -128,7 +129,7 @@ def test_onnx_inference_without_torch(exported) -> None:
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         sys.modules["onnx"] = None
         import numpy as np
-        from dakd_edge.inference.backends import load
+        from dakd_edge.inference import load
         pred = load({str(dyn)!r})
         img = (np.random.default_rng(0).random((70, 90)) * 255).astype(np.uint8)
         labels = pred.predict(img)
@@ -166,7 +167,7 @@ def test_bundled_model_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, e
 
     monkeypatch.setattr(dakd_edge.weights, "__file__", str(tmp_path / "__init__.py"))
     with pytest.raises(ModelFileError, match="no bundled model"):
-        backends.load()
+        load()
     shutil.copy(exported[2], tmp_path / "bundled.onnx")
-    assert backends.bundled_path() == tmp_path / "bundled.onnx"
-    assert backends.load().backend.name == "onnxruntime"
+    assert dakd_edge.weights.bundled_path() == tmp_path / "bundled.onnx"
+    assert load().backend.name == "onnxruntime"

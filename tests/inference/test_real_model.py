@@ -18,7 +18,7 @@ from .test_tiling import _seam_ratio
 @pytest.fixture(scope="module")
 def bundled():
     try:
-        from dakd_edge.inference.backends import load
+        from dakd_edge.inference import load
 
         return load(None, backend="auto", device="cpu")
     except Exception as e:  # no bundled weights yet, or no runtime for them

@@ -57,10 +57,10 @@ def segment_error(scene: Path, model: Path) -> str:
 @pytest.mark.parametrize("case", sorted(BAD_META))
 def test_onnx_with_corrupt_metadata(case: str, scene: Path, tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
-    from dakd_edge.inference.backends import META_KEY
+    from dakd_edge.formats import ONNX
 
     proto = onnx.load(str(bundled_path("onnxruntime")))
-    (prop,) = [p for p in proto.metadata_props if p.key == META_KEY]
+    (prop,) = [p for p in proto.metadata_props if p.key == ONNX.meta_key]
     text, expected = BAD_META[case]
     prop.value = text
     model = tmp_path / f"{case}.onnx"

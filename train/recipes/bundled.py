@@ -130,7 +130,7 @@ def fetch_init(dest: Path) -> Path:
 def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
     """Per-sensor metrics on the SOS test subset (reported, never used for choices)."""
     from dakd_edge.evaluate import evaluate
-    from dakd_edge.inference.backends import load
+    from dakd_edge.inference import load
 
     out: dict[str, Any] = {}
     predictor = load(str(model_path), backend="torch")
