@@ -17,7 +17,6 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,80 +39,10 @@ from dakd_edge.models.jointnet import (
     jointnet_config,
 )
 from dakd_edge.train import common
+from dakd_edge.train.config import JointNetTrainConfig
 from dakd_edge.train.generate import make_train_scheduler, sample_joint
 
 KIND = "jointnet"
-
-
-@dataclass
-class JointNetTrainConfig:
-    """Everything that defines a run; saved in every checkpoint and as ``config.json``.
-
-    Learning rates were lost from the paper's text; 1e-4 (stages 1-2) and 2e-5 (stage 3) are the usual
-    values for pixel-space DDPM UNets of this size.
-    """
-
-    out: str = "runs/jointnet"
-    # data
-    data: str | None = None
-    data_kind: str = "auto"
-    sensor: str | None = None
-    classes: str = "native"
-    synthetic: int = 0  # > 0: train on this many synthetic patches instead of --data
-    synthetic_classes: int = 2
-    crop: int = 256
-    flips: bool = True
-    # model
-    preset: str = "base"
-    model: dict[str, Any] = field(default_factory=dict)  # JointNetConfig as a dict (filled in)
-    balancing_factor: float | None = None  # None: measured on the training set before training
-    balance_limit: int | None = None  # images used to measure b (None: all)
-    # optimisation
-    stage_steps: tuple[int, int, int] = (50_000, 150_000, 50_000)
-    batch_size: int = 16  # per process
-    lr: float = 1e-4
-    lr_stage3: float = 2e-5
-    warmup: int = 500
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
-    amp: bool = True
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    # bookkeeping
-    log_every: int = 50
-    ckpt_every: int = 1000
-    sample_every: int = 5000
-    sample_count: int = 4
-    sample_steps: int = 50
-
-    def __post_init__(self) -> None:
-        self.stage_steps = tuple(int(s) for s in self.stage_steps)  # type: ignore[assignment]
-        if len(self.stage_steps) != 3 or min(self.stage_steps) < 0:
-            raise ValueError(f"stage_steps needs three non-negative counts, got {self.stage_steps}")
-
-    @property
-    def total_steps(self) -> int:
-        return sum(self.stage_steps)
-
-    def stage_at(self, step: int) -> int:
-        """Stage (1, 2, 3) that trains global step ``step`` (0-based)."""
-        s1, s2, _ = self.stage_steps
-        return 1 if step < s1 else 2 if step < s1 + s2 else 3
-
-    def stage_start(self, stage: int) -> int:
-        return sum(self.stage_steps[: stage - 1])
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stage_steps"] = list(self.stage_steps)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> JointNetTrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -333,15 +262,9 @@ class JointNetTrainer:
 
     def _load(self, path: str | os.PathLike) -> int:
         ck = common.load_checkpoint(path, kind=KIND)
-        saved = JointNetTrainConfig.from_dict(ck["config"])
         if self.cfg.balancing_factor is None:
-            self.cfg.balancing_factor = saved.balancing_factor
-        for key in ("model", "stage_steps", "seed", "crop", "batch_size", "balancing_factor", "synthetic"):
-            if getattr(saved, key) != getattr(self.cfg, key):
-                raise TrainingError(
-                    f"cannot resume {path}: {key} differs (checkpoint {getattr(saved, key)!r}, "
-                    f"now {getattr(self.cfg, key)!r}); resume with the original settings"
-                )
+            self.cfg.balancing_factor = ck["config"].get("balancing_factor")
+        self.cfg.check_resume(ck["config"], path)
         ws = int(ck["extra"].get("world_size", 1))
         if ws != self.dist.world_size:
             raise TrainingError(

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,119 +32,10 @@ from dakd_edge.data.scaling import normalize
 from dakd_edge.errors import DatasetError, TrainingError
 from dakd_edge.meta import ModelMeta, Normalization
 from dakd_edge.train import common
-from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss, LossConfig
+from dakd_edge.train.config import TrainConfig
+from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss
 
 CHECKPOINT_KIND = "saross"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (saved in every checkpoint; ``resume`` must match it).
-
-    Data: ``data`` root of an OSD/SOS/folder dataset (``kind``, ``sensor``, ``classes`` as in
-    ``open_dataset``); ``aug`` an augmented set written by ``dakd-edge jointnet generate``; ``mix`` the
-    fraction of batch slots filled with generated mosaics; ``synthetic``/``synthetic_ratio``: number of
-    pre-generated synthetic patches and their share of the slots. ``val_fraction`` of the training
-    images (at least one) are held out for validation, chosen with ``seed``.
-
-    Whole-scene robustness: ``real_mosaic`` is the probability that a slot of real data is a random
-    crop of a grid of several real images (:func:`~dakd_edge.data.transforms.grid_mosaic`, YOLOv4-style,
-    so that one crop holds unrelated sea states and patch borders at random places) instead of a crop
-    of one image; crops larger than the images are then always mosaics. The last ``final_steps`` steps
-    use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch``
-    slots (0: ``batch``). ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
-    of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
-    the mean of the per-image and the mosaic mIoU. ``init``: a model file (``.safetensors``) whose
-    weights start the run (fine-tuning) and whose input normalisation is kept.
-    """
-
-    model: str = "saross-edge"
-    model_cfg: dict[str, Any] = field(default_factory=dict)
-    data: str = ""
-    kind: str = "auto"
-    sensor: str | None = None
-    classes: str = "native"
-    aug: str | None = None
-    labels: str = "soft"
-    mix: float = 0.5
-    synthetic: int = 0
-    synthetic_ratio: float = 0.0
-    crop: int = 256
-    batch: int = 8
-    steps: int = 2000
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.01
-    weight_decay: float = 0.05
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    val_fraction: float = 0.1
-    val_every: int = 200
-    ckpt_every: int = 200
-    log_every: int = 10
-    seed: int = 0
-    amp: bool = True
-    device: str = "auto"
-    workers: int = 0
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
-    dice_weight: float = 1.0
-    temperature: float = 2.0
-    class_weights: tuple[float, ...] | None = None
-    normalization: str = "dataset"  # "dataset": mean/std of the training images; "default": 0.5 / 0.25
-    tile: int = 512
-    real_mosaic: float = 0.0
-    final_steps: int = 0
-    final_crop: int = 0
-    final_batch: int = 0
-    val_mosaic: int = 0
-    init: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.labels not in ("hard", "soft"):
-            raise ValueError(f"labels must be 'hard' or 'soft', got {self.labels!r}")
-        if not 0.0 <= self.mix <= 1.0 or not 0.0 <= self.synthetic_ratio <= 1.0:
-            raise ValueError("mix and synthetic_ratio must be in [0, 1]")
-        if self.mix + self.synthetic_ratio > 1.0:
-            raise ValueError("mix + synthetic_ratio must not exceed 1")
-        if self.crop < 16 or self.crop % 2:
-            raise ValueError(f"crop must be an even size >= 16, got {self.crop}")
-        if self.batch < 1 or self.steps < 1:
-            raise ValueError("batch and steps must be positive")
-        if not 0.0 <= self.real_mosaic <= 1.0:
-            raise ValueError("real_mosaic must be in [0, 1]")
-        if self.final_steps < 0 or self.final_steps > self.steps:
-            raise ValueError("final_steps must be in [0, steps]")
-        if self.final_steps and (self.final_crop < 16 or self.final_crop % 2):
-            raise ValueError(f"final_crop must be an even size >= 16, got {self.final_crop}")
-        if self.final_batch < 0 or self.val_mosaic < 0:
-            raise ValueError("final_batch and val_mosaic must not be negative")
-        if self.normalization not in ("dataset", "default"):
-            raise ValueError("normalization must be 'dataset' or 'default'")
-        if self.class_weights is not None:
-            self.class_weights = tuple(float(w) for w in self.class_weights)
-
-    def loss_config(self) -> LossConfig:
-        return LossConfig(
-            ce_weight=self.ce_weight,
-            kd_weight=self.kd_weight,
-            dice_weight=self.dice_weight,
-            temperature=self.temperature,
-            labels=self.labels,
-            class_weights=self.class_weights,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# Options that may differ on resume without changing the run's meaning.
-_RESUME_FREE = {"steps", "val_every", "ckpt_every", "log_every", "workers", "device", "amp"}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -345,14 +236,6 @@ def _synthetic_patches(cfg: TrainConfig, num_classes: int) -> list[dict[str, np.
     return out
 
 
-def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    now = json.loads(json.dumps(cfg.to_dict()))
-    diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff[:4])
-        raise TrainingError(f"cannot resume: the run's configuration changed ({shown})")
-
-
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -418,7 +301,7 @@ def train(
         start, best = 0, {"miou": -1.0, "step": -1}
         if resume:
             ck = common.load_checkpoint(resume, kind=CHECKPOINT_KIND)
-            _check_resume(ck["config"], cfg)
+            cfg.check_resume(ck["config"], resume)
             common.unwrap(model).load_state_dict(ck["model"])
             if ema is not None and ck.get("ema"):
                 ema.load_state_dict(ck["ema"])
