@@ -8,7 +8,6 @@ class map as a 1-byte oil mask and the oil probability only inside each spill's 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import threading
@@ -16,32 +15,34 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from dakd_edge.atomic import Transaction, check_distinct, check_free_space, remove_temp
+from dakd_edge.atomic import Transaction, check_distinct
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.geotiff import BLOCK, CogWriter, NoGeoreferenceWarning, cog_copy, verify_raster
-from dakd_edge.inference.predictor import Predictor
+from dakd_edge.inference.geotiff import NoGeoreferenceWarning, SceneInfo
+from dakd_edge.inference.outputs import SceneOutputs, check_disk, estimate_output_bytes, gdal_cache_bytes
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
+from dakd_edge.inference.report import Clock, Tally, scene_report
 from dakd_edge.inference.tiling import Strip, TileStats
 from dakd_edge.inference.vectorize import (
-    Measurer,
+    Spill,
     check_vector_path,
     filter_spills,
     flag_spills,
     spills_from_mask,
-    verify_vector,
-    write_vector_file,
 )
 from dakd_edge.meta import ModelMeta
+
+if TYPE_CHECKING:  # the predictor calls this module (Predictor.segment): no import back at run time
+    from dakd_edge.inference.predictor import Predictor
 
 PROBS_DTYPES = ("uint8", "float16")
 # progress(rows_done, height, stats): called after every row of tiles
@@ -56,79 +57,6 @@ def oil_class_ids(meta: ModelMeta) -> list[int]:
         if n.lower().replace("_", " ").replace("-", " ") in ("oil", "oil spill", "oilspill")
     ]
     return ids or [1]
-
-
-def _row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | None:
-    """m^2 of one pixel for each row ``y0 .. y0 + h`` (varies with latitude in geographic CRSs)."""
-    measure = Measurer(crs)
-    if measure.unit is not None:
-        return np.full(h, abs(transform.a * transform.e - transform.b * transform.d) * measure.unit**2)
-    if measure.geod is None:
-        return None
-    out = np.empty(h)
-    for i in range(h):
-        y = y0 + i
-        ring = [transform @ p for p in ((0, y), (1, y), (1, y + 1), (0, y + 1), (0, y))]
-        out[i] = measure([ring])[0]
-    return out
-
-
-def gdal_cache_bytes(width: int, num_classes: int, prob_bytes: int) -> int:
-    """GDAL block cache for one scene: two block rows of every output, plus 16 MB for reads.
-
-    Two block rows let every output block fill up before it is flushed (bands are ``tile - overlap``
-    rows, not block-aligned). GDAL's default (5% of RAM) lets the cache, not our buffers, set the peak
-    memory on big scenes, and a large read allowance grows with nothing useful: input windows are read
-    once per tile row, their overlap rows again at most once (the null-backend pipeline was no faster
-    with 64 MB than with 16, and 16384^2 peaked ~80 MB higher).
-    """
-    row_bytes = width * BLOCK * (2 + num_classes * prob_bytes)  # classes + staging + probabilities
-    return 16 * 2**20 + 2 * row_bytes  # rasterio passes GDAL_CACHEMAX on in bytes
-
-
-class _Staging:
-    """A plain tiled uint8 GTiff for the oil probability (x250) that the polygon pass reads back."""
-
-    def __init__(self, path: Path, height: int, width: int) -> None:
-        self.path = path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.ds = rasterio.open(self.path, "w", **self.profile(height, width))
-
-    @staticmethod
-    def profile(height: int, width: int) -> dict[str, Any]:
-        return dict(
-            driver="GTiff",
-            width=width,
-            height=height,
-            count=1,
-            dtype="uint8",
-            tiled=True,
-            blockxsize=256,
-            blockysize=256,
-            compress="deflate",
-            BIGTIFF="IF_SAFER",
-        )
-
-    def reopen(self) -> None:
-        self.ds.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.ds = rasterio.open(self.path)
-
-    def write(self, y0: int, x0: int, p: np.ndarray) -> None:
-        q = np.rint(np.clip(p, 0.0, 1.0) * 250.0).astype(np.uint8)
-        self.ds.write(q[None], window=Window(x0, y0, q.shape[1], q.shape[0]))
-
-    def __getitem__(self, idx: tuple[slice, slice]) -> np.ndarray:
-        rows, cols = idx
-        win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-        return self.ds.read(1, window=win).astype(np.float32) / 250.0
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ds.close()
-        remove_temp(self.path)
 
 
 class _MaskFile:
@@ -213,49 +141,6 @@ def parse_min_area(value: str | float | None) -> tuple[float | None, int]:
     raise InputError(f"--min-area {value!r}: expected square metres (e.g. 2000) or pixels (e.g. 5px)")
 
 
-def estimate_output_bytes(height: int, width: int, num_classes: int, prob_bytes: int) -> dict[str, int]:
-    """Disk each output needs at its peak (staging file + COG copy), assuming deflate halves it.
-
-    A lower bound used to refuse a run before any work when the disk is clearly too small; a disk
-    that fills up anyway is still caught while writing (one line, nothing left behind).
-    """
-    px = height * width
-    return {
-        "classes": px + px // 2,  # class staging + COG, and the polygon pass's oil-probability staging
-        "probs": px * num_classes * prob_bytes,
-        "vector": 1 << 20,
-        "report": 1 << 16,
-    }
-
-
-def check_disk(outputs: dict[str, Path], need: dict[str, int]) -> None:
-    """Sum the needs of outputs sharing a filesystem and compare with its free space."""
-    by_dev: dict[int, tuple[Path, int, list[str]]] = {}
-    for key, p in outputs.items():
-        folder = p.parent if str(p.parent) else Path(".")
-        dev = os.stat(folder).st_dev
-        f, n, names = by_dev.get(dev, (folder, 0, []))
-        by_dev[dev] = (f, n + need.get(key, 0), [*names, str(p)])
-    for folder, n, names in by_dev.values():
-        check_free_space(folder, n, ", ".join(names))
-
-
-def _geocode_output(tx: Transaction, key: str, kind: str, info: Any) -> Callable[[Path], None]:
-    """Replace output ``key``'s GCP raster by its UTM-grid COG; returns its verifier."""
-    from dakd_edge.inference.geocode import geocode
-
-    if not info.gcps:
-        raise InputError(f"{info.path}: --geocode applies to GCP-georeferenced scenes (this one has a grid)")
-    staged = tx.scratch_path(key, "geocoded")
-    geocode(tx.temp(key), staged, info)
-    tx.temp(key).unlink()
-    cog_copy(staged, tx.temp(key), kind)
-    remove_temp(staged)
-    with rasterio.open(tx.temp(key)) as ds:
-        dims = (ds.count, ds.height, ds.width)
-    return lambda p: verify_raster(p, *dims)
-
-
 class InputDomainWarning(Notice):
     """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
 
@@ -272,10 +157,6 @@ def _land_masker(info: Any, land_mask: str | os.PathLike | None, coast_buffer: f
         raise InputError(f"{info.path}: land masking needs a georeferenced scene (use --no-land-mask)")
     source = "globe" if choice == "auto" else choice
     return LandMasker(georef, info.height, info.width, source=source, coast_buffer=coast_buffer)
-
-
-def _verify_json(path: Path) -> None:
-    json.loads(path.read_text())
 
 
 def segment_scene(
@@ -317,8 +198,10 @@ def segment_scene(
     ``polygon_block`` rows (whole spills, bounded memory). ``min_area`` drops polygons smaller than
     that many m^2 (or ``"Npx"`` pixels; default :data:`MIN_SPECK_PIXELS` pixels): the report counts
     them. A scene without georeference runs with a :class:`NoGeoreferenceWarning`; a scene with no
-    valid pixel gives all-nodata outputs and a report that says so. ``tile``/``overlap``/``batch``
-    apply when ``model`` is a bare :class:`Backend` (a :class:`Predictor` brings its own).
+    valid pixel gives all-nodata outputs and a report that says so. ``model`` is a :class:`Predictor`
+    (or any object with its ``meta``, ``tiling``, ``backend``, ``normalizer`` and ``stream``), which
+    brings its own tiling: ``tile``/``overlap``/``batch`` are not used, and a bare :class:`Backend` is
+    refused (this module sits below the predictor and builds none; wrap it in a Predictor first).
     ``progress(rows_done, height, stats)`` follows the tile rows.
 
     ``src`` may also be a Sentinel-1 GRD product (``.SAFE``, ``.zip``, ``manifest.safe`` or a
@@ -330,7 +213,7 @@ def segment_scene(
     ``geocode=True`` writes the rasters of a GCP-georeferenced scene on a north-up UTM grid at the
     product's pixel spacing instead of keeping the GCPs (:mod:`dakd_edge.inference.geocode`).
     """
-    predictor = model if isinstance(model, Predictor) else Predictor(model, tile, overlap, batch)
+    predictor = _predictor_of(model)
     meta = predictor.meta
     if probs_dtype not in PROBS_DTYPES:
         raise InputError(f"unknown probability dtype {probs_dtype!r}; choose {' or '.join(PROBS_DTYPES)}")
@@ -341,7 +224,7 @@ def segment_scene(
     finals = {k: Path(v) for k, v in finals.items() if v is not None}
     check_distinct(finals, {"input scene": Path(src), **{k: Path(v) for k, v in (protect or {}).items()}})
 
-    t0 = time.perf_counter()
+    clock = Clock()
     with Transaction(finals, overwrite) as tx, contextlib.ExitStack() as stack:
         scene = stack.enter_context(open_scene(src, meta.in_chans, band, pol, denoise))
         info = scene.info
@@ -359,172 +242,131 @@ def segment_scene(
         if scale == "auto" and info.native_scale is not None:
             scale = info.native_scale
         masker = _land_masker(info, land_mask, coast_buffer)
-        sample = scene.valid_sample()
-        all_nodata = sample.size == 0
-        # a scene with no valid pixel runs no tile: any scale serves for the (unused) conversion
-        scale = resolve_scale(sample, scale) if not all_nodata else (None if scale == "auto" else scale)
-        convert = predictor.normalizer(scale or "uint8", info.nodata)
-        domain = None if all_nodata else domain_warning(
-            to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale
-        )  # fmt: skip
-        if domain is not None:
-            warnings.warn(f"{info.path}: {domain}", InputDomainWarning, stacklevel=2)
+        scale, all_nodata, domain = _input_scale(scene, meta, scale)
         tags = {"input_scale": str(scale), "source": info.path.name}
-        writers = {"classes": CogWriter(tx.scratch_path("classes", "partial"), info, meta, "classes", tags)}
-        stack.callback(lambda: [w.discard() for w in writers.values()])
-        if probs is not None:
-            staging = tx.scratch_path("probs", "partial")
-            writers["probs"] = CogWriter(staging, info, meta, f"probs_{probs_dtype}", tags)
         oil_ids = oil_class_ids(meta)
-        oilprob = None
-        if polygons:
-            oilprob = _Staging(tx.scratch_path("classes", "oilprob"), info.height, info.width)
-            stack.callback(oilprob.close)
-        tally = _Tally(meta.num_classes, oil_ids, info)
+        outputs = stack.enter_context(
+            SceneOutputs(tx, info, meta, tags, probs_dtype, oil_ids if polygons else None)
+        )
+        tally = Tally(meta.num_classes, oil_ids, info)
 
-        def write_strip(b: Strip) -> None:
-            cls = writers["classes"].write(b.y0, b.probs, b.valid, b.x0)
-            if "probs" in writers:
-                writers["probs"].write(b.y0, b.probs, b.valid, b.x0)
-            if oilprob is not None:
-                oilprob.write(b.y0, b.x0, b.probs[oil_ids].sum(0))
-            tally.add(cls, b.y0)
-
-        clock = {"read": 0.0, "land_mask": 0.0}  # seconds in reading/calibration and land masking
-
-        def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
-            t = time.perf_counter()
-            raw = scene.window(y0, y1, x0, x1)
-            clock["read"] += time.perf_counter() - t
-            x, ok = convert(raw)
-            if masker is None:
-                return x, ok
-            t = time.perf_counter()
-            land = masker.mask(y0, y1, x0, x1)
-            clock["land_mask"] += time.perf_counter() - t
-            return x, ok & ~land, land
+        def write_strip(s: Strip) -> None:
+            tally.add(outputs.write(s), s.y0)
 
         def on_row(st: TileStats, rows_done: int) -> None:
             if progress is not None:
                 progress(rows_done, info.height, st)
 
         stats = TileStats()
+        reader = _Windows(scene, predictor.normalizer(scale or "uint8", info.nodata), masker, clock)
         consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_strip)
-        infer_s = time.perf_counter() - t0
-        verify: dict[str, Callable[[Path], Any]] = {}
-        for key, w in writers.items():
-            w.finish(tx.temp(key))
-            verify[key] = w.verify
+        clock.inference_done()
+        outputs.finish_rasters()
         spills = dropped = None
-        if oilprob is not None:
-            oilprob.reopen()
-            masks = _MaskFile(tx.temp("classes"), oil_ids)
-            to_world, world_crs = world_of(info)
-            with masks.ds:
-                found = spills_from_mask(
-                    masks, info.height, info.width, to_world, world_crs, oilprob, polygon_block
-                )
-                spills, dropped = filter_spills(found, min_area_m2, min_pixels)
-                flag_spills(spills, masks.classes, oil_ids, info.height, info.width, masker and masker.mask)
+        if polygons:
+            spills, dropped, world_crs = _trace_spills(
+                tx.temp("classes"),
+                info,
+                outputs.oilprob,
+                oil_ids,
+                polygon_block,
+                min_area_m2,
+                min_pixels,
+                masker,
+            )
             if vector is not None:
-                write_vector_file(tx.temp("vector"), spills, world_crs, tx.finals["vector"])
-                n = len(spills)
-                verify["vector"] = lambda p, n=n: verify_vector(p, n, tx.finals["vector"])
+                outputs.write_vector(spills, world_crs)
         elif vector is not None:
             raise InputError("a vector output needs the polygon pass (polygons=True)")
         if geocode:
-            for key, w in writers.items():
-                verify[key] = _geocode_output(tx, key, w.kind, info)
-        result = _report(
-            info, predictor, stats, tally, scale, all_nodata, spills, dropped, min_area_m2, min_pixels
-        )
-        result["input_domain_warning"] = domain
-        result["land_mask"] = None if masker is None else {
-            "source": masker.name,
-            "coast_buffer_m": masker.coast_buffer,
-            "tiles_skipped": stats.tiles_skipped_land,
-        }  # fmt: skip
-        if info.product is not None:
-            result["product"] = info.product
-        result["geocoded"] = geocode
-        result["outputs"] = {k: str(p) for k, p in tx.finals.items() if k != "report"}
-        result["time_s"] = round(time.perf_counter() - t0, 3)
-        result["inference_s"] = round(infer_s, 3)
-        # of inference_s: reading the input (Sentinel-1: + calibration) and land masking
-        result["stage_s"] = {k: round(v, 3) for k, v in clock.items()}
-        result["mpix_per_s"] = round(info.width * info.height / 1e6 / max(infer_s, 1e-9), 3)
-        if report is not None:
-            tx.temp("report").write_text(json.dumps(result, indent=2) + "\n")
-            verify["report"] = _verify_json
-            result["outputs"]["report"] = str(tx.finals["report"])
-        tx.commit(verify)
+            outputs.geocode()
+        result = scene_report(
+            info, predictor, stats, tally, clock,
+            scale=scale, all_nodata=all_nodata, domain=domain, masker=masker, spills=spills, dropped=dropped,
+            min_area=(min_area_m2, min_pixels), geocoded=geocode,
+            outputs={k: str(p) for k, p in tx.finals.items() if k != "report"},
+        )  # fmt: skip
+        outputs.write_report(result)
+        outputs.commit()
     return result
 
 
-class _Tally:
-    """Class counts and oil area of the written class map, band by band."""
+def _predictor_of(model: Any) -> Predictor:
+    """``model`` when it tiles (a :class:`Predictor` or any object with its interface).
 
-    def __init__(self, num_classes: int, oil_ids: list[int], info: Any) -> None:
-        self.counts = np.zeros(num_classes + 1, np.int64)
-        self.num_classes, self.oil_ids, self.info = num_classes, oil_ids, info
-        self.oil_area = 0.0
-
-    def add(self, cls: np.ndarray, y0: int) -> None:
-        self.counts += np.bincount(np.minimum(cls.ravel(), self.num_classes), minlength=len(self.counts))
-        row_area = _row_pixel_area(self.info.transform, self.info.crs, y0, cls.shape[0])
-        if row_area is None and self.info.pixel_size_m is not None:
-            row_area = np.full(cls.shape[0], self.info.pixel_size_m[0] * self.info.pixel_size_m[1])
-        if row_area is not None:
-            self.oil_area += float(np.isin(cls, self.oil_ids).sum(1) @ row_area)
+    A bare :class:`Backend` is refused: the predictor calls this module (``Predictor.segment``), so
+    building one here would import it back (an import circle).
+    """
+    if isinstance(model, Backend) or not hasattr(model, "stream"):
+        raise TypeError(
+            f"segment_scene needs a Predictor, not {type(model).__name__}: "
+            "wrap a backend as dakd_edge.inference.predictor.Predictor(backend, tile, overlap, batch)"
+        )
+    return model
 
 
-def _report(
-    info: Any,
-    predictor: Predictor,
-    stats: TileStats,
-    tally: _Tally,
-    scale: str | None,
-    all_nodata: bool,
-    spills: list[Any] | None,
-    dropped: list[Any] | None,
+def _input_scale(scene: Any, meta: ModelMeta, scale: str) -> tuple[str | None, bool, str | None]:
+    """(resolved input scale, whether the scene has no valid pixel, input-domain warning or None).
+
+    Looks at a sample of valid pixels (:meth:`valid_sample`); warns with :class:`InputDomainWarning`
+    when the scaled input is far from the model's training data.
+    """
+    sample = scene.valid_sample()
+    all_nodata = sample.size == 0
+    if all_nodata:  # no tile runs: any scale serves for the (unused) conversion
+        return (None if scale == "auto" else scale), True, None
+    scale = resolve_scale(sample, scale)
+    domain = domain_warning(to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale)
+    if domain is not None:
+        warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=3)
+    return scale, False, domain
+
+
+class _Windows:
+    """The tiler's reader: ``(y0, y1, x0, x1)`` -> (normalised input, valid[, land]) of that window.
+
+    ``convert`` turns raw values into network input and a validity mask; land (``masker``) is not
+    valid and is handed on so that tiles of only land count as such. The time spent reading and
+    masking goes to ``clock``.
+    """
+
+    def __init__(self, scene: Any, convert: Callable[[np.ndarray], Any], masker: Any, clock: Clock) -> None:
+        self.scene, self.convert, self.masker, self.clock = scene, convert, masker, clock
+
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
+        t = time.perf_counter()
+        raw = self.scene.window(y0, y1, x0, x1)
+        self.clock.add("read", t)
+        x, ok = self.convert(raw)
+        if self.masker is None:
+            return x, ok
+        t = time.perf_counter()
+        land = self.masker.mask(y0, y1, x0, x1)
+        self.clock.add("land_mask", t)
+        return x, ok & ~land, land
+
+
+def _trace_spills(
+    classes: Path,
+    info: SceneInfo,
+    oilprob: Any,
+    oil_ids: list[int],
+    block: int,
     min_area_m2: float | None,
     min_pixels: int,
-) -> dict[str, Any]:
-    meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
-    valid_px = int(counts[: meta.num_classes].sum())
-    georef = info.crs is not None or bool(info.gcps)
-    return {
-        "scene": str(info.path),
-        "width": info.width,
-        "height": info.height,
-        "megapixels": round(info.width * info.height / 1e6, 3),
-        "valid_fraction": round(valid_px / (info.width * info.height), 6),
-        "all_nodata": all_nodata or valid_px == 0,
-        "bands": list(info.bands),
-        "crs": info.crs.to_string() if info.crs is not None else None,
-        "georeferenced": info.georeferenced,
-        "georeference": "gcps" if info.gcps else ("affine" if info.georeferenced else None),
-        "input_scale": scale,
-        "tiles": {
-            "total": stats.tiles_total,
-            "run": stats.tiles_run,
-            "skipped_nodata": stats.tiles_skipped,
-            "batches": stats.batches,
-            "tile": predictor.tiling.tile,
-            "overlap": predictor.tiling.overlap,
-            "batch": predictor.tiling.batch,
-        },
-        "spills": None if spills is None else len(spills),
-        "spills_filtered": None if dropped is None else len(dropped),
-        "filtered_area_px": None if dropped is None else int(sum(s.area_px for s in dropped)),
-        "min_area": {"m2": min_area_m2, "pixels": min_pixels},
-        "oil_pixels": int(counts[oil_ids].sum()),
-        "oil_area_m2": round(tally.oil_area, 1) if georef else None,
-        "class_fraction": {
-            n: round(int(counts[i]) / max(valid_px, 1), 6) for i, n in enumerate(meta.class_names)
-        },
-        "peak_buffer_mb": round(stats.peak_buffer_bytes / 2**20, 1),
-        "model": meta.name,
-        "backend": predictor.backend.name,
-        "device": predictor.backend.device,
-    }
+    masker: Any,
+) -> tuple[list[Spill], list[Spill], Any]:
+    """The polygon pass over the finished class map ``classes``: (kept spills, filtered ones, their CRS).
+
+    Traces the oil regions in blocks of ``block`` rows (:func:`spills_from_mask`) with their oil
+    probability from ``oilprob``, drops those under the minimum area and flags spills at the scene's
+    edge or (with ``masker``) at the coast.
+    """
+    oilprob.reopen()
+    masks = _MaskFile(classes, oil_ids)
+    to_world, world_crs = world_of(info)
+    with masks.ds:
+        found = spills_from_mask(masks, info.height, info.width, to_world, world_crs, oilprob, block)
+        spills, dropped = filter_spills(found, min_area_m2, min_pixels)
+        flag_spills(spills, masks.classes, oil_ids, info.height, info.width, masker and masker.mask)
+    return spills, dropped, world_crs

@@ -139,6 +139,13 @@ def test_bad_inputs_are_typed_errors(tmp_path: Path) -> None:
         segment_scene(pred, two, tmp_path / "f.tif", band=1, vector=tmp_path / "v.shp")
 
 
+def test_a_bare_backend_is_refused_before_any_output(scene, tmp_path: Path) -> None:
+    """segment_scene sits below the predictor (which calls it): it takes a Predictor, builds none."""
+    with pytest.raises(TypeError, match="needs a Predictor, not FakeBackend"):
+        segment_scene(FakeBackend(), scene[0], tmp_path / "c.tif")
+    assert not (tmp_path / "c.tif").exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_read_only_output_dir(scene, tmp_path: Path) -> None:
     ro = tmp_path / "ro"

@@ -24,7 +24,7 @@ from dakd_edge.atomic import Transaction
 from dakd_edge.cli import segment as seg_cli
 from dakd_edge.cli.app import main
 from dakd_edge.errors import InputError, OutputError
-from dakd_edge.inference import segment as seg_mod
+from dakd_edge.inference import geotiff
 from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.segment import segment_scene
 from tests.inference.fake import FakeBackend, blob_scene, write_tif
@@ -159,7 +159,7 @@ def test_full_disk_injected_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     src = write_tif(tmp_path / "s.tif", blob_scene(200, 200))
     out = tmp_path / "out"
     out.mkdir()
-    real = seg_mod.CogWriter.finish
+    real = geotiff.CogWriter.finish
 
     def finish(self, dest):
         if self.kind != "classes":
@@ -167,7 +167,7 @@ def test_full_disk_injected_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             raise OSError(errno.ENOSPC, "No space left on device", str(dest))
         return real(self, dest)
 
-    monkeypatch.setattr(seg_mod.CogWriter, "finish", finish)
+    monkeypatch.setattr(geotiff.CogWriter, "finish", finish)
     pred = Predictor(FakeBackend(tile=64), tile=64, overlap=16)
     with pytest.raises(OutputError, match="no space left on .*p.tif"):
         segment_scene(pred, src, out / "c.tif", probs=out / "p.tif", vector=out / "v.geojson")
@@ -179,7 +179,7 @@ def test_truncated_output_is_caught_before_rename(tmp_path: Path, monkeypatch: p
     src = write_tif(tmp_path / "s.tif", (np.random.default_rng(0).random((600, 600)) * 255).astype(np.uint8))
     out = tmp_path / "out"
     out.mkdir()
-    real = seg_mod.CogWriter.finish
+    real = geotiff.CogWriter.finish
 
     def finish(self, dest):
         p = real(self, dest)
@@ -187,7 +187,7 @@ def test_truncated_output_is_caught_before_rename(tmp_path: Path, monkeypatch: p
             os.truncate(p, p.stat().st_size * 2 // 3)
         return p
 
-    monkeypatch.setattr(seg_mod.CogWriter, "finish", finish)
+    monkeypatch.setattr(geotiff.CogWriter, "finish", finish)
     pred = Predictor(FakeBackend(tile=64), tile=128, overlap=16)
     with pytest.raises(OutputError, match="p.tif"):
         segment_scene(pred, src, out / "c.tif", probs=out / "p.tif", report=out / "r.json")
