@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,27 +88,18 @@ def merge(parts: list[Part]) -> list[dict[str, Any]]:
     import numpy as np
     import shapely
 
+    from dakd_edge.inference.vectorize import connected_groups
+
     parts = sorted(parts, key=lambda p: (p.scene_id, p.props.get("id") or 0))
     geoms = np.array([p.geom for p in parts], dtype=object)
-    parent = list(range(len(parts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    overlaps: Iterable[tuple[int, int]] = ()
     if len(parts) > 1:
         a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
         keep = (a < b) & np.array([parts[i].scene_id != parts[j].scene_id for i, j in zip(a, b, strict=True)])
         a, b = a[keep], b[keep]
         inner = ~shapely.touches(geoms[a], geoms[b])  # a shared edge or corner is not an overlap
-        for i, j in zip(a[inner], b[inner], strict=True):
-            parent[root(int(i))] = root(int(j))
-    groups: dict[int, list[int]] = {}
-    for i in range(len(parts)):
-        groups.setdefault(root(i), []).append(i)
-    return [_feature([parts[i] for i in idx]) for idx in sorted(groups.values())]
+        overlaps = zip(a[inner], b[inner], strict=True)
+    return [_feature([parts[i] for i in idx]) for idx in connected_groups(len(parts), overlaps)]
 
 
 def _feature(group: list[Part]) -> dict[str, Any]:

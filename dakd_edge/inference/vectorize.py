@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,27 @@ def _spills_in_window(
     return out
 
 
+def connected_groups(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Items ``0 .. n-1`` grouped by ``pairs`` that join two of them (transitively: union-find).
+
+    Each group lists its members in increasing order; groups come in the order of their first member.
+    """
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(int(i))] = root(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 def spills_from_mask(
     read_mask: MaskReader,
     height: int,
@@ -223,31 +244,23 @@ def spills_from_mask(
         spills += _spills_in_window(complete, mask, y0, 0, oil_prob, transform, measure)
         del mask
     # union pieces that face each other across a cut (bottom of block b, top of block b + 1)
-    parent = list(range(len(pieces)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     by_block: dict[int, list[int]] = {}
     for i, p in enumerate(pieces):
         by_block.setdefault(p[0], []).append(i)
-    for b, idx in by_block.items():
-        for i in idx:
-            _, _, r1, c0, c1 = pieces[i]
-            if r1 != min((b + 1) * block, height):
-                continue
-            for j in by_block.get(b + 1, []):
-                _, q0, _, d0, d1 = pieces[j]
-                if q0 == r1 and d0 <= c1 and c0 <= d1:  # touching columns, diagonals included
-                    parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(pieces)):
-        groups.setdefault(find(i), []).append(i)
+
+    def facing() -> Iterator[tuple[int, int]]:
+        for b, idx in by_block.items():
+            for i in idx:
+                _, _, r1, c0, c1 = pieces[i]
+                if r1 != min((b + 1) * block, height):
+                    continue
+                for j in by_block.get(b + 1, []):
+                    _, q0, _, d0, d1 = pieces[j]
+                    if q0 == r1 and d0 <= c1 and c0 <= d1:  # touching columns, diagonals included
+                        yield i, j
+
     seen: set[tuple[float, float]] = set()
-    for members in groups.values():
+    for members in connected_groups(len(pieces), facing()):
         box = np.array([pieces[i][1:] for i in members])
         r0, r1 = max(int(box[:, 0].min()) - 1, 0), min(int(box[:, 1].max()) + 1, height)
         c0, c1 = max(int(box[:, 2].min()) - 1, 0), min(int(box[:, 3].max()) + 1, width)

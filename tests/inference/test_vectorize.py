@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 
 from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.segment import segment_scene
-from dakd_edge.inference.vectorize import Measurer, oil_spills, write_vector
+from dakd_edge.inference.vectorize import Measurer, connected_groups, oil_spills, write_vector
 
 from .fake import FakeBackend, write_tif
 
@@ -163,3 +163,10 @@ def test_blocked_tracing_equals_whole(seed: int, block: int) -> None:
     assert len(whole) > 20
     assert sig(blocked) == sig(whole)
     assert sum(s.area_px for s in blocked) == int(cls.sum())
+
+
+def test_connected_groups_transitive_and_ordered() -> None:
+    """One union-find for the block-cut pieces here and the batch layer's overlapping scenes."""
+    assert connected_groups(6, [(4, 1), (1, 5), (2, 3)]) == [[0], [1, 4, 5], [2, 3]]
+    assert connected_groups(3, iter([(np.int64(2), np.int64(0))])) == [[0, 2], [1]]
+    assert connected_groups(0, []) == []
