@@ -107,6 +107,34 @@ def test_config_validation() -> None:
         parse_shape("512x512")
 
 
+def test_scan_chunk_default_is_the_kernels_export_chunk() -> None:
+    """One default for --scan-chunk: the export config's equals the kernels' context default."""
+    from dakd_edge.kernels.dispatch import EXPORT_SCAN_CHUNK
+
+    assert OnnxExportConfig().scan_chunk == EXPORT_SCAN_CHUNK
+
+
+def test_choose_ops_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dakd_edge.export import plugins
+
+    choose = onnx_export.choose_ops
+    assert choose("auto", "onnx") == ("standard", None)
+    assert choose("plugin", "onnx") == ("plugin", None)
+    assert choose("standard", "engine") == ("standard", None)
+    with pytest.raises(ExportError, match="--ops"):
+        choose("fast", "onnx")
+    monkeypatch.setattr(plugins, "plugins_status", lambda: (False, "TensorRT is not installed"))
+    assert choose("auto", "engine") == (
+        "standard",
+        "TensorRT is not installed; building the engine from standard ops",
+    )
+    with pytest.raises(ExportError, match="--ops plugin: TensorRT is not installed"):
+        choose("plugin", "engine")
+    monkeypatch.setattr(plugins, "plugins_status", lambda: (True, "ok"))
+    assert choose("auto", "engine") == ("plugin", None)
+    assert choose("plugin", "engine") == ("plugin", None)
+
+
 def test_export_ops_context_routes_ops() -> None:
     from dakd_edge.kernels import selective_scan
 

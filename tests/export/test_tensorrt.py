@@ -86,6 +86,8 @@ def test_engine_config_and_profile() -> None:
     meta = ModelMeta.default_for("saross-nano", 2, tile=512)
     assert default_profile(meta) == {"min": [1, 1, 32, 32], "opt": [8, 1, 512, 512], "max": [8, 1, 512, 512]}
     assert default_profile(meta, (1, 1, 256, 256))["max"] == [1, 1, 256, 256]
+    assert default_profile(meta, max_batch=EngineConfig().max_batch) == default_profile(meta)
+    assert default_profile(meta, max_batch=2)["opt"] == [2, 1, 512, 512]
 
 
 def test_calibration_tiles(tmp_path: Path) -> None:
