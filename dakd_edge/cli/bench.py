@@ -21,6 +21,11 @@ def _default(name: str) -> object:
     return ",".join(str(v) for v in value) if isinstance(value, tuple | list) else value
 
 
+def _list_option(name: str, dest: str, what: str):
+    """A comma-list option (``--tile 256,512``) with ``run_bench``'s default for ``dest``."""
+    return click.option(name, dest, default=_default(dest), show_default=True, help=f"Comma list of {what}.")
+
+
 def _csv(kind: type, text: str, name: str) -> list:
     try:
         items = [kind(t.strip()) for t in text.split(",") if t.strip()]
@@ -42,26 +47,10 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     multiple=True,
     help="Checkpoint, .onnx, .engine or registry name (repeatable). Default: bundled model.",
 )
-@click.option(
-    "--backend",
-    "backends",
-    default=_default("backends"),
-    show_default=True,
-    help=f"Comma list of {', '.join(lib.BACKENDS)}.",
-)
-@click.option(
-    "--precision",
-    "precisions",
-    default=_default("precisions"),
-    show_default=True,
-    help=f"Comma list of {', '.join(PRECISIONS)}.",
-)
-@click.option(
-    "--tile", "tiles", default=_default("tiles"), show_default=True, help="Comma list of square tile sizes."
-)
-@click.option(
-    "--batch", "batches", default=_default("batches"), show_default=True, help="Comma list of batch sizes."
-)
+@_list_option("--backend", "backends", ", ".join(lib.BACKENDS))
+@_list_option("--precision", "precisions", ", ".join(PRECISIONS))
+@_list_option("--tile", "tiles", "square tile sizes")
+@_list_option("--batch", "batches", "batch sizes")
 @click.option("--warmup", default=_default("warmup"), show_default=True, type=int)
 @click.option("--iters", default=_default("iters"), show_default=True, type=int)
 @click.option(
