@@ -56,6 +56,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dakd_edge.errors import InputError
+from dakd_edge.gtiff import gtiff_profile
 
 SIGMA0_FLOOR = float(10.0 ** (-35.0 / 10.0))  # -35 dB: noise-removed values <= 0 become this
 POLARISATIONS = ("VV", "VH", "HH", "HV")
@@ -322,16 +323,22 @@ class NoiseLUT:
         return v
 
 
-def parse_calibration(root: ET.Element, what: str = "calibration", lut: str = "sigmaNought") -> VectorLUT:
-    vecs = root.findall("calibrationVectorList/calibrationVector")
-    if not vecs:
-        raise InputError(f"{what}: no <calibrationVector>")
+def _read_vectors(vecs: list[ET.Element], tag: str, what: str) -> tuple[np.ndarray, list, list]:
+    """(lines, pixel lists, ``tag`` value lists) of LUT vectors (calibration and noise range vectors
+    share this shape: ``<line>``, ``<pixel>`` and one value list each)."""
     lines, pixels, values = [], [], []
     for v in vecs:
         lines.append(float(_text(v, "line", what)))
         pixels.append(_floats(v.find("pixel"), what))
-        values.append(_floats(v.find(lut), f"{what} {lut}"))
-    return VectorLUT(np.array(lines), pixels, values, f"{what} {lut}")
+        values.append(_floats(v.find(tag), f"{what} {tag}"))
+    return np.array(lines), pixels, values
+
+
+def parse_calibration(root: ET.Element, what: str = "calibration", lut: str = "sigmaNought") -> VectorLUT:
+    vecs = root.findall("calibrationVectorList/calibrationVector")
+    if not vecs:
+        raise InputError(f"{what}: no <calibrationVector>")
+    return VectorLUT(*_read_vectors(vecs, lut, what), f"{what} {lut}")
 
 
 def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
@@ -341,11 +348,7 @@ def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
         vecs, tag = root.findall("noiseVectorList/noiseVector"), "noiseLut"
     if not vecs:
         raise InputError(f"{what}: no <noiseRangeVector> or <noiseVector>")
-    lines, pixels, values = [], [], []
-    for v in vecs:
-        lines.append(float(_text(v, "line", what)))
-        pixels.append(_floats(v.find("pixel"), what))
-        values.append(_floats(v.find(tag), f"{what} {tag}"))
+    vectors = _read_vectors(vecs, tag, what)  # VectorLUT checks them once the azimuth blocks are read
     blocks = []
     for b in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
         blines = _floats(b.find("line"), what)
@@ -357,7 +360,7 @@ def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
             int(_text(b, "lastAzimuthLine", what)), int(_text(b, "firstRangeSample", what)),
             int(_text(b, "lastRangeSample", what)), blines, lut,
         ))  # fmt: skip
-    return NoiseLUT(VectorLUT(np.array(lines), pixels, values, f"{what} {tag}"), blocks)
+    return NoiseLUT(VectorLUT(*vectors, f"{what} {tag}"), blocks)
 
 
 # ---- metadata ----------------------------------------------------------------------------------
@@ -1010,16 +1013,8 @@ class SyntheticProduct:
 
 
 def _measurement_profile(h: int, w: int) -> dict:
-    return dict(
-        driver="GTiff",
-        height=h,
-        width=w,
-        count=1,
-        dtype="uint16",
-        tiled=False,
-        BIGTIFF="IF_SAFER",
-        compress="zstd",
-    )
+    """A GRD measurement TIFF as ESA writes it: one uint16 band in strips (here zstd-compressed)."""
+    return gtiff_profile(h, w, "uint16", block=None, compress="zstd")
 
 
 def build_synthetic_product(

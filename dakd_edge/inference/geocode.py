@@ -26,6 +26,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from dakd_edge.errors import InputError
+from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import SceneInfo
 from dakd_edge.inference.readers import georef_of, utm_crs
 
@@ -76,10 +77,9 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
         sds = rasterio.open(src)
     with sds:
         nodata = sds.nodata
-        profile = dict(
-            driver="GTiff", width=width, height=height, count=sds.count, dtype=sds.dtypes[0], crs=crs,
-            transform=transform, nodata=nodata, tiled=True, blockxsize=block, blockysize=block,
-            compress="deflate", BIGTIFF="IF_SAFER", interleave="band",
+        profile = gtiff_profile(
+            height, width, sds.dtypes[0], count=sds.count, block=block,
+            crs=crs, transform=transform, nodata=nodata, interleave="band",
         )  # fmt: skip
         fill = np.nan if nodata is not None and np.isnan(nodata) else (nodata if nodata is not None else 0)
         with rasterio.open(dst, "w", **profile) as out:

@@ -15,9 +15,10 @@ import contextlib
 import json
 import os
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -28,6 +29,7 @@ from rasterio.windows import Window
 from dakd_edge.atomic import deepest, remove_temp
 from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
+from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
 
@@ -56,8 +58,39 @@ class SceneInfo:
     product: dict[str, Any] | None = None  # product metadata (Sentinel-1) for the report
 
 
-class SceneReader:
-    """Opened input scene. Use as a context manager; :meth:`rows` reads raw ``(C, h, W)`` bands."""
+_S = TypeVar("_S", bound="Scene")
+
+
+class Scene(ABC):
+    """An opened input (:func:`~dakd_edge.inference.readers.open_scene`): ``info``, windows of its values
+    and a sample of its valid ones; a context manager that closes it."""
+
+    info: SceneInfo
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @abstractmethod
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Values of ``[y0:y1, x0:x1]`` as ``(C, y1 - y0, x1 - x0)``."""
+
+    @abstractmethod
+    def valid_sample(self) -> np.ndarray:
+        """Valid values ``(C, n)`` from across the scene (empty: no valid pixel)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SceneReader(Scene):
+    """A GDAL raster as a scene: :meth:`window` reads raw ``(C, h, w)`` values."""
 
     def __init__(self, path: str | os.PathLike, in_chans: int = 1, band: int | None = None) -> None:
         p = Path(path)
@@ -175,17 +208,11 @@ class SceneReader:
         return vals
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path:  # also while validating, before ``info`` is known
         return self.info.path if hasattr(self, "info") else Path(self.ds.name)
 
     def close(self) -> None:
         self.ds.close()
-
-    def __enter__(self) -> SceneReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _one_line(e: BaseException) -> str:
@@ -225,17 +252,7 @@ class CogWriter:
         self.kind, self.meta, self.info = kind, meta, info
         self.staging = Path(staging)
         self.count = 1 if kind == "classes" else meta.num_classes
-        profile: dict[str, Any] = dict(
-            driver="GTiff",
-            width=info.width,
-            height=info.height,
-            count=self.count,
-            tiled=True,
-            blockxsize=BLOCK,
-            blockysize=BLOCK,
-            compress="deflate",
-            BIGTIFF="IF_SAFER",
-        )
+        profile = gtiff_profile(info.height, info.width, count=self.count, block=BLOCK)
         if info.gcps:
             profile["gcps"], profile["crs"] = list(info.gcps), info.gcps_crs
         else:

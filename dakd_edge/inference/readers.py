@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.errors import InputError
-from dakd_edge.inference.geotiff import SceneInfo, SceneReader, _one_line
+from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader, _one_line
 
 
 def open_scene(
@@ -25,7 +25,7 @@ def open_scene(
     band: int | None = None,
     pol: str | None = None,
     denoise: bool = True,
-) -> SceneReader | Sentinel1Reader:
+) -> Scene:
     """Open ``path`` as a Sentinel-1 product when it is one, else as a GDAL raster."""
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
@@ -41,7 +41,7 @@ def open_scene(
     return SceneReader(p, in_chans, band)
 
 
-class Sentinel1Reader:
+class Sentinel1Reader(Scene):
     """A Sentinel-1 GRD product as a scene: sigma0 windows, GCP georeference, product metadata."""
 
     def __init__(self, path: Path, in_chans: int = 1, pol: str | None = None, denoise: bool = True) -> None:
@@ -73,10 +73,6 @@ class Sentinel1Reader:
             product={**m.to_dict(), "denoised": denoise},
         )
 
-    @property
-    def path(self) -> Path:
-        return self.info.path
-
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Calibrated sigma0 (linear) of ``[y0:y1, x0:x1]`` as ``(1, h, w)`` float32, NaN = no data."""
         try:
@@ -98,12 +94,6 @@ class Sentinel1Reader:
 
     def close(self) -> None:
         self.product.close()
-
-    def __enter__(self) -> Sentinel1Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def georef_of(info: SceneInfo) -> Any:

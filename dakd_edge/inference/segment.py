@@ -27,7 +27,7 @@ from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
-from dakd_edge.inference.geotiff import NoGeoreferenceWarning, SceneInfo
+from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
 from dakd_edge.inference.outputs import SceneOutputs, check_disk, estimate_output_bytes, gdal_cache_bytes
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.report import Clock, Tally, scene_report
@@ -305,7 +305,7 @@ def _predictor_of(model: Any) -> Predictor:
     return model
 
 
-def _input_scale(scene: Any, meta: ModelMeta, scale: str) -> tuple[str | None, bool, str | None]:
+def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None, bool, str | None]:
     """(resolved input scale, whether the scene has no valid pixel, input-domain warning or None).
 
     Looks at a sample of valid pixels (:meth:`valid_sample`); warns with :class:`InputDomainWarning`
@@ -330,7 +330,7 @@ class _Windows:
     masking goes to ``clock``.
     """
 
-    def __init__(self, scene: Any, convert: Callable[[np.ndarray], Any], masker: Any, clock: Clock) -> None:
+    def __init__(self, scene: Scene, convert: Callable[[np.ndarray], Any], masker: Any, clock: Clock) -> None:
         self.scene, self.convert, self.masker, self.clock = scene, convert, masker, clock
 
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
