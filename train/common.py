@@ -18,10 +18,11 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -163,8 +164,21 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
+class _Closing:
+    """``with obj: ...`` calls ``obj.close()`` at the end."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # ----------------------------------------------------------------------------------------------- logger
-class JsonlLogger:
+class JsonlLogger(_Closing):
     """Append one JSON object per line (flushed), on the main process only.
 
     On resume (``resume_step`` given) records after that step are dropped first, so the log reads as
@@ -203,12 +217,6 @@ class JsonlLogger:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-    def __enter__(self) -> JsonlLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -395,6 +403,35 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def mean_over_ranks(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalars averaged over ranks in one collective (as floats; identity without distribution)."""
+    stacked = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in values.values()])
+    return dict(zip(values, all_reduce_mean(stacked).tolist(), strict=True))
+
+
+def replica_checksums(model: nn.Module) -> list[float]:
+    """Sum of all weights on every rank (a collective: call on all ranks). DDP replicas must agree
+    exactly; a mismatch raises :class:`TrainingError` (it would be a bug)."""
+    local = torch.stack([p.detach().double().sum() for p in unwrap(model).parameters()]).sum().reshape(1)
+    if not is_distributed():
+        return [float(local)]
+    dev = _collective_device()
+    parts = [torch.zeros(1, dtype=torch.float64, device=dev) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, local.to(dev))
+    values = [float(v) for v in parts]
+    if len(set(values)) > 1:
+        raise TrainingError(f"DDP replicas diverged (weight sums per rank: {values}); this is a bug")
+    return values
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+    """``model`` in DistributedDataParallel when there are several processes, else ``model`` itself."""
+    if info.world_size <= 1:
+        return model
+    dev = info.device
+    return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
 def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -423,7 +460,7 @@ def make_grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.Gr
 
 
 # --------------------------------------------------------------------------------------------- progress
-class ProgressBar:
+class ProgressBar(_Closing):
     """A rich progress bar showing step, losses and ETA; silent on non-main ranks or when disabled."""
 
     def __init__(self, total: int, description: str = "train", start: int = 0, enabled: bool = True) -> None:
@@ -455,8 +492,245 @@ class ProgressBar:
             self._progress.stop()
             self._progress = None
 
-    def __enter__(self) -> ProgressBar:
+
+# ---------------------------------------------------------------------------------------------- data
+class SyntheticPatches:
+    """``n`` synthetic SAR patches with labels (:func:`dakd_edge.data.synthetic.generate_patch`).
+
+    Patch ``i`` is rendered from seed ``seed * stride + i`` on first use and kept (rendering costs
+    ~0.1-1 s a patch): as 8-bit luminance like the real releases (``eight_bit``, ~5 B/pixel) or as the
+    float32 the generator returns. Items are ``{"image": (1, H, W) float32 unit luminance, "mask": (H, W)
+    int64}``; :meth:`render_all` renders every patch at once (before DataLoader workers copy them).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        size: int,
+        num_classes: int = 2,
+        seed: int = 0,
+        stride: int = 1_000_003,
+        eight_bit: bool = True,
+    ) -> None:
+        from dakd_edge.data.synthetic import generate_patch
+        from dakd_edge.meta import ModelMeta
+
+        self._gen = generate_patch
+        self.n, self.size, self.num_classes, self.seed = int(n), int(size), int(num_classes), int(seed)
+        self.stride, self.eight_bit = int(stride), bool(eight_bit)
+        self.class_names = list(ModelMeta.default_for("x", num_classes).class_names)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        if i not in self._cache:
+            image, mask = self._gen(
+                seed=self.seed * self.stride + i, size=self.size, num_classes=self.num_classes
+            )
+            image = np.asarray(image)
+            image = np.round(image * 255).astype(np.uint8) if self.eight_bit else image.astype(np.float32)
+            self._cache[i] = (image.reshape(image.shape[-2:]), np.asarray(mask, np.uint8))
+        image, mask = self._cache[i]
+        unit = image.astype(np.float32) / 255.0 if self.eight_bit else image
+        return {"image": unit[None], "mask": mask.astype(np.int64)}
+
+    def render_all(self) -> SyntheticPatches:
+        for i in range(self.n):
+            self[i]
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+# ------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """The loop both trainers share: set-up, step, validation, checkpoint, resume.
+
+    :meth:`run` creates the run folder, calls :meth:`setup` (data, seeded model, optimiser), then
+    :meth:`resume` or :meth:`start_fresh`, writes ``config.json``, and trains steps ``start ..
+    end`` from :meth:`loader`: per step :meth:`before_step`, :meth:`train_step` (returns the
+    rank-averaged losses), a log record every ``cfg.log_every`` steps (:meth:`log_record`),
+    :meth:`after_step` (validation, samples), and ``last.pt`` every ``cfg.ckpt_every`` steps and at the
+    end. :meth:`finish` makes the return value. A subclass sets ``kind`` (the checkpoint kind),
+    ``log_file``, and ``model``, ``optimizer``, ``ema`` (or None), ``scaler`` in :meth:`setup`.
+
+    Checkpoints hold the model, EMA, optimiser, scaler, every RNG state, the config and
+    :meth:`checkpoint_extra`, plus the world size and the DDP replica checksums. A resume must
+    match the config (:meth:`RunConfig.check_resume`) and the world size (each rank draws its own
+    data), then :meth:`load_state` restores what the subclass owns.
+    """
+
+    kind = ""
+    log_file = "metrics.jsonl"
+    config_on_resume = False  # rewrite config.json when resuming (else it keeps the run's start time)
+
+    def __init__(self, cfg: Any, out: str | os.PathLike, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.dist = init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.main = self.dist.is_main
+        self.progress = progress and self.main
+        self.model: nn.Module
+        self.net: nn.Module  # the model as trained: in DDP when distributed
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.ema: EMA | None = None
+        self.scaler: torch.amp.GradScaler
+        self.logger: JsonlLogger | None = None
+        self.last_good: Path | None = None
+        self.t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------------------- subclass hooks
+    @property
+    def total_steps(self) -> int:
+        return int(self.cfg.total_steps)
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def start_fresh(self) -> int:
+        return 0
+
+    def complete_config(self, saved: Mapping[str, Any]) -> None:
+        """Fill settings this run left open from the config ``saved`` in the checkpoint it resumes."""
+
+    def load_state(self, ck: Mapping[str, Any]) -> None:
+        """Restore the optimiser and what the subclass owns from checkpoint ``ck``."""
+        raise NotImplementedError
+
+    def loader(self, start: int, end: int) -> Any:
+        raise NotImplementedError
+
+    def before_step(self, step: int) -> None:
+        pass
+
+    def train_step(self, step: int, batch: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def bar_title(self) -> str:
+        return "train"
+
+    def bar_fields(self, losses: Mapping[str, float]) -> dict[str, float | str]:
+        return {"loss": losses["loss"]}
+
+    def log_record(self, step: int, losses: Mapping[str, float]) -> dict[str, Any]:
+        return {"step": step + 1, **losses}
+
+    def after_step(self, done: int) -> None:
+        pass
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {}
+
+    def finish(self, done: int, end: int) -> Any:
+        return done
+
+    # ------------------------------------------------------------------------------------ the loop
+    def run(self, resume: str | os.PathLike | None = None, stop_after: int | None = None) -> Any:
+        """Train from scratch or from checkpoint ``resume``; ``stop_after``: end this session (with a
+        checkpoint) once that many steps are done, to continue later with ``resume``."""
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        barrier()
+        self.setup()
+        start = self.resume(resume) if resume is not None else self.start_fresh()
+        if self.main and (resume is None or self.config_on_resume):
+            with atomic_path(self.out / "config.json", overwrite=True) as tmp:
+                tmp.write_text(json.dumps(self.cfg.to_dict(), indent=2, sort_keys=True))
+        end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
+        loader = self.loader(start, end)
+        self.logger = JsonlLogger(
+            self.out / self.log_file, resume_step=start if resume is not None else None, enabled=self.main
+        )
+        self.last_good = Path(resume) if resume is not None else None
+        self.t0 = time.perf_counter()
+        done = start
+        try:
+            with ProgressBar(end, self.bar_title(), start=start, enabled=self.progress) as bar:
+                for step, batch in zip(range(start, end), loader, strict=True):
+                    self.before_step(step)
+                    losses = self.train_step(step, batch)
+                    done = step + 1
+                    bar.update(1, **self.bar_fields(losses))
+                    if done % self.cfg.log_every == 0 or done == end:
+                        self.logger.log(self.log_record(step, losses))
+                    self.after_step(done)
+                    if done % self.cfg.ckpt_every == 0 or done == end:
+                        self.checkpoint(done)
+        finally:
+            self.logger.close()
+        return self.finish(done, end)
+
+    def optimizer_step(
+        self, loss: torch.Tensor, params: Iterable[nn.Parameter], clip: float, norm: bool = False
+    ) -> torch.Tensor | None:
+        """Backward, gradient clipping at ``clip`` (0: none; ``norm``: measure the norm anyway),
+        optimiser and scaler step, learning-rate schedule, EMA. Returns the gradient norm if measured.
+
+        Call after :func:`check_finite` so that a bad loss never reaches the weights.
+        """
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        grad_norm = None
+        if clip > 0 or norm:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return grad_norm
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def save(self, path: Path, step: int, checksums: list[float] | None = None) -> None:
+        """Write a checkpoint (main process only)."""
+        if not self.main:
+            return
+        save_checkpoint(
+            path,
+            kind=self.kind,
+            config=self.cfg.to_dict(),
+            model=self.model,
+            step=step,
+            optimizer=self.optimizer,
+            ema=self.ema,
+            scaler=self.scaler,
+            rng=capture_rng_state(),
+            extra={
+                **self.checkpoint_extra(),
+                "world_size": self.dist.world_size,
+                "replica_checksums": checksums,
+            },
+        )
+
+    def checkpoint(self, done: int) -> None:
+        """``last.pt`` after ``done`` steps, with the replica checksums (call on every rank)."""
+        last = self.out / "last.pt"
+        self.save(last, done, replica_checksums(self.model))
+        self.last_good = last
+        barrier()
+
+    def resume(self, path: str | os.PathLike) -> int:
+        """Load checkpoint ``path`` into the set-up run; returns its step."""
+        ck = load_checkpoint(path, kind=self.kind)
+        self.complete_config(ck["config"])
+        self.cfg.check_resume(ck["config"], path)
+        ws = ck["extra"].get("world_size")
+        if ws is not None and int(ws) != self.dist.world_size:
+            raise TrainingError(
+                f"cannot resume {path}: it was trained on {ws} processes, now {self.dist.world_size}"
+            )
+        unwrap(self.model).load_state_dict(ck["model"])
+        if self.ema is not None and ck.get("ema"):
+            self.ema.load_state_dict(ck["ema"])
+        self.load_state(ck)
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        restore_rng_state(ck["rng"])
+        return int(ck["step"])
