@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dakd_edge.cli.app import main
 
 pytest.importorskip("rasterio")
 
@@ -19,15 +18,8 @@ PRODUCT_KEYS = {"mission", "mode", "product_type", "polarisations", "start_time"
                 "footprint_wkt", "bounds"}  # fmt: skip
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
-
-
-def _info_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    code, stdout, err = _run(["info", str(path), "--json"], capsys)
+def _info_json(path: Path, run_cli: Callable[[list[str]], tuple[int, str, str]]) -> dict:
+    code, stdout, err = run_cli(["info", str(path), "--json"])
     assert code == 0, err
     return json.loads(stdout)
 
@@ -47,8 +39,8 @@ def _inputs(prod) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("form", ["folder", "zip", "manifest", "measurement"])
-def test_info_synthetic_product_json(product, form: str, capsys: pytest.CaptureFixture[str]) -> None:
-    d = _info_json(_inputs(product)[form], capsys)
+def test_info_synthetic_product_json(product, form: str, run_cli) -> None:
+    d = _info_json(_inputs(product)[form], run_cli)
     assert d["kind"] == "sentinel1" and PRODUCT_KEYS <= set(d)
     assert (d["mission"], d["mode"], d["product_type"], d["resolution"]) == ("S1A", "IW", "GRD", "H")
     assert d["polarisations"] == ["VV", "VH"] == d["polarisations_present"]
@@ -61,8 +53,8 @@ def test_info_synthetic_product_json(product, form: str, capsys: pytest.CaptureF
     assert d["footprint"][0] == d["footprint"][-1] and d["footprint_wkt"].startswith("POLYGON ((")
 
 
-def test_info_synthetic_product_text(product, capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = _run(["info", str(product.zip_path)], capsys)
+def test_info_synthetic_product_text(product, run_cli) -> None:
+    code, stdout, _ = run_cli(["info", str(product.zip_path)])
     assert code == 0
     for text in ("Sentinel-1 GRD product", "mission        S1A", "mode           IW", "GRDH",
                  "polarisations  VV+VH\n", "orbit          38000 (absolute)", "96 lines x 160 samples",
@@ -70,28 +62,26 @@ def test_info_synthetic_product_text(product, capsys: pytest.CaptureFixture[str]
         assert text in stdout, text
 
 
-def test_info_lists_the_polarisations_present(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_lists_the_polarisations_present(tmp_path: Path, run_cli) -> None:
     """A dual-pol product copied with its VV TIFF only: the name says VV+VH, the copy holds VV."""
     from dakd_edge.data.sentinel1 import build_synthetic_product
 
     prod = build_synthetic_product(tmp_path, shape=(48, 64), pols=("VV",))
-    d = _info_json(prod.path, capsys)
+    d = _info_json(prod.path, run_cli)
     assert d["polarisations"] == ["VV", "VH"] and d["polarisations_present"] == ["VV"]
-    assert "VV+VH (in this copy: VV)" in _run(["info", str(prod.path)], capsys)[1]
+    assert "VV+VH (in this copy: VV)" in run_cli(["info", str(prod.path)])[1]
 
 
-def test_info_antimeridian_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_antimeridian_bounds(tmp_path: Path, run_cli) -> None:
     from dakd_edge.data.sentinel1 import build_synthetic_product
 
     prod = build_synthetic_product(tmp_path, shape=(48, 64), center=(-17.0, 179.999))
-    w, _, e, _ = _info_json(prod.path, capsys)["bounds"]
+    w, _, e, _ = _info_json(prod.path, run_cli)["bounds"]
     assert w > 179.9 and e < -179.9  # west edge east of the east edge: crosses 180, not a 360-degree box
 
 
 @pytest.mark.parametrize("kind", ["slc", "no-calibration", "not-safe-zip"])
-def test_info_bad_product_is_one_line(
-    product, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
-) -> None:
+def test_info_bad_product_is_one_line(product, tmp_path: Path, run_cli, kind: str) -> None:
     import shutil
     import zipfile
 
@@ -106,14 +96,12 @@ def test_info_bad_product_is_one_line(
         if kind == "no-calibration":
             for f in (p / "annotation" / "calibration").glob("calibration-*.xml"):
                 f.unlink()
-    code, _, err = _run(["info", str(p)], capsys)
+    code, _, err = run_cli(["info", str(p)])
     assert code == 2 and err.startswith("dakd-edge: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
 
 
-def test_info_gcp_geotiff_reports_gcps_not_identity(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_info_gcp_geotiff_reports_gcps_not_identity(tmp_path: Path, run_cli) -> None:
     import rasterio
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS
@@ -128,21 +116,21 @@ def test_info_gcp_geotiff_reports_gcps_not_identity(
     with ds:
         ds.write(np.full((1, 100, 120), 90, np.uint8))
         ds.gcps = (gcps, CRS.from_epsg(4326))
-    d = _info_json(p, capsys)
+    d = _info_json(p, run_cli)
     assert d["georeference"] == "gcps" and d["transform"] is None and d["pixel_size"] is None
     assert d["gcps"]["count"] == 9 and d["gcps"]["crs"] == "EPSG:4326"
     assert d["gcps"]["extent"] == pytest.approx([12.0, 40.901, 12.119, 41.0])
-    code, stdout, _ = _run(["info", str(p)], capsys)
+    code, stdout, _ = run_cli(["info", str(p)])
     assert code == 0 and "9 GCPs, no geotransform" in stdout and "EPSG:4326" in stdout
     assert "transform  origin" not in stdout and "not georeferenced" not in stdout
 
 
-def test_info_real_product_metadata(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_real_product_metadata(shared_data: Path, run_cli) -> None:
     """The real S1B product near Rome: values from its manifest and annotation."""
     safe = shared_data / "s1" / REAL_NAME
     if not safe.is_dir():
         pytest.skip(f"no real Sentinel-1 product at {safe}")
-    d = _info_json(safe / "manifest.safe", capsys)
+    d = _info_json(safe / "manifest.safe", run_cli)
     assert (d["mission"], d["mode"], d["product_type"], d["resolution"]) == ("S1B", "IW", "GRD", "H")
     assert d["polarisations"] == ["VV", "VH"] and d["polarisations_present"] == ["VV"]
     assert d["absolute_orbit"] == 30148 and d["pass_direction"] == "DESCENDING"
@@ -155,6 +143,6 @@ def test_info_real_product_metadata(shared_data: Path, capsys: pytest.CaptureFix
     w, s, e, n = d["bounds"]
     assert s == pytest.approx(40.9, abs=0.1) and n == pytest.approx(42.8, abs=0.1)
     assert w == pytest.approx(11.9, abs=0.1) and e == pytest.approx(15.3, abs=0.1)
-    code, stdout, _ = _run(["info", str(safe)], capsys)
+    code, stdout, _ = run_cli(["info", str(safe)])
     assert code == 0 and "VV+VH (in this copy: VV)" in stdout and "30148 (absolute), descending" in stdout
     assert "16705 lines x 26102 samples" in stdout and "lat 40.879 N..42.781 N" in stdout

@@ -9,50 +9,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dakd_edge.cli.app import main
 
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
-
-
-def test_synth_then_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_synth_then_info(tmp_path: Path, run_cli) -> None:
     rasterio = pytest.importorskip("rasterio")
     out, lab = tmp_path / "scene.tif", tmp_path / "scene_labels.tif"
-    code, stdout, _ = _run(
-        ["synth", str(out), "--size", "200x300", "--seed", "3", "--labels", str(lab), "-q"], capsys
+    code, stdout, _ = run_cli(
+        ["synth", str(out), "--size", "200x300", "--seed", "3", "--labels", str(lab), "-q"]
     )
     assert code == 0 and "wrote" in stdout
     with rasterio.open(out) as ds, rasterio.open(lab) as ls:
         assert (ds.height, ds.width, ds.count, ds.dtypes[0]) == (200, 300, 1, "uint8")
         assert ds.crs.is_projected and ds.transform.a == 10.0
         assert set(np.unique(ls.read(1))) <= {0, 1, 2, 3, 4}
-    code, stdout, _ = _run(["info", str(out), "--json"], capsys)
+    code, stdout, _ = run_cli(["info", str(out), "--json"])
     d = json.loads(stdout)
     assert code == 0 and d["width"] == 300 and d["height"] == 200 and d["count"] == 1
     assert d["crs"] == "EPSG:32634" and d["pixel_size"] == [10.0, 10.0] and d["nodata"] is None
     assert d["bands"][0]["scale"] == "uint8" and 0 <= d["bands"][0]["min"] <= d["bands"][0]["max"] <= 255
-    code, stdout, _ = _run(["info", str(out)], capsys)
+    code, stdout, _ = run_cli(["info", str(out)])
     assert code == 0 and "EPSG:32634" in stdout and "200 rows x 300 cols" in stdout
 
 
-def test_synth_db_binary_and_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_synth_db_binary_and_overwrite(tmp_path: Path, run_cli) -> None:
     rasterio = pytest.importorskip("rasterio")
     out, lab = tmp_path / "db.tif", tmp_path / "lab.tif"
     args = ["synth", str(out), "--size", "64", "--dtype", "db", "--binary", "--labels", str(lab), "-q"]
-    assert _run(args, capsys)[0] == 0
+    assert run_cli(args)[0] == 0
     with rasterio.open(out) as ds, rasterio.open(lab) as ls:
         assert ds.dtypes[0] == "float32" and ds.read(1).max() < 30
         assert set(np.unique(ls.read(1))) <= {0, 1}
-    code, _, err = _run(args, capsys)
+    code, _, err = run_cli(args)
     assert code == 2 and "--overwrite" in err and err.count("\n") == 1
-    assert _run([*args, "--overwrite"], capsys)[0] == 0
+    assert run_cli([*args, "--overwrite"])[0] == 0
 
 
-def test_info_samples_windows_of_a_large_raster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_samples_windows_of_a_large_raster(tmp_path: Path, run_cli) -> None:
     rasterio = pytest.importorskip("rasterio")
     from rasterio.transform import Affine
 
@@ -61,16 +52,14 @@ def test_info_samples_windows_of_a_large_raster(tmp_path: Path, capsys: pytest.C
                 transform=Affine(20, 0, 0, 0, -20, 0), nodata=-9999.0, tiled=True, compress="deflate")  # fmt: skip
     with rasterio.open(p, "w", **prof) as ds:
         ds.write(np.full((2, 3000, 3000), -12.0, np.float32))
-    code, stdout, _ = _run(["info", str(p), "--json"], capsys)
+    code, stdout, _ = run_cli(["info", str(p), "--json"])
     d = json.loads(stdout)
     assert code == 0 and d["nodata"] == -9999.0 and d["count"] == 2
     assert d["sampled_fraction"] < 0.1 and d["bands"][1]["scale"] == "db" and d["bands"][0]["min"] == -12.0
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "empty", "directory"])
-def test_info_bad_input_is_one_line_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
-) -> None:
+def test_info_bad_input_is_one_line_exit_2(tmp_path: Path, run_cli, kind: str) -> None:
     p = tmp_path / "scene.tif"
     if kind == "text":
         p.write_text("not a raster at all\n")
@@ -78,7 +67,7 @@ def test_info_bad_input_is_one_line_exit_2(
         p.write_bytes(b"")
     elif kind == "directory":
         p.mkdir()
-    code, _, err = _run(["info", str(p)], capsys)
+    code, _, err = run_cli(["info", str(p)])
     assert code == 2
     assert err.startswith("dakd-edge: error: ") and err.count("\n") == 1 and "Traceback" not in err
 
@@ -93,16 +82,14 @@ def test_info_bad_input_is_one_line_exit_2(
         ["--crs", "nonsense"],
     ],
 )
-def test_synth_bad_options_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
-) -> None:
-    code, _, err = _run(["synth", str(tmp_path / "x.tif"), "-q", *args], capsys)
+def test_synth_bad_options_exit_2(tmp_path: Path, run_cli, args: list[str]) -> None:
+    code, _, err = run_cli(["synth", str(tmp_path / "x.tif"), "-q", *args])
     assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "x.tif").exists()
 
 
-def test_synth_missing_output_dir_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(["synth", str(tmp_path / "no" / "x.tif"), "--size", "32", "-q"], capsys)
+def test_synth_missing_output_dir_exit_2(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["synth", str(tmp_path / "no" / "x.tif"), "--size", "32", "-q"])
     assert code == 2 and "does not exist" in err
 
 
@@ -118,11 +105,11 @@ def test_console_script_smoke(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
 
 
-def test_info_plain_image_is_not_georeferenced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_plain_image_is_not_georeferenced(tmp_path: Path, run_cli) -> None:
     from PIL import Image
 
     p = tmp_path / "grey.png"
     Image.fromarray(np.full((20, 30), 7, np.uint8)).save(p)
-    code, stdout, err = _run(["info", str(p)], capsys)
+    code, stdout, err = run_cli(["info", str(p)])
     assert code == 0 and "not georeferenced" in stdout and "min 7" in stdout
     assert "Warning" not in err

@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from dakd_edge.cli import segment as seg_cli
-from dakd_edge.cli.app import main
 from dakd_edge.inference.predictor import Predictor
 from tests.inference.fake import FakeBackend
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
-
-
-def test_synth_product_info_segment(tmp_path: Path, monkeypatch, capsys) -> None:
-    code, out, err = run(["synth-product", str(tmp_path / "p"), "--size", "200x300", "--zip"], capsys)
+def test_synth_product_info_segment(tmp_path: Path, monkeypatch, run_cli) -> None:
+    code, out, err = run_cli(["synth-product", str(tmp_path / "p"), "--size", "200x300", "--zip"])
     assert code == 0, err
     zip_path = Path(out.strip())
     assert zip_path.suffix == ".zip" and zip_path.with_suffix(".SAFE").is_dir()
-    code, out, err = run(["info", str(zip_path), "--json"], capsys)
+    code, out, err = run_cli(["info", str(zip_path), "--json"])
     assert code == 0, err
     meta = json.loads(out)
     assert (meta["mission"], meta["mode"], meta["height"], meta["width"]) == ("S1A", "IW", 200, 300)
@@ -33,14 +23,14 @@ def test_synth_product_info_segment(tmp_path: Path, monkeypatch, capsys) -> None
         seg_cli, "load_predictor", lambda *a: Predictor(FakeBackend(tile=64), tile=64, overlap=16)
     )
     rep = tmp_path / "r.json"
-    code, _, err = run(
-        ["segment", str(zip_path), "-o", str(tmp_path / "c.tif"), "--report", str(rep), "-q"], capsys
+    code, _, err = run_cli(
+        ["segment", str(zip_path), "-o", str(tmp_path / "c.tif"), "--report", str(rep), "-q"]
     )
     assert code == 0, err
     r = json.loads(rep.read_text())
     assert r["georeference"] == "gcps" and r["input_scale"] == "linear" and r["product"]["mission"] == "S1A"
 
 
-def test_synth_product_bad_offset(tmp_path: Path, capsys) -> None:
-    code, _, err = run(["synth-product", str(tmp_path / "p"), "--offset", "x"], capsys)
+def test_synth_product_bad_offset(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["synth-product", str(tmp_path / "p"), "--offset", "x"])
     assert code == 2 and len(err.strip().splitlines()) == 1
