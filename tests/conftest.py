@@ -1,9 +1,13 @@
-"""Shared fixtures: the `gpu` marker skips without CUDA; real data is read from ../shared/data."""
+"""Shared fixtures: the `gpu` marker skips without CUDA; real data is read from ../shared/data; the
+benchmark scripts load as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -39,6 +43,24 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set DAKD_SHARED_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Callable[[str], ModuleType]:
+    """``load_benchmark("kernels")`` executes the script ``benchmarks/kernels.py`` and returns it as a
+    module (``benchmarks/`` holds scripts, not a package): a fresh module at every call, so tests that
+    load a script twice share no module state."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f"dakd_bench_{name}", REPO / "benchmarks" / f"{name}.py"
+        )
+        assert spec is not None and spec.loader is not None, name
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,15 +9,6 @@ import numpy as np
 
 from dakd_edge.data.augmented import AugmentedWriter
 from tests.train.tiny import blob_sample, write_folder
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ablations", REPO / "benchmarks" / "ablations.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _pairs(n: int, seed: int) -> list:
@@ -29,14 +19,14 @@ def _pairs(n: int, seed: int) -> list:
     return out
 
 
-def test_ablations_fast_writes_json_and_markdown(tmp_path):
+def test_ablations_fast_writes_json_and_markdown(tmp_path, load_benchmark):
     write_folder(tmp_path / "ds" / "train", _pairs(8, 0))
     write_folder(tmp_path / "ds" / "test", _pairs(2, 100))
     with AugmentedWriter(tmp_path / "aug", 2, ["background", "oil"], 0.45, {"test": True}) as w:
         for i, (img, mask) in enumerate(_pairs(4, 200)):
             logits = np.stack([np.where(mask == 0, 2.0, -2.0), np.where(mask == 1, 2.0, -2.0)])
             w.add(f"{i:06d}", img, logits.astype(np.float16))
-    mod = _load_script()
+    mod = load_benchmark("ablations")
     out, md = tmp_path / "abl.json", tmp_path / "abl.md"
     args = ["--fast", "--data", str(tmp_path / "ds"), "--aug", str(tmp_path / "aug"), "--groups", "data,model",
             "-o", str(out), "--markdown", str(md)]  # fmt: skip
@@ -57,10 +47,10 @@ def test_ablations_fast_writes_json_and_markdown(tmp_path):
     assert json.loads(out.read_text())["groups"]["data"].startswith("Not run")
 
 
-def test_ablations_merge_variants_and_fixed_subset(tmp_path):
+def test_ablations_merge_variants_and_fixed_subset(tmp_path, load_benchmark):
     write_folder(tmp_path / "ds" / "train", _pairs(12, 0))
     write_folder(tmp_path / "ds" / "test", _pairs(2, 100))
-    mod = _load_script()
+    mod = load_benchmark("ablations")
     ds, out, md = str(tmp_path / "ds"), tmp_path / "abl.json", tmp_path / "abl.md"
 
     # --write-subset links exactly the pairs a --subset-seed run trains on, in a layout that reopens.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,6 @@ from PIL import Image
 
 from dakd_edge.inference.predictor import Predictor
 from tests.inference.fake import FakeBackend, blob_scene
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_mosaic", ROOT / "benchmarks" / "mosaic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _sos(root: Path, n: int = 5, size: int = 32) -> Path:
@@ -55,8 +45,10 @@ def _factory(radius: int):
     return lambda tile, overlap: Predictor(FakeBackend(radius=radius, tile=tile), tile, overlap, batch=1)
 
 
-def test_pixelwise_model_scores_the_same_on_mosaics_and_false_alarms_are_counted(tmp_path: Path) -> None:
-    bench = _bench()
+def test_pixelwise_model_scores_the_same_on_mosaics_and_false_alarms_are_counted(
+    tmp_path: Path, load_benchmark
+) -> None:
+    bench = load_benchmark("mosaic")
     data, osd = _sos(tmp_path / "sos"), _osd(tmp_path / "osd")
     tiles = [(32, 0), (48, 8)]
     res = bench.run_model(_factory(0), data, "test", ["palsar"], tiles, mosaics=3, grid=2, seed=1, osd=osd)
@@ -75,8 +67,8 @@ def test_pixelwise_model_scores_the_same_on_mosaics_and_false_alarms_are_counted
     assert "| fake | palsar mIoU |" in table and "OSD look-alike FA" in table
 
 
-def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path) -> None:
-    bench = _bench()
+def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path, load_benchmark) -> None:
+    bench = load_benchmark("mosaic")
     lays = bench.mosaic_layouts(40, 5, 4, seed=0)
     counts = np.bincount(np.concatenate(lays), minlength=40)
     assert len(lays) == 5 and all(len(set(lay)) == 16 for lay in lays) and (counts == 2).all()
