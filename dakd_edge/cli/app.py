@@ -11,28 +11,24 @@ import click
 from dakd_edge import __version__
 from dakd_edge.errors import DakdError
 
-# command name -> (module, attribute, one-line help). Modules are imported on use only.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": (
-        "dakd_edge.cli.segment",
-        "demo",
-        "Synthesise a scene, segment it with the bundled model, show it.",
-    ),
-    "segment": ("dakd_edge.cli.segment", "segment", "Segment GeoTIFF scenes of any size (tiled, streaming)."),
-    "synth": ("dakd_edge.cli.synth", "synth", "Write a synthetic georeferenced SAR scene (+ labels)."),
+# command name -> (import path of the click command, one-line help), as in click's lazy-loading
+# LazyGroup: a command's module is imported only when the command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("dakd_edge.cli.segment.demo", "Synthesise a scene, segment it with the bundled model, show it."),
+    "segment": ("dakd_edge.cli.segment.segment", "Segment GeoTIFF scenes of any size (tiled, streaming)."),
+    "synth": ("dakd_edge.cli.synth.synth", "Write a synthetic georeferenced SAR scene (+ labels)."),
     "synth-product": (
-        "dakd_edge.cli.synth",
-        "synth_product",
+        "dakd_edge.cli.synth.synth_product",
         "Write a Sentinel-1 GRD product (.SAFE/.zip) with synthetic pixels.",
     ),
-    "info": ("dakd_edge.cli.synth", "info", "Describe a raster: size, bands, CRS, nodata, value range."),
-    "models": ("dakd_edge.cli.models", "models", "List registered model architectures."),
-    "train": ("dakd_edge.cli.train", "train", "Train SAROSS-Net or a baseline (DAKD: + generated data)."),
-    "evaluate": ("dakd_edge.cli.train", "evaluate", "Evaluate a model on OSD, SOS or a generic folder."),
-    "jointnet": ("dakd_edge.cli.jointnet", "jointnet", "SAR-JointNet: balance, train, generate, report."),
-    "export": ("dakd_edge.cli.export", "export", "Export to ONNX or a TensorRT engine, with parity check."),
-    "bench": ("dakd_edge.cli.bench", "bench", "Latency/throughput across backends; CI regression gate."),
-    "batch": ("dakd_edge.cli.batch", "batch", "Many scenes on Ray: resumable, one merged spill layer."),
+    "info": ("dakd_edge.cli.synth.info", "Describe a raster: size, bands, CRS, nodata, value range."),
+    "models": ("dakd_edge.cli.models.models", "List registered model architectures."),
+    "train": ("dakd_edge.cli.train.train", "Train SAROSS-Net or a baseline (DAKD: + generated data)."),
+    "evaluate": ("dakd_edge.cli.train.evaluate", "Evaluate a model on OSD, SOS or a generic folder."),
+    "jointnet": ("dakd_edge.cli.jointnet.jointnet", "SAR-JointNet: balance, train, generate, report."),
+    "export": ("dakd_edge.cli.export.export", "Export to ONNX or a TensorRT engine, with parity check."),
+    "bench": ("dakd_edge.cli.bench.bench", "Latency/throughput across backends; CI regression gate."),
+    "batch": ("dakd_edge.cli.batch.batch", "Many scenes on Ray: resumable, one merged spill layer."),
 }
 
 
@@ -43,7 +39,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module, attr, _ = COMMANDS[name]
+        module, attr = COMMANDS[name][0].rsplit(".", 1)
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:  # command not available in this install
@@ -57,7 +53,7 @@ class LazyGroup(click.Group):
             return unavailable
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
