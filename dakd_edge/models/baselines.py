@@ -15,7 +15,7 @@ import torch
 
 from dakd_edge.errors import ModelFileError
 from dakd_edge.models.base import SegmentationModel
-from dakd_edge.models.mambavision import adapt_input_conv
+from dakd_edge.models.mambavision import adapt_input_conv, read_state_dict
 from dakd_edge.registry import register_model
 
 # registry name -> (SMP class name, default encoder). SegFormer uses its own MiT-B2 encoder.
@@ -83,14 +83,7 @@ def _drop_unused_resnet_layers(encoder: torch.nn.Module) -> None:
 
 def load_encoder_state(encoder: torch.nn.Module, path: Path, in_chans: int) -> dict[str, list[str]]:
     """Load ``path`` into ``encoder`` non-strictly; RGB stems are folded to ``in_chans``."""
-    if not path.is_file():
-        raise ModelFileError(f"encoder weights not found: {path} (a local state dict for this encoder)")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"cannot read encoder weights {path}: {e}") from e
-    if isinstance(sd, dict):
-        sd = sd.get("state_dict", sd.get("model", sd))
+    sd = read_state_dict(path, "a local state dict for this encoder")
     own = encoder.state_dict()
     bad = []
     for k, v in list(sd.items()):

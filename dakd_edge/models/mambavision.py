@@ -25,6 +25,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -460,6 +461,22 @@ def adapt_input_conv(weight: Tensor, in_chans: int) -> Tensor:
         return weight.sum(dim=1, keepdim=True)
     reps = math.ceil(in_chans / src)
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
+
+
+def read_state_dict(path: Path, hint: str) -> Any:
+    """The state dict saved in ``path`` (``torch.load`` with ``weights_only=True``), taken out of a
+    ``state_dict`` / ``model`` entry when the file wraps it in one.
+
+    A missing file is a :class:`ModelFileError` that says, through ``hint``, which weights belong
+    there; an unreadable one (corrupt, pickled objects refused by ``weights_only``) names the cause.
+    """
+    if not path.is_file():
+        raise ModelFileError(f"encoder weights not found: {path} ({hint})")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelFileError(f"cannot read encoder weights {path}: {e}") from e
+    return sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, Tensor]:

@@ -22,7 +22,12 @@ from torch import Tensor, nn
 from dakd_edge.errors import ModelFileError
 from dakd_edge.models.base import SegmentationModel
 from dakd_edge.models.caft import CAFT, pick_heads
-from dakd_edge.models.mambavision import MAMBAVISION_CONFIGS, adapt_input_conv, build_mambavision
+from dakd_edge.models.mambavision import (
+    MAMBAVISION_CONFIGS,
+    adapt_input_conv,
+    build_mambavision,
+    read_state_dict,
+)
 from dakd_edge.registry import register_model
 
 SKIP_MODES = ("caft", "conv", "none")
@@ -212,13 +217,7 @@ class SarossNet(SegmentationModel):
 
 
 def _load_resnet_weights(enc: ResNet34Encoder, path: Path) -> dict[str, list[str]]:
-    if not path.is_file():
-        raise ModelFileError(f"encoder weights not found: {path} (a timm/torchvision resnet34 state dict)")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"cannot read encoder weights {path}: {e}") from e
-    sd = sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
+    sd = read_state_dict(path, "a timm/torchvision resnet34 state dict")
     own = enc.body.state_dict()
     if "conv1.weight" in sd and "conv1.weight" in own:
         sd["conv1.weight"] = adapt_input_conv(sd["conv1.weight"], own["conv1.weight"].shape[1])
