@@ -319,18 +319,22 @@ def run_s1(args: argparse.Namespace) -> None:
     finally:
         if not args.keep_product:
             shutil.rmtree(product.parent, ignore_errors=True)
+    summary = s1_summary(row) if row.get("status") == "ok" else None
+    _report(args, "scene-s1", model=model, product=how, result=row, summary=summary)
+
+
+def _report(args: argparse.Namespace, benchmark: str, **fields: Any) -> None:
+    """Print the result document and write it to ``--out``: the benchmark's name, the environment and
+    the settings (child-mode options left out), then ``fields``."""
     from dakd_edge.bench import environment
 
     doc = {
-        "benchmark": "scene-s1",
+        "benchmark": benchmark,
         "environment": environment(),
         "settings": {
             k: str(v) for k, v in vars(args).items() if k not in ("child", "backend", "scene", "model")
         },
-        "model": model,
-        "product": how,
-        "result": row,
-        "summary": s1_summary(row) if row.get("status") == "ok" else None,
+        **fields,
     }
     text = json.dumps(doc, indent=2)
     if args.out:
@@ -415,22 +419,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for scene in scenes:
                 rows.append(_run_child(args, b, models.get(b), scene))
-    from dakd_edge.bench import environment
-
-    doc = {
-        "benchmark": "scene",
-        "environment": environment(),
-        "settings": {
-            k: str(v) for k, v in vars(args).items() if k not in ("child", "backend", "scene", "model")
-        },
-        "models": models,
-        "results": rows,
-        "checks": checks(rows, sizes),
-    }
-    text = json.dumps(doc, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    _report(args, "scene", models=models, results=rows, checks=checks(rows, sizes))
 
 
 if __name__ == "__main__":
