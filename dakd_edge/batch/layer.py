@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,20 +181,15 @@ def _bbox(features: list[dict[str, Any]]) -> tuple[float, float, float, float] |
 def _write_gpkg(path: Path, features: list[dict[str, Any]]) -> None:
     import shapely
 
-    from dakd_edge.inference.vectorize import _GPKG_SRS, _srs_row  # one SRS table for all our GeoPackages
+    from dakd_edge.inference.vectorize import (  # as every GeoPackage of ours
+        gpkg_begin,
+        gpkg_geometry,
+        srs_row,
+    )
 
     con = sqlite3.connect(path)
     try:
-        con.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
-        con.execute("PRAGMA user_version = 10300")
-        con.execute(
-            "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, "
-            "organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, "
-            "definition TEXT NOT NULL, description TEXT)"
-        )
-        con.executemany(
-            "INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", [*_GPKG_SRS, _srs_row("EPSG:4326")]
-        )
+        gpkg_begin(con, [srs_row("EPSG:4326")])
         con.execute(
             "CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, "
             "identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT "
@@ -223,10 +217,8 @@ def _write_gpkg(path: Path, features: list[dict[str, Any]]) -> None:
         names = [n for n, _, _ in COLUMNS]
         rows = []
         for f in features:
-            x0, y0, x1, y1 = f["geometry"].bounds
-            head = b"GP" + struct.pack("<BBi", 0, 0b011, 4326) + struct.pack("<dddd", x0, x1, y0, y1)
             wkb = shapely.to_wkb(f["geometry"], byte_order=1, flavor="iso")
-            rows.append((head + wkb, *(f[n] for n in names)))
+            rows.append((gpkg_geometry(wkb, f["geometry"].bounds, 4326), *(f[n] for n in names)))
         marks = ", ".join("?" * (len(names) + 1))
         con.executemany(f"INSERT INTO {TABLE} (geom, {', '.join(names)}) VALUES ({marks})", rows)
         con.commit()

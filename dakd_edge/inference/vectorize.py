@@ -449,7 +449,8 @@ _GPKG_SRS = [
 ]
 
 
-def _srs_row(crs: Any) -> tuple[str, int, str, int, str, str]:
+def srs_row(crs: Any) -> tuple[str, int, str, int, str, str]:
+    """The ``gpkg_spatial_ref_sys`` row of ``crs`` (its EPSG code as srs_id when it has one)."""
     from pyproj import CRS
     from pyproj.enums import WktVersion
 
@@ -469,11 +470,30 @@ def _wkb_polygon(rings: list[Ring]) -> bytes:
     return b"".join(out)
 
 
+def gpkg_geometry(wkb: bytes, bounds: tuple[float, float, float, float], srs_id: int) -> bytes:
+    """A GeoPackage geometry blob: header with the envelope of ``bounds`` (minx, miny, maxx, maxy) + WKB."""
+    x0, y0, x1, y1 = bounds
+    # magic 'GP', version 0, flags: little endian (bit 0) + envelope [minx, maxx, miny, maxy] (1 << 1)
+    return b"GP" + struct.pack("<BBi", 0, 0b011, srs_id) + struct.pack("<dddd", x0, x1, y0, y1) + wkb
+
+
 def _gpkg_geom(rings: list[Ring], srs_id: int) -> bytes:
     a = np.asarray(rings[0], np.float64)
-    env = struct.pack("<dddd", a[:, 0].min(), a[:, 0].max(), a[:, 1].min(), a[:, 1].max())
-    # magic 'GP', version 0, flags: little endian (bit 0) + envelope [minx, maxx, miny, maxy] (1 << 1)
-    return b"GP" + struct.pack("<BBi", 0, 0b011, srs_id) + env + _wkb_polygon(rings)
+    bounds = (a[:, 0].min(), a[:, 1].min(), a[:, 0].max(), a[:, 1].max())
+    return gpkg_geometry(_wkb_polygon(rings), bounds, srs_id)
+
+
+def gpkg_begin(con: sqlite3.Connection, srs: list[tuple[str, int, str, int, str, str]]) -> None:
+    """Start a GeoPackage in the empty database ``con``: its application id and version, and the SRS
+    table with the two undefined SRSs every GeoPackage holds plus ``srs`` (rows of :func:`srs_row`)."""
+    con.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
+    con.execute("PRAGMA user_version = 10300")
+    con.execute(
+        "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, "
+        "organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, "
+        "definition TEXT NOT NULL, description TEXT)"
+    )
+    con.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", [*_GPKG_SRS, *srs])
 
 
 def _write_gpkg(path: Path, spills: list[Spill], crs: Any) -> None:
@@ -483,22 +503,15 @@ def _write_gpkg(path: Path, spills: list[Spill], crs: Any) -> None:
     except sqlite3.Error as e:
         raise OutputError(f"{path}: cannot create GeoPackage ({e})") from None
     try:
-        con.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
-        con.execute("PRAGMA user_version = 10300")
-        con.execute(
-            "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, "
-            "organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL, "
-            "definition TEXT NOT NULL, description TEXT)"
-        )
-        rows = list(_GPKG_SRS)
+        rows = []
         srs_id = -1
         if crs is not None:
-            row = _srs_row(crs)
+            row = srs_row(crs)
             srs_id = row[1]
             rows.append(row)
-        if not any(r[1] == 4326 for r in rows):
-            rows.append(_srs_row("EPSG:4326"))
-        con.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if srs_id != 4326:
+            rows.append(srs_row("EPSG:4326"))
+        gpkg_begin(con, rows)
         con.execute(
             "CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, "
             "identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT "
