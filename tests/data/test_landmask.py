@@ -21,11 +21,6 @@ from dakd_edge.data.landmask import (
 from dakd_edge.data.sentinel1 import open_product, write_minimal_safe
 from dakd_edge.errors import InputError
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-REAL = SHARED / "s1" / "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
-needs_real = pytest.mark.skipif(
-    not (REAL / "manifest.safe").is_file(), reason="../shared/data/s1 not present"
-)
 try:
     GlobeLandSource.package_file()
     HAVE_GLOBE = True
@@ -299,12 +294,11 @@ def test_globe_buffer_grows_land(gcps) -> None:
 
 
 # ---- the real product near Rome ----------------------------------------------------------------
-@needs_real
 @needs_globe
-def test_real_scene_land_fractions_and_coastline(globe_package) -> None:
+def test_real_scene_land_fractions_and_coastline(globe_package, real_s1: Path) -> None:
     from rasterio.transform import GCPTransformer
 
-    with open_product(REAL) as p:
+    with open_product(real_s1) as p:
         gcps, shape = p.gcps, p.shape
         grid = p.grid
     g = make_georef(gcps)

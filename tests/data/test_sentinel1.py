@@ -25,12 +25,7 @@ from dakd_edge.data.sentinel1 import (
 from dakd_edge.data.synthetic import SceneConfig
 from dakd_edge.errors import InputError
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-REAL = SHARED / "s1" / "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
-SOS = SHARED / "sos" / "train" / "sentinel"
-needs_real = pytest.mark.skipif(
-    not (REAL / "manifest.safe").is_file(), reason="../shared/data/s1 not present"
-)
+SOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sos" / "train" / "sentinel"
 
 H, W = 256, 384
 # Round trip tolerances (dB), from uint16 rounding of DN = sqrt(sigma0 A^2 + noise): the error grows as
@@ -255,11 +250,10 @@ def test_luts_match_independent_reference(product) -> None:
     _check_luts_against_reference(product.path, [(0, H, 0, W), (37, 101, 150, 383), (255, 256, 0, 10)])
 
 
-@needs_real
-def test_real_luts_match_independent_reference() -> None:
+def test_real_luts_match_independent_reference(real_s1: Path) -> None:
     # Windows across swath borders (IW1/IW2 at pixel 8890), both product ends, and a mid-scene tile.
-    _check_luts_against_reference(REAL, [(0, 64, 8800, 9000), (16640, 16705, 25900, 26102),
-                                         (7000, 7512, 12000, 12512)], n_points=600)  # fmt: skip
+    _check_luts_against_reference(real_s1, [(0, 64, 8800, 9000), (16640, 16705, 25900, 26102),
+                                            (7000, 7512, 12000, 12512)], n_points=600)  # fmt: skip
 
 
 def test_round_trip(product) -> None:
@@ -341,11 +335,10 @@ def test_zip_product_layout(product, tmp_path: Path) -> None:
 
 
 # ---- the real product --------------------------------------------------------------------------
-@needs_real
-def test_real_product_metadata() -> None:
+def test_real_product_metadata(real_s1: Path) -> None:
     import rasterio
 
-    with open_product(REAL) as p:
+    with open_product(real_s1) as p:
         m = p.meta
         assert (m.mission, m.mode, m.product_type, m.resolution, m.polarisation) == (
             "S1B",
@@ -364,7 +357,7 @@ def test_real_product_metadata() -> None:
         assert 11.8 < lon.min() < 11.9 and 15.3 < lon.max() < 15.4
         ours = p.gcps
         assert len(p.noise.blocks) == 3
-    with rasterio.open(REAL / "manifest.safe") as ds:  # GDAL's SAFE driver: same GCPs
+    with rasterio.open(real_s1 / "manifest.safe") as ds:  # GDAL's SAFE driver: same GCPs
         gdal_gcps, crs = ds.gcps
     assert crs.to_epsg() == 4326 and len(gdal_gcps) == len(ours) == 210
     for a, b in zip(ours, gdal_gcps, strict=True):
@@ -372,15 +365,14 @@ def test_real_product_metadata() -> None:
         assert a.x == pytest.approx(b.x, abs=1e-9) and a.y == pytest.approx(b.y, abs=1e-9)
 
 
-@needs_real
-def test_real_crop_round_trip(tmp_path: Path) -> None:
+def test_real_crop_round_trip(tmp_path: Path, real_s1: Path) -> None:
     # A 512 x 1024 crop at line 8000, pixel 8400: crosses the IW1/IW2 border (8890); cropped XML must
     # reproduce the original LUTs and the geolocation exactly.
     from dakd_edge.data.landmask import make_georef
 
     oy, ox, h, w = 8000, 8400, 512, 1024
-    prod = build_synthetic_product(tmp_path, source=REAL, shape=(h, w), offset=(oy, ox), seed=9)
-    with open_product(REAL) as full, open_product(prod.path) as crop:
+    prod = build_synthetic_product(tmp_path, source=real_s1, shape=(h, w), offset=(oy, ox), seed=9)
+    with open_product(real_s1) as full, open_product(prod.path) as crop:
         np.testing.assert_array_equal(
             full.calibration.window(oy, oy + h, ox, ox + w), crop.calibration.window(0, h, 0, w)
         )
