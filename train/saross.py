@@ -15,10 +15,12 @@ confusion matrix is summed over ranks.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
+import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,14 +65,13 @@ class SlotBatches(torch.utils.data.Dataset):
         norm: Normalization,
         num_classes: int,
         augmented: Any | None = None,
-        synthetic: list[dict[str, np.ndarray]] | None = None,
+        synthetic: Any | None = None,
         rank: int = 0,
-        start: int = 0,
     ) -> None:
         self.cfg, self.originals, self.train_idx = cfg, originals, train_idx
         self.norm, self.k = norm, num_classes
         self.augmented, self.synthetic = augmented, synthetic or []
-        self.rank, self.start = rank, start
+        self.rank = rank
         self.patch = 0
         if cfg.real_mosaic > 0 and len(train_idx):
             self.patch = int(min(originals[train_idx[0]]["mask"].shape))
@@ -83,10 +84,9 @@ class SlotBatches(torch.utils.data.Dataset):
         return cfg.crop, cfg.batch
 
     def __len__(self) -> int:
-        return self.cfg.steps - self.start
+        return self.cfg.steps
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        step = self.start + i
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         rng = common.step_rng(self.cfg.seed, step, self.rank)
         cfg = self.cfg
         size, nb = self.step_shape(step)
@@ -224,16 +224,206 @@ def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
     return originals, augmented
 
 
-def _synthetic_patches(cfg: TrainConfig, num_classes: int) -> list[dict[str, np.ndarray]]:
-    from dakd_edge.data.synthetic import generate_patch
+def synthetic_source(cfg: TrainConfig, num_classes: int) -> common.SyntheticPatches | None:
+    """The run's synthetic patches, rendered (as float32, big enough for every crop), or None."""
+    if not (cfg.synthetic and cfg.synthetic_ratio > 0):
+        return None
+    size = max(cfg.crop, cfg.final_crop if cfg.final_steps else 0)
+    return common.SyntheticPatches(
+        cfg.synthetic, size, num_classes, cfg.seed, stride=100_003, eight_bit=False
+    ).render_all()
 
-    out = []
-    size = max(cfg.crop, cfg.final_crop if cfg.final_steps else 0)  # big enough for every crop
-    for i in range(cfg.synthetic):
-        image, labels = generate_patch(seed=cfg.seed * 100003 + i, size=size, num_classes=num_classes)
-        image = np.asarray(image, np.float32)
-        out.append({"image": image.reshape(1, *image.shape[-2:]), "mask": np.asarray(labels, np.uint8)})
-    return out
+
+class DakdTrainer(common.Trainer):
+    """DAKD training of a segmentation model on :class:`~dakd_edge.train.common.Trainer`: AdamW with
+    warm-up + cosine, the composite loss, validation (EMA weights) and the best / final model files."""
+
+    kind = CHECKPOINT_KIND
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: str | os.PathLike,
+        progress: bool = True,
+        datasets: tuple[Any, Any | None] | None = None,
+    ) -> None:
+        super().__init__(cfg, out, progress)
+        self.datasets = datasets
+        self.best: dict[str, Any] = {"miou": -1.0, "step": -1}
+        self.seen = 0
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        from dakd_edge.registry import create_model
+
+        cfg, dev = self.cfg, self.device
+        common.seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0)
+        self.originals, self.augmented = self.datasets if self.datasets is not None else _open_data(cfg)
+        k = self.num_classes = self.originals.num_classes
+        self.class_names = tuple(
+            getattr(self.originals, "class_names", None) or ModelMeta.default_for("x", k).class_names
+        )
+        self.train_idx, self.val_idx = split_indices(len(self.originals), cfg.val_fraction, cfg.seed)
+        self.norm = (
+            dataset_normalization(self.originals, self.train_idx)
+            if cfg.normalization == "dataset" and not cfg.init
+            else Normalization()
+        )
+        self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+        if cfg.init:
+            from dakd_edge.models.checkpoint import load_model_file
+
+            init_model, init_meta = load_model_file(cfg.init, name=cfg.model, num_classes=k)
+            self.model.load_state_dict(init_model.state_dict())
+            self.norm = init_meta.normalization  # the weights were trained for this input scaling
+            del init_model
+        self.ema = common.EMA(self.model, cfg.ema_decay).to(dev) if cfg.ema_decay > 0 else None
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        self.schedule = self._lr_schedule(-1)
+        self.scaler = common.make_grad_scaler(dev, cfg.amp)
+        self.loss_fn = DAKDLoss(cfg.loss_config()).to(dev)
+        self.net = common.wrap_ddp(self.model, self.dist)
+
+    def _lr_schedule(self, last_step: int) -> torch.optim.lr_scheduler.LambdaLR:
+        cfg = self.cfg
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio),
+            last_epoch=last_step,
+        )
+
+    def load_state(self, ck: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(ck["optimizer"])
+        start = int(ck["step"])
+        self.schedule = self._lr_schedule(start - 1)
+        self.best = dict(ck["extra"].get("best", self.best))
+        self.norm = Normalization.from_dict(ck["extra"]["normalization"])
+        if start >= self.cfg.steps:
+            raise TrainingError(f"nothing to do: the checkpoint is at step {start} of {self.cfg.steps}")
+
+    def loader(self, start: int, end: int) -> Any:
+        batches = SlotBatches(
+            self.cfg,
+            self.originals,
+            self.train_idx,
+            self.norm,
+            self.num_classes,
+            self.augmented,
+            synthetic_source(self.cfg, self.num_classes),
+            self.dist.rank,
+        )
+        # No generator of its own: the loader draws its base seed from the global torch RNG once per
+        # session, as this trainer always did (the same numbers as earlier runs for the same seed).
+        return torch.utils.data.DataLoader(
+            batches,
+            batch_size=None,
+            sampler=range(start, end),
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    # -------------------------------------------------------------------------------------------- steps
+    def train_step(self, step: int, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        dev = self.device
+        x = batch["image"].to(dev, non_blocking=True)
+        y = batch["mask"].to(dev, non_blocking=True)
+        t = batch["logits"].to(dev, non_blocking=True)
+        g = batch["generated"].to(dev)
+        with common.autocast(dev, self.cfg.amp):
+            logits = self.net(x)
+        parts = self.loss_fn(logits.float(), y, t, g)
+        common.check_finite(parts["loss"], step + 1, self.last_good)
+        self.optimizer_step(parts["loss"], self.model.parameters(), self.cfg.grad_clip)
+        self.seen += x.shape[0]
+        return common.mean_over_ranks(parts)
+
+    def bar_fields(self, losses: Mapping[str, float]) -> dict[str, float | str]:
+        return {"loss": losses["loss"], "best": max(self.best["miou"], 0.0)}
+
+    def log_record(self, step: int, losses: Mapping[str, float]) -> dict[str, Any]:
+        assert self.schedule is not None
+        dt = time.perf_counter() - self.t0
+        lr = self.schedule.get_last_lr()[0]
+        return {"step": step + 1, **losses, "lr": lr, "img_s": self.seen / max(dt, 1e-9)}
+
+    def after_step(self, done: int) -> None:
+        if self.val_idx and (done % self.cfg.val_every == 0 or done == self.cfg.steps):
+            self._validate(done)
+
+    def _validate(self, step: int) -> None:
+        """Validate the EMA weights; a better score writes ``best.safetensors``."""
+        cfg = self.cfg
+        args = (self.originals, self.val_idx, self.norm, self.num_classes, self.device, cfg.amp)
+        vkw = {"mosaic_grid": cfg.val_mosaic, "mosaic_size": cfg.final_crop or cfg.tile, "seed": cfg.seed}
+        with self._shipped() as m:
+            r = validate(m, *args, **vkw)
+        rec = {"step": step, "val_miou": r["miou"], "val_iou": r["iou"], "val_acc": r["pixel_accuracy"]}
+        score = float(r["miou"])
+        if "mosaic" in r:
+            rec["val_mosaic_miou"] = r["mosaic"]["miou"]
+            score = 0.5 * (score + float(r["mosaic"]["miou"]))
+            rec["val_score"] = score
+        assert self.logger is not None
+        self.logger.log(rec)
+        if score > self.best.get("score", self.best["miou"]) and self.main:
+            self.best = {"miou": float(r["miou"]), "step": step, "iou": r["iou"]}
+            if "mosaic" in r:
+                self.best.update(score=score, mosaic_miou=float(r["mosaic"]["miou"]))
+            self._save_model(self.out / "best.safetensors", {"step": step, "val": r})
+
+    # ---------------------------------------------------------------------------------------- model files
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"best": self.best, "normalization": asdict(self.norm)}
+
+    def _shipped(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """The weights that are validated and shipped: the EMA's when there is one."""
+        if self.ema is None:
+            return contextlib.nullcontext(common.unwrap(self.model))
+        return self.ema.swapped(self.model)
+
+    def _save_model(self, path: Path, extra: dict[str, Any]) -> None:
+        from dakd_edge.models.checkpoint import save_model
+
+        cfg = self.cfg
+        meta = ModelMeta.default_for(
+            cfg.model,
+            self.num_classes,
+            1,
+            class_names=self.class_names,
+            normalization=self.norm,
+            tile=cfg.tile,
+        )
+        meta.extra = {"train": {"config": cfg.to_dict(), **extra}}
+        with self._shipped() as m:
+            save_model(path, m, meta)
+
+    def finish(self, done: int, end: int) -> dict[str, Any]:
+        last = self.out / "last.pt"
+        if done < self.cfg.steps:
+            return {"steps": done, "best": self.best, "stopped": True, "checkpoint": str(last)}
+        final = self.out / "model.safetensors"
+        if self.main:
+            if self.best["step"] >= 0:
+                shutil.copyfile(self.out / "best.safetensors", final)
+            else:
+                self._save_model(final, {"step": done})
+        common.barrier()
+        return {
+            "steps": done,
+            "stopped": False,
+            "best": self.best,
+            "model": str(final),
+            "seconds": time.perf_counter() - self.t0,
+            "normalization": asdict(self.norm),
+            "num_train": len(self.train_idx),
+            "num_val": len(self.val_idx),
+        }
 
 
 def train(
@@ -253,209 +443,7 @@ def train(
     ``stop_after``: end this session after that step (checkpoint written; resume later to continue
     the same schedule); the summary then says ``stopped: True`` and no final model is written.
     """
-    from dakd_edge.models.checkpoint import save_model
-    from dakd_edge.registry import create_model
-
-    out = Path(out_dir)
-    info = common.init_distributed(cfg.device)
-    dev = info.device
     try:
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        common.barrier()
-        common.seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0)
-        originals, augmented = datasets if datasets is not None else _open_data(cfg)
-        k = originals.num_classes
-        class_names = tuple(
-            getattr(originals, "class_names", None) or ModelMeta.default_for("x", k).class_names
-        )
-        train_idx, val_idx = split_indices(len(originals), cfg.val_fraction, cfg.seed)
-        norm = (
-            dataset_normalization(originals, train_idx)
-            if cfg.normalization == "dataset" and not cfg.init
-            else Normalization()
-        )
-
-        model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
-        if cfg.init:
-            from dakd_edge.models.checkpoint import load_model_file
-
-            init_model, init_meta = load_model_file(cfg.init, name=cfg.model, num_classes=k)
-            model.load_state_dict(init_model.state_dict())
-            norm = init_meta.normalization  # the weights were trained for this input scaling
-            del init_model
-        ema = common.EMA(model, cfg.ema_decay).to(dev) if cfg.ema_decay > 0 else None
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
-        )
-        scaler = common.make_grad_scaler(dev, cfg.amp)
-        loss_fn = DAKDLoss(cfg.loss_config()).to(dev)
-
-        start, best = 0, {"miou": -1.0, "step": -1}
-        if resume:
-            ck = common.load_checkpoint(resume, kind=CHECKPOINT_KIND)
-            cfg.check_resume(ck["config"], resume)
-            common.unwrap(model).load_state_dict(ck["model"])
-            if ema is not None and ck.get("ema"):
-                ema.load_state_dict(ck["ema"])
-            opt.load_state_dict(ck["optimizer"])
-            if ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            start = int(ck["step"])
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: lr_lambda(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio), last_epoch=start - 1
-            )
-            best = dict(ck["extra"].get("best", best))
-            norm = Normalization.from_dict(ck["extra"]["normalization"])
-            common.restore_rng_state(ck["rng"])
-        if start >= cfg.steps:
-            raise TrainingError(f"nothing to do: the checkpoint is at step {start} of {cfg.steps}")
-
-        synthetic = _synthetic_patches(cfg, k) if cfg.synthetic and cfg.synthetic_ratio > 0 else None
-        batches = SlotBatches(cfg, originals, train_idx, norm, k, augmented, synthetic, info.rank, start)
-        loader = torch.utils.data.DataLoader(
-            batches, batch_size=None, shuffle=False, num_workers=cfg.workers, pin_memory=dev.type == "cuda"
-        )
-        net: nn.Module = model
-        if info.world_size > 1:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dev.index] if dev.type == "cuda" else None
-            )
-
-        meta_kw = {"class_names": class_names, "normalization": norm, "tile": cfg.tile}
-        if info.is_main and not resume:
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        logger = common.JsonlLogger(
-            out / "metrics.jsonl", resume_step=start if resume else None, enabled=info.is_main
-        )
-        last_ckpt = out / "last.pt"
-
-        def make_meta(extra: dict[str, Any]) -> ModelMeta:
-            base = ModelMeta.default_for(cfg.model, k, 1, **meta_kw)
-            base.extra = {"train": {"config": cfg.to_dict(), **extra}}
-            return base
-
-        def checkpoint(step: int) -> None:
-            if info.is_main:
-                common.save_checkpoint(
-                    last_ckpt,
-                    kind=CHECKPOINT_KIND,
-                    config=cfg.to_dict(),
-                    model=model,
-                    step=step,
-                    optimizer=opt,
-                    ema=ema,
-                    scaler=scaler,
-                    rng=common.capture_rng_state(),
-                    extra={"best": best, "normalization": asdict(norm)},
-                )
-            common.barrier()
-
-        def evaluate_now(step: int) -> dict[str, Any] | None:
-            nonlocal best
-            if not val_idx:
-                return None
-            vkw = {"mosaic_grid": cfg.val_mosaic, "mosaic_size": cfg.final_crop or cfg.tile, "seed": cfg.seed}
-            if ema is not None:
-                with ema.swapped(model) as m:
-                    r = validate(m, originals, val_idx, norm, k, dev, cfg.amp, **vkw)
-            else:
-                r = validate(model, originals, val_idx, norm, k, dev, cfg.amp, **vkw)
-            rec = {"step": step, "val_miou": r["miou"], "val_iou": r["iou"], "val_acc": r["pixel_accuracy"]}
-            score = float(r["miou"])
-            if "mosaic" in r:
-                rec["val_mosaic_miou"] = r["mosaic"]["miou"]
-                score = 0.5 * (score + float(r["mosaic"]["miou"]))
-                rec["val_score"] = score
-            logger.log(rec)
-            if score > best.get("score", best["miou"]) and info.is_main:
-                best = {"miou": float(r["miou"]), "step": step, "iou": r["iou"]}
-                if "mosaic" in r:
-                    best.update(score=score, mosaic_miou=float(r["mosaic"]["miou"]))
-                _save_final(
-                    save_model, out / "best.safetensors", model, ema, make_meta({"step": step, "val": r})
-                )
-            return r
-
-        net.train()
-        t0, seen = time.perf_counter(), 0
-        step = start
-        with common.ProgressBar(cfg.steps, "train", start=start, enabled=progress and info.is_main) as bar:
-            for batch in loader:
-                x = batch["image"].to(dev, non_blocking=True)
-                y = batch["mask"].to(dev, non_blocking=True)
-                t = batch["logits"].to(dev, non_blocking=True)
-                g = batch["generated"].to(dev)
-                with common.autocast(dev, cfg.amp):
-                    logits = net(x)
-                parts = loss_fn(logits.float(), y, t, g)
-                loss = parts["loss"]
-                common.check_finite(loss, step, last_ckpt)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                seen += x.shape[0]
-                vals = {key: float(common.all_reduce_mean(v)) for key, v in parts.items()}
-                bar.update(1, loss=vals["loss"], best=max(best["miou"], 0.0))
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    dt = time.perf_counter() - t0
-                    logger.log(
-                        {"step": step, **vals, "lr": sched.get_last_lr()[0], "img_s": seen / max(dt, 1e-9)}
-                    )
-                if step % cfg.val_every == 0 or step == cfg.steps:
-                    evaluate_now(step)
-                stop = stop_after is not None and step >= stop_after
-                if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
-                    checkpoint(step)
-                if stop:
-                    break
-        if step < cfg.steps:
-            logger.close()
-            return {"steps": step, "best": best, "stopped": True, "checkpoint": str(last_ckpt)}
-        final = out / "model.safetensors"
-        if info.is_main:
-            if best["step"] >= 0:
-                import shutil
-
-                shutil.copyfile(out / "best.safetensors", final)
-            else:
-                _save_final(save_model, final, model, ema, make_meta({"step": step}))
-        common.barrier()
-        logger.close()
-        return {
-            "steps": step,
-            "stopped": False,
-            "best": best,
-            "model": str(final),
-            "seconds": time.perf_counter() - t0,
-            "normalization": asdict(norm),
-            "num_train": len(train_idx),
-            "num_val": len(val_idx),
-        }
+        return DakdTrainer(cfg, out_dir, progress, datasets).run(resume, stop_after)
     finally:
         common.cleanup_distributed()
-
-
-def _save_final(
-    save_model: Any, path: Path, model: nn.Module, ema: common.EMA | None, meta: ModelMeta
-) -> None:
-    if ema is None:
-        save_model(path, common.unwrap(model), meta)
-        return
-    with ema.swapped(model) as m:
-        save_model(path, m, meta)

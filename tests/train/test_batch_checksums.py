@@ -15,7 +15,7 @@ import torch
 
 from dakd_edge.meta import Normalization
 from dakd_edge.train.jointnet import CropBatches, SyntheticPatches
-from dakd_edge.train.saross import SlotBatches, TrainConfig, _synthetic_patches
+from dakd_edge.train.saross import SlotBatches, TrainConfig, synthetic_source
 from tests.train.tiny import TINY, BlobDataset
 
 
@@ -53,7 +53,7 @@ def test_saross_batches_unchanged(case: str) -> None:
     cfg = _saross(**kw)
     orig = BlobDataset(n, size)
     augmented = BlobDataset(4, 20, seed=50, teacher=True) if aug else None
-    synthetic = _synthetic_patches(cfg, 2) if syn else None
+    synthetic = synthetic_source(cfg, 2) if syn else None
     got = []
     for rank in (0, 1):
         sb = SlotBatches(cfg, orig, list(range(n)), NORM, 2, augmented, synthetic, rank)
