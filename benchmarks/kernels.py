@@ -10,7 +10,7 @@ CAFT skip an attention ``(batch, heads, c, HW)``. Each distinct shape is timed o
 forward (no autograd) and forward+backward, in one run so the ratios are like for like:
 
 * scan: ``triton`` kernel, ``ref-loop`` (:func:`selective_scan_ref`), ``ref-chunked``
-  (:func:`selective_scan_chunked`, the exportable form), ``ref-loop+compile`` (``torch.compile``);
+  (its ``chunk_size`` form, the one exported), ``ref-loop+compile`` (``torch.compile``);
 * attention: ``triton``, ``ref`` (eager), ``ref+compile``.
 
 Achieved bandwidth uses an ideal bytes-moved model (every input read once, every output written once,
@@ -25,6 +25,8 @@ in ``checks``): scan >= 50x the reference loop and >= 50% of HBM roofline at bat
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import math
 import sys
@@ -39,6 +41,7 @@ import torch
 from dakd_edge.atomic import atomic_path
 from dakd_edge.bench import environment
 from dakd_edge.kernels import ref
+from dakd_edge.kernels.dispatch import EXPORT_SCAN_CHUNK
 from dakd_edge.timing import time_fn
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -114,33 +117,34 @@ def attn_bytes(shape, dtype, backward: bool) -> int:
 
 # ----------------------------------------------------------------------------- implementations
 def scan_impls(device: str, compile_ok: bool) -> dict[str, Callable | str]:
-    impls: dict[str, Callable | str] = {}
-    if device == "cuda":
-        from dakd_edge.kernels.selective_scan import selective_scan_fn
-
-        impls["triton"] = selective_scan_fn
-    else:
-        impls["triton"] = (
-            "no CUDA device: the Triton kernel was not timed (CPU interpreter timings are meaningless)"
-        )
-    impls["ref-loop"] = ref.selective_scan_ref
-    impls["ref-chunked"] = ref.selective_scan_chunked
-    impls["ref-loop+compile"] = torch.compile(ref.selective_scan_ref) if compile_ok else _no_compile(device)
-    return impls
+    eager = {
+        "ref-loop": ref.selective_scan_ref,
+        "ref-chunked": functools.partial(ref.selective_scan_ref, chunk_size=EXPORT_SCAN_CHUNK),
+    }
+    return _impls(device, compile_ok, "selective_scan", "selective_scan_fn", eager)
 
 
 def attn_impls(device: str, compile_ok: bool) -> dict[str, Callable | str]:
+    eager = {"ref": ref.transposed_attention_ref}
+    return _impls(device, compile_ok, "transposed_attention", "transposed_attention_fn", eager)
+
+
+def _impls(
+    device: str, compile_ok: bool, module: str, kernel: str, eager: dict[str, Callable]
+) -> dict[str, Callable | str]:
+    """Rows of one op, by name: ``triton`` (``kernel`` of ``dakd_edge.kernels.<module>``, imported on
+    CUDA only), the ``eager`` references, and the first reference under ``torch.compile`` as
+    ``<name>+compile``. A string instead of a callable is the reason the row is skipped."""
     impls: dict[str, Callable | str] = {}
     if device == "cuda":
-        from dakd_edge.kernels.transposed_attention import transposed_attention_fn
-
-        impls["triton"] = transposed_attention_fn
+        impls["triton"] = getattr(importlib.import_module(f"dakd_edge.kernels.{module}"), kernel)
     else:
         impls["triton"] = (
             "no CUDA device: the Triton kernel was not timed (CPU interpreter timings are meaningless)"
         )
-    impls["ref"] = ref.transposed_attention_ref
-    impls["ref+compile"] = torch.compile(ref.transposed_attention_ref) if compile_ok else _no_compile(device)
+    impls.update(eager)
+    base, fn = next(iter(eager.items()))
+    impls[f"{base}+compile"] = torch.compile(fn) if compile_ok else _no_compile(device)
     return impls
 
 
@@ -240,7 +244,7 @@ def _speedups(rows: list[dict], op: str, shape, mode: str) -> None:
     for r in group.values():
         if r["status"] != "ok":
             continue
-        for other in (base, base + "+compile" if op != "selective_scan" else "ref-loop+compile"):
+        for other in (base, f"{base}+compile"):
             o = group.get(other)
             if o is not None and o["status"] == "ok" and o is not r:
                 r.setdefault("speedup", {})[other] = round(o["timing"]["p50_ms"] / r["timing"]["p50_ms"], 2)
@@ -254,38 +258,15 @@ def checks(rows: list[dict]) -> list[dict[str, Any]]:
             continue
         sp = r.get("speedup", {})
         if r["op"] == "selective_scan":
-            if "ref-loop" in sp:
-                out.append(
-                    dict(
-                        row=_key(r),
-                        target="scan >= 50x ref-loop",
-                        value=sp["ref-loop"],
-                        ok=sp["ref-loop"] >= 50,
-                    )
-                )
-            if r["shape"][0] >= 16 and r["roofline"] is not None:
-                out.append(
-                    dict(
-                        row=_key(r),
-                        target="scan >= 50% HBM roofline",
-                        value=r["roofline"],
-                        ok=r["roofline"] >= 0.5,
-                    )
-                )
+            targets = [("scan >= 50x ref-loop", sp.get("ref-loop"), 50)]
+            if r["shape"][0] >= 16:
+                targets.append(("scan >= 50% HBM roofline", r["roofline"], 0.5))
         else:
-            if "ref" in sp:
-                out.append(
-                    dict(row=_key(r), target="attention >= 2x eager", value=sp["ref"], ok=sp["ref"] >= 2)
-                )
-            if "ref+compile" in sp:
-                out.append(
-                    dict(
-                        row=_key(r),
-                        target="attention >= 1.3x compile",
-                        value=sp["ref+compile"],
-                        ok=sp["ref+compile"] >= 1.3,
-                    )
-                )
+            targets = [
+                ("attention >= 2x eager", sp.get("ref"), 2),
+                ("attention >= 1.3x compile", sp.get("ref+compile"), 1.3),
+            ]
+        out += [dict(row=_key(r), target=t, value=v, ok=v >= lim) for t, v, lim in targets if v is not None]
     return out
 
 
@@ -354,29 +335,16 @@ def main(argv: list[str] | None = None) -> None:
             scans.update(s)
             attns.update(a)
     del model
+    ops = {  # op -> (shapes, implementations, inputs, bytes model)
+        "selective_scan": (scans, scan_impls, scan_inputs, scan_bytes),
+        "transposed_attention": (attns, attn_impls, attn_inputs, attn_bytes),
+    }
     rows: list[dict[str, Any]] = []
-    if "selective_scan" in args.ops:
-        rows += bench_op(
-            "selective_scan",
-            scans,
-            scan_impls(device, compile_ok),
-            scan_inputs,
-            scan_bytes,
-            args,
-            device,
-            peak,
-        )
-    if "transposed_attention" in args.ops:
-        rows += bench_op(
-            "transposed_attention",
-            attns,
-            attn_impls(device, compile_ok),
-            attn_inputs,
-            attn_bytes,
-            args,
-            device,
-            peak,
-        )
+    for op, (shapes, impls, make_inputs, bytes_model) in ops.items():
+        if op in args.ops:
+            rows += bench_op(
+                op, shapes, impls(device, compile_ok), make_inputs, bytes_model, args, device, peak
+            )
     result = dict(
         benchmark="kernels",
         env=environment(),

@@ -25,7 +25,7 @@ EXPORT_OPS = ("standard", "plugin")
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
 # Chunk length of the exported scan: the graph unrolls ``chunk`` steps inside all chunks at once, then
 # ``L / chunk`` steps across them (same total work), so ~sqrt(L) keeps the graph smallest: 8 for
-# MambaVision's 64-token windows. See :func:`~dakd_edge.kernels.ref.selective_scan_chunked`.
+# MambaVision's 64-token windows. See :func:`~dakd_edge.kernels.ref.selective_scan_ref` (``chunk_size``).
 EXPORT_SCAN_CHUNK = 8
 _export_chunk: contextvars.ContextVar[int] = contextvars.ContextVar(
     "dakd_export_chunk", default=EXPORT_SCAN_CHUNK
@@ -66,8 +66,8 @@ def get_export_ops() -> str | None:
 def export_ops(mode: str, scan_chunk: int = EXPORT_SCAN_CHUNK) -> Iterator[None]:
     """Route the hot ops to exportable forms while tracing a model for ONNX (overrides ``kernels``).
 
-    ``"standard"``: the scan becomes :func:`~dakd_edge.kernels.ref.selective_scan_chunked` and the
-    attention its reference, both plain ONNX ops any runtime (and TensorRT's parser) understands.
+    ``"standard"``: the scan becomes the chunked form of :func:`~dakd_edge.kernels.ref.selective_scan_ref`
+    and the attention its reference, both plain ONNX ops any runtime (and TensorRT's parser) understands.
     ``"plugin"``: both become custom nodes in the ``dakd_edge`` ONNX domain (computed eagerly with the
     reference), which the TensorRT plugins in :mod:`dakd_edge.export.plugins` implement.
     ``scan_chunk``: chunk length of the standard-ops scan.
@@ -141,7 +141,7 @@ def selective_scan(
     """Selective scan (see :func:`dakd_edge.kernels.ref.selective_scan_ref` for the maths)."""
     export = _export_ops.get()
     if export == "standard":
-        return ref.selective_scan_chunked(
+        return ref.selective_scan_ref(
             u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size=_export_chunk.get()
         )
     if export == "plugin":

@@ -31,13 +31,34 @@ def selective_scan_ref(
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    chunk_size: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Sequential selective scan: h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t;  y_t = C_t . h_t + D u_t."""
+    """Selective scan: h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t;  y_t = C_t . h_t + D u_t.
+
+    ``chunk_size=None`` runs the sequential loop (:func:`_scan_loop`, the reference the kernels are
+    tested against); a chunk length runs the same maths in the two-level form of
+    :func:`_scan_chunked`, for ONNX / TensorRT export. Both share the discretisation, the ``D`` skip
+    and the fp32 state; ``return_last_state`` adds the final state ``h_L`` (b, d, n).
+    """
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dtype_in = u.dtype
     uf = u.float()
     dt = _discretize(u, delta, delta_bias, delta_softplus)  # (b, d, l)
     Af = A.float()
     Bf, Cf = B.float(), C.float()
+    if chunk_size is None:
+        y, h = _scan_loop(uf, dt, Af, Bf, Cf)
+    else:
+        y, h = _scan_chunked(uf, dt, Af, Bf, Cf, chunk_size)
+    if D is not None:
+        y = y + uf * D.float()[None, :, None]
+    y = y.to(dtype_in)
+    return (y, h) if return_last_state else y
+
+
+def _scan_loop(uf: Tensor, dt: Tensor, Af: Tensor, Bf: Tensor, Cf: Tensor) -> tuple[Tensor, Tensor]:
+    """(y without the D skip, last state) of the sequential recurrence; all inputs fp32."""
     b, d, length = uf.shape
     n = Af.shape[1]
     dA = torch.exp(dt.unsqueeze(-1) * Af[None, :, None, :])  # (b, d, l, n)
@@ -48,10 +69,7 @@ def selective_scan_ref(
         h = dA[:, :, i] * h + dBu[:, :, i]
         ys.append(torch.einsum("bdn,bn->bd", h, Cf[:, :, i]))
     y = torch.stack(ys, dim=2) if ys else uf.new_zeros(b, d, 0)
-    if D is not None:
-        y = y + uf * D.float()[None, :, None]
-    y = y.to(dtype_in)
-    return (y, h) if return_last_state else y
+    return y, h
 
 
 def _steps_first(x: Tensor, c: int, t: int) -> Tensor:
@@ -59,19 +77,10 @@ def _steps_first(x: Tensor, c: int, t: int) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], c, t).permute(3, 2, 0, 1)
 
 
-def selective_scan_chunked(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-    chunk_size: int = 8,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Selective scan in plain tensor ops, for ONNX / TensorRT export (same maths as the reference).
+def _scan_chunked(
+    uf: Tensor, dt: Tensor, Af: Tensor, Bf: Tensor, Cf: Tensor, chunk_size: int
+) -> tuple[Tensor, Tensor]:
+    """The recurrence of :func:`_scan_loop` in plain tensor ops, for ONNX / TensorRT export.
 
     The sequence is cut into ``c`` chunks of ``T = chunk_size`` steps (the last one zero-padded:
     ``dt = 0`` there, so the state passes unchanged) and the recurrence runs on two levels:
@@ -91,21 +100,13 @@ def selective_scan_chunked(
     64-token window 2.5-3x faster than the Mamba-2 "SSD" matrix form it replaced, whose ``T x T`` decay
     matrices per (channel, state) cost ``T`` times more memory traffic.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype_in = u.dtype
-    uf = u.float()
-    dt = _discretize(u, delta, delta_bias, delta_softplus)  # (b, d, l)
-    Af = A.float()
-    Bf, Cf = B.float(), C.float()
     b, d = uf.shape[:2]
     n = Af.shape[1]
     # The sequence length is a Python int even under tracing (windows fix it), so the chunking is
     # static; the batch axis stays dynamic.
     length = int(uf.shape[-1])
     if length == 0:
-        y = uf.new_zeros(b, d, 0)
-        return (y.to(dtype_in), uf.new_zeros(b, d, n)) if return_last_state else y.to(dtype_in)
+        return uf.new_zeros(b, d, 0), uf.new_zeros(b, d, n)
     t = min(chunk_size, length)
     c = -(-length // t)
     pad = c * t - length
@@ -136,10 +137,7 @@ def selective_scan_chunked(
     y = y.permute(2, 3, 1, 0).reshape(b, d, c * t)
     if pad:
         y = y[..., :length]
-    if D is not None:
-        y = y + uf * D.float()[None, :, None]
-    y = y.to(dtype_in)
-    return (y, h) if return_last_state else y
+    return y, h
 
 
 def transposed_attention_ref(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The exportable chunked scan against the sequential reference (values, last state, gradients)."""
+"""The exportable chunked scan (``chunk_size=``) against the sequential loop (values, last state, gradients)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_chunked_matches_reference(length: int, chunk: int, softplus: bool) -> N
     if not softplus:
         delta = delta.abs()  # the scan assumes non-negative step sizes
     y_ref, h_ref = ref.selective_scan_ref(u, delta, A, B, C, D, bias, softplus, return_last_state=True)
-    y, h = ref.selective_scan_chunked(
+    y, h = ref.selective_scan_ref(
         u, delta, A, B, C, D, bias, softplus, return_last_state=True, chunk_size=chunk
     )
     err = (y - y_ref).abs().max().item()
@@ -43,12 +43,10 @@ def test_chunked_optional_args_and_dtype() -> None:
     u, delta, A, B, C, _, _ = _inputs(1, 3, 2, 20, seed=1)
     delta = delta.abs()
     y_ref = ref.selective_scan_ref(u, delta, A, B, C)
-    y = ref.selective_scan_chunked(u, delta, A, B, C, chunk_size=8)
+    y = ref.selective_scan_ref(u, delta, A, B, C, chunk_size=8)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     # Low-precision input: state kept in fp32, output in the input dtype.
-    y16 = ref.selective_scan_chunked(
-        u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), chunk_size=8
-    )
+    y16 = ref.selective_scan_ref(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), chunk_size=8)
     assert y16.dtype == torch.bfloat16
     ref16 = ref.selective_scan_ref(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16())
     torch.testing.assert_close(y16.float(), ref16.float(), atol=2e-2, rtol=2e-2)
@@ -60,11 +58,11 @@ def test_chunked_strong_decay_stays_finite() -> None:
     A = A * 200.0
     delta = delta + 5.0
     y_ref = ref.selective_scan_ref(u, delta, A, B, C, D, bias, True)
-    y = ref.selective_scan_chunked(u, delta, A, B, C, D, bias, True, chunk_size=64)
+    y = ref.selective_scan_ref(u, delta, A, B, C, D, bias, True, chunk_size=64)
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     (g,) = torch.autograd.grad(
-        ref.selective_scan_chunked(u, delta.requires_grad_(), A, B, C, D, bias, True).sum(), delta
+        ref.selective_scan_ref(u, delta.requires_grad_(), A, B, C, D, bias, True, chunk_size=8).sum(), delta
     )
     assert torch.isfinite(g).all()
 
@@ -73,7 +71,7 @@ def test_chunked_gradients_match_reference() -> None:
     args = _inputs(2, 4, 3, 37, seed=3)
     args = [a.requires_grad_() for a in args]  # both compute in fp32 whatever the input dtype
     y_ref = ref.selective_scan_ref(*args, True)
-    y = ref.selective_scan_chunked(*args, True, chunk_size=16)
+    y = ref.selective_scan_ref(*args, True, chunk_size=16)
     w = torch.randn_like(y_ref)
     g_ref = torch.autograd.grad((y_ref * w).sum(), args)
     g = torch.autograd.grad((y * w).sum(), args)
@@ -84,4 +82,4 @@ def test_chunked_gradients_match_reference() -> None:
 def test_chunk_size_validated() -> None:
     u, delta, A, B, C, _, _ = _inputs(1, 2, 2, 4)
     with pytest.raises(ValueError, match="chunk_size"):
-        ref.selective_scan_chunked(u, delta, A, B, C, chunk_size=0)
+        ref.selective_scan_ref(u, delta, A, B, C, chunk_size=0)
