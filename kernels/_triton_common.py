@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+from torch import Tensor
 
 # Interpreter or compiler is fixed when a kernel is decorated, i.e. when the kernel modules are imported.
 INTERPRETED: bool = triton.knobs.runtime.interpret
@@ -23,3 +24,8 @@ def cast_out(x, dtype: tl.constexpr, INTERPRETED: tl.constexpr):
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
             x = bits.to(tl.float32, bitcast=True)
     return x.to(dtype)
+
+
+def strides(*tensors: Tensor) -> list[int]:
+    """Strides of ``tensors``, flattened in the order a kernel takes them (one group per tensor)."""
+    return [s for t in tensors for s in t.stride()]

@@ -26,13 +26,14 @@ K >= 16 requirement the CPU interpreter does not enforce).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out, strides
 
 LOG2E = 1.4426950408889634
 MAX_STATE = 16
@@ -45,58 +46,83 @@ def _softplus(x):
 
 
 @triton.jit
-def scan_fwd_kernel(
-    u_ptr,
-    dt_ptr,
+def _channel_tile(dim, dstate, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's sequence (axis 0), its block of channels (axis 1) and the state lanes, with masks."""
+    pid_b = tl.program_id(0).to(tl.int64)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    return pid_b, offs_d, offs_n, offs_d < dim, offs_n < dstate
+
+
+@triton.jit
+def _load_params(
     a_ptr,
-    b_ptr,
-    c_ptr,
     d_ptr,
     bias_ptr,
-    y_ptr,
-    dim,
-    seqlen,
-    dstate,
-    s_ub,
-    s_ud,
-    s_ul,
-    s_tb,
-    s_td,
-    s_tl,
     s_ad,
     s_an,
-    s_bb,
-    s_bn,
-    s_bl,
-    s_cb,
-    s_cn,
-    s_cl,
-    s_yb,
-    s_yd,
-    s_yl,
+    offs_d,
+    offs_n,
+    mask_d,
+    mask_n,
     HAS_D: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    INTERPRETED: tl.constexpr,
 ):
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
+    """A (BLOCK_D, BLOCK_N), D and delta_bias (BLOCK_D,) in fp32; zeros where absent or padded (padded
+    lanes get A = 0 and inputs 0, so their state stays 0)."""
     mask_dn = mask_d[:, None] & mask_n[None, :]
-
-    # exp(dt A) = exp2(dt * (A log2 e)); padded lanes get A = 0 and inputs 0, so their state stays 0.
-    a2 = tl.load(a_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask_dn, other=0.0)
-    a2 = a2.to(tl.float32) * 1.4426950408889634
+    a = tl.load(a_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask_dn, other=0.0)
+    dskip = tl.zeros(offs_d.shape, dtype=tl.float32)
+    bias = tl.zeros(offs_d.shape, dtype=tl.float32)
     if HAS_D:
         dskip = tl.load(d_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return a.to(tl.float32), dskip, bias
 
+
+@triton.jit
+def _load_step(
+    u_p, t_p, b_p, t, s_ul, s_tl, s_bl, mask_d, mask_n, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr
+):
+    """Step ``t``'s inputs in fp32: u_t, the raw step ``delta_t (+ delta_bias)``, dt_t and B_t."""
+    u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
+    raw = tl.load(t_p + t * s_tl, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw += bias
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
+    return u, raw, dt, bt
+
+
+@triton.jit
+def _advance(h, a2, u, dt, bt):
+    """``h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t``, with ``a2 = A log2(e)`` so the decay is one ``exp2``."""
+    return tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
+
+
+# Kernel parameters are grouped one tensor per line (as in mamba's Triton kernels): pointers, sizes, then
+# each tensor's strides. The forward signature is also the AOT plugin's (export/plugins.py): keep it.
+@triton.jit
+def scan_fwd_kernel(
+    u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, y_ptr,
+    dim, seqlen, dstate,
+    s_ub, s_ud, s_ul,  # u (b, d, l)
+    s_tb, s_td, s_tl,  # delta (b, d, l)
+    s_ad, s_an,  # A (d, n)
+    s_bb, s_bn, s_bl,  # B (b, n, l)
+    s_cb, s_cn, s_cl,  # C (b, n, l)
+    s_yb, s_yd, s_yl,  # y (b, d, l)
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    pid_b, offs_d, offs_n, mask_d, mask_n = _channel_tile(dim, dstate, BLOCK_D, BLOCK_N)
+    a, dskip, bias = _load_params(
+        a_ptr, d_ptr, bias_ptr, s_ad, s_an, offs_d, offs_n, mask_d, mask_n, HAS_D, HAS_BIAS
+    )
+    a2 = a * 1.4426950408889634
     u_p = u_ptr + pid_b * s_ub + offs_d * s_ud
     t_p = dt_ptr + pid_b * s_tb + offs_d * s_td
     b_p = b_ptr + pid_b * s_bb + offs_n * s_bn
@@ -105,15 +131,11 @@ def scan_fwd_kernel(
 
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for t in range(seqlen):
-        u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
-        dt = tl.load(t_p + t * s_tl, mask=mask_d, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dt += bias
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
+        u, _, dt, bt = _load_step(
+            u_p, t_p, b_p, t, s_ul, s_tl, s_bl, mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS
+        )
         ct = tl.load(c_p + t * s_cl, mask=mask_n, other=0.0).to(tl.float32)
-        h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
+        h = _advance(h, a2, u, dt, bt)
         y = tl.sum(h * ct[None, :], axis=1)
         if HAS_D:
             y += dskip * u
@@ -122,71 +144,26 @@ def scan_fwd_kernel(
 
 @triton.jit
 def _scan_bwd_kernel(
-    u_ptr,
-    dt_ptr,
-    a_ptr,
-    b_ptr,
-    c_ptr,
-    d_ptr,
-    bias_ptr,
-    dy_ptr,
-    du_ptr,
-    ddt_ptr,
-    da_part_ptr,
-    db_part_ptr,
-    dc_part_ptr,
-    dd_part_ptr,
-    dbias_part_ptr,
-    bound_ptr,
-    scratch_ptr,
-    dim,
-    seqlen,
-    dstate,
-    chunk,
-    nchunks,
-    s_ub,
-    s_ud,
-    s_ul,
-    s_tb,
-    s_td,
-    s_tl,
-    s_ad,
-    s_an,
-    s_bb,
-    s_bn,
-    s_bl,
-    s_cb,
-    s_cn,
-    s_cl,
-    s_gb,
-    s_gd,
-    s_gl,
-    HAS_D: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    INTERPRETED: tl.constexpr,
-):
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    num_db = tl.num_programs(1)
-    prog = pid_b * num_db + pid_d
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]
+    u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, dy_ptr,
+    du_ptr, ddt_ptr, da_part_ptr, db_part_ptr, dc_part_ptr, dd_part_ptr, dbias_part_ptr,
+    bound_ptr, scratch_ptr,
+    dim, seqlen, dstate, chunk, nchunks,
+    s_ub, s_ud, s_ul,  # u (b, d, l)
+    s_tb, s_td, s_tl,  # delta (b, d, l)
+    s_ad, s_an,  # A (d, n)
+    s_bb, s_bn, s_bl,  # B (b, n, l)
+    s_cb, s_cn, s_cl,  # C (b, n, l)
+    s_gb, s_gd, s_gl,  # dy (b, d, l)
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
+    pid_b, offs_d, offs_n, mask_d, mask_n = _channel_tile(dim, dstate, BLOCK_D, BLOCK_N)
+    prog = pid_b * tl.num_programs(1) + tl.program_id(1)
     tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]  # state tile in scratch
-
-    a = tl.load(a_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask_dn, other=0.0)
-    a = a.to(tl.float32)
+    a, dskip, bias = _load_params(
+        a_ptr, d_ptr, bias_ptr, s_ad, s_an, offs_d, offs_n, mask_d, mask_n, HAS_D, HAS_BIAS
+    )
     a2 = a * 1.4426950408889634
-    if HAS_D:
-        dskip = tl.load(d_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-
     u_p = u_ptr + pid_b * s_ub + offs_d * s_ud
     t_p = dt_ptr + pid_b * s_tb + offs_d * s_td
     b_p = b_ptr + pid_b * s_bb + offs_n * s_bn
@@ -207,14 +184,10 @@ def _scan_bwd_kernel(
         t0 = ci * chunk
         t1 = tl.minimum(t0 + chunk, seqlen)
         for t in range(t0, t1):
-            u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
-            dt = tl.load(t_p + t * s_tl, mask=mask_d, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
-            h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
+            u, _, dt, bt = _load_step(
+                u_p, t_p, b_p, t, s_ul, s_tl, s_bl, mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS
+            )
+            h = _advance(h, a2, u, dt, bt)
     # Scratch round trips go through global memory: a CTA barrier makes every warp's stores visible
     # before they are read (and keeps a fast warp from overwriting slots a slow one still reads).
     tl.debug_barrier()
@@ -232,27 +205,17 @@ def _scan_bwd_kernel(
         h = tl.load(bound_p + ci * BLOCK_D * BLOCK_N)
         tl.store(scratch_p, h)
         for t in range(t0, t1):
-            u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
-            dt = tl.load(t_p + t * s_tl, mask=mask_d, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
-            h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]
+            u, _, dt, bt = _load_step(
+                u_p, t_p, b_p, t, s_ul, s_tl, s_bl, mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS
+            )
+            h = _advance(h, a2, u, dt, bt)
             tl.store(scratch_p + (t - t0 + 1) * BLOCK_D * BLOCK_N, h)
         tl.debug_barrier()
         for tr in range(t1 - t0):
             t = t1 - 1 - tr
-            u = tl.load(u_p + t * s_ul, mask=mask_d, other=0.0).to(tl.float32)
-            raw = tl.load(t_p + t * s_tl, mask=mask_d, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                raw += bias
-            if SOFTPLUS:
-                dt = _softplus(raw)
-            else:
-                dt = raw
-            bt = tl.load(b_p + t * s_bl, mask=mask_n, other=0.0).to(tl.float32)
+            u, raw, dt, bt = _load_step(
+                u_p, t_p, b_p, t, s_ul, s_tl, s_bl, mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS
+            )
             ct = tl.load(c_p + t * s_cl, mask=mask_n, other=0.0).to(tl.float32)
             dy = tl.load(g_p + t * s_gl, mask=mask_d, other=0.0).to(tl.float32)
             h_t = tl.load(scratch_p + (t - t0 + 1) * BLOCK_D * BLOCK_N)
@@ -279,6 +242,7 @@ def _scan_bwd_kernel(
         tl.debug_barrier()
 
     # Per-sequence partial sums, reduced over the batch by the launcher.
+    mask_dn = mask_d[:, None] & mask_n[None, :]
     tl.store(
         da_part_ptr + pid_b * dim * dstate + offs_d[:, None] * dstate + offs_n[None, :], da_acc, mask=mask_dn
     )
@@ -286,17 +250,34 @@ def _scan_bwd_kernel(
     tl.store(dbias_part_ptr + pid_b * dim + offs_d, dbias_acc, mask=mask_d)
 
 
-def _blocks(batch: int, dim: int, dstate: int) -> tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_N, num_warps): enough programs to fill a GPU even at batch 1, small tiles.
+def _launch_meta(
+    batch: int, dim: int, dstate: int, D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool
+) -> dict[str, Any]:
+    """Compile-time flags and tile sizes of both kernels, and ``num_warps``.
 
-    The CPU interpreter pays per program and per step, not per lane, so it always takes 64 channels.
+    Tiles: enough programs to fill a GPU even at batch 1, small tiles. The CPU interpreter pays per
+    program and per step, not per lane, so it always takes 64 channels.
     """
     block_n = max(2, triton.next_power_of_2(dstate))
     block_d = 64
     while not INTERPRETED and block_d > 16 and batch * triton.cdiv(dim, block_d) < 264:  # ~2 per H100 SM
         block_d //= 2
-    num_warps = max(1, min(4, block_d * block_n // 128))
-    return block_d, block_n, num_warps
+    return dict(
+        HAS_D=D is not None,
+        HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus,
+        BLOCK_D=block_d,
+        BLOCK_N=block_n,
+        INTERPRETED=INTERPRETED,
+        num_warps=max(1, min(4, block_d * block_n // 128)),
+    )
+
+
+def _operands(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, delta_bias: Tensor | None
+) -> tuple[Tensor, ...]:
+    """The kernels' seven input pointers; u stands in for an absent D / delta_bias (never read then)."""
+    return u, delta, A, B, C, u if D is None else D, u if delta_bias is None else delta_bias
 
 
 def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[int, int, int, int]:
@@ -330,34 +311,16 @@ def _scan_fwd(
     y = torch.empty((batch, dim, seqlen), dtype=u.dtype, device=u.device)
     if y.numel() == 0:
         return y
-    block_d, block_n, num_warps = _blocks(batch, dim, dstate)
-    dummy = u  # never read when the matching HAS_* flag is off
-    grid = (batch, triton.cdiv(dim, block_d))
+    meta = _launch_meta(batch, dim, dstate, D, delta_bias, delta_softplus)
+    grid = (batch, triton.cdiv(dim, meta["BLOCK_D"]))
     scan_fwd_kernel[grid](
-        u,
-        delta,
-        A,
-        B,
-        C,
-        dummy if D is None else D,
-        dummy if delta_bias is None else delta_bias,
+        *_operands(u, delta, A, B, C, D, delta_bias),
         y,
         dim,
         seqlen,
         dstate,
-        *u.stride(),
-        *delta.stride(),
-        *A.stride(),
-        *B.stride(),
-        *C.stride(),
-        *y.stride(),
-        HAS_D=D is not None,
-        HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus,
-        BLOCK_D=block_d,
-        BLOCK_N=block_n,
-        INTERPRETED=INTERPRETED,
-        num_warps=num_warps,
+        *strides(u, delta, A, B, C, y),
+        **meta,
     )
     return y
 
@@ -378,7 +341,8 @@ def _scan_bwd(
     batch, dim, seqlen, dstate = _check(u, delta, A, B, C)
     dev = u.device
     f32 = torch.float32
-    block_d, block_n, num_warps = _blocks(batch, dim, dstate)
+    meta = _launch_meta(batch, dim, dstate, D, delta_bias, delta_softplus)
+    block_d, block_n = meta["BLOCK_D"], meta["BLOCK_N"]
     num_db = triton.cdiv(dim, block_d)
     du = torch.empty((batch, dim, seqlen), dtype=u.dtype, device=dev)
     ddelta = torch.empty((batch, dim, seqlen), dtype=delta.dtype, device=dev)
@@ -394,15 +358,8 @@ def _scan_bwd(
     dbias_part = torch.empty((batch, dim), dtype=f32, device=dev)
     bound = torch.empty((batch * num_db, nchunks, block_d, block_n), dtype=f32, device=dev)
     scratch = torch.empty((batch * num_db, chunk + 1, block_d, block_n), dtype=f32, device=dev)
-    dummy = u
     _scan_bwd_kernel[(batch, num_db)](
-        u,
-        delta,
-        A,
-        B,
-        C,
-        dummy if D is None else D,
-        dummy if delta_bias is None else delta_bias,
+        *_operands(u, delta, A, B, C, D, delta_bias),
         dy,
         du,
         ddelta,
@@ -418,19 +375,8 @@ def _scan_bwd(
         dstate,
         chunk,
         nchunks,
-        *u.stride(),
-        *delta.stride(),
-        *A.stride(),
-        *B.stride(),
-        *C.stride(),
-        *dy.stride(),
-        HAS_D=D is not None,
-        HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus,
-        BLOCK_D=block_d,
-        BLOCK_N=block_n,
-        INTERPRETED=INTERPRETED,
-        num_warps=num_warps,
+        *strides(u, delta, A, B, C, dy),
+        **meta,
     )
     dA = da_part.sum(0).to(A.dtype)
     dB = db_part.sum(1).to(B.dtype)

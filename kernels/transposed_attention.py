@@ -28,54 +28,44 @@ output's rounding.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from dakd_edge.kernels._triton_common import INTERPRETED, cast_out
+from dakd_edge.kernels._triton_common import INTERPRETED, cast_out, strides
 
 EPS = 1e-12  # F.normalize's default
 _TARGET_PROGRAMS = 264  # ~2 per H100 SM
 
 
 @triton.jit
-def _gram_kernel(
-    x_ptr,
-    y_ptr,
-    g_ptr,
-    xn_ptr,
-    yn_ptr,
-    heads,
-    c,
-    hw,
-    hw_per_split,
-    s_xb,
-    s_xh,
-    s_xc,
-    s_xl,
-    s_yb,
-    s_yh,
-    s_yc,
-    s_yl,
-    NORMS: tl.constexpr,
-    IEEE: tl.constexpr,
-    UPCAST: tl.constexpr,
-    BLOCK_I: tl.constexpr,
-    BLOCK_J: tl.constexpr,
-    BLOCK_HW: tl.constexpr,
-):
-    """Partial ``G[split, bh] = X Y^T`` over one HW split (and squared row norms of X and Y)."""
+def _head_rows(heads, c, BLOCK_I: tl.constexpr):
+    """This program's ``bh`` (grid axis 0 runs over batch x heads), its batch and head, and its block of
+    rows of the ``c x c`` matrix (grid axis 1), with their mask."""
     bh = tl.program_id(0)
-    pid_i = tl.program_id(1)
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    return bh, (bh // heads).to(tl.int64), bh % heads, offs_i, offs_i < c
+
+
+# Kernel parameters are grouped one tensor per line (as in mamba's Triton kernels).
+@triton.jit
+def _gram_kernel(
+    x_ptr, y_ptr, g_ptr, xn_ptr, yn_ptr,
+    heads, c, hw, hw_per_split,
+    s_xb, s_xh, s_xc, s_xl,  # x (b, heads, c, hw)
+    s_yb, s_yh, s_yc, s_yl,  # y (b, heads, c, hw)
+    NORMS: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_HW: tl.constexpr,
+):  # fmt: skip
+    """Partial ``G[split, bh] = X Y^T`` over one HW split (and squared row norms of X and Y)."""
+    bh, b, h, offs_i, mask_i = _head_rows(heads, c, BLOCK_I)
     pid_s = tl.program_id(2)
     nbh = tl.num_programs(0)
-    b = (bh // heads).to(tl.int64)
-    h = bh % heads
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = tl.arange(0, BLOCK_J)
     offs_l = tl.arange(0, BLOCK_HW)
-    mask_i = offs_i < c
     mask_j = offs_j < c
     x_p = x_ptr + b * s_xb + h * s_xh + offs_i[:, None] * s_xc
     y_p = y_ptr + b * s_yb + h * s_yh + offs_j[:, None] * s_yc
@@ -108,34 +98,19 @@ def _gram_kernel(
     )
     if NORMS:
         tl.store(xn_ptr + row + offs_i, xn, mask=mask_i)
-        tl.store(yn_ptr + row + offs_j, yn, mask=mask_j & (pid_i == 0))
+        tl.store(yn_ptr + row + offs_j, yn, mask=mask_j & (tl.program_id(1) == 0))
 
 
 @triton.jit
 def _softmax_kernel(
-    g_ptr,
-    xn_ptr,
-    yn_ptr,
-    temp_ptr,
-    p_ptr,
-    gn_ptr,
-    nq_ptr,
-    nk_ptr,
-    heads,
-    c,
-    nsplit,
-    eps,
-    BLOCK_I: tl.constexpr,
-    BLOCK_J: tl.constexpr,
-):
+    g_ptr, xn_ptr, yn_ptr, temp_ptr, p_ptr, gn_ptr, nq_ptr, nk_ptr,
+    heads, c, nsplit, eps,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+):  # fmt: skip
     """Sum the HW splits, normalise the Gram, scale by the head's temperature, softmax over rows."""
-    bh = tl.program_id(0)
-    pid_i = tl.program_id(1)
+    bh, _, h, offs_i, mask_i = _head_rows(heads, c, BLOCK_I)
     nbh = tl.num_programs(0)
-    h = bh % heads
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = tl.arange(0, BLOCK_J)
-    mask_i = offs_i < c
     mask_j = offs_j < c
     mask = mask_i[:, None] & mask_j[None, :]
     gram = tl.zeros((BLOCK_I, BLOCK_J), dtype=tl.float32)
@@ -157,51 +132,23 @@ def _softmax_kernel(
     tl.store(p_ptr + out, p, mask=mask)
     tl.store(gn_ptr + out, gn, mask=mask)
     tl.store(nq_ptr + bh * c + offs_i, nq, mask=mask_i)
-    tl.store(nk_ptr + bh * c + offs_j, nk, mask=mask_j & (pid_i == 0))
+    tl.store(nk_ptr + bh * c + offs_j, nk, mask=mask_j & (tl.program_id(1) == 0))
 
 
 @triton.jit
 def _mix_kernel(
-    m_ptr,
-    x_ptr,
-    x2_ptr,
-    s_ptr,
-    o_ptr,
-    heads,
-    c,
-    hw,
-    s_mbh,
-    s_mi,
-    s_mj,
-    s_xb,
-    s_xh,
-    s_xc,
-    s_xl,
-    s_2b,
-    s_2h,
-    s_2c,
-    s_2l,
-    s_ob,
-    s_oh,
-    s_oc,
-    s_ol,
-    HAS_DIAG: tl.constexpr,
-    IEEE: tl.constexpr,
-    UPCAST: tl.constexpr,
-    BLOCK_I: tl.constexpr,
-    BLOCK_J: tl.constexpr,
-    BLOCK_HW: tl.constexpr,
-    INTERPRETED: tl.constexpr,
-):
+    m_ptr, x_ptr, x2_ptr, s_ptr, o_ptr,
+    heads, c, hw,
+    s_mbh, s_mi, s_mj,  # m (b * heads, c, c)
+    s_xb, s_xh, s_xc, s_xl,  # x (b, heads, c, hw)
+    s_2b, s_2h, s_2c, s_2l,  # x2 (b, heads, c, hw)
+    s_ob, s_oh, s_oc, s_ol,  # out (b, heads, c, hw)
+    HAS_DIAG: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_HW: tl.constexpr, INTERPRETED: tl.constexpr,
+):  # fmt: skip
     """``O[bh] = M[bh] X[bh] (- s[bh, :, None] * X2[bh])`` for one (rows, HW) tile; M is fp32 c x c."""
-    bh = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_l = tl.program_id(2)
-    b = (bh // heads).to(tl.int64)
-    h = bh % heads
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    offs_l = pid_l * BLOCK_HW + tl.arange(0, BLOCK_HW)
-    mask_i = offs_i < c
+    bh, b, h, offs_i, mask_i = _head_rows(heads, c, BLOCK_I)
+    offs_l = tl.program_id(2) * BLOCK_HW + tl.arange(0, BLOCK_HW)
     mask_l = offs_l < hw
     m_p = m_ptr + bh.to(tl.int64) * s_mbh + offs_i[:, None] * s_mi
     x_p = x_ptr + b * s_xb + h * s_xh + offs_l[None, :] * s_xl
@@ -250,6 +197,18 @@ def _pad(c: int) -> int:
     return max(16, triton.next_power_of_2(c))
 
 
+def _dot_meta(dtype: torch.dtype, block_i: int, block_j: int, block_hw: int) -> dict[str, Any]:
+    """Tile sizes and the ``tl.dot`` precision flags of the Gram and mix kernels for ``dtype`` inputs:
+    fp32 runs in IEEE precision (no TF32), bf16 is widened under the interpreter (:func:`_upcast`)."""
+    return dict(
+        IEEE=dtype == torch.float32,
+        UPCAST=_upcast(dtype),
+        BLOCK_I=block_i,
+        BLOCK_J=block_j,
+        BLOCK_HW=block_hw,
+    )
+
+
 def _gram(x: Tensor, y: Tensor, norms: bool, splits: int | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
     """Partial Gram ``(S, B*H, c, c)`` and squared norms ``(S, B*H, c)`` of x, y over S HW splits."""
     batch, heads, c, hw = x.shape
@@ -276,14 +235,9 @@ def _gram(x: Tensor, y: Tensor, norms: bool, splits: int | None = None) -> tuple
         c,
         hw,
         per_split,
-        *x.stride(),
-        *y.stride(),
+        *strides(x, y),
         NORMS=norms,
-        IEEE=x.dtype == torch.float32,
-        UPCAST=_upcast(x.dtype),
-        BLOCK_I=block_i,
-        BLOCK_J=block_j,
-        BLOCK_HW=block_hw,
+        **_dot_meta(x.dtype, block_i, block_j, block_hw),
         num_warps=4 if block_j <= 64 else 8,
     )
     return g, xn, yn, splits
@@ -305,16 +259,9 @@ def _mix(m: Tensor, x: Tensor, out: Tensor, x2: Tensor | None = None, s: Tensor 
         heads,
         c,
         hw,
-        *m.stride(),
-        *x.stride(),
-        *(x2 if has_diag else x).stride(),
-        *out.stride(),
+        *strides(m, x, x2 if has_diag else x, out),
         HAS_DIAG=has_diag,
-        IEEE=x.dtype == torch.float32,
-        UPCAST=_upcast(x.dtype),
-        BLOCK_I=block_i,
-        BLOCK_J=block_i,
-        BLOCK_HW=block_hw,
+        **_dot_meta(x.dtype, block_i, block_i, block_hw),
         INTERPRETED=INTERPRETED,
         num_warps=4,
     )
