@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
+from dakd_edge.cli.fields import config_from, field_option
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
+from dakd_edge.train.config import TrainConfig
 
 
 def _model_cfg(items: tuple[str, ...]) -> dict:
@@ -36,62 +40,52 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
         raise InputError(f"bad --class-weights {text!r}: {e}") from e
 
 
+_opt = partial(field_option, TrainConfig)
+
+
 @click.command("train")
 @click.option(
     "--data", required=True, type=click.Path(), help="Original dataset root (OSD, SOS or a folder)."
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--model", default="saross-edge", show_default=True, help="Registry name (`dakd-edge models`).")
+@_opt("model", help="Registry name (`dakd-edge models`).")
 @click.option(
     "--model-cfg", multiple=True, help="Architecture override key=value (repeatable), e.g. skip=conv."
 )
-@click.option(
-    "--kind", default="auto", show_default=True, type=click.Choice(["auto", "osd", "sos", "folder"])
-)
-@click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
-@click.option(
-    "--classes", default="native", show_default=True, type=click.Choice(["native", "binary"]),
-    help="binary: oil vs everything else.",
-)  # fmt: skip
-@click.option("--aug", type=click.Path(), help="Augmented set from `dakd-edge jointnet generate` (DAKD).")
-@click.option(
-    "--labels", default="soft", show_default=True, type=click.Choice(["soft", "hard"]),
+@_opt("kind", type=click.Choice(["auto", "osd", "sos", "folder"]))
+@_opt("sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
+@_opt("classes", type=click.Choice(["native", "binary"]), help="binary: oil vs everything else.")
+@_opt("aug", type=click.Path(), help="Augmented set from `dakd-edge jointnet generate` (DAKD).")
+@_opt(
+    "labels", type=click.Choice(["soft", "hard"]),
     help="Generated images: soft = CE on teacher argmax + KD (DAKD); hard = CE on argmax only.",
 )  # fmt: skip
-@click.option(
-    "--mix", default=0.5, show_default=True, help="Share of batch slots filled by generated mosaics."
-)
-@click.option(
-    "--synthetic", default=0, show_default=True, help="Number of synthetic patches to pre-generate."
-)
-@click.option(
-    "--synthetic-ratio", default=0.0, show_default=True, help="Share of slots for synthetic patches."
-)
-@click.option("--crop", default=256, show_default=True, help="Training crop size.")
-@click.option("--batch", default=8, show_default=True, help="Batch size per process.")
-@click.option("--steps", default=2000, show_default=True, help="Optimiser steps.")
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--weight-decay", default=0.05, show_default=True)
-@click.option("--warmup", default=100, show_default=True, help="Linear warm-up steps (then cosine).")
-@click.option("--ema", "ema_decay", default=0.999, show_default=True, help="EMA decay (0 = off).")
-@click.option("--ce-weight", default=1.0, show_default=True, help="l1 (cross-entropy).")
-@click.option("--kd-weight", default=1.0, show_default=True, help="l2 (distillation, generated images only).")
-@click.option("--dice-weight", default=1.0, show_default=True, help="l3 (soft Dice).")
-@click.option("--temperature", default=2.0, show_default=True, help="KD temperature T.")
+@_opt("mix", help="Share of batch slots filled by generated mosaics.")
+@_opt("synthetic", help="Number of synthetic patches to pre-generate.")
+@_opt("synthetic_ratio", help="Share of slots for synthetic patches.")
+@_opt("crop", help="Training crop size.")
+@_opt("batch", help="Batch size per process.")
+@_opt("steps", help="Optimiser steps.")
+@_opt("lr")
+@_opt("weight_decay")
+@_opt("warmup", help="Linear warm-up steps (then cosine).")
+@_opt("ema_decay", "--ema", help="EMA decay (0 = off).")
+@_opt("ce_weight", help="l1 (cross-entropy).")
+@_opt("kd_weight", help="l2 (distillation, generated images only).")
+@_opt("dice_weight", help="l3 (soft Dice).")
+@_opt("temperature", help="KD temperature T.")
 @click.option("--class-weights", help="Comma list of CE class weights, e.g. 1,3.")
-@click.option(
-    "--val-fraction", default=0.1, show_default=True, help="Training images held out for validation."
-)
-@click.option("--val-every", default=200, show_default=True)
-@click.option("--ckpt-every", default=200, show_default=True)
-@click.option("--log-every", default=10, show_default=True, help="Steps between metrics.jsonl records.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@_opt("val_fraction", help="Training images held out for validation.")
+@_opt("val_every")
+@_opt("ckpt_every")
+@_opt("log_every", help="Steps between metrics.jsonl records.")
+@_opt("seed")
+@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@_opt("workers", help="DataLoader worker processes.")
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a last.pt checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(**o: object) -> None:
+def train(**o: Any) -> None:
     """Train a segmentation model; DAKD when --aug is given.
 
     Writes OUT/model.safetensors (best EMA weights on the validation split carved from the training
@@ -99,21 +93,12 @@ def train(**o: object) -> None:
     `torchrun --nproc-per-node N -m dakd_edge train ...`.
     """
     require_extra("torch", "train")
-    from dakd_edge.train.saross import TrainConfig
     from dakd_edge.train.saross import train as run
 
     try:
-        cfg = TrainConfig(
-            model=o["model"], model_cfg=_model_cfg(o["model_cfg"]), data=o["data"], kind=o["kind"],
-            sensor=o["sensor"], classes=o["classes"], aug=o["aug"], labels=o["labels"],
-            mix=o["mix"] if o["aug"] else 0.0,
-            synthetic=o["synthetic"], synthetic_ratio=o["synthetic_ratio"], crop=o["crop"], batch=o["batch"],
-            steps=o["steps"], lr=o["lr"], weight_decay=o["weight_decay"], warmup=o["warmup"],
-            ema_decay=o["ema_decay"], ce_weight=o["ce_weight"], kd_weight=o["kd_weight"],
-            dice_weight=o["dice_weight"], temperature=o["temperature"],
-            class_weights=_weights(o["class_weights"]), val_fraction=o["val_fraction"],
-            val_every=o["val_every"], ckpt_every=o["ckpt_every"], log_every=o["log_every"], seed=o["seed"], device=o["device"],
-            amp=not o["no_amp"], workers=o["workers"],
+        cfg = config_from(
+            TrainConfig, o, model_cfg=_model_cfg(o["model_cfg"]), class_weights=_weights(o["class_weights"]),
+            mix=o["mix"] if o["aug"] else 0.0, amp=not o["no_amp"],
         )  # fmt: skip
     except ValueError as e:
         raise InputError(str(e)) from e
