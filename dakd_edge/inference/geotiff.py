@@ -1,9 +1,9 @@
 """GeoTIFF input and Cloud-Optimized GeoTIFF output, windowed so scenes never load whole.
 
 Reading: :class:`SceneReader` validates a scene once (readable, non-empty, band choice vs the model)
-and then serves raw row bands; every read goes through :meth:`SceneReader.read`, which turns damage
+and then serves raw windows; every read goes through :meth:`SceneReader.read`, which turns damage
 found at any point (header, sampling, mid-scene) into one :class:`InputError` line. Writing:
-:class:`CogWriter` streams row bands into a tiled, deflated GTiff staging file and, on
+:class:`CogWriter` streams finished strips into a tiled, deflated GTiff staging file and, on
 :meth:`CogWriter.finish`, copies it with GDAL's COG driver (overviews, tiles in the COG order) to a
 temporary of the caller's :class:`~dakd_edge.atomic.Transaction`, which renames all of a scene's
 outputs together, so an interrupted run leaves no file under any final name.
@@ -184,7 +184,7 @@ class SceneReader(Scene):
 
         Reads ``grid x grid`` windows spread over the scene (the whole scene, decimated, when it is
         small or when the windows hold no valid pixel). When even that finds nothing, the scene is
-        scanned in full-resolution row bands, so a small valid area is not taken for an empty scene;
+        scanned in full-resolution row blocks, so a small valid area is not taken for an empty scene;
         an empty result means the scene is all nodata.
         """
         h, w = self.info.height, self.info.width
@@ -229,7 +229,7 @@ PROB_SCALE = 250.0  # uint8 probabilities: stored value / 250 = probability (255
 
 
 class CogWriter:
-    """Streams row bands into a tiled GTiff ``staging`` file, then copies it as a COG by :meth:`finish`.
+    """Streams strips into a tiled GTiff ``staging`` file, then copies it as a COG by :meth:`finish`.
 
     ``kind``: ``"classes"`` (uint8 class ids, nodata 255, colour table), ``"probs_uint8"`` (K bands,
     probability * 250 rounded, nodata 255, with GDAL scale 1/250 so GIS software reads 0-1) or

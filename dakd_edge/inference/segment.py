@@ -79,7 +79,7 @@ def consume_behind(items: Iterable[Any], consume: Callable[[Any], None]) -> None
     """``consume(item)`` for every item, in order, on a worker thread one item behind the producer.
 
     Inference (ONNX Runtime, PyTorch) leaves part of the cores idle between operators; writing a
-    finished band (COG blocks, class counts, the polygon staging file) meanwhile fills them. An item
+    finished strip (COG blocks, class counts, the polygon staging file) meanwhile fills them. An item
     is handed over only once the previous one is consumed, so at most two are alive: the one being
     consumed and the one being produced. The first error of either side stops both and is raised here.
     """
@@ -217,7 +217,7 @@ def segment_scene(
     meta = predictor.meta
     if probs_dtype not in PROBS_DTYPES:
         raise InputError(f"unknown probability dtype {probs_dtype!r}; choose {' or '.join(PROBS_DTYPES)}")
-    min_area_m2, min_pixels = parse_min_area(min_area)
+    least = parse_min_area(min_area)  # (m^2 or None, pixels)
     if vector is not None:
         check_vector_path(vector)
     finals = {"classes": out, "probs": probs, "vector": vector, "report": report}
@@ -265,14 +265,7 @@ def segment_scene(
         spills = dropped = None
         if polygons:
             spills, dropped, world_crs = _trace_spills(
-                tx.temp("classes"),
-                info,
-                outputs.oilprob,
-                oil_ids,
-                polygon_block,
-                min_area_m2,
-                min_pixels,
-                masker,
+                tx.temp("classes"), outputs.oilprob, info, oil_ids, polygon_block, least, masker
             )
             if vector is not None:
                 outputs.write_vector(spills, world_crs)
@@ -283,7 +276,7 @@ def segment_scene(
         result = scene_report(
             info, predictor, stats, tally, clock,
             scale=scale, all_nodata=all_nodata, domain=domain, masker=masker, spills=spills, dropped=dropped,
-            min_area=(min_area_m2, min_pixels), geocoded=geocode,
+            min_area=least, geocoded=geocode,
             outputs={k: str(p) for k, p in tx.finals.items() if k != "report"},
         )  # fmt: skip
         outputs.write_report(result)
@@ -348,25 +341,24 @@ class _Windows:
 
 def _trace_spills(
     classes: Path,
-    info: SceneInfo,
     oilprob: Any,
+    info: SceneInfo,
     oil_ids: list[int],
     block: int,
-    min_area_m2: float | None,
-    min_pixels: int,
+    min_area: tuple[float | None, int],
     masker: Any,
 ) -> tuple[list[Spill], list[Spill], Any]:
     """The polygon pass over the finished class map ``classes``: (kept spills, filtered ones, their CRS).
 
     Traces the oil regions in blocks of ``block`` rows (:func:`spills_from_mask`) with their oil
-    probability from ``oilprob``, drops those under the minimum area and flags spills at the scene's
-    edge or (with ``masker``) at the coast.
+    probability from ``oilprob``, drops those under ``min_area`` (m^2 or None, pixels) and flags
+    spills at the scene's edge or (with ``masker``) at the coast.
     """
     oilprob.reopen()
     masks = _MaskFile(classes, oil_ids)
     to_world, world_crs = world_of(info)
     with masks.ds:
         found = spills_from_mask(masks, info.height, info.width, to_world, world_crs, oilprob, block)
-        spills, dropped = filter_spills(found, min_area_m2, min_pixels)
+        spills, dropped = filter_spills(found, *min_area)
         flag_spills(spills, masks.classes, oil_ids, info.height, info.width, masker and masker.mask)
     return spills, dropped, world_crs

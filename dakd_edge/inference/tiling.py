@@ -148,7 +148,7 @@ class TileStats:
     tiles_skipped: int = 0  # no valid pixel (nodata or land)
     tiles_skipped_land: int = 0  # of those, tiles with land (the reader reported a land mask)
     batches: int = 0
-    peak_buffer_bytes: int = 0  # accumulator + per-row input band, the memory that scales with W
+    peak_buffer_bytes: int = 0  # accumulator + per-row input window, the memory that scales with W
 
 
 @dataclass
