@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from functools import partial
 from typing import Any
 
 import click
 
+from dakd_edge.cli.fields import config_from, field_default, field_option
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
+from dakd_edge.train.config import JointNetTrainConfig
 
 _KINDS = click.Choice(["auto", "osd", "sos", "folder", "augmented"])
 _SENSORS = click.Choice(["palsar", "sentinel"])
@@ -64,7 +67,7 @@ def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, li
     from dakd_edge.models.jointnet import compute_balancing_factor
 
     if synthetic > 0:
-        from dakd_edge.train.jointnet import SyntheticPatches
+        from dakd_edge.train.common import SyntheticPatches
 
         ds = SyntheticPatches(synthetic, size, int(num_classes))
         source = f"{synthetic} synthetic {size}px patches, {num_classes} classes"
@@ -113,34 +116,47 @@ def _steps(text: str) -> tuple[int, int, int]:
     return v  # type: ignore[return-value]
 
 
+_opt = partial(field_option, JointNetTrainConfig)
+# What a resumed run may set anew (the rest comes from its checkpoint).
+_OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_every", "sample_steps")
+
+
 @jointnet.command("train")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, log).")
-@click.option("--data", type=click.Path(file_okay=False), help="Training set folder.")
-@click.option("--kind", default="auto", show_default=True, type=_KINDS)
-@click.option("--sensor", type=_SENSORS)
-@click.option("--classes", default="native", show_default=True, type=_CLASSES)
-@click.option("--synthetic", type=int, default=0, help="Train on N synthetic patches instead of --data.")
-@click.option("--synthetic-classes", type=click.Choice(["2", "5"]), default="5", show_default=True)
-@click.option("--preset", default="base", show_default=True, type=click.Choice(["tiny", "small", "base"]))
-@click.option("--crop", default=256, show_default=True, help="Random crop size (= generated size).")
-@click.option("--batch-size", default=16, show_default=True, help="Per process.")
-@click.option("--stage-steps", default="50000,150000,50000", show_default=True, help="Steps of stages 1,2,3.")
-@click.option("--lr", default=1e-4, show_default=True, type=float, help="Stages 1 and 2.")
-@click.option("--lr-stage3", default=2e-5, show_default=True, type=float)
-@click.option("--warmup", default=500, show_default=True, help="Linear LR warm-up steps at each stage start.")
-@click.option("--ema-decay", default=0.9999, show_default=True, type=float)
-@click.option("--grad-clip", default=1.0, show_default=True, type=float)
-@click.option("--b", "balancing_factor", type=float, help="Balancing factor (default: measured on the data).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
-@click.option("--log-every", default=50, show_default=True)
-@click.option("--ckpt-every", default=1000, show_default=True)
-@click.option(
-    "--sample-every", default=5000, show_default=True, help="Sample grid PNG every N steps (0: off)."
+@_opt(
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder (checkpoints, log).",
 )
-@click.option("--sample-steps", default=50, show_default=True, help="DDIM steps for the sample grids.")
+@_opt("data", type=click.Path(file_okay=False), help="Training set folder.")
+@_opt("data_kind", "--kind", type=_KINDS)
+@_opt("sensor", type=_SENSORS)
+@_opt("classes", type=_CLASSES)
+@_opt("synthetic", type=int, help="Train on N synthetic patches instead of --data.")
+# The command line's synthetic label space is OSD's five classes (the library's default is binary).
+@_opt("synthetic_classes", type=click.Choice(["2", "5"]), default="5", show_default=True)
+@_opt("preset", type=click.Choice(["tiny", "small", "base"]))
+@_opt("crop", help="Random crop size (= generated size).")
+@_opt("batch_size", help="Per process.")
+@_opt(
+    "stage_steps", default=",".join(map(str, field_default(JointNetTrainConfig, "stage_steps"))),
+    help="Steps of stages 1,2,3.",
+)  # fmt: skip
+@_opt("lr", type=float, help="Stages 1 and 2.")
+@_opt("lr_stage3", type=float)
+@_opt("warmup", help="Linear LR warm-up steps at each stage start.")
+@_opt("ema_decay", type=float)
+@_opt("grad_clip", type=float)
+@_opt("balancing_factor", "--b", type=float, help="Balancing factor (default: measured on the data).")
+@_opt("seed")
+@_opt("workers", help="DataLoader worker processes.")
+@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@_opt("log_every")
+@_opt("ckpt_every")
+@_opt("sample_every", help="Sample grid PNG every N steps (0: off).")
+@_opt("sample_steps", help="DDIM steps for the sample grids.")
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
@@ -149,76 +165,21 @@ def _steps(text: str) -> tuple[int, int, int]:
 )
 @click.option("--stop-after", type=int, help="Stop (with a checkpoint) after this global step.")
 @click.option("--no-progress", is_flag=True)
-def train(
-    out,
-    data,
-    kind,
-    sensor,
-    classes,
-    synthetic,
-    synthetic_classes,
-    preset,
-    crop,
-    batch_size,
-    stage_steps,
-    lr,
-    lr_stage3,
-    warmup,
-    ema_decay,
-    grad_clip,
-    balancing_factor,
-    seed,
-    workers,
-    device,
-    no_amp,
-    log_every,
-    ckpt_every,
-    sample_every,
-    sample_steps,
-    resume,
-    stop_after,
-    no_progress,
-) -> None:
+def train(**o: Any) -> None:
     """Train SAR-JointNet in three stages (run under torchrun for several GPUs or nodes)."""
     require_extra("torch", "jointnet train")
-    from dakd_edge.train.jointnet import JointNetTrainConfig, train_jointnet
+    from dakd_edge.train.jointnet import train_jointnet
 
-    ops = dict(
-        out=out,
-        workers=workers,
-        device=device,
-        log_every=log_every,
-        ckpt_every=ckpt_every,
-        sample_every=sample_every,
-        sample_steps=sample_steps,
-    )
-    if resume:
-        cfg = _config_from(resume, ops)
-    elif not data and synthetic <= 0:
+    if o["resume"]:
+        cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL})
+    elif not o["data"] and o["synthetic"] <= 0:
         raise InputError("pass --data DIR or --synthetic N")
     else:
-        cfg = JointNetTrainConfig(
-            data=data,
-            data_kind=kind,
-            sensor=sensor,
-            classes=classes,
-            synthetic=synthetic,
-            synthetic_classes=int(synthetic_classes),
-            crop=crop,
-            preset=preset,
-            balancing_factor=balancing_factor,
-            stage_steps=_steps(stage_steps),
-            batch_size=batch_size,
-            lr=lr,
-            lr_stage3=lr_stage3,
-            warmup=warmup,
-            grad_clip=grad_clip,
-            ema_decay=ema_decay,
-            amp=not no_amp,
-            seed=seed,
-            **ops,
-        )
-    last = train_jointnet(cfg, resume=resume, stop_after=stop_after, progress=not no_progress)
+        cfg = config_from(
+            JointNetTrainConfig, o, synthetic_classes=int(o["synthetic_classes"]),
+            stage_steps=_steps(o["stage_steps"]), amp=not o["no_amp"],
+        )  # fmt: skip
+    last = train_jointnet(cfg, resume=o["resume"], stop_after=o["stop_after"], progress=not o["no_progress"])
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: report once
         click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
 
@@ -226,7 +187,6 @@ def train(
 def _config_from(resume: str, ops: dict[str, Any]) -> Any:
     """On resume the run's settings come from the checkpoint; only operational options apply."""
     from dakd_edge.train.common import load_checkpoint
-    from dakd_edge.train.jointnet import JointNetTrainConfig
 
     saved = load_checkpoint(resume, kind="jointnet")["config"]
     return JointNetTrainConfig.from_dict({**saved, **ops})
