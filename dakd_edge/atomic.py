@@ -190,8 +190,13 @@ def describe_write_error(e: BaseException, path: Path) -> str:
     """One line for a failed write: disk full names the device and the path."""
     if is_disk_full(e):
         return f"no space left on {mount_point(path.parent)} (writing {path})"
-    msg = " ".join(str(deepest(e)).split()) or type(e).__name__
-    return f"{path}: cannot write ({msg})"
+    return f"{path}: cannot write ({reason(e)})"
+
+
+def reason(e: BaseException) -> str:
+    """Why ``e`` happened, on one line: its innermost message (GDAL's own words, where rasterio's
+    outer error only says "see previous exception"), or the error's type when no cause says more."""
+    return " ".join(str(deepest(e)).split()) or type(e).__name__
 
 
 def deepest(e: BaseException) -> BaseException:

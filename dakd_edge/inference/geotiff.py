@@ -26,7 +26,7 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from dakd_edge.atomic import deepest, remove_temp
+from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
@@ -103,7 +103,7 @@ class SceneReader(Scene):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.ds = rasterio.open(p)
         except RasterioError as e:
-            raise InputError(f"{p}: cannot read as a raster ({_one_line(e)})") from None
+            raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
         try:
             self.info = self._validate(p, in_chans, band)
         except Exception:
@@ -155,7 +155,7 @@ class SceneReader(Scene):
         try:
             return self.ds.read(list(self.info.bands) if bands is None else bands, **kw)
         except (RasterioError, OSError) as e:
-            raise InputError(f"{self.path}: damaged or truncated raster ({_one_line(e)})") from None
+            raise InputError(f"{self.path}: damaged or truncated raster ({reason(e)})") from None
 
     def _bands_identical(self, grid: int = 4, size: int = 64) -> bool:
         """All bands equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
@@ -213,11 +213,6 @@ class SceneReader(Scene):
 
     def close(self) -> None:
         self.ds.close()
-
-
-def _one_line(e: BaseException) -> str:
-    """GDAL's own words: rasterio's outer error says "see previous exception", the cause says why."""
-    return " ".join(str(deepest(e)).split()) or type(e).__name__
 
 
 def colormap(meta: ModelMeta) -> dict[int, tuple[int, int, int, int]]:

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.atomic import reason
 from dakd_edge.errors import InputError
-from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader, _one_line
+from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
 
 def open_scene(
@@ -80,7 +81,7 @@ class Sentinel1Reader(Scene):
         except InputError:
             raise
         except Exception as e:  # RasterioError from a damaged measurement TIFF
-            raise InputError(f"{self.path}: damaged measurement TIFF ({_one_line(e)})") from None
+            raise InputError(f"{self.path}: damaged measurement TIFF ({reason(e)})") from None
 
     def valid_sample(self, grid: int = 8, size: int = 128) -> np.ndarray:
         """Finite sigma0 values ``(1, n)`` from ``grid x grid`` windows (empty: no valid pixel)."""
