@@ -2,7 +2,7 @@
 
 Each image is predicted at full resolution through the :class:`~dakd_edge.inference.predictor.Predictor`
 (so images larger than the model's tile are tiled with blending, exactly as ``segment`` does) from
-its 8-bit luminance, with the model's own normalisation. Works with any backend: a PyTorch checkpoint,
+the dataset's unit luminance, with the model's own normalisation (no 8-bit round trip). Works with any backend: a PyTorch checkpoint,
 an ONNX file or a TensorRT engine (:func:`dakd_edge.inference.load`).
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.data.scaling import as_chw, normalize
 from dakd_edge.errors import DatasetError, OutputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
@@ -91,11 +92,8 @@ def evaluate(
     with _progress(n, progress) as advance:
         for i in range(n):
             s = ds[i]
-            unit = np.asarray(s["image"], np.float32)
-            raw = np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)  # the releases' 8-bit luminance
-            raw = raw[0] if raw.shape[0] == 1 else raw
             t = time.perf_counter()
-            pred = predictor.predict(raw, scale="uint8")
+            pred = predict_unit(predictor, s["image"])
             seconds += time.perf_counter() - t
             pixels += pred.size
             mask = np.asarray(s["mask"])
@@ -117,6 +115,29 @@ def evaluate(
         }
     )
     return result
+
+
+def predict_unit(predictor: Any, unit: np.ndarray) -> np.ndarray:
+    """Class ids ``(H, W)`` uint8 of a unit-luminance image ``(C, H, W)`` (a dataset sample), through
+    the predictor's tiling with the model's normalisation; 255 where the input is NaN.
+
+    The same as ``predictor.predict`` on the 8-bit image for 8-bit data, without converting to 8 bits
+    and back (so float samples, e.g. generated ones, are not quantised).
+    """
+    from dakd_edge.inference.tiling import argmax0
+
+    norm = predictor.meta.normalization
+    unit = as_chw(np.asarray(unit, np.float32), predictor.meta.in_chans)
+    valid = np.isfinite(unit).all(0)
+    x = normalize(np.nan_to_num(np.clip(unit, 0.0, 1.0), nan=norm.mean), norm)
+    h, w = valid.shape
+    probs = np.zeros((predictor.meta.num_classes, h, w), np.float32)
+    for strip in predictor.stream(lambda y0, y1, x0, x1: (x[:, y0:y1, x0:x1], valid[y0:y1, x0:x1]), h, w):
+        sh, sw = strip.valid.shape
+        probs[:, strip.y0 : strip.y0 + sh, strip.x0 : strip.x0 + sw] = strip.probs
+    pred = argmax0(probs)
+    pred[~valid] = IGNORE_INDEX
+    return pred
 
 
 @contextlib.contextmanager

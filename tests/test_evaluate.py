@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dakd_edge.evaluate import evaluate, paper_rows, render_table
+from dakd_edge.evaluate import evaluate, paper_rows, predict_unit, render_table
 from dakd_edge.inference import load
 from dakd_edge.meta import ModelMeta, Normalization
 from dakd_edge.models.checkpoint import save_model
@@ -118,3 +118,21 @@ def test_evaluate_rejects_class_mismatch(tmp_path):
 
     with pytest.raises(DatasetError, match="3 classes"):
         open_for_model(ds, 3, split="train")
+
+
+def test_unit_images_need_no_8_bit_round_trip(model_file):
+    """Samples go to the predictor as unit luminance: 8-bit data predicts as its 8-bit image does, and
+    a float image is not quantised (a value between two 8-bit levels keeps its side of the threshold)."""
+    pred = load(str(model_file), backend="torch")
+    rng = np.random.default_rng(0)
+    img8 = rng.integers(0, 256, (40, 56)).astype(np.uint8)
+    unit = img8[None].astype(np.float32) / 255.0
+    np.testing.assert_array_equal(predict_unit(pred, unit), pred.predict(img8, scale="uint8"))
+    # Mean 0.5: oil (1) strictly darker. 0.499 rounds to level 127 (0.498) in 8 bits, 0.501 to 128 (0.502).
+    near = np.full((1, 8, 8), 0.501, np.float32)
+    near[0, :4] = 0.499
+    got = predict_unit(pred, near)
+    assert (got[:4] == 1).all() and (got[4:] == 0).all()
+    nan = near.copy()
+    nan[0, 0, 0] = np.nan
+    assert predict_unit(pred, nan)[0, 0] == 255
