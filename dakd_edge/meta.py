@@ -55,6 +55,9 @@ class ModelMeta:
     palette: tuple[tuple[int, int, int], ...] = BINARY_PALETTE
     normalization: Normalization = field(default_factory=Normalization)
     tile: int = 512
+    # Overlap to use with ``tile`` (None: the predictor's default rule). The pair is what the model wants
+    # on whole scenes, chosen by measurement (benchmarks/mosaic.py), not a property of the weights.
+    overlap: int | None = None
     arch: dict[str, Any] = field(default_factory=dict)  # constructor kwargs for create_model(name, ...)
     version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)  # free-form (training recipe, metrics, ...)
@@ -124,6 +127,7 @@ _REQUIRED = {"name": ((str,), "a string"), "num_classes": ((int,), "an integer")
 _OPTIONAL = {
     "in_chans": ((int,), "an integer"),
     "tile": ((int,), "an integer"),
+    "overlap": ((int, type(None)), "an integer or null"),
     "class_names": ((list, tuple), "a list"),
     "palette": ((list, tuple), "a list"),
     "normalization": ((dict,), "an object"),
@@ -160,6 +164,9 @@ def _problem(d: Any) -> str | None:
             return f"field {k!r} is a JSON {_json_type(v)}, expected {name}"
         if k in _POSITIVE and k in d and v < 1:
             return f"field {k!r} is {v}, expected a positive integer"
+    overlap, tile = d.get("overlap"), d.get("tile", 512)
+    if overlap is not None and not 0 <= overlap <= tile // 2:
+        return f"field 'overlap' is {overlap}, expected 0 to half the tile ({tile} // 2)"
     if not all(isinstance(c, str) for c in d.get("class_names", ())):
         return "field 'class_names' must list strings"
     if not all(_is_rgb(c) for c in d.get("palette", ())):

@@ -30,7 +30,8 @@ class Predictor:
     ``tile=None`` uses the tile size stored with the model (``meta.tile``). Images no larger than one
     tile run in a single backend call; larger ones are tiled with ``overlap`` and blended. The overlap
     is at most half a tile (more would let the blending ramps of opposite tile edges cross): a larger
-    one is an error, never silently capped; ``None`` is :data:`DEFAULT_OVERLAP` or half a small tile.
+    one is an error, never silently capped. ``None`` is the model's own ``meta.overlap`` when the tile is
+    the model's, else :data:`DEFAULT_OVERLAP` or half a small tile.
     """
 
     def __init__(
@@ -43,8 +44,11 @@ class Predictor:
         blend: str = "probs",
     ) -> None:
         self.backend = backend
-        tile = int(tile or backend.meta.tile)
-        overlap = min(DEFAULT_OVERLAP, tile // 2) if overlap is None else int(overlap)
+        meta = backend.meta
+        tile = int(tile or meta.tile)
+        if overlap is None:
+            own = meta.overlap is not None and tile == meta.tile
+            overlap = meta.overlap if own else min(DEFAULT_OVERLAP, tile // 2)
         if not 0 <= overlap <= tile // 2:
             raise InputError(
                 f"--overlap {overlap} must be between 0 and half the tile ({tile} // 2 = {tile // 2})"

@@ -30,6 +30,19 @@ def test_tile_defaults_to_model_tile() -> None:
     assert Predictor(FakeBackend(tile=96), tile=128).tiling.tile == 128
 
 
+def test_overlap_defaults_to_model_overlap_only_with_model_tile() -> None:
+    """A model's stored (tile, overlap) pair is used together; another tile gets the generic rule."""
+    fake = FakeBackend(tile=256)
+    fake.meta.overlap = 32
+    assert (Predictor(fake).tiling.tile, Predictor(fake).tiling.overlap) == (256, 32)
+    assert Predictor(fake, tile=256).tiling.overlap == 32
+    assert Predictor(fake, tile=512).tiling.overlap == 64  # DEFAULT_OVERLAP, not the model's 32
+    assert Predictor(fake, overlap=0).tiling.overlap == 0  # explicit always wins
+    fake.meta.overlap = None
+    assert Predictor(fake).tiling.overlap == 64
+    assert Predictor(FakeBackend(tile=96)).tiling.overlap == 48  # half a small tile
+
+
 def test_scaling_uint8_db_linear_agree() -> None:
     """The same scene as 8-bit luminance, sigma0 in dB and linear sigma0 gives the same classes."""
     pred = Predictor(FakeBackend(), tile=64, overlap=16)

@@ -24,6 +24,10 @@ BAD_META = {  # metadata text -> what the error line must say
     "list": ("[1, 2]", "a JSON list, expected an object"),
     "no-fields": ('{"tile": 512}', "missing required field(s) 'name', 'num_classes'"),
     "wrong-type": ('{"name": "saross-edge", "num_classes": "two"}', "'num_classes' is a JSON string"),
+    "overlap": (
+        '{"name": "m", "num_classes": 2, "tile": 256, "overlap": 200}',
+        "'overlap' is 200, expected 0",
+    ),
 }
 
 
@@ -151,4 +155,6 @@ def test_metadata_is_validated_in_one_place() -> None:
         assert expected in str(e.value)
     meta = ModelMeta.default_for("saross-nano", 5)
     assert ModelMeta.from_json(meta.to_json()) == meta
+    with_overlap = ModelMeta.default_for("saross-nano", 5, tile=256, overlap=32)
+    assert ModelMeta.from_json(with_overlap.to_json()) == with_overlap
     assert ModelMeta.from_dict(meta.to_dict()) == meta
