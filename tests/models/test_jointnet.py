@@ -17,15 +17,7 @@ from dakd_edge.models.jointnet import (
     jointnet_config,
     logits_to_mask_range,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are op-bound: one thread avoids OpenMP spin contention on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.train.tiny import one_thread  # noqa: F401 (autouse fixture: tiny models run on one thread)
 
 
 @pytest.fixture(scope="module")

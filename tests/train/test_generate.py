@@ -14,17 +14,10 @@ from dakd_edge.data.augmented import AugmentedDataset, read_manifest
 from dakd_edge.errors import ModelFileError
 from dakd_edge.train import generate as gen
 from dakd_edge.train import report as rep
-from dakd_edge.train.jointnet import JointNetTrainConfig, SyntheticPatches, train_jointnet
+from dakd_edge.train.jointnet import SyntheticPatches, train_jointnet
+from tests.train.tiny import JOINT_CROP, jointnet_config, one_thread  # noqa: F401 (autouse fixture)
 
-CROP = 16
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+CROP = JOINT_CROP
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +25,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SAR-JointNet trained for a few steps of every stage (stage-1 and final checkpoints)."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("jn")
-    cfg = JointNetTrainConfig(
-        out=str(out),
-        preset="tiny",
-        crop=CROP,
-        batch_size=2,
-        stage_steps=(2, 2, 2),
-        warmup=0,
-        lr=2e-3,
-        sample_every=6,
-        sample_steps=2,
-        device="cpu",
-        synthetic=6,
-        synthetic_classes=2,
-    )
-    train_jointnet(cfg, progress=False)
+    train_jointnet(jointnet_config(out, sample_every=6, synthetic=6), progress=False)
     return out
 
 

@@ -23,17 +23,9 @@ from dakd_edge.train.jointnet import (
     set_stage_trainable,
     train_jointnet,
 )
+from tests.train.tiny import JOINT_CROP, jointnet_config, one_thread  # noqa: F401 (autouse fixture)
 
-CROP = 16
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are op-bound: one thread avoids OpenMP spin contention on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+CROP = JOINT_CROP
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +37,8 @@ def patches() -> SyntheticPatches:
 
 
 def _cfg(out: Path, **kw) -> JointNetTrainConfig:
-    base = dict(
-        out=str(out),
-        preset="tiny",
-        crop=CROP,
-        batch_size=2,
-        stage_steps=(2, 2, 2),
-        lr=2e-3,
-        lr_stage3=5e-4,
-        warmup=0,
-        log_every=1,
-        ckpt_every=1000,
-        sample_every=0,
-        sample_steps=2,
-        device="cpu",
-        seed=7,
-        synthetic_classes=2,
-    )
-    base.update(kw)
-    return JointNetTrainConfig(**base)
+    base = dict(lr_stage3=5e-4, log_every=1, ckpt_every=1000, sample_every=0, seed=7)
+    return jointnet_config(out, **{**base, **kw})
 
 
 def test_step_batches_are_pure_functions_of_step(patches: SyntheticPatches) -> None:

@@ -1,10 +1,12 @@
-"""A tiny registered segmentation model and in-memory datasets for fast trainer / evaluation tests."""
+"""Tiny registered segmentation models, in-memory datasets and a tiny SAR-JointNet run configuration for
+fast trainer / evaluation tests; ``one_thread``, an autouse fixture to import where tiny models run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -12,12 +14,48 @@ from dakd_edge.models.base import SegmentationModel
 from dakd_edge.registry import _REGISTRY, register_model
 
 TINY = "test-tiny-seg"
+JOINT_CROP = 16  # the tiny SAR-JointNet runs' crop
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are op-bound: one thread avoids OpenMP spin contention on a busy 2-core box.
+
+    Import it into a test module (``from tests.train.tiny import one_thread  # noqa: F401``) to use it
+    for every test there."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def jointnet_config(out, **kw):
+    """A few CPU steps of every stage of a ``tiny`` SAR-JointNet on binary synthetic data (``kw`` override)."""
+    from dakd_edge.train.jointnet import JointNetTrainConfig
+
+    base = dict(
+        out=str(out), preset="tiny", crop=JOINT_CROP, batch_size=2, stage_steps=(2, 2, 2), warmup=0, lr=2e-3,
+        sample_steps=2, device="cpu", synthetic_classes=2,
+    )  # fmt: skip
+    return JointNetTrainConfig(**{**base, **kw})
 
 
 @dataclass
-class TinyConfig:
+class _Config:
     num_classes: int = 2
     in_chans: int = 1
+
+
+def _register(name: str, model: type, config: type) -> None:
+    """Register ``model(config(num_classes, in_chans, **cfg))`` under ``name`` (once per process)."""
+    if name not in _REGISTRY:
+        register_model(name)(
+            lambda num_classes=2, in_chans=1, **cfg: model(config(num_classes, in_chans, **cfg))
+        )
+
+
+@dataclass
+class TinyConfig(_Config):
     width: int = 8
 
 
@@ -32,11 +70,7 @@ class TinySeg(SegmentationModel):
         self.head = nn.Conv2d(config.width, config.num_classes, 1)
 
 
-if TINY not in _REGISTRY:
-
-    @register_model(TINY)
-    def _tiny(num_classes: int = 2, in_chans: int = 1, **cfg) -> TinySeg:
-        return TinySeg(TinyConfig(num_classes=num_classes, in_chans=in_chans, **cfg))
+_register(TINY, TinySeg, TinyConfig)
 
 
 def blob_sample(seed: int, size: int = 32, num_classes: int = 2) -> dict[str, np.ndarray]:
@@ -76,9 +110,7 @@ THRESHOLD = "test-threshold-seg"
 
 
 @dataclass
-class ThresholdConfig:
-    num_classes: int = 2
-    in_chans: int = 1
+class ThresholdConfig(_Config):
     gain: float = 10.0
 
 
@@ -96,11 +128,7 @@ class ThresholdSeg(SegmentationModel):
             self.head.bias.zero_()
 
 
-if THRESHOLD not in _REGISTRY:
-
-    @register_model(THRESHOLD)
-    def _threshold(num_classes: int = 2, in_chans: int = 1, **cfg) -> ThresholdSeg:
-        return ThresholdSeg(ThresholdConfig(num_classes=num_classes, in_chans=in_chans, **cfg))
+_register(THRESHOLD, ThresholdSeg, ThresholdConfig)
 
 
 def write_folder(root, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
