@@ -509,6 +509,7 @@ class SyntheticPatches:
         size: int,
         num_classes: int = 2,
         seed: int = 0,
+        *,
         stride: int = 1_000_003,
         eight_bit: bool = True,
     ) -> None:

@@ -224,19 +224,9 @@ def generate(
         raise InputError(f"--shard must look like 0/4, got {shard!r}") from e
     try:
         res = generate_augmented(
-            checkpoint,
-            out,
-            n,
-            steps=steps,
-            batch=batch,
-            seed=seed,
-            size=size,
-            device=device,
-            weights=weights,
-            amp=not no_amp,
-            progress=not no_progress,
-            shard=(k, m),
-        )
+            checkpoint, out, n, steps=steps, batch=batch, seed=seed, size=size, device=device,
+            weights=weights, amp=not no_amp, progress=not no_progress, shard=(k, m),
+        )  # fmt: skip
     except ValueError as e:
         raise InputError(str(e)) from e
     click.echo(f"{res['written']} written, {res['skipped']} already present -> {res['manifest']}")

@@ -48,27 +48,12 @@ from dakd_edge.train.saross import TrainConfig, train
 REPO = Path(__file__).resolve().parents[2]
 
 RECIPE_V1 = TrainConfig(
-    model="saross-edge",
-    kind="sos",
-    classes="binary",
-    synthetic=240,
-    synthetic_ratio=0.15,
-    crop=128,
-    batch=8,
-    steps=3600,
-    lr=2e-3,
-    weight_decay=0.05,
-    warmup=50,
-    ema_decay=0.995,
-    val_fraction=0.1,
-    val_every=100,
-    ckpt_every=50,
-    log_every=10,
-    seed=20241122,
-    ce_weight=1.0,
-    dice_weight=1.0,
-    tile=512,
-)
+    model="saross-edge", kind="sos", classes="binary", tile=512,
+    synthetic=240, synthetic_ratio=0.15,
+    crop=128, batch=8, steps=3600, lr=2e-3, weight_decay=0.05, warmup=50, ema_decay=0.995,
+    ce_weight=1.0, dice_weight=1.0,
+    val_fraction=0.1, val_every=100, ckpt_every=50, log_every=10, seed=20241122,
+)  # fmt: skip
 
 # Version 1's weights, the start of version 2: where git keeps them and their SHA-256.
 INIT_COMMIT = "88e9d3e"
@@ -78,23 +63,12 @@ INIT_NAME = "init-v1.safetensors"
 
 RECIPE = replace(
     RECIPE_V1,
-    synthetic=120,
-    synthetic_ratio=0.2,
-    crop=256,
-    batch=4,
-    steps=2600,
-    lr=1e-3,
-    warmup=100,
-    val_every=200,
-    ckpt_every=25,
-    seed=20261202,
-    real_mosaic=0.5,
-    final_steps=700,
-    final_crop=512,
-    final_batch=2,
-    val_mosaic=3,
+    synthetic=120, synthetic_ratio=0.2,
+    crop=256, batch=4, steps=2600, lr=1e-3, warmup=100,
+    real_mosaic=0.5, final_steps=700, final_crop=512, final_batch=2,
+    val_mosaic=3, val_every=200, ckpt_every=25, seed=20261202,
     init=INIT_NAME,
-)
+)  # fmt: skip
 
 # Not part of what a run means: where the data and the start weights lie on this machine.
 LOCAL_KEYS = ("data", "init")
@@ -151,15 +125,21 @@ def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
     return out
 
 
+def _check_recipe(run: Path, cfg: TrainConfig) -> None:
+    """Refuse a run whose ``config.json`` is another configuration than ``cfg`` (local paths aside)."""
+    got = json.loads((run / "config.json").read_text())
+    want = json.loads(json.dumps(cfg.to_dict()))
+    diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
+    if diff:
+        raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
+
+
 def finished_run(run: Path, cfg: TrainConfig) -> dict[str, Any]:
     """The summary of a finished run of ``cfg`` in ``run``; refuses a run of another configuration."""
     files = [run / "config.json", run / "summary.json"]
     if not all(f.is_file() for f in files):
         raise SystemExit(f"--from-run: {run} has no finished run (config.json and summary.json needed)")
-    got, want = json.loads(files[0].read_text()), json.loads(json.dumps(cfg.to_dict()))
-    diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
-    if diff:
-        raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
+    _check_recipe(run, cfg)
     summary = json.loads(files[1].read_text())
     summary["model"] = str(run / Path(summary["model"]).name)
     return summary
@@ -180,10 +160,7 @@ def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
     needed = [run / "config.json", run / "last.pt", run / "best.safetensors"]
     if not all(f.is_file() for f in needed):
         raise SystemExit(f"--best-so-far: {run} needs config.json, last.pt and best.safetensors")
-    got, want = json.loads(needed[0].read_text()), json.loads(json.dumps(cfg.to_dict()))
-    diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
-    if diff:
-        raise SystemExit(f"--from-run: {run} was trained with another configuration (differs in {diff})")
+    _check_recipe(run, cfg)
     ck = common.load_checkpoint(needed[1], kind=CHECKPOINT_KIND)
     n = len(open_dataset(data, split="train", kind=cfg.kind, classes=cfg.classes))
     train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
