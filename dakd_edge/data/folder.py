@@ -55,8 +55,9 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DatasetError(f"cannot read image {path}: {e}") from None
 
 
-def to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Image array -> float32 (H, W) unit luminance (mean over colour channels; exact for R = G = B)."""
+def decode_luminance(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Image-file pixels (8 or 16 bit) -> float32 (H, W) unit luminance (mean over colour channels; exact
+    for R = G = B). Not :func:`dakd_edge.data.scaling.to_unit`, which maps raster values by a named scale."""
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
@@ -110,7 +111,7 @@ class PairDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, mask_path = self.files[index]
-        image = to_unit(read_array(img_path), img_path)
+        image = decode_luminance(read_array(img_path), img_path)
         mask = self._decode(read_array(mask_path), mask_path)
         if mask.shape != image.shape:
             raise DatasetError(
