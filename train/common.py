@@ -1,9 +1,12 @@
-"""Training utilities shared by SAR-JointNet and SAROSS-Net training.
+"""Training utilities shared by SAR-JointNet and SAROSS-Net training, and their common skeleton.
 
-Everything a run needs to stop and continue *bit for bit*: seeding and full RNG state capture, an EMA
-of the weights, atomic checkpoints that load with ``torch.load(weights_only=True)`` (so their content is
-restricted to tensors, dicts, lists, tuples, numbers and strings), a NaN/inf guard, torchrun/DDP set-up,
-AMP on CUDA only, a JSON-lines log and a rich progress bar.
+:class:`Trainer` is the loop both trainers run (set-up, step, validation, checkpoint, resume);
+:class:`~dakd_edge.train.jointnet.JointNetTrainer` and :class:`~dakd_edge.train.saross.DakdTrainer`
+fill in its hooks. Around it, everything a run needs to stop and continue *bit for bit*: seeding and
+full RNG state capture, an EMA of the weights, atomic checkpoints that load with
+``torch.load(weights_only=True)`` (so their content is restricted to tensors, dicts, lists, tuples,
+numbers and strings), a NaN/inf guard, torchrun/DDP set-up, AMP on CUDA only, a JSON-lines log, a
+rich progress bar and the synthetic-patch training source.
 
 Determinism recipe used by the trainers: the data for step ``s`` is drawn from
 ``step_rng(seed, s, rank)`` (a fresh numpy Generator per step), so data order never depends on how far
