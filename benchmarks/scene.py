@@ -180,7 +180,9 @@ def child(args: argparse.Namespace) -> None:
 
 def _run_child(args: argparse.Namespace, backend: str, model: str | None, scene: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--backend", backend, "--scene", str(scene)]
-    cmd += ["--tile", str(args.tile), "--overlap", str(args.overlap), "--batch", str(args.batch)]
+    cmd += ["--batch", str(args.batch)]
+    cmd += ["--tile", str(args.tile)] if args.tile else []
+    cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--workdir", str(args.workdir), "--threads", str(args.threads)]
     if model:
         cmd += ["--model", model]
@@ -378,8 +380,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backends", default="onnxruntime,torch,null")
     ap.add_argument("--torch-model")
     ap.add_argument("--onnx-model")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument(
+        "--tile", type=int, default=None, help="default: the model's own tile (null backend: 512)"
+    )
+    ap.add_argument("--overlap", type=int, default=None, help="default: the model's own overlap")
     ap.add_argument("--batch", type=int, default=1, help="Tiles per call (the CLI default on CPU).")
     ap.add_argument("--threads", type=int, default=2, help="Intra-op threads (0: library default).")
     ap.add_argument("--nodata-check", action="store_true", help="Also run half-nodata scenes.")
