@@ -61,3 +61,23 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert p.returncode == 2 and "nope" in p.stderr, p.stderr
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """Every option named after a config field defaults to the dataclass's value (one place)."""
+    from dataclasses import fields
+
+    from dakd_edge.cli.jointnet import jointnet
+    from dakd_edge.cli.train import train
+    from dakd_edge.train.config import JointNetTrainConfig, TrainConfig
+
+    parsed = {"model_cfg", "class_weights", "stage_steps"}  # text options the command parses
+    cli_own = {"synthetic_classes"}  # the command line's stated exception (5 classes)
+    checked = 0
+    for command, cls in ((train, TrainConfig), (jointnet.commands["train"], JointNetTrainConfig)):
+        defaults = {f.name: f.default for f in fields(cls)}
+        for p in command.params:
+            if p.name in defaults and p.name not in parsed | cli_own and not p.required:
+                assert p.default == defaults[p.name], (command.name, p.name)
+                checked += 1
+    assert checked > 40

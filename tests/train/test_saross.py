@@ -198,6 +198,12 @@ def test_train_learns_writes_model_and_resumes_bit_exact(tmp_path):
     steps = [r["step"] for r in read_jsonl(tmp_path / "split" / "metrics.jsonl") if "loss" in r]
     assert steps == sorted(set(steps)) == list(range(1, 7))
 
+    ck = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    assert ck["extra"]["world_size"] == 1 and len(ck["extra"]["replica_checksums"]) == 1
+    ck["extra"]["world_size"] = 2
+    torch.save(ck, tmp_path / "two.pt")
+    with pytest.raises(TrainingError, match="trained on 2 processes"):
+        train(cfg, tmp_path / "split", resume=tmp_path / "two.pt", progress=False, datasets=data)
     with pytest.raises(TrainingError, match="configuration changed"):
         train(_cfg(mix=0.5, steps=8, lr=1.0), tmp_path / "split", resume=tmp_path / "split" / "last.pt",
               progress=False, datasets=data)  # fmt: skip
