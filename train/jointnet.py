@@ -26,9 +26,8 @@ from torch import nn
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
 from dakd_edge.errors import DatasetError, TrainingError
-from dakd_edge.meta import ModelMeta
+from dakd_edge.meta import IGNORE_INDEX, ModelMeta
 from dakd_edge.models.jointnet import (
-    IGNORE_INDEX,
     JointNetConfig,
     SARJointNet,
     balance_labels,

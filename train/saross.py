@@ -32,10 +32,10 @@ from torch import nn
 from dakd_edge.data import transforms
 from dakd_edge.data.scaling import normalize
 from dakd_edge.errors import DatasetError, TrainingError
-from dakd_edge.meta import ModelMeta, Normalization
+from dakd_edge.meta import IGNORE_INDEX, ModelMeta, Normalization
 from dakd_edge.train import common
 from dakd_edge.train.config import TrainConfig
-from dakd_edge.train.losses import IGNORE_INDEX, DAKDLoss
+from dakd_edge.train.losses import DAKDLoss
 
 CHECKPOINT_KIND = "saross"
 
