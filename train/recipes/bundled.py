@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -70,8 +69,22 @@ RECIPE = replace(
     init=INIT_NAME,
 )  # fmt: skip
 
+# The tiling the installed model asks `segment` for (ModelMeta.tile / .overlap), chosen after training
+# with benchmarks/mosaic.py on the test mosaics: 256/32 lost least against per-patch prediction at the
+# overlap share of 512/64 (docs/bundled-v2.md). Not part of the run: it changes no weight.
+INFERENCE_TILING = (256, 32)
+
 # Not part of what a run means: where the data and the start weights lie on this machine.
 LOCAL_KEYS = ("data", "init")
+
+
+def install(model_file: Path, target: Path) -> None:
+    """Copy the run's weights to ``target`` with :data:`INFERENCE_TILING` in their metadata."""
+    from dakd_edge.models.checkpoint import load_model_file, save_model
+
+    model, meta = load_model_file(model_file)
+    tile, overlap = INFERENCE_TILING
+    save_model(target, model, replace(meta, tile=tile, overlap=overlap))
 
 
 def default_data() -> Path:
@@ -228,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     model_file = Path(summary["model"])
     target = Path(weights.__file__).parent / weights.BUNDLED
     if not args.no_install:
-        shutil.copyfile(model_file, target)
+        install(model_file, target)
         print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB)")
+        model_file = target  # the ONNX export below carries the installed metadata too
     if not args.no_eval:
         metrics = {
             "model": weights.BUNDLED,
