@@ -204,11 +204,11 @@ def _models(args: argparse.Namespace) -> dict[str, str | None]:
             out[name] = given
             continue
         try:
+            from dakd_edge.formats import backend_for
             from dakd_edge.weights import bundled_path
 
             p = bundled_path(name)
-            ok = p.suffix == ".onnx" if name == "onnxruntime" else p.suffix in (".safetensors", ".pt")
-            out[name] = str(p) if ok else None
+            out[name] = str(p) if backend_for(p) == name else None
         except Exception:
             out[name] = None
     return out

@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from torch import Tensor
 
 from dakd_edge.errors import BackendUnavailable
+from dakd_edge.formats import OPS_MODES
 from dakd_edge.kernels import ref
 
 MODES = ("auto", "triton", "torch")
 _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels", default=None)
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
-EXPORT_OPS = ("standard", "plugin")
+EXPORT_OPS = OPS_MODES  # the table's op modes (dakd_edge.formats)
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
 # Chunk length of the exported scan: the graph unrolls ``chunk`` steps inside all chunks at once, then
 # ``L / chunk`` steps across them (same total work), so ~sqrt(L) keeps the graph smallest: 8 for

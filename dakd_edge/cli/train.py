@@ -14,6 +14,7 @@ import click
 from dakd_edge.cli.fields import config_from, field_option
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
+from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.train.config import TrainConfig
 
 
@@ -121,7 +122,7 @@ def train(**o: Any) -> None:
 @click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
 @click.option(
     "--backend", default="auto", show_default=True,
-    type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]),
+    type=click.Choice(BACKEND_CHOICES),
 )  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--tile", type=int, help="Sliding-window tile (default: the model's).")
