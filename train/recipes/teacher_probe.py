@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dakd_edge.train.recipes.bundled import RECIPE, default_data
-from dakd_edge.weights import BUNDLED
+from dakd_edge.weights import bundled_path
 
 
 def _teacher(run: Path, data: Path, stage_steps: tuple[int, int, int]) -> Path:
@@ -58,7 +58,7 @@ def _finetune(run: Path, name: str, data: Path, steps: int, aug: Path | None) ->
     out = run / name
     init = run / "init.safetensors"
     if not init.is_file():
-        shutil.copyfile(BUNDLED, init)
+        shutil.copyfile(bundled_path("torch"), init)
     cfg = replace(
         RECIPE, data=str(data), init=str(init), steps=steps, warmup=20, lr=2e-4, final_steps=0,
         val_every=max(steps // 3, 1), ckpt_every=25, aug=str(aug) if aug else None, mix=0.25, labels="soft",
