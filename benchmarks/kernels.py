@@ -40,8 +40,8 @@ import torch
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.bench import environment
+from dakd_edge.formats import EXPORT_SCAN_CHUNK
 from dakd_edge.kernels import ref
-from dakd_edge.kernels.dispatch import EXPORT_SCAN_CHUNK
 from dakd_edge.timing import time_fn
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -21,6 +21,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # How an ONNX graph expresses the two hot ops: plain ONNX ops (any runtime) or ``dakd_edge`` nodes that
 # TensorRT runs as plugins. Stored in the file under ``Format.ops_key``; files without it are standard.
 OPS_MODES = ("standard", "plugin")
+# Chunk length of the standard-ops scan: the graph unrolls ``chunk`` steps inside all chunks at once, then
+# ``L / chunk`` steps across them (same total work), so ~sqrt(L) keeps the graph smallest: 8 for
+# MambaVision's 64-token windows (see ``kernels.ref.selective_scan_ref``, ``chunk_size``).
+EXPORT_SCAN_CHUNK = 8
 AUTO = "auto"  # "choose for me" value of --backend / --ops (from the suffix; by the export policy)
 # Tensor names of every exported graph (ONNX and the engines built from it).
 INPUT_NAME = "input"

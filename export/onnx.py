@@ -23,7 +23,16 @@ from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
 from dakd_edge.export import parity
 
 # ModelMeta JSON and the ops mode live in ModelProto.metadata_props under the keys of formats.ONNX.
-from dakd_edge.formats import AUTO, ENGINE, INPUT_NAME, ONNX, OPS_MODES, OUTPUT_NAME, suffixes
+from dakd_edge.formats import (
+    AUTO,
+    ENGINE,
+    EXPORT_SCAN_CHUNK,
+    INPUT_NAME,
+    ONNX,
+    OPS_MODES,
+    OUTPUT_NAME,
+    suffixes,
+)
 from dakd_edge.meta import ModelMeta
 
 MIN_OPSET = 17
@@ -46,7 +55,7 @@ class OnnxExportConfig:
     parity: bool = True
     parity_size: int | None = None  # square side of the deterministic parity input (dynamic export)
     image: str | None = None  # optional real image for a second parity input
-    scan_chunk: int = 8  # chunk length of the standard-ops scan (= kernels.dispatch.EXPORT_SCAN_CHUNK)
+    scan_chunk: int = EXPORT_SCAN_CHUNK  # chunk length of the standard-ops scan (formats.EXPORT_SCAN_CHUNK)
 
     def __post_init__(self) -> None:
         if self.ops not in OPS_MODES:

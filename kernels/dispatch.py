@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from torch import Tensor
 
 from dakd_edge.errors import BackendUnavailable
-from dakd_edge.formats import OPS_MODES
+from dakd_edge.formats import EXPORT_SCAN_CHUNK, OPS_MODES
 from dakd_edge.kernels import ref
 
 MODES = ("auto", "triton", "torch")
@@ -24,10 +24,6 @@ _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
 EXPORT_OPS = OPS_MODES  # the table's op modes (dakd_edge.formats)
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
-# Chunk length of the exported scan: the graph unrolls ``chunk`` steps inside all chunks at once, then
-# ``L / chunk`` steps across them (same total work), so ~sqrt(L) keeps the graph smallest: 8 for
-# MambaVision's 64-token windows. See :func:`~dakd_edge.kernels.ref.selective_scan_ref` (``chunk_size``).
-EXPORT_SCAN_CHUNK = 8
 _export_chunk: contextvars.ContextVar[int] = contextvars.ContextVar(
     "dakd_export_chunk", default=EXPORT_SCAN_CHUNK
 )

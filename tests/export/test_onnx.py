@@ -109,7 +109,7 @@ def test_config_validation() -> None:
 
 def test_scan_chunk_default_is_the_kernels_export_chunk() -> None:
     """One default for --scan-chunk: the export config's equals the kernels' context default."""
-    from dakd_edge.kernels.dispatch import EXPORT_SCAN_CHUNK
+    from dakd_edge.formats import EXPORT_SCAN_CHUNK
 
     assert OnnxExportConfig().scan_chunk == EXPORT_SCAN_CHUNK
 
