@@ -155,6 +155,7 @@ def child(args: argparse.Namespace) -> None:
         "megapixels": mp,
         "valid_fraction": rep["valid_fraction"],
         "tiles": rep["tiles"],
+        "tiling": {k: getattr(predictor.tiling, k) for k in ("tile", "overlap", "batch")},
         "model": rep["model"],
         "load_s": round(load_s, 2),
         "wall_s": round(wall_s, 2),
@@ -180,7 +181,7 @@ def child(args: argparse.Namespace) -> None:
 
 def _run_child(args: argparse.Namespace, backend: str, model: str | None, scene: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--backend", backend, "--scene", str(scene)]
-    cmd += ["--batch", str(args.batch)]
+    cmd += ["--batch", str(args.batch)] if args.batch else []
     cmd += ["--tile", str(args.tile)] if args.tile else []
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--workdir", str(args.workdir), "--threads", str(args.threads)]
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         "--tile", type=int, default=None, help="default: the model's own tile (null backend: 512)"
     )
     ap.add_argument("--overlap", type=int, default=None, help="default: the model's own overlap")
-    ap.add_argument("--batch", type=int, default=1, help="Tiles per call (the CLI default on CPU).")
+    ap.add_argument("--batch", type=int, default=None, help="Tiles per call (default: segment's own).")
     ap.add_argument("--threads", type=int, default=2, help="Intra-op threads (0: library default).")
     ap.add_argument("--nodata-check", action="store_true", help="Also run half-nodata scenes.")
     ap.add_argument("--seed", type=int, default=0)

@@ -80,9 +80,6 @@ def run(
     layer = _Layer(out, path)
     results: list[dict[str, Any]] = []
     if todo:
-        from dakd_edge.cli.segment import default_batch
-
-        batch = batch or default_batch(device)
         load = dict(backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
         with ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
             n_workers, n_threads = worker_sizes(ray, workers, threads, len(todo))

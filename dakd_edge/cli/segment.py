@@ -24,7 +24,7 @@ POLS = ("VV", "VH", "HH", "HV")
 
 
 def load_predictor(
-    model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int
+    model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int | None
 ) -> Any:
     """One model load for all scenes: :func:`dakd_edge.inference.load` + our tiling settings."""
     try:
@@ -32,12 +32,6 @@ def load_predictor(
     except ImportError as e:
         raise BackendUnavailable(f"model backends are not available in this installation ({e})") from None
     return load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
-
-
-def default_batch(device: str) -> int:
-    """8 tiles per call on a GPU; 1 on the CPU, where activations of a 512^2 tile cost ~1 GB and a
-    bigger batch buys little speed (benchmarks/scene.py)."""
-    return 8 if device.startswith("cuda") else 1
 
 
 def scene_stem(scene: Path) -> str:
@@ -198,7 +192,7 @@ def plan_outputs(
 @click.option(
     "--batch",
     type=click.IntRange(1),
-    help="Tiles per backend call [8 on CUDA, 1 on CPU: batching buys ~10% there for ~batch x memory].",
+    help="Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at 512 px].",
 )
 @click.option("--probs", help="Also write per-class probabilities (COG).")
 @click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
@@ -275,7 +269,7 @@ def segment(
         raise InputError(f"--land-mask {land_mask}: no such file (or use auto, globe, none)")
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
     jobs, single_report = plan_outputs(scenes, templates, model, overwrite)
-    predictor = load_predictor(model, backend, device, tile, overlap, batch or default_batch(device))
+    predictor = load_predictor(model, backend, device, tile, overlap, batch)
     protect = {"model": model} if model is not None and Path(model).exists() else {}
     reports = []
     for scene, paths in jobs:
@@ -329,7 +323,7 @@ def demo(
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
     from dakd_edge.inference.quicklook import quicklook
 
-    predictor = load_predictor(model, backend, device, None, None, default_batch(device))
+    predictor = load_predictor(model, backend, device, None, None, None)
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
     paths = {

@@ -18,7 +18,7 @@ def load(
     device: str = "cpu",
     tile: int | None = None,
     overlap: int | None = None,
-    batch: int = 8,
+    batch: int | None = None,
     **kw: Any,
 ):
     """A :class:`~dakd_edge.inference.predictor.Predictor` for a model file (``None``: bundled model).

@@ -72,7 +72,7 @@ def test_segment_several_scenes_one_load(tmp_path: Path, fake_model, capsys) -> 
     argv = ["segment", str(a), str(b), "-o", str(outdir), "--vector", str(outdir / "{stem}.geojson")]
     code, _, err = run([*argv, "--report", str(tmp_path / "all.json"), "-q"], capsys)
     assert code == 0, err
-    assert len(fake_model) == 1 and fake_model[0][5] == 1  # CPU default: one tile per call
+    assert len(fake_model) == 1 and fake_model[0][5] is None  # the predictor picks it: default_batch
     assert sorted(p.name for p in outdir.iterdir()) == [
         "a.geojson",
         "a_classes.tif",

@@ -87,3 +87,17 @@ def test_multichannel_and_mismatch() -> None:
         Predictor(FakeBackend()).predict(np.full((10, 10), np.nan, np.float32))
     with pytest.raises(InputError, match="scale"):
         Predictor(FakeBackend()).predict(np.zeros((10, 10), np.uint8), scale="decibel")
+
+
+def test_default_batch_holds_one_512_tile_of_pixels_on_cpu() -> None:
+    """On the CPU a call holds the pixels of one 512^2 tile (docs/tiles-batch-v2.json); 8 on a GPU."""
+    from dakd_edge.inference.predictor import default_batch
+
+    assert [default_batch("cpu", t) for t in (512, 384, 256, 192, 128, 1024)] == [1, 1, 4, 7, 16, 1]
+    assert default_batch("cuda", 256) == default_batch("cuda:1", 512) == 8
+    assert Predictor(FakeBackend(tile=256)).tiling.batch == 4
+    assert Predictor(FakeBackend(tile=256), tile=512).tiling.batch == 1  # follows the tile in use
+    assert Predictor(FakeBackend(tile=256), batch=2).tiling.batch == 2  # explicit always wins
+    cuda = FakeBackend(tile=256)
+    cuda.device = "cuda"
+    assert Predictor(cuda).tiling.batch == 8
