@@ -154,7 +154,7 @@ def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
 
     from dakd_edge.inference.segment import segment_scene
 
-    skip = {"overwrite", "protect", "progress", "probs", "vector", "report", "tile", "overlap", "batch"}
+    skip = {"overwrite", "protect", "progress", "probs", "vector", "report"}
     params = inspect.signature(segment_scene).parameters.values()
     defaults = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip}
     return {**defaults, **seg}

@@ -171,9 +171,6 @@ def segment_scene(
     band: int | None = None,
     scale: str = "auto",
     overwrite: bool = False,
-    tile: int | None = None,
-    overlap: int | None = None,
-    batch: int = 8,
     polygons: bool = True,
     polygon_block: int = 256,
     min_area: str | float | None = None,
@@ -200,7 +197,7 @@ def segment_scene(
     them. A scene without georeference runs with a :class:`NoGeoreferenceWarning`; a scene with no
     valid pixel gives all-nodata outputs and a report that says so. ``model`` is a :class:`Predictor`
     (or any object with its ``meta``, ``tiling``, ``backend``, ``normalizer`` and ``stream``), which
-    brings its own tiling: ``tile``/``overlap``/``batch`` are not used, and a bare :class:`Backend` is
+    brings its own tiling (``Predictor(backend, tile, overlap, batch)``); a bare :class:`Backend` is
     refused (this module sits below the predictor and builds none; wrap it in a Predictor first).
     ``progress(rows_done, height, stats)`` follows the tile rows.
 
