@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--run", type=Path, default=Path("runs/teacher-probe"))
     ap.add_argument("--stage-steps", default="300,200,100", help="JointNet steps of stages 1,2,3")
-    ap.add_argument("--generate", type=int, default=256, help="generated pairs (128 px)")
+    # 96 pairs: DDIM on one CPU core costs ~20 s per pair at 50 steps (the fine-tune draws ~300 of them).
+    ap.add_argument("--generate", type=int, default=96, help="generated pairs (128 px)")
     ap.add_argument("--ddim-steps", type=int, default=50)
     ap.add_argument("--finetune-steps", type=int, default=300)
     args = ap.parse_args(argv)
