@@ -71,6 +71,20 @@ def load_patches(ds: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [im[..., :h, :w] for im in images], [m[:h, :w] for m in masks]
 
 
+def equalize(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Each uint8 patch mapped linearly to the median patch mean and standard deviation of the set.
+
+    A diagnostic (``--equalize``): if the mosaic gap came from the brightness spread between unrelated
+    patches, equalised mosaics would lose nothing against equalised patches.
+    """
+    stats = np.array([(im.mean(), im.std()) for im in images], np.float64)
+    mean, std = np.median(stats, axis=0)
+    return [
+        np.clip((im - m) / max(s, 1e-3) * std + mean, 0, 255).round().astype(np.uint8)
+        for im, (m, s) in zip(images, stats, strict=True)
+    ]
+
+
 def mosaic_layouts(n: int, count: int, grid: int, seed: int) -> list[list[int]]:
     """``count`` lists of ``grid * grid`` patch indices: consecutive chunks of seeded permutations.
 
@@ -247,6 +261,7 @@ def run_model(
     osd_split: str = "test",
     kind: str = "auto",
     progress: Callable[[str], None] | None = None,
+    equalized: bool = False,
 ) -> dict[str, Any]:
     """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor)."""
     from dakd_edge.data import open_dataset
@@ -257,6 +272,7 @@ def run_model(
             for sensor in sensors:
                 ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
                 images, masks = load_patches(ds)
+                images = equalize(images) if equalized else images
                 name = sensor or "all"
                 sub = Path(tmp) / name
                 sub.mkdir()
@@ -345,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", type=int, default=4, help="patches per mosaic side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--equalize", action="store_true", help="diagnostic: equal patch mean and contrast")
     ap.add_argument("-o", "--out", type=Path, help="JSON output")
     args = ap.parse_args(argv)
 
@@ -357,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         "tiles": [tile_key(t, o) for t, o in tiles],
         "data": None if args.no_patches else str(args.data),
         "split": args.split,
+        "equalized": args.equalize,
         "osd": str(osd) if osd else None,
         "env": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},
         "models": {},
@@ -377,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
             osd_split=args.osd_split,
             kind=args.kind,
             progress=lambda line: print("  " + line, flush=True),
+            equalized=args.equalize,
         )
         res["backend"] = args.backend
         res["seconds"] = time.time() - t0

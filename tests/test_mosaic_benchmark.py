@@ -78,3 +78,16 @@ def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path
     # A model with context (zero-padded box filter) sees neighbours in the mosaic: scores move.
     assert r["mosaic"]["64/0"]["miou"] != pytest.approx(r["per_patch"]["miou"], abs=1e-6)
     json.dumps(res)  # JSON-able
+
+
+def test_equalize_gives_every_patch_the_median_mean_and_contrast(load_benchmark) -> None:
+    mb = load_benchmark("mosaic")
+    rng = np.random.default_rng(0)
+    images = [
+        np.clip(rng.normal(m, s, (32, 32)), 0, 255).astype(np.uint8)
+        for m, s in ((60, 10), (120, 20), (150, 30))
+    ]
+    out = mb.equalize(images)
+    assert [o.dtype for o in out] == [np.uint8] * 3
+    np.testing.assert_allclose([o.mean() for o in out], np.median([im.mean() for im in images]), atol=0.6)
+    np.testing.assert_allclose([o.std() for o in out], np.median([im.std() for im in images]), rtol=0.05)
