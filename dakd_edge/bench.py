@@ -475,8 +475,8 @@ def run_bench(
     models: Sequence[str | None] = (None,),
     backends: Sequence[str] = ("torch", "onnxruntime"),
     precisions: Sequence[str] = ("fp32",),
-    tiles: Sequence[int] = (512,),
-    batches: Sequence[int] = (1,),
+    tiles: Sequence[int] | None = None,
+    batches: Sequence[int] | None = None,
     warmup: int = 10,
     iters: int = 100,
     device: str = "auto",
@@ -486,32 +486,50 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run every combination; returns ``{"environment": ..., "results": [row dicts]}``.
 
+    ``tiles=None`` / ``batches=None`` time what ``segment`` runs by default: the model's own tile, and
+    the default batch for it on ``device`` (:func:`~dakd_edge.inference.predictor.default_batch`).
+
     ``cuda_graphs`` replays the torch backends' forward from a captured CUDA graph (GPU only; on the
     CPU those rows are skipped with the reason). GPU latencies are measured with CUDA events.
     """
     _check_choices(backends, precisions)
     if warmup < 0 or iters < 1:
         raise InputError("--warmup must be >= 0 and --iters >= 1")
-    if device == "auto":
-        device = "cuda" if _cuda() else "cpu"
+    device = _resolve_device(device)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
         for model in models:
             spec = ModelSpec.parse(model)
             bench = Workbench(spec, device, Path(tmp), num_classes=num_classes)
-            for tile in tiles:
-                for batch in batches:
-                    x = make_inputs(tile, batch, bench.meta.in_chans, bench.meta)
-                    ref = _reference(bench, x)
-                    for backend in backends:
-                        for precision in precisions:
-                            row = _one_row(
-                                bench, backend, precision, tile, batch, x, ref, warmup, iters, cuda_graphs
-                            )
-                            rows.append(row)
-                            if on_row is not None:
-                                on_row(row)
+            for tile, batch in tile_batches(bench.meta, tiles, batches, device):
+                x = make_inputs(tile, batch, bench.meta.in_chans, bench.meta)
+                ref = _reference(bench, x)
+                for backend in backends:
+                    for precision in precisions:
+                        row = _one_row(
+                            bench, backend, precision, tile, batch, x, ref, warmup, iters, cuda_graphs
+                        )
+                        rows.append(row)
+                        if on_row is not None:
+                            on_row(row)
     return {"environment": environment(), "results": [asdict(r) for r in rows]}
+
+
+def _resolve_device(device: str) -> str:
+    return ("cuda" if _cuda() else "cpu") if device == "auto" else device
+
+
+def tile_batches(
+    meta: Any, tiles: Sequence[int] | None, batches: Sequence[int] | None, device: str
+) -> list[tuple[int, int]]:
+    """The (tile, batch) pairs to time: the given ones, or ``segment``'s defaults for this model."""
+    from dakd_edge.inference.predictor import default_batch
+
+    return [
+        (int(t), int(n))
+        for t in (tiles or (meta.tile,))
+        for n in (batches or (default_batch(device, int(t)),))
+    ]
 
 
 def _check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
@@ -579,8 +597,7 @@ def run_scene(
     from dakd_edge.inference import load
     from dakd_edge.inference.segment import segment_scene
 
-    if device == "auto":
-        device = "cuda" if _cuda() else "cpu"
+    device = _resolve_device(device)
     predictor = load(model, backend=backend, device=device)
     with tempfile.TemporaryDirectory(prefix="dakd-bench-scene-") as tmp, PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -664,15 +681,23 @@ def planned_keys(
     models: Sequence[str | None],
     backends: Sequence[str],
     precisions: Sequence[str],
-    tiles: Sequence[int],
-    batches: Sequence[int],
+    tiles: Sequence[int] | None = None,
+    batches: Sequence[int] | None = None,
+    device: str = "auto",
+    num_classes: int = 2,
 ) -> list[tuple]:
-    """The row keys :func:`run_bench` will produce for these arguments (without running anything)."""
+    """The row keys :func:`run_bench` will produce for these arguments (without timing anything; a
+    default tile is read from the model's metadata)."""
     _check_choices(backends, precisions)
-    labels = [ModelSpec.parse(m).label for m in models]
-    return [
-        (m, b, p, t, n) for m in labels for b in backends for p in precisions for t in tiles for n in batches
-    ]
+    device = _resolve_device(device)
+    keys = []
+    with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
+        for m in models:
+            spec = ModelSpec.parse(m)
+            meta = Workbench(spec, device, Path(tmp), num_classes=num_classes).meta if not tiles else None
+            pairs = tile_batches(meta, tiles, batches, device)
+            keys += [(spec.label, b, p, t, n) for b in backends for p in precisions for t, n in pairs]
+    return keys
 
 
 def check_baseline_covers(baseline: dict[str, Any], keys: Sequence[tuple], source: str) -> None:

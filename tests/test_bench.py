@@ -195,3 +195,28 @@ def test_cuda_graph_replay_matches_eager() -> None:
     row = doc["results"][0]
     assert row["status"] == "ok" and row["extra"] == {"cuda_graphs": True, "timer": "cuda-events"}
     assert row["argmax_agreement"] >= 99.0
+
+
+def test_default_tile_and_batch_are_what_segment_runs(tmp_path) -> None:
+    """Without --tile/--batch, bench times the model's own tile at segment's default batch for it."""
+    from dakd_edge.inference.predictor import default_batch
+    from dakd_edge.weights import bundled_path
+
+    onnx = str(bundled_path("onnxruntime"))
+    tile = lib.Workbench(lib.ModelSpec.parse(onnx), "cpu", tmp_path).meta.tile
+    assert tile == 256  # the bundled model's metadata (docs/bundled-v2.md)
+    keys = lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], device="cpu")
+    assert [k[3:] for k in keys] == [(256, default_batch("cpu", 256))] == [(256, 4)]
+    assert [
+        k[3:] for k in lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], tiles=[128], device="cpu")
+    ] == [(128, 16)]
+    assert lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], tiles=[512], batches=[1, 2], device="cpu")[1][
+        3:
+    ] == (
+        512,
+        2,
+    )
+    doc = lib.run_bench([onnx], ["onnxruntime"], warmup=0, iters=1, device="cpu")
+    (r,) = doc["results"]
+    assert (r["tile"], r["batch"], r["status"]) == (256, 4, "ok")
+    assert r["p50_ms"] > 0 and r["mpix_per_s"] > 0

@@ -21,8 +21,10 @@ def _default(name: str) -> object:
     return ",".join(str(v) for v in value) if isinstance(value, tuple | list) else value
 
 
-def _list_option(name: str, dest: str, what: str):
+def _list_option(name: str, dest: str, what: str, default_help: str | None = None):
     """A comma-list option (``--tile 256,512``) with ``run_bench``'s default for ``dest``."""
+    if default_help:  # run_bench's default is None: say what it means
+        return click.option(name, dest, default=None, help=f"Comma list of {what} [default: {default_help}].")
     return click.option(name, dest, default=_default(dest), show_default=True, help=f"Comma list of {what}.")
 
 
@@ -49,8 +51,8 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 )
 @_list_option("--backend", "backends", ", ".join(lib.BACKENDS))
 @_list_option("--precision", "precisions", ", ".join(PRECISIONS))
-@_list_option("--tile", "tiles", "square tile sizes")
-@_list_option("--batch", "batches", "batch sizes")
+@_list_option("--tile", "tiles", "square tile sizes", "the model's own tile, as segment uses it")
+@_list_option("--batch", "batches", "batch sizes", "segment's batch for each tile on --device")
 @click.option("--warmup", default=_default("warmup"), show_default=True, type=int)
 @click.option("--iters", default=_default("iters"), show_default=True, type=int)
 @click.option(
@@ -113,13 +115,14 @@ def bench(
         "models": list(models) or [None],
         "backends": _csv(str, backends, "backend"),
         "precisions": _csv(str, precisions, "precision"),
-        "tiles": _csv(int, tiles, "tile"),
-        "batches": _csv(int, batches, "batch"),
+        "tiles": _csv(int, tiles, "tile") if tiles is not None else None,
+        "batches": _csv(int, batches, "batch") if batches is not None else None,
     }
     base_doc = None
     if baseline:  # checked before any benchmark runs: a bad baseline should not cost a full run
         base_doc = lib.load_json(baseline)
-        lib.check_baseline_covers(base_doc, lib.planned_keys(**plan), baseline)
+        keys = lib.planned_keys(**plan, device=device, num_classes=num_classes)
+        lib.check_baseline_covers(base_doc, keys, baseline)
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
     stream = sys.stderr if json_out == "-" else sys.stdout

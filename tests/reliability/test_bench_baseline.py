@@ -17,7 +17,7 @@ from dakd_edge.weights import bundled_path
 
 REPO = Path(__file__).resolve().parents[2]
 ONNX = bundled_path("onnxruntime")
-ARGS = ["--model", str(ONNX), "--backend", "onnxruntime", "--tile", "64", "--warmup", "0", "--iters", "1",
+ARGS = ["--model", str(ONNX), "--backend", "onnxruntime", "--tile", "64", "--batch", "1", "--warmup", "0", "--iters", "1",
         "--device", "cpu"]  # fmt: skip
 
 
