@@ -22,8 +22,6 @@ from dakd_edge.meta import ModelMeta
 NODATA_CLASS = 255
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles (half the tile at most)
 _SAMPLE_PIXELS = 1 << 20  # pixels looked at to detect the input scaling
-
-
 CPU_BATCH_PIXELS = 512 * 512  # pixels per backend call on the CPU (docs/tiles-batch-v2.json)
 
 
