@@ -205,17 +205,13 @@ def test_default_tile_and_batch_are_what_segment_runs(tmp_path) -> None:
     onnx = str(bundled_path("onnxruntime"))
     tile = lib.Workbench(lib.ModelSpec.parse(onnx), "cpu", tmp_path).meta.tile
     assert tile == 256  # the bundled model's metadata (docs/bundled-v2.md)
-    keys = lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], device="cpu")
-    assert [k[3:] for k in keys] == [(256, default_batch("cpu", 256))] == [(256, 4)]
-    assert [
-        k[3:] for k in lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], tiles=[128], device="cpu")
-    ] == [(128, 16)]
-    assert lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], tiles=[512], batches=[1, 2], device="cpu")[1][
-        3:
-    ] == (
-        512,
-        2,
-    )
+
+    def pairs(**kw) -> list[tuple]:  # the (tile, batch) of each planned row
+        return [k[3:] for k in lib.planned_keys([onnx], ["onnxruntime"], ["fp32"], device="cpu", **kw)]
+
+    assert pairs() == [(256, default_batch("cpu", 256))] == [(256, 4)]
+    assert pairs(tiles=[128]) == [(128, 16)]
+    assert pairs(tiles=[512], batches=[1, 2]) == [(512, 1), (512, 2)]
     doc = lib.run_bench([onnx], ["onnxruntime"], warmup=0, iters=1, device="cpu")
     (r,) = doc["results"]
     assert (r["tile"], r["batch"], r["status"]) == (256, 4, "ok")

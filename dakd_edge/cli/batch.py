@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.segment import POLS
+from dakd_edge.cli.segment import BATCH_HELP, POLS
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import InputError
@@ -35,11 +35,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
 @click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile].")
 @click.option("--overlap", type=click.IntRange(0), help="Pixels shared by neighbouring tiles [64].")
-@click.option(
-    "--batch",
-    type=click.IntRange(1),
-    help="Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px].",
-)
+@click.option("--batch", type=click.IntRange(1), help=BATCH_HELP)
 @click.option("--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [{MIN_SPECK_PIXELS}px].")
 @click.option("--band", type=click.IntRange(1), help="Band of multi-band GeoTIFFs fed to a 1-band model.")
 @click.option("--pol", type=click.Choice(POLS, case_sensitive=False), help="Sentinel-1 polarisation [VV].")

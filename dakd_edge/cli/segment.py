@@ -21,6 +21,10 @@ from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
 
 POLS = ("VV", "VH", "HH", "HV")
+# inference.predictor.default_batch, in words (segment and batch share the option)
+BATCH_HELP = (
+    "Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at 512 px]."
+)
 
 
 def load_predictor(
@@ -192,7 +196,7 @@ def plan_outputs(
 @click.option(
     "--batch",
     type=click.IntRange(1),
-    help="Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at 512 px].",
+    help=BATCH_HELP,
 )
 @click.option("--probs", help="Also write per-class probabilities (COG).")
 @click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
