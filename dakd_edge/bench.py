@@ -525,6 +525,9 @@ def tile_batches(
     """The (tile, batch) pairs to time: the given ones, or ``segment``'s defaults for this model."""
     from dakd_edge.inference.predictor import default_batch
 
+    for name, values in (("tile", tiles), ("batch", batches)):
+        if values is not None and (not values or min(values) < 1):
+            raise InputError(f"--{name} needs positive sizes, got {','.join(map(str, values)) or 'none'}")
     return [
         (int(t), int(n))
         for t in (tiles or (meta.tile,))

@@ -216,3 +216,9 @@ def test_default_tile_and_batch_are_what_segment_runs(tmp_path) -> None:
     (r,) = doc["results"]
     assert (r["tile"], r["batch"], r["status"]) == (256, 4, "ok")
     assert r["p50_ms"] > 0 and r["mpix_per_s"] > 0
+
+
+@pytest.mark.parametrize("kw", [{"tiles": [0]}, {"batches": [0]}, {"tiles": [256, -1]}, {"batches": []}])
+def test_non_positive_tile_or_batch_is_one_input_error(kw: dict) -> None:
+    with pytest.raises(lib.InputError, match="positive sizes"):
+        lib.run_bench([None], ["onnxruntime"], warmup=0, iters=1, device="cpu", **kw)
