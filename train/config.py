@@ -66,7 +66,9 @@ class TrainConfig(RunConfig):
     Whole-scene robustness: ``real_mosaic`` is the probability that a slot of real data is a random
     crop of a grid of several real images (:func:`~dakd_edge.data.transforms.grid_mosaic`, YOLOv4-style,
     so that one crop holds unrelated sea states and patch borders at random places) instead of a crop
-    of one image; crops larger than the images are then always mosaics. The last ``final_steps`` steps
+    of one image; crops larger than the images are then always mosaics. ``mosaic_gain`` > 0 scales each
+    patch of such a mosaic by its own brightness factor ``exp(U(-mosaic_gain, mosaic_gain))`` (labels
+    unchanged: a calmer sea beside a windier one is not oil). The last ``final_steps`` steps
     use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch`` slots (0: ``batch``).
     ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
     of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
@@ -115,6 +117,7 @@ class TrainConfig(RunConfig):
     normalization: str = "dataset"  # "dataset": mean/std of the training images; "default": 0.5 / 0.25
     tile: int = 512
     real_mosaic: float = 0.0
+    mosaic_gain: float = 0.0
     final_steps: int = 0
     final_crop: int = 0
     final_batch: int = 0
@@ -134,6 +137,8 @@ class TrainConfig(RunConfig):
             raise ValueError("batch and steps must be positive")
         if not 0.0 <= self.real_mosaic <= 1.0:
             raise ValueError("real_mosaic must be in [0, 1]")
+        if not 0.0 <= self.mosaic_gain <= 2.0:
+            raise ValueError(f"mosaic_gain must be in [0, 2] (a log factor), got {self.mosaic_gain}")
         if self.final_steps < 0 or self.final_steps > self.steps:
             raise ValueError("final_steps must be in [0, steps]")
         if self.final_steps and (self.final_crop < 16 or self.final_crop % 2):

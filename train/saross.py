@@ -104,7 +104,9 @@ class SlotBatches(torch.utils.data.Dataset):
                 # crops larger than one image are always mosaics (never mostly padding)
                 n = transforms.mosaic_grid_size(size, self.patch)
                 picks = rng.integers(0, len(self.train_idx), n * n)
-                s = transforms.grid_mosaic([self.originals[self.train_idx[int(j)]] for j in picks], size, rng)
+                s = transforms.grid_mosaic(
+                    [self.originals[self.train_idx[int(j)]] for j in picks], size, rng, gain=cfg.mosaic_gain
+                )
             else:
                 s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]
                 s = transforms.random_crop(s, size, rng)

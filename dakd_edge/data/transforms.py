@@ -192,7 +192,7 @@ def _canvas(pieces: Sequence[Sample], n: int, p: int) -> Sample:
     return {"image": image, "mask": mask}
 
 
-def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator) -> Sample:
+def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator, gain: float = 0.0) -> Sample:
     """YOLOv4-style mosaic of *real* images: ``n`` x ``n`` samples side by side, then a random crop.
 
     ``len(samples)`` must be a square ``n * n``. Each sample gets its own flip/rot90 and a random crop
@@ -201,6 +201,11 @@ def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator) 
     patch borders, and brightness steps between unrelated sea states, fall anywhere in the crop, as
     they do in a tile of a scene mosaic. :func:`mosaic_grid_size` gives the ``n`` that covers ``size``
     with borders at every offset. Hard labels only (logits are dropped).
+
+    ``gain`` > 0 multiplies each sample's luminance by its own ``exp(U(-gain, gain))`` (clipped to
+    [0, 1]; labels unchanged): a whole patch darker or brighter than its neighbours, as a calmer or
+    windier sea is, so that a region's level against unrelated neighbours is no evidence of oil.
+    Within a patch, a slick keeps its contrast to its own sea (the factor is multiplicative).
     """
     n = int(round(math.sqrt(len(samples))))
     if n < 1 or n * n != len(samples):
@@ -209,6 +214,9 @@ def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator) 
     pieces = []
     for s in samples:
         s = {"image": np.asarray(s["image"], np.float32), "mask": np.asarray(s["mask"])}
+        if gain > 0:
+            factor = math.exp(float(rng.uniform(-gain, gain)))
+            s["image"] = np.clip(s["image"] * np.float32(factor), 0.0, 1.0)
         pieces.append(random_crop(random_flip_rot(s, rng), p, rng))
     return random_crop(_canvas(pieces, n, p), size, rng)
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dakd_edge.data.transforms import augment, hflip, mosaic, random_crop, random_flip_rot, rot90, vflip
+from dakd_edge.data.transforms import (
+    augment,
+    grid_mosaic,
+    hflip,
+    mosaic,
+    random_crop,
+    random_flip_rot,
+    rot90,
+    vflip,
+)
 
 
 def _sample(h: int = 6, w: int = 8, k: int = 3, logits: bool = True, offset: int = 0) -> dict:
@@ -75,3 +84,33 @@ def test_mosaic_quadrants_and_logits() -> None:
     assert set(no) == {"image", "mask"}
     with pytest.raises(ValueError):
         mosaic(samples[:3], 8, rng)
+
+
+def test_grid_mosaic_gain_scales_each_patch_by_its_own_bounded_factor() -> None:
+    """Each patch of a gained mosaic is one constant multiple of its own luminance; labels untouched."""
+    n, p, gain = 2, 8, 0.5
+    patches = [
+        {"image": np.full((1, p, p), 0.1 * (j + 1), np.float32), "mask": np.full((p, p), j, np.int64)}
+        for j in range(n * n)
+    ]
+    plain = grid_mosaic(patches, n * p, np.random.default_rng(3))
+    # Without gain no extra random number is drawn: the seeded batches of earlier runs are unchanged.
+    again = grid_mosaic(patches, n * p, np.random.default_rng(3), gain=0.0)
+    np.testing.assert_array_equal(plain["image"], again["image"])
+    factors = []
+    for seed in range(30):
+        m = grid_mosaic(patches, n * p, np.random.default_rng(seed), gain=gain)
+        for j in range(n * n):
+            sel = m["mask"] == j
+            assert sel.sum() == p * p  # the crop of a 2x2 canvas of its own size is the whole canvas
+            values = np.unique(m["image"][0][sel])
+            assert values.size == 1  # one factor per patch
+            factors.append(float(values[0]) / (0.1 * (j + 1)))
+    f = np.log(np.array(factors))
+    assert f.min() >= -gain - 1e-5 and f.max() <= gain + 1e-5
+    assert f.std() > 0.2  # the factors really vary (uniform on [-0.5, 0.5]: s.d. 0.29)
+    bright = grid_mosaic(
+        [{"image": np.full((1, p, p), 0.9, np.float32), "mask": np.zeros((p, p), np.int64)}] * 4,
+        n * p, np.random.default_rng(0), gain=2.0,
+    )  # fmt: skip
+    assert bright["image"].max() <= 1.0  # clipped to unit luminance

@@ -131,10 +131,17 @@ def test_final_phase_and_real_mosaics_in_step_batches():
     plain = SlotBatches(_cfg(steps=10), orig, list(range(8)), Normalization(), 2)
     mixed = SlotBatches(_cfg(steps=10, real_mosaic=1.0), orig, list(range(8)), Normalization(), 2)
     assert not torch.equal(plain[4]["image"], mixed[4]["image"])
+    # mosaic_gain reaches the mosaics (their labels stay unscaled: tests/data/test_transforms.py).
+    gained = SlotBatches(
+        _cfg(steps=10, real_mosaic=1.0, mosaic_gain=0.5), orig, list(range(8)), Normalization(), 2
+    )
+    assert not torch.equal(mixed[4]["image"], gained[4]["image"])
     with pytest.raises(ValueError):
         _cfg(final_steps=3, final_crop=0)
     with pytest.raises(ValueError):
         _cfg(real_mosaic=1.5)
+    with pytest.raises(ValueError):
+        _cfg(mosaic_gain=-0.1)
 
 
 def test_validation_mosaic_is_deterministic_and_aligned():
