@@ -14,6 +14,8 @@ Models are judged on labelled patches (``--data``, a dataset root that ``open_da
 
 Both are scored with one confusion matrix over all pixels of the same patch slots (a patch used in two
 mosaics counts twice in both), so ``mosaic - per_patch`` is the cost of unrelated neighbours in a tile.
+``--layouts N`` repeats the mosaics with N seeds and reports the gap's mean and standard deviation:
+with 40 patches, one set of five mosaics is one draw of neighbours.
 ``per_patch_all`` is the plain test-set score (every patch once: the model card's figure).
 
 With ``--osd`` (an OSD root; its ``--osd-split`` images with 5-class labels) each model also gets the
@@ -160,10 +162,14 @@ def score_sensor(
     grid: int,
     seed: int,
     workdir: Path,
+    layouts: int = 1,
 ) -> dict[str, Any]:
-    """Per-patch and mosaic scores of one set of equally sized patches."""
-    from dakd_edge.inference.segment import segment_scene
+    """Per-patch and mosaic scores of one set of equally sized patches.
 
+    ``layouts`` > 1 repeats the mosaics with seeds ``seed + 1 ...``, and ``out["layouts"][tile]`` gives
+    the gap (mosaic minus per-patch mIoU on the same slots) of every layout set with its mean and
+    standard deviation: how much of a gap is the draw of neighbours. The other fields are ``seed``'s.
+    """
     base = make_predictor(tiles[0][0], tiles[0][1])
     k = base.meta.num_classes
     t0 = time.perf_counter()
@@ -173,11 +179,6 @@ def score_sensor(
     cm_all = _confusion(k)
     for p, m in zip(preds, masks, strict=True):
         cm_all.update(p, m)
-    layouts = mosaic_layouts(len(images), mosaics, grid, seed)
-    cm_slots = _confusion(k)
-    for lay in layouts:
-        for i in lay:
-            cm_slots.update(preds[i], masks[i])
     out: dict[str, Any] = {
         "patches": len(images),
         "patch_size": list(masks[0].shape),
@@ -185,14 +186,47 @@ def score_sensor(
         "grid": grid,
         "mosaic_size": [grid * masks[0].shape[0], grid * masks[0].shape[1]],
         "per_patch_all": {**_scores(cm_all), "seconds": per_patch_seconds},
-        "per_patch": _scores(cm_slots),
-        "mosaic": {},
     }
+    gaps: dict[str, list[float]] = {tile_key(t, o): [] for t, o in tiles}
+    for j in range(max(layouts, 1)):
+        sub = workdir / f"layout{j}"
+        sub.mkdir(parents=True, exist_ok=True)
+        per_patch, tiled = _layout_scores(
+            make_predictor, images, masks, preds, k, tiles, mosaics, grid, seed + j, sub
+        )
+        for key, v in tiled.items():
+            gaps[key].append(v["delta_miou"])
+        if j == 0:
+            out["per_patch"], out["mosaic"] = per_patch, tiled
+    if layouts > 1:
+        out["layouts"] = {
+            key: {"seeds": [seed + j for j in range(layouts)], "gaps": g, "mean": float(np.mean(g)),
+                  "sd": float(np.std(g, ddof=1))}
+            for key, g in gaps.items()
+        }  # fmt: skip
+    return out
+
+
+def _layout_scores(
+    make_predictor: Callable[[int, int], Any], images: list[np.ndarray], masks: list[np.ndarray],
+    preds: list[np.ndarray], k: int, tiles: list[tuple[int, int]], mosaics: int, grid: int, seed: int,
+    workdir: Path,
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Per-patch scores on the slots of one seeded set of mosaics, and the mosaics' scores per tile."""
+    from dakd_edge.inference.segment import segment_scene
+
+    grids = mosaic_layouts(len(images), mosaics, grid, seed)
+    cm_slots = _confusion(k)
+    for lay in grids:
+        for i in lay:
+            cm_slots.update(preds[i], masks[i])
+    per_patch = _scores(cm_slots)
     scenes = []
-    for j, lay in enumerate(layouts):
+    for j, lay in enumerate(grids):
         src = workdir / f"mosaic{j}.tif"
         write_geotiff(src, assemble([images[i] for i in lay], grid))
         scenes.append((src, assemble([masks[i] for i in lay], grid)))
+    tiled: dict[str, Any] = {}
     for tile, overlap in tiles:
         predictor = make_predictor(tile, overlap)
         cm = _confusion(k)
@@ -207,9 +241,9 @@ def score_sensor(
         predictor.close()
         s = _scores(cm)
         s["seconds"] = seconds
-        s["delta_miou"] = s["miou"] - out["per_patch"]["miou"]
-        out["mosaic"][tile_key(tile, overlap)] = s
-    return out
+        s["delta_miou"] = s["miou"] - per_patch["miou"]
+        tiled[tile_key(tile, overlap)] = s
+    return per_patch, tiled
 
 
 def false_alarms(
@@ -262,6 +296,7 @@ def run_model(
     kind: str = "auto",
     progress: Callable[[str], None] | None = None,
     equalized: bool = False,
+    layouts: int = 1,
 ) -> dict[str, Any]:
     """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor)."""
     from dakd_edge.data import open_dataset
@@ -277,7 +312,7 @@ def run_model(
                 sub = Path(tmp) / name
                 sub.mkdir()
                 res["sensors"][name] = score_sensor(
-                    make_predictor, images, masks, tiles, mosaics, grid, seed, sub
+                    make_predictor, images, masks, tiles, mosaics, grid, seed, sub, layouts
                 )
                 if progress:
                     progress(f"{name}: {summary_line(res['sensors'][name])}")
@@ -297,6 +332,10 @@ def run_model(
 def summary_line(r: dict[str, Any]) -> str:
     parts = [f"per-patch {100 * r['per_patch_all']['miou']:.2f} (slots {100 * r['per_patch']['miou']:.2f})"]
     parts += [f"mosaic {k} {100 * v['miou']:.2f}" for k, v in r["mosaic"].items()]
+    parts += [
+        f"gap {k} over {len(v['gaps'])} layouts {100 * v['mean']:+.2f} +- {100 * v['sd']:.2f}"
+        for k, v in r.get("layouts", {}).items()
+    ]
     return ", ".join(parts)
 
 
@@ -360,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mosaics", type=int, default=5, help="mosaics per sensor")
     ap.add_argument("--grid", type=int, default=4, help="patches per mosaic side")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--layouts", type=int, default=1,
+        help="repeat the mosaics with seeds SEED, SEED+1, ...: mean and s.d. of the gap over the layouts",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--equalize", action="store_true", help="diagnostic: equal patch mean and contrast")
     ap.add_argument("-o", "--out", type=Path, help="JSON output")
@@ -396,6 +439,7 @@ def main(argv: list[str] | None = None) -> None:
             kind=args.kind,
             progress=lambda line: print("  " + line, flush=True),
             equalized=args.equalize,
+            layouts=args.layouts,
         )
         res["backend"] = args.backend
         res["seconds"] = time.time() - t0

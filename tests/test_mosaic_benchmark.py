@@ -78,6 +78,15 @@ def test_layouts_use_every_patch_evenly_and_context_model_differs(tmp_path: Path
     # A model with context (zero-padded box filter) sees neighbours in the mosaic: scores move.
     assert r["mosaic"]["64/0"]["miou"] != pytest.approx(r["per_patch"]["miou"], abs=1e-6)
     json.dumps(res)  # JSON-able
+    # Several layouts: the first is the seed's own result, the others other draws of neighbours.
+    rep = bench.run_model(
+        _factory(6), data, "test", ["palsar"], [(64, 0)], mosaics=2, grid=2, seed=0, layouts=3
+    )
+    lay = rep["sensors"]["palsar"]["layouts"]["64/0"]
+    assert lay["seeds"] == [0, 1, 2] and len(lay["gaps"]) == 3
+    assert lay["gaps"][0] == pytest.approx(r["mosaic"]["64/0"]["delta_miou"], abs=1e-12)
+    assert lay["mean"] == pytest.approx(np.mean(lay["gaps"])) and lay["sd"] > 0
+    assert "layouts" not in r  # one layout: no spread to report
 
 
 def test_equalize_gives_every_patch_the_median_mean_and_contrast(load_benchmark) -> None:
