@@ -14,6 +14,8 @@ Models are judged on labelled patches (``--data``, a dataset root that ``open_da
 
 Both are scored with one confusion matrix over all pixels of the same patch slots (a patch used in two
 mosaics counts twice in both), so ``mosaic - per_patch`` is the cost of unrelated neighbours in a tile.
+``--split train --holdout bundled`` scores only the bundled recipe's held-out validation pairs: a
+scene-level criterion for choosing between training runs that never touches the test subset.
 ``--layouts N`` repeats the mosaics with N seeds and reports the gap's mean and standard deviation:
 with 40 patches, one set of five mosaics is one draw of neighbours.
 ``per_patch_all`` is the plain test-set score (every patch once: the model card's figure).
@@ -62,15 +64,40 @@ def patch_to_uint8(sample: dict[str, Any]) -> np.ndarray:
     return raw[0] if raw.shape[0] == 1 else raw
 
 
-def load_patches(ds: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def load_patches(ds: Any, indices: list[int] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     images, masks = [], []
-    for i in range(len(ds)):
+    for i in range(len(ds)) if indices is None else indices:
         s = ds[i]
         images.append(patch_to_uint8(s))
         masks.append(np.asarray(s["mask"], np.int64))
     h = min(m.shape[0] for m in masks)
     w = min(m.shape[1] for m in masks)
     return [im[..., :h, :w] for im in images], [m[:h, :w] for m in masks]
+
+
+def parse_holdout(text: str) -> tuple[float, int]:
+    """``FRACTION:SEED``, or ``bundled``: the bundled recipe's validation split."""
+    if text == "bundled":
+        from dakd_edge.train.recipes.bundled import RECIPE
+
+        return RECIPE.val_fraction, RECIPE.seed
+    fraction, _, seed = text.partition(":")
+    return float(fraction), int(seed or 0)
+
+
+def holdout_indices(
+    data: Path, split: str, kind: str, sensor: str | None, holdout: tuple[float, int]
+) -> list[int]:
+    """Indices, in the ``sensor`` subset, of the validation pairs a training run with ``holdout``
+    (``val_fraction``, ``seed``) held out of the whole ``split`` (both sensors, as the trainers split)."""
+    from dakd_edge.data import open_dataset
+    from dakd_edge.train.saross import split_indices
+
+    whole = open_dataset(data, split=split, kind=kind, classes="binary")
+    _, val = split_indices(len(whole), *holdout)
+    held = {tuple(whole.files[i]) for i in val}
+    sub = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
+    return [i for i in range(len(sub)) if tuple(sub.files[i]) in held]
 
 
 def equalize(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -297,8 +324,14 @@ def run_model(
     progress: Callable[[str], None] | None = None,
     equalized: bool = False,
     layouts: int = 1,
+    holdout: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
-    """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor)."""
+    """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor).
+
+    ``holdout`` (``val_fraction``, ``seed``): score only the validation pairs that a training run
+    with that split held out of ``split`` (a scene-level check for choosing between runs without
+    touching the test subset).
+    """
     from dakd_edge.data import open_dataset
 
     res: dict[str, Any] = {"sensors": {}}
@@ -306,7 +339,8 @@ def run_model(
         if data is not None:
             for sensor in sensors:
                 ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
-                images, masks = load_patches(ds)
+                keep = holdout_indices(data, split, kind, sensor, holdout) if holdout else None
+                images, masks = load_patches(ds, keep)
                 images = equalize(images) if equalized else images
                 name = sensor or "all"
                 sub = Path(tmp) / name
@@ -400,6 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", type=int, default=4, help="patches per mosaic side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--holdout",
+        help="FRACTION:SEED or 'bundled': only the validation pairs a run with that split held out of "
+        "--split (use --split train; for choosing between runs without the test subset)",
+    )
+    ap.add_argument(
         "--layouts", type=int, default=1,
         help="repeat the mosaics with seeds SEED, SEED+1, ...: mean and s.d. of the gap over the layouts",
     )  # fmt: skip
@@ -418,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": None if args.no_patches else str(args.data),
         "split": args.split,
         "equalized": args.equalize,
+        "holdout": args.holdout,
         "osd": str(osd) if osd else None,
         "env": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},
         "models": {},
@@ -440,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
             progress=lambda line: print("  " + line, flush=True),
             equalized=args.equalize,
             layouts=args.layouts,
+            holdout=parse_holdout(args.holdout) if args.holdout else None,
         )
         res["backend"] = args.backend
         res["seconds"] = time.time() - t0

@@ -100,3 +100,32 @@ def test_equalize_gives_every_patch_the_median_mean_and_contrast(load_benchmark)
     assert [o.dtype for o in out] == [np.uint8] * 3
     np.testing.assert_allclose([o.mean() for o in out], np.median([im.mean() for im in images]), atol=0.6)
     np.testing.assert_allclose([o.std() for o in out], np.median([im.std() for im in images]), rtol=0.05)
+
+
+def test_holdout_scores_exactly_the_validation_pairs_a_run_held_out(tmp_path: Path, load_benchmark) -> None:
+    from dakd_edge.data import open_dataset
+    from dakd_edge.train.saross import split_indices
+
+    bench = load_benchmark("mosaic")
+    for sensor in ("palsar", "sentinel"):
+        sat, gt = tmp_path / "train" / sensor / "sat", tmp_path / "train" / sensor / "gt"
+        sat.mkdir(parents=True)
+        gt.mkdir(parents=True)
+        for i in range(10):
+            img = blob_scene(16, 16, seed=i)
+            Image.fromarray(np.stack([img] * 3, -1)).save(sat / f"{sensor}{i:03d}_sat.png")
+            Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(gt / f"{sensor}{i:03d}_mask.png")
+    whole = open_dataset(tmp_path, split="train", kind="sos", classes="binary")
+    _, val = split_indices(len(whole), 0.3, 7)
+    want = sorted(str(whole.files[i][0]) for i in val)
+    got = []
+    for sensor in ("palsar", "sentinel"):
+        sub = open_dataset(tmp_path, split="train", kind="sos", sensor=sensor, classes="binary")
+        idx = bench.holdout_indices(tmp_path, "train", "sos", sensor, (0.3, 7))
+        got += [str(sub.files[i][0]) for i in idx]
+        assert all(f"/{sensor}/" in str(sub.files[i][0]) for i in idx)
+    assert sorted(got) == want and len(want) == 6
+    assert bench.parse_holdout("0.3:7") == (0.3, 7)
+    from dakd_edge.train.recipes.bundled import RECIPE
+
+    assert bench.parse_holdout("bundled") == (RECIPE.val_fraction, RECIPE.seed)
