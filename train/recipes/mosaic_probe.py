@@ -1,0 +1,86 @@
+"""Can fine-tuning close the Sentinel-1 mosaic gap of the bundled model? (issue 16, whole scenes)
+
+``python -m dakd_edge.train.recipes.mosaic_probe --run runs/mosaic-probe``
+
+Two fine-tunes of the installed bundled weights, with the bundled recipe's data, seed and validation
+split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
+
+- ``tile256``: 80 % of the real crops are mosaics of real patches, validated on 256 px cuts of 3 x 3
+  validation mosaics (what one 256 tile of a scene holds), not 512 px ones;
+- ``gain``: the same, and every patch of a mosaic gets its own brightness factor
+  ``exp(U(-0.5, 0.5))`` (:attr:`~dakd_edge.train.config.TrainConfig.mosaic_gain`): the test mosaics
+  lose most on dark, nearly oil-free Sentinel-1 patches that beside brighter ones are called oil.
+
+Each run resumes from its own folder. The runs are then compared without the test subset by
+``benchmarks/mosaic.py --split train --holdout bundled --tiles 256:32`` (per patch and tiled on the
+held-out pairs); the test figures are for the record only (``docs/bundled-v2.md``). About 25 minutes
+per run on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dakd_edge.train.config import TrainConfig
+from dakd_edge.train.recipes.bundled import RECIPE, default_data
+
+INIT_NAME = "init-v2.safetensors"
+
+TILE256 = replace(
+    RECIPE,
+    crop=256, batch=4, steps=1500, lr=5e-4, warmup=50, real_mosaic=0.8,
+    final_steps=0, final_crop=0, final_batch=0, tile=256, val_every=250, ckpt_every=25,
+    init=INIT_NAME,
+)  # fmt: skip
+VARIANTS: dict[str, TrainConfig] = {"tile256": TILE256, "gain": replace(TILE256, mosaic_gain=0.5)}
+
+
+def run_variant(run: Path, name: str, data: Path, init: Path, steps: int | None = None) -> dict[str, Any]:
+    """Train one variant into ``run/name`` (resuming) and return its validation records."""
+    from dakd_edge.train.saross import train
+
+    out = run / name
+    cfg = replace(VARIANTS[name], data=str(data), init=str(init))
+    cfg = replace(cfg, steps=steps) if steps else cfg
+    last = out / "last.pt"
+    if not (out / "model.safetensors").is_file():
+        train(cfg, out, resume=last if last.is_file() else None, progress=False)
+    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val' in line]
+    return {"model": str(out / "model.safetensors"), "validations": vals}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--run", type=Path, default=Path("runs/mosaic-probe"))
+    ap.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="default: all")
+    ap.add_argument("--steps", type=int, default=None, help=f"default {TILE256.steps}")
+    args = ap.parse_args(argv)
+    import torch
+
+    from dakd_edge.weights import bundled_path
+
+    torch.set_num_threads(1)
+    args.run.mkdir(parents=True, exist_ok=True)
+    init = args.run / INIT_NAME
+    if not init.is_file():
+        shutil.copyfile(bundled_path("torch"), init)
+    result = {
+        name: run_variant(args.run, name, args.data, init, args.steps)
+        for name in args.variant or list(VARIANTS)
+    }
+    (args.run / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    models = " ".join(f"--model {r['model']}" for r in result.values())
+    print(
+        "compare on the held-out pairs: python benchmarks/mosaic.py --split train --holdout bundled "
+        f"--tiles 256:32 --osd '' --model bundled {models}"
+    )
+
+
+if __name__ == "__main__":
+    main()
