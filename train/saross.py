@@ -105,7 +105,11 @@ class SlotBatches(torch.utils.data.Dataset):
                 n = transforms.mosaic_grid_size(size, self.patch)
                 picks = rng.integers(0, len(self.train_idx), n * n)
                 s = transforms.grid_mosaic(
-                    [self.originals[self.train_idx[int(j)]] for j in picks], size, rng, gain=cfg.mosaic_gain
+                    [self.originals[self.train_idx[int(j)]] for j in picks],
+                    size,
+                    rng,
+                    gain=cfg.mosaic_gain,
+                    calm=cfg.mosaic_calm,
                 )
             else:
                 s = self.originals[self.train_idx[int(rng.integers(len(self.train_idx)))]]

@@ -192,7 +192,14 @@ def _canvas(pieces: Sequence[Sample], n: int, p: int) -> Sample:
     return {"image": image, "mask": mask}
 
 
-def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator, gain: float = 0.0) -> Sample:
+# Share of labelled pixels outside class 0 (background / sea) below which ``grid_mosaic(calm=...)``
+# treats a sample as slick-free sea.
+CALM_MAX_FOREGROUND = 0.05
+
+
+def grid_mosaic(
+    samples: Sequence[Sample], size: int, rng: np.random.Generator, gain: float = 0.0, calm: float = 0.0
+) -> Sample:
     """YOLOv4-style mosaic of *real* images: ``n`` x ``n`` samples side by side, then a random crop.
 
     ``len(samples)`` must be a square ``n * n``. Each sample gets its own flip/rot90 and a random crop
@@ -206,6 +213,9 @@ def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator, 
     [0, 1]; labels unchanged): a whole patch darker or brighter than its neighbours, as a calmer or
     windier sea is, so that a region's level against unrelated neighbours is no evidence of oil.
     Within a patch, a slick keeps its contrast to its own sea (the factor is multiplicative).
+    ``calm`` > 0 darkens only the nearly background-only samples (under :data:`CALM_MAX_FOREGROUND` of
+    their labelled pixels not class 0) by ``exp(-U(0, calm))``: a calm, slick-free sea beside a windier
+    one, a look-alike the releases barely hold, labelled background as it is.
     """
     n = int(round(math.sqrt(len(samples))))
     if n < 1 or n * n != len(samples):
@@ -217,6 +227,11 @@ def grid_mosaic(samples: Sequence[Sample], size: int, rng: np.random.Generator, 
         if gain > 0:
             factor = math.exp(float(rng.uniform(-gain, gain)))
             s["image"] = np.clip(s["image"] * np.float32(factor), 0.0, 1.0)
+        if calm > 0:
+            factor = math.exp(-float(rng.uniform(0.0, calm)))
+            labelled = s["mask"] != IGNORE_INDEX
+            if labelled.any() and (s["mask"][labelled] != 0).mean() < CALM_MAX_FOREGROUND:
+                s["image"] = s["image"] * np.float32(factor)
         pieces.append(random_crop(random_flip_rot(s, rng), p, rng))
     return random_crop(_canvas(pieces, n, p), size, rng)
 

@@ -114,3 +114,34 @@ def test_grid_mosaic_gain_scales_each_patch_by_its_own_bounded_factor() -> None:
         n * p, np.random.default_rng(0), gain=2.0,
     )  # fmt: skip
     assert bright["image"].max() <= 1.0  # clipped to unit luminance
+
+
+def test_grid_mosaic_calm_darkens_only_slick_free_patches() -> None:
+    """``calm`` darkens the nearly background-only patches by exp(-U(0, calm)); patches with oil keep
+    their level, and no label changes."""
+    n, p, calm = 2, 8, 0.7
+    oily = np.zeros((p, p), np.int64)
+    oily[:2] = 1  # 25 % oil
+    speck = np.zeros((p, p), np.int64)
+    speck[0, 0] = 1  # 1.6 % oil: still slick-free sea
+    masks = [oily, speck, np.zeros((p, p), np.int64), oily]
+    base = [0.4, 0.5, 0.6, 0.7]
+    patches = [{"image": np.full((1, p, p), base[j], np.float32), "mask": masks[j]} for j in range(4)]
+    factors = {1: [], 2: []}
+    for seed in range(20):
+        m = grid_mosaic(patches, n * p, np.random.default_rng(seed), calm=calm)
+        for j in range(4):  # a crop of the canvas's own size is the whole canvas: patch j is quadrant j
+            y, x = (j // n) * p, (j % n) * p
+            quad_img, quad_mask = m["image"][0, y : y + p, x : x + p], m["mask"][y : y + p, x : x + p]
+            assert (
+                np.bincount(quad_mask.ravel(), minlength=2).tolist()
+                == np.bincount(masks[j].ravel(), minlength=2).tolist()
+            )
+            assert np.unique(quad_img).size == 1
+            if j in factors:
+                factors[j].append(float(quad_img[0, 0]) / base[j])
+            else:
+                assert quad_img[0, 0] == np.float32(base[j])  # with oil: level unchanged
+    for j, f in factors.items():
+        logf = np.log(f)
+        assert logf.max() <= 1e-6 and logf.min() >= -calm - 1e-5 and logf.std() > 0.1, j

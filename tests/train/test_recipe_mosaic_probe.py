@@ -16,18 +16,30 @@ def _changed(cfg) -> set[str]:
     return {k for k in a if a[k] != b[k]}
 
 
-def test_variants_change_only_the_tile_schedule_and_the_gain() -> None:
-    tile, gain = mosaic_probe.VARIANTS["tile256"], mosaic_probe.VARIANTS["gain"]
+def test_variants_change_only_the_tile_schedule_and_the_brightness_factors() -> None:
+    tile, gain, calm = (mosaic_probe.VARIANTS[k] for k in ("tile256", "gain", "calm"))
     # Same data, seed and validation split as the bundled recipe: the held-out pairs stay held out.
     assert tile.seed == gain.seed == bundled.RECIPE.seed and tile.val_fraction == bundled.RECIPE.val_fraction
     assert tile.crop == tile.tile == 256 and tile.final_steps == 0 and tile.val_mosaic == 3
     assert _changed(gain) - _changed(tile) == {"mosaic_gain"} and tile.mosaic_gain == 0.0 < gain.mosaic_gain
+    assert _changed(calm) - _changed(tile) == {"mosaic_calm"} and tile.mosaic_calm == 0.0 < calm.mosaic_calm
 
 
 @pytest.mark.skipif(not (SOS / "train").is_dir(), reason="the shared SOS data is not on this machine")
 def test_probe_trains_both_variants_and_resumes(tmp_path: Path) -> None:
     data, run = _tiny_sos(tmp_path / "sos"), tmp_path / "run"
-    argv = ["--data", str(data), "--run", str(run), "--steps", "2"]
+    argv = [
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--steps",
+        "2",
+        "--variant",
+        "tile256",
+        "--variant",
+        "gain",
+    ]
     mosaic_probe.main(argv)
     result = json.loads((run / "probe.json").read_text())
     for name, gain in (("tile256", 0.0), ("gain", 0.5)):

@@ -142,6 +142,8 @@ def test_final_phase_and_real_mosaics_in_step_batches():
         _cfg(real_mosaic=1.5)
     with pytest.raises(ValueError):
         _cfg(mosaic_gain=-0.1)
+    with pytest.raises(ValueError):
+        _cfg(mosaic_calm=3.5)
 
 
 def test_validation_mosaic_is_deterministic_and_aligned():

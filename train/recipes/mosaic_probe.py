@@ -2,14 +2,17 @@
 
 ``python -m dakd_edge.train.recipes.mosaic_probe --run runs/mosaic-probe``
 
-Two fine-tunes of the installed bundled weights, with the bundled recipe's data, seed and validation
+Fine-tunes of the installed bundled weights, with the bundled recipe's data, seed and validation
 split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
 
 - ``tile256``: 80 % of the real crops are mosaics of real patches, validated on 256 px cuts of 3 x 3
   validation mosaics (what one 256 tile of a scene holds), not 512 px ones;
 - ``gain``: the same, and every patch of a mosaic gets its own brightness factor
   ``exp(U(-0.5, 0.5))`` (:attr:`~dakd_edge.train.config.TrainConfig.mosaic_gain`): the test mosaics
-  lose most on dark, nearly oil-free Sentinel-1 patches that beside brighter ones are called oil.
+  lose most on dark, nearly oil-free Sentinel-1 patches that beside brighter ones are called oil;
+- ``calm``: instead, only the nearly slick-free patches of a mosaic are darkened, by
+  ``exp(-U(0, 0.7))`` (:attr:`~dakd_edge.train.config.TrainConfig.mosaic_calm`): calm sea beside
+  windier sea, labelled background, while patches with oil keep their level.
 
 Each run resumes from its own folder. The runs are then compared without the test subset by
 ``benchmarks/mosaic.py --split train --holdout bundled --tiles 256:32`` (per patch and tiled on the
@@ -37,7 +40,11 @@ TILE256 = replace(
     final_steps=0, final_crop=0, final_batch=0, tile=256, val_every=250, ckpt_every=25,
     init=INIT_NAME,
 )  # fmt: skip
-VARIANTS: dict[str, TrainConfig] = {"tile256": TILE256, "gain": replace(TILE256, mosaic_gain=0.5)}
+VARIANTS: dict[str, TrainConfig] = {
+    "tile256": TILE256,
+    "gain": replace(TILE256, mosaic_gain=0.5),
+    "calm": replace(TILE256, mosaic_calm=0.7),
+}
 
 
 def run_variant(run: Path, name: str, data: Path, init: Path, steps: int | None = None) -> dict[str, Any]:
