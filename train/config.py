@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from dakd_edge.errors import TrainingError
@@ -40,9 +40,23 @@ class RunConfig:
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in known})
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The JSON-like default of every setting that has one."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+        return json.loads(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}))
+
     def check_resume(self, saved: Mapping[str, Any], path: object = "the checkpoint") -> None:
         """Raise :class:`TrainingError` when ``saved`` (a checkpoint's config) is another run than this."""
         now = json.loads(json.dumps(self.to_dict()))
+        # A setting added after the checkpoint was written had its default then (new options default
+        # to the old behaviour), so runs started before an upgrade still resume.
+        saved = {**self.defaults(), **saved}
         keys = self.RESUME_KEYS if self.RESUME_KEYS is not None else sorted(now)
         diff = [k for k in keys if k not in self.RESUME_FREE and saved.get(k) != now.get(k)]
         if diff:

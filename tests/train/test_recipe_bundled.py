@@ -64,3 +64,16 @@ def test_best_so_far_needs_a_checkpoint_and_a_best_model(tmp_path: Path) -> None
     _fake_run(run, bundled.RECIPE)
     with pytest.raises(SystemExit, match="best.safetensors"):
         bundled.stopped_run(run, bundled.RECIPE, tmp_path)
+
+
+def test_from_run_accepts_a_run_written_before_later_options(tmp_path: Path) -> None:
+    """v2 was trained before ``mosaic_gain`` / ``mosaic_calm`` existed: a missing key is its default."""
+    run = tmp_path / "run"
+    _fake_run(run, bundled.RECIPE)
+    old = json.loads((run / "config.json").read_text())
+    for key in ("mosaic_gain", "mosaic_calm"):
+        del old[key]
+    (run / "config.json").write_text(json.dumps(old))
+    assert bundled.finished_run(run, bundled.RECIPE)["steps"] == bundled.RECIPE.steps
+    with pytest.raises(SystemExit, match="mosaic_gain"):  # but a run that used the option is another run
+        bundled.finished_run(run, replace(bundled.RECIPE, mosaic_gain=0.5))

@@ -252,3 +252,13 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     logs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in logs if "loss" in r] == [1, 2, 3, 4]  # rank 0 logs only
+
+
+def test_resume_check_reads_options_added_later_as_their_defaults():
+    cfg = _cfg(steps=4)
+    saved = cfg.to_dict()
+    del saved["mosaic_calm"]  # a checkpoint written before the option existed
+    cfg.check_resume(saved)
+    with pytest.raises(TrainingError, match="mosaic_calm"):
+        _cfg(steps=4, mosaic_calm=0.5).check_resume(saved)
+    assert TrainConfig.defaults()["mosaic_calm"] == 0.0 and TrainConfig.defaults()["model_cfg"] == {}
