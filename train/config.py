@@ -32,7 +32,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-like dict (tuples become lists, as in a checkpoint)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        return _lists(asdict(self))  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
@@ -49,14 +49,19 @@ class RunConfig:
                 out[f.name] = f.default
             elif f.default_factory is not MISSING:
                 out[f.name] = f.default_factory()
-        return json.loads(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}))
+        return json.loads(json.dumps(_lists(out)))
+
+    @classmethod
+    def completed(cls, saved: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved config (``config.json``, a checkpoint's) with the settings added since it was written
+        at their defaults: new options default to the old behaviour, so older runs still resume and
+        still count as the same run."""
+        return {**cls.defaults(), **saved}
 
     def check_resume(self, saved: Mapping[str, Any], path: object = "the checkpoint") -> None:
         """Raise :class:`TrainingError` when ``saved`` (a checkpoint's config) is another run than this."""
         now = json.loads(json.dumps(self.to_dict()))
-        # A setting added after the checkpoint was written had its default then (new options default
-        # to the old behaviour), so runs started before an upgrade still resume.
-        saved = {**self.defaults(), **saved}
+        saved = self.completed(saved)
         keys = self.RESUME_KEYS if self.RESUME_KEYS is not None else sorted(now)
         diff = [k for k in keys if k not in self.RESUME_FREE and saved.get(k) != now.get(k)]
         if diff:
@@ -65,6 +70,11 @@ class RunConfig:
                 f"cannot resume {path}: the run's configuration changed ({shown}); "
                 "resume with the original settings"
             )
+
+
+def _lists(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, as JSON (and so every checkpoint) stores them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
 
 
 @dataclass

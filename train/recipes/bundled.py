@@ -140,7 +140,7 @@ def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
 
 def _check_recipe(run: Path, cfg: TrainConfig) -> None:
     """Refuse a run whose ``config.json`` is another configuration than ``cfg`` (local paths aside)."""
-    got = {**type(cfg).defaults(), **json.loads((run / "config.json").read_text())}  # later options: defaults
+    got = type(cfg).completed(json.loads((run / "config.json").read_text()))
     want = json.loads(json.dumps(cfg.to_dict()))
     diff = sorted(k for k in set(got) | set(want) if k not in LOCAL_KEYS and got.get(k) != want.get(k))
     if diff:
