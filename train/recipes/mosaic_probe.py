@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from dakd_edge.train.config import TrainConfig
+from dakd_edge.train.recipes import bundled_init, fine_tune
 from dakd_edge.train.recipes.bundled import RECIPE, default_data
 
 INIT_NAME = "init-v2.safetensors"
@@ -49,16 +49,9 @@ VARIANTS: dict[str, TrainConfig] = {
 
 def run_variant(run: Path, name: str, data: Path, init: Path, steps: int | None = None) -> dict[str, Any]:
     """Train one variant into ``run/name`` (resuming) and return its validation records."""
-    from dakd_edge.train.saross import train
-
-    out = run / name
     cfg = replace(VARIANTS[name], data=str(data), init=str(init))
     cfg = replace(cfg, steps=steps) if steps else cfg
-    last = out / "last.pt"
-    if not (out / "model.safetensors").is_file():
-        train(cfg, out, resume=last if last.is_file() else None, progress=False)
-    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val' in line]
-    return {"model": str(out / "model.safetensors"), "validations": vals}
+    return {"model": str(run / name / "model.safetensors"), "validations": fine_tune(cfg, run / name)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,13 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from dakd_edge.weights import bundled_path
-
     torch.set_num_threads(1)
-    args.run.mkdir(parents=True, exist_ok=True)
-    init = args.run / INIT_NAME
-    if not init.is_file():
-        shutil.copyfile(bundled_path("torch"), init)
+    init = bundled_init(args.run / INIT_NAME)
     result = {
         name: run_variant(args.run, name, args.data, init, args.steps)
         for name in args.variant or list(VARIANTS)

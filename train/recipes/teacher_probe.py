@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dakd_edge.train.recipes import bundled_init, fine_tune
 from dakd_edge.train.recipes.bundled import RECIPE, default_data
-from dakd_edge.weights import bundled_path
 
 
 def _teacher(run: Path, data: Path, stage_steps: tuple[int, int, int]) -> Path:
@@ -53,21 +52,12 @@ def _generate(run: Path, ckpt: Path, n: int, steps: int) -> Path:
 
 
 def _finetune(run: Path, name: str, data: Path, steps: int, aug: Path | None) -> dict[str, Any]:
-    from dakd_edge.train.saross import train
-
-    out = run / name
-    init = run / "init.safetensors"
-    if not init.is_file():
-        shutil.copyfile(bundled_path("torch"), init)
+    init = bundled_init(run / "init.safetensors")
     cfg = replace(
         RECIPE, data=str(data), init=str(init), steps=steps, warmup=20, lr=2e-4, final_steps=0,
         val_every=max(steps // 3, 1), ckpt_every=25, aug=str(aug) if aug else None, mix=0.25, labels="soft",
     )  # fmt: skip
-    last = out / "last.pt"
-    if not (out / "model.safetensors").is_file():
-        train(cfg, out, resume=last if last.is_file() else None, progress=False)
-    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val' in line]
-    return {"steps": steps, "aug": str(aug) if aug else None, "validations": vals}
+    return {"steps": steps, "aug": str(aug) if aug else None, "validations": fine_tune(cfg, run / name)}
 
 
 def main(argv: list[str] | None = None) -> None:
