@@ -85,19 +85,20 @@ def parse_holdout(text: str) -> tuple[float, int]:
     return float(fraction), int(seed or 0)
 
 
-def holdout_indices(
-    data: Path, split: str, kind: str, sensor: str | None, holdout: tuple[float, int]
-) -> list[int]:
-    """Indices, in the ``sensor`` subset, of the validation pairs a training run with ``holdout``
-    (``val_fraction``, ``seed``) held out of the whole ``split`` (both sensors, as the trainers split)."""
+def held_out_files(data: Path, split: str, kind: str, holdout: tuple[float, int]) -> set[tuple[Path, ...]]:
+    """The files of the validation pairs a training run with ``holdout`` (``val_fraction``, ``seed``)
+    held out of the whole ``split`` (both sensors, as the trainers split)."""
     from dakd_edge.data import open_dataset
     from dakd_edge.train.saross import split_indices
 
     whole = open_dataset(data, split=split, kind=kind, classes="binary")
     _, val = split_indices(len(whole), *holdout)
-    held = {tuple(whole.files[i]) for i in val}
-    sub = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
-    return [i for i in range(len(sub)) if tuple(sub.files[i]) in held]
+    return {tuple(whole.files[i]) for i in val}
+
+
+def holdout_indices(ds: Any, held: set[tuple[Path, ...]]) -> list[int]:
+    """Indices of ``ds`` (e.g. one sensor's subset) whose files are among ``held``."""
+    return [i for i in range(len(ds)) if tuple(ds.files[i]) in held]
 
 
 def equalize(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -335,11 +336,12 @@ def run_model(
     from dakd_edge.data import open_dataset
 
     res: dict[str, Any] = {"sensors": {}}
+    held = held_out_files(data, split, kind, holdout) if holdout and data is not None else None
     with tempfile.TemporaryDirectory(prefix="dakd-mosaic-") as tmp:
         if data is not None:
             for sensor in sensors:
                 ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
-                keep = holdout_indices(data, split, kind, sensor, holdout) if holdout else None
+                keep = holdout_indices(ds, held) if held is not None else None
                 images, masks = load_patches(ds, keep)
                 images = equalize(images) if equalized else images
                 name = sensor or "all"

@@ -119,9 +119,10 @@ def test_holdout_scores_exactly_the_validation_pairs_a_run_held_out(tmp_path: Pa
     _, val = split_indices(len(whole), 0.3, 7)
     want = sorted(str(whole.files[i][0]) for i in val)
     got = []
+    held = bench.held_out_files(tmp_path, "train", "sos", (0.3, 7))
     for sensor in ("palsar", "sentinel"):
         sub = open_dataset(tmp_path, split="train", kind="sos", sensor=sensor, classes="binary")
-        idx = bench.holdout_indices(tmp_path, "train", "sos", sensor, (0.3, 7))
+        idx = bench.holdout_indices(sub, held)
         got += [str(sub.files[i][0]) for i in idx]
         assert all(f"/{sensor}/" in str(sub.files[i][0]) for i in idx)
     assert sorted(got) == want and len(want) == 6
