@@ -41,6 +41,14 @@ def temp_path(final: Path, role: str = "tmp") -> Path:
     return p
 
 
+def new_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file under this process's umask (0o644 under 022)."""
+    with _LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def remove_temp(p: Path) -> None:
     """Remove a temporary and its side-cars; forget it."""
     for q in (p, *(p.with_name(p.name + s) for s in _SIDECARS)):

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import atomic_path
+from dakd_edge.atomic import atomic_path, new_file_mode
 from dakd_edge.errors import ModelFileError
 from dakd_edge.extras import available, install_hint
 from dakd_edge.formats import PYTORCH, SAFETENSORS, format_of
@@ -65,6 +65,7 @@ def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: 
             from safetensors.torch import save_file
 
             save_file(state, str(tmp), metadata={"format": FORMAT, fmt.meta_key: meta.to_json()})
+            os.chmod(tmp, new_file_mode())  # safetensors creates its files 0600, unlike torch.save
         elif fmt is PYTORCH:
             torch.save({"format": FORMAT, fmt.meta_key: meta.to_json(), "state_dict": state}, tmp)
         else:

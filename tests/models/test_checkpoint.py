@@ -33,6 +33,20 @@ def test_round_trip_rebuilds_same_model(tmp_path: Path, nano5: torch.nn.Module, 
         assert torch.equal(model(x), nano5(x))
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_saved_file_gets_the_umask_mode(tmp_path: Path, nano5: torch.nn.Module, suffix: str) -> None:
+    """A model file is shared like any other file: safetensors' own 0600 must not leak through."""
+    import os
+
+    old = os.umask(0o027)
+    try:
+        path = tmp_path / f"model{suffix}"
+        save_model(path, nano5, ModelMeta.default_for("saross-nano", 5, tile=256))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_expected_name_and_classes(tmp_path: Path, nano5: torch.nn.Module) -> None:
     path = tmp_path / "m.safetensors"
     save_model(path, nano5, ModelMeta.default_for("saross-nano", 5))
