@@ -191,13 +191,18 @@ def score_sensor(
     seed: int,
     workdir: Path,
     layouts: int = 1,
+    phase: int = 0,
 ) -> dict[str, Any]:
     """Per-patch and mosaic scores of one set of equally sized patches.
 
     ``layouts`` > 1 repeats the mosaics with seeds ``seed + 1 ...``, and ``out["layouts"][tile]`` gives
     the gap (mosaic minus per-patch mIoU on the same slots) of every layout set with its mean and
     standard deviation: how much of a gap is the draw of neighbours. The other fields are ``seed``'s.
+    ``phase`` crops that many rows and columns off the top-left of every mosaic (and of the per-patch
+    predictions it is compared with), so the tile grid no longer starts on a patch border.
     """
+    if not 0 <= phase < min(masks[0].shape):
+        raise ValueError(f"phase must be 0 to the patch size - 1 ({min(masks[0].shape) - 1}), got {phase}")
     base = make_predictor(tiles[0][0], tiles[0][1])
     k = base.meta.num_classes
     t0 = time.perf_counter()
@@ -212,7 +217,8 @@ def score_sensor(
         "patch_size": list(masks[0].shape),
         "mosaics": mosaics,
         "grid": grid,
-        "mosaic_size": [grid * masks[0].shape[0], grid * masks[0].shape[1]],
+        "mosaic_size": [grid * masks[0].shape[0] - phase, grid * masks[0].shape[1] - phase],
+        "phase": phase,
         "per_patch_all": {**_scores(cm_all), "seconds": per_patch_seconds},
     }
     gaps: dict[str, list[float]] = {tile_key(t, o): [] for t, o in tiles}
@@ -220,7 +226,7 @@ def score_sensor(
         sub = workdir / f"layout{j}"
         sub.mkdir(parents=True, exist_ok=True)
         per_patch, tiled = _layout_scores(
-            make_predictor, images, masks, preds, k, tiles, mosaics, grid, seed + j, sub
+            make_predictor, images, masks, preds, k, tiles, mosaics, grid, seed + j, sub, phase
         )
         for key, v in tiled.items():
             gaps[key].append(v["delta_miou"])
@@ -238,22 +244,25 @@ def score_sensor(
 def _layout_scores(
     make_predictor: Callable[[int, int], Any], images: list[np.ndarray], masks: list[np.ndarray],
     preds: list[np.ndarray], k: int, tiles: list[tuple[int, int]], mosaics: int, grid: int, seed: int,
-    workdir: Path,
+    workdir: Path, phase: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """Per-patch scores on the slots of one seeded set of mosaics, and the mosaics' scores per tile."""
+    """Per-patch scores on the slots of one seeded set of mosaics, and the mosaics' scores per tile
+    (both on the mosaics less their first ``phase`` rows and columns)."""
     from dakd_edge.inference.segment import segment_scene
+
+    def cut(items: list[np.ndarray]) -> np.ndarray:
+        return assemble(items, grid)[..., phase:, phase:]
 
     grids = mosaic_layouts(len(images), mosaics, grid, seed)
     cm_slots = _confusion(k)
     for lay in grids:
-        for i in lay:
-            cm_slots.update(preds[i], masks[i])
+        cm_slots.update(cut([preds[i] for i in lay]), cut([masks[i] for i in lay]))
     per_patch = _scores(cm_slots)
     scenes = []
     for j, lay in enumerate(grids):
         src = workdir / f"mosaic{j}.tif"
-        write_geotiff(src, assemble([images[i] for i in lay], grid))
-        scenes.append((src, assemble([masks[i] for i in lay], grid)))
+        write_geotiff(src, np.ascontiguousarray(cut([images[i] for i in lay])))
+        scenes.append((src, cut([masks[i] for i in lay])))
     tiled: dict[str, Any] = {}
     for tile, overlap in tiles:
         predictor = make_predictor(tile, overlap)
@@ -326,6 +335,7 @@ def run_model(
     equalized: bool = False,
     layouts: int = 1,
     holdout: tuple[float, int] | None = None,
+    phase: int = 0,
 ) -> dict[str, Any]:
     """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor).
 
@@ -348,7 +358,7 @@ def run_model(
                 sub = Path(tmp) / name
                 sub.mkdir()
                 res["sensors"][name] = score_sensor(
-                    make_predictor, images, masks, tiles, mosaics, grid, seed, sub, layouts
+                    make_predictor, images, masks, tiles, mosaics, grid, seed, sub, layouts, phase
                 )
                 if progress:
                     progress(f"{name}: {summary_line(res['sensors'][name])}")
@@ -444,6 +454,11 @@ def main(argv: list[str] | None = None) -> None:
         "--layouts", type=int, default=1,
         help="repeat the mosaics with seeds SEED, SEED+1, ...: mean and s.d. of the gap over the layouts",
     )  # fmt: skip
+    ap.add_argument(
+        "--phase", type=int, default=0,
+        help="crop this many rows and columns off every mosaic's top-left, so tile borders fall inside "
+        "patches, not on their borders (a real scene has no patch grid)",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--equalize", action="store_true", help="diagnostic: equal patch mean and contrast")
     ap.add_argument("-o", "--out", type=Path, help="JSON output")
@@ -460,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         "split": args.split,
         "equalized": args.equalize,
         "holdout": args.holdout,
+        "phase": args.phase,
         "osd": str(osd) if osd else None,
         "env": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},
         "models": {},
@@ -483,6 +499,7 @@ def main(argv: list[str] | None = None) -> None:
             equalized=args.equalize,
             layouts=args.layouts,
             holdout=parse_holdout(args.holdout) if args.holdout else None,
+            phase=args.phase,
         )
         res["backend"] = args.backend
         res["seconds"] = time.time() - t0

@@ -130,3 +130,21 @@ def test_holdout_scores_exactly_the_validation_pairs_a_run_held_out(tmp_path: Pa
     from dakd_edge.train.recipes.bundled import RECIPE
 
     assert bench.parse_holdout("bundled") == (RECIPE.val_fraction, RECIPE.seed)
+
+
+def test_phase_moves_the_tile_grid_off_the_patch_grid(tmp_path: Path, load_benchmark) -> None:
+    bench = load_benchmark("mosaic")
+    data = _sos(tmp_path / "sos")
+    run = bench.run_model
+    # a pixel-local model still scores the same on a cropped mosaic: the per-patch side is cropped alike
+    r = run(_factory(0), data, "test", ["palsar"], [(32, 0)], mosaics=2, grid=2, seed=0, phase=10)
+    p = r["sensors"]["palsar"]
+    assert p["mosaic_size"] == [54, 54] and p["phase"] == 10
+    assert p["mosaic"]["32/0"]["delta_miou"] == pytest.approx(0.0, abs=1e-9)
+    # with context, aligned 32 px tiles reproduce the patches; shifted ones mix neighbours in
+    aligned = run(_factory(6), data, "test", ["palsar"], [(32, 0)], mosaics=2, grid=2, seed=0)
+    shifted = run(_factory(6), data, "test", ["palsar"], [(32, 0)], mosaics=2, grid=2, seed=0, phase=10)
+    assert aligned["sensors"]["palsar"]["mosaic"]["32/0"]["delta_miou"] == pytest.approx(0.0, abs=1e-9)
+    assert shifted["sensors"]["palsar"]["mosaic"]["32/0"]["delta_miou"] != pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="phase"):
+        run(_factory(0), data, "test", ["palsar"], [(32, 0)], mosaics=1, grid=2, seed=0, phase=32)
