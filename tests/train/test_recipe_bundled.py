@@ -77,3 +77,32 @@ def test_from_run_accepts_a_run_written_before_later_options(tmp_path: Path) -> 
     assert bundled.finished_run(run, bundled.RECIPE)["steps"] == bundled.RECIPE.steps
     with pytest.raises(SystemExit, match="mosaic_gain"):  # but a run that used the option is another run
         bundled.finished_run(run, replace(bundled.RECIPE, mosaic_gain=0.5))
+
+
+def test_installed_weights_carry_the_recipe_tiling() -> None:
+    """``INFERENCE_TILING`` is what `segment` uses only once written into the installed file (--retile)."""
+    from dakd_edge.models.checkpoint import read_meta
+    from dakd_edge.weights import bundled_path
+
+    meta = read_meta(bundled_path("torch"))
+    assert (meta.tile, meta.overlap) == bundled.INFERENCE_TILING
+
+
+def test_retile_changes_the_metadata_only(tmp_path: Path) -> None:
+    import torch
+
+    from dakd_edge import create_model
+    from dakd_edge.meta import ModelMeta
+    from dakd_edge.models.checkpoint import load_model_file, save_model
+
+    torch.manual_seed(0)
+    model = create_model("saross-nano", num_classes=2).eval()
+    target = tmp_path / "m.safetensors"
+    save_model(target, model, ModelMeta.default_for("saross-nano", 2, tile=512, overlap=64))
+    bundled.retile(target)
+    again, meta = load_model_file(target)
+    assert (meta.tile, meta.overlap) == bundled.INFERENCE_TILING
+    before, after = model.state_dict(), again.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(SystemExit, match="not installed"):
+        bundled.retile(tmp_path / "absent.safetensors")

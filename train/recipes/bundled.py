@@ -24,7 +24,8 @@ the 400 pairs the folder held then (360 train / 40 validation), 40 minutes on on
 schedule won on validation mIoU among four runs (1800 or 3600 steps at 128 px, 900 or 1800 at 192
 px: 77.6, 78.8, 75.5, 77.4).
 
-A finished run can be installed without retraining: ``--run RUN --from-run``. After training the
+A finished run can be installed without retraining: ``--run RUN --from-run``; ``--retile`` only
+writes :data:`INFERENCE_TILING` into the installed weights and re-exports them. After training the
 weights go to ``dakd_edge/weights/`` (:data:`dakd_edge.weights.BUNDLED`) and the model is evaluated,
 for the record only, on the SOS *test* subset per sensor (never used for any choice). The numbers land
 in ``dakd_edge/weights/`` :data:`dakd_edge.weights.BUNDLED_METRICS`. Last, the weights are exported
@@ -70,9 +71,11 @@ RECIPE = replace(
 )  # fmt: skip
 
 # The tiling the installed model asks `segment` for (ModelMeta.tile / .overlap), chosen after training
-# with benchmarks/mosaic.py on the test mosaics: 256/32 lost least against per-patch prediction at the
-# overlap share of 512/64 (docs/bundled-v2.md). Not part of the run: it changes no weight.
-INFERENCE_TILING = (256, 32)
+# with benchmarks/mosaic.py (test mosaics, held-out validation mosaics) and benchmarks/scene.py (CPU time
+# against version 1): 256/16 loses least against per-patch prediction of all the measured settings
+# and, with 20 % fewer pixels than 256/32, runs the 4096^2 scene faster than version 1 at 512/64
+# (docs/bundled-v2.md). Not part of the run: it changes no weight (``--retile`` rewrites it in place).
+INFERENCE_TILING = (256, 16)
 
 # Not part of what a run means: where the data and the start weights lie on this machine.
 LOCAL_KEYS = ("data", "init")
@@ -85,6 +88,13 @@ def install(model_file: Path, target: Path) -> None:
     model, meta = load_model_file(model_file)
     tile, overlap = INFERENCE_TILING
     save_model(target, model, replace(meta, tile=tile, overlap=overlap))
+
+
+def retile(target: Path) -> None:
+    """Give the installed weights :data:`INFERENCE_TILING` in place: same tensors, new metadata."""
+    if not target.is_file():
+        raise SystemExit(f"--retile: {target} is not installed")
+    install(target, target)
 
 
 def default_data() -> Path:
@@ -136,6 +146,16 @@ def evaluate_test(model_path: Path, data: Path) -> dict[str, Any]:
         }
     predictor.close()
     return out
+
+
+def export_bundled_onnx(model_file: Path, onnx_path: Path) -> None:
+    """The parity-checked ONNX export of ``model_file``, metadata included, at ``onnx_path``."""
+    from dakd_edge.export.onnx import export_onnx
+    from dakd_edge.models.checkpoint import load_model_file
+
+    model, meta = load_model_file(model_file)
+    export_onnx(model, meta, onnx_path, overwrite=True)
+    print(f"exported {onnx_path}")
 
 
 def _check_recipe(run: Path, cfg: TrainConfig) -> None:
@@ -210,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         help="with --from-run: take the best checkpoint of a run stopped before its last step "
         "(metrics.json records the steps run and scheduled)",
     )  # fmt: skip
+    ap.add_argument(
+        "--retile", action="store_true",
+        help="do not train: write INFERENCE_TILING into the installed weights (tensors unchanged) and "
+        "re-export their ONNX",
+    )  # fmt: skip
     ap.add_argument("--no-install", action="store_true", help="do not copy into dakd_edge/weights/")
     ap.add_argument("--no-eval", action="store_true", help="skip the test-subset evaluation")
     ap.add_argument(
@@ -224,6 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     import dakd_edge.weights as weights
 
     torch.set_num_threads(args.threads)
+    target = Path(weights.__file__).parent / weights.BUNDLED
+    if args.retile:
+        retile(target)
+        print(f"{target}: tiling {INFERENCE_TILING[0]}/{INFERENCE_TILING[1]}")
+        if not args.no_onnx:
+            export_bundled_onnx(target, target.with_suffix(".onnx"))
+        return
     cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
     if cfg.init and not args.from_run:
         init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
@@ -239,7 +271,6 @@ def main(argv: list[str] | None = None) -> None:
         summary["wall_seconds"] = time.time() - t0
         (args.run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     model_file = Path(summary["model"])
-    target = Path(weights.__file__).parent / weights.BUNDLED
     if not args.no_install:
         install(model_file, target)
         print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB)")
@@ -263,12 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{sensor:9s} mIoU {100 * m['miou']:.2f}  oil IoU {100 * m['oil_iou']:.2f}")
     onnx_path = (target if not args.no_install else args.run / model_file.name).with_suffix(".onnx")
     if not args.no_onnx:
-        from dakd_edge.export.onnx import export_onnx
-        from dakd_edge.models.checkpoint import load_model_file
-
-        model, meta = load_model_file(model_file)
-        export_onnx(model, meta, onnx_path, overwrite=True)
-        print(f"exported {onnx_path}")
+        export_bundled_onnx(model_file, onnx_path)
     elif not args.no_install:
         onnx_path.unlink(missing_ok=True)  # never ship an ONNX file of other weights
 
