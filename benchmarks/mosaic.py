@@ -34,7 +34,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,14 @@ def parse_tiles(text: str) -> list[tuple[int, int]]:
         tile, _, overlap = item.strip().partition(":")
         out.append((int(tile), int(overlap or 0)))
     return out
+
+
+def parse_phases(text: str) -> list[int]:
+    """``"0,64,128"`` -> ``[0, 64, 128]``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"phases must be integers, got {text!r}") from None
 
 
 def tile_key(tile: int, overlap: int) -> str:
@@ -191,7 +199,7 @@ def score_sensor(
     seed: int,
     workdir: Path,
     layouts: int = 1,
-    phase: int = 0,
+    phase: int | Sequence[int] = 0,
 ) -> dict[str, Any]:
     """Per-patch and mosaic scores of one set of equally sized patches.
 
@@ -199,10 +207,14 @@ def score_sensor(
     the gap (mosaic minus per-patch mIoU on the same slots) of every layout set with its mean and
     standard deviation: how much of a gap is the draw of neighbours. The other fields are ``seed``'s.
     ``phase`` crops that many rows and columns off the top-left of every mosaic (and of the per-patch
-    predictions it is compared with), so the tile grid no longer starts on a patch border.
+    predictions it is compared with), so the tile grid no longer starts on a patch border. Several
+    phases repeat everything per phase: ``out["phases"][tile]`` gives each phase's gap (mean over the
+    layouts) and their mean; the other fields are the first phase's.
     """
-    if not 0 <= phase < min(masks[0].shape):
-        raise ValueError(f"phase must be 0 to the patch size - 1 ({min(masks[0].shape) - 1}), got {phase}")
+    phases = [phase] if isinstance(phase, int) else list(phase)
+    for ph in phases:
+        if not 0 <= ph < min(masks[0].shape):
+            raise ValueError(f"phase must be 0 to the patch size - 1 ({min(masks[0].shape) - 1}), got {ph}")
     base = make_predictor(tiles[0][0], tiles[0][1])
     k = base.meta.num_classes
     t0 = time.perf_counter()
@@ -217,26 +229,37 @@ def score_sensor(
         "patch_size": list(masks[0].shape),
         "mosaics": mosaics,
         "grid": grid,
-        "mosaic_size": [grid * masks[0].shape[0] - phase, grid * masks[0].shape[1] - phase],
-        "phase": phase,
+        "mosaic_size": [grid * masks[0].shape[0] - phases[0], grid * masks[0].shape[1] - phases[0]],
+        "phase": phases[0],
         "per_patch_all": {**_scores(cm_all), "seconds": per_patch_seconds},
     }
-    gaps: dict[str, list[float]] = {tile_key(t, o): [] for t, o in tiles}
-    for j in range(max(layouts, 1)):
-        sub = workdir / f"layout{j}"
-        sub.mkdir(parents=True, exist_ok=True)
-        per_patch, tiled = _layout_scores(
-            make_predictor, images, masks, preds, k, tiles, mosaics, grid, seed + j, sub, phase
-        )
-        for key, v in tiled.items():
-            gaps[key].append(v["delta_miou"])
-        if j == 0:
-            out["per_patch"], out["mosaic"] = per_patch, tiled
+    keys = [tile_key(t, o) for t, o in tiles]
+    by_phase: dict[str, list[float]] = {key: [] for key in keys}  # per phase: mean gap over layouts
+    per_layout: list[dict[str, list[float]]] = []  # per phase: gap of every layout
+    for i, ph in enumerate(phases):
+        gaps: dict[str, list[float]] = {key: [] for key in keys}
+        per_layout.append(gaps)
+        for j in range(max(layouts, 1)):
+            sub = workdir / f"phase{ph}-layout{j}"
+            sub.mkdir(parents=True, exist_ok=True)
+            per_patch, tiled = _layout_scores(
+                make_predictor, images, masks, preds, k, tiles, mosaics, grid, seed + j, sub, ph
+            )
+            for key, v in tiled.items():
+                gaps[key].append(v["delta_miou"])
+            if i == 0 and j == 0:
+                out["per_patch"], out["mosaic"] = per_patch, tiled
+        for key in keys:
+            by_phase[key].append(float(np.mean(gaps[key])))
+    if len(phases) > 1:
+        out["phases"] = {
+            key: {"phases": phases, "gaps": g, "mean": float(np.mean(g))} for key, g in by_phase.items()
+        }
     if layouts > 1:
         out["layouts"] = {
             key: {"seeds": [seed + j for j in range(layouts)], "gaps": g, "mean": float(np.mean(g)),
                   "sd": float(np.std(g, ddof=1))}
-            for key, g in gaps.items()
+            for key, g in per_layout[0].items()
         }  # fmt: skip
     return out
 
@@ -335,7 +358,7 @@ def run_model(
     equalized: bool = False,
     layouts: int = 1,
     holdout: tuple[float, int] | None = None,
-    phase: int = 0,
+    phase: int | Sequence[int] = 0,
 ) -> dict[str, Any]:
     """Every score of one model (``make_predictor(tile, overlap)`` builds its predictor).
 
@@ -381,6 +404,9 @@ def summary_line(r: dict[str, Any]) -> str:
     parts += [
         f"gap {k} over {len(v['gaps'])} layouts {100 * v['mean']:+.2f} +- {100 * v['sd']:.2f}"
         for k, v in r.get("layouts", {}).items()
+    ]
+    parts += [
+        f"gap {k} over phases {v['phases']} {100 * v['mean']:+.2f}" for k, v in r.get("phases", {}).items()
     ]
     return ", ".join(parts)
 
@@ -455,9 +481,10 @@ def main(argv: list[str] | None = None) -> None:
         help="repeat the mosaics with seeds SEED, SEED+1, ...: mean and s.d. of the gap over the layouts",
     )  # fmt: skip
     ap.add_argument(
-        "--phase", type=int, default=0,
+        "--phase", type=parse_phases, default=[0],
         help="crop this many rows and columns off every mosaic's top-left, so tile borders fall inside "
-        "patches, not on their borders (a real scene has no patch grid)",
+        "patches, not on their borders (a real scene has no patch grid); a comma list runs each and "
+        "reports the gap's mean over them (e.g. 0,64,128,192)",
     )  # fmt: skip
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--equalize", action="store_true", help="diagnostic: equal patch mean and contrast")
@@ -475,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         "split": args.split,
         "equalized": args.equalize,
         "holdout": args.holdout,
-        "phase": args.phase,
+        "phase": args.phase if len(args.phase) > 1 else args.phase[0],
         "osd": str(osd) if osd else None,
         "env": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},
         "models": {},

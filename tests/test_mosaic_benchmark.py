@@ -148,3 +148,23 @@ def test_phase_moves_the_tile_grid_off_the_patch_grid(tmp_path: Path, load_bench
     assert shifted["sensors"]["palsar"]["mosaic"]["32/0"]["delta_miou"] != pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="phase"):
         run(_factory(0), data, "test", ["palsar"], [(32, 0)], mosaics=1, grid=2, seed=0, phase=32)
+
+
+def test_several_phases_report_each_gap_and_their_mean(tmp_path: Path, load_benchmark) -> None:
+    bench = load_benchmark("mosaic")
+    data = _sos(tmp_path / "sos")
+    kw = dict(mosaics=2, grid=2, seed=0)
+    both = bench.run_model(_factory(6), data, "test", ["palsar"], [(32, 0)], phase=[0, 10], **kw)
+    one = [
+        bench.run_model(_factory(6), data, "test", ["palsar"], [(32, 0)], phase=ph, **kw)["sensors"]["palsar"]
+        for ph in (0, 10)
+    ]
+    r = both["sensors"]["palsar"]
+    ph = r["phases"]["32/0"]
+    assert ph["phases"] == [0, 10]
+    assert ph["gaps"] == pytest.approx([o["mosaic"]["32/0"]["delta_miou"] for o in one], abs=1e-12)
+    assert ph["mean"] == pytest.approx(np.mean(ph["gaps"]))
+    # the other fields are the first phase's
+    assert r["mosaic"]["32/0"]["miou"] == one[0]["mosaic"]["32/0"]["miou"] and r["phase"] == 0
+    assert "over phases [0, 10]" in bench.summary_line(r)
+    assert bench.parse_phases("0,64") == [0, 64]
