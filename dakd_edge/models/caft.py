@@ -76,6 +76,11 @@ class CAFT(nn.Module):
       replacing it, so at initialisation it passes the encoder feature through (as a plain skip).
     - **FFN**: a second pre-norm residual sub-block with Restormer's gated-dconv FFN (GDFN),
       expansion ``ffn_expansion`` (Restormer: 2.66; ``0`` disables it to save parameters).
+    - **Window** (not in the paper): ``window=None`` attends over the whole map, as the paper does, so
+      the channel affinities are statistics of the whole input: a tile holding several sea states
+      mixes them. ``window=n`` computes them per ``n x n`` cell instead (the map zero-padded to a
+      multiple of ``n``; zeros add nothing to the L2 norms or the products, so a partial cell attends
+      over its real pixels only).
     """
 
     def __init__(
@@ -85,12 +90,15 @@ class CAFT(nn.Module):
         num_heads: int = 1,
         ffn_expansion: float = 2.66,
         bias: bool = False,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         dim_q = dim if dim_q is None else dim_q
         if dim % num_heads:
             raise ValueError(f"CAFT dim {dim} is not divisible by {num_heads} heads")
-        self.dim, self.dim_q, self.num_heads = dim, dim_q, num_heads
+        if window is not None and window < 1:
+            raise ValueError(f"CAFT window must be >= 1 or None, got {window}")
+        self.dim, self.dim_q, self.num_heads, self.window = dim, dim_q, num_heads, window
         self.norm_q = LayerNorm2d(dim_q)
         self.norm_kv = LayerNorm2d(dim)
         self.q = nn.Conv2d(dim_q, dim, 1, bias=bias)
@@ -111,9 +119,28 @@ class CAFT(nn.Module):
         heads, c = self.num_heads, self.dim // self.num_heads
         q = self.q_dwconv(self.q(self.norm_q(low)))
         k, v = self.kv_dwconv(self.kv(self.norm_kv(high))).chunk(2, dim=1)
-        q, k, v = (t.reshape(b, heads, c, h * w) for t in (q, k, v))
-        out = transposed_attention(q, k, v, self.temperature)
-        return self.project_out(out.reshape(b, self.dim, h, w))
+        if self.window is None:
+            q, k, v = (t.reshape(b, heads, c, h * w) for t in (q, k, v))
+            out = transposed_attention(q, k, v, self.temperature).reshape(b, self.dim, h, w)
+            return self.project_out(out)
+        n = self.window
+        pad_b, pad_r = (n - h % n) % n, (n - w % n) % n
+        # An export records the branch its trace size takes: pad (by zero when none is needed) always.
+        padded = bool(pad_b or pad_r) or torch.onnx.is_in_onnx_export()
+        if padded:
+            q, k, v = (F.pad(t, (0, pad_r, 0, pad_b)) for t in (q, k, v))
+        hp, wp = q.shape[-2:]
+
+        def cells(t: Tensor) -> Tensor:  # (b, dim, hp, wp) -> (b * cells, heads, c, n * n)
+            t = t.reshape(b, self.dim, hp // n, n, wp // n, n).permute(0, 2, 4, 1, 3, 5)
+            return t.reshape(-1, heads, c, n * n)
+
+        out = transposed_attention(cells(q), cells(k), cells(v), self.temperature)
+        out = out.reshape(b, hp // n, wp // n, self.dim, n, n).permute(0, 3, 1, 4, 2, 5)
+        out = out.reshape(b, self.dim, hp, wp)
+        if padded:
+            out = out[:, :, :h, :w]
+        return self.project_out(out)
 
     def forward(self, low: Tensor, high: Tensor) -> Tensor:
         if low.shape[-2:] != high.shape[-2:]:

@@ -31,6 +31,7 @@ from dakd_edge.models.mambavision import (
 from dakd_edge.registry import register_model
 
 SKIP_MODES = ("caft", "conv", "none")
+SKIP_STRIDES = (4, 8, 16)  # input pixels per feature pixel at skip levels 0, 1, 2
 ENCODERS = tuple(f"mambavision-{v}" for v in MAMBAVISION_CONFIGS) + ("resnet34",)
 
 
@@ -46,7 +47,9 @@ class SarossConfig:
     upsampled bilinearly to the input size: 2 and 4 trade boundary detail for speed on CPUs, where the
     full-resolution convolutions dominate (unused ``decoder_channels`` entries are ignored).
     ``decoder_block``: ``"double"`` (two 3x3 convs per node, UNet++) or ``"light"`` (1x1 + 3x3), see
-    :class:`DecoderBlock`.
+    :class:`DecoderBlock`. ``caft_window``: CAFT attention per cell of this many *input* pixels
+    (a multiple of 16, the coarsest skip's stride; ``None``: over the whole map, the paper's), so
+    each skip level attends over the same ground area whatever the tile size (see :class:`CAFT`).
     """
 
     num_classes: int = 2
@@ -59,6 +62,7 @@ class SarossConfig:
     drop_path_rate: float | None = None
     head_stride: int = 1
     decoder_block: str = "double"
+    caft_window: int | None = None
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)  # type: ignore[assignment]
@@ -74,6 +78,8 @@ class SarossConfig:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {self.head_stride}")
         if self.num_classes < 1 or self.in_chans < 1:
             raise ValueError("num_classes and in_chans must be positive")
+        if self.caft_window is not None and (self.caft_window < 16 or self.caft_window % 16):
+            raise ValueError(f"caft_window must be a positive multiple of 16 or None, got {self.caft_window}")
 
 
 class ConvBNReLU(nn.Sequential):
@@ -112,6 +118,7 @@ class NestedDecoder(nn.Module):
         caft_ffn_expansion: float = 2.66,
         head_stride: int = 1,
         block: str = "double",
+        caft_window: int | None = None,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 4:
@@ -133,7 +140,8 @@ class NestedDecoder(nn.Module):
                 self.nodes[key] = DecoderBlock(cin, node_ch[i], block)
                 if skip == "caft":
                     heads = pick_heads(c_skip, caft_head_dim)
-                    self.skips[key] = CAFT(c_skip, c_low, heads, caft_ffn_expansion)
+                    window = caft_window // SKIP_STRIDES[i] if caft_window else None
+                    self.skips[key] = CAFT(c_skip, c_low, heads, caft_ffn_expansion, window=window)
                 elif skip == "conv":
                     self.skips[key] = ConvBNReLU(c_skip, c_skip)
         n_up = {1: 2, 2: 1, 4: 0}[head_stride]
@@ -204,6 +212,7 @@ class SarossNet(SegmentationModel):
             config.caft_ffn_expansion,
             config.head_stride,
             config.decoder_block,
+            config.caft_window,
         )
         self.head = nn.Conv2d(self.decoder.out_channels, config.num_classes, 3, padding=1)
 

@@ -92,3 +92,14 @@ def test_fixed_shape_only_models(name: str, tmp_path: Path) -> None:
         assert report.parity[0].passed
     with pytest.raises(ExportError, match="try a fixed --shape"):
         export_onnx(model, meta, tmp_path / "dyn.onnx")
+
+
+def test_windowed_caft_exports_dynamic(tmp_path: Path) -> None:
+    """caft_window pads and partitions on symbolic shapes: one file serves sizes with partial cells."""
+    model, meta = amplified("saross-edge", caft_window=32)
+    report = export_onnx(model, meta, tmp_path / "w.onnx", OnnxExportConfig(parity_size=64))
+    assert len(report.parity) == 2 and all(r.passed for r in report.parity)
+    x = deterministic_input((2, 1, 72, 120), seed=3)  # cells of 32 input px: partial at every level
+    res = compare(torch_logits(model, x), run_onnx(tmp_path / "w.onnx", x), TOLERANCES["fp32"])
+    print(res.line())
+    assert res.passed

@@ -89,3 +89,35 @@ def test_errors_and_heads() -> None:
     with pytest.raises(ValueError, match="differ in size"):
         CAFT(dim=4)(torch.randn(1, 4, 3, 3), torch.randn(1, 4, 4, 4))
     assert pick_heads(80, 32) == 2 and pick_heads(96, 32) == 3 and pick_heads(16, 32) == 1
+
+
+def test_window_attends_per_cell_over_real_pixels_only() -> None:
+    """A windowed CAFT equals the whole-map CAFT run on every cell alone (partial edge cells too)."""
+    torch.manual_seed(0)
+    m = CAFT(dim=8, dim_q=12, num_heads=2, ffn_expansion=0, window=4).eval()
+    low, high = torch.randn(2, 12, 10, 7), torch.randn(2, 8, 10, 7)
+    whole = CAFT(dim=8, dim_q=12, num_heads=2, ffn_expansion=0).eval()
+    whole.load_state_dict(m.state_dict())
+    with torch.no_grad(), use_kernels("torch"):
+        got = m.attend(low, high)
+        # the projections (1x1, depthwise 3x3) see the whole map; only the attention is per cell
+        q = m.q_dwconv(m.q(m.norm_q(low)))
+        k, v = m.kv_dwconv(m.kv(m.norm_kv(high))).chunk(2, dim=1)
+        want = torch.zeros(2, 8, 10, 7)
+        for y in range(0, 10, 4):
+            for x in range(0, 7, 4):
+                sl = (slice(None), slice(None), slice(y, y + 4), slice(x, x + 4))
+                cq, ck, cv = q[sl], k[sl], v[sl]
+                h, w = cq.shape[-2:]
+                cq, ck, cv = (t.reshape(2, 2, 4, h * w) for t in (cq, ck, cv))
+                from dakd_edge.kernels.ref import transposed_attention_ref
+
+                want[sl] = transposed_attention_ref(cq, ck, cv, m.temperature).reshape(2, 8, h, w)
+        want = m.project_out(want)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # one cell covering the map (zero-padded) is the paper's whole-map attention
+        big = CAFT(dim=8, dim_q=12, num_heads=2, ffn_expansion=0, window=16).eval()
+        big.load_state_dict(m.state_dict())
+        torch.testing.assert_close(big.attend(low, high), whole.attend(low, high), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="window"):
+        CAFT(dim=8, window=0)

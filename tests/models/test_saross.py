@@ -116,3 +116,28 @@ def test_pretrained_encoder_weights_from_local_file(tmp_path) -> None:
     torch.testing.assert_close(stem, rgb.patch_embed.conv_down[0].weight.sum(1, keepdim=True))
     torch.testing.assert_close(model.encoder.norm.weight, rgb.norm.weight)
     assert "encoder_weights" not in vars(model.config)  # a load-time option, never replayed from a file
+
+
+def test_caft_window_is_in_input_pixels_and_saved_with_the_model(tmp_path) -> None:
+    from dakd_edge import create_model
+    from dakd_edge.meta import ModelMeta
+    from dakd_edge.models.checkpoint import load_model_file, save_model
+    from dakd_edge.models.saross import SarossConfig
+
+    torch.manual_seed(0)
+    m = create_model("saross-edge", num_classes=2, caft_window=64).eval()
+    # skip levels 0 / 1 / 2 are at strides 4 / 8 / 16: 16 / 8 / 4 feature pixels = 64 input pixels
+    assert {k: s.window for k, s in m.decoder.skips.items()} == {
+        "x_0_1": 16, "x_1_1": 8, "x_2_1": 4, "x_0_2": 16, "x_1_2": 8, "x_0_3": 16,
+    }  # fmt: skip
+    path = tmp_path / "w.safetensors"
+    save_model(path, m, ModelMeta.default_for("saross-edge", 2, tile=256))
+    again, _ = load_model_file(path)
+    assert again.config.caft_window == 64
+    x = torch.rand(1, 1, 72, 100)  # not a multiple of the window: partial cells
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), m(x))
+    assert create_model("saross-edge", num_classes=2).config.caft_window is None  # the paper's default
+    for bad in (0, 8, 40):
+        with pytest.raises(ValueError, match="caft_window"):
+            SarossConfig(caft_window=bad)

@@ -12,7 +12,11 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
   lose most on dark, nearly oil-free Sentinel-1 patches that beside brighter ones are called oil;
 - ``calm``: instead, only the nearly slick-free patches of a mosaic are darkened, by
   ``exp(-U(0, 0.7))`` (:attr:`~dakd_edge.train.config.TrainConfig.mosaic_calm`): calm sea beside
-  windier sea, labelled background, while patches with oil keep their level.
+  windier sea, labelled background, while patches with oil keep their level;
+- ``window128``: ``tile256`` with CAFT attention per 128 x 128 input-pixel cell
+  (:attr:`~dakd_edge.models.saross.SarossConfig.caft_window`) instead of over the whole tile: the
+  channel affinities of a tile holding several sea states are then no longer one mixed statistic.
+  The weights start from the bundled ones unchanged (the window adds no parameter).
 
 Each run resumes from its own folder. The runs are then compared without the test subset by
 ``benchmarks/mosaic.py --split train --holdout bundled --tiles 256:32`` (per patch and tiled on the
@@ -44,6 +48,7 @@ VARIANTS: dict[str, TrainConfig] = {
     "tile256": TILE256,
     "gain": replace(TILE256, mosaic_gain=0.5),
     "calm": replace(TILE256, mosaic_calm=0.7),
+    "window128": replace(TILE256, model_cfg={"caft_window": 128}),
 }
 
 
