@@ -37,8 +37,9 @@ def largest_area(mask: np.ndarray) -> np.ndarray:
     best, best_n = np.zeros_like(mask, dtype=bool), 0
     for geom, _ in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4):
         comp = features.rasterize([(geom, 1)], out_shape=mask.shape).astype(bool) & mask
-        if comp.sum() > best_n:
-            best, best_n = comp, int(comp.sum())
+        n = int(comp.sum())
+        if n > best_n:
+            best, best_n = comp, n
     return best
 
 
@@ -60,7 +61,7 @@ def measure(
         )
         with rasterio.open(d / "labels.tif") as src:
             truth = src.read(1)
-        lookalike = truth == LOOKALIKE
+        lookalike, true_oil = truth == LOOKALIKE, truth == OIL
         big = largest_area(lookalike)
         ys, xs = np.nonzero(big)
         out["lookalike_pixels"] = int(lookalike.sum())
@@ -77,7 +78,6 @@ def measure(
             segment_scene(predictor, d / "scene.tif", classes, overwrite=True)
             with rasterio.open(classes) as src:
                 oil = src.read(1) == OIL
-            true_oil = truth == OIL
             union = int((oil | true_oil).sum())
             out["tilings"][f"{tile}/{overlap}"] = {
                 "lookalike_called_oil": round(float(oil[lookalike].mean()), 4) if lookalike.any() else None,

@@ -234,8 +234,7 @@ def score_sensor(
         "per_patch_all": {**_scores(cm_all), "seconds": per_patch_seconds},
     }
     keys = [tile_key(t, o) for t, o in tiles]
-    by_phase: dict[str, list[float]] = {key: [] for key in keys}  # per phase: mean gap over layouts
-    per_layout: list[dict[str, list[float]]] = []  # per phase: gap of every layout
+    per_layout: list[dict[str, list[float]]] = []  # per phase: the gap of every layout, per tile
     for i, ph in enumerate(phases):
         gaps: dict[str, list[float]] = {key: [] for key in keys}
         per_layout.append(gaps)
@@ -249,12 +248,10 @@ def score_sensor(
                 gaps[key].append(v["delta_miou"])
             if i == 0 and j == 0:
                 out["per_patch"], out["mosaic"] = per_patch, tiled
-        for key in keys:
-            by_phase[key].append(float(np.mean(gaps[key])))
     if len(phases) > 1:
-        out["phases"] = {
-            key: {"phases": phases, "gaps": g, "mean": float(np.mean(g))} for key, g in by_phase.items()
-        }
+        for key in keys:
+            g = [float(np.mean(gaps[key])) for gaps in per_layout]  # each phase: mean over layouts
+            out.setdefault("phases", {})[key] = {"phases": phases, "gaps": g, "mean": float(np.mean(g))}
     if layouts > 1:
         out["layouts"] = {
             key: {"seeds": [seed + j for j in range(layouts)], "gaps": g, "mean": float(np.mean(g)),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.demo_tiling import largest_area, measure, parse_tiles
 from tests.inference.fake import FakeBackend
 
 
-def test_largest_area_is_the_largest_4_connected_component() -> None:
+def test_largest_area_is_the_largest_4_connected_component(load_benchmark) -> None:
+    largest_area = load_benchmark("demo_tiling").largest_area
     mask = np.zeros((10, 10), bool)
     mask[0:2, 0:2] = True  # 4 px
     mask[2, 2] = True  # touches the first only diagonally: its own component
@@ -19,8 +19,10 @@ def test_largest_area_is_the_largest_4_connected_component() -> None:
     assert not largest_area(np.zeros((4, 4), bool)).any()
 
 
-def test_dark_is_oil_model_calls_lookalikes_oil() -> None:
+def test_dark_is_oil_model_calls_lookalikes_oil(load_benchmark) -> None:
     """Synthetic look-alikes are as dark as slicks: a darkness-only model calls most of them oil."""
+    bench = load_benchmark("demo_tiling")
+    measure, parse_tiles = bench.measure, bench.parse_tiles
     out = measure(FakeBackend(tile=128), parse_tiles("128:16,128:0"), size=384, seed=0, batch=4)
     assert out["lookalike_pixels"] > 0 and 0 < out["largest_lookalike"]["pixels"] <= out["lookalike_pixels"]
     for figures in out["tilings"].values():

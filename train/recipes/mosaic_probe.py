@@ -19,8 +19,9 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
   The weights start from the bundled ones unchanged (the window adds no parameter).
 
 Each run resumes from its own folder. The runs are then compared without the test subset by
-``benchmarks/mosaic.py --split train --holdout bundled --tiles 256:32`` (per patch and tiled on the
-held-out pairs); the test figures are for the record only (``docs/bundled-v2.md``). About 25 minutes
+``benchmarks/mosaic.py --split train --holdout bundled`` (per patch and tiled on the held-out pairs:
+``--tiles 256:32`` for the first three, ``--tiles 256:16 --phase 0,64,128,192`` since the default
+tiling became 256/16); the test figures are for the record only (``docs/bundled-v2.md``). About 25 minutes
 per run on one CPU thread.
 """
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     models = " ".join(f"--model {r['model']}" for r in result.values())
     print(
         "compare on the held-out pairs: python benchmarks/mosaic.py --split train --holdout bundled "
-        f"--tiles 256:32 --osd '' --model bundled {models}"
+        f"--tiles 256:16 --phase 0,64,128,192 --osd '' --model bundled {models}"
     )
 
 
