@@ -52,6 +52,47 @@ def test_v2_fine_tunes_v1_with_real_mosaics_and_a_final_tile_size_phase() -> Non
     assert r.final_crop == r.tile and 0 < r.final_steps <= r.steps
 
 
+def test_stage_2_fine_tunes_stage_1_at_the_inference_tile() -> None:
+    f, r = bundled.FINE_TUNE, bundled.RECIPE
+    # same data, seed and validation split: stage 1's held-out pairs stay held out
+    assert (f.seed, f.val_fraction, f.data, f.model, f.model_cfg) == (
+        r.seed,
+        r.val_fraction,
+        r.data,
+        r.model,
+        r.model_cfg,
+    )
+    assert f.crop == f.tile == bundled.INFERENCE_TILING[0] and f.final_steps == 0 and f.val_mosaic > 1
+    assert f.real_mosaic > r.real_mosaic and f.lr < r.lr
+
+
+def _fake_stage(run: Path, cfg, model: str) -> None:
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "summary.json").write_text(json.dumps({"model": model, "steps": cfg.steps}))
+
+
+def test_from_run_takes_stage_2_unless_told_otherwise(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _fake_stage(run, bundled.RECIPE, "/x/model.safetensors")
+
+    def model(*extra: str) -> str:
+        return bundled.run_stages(bundled.parser().parse_args(["--run", str(run), "--from-run", *extra]))[
+            "model"
+        ]
+
+    with pytest.raises(SystemExit, match="no finished run"):  # stage 2 has not run
+        model()
+    stage2 = replace(bundled.FINE_TUNE, init="/x/stage1.safetensors")
+    _fake_stage(run / bundled.FINE_TUNE_DIR, stage2, "/y/model.safetensors")
+    assert model() == str(run / bundled.FINE_TUNE_DIR / "model.safetensors")
+    assert model("--no-fine-tune") == str(run / "model.safetensors")
+    run = tmp_path / "other"
+    _fake_stage(run / bundled.FINE_TUNE_DIR, replace(bundled.FINE_TUNE, lr=1e-3), "/z/model.safetensors")
+    with pytest.raises(SystemExit, match="lr"):  # another stage-2 configuration is another model
+        model()
+
+
 def test_fetch_init_refuses_other_weights(tmp_path: Path) -> None:
     dest = tmp_path / "init.safetensors"
     dest.write_bytes(b"not version 1")

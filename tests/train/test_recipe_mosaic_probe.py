@@ -1,4 +1,4 @@
-"""The mosaic probe (issue 16, whole scenes): its two fine-tunes differ as documented and run end to end."""
+"""The mosaic probe (issue 16, whole scenes): its variants differ as documented and run end to end."""
 
 from __future__ import annotations
 
@@ -25,6 +25,41 @@ def test_variants_change_only_the_tile_schedule_and_the_brightness_factors() -> 
     assert _changed(calm) - _changed(tile) == {"mosaic_calm"} and tile.mosaic_calm == 0.0 < calm.mosaic_calm
     window = mosaic_probe.VARIANTS["window128"]
     assert _changed(window) - _changed(tile) == {"model_cfg"} and window.model_cfg == {"caft_window": 128}
+
+
+def test_recipe_variants_are_the_bundled_recipe_with_windows_from_version_1() -> None:
+    full, t256 = (mosaic_probe.VARIANTS[k] for k in ("window128-recipe", "window128-tile256-recipe"))
+    # only the window differs from the run that gave version 2, which started from version 1 too
+    assert _changed(full) == {"model_cfg"} and full.model_cfg == {"caft_window": 128}
+    assert full.init == bundled.RECIPE.init == bundled.INIT_NAME
+    # the 256 px schedule: no 512 px phase, mosaics and validation cuts at the 256 px inference tile
+    assert _changed(t256) == {"model_cfg", "real_mosaic", "final_steps", "final_crop", "final_batch", "tile"}
+    assert t256.final_steps == 0 and t256.crop == t256.tile == bundled.INFERENCE_TILING[0] == 256
+    assert t256.real_mosaic == 0.8 and t256.init == bundled.INIT_NAME
+
+
+def test_recipe_variants_start_from_version_1_and_the_others_from_the_bundled_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: dict[str, str] = {}
+
+    def fake_fetch(dest: Path) -> Path:
+        return dest  # version 1's file from git history is the recipe tests' business
+
+    def fake_fine_tune(cfg, out: Path) -> list:
+        started[out.name] = cfg.init
+        return []
+
+    monkeypatch.setattr(mosaic_probe, "fetch_init", fake_fetch)
+    monkeypatch.setattr(mosaic_probe, "fine_tune", fake_fine_tune)
+    v2 = tmp_path / "init-v2.safetensors"
+    for name in ("window128", "window128-recipe", "window128-tile256-recipe"):
+        mosaic_probe.run_variant(tmp_path, name, tmp_path / "sos", v2)
+    assert started == {
+        "window128": str(v2),
+        "window128-recipe": str(tmp_path / bundled.INIT_NAME),
+        "window128-tile256-recipe": str(tmp_path / bundled.INIT_NAME),
+    }
 
 
 @pytest.mark.skipif(not (SOS / "train").is_dir(), reason="the shared SOS data is not on this machine")

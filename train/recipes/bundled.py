@@ -1,7 +1,13 @@
 """Recipe of the bundled default model: ``python -m dakd_edge.train.recipes.bundled``.
 
 SAROSS-Net edge (MambaVision-nano encoder, light UNet++ decoder with CAFT skips, ~2.6 M parameters,
-~11 MB in float32), oil vs background. Version 2 (:data:`RECIPE`) fine-tunes version 1
+~11 MB in float32), oil vs background, in two stages. The bundled model, version 2.1, is stage 2
+(:data:`FINE_TUNE`, in ``RUN/tile256``): stage 1's model fine-tuned 1500 steps on 256 px crops, the
+inference tile, 80 % of the real ones mosaics, its checkpoint picked on 256 px cuts of the
+validation mosaics; it won on the held-out pairs at the default tiling (``docs/bundled-v2.md``).
+``--no-fine-tune`` stops after stage 1, which gave version 2.
+
+Stage 1 (:data:`RECIPE`, version 2) fine-tunes version 1
 (:data:`RECIPE_V1`, the model bundled up to commit 88e9d3e) on all the real SOS training pairs now in
 ``../shared/data/sos/train`` (1000 ALOS-PALSAR + 1000 Sentinel-1A; 10 % held out for validation,
 seeded) plus synthetic patches from :mod:`dakd_edge.data.synthetic` (20 % of the batch slots: open
@@ -9,7 +15,8 @@ sea, look-alikes and low-wind areas labelled background). For whole scenes:
 
 - half the real slots are YOLOv4-style mosaics of several *real* patches (a random crop of a grid of
   them, so one crop holds unrelated sea states with borders anywhere, as a tile of a scene does);
-- the last :data:`RECIPE` ``final_steps`` steps use 512-pixel crops, the inference tile, which are
+- the last :data:`RECIPE` ``final_steps`` steps use 512-pixel crops (the inference tile when the run
+  was made; :data:`INFERENCE_TILING`, chosen after it, is 256 px, which those crops contain), which are
   always mosaics of nine real patches (or one synthetic scene);
 - the checkpoint is picked on the validation pairs by the mean of the per-patch mIoU and the mIoU on
   3 x 3 mosaics of validation pairs cut to one 512 tile.
@@ -69,6 +76,16 @@ RECIPE = replace(
     val_mosaic=3, val_every=200, ckpt_every=25, seed=20261202,
     init=INIT_NAME,
 )  # fmt: skip
+
+# Stage 2 (version 2.1): stage 1's model at the 256 px inference tile. Its ``init`` is stage 1's model,
+# set when the stage starts; the run lies in RUN/FINE_TUNE_DIR.
+FINE_TUNE = replace(
+    RECIPE,
+    crop=256, batch=4, steps=1500, lr=5e-4, warmup=50, real_mosaic=0.8,
+    final_steps=0, final_crop=0, final_batch=0, tile=256, val_every=250, ckpt_every=25,
+    init="model.safetensors",
+)  # fmt: skip
+FINE_TUNE_DIR = "tile256"
 
 # The tiling the installed model asks `segment` for (ModelMeta.tile / .overlap), chosen after training
 # with benchmarks/mosaic.py (test mosaics, held-out validation mosaics) and benchmarks/scene.py (CPU time
@@ -209,11 +226,56 @@ def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def _train(cfg: TrainConfig, run: Path, resume: bool) -> dict[str, Any]:
+    """Train (or with ``resume`` continue) one stage into ``run`` and write its ``summary.json``."""
+    last = run / "last.pt"
+    t0 = time.time()
+    summary = train(cfg, run, resume=last if resume and last.is_file() else None, progress=True)
+    summary["wall_seconds"] = time.time() - t0
+    (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _stage1(args: argparse.Namespace) -> dict[str, Any]:
+    """Stage 1 (:data:`RECIPE`, version 2): trained, or read from a finished or stopped run."""
+    cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
+    if args.from_run:
+        return stopped_run(args.run, cfg, args.data) if args.best_so_far else finished_run(args.run, cfg)
+    init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
+    return _train(replace(cfg, init=str(init)), args.run, args.resume)
+
+
+def _stage2(cfg: TrainConfig, run: Path, resume: bool, stage1: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2 (:data:`FINE_TUNE`, version 2.1) from stage 1's model, into ``RUN/tile256``."""
+    summary = _train(cfg, run, resume)
+    summary["stage1"] = {k: stage1[k] for k in ("steps", "best", "wall_seconds") if k in stage1}
+    (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def run_stages(args: argparse.Namespace) -> dict[str, Any]:
+    """The summary of the model to install: stage 2's (``RUN/tile256``), or with ``--no-fine-tune``
+    stage 1's; each trained (resumable) or, with ``--from-run``, read from a finished or stopped run."""
+    stage2 = args.run / FINE_TUNE_DIR
+    cfg2 = replace(FINE_TUNE, data=str(args.data), steps=args.fine_tune_steps)
+    if args.from_run and not args.no_fine_tune:
+        return stopped_run(stage2, cfg2, args.data) if args.best_so_far else finished_run(stage2, cfg2)
+    summary = _stage1(args)
+    if not args.no_fine_tune:
+        summary = _stage2(replace(cfg2, init=summary["model"]), stage2, args.resume, summary)
+    return summary
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_data(), help="SOS root (train/ and test/)")
     ap.add_argument("--run", type=Path, default=REPO / "runs" / "bundled", help="run directory")
-    ap.add_argument("--steps", type=int, default=RECIPE.steps)
+    ap.add_argument("--steps", type=int, default=RECIPE.steps, help="stage 1's steps")
+    ap.add_argument("--fine-tune-steps", type=int, default=FINE_TUNE.steps, help="stage 2's steps")
+    ap.add_argument(
+        "--no-fine-tune", action="store_true",
+        help="stop after stage 1 (version 2) and install its model instead of stage 2's",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1)")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     ap.add_argument(
@@ -222,12 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     ap.add_argument(
         "--from-run", action="store_true",
-        help="do not train: install / evaluate / export RUN's finished model (its config.json must be "
-        "this recipe's, data path aside)",
+        help="do not train: install / evaluate / export the finished model of RUN/tile256 (stage 2; "
+        "with --no-fine-tune, of RUN: stage 1); its config.json must be the recipe's, paths aside",
     )  # fmt: skip
     ap.add_argument(
         "--best-so-far", action="store_true",
-        help="with --from-run: take the best checkpoint of a run stopped before its last step "
+        help="with --from-run: take the best checkpoint of a stage stopped before its last step "
         "(metrics.json records the steps run and scheduled)",
     )  # fmt: skip
     ap.add_argument(
@@ -242,7 +304,11 @@ def main(argv: list[str] | None = None) -> None:
         help="skip the matching ONNX export beside the weights (parity-checked; what `segment` runs by "
         "default on CPUs); an installed stale one is removed, since bundled_path() prefers it",
     )  # fmt: skip
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
 
     import torch
 
@@ -256,20 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_onnx:
             export_bundled_onnx(target, target.with_suffix(".onnx"))
         return
-    cfg = replace(RECIPE, data=str(args.data), steps=args.steps)
-    if cfg.init and not args.from_run:
-        init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
-        cfg = replace(cfg, init=str(init))
-    if args.from_run and args.best_so_far:
-        summary = stopped_run(args.run, cfg, args.data)
-    elif args.from_run:
-        summary = finished_run(args.run, cfg)
-    else:
-        resume = args.run / "last.pt" if args.resume and (args.run / "last.pt").is_file() else None
-        t0 = time.time()
-        summary = train(cfg, args.run, resume=resume, progress=True)
-        summary["wall_seconds"] = time.time() - t0
-        (args.run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    summary = run_stages(args)
     model_file = Path(summary["model"])
     if not args.no_install:
         install(model_file, target)
@@ -281,7 +334,15 @@ def main(argv: list[str] | None = None) -> None:
             "recipe": "dakd_edge.train.recipes.bundled",
             "train": {
                 k: summary[k]
-                for k in ("steps", "scheduled_steps", "best", "num_train", "num_val", "wall_seconds")
+                for k in (
+                    "steps",
+                    "scheduled_steps",
+                    "best",
+                    "num_train",
+                    "num_val",
+                    "wall_seconds",
+                    "stage1",
+                )
                 if k in summary
             },
             "test": evaluate_test(model_file, args.data),

@@ -2,11 +2,14 @@
 
 ``python -m dakd_edge.train.recipes.mosaic_probe --run runs/mosaic-probe``
 
-Fine-tunes of the installed bundled weights, with the bundled recipe's data, seed and validation
+Fine-tunes of the installed bundled weights (version 2 when the recorded probes ran; since version
+2.1 is installed, a new run starts from 2.1), with the bundled recipe's data, seed and validation
 split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
 
 - ``tile256``: 80 % of the real crops are mosaics of real patches, validated on 256 px cuts of 3 x 3
-  validation mosaics (what one 256 tile of a scene holds), not 512 px ones;
+  validation mosaics (what one 256 tile of a scene holds), not 512 px ones. Once the default tiling
+  became 256/16 it won on the held-out pairs and became the bundled recipe's stage 2
+  (:data:`~dakd_edge.train.recipes.bundled.FINE_TUNE`, version 2.1);
 - ``gain``: the same, and every patch of a mosaic gets its own brightness factor
   ``exp(U(-0.5, 0.5))`` (:attr:`~dakd_edge.train.config.TrainConfig.mosaic_gain`): the test mosaics
   lose most on dark, nearly oil-free Sentinel-1 patches that beside brighter ones are called oil;
@@ -16,7 +19,15 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
 - ``window128``: ``tile256`` with CAFT attention per 128 x 128 input-pixel cell
   (:attr:`~dakd_edge.models.saross.SarossConfig.caft_window`) instead of over the whole tile: the
   channel affinities of a tile holding several sea states are then no longer one mixed statistic.
-  The weights start from the bundled ones unchanged (the window adds no parameter).
+  The weights start from the bundled ones unchanged (the window adds no parameter);
+- ``window128-recipe``: windowed CAFT trained from the start instead of fine-tuned: the bundled
+  recipe (:data:`~dakd_edge.train.recipes.bundled.RECIPE`, same data, seed, schedule and checkpoint
+  choice) from version 1's weights with ``caft_window=128``. Version 1 learnt on 128 px crops, where
+  a 128 px window *is* the whole map, so only the window differs from the run that gave version 2.
+  About 70 minutes on one CPU thread;
+- ``window128-tile256-recipe``: the same, but every step uses 256 px crops, the inference tile since
+  version 2 (instead of 512 px ones for the last 700 steps), 80 % of the real ones mosaics, and the
+  checkpoint is picked on 256 px cuts of the validation mosaics. About 45 minutes.
 
 Each run resumes from its own folder. The runs are then compared without the test subset by
 ``benchmarks/mosaic.py --split train --holdout bundled`` (per patch and tiled on the held-out pairs:
@@ -35,26 +46,37 @@ from typing import Any
 
 from dakd_edge.train.config import TrainConfig
 from dakd_edge.train.recipes import bundled_init, fine_tune
-from dakd_edge.train.recipes.bundled import RECIPE, default_data
+from dakd_edge.train.recipes.bundled import FINE_TUNE, RECIPE, default_data, fetch_init
+from dakd_edge.train.recipes.bundled import INIT_NAME as INIT_V1
 
 INIT_NAME = "init-v2.safetensors"
 
-TILE256 = replace(
-    RECIPE,
-    crop=256, batch=4, steps=1500, lr=5e-4, warmup=50, real_mosaic=0.8,
-    final_steps=0, final_crop=0, final_batch=0, tile=256, val_every=250, ckpt_every=25,
-    init=INIT_NAME,
-)  # fmt: skip
+TILE256 = replace(FINE_TUNE, init=INIT_NAME)  # became the recipe's stage 2 (version 2.1)
 VARIANTS: dict[str, TrainConfig] = {
     "tile256": TILE256,
     "gain": replace(TILE256, mosaic_gain=0.5),
     "calm": replace(TILE256, mosaic_calm=0.7),
     "window128": replace(TILE256, model_cfg={"caft_window": 128}),
+    "window128-recipe": replace(RECIPE, model_cfg={"caft_window": 128}, init=INIT_V1),
+    "window128-tile256-recipe": replace(
+        RECIPE,
+        model_cfg={"caft_window": 128},
+        init=INIT_V1,
+        real_mosaic=0.8,
+        final_steps=0,
+        final_crop=0,
+        final_batch=0,
+        tile=256,
+    ),  # fmt: skip
 }
 
 
 def run_variant(run: Path, name: str, data: Path, init: Path, steps: int | None = None) -> dict[str, Any]:
-    """Train one variant into ``run/name`` (resuming) and return its validation records."""
+    """Train one variant into ``run/name`` (resuming) and return its validation records.
+
+    ``init`` is the bundled weights; a variant of the whole recipe starts from version 1's instead."""
+    if VARIANTS[name].init == INIT_V1:
+        init = fetch_init(run / INIT_V1)
     cfg = replace(VARIANTS[name], data=str(data), init=str(init))
     cfg = replace(cfg, steps=steps) if steps else cfg
     return {"model": str(run / name / "model.safetensors"), "validations": fine_tune(cfg, run / name)}
