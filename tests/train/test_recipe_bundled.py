@@ -76,16 +76,18 @@ def test_from_run_takes_stage_2_unless_told_otherwise(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _fake_stage(run, bundled.RECIPE, "/x/model.safetensors")
 
+    def stages(*extra: str) -> dict:
+        return bundled.run_stages(bundled.parser().parse_args(["--run", str(run), "--from-run", *extra]))
+
     def model(*extra: str) -> str:
-        return bundled.run_stages(bundled.parser().parse_args(["--run", str(run), "--from-run", *extra]))[
-            "model"
-        ]
+        return stages(*extra)["model"]
 
     with pytest.raises(SystemExit, match="no finished run"):  # stage 2 has not run
         model()
     stage2 = replace(bundled.FINE_TUNE, init="/x/stage1.safetensors")
     _fake_stage(run / bundled.FINE_TUNE_DIR, stage2, "/y/model.safetensors")
     assert model() == str(run / bundled.FINE_TUNE_DIR / "model.safetensors")
+    assert stages()["stage1"] == {"steps": bundled.RECIPE.steps}  # stage 1's record, for metrics.json
     assert model("--no-fine-tune") == str(run / "model.safetensors")
     run = tmp_path / "other"
     _fake_stage(run / bundled.FINE_TUNE_DIR, replace(bundled.FINE_TUNE, lr=1e-3), "/z/model.safetensors")
@@ -147,3 +149,27 @@ def test_retile_changes_the_metadata_only(tmp_path: Path) -> None:
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(SystemExit, match="not installed"):
         bundled.retile(tmp_path / "absent.safetensors")
+
+
+def test_training_runs_stage_2_from_stage_1s_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Path, str, int]] = []
+
+    def fake_train(cfg, out: Path, resume=None, progress=False) -> dict:
+        calls.append((out, cfg.init, cfg.steps))
+        out.mkdir(parents=True, exist_ok=True)
+        return {"model": str(out / "model.safetensors"), "steps": cfg.steps, "best": {"miou": 0.5}}
+
+    monkeypatch.setattr(bundled, "train", fake_train)
+    run, init = tmp_path / "run", tmp_path / "v1.safetensors"
+    args = ["--run", str(run), "--init", str(init), "--steps", "800", "--fine-tune-steps", "3"]
+    summary = bundled.run_stages(bundled.parser().parse_args(args))
+    stage2 = run / bundled.FINE_TUNE_DIR
+    assert calls == [(run, str(init), 800), (stage2, str(run / "model.safetensors"), 3)]
+    assert summary["model"] == str(stage2 / "model.safetensors")
+    assert summary["stage1"]["steps"] == 800 and "wall_seconds" in summary["stage1"]
+    assert json.loads((stage2 / "summary.json").read_text())["stage1"] == summary["stage1"]
+    calls.clear()
+    assert bundled.run_stages(bundled.parser().parse_args([*args, "--no-fine-tune"]))["model"] == str(
+        run / "model.safetensors"
+    )
+    assert [c[0] for c in calls] == [run]

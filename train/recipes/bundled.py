@@ -226,14 +226,19 @@ def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
     }
 
 
-def _train(cfg: TrainConfig, run: Path, resume: bool) -> dict[str, Any]:
-    """Train (or with ``resume`` continue) one stage into ``run`` and write its ``summary.json``."""
+def _train(cfg: TrainConfig, run: Path, resume: bool, **extra: Any) -> dict[str, Any]:
+    """Train (or with ``resume`` continue) one stage into ``run``; its ``summary.json`` gets ``extra``."""
     last = run / "last.pt"
     t0 = time.time()
     summary = train(cfg, run, resume=last if resume and last.is_file() else None, progress=True)
-    summary["wall_seconds"] = time.time() - t0
+    summary.update(wall_seconds=time.time() - t0, **extra)
     (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _stage1_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """What stage 2's summary keeps of stage 1's."""
+    return {k: summary[k] for k in ("steps", "scheduled_steps", "best", "wall_seconds") if k in summary}
 
 
 def _stage1(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,25 +250,23 @@ def _stage1(args: argparse.Namespace) -> dict[str, Any]:
     return _train(replace(cfg, init=str(init)), args.run, args.resume)
 
 
-def _stage2(cfg: TrainConfig, run: Path, resume: bool, stage1: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2 (:data:`FINE_TUNE`, version 2.1) from stage 1's model, into ``RUN/tile256``."""
-    summary = _train(cfg, run, resume)
-    summary["stage1"] = {k: stage1[k] for k in ("steps", "best", "wall_seconds") if k in stage1}
-    (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
-
-
 def run_stages(args: argparse.Namespace) -> dict[str, Any]:
     """The summary of the model to install: stage 2's (``RUN/tile256``), or with ``--no-fine-tune``
-    stage 1's; each trained (resumable) or, with ``--from-run``, read from a finished or stopped run."""
+    stage 1's; each trained (resumable) or, with ``--from-run``, read from a finished or stopped run.
+    Stage 2's summary carries stage 1's steps, best validation and wall time as ``stage1``."""
     stage2 = args.run / FINE_TUNE_DIR
     cfg2 = replace(FINE_TUNE, data=str(args.data), steps=args.fine_tune_steps)
     if args.from_run and not args.no_fine_tune:
-        return stopped_run(stage2, cfg2, args.data) if args.best_so_far else finished_run(stage2, cfg2)
+        summary = stopped_run(stage2, cfg2, args.data) if args.best_so_far else finished_run(stage2, cfg2)
+        stage1 = args.run / "summary.json"
+        if "stage1" not in summary and stage1.is_file():
+            summary["stage1"] = _stage1_record(json.loads(stage1.read_text()))
+        return summary
     summary = _stage1(args)
-    if not args.no_fine_tune:
-        summary = _stage2(replace(cfg2, init=summary["model"]), stage2, args.resume, summary)
-    return summary
+    if args.no_fine_tune:
+        return summary
+    cfg2 = replace(cfg2, init=summary["model"])
+    return _train(cfg2, stage2, args.resume, stage1=_stage1_record(summary))
 
 
 def parser() -> argparse.ArgumentParser:
