@@ -24,10 +24,10 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
   recipe (:data:`~dakd_edge.train.recipes.bundled.RECIPE`, same data, seed, schedule and checkpoint
   choice) from version 1's weights with ``caft_window=128``. Version 1 learnt on 128 px crops, where
   a 128 px window *is* the whole map, so only the window differs from the run that gave version 2.
-  About 70 minutes on one CPU thread;
+  45 minutes on one CPU thread (with another run beside it);
 - ``window128-tile256-recipe``: the same, but every step uses 256 px crops, the inference tile since
   version 2 (instead of 512 px ones for the last 700 steps), 80 % of the real ones mosaics, and the
-  checkpoint is picked on 256 px cuts of the validation mosaics. About 45 minutes.
+  checkpoint is picked on 256 px cuts of the validation mosaics. 40 minutes, likewise.
 
 Each run resumes from its own folder. The runs are then compared without the test subset by
 ``benchmarks/mosaic.py --split train --holdout bundled`` (per patch and tiled on the held-out pairs:
@@ -67,7 +67,7 @@ VARIANTS: dict[str, TrainConfig] = {
         final_crop=0,
         final_batch=0,
         tile=256,
-    ),  # fmt: skip
+    ),
 }
 
 
