@@ -46,17 +46,20 @@ def test_recipe_variants_start_from_version_1_and_the_others_from_the_bundled_we
     def fake_fetch(dest: Path) -> Path:
         return dest  # version 1's file from git history is the recipe tests' business
 
+    def fake_bundled(dest: Path) -> Path:
+        return dest  # a copy of the installed weights
+
     def fake_fine_tune(cfg, out: Path) -> list:
         started[out.name] = cfg.init
         return []
 
     monkeypatch.setattr(mosaic_probe, "fetch_init", fake_fetch)
+    monkeypatch.setattr(mosaic_probe, "bundled_init", fake_bundled)
     monkeypatch.setattr(mosaic_probe, "fine_tune", fake_fine_tune)
-    v2 = tmp_path / "init-v2.safetensors"
     for name in ("window128", "window128-recipe", "window128-tile256-recipe"):
-        mosaic_probe.run_variant(tmp_path, name, tmp_path / "sos", v2)
+        mosaic_probe.run_variant(tmp_path, name, tmp_path / "sos")
     assert started == {
-        "window128": str(v2),
+        "window128": str(tmp_path / mosaic_probe.INIT_NAME),
         "window128-recipe": str(tmp_path / bundled.INIT_NAME),
         "window128-tile256-recipe": str(tmp_path / bundled.INIT_NAME),
     }

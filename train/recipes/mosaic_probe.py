@@ -71,13 +71,14 @@ VARIANTS: dict[str, TrainConfig] = {
 }
 
 
-def run_variant(run: Path, name: str, data: Path, init: Path, steps: int | None = None) -> dict[str, Any]:
+def run_variant(run: Path, name: str, data: Path, steps: int | None = None) -> dict[str, Any]:
     """Train one variant into ``run/name`` (resuming) and return its validation records.
 
-    ``init`` is the bundled weights; a variant of the whole recipe starts from version 1's instead."""
-    if VARIANTS[name].init == INIT_V1:
-        init = fetch_init(run / INIT_V1)
-    cfg = replace(VARIANTS[name], data=str(data), init=str(init))
+    A fine-tune starts from the installed bundled weights (copied once to ``run``); a variant of the
+    whole recipe from version 1's (from git history)."""
+    variant = VARIANTS[name]
+    init = fetch_init(run / INIT_V1) if variant.init == INIT_V1 else bundled_init(run / INIT_NAME)
+    cfg = replace(variant, data=str(data), init=str(init))
     cfg = replace(cfg, steps=steps) if steps else cfg
     return {"model": str(run / name / "model.safetensors"), "validations": fine_tune(cfg, run / name)}
 
@@ -92,10 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    init = bundled_init(args.run / INIT_NAME)
     result = {
-        name: run_variant(args.run, name, args.data, init, args.steps)
-        for name in args.variant or list(VARIANTS)
+        name: run_variant(args.run, name, args.data, args.steps) for name in args.variant or list(VARIANTS)
     }
     (args.run / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
     models = " ".join(f"--model {r['model']}" for r in result.values())
