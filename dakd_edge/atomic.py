@@ -110,12 +110,25 @@ def probe_writable(folder: Path) -> None:
         remove_temp(probe)
 
 
-def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_not_bundled(p: Path) -> None:
+    """Refuse an output that is (or links to) a file of the package's bundled model: a class map or
+    a report written over the weights would break every later run, ``--overwrite`` or not."""
+    from dakd_edge.weights import installed_files
+
+    for name, q in installed_files().items():
+        if same_file(p, q):
+            raise OutputError(f"output {p} is the {name}: refusing to overwrite the package's model")
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, bundled_ok: bool = False) -> Path:
     """Validate an output path before any work is done (exists, folder, writable); returns it.
 
-    Also removes temporaries of this output left by killed runs.
+    Also removes temporaries of this output left by killed runs. Only the recipe that installs the
+    bundled model passes ``bundled_ok`` (:func:`check_not_bundled`).
     """
     p = Path(path)
+    if not bundled_ok:
+        check_not_bundled(p)
     if p.is_dir():
         raise OutputError(f"output {p} is a directory")
     if (p.exists() or p.is_symlink()) and not overwrite:
@@ -224,11 +237,16 @@ class Transaction:
     ``verify[key](temp)`` checks a finished file before anything is renamed.
     """
 
-    def __init__(self, outputs: Mapping[str, str | os.PathLike | None], overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        outputs: Mapping[str, str | os.PathLike | None],
+        overwrite: bool = False,
+        bundled_ok: bool = False,
+    ) -> None:
         self.finals = {k: Path(p) for k, p in outputs.items() if p is not None}
         check_distinct(self.finals)
         for p in self.finals.values():
-            check_output(p, overwrite)
+            check_output(p, overwrite, bundled_ok)
         self.overwrite = overwrite
         self.temps: dict[str, Path] = {}
         self.scratch: list[Path] = []
@@ -305,8 +323,8 @@ def _is_io_error(e: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, overwrite: bool = False, bundled_ok: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on clean exit it is renamed onto ``path``."""
-    with Transaction({"out": path}, overwrite) as tx:
+    with Transaction({"out": path}, overwrite, bundled_ok) as tx:
         yield tx.temp("out")
         tx.commit()

@@ -148,9 +148,16 @@ def load_for_export(
 
 
 def export_onnx(
-    model: Any, meta: ModelMeta, out: str | Path, cfg: OnnxExportConfig | None = None, overwrite: bool = False
+    model: Any,
+    meta: ModelMeta,
+    out: str | Path,
+    cfg: OnnxExportConfig | None = None,
+    overwrite: bool = False,
+    bundled_ok: bool = False,
 ) -> OnnxExportReport:
-    """Export ``model`` to ``out``; raises :class:`ExportError` when checks or parity fail."""
+    """Export ``model`` to ``out``; raises :class:`ExportError` when checks or parity fail.
+
+    ``bundled_ok`` lets ``out`` be the package's bundled ONNX (only the recipe that installs it)."""
     import onnx
     import torch
 
@@ -158,7 +165,7 @@ def export_onnx(
     from dakd_edge.kernels.dispatch import export_ops
 
     cfg = cfg or OnnxExportConfig()
-    check_output(out, overwrite)
+    check_output(out, overwrite, bundled_ok)
     if not getattr(type(model), "exportable", True):
         raise ExportError(f"model {meta.name!r} is not marked exportable")
     t0 = time.perf_counter()
@@ -169,7 +176,7 @@ def export_onnx(
     sample = torch.from_numpy(parity.deterministic_input(shape, seed=1))
     dynamic = cfg.shape is None
     axes = {0: "batch", 2: "height", 3: "width"}
-    with atomic_path(out, overwrite) as tmp:
+    with atomic_path(out, overwrite, bundled_ok) as tmp:
         with warnings.catch_warnings(), torch.no_grad(), export_ops(cfg.ops, cfg.scan_chunk):
             # Shape-dependent Python ints (window tokens) are meant to be constants; the TorchScript
             # exporter's deprecation notice is not actionable for users.

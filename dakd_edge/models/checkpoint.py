@@ -60,7 +60,7 @@ def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: 
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     p = Path(path)
     fmt = format_of(p)
-    with atomic_path(p, overwrite=overwrite) as tmp:
+    with atomic_path(p, overwrite=overwrite, bundled_ok=True) as tmp:  # saving models is how they install
         if fmt is SAFETENSORS:
             from safetensors.torch import save_file
 

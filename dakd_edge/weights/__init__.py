@@ -42,3 +42,13 @@ def bundled_path(prefer: str = "auto") -> Path:
         f"no bundled model found in {root} (expected {wanted}); pass a model path, train one with "
         f"`dakd-edge train`, or rebuild the bundled one with `{RECIPE}`"
     )
+
+
+def installed_files() -> dict[str, Path]:
+    """Every file the package ships as its bundled model (weights, ONNX, metrics), by a name for
+    messages: outputs must never land on them, whichever model a run uses (a class map written over
+    the weights would break every later run)."""
+    root = Path(__file__).parent
+    return {
+        f"bundled model file {p.name}": p for p in sorted(root.iterdir()) if p.is_file() and p.suffix != ".py"
+    }

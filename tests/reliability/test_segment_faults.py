@@ -367,6 +367,54 @@ def test_overwrite_refuses_inputs_and_duplicates(tmp_path: Path, fake_model, cap
         assert src.read_bytes() == before and model.read_bytes() == b"model"
 
 
+def test_the_bundled_model_files_are_never_an_output(tmp_path: Path) -> None:
+    """The real installed files, directly and through links, with --overwrite: refused up front."""
+    from dakd_edge.atomic import check_output
+    from dakd_edge.weights import installed_files
+
+    files = installed_files()
+    assert {p.suffix for p in files.values()} >= {".safetensors", ".onnx"}
+    for i, p in enumerate(files.values()):
+        link = tmp_path / f"link{i}{p.suffix}"
+        link.symlink_to(p)
+        for target in (p, link):
+            with pytest.raises(OutputError, match="refusing to overwrite the package's model"):
+                check_output(target, overwrite=True)
+    check_output(p.with_name("another-output.tif"), overwrite=True)  # the folder itself is not refused
+
+
+def test_commands_refuse_to_write_over_the_bundled_model(
+    tmp_path: Path, fake_model, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`segment -o/--probs/--report/--vector`, `bench --json`, `export -o` aimed at a bundled file
+    (stand-ins here, so a regression cannot destroy the real ones): one line, the file untouched."""
+    import dakd_edge.weights as weights
+
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    files = {name: shipped / name for name in ("m.safetensors", "m.onnx", "m.metrics.json", "m.geojson")}
+    for p in files.values():
+        p.write_bytes(b"shipped")
+    monkeypatch.setattr(
+        weights, "installed_files", lambda: {f"bundled model file {k}": p for k, p in files.items()}
+    )
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96))
+    c = str(tmp_path / "c.tif")
+    cases = [
+        ["segment", str(src), "-o", str(files["m.safetensors"])],
+        ["segment", str(src), "-o", c, "--probs", str(files["m.onnx"])],
+        ["segment", str(src), "-o", c, "--report", str(files["m.metrics.json"])],
+        ["segment", str(src), "-o", c, "--vector", str(files["m.geojson"])],
+        ["bench", "--json", str(files["m.metrics.json"])],
+        ["export", "-o", str(files["m.onnx"])],
+    ]
+    for argv in cases:
+        code, _, err = run([*argv, "--overwrite"], capsys)
+        one_error_line(code, err, "refusing to overwrite the package's model")
+        assert all(p.read_bytes() == b"shipped" for p in files.values()), argv
+    assert not Path(c).exists()
+
+
 def test_same_stem_scenes_collide_before_any_work(tmp_path: Path, fake_model, capsys) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

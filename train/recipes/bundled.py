@@ -173,7 +173,7 @@ def export_bundled_onnx(model_file: Path, onnx_path: Path) -> None:
     from dakd_edge.models.checkpoint import load_model_file
 
     model, meta = load_model_file(model_file)
-    export_onnx(model, meta, onnx_path, overwrite=True)
+    export_onnx(model, meta, onnx_path, overwrite=True, bundled_ok=True)
     print(f"exported {onnx_path}")
 
 
