@@ -119,6 +119,12 @@ class SlotBatches(torch.utils.data.Dataset):
             images.append(s["image"])
             masks.append(s["mask"])
             logits.append(s["logits"] if "logits" in s else np.zeros((self.k, size, size), np.float32))
+        if cfg.level_shift > 0:  # drawn after the crops: the same crops as without it, at other levels
+            offsets = rng.uniform(-cfg.level_shift, cfg.level_shift, nb)
+            images = [
+                transforms.shift_level({"image": im}, float(o))["image"]
+                for im, o in zip(images, offsets, strict=True)
+            ]
         x = normalize(np.stack(images).astype(np.float32), self.norm)
         return {
             "image": torch.from_numpy(x),

@@ -12,6 +12,8 @@ that order stays as it is (``tests/train/test_batch_checksums.py`` pins it).
 - :func:`mosaic`: YOLOv4-style mosaic of four samples around a random centre (the generated set).
 - :func:`grid_mosaic`: ``n`` x ``n`` real samples side by side, then a random crop (whole-scene
   robustness); :func:`grid_cut` is its deterministic twin for validation.
+- :func:`shift_level`: one additive offset on the whole image (the sea level of a calibrated scene;
+  the training loop draws it, only when ``level_shift`` > 0, so other runs keep their stream).
 """
 
 from __future__ import annotations
@@ -234,6 +236,17 @@ def grid_mosaic(
                 s["image"] = s["image"] * np.float32(factor)
         pieces.append(random_crop(random_flip_rot(s, rng), p, rng))
     return random_crop(_canvas(pieces, n, p), size, rng)
+
+
+def shift_level(sample: Sample, offset: float) -> Sample:
+    """``offset`` added to the unit-luminance image, clipped to [0, 1]; labels unchanged.
+
+    Luminance is linear in dB (:mod:`dakd_edge.data.scaling`), so this is one dB shift of the whole
+    crop: a windier or calmer sea, or another incidence angle, with every slick's contrast kept.
+    """
+    out = dict(sample)
+    out["image"] = np.clip(np.asarray(sample["image"], np.float32) + np.float32(offset), 0.0, 1.0)
+    return out
 
 
 def mosaic_grid_size(size: int, patch: int) -> int:

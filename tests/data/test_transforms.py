@@ -13,6 +13,7 @@ from dakd_edge.data.transforms import (
     random_crop,
     random_flip_rot,
     rot90,
+    shift_level,
     vflip,
 )
 
@@ -114,6 +115,17 @@ def test_grid_mosaic_gain_scales_each_patch_by_its_own_bounded_factor() -> None:
         n * p, np.random.default_rng(0), gain=2.0,
     )  # fmt: skip
     assert bright["image"].max() <= 1.0  # clipped to unit luminance
+
+
+def test_shift_level_moves_the_whole_image_and_keeps_contrast_and_labels() -> None:
+    img = np.array([[[0.2, 0.5], [0.7, 0.98]]], np.float32)
+    s = {"image": img, "mask": np.array([[1, 0], [0, 0]], np.int64)}
+    up = shift_level(s, 0.1)
+    np.testing.assert_allclose(up["image"], [[[0.3, 0.6], [0.8, 1.0]]], atol=1e-6)  # clipped at 1
+    assert up["mask"] is s["mask"] and up["image"].dtype == np.float32
+    np.testing.assert_array_equal(s["image"], img)  # the input is not modified
+    down = shift_level(s, -0.3)
+    np.testing.assert_allclose(down["image"], [[[0.0, 0.2], [0.4, 0.68]]], atol=1e-6)
 
 
 def test_grid_mosaic_calm_darkens_only_slick_free_patches() -> None:

@@ -25,6 +25,8 @@ def test_variants_change_only_the_tile_schedule_and_the_brightness_factors() -> 
     assert _changed(calm) - _changed(tile) == {"mosaic_calm"} and tile.mosaic_calm == 0.0 < calm.mosaic_calm
     window = mosaic_probe.VARIANTS["window128"]
     assert _changed(window) - _changed(tile) == {"model_cfg"} and window.model_cfg == {"caft_window": 128}
+    level = mosaic_probe.VARIANTS["level"]
+    assert _changed(level) - _changed(tile) == {"level_shift"} and tile.level_shift == 0.0 < level.level_shift
 
 
 def test_recipe_variants_are_the_bundled_recipe_with_windows_from_version_1() -> None:

@@ -136,6 +136,19 @@ def test_final_phase_and_real_mosaics_in_step_batches():
         _cfg(steps=10, real_mosaic=1.0, mosaic_gain=0.5), orig, list(range(8)), Normalization(), 2
     )
     assert not torch.equal(mixed[4]["image"], gained[4]["image"])
+    # level_shift moves each whole crop by one offset: the same crops and labels, another level.
+    norm = Normalization()
+    shifted = SlotBatches(_cfg(steps=10, level_shift=0.2), orig, list(range(8)), norm, 2)
+    for step in (1, 4):
+        a, b = plain[step], shifted[step]
+        assert torch.equal(a["mask"], b["mask"])
+        d = (b["image"] - a["image"]) * norm.std  # back to unit luminance
+        unclipped = (a["image"] * norm.std + norm.mean > 0.25) & (a["image"] * norm.std + norm.mean < 0.75)
+        for i in range(d.shape[0]):
+            vals = d[i][unclipped[i]]
+            assert vals.numel() > 0 and float(vals.max() - vals.min()) < 1e-5  # one offset per crop
+            assert abs(float(vals[0])) <= 0.2 + 1e-5
+        assert float(d.abs().max()) > 1e-3
     with pytest.raises(ValueError):
         _cfg(final_steps=3, final_crop=0)
     with pytest.raises(ValueError):
@@ -144,6 +157,8 @@ def test_final_phase_and_real_mosaics_in_step_batches():
         _cfg(mosaic_gain=-0.1)
     with pytest.raises(ValueError):
         _cfg(mosaic_calm=3.5)
+    with pytest.raises(ValueError):
+        _cfg(level_shift=0.6)
 
 
 def test_validation_mosaic_is_deterministic_and_aligned():
