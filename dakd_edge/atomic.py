@@ -19,8 +19,9 @@ import errno
 import os
 import re
 import secrets
+import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ _LOCK = threading.Lock()
 _TEMP_RE = re.compile(r"\.dakd-(\d+)-[0-9a-f]+\.")
 # Files a writer may put beside a temporary: GDAL side-cars, SQLite journals.
 _SIDECARS = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
+# Paths by a name for messages: a mapping, or pairs where one name covers several paths.
+Named = Mapping[str, Path] | Iterable[tuple[str, Path]]
+_NODE_KINDS = (
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 
 def temp_path(final: Path, role: str = "tmp") -> Path:
@@ -120,8 +129,23 @@ def check_not_bundled(p: Path) -> None:
             raise OutputError(f"output {p} is the {name}: refusing to overwrite the package's model")
 
 
+def check_regular(p: Path) -> None:
+    """Refuse an existing output (symlinks followed) that is not a regular file: renaming a temporary
+    onto ``/dev/null`` or a FIFO would replace the device node itself, ``--overwrite`` or not."""
+    try:
+        mode = p.stat().st_mode
+    except OSError:  # missing, dangling link, loop: nothing to replace, or another check reports it
+        return
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"output {p} is a directory")
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _NODE_KINDS if test(mode)), "special file")
+        raise OutputError(f"output {p} is a {kind}, not a regular file")
+
+
 def check_output(path: str | os.PathLike, overwrite: bool = False, bundled_ok: bool = False) -> Path:
-    """Validate an output path before any work is done (exists, folder, writable); returns it.
+    """Validate an output path before any work is done (exists, regular file, folder, writable);
+    returns it.
 
     Also removes temporaries of this output left by killed runs. Only the recipe that installs the
     bundled model passes ``bundled_ok`` (:func:`check_not_bundled`).
@@ -129,8 +153,7 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, bundled_ok: b
     p = Path(path)
     if not bundled_ok:
         check_not_bundled(p)
-    if p.is_dir():
-        raise OutputError(f"output {p} is a directory")
+    check_regular(p)
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputError(f"output exists: {p} (pass --overwrite to replace it)")
     parent = p.parent if str(p.parent) else Path(".")
@@ -151,16 +174,25 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path] | None = None) -> None:
-    """Refuse two outputs on one path, and any output that is (or links to) an input."""
-    seen: dict[Path, str] = {}
-    for name, p in outputs.items():
-        for other, other_name in seen.items():
+def _pairs(named: Named | None) -> list[tuple[str, Path]]:
+    if named is None:
+        return []
+    return list(named.items()) if isinstance(named, Mapping) else list(named)
+
+
+def check_distinct(outputs: Named, inputs: Named | None = None) -> None:
+    """Refuse two outputs on one path, and any output that is (or links to) an input.
+
+    Names are what the user typed or reads (``"-o"``, ``"model"``); messages add the paths, so a name
+    should not contain its path: ``-o x.tif is the input scene x.tif: refusing to overwrite an input``.
+    """
+    outs, ins = _pairs(outputs), _pairs(inputs)
+    for i, (name, p) in enumerate(outs):
+        for other_name, other in outs[:i]:
             if same_file(p, other):
                 raise OutputError(f"{other_name} and {name} are the same path: {p}")
-        seen[p] = name
-    for name, p in outputs.items():
-        for iname, q in (inputs or {}).items():
+    for name, p in outs:
+        for iname, q in ins:
             if same_file(p, q):
                 raise OutputError(f"{name} {p} is the {iname} {q}: refusing to overwrite an input")
 
@@ -277,6 +309,8 @@ class Transaction:
                     raise
                 except Exception as e:
                     raise OutputError(describe_write_error(e, self.finals[key])) from None
+        for key in self.temps:  # a FIFO or device made since the check must not be replaced either
+            check_regular(self.finals[key])
         done: list[Path] = []
         try:
             for key, tmp in self.temps.items():

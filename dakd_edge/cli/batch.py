@@ -7,11 +7,12 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.segment import BATCH_HELP, POLS
+from dakd_edge.cli.segment import BATCH_HELP, POLS, check_coast_buffer
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import InputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
+from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 
 
@@ -33,7 +34,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option("--model", help="Model file [bundled model], or module:function returning a Predictor.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
-@click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile].")
+@click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [model's tile].")
 @click.option("--overlap", type=click.IntRange(0), help="Pixels shared by neighbouring tiles [64].")
 @click.option("--batch", type=click.IntRange(1), help=BATCH_HELP)
 @click.option("--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [{MIN_SPECK_PIXELS}px].")
@@ -42,7 +43,13 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
 @click.option("--land-mask", default="auto", show_default=True, help="auto, globe, or a vector/raster file.")
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
-@click.option("--coast-buffer", type=click.FloatRange(0), default=DEFAULT_COAST_BUFFER_M, show_default=True)
+@click.option(
+    "--coast-buffer",
+    type=float,
+    callback=check_coast_buffer,
+    default=DEFAULT_COAST_BUFFER_M,
+    show_default=True,
+)
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context

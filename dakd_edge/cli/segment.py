@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import string
 import time
 import warnings
 from collections.abc import Iterator
@@ -13,11 +16,12 @@ from typing import Any
 
 import click
 
-from dakd_edge.atomic import atomic_path, check_distinct, check_output
+from dakd_edge.atomic import atomic_path, check_distinct, check_not_bundled, check_output
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
+from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
 
 POLS = ("VV", "VH", "HH", "HV")
@@ -25,6 +29,21 @@ POLS = ("VV", "VH", "HH", "HV")
 BATCH_HELP = (
     "Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at 512 px]."
 )
+# The land masker's buffer pass costs about the 4th power of the buffer: 0.3 s per 256 px tile at
+# 20 km, 4.7 s at 50 km (any pixel size); a wider buffer is a typo, not a coastline.
+MAX_COAST_BUFFER_M = 20_000.0
+RASTER_SUFFIXES = (".tif", ".tiff")
+STDOUT = "-"
+# Files read along with a raster (GDAL) or a shapefile, beside it.
+GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
+SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+
+
+def check_coast_buffer(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """``inf``/``nan`` would crash the land masker, and a huge buffer would run for days."""
+    if not (math.isfinite(value) and 0 <= value <= MAX_COAST_BUFFER_M):
+        raise click.BadParameter(f"{value:g} is not a distance from 0 to {MAX_COAST_BUFFER_M:.0f} metres")
+    return value
 
 
 def load_predictor(
@@ -53,19 +72,78 @@ def scene_stem(scene: Path) -> str:
     return scene.stem
 
 
-def resolve_output(template: str | None, scene: Path, default: str, many: bool) -> Path | None:
-    """Output path for ``scene``: ``{stem}`` placeholder, an existing directory, or a plain file."""
+def has_stem(opt: str, template: str) -> bool:
+    """Whether ``template`` holds ``{stem}``; any other placeholder (or a lone brace) is refused
+    rather than written as a literal file name."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise OutputError(f"{opt} {template}: {e} (write a literal brace as {{{{ or }}}})") from None
+    unknown = sorted(fields - {"stem"})
+    if unknown:
+        raise OutputError(
+            f"{opt} {template}: unknown placeholder {{{unknown[0]}}}; only {{stem}} is supported"
+        )
+    return "stem" in fields
+
+
+def resolve_output(opt: str, template: str | None, scene: Path, default: str, many: bool) -> Path | None:
+    """Output path for ``scene`` from option ``opt``: a ``{stem}`` template, an existing folder
+    (``default`` inside it), or a file. A name ending in ``/`` must be an existing folder."""
     if template is None:
         return None
     stem = scene_stem(scene)
-    if "{stem}" in template:
-        return Path(template.format(stem=stem))
-    p = Path(template)
-    if p.is_dir():
-        return p / default.format(stem=stem)
-    if many:
-        raise OutputError(f"{template}: with several scenes, use a {{stem}} placeholder or a directory")
-    return p
+    templated = has_stem(opt, template)
+    name = template.format(stem=stem)
+    if Path(name).is_dir():
+        return Path(name) / default.format(stem=stem)
+    if name.endswith(("/", os.sep)):
+        raise OutputError(f"{opt} {template}: not an existing folder (create it first)")
+    if many and not templated:
+        raise OutputError(f"{opt} {template}: with several scenes, use a {{stem}} placeholder or a directory")
+    return Path(name)
+
+
+def check_raster_name(opt: str, p: Path) -> None:
+    """Rasters are always GeoTIFF: ``-o map.png`` would be a GeoTIFF under a PNG name."""
+    if p.suffix.lower() not in RASTER_SUFFIXES:
+        raise OutputError(f"{opt} {p}: rasters are written as GeoTIFF; use a .tif or .tiff name")
+
+
+def _with_sidecars(label: str, p: Path) -> list[tuple[str, Path]]:
+    """``p`` and the files read with it, named ``"land mask's .dbf file"`` and so on."""
+    parts = [(s, p.with_suffix(s)) for s in SHAPEFILE_PARTS] if p.suffix.lower() == ".shp" else []
+    parts += [(s, p.with_name(p.name + s)) for s in GDAL_SIDECARS]
+    return [(label, p)] + [(f"{label}'s {s} file", q) for s, q in parts]
+
+
+def _product_root(scene: Path) -> Path | None:
+    """The SAFE folder whose files a Sentinel-1 input reads (None for a zip or a plain raster)."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if scene.suffix.lower() == ".zip" or not is_sentinel1_product(scene):
+        return None
+    if scene.is_dir():
+        return scene
+    # manifest.safe sits in the SAFE folder, a measurement TIFF one level further down
+    return scene.resolve().parents[0 if scene.name.lower() == "manifest.safe" else 1]
+
+
+def input_files(scenes: tuple[Path, ...], model: str | None, land_mask: str | None) -> list[tuple[str, Path]]:
+    """Every file the run reads, by a name for messages: no output may be (or link to) one of them,
+    ``--overwrite`` or not. The bundled model is refused separately (:func:`check_not_bundled`)."""
+    from dakd_edge.formats import engine_sidecar
+
+    files = [f for s in scenes for f in _with_sidecars("input scene", s)]
+    for s in scenes:
+        root = _product_root(s)
+        if root is not None:
+            files += [("input product file", f) for f in sorted(root.rglob("*")) if f.is_file()]
+    if model is not None and Path(model).is_file():
+        files += [("model", Path(model)), ("model metadata", engine_sidecar(model))]
+    if land_mask not in (None, "auto", "globe", "none") and Path(land_mask).is_file():
+        files += _with_sidecars("land mask", Path(land_mask))
+    return [(name, p) for name, p in files if p.exists()]
 
 
 @contextmanager
@@ -112,7 +190,8 @@ def _summary(r: dict[str, Any]) -> str:
         spills += f" (+{r['spills_filtered']} below --min-area)"
     return (
         f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
-        f"({t['skipped_nodata']} nodata skipped), {r['time_s']:.1f} s, {r['mpix_per_s']:.2f} MPix/s"
+        f"({t['skipped_nodata']} nodata, {t.get('skipped_land', 0)} land skipped), "
+        f"{r['time_s']:.1f} s, {r['mpix_per_s']:.2f} MPix/s"
         f"{spills}, {area_s} -> {', '.join(r['outputs'].values())}"
     )
 
@@ -139,42 +218,61 @@ def _write_report(path: Path, data: Any, overwrite: bool) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+OPTIONS = {"out": "-o", "probs": "--probs", "vector": "--vector", "report": "--report"}
+
+
 def plan_outputs(
     scenes: tuple[Path, ...],
     templates: dict[str, str | None],
-    model: str | None,
+    inputs: list[tuple[str, Path]],
     overwrite: bool,
 ) -> tuple[list[tuple[Path, dict[str, Path | None]]], Path | None]:
     """Every scene's output paths, checked before any model load or tile read.
 
-    Refuses a missing or directory scene, an output that exists (without ``--overwrite``) or cannot
-    be created, two outputs on one path (``--report`` = ``-o``, two scenes with one stem into one
-    folder) and any output that is, or links to, an input scene or the model file.
+    Refuses a missing or directory scene, an output that exists (without ``--overwrite``), is not a
+    regular file or cannot be created, a raster not named .tif/.tiff, two outputs on one path
+    (``--report`` = ``-o``, two scenes with one stem into one folder) and any output that is, or links
+    to, one of ``inputs`` (:func:`input_files`). ``--report -`` (stdout) is not a path: returns None.
     """
+    from dakd_edge.inference.vectorize import check_vector_path
+
     many = len(scenes) > 1
     report = templates["report"]
-    single_report = report is not None and "{stem}" not in report and not Path(report).is_dir()
+    single_report = (
+        report is not None
+        and report != STDOUT
+        and not has_stem("--report", report)
+        and not Path(report).is_dir()
+    )
     jobs = []
     for scene in scenes:
         if not scene.exists():
             raise InputError(f"{scene}: no such file")
         paths = {
-            "out": resolve_output(templates["out"], scene, "{stem}_classes.tif", many)
+            "out": resolve_output("-o", templates["out"], scene, "{stem}_classes.tif", many)
             or Path(f"{scene_stem(scene)}_classes.tif"),
-            "probs": resolve_output(templates["probs"], scene, "{stem}_probs.tif", many),
-            "vector": resolve_output(templates["vector"], scene, "{stem}_spills.geojson", many),
-            "report": None if single_report else resolve_output(report, scene, "{stem}_report.json", False),
+            "probs": resolve_output("--probs", templates["probs"], scene, "{stem}_probs.tif", many),
+            "vector": resolve_output("--vector", templates["vector"], scene, "{stem}_spills.geojson", many),
+            "report": None
+            if single_report or report == STDOUT
+            else resolve_output("--report", report, scene, "{stem}_report.json", False),
         }
         jobs.append((scene, paths))
-    outputs = {f"{k} of {s}": p for s, ps in jobs for k, p in ps.items() if p is not None}
-    single = Path(report) if single_report else None
+    names = {k: opt if templates[k] is not None else "default output" for k, opt in OPTIONS.items()}
+    outputs = [(names[k], p) for _, ps in jobs for k, p in ps.items() if p is not None]
+    # one report for all scenes: the same name checks (a trailing "/" is a missing folder)
+    single = resolve_output("--report", report, scenes[0], "", False) if single_report else None
     if single is not None:
-        outputs["report"] = single
-    inputs = {f"input scene {s}": s for s in scenes}
-    if model is not None and Path(model).exists():
-        inputs["model"] = Path(model)
+        outputs.append(("--report", single))
     check_distinct(outputs, inputs)
-    for p in outputs.values():
+    for _, p in outputs:  # the gravest refusal first, before any naming nit
+        check_not_bundled(p)
+    for opt, p in outputs:
+        if opt in ("-o", "--probs"):  # (a default output is always .tif)
+            check_raster_name(opt, p)
+        elif opt == "--vector":
+            check_vector_path(p)
+    for _, p in outputs:
         check_output(p, overwrite)
     return jobs, single
 
@@ -182,12 +280,14 @@ def plan_outputs(
 @click.command("segment")
 @click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "-o", "--output", help="Class-id COG. Default ./{stem}_classes.tif; {stem} or a folder for many."
+    "-o",
+    "--output",
+    help="Class-id COG (.tif/.tiff). Default ./{stem}_classes.tif; {stem} or an existing folder for many.",
 )
 @click.option("--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [bundled model].")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(32), help="Tile size in pixels [model's tile, 512].")
+@click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [model's tile, 512].")
 @click.option(
     "--overlap",
     type=click.IntRange(0),
@@ -198,7 +298,7 @@ def plan_outputs(
     type=click.IntRange(1),
     help=BATCH_HELP,
 )
-@click.option("--probs", help="Also write per-class probabilities (COG).")
+@click.option("--probs", help="Also write per-class probabilities (COG, .tif/.tiff).")
 @click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
 @click.option("--vector", help="Also write oil-spill polygons (.geojson WGS84 or .gpkg scene CRS).")
 @click.option(
@@ -226,14 +326,18 @@ def plan_outputs(
 )
 @click.option(
     "--coast-buffer",
-    type=click.FloatRange(0),
+    type=float,
+    callback=check_coast_buffer,
     default=DEFAULT_COAST_BUFFER_M,
     show_default=True,
-    help="Metres of sea next to land masked with it.",
+    help=f"Metres of sea next to land masked with it (0 to {MAX_COAST_BUFFER_M:.0f}).",
 )
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
-@click.option("--report", help="Write the JSON report here ({stem} or one file for all scenes).")
+@click.option(
+    "--report",
+    help="Write the JSON report here ({stem}, a folder, or one file for all scenes; - for stdout).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def segment(
     scenes: tuple[Path, ...],
@@ -272,9 +376,11 @@ def segment(
     if land_mask not in ("auto", "globe", "none") and not no_land_mask and not Path(land_mask).is_file():
         raise InputError(f"--land-mask {land_mask}: no such file (or use auto, globe, none)")
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
-    jobs, single_report = plan_outputs(scenes, templates, model, overwrite)
+    inputs = input_files(scenes, model, None if no_land_mask else land_mask)
+    jobs, single_report = plan_outputs(scenes, templates, inputs, overwrite)
     predictor = load_predictor(model, backend, device, tile, overlap, batch)
-    protect = {"model": model} if model is not None and Path(model).exists() else {}
+    # segment_scene checks its own scene; these are the files every scene reads (unique names)
+    protect: dict[str, str | os.PathLike] = dict(input_files((), model, None if no_land_mask else land_mask))
     reports = []
     for scene, paths in jobs:
         r = _run_scene(
@@ -298,9 +404,12 @@ def segment(
             protect=protect,
         )
         reports.append(r)
-        click.echo(_summary(r))
-    if single_report is not None:
-        _write_report(single_report, reports[0] if len(reports) == 1 else reports, overwrite)
+        click.echo(_summary(r), err=report == STDOUT)  # stdout carries only the JSON then
+    doc = reports[0] if len(reports) == 1 else reports
+    if report == STDOUT:
+        click.echo(json.dumps(doc, indent=2))
+    elif single_report is not None:
+        _write_report(single_report, doc, overwrite)
 
 
 @click.command("demo")

@@ -587,8 +587,8 @@ class LandMasker:
 
     def __init__(self, georef: Georef, height: int, width: int, source: str | os.PathLike = "globe",
                  coast_buffer: float = DEFAULT_COAST_BUFFER_M, step_m: float = DEFAULT_STEP_M) -> None:  # fmt: skip
-        if coast_buffer < 0:
-            raise InputError(f"coast buffer must be >= 0 metres, got {coast_buffer}")
+        if not (math.isfinite(coast_buffer) and coast_buffer >= 0):
+            raise InputError(f"coast buffer must be a finite number of metres >= 0, got {coast_buffer}")
         self.georef = georef
         self.height, self.width = int(height), int(width)
         self.coast_buffer = float(coast_buffer)

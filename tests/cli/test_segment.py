@@ -202,3 +202,19 @@ def test_dark_uint8_scene_warns_about_input_domain(tmp_path: Path, fake_model, c
         capsys,
     )
     assert code == 0 and "training domain" not in err
+
+
+def test_summary_line_counts_nodata_and_land_tiles_apart() -> None:
+    r = {"scene": "s.tif", "width": 512, "height": 256, "tiles": {"run": 3, "total": 8, "skipped_nodata": 2,
+         "skipped_land": 3}, "time_s": 1.0, "mpix_per_s": 0.13, "spills": 1, "oil_area_m2": 5e5,
+         "oil_pixels": 50, "outputs": {"out": "c.tif"}}  # fmt: skip
+    assert "3/8 tiles (2 nodata, 3 land skipped)" in seg_cli._summary(r)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e12", "-5"])
+def test_batch_coast_buffer_is_checked_like_segment(tmp_path: Path, value: str, capsys) -> None:
+    code, _, err = run(
+        ["batch", str(tmp_path), "--out", str(tmp_path / "b"), "--coast-buffer", value], capsys
+    )
+    assert code == 2 and "coast-buffer" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()

@@ -172,6 +172,12 @@ def test_coast_buffer_distance(gcps, tmp_path: Path, buffer_m: float) -> None:
     assert not m[d > buffer_m + tol].any()
 
 
+@pytest.mark.parametrize("buffer_m", [-1.0, float("nan"), float("inf")])
+def test_coast_buffer_must_be_finite(gcps, buffer_m: float) -> None:
+    with pytest.raises(InputError, match="coast buffer"):
+        LandMasker(make_georef(gcps), H, W, source="globe", coast_buffer=buffer_m)
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_raster_mask(gcps, tmp_path: Path) -> None:
     import rasterio

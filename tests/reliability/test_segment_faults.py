@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -567,3 +568,171 @@ def test_export_unwritable_output_folder(folder: str, capsys) -> None:
     pytest.importorskip("torch")
     code, _, err = run(["export", "-o", f"{folder}/m.onnx"], capsys)
     one_error_line(code, err, folder, "cannot create files")
+
+
+# --- outputs that are not regular files; inputs other than the scene; odd output names --------------
+
+
+def _node(tmp_path: Path, kind: str) -> Path:
+    """A non-regular output target; a regression replaces only this node (never the system's)."""
+    p = tmp_path / f"{kind}.tif"
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "devnull-link":
+        p.symlink_to("/dev/null")
+    else:
+        try:
+            os.mknod(p, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("mknod needs CAP_MKNOD")
+    return p
+
+
+@pytest.mark.parametrize(
+    "kind, word", [("fifo", "FIFO"), ("devnull-link", "character device"), ("chardev", "character device")]
+)
+def test_overwrite_refuses_device_nodes_and_fifos(
+    tmp_path: Path, fake_model, capsys, kind: str, word: str
+) -> None:
+    """`-o /dev/null --overwrite` (as root) once turned /dev/null into a regular file (audit F2)."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96))
+    node = _node(tmp_path, kind)
+    mode = node.stat().st_mode
+    c = str(tmp_path / "c.tif")
+    for extra in (["-o", str(node)], ["-o", c, "--probs", str(node)], ["-o", c, "--report", str(node)]):
+        code, _, err = run(["segment", str(src), *extra, "--overwrite", "-q"], capsys)
+        one_error_line(code, err, str(node), word, "not a regular file")
+        assert node.stat().st_mode == mode and node.is_symlink() == (kind == "devnull-link")
+    assert leftovers(tmp_path, {"s.tif", node.name}) == []
+
+
+def test_commit_never_renames_over_a_fifo_made_meanwhile(tmp_path: Path) -> None:
+    final = tmp_path / "a.tif"
+    with pytest.raises(OutputError, match="FIFO"), Transaction({"a": final}) as tx:
+        tx.temp("a").write_text("a")
+        os.mkfifo(final)
+        tx.commit()
+    assert stat.S_ISFIFO(final.lstat().st_mode) and leftovers(tmp_path, {"a.tif"}) == []
+
+
+def test_overwrite_never_replaces_files_the_run_reads(tmp_path: Path, fake_model, capsys) -> None:
+    """The land mask (and a shapefile's parts), an engine's metadata, GDAL side-cars and the files of
+    a Sentinel-1 product are inputs too (audit F8: `--vector land.geojson --land-mask land.geojson`)."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96))
+    land = tmp_path / "land.geojson"
+    shp = tmp_path / "coast.shp"
+    engine = tmp_path / "m.engine"
+    safe = tmp_path / "S1A_IW_GRDH_X.SAFE"
+    (safe / "annotation").mkdir(parents=True)
+    reads = [land, shp, shp.with_suffix(".dbf"), engine, tmp_path / "m.engine.json"]
+    reads += [tmp_path / "s.tif.aux.xml", safe / "manifest.safe", safe / "annotation" / "a.xml"]
+    for p in reads:
+        p.write_text("user data")
+    c = str(tmp_path / "c.tif")
+    cases = [
+        ([src, "-o", c, "--land-mask", land, "--vector", land], f"--vector {land} is the land mask {land}"),
+        ([src, "-o", c, "--land-mask", shp, "--report", shp.with_suffix(".dbf")], "land mask's .dbf file"),
+        ([src, "-o", c, "--model", engine, "--report", f"{engine}.json"], "is the model metadata"),
+        ([src, "-o", c, "--report", f"{src}.aux.xml"], "input scene's .aux.xml file"),
+        ([safe, "-o", c, "--report", safe / "manifest.safe"], "is the input product file"),
+        ([safe, "-o", c, "--report", safe / "annotation" / "a.xml"], "is the input product file"),
+    ]
+    for argv, needle in cases:
+        code, _, err = run(["segment", *map(str, argv), "--overwrite", "-q"], capsys)
+        one_error_line(code, err, needle, "refusing to overwrite an input")
+        assert all(p.read_text() == "user data" for p in reads), argv
+    assert not Path(c).exists()
+
+
+def test_land_mask_is_protected_in_segment_scene_too(
+    tmp_path: Path, fake_model, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import dakd_edge.inference.segment as seg
+
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96))
+    land = tmp_path / "land.geojson"
+    land.write_text("{}")
+    seen: dict = {}
+
+    def fake_segment_scene(*a, protect=None, **kw):
+        seen.update(protect or {})
+        raise InputError("stop")
+
+    monkeypatch.setattr(seg, "segment_scene", fake_segment_scene)
+    code, _, err = run(
+        ["segment", str(src), "-o", str(tmp_path / "c.tif"), "--land-mask", str(land), "-q"], capsys
+    )
+    one_error_line(code, err, "stop")
+    assert {k: Path(v) for k, v in seen.items()} == {"land mask": land}
+
+
+def test_input_collision_message_names_each_path_once(tmp_path: Path, fake_model, capsys) -> None:
+    """Was `out of x.tif x.tif is the input scene x.tif x.tif: ...` (audit F10)."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96))
+    code, _, err = run(["segment", str(src), "-o", str(src), "--overwrite", "-q"], capsys)
+    line = one_error_line(code, err)
+    assert line == f"dakd-edge: error: -o {src} is the input scene {src}: refusing to overwrite an input"
+    c = tmp_path / "c.tif"
+    code, _, err = run(["segment", str(src), "-o", str(c), "--report", str(c), "--overwrite", "-q"], capsys)
+    assert one_error_line(code, err) == f"dakd-edge: error: -o and --report are the same path: {c}"
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["-o", "newdir/"], "-o newdir/: not an existing folder"),
+        (["--probs", "newdir/"], "--probs newdir/: not an existing folder"),
+        (["--report", "newdir/"], "--report newdir/: not an existing folder"),
+        (["-o", "s.tif/"], "-o s.tif/: not an existing folder"),
+        (["-o", "out.png"], "use a .tif or .tiff name"),
+        (["-o", "out.jpg"], "use a .tif or .tiff name"),
+        (["-o", "out"], "use a .tif or .tiff name"),
+        (["-o", "-"], "use a .tif or .tiff name"),
+        (["--probs", "p.xyz"], "--probs p.xyz: rasters are written as GeoTIFF"),
+        (["--vector", "v.xyz"], "unknown vector format"),
+        (["-o", "{bogus}.tif"], "unknown placeholder {bogus}; only {stem} is supported"),
+        (["--report", "{0}_r.json"], "unknown placeholder {0}"),
+        (["-o", "a{.tif"], "literal brace"),
+    ],
+)
+def test_surprising_output_names_are_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, extra: list[str], needle: str
+) -> None:
+    """Each of these once wrote a file under a surprising name (audit F9)."""
+    monkeypatch.chdir(tmp_path)
+    write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    monkeypatch.setattr(seg_cli, "load_predictor", lambda *a: pytest.fail("model loaded before checks"))
+    code, _, err = run(["segment", "s.tif", *extra, "--overwrite", "-q"], capsys)
+    one_error_line(code, err, needle)
+    assert leftovers(tmp_path, {"s.tif"}) == []
+
+
+def test_stem_template_and_tiff_names_still_work(tmp_path: Path, fake_model, capsys) -> None:
+    src = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    (tmp_path / "out").mkdir()
+    argv = ["segment", str(src), "-o", str(tmp_path / "out/{stem}.TIFF"), "--probs", str(tmp_path / "out/")]
+    code, _, err = run([*argv, "--report", str(tmp_path / "out/{stem}_r.json"), "-q"], capsys)
+    assert code == 0, err
+    assert leftovers(tmp_path / "out", set()) == ["s.TIFF", "s_probs.tif", "s_r.json"]
+
+
+def test_report_dash_writes_json_to_stdout(tmp_path: Path, fake_model, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    code, out, err = run(["segment", "s.tif", "-o", "c.tif", "--report", "-", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["outputs"] == {"classes": "c.tif"}
+    assert "s.tif: 64x64" in err  # the summary moves to stderr
+    assert leftovers(tmp_path, {"s.tif", "c.tif"}) == []
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "-1", "1e12", "20001"])
+def test_coast_buffer_must_be_finite_and_bounded(tmp_path: Path, fake_model, capsys, value: str) -> None:
+    """`inf`/`nan` were tracebacks, 1e12 an "out of memory" (audit F5); checked even without land."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    code, _, err = run(["segment", str(src), "-o", str(tmp_path / "c.tif"), "--coast-buffer", value], capsys)
+    one_error_line(code, err, "--coast-buffer", "from 0 to 20000 metres")
+    code, _, err = run(
+        ["segment", str(src), "-o", str(tmp_path / "c.tif"), "--coast-buffer", "20000", "-q"], capsys
+    )
+    assert code == 0, err
