@@ -80,6 +80,10 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             if np.issubdtype(valid.dtype, np.floating):
                 valid = valid[np.isfinite(valid)]
             stats: dict[str, Any] = {"band": b + 1, "description": ds.descriptions[b]}
+            complex_ = np.iscomplexobj(valid)
+            if complex_:  # percentiles need real numbers: describe the amplitude |z|
+                valid = np.abs(valid[np.isfinite(valid)])
+                stats["values"] = "amplitude of complex values"
             stats["valid_fraction"] = float(valid.size / max(vals.size, 1))
             if valid.size:
                 stats.update(
@@ -89,7 +93,9 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
                     p2=float(np.percentile(valid, 2)),
                     p98=float(np.percentile(valid, 98)),
                 )
-                if not np.iscomplexobj(valid):
+                if complex_:
+                    stats["scale"] = "complex (not supported by segment)"
+                else:
                     try:
                         stats["scale"] = detect_scale(valid)
                     except InputError:
@@ -99,6 +105,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
         crs = ds.crs
         gcps = _gcp_info(ds)
         by_gcps = gcps is not None and ds.transform.is_identity  # an identity transform here means "none"
+        by_transform = crs is not None and not ds.transform.is_identity  # a bare CRS places nothing
         return {
             "kind": "raster",
             "path": str(path),
@@ -109,7 +116,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             "dtypes": list(ds.dtypes),
             "crs": crs.to_string() if crs else None,
             "crs_projected": bool(crs and crs.is_projected),
-            "georeference": "gcps" if by_gcps else "transform" if crs else "none",
+            "georeference": "gcps" if by_gcps else "transform" if by_transform else "none",
             "gcps": gcps,
             "transform": None if by_gcps else list(ds.transform)[:6],
             "pixel_size": None if by_gcps else [abs(ds.transform.a), abs(ds.transform.e)],

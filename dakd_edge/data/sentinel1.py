@@ -78,14 +78,13 @@ _FILE_RE = re.compile(
 
 
 # ---- recognising inputs ------------------------------------------------------------------------
-def _zip_safe_root(names: list[str]) -> str | None:
-    for n in names:
-        parts = PurePosixPath(n).parts
-        if len(parts) >= 2 and parts[-1].lower() == "manifest.safe":
-            return "/".join(parts[:-1])
-        if len(parts) == 1 and parts[0].lower() == "manifest.safe":
-            return ""
-    return None
+def _zip_safe_roots(names: list[str]) -> list[str]:
+    """Folders of a zip holding a manifest.safe ("" for the zip's top level), in zip order."""
+    return [
+        "/".join(PurePosixPath(n).parts[:-1])
+        for n in names
+        if PurePosixPath(n).name.lower() == "manifest.safe"
+    ]
 
 
 def is_sentinel1_product(path: str | os.PathLike) -> bool:
@@ -106,7 +105,7 @@ def is_sentinel1_product(path: str | os.PathLike) -> bool:
             if not zipfile.is_zipfile(p):
                 return False
             with zipfile.ZipFile(p) as z:
-                return _zip_safe_root(z.namelist()) is not None
+                return bool(_zip_safe_roots(z.namelist()))
         if name.endswith((".tif", ".tiff")):
             m = _FILE_RE.match(p.name)
             return bool(m and not m.group("kind") and p.parent.name.lower() == "measurement"
@@ -162,10 +161,14 @@ class _ZipTree(_Tree):
         except (zipfile.BadZipFile, OSError) as e:
             raise InputError(f"{path}: not a readable zip ({e})") from None
         all_names = self.zf.namelist()
-        root = _zip_safe_root(all_names)
-        if root is None:
+        roots = _zip_safe_roots(all_names)
+        if len(roots) != 1:  # several: which one the user meant is theirs to say, never guessed
             self.zf.close()
-            raise InputError(f"{path}: the zip holds no Sentinel-1 SAFE (no manifest.safe inside)")
+            if not roots:
+                raise InputError(f"{path}: the zip holds no Sentinel-1 SAFE (no manifest.safe inside)")
+            raise InputError(f"{path}: the zip holds {len(roots)} products ({', '.join(roots)}); "
+                             "unzip it and give one")  # fmt: skip
+        root = roots[0]
         self.prefix = f"{root}/" if root else ""
         self.name = PurePosixPath(root).name if root else path.stem
         self._names = [n[len(self.prefix):] for n in all_names
@@ -338,7 +341,11 @@ def parse_calibration(root: ET.Element, what: str = "calibration", lut: str = "s
     vecs = root.findall("calibrationVectorList/calibrationVector")
     if not vecs:
         raise InputError(f"{what}: no <calibrationVector>")
-    return VectorLUT(*_read_vectors(vecs, lut, what), f"{what} {lut}")
+    lines, pixels, values = _read_vectors(vecs, lut, what)
+    if not all(np.isfinite(v).all() and (v > 0).all() for v in values):
+        # A is a divisor: zero or NaN would turn every pixel into inf/NaN, i.e. "no valid pixels"
+        raise InputError(f"{what}: corrupt calibration: {lut} values must be finite and positive")
+    return VectorLUT(lines, pixels, values, f"{what} {lut}")
 
 
 def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:

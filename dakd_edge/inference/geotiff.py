@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -138,16 +139,32 @@ class SceneReader(Scene):
         dtypes = {ds.dtypes[b - 1] for b in bands}
         if any(np.issubdtype(np.dtype(d), np.complexfloating) for d in dtypes):
             raise InputError(f"{p}: complex-valued bands are not supported (calibrate to sigma0 first)")
+        if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in bands):
+            raise InputError(
+                f"{p}: a palette (colour-table) image holds colour indices, not SAR intensity; "
+                "convert it to grey values first"
+            )
         nodatas = {ds.nodatavals[b - 1] for b in bands}
         nodata = nodatas.pop() if len(nodatas) == 1 else None
+        self._raw_nodata = nodata
+        # GDAL per-band scale/offset (e.g. int16 dB x 100 with scale 0.01) and per-dataset (internal or
+        # external) masks: :meth:`values` applies them, so windows are physical values, NaN = masked.
+        gain = np.array([ds.scales[b - 1] for b in bands], np.float64)
+        offset = np.array([ds.offsets[b - 1] for b in bands], np.float64)
+        self._affine_values = (gain, offset) if (gain != 1).any() or (offset != 0).any() else None
+        self._masked = any(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands)
+        dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes).name
+        if self._affine_values is not None:
+            dtype, nodata = "float32", None  # nodata is masked as NaN before scaling
         gcps, gcps_crs = ds.gcps
-        if ds.crs is None and ds.transform.is_identity and gcps:
+        if ds.transform.is_identity and gcps:
             return SceneInfo(
-                p, ds.height, ds.width, bands, dtypes.pop(), nodata, None, ds.transform, True,
+                p, ds.height, ds.width, bands, dtype, nodata, None, ds.transform, True,
                 gcps=tuple(gcps), gcps_crs=gcps_crs,
             )  # fmt: skip
-        georef = ds.crs is not None or not ds.transform.is_identity
-        return SceneInfo(p, ds.height, ds.width, bands, dtypes.pop(), nodata, ds.crs, ds.transform, georef)
+        if ds.transform.is_identity:  # a CRS without a geotransform places nothing: not georeferenced
+            return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, None, ds.transform, False)
+        return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, ds.crs, ds.transform, True)
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:
         """``DatasetReader.read`` for every read of the scene: damage (truncated file, corrupt
@@ -156,6 +173,26 @@ class SceneReader(Scene):
             return self.ds.read(list(self.info.bands) if bands is None else bands, **kw)
         except (RasterioError, OSError) as e:
             raise InputError(f"{self.path}: damaged or truncated raster ({reason(e)})") from None
+
+    def values(self, **kw: Any) -> np.ndarray:
+        """:meth:`read` of the model's bands as values: when the file has a GDAL scale/offset or a
+        per-dataset mask, float with the scale applied and NaN where the mask or nodata says no data
+        (the raw dtype otherwise, so scale detection still sees e.g. uint8)."""
+        a = self.read(**kw)
+        if self._affine_values is None and not self._masked:
+            return a
+        bad = ~valid_mask(a, self._raw_nodata)
+        if self._masked:
+            try:
+                bad |= (self.ds.read_masks(list(self.info.bands), **kw) == 0).any(0)
+            except (RasterioError, OSError) as e:
+                raise InputError(f"{self.path}: damaged mask band ({reason(e)})") from None
+        out = a.astype(np.result_type(a.dtype, np.float32))
+        if self._affine_values is not None:
+            gain, offset = self._affine_values
+            out = (out * gain[:, None, None] + offset[:, None, None]).astype(np.float32)
+        out[:, bad] = np.nan
+        return out
 
     def _bands_identical(self, grid: int = 4, size: int = 64) -> bool:
         """All bands equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
@@ -169,18 +206,24 @@ class SceneReader(Scene):
         return True
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Raw values of ``[y0:y1, x0:x1]``, shape ``(C, y1 - y0, x1 - x0)``, in the file's dtype."""
-        return self.read(window=Window(x0, y0, x1 - x0, y1 - y0))
+        """Values of ``[y0:y1, x0:x1]``, shape ``(C, y1 - y0, x1 - x0)`` (:meth:`values`)."""
+        return self.values(window=Window(x0, y0, x1 - x0, y1 - y0))
 
     def sample(self, max_pixels: int = 1 << 20) -> np.ndarray:
         """Decimated whole-scene read (GDAL uses overviews when present) for scale detection/quicklook."""
         h, w = self.info.height, self.info.width
         f = max(1.0, float(np.sqrt(h * w / max_pixels)))
         shape = (len(self.info.bands), max(1, int(h / f)), max(1, int(w / f)))
-        return self.read(out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+        return self.values(out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
 
     def valid_sample(self, grid: int = 8, size: int = 128) -> np.ndarray:
-        """Valid raw values ``(C, n)`` for scale detection, at a cost independent of the scene size.
+        """Valid values ``(C, n)`` for scale detection (see :meth:`_valid_values`), in the file's dtype
+        unless a GDAL scale/offset makes them float: a masked uint8 scene is still detected as uint8."""
+        vals = self._valid_values(grid, size)
+        return vals if self._affine_values is not None else vals.astype(self.info.dtype, copy=False)
+
+    def _valid_values(self, grid: int, size: int) -> np.ndarray:
+        """Valid values ``(C, n)`` for scale detection, at a cost independent of the scene size.
 
         Reads ``grid x grid`` windows spread over the scene (the whole scene, decimated, when it is
         small or when the windows hold no valid pixel). When even that finds nothing, the scene is
@@ -192,7 +235,7 @@ class SceneReader(Scene):
             parts = []
             for y in np.linspace(0, h - size, grid).astype(int):
                 for x in np.linspace(0, w - size, grid).astype(int):
-                    a = self.read(window=Window(int(x), int(y), size, size))
+                    a = self.values(window=Window(int(x), int(y), size, size))
                     parts.append(a[:, valid_mask(a, self.info.nodata)])
             vals = np.concatenate(parts, axis=1)
             if vals.size:
@@ -247,7 +290,10 @@ class CogWriter:
         self.kind, self.meta, self.info = kind, meta, info
         self.staging = Path(staging)
         self.count = 1 if kind == "classes" else meta.num_classes
-        profile = gtiff_profile(info.height, info.width, count=self.count, block=BLOCK)
+        # Sparse: GDAL fills never-written blocks when a GTiff closes, and rasterio's close holds the
+        # GIL, so on an interrupt (float16: no short-cut) the signal watchdog stood still for minutes.
+        # Missing blocks read back as nodata, so the COG copy is unchanged.
+        profile = gtiff_profile(info.height, info.width, count=self.count, block=BLOCK, SPARSE_OK=True)
         if info.gcps:
             profile["gcps"], profile["crs"] = list(info.gcps), info.gcps_crs
         else:

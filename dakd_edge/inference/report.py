@@ -33,27 +33,63 @@ def row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | No
     return out
 
 
+def _quad_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Areas of the quadrilaterals of a grid of corner points ``(m + 1, n + 1)`` -> ``(m, n)``."""
+    dx1, dy1 = x[1:, 1:] - x[:-1, :-1], y[1:, 1:] - y[:-1, :-1]  # diagonal 00 -> 11
+    dx2, dy2 = x[1:, :-1] - x[:-1, 1:], y[1:, :-1] - y[:-1, 1:]  # diagonal 01 -> 10
+    return 0.5 * np.abs(dx1 * dy2 - dy1 * dx2)
+
+
 class Tally:
     """Class counts and oil area of the written class map, strip by strip.
 
     ``counts[k]`` is the number of pixels of class ``k``; the last entry counts nodata (class ids at
-    or above ``num_classes``). The oil area needs a pixel size: from the CRS, else from the source
-    (``info.pixel_size_m``, Sentinel-1); without either it stays 0.
+    or above ``num_classes``). The oil area (m^2) comes from the same geolocation as the polygons
+    (:func:`~dakd_edge.inference.readers.world_of`): the CRS and transform, or for a GCP scene its
+    geolocation projected to UTM, measured on cells of :attr:`CELL` pixels; else the source's
+    ``info.pixel_size_m``. ``oil_area`` is None when the scene cannot be measured.
     """
 
+    CELL = 64  # pixels per side of the cells a GCP scene's pixel area is measured on (smooth mapping)
+
     def __init__(self, num_classes: int, oil_ids: list[int], info: SceneInfo) -> None:
+        from dakd_edge.inference.readers import world_of
+
         self.counts = np.zeros(num_classes + 1, np.int64)
         self.num_classes, self.oil_ids, self.info = num_classes, oil_ids, info
-        self.oil_area = 0.0
+        self.to_world = world_of(info)[0] if info.gcps else None
+        measurable = self.to_world is not None or info.pixel_size_m is not None
+        measurable = measurable or (info.georeferenced and Measurer(info.crs).measures)
+        self.oil_area: float | None = 0.0 if measurable else None
 
-    def add(self, cls: np.ndarray, y0: int) -> None:
-        """Count the class ids ``cls`` (h, w) of the strip starting at row ``y0``."""
+    def add(self, cls: np.ndarray, y0: int, x0: int = 0) -> None:
+        """Count the class ids ``cls`` (h, w) of the strip whose top left pixel is ``(y0, x0)``."""
         self.counts += np.bincount(np.minimum(cls.ravel(), self.num_classes), minlength=len(self.counts))
-        row_area = row_pixel_area(self.info.transform, self.info.crs, y0, cls.shape[0])
-        if row_area is None and self.info.pixel_size_m is not None:
+        if self.oil_area is None:
+            return
+        oil = np.isin(cls, self.oil_ids)
+        if self.to_world is not None:
+            self.oil_area += self._gcp_area(oil, y0, x0)
+            return
+        row_area = None
+        if self.info.georeferenced:
+            row_area = row_pixel_area(self.info.transform, self.info.crs, y0, cls.shape[0])
+        if row_area is None:
             row_area = np.full(cls.shape[0], self.info.pixel_size_m[0] * self.info.pixel_size_m[1])
-        if row_area is not None:
-            self.oil_area += float(np.isin(cls, self.oil_ids).sum(1) @ row_area)
+        self.oil_area += float(oil.sum(1) @ row_area)
+
+    def _gcp_area(self, oil: np.ndarray, y0: int, x0: int) -> float:
+        """m^2 of the ``oil`` pixels: oil count x mean pixel area, cell by cell of the world mapping."""
+        if not oil.any():
+            return 0.0
+        h, w = oil.shape
+        re, ce = np.r_[0 : h : self.CELL, h], np.r_[0 : w : self.CELL, w]
+        cols, rows = np.meshgrid(ce + x0, re + y0)
+        x, y = self.to_world(cols.ravel().astype(np.float64), rows.ravel().astype(np.float64))
+        cell = _quad_area(np.reshape(x, cols.shape), np.reshape(y, cols.shape))
+        px = np.diff(re)[:, None] * np.diff(ce)[None, :]
+        n = np.add.reduceat(np.add.reduceat(oil.astype(np.int64), re[:-1], 0), ce[:-1], 1)
+        return float((n * cell / px).sum())
 
 
 class Clock:
@@ -110,7 +146,6 @@ def scene_report(
     """
     meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
     valid_px = int(counts[: meta.num_classes].sum())
-    georef = info.crs is not None or bool(info.gcps)
     tiling = predictor.tiling
     report = {
         "scene": str(info.path),
@@ -127,7 +162,8 @@ def scene_report(
         "tiles": {
             "total": stats.tiles_total,
             "run": stats.tiles_run,
-            "skipped_nodata": stats.tiles_skipped,
+            "skipped_nodata": stats.tiles_skipped - stats.tiles_skipped_land,
+            "skipped_land": stats.tiles_skipped_land,
             "batches": stats.batches,
             "tile": tiling.tile,
             "overlap": tiling.overlap,
@@ -138,7 +174,7 @@ def scene_report(
         "filtered_area_px": None if dropped is None else int(sum(s.area_px for s in dropped)),
         "min_area": {"m2": min_area[0], "pixels": min_area[1]},
         "oil_pixels": int(counts[oil_ids].sum()),
-        "oil_area_m2": round(tally.oil_area, 1) if georef else None,
+        "oil_area_m2": None if tally.oil_area is None else round(tally.oil_area, 1),
         "class_fraction": {
             n: round(int(counts[i]) / max(valid_px, 1), 6) for i, n in enumerate(meta.class_names)
         },

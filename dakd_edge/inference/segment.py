@@ -33,6 +33,7 @@ from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.report import Clock, Tally, scene_report
 from dakd_edge.inference.tiling import Strip, TileStats
 from dakd_edge.inference.vectorize import (
+    Measurer,
     Spill,
     check_vector_path,
     filter_spills,
@@ -232,9 +233,15 @@ def segment_scene(
         )
         if not info.georeferenced:
             warnings.warn(
-                f"{info.path}: no georeference (CRS/transform); outputs have no CRS and areas are in pixels",
+                f"{info.path}: no georeference (no geotransform, or no CRS); outputs have no CRS and "
+                "areas are in pixels",
                 NoGeoreferenceWarning,
                 stacklevel=2,
+            )
+        if least[0] is not None and not (info.gcps or (info.georeferenced and Measurer(info.crs).measures)):
+            raise InputError(
+                f"{info.path}: --min-area {least[0]:g} is in m^2, which needs a georeferenced scene; "
+                "use --min-area Npx"
             )
         if scale == "auto" and info.native_scale is not None:
             scale = info.native_scale
@@ -248,7 +255,7 @@ def segment_scene(
         tally = Tally(meta.num_classes, oil_ids, info)
 
         def write_strip(s: Strip) -> None:
-            tally.add(outputs.write(s), s.y0)
+            tally.add(outputs.write(s), s.y0, s.x0)
 
         def on_row(st: TileStats, rows_done: int) -> None:
             if progress is not None:

@@ -92,6 +92,11 @@ class Measurer:
         elif c.is_projected:
             self.unit = float(c.axis_info[0].unit_conversion_factor)
 
+    @property
+    def measures(self) -> bool:
+        """Whether the CRS gives areas in m^2 (projected or geographic)."""
+        return self.geod is not None or self.unit is not None
+
     def __call__(self, rings: list[Ring]) -> tuple[float | None, float | None]:
         if self.geod is not None:
             area = perim = 0.0

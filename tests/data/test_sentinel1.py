@@ -131,7 +131,8 @@ def _fill(safe: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.parametrize(
-    "kind", ["slc", "sm", "missing_noise", "corrupt_cal", "no_measurement", "size", "not"]
+    "kind",
+    ["slc", "sm", "missing_noise", "corrupt_cal", "cal_zero", "cal_nan", "no_measurement", "size", "not"],
 )
 def test_clear_errors(kind: str, tmp_path: Path) -> None:
     if kind == "slc":
@@ -144,6 +145,7 @@ def test_clear_errors(kind: str, tmp_path: Path) -> None:
         safe = write_minimal_safe(tmp_path, 32, 48)
         _fill(safe)
         match = {"missing_noise": "missing noise XML", "corrupt_cal": "corrupt calibration XML",
+                 "cal_zero": "corrupt calibration: sigmaNought", "cal_nan": "corrupt calibration: sigmaNought",
                  "no_measurement": "no measurement TIFF", "size": "annotation says",
                  "not": "not a Sentinel-1 product"}[kind]  # fmt: skip
         if kind == "missing_noise":
@@ -152,6 +154,13 @@ def test_clear_errors(kind: str, tmp_path: Path) -> None:
         elif kind == "corrupt_cal":
             for f in (safe / "annotation" / "calibration").glob("calibration-*vv*.xml"):
                 f.write_text(f.read_text()[:500])
+        elif kind in ("cal_zero", "cal_nan"):  # a LUT of 0 or NaN: was "no valid pixels", exit 0
+            import re
+
+            value = "0" if kind == "cal_zero" else "nan"
+            for f in (safe / "annotation" / "calibration").glob("calibration-*vv*.xml"):
+                sub = lambda m: m.group(1) + " ".join([value] * len(m.group(2).split())) + m.group(3)  # noqa: E731
+                f.write_text(re.sub(r"(<sigmaNought[^>]*>)([^<]*)(</sigmaNought>)", sub, f.read_text()))
         elif kind == "no_measurement":
             for f in (safe / "measurement").glob("*.tiff"):
                 f.unlink()
@@ -182,6 +191,20 @@ def test_zip_without_safe(tmp_path: Path) -> None:
         zf.writestr("hello.txt", "x")
     with pytest.raises(InputError, match="no Sentinel-1 SAFE"):
         open_product(z)
+
+
+def test_zip_with_two_products_is_refused(tmp_path: Path) -> None:
+    """A zip of two SAFEs: which one is meant is the user's to say (one was processed, unnamed)."""
+    safes = [write_minimal_safe(tmp_path / d, 32, 48, orbit=o) for d, o in (("a", 38000), ("b", 38001))]
+    z = tmp_path / "two.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for safe in safes:
+            for f in safe.rglob("*"):
+                zf.write(f, f"{safe.name}/{f.relative_to(safe)}")
+    assert is_sentinel1_product(z)
+    with pytest.raises(InputError, match="holds 2 products") as ei:
+        open_product(z)
+    assert all(s.name in str(ei.value) for s in safes) and "\n" not in str(ei.value)
 
 
 # ---- calibration -------------------------------------------------------------------------------

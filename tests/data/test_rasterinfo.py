@@ -1,0 +1,38 @@
+"""describe_raster (``dakd-edge info``) on unusual rasters: complex data, a CRS without a transform."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import from_origin
+
+from dakd_edge.data.rasterinfo import describe_raster
+
+
+def _write(path: Path, a: np.ndarray, **kw) -> Path:
+    prof = dict(driver="GTiff", height=a.shape[0], width=a.shape[1], count=1, dtype=a.dtype, crs="EPSG:32634")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **prof, **kw) as ds:
+            ds.write(a, 1)
+    return path
+
+
+def test_complex_raster_is_described_by_amplitude(tmp_path: Path) -> None:
+    """F5: percentiles of complex values raised a TypeError traceback; the amplitude is described."""
+    z = (np.full((40, 50), 3.0) + 4.0j).astype(np.complex64)
+    d = describe_raster(_write(tmp_path / "c.tif", z, transform=from_origin(0, 0, 10, 10)))
+    b = d["bands"][0]
+    assert b["min"] == b["max"] == 5.0 and b["valid_fraction"] == 1.0
+    assert "complex" in b["scale"] and "amplitude" in b["values"]
+
+
+def test_crs_without_transform_is_not_georeferenced(tmp_path: Path) -> None:
+    """F7.2: as in ``segment``, a CRS with an identity transform is no georeference."""
+    d = describe_raster(_write(tmp_path / "n.tif", np.ones((8, 8), np.uint8), transform=Affine.identity()))
+    assert d["georeference"] == "none"
