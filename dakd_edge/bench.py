@@ -36,6 +36,7 @@ TORCH_VARIANTS = ("torch-triton", "torch-compile")
 BACKENDS = tuple(v for b in RUNTIME_BACKENDS for v in ((b, *TORCH_VARIANTS) if b == "torch" else (b,)))
 # Metrics compared by the regression gate: (name, larger_is_worse)
 GATED = (("p50_ms", True), ("mean_ms", True), ("mpix_per_s", False))
+MAX_CALL_PIXELS = 1 << 27  # tile^2 x batch per timed call: 512 MB of fp32 input, before activations
 
 
 @dataclass
@@ -495,7 +496,11 @@ def run_bench(
     _check_choices(backends, precisions)
     if warmup < 0 or iters < 1:
         raise InputError("--warmup must be >= 0 and --iters >= 1")
+    if num_classes < 1:
+        raise InputError(f"--num-classes must be >= 1, got {num_classes}")
     device = _resolve_device(device)
+    if tiles:  # bad sizes fail before a model loads (the model's tile is only needed without --tile)
+        tile_batches(None, tiles, batches, device)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
         for model in models:
@@ -523,16 +528,25 @@ def tile_batches(
     meta: Any, tiles: Sequence[int] | None, batches: Sequence[int] | None, device: str
 ) -> list[tuple[int, int]]:
     """The (tile, batch) pairs to time: the given ones, or ``segment``'s defaults for this model."""
-    from dakd_edge.inference.predictor import default_batch
+    from dakd_edge.inference.predictor import MIN_TILE, default_batch
 
     for name, values in (("tile", tiles), ("batch", batches)):
         if values is not None and (not values or min(values) < 1):
             raise InputError(f"--{name} needs positive sizes, got {','.join(map(str, values)) or 'none'}")
-    return [
+    if tiles and min(tiles) < MIN_TILE:  # as segment: --tile 1 meant 262,144 tiles per call (a hang)
+        raise InputError(f"--tile must be at least {MIN_TILE} (as for segment), got {min(tiles)}")
+    pairs = [
         (int(t), int(n))
         for t in (tiles or (meta.tile,))
         for n in (batches or (default_batch(device, int(t)),))
     ]
+    for t, n in pairs:
+        if n * t * t > MAX_CALL_PIXELS:
+            raise InputError(
+                f"--tile {t} x --batch {n} is {n * t * t / 1e6:.0f} Mpixels per call, over the "
+                f"{MAX_CALL_PIXELS / 1e6:.0f} Mpixel limit: its input alone would not fit in memory"
+            )
+    return pairs
 
 
 def _check_choices(backends: Sequence[str], precisions: Sequence[str]) -> None:
@@ -692,6 +706,8 @@ def planned_keys(
     """The row keys :func:`run_bench` will produce for these arguments (without timing anything; a
     default tile is read from the model's metadata)."""
     _check_choices(backends, precisions)
+    if num_classes < 1:
+        raise InputError(f"--num-classes must be >= 1, got {num_classes}")
     device = _resolve_device(device)
     keys = []
     with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:

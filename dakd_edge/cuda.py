@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from dakd_edge.errors import BackendUnavailable
+from dakd_edge.errors import BackendUnavailable, InputError
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N``; else one :class:`InputError` line.
+
+    The one check for every command: ONNX Runtime read anything but ``cuda*`` as the CPU, so ``tpu``,
+    ``CPU`` or ``""`` ran silently on it, and torch raised its own traceback.
+    """
+    if not isinstance(device, str) or _DEVICE.fullmatch(device) is None:
+        raise InputError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N")
+    return device
 
 
 def import_cudart() -> Any:

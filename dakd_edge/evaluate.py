@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.data.scaling import as_chw, normalize
-from dakd_edge.errors import DatasetError, OutputError
+from dakd_edge.errors import DatasetError, InputError, OutputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
@@ -77,6 +77,8 @@ def evaluate(
     Keys: everything :meth:`ConfusionMatrix.compute` returns (fractions), and ``model``, ``backend``,
     ``data``, ``split``, ``sensor``, ``images``, ``seconds``, ``mpix_per_s``.
     """
+    if limit is not None and limit < 1:  # -1 used to give nan metrics over "-1 images"
+        raise InputError(f"--limit must be >= 1, got {limit}")
     meta = predictor.meta
     ds = open_for_model(data, meta.num_classes, split, kind, sensor)
     n = len(ds) if limit is None else min(limit, len(ds))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.atomic import atomic_path, check_output
-from dakd_edge.errors import BackendUnavailable, ExportError, ModelFileError
+from dakd_edge.errors import BackendUnavailable, ExportError, InputError, ModelFileError
 from dakd_edge.export import parity
 
 # ModelMeta JSON and the ops mode live in ModelProto.metadata_props under the keys of formats.ONNX.
@@ -119,6 +119,27 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset outside what this exporter writes, before the model loads: past the newest one
+    the TorchScript exporter printed ~1,400 lines of graph before its error."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; dakd-edge exports opset >= {MIN_OPSET}")
+    newest = max_opset()
+    if newest is not None and opset > newest:
+        raise ExportError(f"--opset {opset} is newer than this torch/onnx can export (at most {newest})")
+
+
+def max_opset() -> int | None:
+    """Newest opset of both the TorchScript exporter (``dynamo=False``) and onnx; None if unknown."""
+    try:
+        import onnx
+        from torch.onnx import _constants  # private: guarded, the check is skipped when it moves
+    except ImportError:
+        return None
+    newest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
+    return None if newest is None else min(int(newest), onnx.defs.onnx_opset_version())
+
+
 def load_for_export(
     spec: str | None, num_classes: int = 2, in_chans: int = 1, **cfg: Any
 ) -> tuple[Any, ModelMeta]:
@@ -139,6 +160,8 @@ def load_for_export(
         return load_model_file(p)
     from dakd_edge.registry import create_model
 
+    if num_classes < 1 or in_chans < 1:  # create_model's ValueError was a traceback
+        raise InputError(f"--num-classes and input channels must be >= 1, got {num_classes} and {in_chans}")
     torch.manual_seed(0)  # reproducible random init: registry names are for CI tests of the export
     model = create_model(spec, num_classes=num_classes, in_chans=in_chans, **cfg).eval()
     meta = ModelMeta.default_for(
@@ -165,6 +188,7 @@ def export_onnx(
     from dakd_edge.kernels.dispatch import export_ops
 
     cfg = cfg or OnnxExportConfig()
+    check_opset(cfg.opset)
     check_output(out, overwrite, bundled_ok)
     if not getattr(type(model), "exportable", True):
         raise ExportError(f"model {meta.name!r} is not marked exportable")

@@ -222,3 +222,28 @@ def test_default_tile_and_batch_are_what_segment_runs(tmp_path) -> None:
 def test_non_positive_tile_or_batch_is_one_input_error(kw: dict) -> None:
     with pytest.raises(lib.InputError, match="positive sizes"):
         lib.run_bench([None], ["onnxruntime"], warmup=0, iters=1, device="cpu", **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"tiles": [1]}, "--tile must be at least 32"),  # was 262,144 tiles per call: a hang
+        ({"tiles": [256, 31]}, "--tile must be at least 32"),
+        ({"tiles": [512], "batches": [1_000_000]}, "Mpixel limit"),
+        ({"num_classes": 0}, "--num-classes must be >= 1"),
+    ],
+)
+def test_exploding_sizes_are_refused_before_any_work(kw: dict, needle: str, monkeypatch) -> None:
+    """Refused by the planner (the --baseline path) and the runner, before a model is loaded."""
+    monkeypatch.setattr(lib, "Workbench", None)  # any model load would fail loudly
+    tiles = kw.pop("tiles", [64])
+    for call in (lib.planned_keys, lib.run_bench):
+        extra = {} if call is lib.planned_keys else {"warmup": 0, "iters": 1}
+        with pytest.raises(InputError, match=needle):
+            call(["saross-nano"], ["onnxruntime"], ["fp32"], tiles=tiles, device="cpu", **kw, **extra)
+
+
+def test_cli_tile_1_is_one_line_exit_2() -> None:
+    r = _run_cli(["--tile", "1", "--iters", "3", "--warmup", "1", "--backend", "onnxruntime"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--tile must be at least 32" in r.stderr

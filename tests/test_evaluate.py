@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,62 @@ def test_unit_images_need_no_8_bit_round_trip(model_file):
     nan = near.copy()
     nan[0, 0, 0] = np.nan
     assert predict_unit(pred, nan)[0, 0] == 255
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", *argv])
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_cli_json_needs_overwrite_like_every_command(tmp_path, model_file, capsys):
+    _dataset(tmp_path / "ds")
+    out = tmp_path / "m.json"
+    out.write_text("keep")
+    args = [
+        "--model",
+        str(model_file),
+        "--data",
+        str(tmp_path / "ds"),
+        "--split",
+        "train",
+        "--json",
+        str(out),
+    ]
+    code, _, err = _cli(args, capsys)  # used to replace m.json silently
+    assert code == 2 and "output exists" in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert out.read_text() == "keep"
+    code, _, err = _cli([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads(out.read_text())["images"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--limit", "-1"], "--limit"),  # gave nan metrics over "-1 images"
+        (["--limit", "0"], "--limit"),
+        (["--tile", "-64"], "--tile"),  # named "--overlap -32", which was never passed
+        (["--tile", "0"], "--tile"),  # silently the model's tile
+        (["--tile", "17"], "--tile"),
+    ],
+)
+def test_cli_bad_numbers_are_one_line(tmp_path, model_file, capsys, extra, needle):
+    args = ["--model", str(model_file), "--data", str(tmp_path / "none"), *extra]
+    code, _, err = _cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and needle in lines[0] and "--overlap" not in lines[0], err
+
+
+def test_library_refuses_bad_limit_and_tile(tmp_path, model_file):
+    from dakd_edge.errors import InputError
+
+    _dataset(tmp_path / "ds")
+    with pytest.raises(InputError, match="--tile -64 is too small"):
+        load(str(model_file), backend="torch", tile=-64)
+    pred = load(str(model_file), backend="torch")
+    with pytest.raises(InputError, match="--limit must be >= 1"):
+        evaluate(pred, tmp_path / "ds", split="train", limit=-1)

@@ -62,7 +62,7 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--num-classes",
     default=_default("num_classes"),
     show_default=True,
-    type=int,
+    type=click.IntRange(1),
     help="Classes for registry-name models.",
 )
 @click.option(

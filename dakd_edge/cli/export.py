@@ -7,14 +7,15 @@ A thin layer: defaults come from :class:`OnnxExportConfig` / :class:`EngineConfi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from dakd_edge.errors import ExportError
+from dakd_edge.errors import ExportError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
-from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES
+from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES, format_of
 
 ONNX_DEFAULTS = OnnxExportConfig()
 ENGINE_DEFAULTS = EngineConfig()
@@ -23,8 +24,9 @@ ENGINE_DEFAULTS = EngineConfig()
 @click.command("export")
 @click.argument("model", required=False)
 @click.option(
-    "--format", "fmt", type=click.Choice([ONNX.name, ENGINE.name]), default=ONNX.name, show_default=True
-)
+    "--format", "fmt", type=click.Choice([ONNX.name, ENGINE.name]),
+    help=f"Output format [default: from the -o suffix ({ENGINE.suffixes[0]}: engine), else onnx].",
+)  # fmt: skip
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--shape", help="Fixed input shape NxCxHxW (e.g. 1x1x512x512); default: dynamic N, H, W.")
 @click.option(
@@ -45,12 +47,12 @@ ENGINE_DEFAULTS = EngineConfig()
 @click.option("--calib", type=click.Path(file_okay=False), help="Folder of tiles for INT8 calibration.")
 @click.option("--calib-cache", type=click.Path(dir_okay=False), help="INT8 calibration cache (read/write).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (read/write).")
-@click.option("--workspace", type=float, default=ENGINE_DEFAULTS.workspace_gib, show_default=True,
-              help="TensorRT workspace (GiB).")  # fmt: skip
-@click.option("--max-batch", type=int, default=ENGINE_DEFAULTS.max_batch, show_default=True,
+@click.option("--workspace", type=click.FloatRange(0, min_open=True), default=ENGINE_DEFAULTS.workspace_gib,
+              show_default=True, help="TensorRT workspace (GiB).")  # fmt: skip
+@click.option("--max-batch", type=click.IntRange(1), default=ENGINE_DEFAULTS.max_batch, show_default=True,
               help="Engine profile max batch.")  # fmt: skip
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Real image for a parity check.")
-@click.option("--num-classes", type=int, default=2, show_default=True,
+@click.option("--num-classes", type=click.IntRange(1), default=2, show_default=True,
               help="Classes for a registry MODEL name (random init; for testing the export path).")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "json_out", is_flag=True, help="Print the export report as JSON.")
@@ -64,9 +66,13 @@ def export(
     leaving no output, above tolerance (fp32: 1e-4 on logits and >= 99.9% agreement).
     """
     require_extra("torch", "export", "torch", "onnx")
-    from dakd_edge.atomic import check_output
-    from dakd_edge.export.onnx import choose_ops, export_onnx, load_for_export, parse_shape
+    from dakd_edge.atomic import check_distinct, check_output
+    from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape
 
+    if model is not None and Path(model).exists():  # `export m.safetensors -o m.safetensors` replaced it
+        check_distinct({"-o": Path(out)}, {"input model": Path(model)})
+    fmt = output_format(out, fmt)
+    check_opset(opset)
     check_output(out, overwrite)
     fixed = parse_shape(shape) if shape else None
     if fmt == ENGINE.name:
@@ -98,3 +104,21 @@ def export(
     for r in report.parity:
         click.echo(r.line())
     click.echo(f"wrote {report.path} ({fmt}, ops={mode}, {report.seconds:.1f} s)")
+
+
+def output_format(out: str, fmt: str | None) -> str:
+    """``--format``, or the one the suffix of ``-o`` names (``-o x.engine`` used to get ONNX bytes).
+
+    An explicit format that contradicts the suffix, or a suffix of a format export never writes (a
+    checkpoint), is refused: a file named for one format must not hold another.
+    """
+    named = format_of(out)
+    if named is not None and named not in (ONNX, ENGINE):
+        raise OutputError(
+            f"-o {out}: export writes ONNX ({ONNX.suffixes[0]}) or engine files, not {named.name}"
+        )
+    if fmt is None:
+        return named.name if named is not None else ONNX.name
+    if named is not None and named.name != fmt:
+        raise OutputError(f"--format {fmt} does not match -o {out}, whose suffix means {named.name}")
+    return fmt

@@ -1,12 +1,10 @@
-"""`dakd-edge train` (DAKD student training) and `dakd-edge evaluate` (the paper's metric table)."""
+"""`dakd-edge train`: DAKD student training (``evaluate`` lives in :mod:`dakd_edge.cli.evaluate`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,7 +12,6 @@ import click
 from dakd_edge.cli.fields import config_from, field_option
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
-from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.train.config import TrainConfig
 
 
@@ -110,65 +107,3 @@ def train(**o: Any) -> None:
         if best["step"] >= 0:
             msg += f"  best val mIoU {100 * best['miou']:.2f}% at step {best['step']}"
         click.echo(msg)
-
-
-@click.command("evaluate")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Model file (default: bundled).")
-@click.option("--data", required=True, type=click.Path(), help="Dataset root (OSD, SOS or a folder).")
-@click.option("--split", default="test", show_default=True)
-@click.option(
-    "--kind", default="auto", show_default=True, type=click.Choice(["auto", "osd", "sos", "folder"])
-)
-@click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
-@click.option(
-    "--backend", default="auto", show_default=True,
-    type=click.Choice(BACKEND_CHOICES),
-)  # fmt: skip
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--tile", type=int, help="Sliding-window tile (default: the model's).")
-@click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False), help="Write the metrics JSON ('-' = stdout)."
-)
-@click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
-@click.option("--limit", type=int, help="Evaluate only the first N images.")
-def evaluate(
-    model_path: str | None,
-    data: str,
-    split: str,
-    kind: str,
-    sensor: str | None,
-    backend: str,
-    device: str,
-    tile: int | None,
-    json_out: str | None,
-    save_png: str | None,
-    limit: int | None,
-) -> None:
-    """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split."""
-    from rich.console import Console
-
-    from dakd_edge.atomic import check_output
-    from dakd_edge.evaluate import evaluate as run
-    from dakd_edge.evaluate import render_table
-    from dakd_edge.inference import load
-
-    if json_out and json_out != "-":
-        check_output(json_out, overwrite=True)
-    predictor = load(model_path, backend=backend, device=device, tile=tile)
-    try:
-        result = run(
-            predictor, data, split=split, kind=kind, sensor=sensor, save_png=save_png, limit=limit,
-            progress=sys.stderr.isatty(),
-        )  # fmt: skip
-    finally:
-        predictor.close()
-    result["model_file"] = model_path or "bundled"
-    console = Console(stderr=json_out == "-")
-    console.print(render_table(result))
-    if json_out == "-":
-        click.echo(json.dumps(result, indent=2))
-    elif json_out:
-        from dakd_edge.atomic import atomic_path
-
-        with atomic_path(json_out, overwrite=True) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=2))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.cuda import cuda_call, cuda_runtime_version, import_cudart
+from dakd_edge.cuda import check_device, cuda_call, cuda_runtime_version, import_cudart
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.extras import install_hint
 from dakd_edge.formats import (
@@ -329,9 +329,25 @@ class TensorRTBackend(Backend):
             self._stream = None
 
 
+# What to run a file of another format with, per backend (a checkpoint given to ONNX Runtime failed with
+# "Protobuf parsing failed"; to TensorRT, with a missing engine side-car).
+_NEEDS = {
+    "torch": "a PyTorch checkpoint (.safetensors/.pt); run this file with --backend auto",
+    "onnxruntime": "an .onnx file; export one with `dakd-edge export MODEL -o model.onnx`",
+    "tensorrt": "a TensorRT engine file; build one with `dakd-edge export MODEL --format engine -o m.engine`",
+}
+
+
 def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", **kw: Any) -> Backend:
-    """Instantiate the backend for ``path``; backend-specific options pass through ``kw``."""
+    """Instantiate the backend for ``path``; backend-specific options pass through ``kw``.
+
+    ``device`` and a file whose suffix names another backend are refused here, in one line each.
+    """
+    check_device(device)
     name = backend_for(path, backend)
+    fmt = format_of(path)
+    if fmt is not None and fmt.backend != name:
+        raise ModelFileError(f"{path}: the {name} backend needs {_NEEDS[name]}")
     if name == "torch":
         return TorchBackend(path, device=device, **kw)
     if name == "onnxruntime":

@@ -23,6 +23,7 @@ NODATA_CLASS = 255
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles (half the tile at most)
 _SAMPLE_PIXELS = 1 << 20  # pixels looked at to detect the input scaling
 CPU_BATCH_PIXELS = 512 * 512  # pixels per backend call on the CPU (docs/tiles-batch-v2.json)
+MIN_TILE = 32  # smallest --tile: below it the default CPU batch explodes (512^2 / 1^2 tiles per call)
 
 
 def default_batch(device: str, tile: int) -> int:
@@ -59,7 +60,9 @@ class Predictor:
     ) -> None:
         self.backend = backend
         meta = backend.meta
-        tile = int(tile or meta.tile)
+        if tile is not None and tile < MIN_TILE:  # before the overlap: -64 was reported as "--overlap -32"
+            raise InputError(f"--tile {tile} is too small: use at least {MIN_TILE} pixels")
+        tile = int(tile if tile is not None else meta.tile)
         if overlap is None:
             own = meta.overlap is not None and tile == meta.tile
             overlap = meta.overlap if own else min(DEFAULT_OVERLAP, tile // 2)

@@ -1,0 +1,95 @@
+"""`dakd-edge export` refuses, in one line and before any work: its own input as output, a suffix that
+contradicts the format, and sizes or opsets it cannot export (audit F3, F5, F9, F10)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dakd_edge.cli.app import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dakd_edge.export.onnx import load_for_export
+    from dakd_edge.models.checkpoint import save_model
+
+    model, meta = load_for_export("saross-nano", num_classes=2)
+    path = tmp_path_factory.mktemp("ckpt") / "nano.safetensors"
+    save_model(path, model, meta)
+    return path
+
+
+def _one_line(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(["export", *argv])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert e.value.code == 2 and len(lines) == 1 and not out, (out, err)
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_output_that_is_the_input_model_is_refused(ckpt: Path, tmp_path: Path, capsys) -> None:
+    before = ckpt.read_bytes()
+    link = tmp_path / "link.onnx"
+    link.symlink_to(ckpt)
+    hard = tmp_path / "hard.onnx"
+    os.link(ckpt, hard)
+    for out in (ckpt, link, hard):  # the checkpoint used to become an ONNX file
+        _one_line([str(ckpt), "-o", str(out), "--overwrite"], capsys, "is the input model", "refusing")
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name, fmt, needle",
+    [
+        ("m.engine", "onnx", "--format onnx does not match"),  # wrote ONNX bytes into m.engine
+        ("m.plan", "onnx", "--format onnx does not match"),
+        ("m.onnx", "engine", "--format engine does not match"),
+        ("m.safetensors", None, "export writes ONNX"),
+        ("m.pt", "onnx", "export writes ONNX"),
+    ],
+)
+def test_suffix_and_format_must_agree(
+    tmp_path: Path, capsys, name: str, fmt: str | None, needle: str
+) -> None:
+    out = tmp_path / name
+    _one_line(["saross-nano", "-o", str(out), *(["--format", fmt] if fmt else [])], capsys, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_format_follows_the_suffix() -> None:
+    from dakd_edge.cli.export import output_format
+
+    assert output_format("m.engine", None) == output_format("m.PLAN", None) == "engine"
+    assert output_format("m.onnx", None) == output_format("m.bin", None) == output_format("m", None) == "onnx"
+    assert output_format("m.bin", "engine") == "engine"
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--num-classes", "0"], "--num-classes"),  # was a ValueError traceback
+        (["--opset", "99"], "--opset 99 is newer than"),  # printed ~1,400 graph lines first
+        (["--opset", "11"], "too old"),
+        (["--max-batch", "0"], "--max-batch"),
+        (["--workspace", "0"], "--workspace"),
+    ],
+)
+def test_bad_sizes_are_one_line(tmp_path: Path, capsys, extra: list[str], needle: str) -> None:
+    _one_line(["saross-nano", "-o", str(tmp_path / "m.onnx"), *extra], capsys, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_refuses_zero_classes() -> None:
+    from dakd_edge.errors import InputError
+    from dakd_edge.export.onnx import load_for_export
+
+    with pytest.raises(InputError, match="must be >= 1"):
+        load_for_export("saross-nano", num_classes=0)

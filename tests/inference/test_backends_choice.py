@@ -1,0 +1,62 @@
+"""Device strings and backend-vs-file mismatches: one clear line each, before any work (audit F5,
+F7.6, F10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dakd_edge.cli.app import main
+from dakd_edge.cuda import check_device
+from dakd_edge.errors import InputError, ModelFileError
+from dakd_edge.inference import load
+from dakd_edge.weights import bundled_path
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:12"])
+def test_valid_devices_pass(device: str) -> None:
+    assert check_device(device) == device
+
+
+@pytest.mark.parametrize("device", ["tpu", "CPU", "", "cpu:1", "cuda:", "cuda:x", " cuda", "cuda:0 "])
+def test_invalid_device_is_refused_before_the_model_loads(device: str) -> None:
+    # ONNX Runtime used to run these on the CPU silently; torch raised its own traceback
+    for backend in ("auto", "onnxruntime", "torch"):
+        with pytest.raises(InputError, match="use cpu, cuda or cuda:N"):
+            load(None, backend=backend, device=device)
+
+
+@pytest.mark.parametrize(
+    "suffix, backend, needle",
+    [
+        (".safetensors", "onnxruntime", "needs an .onnx file"),  # was "Protobuf parsing failed"
+        (".safetensors", "tensorrt", "needs a TensorRT engine file"),  # was "engine metadata ... missing"
+        (".pt", "tensorrt", "dakd-edge export MODEL --format engine"),
+        (".onnx", "torch", "needs a PyTorch checkpoint"),
+        (".engine", "onnxruntime", "needs an .onnx file"),
+    ],
+)
+def test_file_of_another_format_names_what_the_backend_needs(
+    tmp_path: Path, suffix: str, backend: str, needle: str
+) -> None:
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(b"not read")
+    with pytest.raises(ModelFileError, match=needle):
+        load(model, backend=backend)
+
+
+def test_cli_device_and_bundled_tensorrt_are_one_line(tmp_path: Path, capsys) -> None:
+    scene = tmp_path / "missing-is-fine.tif"
+    for extra, needle in (
+        (["--device", "tpu", "--backend", "torch"], "--device 'tpu' is not a device"),
+        (["--backend", "tensorrt"], "needs a TensorRT engine file"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", "--data", str(scene), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_bundled_files_still_open_with_their_own_backend() -> None:
+    assert load(bundled_path("onnxruntime"), backend="onnxruntime", device="cpu").meta.num_classes == 2
