@@ -604,18 +604,39 @@ def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, grap
     return row
 
 
-def run_scene(
+def scene_predictor(
     scene: str | os.PathLike, model: str | None = None, device: str = "cpu", backend: str = "auto"
+) -> Any:
+    """The predictor :func:`run_scene` uses, after opening ``scene`` as ``segment`` will: a damaged,
+    wrong-band or unreadable scene is refused before the benchmark rows run, not after them."""
+    from dakd_edge.inference import load
+    from dakd_edge.inference.readers import open_scene
+
+    predictor = load(model, backend=backend, device=_resolve_device(device))
+    try:
+        with open_scene(scene, predictor.meta.in_chans) as sc:
+            sc.valid_sample()
+    except BaseException:
+        predictor.close()
+        raise
+    return predictor
+
+
+def run_scene(
+    scene: str | os.PathLike,
+    model: str | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
+    predictor: Any | None = None,
 ) -> dict[str, Any]:
     """End-to-end `segment` on ``scene`` (read, infer, blend, write COG, polygons) into a temp folder.
 
     ``mpix_per_s`` here is scene pixels over total wall time including I/O, unlike the per-tile rows.
+    ``predictor``: one from :func:`scene_predictor` (else it is made here).
     """
-    from dakd_edge.inference import load
     from dakd_edge.inference.segment import segment_scene
 
-    device = _resolve_device(device)
-    predictor = load(model, backend=backend, device=device)
+    predictor = predictor or scene_predictor(scene, model, device, backend)
     with tempfile.TemporaryDirectory(prefix="dakd-bench-scene-") as tmp, PeakRSS() as mem:
         t0 = time.perf_counter()
         report = segment_scene(predictor, scene, Path(tmp) / "classes.tif")

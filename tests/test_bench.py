@@ -247,3 +247,30 @@ def test_cli_tile_1_is_one_line_exit_2() -> None:
     r = _run_cli(["--tile", "1", "--iters", "3", "--warmup", "1", "--backend", "onnxruntime"])
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "--tile must be at least 32" in r.stderr
+
+
+def test_bad_scene_is_refused_before_any_row_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A damaged --scene used to fail only after every benchmark row had been measured."""
+    import dakd_edge.cli.bench  # noqa: F401 - reads run_bench's defaults at import, before the patch
+    from dakd_edge.cli.app import main
+
+    bad = tmp_path / "scene.tif"
+    bad.write_bytes(b"II*\x00 truncated")
+
+    def no_rows(*a, **k):
+        raise AssertionError("benchmark rows ran before the scene was checked")
+
+    monkeypatch.setattr(lib, "run_bench", no_rows)
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--backend", "onnxruntime", "--scene", str(bad), "--iters", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "scene.tif" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_scene_end_to_end_on_a_small_scene(tmp_path: Path) -> None:
+    from tests.inference.fake import blob_scene, write_tif
+
+    scene = write_tif(tmp_path / "s.tif", blob_scene(300, 280))
+    r = lib.run_scene(scene, backend="onnxruntime")
+    assert r["megapixels"] == pytest.approx(300 * 280 / 1e6) and r["mpix_per_s"] > 0
+    assert r["tiles"]["run"] >= 1 and r["backend"] == "onnxruntime"

@@ -66,6 +66,8 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     from dakd_edge.batch import run
 
     parse_min_area(o["min_area"])
+    if o["no_land_mask"] and o["land_mask"] not in ("auto", "none"):
+        raise click.UsageError(f"--land-mask {o['land_mask']} and --no-land-mask contradict each other")
     land = None if o.pop("no_land_mask") else o.pop("land_mask")
     o.pop("land_mask", None)
     if land not in (None, "auto", "globe", "none") and not Path(land).is_file():

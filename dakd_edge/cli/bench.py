@@ -67,8 +67,8 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 )
 @click.option(
     "--scene",
-    type=click.Path(dir_okay=False),
-    help="Also run the full segment pipeline on this scene (end-to-end MPix/s).",
+    type=click.Path(exists=True),
+    help="Also run the full segment pipeline on this scene or Sentinel-1 product (end-to-end MPix/s).",
 )
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write results JSON here ('-' = stdout)."
@@ -125,6 +125,7 @@ def bench(
         lib.check_baseline_covers(base_doc, keys, baseline)
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
+    scene_pred = lib.scene_predictor(scene, models[0] if models else None, device) if scene else None
     stream = sys.stderr if json_out == "-" else sys.stdout
     # Logs and CI captures are not terminals: rich would fold the table to 80 columns and cut values.
     console = Console(stderr=json_out == "-", width=None if stream.isatty() else 160)
@@ -146,7 +147,7 @@ def bench(
         cuda_graphs=cuda_graphs,
     )
     if scene:
-        doc["scene"] = lib.run_scene(scene, models[0] if models else None, device=device)
+        doc["scene"] = lib.run_scene(scene, predictor=scene_pred)
 
     table = Table(title="dakd-edge bench", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("model", "backend", "prec", "tile x b", "status", "p50 ms", "p99 ms", "MPix/s", "peak MB",

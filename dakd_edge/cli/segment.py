@@ -19,7 +19,7 @@ import click
 from dakd_edge.atomic import atomic_path, check_distinct, check_not_bundled, check_output
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.errors import BackendUnavailable, InputError, Notice, OutputError
+from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
@@ -373,6 +373,8 @@ def segment(
     an error, a full disk or an interrupt leaves no file under any final name.
     """
     parse_min_area(min_area)
+    if no_land_mask and land_mask not in ("auto", "none"):
+        raise click.UsageError(f"--land-mask {land_mask} and --no-land-mask contradict each other")
     if land_mask not in ("auto", "globe", "none") and not no_land_mask and not Path(land_mask).is_file():
         raise InputError(f"--land-mask {land_mask}: no such file (or use auto, globe, none)")
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
@@ -382,27 +384,35 @@ def segment(
     # segment_scene checks its own scene; these are the files every scene reads (unique names)
     protect: dict[str, str | os.PathLike] = dict(input_files((), model, None if no_land_mask else land_mask))
     reports = []
-    for scene, paths in jobs:
-        r = _run_scene(
-            predictor,
-            scene,
-            quiet,
-            out=paths["out"],
-            probs=paths["probs"],
-            probs_dtype=probs_dtype,
-            vector=paths["vector"],
-            report=paths["report"],
-            min_area=min_area,
-            band=band,
-            pol=pol.upper() if pol else None,
-            denoise=not no_denoise,
-            land_mask=None if no_land_mask else land_mask,
-            coast_buffer=coast_buffer,
-            geocode=geocode,
-            scale=input_scale,
-            overwrite=overwrite,
-            protect=protect,
-        )
+    for i, (scene, paths) in enumerate(jobs):
+        try:
+            r = _run_scene(
+                predictor,
+                scene,
+                quiet,
+                out=paths["out"],
+                probs=paths["probs"],
+                probs_dtype=probs_dtype,
+                vector=paths["vector"],
+                report=paths["report"],
+                min_area=min_area,
+                band=band,
+                pol=pol.upper() if pol else None,
+                denoise=not no_denoise,
+                land_mask=None if no_land_mask else land_mask,
+                coast_buffer=coast_buffer,
+                geocode=geocode,
+                scale=input_scale,
+                overwrite=overwrite,
+                protect=protect,
+            )
+        except DakdError as e:
+            if len(jobs) == 1:
+                raise
+            raise type(e)(
+                f"{e} (scene {i + 1} of {len(jobs)}: {i} written before it, the rest not run; "
+                "`dakd-edge batch` goes on past a failed scene)"
+            ) from None
         reports.append(r)
         click.echo(_summary(r), err=report == STDOUT)  # stdout carries only the JSON then
     doc = reports[0] if len(reports) == 1 else reports

@@ -125,7 +125,11 @@ def _stderr_console():
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option(
-    "--samples", default=9, show_default=True, type=int, help="Windows sampled for value statistics."
+    "--samples",
+    default=9,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Windows sampled for value statistics.",
 )
 def info(path: Path, as_json: bool, samples: int) -> None:
     """Describe a raster or a Sentinel-1 product.

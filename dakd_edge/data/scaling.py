@@ -38,6 +38,15 @@ def detect_scale(sample: np.ndarray) -> str:
     med = float(np.median(finite))
     p99 = float(np.percentile(finite, 99))
     if med < 0:
+        if float(np.percentile(finite, 1)) > -1.0:
+            # Values near 0 with a negative median are not dB (a whole scene at ~0 dB is no sea):
+            # linear sigma0 after thermal-noise subtraction, when some of it is positive.
+            if p99 > 0:
+                return "linear"
+            raise InputError(
+                f"cannot detect input scaling for float values all in [{float(finite.min()):.3g}, "
+                f"{float(finite.max()):.3g}] (negative linear power?); pass --input-scale"
+            )
         return "db"
     if p99 <= 20.0:  # sigma0 in linear units rarely exceeds a few (bright targets aside)
         return "linear"

@@ -218,3 +218,25 @@ def test_batch_coast_buffer_is_checked_like_segment(tmp_path: Path, value: str, 
     )
     assert code == 2 and "coast-buffer" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "batch"])
+def test_land_mask_and_no_land_mask_contradict(tmp_path: Path, command: str, capsys) -> None:
+    src = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    extra = ["--out", str(tmp_path / "b")] if command == "batch" else ["-o", str(tmp_path / "c.tif")]
+    code, _, err = run([command, str(src), *extra, "--land-mask", "globe", "--no-land-mask"], capsys)
+    assert code == 2 and "contradict" in err and "Traceback" not in err
+    assert not (tmp_path / "c.tif").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_failed_scene_says_what_ran_and_what_did_not(tmp_path: Path, fake_model, capsys) -> None:
+    good = write_tif(tmp_path / "a.tif", blob_scene(64, 64))
+    bad = tmp_path / "b.tif"
+    bad.write_bytes(b"not a tiff")
+    third = write_tif(tmp_path / "c.tif", blob_scene(64, 64))
+    code, _, err = run(
+        ["segment", str(good), str(bad), str(third), "-o", str(tmp_path / "{stem}_m.tif"), "-q"], capsys
+    )
+    assert code == 2 and "scene 2 of 3: 1 written before it, the rest not run" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "a_m.tif").exists() and not (tmp_path / "c_m.tif").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dakd_edge.data.scaling import SOS_INPUT_STATS, domain_warning, measure_input_stats, to_unit
-from dakd_edge.errors import ModelFileError
+from dakd_edge.errors import InputError, ModelFileError
 from dakd_edge.meta import ModelMeta
 
 # libjpeg builds may decode a grey level differently: 2 grey levels of slack on the measured percentiles.
@@ -110,3 +110,17 @@ def test_sos_stats_match_the_training_images(shared_data: Path) -> None:
     for k in ("median_p01", "median_p50", "median_p99"):
         assert got[k] == pytest.approx(SOS_INPUT_STATS[k], abs=STATS_TOLERANCE), k
     assert got["images"] == SOS_INPUT_STATS["images"]
+
+
+def test_detect_scale_tells_noise_subtracted_linear_from_db() -> None:
+    """Linear sigma0 after thermal-noise subtraction has many values just below 0: not dB."""
+    from dakd_edge.data.scaling import detect_scale
+
+    rng = np.random.default_rng(0)
+    sea = rng.gamma(4.0, 0.01, 50_000).astype(np.float32)  # linear sigma0 around 0.04 (-14 dB)
+    assert detect_scale(sea) == "linear"
+    assert detect_scale(sea - np.median(sea)) == "linear"  # half negative after noise removal
+    assert detect_scale(10 * np.log10(sea)) == "db"  # the same sea in dB
+    assert detect_scale(np.clip(10 * np.log10(sea), -35, None) + 14.0) == "db"  # dB around 0 but wide
+    with pytest.raises(InputError, match="negative linear"):
+        detect_scale(-sea)  # all negative power: neither
