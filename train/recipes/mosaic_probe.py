@@ -58,6 +58,7 @@ VARIANTS: dict[str, TrainConfig] = {
     "calm": replace(TILE256, mosaic_calm=0.7),
     "window128": replace(TILE256, model_cfg={"caft_window": 128}),
     "level": replace(TILE256, level_shift=0.15),
+    "level10": replace(TILE256, level_shift=0.10),
     "window128-recipe": replace(RECIPE, model_cfg={"caft_window": 128}, init=INIT_V1),
     "window128-tile256-recipe": replace(
         RECIPE,
