@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ def test_variants_change_only_the_tile_schedule_and_the_brightness_factors() -> 
     assert _changed(window) - _changed(tile) == {"model_cfg"} and window.model_cfg == {"caft_window": 128}
     level = mosaic_probe.VARIANTS["level"]
     assert _changed(level) - _changed(tile) == {"level_shift"} and tile.level_shift == 0.0 < level.level_shift
+    # tile256 is the recipe's stage 2 (version 2.1) but for its start; level10 is that at shifted levels
+    assert replace(tile, init=bundled.FINE_TUNE.init) == bundled.FINE_TUNE
+    level10 = mosaic_probe.VARIANTS["level10"]
+    assert replace(level10, init=bundled.FINE_TUNE.init) == replace(bundled.FINE_TUNE, level_shift=0.1)
 
 
 def test_recipe_variants_are_the_bundled_recipe_with_windows_from_version_1() -> None:
@@ -88,6 +93,7 @@ def test_probe_trains_the_variants_and_resumes(tmp_path: Path) -> None:
     result = json.loads((run / "probe.json").read_text())
     for name, gain in (("tile256", 0.0), ("gain", 0.5)):
         assert json.loads((run / name / "config.json").read_text())["mosaic_gain"] == gain
+        assert json.loads((run / name / "summary.json").read_text())["stopped"] is False  # installable
         vals = result[name]["validations"]
         assert vals and all(0.0 <= v["val_miou"] <= 1.0 and "val_mosaic_miou" in v for v in vals)
     from dakd_edge.models.checkpoint import read_meta

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,5 +29,9 @@ def fine_tune(cfg: TrainConfig, out: Path) -> list[dict[str, Any]]:
 
     last = out / "last.pt"
     if not (out / "model.safetensors").is_file():
-        train(cfg, out, resume=last if last.is_file() else None, progress=False)
+        t0 = time.time()
+        summary = train(cfg, out, resume=last if last.is_file() else None, progress=False)
+        if not summary.get("stopped"):  # what `bundled --from-run` installs from
+            summary["wall_seconds"] = time.time() - t0
+            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val' in line]

@@ -20,6 +20,12 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
   (:attr:`~dakd_edge.models.saross.SarossConfig.caft_window`) instead of over the whole tile: the
   channel affinities of a tile holding several sea states are then no longer one mixed statistic.
   The weights start from the bundled ones unchanged (the window adds no parameter);
+- ``level`` / ``level10``: ``tile256`` with every crop shifted by one level offset ``U(-0.15, 0.15)``
+  / ``U(-0.1, 0.1)`` (:attr:`~dakd_edge.train.config.TrainConfig.level_shift`, 6 / 4 dB on
+  calibrated input): version 2.1 loses 10-23 mIoU on the validation pairs when their whole level
+  moves by 0.1-0.15, as a real scene's sea does with wind and incidence angle. ``level10`` kept the
+  validation score and gained 4-6 points at shifted levels, but is not bundled: on the synthetic
+  whole scenes it calls low-wind areas oil (``docs/bundled-v2.md``); ``level`` lost 0.4 of the score;
 - ``window128-recipe``: windowed CAFT trained from the start instead of fine-tuned: the bundled
   recipe (:data:`~dakd_edge.train.recipes.bundled.RECIPE`, same data, seed, schedule and checkpoint
   choice) from version 1's weights with ``caft_window=128``. Version 1 learnt on 128 px crops, where
