@@ -495,22 +495,25 @@ class S1Product:
 
     Attributes: ``meta`` (:class:`S1Metadata`), ``gcps`` (rasterio ``GroundControlPoint`` list from the
     geolocation grid, row = line, col = pixel), ``crs`` (EPSG:4326), ``grid`` (:class:`GeolocationGrid`),
-    ``height``/``width``, ``calibration`` (sigmaNought :class:`VectorLUT`), ``noise`` (:class:`NoiseLUT`),
-    ``measurement`` (GDAL path of the TIFF). Use as a context manager or call :meth:`close`.
+    ``height``/``width``, ``calibration`` (sigmaNought :class:`VectorLUT`), ``noise`` (:class:`NoiseLUT`;
+    None with ``noise=False``, which neither needs nor reads the noise XML, for ``--no-denoise`` on a
+    product whose noise annotation is missing or damaged), ``measurement`` (GDAL path of the TIFF).
+    Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike, pol: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, pol: str | None = None, noise: bool = True) -> None:
         self.path = Path(path)
         self._tree, tiff_name = _locate(self.path)
         self._ds = None
+        self.noise: NoiseLUT | None = None
         try:
-            self._open(pol, tiff_name)
+            self._open(pol, tiff_name, noise)
         except Exception:
             self.close()
             raise
 
     # -- opening ---------------------------------------------------------------------------------
-    def _open(self, pol: str | None, tiff_name: str | None) -> None:
+    def _open(self, pol: str | None, tiff_name: str | None, noise: bool = True) -> None:
         tree = self._tree
         names = tree.names()
         safe = _SAFE_RE.match(tree.name)
@@ -553,9 +556,13 @@ class S1Product:
         ann_rel, cal_rel, noise_rel = (f"annotation/{stem}.xml", f"annotation/calibration/calibration-{stem}.xml",
                                        f"annotation/calibration/noise-{stem}.xml")  # fmt: skip
         present = set(names)
-        for rel, what in ((ann_rel, "annotation"), (cal_rel, "calibration"), (noise_rel, "noise")):
+        needed = ((ann_rel, "annotation"), (cal_rel, "calibration")) + (
+            ((noise_rel, "noise"),) if noise else ()
+        )
+        for rel, what in needed:
             if rel not in present and not (isinstance(tree, _DirTree) and (tree.root / rel).is_file()):
-                raise InputError(f"{tree.name}: missing {what} XML {rel}")
+                hint = " (--no-denoise reads the product without it)" if what == "noise" else ""
+                raise InputError(f"{tree.name}: missing {what} XML {rel}{hint}")
         ann = _parse_xml(tree, ann_rel, "annotation")
         manifest = _parse_xml(tree, "manifest.safe", "manifest") if "manifest.safe" in present else None
         what = f"{tree.name}: {PurePosixPath(ann_rel).name}"
@@ -577,9 +584,13 @@ class S1Product:
         self.grid = parse_geolocation_grid(ann, what)
         self.calibration = parse_calibration(_parse_xml(tree, cal_rel, "calibration"),
                                              f"{tree.name}: {PurePosixPath(cal_rel).name}")  # fmt: skip
-        self.noise = parse_noise(
-            _parse_xml(tree, noise_rel, "noise"), f"{tree.name}: {PurePosixPath(noise_rel).name}"
-        )
+        if noise:
+            try:
+                self.noise = parse_noise(
+                    _parse_xml(tree, noise_rel, "noise"), f"{tree.name}: {PurePosixPath(noise_rel).name}"
+                )
+            except InputError as e:
+                raise InputError(f"{e} (--no-denoise reads the product without it)") from None
         pass_dir = (_text(ann, "generalAnnotation/productInformation/pass", what, "")
                     or _manifest_value(manifest, "pass") or "").upper()  # fmt: skip
         res = safe.group("res").upper().strip("_") if safe else ""
@@ -673,6 +684,10 @@ class S1Product:
         p = dn.astype(np.float32)
         p *= p
         if denoise:
+            if self.noise is None:
+                raise InputError(
+                    f"{self.meta.name}: opened without its noise annotation; cannot remove noise"
+                )
             p -= self.noise.window(y0, y1, x0, x1)
         a = self.calibration.window(y0, y1, x0, x1)
         a *= a
@@ -713,9 +728,10 @@ class S1Product:
         return f"S1Product({m.name!r}, {m.polarisation}, {m.lines} x {m.samples})"
 
 
-def open_product(path: str | os.PathLike, pol: str | None = None) -> S1Product:
-    """Open a Sentinel-1 GRD product (SAFE folder, zip, manifest.safe or measurement TIFF); see the module doc."""
-    return S1Product(path, pol=pol)
+def open_product(path: str | os.PathLike, pol: str | None = None, noise: bool = True) -> S1Product:
+    """Open a Sentinel-1 GRD product (SAFE folder, zip, manifest.safe or measurement TIFF); see the module
+    doc. ``noise=False`` skips the noise annotation (for reads without noise removal)."""
+    return S1Product(path, pol=pol, noise=noise)
 
 
 # ---- fixtures: synthetic products from real (or generated) metadata ----------------------------

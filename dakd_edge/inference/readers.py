@@ -52,7 +52,7 @@ class Sentinel1Reader(Scene):
             raise InputError(
                 f"{path}: a Sentinel-1 product gives one band (one polarisation), the model takes {in_chans}"
             )
-        self.product = open_product(path, pol)
+        self.product = open_product(path, pol, noise=denoise)
         self.denoise = denoise
         m = self.product.meta
         from affine import Affine

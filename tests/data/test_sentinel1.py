@@ -130,6 +130,29 @@ def _fill(safe: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_no_denoise_reads_a_product_whose_noise_xml_is_broken(damage: str, tmp_path: Path) -> None:
+    """--no-denoise needs no noise annotation: a product with a missing or damaged one still reads,
+    while noise removal on it is refused clearly."""
+    safe = write_minimal_safe(tmp_path, 32, 48)
+    _fill(safe)
+    for f in (safe / "annotation" / "calibration").glob("noise-*vv*.xml"):
+        f.unlink() if damage == "missing" else f.write_text(f.read_text()[:300])
+    with pytest.raises(InputError, match=r"noise.*--no-denoise reads the product without it"):
+        open_product(safe)
+    with open_product(safe, noise=False) as p:
+        assert p.noise is None
+        s0 = p.read_sigma0(0, 8, 0, 8, denoise=False)
+        assert s0.shape == (8, 8) and np.isfinite(s0).all() and (s0 > 0).all()
+        with pytest.raises(InputError, match="cannot remove noise"):
+            p.read_sigma0(0, 8, 0, 8)
+    from dakd_edge.inference.readers import open_scene
+
+    with open_scene(safe, denoise=False) as scene:
+        assert np.isfinite(scene.window(0, 8, 0, 8)).all()
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.parametrize(
     "kind",
     ["slc", "sm", "missing_noise", "corrupt_cal", "cal_zero", "cal_nan", "no_measurement", "size", "not"],
