@@ -70,12 +70,9 @@ def score_offsets(
 
 
 def main(argv: list[str] | None = None) -> None:
+    mosaic = _mosaic_module()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", help="model file or 'bundled' (repeatable; default bundled)")
-    ap.add_argument("--backend", default="torch", help="auto, torch or onnxruntime (default torch)")
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sos")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--kind", default="auto")
+    mosaic.add_model_data_args(ap)
     ap.add_argument("--sensor", default="palsar,sentinel", help="comma list")
     ap.add_argument(
         "--holdout", help="FRACTION:SEED or 'bundled' (with --split train): the held-out pairs only"
@@ -92,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from dakd_edge.data import open_dataset
 
-    mosaic = _mosaic_module()
     offsets = [float(v) for v in args.offsets.split(",")]
     (tile, overlap), *_ = mosaic.parse_tiles(args.tiles)
     held = None

@@ -453,13 +453,18 @@ def predictor_factory(model: str, backend: str, threads: int | None) -> Callable
     return make
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_data_args(ap: argparse.ArgumentParser) -> None:
+    """The models and labelled patches to score (this script's and ``benchmarks/level.py``'s)."""
     ap.add_argument("--model", action="append", help="model file or 'bundled' (repeatable; default bundled)")
     ap.add_argument("--backend", default="torch", help="auto, torch or onnxruntime (default torch)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sos")
     ap.add_argument("--split", default="test")
     ap.add_argument("--kind", default="auto")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_data_args(ap)
     ap.add_argument("--sensor", default="palsar,sentinel", help="comma list; 'all' = no sensor filter")
     ap.add_argument("--no-patches", action="store_true", help="skip the per-patch / mosaic part")
     ap.add_argument("--osd", type=Path, default=ROOT.parent / "shared" / "data" / "osd", help="'' to skip")

@@ -46,6 +46,17 @@ def check_coast_buffer(ctx: click.Context, param: click.Parameter, value: float)
     return value
 
 
+# One --coast-buffer for segment and batch (batch passes it on to segment's scenes).
+coast_buffer_option = click.option(
+    "--coast-buffer",
+    type=float,
+    callback=check_coast_buffer,
+    default=DEFAULT_COAST_BUFFER_M,
+    show_default=True,
+    help=f"Metres of sea next to land masked with it (0 to {MAX_COAST_BUFFER_M:.0f}).",
+)
+
+
 def load_predictor(
     model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int | None
 ) -> Any:
@@ -324,14 +335,7 @@ def plan_outputs(
     is_flag=True,
     help="GCP scenes (Sentinel-1): write rasters on a UTM grid instead of keeping the GCPs.",
 )
-@click.option(
-    "--coast-buffer",
-    type=float,
-    callback=check_coast_buffer,
-    default=DEFAULT_COAST_BUFFER_M,
-    show_default=True,
-    help=f"Metres of sea next to land masked with it (0 to {MAX_COAST_BUFFER_M:.0f}).",
-)
+@coast_buffer_option
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(

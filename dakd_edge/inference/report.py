@@ -15,7 +15,7 @@ import numpy as np
 
 from dakd_edge.inference.geotiff import SceneInfo
 from dakd_edge.inference.tiling import TileStats
-from dakd_edge.inference.vectorize import Measurer
+from dakd_edge.inference.vectorize import Measurer, measures_m2
 
 
 def row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | None:
@@ -52,14 +52,14 @@ class Tally:
 
     CELL = 64  # pixels per side of the cells a GCP scene's pixel area is measured on (smooth mapping)
 
-    def __init__(self, num_classes: int, oil_ids: list[int], info: SceneInfo) -> None:
+    def __init__(self, num_classes: int, oil_ids: list[int], info: SceneInfo, to_world: Any = None) -> None:
+        """``to_world``: the scene's ``world_of`` mapping when the caller has it (made here otherwise)."""
         from dakd_edge.inference.readers import world_of
 
         self.counts = np.zeros(num_classes + 1, np.int64)
         self.num_classes, self.oil_ids, self.info = num_classes, oil_ids, info
-        self.to_world = world_of(info)[0] if info.gcps else None
-        measurable = self.to_world is not None or info.pixel_size_m is not None
-        measurable = measurable or (info.georeferenced and Measurer(info.crs).measures)
+        self.to_world = (to_world or world_of(info)[0]) if info.gcps else None
+        measurable = measures_m2(info) or info.pixel_size_m is not None
         self.oil_area: float | None = 0.0 if measurable else None
 
     def add(self, cls: np.ndarray, y0: int, x0: int = 0) -> None:

@@ -33,11 +33,11 @@ from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.report import Clock, Tally, scene_report
 from dakd_edge.inference.tiling import Strip, TileStats
 from dakd_edge.inference.vectorize import (
-    Measurer,
     Spill,
     check_vector_path,
     filter_spills,
     flag_spills,
+    measures_m2,
     spills_from_mask,
 )
 from dakd_edge.meta import ModelMeta
@@ -238,7 +238,7 @@ def segment_scene(
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )
-        if least[0] is not None and not (info.gcps or (info.georeferenced and Measurer(info.crs).measures)):
+        if least[0] is not None and not measures_m2(info):
             raise InputError(
                 f"{info.path}: --min-area {least[0]:g} is in m^2, which needs a georeferenced scene; "
                 "use --min-area Npx"
@@ -252,7 +252,8 @@ def segment_scene(
         outputs = stack.enter_context(
             SceneOutputs(tx, info, meta, tags, probs_dtype, oil_ids if polygons else None)
         )
-        tally = Tally(meta.num_classes, oil_ids, info)
+        world = world_of(info)  # pixel -> world mapping and CRS: oil area and polygons share it
+        tally = Tally(meta.num_classes, oil_ids, info, to_world=world[0])
 
         def write_strip(s: Strip) -> None:
             tally.add(outputs.write(s), s.y0, s.x0)
@@ -269,7 +270,7 @@ def segment_scene(
         spills = dropped = None
         if polygons:
             spills, dropped, world_crs = _trace_spills(
-                tx.temp("classes"), outputs.oilprob, info, oil_ids, polygon_block, least, masker
+                tx.temp("classes"), outputs.oilprob, info, world, oil_ids, polygon_block, least, masker
             )
             if vector is not None:
                 outputs.write_vector(spills, world_crs)
@@ -347,6 +348,7 @@ def _trace_spills(
     classes: Path,
     oilprob: Any,
     info: SceneInfo,
+    world: tuple[Any, Any],
     oil_ids: list[int],
     block: int,
     min_area: tuple[float | None, int],
@@ -356,11 +358,11 @@ def _trace_spills(
 
     Traces the oil regions in blocks of ``block`` rows (:func:`spills_from_mask`) with their oil
     probability from ``oilprob``, drops those under ``min_area`` (m^2 or None, pixels) and flags
-    spills at the scene's edge or (with ``masker``) at the coast.
+    spills at the scene's edge or (with ``masker``) at the coast. ``world``: :func:`world_of` ``info``.
     """
     oilprob.reopen()
     masks = _MaskFile(classes, oil_ids)
-    to_world, world_crs = world_of(info)
+    to_world, world_crs = world
     with masks.ds:
         found = spills_from_mask(masks, info.height, info.width, to_world, world_crs, oilprob, block)
         spills, dropped = filter_spills(found, *min_area)

@@ -65,6 +65,12 @@ class Spill:
         return min(xs), min(ys), max(xs), max(ys)
 
 
+def measures_m2(info: Any) -> bool:
+    """Whether a scene's polygons get areas in m^2: a GCP scene (its geolocation projected to UTM)
+    or a CRS :class:`Measurer` can measure, with a geotransform."""
+    return bool(info.gcps) or (info.georeferenced and Measurer(info.crs).measures)
+
+
 def _shoelace(ring: Sequence[tuple[float, float]]) -> float:
     a = np.asarray(ring, np.float64)
     x, y = a[:, 0], a[:, 1]

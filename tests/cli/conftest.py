@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,15 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
         return int(e.value.code or 0), out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def nano_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saross-nano checkpoint (random weights) for the export commands; tests only read it."""
+    from dakd_edge.export.onnx import load_for_export
+    from dakd_edge.models.checkpoint import save_model
+
+    model, meta = load_for_export("saross-nano", num_classes=2)
+    path = tmp_path_factory.mktemp("ckpt") / "nano.safetensors"
+    save_model(path, model, meta)
+    return path

@@ -12,17 +12,6 @@ from click.testing import CliRunner
 from dakd_edge.cli.app import cli
 
 
-@pytest.fixture(scope="module")
-def nano_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dakd_edge.export.onnx import load_for_export
-    from dakd_edge.models.checkpoint import save_model
-
-    model, meta = load_for_export("saross-nano", num_classes=2)
-    path = tmp_path_factory.mktemp("ckpt") / "nano.safetensors"
-    save_model(path, model, meta)
-    return path
-
-
 def test_export_checkpoint_to_onnx_with_image_parity(nano_ckpt: Path, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -13,17 +13,6 @@ from dakd_edge.cli.app import main
 pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dakd_edge.export.onnx import load_for_export
-    from dakd_edge.models.checkpoint import save_model
-
-    model, meta = load_for_export("saross-nano", num_classes=2)
-    path = tmp_path_factory.mktemp("ckpt") / "nano.safetensors"
-    save_model(path, model, meta)
-    return path
-
-
 def _one_line(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
     with pytest.raises(SystemExit) as e:
         main(["export", *argv])
@@ -35,15 +24,15 @@ def _one_line(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str
     return lines[0]
 
 
-def test_output_that_is_the_input_model_is_refused(ckpt: Path, tmp_path: Path, capsys) -> None:
-    before = ckpt.read_bytes()
+def test_output_that_is_the_input_model_is_refused(nano_ckpt: Path, tmp_path: Path, capsys) -> None:
+    before = nano_ckpt.read_bytes()
     link = tmp_path / "link.onnx"
-    link.symlink_to(ckpt)
+    link.symlink_to(nano_ckpt)
     hard = tmp_path / "hard.onnx"
-    os.link(ckpt, hard)
-    for out in (ckpt, link, hard):  # the checkpoint used to become an ONNX file
-        _one_line([str(ckpt), "-o", str(out), "--overwrite"], capsys, "is the input model", "refusing")
-    assert ckpt.read_bytes() == before
+    os.link(nano_ckpt, hard)
+    for out in (nano_ckpt, link, hard):  # the checkpoint used to become an ONNX file
+        _one_line([str(nano_ckpt), "-o", str(out), "--overwrite"], capsys, "is the input model", "refusing")
+    assert nano_ckpt.read_bytes() == before
 
 
 @pytest.mark.parametrize(
