@@ -56,6 +56,14 @@ coast_buffer_option = click.option(
     help=f"Metres of sea next to land masked with it (0 to {MAX_COAST_BUFFER_M:.0f}).",
 )
 
+# One --flatten for segment and batch (dakd_edge.data.level).
+flatten_option = click.option(
+    "--flatten",
+    is_flag=True,
+    help="Remove the scene's smooth backscatter trend (incidence angle, wind) before tiling "
+    "(experimental: see the README).",
+)
+
 
 def load_predictor(
     model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int | None
@@ -199,6 +207,9 @@ def _summary(r: dict[str, Any]) -> str:
     spills = "" if r["spills"] is None else f", {r['spills']} spill(s)"
     if r.get("spills_filtered"):
         spills += f" (+{r['spills_filtered']} below --min-area)"
+    trend = r.get("level_trend") or {}
+    if trend.get("applied") and "across_columns_db" in trend:
+        spills += f", {abs(trend['across_columns_db']) + abs(trend['across_rows_db']):.1f} dB trend flattened"
     return (
         f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
         f"({t['skipped_nodata']} nodata, {t.get('skipped_land', 0)} land skipped), "
@@ -336,6 +347,7 @@ def plan_outputs(
     help="GCP scenes (Sentinel-1): write rasters on a UTM grid instead of keeping the GCPs.",
 )
 @coast_buffer_option
+@flatten_option
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(
@@ -363,6 +375,7 @@ def segment(
     no_land_mask: bool,
     geocode: bool,
     coast_buffer: float,
+    flatten: bool,
     input_scale: str,
     overwrite: bool,
     report: str | None,
@@ -406,6 +419,7 @@ def segment(
                 land_mask=None if no_land_mask else land_mask,
                 coast_buffer=coast_buffer,
                 geocode=geocode,
+                flatten=flatten,
                 scale=input_scale,
                 overwrite=overwrite,
                 protect=protect,

@@ -98,12 +98,17 @@ class Predictor:
         return stream_strips(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
 
     def normalizer(self, scale: str, nodata: float | None):
-        """Raw (C, h, W) rows -> (normalised float32, valid) with the model's normalisation."""
+        """Raw (C, h, W) rows -> (normalised float32, valid) with the model's normalisation.
+
+        ``convert(raw, offset)`` adds ``offset`` ((h, w) unit luminance, e.g. a
+        :class:`~dakd_edge.data.level.LevelTrend`'s) before normalising, clipped to [0, 1]."""
         norm = self.meta.normalization
 
-        def convert(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def convert(raw: np.ndarray, offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
             ok = valid_mask(raw, nodata)
             unit = to_unit(raw, scale, norm)
+            if offset is not None:
+                unit = np.clip(unit + offset, 0.0, 1.0)
             return normalize(np.nan_to_num(unit, nan=norm.mean), norm), ok
 
         return convert

@@ -137,12 +137,14 @@ def scene_report(
     min_area: tuple[float | None, int],
     geocoded: bool,
     outputs: dict[str, str],
+    level_trend: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one scene (JSON-able).
 
     ``predictor`` gives the model, backend and tiling; ``spills``/``dropped`` are the kept and the
     filtered polygons (None without a polygon pass); ``min_area`` is ``(m^2 or None, pixels)``;
-    ``masker`` the scene's land masker or None; ``outputs`` the final paths by output name.
+    ``masker`` the scene's land masker or None; ``outputs`` the final paths by output name;
+    ``level_trend`` what :func:`~dakd_edge.inference.segment.segment_scene` flattened.
     """
     meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
     valid_px = int(counts[: meta.num_classes].sum())
@@ -183,6 +185,7 @@ def scene_report(
         "backend": predictor.backend.name,
         "device": predictor.backend.device,
         "input_domain_warning": domain,
+        "level_trend": level_trend,
         "land_mask": None
         if masker is None
         else {

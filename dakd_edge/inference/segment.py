@@ -23,8 +23,9 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from dakd_edge.atomic import Transaction, check_distinct
+from dakd_edge.data import level
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
-from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit
+from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit, valid_mask
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
@@ -180,6 +181,7 @@ def segment_scene(
     land_mask: str | os.PathLike | None = "auto",
     coast_buffer: float = DEFAULT_COAST_BUFFER_M,
     geocode: bool = False,
+    flatten: bool = False,
     protect: dict[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -210,6 +212,12 @@ def segment_scene(
     ``None``/``"none"`` not at all; land plus ``coast_buffer`` metres is nodata in every output.
     ``geocode=True`` writes the rasters of a GCP-georeferenced scene on a north-up UTM grid at the
     product's pixel spacing instead of keeping the GCPs (:mod:`dakd_edge.inference.geocode`).
+
+    ``flatten=True`` removes the scene's smooth backscatter trend (incidence angle, wind gradient)
+    before tiling (:mod:`dakd_edge.data.level`), keeping its mean level; off by default, because on
+    wide synthetic scenes it helped one of three and cost the other two (``benchmarks/flatten.py``,
+    README). Scenes under :data:`~dakd_edge.data.level.MIN_FLATTEN_SIDE` pixels are not flattened.
+    The report's ``level_trend`` says what was removed.
     """
     predictor = _predictor_of(model)
     meta = predictor.meta
@@ -247,6 +255,7 @@ def segment_scene(
             scale = info.native_scale
         masker = _land_masker(info, land_mask, coast_buffer)
         scale, all_nodata, domain = _input_scale(scene, meta, scale)
+        trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata)
         tags = {"input_scale": str(scale), "source": info.path.name}
         oil_ids = oil_class_ids(meta)
         outputs = stack.enter_context(
@@ -263,7 +272,7 @@ def segment_scene(
                 progress(rows_done, info.height, st)
 
         stats = TileStats()
-        reader = _Windows(scene, predictor.normalizer(scale or "uint8", info.nodata), masker, clock)
+        reader = _Windows(scene, predictor.normalizer(scale or "uint8", info.nodata), masker, clock, trend)
         consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_strip)
         clock.inference_done()
         outputs.finish_rasters()
@@ -281,7 +290,7 @@ def segment_scene(
         result = scene_report(
             info, predictor, stats, tally, clock,
             scale=scale, all_nodata=all_nodata, domain=domain, masker=masker, spills=spills, dropped=dropped,
-            min_area=least, geocoded=geocode,
+            min_area=least, geocoded=geocode, level_trend=trend_report,
             outputs={k: str(p) for k, p in tx.finals.items() if k != "report"},
         )  # fmt: skip
         outputs.write_report(result)
@@ -320,22 +329,65 @@ def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None,
     return scale, False, domain
 
 
+def _level_trend(
+    scene: Scene, meta: ModelMeta, scale: str | None, masker: Any, flatten: bool, all_nodata: bool
+) -> tuple[level.LevelTrend | None, dict[str, Any]]:
+    """The scene's backscatter trend to remove (or None) and the report's ``level_trend`` entry.
+
+    Fitted on the medians of :func:`~dakd_edge.data.level.window_grid` windows of valid sea pixels
+    (nodata and land left out), in the model's unit luminance.
+    """
+    info = scene.info
+    if not flatten or all_nodata or scale is None:
+        return None, {"applied": False, "reason": "no valid pixel" if all_nodata else "off"}
+    if max(info.height, info.width) < level.MIN_FLATTEN_SIDE:
+        return None, {"applied": False, "reason": f"scene under {level.MIN_FLATTEN_SIDE} px"}
+    norm = meta.normalization
+    rows, cols, meds = [], [], []
+    for y0, y1, x0, x1 in level.window_grid(info.height, info.width):
+        raw = scene.window(y0, y1, x0, x1)
+        ok = valid_mask(raw, info.nodata)
+        if masker is not None:
+            ok &= ~masker.mask(y0, y1, x0, x1)
+        unit = to_unit(raw, scale, norm).mean(axis=0)
+        rows.append((y0 + y1) / 2)
+        cols.append((x0 + x1) / 2)
+        meds.append(level.window_median(unit, ok))
+    trend = level.fit_trend(np.array(rows), np.array(cols), np.array(meds), info.height, info.width)
+    if trend is None:
+        n = int(np.isfinite(meds).sum())
+        return None, {"applied": False, "reason": f"too little valid sea to fit a trend ({n} windows)"}
+    lo, hi = norm.db_range
+    return trend, trend.as_dict(None if scale == "uint8" else hi - lo)
+
+
 class _Windows:
     """The tiler's reader: ``(y0, y1, x0, x1)`` -> (normalised input, valid[, land]) of that window.
 
-    ``convert`` turns raw values into network input and a validity mask; land (``masker``) is not
-    valid and is handed on so that tiles of only land count as such. The time spent reading and
-    masking goes to ``clock``.
+    ``convert`` turns raw values (plus ``trend``'s offset, when given) into network input and a
+    validity mask; land (``masker``) is not valid and is handed on so that tiles of only land count as
+    such. The time spent reading and masking goes to ``clock``.
     """
 
-    def __init__(self, scene: Scene, convert: Callable[[np.ndarray], Any], masker: Any, clock: Clock) -> None:
+    def __init__(
+        self,
+        scene: Scene,
+        convert: Callable[..., Any],
+        masker: Any,
+        clock: Clock,
+        trend: level.LevelTrend | None = None,
+    ) -> None:
         self.scene, self.convert, self.masker, self.clock = scene, convert, masker, clock
+        self.trend = trend
 
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
         t = time.perf_counter()
         raw = self.scene.window(y0, y1, x0, x1)
         self.clock.add("read", t)
-        x, ok = self.convert(raw)
+        if self.trend is None:
+            x, ok = self.convert(raw)
+        else:
+            x, ok = self.convert(raw, self.trend.offset(y0, y1, x0, x1))
         if self.masker is None:
             return x, ok
         t = time.perf_counter()

@@ -240,3 +240,19 @@ def test_a_failed_scene_says_what_ran_and_what_did_not(tmp_path: Path, fake_mode
     assert code == 2 and "scene 2 of 3: 1 written before it, the rest not run" in err
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "a_m.tif").exists() and not (tmp_path / "c_m.tif").exists()
+
+
+def test_flatten_flags_reach_the_scene(tmp_path: Path, fake_model, capsys) -> None:
+    """--flatten removes the trend (the summary says how much); without it nothing is flattened."""
+    xx = np.arange(1024, dtype=np.float32)[None, :].repeat(1024, 0)
+    src = write_tif(tmp_path / "db.tif", -14.0 + 6.0 * (512 - xx) / 512)  # 12 dB across range
+    base = ["segment", str(src), "--tile", "256", "--overlap", "32", "-q", "--report", "-"]
+    code, out, err = run(base + ["-o", str(tmp_path / "a.tif"), "--flatten"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["level_trend"]["across_columns_db"] == pytest.approx(-12.0, abs=0.3)
+    assert "12.0 dB trend flattened" in err
+    code, out, err = run(base + ["-o", str(tmp_path / "b.tif")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["level_trend"] == {"applied": False, "reason": "off"}
+    assert "trend flattened" not in err
