@@ -26,6 +26,10 @@ split, 1500 steps of four 256 px crops (the inference tile), lr 5e-4:
   moves by 0.1-0.15, as a real scene's sea does with wind and incidence angle. ``level10`` kept the
   validation score and gained 4-6 points at shifted levels, but is not bundled: on the synthetic
   whole scenes it calls low-wind areas oil (``docs/bundled-v2.md``); ``level`` lost 0.4 of the score;
+- ``level10-syn30`` / ``-syn45`` / ``-syn60``: ``level10`` with 240 synthetic patches filling 30 / 45 /
+  60 % of the slots instead of 120 and 20 %, so that look-alikes and low-wind areas labelled
+  background are seen at shifted levels too. None brought the synthetic look-alikes called oil back
+  to version 2.1's 8.6 % (18.9 / 14.0 / 36.7 %; ``docs/level-synthetic-probe.json``);
 - ``window128-recipe``: windowed CAFT trained from the start instead of fine-tuned: the bundled
   recipe (:data:`~dakd_edge.train.recipes.bundled.RECIPE`, same data, seed, schedule and checkpoint
   choice) from version 1's weights with ``caft_window=128``. Version 1 learnt on 128 px crops, where
@@ -65,6 +69,9 @@ VARIANTS: dict[str, TrainConfig] = {
     "window128": replace(TILE256, model_cfg={"caft_window": 128}),
     "level": replace(TILE256, level_shift=0.15),
     "level10": replace(TILE256, level_shift=0.10),
+    "level10-syn30": replace(TILE256, level_shift=0.10, synthetic=240, synthetic_ratio=0.30),
+    "level10-syn45": replace(TILE256, level_shift=0.10, synthetic=240, synthetic_ratio=0.45),
+    "level10-syn60": replace(TILE256, level_shift=0.10, synthetic=240, synthetic_ratio=0.60, mix=0.0),
     "window128-recipe": replace(RECIPE, model_cfg={"caft_window": 128}, init=INIT_V1),
     "window128-tile256-recipe": replace(
         RECIPE,
