@@ -308,3 +308,19 @@ def test_merge_unions_overlaps_of_different_scenes_only():
     assert [f["scene_ids"] for f in feats] == ["a,b,c", "a", "d"]
     assert feats[0]["n_parts"] == 3 and shapely.equals(feats[0]["geometry"], box(0, 0, 3, 1))
     assert feats[0]["max_prob"] == 0.9 and feats[0]["area_m2"] > feats[1]["area_m2"]
+
+
+def test_resume_accepts_a_folder_from_before_a_new_segment_setting(tmp_path):
+    """A batch folder written before ``segment_scene`` gained a setting (here ``flatten``) resumes when
+    the new setting is at its default, and is refused when it is not."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    seg = {"min_area": None, "land_mask": "auto"}
+    options = runner._options(None, "auto", None, None, seg)
+    old = json.loads(json.dumps(options, default=str))
+    del old["segment"]["flatten"]  # what an older version wrote
+    (tmp_path / runner.OPTIONS).write_text(json.dumps(old))
+    runner._prepare(tmp_path, options, resume=True)  # same run: accepted
+    with pytest.raises(OutputError, match="other options"):
+        runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "flatten": True}), True)

@@ -174,13 +174,23 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> None:
             raise OutputError(
                 f"{out} holds an earlier batch run: pass --resume to continue it, or another --out"
             )
-        if json.loads(opts.read_text()) != json.loads(text):
+        if _stored_options(opts) != json.loads(text):
             raise OutputError(
                 f"{out} was run with other options ({opts.read_text().strip()}); resume with the same ones"
             )
         return
     with atomic_path(opts, overwrite=True) as tmp:
         tmp.write_text(text + "\n")
+
+
+def _stored_options(path: Path) -> dict[str, Any]:
+    """An earlier run's options, with ``segment_scene`` settings added since then at their defaults:
+    a batch folder from an older version resumes when nothing it ran with has changed."""
+    stored = json.loads(path.read_text())
+    if isinstance(stored.get("segment"), dict):
+        defaults = json.loads(json.dumps(_with_defaults({}), default=str))
+        stored["segment"] = {**defaults, **stored["segment"]}
+    return stored
 
 
 class _Layer:

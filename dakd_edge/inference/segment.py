@@ -338,8 +338,10 @@ def _level_trend(
     (nodata and land left out), in the model's unit luminance.
     """
     info = scene.info
-    if not flatten or all_nodata or scale is None:
-        return None, {"applied": False, "reason": "no valid pixel" if all_nodata else "off"}
+    if not flatten:
+        return None, {"applied": False, "reason": "off"}
+    if all_nodata or scale is None:
+        return None, {"applied": False, "reason": "no valid pixel"}
     if max(info.height, info.width) < level.MIN_FLATTEN_SIDE:
         return None, {"applied": False, "reason": f"scene under {level.MIN_FLATTEN_SIDE} px"}
     norm = meta.normalization
