@@ -21,6 +21,7 @@ dark enough (-14 and -4 mIoU).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,26 @@ def window_grid(height: int, width: int, grid: int = 12, size: int = 64) -> list
     ys = np.unique(np.linspace(0, height - size, grid).astype(int))
     xs = np.unique(np.linspace(0, width - size, grid).astype(int))
     return [(int(y), int(y) + size, int(x), int(x) + size) for y in ys for x in xs]
+
+
+def fit_scene(
+    height: int, width: int, window: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+) -> tuple[LevelTrend | None, str | None]:
+    """The trend of a ``height`` x ``width`` scene, from ``window(y0, y1, x0, x1) -> (unit luminance
+    (h, w), valid (h, w))`` over :func:`window_grid`; ``(None, why)`` when it is not fitted."""
+    if max(height, width) < MIN_FLATTEN_SIDE:
+        return None, f"scene under {MIN_FLATTEN_SIDE} px"
+    rows, cols, meds = [], [], []
+    for y0, y1, x0, x1 in window_grid(height, width):
+        unit, ok = window(y0, y1, x0, x1)
+        rows.append((y0 + y1) / 2)
+        cols.append((x0 + x1) / 2)
+        meds.append(window_median(unit, ok))
+    trend = fit_trend(np.array(rows), np.array(cols), np.array(meds), height, width)
+    if trend is None:
+        n = int(np.isfinite(meds).sum())
+        return None, f"too little valid sea to fit a trend ({n} windows)"
+    return trend, None
 
 
 def window_median(unit: np.ndarray, valid: np.ndarray, min_valid: float = 0.25) -> float:

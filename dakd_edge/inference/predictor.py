@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.data import level
 from dakd_edge.data.scaling import as_chw, normalize, resolve_scale, to_unit, valid_mask
 from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
@@ -114,9 +115,12 @@ class Predictor:
         return convert
 
     def predict_proba(
-        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None
+        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None, flatten: bool = False
     ) -> np.ndarray:
-        """Class probabilities ``(K, H, W)`` float32; NaN where the input is nodata or NaN."""
+        """Class probabilities ``(K, H, W)`` float32; NaN where the input is nodata or NaN.
+
+        ``flatten=True`` removes the image's backscatter trend first, as ``segment --flatten`` does
+        (:mod:`dakd_edge.data.level`; images under 1024 px are left as they are)."""
         raw = as_chw(image, self.meta.in_chans)
         k, (h, w) = self.meta.num_classes, raw.shape[1:]
         ok_all = valid_mask(raw, nodata)
@@ -125,9 +129,19 @@ class Predictor:
         scale = resolve_scale(sample, scale)
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
+        trend = None
+        if flatten:
+            norm = self.meta.normalization
+
+            def window(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+                part = raw[:, y0:y1, x0:x1]
+                return to_unit(part, scale, norm).mean(axis=0), ok_all[y0:y1, x0:x1]
+
+            trend, _ = level.fit_scene(h, w, window)
 
         def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
-            return convert(raw[:, y0:y1, x0:x1])
+            offset = None if trend is None else trend.offset(y0, y1, x0, x1)
+            return convert(raw[:, y0:y1, x0:x1], offset)
 
         strip: Strip
         for strip in self.stream(reader, h, w):
@@ -136,9 +150,12 @@ class Predictor:
             view[:, strip.valid] = strip.probs[:, strip.valid]
         return out
 
-    def predict(self, image: np.ndarray, scale: str = "auto", nodata: float | None = None) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN."""
-        p = self.predict_proba(image, scale=scale, nodata=nodata)
+    def predict(
+        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None, flatten: bool = False
+    ) -> np.ndarray:
+        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``: see
+        :meth:`predict_proba`)."""
+        p = self.predict_proba(image, scale=scale, nodata=nodata, flatten=flatten)
         bad = np.isnan(p[0])
         cls = argmax0(np.nan_to_num(p, nan=0.0))
         cls[bad] = NODATA_CLASS

@@ -342,23 +342,18 @@ def _level_trend(
         return None, {"applied": False, "reason": "off"}
     if all_nodata or scale is None:
         return None, {"applied": False, "reason": "no valid pixel"}
-    if max(info.height, info.width) < level.MIN_FLATTEN_SIDE:
-        return None, {"applied": False, "reason": f"scene under {level.MIN_FLATTEN_SIDE} px"}
     norm = meta.normalization
-    rows, cols, meds = [], [], []
-    for y0, y1, x0, x1 in level.window_grid(info.height, info.width):
+
+    def window(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         raw = scene.window(y0, y1, x0, x1)
         ok = valid_mask(raw, info.nodata)
         if masker is not None:
             ok &= ~masker.mask(y0, y1, x0, x1)
-        unit = to_unit(raw, scale, norm).mean(axis=0)
-        rows.append((y0 + y1) / 2)
-        cols.append((x0 + x1) / 2)
-        meds.append(level.window_median(unit, ok))
-    trend = level.fit_trend(np.array(rows), np.array(cols), np.array(meds), info.height, info.width)
+        return to_unit(raw, scale, norm).mean(axis=0), ok
+
+    trend, why = level.fit_scene(info.height, info.width, window)
     if trend is None:
-        n = int(np.isfinite(meds).sum())
-        return None, {"applied": False, "reason": f"too little valid sea to fit a trend ({n} windows)"}
+        return None, {"applied": False, "reason": why}
     lo, hi = norm.db_range
     return trend, trend.as_dict(None if scale == "uint8" else hi - lo)
 

@@ -90,3 +90,15 @@ def test_mostly_nodata_scene_reports_too_little_sea(tmp_path: Path) -> None:
     r, _ = _run(tmp_path, src, "c", scale="db", flatten=True)
     assert r["level_trend"]["applied"] is False
     assert r["level_trend"]["reason"].startswith("too little valid sea to fit a trend")
+
+
+def test_predictor_predict_flattens_arrays_like_segment(tmp_path: Path) -> None:
+    """``Predictor.predict(flatten=True)`` on an in-memory array gives the class map ``segment_scene``
+    writes for the same scene with ``flatten=True``."""
+    img, _ = _ramp_scene(seed=2)
+    img = np.concatenate([img, img], axis=0)
+    src = write_tif(tmp_path / "ramp.tif", img)
+    _, from_file = _run(tmp_path, src, "f", flatten=True)
+    from_array = _pred().predict(img, scale="db", flatten=True)
+    np.testing.assert_array_equal(from_array, from_file)
+    assert (from_array != _pred().predict(img, scale="db")).mean() > 0.05  # flattening changed it
