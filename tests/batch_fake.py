@@ -53,3 +53,11 @@ class Slow(FakeBackend):
 
 def make_slow_predictor() -> Predictor:
     return Predictor(Slow(tile=64), tile=64, overlap=16)
+
+
+def make_sleepy_predictor() -> Predictor:
+    """A model load that outlasts any test: workers that never get ready."""
+    import time
+
+    time.sleep(120)
+    return make_predictor()

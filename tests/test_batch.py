@@ -155,19 +155,116 @@ def test_corrupt_scene_fails_alone(local_ray, scenes, tmp_path, capsys):
         (data / f"scene{i}.tif").write_bytes((scenes / f"scene{i}.tif").read_bytes())
     good = (scenes / "scene2.tif").read_bytes()
     (data / "broken.tif").write_bytes(good[: len(good) // 3])
+    _truncated_zip(data / "S1A_cut.zip")  # no recognisable product, yet a scene: it must not vanish
     out = tmp_path / "batch"
     with pytest.raises(SystemExit) as e:
         main(["batch", str(data), "--out", str(out), "--workers", "2", "--model", MODEL, "-q"])
     assert e.value.code == 1
     err = capsys.readouterr().err
-    (line,) = [ln for ln in err.splitlines() if ln.startswith("failed:")]
-    assert "broken" in line
+    lines = [ln for ln in err.splitlines() if ln.startswith("failed:")]
+    assert [ln.split()[1] for ln in lines] == ["S1A_cut", "broken"]
+    assert "damaged or truncated zip" in lines[0]
     records = read_manifest(out)
     assert records["broken"]["status"] == "failed" and "\n" not in records["broken"]["error"]
     assert records["broken"]["attempts"] == 1  # an input error is not retried: it would fail the same way
+    assert records["S1A_cut"]["attempts"] == 1
     assert [records[f"scene{i}"]["status"] for i in (0, 1)] == ["ok", "ok"]
     assert not any(scene_outputs(out, "broken")[k].exists() for k in ("classes", "vector", "report"))
     _no_temporaries(out)
+
+
+def _truncated_zip(path: Path) -> Path:
+    """The first half of a zipped SAFE-like tree: an interrupted download (no central directory)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{path.stem}.SAFE/manifest.safe", "<xml/>" * 200)
+        z.writestr(f"{path.stem}.SAFE/measurement/vv.tiff", os.urandom(4000))
+    path.write_bytes(path.read_bytes()[:2000])
+    return path
+
+
+def test_resume_replaces_only_outputs_the_manifest_records(local_ray, scenes, tmp_path):
+    """--resume never overwrites a file the manifest does not record; a tile equal to the model's
+    default is not "other options"."""
+    from dakd_edge.errors import OutputError
+
+    ins = [scenes / "scene0.tif", scenes / "scene1.tif"]
+    out = tmp_path / "batch"
+    first = run(ins, out, workers=1, model=MODEL, limit=1)
+    assert first["ok"] == ["scene0"]
+    assert json.loads((out / "batch.json").read_text())["tiling"] == {"tile": 64, "overlap": 16}
+    user = scene_outputs(out, "scene1")["classes"]
+    user.parent.mkdir()
+    user.write_text("USER\n")
+    second = run(ins, out, workers=1, model=MODEL, resume=True, tile=64)
+    assert second["skipped"] == ["scene0"] and [f["id"] for f in second["failed"]] == ["scene1"]
+    assert "manifest does not record this scene" in second["failed"][0]["error"]
+    assert user.read_text() == "USER\n" and read_manifest(out)["scene1"]["attempts"] == 1
+    third = run(ins, out, workers=1, model=MODEL, resume=True)  # recorded as failed: still not ours
+    assert [f["id"] for f in third["failed"]] == ["scene1"] and user.read_text() == "USER\n"
+    with pytest.raises(OutputError, match="neither empty nor a batch folder"):
+        run(ins, user.parent, model=MODEL, resume=True)  # someone's folder: refused, --resume or not
+
+
+def test_out_inside_the_input_folder_and_a_scene_without_georeference(local_ray, scenes, tmp_path):
+    """The batch folder is not searched for scenes (its class maps are no scenes); polygons that
+    cannot be placed on the map are named in the warnings."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "scene0.tif").write_bytes((scenes / "scene0.tif").read_bytes())
+    write_tif(data / "plain.tif", blob_scene(SIZE, SIZE, seed=9), crs=None)
+    out = data / "res"
+    first = run([data], out, workers=2, model=MODEL)
+    assert first["ok"] == ["plain", "scene0"]
+    records = read_manifest(out)
+    assert records["plain"]["spills"] > 0
+    line = f"{records['plain']['spills']} polygon(s) not in the merged layer: the scene has no georeference"
+    assert line in first["warnings"]["plain"]
+    assert first["features"] == records["scene0"]["spills"]
+    second = run([data], out, workers=2, model=MODEL, resume=True)
+    assert second["scenes"] == 2 and second["run"] == 0 and second["skipped"] == ["plain", "scene0"]
+    assert second["warnings"] == {"plain": [line]}
+
+
+def test_failed_start_leaves_no_batch_folder(local_ray, scenes, tmp_path):
+    """A model that does not load: nothing is left that would refuse the next run in that folder."""
+    from dakd_edge.errors import DakdError
+
+    out = tmp_path / "batch"
+    with pytest.raises(DakdError, match="cannot load the model"):
+        run([scenes / "scene0.tif"], out, workers=1, model="tests.batch_fake:no_such_factory")
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_fails_before_any_worker_starts(local_ray, scenes, tmp_path, monkeypatch):
+    from dakd_edge.batch import cluster
+    from dakd_edge.errors import BackendUnavailable
+
+    monkeypatch.setattr(cluster, "READY_TIMEOUT", 5.0)  # without the check: a timeout, never a hang
+    with pytest.raises(BackendUnavailable, match="the Ray cluster has no GPU"):
+        run([scenes / "scene0.tif"], tmp_path / "batch", model=MODEL, device="cuda")
+    assert not (tmp_path / "batch").exists()
+
+
+def test_workers_that_never_get_ready_time_out(local_ray, scenes, tmp_path, monkeypatch):
+    import time
+
+    from dakd_edge.batch import cluster
+    from dakd_edge.errors import DakdError
+
+    monkeypatch.setattr(cluster, "READY_TIMEOUT", 1.0)
+    t0 = time.monotonic()
+    with pytest.raises(DakdError, match="1 of 1 batch worker.s. not ready after 1 s"):
+        run(
+            [scenes / "scene0.tif"],
+            tmp_path / "batch",
+            workers=1,
+            model="tests.batch_fake:make_sleepy_predictor",
+        )
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "batch").exists()
+    # the sleeping actor was killed: its CPUs are free for the next run
+    assert run([scenes / "scene0.tif"], tmp_path / "again", workers=1, model=MODEL)["ok"] == ["scene0"]
 
 
 def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_path):
@@ -324,3 +421,94 @@ def test_resume_accepts_a_folder_from_before_a_new_segment_setting(tmp_path):
     runner._prepare(tmp_path, options, resume=True)  # same run: accepted
     with pytest.raises(OutputError, match="other options"):
         runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "flatten": True}), True)
+
+
+def test_out_must_be_new_empty_or_a_batch_folder(tmp_path):
+    """Someone's folder is never written into, --resume or not; a new or empty one starts a batch,
+    whose batch.json comes only once the workers are up."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    options = runner._options(None, "auto", None, None, {})
+    for name in ("spills.gpkg", "manifest.jsonl", "scene0"):
+        d = tmp_path / f"has_{name}"
+        d.mkdir()
+        (d / name).mkdir() if name == "scene0" else (d / name).write_text("USER\n")
+        for resume in (False, True):
+            with pytest.raises(OutputError, match=f"neither empty nor a batch folder .*holds {name}"):
+                runner._prepare(d, options, resume)
+        assert sorted(p.name for p in d.iterdir()) == [name]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".hidden").write_text("")
+    assert runner._prepare(empty, options, resume=True) == (None, False)
+    assert runner._prepare(tmp_path / "new" / "sub", options, resume=True) == (None, True)
+    assert not list((tmp_path / "new" / "sub").iterdir())
+
+
+def test_damaged_batch_json_and_other_options_are_named(tmp_path):
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    seg = {"min_area": None}
+    options = runner._options(None, "auto", None, None, seg)
+    for text in ('{"model": nu', "[]"):
+        (tmp_path / runner.OPTIONS).write_text(text)
+        with pytest.raises(OutputError, match=r"batch\.json is damaged: "):
+            runner._prepare(tmp_path, options, resume=True)
+    runner._write_options(tmp_path, {**options, "tiling": {"tile": 256, "overlap": 64}})
+    other = runner._options(None, "onnxruntime", None, None, {"min_area": "10px"})
+    with pytest.raises(OutputError) as e:
+        runner._prepare(tmp_path, other, resume=True)
+    msg = str(e.value)
+    assert 'backend: "auto" then, "onnxruntime" now; segment.min_area: null then, "10px" now)' in msg
+    assert "flatten" not in msg  # equal settings are not listed
+    # tile and overlap compare as the model resolves them: --tile 256 is the model's default 256
+    stored, _ = runner._prepare(tmp_path, runner._options(None, "auto", 256, None, seg), resume=True)
+    runner._check_tiling(tmp_path, stored, {"tile": 256, "overlap": 64})
+    with pytest.raises(OutputError, match="tile: 256 then, 128 now"):
+        runner._check_tiling(tmp_path, stored, {"tile": 128, "overlap": 64})
+
+
+def test_damaged_output_of_a_scene_not_rerun_stays_out_of_the_layer(clean, scenes, tmp_path):
+    import shutil
+
+    from dakd_edge.batch import runner
+
+    out = tmp_path / "batch"
+    shutil.copytree(clean[0], out)
+    vector = scene_outputs(out, "scene1")["vector"]
+    vector.write_text(vector.read_text()[:100])
+    summary = run([scenes / "scene0.tif"], out, workers=2, model=MODEL, resume=True)
+    assert summary["run"] == 0 and summary["skipped"] == ["scene0"]
+    assert "no longer match the manifest" in summary["warnings"]["scene1"][0]
+    records = read_manifest(out)
+    want = sum(r["spills"] for sid, r in records.items() if sid != "scene1")
+    layer = read_layer(out / "spills.gpkg")
+    assert summary["features"] == len(layer) == want and all(f["scene_ids"] != "scene1" for f in layer)
+    # a file that verifies yet cannot be parsed is reported, not a traceback
+    rec = {**records["scene1"], "sha256": {"vector": "x"}}
+    build = runner._Layer(out, tmp_path / "l.gpkg")
+    assert build.build({"scene1": rec}) == 0 and "cannot read (JSONDecodeError" in build.warnings["scene1"]
+
+
+def test_folder_walk_lists_every_zip_and_skips_batch_folders(scenes, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "scene0.tif").write_bytes((scenes / "scene0.tif").read_bytes())
+    _truncated_zip(data / "S1A_cut.zip")
+    for sub, marker in (("res", None), ("old", "manifest.jsonl"), ("older", "batch.json")):
+        (data / sub / "x").mkdir(parents=True)
+        (data / sub / "x" / "x_classes.tif").write_bytes((scenes / "scene1.tif").read_bytes())
+        if marker:
+            (data / sub / marker).write_text("")
+    assert [s.id for s in expand_inputs([data], skip=data / "res")] == ["S1A_cut", "scene0"]
+    with pytest.raises(InputError, match="a batch output folder"):
+        expand_inputs([data / "old"])
+
+
+def test_run_checks_counts_before_anything(scenes, tmp_path):
+    for kw, msg in (({"limit": -1}, "limit"), ({"workers": 0}, "workers"), ({"retries": -1}, "retries")):
+        with pytest.raises(InputError, match=f"{msg} must be an integer >= "):
+            run([scenes / "scene0.tif"], tmp_path / "batch", model=MODEL, **kw)
+    assert not (tmp_path / "batch").exists()

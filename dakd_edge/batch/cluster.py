@@ -24,7 +24,12 @@ from typing import Any, Protocol
 from dakd_edge.batch.inputs import Scene
 from dakd_edge.batch.manifest import scene_outputs
 from dakd_edge.batch.worker import ModelSpec, SceneWorker
-from dakd_edge.errors import DakdError
+from dakd_edge.errors import BackendUnavailable, DakdError
+
+# How long workers may take to load their models (a TensorRT engine build takes minutes; a cluster
+# may add nodes meanwhile) before the batch gives up instead of waiting on resources that never come.
+READY_TIMEOUT = 900.0
+DIED = "worker died while segmenting"  # the error of a scene whose worker process died
 
 
 class Progress(Protocol):
@@ -93,52 +98,101 @@ def children(parents: set[int]) -> list[int]:
     return found
 
 
-def worker_sizes(ray: Any, workers: int | None, threads: int | None, scenes: int) -> tuple[int, int]:
-    """(actors, intra-op threads each): default one actor per two CPUs, threads splitting the CPUs."""
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+def worker_sizes(
+    ray: Any, workers: int | None, threads: int | None, scenes: int, gpu: bool = False
+) -> tuple[int, int]:
+    """(actors, intra-op threads each): default one actor per two CPUs, threads splitting the CPUs.
+
+    With ``gpu`` each actor reserves a whole GPU: the default is capped at the cluster's GPUs, and too
+    few GPUs is an error here, since Ray would otherwise keep such actors pending forever.
+    """
+    res = ray.cluster_resources()
+    cpus = int(res.get("CPU", 1))
     n = workers or max(1, cpus // 2)
+    if gpu:
+        have = int(res.get("GPU", 0))
+        if have < 1:
+            raise BackendUnavailable("--device cuda: the Ray cluster has no GPU; use --device cpu")
+        n = n if workers else min(n, have)
+        if min(n, scenes) > have:
+            raise BackendUnavailable(
+                f"--device cuda reserves one GPU per worker: {min(n, scenes)} worker(s), "
+                f"but the Ray cluster has {have} GPU(s); pass --workers {have}"
+            )
     return max(1, min(n, scenes)), threads or max(1, cpus // n)
 
 
-def schedule(
-    ray: Any,
-    todo: list[Scene],
-    out: Path,
-    model: ModelSpec,
-    load: dict[str, Any],
-    n_workers: int,
-    retries: int,
-    resume: bool,
-    seg: dict[str, Any],
-    bar: Progress,
-) -> Iterator[dict[str, Any]]:
-    """Yield each scene's final record as it finishes: one scene in flight per actor, retries first."""
+def start_workers(
+    ray: Any, model: ModelSpec, load: dict[str, Any], n_workers: int
+) -> tuple[list[Any], dict[str, int] | None]:
+    """Create the actors and wait until each has loaded its model (at most :data:`READY_TIMEOUT` s);
+    returns them and the tiling the model resolved (:meth:`SceneWorker.tiling`)."""
     cpus = max(1, min(load["threads"], _max_node_cpus(ray)))
     gpus = 1 if str(load["device"]).startswith("cuda") else 0
     if gpus:  # Ray gives each actor one GPU through CUDA_VISIBLE_DEVICES: inside, it is cuda:0
         load = {**load, "device": "cuda"}
     actor = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
     pool = [actor.remote(model, load) for _ in range(n_workers)]
+    waiting = [a.ready.remote() for a in pool]
+    deadline = time.monotonic() + READY_TIMEOUT
     try:
-        errors = ray.get([a.ready.remote() for a in pool])
+        while waiting:  # short waits, as in schedule(): an interrupt must not wait for a model load
+            ready, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
+            error = next((e for e in ray.get(ready) if e), None)
+            if error:
+                raise DakdError(error)
+            if waiting and time.monotonic() > deadline:
+                each = f"{cpus} CPU(s){' and 1 GPU' if gpus else ''} each"
+                raise DakdError(
+                    f"{len(waiting)} of {n_workers} batch worker(s) not ready after {READY_TIMEOUT:.0f} s: "
+                    f"the Ray cluster may lack the resources they ask for ({each})"
+                )
+        tiling = ray.get(pool[0].tiling.remote())
     except ray.exceptions.RayError as e:
+        _kill(ray, pool)
         raise DakdError(f"batch workers did not start: {_ray_line(e)}") from None
-    if any(errors):
-        raise DakdError(next(e for e in errors if e))
-    pending = deque((s, 1) for s in todo)
+    except BaseException:
+        _kill(ray, pool)  # an actor still loading (or pending) would hold its CPUs/GPU
+        raise
+    return pool, tiling
+
+
+def _kill(ray: Any, pool: list[Any]) -> None:
+    for a in pool:
+        with contextlib.suppress(Exception):
+            ray.kill(a)
+
+
+def schedule(
+    ray: Any,
+    pool: list[Any],
+    todo: list[Scene],
+    out: Path,
+    retries: int,
+    owned: set[str],
+    seg: dict[str, Any],
+    bar: Progress,
+) -> Iterator[dict[str, Any]]:
+    """Yield each scene's final record as it finishes: one scene in flight per actor, retries first.
+
+    Only scenes in ``owned`` (:func:`owns_outputs` of their manifest records) may replace existing
+    outputs, and retries of a scene whose worker died in this run (it may have died mid-commit).
+    """
+    n_workers = len(pool)
+    pending = deque((s, 1, s.id in owned) for s in todo)
     idle = list(range(n_workers))
-    flight: dict[Any, tuple[int, Scene, int]] = {}
+    flight: dict[Any, tuple[int, Scene, int, bool]] = {}
     warming: dict[Any, int] = {}  # ready() calls of restarting actors: idle again once answered
     waits = [0] * n_workers
     while pending or flight:
         while idle and pending:
             i = idle.pop()
-            s, attempt = pending.popleft()
+            s, attempt, replace = pending.popleft()
             job = {"id": s.id, "path": str(s.path), "meta": s.meta}
-            # a resumed scene may have unverified outputs to replace; a retry replaces nothing (its
-            # transaction left no final file) but must not trip over a crashed attempt's commit
-            ref = pool[i].process.remote(job, str(out), attempt, resume or attempt > 1, seg)
-            flight[ref] = (i, s, attempt)
+            # a resumed scene may have unverified outputs of its own to replace; a retry replaces
+            # nothing (its transaction left no final file) unless a crashed attempt died mid-commit
+            ref = pool[i].process.remote(job, str(out), attempt, replace, seg)
+            flight[ref] = (i, s, attempt, replace)
             bar.update(running=len(flight))
         if not flight and not warming:
             raise DakdError(f"all {n_workers} batch worker(s) were lost; {len(pending)} scene(s) not run")
@@ -149,7 +203,7 @@ def schedule(
             if ref in warming:
                 _rewarm(ray, pool, warming, waits, idle, ref)
                 continue
-            i, s, attempt = flight.pop(ref)
+            i, s, attempt, replace = flight.pop(ref)
             try:
                 rec = ray.get(ref)
                 idle.append(i)
@@ -157,9 +211,10 @@ def schedule(
                 # counts as an attempt even when Ray cannot tell whether the scene started: a scene
                 # that kills its worker every time must end as failed, not loop forever
                 rec = _died(s, out, attempt, e)
+                replace = True
                 warming[pool[i].ready.remote()] = i  # no new scene until Ray has restarted it
             if rec["status"] != "ok" and rec.pop("retry", True) and attempt <= retries:
-                pending.appendleft((s, attempt + 1))
+                pending.appendleft((s, attempt + 1, replace))
                 bar.update(running=len(flight), retried=1)
                 continue
             rec.pop("retry", None)
@@ -182,6 +237,13 @@ def _rewarm(ray: Any, pool: list, warming: dict, waits: list[int], idle: list[in
     idle.append(i)
 
 
+def owns_outputs(record: dict[str, Any]) -> bool:
+    """Whether the files under a recorded scene's output names are the batch's own: it finished, or
+    its worker died (maybe mid-commit). Any other failure left no final file: whatever is there now
+    was put there by someone else."""
+    return record.get("status") == "ok" or str(record.get("error") or "").startswith(DIED)
+
+
 def _died(s: Scene, out: Path, attempt: int, e: BaseException) -> dict[str, Any]:
     from dakd_edge.batch.worker import now
 
@@ -191,7 +253,7 @@ def _died(s: Scene, out: Path, attempt: int, e: BaseException) -> dict[str, Any]
         "outputs": {k: str(p.relative_to(out)) for k, p in scene_outputs(out, s.id).items()},
         "attempts": attempt,
         "status": "failed",
-        "error": f"worker died while segmenting ({_ray_line(e)})",
+        "error": f"{DIED} ({_ray_line(e)})",
         "finished": now(),
         "retry": True,
     }

@@ -4,7 +4,9 @@ An input is a scene (GeoTIFF, Sentinel-1 ``.SAFE`` folder / ``.zip`` / ``manifes
 searched recursively, a text list (one path per line, ``#`` comments, relative to the list's folder),
 or a local STAC ItemCollection / Catalog / Collection JSON. Everything is resolved before the first
 worker starts, so a missing file or two scenes with one id (their outputs would collide in
-``DIR/<id>/``) stop the run at once instead of after hours of work.
+``DIR/<id>/``) stop the run at once instead of after hours of work. Folder walks never enter a batch
+output folder (``--out``, or any folder holding ``batch.json`` / ``manifest.jsonl``): its class maps
+are not scenes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from dakd_edge.batch.manifest import MANIFEST, OPTIONS, is_batch_folder
 from dakd_edge.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -48,16 +51,18 @@ def safe_id(text: str) -> str:
     return _ID_BAD.sub("_", text).strip(".") or "scene"
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Scene]:
+def expand_inputs(inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None) -> list[Scene]:
     """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once.
 
     Paths are made absolute: workers may run in another folder (or on another machine of a cluster,
-    which must see the same paths). Raises :class:`InputError` for a missing input, an input without
-    any scene, and for two different files that map to one scene id.
+    which must see the same paths). Folder walks skip the folder ``skip`` (the batch's ``--out``, which
+    may not exist yet) and every batch folder. Raises :class:`InputError` for a missing input, an input
+    without any scene, and for two different files that map to one scene id.
     """
     scenes: dict[Path, Scene] = {}
+    out = Path(skip).resolve() if skip is not None else None
     for item in inputs:
-        for s in _expand(Path(item).absolute(), depth=0):
+        for s in _expand(Path(item).absolute(), 0, out):
             scenes.setdefault(s.path.resolve(), s)
     if not scenes:
         raise InputError("no scenes found in the inputs")
@@ -72,7 +77,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Scene]:
     return list(scenes.values())
 
 
-def _expand(p: Path, depth: int) -> Iterator[Scene]:
+def _expand(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if depth > 8:
@@ -83,20 +88,26 @@ def _expand(p: Path, depth: int) -> Iterator[Scene]:
         path = p.parent if p.name.lower() == "manifest.safe" else p
         yield Scene(scene_id(path), path)
     elif p.is_dir():
-        found = list(_walk(p))
+        if _is_output(p, out):
+            raise InputError(f"{p}: a batch output folder (--out, {OPTIONS} or {MANIFEST}), not scenes")
+        found = list(_walk(p, out))
         if not found:
             raise InputError(f"{p}: folder holds no scene (GeoTIFF or Sentinel-1 product)")
         yield from (Scene(scene_id(q), q) for q in found)
     elif p.suffix.lower() in LIST_SUFFIXES:
-        yield from _from_list(p, depth)
+        yield from _from_list(p, depth, out)
     elif p.suffix.lower() == ".json":
         yield from stac_scenes(p)
     else:
         yield Scene(scene_id(p), p)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Scenes under ``folder``, sorted; a SAFE product is one scene (never descended into)."""
+def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
+    """Scenes under ``folder``, sorted; a SAFE product is one scene (never descended into).
+
+    Every ``.zip`` is a scene, recognised or not: a truncated download must fail loudly in the
+    manifest, not vanish from the batch.
+    """
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     for q in sorted(folder.iterdir()):
@@ -105,12 +116,18 @@ def _walk(folder: Path) -> Iterator[Path]:
         if is_sentinel1_product(q):
             yield q
         elif q.is_dir():
-            yield from _walk(q)
-        elif q.suffix.lower() in RASTER_SUFFIXES:
+            if not _is_output(q, out):
+                yield from _walk(q, out)
+        elif q.suffix.lower() in (*RASTER_SUFFIXES, ".zip"):
             yield q
 
 
-def _from_list(p: Path, depth: int) -> Iterator[Scene]:
+def _is_output(folder: Path, out: Path | None) -> bool:
+    """The batch's own ``--out`` folder or any batch folder: its class maps would be taken for scenes."""
+    return is_batch_folder(folder) or (out is not None and folder.resolve() == out)
+
+
+def _from_list(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
     try:
         lines = p.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -123,7 +140,7 @@ def _from_list(p: Path, depth: int) -> Iterator[Scene]:
         q = q if q.is_absolute() else p.parent / q
         if not q.exists():
             raise InputError(f"{p}, line {n}: {text}: no such file or directory")
-        yield from _expand(q, depth + 1)
+        yield from _expand(q, depth + 1, out)
 
 
 def stac_scenes(path: Path) -> list[Scene]:

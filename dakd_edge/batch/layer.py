@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dakd_edge.atomic import atomic_path
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, OutputError
 
 FORMATS = ("gpkg", "parquet")
 GRID = 1e-9  # degrees: the precision of the per-scene GeoJSON
@@ -66,20 +66,28 @@ def layer_path(out: Path, fmt: str) -> Path:
     return out / ("spills.gpkg" if fmt == "gpkg" else "spills.parquet")
 
 
-def read_parts(vector: Path, record: dict[str, Any]) -> list[Part]:
-    """Polygons of one finished scene; empty for a scene without georeference (pixel coordinates)."""
+def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
+    """Polygons of one finished scene, and how many of its polygons cannot be placed on the map (all
+    of them for a scene without georeference: pixel coordinates). Raises :class:`OutputError` for a
+    file that cannot be read or parsed: one damaged scene must not stop the layer of all others."""
     import shapely
 
-    doc = json.loads(vector.read_text())
-    if doc.get("note"):  # "no georeference": cannot be placed on the map
-        return []
-    parts = []
-    for f in doc["features"]:
-        g = shapely.geometry.shape(f["geometry"])
-        if not g.is_valid:
-            g = shapely.make_valid(g)
-        parts.append(Part(record["id"], record.get("start_time"), record.get("platform"), g, f["properties"]))
-    return parts
+    try:
+        doc = json.loads(vector.read_text())
+        if doc.get("note"):  # "no georeference": cannot be placed on the map
+            return [], len(doc["features"])
+        parts = []
+        for f in doc["features"]:
+            g = shapely.geometry.shape(f["geometry"])
+            if not g.is_valid:
+                g = shapely.make_valid(g)
+            parts.append(
+                Part(record["id"], record.get("start_time"), record.get("platform"), g, f["properties"])
+            )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, shapely.errors.ShapelyError) as e:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError
+        raise OutputError(f"{vector}: cannot read ({type(e).__name__}: {' '.join(str(e).split())})") from None
+    return parts, 0
 
 
 def merge(parts: list[Part]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.jsonl"
+OPTIONS = "batch.json"  # the options a batch folder was started with; --resume must match them
 # outputs of one scene, relative to DIR: key -> name pattern
 OUTPUTS = {
     "classes": "{id}/{id}_classes.tif",
@@ -28,6 +29,11 @@ CHECKED = ("classes", "vector")  # outputs whose sha256 the manifest records
 def scene_outputs(out: Path, scene_id: str) -> dict[str, Path]:
     """Absolute output paths of a scene in the batch folder ``out``."""
     return {k: out / v.format(id=scene_id) for k, v in OUTPUTS.items()}
+
+
+def is_batch_folder(folder: Path) -> bool:
+    """True for a folder a batch run wrote (its options or its manifest): never searched for scenes."""
+    return (folder / OPTIONS).is_file() or (folder / MANIFEST).is_file()
 
 
 def sha256(path: Path) -> str:

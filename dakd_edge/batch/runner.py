@@ -6,6 +6,8 @@ options a batch folder was started with, the manifest lines and the merged layer
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import time
@@ -14,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from dakd_edge.atomic import atomic_path, probe_writable
-from dakd_edge.batch.cluster import ray_session, schedule, worker_sizes
+from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, start_workers, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
 from dakd_edge.batch.layer import layer_path, merge, read_parts, write_layer
-from dakd_edge.batch.manifest import append_record, read_manifest, scene_outputs, verified
+from dakd_edge.batch.manifest import OPTIONS, append_record, read_manifest, scene_outputs, verified
 from dakd_edge.batch.worker import ModelSpec, is_factory
-from dakd_edge.errors import ModelFileError, OutputError
-
-OPTIONS = "batch.json"  # the options a batch folder was started with; --resume must match them
+from dakd_edge.errors import InputError, ModelFileError, OutputError
 
 
 def run(
@@ -54,8 +54,10 @@ def run(
     called. ``segment_kwargs`` go to :func:`~dakd_edge.inference.segment.segment_scene` (``min_area``,
     ``pol``, ``land_mask``, ...).
 
-    Every finished scene appends a line to ``out/manifest.jsonl``; ``resume=True`` skips scenes
-    whose outputs match it. A failed scene is retried ``retries`` times (an input error is final at
+    ``out`` must be new, empty, or a batch folder (``batch.json``, written once the workers are up):
+    never someone's folder of files. Every finished scene appends a line to ``out/manifest.jsonl``;
+    ``resume=True`` continues a batch folder (or starts a new one), skipping scenes whose outputs match
+    the manifest and replacing only outputs the manifest records. A failed scene is retried ``retries`` times (an input error is final at
     once: it would fail the same way) and then recorded as failed; the run goes on. ``limit`` runs
     at most that many scenes (the rest stay for a later resume). The merged layer ``out/spills.gpkg``
     (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end.
@@ -63,41 +65,67 @@ def run(
     from dakd_edge.extras import require_extra
 
     require_extra("cluster", "batch", "ray", "shapely")  # before any folder is created
+    _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     t0 = time.perf_counter()
-    scenes = expand_inputs(inputs)
     out = Path(out).absolute()
+    scenes = expand_inputs(inputs, skip=out)
     model, segment_kwargs = _absolute(model, segment_kwargs)
     path = layer_path(out, fmt)
     options = _options(model, backend, tile, overlap, segment_kwargs)
-    _prepare(out, options, resume)
-    records = read_manifest(out)
-    done = [s.id for s in scenes if resume and verified(out, records.get(s.id))]
-    todo = [s for s in scenes if s.id not in set(done)]
-    not_run = [s.id for s in todo[limit:]] if limit is not None else []
-    todo = todo[:limit] if limit is not None else todo
-    todo_ids = {s.id for s in todo}
-    finished = {i: r for i, r in records.items() if r.get("status") == "ok" and i not in todo_ids}
-    layer = _Layer(out, path)
-    results: list[dict[str, Any]] = []
-    if todo:
-        load = dict(backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
-        with ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
-            n_workers, n_threads = worker_sizes(ray, workers, threads, len(todo))
-            load["threads"] = n_threads
-            for rec in schedule(ray, todo, out, model, load, n_workers, retries, resume, segment_kwargs, bar):
-                append_record(out, rec)
-                results.append(rec)
-                if rec["status"] == "ok":
-                    finished[rec["id"]] = rec
-                    layer.maybe(finished, layer_every)
-    else:
+    stored, made = _prepare(out, options, resume)
+    try:
+        records = read_manifest(out) if stored is not None else {}
+        good = {i for i, r in records.items() if verified(out, r)}
+        done = [s.id for s in scenes if s.id in good]
+        todo = [s for s in scenes if s.id not in good]
+        not_run = [s.id for s in todo[limit:]] if limit is not None else []
+        todo = todo[:limit] if limit is not None else todo
+        todo_ids = {s.id for s in todo}
+        finished = {i: records[i] for i in good if i not in todo_ids}
+        # recorded ok but changed on disk since, and not among this run's scenes: not in the layer
+        stale = sorted(i for i, r in records.items() if r.get("status") == "ok" and i not in good | todo_ids)
+        layer = _Layer(out, path)
+        results: list[dict[str, Any]] = []
         n_workers = 0
+        if todo:
+            load = dict(backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
+            gpu = str(device).startswith("cuda")
+            with ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
+                n_workers, n_threads = worker_sizes(ray, workers, threads, len(todo), gpu)
+                load["threads"] = n_threads
+                pool, tiling = start_workers(ray, model, load, n_workers)
+                if stored is None:  # the workers are up: from here on, this is a batch folder
+                    stored = _write_options(out, {**options, "tiling": tiling})
+                else:
+                    _check_tiling(out, stored, tiling)
+                owned = {i for i, r in records.items() if owns_outputs(r)}
+                for rec in schedule(ray, pool, todo, out, retries, owned, segment_kwargs, bar):
+                    append_record(out, rec)
+                    results.append(rec)
+                    if rec["status"] == "ok":
+                        finished[rec["id"]] = rec
+                        layer.maybe(finished, layer_every)
+        if stored is None:  # nothing to run (limit=0): still a batch folder before the layer is written
+            stored = _write_options(out, options)
+    except BaseException:
+        if stored is None and made:  # a start that failed leaves no folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     features = layer.build(finished)
     order = {s.id: i for i, s in enumerate(scenes)}
     results.sort(key=lambda r: order[r["id"]])
     ok = [r for r in results if r["status"] == "ok"]
     mpix = sum(r["megapixels"] for r in ok)
     wall = time.perf_counter() - t0
+    warnings = {r["id"]: list(r["warnings"]) for r in ok if r.get("warnings")}
+    for sid in stale:
+        warnings.setdefault(sid, []).append(
+            "its outputs no longer match the manifest (changed or deleted): left out of the merged layer "
+            "until it runs again"
+        )
+    for sid, line in layer.warnings.items():
+        warnings.setdefault(sid, []).append(line)
     return {
         "out": str(out),
         "scenes": len(scenes),
@@ -109,7 +137,7 @@ def run(
         "skipped": done,
         "not_run": not_run,
         "retried": [r["id"] for r in results if r["attempts"] > 1],
-        "warnings": {r["id"]: r["warnings"] for r in ok if r.get("warnings")},
+        "warnings": {sid: warnings[sid] for sid in sorted(warnings)},
         "workers": n_workers,
         "time_s": round(wall, 3),
         "megapixels": round(mpix, 3),
@@ -119,6 +147,16 @@ def run(
         "layer": str(path),
         "features": features,
     }
+
+
+def _check_counts(**counts: int | None) -> None:
+    """The API gets no click ranges: ``limit=-1`` would silently drop the last scene."""
+    low = {"workers": 1, "threads": 1, "retries": 0, "limit": 0}
+    for name, v in counts.items():
+        if v is None and name != "retries":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < low[name]:
+            raise InputError(f"{name} must be an integer >= {low[name]}, not {v!r}")
 
 
 def _absolute(model: ModelSpec, seg: dict[str, Any]) -> tuple[ModelSpec, dict[str, Any]]:
@@ -160,33 +198,89 @@ def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **seg}
 
 
-def _prepare(out: Path, options: dict[str, Any], resume: bool) -> None:
-    """Create ``out``; refuse to mix runs: an earlier batch folder needs ``resume`` and equal options."""
+def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str, Any] | None, bool]:
+    """Create ``out`` or check it before any work; returns (the stored options, whether created now).
+
+    Stored options None: a new batch folder, empty (hidden files aside: no output is named so), whose
+    ``batch.json`` is written once the workers are up. Any other folder is someone's files: refused,
+    ``--resume`` or not. An earlier batch folder needs ``resume`` and equal options (tile and overlap
+    as the workers resolve them, when the folder recorded those: :func:`_check_tiling`).
+    """
     opts = out / OPTIONS
+    made = not out.exists() and not out.is_symlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
     probe_writable(out)
+    if not opts.exists():
+        names = sorted(itertools.islice((p.name for p in out.iterdir() if not p.name.startswith(".")), 4))
+        if names:
+            held = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise OutputError(
+                f"{out} is neither empty nor a batch folder (no {OPTIONS}; it holds {held}): "
+                f"{'nothing to resume there; ' if resume else ''}give a new or empty folder as --out"
+            )
+        return None, made
+    if not resume:
+        raise OutputError(f"{out} holds an earlier batch run: pass --resume to continue it, or another --out")
+    stored = _stored_options(opts)
+    now = json.loads(json.dumps(options, sort_keys=True, default=str))
+    ignore = {"tiling", "tile", "overlap"} if isinstance(stored.get("tiling"), dict) else {"tiling"}
+    diff = _differences(
+        {k: v for k, v in stored.items() if k not in ignore},
+        {k: v for k, v in now.items() if k not in ignore},
+    )
+    if diff:
+        raise OutputError(f"{out} was run with other options ({'; '.join(diff)}); resume with the same ones")
+    return stored, False
+
+
+def _check_tiling(out: Path, stored: dict[str, Any], tiling: dict[str, int] | None) -> None:
+    """Tile and overlap as the model resolved them: ``--tile 256`` equals the model's default 256."""
+    if isinstance(stored.get("tiling"), dict) and tiling is not None:
+        diff = _differences(stored["tiling"], tiling)
+        if diff:
+            raise OutputError(
+                f"{out} was run with other options ({'; '.join(diff)}); resume with the same ones"
+            )
+
+
+def _differences(stored: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: stored then, now now`` for each differing key (nested dicts by dotted key)."""
+    lines = []
+    for k in sorted(set(stored) | set(now)):
+        a, b = stored.get(k, _UNSET), now.get(k, _UNSET)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            lines.append(f"{prefix}{k}: {_show(a)} then, {_show(b)} now")
+    return lines
+
+
+_UNSET = object()
+
+
+def _show(v: Any) -> str:
+    return "unset" if v is _UNSET else json.dumps(v, default=str)
+
+
+def _write_options(out: Path, options: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(options, sort_keys=True, default=str)
-    if opts.exists():
-        if not resume:
-            raise OutputError(
-                f"{out} holds an earlier batch run: pass --resume to continue it, or another --out"
-            )
-        if _stored_options(opts) != json.loads(text):
-            raise OutputError(
-                f"{out} was run with other options ({opts.read_text().strip()}); resume with the same ones"
-            )
-        return
-    with atomic_path(opts, overwrite=True) as tmp:
+    with atomic_path(out / OPTIONS, overwrite=True) as tmp:
         tmp.write_text(text + "\n")
+    return json.loads(text)
 
 
 def _stored_options(path: Path) -> dict[str, Any]:
     """An earlier run's options, with ``segment_scene`` settings added since then at their defaults:
     a batch folder from an older version resumes when nothing it ran with has changed."""
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise OutputError(f"{path} is damaged: {' '.join(str(e).split())}") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("segment", {}), dict):
+        raise OutputError(f"{path} is damaged: not the options object of a batch run")
     if isinstance(stored.get("segment"), dict):
         defaults = json.loads(json.dumps(_with_defaults({}), default=str))
         stored["segment"] = {**defaults, **stored["segment"]}
@@ -194,11 +288,16 @@ def _stored_options(path: Path) -> dict[str, Any]:
 
 
 class _Layer:
-    """Rebuilds the merged layer from the finished scenes' files, caching what it has read."""
+    """Rebuilds the merged layer from the finished scenes' files, caching what it has read.
+
+    ``warnings`` (scene id -> line, from the last build) says which scenes' polygons are missing
+    from the layer: no georeference, or a file that cannot be read.
+    """
 
     def __init__(self, out: Path, path: Path) -> None:
         self.out, self.path = out, path
-        self.cache: dict[tuple[str, str], list[Any]] = {}
+        self.cache: dict[tuple[str, str], tuple[list[Any], str | None]] = {}
+        self.warnings: dict[str, str] = {}
         self.last = time.monotonic()
 
     def maybe(self, finished: dict[str, dict[str, Any]], every: float) -> None:
@@ -207,6 +306,7 @@ class _Layer:
 
     def build(self, finished: dict[str, dict[str, Any]]) -> int:
         parts = []
+        self.warnings = {}
         for sid in sorted(finished):
             rec = finished[sid]
             vector = scene_outputs(self.out, sid)["vector"]
@@ -214,12 +314,25 @@ class _Layer:
             if key not in self.cache:
                 if not vector.is_file():
                     continue
-                self.cache[key] = read_parts(vector, rec)
-            parts += self.cache[key]
+                self.cache[key] = self._read(vector, rec)
+            got, warning = self.cache[key]
+            parts += got
+            if warning:
+                self.warnings[sid] = warning
         features = merge(parts)
         write_layer(self.path, features)
         self.last = time.monotonic()
         return len(features)
+
+    @staticmethod
+    def _read(vector: Path, rec: dict[str, Any]) -> tuple[list[Any], str | None]:
+        try:
+            parts, unplaced = read_parts(vector, rec)
+        except OutputError as e:
+            return [], f"left out of the merged layer: {e}"
+        if unplaced:
+            return parts, f"{unplaced} polygon(s) not in the merged layer: the scene has no georeference"
+        return parts, None
 
 
 class _Bar:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.errors import DakdError, InputError, Notice
+from dakd_edge.errors import DakdError, InputError, Notice, OutputError
 
 # A model is a file path (None: the bundled model), or a zero-argument factory returning a Predictor:
 # a callable picklable by reference, or "package.module:function".
@@ -75,10 +75,19 @@ class SceneWorker:
         """None when the model is loaded, else the one-line reason."""
         return self.error
 
+    def tiling(self) -> dict[str, int] | None:
+        """The tile and overlap the model runs with (defaults resolved); None if it does not say."""
+        c = getattr(self.predictor, "tiling", None)
+        return None if c is None else {"tile": int(c.tile), "overlap": int(c.overlap)}
+
     def process(
         self, scene: dict[str, Any], out: str, attempt: int, overwrite: bool, seg: dict[str, Any]
     ) -> dict:
-        """Segment ``scene`` (``{"id", "path", "meta"}``); returns its manifest record."""
+        """Segment ``scene`` (``{"id", "path", "meta"}``); returns its manifest record.
+
+        ``overwrite`` only for a scene the manifest records (or whose worker died mid-commit in this
+        run): any other file under the scene's output names is not ours to replace.
+        """
         from dakd_edge.batch.manifest import CHECKED, scene_outputs, sha256
         from dakd_edge.inference.segment import segment_scene
 
@@ -93,6 +102,9 @@ class SceneWorker:
         }
         t0 = time.perf_counter()
         try:
+            check_zip(Path(scene["path"]))
+            if not overwrite:
+                _check_unrecorded(paths, Path(out))
             paths["classes"].parent.mkdir(exist_ok=True)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -122,7 +134,34 @@ class SceneWorker:
                 warnings=[str(w.message) for w in caught if issubclass(w.category, Notice)],
             )
         except Exception as e:
-            rec.update(status="failed", error=one_line(e), retry=not isinstance(e, InputError))
+            final = isinstance(e, InputError | _Unrecorded)  # would fail the same way again
+            rec.update(status="failed", error=one_line(e), retry=not final)
         rec["time_s"] = round(time.perf_counter() - t0, 3)
         rec["finished"] = now()
         return rec
+
+
+class _Unrecorded(OutputError):
+    """A scene's output name is taken by a file the manifest does not record."""
+
+
+def _check_unrecorded(paths: dict[str, Path], out: Path) -> None:
+    for p in paths.values():
+        if p.exists() or p.is_symlink():
+            raise _Unrecorded(
+                f"{p.relative_to(out)} exists but the manifest does not record this scene: "
+                f"move {p.parent.name}/ away to run it"
+            )
+
+
+def check_zip(path: Path) -> None:
+    """A ``.zip`` scene that is no Sentinel-1 product: say why (segment would call it an unknown raster)."""
+    import zipfile
+
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if path.suffix.lower() != ".zip" or not path.is_file() or is_sentinel1_product(path):
+        return
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: damaged or truncated zip (no zip directory at its end); download it again")
+    raise InputError(f"{path}: the zip holds no Sentinel-1 product (no manifest.safe inside)")
