@@ -442,10 +442,14 @@ def segment(
 
 @click.command("demo")
 @click.option(
-    "-o", "--out-dir", type=click.Path(path_type=Path), default=Path("dakd-demo"), show_default=True
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dakd-demo"),
+    show_default=True,
 )
 @click.option("--size", type=click.IntRange(64), default=2048, show_default=True, help="Scene side (px).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--model", help="Model file instead of the bundled model.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True)

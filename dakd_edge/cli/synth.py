@@ -6,6 +6,7 @@ Both are torch-free: they run on the ONNX Runtime / TensorRT edge install.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -15,6 +16,17 @@ import click
 from dakd_edge.errors import InputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")
+
+
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses NaN, which compares false with both bounds and so passes
+    ``click.FloatRange``."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        rv = super().convert(value, param, ctx)
+        if math.isnan(rv):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return rv
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -36,7 +48,13 @@ def parse_size(text: str) -> tuple[int, int]:
 @click.option(
     "--size", default="2048x2048", show_default=True, help="HEIGHTxWIDTH in pixels (or one number)."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Scene seed (same seed = same scene).")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Scene seed (same seed = same scene).",
+)
 @click.option(
     "--labels", type=click.Path(dir_okay=False, path_type=Path), help="Also write the label GeoTIFF."
 )
@@ -49,9 +67,19 @@ def parse_size(text: str) -> tuple[int, int]:
     help="uint8 luminance (OSD-like), float32 sigma0 in dB, or float32 linear sigma0.",
 )
 @click.option("--binary", is_flag=True, help="Labels oil=1 / rest=0 instead of the 5 OSD classes.")
-@click.option("--pixel-size", default=10.0, show_default=True, type=float, help="Metres per pixel.")
 @click.option(
-    "--looks", default=4.4, show_default=True, type=float, help="Speckle equivalent number of looks."
+    "--pixel-size",
+    default=10.0,
+    show_default=True,
+    type=FiniteRange(0, 1000, min_open=True),
+    help="Metres per pixel.",
+)
+@click.option(
+    "--looks",
+    default=4.4,
+    show_default=True,
+    type=FiniteRange(1, 1000),
+    help="Speckle equivalent number of looks.",
 )
 @click.option("--crs", default="EPSG:32634", show_default=True, help="Projected CRS of the output.")
 @click.option("--window", default=1024, show_default=True, type=int, help="Rendering window (memory bound).")
@@ -90,8 +118,6 @@ def synth(
         raise InputError(f"unknown CRS {crs!r}: {e}") from None
     if not crs_obj.is_projected:
         raise InputError(f"--crs must be a projected CRS in metres (e.g. a UTM zone), got {crs}")
-    if pixel_size <= 0 or looks <= 0:
-        raise InputError("--pixel-size and --looks must be positive")
     if labels is not None and labels.resolve() == out.resolve():
         raise InputError("--labels must differ from the image path")
     cfg = replace(SceneConfig(), pixel_size=pixel_size, looks=looks)
@@ -234,26 +260,39 @@ def _deg(v: float, hemi: str) -> str:
 )
 @click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [whole product].")
 @click.option("--offset", default="0,0", show_default=True, help="LINE,PIXEL of the crop's first pixel.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Scene seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Scene seed.")
 @click.option("--zip", "make_zip", is_flag=True, help="Also write PRODUCT.zip beside the .SAFE folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing PRODUCT.SAFE (and PRODUCT.zip).")
 def synth_product(
-    out_dir: Path, source: Path | None, size: str | None, offset: str, seed: int, make_zip: bool
+    out_dir: Path,
+    source: Path | None,
+    size: str | None,
+    offset: str,
+    seed: int,
+    make_zip: bool,
+    overwrite: bool,
 ) -> None:
     """Write a Sentinel-1 GRD product (.SAFE, optionally .zip) with synthetic sea/oil/land pixels.
 
     The pixels are a synthetic sigma0 scene converted to digital numbers through the product's own
     calibration and noise LUTs (DN = sqrt(sigma0 A^2 + noise)), so `dakd-edge segment` calibrates it
     back like a real product. With --from, the real product's metadata (and coastline) are used.
+    The product appears under its final name only once complete (OUT is created when needed).
     """
-    from dakd_edge.data.sentinel1 import build_synthetic_product
+    from dakd_edge.data.sentinel1 import MIN_PRODUCT_SIDE, build_synthetic_product
 
     try:
         line, pixel = (int(v) for v in offset.split(","))
     except ValueError:
         raise click.BadParameter(f"{offset!r}: use LINE,PIXEL", param_hint="--offset") from None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    shape = parse_size(size) if size else None
+    if shape is not None and min(shape) < MIN_PRODUCT_SIDE:
+        raise click.BadParameter(
+            f"{size!r} is too small: a product is at least {MIN_PRODUCT_SIDE}x{MIN_PRODUCT_SIDE}",
+            param_hint="--size",
+        )
     p = build_synthetic_product(
-        out_dir, source=source, shape=parse_size(size) if size else None, offset=(line, pixel), seed=seed,
-        make_zip=make_zip,
+        out_dir, source=source, shape=shape, offset=(line, pixel), seed=seed, make_zip=make_zip,
+        overwrite=overwrite,
     )  # fmt: skip
     click.echo(str(p.zip_path or p.path))

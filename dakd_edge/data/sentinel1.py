@@ -1035,6 +1035,10 @@ class SyntheticProduct:
     zip_path: Path | None = None
 
 
+# Smaller products have degenerate LUTs or geolocation grids (fewer than two vector pixels or grid lines).
+MIN_PRODUCT_SIDE = 32
+
+
 def _measurement_profile(h: int, w: int) -> dict:
     """A GRD measurement TIFF as ESA writes it: one uint16 band in strips (here zstd-compressed)."""
     return gtiff_profile(h, w, "uint16", block=None, compress="zstd")
@@ -1053,6 +1057,7 @@ def build_synthetic_product(
     band_rows: int = 128,
     make_zip: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
     **minimal: object,
 ) -> SyntheticProduct:
     """Write a SAFE product with synthetic pixels and real (or generated) metadata under ``out_dir``.
@@ -1067,27 +1072,26 @@ def build_synthetic_product(
     ``cross_pol_db`` darker), written ``band_rows`` full rows at a time (memory: one band). DN = 0 in
     the first/last ``nodata_cols`` columns mimics GRD no-data borders. ``make_zip`` also writes
     ``<name>.zip`` beside it (:func:`zip_product`).
+
+    Arguments are checked before anything is written. The product (and zip) is built in a hidden
+    staging folder in ``out_dir`` and renamed into place at the end, so an error or an interrupt leaves
+    nothing under the final names (and no ``out_dir`` this call created). An existing ``NAME.SAFE`` or
+    ``NAME.zip`` is refused unless ``overwrite``.
     """
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
+    from dakd_edge.atomic import remove_temp, temp_path
     from dakd_edge.data.synthetic import SceneConfig, build_layout
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    src: Path | None = None
     if source is None:
         h, w = shape or (1024, 1536)
         if offset != (0, 0):
             raise InputError("offset applies to a cropped real product (source=...)")
-        safe = write_minimal_safe(out_dir, h, w, **minimal)  # type: ignore[arg-type]
     else:
         src = Path(source)
         if not (src / "manifest.safe").is_file():
             raise InputError(f"{src}: not a SAFE folder (no manifest.safe)")
-        safe = out_dir / src.name
-        if safe.resolve() == src.resolve():
+        if (out_dir / src.name).resolve() == src.resolve():
             raise InputError("out_dir must differ from the source product's folder")
         ann = next(iter(sorted((src / "annotation").glob("s1*.xml"))), None)
         if ann is None:
@@ -1098,16 +1102,69 @@ def build_synthetic_product(
         oy, ox = offset
         if not (0 <= oy and 0 <= ox and oy + h <= H and ox + w <= W and h > 0 and w > 0):
             raise InputError(f"crop {h} x {w} at {offset} does not fit the {H} x {W} product")
-        if (h, w) == (H, W):
-            for f in [*src.rglob("*.xml"), src / "manifest.safe"]:
-                if f.is_file():
-                    d = safe / f.relative_to(src)
-                    d.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(f, d)
+    if min(h, w) < MIN_PRODUCT_SIDE:
+        raise InputError(
+            f"product size {h} x {w} is too small (minimum {MIN_PRODUCT_SIDE} x {MIN_PRODUCT_SIDE})"
+        )
+    layout = build_layout(cfg or SceneConfig(), seed, h, w)  # checks the seed as well
+    if src is not None:
+        _check_product_outputs(out_dir, src.name, make_zip, overwrite)
+    made = _make_dirs(out_dir)
+    _clean_stale_stages(out_dir)
+    stage = temp_path(out_dir / _STAGE)
+    try:
+        stage.mkdir()
+        if src is None:
+            safe = write_minimal_safe(stage, h, w, **minimal)  # type: ignore[arg-type]
+            _check_product_outputs(out_dir, safe.name, make_zip, overwrite)  # named by the XML writer
         else:
-            _crop_xml(src, safe, (oy, ox), (h, w))
-        (safe / "measurement").mkdir(parents=True, exist_ok=True)
-    layout = build_layout(cfg or SceneConfig(), seed, h, w)
+            safe = stage / src.name
+            if (h, w) == (H, W):
+                for f in [*src.rglob("*.xml"), src / "manifest.safe"]:
+                    if f.is_file():
+                        d = safe / f.relative_to(src)
+                        d.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(f, d)
+            else:
+                _crop_xml(src, safe, offset, (h, w))
+            (safe / "measurement").mkdir(parents=True, exist_ok=True)
+        pols = _write_measurements(safe, layout, pols, cross_pol_db, nodata_cols, band_rows, progress)
+        staged = [(safe, out_dir / safe.name)]
+        if make_zip:
+            staged.append((zip_product(safe), out_dir / safe.with_suffix(".zip").name))
+        _commit_product(staged, stage, overwrite)
+    except BaseException:  # interrupts too: nothing under the final names, no folder this call made
+        shutil.rmtree(stage, ignore_errors=True)
+        remove_temp(stage)
+        _remove_made_dirs(out_dir, made)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)  # now holds only the replaced product, if any
+    remove_temp(stage)
+    final = out_dir / safe.name
+    prod = SyntheticProduct(final, (h, w), pols, layout, cross_pol_db, nodata_cols)
+    if make_zip:
+        prod.zip_path = final.with_suffix(".zip")
+    return prod
+
+
+def _write_measurements(
+    safe: Path,
+    layout,
+    pols: tuple[str, ...] | None,
+    cross_pol_db: float,
+    nodata_cols: tuple[int, int],
+    band_rows: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[str, ...]:
+    """The measurement TIFFs of ``safe`` (see :func:`build_synthetic_product`); returns the polarisations."""
+    import warnings
+
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.errors import NotGeoreferencedWarning
+
+    h, w = layout.height, layout.width
     stems = sorted(p.name[:-4] for p in (safe / "annotation").glob("s1*.xml"))
     avail = {
         (_FILE_RE.match(s + ".xml").group("pol").upper()): s for s in stems if _FILE_RE.match(s + ".xml")
@@ -1125,9 +1182,6 @@ def build_synthetic_product(
         )
         noise = parse_noise(_parse_xml(tree, f"annotation/calibration/noise-{stem}.xml", "noise"))
         grid = parse_geolocation_grid(_parse_xml(tree, f"annotation/{stem}.xml", "annotation"), stem)
-        from rasterio.control import GroundControlPoint
-        from rasterio.crs import CRS
-
         gcps = [GroundControlPoint(row=float(a), col=float(b), x=float(c), y=float(d), z=float(e))
                 for a, b, c, d, e in zip(grid.lines, grid.pixels, grid.lon, grid.lat, np.nan_to_num(grid.height),
                                          strict=True)]  # fmt: skip
@@ -1153,23 +1207,112 @@ def build_synthetic_product(
                 done += y1 - y0
                 if progress is not None:
                     progress(done, total)
-    prod = SyntheticProduct(safe, (h, w), pols, layout, cross_pol_db, nodata_cols)
+    return pols
+
+
+_STAGE = "synth-product"  # staging folders: out_dir/.synth-product.dakd-<pid>-<token>.tmp
+
+
+def _check_product_outputs(out_dir: Path, name: str, make_zip: bool, overwrite: bool) -> None:
+    """Refuse an existing ``NAME.SAFE`` (or ``NAME.zip``) without ``overwrite``, and outputs that
+    ``overwrite`` must not replace (a file named like the SAFE folder, a folder or device as the zip)."""
+    from dakd_edge.atomic import check_regular, probe_writable
+    from dakd_edge.errors import OutputError
+
+    safe = out_dir / name
+    outs = [safe, safe.with_suffix(".zip")] if make_zip else [safe]
     if make_zip:
-        prod.zip_path = zip_product(safe)
-    return prod
+        check_regular(outs[1])
+    for p in outs:
+        if (p.exists() or p.is_symlink()) and not overwrite:
+            raise OutputError(f"output exists: {p} (pass --overwrite to replace it)")
+    if safe.exists() and not safe.is_dir():
+        raise OutputError(f"output {safe} exists and is not a folder")
+    if out_dir.is_dir():
+        probe_writable(out_dir)
+
+
+def _commit_product(staged: list[tuple[Path, Path]], stage: Path, overwrite: bool) -> None:
+    """Rename each staged output onto its final name; an existing one (``overwrite``) first moves into
+    ``stage``, removed with it. A failed rename undoes the earlier ones (all or nothing)."""
+    import contextlib
+
+    from dakd_edge.atomic import describe_write_error
+    from dakd_edge.errors import OutputError
+
+    done: list[tuple[Path, Path]] = []
+    final = staged[0][1]
+    try:
+        for tmp, final in staged:
+            if final.exists() or final.is_symlink():
+                if not overwrite:  # appeared while this run was writing
+                    raise OutputError(f"output exists: {final} (pass --overwrite to replace it)")
+                old = stage / f"replaced-{final.name}"
+                os.replace(final, old)
+                done.append((final, old))
+            os.replace(tmp, final)
+            done.append((tmp, final))
+    except BaseException as e:
+        for a, b in reversed(done):
+            with contextlib.suppress(OSError):
+                os.replace(b, a)
+        if isinstance(e, OSError):
+            raise OutputError(describe_write_error(e, final)) from None
+        raise
+
+
+def _make_dirs(folder: Path) -> Path | None:
+    """``mkdir -p folder``; returns the topmost folder it created (None when ``folder`` existed)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def _remove_made_dirs(folder: Path, top: Path | None) -> None:
+    """Remove the (empty) folders :func:`_make_dirs` created, up to ``top``."""
+    if top is None:
+        return
+    for p in (folder, *folder.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
+
+
+def _clean_stale_stages(out_dir: Path) -> None:
+    """Remove staging folders of runs that were killed (SIGKILL): :func:`dakd_edge.atomic.clean_stale`
+    removes files only."""
+    from dakd_edge.atomic import _TEMP_RE, _pid_alive, glob_escape
+
+    for q in out_dir.glob(f".{glob_escape(_STAGE)}.dakd-*"):
+        m = _TEMP_RE.search(q.name)
+        if m and q.is_dir() and not q.is_symlink():
+            pid = int(m.group(1))
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(q, ignore_errors=True)
 
 
 def zip_product(safe: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
     """Zip a SAFE folder the way ESA distributes it (``NAME.SAFE/...`` inside ``NAME.zip``); TIFFs are
-    stored (already compressed), XML deflated."""
+    stored (already compressed), XML deflated. Written to a hidden temporary renamed at the end."""
+    from dakd_edge.atomic import clean_stale, remove_temp, temp_path
+
     safe = Path(safe)
     zp = Path(zip_path) if zip_path is not None else safe.with_suffix(".zip")
-    tmp = zp.with_name(zp.name + ".part")
-    with zipfile.ZipFile(tmp, "w") as z:
-        for f in sorted(safe.rglob("*")):
-            if f.is_file():
-                arc = f"{safe.name}/{f.relative_to(safe).as_posix()}"
-                ctype = zipfile.ZIP_STORED if f.suffix.lower() in (".tif", ".tiff") else zipfile.ZIP_DEFLATED
-                z.write(f, arc, compress_type=ctype)
-    os.replace(tmp, zp)
+    clean_stale(zp)
+    tmp = temp_path(zp, "part")
+    try:
+        with zipfile.ZipFile(tmp, "w") as z:
+            for f in sorted(safe.rglob("*")):
+                if f.is_file():
+                    arc = f"{safe.name}/{f.relative_to(safe).as_posix()}"
+                    ctype = (
+                        zipfile.ZIP_STORED if f.suffix.lower() in (".tif", ".tiff") else zipfile.ZIP_DEFLATED
+                    )
+                    z.write(f, arc, compress_type=ctype)
+        os.replace(tmp, zp)
+    finally:
+        remove_temp(tmp)  # after the rename this only forgets it
     return zp

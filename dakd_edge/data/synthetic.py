@@ -34,6 +34,11 @@ from dakd_edge.meta import BINARY_CLASSES, BINARY_PALETTE, OSD_CLASSES, OSD_PALE
 Output = Literal["uint8", "db", "linear"]
 OUTPUTS = ("uint8", "db", "linear")
 SPECKLE_BLOCK = 256
+# Object counts are bounded whatever the pixel size (ship density is per km2: at a huge pixel size a
+# tiny scene would cover a continent) and the placement stays fast (each object is checked against
+# every placed one).
+MAX_SHIPS = 1000
+MAX_OBJECTS = 5000  # per class of dark patch (oil, look-alikes)
 Range = tuple[float, float]
 
 
@@ -80,8 +85,10 @@ class SceneConfig:
             lo, hi = getattr(self, name)
             if not 0.0 <= lo <= hi < 1.0:
                 raise ValueError(f"{name} must satisfy 0 <= lo <= hi < 1, got {(lo, hi)}")
-        if self.looks <= 0 or self.pixel_size <= 0:
-            raise ValueError("looks and pixel_size must be positive")
+        if not (0 < self.looks < math.inf and 0 < self.pixel_size < math.inf):  # NaN fails both
+            raise ValueError(
+                f"looks and pixel_size must be finite and positive, got {self.looks}, {self.pixel_size}"
+            )
 
 
 # Training patches: a few km across, denser in every class than a full scene.
@@ -276,9 +283,9 @@ class _Placer:
         self, rng: np.random.Generator, make: Callable, target_px: float, max_px: float, acc: float = 0.0
     ) -> float:
         """Add objects from ``make(rng, max_area_px)`` until ``target_px`` is covered (never beyond max_px)."""
-        fails = 0
+        fails = placed = 0
         shrink = 1.0
-        while acc < target_px and fails < 100:
+        while acc < target_px and fails < 100 and placed < MAX_OBJECTS:
             obj = make(rng, shrink * (max_px - acc))
             if obj is None:
                 break
@@ -289,6 +296,7 @@ class _Placer:
                 continue
             self.placed.append(obj)
             acc += area
+            placed += 1
         return acc
 
 
@@ -383,7 +391,8 @@ def _place_ships(
     """Ships (+ optional trailing slick); returns the oil area their slicks cover."""
     px = cfg.pixel_size
     area_km2 = layout.height * layout.width * px * px / 1e6
-    n = int(rng.poisson(_uniform(rng, cfg.ships_per_1000km2) * area_km2 / 1000))
+    cap = min(MAX_SHIPS, max(1, layout.height * layout.width // 256))  # at most one ship per 16 x 16 px
+    n = min(int(rng.poisson(min(_uniform(rng, cfg.ships_per_1000km2) * area_km2 / 1000, cap))), cap)
     oil = 0.0
     for _ in range(n):
         length = max(_uniform(rng, cfg.ship_length_m) / px, 2.0)
@@ -421,6 +430,8 @@ def build_layout(cfg: SceneConfig, seed: int, height: int, width: int) -> SceneL
     """Draw every scene-level random choice from ``seed``: O(objects) memory, independent of the size."""
     if height <= 0 or width <= 0:
         raise InputError(f"scene size must be positive, got {height}x{width}")
+    if int(seed) < 0:  # numpy's seed sequences take non-negative integers only
+        raise InputError(f"seed must be a non-negative integer, got {seed}")
     rng = np.random.default_rng([int(seed), 0x5CE])
     total = float(height * width)
     land = Land(_key(rng), cfg.coast_scale_m / cfg.pixel_size, float(rng.uniform(0, 2 * math.pi)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,45 @@ def test_unknown_command_is_usage_error() -> None:
 def test_console_script_installed() -> None:
     r = subprocess.run(["dakd-edge", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and __version__ in r.stdout
+
+
+@pytest.fixture
+def fake_demo_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dakd_edge.cli import segment as seg_cli
+    from dakd_edge.inference.predictor import Predictor
+    from tests.inference.fake import FakeBackend
+
+    monkeypatch.setattr(
+        seg_cli, "load_predictor", lambda *a: Predictor(FakeBackend(tile=64), tile=64, overlap=16)
+    )
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def test_demo_negative_seed_is_one_line(
+    tmp_path: Path, fake_demo_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy refuses negative seeds with a ValueError: the user gets one line, not a traceback."""
+    code, err = _run(["demo", "-o", str(tmp_path / "d"), "--seed", "-1", "--size", "64", "-q"], capsys)
+    assert code == 2 and "seed" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_demo_usage_error_leaves_no_folder(
+    tmp_path: Path, fake_demo_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = _run(["demo", "-o", str(tmp_path / "d"), "--seed", "-1", "--size", "64", "-q"], capsys)
+    assert code == 2 and not (tmp_path / "d").exists()
+
+
+def test_demo_out_dir_that_is_a_file(
+    tmp_path: Path, fake_demo_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    code, err = _run(["demo", "-o", str(f), "--size", "64", "-q"], capsys)
+    assert code == 2 and "is a file" in err and "does not exist" not in err
+    assert f.read_text() == "x"

@@ -80,11 +80,21 @@ def test_info_bad_input_is_one_line_exit_2(tmp_path: Path, run_cli, kind: str) -
         ["--crs", "EPSG:4326"],
         ["--window", "100"],
         ["--crs", "nonsense"],
+        ["--looks", "nan"],
+        ["--looks", "inf"],
+        ["--looks", "0"],
+        ["--pixel-size", "nan"],
+        ["--pixel-size", "inf"],
+        ["--pixel-size", "-10"],
+        ["--pixel-size", "1e7"],
+        ["--seed", "-1"],
     ],
 )
 def test_synth_bad_options_exit_2(tmp_path: Path, run_cli, args: list[str]) -> None:
-    code, _, err = run_cli(["synth", str(tmp_path / "x.tif"), "-q", *args])
-    assert code == 2 and "Traceback" not in err
+    code, _, err = run_cli(["synth", str(tmp_path / "x.tif"), "--size", "64", "-q", *args])
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    if args[0] in ("--looks", "--pixel-size", "--seed"):
+        assert f"Invalid value for '{args[0]}'" in err
     assert not (tmp_path / "x.tif").exists()
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+
+import pytest
 
 from dakd_edge.cli import segment as seg_cli
 from dakd_edge.inference.predictor import Predictor
@@ -34,3 +37,81 @@ def test_synth_product_info_segment(tmp_path: Path, monkeypatch, run_cli) -> Non
 def test_synth_product_bad_offset(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["synth-product", str(tmp_path / "p"), "--offset", "x"])
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+REAL = "s1/S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones too) with its content."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synth_product_refuses_an_existing_product_unless_overwrite(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "p"
+    args = ["synth-product", str(out), "--size", "48x64", "--zip"]
+    assert run_cli(args)[0] == 0
+    before = _tree(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted({Path(k).parts[0] for k in before})
+    code, _, err = run_cli([*args, "--seed", "1"])
+    assert code == 2 and "--overwrite" in err and err.count("\n") == 1
+    assert _tree(out) == before
+    code, stdout, err = run_cli([*args, "--seed", "1", "--overwrite"])
+    assert code == 0, err
+    after = _tree(out)
+    assert after.keys() == before.keys() and after != before  # replaced, nothing else left in OUT
+    assert Path(stdout.strip()).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [(["--size", "16"], "32x32"), (["--size", "20x64"], "32x32"), (["--seed", "-1"], "--seed")],
+)
+def test_synth_product_bad_options_write_nothing(tmp_path: Path, run_cli, args: list[str], says: str) -> None:
+    out = tmp_path / "new" / "p"
+    code, _, err = run_cli(["synth-product", str(out), *args])
+    assert code == 2 and says in err and err.count("\n") == 1 and "Traceback" not in err
+    if "--size" in args:
+        assert "--size" in err
+    assert not (tmp_path / "new").exists()  # OUT is created only when a product is written
+
+
+def test_synth_product_too_small_crop_of_a_real_product(tmp_path: Path, run_cli, shared_data: Path) -> None:
+    src = shared_data / REAL
+    if not (src / "manifest.safe").is_file():
+        pytest.skip("no Sentinel-1 product in the shared data")
+    out = tmp_path / "p"
+    code, _, err = run_cli(["synth-product", str(out), "--from", str(src), "--size", "1x1"])
+    assert code == 2 and "--size" in err and "32x32" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_synth_product_interrupted_leaves_nothing_new(tmp_path: Path, monkeypatch, run_cli) -> None:
+    """An interrupt while the pixels are written: no partial product under the final name, the OUT
+    folder this run made is gone, and a product being replaced (--overwrite) stays as it was."""
+    from dakd_edge.cli.signals import Interrupted
+    from dakd_edge.data.synthetic import SceneLayout
+
+    render = SceneLayout.render
+    calls = [0]
+
+    def interrupted_render(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == 2:  # the second band (the VH measurement): the VV one is complete
+            raise Interrupted(signal.SIGTERM)
+        return render(self, *a, **k)
+
+    monkeypatch.setattr(SceneLayout, "render", interrupted_render)
+    fresh = tmp_path / "fresh"
+    code, _, err = run_cli(["synth-product", str(fresh), "--size", "64", "--zip"])
+    assert code == 143 and "interrupted" in err
+    assert not fresh.exists()
+
+    monkeypatch.setattr(SceneLayout, "render", render)
+    kept = tmp_path / "kept"
+    assert run_cli(["synth-product", str(kept), "--size", "64", "--zip"])[0] == 0
+    before = _tree(kept)
+    monkeypatch.setattr(SceneLayout, "render", interrupted_render)
+    calls[0] = 0
+    code, _, _ = run_cli(["synth-product", str(kept), "--size", "64", "--zip", "--seed", "2", "--overwrite"])
+    assert code == 143 and _tree(kept) == before

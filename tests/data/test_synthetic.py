@@ -164,6 +164,29 @@ def test_bad_sizes() -> None:
         SceneConfig(oil_fraction=(0.3, 0.1))
 
 
+@pytest.mark.parametrize("field", ["looks", "pixel_size"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_looks_and_pixel_size_must_be_finite_and_positive(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match="finite and positive"):
+        SceneConfig(**{field: value})
+
+
+def test_negative_seed_is_an_input_error() -> None:
+    """numpy takes non-negative seeds only; its ValueError would reach the user as a traceback."""
+    with pytest.raises(InputError, match="seed"):
+        build_layout(QUIET, -1, 32, 32)
+
+
+def test_object_counts_are_bounded_whatever_the_pixel_size() -> None:
+    """Ship density is per km2: a 64 x 64 scene of 1e14 m pixels once asked numpy for ~1e20 ships."""
+    from dataclasses import replace
+
+    layout = build_layout(replace(BUSY, pixel_size=1e14), 0, 64, 64)
+    assert len(layout.ships) <= 64 * 64 // 256 and len(layout.objects) <= 2 * 64 * 64 // 256
+    layout = build_layout(replace(BUSY, pixel_size=1000.0), 0, 512, 512)
+    assert 0 < len(layout.ships) <= 512 * 512 // 256
+
+
 def test_geotiff_is_georeferenced_tiled_and_equals_in_memory(tmp_path: Path) -> None:
     rasterio = pytest.importorskip("rasterio")
     out, labels = tmp_path / "s.tif", tmp_path / "s_labels.tif"
