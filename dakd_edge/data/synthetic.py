@@ -391,8 +391,10 @@ def _place_ships(
     """Ships (+ optional trailing slick); returns the oil area their slicks cover."""
     px = cfg.pixel_size
     area_km2 = layout.height * layout.width * px * px / 1e6
-    cap = min(MAX_SHIPS, max(1, layout.height * layout.width // 256))  # at most one ship per 16 x 16 px
-    n = min(int(rng.poisson(min(_uniform(rng, cfg.ships_per_1000km2) * area_km2 / 1000, cap))), cap)
+    # capped after the draw, so every scene below the cap keeps its draws (training patches included);
+    # the rate is bounded only where numpy's Poisson sampler would refuse it
+    lam = _uniform(rng, cfg.ships_per_1000km2) * area_km2 / 1000
+    n = min(int(rng.poisson(min(lam, 1e12))), MAX_SHIPS)
     oil = 0.0
     for _ in range(n):
         length = max(_uniform(rng, cfg.ship_length_m) / px, 2.0)

@@ -181,10 +181,12 @@ def test_object_counts_are_bounded_whatever_the_pixel_size() -> None:
     """Ship density is per km2: a 64 x 64 scene of 1e14 m pixels once asked numpy for ~1e20 ships."""
     from dataclasses import replace
 
+    from dakd_edge.data.synthetic import MAX_OBJECTS, MAX_SHIPS
+
     layout = build_layout(replace(BUSY, pixel_size=1e14), 0, 64, 64)
-    assert len(layout.ships) <= 64 * 64 // 256 and len(layout.objects) <= 2 * 64 * 64 // 256
+    assert len(layout.ships) <= MAX_SHIPS and len(layout.objects) <= 2 * MAX_OBJECTS + MAX_SHIPS
     layout = build_layout(replace(BUSY, pixel_size=1000.0), 0, 512, 512)
-    assert 0 < len(layout.ships) <= 512 * 512 // 256
+    assert 0 < len(layout.ships) <= MAX_SHIPS
 
 
 def test_geotiff_is_georeferenced_tiled_and_equals_in_memory(tmp_path: Path) -> None:
