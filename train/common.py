@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -286,8 +287,9 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[st
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (corrupt/unsafe files raise many types)
+        # torch's own text advises weights_only=False, i.e. running whatever the file holds: not shown
         raise ModelFileError(
-            f"cannot read checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            f"cannot read checkpoint {p}: not a PyTorch checkpoint, or corrupt ({type(e).__name__})"
         ) from e
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{p} is not a dakd-edge training checkpoint")
@@ -552,8 +554,10 @@ class SyntheticPatches:
 class Trainer:
     """The loop both trainers share: set-up, step, validation, checkpoint, resume.
 
-    :meth:`run` creates the run folder, calls :meth:`setup` (data, seeded model, optimiser), then
-    :meth:`resume` or :meth:`start_fresh`, writes ``config.json``, and trains steps ``start ..
+    :meth:`run` refuses an ``out`` that already holds a run (unless resuming, or ``overwrite``: its
+    files are removed), calls :meth:`setup` (data, seeded model, optimiser), then :meth:`resume` or
+    :meth:`start_fresh`; only then, all checked, creates the run folder, writes ``config.json``, and
+    trains steps ``start ..
     end`` from :meth:`loader`: per step :meth:`before_step`, :meth:`train_step` (returns the
     rank-averaged losses), a log record every ``cfg.log_every`` steps (:meth:`log_record`),
     :meth:`after_step` (validation, samples), and ``last.pt`` every ``cfg.ckpt_every`` steps and at the
@@ -570,9 +574,12 @@ class Trainer:
     log_file = "metrics.jsonl"
     config_on_resume = False  # rewrite config.json when resuming (else it keeps the run's start time)
 
-    def __init__(self, cfg: Any, out: str | os.PathLike, progress: bool = True) -> None:
+    def __init__(
+        self, cfg: Any, out: str | os.PathLike, progress: bool = True, overwrite: bool = False
+    ) -> None:
         self.cfg = cfg
         self.out = Path(out)
+        self.overwrite = overwrite
         self.dist = init_distributed(cfg.device)
         self.device = self.dist.device
         self.main = self.dist.is_main
@@ -636,15 +643,40 @@ class Trainer:
     def run(self, resume: str | os.PathLike | None = None, stop_after: int | None = None) -> Any:
         """Train from scratch or from checkpoint ``resume``; ``stop_after``: end this session (with a
         checkpoint) once that many steps are done, to continue later with ``resume``."""
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        barrier()
+        if stop_after is not None and stop_after < 1:
+            raise TrainingError(f"--stop-after must be >= 1, got {stop_after}")
+        if resume is not None and self.overwrite:
+            raise TrainingError(
+                "--resume continues the run in its folder; it cannot be combined with --overwrite"
+            )
+        old = self.run_files() if resume is None else []
+        if old and not self.overwrite:
+            raise TrainingError(
+                f"{self.out} already holds a run ({', '.join(p.name for p in old[:3])}); pass --overwrite "
+                "to replace it, --resume OUT/last.pt to continue it, or choose another --out"
+            )
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"--out {self.out} exists and is not a folder")
         self.setup()
         start = self.resume(resume) if resume is not None else self.start_fresh()
-        if self.main and (resume is None or self.config_on_resume):
-            with atomic_path(self.out / "config.json", overwrite=True) as tmp:
-                tmp.write_text(json.dumps(self.cfg.to_dict(), indent=2, sort_keys=True))
         end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
+        if end <= start:
+            raise TrainingError(
+                f"nothing to do: the checkpoint is at step {start}, the run "
+                + (f"ends at step {self.total_steps}" if end == self.total_steps else f"stops after {end}")
+            )
+        # Everything is checked: only now touch the run folder (a refused run leaves it as it was).
+        if self.main:
+            for p in old:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            self.out.mkdir(parents=True, exist_ok=True)
+            if resume is None or self.config_on_resume:
+                with atomic_path(self.out / "config.json", overwrite=True) as tmp:
+                    tmp.write_text(json.dumps(self.cfg.to_dict(), indent=2, sort_keys=True))
+        barrier()
         loader = self.loader(start, end)
         self.logger = JsonlLogger(
             self.out / self.log_file, resume_step=start if resume is not None else None, enabled=self.main
@@ -667,6 +699,14 @@ class Trainer:
         finally:
             self.logger.close()
         return self.finish(done, end)
+
+    def run_files(self) -> list[Path]:
+        """The files (and sample folder) of a run already in ``out``: what a new run would mix with."""
+        if not self.out.is_dir():
+            return []
+        names = ("config.json", "last.pt", self.log_file, "best.safetensors", "model.safetensors", "samples")
+        found = [self.out / n for n in names if (self.out / n).exists()]
+        return found + sorted(self.out.glob("stage*.pt"))
 
     def optimizer_step(
         self, loss: torch.Tensor, params: Iterable[nn.Parameter], clip: float, norm: bool = False

@@ -10,6 +10,7 @@ command line takes its option defaults from these classes (:mod:`dakd_edge.cli.t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -182,8 +183,31 @@ class TrainConfig(RunConfig):
             raise ValueError("final_batch and val_mosaic must not be negative")
         if self.normalization not in ("dataset", "default"):
             raise ValueError("normalization must be 'dataset' or 'default'")
+        if not (math.isfinite(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
+            raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {self.val_fraction}")
+        _positive(lr=self.lr, temperature=self.temperature)
+        _at_least(0, synthetic=self.synthetic, warmup=self.warmup, seed=self.seed, workers=self.workers)
+        _at_least(1, val_every=self.val_every, ckpt_every=self.ckpt_every, log_every=self.log_every)
+        _non_negative(
+            weight_decay=self.weight_decay, grad_clip=self.grad_clip, ce_weight=self.ce_weight,
+            kd_weight=self.kd_weight, dice_weight=self.dice_weight,
+        )  # fmt: skip
+        _unit(min_lr_ratio=self.min_lr_ratio)
+        _ema(self.ema_decay)
+        # kd_weight acts on generated images only: without --aug it adds nothing to the loss
+        if self.ce_weight + self.dice_weight + (self.kd_weight if self.aug else 0.0) <= 0:
+            raise ValueError(
+                "every loss weight is 0 (ce_weight, dice_weight; kd_weight counts only with aug): "
+                "nothing would be trained"
+            )
         if self.class_weights is not None:
             self.class_weights = tuple(float(w) for w in self.class_weights)
+            if not all(math.isfinite(w) and w >= 0 for w in self.class_weights) or not any(
+                self.class_weights
+            ):
+                raise ValueError(
+                    f"class_weights must be finite, >= 0 and not all 0, got {list(self.class_weights)}"
+                )
 
     @property
     def total_steps(self) -> int:
@@ -254,6 +278,21 @@ class JointNetTrainConfig(RunConfig):
         self.stage_steps = tuple(int(s) for s in self.stage_steps)  # type: ignore[assignment]
         if len(self.stage_steps) != 3 or min(self.stage_steps) < 0:
             raise ValueError(f"stage_steps needs three non-negative counts, got {self.stage_steps}")
+        if sum(self.stage_steps) < 1:
+            raise ValueError("stage_steps are all 0: nothing to train")
+        if self.crop < 8:
+            raise ValueError(f"crop must be >= 8, got {self.crop}")
+        _positive(lr=self.lr, lr_stage3=self.lr_stage3)
+        _at_least(1, batch_size=self.batch_size, log_every=self.log_every, ckpt_every=self.ckpt_every)
+        _at_least(1, sample_count=self.sample_count, sample_steps=self.sample_steps)
+        _at_least(0, warmup=self.warmup, workers=self.workers, seed=self.seed, synthetic=self.synthetic)
+        _at_least(0, sample_every=self.sample_every)
+        _non_negative(weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        _ema(self.ema_decay)
+        if self.balancing_factor is not None:
+            _positive(balancing_factor=self.balancing_factor)
+        if self.balance_limit is not None:
+            _at_least(1, balance_limit=self.balance_limit)
 
     @property
     def total_steps(self) -> int:
@@ -266,3 +305,33 @@ class JointNetTrainConfig(RunConfig):
 
     def stage_start(self, stage: int) -> int:
         return sum(self.stage_steps[: stage - 1])
+
+
+def _positive(**values: float) -> None:
+    for k, v in values.items():
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{k} must be a finite number > 0, got {v}")
+
+
+def _non_negative(**values: float) -> None:
+    for k, v in values.items():
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{k} must be a finite number >= 0, got {v}")
+
+
+def _unit(**values: float) -> None:
+    for k, v in values.items():
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{k} must be in [0, 1], got {v}")
+
+
+def _at_least(low: int, **values: int) -> None:
+    for k, v in values.items():
+        if v < low:
+            raise ValueError(f"{k} must be >= {low}, got {v}")
+
+
+def _ema(decay: float) -> None:
+    """The EMA decay: 0 (off) up to, not including, 1 (1 would freeze the initial weights)."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {decay}")

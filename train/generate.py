@@ -164,12 +164,15 @@ def generate_augmented(
     amp: bool = True,
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` (image, logits) pairs to ``out`` (dakd-augmented format); resumable.
 
     ``shard=(k, m)``: this process makes only batches ``j`` with ``j % m == k``, so ``m`` GPUs can fill
     one folder in parallel (samples are seeded per index, the union equals a single-process run).
-    Returns a summary dict (written, skipped, path of the manifest).
+    ``out`` may hold a set of the same generator settings (resumed); one of other settings is refused
+    unless ``overwrite`` (its samples are removed first). Returns a summary dict (written, skipped, path
+    of the manifest).
     """
     from dakd_edge.data.augmented import AugmentedWriter
 
@@ -177,6 +180,10 @@ def generate_augmented(
         raise ValueError(f"--n must be >= 1, got {n}")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
+    if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
+        raise ValueError(f"--steps must be in [1, {NUM_TRAIN_TIMESTEPS}] (DDIM steps), got {steps}")
+    if size is not None and size < 1:
+        raise ValueError(f"--size must be >= 1 (or left out for the training crop), got {size}")
     k, m = shard
     if m < 1 or not 0 <= k < m:
         raise ValueError(f"--shard must be K/M with 0 <= K < M, got {k}/{m}")
@@ -209,9 +216,12 @@ def generate_augmented(
         "model": net.model.config.to_dict(),
         "teacher": {k: net.train_config[k] for k in TEACHER_KEYS if k in net.train_config},
     }
-    writer = AugmentedWriter(out, net.model.config.num_classes, net.class_names, net.balancing_factor, info)
+    writer = AugmentedWriter(
+        out, net.model.config.num_classes, net.class_names, net.balancing_factor, info, overwrite=overwrite
+    )
     ids = [f"{i:06d}" for i in range(n)]
     written = skipped = 0
+    manifest = out / "manifest.json"
     try:
         starts = [s for j, s in enumerate(range(0, n, batch)) if j % m == k]
         total = sum(min(s + batch, n) - s for s in starts)
@@ -238,5 +248,6 @@ def generate_augmented(
                         skipped += 1
                 bar.update(len(chunk))
     finally:
-        manifest = writer.close()
+        if writer.sample_ids():  # no manifest for a set that holds nothing (a failed first batch)
+            manifest = writer.close()
     return {"written": written, "skipped": skipped, "manifest": str(manifest), "n": n, "shard": f"{k}/{m}"}

@@ -25,7 +25,7 @@ from torch import nn
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
-from dakd_edge.errors import DatasetError, TrainingError
+from dakd_edge.errors import DatasetError, InputError, TrainingError
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta
 from dakd_edge.models.jointnet import (
     JointNetConfig,
@@ -128,22 +128,26 @@ class JointNetTrainer(common.Trainer):
     log_file = "log.jsonl"
     config_on_resume = True  # operational options (workers, device, ...) may change on resume
 
-    def __init__(self, cfg: JointNetTrainConfig, data: Any | None = None, progress: bool = True) -> None:
-        super().__init__(cfg, cfg.out, progress)
+    def __init__(
+        self,
+        cfg: JointNetTrainConfig,
+        data: Any | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(cfg, cfg.out, progress, overwrite)
         self.data = data if data is not None else open_training_data(cfg)
         num_classes = int(getattr(self.data, "num_classes", cfg.synthetic_classes))
         self.class_names = list(
             getattr(self.data, "class_names", None) or ModelMeta.default_for("x", num_classes).class_names
         )
-        if cfg.crop < 8:
-            raise ValueError(f"crop must be >= 8, got {cfg.crop}")
         if not cfg.model:
             cfg.model = jointnet_config(cfg.preset, num_classes=num_classes, sample_size=cfg.crop).to_dict()
         self.model_cfg = JointNetConfig.from_dict(cfg.model)
         if self.model_cfg.num_classes != num_classes:
             raise TrainingError(f"model has {self.model_cfg.num_classes} classes, the data {num_classes}")
         if cfg.crop % self.model_cfg.downsample_factor:
-            raise ValueError(f"crop {cfg.crop} must be a multiple of {self.model_cfg.downsample_factor}")
+            raise InputError(f"--crop {cfg.crop} must be a multiple of {self.model_cfg.downsample_factor}")
         self.scheduler = make_train_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.to(self.device)
         self.stage = 0
@@ -216,7 +220,9 @@ class JointNetTrainer(common.Trainer):
     def before_step(self, step: int) -> None:
         stage = self.cfg.stage_at(step)
         if stage != self.stage:
-            self.save(self.out / f"stage{self.stage}.pt", step)
+            path = self.out / f"stage{self.stage}.pt"
+            self.save(path, step)
+            self.last_good = path  # a non-finite loss later on names it as the checkpoint to go back to
             self._enter_stage(stage, fresh=True)
 
     def train_step(self, step: int, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -327,9 +333,12 @@ def train_jointnet(
     resume: str | os.PathLike | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Train (or resume) SAR-JointNet; returns the last checkpoint path. Cleans up torch.distributed."""
+    """Train (or resume) SAR-JointNet; returns the last checkpoint path. Cleans up torch.distributed.
+
+    ``overwrite``: replace a run already in ``cfg.out`` (refused otherwise, unless resuming)."""
     try:
-        return JointNetTrainer(cfg, data, progress).run(resume, stop_after)
+        return JointNetTrainer(cfg, data, progress, overwrite).run(resume, stop_after)
     finally:
         common.cleanup_distributed()

@@ -244,6 +244,11 @@ def quality_report(
     generated: Any, real: Any, inception: str | os.PathLike | None = None, limit: int | None = None
 ) -> dict[str, Any]:
     """Compare a generated set with a real one (datasets yielding ``image`` and ``mask``)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    for what, ds in (("generated", generated), ("real", real)):
+        if len(ds) == 0:  # statistics of nothing would read as a perfect match
+            raise ValueError(f"the {what} set has no images")
     names = list(getattr(generated, "class_names", [])) or [f"class{i}" for i in range(generated.num_classes)]
     if generated.num_classes != real.num_classes:
         raise ValueError(

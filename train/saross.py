@@ -31,7 +31,7 @@ from torch import nn
 
 from dakd_edge.data import transforms
 from dakd_edge.data.scaling import normalize
-from dakd_edge.errors import DatasetError, TrainingError
+from dakd_edge.errors import DatasetError, InputError, TrainingError
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta, Normalization
 from dakd_edge.train import common
 from dakd_edge.train.config import TrainConfig
@@ -42,11 +42,12 @@ CHECKPOINT_KIND = "saross"
 
 # ------------------------------------------------------------------------------------------------ data
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic train/validation split of ``n`` training images (validation >= 1 when n >= 2)."""
+    """Deterministic train/validation split of ``n`` training images (validation >= 1 when n >= 2; at
+    least one image is always left to train on)."""
     if n == 0:
         raise DatasetError("the training set is empty")
     order = np.random.default_rng([int(seed), 7919]).permutation(n)
-    n_val = 0 if val_fraction <= 0 or n < 2 else max(1, round(n * val_fraction))
+    n_val = 0 if val_fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
@@ -258,8 +259,9 @@ class DakdTrainer(common.Trainer):
         out: str | os.PathLike,
         progress: bool = True,
         datasets: tuple[Any, Any | None] | None = None,
+        overwrite: bool = False,
     ) -> None:
-        super().__init__(cfg, out, progress)
+        super().__init__(cfg, out, progress, overwrite)
         self.datasets = datasets
         self.best: dict[str, Any] = {"miou": -1.0, "step": -1}
         self.seen = 0
@@ -281,7 +283,18 @@ class DakdTrainer(common.Trainer):
             if cfg.normalization == "dataset" and not cfg.init
             else Normalization()
         )
-        self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+        if cfg.class_weights is not None and len(cfg.class_weights) != k:
+            raise InputError(
+                f"--class-weights has {len(cfg.class_weights)} value(s), the dataset has {k} classes "
+                f"({', '.join(self.class_names)})"
+            )
+        try:
+            self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+        except (TypeError, ValueError) as e:
+            if not cfg.model_cfg:
+                raise
+            shown = " ".join(f"{a}={b}" for a, b in cfg.model_cfg.items())
+            raise InputError(f"--model-cfg {shown} does not fit model {cfg.model!r}: {e}") from e
         if cfg.init:
             from dakd_edge.models.checkpoint import load_model_file
 
@@ -445,6 +458,7 @@ def train(
     progress: bool = True,
     datasets: tuple[Any, Any | None] | None = None,
     stop_after: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a training; returns a summary dict. Writes into ``out_dir``:
 
@@ -454,8 +468,9 @@ def train(
     to use instead of opening ``cfg.data`` / ``cfg.aug`` (library use: ablations, tests).
     ``stop_after``: end this session after that step (checkpoint written; resume later to continue
     the same schedule); the summary then says ``stopped: True`` and no final model is written.
+    ``overwrite``: replace a run already in ``out_dir`` (refused otherwise, unless resuming).
     """
     try:
-        return DakdTrainer(cfg, out_dir, progress, datasets).run(resume, stop_after)
+        return DakdTrainer(cfg, out_dir, progress, datasets, overwrite).run(resume, stop_after)
     finally:
         common.cleanup_distributed()

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         _fail("aborted", 1)
     except DakdError as e:
-        _fail(str(e), 2)
+        _fail(_worker_error(str(e)), 2)
     except Interrupted as e:
         click.echo("dakd-edge: interrupted", err=True)
         sys.exit(e.code)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("dakd-edge: interrupted", err=True)
         sys.exit(130)
     except MemoryError:
-        _fail("out of memory (try a smaller --tile or --batch)", 2)
+        _fail(f"out of memory (try a smaller {_memory_options(argv)})", 2)
     except OSError as e:  # not raised through a DakdError: name the file and the reason
         from dakd_edge.atomic import describe_write_error, is_disk_full
 
@@ -102,6 +102,27 @@ def main(argv: list[str] | None = None) -> None:
         msg = describe_write_error(e, where) if is_disk_full(e) else _os_line(e)
         _fail(msg, 2)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _worker_error(message: str) -> str:
+    """A DataLoader worker's error re-raised by torch carries the worker's whole traceback in its text
+    ("Caught X in DataLoader worker process 0. Original Traceback ..."): keep the original message."""
+    if "Original Traceback" not in message:
+        return message
+    last = [ln for ln in message.splitlines() if ln.strip()][-1]
+    name, sep, text = last.partition(": ")
+    return text if sep and " " not in name else last
+
+
+def _memory_options(argv: list[str] | None) -> str:
+    """The options that size a command's memory use, for the out-of-memory hint."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command == "train":
+        return "--crop or --batch"
+    if command == "jointnet":
+        return "--crop or --batch-size (generate: --batch)"
+    return "--tile or --batch"
 
 
 def _os_line(e: OSError) -> str:

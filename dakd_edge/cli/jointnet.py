@@ -51,7 +51,9 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 @click.option("--classes", default="native", show_default=True, type=_CLASSES)
 @click.option("--split", default="train", show_default=True)
 @click.option("--synthetic", type=int, default=0, help="Measure on N synthetic patches instead of --data.")
-@click.option("--size", type=int, default=256, show_default=True, help="Synthetic patch size.")
+@click.option(
+    "--size", type=click.IntRange(min=1), default=256, show_default=True, help="Synthetic patch size."
+)
 @click.option(
     "--num-classes",
     type=click.Choice(["2", "5"]),
@@ -59,7 +61,7 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
     show_default=True,
     help="Synthetic label space (5 OSD classes or binary).",
 )
-@click.option("--limit", type=int, help="Use only the first N images.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, limit, as_json) -> None:
     """Measure the balancing factor b = sqrt(P(x) / P(y_n)) (Eq. 4) of a training set."""
@@ -163,23 +165,33 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
     help="Continue from this checkpoint, bit for bit; the run's settings come from it (only --out, "
     "--workers, --device, --log-every, --ckpt-every, --sample-every, --sample-steps apply).",
 )
-@click.option("--stop-after", type=int, help="Stop (with a checkpoint) after this global step.")
+@click.option(
+    "--stop-after", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this global step."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out (its files are removed).")
 @click.option("--no-progress", is_flag=True)
 def train(**o: Any) -> None:
     """Train SAR-JointNet in three stages (run under torchrun for several GPUs or nodes)."""
     require_extra("torch", "jointnet train")
+    from dakd_edge.cli.train import option_error
     from dakd_edge.train.jointnet import train_jointnet
 
-    if o["resume"]:
-        cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL})
-    elif not o["data"] and o["synthetic"] <= 0:
-        raise InputError("pass --data DIR or --synthetic N")
-    else:
-        cfg = config_from(
-            JointNetTrainConfig, o, synthetic_classes=int(o["synthetic_classes"]),
-            stage_steps=_steps(o["stage_steps"]), amp=not o["no_amp"],
-        )  # fmt: skip
-    last = train_jointnet(cfg, resume=o["resume"], stop_after=o["stop_after"], progress=not o["no_progress"])
+    try:
+        if o["resume"]:
+            cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL})
+        elif not o["data"] and o["synthetic"] <= 0:
+            raise InputError("pass --data DIR or --synthetic N")
+        else:
+            cfg = config_from(
+                JointNetTrainConfig, o, synthetic_classes=int(o["synthetic_classes"]),
+                stage_steps=_steps(o["stage_steps"]), amp=not o["no_amp"],
+            )  # fmt: skip
+    except ValueError as e:
+        raise option_error(e) from e
+    last = train_jointnet(
+        cfg, resume=o["resume"], stop_after=o["stop_after"], progress=not o["no_progress"],
+        overwrite=o["overwrite"],
+    )  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: report once
         click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
 
@@ -197,10 +209,10 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--n", "n", default=4480, show_default=True, help="Number of (image, logits) pairs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Augmented-set folder.")
-@click.option("--steps", default=200, show_default=True, help="DDIM steps.")
+@click.option("--steps", default=200, show_default=True, type=click.IntRange(1, 1000), help="DDIM steps.")
 @click.option("--batch", default=16, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--size", type=int, help="Generated size (default: the training crop).")
+@click.option("--size", type=click.IntRange(min=1), help="Generated size (default: the training crop).")
 @click.option("--weights", default="ema", show_default=True, type=click.Choice(["ema", "raw"]))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option(
@@ -209,12 +221,13 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
     show_default=True,
     help="K/M: make every M-th batch starting at K (one process per GPU into one folder).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace a set in --out made with other settings.")
 @click.option("--no-amp", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def generate(
-    checkpoint, n, out, steps, batch, seed, size, weights, device, shard, no_amp, no_progress
+    checkpoint, n, out, steps, batch, seed, size, weights, device, shard, overwrite, no_amp, no_progress
 ) -> None:
-    """Generate the augmented set D^a (resumable: existing samples are kept)."""
+    """Generate the augmented set D^a (resumable: existing samples of the same settings are kept)."""
     require_extra("torch", "jointnet generate")
     from dakd_edge.train.generate import generate_augmented
 
@@ -225,7 +238,7 @@ def generate(
     try:
         res = generate_augmented(
             checkpoint, out, n, steps=steps, batch=batch, seed=seed, size=size, device=device,
-            weights=weights, amp=not no_amp, progress=not no_progress, shard=(k, m),
+            weights=weights, amp=not no_amp, progress=not no_progress, shard=(k, m), overwrite=overwrite,
         )  # fmt: skip
     except ValueError as e:
         raise InputError(str(e)) from e
@@ -245,7 +258,7 @@ def generate(
     type=click.Path(dir_okay=False),
     help="Local torchvision Inception-v3 state dict; FID is computed only with it.",
 )
-@click.option("--limit", type=int, help="At most N images per set.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N images per set.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 def report(
     generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out

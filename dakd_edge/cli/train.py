@@ -38,6 +38,35 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
         raise InputError(f"bad --class-weights {text!r}: {e}") from e
 
 
+def option_error(e: ValueError) -> InputError:
+    """A config's ValueError as the user's error, naming the option (``ema_decay ...`` -> ``--ema ...``)."""
+    msg = str(e)
+    for p in click.get_current_context().command.params:
+        if p.name and p.opts and msg.startswith(p.name + " "):
+            return InputError(p.opts[0] + msg[len(p.name) :])
+    return InputError(msg)
+
+
+def _no_effect(o: dict[str, Any]) -> list[str]:
+    """Options the user set that this run ignores (said once, so a silent no-op is not mistaken for a
+    result)."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    out = []
+    if not o["aug"]:
+        unused = [f"--{n.replace('_', '-')}" for n in ("mix", "labels", "kd_weight") if given(n)]
+        if unused:
+            out.append(f"{', '.join(unused)} act on generated images only and have no effect without --aug")
+    if given("synthetic_ratio") and not o["synthetic"]:
+        out.append("--synthetic-ratio has no effect without --synthetic N")
+    elif o["synthetic"] and not o["synthetic_ratio"]:
+        out.append("--synthetic has no effect with --synthetic-ratio 0")
+    return out
+
+
 _opt = partial(field_option, TrainConfig)
 
 
@@ -58,7 +87,7 @@ _opt = partial(field_option, TrainConfig)
     "labels", type=click.Choice(["soft", "hard"]),
     help="Generated images: soft = CE on teacher argmax + KD (DAKD); hard = CE on argmax only.",
 )  # fmt: skip
-@_opt("mix", help="Share of batch slots filled by generated mosaics.")
+@_opt("mix", type=click.FloatRange(0.0, 1.0), help="Share of batch slots filled by generated mosaics.")
 @_opt("synthetic", help="Number of synthetic patches to pre-generate.")
 @_opt("synthetic_ratio", help="Share of slots for synthetic patches.")
 @_opt("crop", help="Training crop size.")
@@ -82,6 +111,7 @@ _opt = partial(field_option, TrainConfig)
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @_opt("workers", help="DataLoader worker processes.")
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a last.pt checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out (its files are removed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(**o: Any) -> None:
     """Train a segmentation model; DAKD when --aug is given.
@@ -99,8 +129,10 @@ def train(**o: Any) -> None:
             mix=o["mix"] if o["aug"] else 0.0, amp=not o["no_amp"],
         )  # fmt: skip
     except ValueError as e:
-        raise InputError(str(e)) from e
-    summary = run(cfg, o["out_dir"], resume=o["resume"], progress=not o["quiet"])
+        raise option_error(e) from e
+    for line in _no_effect(o):
+        click.echo(f"dakd-edge: warning: {line}", err=True)
+    summary = run(cfg, o["out_dir"], resume=o["resume"], progress=not o["quiet"], overwrite=o["overwrite"])
     if int(os.environ.get("RANK", "0")) == 0:
         best = summary["best"]
         msg = f"model: {summary['model']}  steps {summary['steps']}  {summary['seconds']:.0f} s"

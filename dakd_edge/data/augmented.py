@@ -29,6 +29,8 @@ from dakd_edge.errors import DatasetError, OutputError
 FORMAT = "dakd-augmented"
 VERSION = 1
 MANIFEST = "manifest.json"
+# Generator settings that decide what sample i is: an existing set is only extended when they match.
+SAME_SET_KEYS = ("checkpoint", "step", "stage", "weights", "ddim_steps", "seed", "size", "model")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -83,11 +85,13 @@ class AugmentedWriter:
     """Writes generated (image, logits) pairs; resumable.
 
     Args:
-        root: output folder (created if missing). If it already holds a manifest, its class count must
-            match and the new samples are merged with the old ones.
+        root: output folder (created if missing). If it already holds a manifest, its class count and
+            the ``generator_info`` settings both manifests name (:data:`SAME_SET_KEYS`) must match and
+            the new samples are merged with the old ones (a resumed generation).
         num_classes, class_names: label space of the logits.
         balancing_factor: the b used by the generator (recorded for provenance).
         generator_info: free-form JSON-able description (checkpoint, steps, seed, ...).
+        overwrite: remove an existing set's samples and manifest first instead of merging with them.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class AugmentedWriter:
         class_names: Sequence[str],
         balancing_factor: float,
         generator_info: dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> None:
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
@@ -105,17 +110,41 @@ class AugmentedWriter:
         self.class_names = [str(c) for c in class_names]
         self.balancing_factor = float(balancing_factor)
         self.generator_info = dict(generator_info or {})
+        if (self.root / MANIFEST).is_file() and overwrite:
+            self._remove_set()
+        elif (self.root / MANIFEST).is_file():
+            self._check_same_set(read_manifest(self.root))
         try:
             (self.root / "images").mkdir(parents=True, exist_ok=True)
             (self.root / "logits").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create augmented set folder {self.root}: {e}") from e
-        if (self.root / MANIFEST).is_file():
-            old = read_manifest(self.root)
-            if old["num_classes"] != self.num_classes:
-                raise DatasetError(
-                    f"{self.root}: existing set has {old['num_classes']} classes, writer has {self.num_classes}"
-                )
+
+    def _check_same_set(self, old: dict[str, Any]) -> None:
+        """Merging is for resuming one generation: samples of another teacher, size or seed would make a
+        set no manifest describes."""
+        if old["num_classes"] != self.num_classes:
+            raise DatasetError(
+                f"{self.root}: existing set has {old['num_classes']} classes, writer has {self.num_classes}"
+            )
+        before = old.get("generator") or {}
+        diff = [
+            f"{k} {before[k]!r} -> {self.generator_info[k]!r}"
+            for k in SAME_SET_KEYS
+            if k in before and k in self.generator_info and before[k] != self.generator_info[k]
+        ]
+        if diff:
+            raise OutputError(
+                f"{self.root} holds a set made with other generator settings ({'; '.join(diff[:3])}); "
+                "pass --overwrite to replace it, or choose another --out"
+            )
+
+    def _remove_set(self) -> None:
+        for sub, ext in (("images", ".png"), ("logits", ".npy")):
+            for p in (self.root / sub).glob(f"*{ext}") if (self.root / sub).is_dir() else ():
+                if _ID_RE.match(p.stem):
+                    p.unlink()
+        (self.root / MANIFEST).unlink()
 
     def has(self, sample_id: str) -> bool:
         """True when both files of ``sample_id`` are complete on disk (atomic writes: no partial files)."""

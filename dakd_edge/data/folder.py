@@ -184,7 +184,8 @@ def open_folder(root: str | os.PathLike, split: str | None = "train", classes: s
 
     Masks are single-channel class-id images with the same stems (255 = ignore). The label set comes
     from an optional ``classes.json`` ({"class_names": [...]}) beside images/; without one the masks are
-    scanned: ids <= 1 -> binary (background, oil), otherwise the 5 OSD classes.
+    scanned: ids <= 1 -> binary (background, oil), otherwise the 5 OSD classes. Masks holding only 0 and
+    255 are refused: black/white masks, whose oil (255) would be read as ignore and never trained.
     """
     root = Path(root)
     if not root.is_dir():
@@ -205,11 +206,18 @@ def _class_names(base: Path, root: Path, pairs: list[tuple[Path, Path]]) -> list
             if not isinstance(names, list) or len(names) < 2:
                 raise DatasetError(f"{cand}: class_names must list at least two classes")
             return [str(n) for n in names]
-    top = 0
+    top, ignore = 0, False
     for _, m in pairs:
         arr = read_array(m)
         vals = arr[arr != IGNORE_INDEX]
         top = max(top, int(vals.max()) if vals.size else 0)
+        ignore = ignore or vals.size < arr.size
+    if top == 0 and ignore:
+        # Black/white masks saved as 0/255: 255 is the ignore value here, so oil would never be trained.
+        raise DatasetError(
+            f"{base / 'masks'}: every mask holds only 0 and 255, but 255 means 'ignore' in a class-id "
+            "folder; store oil as 1 (class ids 0 = background, 1 = oil)"
+        )
     if top <= 1:
         return list(BINARY_CLASSES)
     if top < len(OSD_CLASSES):

@@ -24,9 +24,14 @@ def decode_black_white(arr: np.ndarray, path: Path) -> np.ndarray:
     """Black/white mask -> {0, 1} by thresholding at 128.
 
     The real release anti-aliases slick edges (up to ~9 % grey pixels in a patch), so grey is expected;
-    a mask that is mostly mid-grey, or coloured, is not an SOS mask (e.g. an image passed as a mask).
+    a mask that is mostly mid-grey, or coloured, is not an SOS mask (e.g. an image passed as a mask), and
+    one whose brightest pixel is 1 holds class ids, not black/white.
     """
     grey = arr.astype(np.float32).mean(axis=2) if arr.ndim == 3 else arr.astype(np.float32)
+    if grey.max() == 1:  # ids 0/1 would all threshold to background: every slick lost, silently
+        raise DatasetError(
+            f"{path}: class-id mask (values 0/1) in an SOS folder; expected black/white (white = oil)"
+        )
     if arr.ndim == 3 and np.abs(arr.astype(np.int16) - arr[..., :1].astype(np.int16)).max() > 48:
         raise DatasetError(f"{path}: coloured pixels in a black/white SOS mask")
     unsure = (grey > 64) & (grey < 192)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from dakd_edge.cli.app import cli
@@ -81,3 +82,88 @@ def test_cli_defaults_are_the_config_defaults():
                 assert p.default == defaults[p.name], (command.name, p.name)
                 checked += 1
     assert checked > 40
+
+
+def _tiny_train(tmp_path, *extra):
+    return ["train", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--model", TINY,
+            "--model-cfg", "width=4", "--crop", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
+            "--quiet", *extra]  # fmt: skip
+
+
+def test_train_refuses_an_existing_run_unless_overwrite(tmp_path, run_cli):
+    _folder(tmp_path / "ds", n=4)
+    code, _, err = run_cli(_tiny_train(tmp_path, "--mix", "0.3", "--kd-weight", "2"))
+    assert code == 0, err
+    assert "warning: --mix, --kd-weight act on generated images only and have no effect without --aug" in err
+    before = (tmp_path / "run" / "config.json").read_text()
+    code, _, err = run_cli(_tiny_train(tmp_path, "--lr", "0.5"))
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err
+    assert (tmp_path / "run" / "config.json").read_text() == before
+    code, _, err = run_cli(_tiny_train(tmp_path, "--lr", "0.5", "--overwrite"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.5
+
+
+def test_train_bad_values_are_one_line_naming_the_option(tmp_path, run_cli):
+    _folder(tmp_path / "ds", n=2, size=32)
+    for extra, text in (
+        (["--ema", "1.5"], "--ema must be in [0, 1)"),
+        (["--lr", "nan"], "--lr must be a finite number > 0"),
+        (["--val-fraction", "1"], "--val-fraction must be in [0, 1)"),
+        (["--mix", "1.5"], "1.5 is not in the range"),  # refused even without --aug
+        (["--model-cfg", "width=bogus"], "--model-cfg width=bogus does not fit model"),
+        (["--synthetic-ratio", "0.5", "--synthetic", "-3"], "--synthetic must be >= 0"),
+    ):
+        code, _, err = run_cli(_tiny_train(tmp_path, *extra))
+        assert code == 2 and text in err and err.count("\n") == 1, (extra, err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_jointnet_cli_refuses_bad_values_before_training(tmp_path, run_cli):
+    base = ["jointnet", "train", "--synthetic", "2", "--preset", "tiny", "--crop", "16", "--batch-size", "2",
+            "--device", "cpu", "--no-progress", "--out", str(tmp_path / "jn")]  # fmt: skip
+    for extra, text in (
+        (["--stage-steps", "0,0,0"], "--stage-steps are all 0: nothing to train"),
+        (["--crop", "7"], "--crop must be >= 8"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--ema-decay", "1.5"], "--ema-decay must be in [0, 1)"),
+        (["--b", "-2"], "--b must be a finite number > 0"),
+        (["--sample-every", "1", "--sample-steps", "0"], "--sample-steps must be >= 1"),
+        (["--stop-after", "0"], "0 is not in the range x>=1"),
+    ):
+        code, _, err = run_cli(base + extra)
+        assert code == 2 and text in err and err.count("\n") == 1, (extra, err)
+    assert not (tmp_path / "jn").exists()
+
+
+def test_generate_and_report_refuse_empty_work(tmp_path, run_cli):
+    from dakd_edge.train.generate import generate_augmented
+
+    for extra in (["--steps", "0"], ["--steps", "5000"], ["--size", "-32"], ["--size", "0"]):
+        code, _, err = run_cli(["jointnet", "generate", str(tmp_path / "x.pt"), "--out", str(tmp_path / "a"),
+                                *extra])  # fmt: skip
+        assert code == 2 and "is not in the range" in err, (extra, err)
+    for kw in ({"steps": 5000}, {"size": -32}):
+        with pytest.raises(ValueError, match="must be"):
+            generate_augmented(tmp_path / "x.pt", tmp_path / "a", 2, **kw)
+    assert not (tmp_path / "a").exists()
+    code, _, err = run_cli(["jointnet", "report", str(tmp_path), "--real", str(tmp_path), "--limit", "0"])
+    assert code == 2 and "--limit" in err
+    for opt in ("--limit", "--size"):
+        code, _, err = run_cli(["jointnet", "balance", "--synthetic", "2", opt, "0"])
+        assert code == 2 and opt in err and "Traceback" not in err
+
+
+def test_worker_errors_and_memory_hints_are_short():
+    from dakd_edge.cli.app import _memory_options, _worker_error
+
+    caught = (
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    raise DatasetError(m)\n'
+        "dakd_edge.errors.DatasetError: cannot read augmented sample 000000: truncated file\n"
+    )
+    assert _worker_error(caught) == "cannot read augmented sample 000000: truncated file"
+    assert _worker_error("plain: message") == "plain: message"
+    assert _memory_options(["train", "--crop", "9"]) == "--crop or --batch"
+    assert _memory_options(["jointnet", "train"]).startswith("--crop or --batch-size")
+    assert _memory_options(["segment", "a.tif"]) == "--tile or --batch"

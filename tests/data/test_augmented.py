@@ -100,3 +100,22 @@ def test_missing_and_corrupt(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(DatasetError, match="format"):
         AugmentedDataset(tmp_path)
+
+
+def test_existing_set_of_other_generator_settings_is_refused(tmp_path: Path) -> None:
+    """Merging samples of another seed / size / teacher would make a set no manifest describes."""
+    from dakd_edge.errors import OutputError
+
+    info = {"checkpoint": "/a/last.pt", "seed": 0, "size": 12, "ddim_steps": 2}
+    with AugmentedWriter(tmp_path, 2, ["bg", "oil"], 0.5, info) as w:
+        w.add("000000", *_pair(0, k=2))
+    with pytest.raises(OutputError, match=r"other generator settings \(seed 0 -> 5.*--overwrite"):
+        AugmentedWriter(tmp_path, 2, ["bg", "oil"], 0.5, {**info, "seed": 5})
+    assert len(read_manifest(tmp_path)["samples"]) == 1  # left as it was
+    with AugmentedWriter(tmp_path, 2, ["bg", "oil"], 0.5, info) as w:  # same settings: resumed
+        assert w.has("000000")
+    with AugmentedWriter(tmp_path, 2, ["bg", "oil"], 0.5, {**info, "seed": 5}, overwrite=True) as w:
+        assert not w.has("000000")  # the old set's samples were removed
+        w.add("000001", *_pair(1, k=2))
+    m = read_manifest(tmp_path)
+    assert [s["id"] for s in m["samples"]] == ["000001"] and m["generator"]["seed"] == 5

@@ -197,3 +197,29 @@ def test_real_sos(shared_data: Path) -> None:
                 grey = np.asarray(Image.open(mask_path).convert("L"))
                 decoded = decode_black_white(grey, mask_path)
                 assert set(np.unique(decoded)) <= {0, 1}
+
+
+def test_folder_of_black_white_masks_is_refused(tmp_path: Path) -> None:
+    """0/255 masks: 255 is the ignore value, so oil would never be trained; say so instead."""
+    for name, oil in (("bw", 255), ("ids", 1)):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "masks").mkdir()
+        for i in range(2):
+            mask = np.zeros((8, 8), np.uint8)
+            mask[2:5, 2:6] = oil
+            Image.fromarray(np.full((8, 8), 99, np.uint8)).save(tmp_path / name / "images" / f"{i}.png")
+            Image.fromarray(mask).save(tmp_path / name / "masks" / f"{i}.png")
+    with pytest.raises(DatasetError, match=r"only 0 and 255.*255 means 'ignore'.*store oil as 1"):
+        open_dataset(tmp_path / "bw", kind="folder")
+    ds = open_dataset(tmp_path / "ids", kind="folder")
+    assert ds.num_classes == 2 and ds[0]["mask"].max() == 1
+
+
+def test_sos_mask_of_class_ids_is_refused() -> None:
+    """An SOS mask saved as 0/1 ids would threshold to all background: every slick silently lost."""
+    ids = np.zeros((8, 8), np.uint8)
+    ids[2:5, 2:5] = 1
+    with pytest.raises(DatasetError, match=r"m\.png: class-id mask \(values 0/1\) in an SOS folder"):
+        decode_black_white(ids, Path("m.png"))
+    assert decode_black_white(ids * 255, Path("m.png")).sum() == 9
+    assert decode_black_white(np.zeros((8, 8), np.uint8), Path("m.png")).sum() == 0  # no oil: fine

@@ -154,7 +154,7 @@ def test_retile_changes_the_metadata_only(tmp_path: Path) -> None:
 def test_training_runs_stage_2_from_stage_1s_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, str, int]] = []
 
-    def fake_train(cfg, out: Path, resume=None, progress=False) -> dict:
+    def fake_train(cfg, out: Path, resume=None, progress=False, overwrite=False) -> dict:
         calls.append((out, cfg.init, cfg.steps))
         out.mkdir(parents=True, exist_ok=True)
         return {"model": str(out / "model.safetensors"), "steps": cfg.steps, "best": {"miou": 0.5}}

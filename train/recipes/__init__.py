@@ -30,7 +30,9 @@ def fine_tune(cfg: TrainConfig, out: Path) -> list[dict[str, Any]]:
     last = out / "last.pt"
     if not (out / "model.safetensors").is_file():
         t0 = time.time()
-        summary = train(cfg, out, resume=last if last.is_file() else None, progress=False)
+        # no checkpoint yet: what is there is a run stopped before its first one, started anew
+        resume = last if last.is_file() else None
+        summary = train(cfg, out, resume=resume, progress=False, overwrite=resume is None)
         if not summary.get("stopped"):  # what `bundled --from-run` installs from
             summary["wall_seconds"] = time.time() - t0
             (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -228,11 +228,15 @@ def stopped_run(run: Path, cfg: TrainConfig, data: Path) -> dict[str, Any]:
     }
 
 
-def _train(cfg: TrainConfig, run: Path, resume: bool, **extra: Any) -> dict[str, Any]:
-    """Train (or with ``resume`` continue) one stage into ``run``; its ``summary.json`` gets ``extra``."""
+def _train(
+    cfg: TrainConfig, run: Path, resume: bool, overwrite: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """Train (or with ``resume`` continue) one stage into ``run``; its ``summary.json`` gets ``extra``.
+    ``overwrite``: replace a run already there (refused otherwise)."""
     last = run / "last.pt"
+    resume_from = last if resume and last.is_file() else None
     t0 = time.time()
-    summary = train(cfg, run, resume=last if resume and last.is_file() else None, progress=True)
+    summary = train(cfg, run, resume=resume_from, progress=True, overwrite=overwrite and resume_from is None)
     summary.update(wall_seconds=time.time() - t0, **extra)
     (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
@@ -249,7 +253,7 @@ def _stage1(args: argparse.Namespace) -> dict[str, Any]:
     if args.from_run:
         return stopped_run(args.run, cfg, args.data) if args.best_so_far else finished_run(args.run, cfg)
     init = args.init if args.init is not None else fetch_init(args.run / INIT_NAME)
-    return _train(replace(cfg, init=str(init)), args.run, args.resume)
+    return _train(replace(cfg, init=str(init)), args.run, args.resume, args.overwrite)
 
 
 def run_stages(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,7 +272,7 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_fine_tune:
         return summary
     cfg2 = replace(cfg2, init=summary["model"])
-    return _train(cfg2, stage2, args.resume, stage1=_stage1_record(summary))
+    return _train(cfg2, stage2, args.resume, args.overwrite, stage1=_stage1_record(summary))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -283,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1)")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    ap.add_argument("--overwrite", action="store_true", help="replace a run already in RUN")
     ap.add_argument(
         "--init", type=Path, default=None,
         help=f"start weights (default: version 1's, from git {INIT_COMMIT}, into RUN/{INIT_NAME})",

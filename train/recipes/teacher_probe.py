@@ -39,7 +39,8 @@ def _teacher(run: Path, data: Path, stage_steps: tuple[int, int, int]) -> Path:
         device="cpu", ckpt_every=50, sample_every=0, log_every=25,
     )  # fmt: skip
     last = out / "last.pt"
-    train_jointnet(cfg, resume=last if last.is_file() else None, progress=False)
+    resume = last if last.is_file() else None  # without one, leftovers of a run stopped early go
+    train_jointnet(cfg, resume=resume, progress=False, overwrite=resume is None)
     return final
 
 
