@@ -64,37 +64,46 @@ def miou(cm: np.ndarray | list) -> float:
     return float(iou.mean())
 
 
-def segment_both(predictor: Any, scene: Path, workdir: Path) -> dict[str, np.ndarray | dict]:
-    """Class maps of ``scene`` without and with flattening, and the flattened run's trend report."""
+MODES: dict[str, dict[str, bool]] = {
+    "raw": {},  # as `segment` runs by default
+    "flat": {"flatten": True},  # --flatten: the trend removed, the level kept
+    "match": {"match_level": True},  # --match-level: the trend removed, the level set to training's
+}
+
+
+def segment_modes(predictor: Any, scene: Path, workdir: Path, modes: list[str]) -> dict[str, Any]:
+    """Class maps of ``scene`` for each of ``modes`` (:data:`MODES`), and each run's ``level_trend``."""
     from dakd_edge.inference.segment import segment_scene
 
     mosaic = _mosaic_module()
-    out: dict[str, Any] = {}
-    for key, flat in (("raw", False), ("flat", True)):
+    out: dict[str, Any] = {"trend": {}}
+    for key in modes:
         path = workdir / f"{scene.stem}-{key}.tif"
         r = segment_scene(
-            predictor, scene, path, overwrite=True, polygons=False, land_mask=None, flatten=flat
+            predictor, scene, path, overwrite=True, polygons=False, land_mask=None, **MODES[key]
         )
         out[key] = mosaic.read_classes(path)
-        if flat:
-            out["trend"] = r["level_trend"]
+        if key != "raw":
+            out["trend"][key] = r["level_trend"]
     return out
 
 
-def wide_scenes(predictor: Any, seeds: list[int], size: tuple[int, int], workdir: Path) -> dict[str, Any]:
+def wide_scenes(
+    predictor: Any, seeds: list[int], size: tuple[int, int], workdir: Path, modes: list[str]
+) -> dict[str, Any]:
     from dakd_edge.data.synthetic import SceneConfig, write_scene_geotiff
 
     res: dict[str, Any] = {"scenes": {}}
-    total = {"raw": np.zeros((2, 2), np.int64), "flat": np.zeros((2, 2), np.int64)}
+    total = {k: np.zeros((2, 2), np.int64) for k in modes}
     for seed in seeds:
         scene, labels = workdir / f"wide-{seed}.tif", workdir / f"wide-{seed}-labels.tif"
         write_scene_geotiff(
             scene, SceneConfig(), seed, *size, labels_path=labels, output="db", overwrite=True
         )
         truth = _mosaic_module().read_classes(labels)
-        maps = segment_both(predictor, scene, workdir)
+        maps = segment_modes(predictor, scene, workdir, modes)
         row: dict[str, Any] = {"trend": maps["trend"]}
-        for key in ("raw", "flat"):
+        for key in modes:
             s = binary_scores(maps[key], truth)
             total[key] += np.asarray(s["cm"])
             row[key] = {"miou": round(100 * s["miou"], 2),
@@ -102,8 +111,7 @@ def wide_scenes(predictor: Any, seeds: list[int], size: tuple[int, int], workdir
                                           for k, v in s["oil_call_rate"].items()}}  # fmt: skip
         res["scenes"][str(seed)] = row
         print(
-            f"seed {seed}: mIoU {row['raw']['miou']} -> {row['flat']['miou']} (trend {maps['trend']})",
-            flush=True,
+            f"seed {seed}: mIoU { ({k: row[k]['miou'] for k in modes}) } (trend {maps['trend']})", flush=True
         )
     res["mean_miou"] = {
         k: round(float(np.mean([r[k]["miou"] for r in res["scenes"].values()])), 2) for k in total
@@ -119,23 +127,35 @@ def ramped_mosaics(
     ramps: list[float],
     count: int,
     workdir: Path,
+    modes: list[str],
+    shift: bool = False,
 ) -> dict[str, Any]:
+    """Mosaics with a level ramp -R..+R across columns, as 8-bit GeoTIFFs; ``shift=True``: one level
+    shift +R over the whole mosaic instead, written as calibrated sigma0 in dB (the model's -35..+5 dB
+    stretch inverted), which is what ``--match-level`` is for."""
+    from dakd_edge.data.scaling import Normalization
+
+    lo, hi = Normalization().db_range
     mosaic = _mosaic_module()
     layouts = mosaic.mosaic_layouts(len(images), count, 4, 0)
     res: dict[str, Any] = {}
     for ramp in ramps:
-        cms = {"raw": np.zeros((2, 2), np.int64), "flat": np.zeros((2, 2), np.int64)}
+        cms = {k: np.zeros((2, 2), np.int64) for k in modes}
         for k, lay in enumerate(layouts):
             im = mosaic.assemble([images[i] for i in lay], 4).astype(np.float32)
             gt = mosaic.assemble([masks[i] for i in lay], 4)
-            im = np.clip(im + np.linspace(-ramp, ramp, im.shape[-1])[None, :] * 255.0, 0, 255).round()
             scene = workdir / f"ramp-{ramp:g}-{k}.tif"
-            mosaic.write_geotiff(scene, im.astype(np.uint8))
-            maps = segment_both(predictor, scene, workdir)
+            if shift:
+                unit = im / 255.0 + ramp
+                mosaic.write_geotiff(scene, (lo + unit * (hi - lo)).astype(np.float32))
+            else:
+                im = np.clip(im + np.linspace(-ramp, ramp, im.shape[-1])[None, :] * 255.0, 0, 255).round()
+                mosaic.write_geotiff(scene, im.astype(np.uint8))
+            maps = segment_modes(predictor, scene, workdir, modes)
             for key in cms:
                 cms[key] += np.asarray(binary_scores(maps[key], gt)["cm"])
         res[f"{ramp:g}"] = {k: round(100 * miou(v), 2) for k, v in cms.items()}
-        print(f"ramp +-{ramp:g}: mIoU {res[f'{ramp:g}']}", flush=True)
+        print(f"{'shift' if shift else 'ramp +-'}{ramp:g}: mIoU {res[f'{ramp:g}']}", flush=True)
     return res
 
 
@@ -146,12 +166,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="1,2,3", help="wide synthetic scenes (comma list)")
     ap.add_argument("--size", default="1024x25600", help="HEIGHTxWIDTH of the wide scenes")
     ap.add_argument("--ramp", help="comma list of ramp half-ranges: run the ramped mosaics instead")
+    ap.add_argument("--shift", action="store_true", help="with --ramp: one global shift per mosaic, in dB")
+    ap.add_argument("--modes", default="raw,flat,match", help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--sensor", default="palsar,sentinel", help="with --ramp: comma list")
     ap.add_argument("--holdout", help="with --ramp: FRACTION:SEED or 'bundled' (with --split train)")
     ap.add_argument("--mosaics", type=int, default=6, help="with --ramp: mosaics per sensor and ramp")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("-o", "--out", type=Path, help="JSON output")
     args = ap.parse_args(argv)
+    modes = args.modes.split(",")
+    if unknown := set(modes) - set(MODES):
+        ap.error(f"unknown --modes {sorted(unknown)}")
 
     report: dict[str, Any] = {
         "benchmark": "flatten",
@@ -182,10 +207,12 @@ def main(argv: list[str] | None = None) -> None:
                     images, masks = mosaic.load_patches(ds, idx)
                     ramps = [float(v) for v in args.ramp.split(",")]
                     print(f"{model} {sensor}:", flush=True)
-                    res["ramps"][sensor] = ramped_mosaics(predictor, images, masks, ramps, args.mosaics, work)
+                    res["ramps"][sensor] = ramped_mosaics(
+                        predictor, images, masks, ramps, args.mosaics, work, modes, args.shift
+                    )
             else:
                 h, w = (int(v) for v in args.size.lower().split("x"))
-                res = wide_scenes(predictor, [int(s) for s in args.seeds.split(",")], (h, w), work)
+                res = wide_scenes(predictor, [int(s) for s in args.seeds.split(",")], (h, w), work, modes)
         res["tiling"] = f"{predictor.tiling.tile}/{predictor.tiling.overlap}"
         res["time_s"] = round(time.time() - t0, 1)
         report["models"][model] = res

@@ -146,7 +146,7 @@ def assemble(items: list[np.ndarray], grid: int) -> np.ndarray:
 
 
 def write_geotiff(path: Path, image: np.ndarray) -> None:
-    """A georeferenced (UTM 33N, 10 m) uint8 GeoTIFF, as a real scene would be."""
+    """A georeferenced (UTM 33N, 10 m) GeoTIFF of ``image``'s dtype, as a real scene would be."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -156,7 +156,7 @@ def write_geotiff(path: Path, image: np.ndarray) -> None:
         "height": arr.shape[-2],
         "width": arr.shape[-1],
         "count": arr.shape[0],
-        "dtype": "uint8",
+        "dtype": str(arr.dtype),
         "crs": "EPSG:32633",
         "transform": from_origin(500000.0, 4600000.0, 10.0, 10.0),
         "tiled": True,

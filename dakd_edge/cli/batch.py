@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.segment import BATCH_HELP, POLS, coast_buffer_option, flatten_option
+from dakd_edge.cli.segment import BATCH_HELP, POLS, coast_buffer_option, flatten_option, match_level_option
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import InputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
@@ -44,6 +44,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
 @coast_buffer_option
 @flatten_option
+@match_level_option
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context

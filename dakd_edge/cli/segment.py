@@ -63,6 +63,12 @@ flatten_option = click.option(
     help="Remove the scene's smooth backscatter trend (incidence angle, wind) before tiling "
     "(experimental: see the README).",
 )
+match_level_option = click.option(
+    "--match-level",
+    is_flag=True,
+    help="Also move the scene's sea level to the training images' (calibrated scenes; implies the "
+    "trend removal of --flatten; experimental: see the README).",
+)
 
 
 def load_predictor(
@@ -210,6 +216,8 @@ def _summary(r: dict[str, Any]) -> str:
     trend = r.get("level_trend") or {}
     if trend.get("applied") and "across_columns_db" in trend:
         spills += f", {abs(trend['across_columns_db']) + abs(trend['across_rows_db']):.1f} dB trend flattened"
+    if trend.get("applied") and "level_shift_db" in trend:
+        spills += f", sea level moved {trend['level_shift_db']:+.1f} dB"
     return (
         f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
         f"({t['skipped_nodata']} nodata, {t.get('skipped_land', 0)} land skipped), "
@@ -348,6 +356,7 @@ def plan_outputs(
 )
 @coast_buffer_option
 @flatten_option
+@match_level_option
 @click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(
@@ -376,6 +385,7 @@ def segment(
     geocode: bool,
     coast_buffer: float,
     flatten: bool,
+    match_level: bool,
     input_scale: str,
     overwrite: bool,
     report: str | None,
@@ -420,6 +430,7 @@ def segment(
                 coast_buffer=coast_buffer,
                 geocode=geocode,
                 flatten=flatten,
+                match_level=match_level,
                 scale=input_scale,
                 overwrite=overwrite,
                 protect=protect,

@@ -122,6 +122,10 @@ def _valid(unit_sample: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)] if np.issubdtype(x.dtype, np.floating) else x
 
 
+class InputDomainWarning(Notice):
+    """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
+
+
 def domain_warning(
     unit_sample: np.ndarray,
     stats: dict[str, Any] | None = None,
@@ -193,6 +197,11 @@ def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
     JPEGs) are reduced to the first one with a :class:`Notice`; different bands are an error.
     """
     a = np.asarray(image)
+    if a.dtype.kind not in "uif":  # bool masks, complex, strings, objects: not a SAR image
+        raise InputError(
+            f"expected an image of integers or floats, got dtype {a.dtype}"
+            + (" (complex: pass the amplitude, np.abs(image))" if a.dtype.kind == "c" else "")
+        )
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:

@@ -8,13 +8,22 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dakd_edge.data import level
-from dakd_edge.data.scaling import as_chw, normalize, resolve_scale, to_unit, valid_mask
+from dakd_edge.data.scaling import (
+    InputDomainWarning,
+    as_chw,
+    domain_warning,
+    normalize,
+    resolve_scale,
+    to_unit,
+    valid_mask,
+)
 from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
@@ -115,33 +124,46 @@ class Predictor:
         return convert
 
     def predict_proba(
-        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None, flatten: bool = False
+        self,
+        image: np.ndarray,
+        scale: str = "auto",
+        nodata: float | None = None,
+        flatten: bool = False,
+        match_level: bool = False,
     ) -> np.ndarray:
         """Class probabilities ``(K, H, W)`` float32; NaN where the input is nodata or NaN.
 
         ``flatten=True`` removes the image's backscatter trend first, as ``segment --flatten`` does
-        (:mod:`dakd_edge.data.level`; images under 1024 px are left as they are)."""
-        raw = as_chw(image, self.meta.in_chans)
+        (:mod:`dakd_edge.data.level`; images under 1024 px are left as they are); ``match_level=True``
+        also moves its sea level to the training level, as ``segment --match-level`` does."""
+        raw = as_chw(np.ma.getdata(image), self.meta.in_chans)
         k, (h, w) = self.meta.num_classes, raw.shape[1:]
-        ok_all = valid_mask(raw, nodata)
+        ok_all = valid_mask(raw, nodata) & ~_masked(image, (h, w))
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
         scale = resolve_scale(sample, scale)
+        domain = domain_warning(
+            to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
+        )
+        if domain is not None:
+            warnings.warn(domain.replace("--input-scale", "scale="), InputDomainWarning, stacklevel=2)
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
         trend = None
-        if flatten:
+        if flatten or match_level:
             norm = self.meta.normalization
 
             def window(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
                 part = raw[:, y0:y1, x0:x1]
                 return to_unit(part, scale, norm).mean(axis=0), ok_all[y0:y1, x0:x1]
 
-            trend, _ = level.fit_scene(h, w, window)
+            target = level.sea_level_of(self.meta.input_stats) if match_level else None
+            trend, _ = level.fit_scene(h, w, window, target)
 
         def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
             offset = None if trend is None else trend.offset(y0, y1, x0, x1)
-            return convert(raw[:, y0:y1, x0:x1], offset)
+            x, ok = convert(raw[:, y0:y1, x0:x1], offset)
+            return x, ok & ok_all[y0:y1, x0:x1]
 
         strip: Strip
         for strip in self.stream(reader, h, w):
@@ -151,11 +173,16 @@ class Predictor:
         return out
 
     def predict(
-        self, image: np.ndarray, scale: str = "auto", nodata: float | None = None, flatten: bool = False
+        self,
+        image: np.ndarray,
+        scale: str = "auto",
+        nodata: float | None = None,
+        flatten: bool = False,
+        match_level: bool = False,
     ) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``: see
-        :meth:`predict_proba`)."""
-        p = self.predict_proba(image, scale=scale, nodata=nodata, flatten=flatten)
+        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``,
+        ``match_level``: see :meth:`predict_proba`)."""
+        p = self.predict_proba(image, scale=scale, nodata=nodata, flatten=flatten, match_level=match_level)
         bad = np.isnan(p[0])
         cls = argmax0(np.nan_to_num(p, nan=0.0))
         cls[bad] = NODATA_CLASS
@@ -169,3 +196,13 @@ class Predictor:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _masked(image: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The (H, W) mask of a numpy masked array (a pixel masked in any band), all False otherwise."""
+    m = np.ma.getmaskarray(image) if np.ma.isMaskedArray(image) else None
+    if m is None or not m.any():
+        return np.zeros(shape, bool)
+    if m.ndim == 2:
+        return m
+    return m.any(axis=0) if m.shape[1:] == shape else m.any(axis=-1)

@@ -25,8 +25,8 @@ from rasterio.windows import Window
 from dakd_edge.atomic import Transaction, check_distinct
 from dakd_edge.data import level
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
-from dakd_edge.data.scaling import domain_warning, resolve_scale, to_unit, valid_mask
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.data.scaling import InputDomainWarning, domain_warning, resolve_scale, to_unit, valid_mask
+from dakd_edge.errors import InputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
 from dakd_edge.inference.outputs import SceneOutputs, check_disk, estimate_output_bytes, gdal_cache_bytes
@@ -143,10 +143,6 @@ def parse_min_area(value: str | float | None) -> tuple[float | None, int]:
     raise InputError(f"--min-area {value!r}: expected square metres (e.g. 2000) or pixels (e.g. 5px)")
 
 
-class InputDomainWarning(Notice):
-    """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
-
-
 def _land_masker(info: Any, land_mask: str | os.PathLike | None, coast_buffer: float) -> Any:
     """The scene's :class:`~dakd_edge.data.landmask.LandMasker`, or None (see ``segment_scene``)."""
     choice = "none" if land_mask is None else str(land_mask)
@@ -182,6 +178,7 @@ def segment_scene(
     coast_buffer: float = DEFAULT_COAST_BUFFER_M,
     geocode: bool = False,
     flatten: bool = False,
+    match_level: bool = False,
     protect: dict[str, str | os.PathLike] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -217,7 +214,10 @@ def segment_scene(
     before tiling (:mod:`dakd_edge.data.level`), keeping its mean level; off by default, because on
     wide synthetic scenes it helped one of three and cost the other two (``benchmarks/flatten.py``,
     README). Scenes under :data:`~dakd_edge.data.level.MIN_FLATTEN_SIDE` pixels are not flattened.
-    The report's ``level_trend`` says what was removed.
+    ``match_level=True`` also moves the scene's fitted sea level to the model's training sea level
+    (:func:`~dakd_edge.data.level.sea_level_of`), for calibrated scenes whose fixed dB stretch leaves
+    the sea brighter than the training images' (scenes of any size; the tilt only from
+    ``MIN_FLATTEN_SIDE`` up). The report's ``level_trend`` says what was removed.
     """
     predictor = _predictor_of(model)
     meta = predictor.meta
@@ -255,7 +255,7 @@ def segment_scene(
             scale = info.native_scale
         masker = _land_masker(info, land_mask, coast_buffer)
         scale, all_nodata, domain = _input_scale(scene, meta, scale)
-        trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata)
+        trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata, match_level)
         tags = {"input_scale": str(scale), "source": info.path.name}
         oil_ids = oil_class_ids(meta)
         outputs = stack.enter_context(
@@ -330,7 +330,13 @@ def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None,
 
 
 def _level_trend(
-    scene: Scene, meta: ModelMeta, scale: str | None, masker: Any, flatten: bool, all_nodata: bool
+    scene: Scene,
+    meta: ModelMeta,
+    scale: str | None,
+    masker: Any,
+    flatten: bool,
+    all_nodata: bool,
+    match_level: bool = False,
 ) -> tuple[level.LevelTrend | None, dict[str, Any]]:
     """The scene's backscatter trend to remove (or None) and the report's ``level_trend`` entry.
 
@@ -338,7 +344,7 @@ def _level_trend(
     (nodata and land left out), in the model's unit luminance.
     """
     info = scene.info
-    if not flatten:
+    if not (flatten or match_level):
         return None, {"applied": False, "reason": "off"}
     if all_nodata or scale is None:
         return None, {"applied": False, "reason": "no valid pixel"}
@@ -351,7 +357,8 @@ def _level_trend(
             ok &= ~masker.mask(y0, y1, x0, x1)
         return to_unit(raw, scale, norm).mean(axis=0), ok
 
-    trend, why = level.fit_scene(info.height, info.width, window)
+    target = level.sea_level_of(meta.input_stats) if match_level else None
+    trend, why = level.fit_scene(info.height, info.width, window, target)
     if trend is None:
         return None, {"applied": False, "reason": why}
     lo, hi = norm.db_range

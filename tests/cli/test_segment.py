@@ -256,3 +256,9 @@ def test_flatten_flags_reach_the_scene(tmp_path: Path, fake_model, capsys) -> No
     assert code == 0, err
     assert json.loads(out)["level_trend"] == {"applied": False, "reason": "off"}
     assert "trend flattened" not in err
+    code, out, err = run(base + ["-o", str(tmp_path / "c.tif"), "--match-level"], capsys)
+    assert code == 0, err
+    t = json.loads(out)["level_trend"]
+    assert t["across_columns_db"] == pytest.approx(-12.0, abs=0.3)  # implies the flattening
+    assert t["level_shift_db"] == pytest.approx(0.435 * 40 - 35 + 14.0, abs=0.3)  # -14 dB sea -> 0.435
+    assert "sea level moved -3.6 dB" in err

@@ -102,3 +102,40 @@ def test_predictor_predict_flattens_arrays_like_segment(tmp_path: Path) -> None:
     from_array = _pred().predict(img, scale="db", flatten=True)
     np.testing.assert_array_equal(from_array, from_file)
     assert (from_array != _pred().predict(img, scale="db")).mean() > 0.05  # flattening changed it
+
+
+def _level_scene(sea_db: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 512 px scene of flat sea at ``sea_db`` with slicks 9 dB darker; (sigma0 dB, oil truth)."""
+    _, oil = _ramp_scene(seed)
+    oil = oil[:, :512]
+    rng = np.random.default_rng(seed)
+    return (np.where(oil, sea_db - 9.0, sea_db) + rng.normal(0, 0.8, oil.shape)).astype(np.float32), oil
+
+
+@pytest.mark.parametrize("sea_db", [-22.0, -8.0])
+def test_match_level_moves_calm_and_windy_sea_to_the_training_level(tmp_path: Path, sea_db: float) -> None:
+    """The fake calls oil below unit 0.375 (-20 dB): calm sea (-22 dB) is all 'oil' and slicks on windy
+    sea (-8 dB, slicks at -17) are missed, until the sea is moved to the training level (0.435)."""
+    img, oil = _level_scene(sea_db)
+    src = write_tif(tmp_path / "sea.tif", img)
+    r, matched = _run(tmp_path, src, "m", match_level=True)
+    _, raw = _run(tmp_path, src, "r")
+    t = r["level_trend"]
+    assert t["applied"] is True and t["target_level"] == pytest.approx(0.435)
+    assert t["level"] == pytest.approx((sea_db + 35) / 40, abs=0.01)
+    assert t["level_shift_db"] == pytest.approx(0.435 * 40 - 35 - sea_db, abs=0.4)
+    assert t["across_columns"] == 0.0  # 512 px: the level alone, no tilt
+    sea_fa = {k: float((m[~oil] == 1).mean()) for k, m in (("m", matched), ("r", raw))}
+    recall = {k: float((m[oil] == 1).mean()) for k, m in (("m", matched), ("r", raw))}
+    if sea_db < -20:
+        assert sea_fa["r"] > 0.9
+    else:
+        assert recall["r"] < 0.1
+    assert sea_fa["m"] < 0.01 and recall["m"] > 0.85
+
+
+def test_predictor_match_level_equals_segment(tmp_path: Path) -> None:
+    img, _ = _level_scene(-22.0, seed=1)
+    src = write_tif(tmp_path / "calm.tif", img)
+    _, from_file = _run(tmp_path, src, "f", match_level=True)
+    np.testing.assert_array_equal(_pred().predict(img, scale="db", match_level=True), from_file)

@@ -101,3 +101,38 @@ def test_default_batch_holds_one_512_tile_of_pixels_on_cpu() -> None:
     cuda = FakeBackend(tile=256)
     cuda.device = "cuda"
     assert Predictor(cuda).tiling.batch == 8
+
+
+def test_masked_array_pixels_are_nodata() -> None:
+    pred = Predictor(FakeBackend(), tile=64, overlap=16)
+    img = blob_scene(50, 60)
+    masked = np.ma.masked_array(img, img > np.percentile(img, 90))
+    c = pred.predict(masked)
+    np.testing.assert_array_equal(c == 255, np.ma.getmaskarray(masked))
+    # channels-last masked input: a pixel masked in any band is nodata
+    rgb = np.ma.masked_array(np.stack([img] * 3, -1), np.zeros((50, 60, 3), bool))
+    rgb.mask[3, 4, 1] = True
+    with pytest.warns(UserWarning, match="identical"):
+        c = pred.predict(rgb)
+    assert c[3, 4] == 255 and (c == 255).sum() == 1
+
+
+def test_non_numeric_arrays_are_refused_in_one_line() -> None:
+    pred = Predictor(FakeBackend(), tile=64, overlap=16)
+    for bad, hint in ((np.zeros((8, 8), bool), "bool"), (np.zeros((8, 8), complex), "np.abs"),
+                      (np.full((8, 8), "a"), "<U1")):  # fmt: skip
+        with pytest.raises(InputError, match=hint):
+            pred.predict(bad)
+
+
+def test_out_of_domain_arrays_warn_like_segment() -> None:
+    from dakd_edge.data.scaling import InputDomainWarning
+
+    pred = Predictor(FakeBackend(), tile=64, overlap=16)
+    with pytest.warns(InputDomainWarning, match="below the training range"):
+        pred.predict(np.full((64, 64), 5, np.uint8))  # uncalibrated 8-bit values, all dark
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputDomainWarning)
+        pred.predict(blob_scene(64, 64))  # SOS-like luminance: no warning
