@@ -512,3 +512,20 @@ def test_run_checks_counts_before_anything(scenes, tmp_path):
         with pytest.raises(InputError, match=f"{msg} must be an integer >= "):
             run([scenes / "scene0.tif"], tmp_path / "batch", model=MODEL, **kw)
     assert not (tmp_path / "batch").exists()
+
+
+def test_a_product_kept_both_as_safe_and_zip_is_one_scene(tmp_path: Path) -> None:
+    """An archive kept beside its extraction (NAME.zip next to NAME.SAFE, as `synth-product --zip`
+    writes) is one scene run from the folder, with a note; two other files with one id still stop."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product, zip_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, pols=("VV",))
+    zipped = zip_product(prod.path)
+    notes: dict[str, list[str]] = {}
+    (s,) = expand_inputs([tmp_path / "p"], notes=notes)
+    assert s.path == prod.path and s.id == prod.path.name.removesuffix(".SAFE")
+    assert notes == {
+        s.id: [f"{zipped.name} is the same product as {prod.path}: run once, from the .SAFE folder"]
+    }
+    (s,) = expand_inputs([zipped, prod.path])  # either order
+    assert s.path == prod.path

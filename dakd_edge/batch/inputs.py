@@ -51,13 +51,19 @@ def safe_id(text: str) -> str:
     return _ID_BAD.sub("_", text).strip(".") or "scene"
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None) -> list[Scene]:
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike],
+    skip: str | os.PathLike | None = None,
+    notes: dict[str, list[str]] | None = None,
+) -> list[Scene]:
     """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once.
 
     Paths are made absolute: workers may run in another folder (or on another machine of a cluster,
     which must see the same paths). Folder walks skip the folder ``skip`` (the batch's ``--out``, which
-    may not exist yet) and every batch folder. Raises :class:`InputError` for a missing input, an input
-    without any scene, and for two different files that map to one scene id.
+    may not exist yet) and every batch folder. A Sentinel-1 product present both as ``NAME.SAFE`` and
+    as ``NAME.zip`` (an archive kept beside its extraction) is one scene: the folder runs, and
+    ``notes[id]`` says so. Raises :class:`InputError` for a missing input, an input without any scene,
+    and for two different files that map to one scene id.
     """
     scenes: dict[Path, Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
@@ -69,12 +75,38 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], skip: str | os.PathLike |
     by_id: dict[str, Scene] = {}
     for s in scenes.values():
         other = by_id.setdefault(s.id, s)
-        if other is not s:
+        if other is s:
+            continue
+        pair = _safe_and_zip(other, s)
+        if pair is None:
             raise InputError(
                 f"two scenes have the id {s.id!r} (outputs would collide in <out>/{s.id}/): "
                 f"{other.path} and {s.path}"
             )
-    return list(scenes.values())
+        by_id[s.id] = pair[0]
+        if notes is not None:
+            notes.setdefault(s.id, []).append(
+                f"{pair[1].path.name} is the same product as {pair[0].path}: run once, from the .SAFE folder"
+            )
+    kept = set(map(id, by_id.values()))
+    return [s for s in scenes.values() if id(s) in kept]
+
+
+def _safe_and_zip(a: Scene, b: Scene) -> tuple[Scene, Scene] | None:
+    """(the .SAFE scene, the .zip scene) when ``a`` and ``b`` are one Sentinel-1 product in both forms."""
+
+    def form(s: Scene) -> str:
+        p = s.path.parent if s.path.name.lower() == "manifest.safe" else s.path
+        return (
+            "safe"
+            if p.is_dir() and p.suffix.lower() == ".safe"
+            else "zip"
+            if p.suffix.lower() == ".zip"
+            else ""
+        )
+
+    forms = {form(a): a, form(b): b}
+    return (forms["safe"], forms["zip"]) if set(forms) == {"safe", "zip"} else None
 
 
 def _expand(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:

@@ -68,7 +68,8 @@ def run(
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     t0 = time.perf_counter()
     out = Path(out).absolute()
-    scenes = expand_inputs(inputs, skip=out)
+    notes: dict[str, list[str]] = {}
+    scenes = expand_inputs(inputs, skip=out, notes=notes)
     model, segment_kwargs = _absolute(model, segment_kwargs)
     path = layer_path(out, fmt)
     options = _options(model, backend, tile, overlap, segment_kwargs)
@@ -118,7 +119,9 @@ def run(
     ok = [r for r in results if r["status"] == "ok"]
     mpix = sum(r["megapixels"] for r in ok)
     wall = time.perf_counter() - t0
-    warnings = {r["id"]: list(r["warnings"]) for r in ok if r.get("warnings")}
+    warnings = {sid: list(lines) for sid, lines in notes.items()}
+    for r in ok:
+        warnings.setdefault(r["id"], []).extend(r.get("warnings") or [])
     for sid in stale:
         warnings.setdefault(sid, []).append(
             "its outputs no longer match the manifest (changed or deleted): left out of the merged layer "
