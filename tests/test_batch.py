@@ -531,3 +531,22 @@ def test_a_product_kept_both_as_safe_and_zip_is_one_scene(tmp_path: Path) -> Non
     }
     (s,) = expand_inputs([zipped, prod.path])  # either order
     assert s.path == prod.path
+
+
+def test_unreachable_cluster_address_fails_in_seconds() -> None:
+    """ray.init retries an unreachable --address for minutes; the probe says so at once."""
+    import socket
+    import time
+
+    from dakd_edge.batch.cluster import _probe
+    from dakd_edge.errors import DakdError
+
+    t0 = time.monotonic()
+    for addr in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(DakdError, match="cannot reach the Ray cluster at .*127.0.0.1:1"):
+            _probe(addr)
+    assert time.monotonic() - t0 < 5
+    for addr in ("auto", "local", "ray://head-without-port"):
+        _probe(addr)  # left to Ray
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        _probe(f"127.0.0.1:{srv.getsockname()[1]}")  # a listening head passes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 from collections import deque
@@ -47,6 +48,8 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
     quiet: dict[str, Any] = dict(log_to_driver=False, logging_level="ERROR")
     addr = address or os.environ.get("RAY_ADDRESS")
     term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if addr:
+        _probe(addr)
     try:
         if addr:
             ray.init(address=addr, **quiet)
@@ -68,6 +71,25 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
         raise
     finally:
         ray.shutdown()
+
+
+PROBE_TIMEOUT = 10.0  # seconds to open a TCP connection to a cluster's head before Ray is asked to
+
+
+def _probe(addr: str) -> None:
+    """Fail in seconds on an unreachable ``--address``: ``ray.init`` retries for minutes with only
+    Ray's own logs. ``auto`` / ``local`` and addresses without a port are left to Ray."""
+    rest = addr.split("://", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT).close()
+    except OSError as e:
+        raise DakdError(
+            f"cannot reach the Ray cluster at {addr} ({e.strerror or e}): is its head running, and is "
+            "the port open from here?"
+        ) from None
 
 
 def _kill_local_ray(ray: Any) -> None:
