@@ -550,3 +550,13 @@ def test_unreachable_cluster_address_fails_in_seconds() -> None:
         _probe(addr)  # left to Ray
     with socket.create_server(("127.0.0.1", 0)) as srv:
         _probe(f"127.0.0.1:{srv.getsockname()[1]}")  # a listening head passes
+
+
+def test_list_comments_need_a_blank_before_the_hash(scenes, tmp_path) -> None:
+    named = tmp_path / "pass#2.tif"
+    named.write_bytes((scenes / "scene0.tif").read_bytes())
+    lst = tmp_path / "l.txt"
+    lst.write_text(
+        f"# archive of 2026-12-01\n{named}\n{scenes / 'scene1.tif'}  # the second pass\n  #{scenes}\n"
+    )
+    assert [s.path for s in expand_inputs([lst])] == [named, scenes / "scene1.tif"]

@@ -1,7 +1,8 @@
 """Batch inputs -> a checked, ordered list of scenes, each with the id its outputs are named after.
 
 An input is a scene (GeoTIFF, Sentinel-1 ``.SAFE`` folder / ``.zip`` / ``manifest.safe``), a folder
-searched recursively, a text list (one path per line, ``#`` comments, relative to the list's folder),
+searched recursively, a text list (one path per line, ``#`` comments at a line's start or after a
+blank, relative to the list's folder),
 or a local STAC ItemCollection / Catalog / Collection JSON. Everything is resolved before the first
 worker starts, so a missing file or two scenes with one id (their outputs would collide in
 ``DIR/<id>/``) stop the run at once instead of after hours of work. Folder walks never enter a batch
@@ -28,6 +29,7 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 # STAC asset keys tried first (SAR polarisations, then generic data keys), before any raster/zip asset
 ASSET_KEYS = ("vv", "hh", "vh", "hv", "safe", "product", "data", "image", "visual")
 _ID_BAD = re.compile(r"[^\w.+=@-]")
+_COMMENT = re.compile(r"(?:^|\s)#")  # a list comment starts a line or follows a blank
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _from_list(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{p}: cannot read the scene list ({e})") from None
     for n, line in enumerate(lines, 1):
-        text = line.split("#", 1)[0].strip()
+        text = _COMMENT.split(line, maxsplit=1)[0].strip()  # "scene#2.tif" is a name, " # x" a comment
         if not text:
             continue
         q = Path(text).expanduser()
