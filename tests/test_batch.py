@@ -560,3 +560,14 @@ def test_list_comments_need_a_blank_before_the_hash(scenes, tmp_path) -> None:
         f"# archive of 2026-12-01\n{named}\n{scenes / 'scene1.tif'}  # the second pass\n  #{scenes}\n"
     )
     assert [s.path for s in expand_inputs([lst])] == [named, scenes / "scene1.tif"]
+
+
+def test_a_hard_linked_copy_runs_once(scenes, tmp_path) -> None:
+    import os
+
+    other = tmp_path / "copy"
+    other.mkdir()
+    os.link(scenes / "scene0.tif", other / "scene0.tif")
+    assert [s.path for s in expand_inputs([scenes / "scene0.tif", other / "scene0.tif"])] == [
+        scenes / "scene0.tif"
+    ]

@@ -58,7 +58,8 @@ def expand_inputs(
     skip: str | os.PathLike | None = None,
     notes: dict[str, list[str]] | None = None,
 ) -> list[Scene]:
-    """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once.
+    """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once
+    (through a symlink or a hard link too).
 
     Paths are made absolute: workers may run in another folder (or on another machine of a cluster,
     which must see the same paths). Folder walks skip the folder ``skip`` (the batch's ``--out``, which
@@ -67,11 +68,11 @@ def expand_inputs(
     ``notes[id]`` says so. Raises :class:`InputError` for a missing input, an input without any scene,
     and for two different files that map to one scene id.
     """
-    scenes: dict[Path, Scene] = {}
+    scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
     for item in inputs:
         for s in _expand(Path(item).absolute(), 0, out):
-            scenes.setdefault(s.path.resolve(), s)
+            scenes.setdefault(_file_key(s.path), s)
     if not scenes:
         raise InputError("no scenes found in the inputs")
     by_id: dict[str, Scene] = {}
@@ -92,6 +93,16 @@ def expand_inputs(
             )
     kept = set(map(id, by_id.values()))
     return [s for s in scenes.values() if id(s) in kept]
+
+
+def _file_key(path: Path) -> Path | tuple[int, int]:
+    """One key per file on disk: symlinks resolve to their target, hard links share device and inode."""
+    real = path.resolve()
+    try:
+        st = real.stat()
+    except OSError:
+        return real
+    return (st.st_dev, st.st_ino) if real.is_file() else real
 
 
 def _safe_and_zip(a: Scene, b: Scene) -> tuple[Scene, Scene] | None:
