@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,11 +59,19 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def _remove(q: Path) -> None:
+    """Unlink a temporary file, or remove a temporary folder (a staging folder) with its contents."""
+    if q.is_dir() and not q.is_symlink():
+        shutil.rmtree(q)
+    else:
+        q.unlink()
+
+
 def remove_temp(p: Path) -> None:
-    """Remove a temporary and its side-cars; forget it."""
+    """Remove a temporary (file or staging folder) and its side-cars; forget it."""
     for q in (p, *(p.with_name(p.name + s) for s in _SIDECARS)):
         with contextlib.suppress(OSError):
-            q.unlink()
+            _remove(q)
     with _LOCK:
         _LIVE.discard(p)
 
@@ -86,7 +95,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale(final: Path) -> list[Path]:
-    """Remove temporaries of ``final`` left by dead processes (SIGKILL, power loss); returns them."""
+    """Remove temporaries (files or staging folders) of ``final`` left by dead processes (SIGKILL,
+    power loss); returns them."""
     removed = []
     with contextlib.suppress(OSError):
         for q in final.parent.glob(f".{glob_escape(final.name)}.dakd-*"):
@@ -96,7 +106,7 @@ def clean_stale(final: Path) -> list[Path]:
             pid = int(m.group(1))
             if pid != os.getpid() and not _pid_alive(pid):
                 with contextlib.suppress(OSError):
-                    q.unlink()
+                    _remove(q)
                     removed.append(q)
     return removed
 

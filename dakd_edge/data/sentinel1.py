@@ -1078,7 +1078,7 @@ def build_synthetic_product(
     nothing under the final names (and no ``out_dir`` this call created). An existing ``NAME.SAFE`` or
     ``NAME.zip`` is refused unless ``overwrite``.
     """
-    from dakd_edge.atomic import remove_temp, temp_path
+    from dakd_edge.atomic import clean_stale, remove_temp, temp_path
     from dakd_edge.data.synthetic import SceneConfig, build_layout
 
     out_dir = Path(out_dir)
@@ -1110,7 +1110,7 @@ def build_synthetic_product(
     if src is not None:
         _check_product_outputs(out_dir, src.name, make_zip, overwrite)
     made = _make_dirs(out_dir)
-    _clean_stale_stages(out_dir)
+    clean_stale(out_dir / _STAGE)  # staging folders of killed runs
     stage = temp_path(out_dir / _STAGE)
     try:
         stage.mkdir()
@@ -1134,12 +1134,10 @@ def build_synthetic_product(
             staged.append((zip_product(safe), out_dir / safe.with_suffix(".zip").name))
         _commit_product(staged, stage, overwrite)
     except BaseException:  # interrupts too: nothing under the final names, no folder this call made
-        shutil.rmtree(stage, ignore_errors=True)
         remove_temp(stage)
         _remove_made_dirs(out_dir, made)
         raise
-    shutil.rmtree(stage, ignore_errors=True)  # now holds only the replaced product, if any
-    remove_temp(stage)
+    remove_temp(stage)  # now holds only the replaced product, if any
     final = out_dir / safe.name
     prod = SyntheticProduct(final, (h, w), pols, layout, cross_pol_db, nodata_cols)
     if make_zip:
@@ -1279,19 +1277,6 @@ def _remove_made_dirs(folder: Path, top: Path | None) -> None:
             return
         if p == top:
             return
-
-
-def _clean_stale_stages(out_dir: Path) -> None:
-    """Remove staging folders of runs that were killed (SIGKILL): :func:`dakd_edge.atomic.clean_stale`
-    removes files only."""
-    from dakd_edge.atomic import _TEMP_RE, _pid_alive, glob_escape
-
-    for q in out_dir.glob(f".{glob_escape(_STAGE)}.dakd-*"):
-        m = _TEMP_RE.search(q.name)
-        if m and q.is_dir() and not q.is_symlink():
-            pid = int(m.group(1))
-            if pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(q, ignore_errors=True)
 
 
 def zip_product(safe: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
