@@ -162,8 +162,8 @@ class Predictor:
 
         def reader(y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
             offset = None if trend is None else trend.offset(y0, y1, x0, x1)
-            x, ok = convert(raw[:, y0:y1, x0:x1], offset)
-            return x, ok & ok_all[y0:y1, x0:x1]
+            x, _ = convert(raw[:, y0:y1, x0:x1], offset)
+            return x, ok_all[y0:y1, x0:x1]  # convert's validity, and the masked array's mask
 
         strip: Strip
         for strip in self.stream(reader, h, w):
