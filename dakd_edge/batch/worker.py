@@ -102,7 +102,6 @@ class SceneWorker:
         }
         t0 = time.perf_counter()
         try:
-            check_zip(Path(scene["path"]))
             if not overwrite:
                 _check_unrecorded(paths, Path(out))
             paths["classes"].parent.mkdir(exist_ok=True)
@@ -152,16 +151,3 @@ def _check_unrecorded(paths: dict[str, Path], out: Path) -> None:
                 f"{p.relative_to(out)} exists but the manifest does not record this scene: "
                 f"move {p.parent.name}/ away to run it"
             )
-
-
-def check_zip(path: Path) -> None:
-    """A ``.zip`` scene that is no Sentinel-1 product: say why (segment would call it an unknown raster)."""
-    import zipfile
-
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
-
-    if path.suffix.lower() != ".zip" or not path.is_file() or is_sentinel1_product(path):
-        return
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: damaged or truncated zip (no zip directory at its end); download it again")
-    raise InputError(f"{path}: the zip holds no Sentinel-1 product (no manifest.safe inside)")

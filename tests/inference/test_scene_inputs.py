@@ -139,3 +139,21 @@ def test_land_tiles_are_not_counted_as_nodata(tmp_path: Path) -> None:
     t = r["tiles"]
     assert t["skipped_land"] == r["land_mask"]["tiles_skipped"] > 0 and t["skipped_nodata"] > 0
     assert t["run"] + t["skipped_nodata"] + t["skipped_land"] == t["total"]
+
+
+def test_zip_that_is_no_product_says_why(tmp_path: Path) -> None:
+    """GDAL calls any non-product zip 'not a supported format'; segment says damaged or not a product."""
+    import zipfile
+
+    from dakd_edge.inference.readers import open_scene
+
+    tif = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    good = tmp_path / "tif.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        z.write(tif, "s.tif")
+    with pytest.raises(InputError, match="the zip holds no Sentinel-1 product"):
+        open_scene(good)
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(InputError, match="damaged or truncated zip"):
+        open_scene(cut)
