@@ -109,14 +109,10 @@ def _safe_and_zip(a: Scene, b: Scene) -> tuple[Scene, Scene] | None:
     """(the .SAFE scene, the .zip scene) when ``a`` and ``b`` are one Sentinel-1 product in both forms."""
 
     def form(s: Scene) -> str:
-        p = s.path.parent if s.path.name.lower() == "manifest.safe" else s.path
-        return (
-            "safe"
-            if p.is_dir() and p.suffix.lower() == ".safe"
-            else "zip"
-            if p.suffix.lower() == ".zip"
-            else ""
-        )
+        p = s.path.parent if s.path.name.lower() == "manifest.safe" else s.path  # (a STAC href)
+        if p.suffix.lower() == ".safe" and p.is_dir():
+            return "safe"
+        return "zip" if p.suffix.lower() == ".zip" else ""
 
     forms = {form(a): a, form(b): b}
     return (forms["safe"], forms["zip"]) if set(forms) == {"safe", "zip"} else None
