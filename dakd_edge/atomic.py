@@ -224,9 +224,13 @@ def check_free_space(folder: Path, need: int, what: str) -> None:
     free = free_bytes(folder)
     if free < need:
         raise OutputError(
-            f"no space left on {mount_point(folder)} for {what}: needs about {need / 2**20:.0f} MB, "
-            f"{free / 2**20:.0f} MB free"
+            f"no space left on {mount_point(folder)} for {what}: needs about {_mb(need)}, {_mb(free)} free"
         )
+
+
+def _mb(n: int) -> str:
+    """Megabytes, with a decimal below 10 MB ("needs about 0 MB, 0 MB free" said nothing)."""
+    return f"{n / 2**20:.{1 if n < 10 * 2**20 else 0}f} MB"
 
 
 def _causes(e: BaseException) -> Iterator[BaseException]:
@@ -249,11 +253,28 @@ def is_disk_full(e: BaseException) -> bool:
     return False
 
 
+def out_of_space(folder: Path) -> bool:
+    """Less than 1 MiB free: libtiff reports a full disk on stderr only, and GDAL's exception then
+    says just "Write error at scanline ..." (check before the temporaries are removed)."""
+    try:
+        return free_bytes(folder) < 1 << 20
+    except OSError:
+        return False
+
+
 def describe_write_error(e: BaseException, path: Path) -> str:
     """One line for a failed write: disk full names the device and the path."""
-    if is_disk_full(e):
+    if is_disk_full(e) or out_of_space(path.parent):
         return f"no space left on {mount_point(path.parent)} (writing {path})"
     return f"{path}: cannot write ({reason(e)})"
+
+
+def write_failure(e: BaseException, path: Path) -> str | None:
+    """:func:`describe_write_error` for an I/O error (OSError, GDAL) or a full disk in any library's
+    words (torch and safetensors raise RuntimeError & co.); None for other errors."""
+    if isinstance(e, DakdError) or not (_is_io_error(e) or is_disk_full(e)):
+        return None
+    return describe_write_error(e, path)
 
 
 def reason(e: BaseException) -> str:
@@ -344,13 +365,15 @@ class Transaction:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        # worded before the temporaries go: a full disk is still full then
+        message = write_failure(e, self._final_named_in(e)) if e is not None else None
         if self.committed:
             for p in self.scratch:
                 remove_temp(p)
         else:
             self.abort()
-        if e is not None and not isinstance(e, DakdError) and _is_io_error(e):
-            raise OutputError(describe_write_error(e, self._final_named_in(e))) from None
+        if message is not None:
+            raise OutputError(message) from None
 
     def _final_named_in(self, e: BaseException) -> Path:
         """The output whose temporary the error is about (GDAL names files in its messages)."""

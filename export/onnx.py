@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.atomic import atomic_path, check_output
+from dakd_edge.atomic import atomic_path, check_free_space, check_output, is_disk_full
 from dakd_edge.errors import BackendUnavailable, ExportError, InputError, ModelFileError
 from dakd_edge.export import parity
 
@@ -200,6 +200,8 @@ def export_onnx(
     sample = torch.from_numpy(parity.deterministic_input(shape, seed=1))
     dynamic = cfg.shape is None
     axes = {0: "batch", 2: "height", 3: "width"}
+    weights = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    check_free_space(Path(out).parent, weights, str(out))  # the file holds every weight in fp32
     with atomic_path(out, overwrite, bundled_ok) as tmp:
         with warnings.catch_warnings(), torch.no_grad(), export_ops(cfg.ops, cfg.scan_chunk):
             # Shape-dependent Python ints (window tokens) are meant to be constants; the TorchScript
@@ -219,6 +221,8 @@ def export_onnx(
                     do_constant_folding=True,
                 )
             except Exception as e:  # the exporter raises many types; name the model and the mode
+                if is_disk_full(e):  # not the graph's fault: atomic_path words it ("no space left on")
+                    raise
                 raise ExportError(_export_failure(meta.name, cfg, e)) from e
         proto = onnx.load(str(tmp))
         if cfg.simplify:

@@ -31,3 +31,37 @@ def test_clean_stale_removes_files_and_staging_folders_of_dead_processes(tmp_pat
     assert not dead_file.exists() and not dead_dir.exists() and mine.is_dir() and other.exists()
     remove_temp(mine)  # a staging folder goes with its contents
     assert not mine.exists()
+
+
+def test_full_disk_in_any_library_s_words_is_one_output_error(tmp_path: Path) -> None:
+    """torch.save raises RuntimeError (ENOSPC only in its context) and safetensors its own error type
+    with the words: both were tracebacks; now "no space left on ..." and no temporary is left."""
+    import errno
+
+    import pytest
+
+    from dakd_edge.atomic import Transaction
+    from dakd_edge.errors import OutputError
+
+    class SafetensorError(Exception):
+        pass
+
+    def torch_like(tmp: Path) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+            ) from None
+
+    def safetensors_like(tmp: Path) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    for fail in (torch_like, safetensors_like):
+        with pytest.raises(OutputError, match=r"^no space left on .* \(writing .*m\.pt\)$"):
+            with Transaction({"out": tmp_path / "m.pt"}) as tx:
+                tx.temp("out").write_bytes(b"partial")
+                fail(tx.temp("out"))
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError), Transaction({"out": tmp_path / "m.pt"}):  # other errors pass through
+        raise ValueError("not a write error")

@@ -33,8 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dakd_edge.atomic import atomic_path
-from dakd_edge.errors import ModelFileError, TrainingError
+from dakd_edge.atomic import atomic_path, check_free_space, describe_write_error, probe_writable
+from dakd_edge.errors import ModelFileError, OutputError, TrainingError
 
 CHECKPOINT_FORMAT = "dakd-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -214,12 +214,17 @@ class JsonlLogger(_Closing):
     def log(self, record: Mapping[str, Any]) -> None:
         if self._fh is None:
             return
-        self._fh.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+            self._fh.flush()
+        except OSError as e:  # a plain write error has no file name: the CLI named the wrong device
+            self.close()
+            raise OutputError(describe_write_error(e, self.path)) from None
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # a line cut by a full disk is skipped on resume
+                self._fh.close()
             self._fh = None
 
 
@@ -274,9 +279,16 @@ def save_checkpoint(
     }
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(p, overwrite=True) as tmp:
-        torch.save(obj, tmp)
+    # Through a Python file: given a path, torch's C++ writer turns ENOSPC into "iostream error"
+    with atomic_path(p, overwrite=True) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return p
+
+
+def checkpoint_bytes(model: nn.Module, ema: bool = True, optimizer_copies: int = 2) -> int:
+    """About the size of a checkpoint: the weights, their EMA and the optimiser's moments (AdamW: 2)."""
+    weights = sum(v.numel() * v.element_size() for v in unwrap(model).state_dict().values())
+    return weights * (1 + int(ema) + optimizer_copies)
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -665,6 +677,13 @@ class Trainer:
                 f"nothing to do: the checkpoint is at step {start}, the run "
                 + (f"ends at step {self.total_steps}" if end == self.total_steps else f"stops after {end}")
             )
+        if self.main:  # each checkpoint is written beside the last one, then renamed over it
+            freed = [p for p in old if p.is_file()] + [self.out / "last.pt"] * (resume is not None)
+            need = 2 * checkpoint_bytes(self.model, self.ema is not None)
+            need -= sum(p.stat().st_size for p in freed if p.is_file())
+            folder = next(p for p in (self.out, *self.out.parents) if p.is_dir())
+            probe_writable(folder)  # a read-only folder is not "no space left"
+            check_free_space(folder, need, f"the checkpoints of {self.out}")
         # Everything is checked: only now touch the run folder (a refused run leaves it as it was).
         if self.main:
             for p in old:
@@ -696,6 +715,8 @@ class Trainer:
                     self.after_step(done)
                     if done % self.cfg.ckpt_every == 0 or done == end:
                         self.checkpoint(done)
+        except OutputError as e:  # a full disk: the last checkpoint is intact (atomic writes), say so
+            raise OutputError(f"{e}; training stopped at step {done}; {self.resume_hint()}") from None
         finally:
             self.logger.close()
         return self.finish(done, end)
@@ -759,6 +780,12 @@ class Trainer:
         self.save(last, done, replica_checksums(self.model))
         self.last_good = last
         barrier()
+
+    def resume_hint(self) -> str:
+        """Where to continue from after a failure: the last checkpoint written, if any."""
+        if self.last_good is not None and self.last_good.exists():
+            return f"last good checkpoint kept: {self.last_good} (resume with --resume {self.last_good})"
+        return "no checkpoint was written yet"
 
     def resume(self, path: str | os.PathLike) -> int:
         """Load checkpoint ``path`` into the set-up run; returns its step."""

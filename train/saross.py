@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -29,9 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
 from dakd_edge.data.scaling import normalize
-from dakd_edge.errors import DatasetError, InputError, TrainingError
+from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta, Normalization
 from dakd_edge.train import common
 from dakd_edge.train.config import TrainConfig
@@ -278,6 +280,16 @@ class DakdTrainer(common.Trainer):
             getattr(self.originals, "class_names", None) or ModelMeta.default_for("x", k).class_names
         )
         self.train_idx, self.val_idx = split_indices(len(self.originals), cfg.val_fraction, cfg.seed)
+        if cfg.val_fraction > 0 and not self.val_idx:
+            # one image: a run without validation is still useful (smoke tests, one-scene fine-tuning),
+            # so say it instead of refusing; --val-fraction 0 is how to ask for none
+            warnings.warn(
+                f"the training set has {len(self.originals)} image: no validation split "
+                f"(--val-fraction {cfg.val_fraction:g} needs at least 2); model.safetensors "
+                "will be the last (EMA) weights, not the best on validation",
+                Notice,
+                stacklevel=2,
+            )
         self.norm = (
             dataset_normalization(self.originals, self.train_idx)
             if cfg.normalization == "dataset" and not cfg.init
@@ -434,8 +446,9 @@ class DakdTrainer(common.Trainer):
             return {"steps": done, "best": self.best, "stopped": True, "checkpoint": str(last)}
         final = self.out / "model.safetensors"
         if self.main:
-            if self.best["step"] >= 0:
-                shutil.copyfile(self.out / "best.safetensors", final)
+            if self.best["step"] >= 0:  # atomic: a full disk must not leave half a model file
+                with atomic_path(final, overwrite=True) as tmp:
+                    shutil.copyfile(self.out / "best.safetensors", tmp)
             else:
                 self._save_model(final, {"step": done})
         common.barrier()

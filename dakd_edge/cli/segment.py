@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 import click
 
-from dakd_edge.atomic import atomic_path, check_distinct, check_not_bundled, check_output
+from dakd_edge.atomic import atomic_path, check_distinct, check_free_space, check_not_bundled, check_output
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
@@ -477,10 +478,12 @@ def demo(
     quiet: bool,
 ) -> None:
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
+    from dakd_edge.inference.outputs import estimate_output_bytes
     from dakd_edge.inference.quicklook import quicklook
 
     predictor = load_predictor(model, backend, device, None, None, None)
-    if not out_dir.exists():
+    made = not out_dir.exists()
+    if made:
         out_dir.mkdir(parents=True)
     paths = {
         "scene": out_dir / "scene.tif",
@@ -491,31 +494,53 @@ def demo(
         "quicklook": out_dir / "quicklook.png",
         "report": out_dir / "report.json",
     }
-    for p in paths.values():
-        check_output(p, overwrite)
+    before = {name: _stamp(p) for name, p in paths.items()}
+    k = predictor.meta.num_classes
     t0 = time.perf_counter()
-    write_demo_scene(
-        paths["scene"], paths["labels"], size, seed, overwrite, binary=predictor.meta.num_classes == 2
-    )
-    synth_s = time.perf_counter() - t0
-    r = _run_scene(
-        predictor,
-        paths["scene"],
-        quiet,
-        out=paths["classes"],
-        probs=paths["probs"],
-        vector=paths["vector"],
-        overwrite=overwrite,
-    )
-    quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
-    r["synthesis_s"] = round(synth_s, 3)
-    r["vs_synthetic_truth"] = label_agreement(paths["labels"], paths["classes"], predictor.meta.num_classes)
-    r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
-    _write_report(paths["report"], r, overwrite)
+    try:
+        for p in paths.values():
+            check_output(p, overwrite)
+        # the whole demo up front (scene, maps, quicklook): a disk filling after the scene was written
+        # used to leave it behind, and the retry then stopped at "output exists: scene.tif"
+        need = size * size // 2 + sum(estimate_output_bytes(size, size, k, 1).values()) + min(size, 1024) ** 2
+        check_free_space(out_dir, need, f"the demo in {out_dir}")
+        write_demo_scene(paths["scene"], paths["labels"], size, seed, overwrite, binary=k == 2)
+        synth_s = time.perf_counter() - t0
+        r = _run_scene(
+            predictor,
+            paths["scene"],
+            quiet,
+            out=paths["classes"],
+            probs=paths["probs"],
+            vector=paths["vector"],
+            overwrite=overwrite,
+        )
+        quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
+        r["synthesis_s"] = round(synth_s, 3)
+        r["vs_synthetic_truth"] = label_agreement(paths["labels"], paths["classes"], k)
+        r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
+        _write_report(paths["report"], r, overwrite)
+    except BaseException:  # no half demo: remove what this run wrote (earlier files stay as they were)
+        for name, p in paths.items():
+            if _stamp(p) != before[name]:
+                p.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     click.echo(json.dumps(r, indent=2))
     click.echo("")
     for name in ("scene", "classes", "probs", "vector", "quicklook", "report"):
         click.echo(f"{name:>10}: {paths[name]}")
+
+
+def _stamp(p: Path) -> tuple[int, int] | None:
+    """Identity of the file at ``p`` now (inode, mtime), None when there is none."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def write_demo_scene(scene: Path, labels: Path, size: int, seed: int, overwrite: bool, binary: bool) -> None:

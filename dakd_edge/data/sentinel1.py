@@ -55,7 +55,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, OutputError
 from dakd_edge.gtiff import gtiff_profile
 
 SIGMA0_FLOOR = float(10.0 ** (-35.0 / 10.0))  # -35 dB: noise-removed values <= 0 become this
@@ -1078,7 +1078,14 @@ def build_synthetic_product(
     nothing under the final names (and no ``out_dir`` this call created). An existing ``NAME.SAFE`` or
     ``NAME.zip`` is refused unless ``overwrite``.
     """
-    from dakd_edge.atomic import clean_stale, remove_temp, temp_path
+    from dakd_edge.atomic import (
+        check_free_space,
+        clean_stale,
+        probe_writable,
+        remove_temp,
+        temp_path,
+        write_failure,
+    )
     from dakd_edge.data.synthetic import SceneConfig, build_layout
 
     out_dir = Path(out_dir)
@@ -1109,13 +1116,20 @@ def build_synthetic_product(
     layout = build_layout(cfg or SceneConfig(), seed, h, w)  # checks the seed as well
     if src is not None:
         _check_product_outputs(out_dir, src.name, make_zip, overwrite)
+    # uint16 DNs that zstd about halves, per polarisation (at least one), and again in the zip
+    need = h * w * (len(pols) if pols else 1) * (1 + make_zip)
+    folder = next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
+    probe_writable(folder)  # one line naming the folder, not the staging folder's hidden name
+    check_free_space(folder, need, f"a product in {out_dir}")
     made = _make_dirs(out_dir)
     clean_stale(out_dir / _STAGE)  # staging folders of killed runs
     stage = temp_path(out_dir / _STAGE)
+    target = out_dir / (src.name if src is not None else "PRODUCT.SAFE")  # for messages
     try:
         stage.mkdir()
         if src is None:
             safe = write_minimal_safe(stage, h, w, **minimal)  # type: ignore[arg-type]
+            target = out_dir / safe.name
             _check_product_outputs(out_dir, safe.name, make_zip, overwrite)  # named by the XML writer
         else:
             safe = stage / src.name
@@ -1131,11 +1145,15 @@ def build_synthetic_product(
         pols = _write_measurements(safe, layout, pols, cross_pol_db, nodata_cols, band_rows, progress)
         staged = [(safe, out_dir / safe.name)]
         if make_zip:
-            staged.append((zip_product(safe), out_dir / safe.with_suffix(".zip").name))
+            target = out_dir / safe.with_suffix(".zip").name
+            staged.append((zip_product(safe), target))
         _commit_product(staged, stage, overwrite)
-    except BaseException:  # interrupts too: nothing under the final names, no folder this call made
+    except BaseException as e:  # interrupts too: nothing under the final names, no folder this call made
+        message = write_failure(e, target)  # before removal: a full disk is still full then
         remove_temp(stage)
         _remove_made_dirs(out_dir, made)
+        if message is not None:  # rasterio said only "Write failed. See previous exception ..."
+            raise OutputError(message) from None
         raise
     remove_temp(stage)  # now holds only the replaced product, if any
     final = out_dir / safe.name

@@ -539,10 +539,12 @@ def write_scene_geotiff(
     Memory is one window (plus GDAL's capped block cache), whatever the scene size; both files are
     written atomically. Returns a summary (size, crs, transform, class pixel counts).
     """
+    from pathlib import Path
+
     import rasterio
     from rasterio.transform import Affine
 
-    from dakd_edge.atomic import atomic_path, check_output
+    from dakd_edge.atomic import atomic_path, check_free_space, check_output
 
     cfg = cfg or SceneConfig()
     if window % 16 or window <= 0:
@@ -550,6 +552,10 @@ def write_scene_geotiff(
     check_output(path, overwrite)
     if labels_path is not None:
         check_output(labels_path, overwrite)
+    # Refused up front when clearly too small: deflate about halves the speckle, and a disk filling
+    # mid-write makes libtiff print its own lines on stderr before the error
+    need = height * width * (1 if output == "uint8" else 4) // 2
+    check_free_space(Path(path).parent, need, str(path))
     layout = build_layout(cfg, seed, height, width)
     west, north = origin or default_origin(seed, height, width, cfg.pixel_size)
     transform = Affine(cfg.pixel_size, 0.0, west, 0.0, -cfg.pixel_size, north)

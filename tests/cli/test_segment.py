@@ -139,6 +139,47 @@ def test_demo_with_fake_model(tmp_path: Path, fake_model, capsys) -> None:
     assert "--overwrite" in _one_line_error(code, err)
 
 
+def test_demo_failing_midway_leaves_no_half_demo(
+    tmp_path: Path, fake_model, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A disk filling at the quicklook left scene, maps and polygons behind, and the retry stopped at
+    "output exists: scene.tif (pass --overwrite ...)"; the files of an earlier demo stay as they were."""
+    import errno
+
+    from dakd_edge.inference import quicklook
+
+    pytest.importorskip("dakd_edge.data.synthetic")
+    d = tmp_path / "demo"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+
+    def full(scene, classes, out, *a, **kw):
+        Path(out).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    real = quicklook.quicklook
+    monkeypatch.setattr(quicklook, "quicklook", full)
+    code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
+    assert "no space left on" in _one_line_error(code, err) and "quicklook.png" in err
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+    code, _, err = run(["demo", "-o", str(tmp_path / "new"), "--size", "256", "-q"], capsys)
+    assert code == 2 and not (tmp_path / "new").exists(), "a folder the demo made is removed too"
+    monkeypatch.setattr(quicklook, "quicklook", real)  # space again: the retry needs no --overwrite
+    code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
+    assert code == 0, err
+
+
+def test_demo_refused_up_front_when_the_disk_is_too_small(tmp_path: Path, fake_model, capsys) -> None:
+    from tests.fs import tmpfs
+
+    pytest.importorskip("dakd_edge.data.synthetic")
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        code, _, err = run(["demo", "-o", str(disk / "demo"), "--size", "512", "-q"], capsys)
+        line = _one_line_error(code, err)
+        assert f"no space left on {disk} for the demo in {disk / 'demo'}: needs about" in line
+        assert list(disk.iterdir()) == []
+
+
 def test_segment_help_subprocess() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "dakd_edge", "segment", "--help"], capture_output=True, text=True

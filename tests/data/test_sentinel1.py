@@ -504,3 +504,25 @@ def test_luminance_level_matches_sos(tmp_path: Path) -> None:
     syn = _synthetic_stats(tmp_path, seeds=(0, 1))
     assert abs(syn["sea"] - np.median(sos["sea"])) < TOL_LEVEL, (syn, np.median(sos["sea"]))
     assert abs(syn["oil"] - np.median(sos["oil"])) < TOL_LEVEL, (syn, np.median(sos["oil"]))
+
+
+def test_synthetic_product_on_a_full_or_read_only_disk(tmp_path: Path) -> None:
+    """Was "Write failed. See previous exception for details." (full) and an OSError naming the hidden
+    staging folder (read-only); now one line naming the folder, and nothing left behind."""
+    from dakd_edge.errors import OutputError
+    from tests.fs import fill, leftovers, tmpfs
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        with pytest.raises(OutputError, match=rf"^no space left on {disk} for a product in {disk}/p: needs"):
+            build_synthetic_product(disk / "p", shape=(3000, 3000))
+        fill(disk, leave=1_700_000)  # past the 1.5 MB estimate; the product needs ~3.5 MB
+        with pytest.raises(
+            OutputError, match=rf"^no space left on {disk} \(writing {disk}/p/S1A_.*\.SAFE\)$"
+        ):
+            build_synthetic_product(disk / "p")
+        assert leftovers(disk) == ["hog.bin"]
+    with tmpfs(tmp_path / "ro", "64k", read_only=True) as ro:
+        with pytest.raises(
+            OutputError, match=rf"^{ro}: cannot create files there \(Read-only file system\)$"
+        ):
+            build_synthetic_product(ro)

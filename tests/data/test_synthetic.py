@@ -219,3 +219,20 @@ def test_geotiff_write_memory_is_one_window(tmp_path: Path) -> None:
     scene_f32 = size * size * 4
     print(f"peak traced memory {peak / 2**20:.1f} MiB for a {scene_f32 / 2**20:.0f} MiB float32 scene")
     assert peak < scene_f32 / 3
+
+
+def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
+    """A clearly too small disk is refused before writing; one that fills mid-write says "no space
+    left" (GDAL's exception only said "TIFFAppendToStrip:Write error at scanline 0"); nothing left."""
+    from tests.fs import fill, leftovers, tmpfs
+
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        with pytest.raises(
+            OutputError, match=rf"^no space left on {disk} for {disk}/s\.tif: needs about 0\.5 MB"
+        ):
+            write_scene_geotiff(disk / "s.tif", height=1024, width=1024, labels_path=disk / "l.tif")
+        assert leftovers(disk) == []
+        fill(disk, leave=100_000)  # 400 x 400 needs 80 kB by the estimate, writes ~130 kB
+        with pytest.raises(OutputError, match=rf"^no space left on {disk} \(writing {disk}/(s|l)\.tif\)$"):
+            write_scene_geotiff(disk / "s.tif", height=400, width=400, labels_path=disk / "l.tif")
+        assert leftovers(disk) == ["hog.bin"]

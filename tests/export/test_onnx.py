@@ -169,3 +169,33 @@ def test_compare_statistics() -> None:
     )
     with pytest.raises(ExportError):
         compare(ref, np.full_like(ref, np.nan), TOLERANCES["fp32"])
+
+
+def test_full_disk_is_not_reported_as_an_export_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC inside torch.onnx.export read "ONNX export ... failed: [Errno 28] ... (dynamic H x W
+    unsupported by an op here? try a fixed --shape)": a hint that sent users after the graph."""
+    import errno
+
+    model, meta = toy()
+
+    def export(model, args, f, **kw):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    with pytest.raises(OutputError, match=r"^no space left on .* \(writing .*m\.onnx\)$"):
+        export_onnx(model, meta, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_little_space_refused_before_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dakd_edge.atomic as atomic
+
+    model, meta = toy()
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 100)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **kw: pytest.fail("exported anyway"))
+    with pytest.raises(OutputError, match=r"no space left on .* for .*m\.onnx: needs about"):
+        export_onnx(model, meta, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

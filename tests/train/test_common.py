@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
 import numpy as np
@@ -145,3 +146,88 @@ def test_progress_bar_smoke() -> None:
     with common.ProgressBar(3, enabled=True) as bar:
         bar.update(1, loss=0.5, stage=1)
     common.ProgressBar(3, enabled=False).update(1)
+
+
+# --- a full disk while training: one line, the last checkpoint intact, resumable ---------------------
+
+
+def _train_cli(data, out, capsys, *extra: str) -> tuple[int, str]:
+    from dakd_edge.cli.app import main
+    from tests.train.tiny import TINY  # registers the tiny model
+
+    argv = ["train", "--data", str(data), "--out", str(out), "--model", TINY, "--model-cfg", "width=4",
+            "--crop", "32", "--batch", "2", "--steps", "4", "--warmup", "1", "--val-every", "2",
+            "--ckpt-every", "2", "--log-every", "1", "--device", "cpu", "--quiet", *extra]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def _blob_folder(root) -> None:
+    from tests.train.tiny import blob_sample, write_folder
+
+    pairs = [blob_sample(i, 40) for i in range(6)]
+    write_folder(
+        root, [(np.rint(s["image"][0] * 255).astype(np.uint8), s["mask"].astype(np.uint8)) for s in pairs]
+    )
+
+
+def test_full_disk_real_tmpfs_keeps_last_checkpoint_and_resumes(tmp_path, capsys) -> None:
+    """torch.save's "iostream error" was a traceback; now one line, last.pt of step 2 intact, resumable."""
+    from tests.fs import leftovers, resize, tmpfs
+
+    _blob_folder(tmp_path / "ds")
+    with tmpfs(tmp_path / "disk", "48k") as disk:  # one ~29 kB checkpoint fits, a second beside it not
+        run = disk / "run"
+        code, err = _train_cli(tmp_path / "ds", run, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"no space left on {disk} (writing {run / 'last.pt'})" in lines[0]
+        assert f"training stopped at step 4; last good checkpoint kept: {run / 'last.pt'}" in lines[0]
+        assert common.load_checkpoint(run / "last.pt", kind="saross")["step"] == 2
+        assert leftovers(run) == ["best.safetensors", "config.json", "last.pt", "metrics.jsonl"]
+        resize(disk, "256k")
+        code, err = _train_cli(tmp_path / "ds", run, capsys, "--resume", str(run / "last.pt"))
+        assert code == 0, err
+        assert common.load_checkpoint(run / "last.pt")["step"] == 4 and (run / "model.safetensors").is_file()
+        assert [r["step"] for r in common.read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_metrics_write_error_names_the_log_file(tmp_path, capsys, monkeypatch) -> None:
+    """A failed metrics.jsonl write has no file name: the line named the working directory's device."""
+    _blob_folder(tmp_path / "ds")
+    real_init = common.JsonlLogger.__init__
+
+    class FullFile:
+        def __init__(self, fh) -> None:
+            self.fh = fh
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            self.fh.close()
+
+    def init(self, *a, **kw) -> None:
+        real_init(self, *a, **kw)
+        if self._fh is not None:
+            self._fh = FullFile(self._fh)
+
+    monkeypatch.setattr(common.JsonlLogger, "__init__", init)
+    code, err = _train_cli(tmp_path / "ds", tmp_path / "run", capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"(writing {tmp_path / 'run' / 'metrics.jsonl'}); training stopped at step 1" in err
+    assert "no checkpoint was written yet" in err
+
+
+def test_training_refused_up_front_without_room_for_checkpoints(tmp_path, capsys, monkeypatch) -> None:
+    import dakd_edge.atomic as atomic
+
+    _blob_folder(tmp_path / "ds")
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 1000)
+    code, err = _train_cli(tmp_path / "ds", tmp_path / "run", capsys)
+    assert code == 2 and "no space left on" in err and f"for the checkpoints of {tmp_path / 'run'}" in err
+    assert not (tmp_path / "run").exists()

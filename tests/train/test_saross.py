@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,57 @@ def test_resume_check_reads_options_added_later_as_their_defaults():
     with pytest.raises(TrainingError, match="mosaic_calm"):
         _cfg(steps=4, mosaic_calm=0.5).check_resume(saved)
     assert TrainConfig.defaults()["mosaic_calm"] == 0.0 and TrainConfig.defaults()["model_cfg"] == {}
+
+
+def test_single_image_says_there_is_no_validation(tmp_path, capsys):
+    """One image cannot be split: validation was skipped silently; now a Notice (the CLI: one line)."""
+    from dakd_edge.cli.app import main
+    from dakd_edge.errors import Notice
+    from tests.train.tiny import blob_sample, write_folder
+
+    with pytest.warns(
+        Notice, match=r"has 1 image: no validation split \(--val-fraction 0.1 needs at least 2\)"
+    ):
+        r = train(_cfg(steps=2), tmp_path / "lib", progress=False, datasets=(BlobDataset(1, 32), None))
+    assert r["num_val"] == 0 and r["best"]["step"] == -1
+    s = blob_sample(0, 40)
+    write_folder(
+        tmp_path / "ds", [(np.rint(s["image"][0] * 255).astype(np.uint8), s["mask"].astype(np.uint8))]
+    )
+    argv = ["train", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "cli"), "--model", TINY,
+            "--crop", "32", "--batch", "2", "--steps", "2", "--warmup", "1", "--device", "cpu", "--quiet"]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code in (0, None), err
+    assert err.splitlines() == [
+        "dakd-edge: warning: the training set has 1 image: no validation split (--val-fraction 0.1 needs at "
+        "least 2); model.safetensors will be the last (EMA) weights, not the best on validation"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Notice)  # --val-fraction 0 asks for no validation: nothing to say
+        train(
+            _cfg(steps=2, val_fraction=0.0),
+            tmp_path / "none",
+            progress=False,
+            datasets=(BlobDataset(1, 32), None),
+        )
+
+
+def test_final_model_copy_is_atomic(tmp_path, monkeypatch):
+    """model.safetensors was a plain copy of best.safetensors: a full disk left half a model file."""
+    import errno
+    import shutil
+
+    from dakd_edge.errors import OutputError
+
+    def copyfile(src, dst):
+        Path(dst).write_bytes(Path(src).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    with pytest.raises(OutputError, match=r"no space left on .*\(writing .*model\.safetensors\)"):
+        train(_cfg(steps=3), tmp_path / "run", progress=False, datasets=(BlobDataset(6, 32), None))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.safetensors", "config.json", "last.pt", "metrics.jsonl"
+    ]  # fmt: skip
