@@ -6,12 +6,14 @@ At every DDIM step both branches predict the clean sample: SAR-Net gives ``x0_ha
 both. The outputs are the image ``x0`` and the logits of the last step (the teacher's soft labels).
 
 Determinism: sample ``i`` starts from noise drawn by its own generator seeded with ``(seed, i)``, and
-batches are the fixed ranges ``[k * batch, (k + 1) * batch)``, so the same seed gives the same samples
-whatever was generated before; a resumed run regenerates only batches with missing samples.
+batches are the fixed ranges ``[k * batch, (k + 1) * batch)``, always sampled whole (the last one too,
+past ``n``: the batch composition changes the float results), so the same settings give the same
+samples whatever was generated before; a resumed run regenerates only batches with missing samples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from dakd_edge.errors import BackendUnavailable, ModelFileError, OutputError
+from dakd_edge.atomic import is_disk_full, mount_point
+from dakd_edge.errors import BackendUnavailable, DakdError, ModelFileError, OutputError
 from dakd_edge.models.jointnet import (
     SARJointNet,
     build_jointnet,
@@ -165,16 +168,21 @@ def generate_augmented(
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
+    resume: bool = True,
 ) -> dict[str, Any]:
-    """Write ``n`` (image, logits) pairs to ``out`` (dakd-augmented format); resumable.
+    """Write samples ``0..n-1`` (image, logits) to ``out`` (dakd-augmented format).
 
-    ``shard=(k, m)``: this process makes only batches ``j`` with ``j % m == k``, so ``m`` GPUs can fill
-    one folder in parallel (samples are seeded per index, the union equals a single-process run).
-    ``out`` may hold a set of the same generator settings (resumed); one of other settings is refused
-    unless ``overwrite`` (its samples are removed first). Returns a summary dict (written, skipped, path
-    of the manifest).
+    ``out`` holding a set is refused unless ``resume`` (same generator settings required: complete
+    samples are kept, missing ones made, so the result equals a one-shot run; a larger ``n`` appends,
+    a smaller one lists only the first ``n``) or ``overwrite`` (its samples are removed before the
+    first new one is written; it wins over ``resume``). ``resume`` is the default here, so a rerun
+    script continues its set; the CLI asks for ``--resume``. ``shard=(k, m)``: this process makes
+    only batches ``j`` with ``j % m == k``, so ``m`` GPUs fill one folder in parallel; with ``m > 1`` a
+    set of the same settings is always joined (the processes start in any order). A run that writes
+    no sample leaves ``out`` as it found it. Returns a summary dict (written, skipped, manifest,
+    complete, count).
     """
-    from dakd_edge.data.augmented import AugmentedWriter
+    from dakd_edge.data.augmented import AugmentedWriter, check_existing, complete_ids
 
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
@@ -203,8 +211,6 @@ def generate_augmented(
     if hw % f:
         raise ValueError(f"--size {hw} must be a multiple of {f} for this model")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
     info = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "step": net.step,
@@ -213,41 +219,79 @@ def generate_augmented(
         "ddim_steps": steps,
         "seed": seed,
         "size": hw,
+        "batch": batch,  # sample i is computed in batch [i // batch * batch, +batch): part of its numbers
+        "device": dev.type,
+        "amp": amp and dev.type == "cuda",  # autocast is CUDA-only
         "model": net.model.config.to_dict(),
         "teacher": {k: net.train_config[k] for k in TEACHER_KEYS if k in net.train_config},
     }
-    writer = AugmentedWriter(
-        out, net.model.config.num_classes, net.class_names, net.balancing_factor, info, overwrite=overwrite
-    )
+    num_classes = net.model.config.num_classes
+    check_existing(out, num_classes, info, resume=resume or m > 1, overwrite=overwrite)
     ids = [f"{i:06d}" for i in range(n)]
+    done = set() if overwrite else set(complete_ids(out))
+    created = [
+        p for p in (*reversed(out.absolute().parents), out, out / "images", out / "logits") if not p.exists()
+    ]
+    writer: AugmentedWriter | None = None  # made before the first write: a failed first batch leaves nothing
     written = skipped = 0
-    manifest = out / "manifest.json"
     try:
         starts = [s for j, s in enumerate(range(0, n, batch)) if j % m == k]
         total = sum(min(s + batch, n) - s for s in starts)
         with ProgressBar(total, "generate", enabled=progress) as bar:
             for start in starts:
-                chunk = list(range(start, min(start + batch, n)))
-                todo = [i for i in chunk if not writer.has(ids[i])]
-                if not todo:
-                    skipped += len(chunk)
-                    bar.update(len(chunk))
-                    continue
-                # Whole fixed batch, so the numbers match a run that was never interrupted.
-                images, logits = sample_joint(
-                    net.model, net.balancing_factor, chunk, (hw, hw), steps, seed, dev, amp
-                )
-                assert logits is not None
-                img8 = (images[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-                lg = logits.cpu().numpy()
-                for j, i in enumerate(chunk):
-                    if i in todo:
-                        writer.add(ids[i], img8[j], lg[j].astype(np.float16))
-                        written += 1
-                    else:
-                        skipped += 1
-                bar.update(len(chunk))
-    finally:
-        if writer.sample_ids():  # no manifest for a set that holds nothing (a failed first batch)
-            manifest = writer.close()
-    return {"written": written, "skipped": skipped, "manifest": str(manifest), "n": n, "shard": f"{k}/{m}"}
+                count = min(start + batch, n) - start
+                todo = [i for i in range(start, start + count) if ids[i] not in done]
+                if todo:
+                    # The whole fixed batch, also past n: batch composition changes the numbers, and
+                    # this way sample i is the same whatever n, interruptions or resumes there were.
+                    chunk = list(range(start, start + batch))
+                    images, logits = sample_joint(
+                        net.model, net.balancing_factor, chunk, (hw, hw), steps, seed, dev, amp
+                    )
+                    assert logits is not None
+                    img8 = (images[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+                    lg = logits.cpu().numpy().astype(np.float16)
+                    if writer is None:
+                        writer = AugmentedWriter(
+                            out, num_classes, net.class_names, net.balancing_factor, info, overwrite=overwrite
+                        )
+                        writer.close(ids, done=False)  # provenance first: a killed run is resumable
+                    for i in todo:
+                        writer.add(ids[i], img8[i - start], lg[i - start])
+                    written += len(todo)
+                skipped += count - len(todo)
+                bar.update(count)
+        if writer is None and done:  # nothing to make: the manifest still records this n
+            writer = AugmentedWriter(out, num_classes, net.class_names, net.balancing_factor, info)
+        manifest = writer.close(ids) if writer is not None else None  # None: a shard with no batch
+    except BaseException as e:
+        kept = _after_failure(writer, ids, created)
+        if isinstance(e, Exception) and is_disk_full(e):
+            raise OutputError(
+                f"no space left on {mount_point(out)} (writing {out}); {kept} of {n} samples kept, free some "
+                "space and rerun with --resume"
+            ) from None
+        raise
+    count = len(set(complete_ids(out)) & set(ids))
+    return {
+        "written": written, "skipped": skipped, "manifest": str(manifest) if manifest else None, "n": n,
+        "shard": f"{k}/{m}", "complete": count == n, "count": count,
+    }  # fmt: skip
+
+
+def _after_failure(writer: Any, ids: list[str], created: list[Path]) -> int:
+    """Leave a resumable set marked unfinished, or nothing at all when this run wrote no sample into a
+    folder that held none; returns how many of ``ids`` are on disk."""
+    from dakd_edge.data.augmented import MANIFEST
+
+    if writer is None:
+        return 0
+    if writer.sample_ids():
+        with contextlib.suppress(DakdError, OSError):  # a full disk: the manifest written first stays
+            writer.close(ids, done=False)
+        return len(set(writer.sample_ids()) & set(ids))
+    with contextlib.suppress(OSError):
+        (writer.root / MANIFEST).unlink(missing_ok=True)
+        for p in reversed(created):
+            p.rmdir()
+    return 0

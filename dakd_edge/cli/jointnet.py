@@ -219,30 +219,45 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
     "--shard",
     default="0/1",
     show_default=True,
-    help="K/M: make every M-th batch starting at K (one process per GPU into one folder).",
+    help="K/M: make every M-th batch starting at K (one process per GPU into one folder; joins a set "
+    "of the same settings there without --resume).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a set in --out made with other settings.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue or extend the set in --out (stopped, killed, disk full): same checkpoint, --steps, "
+    "--seed, --size, --batch, --weights, device and precision required; complete samples are kept.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the set in --out.")
 @click.option("--no-amp", is_flag=True)
 @click.option("--no-progress", is_flag=True)
-def generate(
-    checkpoint, n, out, steps, batch, seed, size, weights, device, shard, overwrite, no_amp, no_progress
-) -> None:
-    """Generate the augmented set D^a (resumable: existing samples of the same settings are kept)."""
+def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
+    """Generate the augmented set D^a: samples 0..N-1, each seeded by (--seed, index).
+
+    An --out holding a set is refused unless --resume or --overwrite. --resume makes only the missing
+    samples, and the result equals a one-shot run of the same --n; a larger --n appends samples, a
+    smaller one lists only the first N (the rest stay on disk for a later larger --n). Until all N are
+    there the set is marked unfinished and `dakd-edge train --aug` refuses it. A run that writes no
+    sample leaves --out as it was.
+    """
     require_extra("torch", "jointnet generate")
     from dakd_edge.train.generate import generate_augmented
 
+    if opts["resume"] and opts["overwrite"]:
+        raise click.UsageError("--resume and --overwrite exclude each other")
     try:
         k, m = (int(v) for v in shard.split("/"))
     except ValueError as e:
         raise InputError(f"--shard must look like 0/4, got {shard!r}") from e
     try:
+        # opts: steps, batch, seed, size, weights, device, resume, overwrite (same names)
         res = generate_augmented(
-            checkpoint, out, n, steps=steps, batch=batch, seed=seed, size=size, device=device,
-            weights=weights, amp=not no_amp, progress=not no_progress, shard=(k, m), overwrite=overwrite,
-        )  # fmt: skip
+            checkpoint, out, n, amp=not no_amp, progress=not no_progress, shard=(k, m), **opts
+        )
     except ValueError as e:
         raise InputError(str(e)) from e
-    click.echo(f"{res['written']} written, {res['skipped']} already present -> {res['manifest']}")
+    state = "" if res["complete"] else f"; unfinished: {res['count']} of {n} (other shards to run)"
+    click.echo(f"{res['written']} written, {res['skipped']} already present -> {res['manifest']}{state}")
 
 
 # ----------------------------------------------------------------------------------------------- report

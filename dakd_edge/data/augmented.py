@@ -8,7 +8,10 @@ Layout of a folder::
     logits/{id}.npy     float16 (K, H, W) teacher logits
 
 Every file is written atomically and the manifest is rebuilt from what is on disk, so a generation run
-that is killed can be resumed (``AugmentedWriter.has`` tells which ids are done). numpy + pillow only.
+that is killed can be resumed (``AugmentedWriter.has`` tells which ids are done). A generation writes
+the manifest before its first sample with ``"complete": false`` and ``"requested": n`` and sets
+``complete`` only when all ``n`` samples are on disk, so a killed run leaves its provenance behind and
+readers refuse an unfinished set. numpy + pillow only.
 """
 
 from __future__ import annotations
@@ -29,8 +32,14 @@ from dakd_edge.errors import DatasetError, OutputError
 FORMAT = "dakd-augmented"
 VERSION = 1
 MANIFEST = "manifest.json"
-# Generator settings that decide what sample i is: an existing set is only extended when they match.
-SAME_SET_KEYS = ("checkpoint", "step", "stage", "weights", "ddim_steps", "seed", "size", "model")
+# Generator settings that decide what sample i is: an existing set is only extended when they match
+# (batch, device and precision too: they change the numbers, so a resumed set would differ from a
+# one-shot run). Keys a manifest lacks (older versions) are not compared.
+SAME_SET_KEYS = (
+    "checkpoint", "step", "stage", "weights", "ddim_steps", "seed", "size", "batch", "device", "amp", "model",
+)  # fmt: skip
+_KEY_NAMES = {"checkpoint": "teacher checkpoint", "step": "teacher step", "stage": "teacher stage",
+              "ddim_steps": "steps", "model": "model config"}  # fmt: skip
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -81,6 +90,70 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def sample_files(root: str | os.PathLike) -> list[Path]:
+    """Sample files (``images/*.png``, ``logits/*.npy`` with sample-id names) under ``root``."""
+    root = Path(root)
+    return [
+        p
+        for sub, ext in (("images", ".png"), ("logits", ".npy"))
+        if (root / sub).is_dir()
+        for p in (root / sub).glob(f"*{ext}")
+        if _ID_RE.match(p.stem) and not p.name.startswith(".")
+    ]
+
+
+def complete_ids(root: str | os.PathLike) -> list[str]:
+    """Ids whose image and logits are both on disk (atomic writes: no partial files)."""
+    root = Path(root)
+    ids = [p.stem for p in sample_files(root) if p.suffix == ".png"]
+    return sorted(i for i in ids if (root / _paths(i)[1]).is_file())
+
+
+def check_same_set(root: Path, old: dict[str, Any], num_classes: int, info: dict[str, Any]) -> None:
+    """Merging is for resuming one generation: samples of another teacher, size or seed would make a set
+    no manifest describes."""
+    if old["num_classes"] != num_classes:
+        raise DatasetError(f"{root}: existing set has {old['num_classes']} classes, writer has {num_classes}")
+    before = old.get("generator") or {}
+    keys = [k for k in SAME_SET_KEYS if k in before and k in info and before[k] != info[k]]
+    diff = [f"{_KEY_NAMES[k]} differs" if k == "model" else f"{_KEY_NAMES.get(k, k)} {before[k]!r} -> {info[k]!r}"
+            for k in keys]  # fmt: skip
+    if diff:
+        raise OutputError(
+            f"{root} holds a set made with other generator settings ({'; '.join(diff[:3])}); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+
+
+def check_existing(
+    root: str | os.PathLike, num_classes: int, info: dict[str, Any], resume: bool, overwrite: bool
+) -> None:
+    """Refuse an output folder a generation must not write into: a set without ``resume`` or
+    ``overwrite``, a set of other settings with ``resume``, or sample files no manifest vouches for
+    (their settings cannot be checked, and an ``images/`` folder may be someone's real data)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root} exists and is not a folder")
+    if not (root / MANIFEST).is_file():
+        if sample_files(root):
+            raise OutputError(
+                f"{root} holds images/ or logits/ files but no {MANIFEST}, so their settings cannot be "
+                "checked; choose another --out, or remove them"
+            )
+        return
+    old = read_manifest(root)
+    if overwrite:
+        return
+    if not resume:
+        have = len(complete_ids(root))
+        state = "" if old.get("complete", True) else f", unfinished: {have} of {old.get('requested')}"
+        raise OutputError(
+            f"{root} already holds an augmented set ({have} samples{state}); pass --resume to continue or "
+            "extend it, or --overwrite to replace it"
+        )
+    check_same_set(root, old, num_classes, info)
+
+
 class AugmentedWriter:
     """Writes generated (image, logits) pairs; resumable.
 
@@ -113,37 +186,16 @@ class AugmentedWriter:
         if (self.root / MANIFEST).is_file() and overwrite:
             self._remove_set()
         elif (self.root / MANIFEST).is_file():
-            self._check_same_set(read_manifest(self.root))
+            check_same_set(self.root, read_manifest(self.root), self.num_classes, self.generator_info)
         try:
             (self.root / "images").mkdir(parents=True, exist_ok=True)
             (self.root / "logits").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create augmented set folder {self.root}: {e}") from e
 
-    def _check_same_set(self, old: dict[str, Any]) -> None:
-        """Merging is for resuming one generation: samples of another teacher, size or seed would make a
-        set no manifest describes."""
-        if old["num_classes"] != self.num_classes:
-            raise DatasetError(
-                f"{self.root}: existing set has {old['num_classes']} classes, writer has {self.num_classes}"
-            )
-        before = old.get("generator") or {}
-        diff = [
-            f"{k} {before[k]!r} -> {self.generator_info[k]!r}"
-            for k in SAME_SET_KEYS
-            if k in before and k in self.generator_info and before[k] != self.generator_info[k]
-        ]
-        if diff:
-            raise OutputError(
-                f"{self.root} holds a set made with other generator settings ({'; '.join(diff[:3])}); "
-                "pass --overwrite to replace it, or choose another --out"
-            )
-
     def _remove_set(self) -> None:
-        for sub, ext in (("images", ".png"), ("logits", ".npy")):
-            for p in (self.root / sub).glob(f"*{ext}") if (self.root / sub).is_dir() else ():
-                if _ID_RE.match(p.stem):
-                    p.unlink()
+        for p in sample_files(self.root):
+            p.unlink()
         (self.root / MANIFEST).unlink()
 
     def has(self, sample_id: str) -> bool:
@@ -169,20 +221,31 @@ class AugmentedWriter:
         # Logits first, image last: has() needs both, so a crash in between leaves the id "not done".
         with atomic_path(self.root / lg_rel, overwrite=True) as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(logits16), allow_pickle=False)
-        with atomic_path(self.root / img_rel, overwrite=True) as tmp:
-            Image.fromarray(image).save(tmp, format="PNG")
+        try:
+            with atomic_path(self.root / img_rel, overwrite=True) as tmp:
+                Image.fromarray(image).save(tmp, format="PNG")
+        except BaseException:  # no half sample left behind (a full disk, an interrupt)
+            (self.root / lg_rel).unlink(missing_ok=True)
+            raise
 
     def sample_ids(self) -> list[str]:
         """Ids complete on disk (whether written by this writer or an earlier run)."""
-        ids = [p.stem for p in (self.root / "images").glob("*.png") if not p.name.startswith(".")]
-        return sorted(i for i in ids if _ID_RE.match(i) and (self.root / _paths(i)[1]).is_file())
+        return complete_ids(self.root)
 
-    def close(self) -> Path:
-        """Write ``manifest.json`` atomically listing every complete sample on disk; returns its path."""
-        samples = []
-        for i in self.sample_ids():
-            img, lg = _paths(i)
-            samples.append({"id": i, "image": img, "logits": lg})
+    def close(self, expected: Sequence[str] | None = None, done: bool = True) -> Path:
+        """Write ``manifest.json`` atomically listing the complete samples on disk; returns its path.
+
+        ``expected``: the ids the set is to hold (a generation's ``0..n-1``): only those are listed, and
+        ``complete`` says whether all are there (never while ``done`` is False: a run in progress).
+        """
+        have = self.sample_ids()
+        if expected is not None:
+            want = set(expected)
+            have = [i for i in have if i in want]
+        samples = [{"id": i, "image": _paths(i)[0], "logits": _paths(i)[1]} for i in have]
+        progress = {}
+        if expected is not None:
+            progress = {"requested": len(want), "complete": done and len(have) == len(want)}
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -190,6 +253,7 @@ class AugmentedWriter:
             "class_names": self.class_names,
             "balancing_factor": self.balancing_factor,
             "generator": self.generator_info,
+            **progress,
             "samples": samples,
         }
         path = self.root / MANIFEST
@@ -221,7 +285,8 @@ class AugmentedDataset:
     teacher logits (int64), ``logits`` float32 (K,H,W).
 
     ``classes="binary"`` folds K-class logits into (rest, oil) for training binary (SOS-style) models;
-    OSD's oil class is id 1.
+    OSD's oil class is id 1. An unfinished set (a generation still running, or stopped) is refused:
+    training on it would silently use fewer samples than were asked for.
     """
 
     def __init__(self, root: str | os.PathLike, classes: str = "native") -> None:
@@ -237,6 +302,13 @@ class AugmentedDataset:
             ["background", "oil"] if classes == "binary" else list(self.manifest["class_names"])
         )
         self.samples = list(self.manifest["samples"])
+        if self.manifest.get("complete") is False:
+            want = self.manifest.get("requested")
+            raise DatasetError(
+                f"{self.root}: unfinished augmented set ({min(len(complete_ids(self.root)), want or 0)} of "
+                f"{want} samples); finish it with `dakd-edge jointnet generate ... --resume` (a smaller --n "
+                "with --resume settles for the first N)"
+            )
         if not self.samples:
             raise DatasetError(f"{self.root}: augmented set has no samples")
         missing = [s["id"] for s in self.samples if not (self.root / s["image"]).is_file()]

@@ -119,3 +119,25 @@ def test_existing_set_of_other_generator_settings_is_refused(tmp_path: Path) -> 
         w.add("000001", *_pair(1, k=2))
     m = read_manifest(tmp_path)
     assert [s["id"] for s in m["samples"]] == ["000001"] and m["generator"]["seed"] == 5
+
+
+def test_manifest_of_a_generation_says_whether_it_is_complete(tmp_path: Path) -> None:
+    """A generation's manifest lists only its ids 0..n-1 and is "complete" only with all of them on
+    disk and the run done; readers (``dakd-edge train --aug``) refuse an unfinished set."""
+    from dakd_edge.data import open_dataset
+
+    ids = ["000000", "000001"]
+    w = AugmentedWriter(tmp_path, 2, ["bg", "oil"], 0.5)
+    w.add("000000", *_pair(0, k=2))
+    w.close(ids, done=False)
+    assert read_manifest(tmp_path)["complete"] is False and read_manifest(tmp_path)["requested"] == 2
+    with pytest.raises(DatasetError, match=r"unfinished augmented set \(1 of 2 samples\).*--resume"):
+        open_dataset(tmp_path, kind="augmented")
+    w.close(ids)  # done, but 000001 is missing
+    assert read_manifest(tmp_path)["complete"] is False
+    w.add("000001", *_pair(1, k=2))
+    w.add("000002", *_pair(2, k=2))  # beyond n: on disk, not listed
+    w.close(ids)
+    m = read_manifest(tmp_path)
+    assert m["complete"] is True and [s["id"] for s in m["samples"]] == ids
+    assert len(AugmentedDataset(tmp_path)) == 2

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +14,16 @@ import torch
 from click.testing import CliRunner
 
 from dakd_edge.cli.app import cli
+from dakd_edge.data import open_dataset
 from dakd_edge.data.augmented import AugmentedDataset, read_manifest
-from dakd_edge.errors import ModelFileError
+from dakd_edge.errors import DatasetError, ModelFileError, OutputError
 from dakd_edge.train import generate as gen
 from dakd_edge.train import report as rep
 from dakd_edge.train.jointnet import SyntheticPatches, train_jointnet
 from tests.train.tiny import JOINT_CROP, jointnet_config, one_thread  # noqa: F401 (autouse fixture)
 
 CROP = JOINT_CROP
+_SAMPLE_JOINT = gen.sample_joint
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +71,32 @@ def test_per_sample_seeds_independent_of_batching(run: Path) -> None:
     assert not torch.allclose(b, c)
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    """Every sample file (and nothing else but the manifest) under ``root``, by relative path."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
 def test_generate_is_deterministic_and_resumable(run: Path, tmp_path: Path) -> None:
     ck = run / "last.pt"
     kw = dict(steps=2, batch=2, seed=1, progress=False)
     full = gen.generate_augmented(ck, tmp_path / "a", 5, **kw)
-    assert full["written"] == 5 and full["skipped"] == 0
+    assert full["written"] == 5 and full["skipped"] == 0 and full["complete"]
     part = gen.generate_augmented(ck, tmp_path / "b", 3, **kw)  # "interrupted" after 3
     (tmp_path / "b" / "images" / "000001.png").unlink()  # and one sample lost
-    rest = gen.generate_augmented(ck, tmp_path / "b", 5, **kw)
+    rest = gen.generate_augmented(ck, tmp_path / "b", 5, resume=True, **kw)
     assert part["written"] == 3 and rest["written"] == 3 and rest["skipped"] == 2
-    for sub in ("images/000001.png", "images/000004.png", "logits/000003.npy", "logits/000001.npy"):
-        assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes(), sub
-    # Two shards into one folder reproduce the single-process set.
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")  # every sample, byte for byte
+    # Two shards into one folder reproduce the single-process set (a shard joins without --resume).
     for k in (1, 0):
         gen.generate_augmented(ck, tmp_path / "c", 5, shard=(k, 2), **kw)
-    for i in range(5):
-        assert (tmp_path / "a/images" / f"{i:06d}.png").read_bytes() == (
-            tmp_path / "c/images" / f"{i:06d}.png"
-        ).read_bytes()
-    assert len(read_manifest(tmp_path / "c")["samples"]) == 5
+    assert _files(tmp_path / "a") == _files(tmp_path / "c")
+    assert len(read_manifest(tmp_path / "c")["samples"]) == 5 and read_manifest(tmp_path / "c")["complete"]
     m = read_manifest(tmp_path / "b")
-    assert len(m["samples"]) == 5 and m["num_classes"] == 2
+    assert len(m["samples"]) == 5 and m["num_classes"] == 2 and m["complete"] and m["requested"] == 5
     assert m["balancing_factor"] == pytest.approx(gen.load_jointnet(ck).balancing_factor)
     teacher = m["generator"]["teacher"]  # provenance: how the teacher was trained
     assert teacher["crop"] == CROP and len(teacher["stage_steps"]) == 3 and "lr" in teacher
@@ -93,6 +104,221 @@ def test_generate_is_deterministic_and_resumable(run: Path, tmp_path: Path) -> N
     s = ds[0]
     assert s["image"].shape == (1, CROP, CROP) and s["logits"].shape == (2, CROP, CROP)
     assert np.load(tmp_path / "b" / "logits" / "000000.npy").dtype == np.float16
+
+
+def _spy_batches(
+    monkeypatch: pytest.MonkeyPatch, fail_on: int | None = None, exc: BaseException | None = None
+):
+    """Record the index lists sample_joint is called with; raise ``exc`` on call number ``fail_on``."""
+    calls: list[list[int]] = []
+    real = _SAMPLE_JOINT
+
+    def spy(model, b, indices, *a, **k):
+        calls.append(list(indices))
+        if fail_on is not None and len(calls) == fail_on:
+            raise exc  # type: ignore[misc]
+        return real(model, b, indices, *a, **k)
+
+    monkeypatch.setattr(gen, "sample_joint", spy)
+    return calls
+
+
+def test_resume_and_append_equal_one_shot_run(run: Path, tmp_path: Path, monkeypatch) -> None:
+    """Sample i is always computed in its fixed whole batch: on the CPU a batch of 1 and a batch of 2
+    give results that differ in the last float bits, so a resumed or extended set would otherwise
+    not be the one-shot set (the old code sampled the last batch clipped at n)."""
+    ck = run / "last.pt"
+    kw = dict(steps=2, batch=2, seed=3, progress=False)
+    calls = _spy_batches(monkeypatch, fail_on=2, exc=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the second batch
+        gen.generate_augmented(ck, tmp_path / "b", 3, **kw)
+    m = read_manifest(tmp_path / "b")
+    assert m["complete"] is False and m["requested"] == 3 and len(m["samples"]) == 2
+    with pytest.raises(DatasetError, match="unfinished augmented set .2 of 3.*--resume"):
+        AugmentedDataset(tmp_path / "b")  # `dakd-edge train --aug` refuses it
+    with pytest.raises(
+        OutputError, match=r"already holds an augmented set \(2 samples, unfinished: 2 of 3\)"
+    ):
+        gen.generate_augmented(ck, tmp_path / "b", 3, resume=False, **kw)
+    calls = _spy_batches(monkeypatch)
+    assert gen.generate_augmented(ck, tmp_path / "b", 3, resume=True, **kw)["written"] == 1
+    assert read_manifest(tmp_path / "b")["complete"] and len(AugmentedDataset(tmp_path / "b")) == 3
+    res = gen.generate_augmented(ck, tmp_path / "b", 6, resume=True, **kw)  # append
+    assert res["written"] == 3 and res["skipped"] == 3 and res["complete"]
+    assert calls == [[2, 3], [2, 3], [4, 5]]  # the last batch of n = 3 is sampled whole too
+    gen.generate_augmented(ck, tmp_path / "a", 6, **kw)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    # A smaller --n settles for the first N; the others stay on disk for a later larger --n.
+    res = gen.generate_augmented(ck, tmp_path / "b", 4, resume=True, **kw)
+    assert res["written"] == 0 and res["complete"]
+    assert [s["id"] for s in read_manifest(tmp_path / "b")["samples"]] == [f"{i:06d}" for i in range(4)]
+    assert len(list((tmp_path / "b" / "images").glob("*.png"))) == 6
+
+
+def test_killed_run_is_recognisable_and_resumed_only_with_same_settings(run: Path, tmp_path: Path) -> None:
+    """A run killed without unwinding (SIGKILL, the signal watchdog's hard exit) used to leave samples
+    and no manifest: the next run merged them with samples of any other seed or teacher unchecked, and
+    nothing said the set was unfinished."""
+    ck, out = run / "last.pt", tmp_path / "b"
+    code = f"""
+import os, torch
+from dakd_edge.train import generate as gen
+real, calls = gen.sample_joint, []
+def sample_then_die(*a, **k):
+    calls.append(1)
+    if len(calls) == 3:
+        os._exit(9)
+    return real(*a, **k)
+gen.sample_joint = sample_then_die
+torch.set_num_threads(1)
+gen.generate_augmented({str(ck)!r}, {str(out)!r}, 5, steps=2, batch=2, seed=1, progress=False)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2], capture_output=True)
+    assert r.returncode == 9, r.stderr.decode()
+    m = read_manifest(out)
+    assert m["complete"] is False and m["requested"] == 5 and m["generator"]["seed"] == 1
+    with pytest.raises(DatasetError, match="unfinished"):
+        open_dataset(out, kind="augmented")  # what `dakd-edge train --aug` opens
+    kw = dict(steps=2, batch=2, seed=1, progress=False)
+    for other, text in (
+        ({"seed": 2}, "seed 1 -> 2"),
+        ({"batch": 4}, "batch 2 -> 4"),
+        ({"steps": 3}, "steps 2 -> 3"),
+    ):
+        with pytest.raises(OutputError, match=f"other generator settings \\({text}\\).*--overwrite"):
+            gen.generate_augmented(ck, out, 5, resume=True, **{**kw, **other})
+    assert len(list((out / "images").glob("*.png"))) == 4  # refusals touch nothing
+    res = gen.generate_augmented(ck, out, 5, resume=True, **kw)
+    assert res["written"] == 1 and res["skipped"] == 4 and res["complete"]
+    gen.generate_augmented(ck, tmp_path / "a", 5, **kw)
+    assert _files(tmp_path / "a") == _files(out)
+
+
+def test_failed_first_batch_leaves_nothing(run: Path, tmp_path: Path, monkeypatch) -> None:
+    ck, out = run / "last.pt", tmp_path / "new" / "aug"
+    kw = dict(steps=2, batch=2, seed=1, progress=False)
+    _spy_batches(monkeypatch, fail_on=1, exc=RuntimeError("CUDA out of memory"))
+    with pytest.raises(RuntimeError):
+        gen.generate_augmented(ck, out, 3, **kw)
+    assert not (tmp_path / "new").exists()
+    # An --overwrite whose first batch fails keeps the set it was to replace.
+    monkeypatch.setattr(gen, "sample_joint", _SAMPLE_JOINT)
+    gen.generate_augmented(ck, tmp_path / "old", 2, **kw)
+    before = _files(tmp_path / "old")
+    _spy_batches(monkeypatch, fail_on=1, exc=RuntimeError("boom"))
+    with pytest.raises(RuntimeError):
+        gen.generate_augmented(ck, tmp_path / "old", 2, overwrite=True, **{**kw, "seed": 9})
+    assert _files(tmp_path / "old") == before and read_manifest(tmp_path / "old")["generator"]["seed"] == 1
+
+
+def _enospc_on_png(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    """The PNG write of sample number ``after`` (0-based) writes half a file, then hits a full disk."""
+    from PIL import Image
+
+    real, n = Image.Image.save, [0]
+
+    def save(self, fp, *a, **k):
+        n[0] += 1
+        if n[0] > after:
+            Path(fp).write_bytes(b"\x89PNG\r\n")
+            raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+        return real(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+def test_disk_full_first_write_leaves_nothing(run: Path, tmp_path: Path, monkeypatch) -> None:
+    _enospc_on_png(monkeypatch, after=0)
+    with pytest.raises(OutputError, match=r"^no space left on .*0 of 3 samples kept"):
+        gen.generate_augmented(run / "last.pt", tmp_path / "aug", 3, steps=2, batch=2, progress=False)
+    assert not (tmp_path / "aug").exists()
+
+
+def test_disk_full_mid_run_then_resume(run: Path, tmp_path: Path, monkeypatch) -> None:
+    ck, out = run / "last.pt", tmp_path / "aug"
+    kw = dict(steps=2, batch=2, seed=1, progress=False)
+    _enospc_on_png(monkeypatch, after=3)
+    with pytest.raises(OutputError, match=r"^no space left on .*3 of 5 samples kept.*--resume"):
+        gen.generate_augmented(ck, out, 5, **kw)
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    ids = [f"{i:06d}" for i in range(3)]  # whole samples only: no orphan logits, no temporaries
+    assert names == sorted(
+        [*(f"images/{i}.png" for i in ids), *(f"logits/{i}.npy" for i in ids), "manifest.json"]
+    )
+    assert read_manifest(out)["complete"] is False
+    monkeypatch.undo()  # space freed
+    assert gen.generate_augmented(ck, out, 5, resume=True, **kw)["written"] == 2
+    gen.generate_augmented(ck, tmp_path / "a", 5, **kw)
+    assert _files(tmp_path / "a") == _files(out) and read_manifest(out)["complete"]
+
+
+def test_generate_refuses_folder_with_samples_but_no_manifest(run: Path, tmp_path: Path) -> None:
+    """A real images/ + masks/ dataset (or a set of a version that wrote no manifest first) is neither
+    merged into nor cleared, --overwrite or not."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "scene1.png").write_bytes(b"real data")
+    for extra in ({"resume": False}, {"resume": True}, {"overwrite": True}):
+        with pytest.raises(OutputError, match="no manifest.json, so their settings cannot be checked"):
+            gen.generate_augmented(run / "last.pt", tmp_path, 1, steps=1, progress=False, **extra)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["images", "scene1.png"]
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``dakd-edge *argv`` through the CLI's error boundary: (exit code, stdout, stderr)."""
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 48 KiB tmpfs (root only): a real full disk; ``remount(size)`` frees space."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mnt)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt, lambda size: subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_cli_disk_full_then_resume(run: Path, tmp_path: Path, capsys, small_tmpfs) -> None:
+    mnt, remount = small_tmpfs
+    base = ["jointnet", "generate", str(run / "last.pt"), "--n", "16", "--batch", "4", "--steps", "2",
+            "--no-progress", "--out"]  # fmt: skip
+    code, _, err = _main([*base, str(mnt / "aug")], capsys)
+    assert code == 2 and err.startswith(f"dakd-edge: error: no space left on {mnt} ") and err.count("\n") == 1
+    assert "rerun with --resume" in err
+    pngs = list((mnt / "aug" / "images").iterdir())
+    assert pngs and all(p.stat().st_size > 100 and p.name[0] != "." for p in pngs)  # whole files only
+    assert read_manifest(mnt / "aug")["complete"] is False
+    remount("1m")
+    code, out, err = _main([*base, str(mnt / "aug"), "--resume"], capsys)
+    assert code == 0, err
+    assert f"{16 - len(pngs)} written, {len(pngs)} already present" in out
+    assert _main([*base, str(tmp_path / "a")], capsys)[0] == 0
+    assert _files(tmp_path / "a") == _files(mnt / "aug") and read_manifest(mnt / "aug")["complete"]
+
+
+def test_cli_existing_set_needs_resume_or_overwrite(run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "aug"
+    base = ["jointnet", "generate", str(run / "last.pt"), "--n", "2", "--batch", "2", "--steps", "1",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert _main(base, capsys)[0] == 0
+    code, _, err = _main(base, capsys)
+    assert code == 2 and "already holds an augmented set (2 samples); pass --resume" in err
+    code, _, err = _main([*base, "--resume", "--overwrite"], capsys)
+    assert code == 2 and "--resume and --overwrite exclude each other" in err and err.count("\n") == 1
+    assert len(read_manifest(out)["samples"]) == 2
+    code, out_text, _ = _main([*base, "--resume", "--n", "3"], capsys)
+    assert code == 0 and "1 written, 2 already present" in out_text
+    code, _, err = _main([*base, "--resume", "--seed", "4"], capsys)
+    assert code == 2 and "(seed 0 -> 4)" in err
 
 
 def test_generate_refuses_stage1_checkpoint(run: Path, tmp_path: Path) -> None:
