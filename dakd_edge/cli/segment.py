@@ -85,13 +85,16 @@ def load_predictor(
 
 def scene_stem(scene: Path) -> str:
     """Name outputs are derived from: the file stem, or the product name of a Sentinel-1 product
-    (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``)."""
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
+    (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``; ``PRODUCT-iw-vv``
+    for a measurement TIFF of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
+    from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product
 
     if scene.name.lower() == "manifest.safe":
         scene = scene.parent
     name = scene.name
     if is_sentinel1_product(scene):
+        if is_flattened_name(name):
+            return f"{scene_stem(scene.resolve().parent.parent)}-{scene.stem}"
         for suffix in (".zip", ".SAFE", ".safe"):
             name = name.removesuffix(suffix)
         return name

@@ -5,6 +5,11 @@ Reading (:func:`open_product` -> :class:`S1Product`):
 - inputs: a ``.SAFE`` folder, a ``.zip`` of one, its ``manifest.safe``, or one measurement TIFF inside a
   SAFE tree (``measurement/s1b-iw-grd-vv-...tiff``; its annotation, calibration and noise XML are found
   by name). :func:`is_sentinel1_product` recognises these paths cheaply (names and the zip's directory).
+- file naming: ESA's (``s1a-iw-grd-vv-...-001.tiff``), that of the COG products the Copernicus Data
+  Space distributes (``NAME_COG.SAFE``, every file ``...-001-cog.tiff`` / ``-cog.xml``), and the
+  flattened one of the copies on AWS, Earth Search and Planetary Computer (``measurement/iw-vv.tiff``,
+  ``annotation/iw-vv.xml``, ``annotation/calibration/calibration-iw-vv.xml``; their folder needs no
+  ``.SAFE`` suffix nor ``manifest.safe``).
 - IW and EW GRD, high and medium resolution (``GRDH``/``GRDM``; full resolution ``GRDF`` too). SLC and
   every other product type, a missing polarisation, missing or corrupt XML: one-line
   :class:`~dakd_edge.errors.InputError`.
@@ -72,9 +77,30 @@ _SAFE_RE = re.compile(
 _FILE_RE = re.compile(
     r"^(?:(?P<kind>calibration|noise|rfi)-)?(?P<mission>s1[a-d])-(?P<swath>iw\d?|ew\d?|s[1-6]|wv\d?)-"
     r"(?P<ptype>grd|slc)-(?P<pol>hh|hv|vv|vh)-(?P<start>\d{8}t\d{6})-(?P<stop>\d{8}t\d{6})-(?P<orbit>\d{6})-"
-    r"(?P<take>[0-9a-f]{6})-(?P<num>\d{3})\.(?P<ext>tiff?|xml)$",
+    r"(?P<take>[0-9a-f]{6})-(?P<num>\d{3})(?P<cog>-cog)?\.(?P<ext>tiff?|xml)$",  # -cog: COG products
     re.IGNORECASE,
 )
+# the flattened names of the copies on AWS (sentinel-s1-l1c), Earth Search and Planetary Computer:
+# measurement/iw-vv.tiff, annotation/iw-vv.xml, annotation/calibration/calibration-iw-vv.xml, ...
+_SHORT_RE = re.compile(
+    r"^(?:(?P<kind>calibration|noise|rfi)-)?(?P<swath>iw|ew)-(?P<pol>hh|hv|vv|vh)\.(?P<ext>tiff?|xml)$",
+    re.IGNORECASE,
+)
+
+
+def _match_file(name: str) -> re.Match | None:
+    """A product file name in the SAFE naming (``-cog`` too) or the flattened one; ``ptype`` is None
+    for flattened names (the annotation's productType is checked when the product is opened)."""
+    return _FILE_RE.match(name) or _SHORT_RE.match(name)
+
+
+def is_flattened_name(name: str) -> bool:
+    """``iw-vv.tiff`` and its kin: a file name that does not name its product (see :data:`_SHORT_RE`)."""
+    return bool(_SHORT_RE.match(name))
+
+
+def _ptype(m: re.Match) -> str:
+    return (m.groupdict().get("ptype") or "grd").lower()
 
 
 # ---- recognising inputs ------------------------------------------------------------------------
@@ -87,6 +113,15 @@ def _zip_safe_roots(names: list[str]) -> list[str]:
     ]
 
 
+def _has_measurement(folder: Path) -> bool:
+    """A ``measurement/`` subfolder holding a product TIFF (a SAFE tree whose folder is not NAME.SAFE)."""
+    d = folder / "measurement"
+    return d.is_dir() and any(
+        (m := _match_file(f.name)) and not m.group("kind") and m.group("ext").lower() != "xml"
+        for f in d.iterdir()
+    )
+
+
 def is_sentinel1_product(path: str | os.PathLike) -> bool:
     """True when ``path`` is a Sentinel-1 SAFE folder, a zip of one, its manifest.safe, or a measurement
     TIFF inside a SAFE tree. Cheap: file names and the zip's central directory, no XML parsing."""
@@ -94,7 +129,7 @@ def is_sentinel1_product(path: str | os.PathLike) -> bool:
     try:
         if p.is_dir():
             return (p / "manifest.safe").is_file() or (
-                p.suffix.lower() == ".safe" and (p / "annotation").is_dir()
+                (p / "annotation").is_dir() and (p.suffix.lower() == ".safe" or _has_measurement(p))
             )
         if not p.is_file():
             return False
@@ -107,7 +142,7 @@ def is_sentinel1_product(path: str | os.PathLike) -> bool:
             with zipfile.ZipFile(p) as z:
                 return bool(_zip_safe_roots(z.namelist()))
         if name.endswith((".tif", ".tiff")):
-            m = _FILE_RE.match(p.name)
+            m = _match_file(p.name)
             return bool(m and not m.group("kind") and p.parent.name.lower() == "measurement"
                         and (p.parent.parent / "annotation").is_dir())  # fmt: skip
     except OSError:
@@ -462,11 +497,11 @@ def _locate(path: Path) -> tuple[_Tree, str | None]:
     if name.endswith(".zip"):
         return _ZipTree(path), None
     if name.endswith((".tif", ".tiff")):
-        m = _FILE_RE.match(path.name)
+        m = _match_file(path.name)
         root = path.resolve().parent.parent
         if not m or m.group("kind") or not (root / "annotation").is_dir():
             raise InputError(f"{path}: not a measurement TIFF inside a Sentinel-1 SAFE tree "
-                             "(expected SAFE/measurement/s1?-<mode>-grd-<pol>-...tiff next to annotation/)")  # fmt: skip
+                             "(expected SAFE/measurement/s1?-<mode>-grd-<pol>-...tiff or <mode>-<pol>.tiff next to annotation/)")  # fmt: skip
         return _DirTree(root), path.name
     raise InputError(f"{path}: not a Sentinel-1 product (expected a .SAFE folder, a .zip, manifest.safe "
                      "or a measurement TIFF)")  # fmt: skip
@@ -526,22 +561,24 @@ class S1Product:
         measurements: dict[str, str] = {}
         for n in names:
             parts = n.split("/")
-            m = _FILE_RE.match(parts[-1])
+            m = _match_file(parts[-1])
             if len(parts) == 2 and parts[0] == "measurement" and m and not m.group("kind"):
-                if m.group("ptype").lower() != "grd":
+                if _ptype(m) != "grd":
                     raise InputError(f"{tree.name}: {m.group('ptype').upper()} measurement {parts[-1]}; only "
                                      "GRD products are supported")  # fmt: skip
                 measurements.setdefault(m.group("pol").upper(), n)
         if tiff_name is not None:
-            m = _FILE_RE.match(tiff_name)
+            m = _match_file(tiff_name)
             assert m is not None
-            if m.group("ptype").lower() != "grd":
+            if _ptype(m) != "grd":
                 raise InputError(f"{tiff_name}: SLC measurement; only GRD products are supported")
             own = m.group("pol").upper()
             measurements[own] = f"measurement/{tiff_name}"
             pol = pol or own
         if not measurements:
-            raise InputError(f"{tree.name}: no measurement TIFF (measurement/s1?-*-grd-<pol>-*.tiff)")
+            raise InputError(
+                f"{tree.name}: no measurement TIFF (measurement/s1?-*-grd-<pol>-*.tiff or <mode>-<pol>.tiff)"
+            )
         avail = tuple(p for p in POLARISATIONS if p in measurements)
         if pol is None:
             pol = "VV" if "VV" in avail else "HH" if "HH" in avail else avail[0]
@@ -1181,10 +1218,8 @@ def _write_measurements(
     from rasterio.errors import NotGeoreferencedWarning
 
     h, w = layout.height, layout.width
-    stems = sorted(p.name[:-4] for p in (safe / "annotation").glob("s1*.xml"))
-    avail = {
-        (_FILE_RE.match(s + ".xml").group("pol").upper()): s for s in stems if _FILE_RE.match(s + ".xml")
-    }  # type: ignore[union-attr]
+    matches = ((f.name[:-4], _match_file(f.name)) for f in sorted((safe / "annotation").glob("*.xml")))
+    avail = {m.group("pol").upper(): stem for stem, m in matches if m and not m.group("kind")}
     pols = tuple(p.upper() for p in (pols or tuple(avail)))
     missing = [p for p in pols if p not in avail]
     if missing:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -228,6 +230,56 @@ def test_zip_with_two_products_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds 2 products") as ei:
         open_product(z)
     assert all(s.name in str(ei.value) for s in safes) and "\n" not in str(ei.value)
+
+
+def _as_cog(safe: Path, dest: Path) -> Path:
+    """The product as the Copernicus Data Space distributes it: ``NAME_COG.SAFE``, every annotation,
+    calibration, noise and measurement file named ``...-001-cog.xml`` / ``-cog.tiff``."""
+    cog = dest / f"{safe.name[: -len('.SAFE')]}_COG.SAFE"
+    shutil.copytree(safe, cog)
+    for f in [*cog.rglob("*-grd-*.xml"), *cog.rglob("*-grd-*.tiff")]:
+        f.rename(f.with_name(f"{f.stem}-cog{f.suffix}"))
+    manifest = cog / "manifest.safe"
+    manifest.write_text(re.sub(r"(-\d{3})\.(xml|tiff)", r"\1-cog.\2", manifest.read_text()))
+    return cog
+
+
+def _as_flattened(safe: Path, dest: Path) -> Path:
+    """The product as AWS / Earth Search / Planetary Computer copies it: a folder named after the
+    product (no .SAFE), ``measurement/iw-vv.tiff``, ``annotation/iw-vv.xml``, ``annotation/calibration/
+    calibration-iw-vv.xml`` and ``noise-iw-vv.xml``; no manifest.safe."""
+    flat = dest / safe.name[: -len(".SAFE")]
+    for sub in ("measurement", "annotation", "annotation/calibration"):
+        (flat / sub).mkdir(parents=True)
+        for f in (safe / sub).glob("*-grd-*.*"):
+            kind, _, rest = f.name.rpartition("s1")
+            mode, pol = rest.split("-")[1], rest.split("-")[3]
+            shutil.copy(f, flat / sub / f"{kind}{mode}-{pol}{f.suffix}")
+    return flat
+
+
+def test_cog_and_flattened_copies_read_the_same(product, tmp_path: Path) -> None:
+    """CDSE's COG products and the flattened copies are the same product: same metadata and sigma0."""
+    from dakd_edge.cli.segment import scene_stem
+
+    cog, flat = _as_cog(product.path, tmp_path), _as_flattened(product.path, tmp_path)
+    assert sorted(f.name for f in (flat / "measurement").iterdir()) == ["iw-vh.tiff", "iw-vv.tiff"]
+    cog_zip = zip_product(cog, tmp_path / f"{cog.name}.zip")
+    forms = [cog, cog / "manifest.safe", next((cog / "measurement").glob("*-vv-*-cog.tiff")), cog_zip,
+             flat, flat / "measurement" / "iw-vv.tiff"]  # fmt: skip
+    with open_product(product.path) as p:
+        ref, meta = p.read_sigma0(10, 90, 20, 300), p.meta
+    for f in forms:
+        assert is_sentinel1_product(f), f
+        with open_product(f) as p:
+            assert (p.meta.polarisation, p.meta.polarisations, p.shape) == ("VV", ("VV", "VH"), (H, W)), f
+            assert p.meta.footprint == meta.footprint and p.meta.absolute_orbit == meta.absolute_orbit
+            np.testing.assert_array_equal(p.read_sigma0(10, 90, 20, 300), ref)
+    with open_product(flat / "measurement" / "iw-vh.tiff") as p:
+        assert p.meta.polarisation == "VH"
+    assert scene_stem(cog) == scene_stem(cog_zip) == cog.name[: -len(".SAFE")]
+    assert scene_stem(flat / "measurement" / "iw-vv.tiff") == f"{flat.name}-iw-vv"  # iw-vv names no product
+    assert not is_sentinel1_product(flat / "annotation")  # a folder of XML alone is no product
 
 
 # ---- calibration -------------------------------------------------------------------------------
