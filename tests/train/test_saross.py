@@ -260,13 +260,19 @@ def test_ddp_two_processes_gloo(tmp_path):
         )
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(script), str(tmp_path / "run")]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    for attempt in range(2):
+        run = tmp_path / f"run{attempt}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(script), str(run)]  # fmt: skip
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+        # One retry for a native abort in gloo's teardown only ("terminate called without an active
+        # exception", no Python error): seen once in about 20 CI runs, never in 12 runs in a row here.
+        if p.returncode == 0 or "terminate called without an active exception" not in p.stderr:
+            break
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("RESULT") == 2
-    assert (tmp_path / "run" / "model.safetensors").is_file()
-    logs = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert (run / "model.safetensors").is_file()
+    logs = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in logs if "loss" in r] == [1, 2, 3, 4]  # rank 0 logs only
 
 
