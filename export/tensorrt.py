@@ -15,14 +15,16 @@ import hashlib
 import json
 import platform
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dakd_edge.atomic import atomic_path, check_output
-from dakd_edge.errors import BackendUnavailable, DatasetError, ExportError
+from dakd_edge.atomic import Transaction, atomic_path, check_output
+from dakd_edge.errors import BackendUnavailable, DakdError, DatasetError, ExportError, Notice
 from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
 from dakd_edge.meta import ModelMeta
 
@@ -108,6 +110,28 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__}"
 
 
+def write_engine(out: Path, serialized: bytes, info: dict[str, Any], overwrite: bool = False) -> None:
+    """Write an engine and its JSON sidecar as one transaction: both are written in full before either
+    is renamed, so an interrupt or a full disk never pairs a new engine with an old sidecar. A sidecar
+    without its engine is an orphan and is replaced without ``overwrite``."""
+    with Transaction({"engine": out, "sidecar": engine_sidecar(out)}, overwrite or not out.exists()) as tx:
+        tx.temp("engine").write_bytes(serialized)
+        tx.temp("sidecar").write_text(json.dumps(info, indent=2, sort_keys=True))
+        tx.commit()
+
+
+def save_timing_cache(path: str | Path, data: Callable[[], bytes], engine: Path) -> None:
+    """Save the builder's timing cache; a failure is a :class:`Notice`, not an error: the engine is
+    complete, and a missing cache only costs the next build its timing runs."""
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_bytes(data())
+    except (DakdError, OSError) as e:
+        warnings.warn(
+            Notice(f"timing cache {path} not saved ({e}); the engine {engine} is complete"), stacklevel=2
+        )
+
+
 def build_engine(
     onnx_path: str | Path,
     out: str | Path,
@@ -186,13 +210,9 @@ def build_engine(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(out)
-    with atomic_path(out, overwrite) as tmp:
-        tmp.write_bytes(bytes(serialized))
-        with atomic_path(engine_sidecar(out), overwrite=True) as side:
-            side.write_text(json.dumps(info, indent=2, sort_keys=True))
+    write_engine(out, bytes(serialized), info, overwrite)
     if cfg.timing_cache:
-        with atomic_path(cfg.timing_cache, overwrite=True) as tc:
-            tc.write_bytes(bytes(config.get_timing_cache().serialize()))
+        save_timing_cache(cfg.timing_cache, lambda: bytes(config.get_timing_cache().serialize()), out)
     return EngineReport(
         path=str(out),
         precision=cfg.precision,

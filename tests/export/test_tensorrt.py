@@ -6,6 +6,7 @@ skip with the reason :func:`tensorrt_status` gives (TensorRT missing, or no CUDA
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from dakd_edge.errors import DatasetError, ExportError
+from dakd_edge.errors import DatasetError, ExportError, Notice, OutputError
 from dakd_edge.export.nodes import DOMAIN
 from dakd_edge.export.plugins import plugins_status
 from dakd_edge.export.tensorrt import (
@@ -21,8 +22,10 @@ from dakd_edge.export.tensorrt import (
     EngineConfig,
     calibration_tiles,
     default_profile,
+    save_timing_cache,
     tensorrt_graph_problems,
     tensorrt_status,
+    write_engine,
 )
 from dakd_edge.meta import ModelMeta
 
@@ -104,6 +107,32 @@ def test_calibration_tiles(tmp_path: Path) -> None:
         )
     tiles = calibration_tiles(tmp_path, meta, (32, 48), 2)
     assert len(tiles) == 2 and tiles[0].shape == (1, 32, 48) and tiles[0].dtype == np.float32
+
+
+def test_engine_and_sidecar_are_written_together(tmp_path: Path) -> None:
+    """A failure while the pair is written leaves the old pair as it was (the sidecar used to be
+    renamed into place before the engine); an orphan sidecar is replaced without --overwrite."""
+    from dakd_edge.formats import engine_sidecar
+
+    out = tmp_path / "m.engine"
+    write_engine(out, b"old", {"v": 1})
+    with pytest.raises(OutputError, match="exists"):
+        write_engine(out, b"new", {"v": 2})
+    with pytest.raises(TypeError):  # the sidecar cannot be written: nothing is renamed
+        write_engine(out, b"new", {"v": object()}, overwrite=True)
+    assert out.read_bytes() == b"old" and json.loads(engine_sidecar(out).read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]
+    out.unlink()  # an orphan sidecar (an engine deleted by hand)
+    write_engine(out, b"new", {"v": 2})
+    assert out.read_bytes() == b"new" and json.loads(engine_sidecar(out).read_text()) == {"v": 2}
+
+
+def test_unsaved_timing_cache_is_a_notice(tmp_path: Path) -> None:
+    ro = tmp_path / "missing" / "cache.bin"  # its folder does not exist: the write fails
+    with pytest.warns(Notice, match="timing cache .* not saved .* is complete"):
+        save_timing_cache(ro, lambda: b"cache", tmp_path / "m.engine")
+    save_timing_cache(tmp_path / "cache.bin", lambda: b"cache", tmp_path / "m.engine")
+    assert (tmp_path / "cache.bin").read_bytes() == b"cache"
 
 
 @pytest.mark.gpu
