@@ -62,6 +62,22 @@ def colorize(classes: np.ndarray, palette: Any) -> np.ndarray:
     return lut[classes.astype(np.uint8)]
 
 
+def png_folder(save_png: str | os.PathLike | None) -> Path | None:
+    """The ``--save-png`` folder, created and probed with a real file (``os.access`` says yes to root on
+    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored."""
+    from dakd_edge.atomic import probe_writable
+
+    if not save_png:
+        return None
+    d = Path(save_png)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the prediction PNG folder {d} ({e.strerror or e})") from None
+    probe_writable(d)
+    return d
+
+
 def evaluate(
     predictor: Any,
     data: str | os.PathLike,
@@ -84,11 +100,7 @@ def evaluate(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise DatasetError(f"{data} ({split}) has no images")
-    png_dir = Path(save_png) if save_png else None
-    if png_dir is not None:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(png_dir, os.W_OK):
-            raise OutputError(f"cannot write prediction PNGs into {png_dir}")
+    png_dir = png_folder(save_png)
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0
     with _progress(n, progress) as advance:

@@ -197,3 +197,16 @@ def test_library_refuses_bad_limit_and_tile(tmp_path, model_file):
     pred = load(str(model_file), backend="torch")
     with pytest.raises(InputError, match="--limit must be >= 1"):
         evaluate(pred, tmp_path / "ds", split="train", limit=-1)
+
+
+def test_cli_save_png_on_a_read_only_folder_is_one_line(tmp_path, model_file, capsys):
+    """os.access said yes to root on a read-only mount, so the PNGs failed one by one mid-run."""
+    from tests.fs import tmpfs
+
+    _dataset(tmp_path / "ds")
+    args = ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"]
+    with tmpfs(tmp_path / "ro", "64k", read_only=True) as ro:
+        code, _, err = _cli([*args, "--save-png", str(ro)], capsys)
+        assert code == 2 and err.count("\n") == 1 and "cannot create files there" in err, err
+        code, _, err = _cli([*args, "--save-png", str(ro / "sub")], capsys)
+        assert code == 2 and err.count("\n") == 1 and "cannot create the prediction PNG folder" in err, err

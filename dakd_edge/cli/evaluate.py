@@ -52,7 +52,7 @@ def evaluate(
 
     from dakd_edge.atomic import atomic_path, check_distinct, check_output
     from dakd_edge.evaluate import evaluate as run
-    from dakd_edge.evaluate import render_table
+    from dakd_edge.evaluate import png_folder, render_table
     from dakd_edge.inference import load
 
     to_file = json_out is not None and json_out != "-"
@@ -60,6 +60,7 @@ def evaluate(
         check_output(json_out, overwrite)
         if model_path:
             check_distinct({"--json": Path(json_out)}, {"model": Path(model_path)})
+    png_folder(save_png)  # before the model loads: a folder that cannot take the PNGs fails first
     predictor = load(model_path, backend=backend, device=device, tile=tile)
     try:
         result = run(
