@@ -231,10 +231,10 @@ def test_failed_start_leaves_no_batch_folder(local_ray, scenes, tmp_path):
     """A model that does not load: nothing is left that would refuse the next run in that folder."""
     from dakd_edge.errors import DakdError
 
-    out = tmp_path / "batch"
+    out = tmp_path / "new" / "batch"
     with pytest.raises(DakdError, match="cannot load the model"):
         run([scenes / "scene0.tif"], out, workers=1, model="tests.batch_fake:no_such_factory")
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()  # nor the parent it would have created
 
 
 def test_cuda_without_a_gpu_fails_before_any_worker_starts(local_ray, scenes, tmp_path, monkeypatch):
@@ -443,9 +443,13 @@ def test_out_must_be_new_empty_or_a_batch_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / ".hidden").write_text("")
-    assert runner._prepare(empty, options, resume=True) == (None, False)
-    assert runner._prepare(tmp_path / "new" / "sub", options, resume=True) == (None, True)
-    assert not list((tmp_path / "new" / "sub").iterdir())
+    assert runner._prepare(empty, options, resume=True) == (None, None)
+    # a new folder is created only with batch.json: a run killed before leaves nothing to clean up
+    assert runner._prepare(tmp_path / "new" / "sub", options, resume=True) == (None, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="file/sub: cannot create the batch folder"):
+        runner._prepare(tmp_path / "file" / "sub", options, resume=True)
 
 
 def test_damaged_batch_json_and_other_options_are_named(tmp_path):
@@ -571,3 +575,194 @@ def test_a_hard_linked_copy_runs_once(scenes, tmp_path) -> None:
     assert [s.path for s in expand_inputs([scenes / "scene0.tif", other / "scene0.tif"])] == [
         scenes / "scene0.tif"
     ]
+
+
+def test_interrupt_while_workers_start_leaves_no_folder(scenes, tmp_path) -> None:
+    """SIGINT while the models load: Ray's teardown outlasts the CLI's one-second grace, so the run
+    exits hard, with no time to remove anything; it must not have created --out (nor its parent)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker, out = tmp_path / "loading", tmp_path / "new" / "batch"
+    script = f"""
+import contextlib, time
+from dakd_edge.batch import cluster, runner
+
+@contextlib.contextmanager
+def session(workers, address):  # stands in for Ray: its shutdown takes seconds
+    try:
+        yield None
+    finally:
+        time.sleep(30)
+
+def start(ray, model, load, n):  # the workers loading their models
+    open({str(marker)!r}, "w").close()
+    time.sleep(60)
+
+runner.ray_session, cluster.start_workers = session, start
+runner.worker_sizes = lambda *a: (1, 1)
+from dakd_edge.cli.app import main
+main(["batch", {str(scenes / "scene0.tif")!r}, "-o", {str(out)!r}, "--model", {MODEL!r}, "-q"])
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "workers never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+    assert "interrupted" in proc.stderr.read()
+    assert not (tmp_path / "new").exists()
+
+
+def test_switching_the_layer_format_on_resume_replaces_the_layer(clean, scenes, tmp_path) -> None:
+    """The layer is rebuilt from the scenes' GeoJSON on every run, so --format may change on --resume
+    (nothing the scenes wrote depends on it): the new layer replaces the old one, none is left behind."""
+    import shutil
+
+    out = tmp_path / "batch"
+    shutil.copytree(clean[0], out)
+    want = read_layer(out / "spills.gpkg")
+    summary = run([scenes], out, workers=2, model=MODEL, resume=True, fmt="parquet")
+    assert summary["run"] == 0 and summary["layer"] == str(out / "spills.parquet")
+    assert not (out / "spills.gpkg").exists()
+    got = read_layer(out / "spills.parquet")
+    assert [(f["scene_ids"], f["geometry"]) for f in got] == [(f["scene_ids"], f["geometry"]) for f in want]
+    run([scenes], out, workers=2, model=MODEL, resume=True)  # and back
+    assert read_layer(out / "spills.gpkg") == want and not (out / "spills.parquet").exists()
+
+
+def test_a_measurement_tiff_beside_its_product_runs_once_when_it_reads_the_same_pixels(tmp_path) -> None:
+    """A measurement TIFF reads its own polarisation (--pol when given), its SAFE / zip the default
+    VV: the same pixels run once, from the product, with a note; another polarisation runs too."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product, zip_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, pols=("VV", "VH"))
+    vv, vh = (next((prod.path / "measurement").glob(f"*-{p}-*.tiff")) for p in ("vv", "vh"))
+    name = prod.path.name.removesuffix(".SAFE")
+    notes: dict[str, list[str]] = {}
+    (s,) = expand_inputs([vv, prod.path], notes=notes)
+    assert s.path == prod.path and s.id == name
+    assert notes == {
+        name: [f"{vv.name} reads the same product and polarisation (VV) as {prod.path}: run once, "
+               f"from {prod.path.name}"]
+    }  # fmt: skip
+    zipped = zip_product(prod.path)
+    assert [s.path for s in expand_inputs([zipped, vv])] == [zipped]
+    both = expand_inputs([prod.path, vh])  # VH is another image of the sea
+    assert [s.path for s in both] == [prod.path, vh] and both[0].id != both[1].id
+    assert [s.path for s in expand_inputs([prod.path, vh], pol="VH")] == [prod.path]
+    assert [s.path for s in expand_inputs([vv, vh], pol="vv")] == [vv]  # --pol: both TIFFs read VV
+    assert len(expand_inputs([vv, vh])) == 2
+
+
+def test_a_measurement_tiff_of_another_polarisation_runs_beside_its_product(local_ray, tmp_path) -> None:
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, pols=("VV", "VH"))
+    vv, vh = (next((prod.path / "measurement").glob(f"*-{p}-*.tiff")) for p in ("vv", "vh"))
+    out = tmp_path / "batch"
+    summary = run([prod.path, vv, vh], out, workers=1, model=MODEL, land_mask=None)
+    name = prod.path.name.removesuffix(".SAFE")
+    assert summary["ok"] == [name, vh.name] and summary["failed"] == []
+    assert summary["warnings"][name][0].startswith(f"{vv.name} reads the same product and polarisation")
+    records = read_manifest(out)
+    assert records[vh.name]["input"] == str(vh)
+    assert all(p.is_file() for sid in summary["ok"] for p in scene_outputs(out, sid).values())
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def _fill(disk: Path) -> Path:
+    hog = disk / "hog"
+    with open(hog, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    return hog
+
+
+def test_full_disk_layer_and_manifest_say_so_in_one_line(small_disk) -> None:
+    """SQLite's "database or disk is full" and a write the disk takes only part of: one OutputError
+    line each, no temporary, no torn manifest line."""
+    from dakd_edge.batch.layer import write_layer
+    from dakd_edge.batch.manifest import append_record
+    from dakd_edge.errors import OutputError
+
+    append_record(small_disk, {"id": "a", "status": "ok"})  # the manifest's last page has room left
+    before = (small_disk / "manifest.jsonl").read_bytes()
+    hog = _fill(small_disk)
+    features = [{"geometry": shapely.geometry.box(0, 0, 1, 1).buffer(1), **_props()} for _ in range(200)]
+    for name in ("spills.gpkg", "spills.parquet"):
+        with pytest.raises(OutputError, match=f"no space left on {small_disk} .writing .*{name}"):
+            write_layer(small_disk / name, features)
+    with pytest.raises(OutputError, match=f"no space left on {small_disk} .writing .*manifest.jsonl"):
+        append_record(small_disk, {"id": "b", "status": "failed", "error": "x" * 8000})
+    assert (small_disk / "manifest.jsonl").read_bytes() == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["hog", "manifest.jsonl"]
+    hog.unlink()
+    append_record(small_disk, {"id": "b", "status": "failed"})
+    assert sorted(read_manifest(small_disk)) == ["a", "b"]
+
+
+def _props() -> dict:
+    return {
+        "scene_ids": "s", "n_scenes": 1, "n_parts": 1, "start_time": None, "platform": None, "area_m2": 1.0,
+        "mean_prob": 0.5, "max_prob": 0.9, "touches_edge": False, "near_coast": False,
+    }  # fmt: skip
+
+
+def test_disk_full_while_recording_a_scene_stops_and_resume_finishes(
+    local_ray, scenes, clean, small_disk, monkeypatch
+):
+    """The manifest cannot take a finished scene's line: the run stops with one line, the scene's
+    outputs go with it (unrecorded files would be refused by --resume as someone else's), batch.json
+    stays whole; once space is freed, --resume finishes with the layer of the clean run."""
+    from dakd_edge.batch import cluster, runner
+    from dakd_edge.errors import OutputError
+
+    ins = [scenes / f"scene{i}.tif" for i in range(3)]
+    out, real, hogs = small_disk / "batch", runner.append_record, []
+
+    def full_at_scene1(out_: Path, rec: dict) -> None:
+        if rec["id"] == "scene1" and not hogs:
+            m = out_ / "manifest.jsonl"
+            with open(m, "ab") as f:  # blank lines (skipped by readers) up to the page's end
+                f.write(b"\n" * (-m.stat().st_size % 4096))
+            hogs.append(_fill(small_disk))
+        real(out_, rec)
+
+    monkeypatch.setattr(runner, "append_record", full_at_scene1)
+    # the stopped run's worker, kept alive by the traceback below, would hold the CPUs of the shared
+    # Ray session: the resume's worker would wait for them (fail in a minute, not in 15)
+    monkeypatch.setattr(cluster, "READY_TIMEOUT", 60.0)
+    with pytest.raises(OutputError, match=f"^no space left on {small_disk} .writing .*manifest.jsonl") as e:
+        run(ins, out, workers=1, model=MODEL, retries=0)
+    assert sorted(read_manifest(out)) == ["scene0"]
+    assert not any(p.exists() for p in scene_outputs(out, "scene1").values())
+    json.loads((out / "batch.json").read_text())
+    hogs[0].unlink()
+    summary = run(ins, out, workers=1, model=MODEL, resume=True)
+    assert summary["skipped"] == ["scene0"] and summary["ok"] == ["scene1", "scene2"]
+    want = [
+        f for f in read_layer(clean[0] / "spills.gpkg") if f["scene_ids"] in ("scene0", "scene1", "scene2")
+    ]
+    assert read_layer(out / "spills.gpkg") == want
+    assert "continue it with --resume once that is fixed" in str(e.value)

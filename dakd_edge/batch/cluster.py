@@ -179,6 +179,19 @@ def start_workers(
     return pool, tiling
 
 
+@contextlib.contextmanager
+def worker_pool(
+    ray: Any, model: ModelSpec, load: dict[str, Any], n_workers: int
+) -> Iterator[tuple[list[Any], dict[str, int] | None]]:
+    """:func:`start_workers`, killed on leaving: a run stopped by an error (a full disk) must not leave
+    actors holding CPUs / GPUs in a Ray session that outlives it (one its caller started)."""
+    pool, tiling = start_workers(ray, model, load, n_workers)
+    try:
+        yield pool, tiling
+    finally:
+        _kill(ray, pool)
+
+
 def _kill(ray: Any, pool: list[Any]) -> None:
     for a in pool:
         with contextlib.suppress(Exception):

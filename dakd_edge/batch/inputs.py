@@ -57,6 +57,7 @@ def expand_inputs(
     inputs: Iterable[str | os.PathLike],
     skip: str | os.PathLike | None = None,
     notes: dict[str, list[str]] | None = None,
+    pol: str | None = None,
 ) -> list[Scene]:
     """All scenes named by ``inputs``, in the given order (folders sorted), duplicates of one file once
     (through a symlink or a hard link too).
@@ -65,8 +66,10 @@ def expand_inputs(
     which must see the same paths). Folder walks skip the folder ``skip`` (the batch's ``--out``, which
     may not exist yet) and every batch folder. A Sentinel-1 product present both as ``NAME.SAFE`` and
     as ``NAME.zip`` (an archive kept beside its extraction) is one scene: the folder runs, and
-    ``notes[id]`` says so. Raises :class:`InputError` for a missing input, an input without any scene,
-    and for two different files that map to one scene id.
+    ``notes[id]`` says so; so is a measurement TIFF that reads the polarisation another input of its
+    product reads (``pol``, the batch's ``--pol``: :func:`_same_readings`). Raises :class:`InputError`
+    for a missing input, an input without any scene, and for two different files that map to one
+    scene id.
     """
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
@@ -92,7 +95,69 @@ def expand_inputs(
                 f"{pair[1].path.name} is the same product as {pair[0].path}: run once, from the .SAFE folder"
             )
     kept = set(map(id, by_id.values()))
-    return [s for s in scenes.values() if id(s) in kept]
+    return _same_readings([s for s in scenes.values() if id(s) in kept], pol, notes)
+
+
+def _same_readings(scenes: list[Scene], pol: str | None, notes: dict[str, list[str]] | None) -> list[Scene]:
+    """``scenes`` without measurement TIFFs that read what another input of their product reads.
+
+    A TIFF reads its own polarisation (``pol`` when given), its SAFE / zip the default one (VV, HH for
+    HH/HV products): the same pixels run once, from the SAFE (outputs named after the product); a TIFF
+    of another polarisation is another image and runs under its own id (the TIFF's name).
+    """
+    tiffs = [s for s in scenes if _is_measurement(s.path)]
+    if not tiffs:
+        return scenes
+    products = {id(s): _product(s) for s in scenes}
+    wanted = {products[id(t)] for t in tiffs}
+    groups: dict[str, list[Scene]] = {}
+    for s in scenes:
+        if products[id(s)] in wanted:
+            groups.setdefault(products[id(s)], []).append(s)
+    dropped: set[int] = set()
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        reads: dict[str, Scene] = {}
+        for s in sorted(group, key=lambda s: _is_measurement(s.path)):  # the SAFE / zip first
+            read = _polarisation(s.path, pol)
+            first = reads.setdefault(read, s) if read else s
+            if first is not s:
+                dropped.add(id(s))
+                if notes is not None:
+                    notes.setdefault(first.id, []).append(
+                        f"{s.path.name} reads the same product and polarisation ({read}) as {first.path}: "
+                        f"run once, from {first.path.name}"
+                    )
+    return [s for s in scenes if id(s) not in dropped]
+
+
+def _is_measurement(path: Path) -> bool:
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    return path.suffix.lower() in (".tif", ".tiff") and is_sentinel1_product(path)
+
+
+def _product(s: Scene) -> str:
+    """The product name of a Sentinel-1 scene (a TIFF's SAFE folder; a zip's name, as the SAFE/zip
+    pairing has it); "" for other scenes."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    if _is_measurement(s.path):
+        return scene_id(s.path.resolve().parent.parent)
+    return scene_id(s.path) if is_sentinel1_product(s.path) else ""
+
+
+def _polarisation(path: Path, pol: str | None) -> str | None:
+    """The polarisation a worker reads from ``path``; None when the product cannot be opened (it then
+    fails in its own scene, with its own message)."""
+    from dakd_edge.data.sentinel1 import open_product
+
+    try:
+        with open_product(path, pol, noise=False) as p:
+            return p.meta.polarisation
+    except Exception:
+        return None
 
 
 def _file_key(path: Path) -> Path | tuple[int, int]:

@@ -22,6 +22,7 @@ order, so a resumed run writes the same features as an uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import atomic_path
+from dakd_edge.atomic import atomic_path, describe_write_error
 from dakd_edge.errors import InputError, OutputError
 
 FORMATS = ("gpkg", "parquet")
@@ -143,12 +144,22 @@ def _feature(group: list[Part]) -> dict[str, Any]:
 
 
 def write_layer(path: Path, features: list[dict[str, Any]]) -> None:
-    """Write the layer atomically (GeoPackage or GeoParquet from the suffix), replacing the old one."""
-    with atomic_path(path, overwrite=True) as tmp:
-        if path.suffix == ".gpkg":
-            _write_gpkg(tmp, features)
-        else:
-            _write_parquet(tmp, features)
+    """Write the layer atomically (GeoPackage or GeoParquet from the suffix), replacing the old one.
+
+    SQLite reports a full disk as its own error ("database or disk is full"), not as an OSError:
+    one :class:`OutputError` line ("no space left on ...") as for any other output.
+    """
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            if path.suffix == ".gpkg":
+                _write_gpkg(tmp, features)
+            else:
+                _write_parquet(tmp, features)
+    except sqlite3.Error as e:
+        full = "disk is full" in str(e)
+        raise OutputError(
+            describe_write_error(OSError(errno.ENOSPC, "disk full") if full else e, path)
+        ) from None
 
 
 def read_layer(path: Path) -> list[dict[str, Any]]:

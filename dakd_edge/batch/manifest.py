@@ -9,11 +9,15 @@ deleted or modified output is redone rather than trusted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from dakd_edge.atomic import describe_write_error
+from dakd_edge.errors import OutputError
 
 MANIFEST = "manifest.jsonl"
 OPTIONS = "batch.json"  # the options a batch folder was started with; --resume must match them
@@ -61,15 +65,29 @@ def read_manifest(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def append_record(out: Path, record: dict[str, Any]) -> None:
-    """Append one line (O_APPEND, one write, fsync) so that it is either whole or torn, never mixed."""
+    """Append one line (O_APPEND, one write, fsync) so that it is either whole or torn, never mixed.
+
+    A full disk takes part of a write without an error: the file is cut back to its old end and
+    :class:`OutputError` says why, rather than a torn line that silently loses the scene's record.
+    """
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     p = out / MANIFEST
     # a torn last line of a killed run would swallow this one: start on a fresh line
     sep = b"\n" if p.exists() and p.stat().st_size and _last_byte(p) != b"\n" else b""
-    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, sep + line)
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(describe_write_error(e, p)) from None
+    try:
+        end = os.fstat(fd).st_size
+        data = sep + line
+        while data:
+            data = data[os.write(fd, data) :]
         os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, end)
+        raise OutputError(describe_write_error(e, p)) from None
     finally:
         os.close(fd)
 

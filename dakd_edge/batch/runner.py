@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from dakd_edge.atomic import atomic_path, probe_writable
-from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, start_workers, worker_sizes
+from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, worker_pool, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
-from dakd_edge.batch.layer import layer_path, merge, read_parts, write_layer
+from dakd_edge.batch.layer import FORMATS, layer_path, merge, read_parts, write_layer
 from dakd_edge.batch.manifest import OPTIONS, append_record, read_manifest, scene_outputs, verified
 from dakd_edge.batch.worker import ModelSpec, is_factory
 from dakd_edge.errors import InputError, ModelFileError, OutputError
@@ -60,7 +60,8 @@ def run(
     the manifest and replacing only outputs the manifest records. A failed scene is retried ``retries`` times (an input error is final at
     once: it would fail the same way) and then recorded as failed; the run goes on. ``limit`` runs
     at most that many scenes (the rest stay for a later resume). The merged layer ``out/spills.gpkg``
-    (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end.
+    (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end,
+    from the scenes' GeoJSON: ``fmt`` may change on resume (the other format's layer is removed).
     """
     from dakd_edge.extras import require_extra
 
@@ -69,7 +70,7 @@ def run(
     t0 = time.perf_counter()
     out = Path(out).absolute()
     notes: dict[str, list[str]] = {}
-    scenes = expand_inputs(inputs, skip=out, notes=notes)
+    scenes = expand_inputs(inputs, skip=out, notes=notes, pol=segment_kwargs.get("pol"))
     model, segment_kwargs = _absolute(model, segment_kwargs)
     path = layer_path(out, fmt)
     options = _options(model, backend, tile, overlap, segment_kwargs)
@@ -94,26 +95,29 @@ def run(
             with ray_session(workers, address) as ray, _Bar(progress, len(todo)) as bar:
                 n_workers, n_threads = worker_sizes(ray, workers, threads, len(todo), gpu)
                 load["threads"] = n_threads
-                pool, tiling = start_workers(ray, model, load, n_workers)
-                if stored is None:  # the workers are up: from here on, this is a batch folder
-                    stored = _write_options(out, {**options, "tiling": tiling})
-                else:
-                    _check_tiling(out, stored, tiling)
-                owned = {i for i, r in records.items() if owns_outputs(r)}
-                for rec in schedule(ray, pool, todo, out, retries, owned, segment_kwargs, bar):
-                    append_record(out, rec)
-                    results.append(rec)
-                    if rec["status"] == "ok":
-                        finished[rec["id"]] = rec
-                        layer.maybe(finished, layer_every)
+                with worker_pool(ray, model, load, n_workers) as (pool, tiling):
+                    if stored is None:  # the workers are up: from here on, this is a batch folder
+                        stored = _write_options(out, {**options, "tiling": tiling}, made)
+                    else:
+                        _check_tiling(out, stored, tiling)
+                    owned = {i for i, r in records.items() if owns_outputs(r)}
+                    for rec in schedule(ray, pool, todo, out, retries, owned, segment_kwargs, bar):
+                        _record(out, rec)
+                        results.append(rec)
+                        if rec["status"] == "ok":
+                            finished[rec["id"]] = rec
+                            layer.maybe(finished, layer_every)
         if stored is None:  # nothing to run (limit=0): still a batch folder before the layer is written
-            stored = _write_options(out, options)
+            stored = _write_options(out, options, made)
     except BaseException:
-        if stored is None and made:  # a start that failed leaves no folder behind
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        if stored is None and made is not None:  # a start that failed leaves no folder behind
+            _remove_empty(out, made)
         raise
     features = layer.build(finished)
+    for old in (layer_path(out, f) for f in FORMATS):  # --format switched on --resume: one layer
+        if old != path:
+            with contextlib.suppress(OSError):
+                old.unlink()
     order = {s.id: i for i, s in enumerate(scenes)}
     results.sort(key=lambda r: order[r["id"]])
     ok = [r for r in results if r["status"] == "ok"]
@@ -201,20 +205,27 @@ def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **seg}
 
 
-def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str, Any] | None, bool]:
-    """Create ``out`` or check it before any work; returns (the stored options, whether created now).
+def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str, Any] | None, Path | None]:
+    """Check ``out`` before any work; returns (the stored options, the topmost folder to create).
 
     Stored options None: a new batch folder, empty (hidden files aside: no output is named so), whose
-    ``batch.json`` is written once the workers are up. Any other folder is someone's files: refused,
-    ``--resume`` or not. An earlier batch folder needs ``resume`` and equal options (tile and overlap
-    as the workers resolve them, when the folder recorded those: :func:`_check_tiling`).
+    ``batch.json`` is written once the workers are up. A missing ``out`` is created only then
+    (:func:`_write_options`): a run killed while Ray or the models start leaves no empty folder, even
+    when it has no time to clean up. Any other folder is someone's files: refused, ``--resume`` or
+    not. An earlier batch folder needs ``resume`` and equal options (tile and overlap as the workers
+    resolve them, when the folder recorded those: :func:`_check_tiling`).
     """
     opts = out / OPTIONS
-    made = not out.exists() and not out.is_symlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
+    if not out.exists() and not out.is_symlink():
+        made = out
+        while not made.parent.exists() and made.parent != made.parent.parent:
+            made = made.parent
+        if not made.parent.is_dir():
+            raise OutputError(f"{out}: cannot create the batch folder ({made.parent} is not a folder)")
+        probe_writable(made.parent)
+        return None, made
+    if not out.is_dir():
+        raise OutputError(f"{out}: not a folder; give a new or empty folder as --out")
     probe_writable(out)
     if not opts.exists():
         names = sorted(itertools.islice((p.name for p in out.iterdir() if not p.name.startswith(".")), 4))
@@ -224,7 +235,7 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str
                 f"{out} is neither empty nor a batch folder (no {OPTIONS}; it holds {held}): "
                 f"{'nothing to resume there; ' if resume else ''}give a new or empty folder as --out"
             )
-        return None, made
+        return None, None
     if not resume:
         raise OutputError(f"{out} holds an earlier batch run: pass --resume to continue it, or another --out")
     stored = _stored_options(opts)
@@ -236,7 +247,7 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str
     )
     if diff:
         raise OutputError(f"{out} was run with other options ({'; '.join(diff)}); resume with the same ones")
-    return stored, False
+    return stored, None
 
 
 def _check_tiling(out: Path, stored: dict[str, Any], tiling: dict[str, int] | None) -> None:
@@ -268,11 +279,42 @@ def _show(v: Any) -> str:
     return "unset" if v is _UNSET else json.dumps(v, default=str)
 
 
-def _write_options(out: Path, options: dict[str, Any]) -> dict[str, Any]:
+def _write_options(out: Path, options: dict[str, Any], made: Path | None = None) -> dict[str, Any]:
+    """Write ``batch.json`` (creating ``out`` first when ``made``): from here on a batch folder."""
     text = json.dumps(options, sort_keys=True, default=str)
+    if made is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
     with atomic_path(out / OPTIONS, overwrite=True) as tmp:
         tmp.write_text(text + "\n")
     return json.loads(text)
+
+
+def _remove_empty(out: Path, made: Path) -> None:
+    """Remove ``out`` and its parents up to ``made`` (the folders this run created) while empty."""
+    p = out
+    while p.is_relative_to(made):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        p = p.parent
+
+
+def _record(out: Path, rec: dict[str, Any]) -> None:
+    """Append ``rec`` to the manifest; if it cannot be written (disk full), a finished scene's outputs
+    are removed before the run stops: unrecorded files would be refused by ``--resume`` as someone
+    else's, where removed ones simply run again."""
+    try:
+        append_record(out, rec)
+    except OutputError as e:
+        if rec["status"] == "ok":
+            for p in scene_outputs(out, rec["id"]).values():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        raise OutputError(f"{e}; the run stops: continue it with --resume once that is fixed") from None
 
 
 def _stored_options(path: Path) -> dict[str, Any]:

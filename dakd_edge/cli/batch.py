@@ -27,7 +27,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["gpkg", "parquet"]), default="gpkg", show_default=True,
-    help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet).",
+    help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet); may change on --resume.",
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), help="Run at most this many scenes (resume later).")
 @click.option("--model", help="Model file [bundled model], or module:function returning a Predictor.")
