@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,77 @@ def test_inputs_folders_lists_stac_and_duplicates(scenes, tmp_path):
         expand_inputs([scenes, other])
     with pytest.raises(InputError, match="no such file"):
         expand_inputs([tmp_path / "missing.tif"])
+
+
+def _s1_item(iid: str, assets: dict[str, str | dict]) -> dict:
+    """A STAC item as CDSE / Earth Search / Planetary Computer publish Sentinel-1 GRD (hrefs rewritten)."""
+    assets = {k: v if isinstance(v, dict) else {"href": str(v)} for k, v in assets.items()}
+    for k, a in assets.items():
+        a.setdefault("roles", ["data"] if k.lower() in ("vv", "vh", "product") else ["metadata"])
+    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "geometry": None,
+            "properties": {"datetime": "2021-06-01T04:30:00Z"}, "assets": assets, "links": []}  # fmt: skip
+
+
+def test_stac_items_of_the_sentinel1_catalogues(tmp_path: Path) -> None:
+    """The polarisation asset read (--pol picks vh), never a metadata asset; a missing, remote or
+    uncalibratable asset is one line naming it, never a silent switch to another polarisation."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product, zip_product
+    from tests.data.test_sentinel1 import _as_cog, _as_flattened
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, pols=("VV", "VH"))
+    cog, flat = _as_cog(prod.path, tmp_path / "cdse"), _as_flattened(prod.path, tmp_path / "es")
+    cm = {p: next((cog / "measurement").glob(f"*-{p}-*-cog.tiff")) for p in ("vv", "vh")}
+    cal = next((cog / "annotation" / "calibration").glob("calibration-*-vv-*"))
+    remote = "https://download.dataspace.copernicus.eu/odata/v1/Products(0)/$value"
+    cdse = _s1_item(cog.stem, {"vh": cm["vh"], "vv": cm["vv"], "schema-calibration-vv": cal,
+                               "safe_manifest": cog / "manifest.safe",
+                               "Product": {"href": remote, "type": "application/zip", "roles": ["data"]}})  # fmt: skip
+    (tmp_path / "cdse.json").write_text(json.dumps(cdse))
+    (s,) = expand_inputs([tmp_path / "cdse.json"])
+    assert (s.id, s.path, s.meta["stac_asset"]) == (cog.stem, cm["vv"], "vv") and s.id.endswith("_COG")
+    (s,) = expand_inputs([tmp_path / "cdse.json"], pol="VH")
+    assert (s.path, s.meta["stac_asset"]) == (cm["vh"], "vh")
+    # Earth Search / Planetary Computer: metadata assets first, relative, file:// and percent-encoded hrefs
+    (tmp_path / "sub").mkdir()
+    es = _s1_item(flat.name, {"safe-manifest": "../es/x/../" + flat.name + "/manifest.safe",
+                              "schema-product-vv": (flat / "annotation" / "iw-vv.xml").as_uri(),
+                              "vh": (flat / "measurement" / "iw-vh.tiff").as_uri(),
+                              "vv": f"../es/{flat.name}/measurement/iw%2Dvv.tiff"})  # fmt: skip
+    (tmp_path / "sub" / "es.json").write_text(json.dumps(es))
+    (s,) = expand_inputs([tmp_path / "sub" / "es.json"])
+    assert (s.id, s.path) == (flat.name, flat / "measurement" / "iw-vv.tiff")
+    (s,) = expand_inputs([tmp_path / "sub" / "es.json"], pol="vh")
+    assert s.path == flat / "measurement" / "iw-vh.tiff"
+    (flat / "measurement" / "iw-vv.tiff").unlink()  # VV not downloaded: never a silent VH run
+    with pytest.raises(
+        InputError, match=r"STAC item '\w+': asset 'vv': .*iw-vv.tiff: no such file or directory$"
+    ):
+        expand_inputs([tmp_path / "sub" / "es.json"])
+    # remote assets: one line; a local product zip serves when the measurement assets are remote
+    s3 = _s1_item(
+        "S1", {"vv": "s3://eodata/x/iw-vv.tiff", "vh": "/vsis3/eodata/x/iw-vh.tiff", "Product": remote}
+    )
+    (tmp_path / "s3.json").write_text(json.dumps(s3))
+    for pol in (None, "VH"):
+        with pytest.raises(
+            InputError, match=r"asset 'v[vh]' is not a local file .*only local files are supported"
+        ):
+            expand_inputs([tmp_path / "s3.json"], pol=pol)
+    s3["assets"]["Product"]["href"] = str(zip_product(cog, tmp_path / f"{cog.name}.zip"))
+    (tmp_path / "s3.json").write_text(json.dumps(s3))
+    (s,) = expand_inputs([tmp_path / "s3.json"], pol="VH")
+    assert (s.path.name, s.meta["stac_asset"]) == (f"{cog.name}.zip", "Product")
+    (s,) = expand_inputs([s.path, cog])  # CDSE's NAME_COG.SAFE.zip beside its extraction: one scene
+    assert (s.id, s.path) == (cog.stem, cog)
+    # every asset downloaded into one folder: a raw measurement TIFF, not a GeoTIFF to segment
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(cm["vh"], loose / cm["vh"].name)
+    (tmp_path / "loose.json").write_text(json.dumps(_s1_item("L", {"vh": loose / cm["vh"].name})))
+    with pytest.raises(
+        InputError, match="asset 'vh' .* is a Sentinel-1 measurement outside its product folder"
+    ):
+        expand_inputs([tmp_path / "loose.json"])
 
 
 def test_merge_unions_overlaps_of_different_scenes_only():

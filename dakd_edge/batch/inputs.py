@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -26,8 +26,10 @@ from dakd_edge.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
-# STAC asset keys tried first (SAR polarisations, then generic data keys), before any raster/zip asset
+# STAC asset keys tried first (SAR polarisations, then generic data keys, any case), before any
+# raster/zip asset
 ASSET_KEYS = ("vv", "hh", "vh", "hv", "safe", "product", "data", "image", "visual")
+_POLS = ("VV", "HH", "VH", "HV")  # without --pol, the first an item has (the reader's default)
 _ID_BAD = re.compile(r"[^\w.+=@-]")
 _COMMENT = re.compile(r"(?:^|\s)#")  # a list comment starts a line or follows a blank
 
@@ -74,7 +76,7 @@ def expand_inputs(
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
     for item in inputs:
-        for s in _expand(Path(item).absolute(), 0, out):
+        for s in _expand(Path(item).absolute(), 0, out, pol):
             scenes.setdefault(_file_key(s.path), s)
     if not scenes:
         raise InputError("no scenes found in the inputs")
@@ -183,7 +185,7 @@ def _safe_and_zip(a: Scene, b: Scene) -> tuple[Scene, Scene] | None:
     return (forms["safe"], forms["zip"]) if set(forms) == {"safe", "zip"} else None
 
 
-def _expand(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
+def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> Iterator[Scene]:
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if depth > 8:
@@ -201,9 +203,9 @@ def _expand(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
             raise InputError(f"{p}: folder holds no scene (GeoTIFF or Sentinel-1 product)")
         yield from (Scene(scene_id(q), q) for q in found)
     elif p.suffix.lower() in LIST_SUFFIXES:
-        yield from _from_list(p, depth, out)
+        yield from _from_list(p, depth, out, pol)
     elif p.suffix.lower() == ".json":
-        yield from stac_scenes(p)
+        yield from stac_scenes(p, pol)
     else:
         yield Scene(scene_id(p), p)
 
@@ -233,7 +235,7 @@ def _is_output(folder: Path, out: Path | None) -> bool:
     return is_batch_folder(folder) or (out is not None and folder.resolve() == out)
 
 
-def _from_list(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
+def _from_list(p: Path, depth: int, out: Path | None, pol: str | None) -> Iterator[Scene]:
     try:
         lines = p.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -246,11 +248,12 @@ def _from_list(p: Path, depth: int, out: Path | None) -> Iterator[Scene]:
         q = q if q.is_absolute() else p.parent / q
         if not q.exists():
             raise InputError(f"{p}, line {n}: {text}: no such file or directory")
-        yield from _expand(q, depth + 1, out)
+        yield from _expand(q, depth + 1, out, pol)
 
 
-def stac_scenes(path: Path) -> list[Scene]:
-    """Scenes of a local STAC ItemCollection, Catalog or Collection: one SAR/GeoTIFF asset per item.
+def stac_scenes(path: Path, pol: str | None = None) -> list[Scene]:
+    """Scenes of a local STAC ItemCollection, Catalog or Collection: one SAR/GeoTIFF asset per item
+    (that of polarisation ``pol`` when the item has one: :func:`_item_scene`).
 
     The item id names the outputs; its datetime (or ``start_datetime``) and ``platform`` fill the
     merged layer's acquisition columns when the scene itself carries no product metadata.
@@ -279,37 +282,85 @@ def stac_scenes(path: Path) -> list[Scene]:
         ) from None
     if not items:
         raise InputError(f"{path}: STAC document holds no items")
-    return [_item_scene(it, path) for it in items]
+    return [_item_scene(it, path, pol) for it in items]
 
 
-def _item_scene(item: Any, source: Path) -> Scene:
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
+def _item_scene(item: Any, source: Path, pol: str | None = None) -> Scene:
+    """The scene of one item: the asset of the polarisation read (``pol``; else VV, HH, then any),
+    else a product / GeoTIFF asset; never a metadata asset (annotation XML, manifest.safe, preview).
+
+    Another polarisation's asset is taken only with ``pol`` (the reader then reads ``pol`` from its
+    product): without it a missing ``vv`` must not turn into a VH run. A remote, missing or unusable
+    asset gives way to a later local one; when none is left, the error names the first choice's problem.
+    """
+    from dakd_edge.data.sentinel1 import LOOSE_MEASUREMENT, is_loose_measurement
 
     assets = item.get_assets()
-    keys = [k for k in ASSET_KEYS if k in assets] + [k for k in assets if k.lower() in ASSET_KEYS]
-    keys += [k for k in assets if k not in keys]
+    pol = pol.upper() if pol else None
+    by_pol = {k.upper(): k for k in assets if k.upper() in _POLS}
+    want = pol or next((p for p in _POLS if p in by_pol), None)
+    keys = [by_pol[want]] if want in by_pol else []
+    keys += [k for name in ASSET_KEYS[4:] for k in assets if k.lower() == name and _is_image(assets[k], True)]
+    keys += [k for k in assets if k not in keys and k.upper() not in _POLS and _is_image(assets[k])]
+    keys += [k for k in by_pol.values() if pol and k not in keys]  # their product reads ``pol``
+    problems = []
     for key in keys:
-        href = _local_href(assets[key].get_absolute_href() or assets[key].href, source)
-        if href is None:
+        href = assets[key].get_absolute_href() or assets[key].href
+        path, problem = _local_href(href, source)
+        if path is None:
+            problems.append(f"asset {key!r}{problem}")
             continue
-        if is_sentinel1_product(href) or href.suffix.lower() in RASTER_SUFFIXES and href.is_file():
+        if is_loose_measurement(path):  # its raw DNs, read as a GeoTIFF, would never be calibrated
+            problems.append(f"asset {key!r} ({path}) {LOOSE_MEASUREMENT}")
+            continue
+        if path.suffix.lower() in (*RASTER_SUFFIXES, ".zip") and path.is_file() or _is_s1(path):
             props = item.properties
             start = props.get("start_datetime") or (item.datetime and item.datetime.isoformat())
             meta = {"start_time": start, "platform": props.get("platform"), "stac_asset": key}
-            return Scene(safe_id(item.id), href, meta)
-    hrefs = ", ".join(a.href for a in assets.values()) or "no assets"
+            return Scene(safe_id(item.id), path, meta)
+        problems.append(f"asset {key!r} ({path}) is neither a Sentinel-1 product nor a GeoTIFF")
+    what = f"no {want} asset nor a product" if pol and not problems else "no SAR/GeoTIFF asset"
     raise InputError(
-        f"{source}: STAC item {item.id!r} has no local SAR/GeoTIFF asset ({hrefs}); download the data first"
+        f"{source}: STAC item {item.id!r}: "
+        + (problems[0] if problems else f"{what} (assets: {', '.join(assets) or 'none'})")
     )
 
 
-def _local_href(href: str, source: Path) -> Path | None:
+_METADATA_ROLES = {"metadata", "thumbnail", "overview"}
+
+
+def _is_image(asset: Any, keyed: bool = False) -> bool:
+    """An asset that may be the scene: not annotation XML, manifest or preview, and (unless ``keyed``:
+    its key is one of :data:`ASSET_KEYS`) a raster or zip by its name or media type (remote downloads
+    such as CDSE's ``Product`` have no file suffix)."""
+    name = PurePosixPath(urlparse(asset.href).path).name.lower()
+    if _METADATA_ROLES & set(asset.roles or ()) or name == "manifest.safe" or name.endswith(".xml"):
+        return False
+    media = (asset.media_type or "").lower()
+    return keyed or name.endswith((*RASTER_SUFFIXES, ".zip", ".safe")) or "tiff" in media or "zip" in media
+
+
+def _is_s1(path: Path) -> bool:
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    return path.name.lower() != "manifest.safe" and is_sentinel1_product(path)
+
+
+_REMOTE = (
+    "is not a local file ({}); only local files are supported: download the data and point the hrefs at it"
+)
+
+
+def _local_href(href: str, source: Path) -> tuple[Path | None, str]:
+    """(the existing local file of ``href``, "") or (None, why not): remote, or no such file."""
     u = urlparse(href)
-    if u.scheme not in ("", "file") and not re.match(r"^[A-Za-z]$", u.scheme):
-        return None  # http(s), s3, ...: remote
+    if u.scheme not in ("", "file") and not re.match(r"^[A-Za-z]$", u.scheme) or href.startswith("/vsi"):
+        return None, " " + _REMOTE.format(href)  # http(s), s3, gs, GDAL's /vsis3/, /vsicurl/, ...
     p = Path(unquote(u.path) if u.scheme == "file" else href)
-    p = p if p.is_absolute() else source.parent / p
-    return p if p.exists() else None
+    p = Path(os.path.normpath(p if p.is_absolute() else source.parent / p))
+    if not p.exists() and u.scheme != "file" and p != Path(unquote(str(p))):
+        p = Path(unquote(str(p)))  # a relative href written as a URI ("my%20scenes/x.tif")
+    return (p, "") if p.exists() else (None, f": {p}: no such file or directory")
 
 
 def _hint() -> str:

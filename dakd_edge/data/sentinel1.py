@@ -99,6 +99,35 @@ def is_flattened_name(name: str) -> bool:
     return bool(_SHORT_RE.match(name))
 
 
+def is_measurement_name(name: str) -> bool:
+    """A measurement TIFF's name in any of the namings (``s1a-iw-grd-vv-...-001.tiff``, ``iw-vv.tiff``)."""
+    m = _match_file(name)
+    return bool(m and not m.group("kind") and m.group("ext").lower() != "xml")
+
+
+def is_loose_measurement(path: str | os.PathLike) -> bool:
+    """A Sentinel-1 measurement TIFF without its SAFE tree around it (a download that put every file in
+    one folder, or fetched the TIFFs alone): its name, and raw uint16 DNs on GCPs (a calibrated GeoTIFF
+    that kept the name is not one). Read as a plain raster its DNs would never be calibrated."""
+    import rasterio
+
+    p = Path(path)
+    if not is_measurement_name(p.name) or not p.is_file() or is_sentinel1_product(p):
+        return False
+    try:
+        with rasterio.open(p) as ds:
+            return ds.dtypes == ("uint16",) and bool(ds.gcps[0])
+    except rasterio.errors.RasterioError:
+        return False  # not readable: it fails where it is opened, with GDAL's reason
+
+
+LOOSE_MEASUREMENT = (
+    "is a Sentinel-1 measurement outside its product folder: its digital numbers cannot be calibrated "
+    "without the product's XML; keep the download in its layout (measurement/, annotation/, "
+    "annotation/calibration/) and give the product folder"
+)
+
+
 def _ptype(m: re.Match) -> str:
     return (m.groupdict().get("ptype") or "grd").lower()
 

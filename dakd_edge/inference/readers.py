@@ -30,9 +30,11 @@ def open_scene(
 ) -> Scene:
     """Open ``path`` as a Sentinel-1 product when it is one, else as a GDAL raster (a ``.zip`` that is
     no product is refused, saying whether it is damaged)."""
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
+    from dakd_edge.data.sentinel1 import LOOSE_MEASUREMENT, is_loose_measurement, is_sentinel1_product
 
     p = Path(path)
+    if is_loose_measurement(p):
+        raise InputError(f"{p} {LOOSE_MEASUREMENT}")
     if is_sentinel1_product(p):
         if band is not None:
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
@@ -47,6 +49,8 @@ def open_scene(
         raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a raster file or a Sentinel-1 .SAFE product")
+    if p.suffix.lower() == ".json" and p.is_file():  # GDAL would call it an unsupported raster
+        raise InputError(f"{p}: a JSON file, not a raster (dakd-edge batch reads STAC catalogues and items)")
     return SceneReader(p, in_chans, band)
 
 

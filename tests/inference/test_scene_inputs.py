@@ -157,3 +157,34 @@ def test_zip_that_is_no_product_says_why(tmp_path: Path) -> None:
     cut.write_bytes(good.read_bytes()[:200])
     with pytest.raises(InputError, match="damaged or truncated zip"):
         open_scene(cut)
+
+
+def test_measurement_tiff_without_its_product_is_refused(tmp_path: Path) -> None:
+    """A measurement TIFF copied out of its SAFE was read as a plain uint16 raster (with --input-scale
+    its raw digital numbers ran uncalibrated); a calibrated GeoTIFF that kept the name still runs."""
+    import shutil
+
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+    from dakd_edge.inference.readers import open_scene
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1)
+    tiff = next((prod.path / "measurement").glob("*-vv-*.tiff"))
+    for name in (tiff.name, "iw-vv.tiff"):
+        loose = tmp_path / "loose" / name
+        loose.parent.mkdir(exist_ok=True)
+        shutil.copy(tiff, loose)
+        with pytest.raises(InputError, match="is a Sentinel-1 measurement outside its product folder"):
+            open_scene(loose)
+    open_scene(tiff).close()  # inside its product: read and calibrated as one
+    (tmp_path / "cal").mkdir()
+    calibrated = write_tif(tmp_path / "cal" / tiff.name, np.full((64, 96), -18.0, np.float32))
+    open_scene(calibrated).close()
+
+
+def test_a_stac_json_given_to_segment_points_to_batch(tmp_path: Path) -> None:
+    from dakd_edge.inference.readers import open_scene
+
+    item = tmp_path / "item.json"
+    item.write_text('{"type": "Feature", "stac_version": "1.0.0", "id": "x", "assets": {}}')
+    with pytest.raises(InputError, match="not a raster .*dakd-edge batch reads STAC"):
+        open_scene(item)
