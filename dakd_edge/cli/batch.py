@@ -34,11 +34,19 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [model's tile].")
-@click.option("--overlap", type=click.IntRange(0), help="Pixels shared by neighbouring tiles [64].")
+@click.option(
+    "--overlap",
+    type=click.IntRange(0),
+    help="Pixels shared by neighbouring tiles [the model's at its own tile, else 64 or half a tile under 128; at most half the tile].",
+)
 @click.option("--batch", type=click.IntRange(1), help=BATCH_HELP)
 @click.option("--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [{MIN_SPECK_PIXELS}px].")
 @click.option("--band", type=click.IntRange(1), help="Band of multi-band GeoTIFFs fed to a 1-band model.")
-@click.option("--pol", type=click.Choice(POLS, case_sensitive=False), help="Sentinel-1 polarisation [VV].")
+@click.option(
+    "--pol",
+    type=click.Choice(POLS, case_sensitive=False),
+    help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
+)
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
 @click.option("--land-mask", default="auto", show_default=True, help="auto, globe, or a vector/raster file.")
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")

@@ -25,7 +25,7 @@ ENGINE_DEFAULTS = EngineConfig()
 @click.argument("model", required=False)
 @click.option(
     "--format", "fmt", type=click.Choice([ONNX.name, ENGINE.name]),
-    help=f"Output format [default: from the -o suffix ({ENGINE.suffixes[0]}: engine), else onnx].",
+    help=f"Output format [default: from the -o suffix ({'/'.join(ENGINE.suffixes)}: engine), else onnx].",
 )  # fmt: skip
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--shape", help="Fixed input shape NxCxHxW (e.g. 1x1x512x512); default: dynamic N, H, W.")

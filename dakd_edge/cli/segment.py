@@ -321,11 +321,15 @@ def plan_outputs(
 @click.option("--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [bundled model].")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [model's tile, 512].")
+@click.option(
+    "--tile",
+    type=click.IntRange(MIN_TILE),
+    help="Tile size in pixels [the model's tile; 512 for a model without one].",
+)
 @click.option(
     "--overlap",
     type=click.IntRange(0),
-    help="Pixels shared by neighbouring tiles [64; at most half the tile].",
+    help="Pixels shared by neighbouring tiles [the model's at its own tile, else 64 or half a tile under 128; at most half the tile].",
 )
 @click.option(
     "--batch",

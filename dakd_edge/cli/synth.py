@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, OutputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")
 
@@ -118,6 +118,9 @@ def synth(
         raise InputError(f"unknown CRS {crs!r}: {e}") from None
     if not crs_obj.is_projected:
         raise InputError(f"--crs must be a projected CRS in metres (e.g. a UTM zone), got {crs}")
+    for opt, p in (("OUT", out), ("--labels", labels)):
+        if p is not None and p.suffix.lower() not in (".tif", ".tiff"):  # a GeoTIFF under a PNG name
+            raise OutputError(f"{opt} {p}: rasters are written as GeoTIFF; use a .tif or .tiff name")
     if labels is not None and labels.resolve() == out.resolve():
         raise InputError("--labels must differ from the image path")
     cfg = replace(SceneConfig(), pixel_size=pixel_size, looks=looks)
@@ -129,7 +132,9 @@ def synth(
     else:
         from rich.progress import Progress
 
-        with Progress(transient=True, console=_stderr_console()) as bar:
+        console = _stderr_console()
+        # off without a terminal: a transient bar there leaves a blank line on stderr (before an error too)
+        with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:
             task = bar.add_task(f"synth {h}x{w}", total=h * w)
             info = write_scene_geotiff(
                 out, cfg, seed, h, w, labels, output, binary, window, crs, overwrite=overwrite,

@@ -99,3 +99,20 @@ def test_demo_out_dir_that_is_a_file(
     code, err = _run(["demo", "-o", str(f), "--size", "64", "-q"], capsys)
     assert code == 2 and "is a file" in err and "does not exist" not in err
     assert f.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", ["segment", "batch", "export"])
+def test_help_states_the_defaults_the_code_uses(run_cli, command: str) -> None:
+    """--overlap defaults to the model's own overlap at its own tile (not always 64); an engine is
+    chosen by every engine suffix, not only .engine."""
+    from dakd_edge.formats import ENGINE
+    from dakd_edge.inference.predictor import DEFAULT_OVERLAP
+
+    code, out, _ = run_cli([command, "--help"])
+    text = " ".join(out.split())
+    assert code == 0
+    if command == "export":
+        assert all(s in text for s in ENGINE.suffixes)
+    else:
+        overlap = text.split("--overlap", 1)[1].split(" --", 1)[0]
+        assert "model's" in overlap and str(DEFAULT_OVERLAP) in overlap

@@ -98,6 +98,27 @@ def test_synth_bad_options_exit_2(tmp_path: Path, run_cli, args: list[str]) -> N
     assert not (tmp_path / "x.tif").exists()
 
 
+@pytest.mark.parametrize("names", [("x.png", None), ("x.tif", "labels.png")])
+def test_synth_refuses_a_non_geotiff_name(tmp_path: Path, run_cli, names: tuple[str, str | None]) -> None:
+    out, lab = names
+    args = ["synth", str(tmp_path / out), "--size", "32", "-q"]
+    if lab:
+        args += ["--labels", str(tmp_path / lab)]
+    code, _, err = run_cli(args)
+    assert code == 2 and "use a .tif or .tiff name" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--window", "100"], []])  # bad option; output exists
+def test_synth_error_with_progress_bar_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    out = tmp_path / "s.tif"
+    out.write_bytes(b"")
+    r = subprocess.run(
+        ["dakd-edge", "synth", str(out), "--size", "32", *args], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and r.stderr.startswith("dakd-edge: error: ") and r.stderr.count("\n") == 1
+
+
 def test_synth_missing_output_dir_exit_2(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["synth", str(tmp_path / "no" / "x.tif"), "--size", "32", "-q"])
     assert code == 2 and "does not exist" in err
