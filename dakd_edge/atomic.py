@@ -228,6 +228,34 @@ def check_free_space(folder: Path, need: int, what: str) -> None:
         )
 
 
+def check_room(path: Path, need: int, what: str) -> None:
+    """:func:`check_free_space` for outputs under ``path``, which may not exist yet: on its nearest
+    existing folder, probed first (:func:`probe_writable`: a read-only folder is not "no space left")."""
+    folder = next(p for p in (path, *path.parents) if p.is_dir())
+    probe_writable(folder)
+    check_free_space(folder, need, what)
+
+
+def make_dirs(folder: Path) -> Path | None:
+    """``mkdir -p folder``; returns the topmost folder it created (None when ``folder`` existed)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def remove_made_dirs(folder: Path, top: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (those :func:`make_dirs` created) while empty."""
+    if top is None:
+        return
+    for p in (folder, *folder.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
+
+
 def _mb(n: int) -> str:
     """Megabytes, with a decimal below 10 MB ("needs about 0 MB, 0 MB free" said nothing)."""
     return f"{n / 2**20:.{1 if n < 10 * 2**20 else 0}f} MB"
@@ -243,12 +271,13 @@ def _causes(e: BaseException) -> Iterator[BaseException]:
 
 
 def is_disk_full(e: BaseException) -> bool:
-    """ENOSPC/EDQUOT, raised by Python or reported by GDAL in a message."""
+    """ENOSPC/EDQUOT, raised by Python or reported in a message (GDAL; SQLite: "database or disk is
+    full")."""
     for c in _causes(e):
         if isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         s = str(c).lower()
-        if "no space left" in s or "disk full" in s or "quota exceeded" in s:
+        if any(words in s for words in ("no space left", "disk full", "disk is full", "quota exceeded")):
             return True
     return False
 

@@ -34,8 +34,9 @@ def test_clean_stale_removes_files_and_staging_folders_of_dead_processes(tmp_pat
 
 
 def test_full_disk_in_any_library_s_words_is_one_output_error(tmp_path: Path) -> None:
-    """torch.save raises RuntimeError (ENOSPC only in its context) and safetensors its own error type
-    with the words: both were tracebacks; now "no space left on ..." and no temporary is left."""
+    """torch.save raises RuntimeError (ENOSPC only in its context), safetensors and SQLite their own
+    error types with the words: all were tracebacks; now "no space left on ..." and no temporary is
+    left."""
     import errno
 
     import pytest
@@ -57,7 +58,12 @@ def test_full_disk_in_any_library_s_words_is_one_output_error(tmp_path: Path) ->
     def safetensors_like(tmp: Path) -> None:
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    for fail in (torch_like, safetensors_like):
+    def sqlite_like(tmp: Path) -> None:
+        import sqlite3
+
+        raise sqlite3.OperationalError("database or disk is full")
+
+    for fail in (torch_like, safetensors_like, sqlite_like):
         with pytest.raises(OutputError, match=r"^no space left on .* \(writing .*m\.pt\)$"):
             with Transaction({"out": tmp_path / "m.pt"}) as tx:
                 tx.temp("out").write_bytes(b"partial")

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dakd_edge.atomic import atomic_path, check_free_space, describe_write_error, probe_writable
+from dakd_edge.atomic import atomic_path, check_room, describe_write_error
 from dakd_edge.errors import ModelFileError, OutputError, TrainingError
 
 CHECKPOINT_FORMAT = "dakd-train-checkpoint"
@@ -678,12 +678,10 @@ class Trainer:
                 + (f"ends at step {self.total_steps}" if end == self.total_steps else f"stops after {end}")
             )
         if self.main:  # each checkpoint is written beside the last one, then renamed over it
-            freed = [p for p in old if p.is_file()] + [self.out / "last.pt"] * (resume is not None)
+            freed = old if resume is None else [self.out / "last.pt"]
             need = 2 * checkpoint_bytes(self.model, self.ema is not None)
             need -= sum(p.stat().st_size for p in freed if p.is_file())
-            folder = next(p for p in (self.out, *self.out.parents) if p.is_dir())
-            probe_writable(folder)  # a read-only folder is not "no space left"
-            check_free_space(folder, need, f"the checkpoints of {self.out}")
+            check_room(self.out, need, f"the checkpoints of {self.out}")
         # Everything is checked: only now touch the run folder (a refused run leaves it as it was).
         if self.main:
             for p in old:

@@ -265,7 +265,7 @@ def generate_augmented(
             writer = AugmentedWriter(out, num_classes, net.class_names, net.balancing_factor, info)
         manifest = writer.close(ids) if writer is not None else None  # None: a shard with no batch
     except BaseException as e:
-        kept = _after_failure(writer, ids, created)
+        kept = _after_failure(writer, ids, created, len(done))
         if isinstance(e, Exception) and is_disk_full(e):
             raise OutputError(
                 f"no space left on {mount_point(out)} (writing {out}); {kept} of {n} samples kept, free some "
@@ -279,13 +279,13 @@ def generate_augmented(
     }  # fmt: skip
 
 
-def _after_failure(writer: Any, ids: list[str], created: list[Path]) -> int:
+def _after_failure(writer: Any, ids: list[str], created: list[Path], before: int) -> int:
     """Leave a resumable set marked unfinished, or nothing at all when this run wrote no sample into a
-    folder that held none; returns how many of ``ids`` are on disk."""
+    folder that held none; returns how many of ``ids`` are on disk (``before``: the run wrote none)."""
     from dakd_edge.data.augmented import MANIFEST
 
-    if writer is None:
-        return 0
+    if writer is None:  # failed before its first write: the samples of earlier runs are all there is
+        return before
     if writer.sample_ids():
         with contextlib.suppress(DakdError, OSError):  # a full disk: the manifest written first stays
             writer.close(ids, done=False)

@@ -26,10 +26,10 @@ from dakd_edge.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
-# STAC asset keys tried first (SAR polarisations, then generic data keys, any case), before any
-# raster/zip asset
-ASSET_KEYS = ("vv", "hh", "vh", "hv", "safe", "product", "data", "image", "visual")
-_POLS = ("VV", "HH", "VH", "HV")  # without --pol, the first an item has (the reader's default)
+# STAC asset keys tried first, any case: the polarisation read (without --pol, the first of _POLS an
+# item has: the reader's default), then generic data keys, before any other raster/zip asset
+_POLS = ("VV", "HH", "VH", "HV")
+ASSET_KEYS = ("safe", "product", "data", "image", "visual")
 _ID_BAD = re.compile(r"[^\w.+=@-]")
 _COMMENT = re.compile(r"(?:^|\s)#")  # a list comment starts a line or follows a blank
 
@@ -300,7 +300,7 @@ def _item_scene(item: Any, source: Path, pol: str | None = None) -> Scene:
     by_pol = {k.upper(): k for k in assets if k.upper() in _POLS}
     want = pol or next((p for p in _POLS if p in by_pol), None)
     keys = [by_pol[want]] if want in by_pol else []
-    keys += [k for name in ASSET_KEYS[4:] for k in assets if k.lower() == name and _is_image(assets[k], True)]
+    keys += [k for name in ASSET_KEYS for k in assets if k.lower() == name and _is_image(assets[k], True)]
     keys += [k for k in assets if k not in keys and k.upper() not in _POLS and _is_image(assets[k])]
     keys += [k for k in by_pol.values() if pol and k not in keys]  # their product reads ``pol``
     problems = []

@@ -22,7 +22,6 @@ order, so a resumed run writes the same features as an uninterrupted one.
 
 from __future__ import annotations
 
-import errno
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -146,8 +145,8 @@ def _feature(group: list[Part]) -> dict[str, Any]:
 def write_layer(path: Path, features: list[dict[str, Any]]) -> None:
     """Write the layer atomically (GeoPackage or GeoParquet from the suffix), replacing the old one.
 
-    SQLite reports a full disk as its own error ("database or disk is full"), not as an OSError:
-    one :class:`OutputError` line ("no space left on ...") as for any other output.
+    SQLite's errors are no OSError: they too become one :class:`OutputError` line (a full disk, "no
+    space left on ...", already does in :func:`~dakd_edge.atomic.atomic_path`).
     """
     try:
         with atomic_path(path, overwrite=True) as tmp:
@@ -156,10 +155,7 @@ def write_layer(path: Path, features: list[dict[str, Any]]) -> None:
             else:
                 _write_parquet(tmp, features)
     except sqlite3.Error as e:
-        full = "disk is full" in str(e)
-        raise OutputError(
-            describe_write_error(OSError(errno.ENOSPC, "disk full") if full else e, path)
-        ) from None
+        raise OutputError(describe_write_error(e, path)) from None
 
 
 def read_layer(path: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import atomic_path, probe_writable
+from dakd_edge.atomic import atomic_path, probe_writable, remove_made_dirs
 from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, worker_pool, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
 from dakd_edge.batch.layer import FORMATS, layer_path, merge, read_parts, write_layer
@@ -97,7 +97,7 @@ def run(
                 load["threads"] = n_threads
                 with worker_pool(ray, model, load, n_workers) as (pool, tiling):
                     if stored is None:  # the workers are up: from here on, this is a batch folder
-                        stored = _write_options(out, {**options, "tiling": tiling}, made)
+                        stored = _write_options(out, {**options, "tiling": tiling})
                     else:
                         _check_tiling(out, stored, tiling)
                     owned = {i for i, r in records.items() if owns_outputs(r)}
@@ -108,10 +108,10 @@ def run(
                             finished[rec["id"]] = rec
                             layer.maybe(finished, layer_every)
         if stored is None:  # nothing to run (limit=0): still a batch folder before the layer is written
-            stored = _write_options(out, options, made)
+            stored = _write_options(out, options)
     except BaseException:
-        if stored is None and made is not None:  # a start that failed leaves no folder behind
-            _remove_empty(out, made)
+        if stored is None:  # a start that failed leaves no folder behind
+            remove_made_dirs(out, made)
         raise
     features = layer.build(finished)
     for old in (layer_path(out, f) for f in FORMATS):  # --format switched on --resume: one layer
@@ -279,28 +279,16 @@ def _show(v: Any) -> str:
     return "unset" if v is _UNSET else json.dumps(v, default=str)
 
 
-def _write_options(out: Path, options: dict[str, Any], made: Path | None = None) -> dict[str, Any]:
-    """Write ``batch.json`` (creating ``out`` first when ``made``): from here on a batch folder."""
+def _write_options(out: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Write ``batch.json`` (creating ``out`` first when missing): from here on a batch folder."""
     text = json.dumps(options, sort_keys=True, default=str)
-    if made is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
     with atomic_path(out / OPTIONS, overwrite=True) as tmp:
         tmp.write_text(text + "\n")
     return json.loads(text)
-
-
-def _remove_empty(out: Path, made: Path) -> None:
-    """Remove ``out`` and its parents up to ``made`` (the folders this run created) while empty."""
-    p = out
-    while p.is_relative_to(made):
-        try:
-            p.rmdir()
-        except OSError:
-            return
-        p = p.parent
 
 
 def _record(out: Path, rec: dict[str, Any]) -> None:

@@ -239,13 +239,12 @@ class AugmentedWriter:
         ``complete`` says whether all are there (never while ``done`` is False: a run in progress).
         """
         have = self.sample_ids()
+        progress = {}
         if expected is not None:
             want = set(expected)
             have = [i for i in have if i in want]
-        samples = [{"id": i, "image": _paths(i)[0], "logits": _paths(i)[1]} for i in have]
-        progress = {}
-        if expected is not None:
             progress = {"requested": len(want), "complete": done and len(have) == len(want)}
+        samples = [{"id": i, "image": _paths(i)[0], "logits": _paths(i)[1]} for i in have]
         manifest = {
             "format": FORMAT,
             "version": VERSION,

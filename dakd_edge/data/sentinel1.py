@@ -145,10 +145,7 @@ def _zip_safe_roots(names: list[str]) -> list[str]:
 def _has_measurement(folder: Path) -> bool:
     """A ``measurement/`` subfolder holding a product TIFF (a SAFE tree whose folder is not NAME.SAFE)."""
     d = folder / "measurement"
-    return d.is_dir() and any(
-        (m := _match_file(f.name)) and not m.group("kind") and m.group("ext").lower() != "xml"
-        for f in d.iterdir()
-    )
+    return d.is_dir() and any(is_measurement_name(f.name) for f in d.iterdir())
 
 
 def is_sentinel1_product(path: str | os.PathLike) -> bool:
@@ -171,9 +168,8 @@ def is_sentinel1_product(path: str | os.PathLike) -> bool:
             with zipfile.ZipFile(p) as z:
                 return bool(_zip_safe_roots(z.namelist()))
         if name.endswith((".tif", ".tiff")):
-            m = _match_file(p.name)
-            return bool(m and not m.group("kind") and p.parent.name.lower() == "measurement"
-                        and (p.parent.parent / "annotation").is_dir())  # fmt: skip
+            return (is_measurement_name(p.name) and p.parent.name.lower() == "measurement"
+                    and (p.parent.parent / "annotation").is_dir())  # fmt: skip
     except OSError:
         return False
     return False
@@ -1145,9 +1141,10 @@ def build_synthetic_product(
     ``NAME.zip`` is refused unless ``overwrite``.
     """
     from dakd_edge.atomic import (
-        check_free_space,
+        check_room,
         clean_stale,
-        probe_writable,
+        make_dirs,
+        remove_made_dirs,
         remove_temp,
         temp_path,
         write_failure,
@@ -1184,10 +1181,8 @@ def build_synthetic_product(
         _check_product_outputs(out_dir, src.name, make_zip, overwrite)
     # uint16 DNs that zstd about halves, per polarisation (at least one), and again in the zip
     need = h * w * (len(pols) if pols else 1) * (1 + make_zip)
-    folder = next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
-    probe_writable(folder)  # one line naming the folder, not the staging folder's hidden name
-    check_free_space(folder, need, f"a product in {out_dir}")
-    made = _make_dirs(out_dir)
+    check_room(out_dir, need, f"a product in {out_dir}")  # names the folder, not the staging one
+    made = make_dirs(out_dir)
     clean_stale(out_dir / _STAGE)  # staging folders of killed runs
     stage = temp_path(out_dir / _STAGE)
     target = out_dir / (src.name if src is not None else "PRODUCT.SAFE")  # for messages
@@ -1217,7 +1212,7 @@ def build_synthetic_product(
     except BaseException as e:  # interrupts too: nothing under the final names, no folder this call made
         message = write_failure(e, target)  # before removal: a full disk is still full then
         remove_temp(stage)
-        _remove_made_dirs(out_dir, made)
+        remove_made_dirs(out_dir, made)
         if message is not None:  # rasterio said only "Write failed. See previous exception ..."
             raise OutputError(message) from None
         raise
@@ -1339,26 +1334,6 @@ def _commit_product(staged: list[tuple[Path, Path]], stage: Path, overwrite: boo
         if isinstance(e, OSError):
             raise OutputError(describe_write_error(e, final)) from None
         raise
-
-
-def _make_dirs(folder: Path) -> Path | None:
-    """``mkdir -p folder``; returns the topmost folder it created (None when ``folder`` existed)."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing[-1] if missing else None
-
-
-def _remove_made_dirs(folder: Path, top: Path | None) -> None:
-    """Remove the (empty) folders :func:`_make_dirs` created, up to ``top``."""
-    if top is None:
-        return
-    for p in (folder, *folder.parents):
-        try:
-            p.rmdir()
-        except OSError:
-            return
-        if p == top:
-            return
 
 
 def zip_product(safe: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
