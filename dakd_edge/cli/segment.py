@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -17,7 +16,15 @@ from typing import Any
 
 import click
 
-from dakd_edge.atomic import atomic_path, check_distinct, check_free_space, check_not_bundled, check_output
+from dakd_edge.atomic import (
+    atomic_path,
+    check_distinct,
+    check_free_space,
+    check_not_bundled,
+    check_output,
+    make_dirs,
+    remove_made_dirs,
+)
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
@@ -489,9 +496,10 @@ def demo(
     from dakd_edge.inference.quicklook import quicklook
 
     predictor = load_predictor(model, backend, device, None, None, None)
-    made = not out_dir.exists()
-    if made:
-        out_dir.mkdir(parents=True)
+    try:
+        top = make_dirs(out_dir)  # the topmost folder made: a failed demo removes them all again
+    except OSError as e:
+        raise OutputError(f"cannot create the demo folder {out_dir} ({e.strerror or e})") from None
     paths = {
         "scene": out_dir / "scene.tif",
         "labels": out_dir / "scene_labels.tif",
@@ -531,9 +539,7 @@ def demo(
         for name, p in paths.items():
             if _stamp(p) != before[name]:
                 p.unlink(missing_ok=True)
-        if made:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
+        remove_made_dirs(out_dir, top)
         raise
     click.echo(json.dumps(r, indent=2))
     click.echo("")

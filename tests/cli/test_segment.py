@@ -162,8 +162,8 @@ def test_demo_failing_midway_leaves_no_half_demo(
     code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
     assert "no space left on" in _one_line_error(code, err) and "quicklook.png" in err
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
-    code, _, err = run(["demo", "-o", str(tmp_path / "new"), "--size", "256", "-q"], capsys)
-    assert code == 2 and not (tmp_path / "new").exists(), "a folder the demo made is removed too"
+    code, _, err = run(["demo", "-o", str(tmp_path / "new" / "a" / "b"), "--size", "256", "-q"], capsys)
+    assert code == 2 and not (tmp_path / "new").exists(), "the folders the demo made are removed too"
     monkeypatch.setattr(quicklook, "quicklook", real)  # space again: the retry needs no --overwrite
     code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
     assert code == 0, err
