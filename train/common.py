@@ -22,6 +22,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -715,6 +716,11 @@ class Trainer:
                         self.checkpoint(done)
         except OutputError as e:  # a full disk: the last checkpoint is intact (atomic writes), say so
             raise OutputError(f"{e}; training stopped at step {done}; {self.resume_hint()}") from None
+        except BaseException as e:  # Ctrl-C / SIGTERM (not an error): say where the run can go on from
+            if not isinstance(e, Exception) and self.main:
+                print(f"training stopped after step {done} (steps since the last checkpoint are not kept); "
+                      f"{self.resume_hint()}", file=sys.stderr, flush=True)  # fmt: skip
+            raise
         finally:
             self.logger.close()
         return self.finish(done, end)

@@ -338,3 +338,24 @@ def test_final_model_copy_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "best.safetensors", "config.json", "last.pt", "metrics.jsonl"
     ]  # fmt: skip
+
+
+def test_interrupt_says_which_checkpoint_the_run_goes_on_from(tmp_path, monkeypatch, capsys):
+    """Ctrl-C / SIGTERM printed only "interrupted": now also the last checkpoint and the --resume hint."""
+    from dakd_edge.train.saross import DakdTrainer
+
+    data = (BlobDataset(12, 40), None)
+    real = DakdTrainer.before_step
+
+    def stop_at_4(self, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        real(self, step)
+
+    monkeypatch.setattr(DakdTrainer, "before_step", stop_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(steps=6), tmp_path / "run", progress=False, datasets=data)
+    err = capsys.readouterr().err
+    last = tmp_path / "run" / "last.pt"
+    assert "training stopped after step 4 " in err and f"resume with --resume {last}" in err, err
+    assert torch.load(last, weights_only=True)["step"] == 3  # the checkpoint it names
