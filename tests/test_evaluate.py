@@ -210,3 +210,20 @@ def test_cli_save_png_on_a_read_only_folder_is_one_line(tmp_path, model_file, ca
         assert code == 2 and err.count("\n") == 1 and "cannot create files there" in err, err
         code, _, err = _cli([*args, "--save-png", str(ro / "sub")], capsys)
         assert code == 2 and err.count("\n") == 1 and "cannot create the prediction PNG folder" in err, err
+
+
+def test_cli_json_is_strict_when_a_metric_is_undefined(tmp_path, model_file, capsys):
+    """No oil in the labels and none predicted: oil IoU and precision are undefined. The JSON said NaN,
+    which strict parsers refuse; it says null now."""
+    sea = np.full((24, 24), BRIGHT, np.uint8)
+    write_folder(tmp_path / "ds", [(sea, np.zeros_like(sea))])
+    out = tmp_path / "m.json"
+    args = ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train", "--json"]
+    code, _, err = _cli([*args, str(out)], capsys)
+    assert code == 0, err
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    doc = json.loads(out.read_text(), parse_constant=refuse)
+    assert doc["iou"] == [1.0, None] and doc["positive"]["precision"] is None and doc["miou"] == 1.0

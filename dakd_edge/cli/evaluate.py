@@ -6,12 +6,12 @@ they exist unless ``--overwrite``) before the model loads.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from dakd_edge.cli import jsonout
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
@@ -72,7 +72,7 @@ def evaluate(
     result["model_file"] = model_path or "bundled"
     Console(stderr=json_out == "-").print(render_table(result))
     if json_out == "-":
-        click.echo(json.dumps(result, indent=2))
+        click.echo(jsonout.dumps(result, indent=2))  # undefined metrics (NaN) are null
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=2))
+            Path(tmp).write_text(jsonout.dumps(result, indent=2))

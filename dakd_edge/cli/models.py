@@ -43,7 +43,13 @@ def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, An
 @click.command("models")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON list).")
-@click.option("--num-classes", default=2, show_default=True, type=int, help="Classes used to count params.")
+@click.option(
+    "--num-classes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Classes used to count params.",
+)
 def models(pattern: str | None, as_json: bool, num_classes: int) -> None:
     """List registered model architectures (PATTERN: glob such as 'saross-*')."""
     require_extra("torch", "models")  # the registry builds the models to count their parameters

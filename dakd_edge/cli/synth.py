@@ -5,7 +5,6 @@ Both are torch-free: they run on the ONNX Runtime / TensorRT edge install.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from dakd_edge.cli import jsonout
 from dakd_edge.errors import InputError, OutputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")
@@ -174,7 +174,7 @@ def info(path: Path, as_json: bool, samples: int) -> None:
 
     d = describe(path, samples=max(1, samples))
     if as_json:
-        click.echo(json.dumps(d, indent=2, default=str))
+        click.echo(jsonout.dumps(d, str, indent=2, default=str))
         return
     click.echo("\n".join(_product_lines(d) if d["kind"] == "sentinel1" else _raster_lines(d)))
 

@@ -38,6 +38,8 @@ def open_raster(path: str | os.PathLike):
         raise InputError(f"{p}: no such file")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a raster")
+    if not p.is_file():  # GDAL would block forever reading a FIFO
+        raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
     try:
         with warnings.catch_warnings():  # "not georeferenced" is reported by describe_raster itself
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -209,4 +211,13 @@ def describe(path: str | os.PathLike, samples: int = 9, window: int = 256) -> di
 
     if is_sentinel1_product(path):
         return describe_product(path)
+    p = Path(path)
+    if p.suffix.lower() == ".zip" and p.is_file():  # GDAL would call it an unknown raster format
+        import zipfile
+
+        if not zipfile.is_zipfile(p):
+            raise InputError(
+                f"{p}: damaged or truncated zip (no zip directory at its end); download it again"
+            )
+        raise InputError(f"{p}: the zip holds no Sentinel-1 product (no manifest.safe inside)")
     return describe_raster(path, samples=samples, window=window)

@@ -99,6 +99,8 @@ class SceneReader(Scene):
             raise InputError(f"{p}: is a directory, not a raster file")
         if not p.exists():
             raise InputError(f"{p}: no such file")
+        if not p.is_file():  # GDAL would block forever reading a FIFO
+            raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -146,3 +146,60 @@ def test_info_real_product_metadata(shared_data: Path, run_cli) -> None:
     code, stdout, _ = run_cli(["info", str(safe)])
     assert code == 0 and "VV+VH (in this copy: VV)" in stdout and "30148 (absolute), descending" in stdout
     assert "16705 lines x 26102 samples" in stdout and "lat 40.879 N..42.781 N" in stdout
+
+
+@pytest.mark.parametrize("kind", ["not-product", "truncated"])
+def test_info_zip_that_is_no_product_says_so(tmp_path: Path, run_cli, kind: str) -> None:
+    import zipfile
+
+    p = tmp_path / "S1A_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.zip"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("readme.txt", "no product here" * 100)
+    if kind == "truncated":
+        p.write_bytes(p.read_bytes()[:100])
+    code, _, err = run_cli(["info", str(p)])
+    want = "no Sentinel-1 product" if kind == "not-product" else "damaged or truncated zip"
+    assert code == 2 and want in err and "cannot read as a raster" not in err, err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_info_fifo_is_refused_not_read_forever(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    proc = subprocess.run(  # GDAL blocks on a FIFO with no writer: the timeout catches a hang
+        [sys.executable, "-m", "dakd_edge", "info", str(fifo)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_info_json_is_strict_json_with_nan_nodata(tmp_path: Path, run_cli) -> None:
+    import rasterio
+
+    p = tmp_path / "nan-nodata.tif"
+    a = np.random.default_rng(0).random((1, 64, 64), dtype=np.float32)
+    a[:, :5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=1, dtype="float32",
+                           nodata=float("nan")) as ds:  # fmt: skip
+            ds.write(a)
+    code, out, err = run_cli(["info", str(p), "--json"])
+    assert code == 0, err
+
+    def refuse(c: str) -> None:
+        raise ValueError(f"non-standard JSON constant {c}")
+
+    d = json.loads(out, parse_constant=refuse)  # NaN / Infinity are not JSON
+    assert d["nodata"] == "nan" and d["bands"][0]["valid_fraction"] > 0
+
+
+def test_jsonout_maps_every_non_finite_number() -> None:
+    from dakd_edge.cli import jsonout
+
+    doc = {"a": [1.0, float("nan")], "b": (float("inf"), {"c": -float("inf")}), "d": "nan"}
+    assert json.loads(jsonout.dumps(doc)) == {"a": [1.0, None], "b": [None, {"c": None}], "d": "nan"}
+    assert json.loads(jsonout.dumps(doc, str))["b"] == ["inf", {"c": "-inf"}]

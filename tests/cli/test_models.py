@@ -37,3 +37,10 @@ def test_no_match_is_one_line_error() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("dakd-edge: error: no model matches")
     assert "Traceback" not in proc.stderr
+
+
+def test_non_positive_num_classes_is_a_usage_error() -> None:
+    for n in ("0", "-3"):
+        res = CliRunner().invoke(cli, ["models", "saross-nano", "--num-classes", n])
+        assert res.exit_code == 2, res.output
+        assert "Invalid value for '--num-classes'" in res.output

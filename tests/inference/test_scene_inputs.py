@@ -4,6 +4,7 @@ bands, palettes, --min-area in m^2 without georeference, land tiles counted apar
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -188,3 +189,17 @@ def test_a_stac_json_given_to_segment_points_to_batch(tmp_path: Path) -> None:
     item.write_text('{"type": "Feature", "stac_version": "1.0.0", "id": "x", "assets": {}}')
     with pytest.raises(InputError, match="not a raster .*dakd-edge batch reads STAC"):
         open_scene(item)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_scene_is_refused_not_read_forever(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    code = "import sys; from dakd_edge.inference.geotiff import SceneReader; SceneReader(sys.argv[1])"
+    proc = subprocess.run(  # GDAL blocks on a FIFO with no writer: the timeout catches a hang
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60
+    )
+    assert "InputError" in proc.stderr and "not a regular file" in proc.stderr, proc.stderr
