@@ -49,7 +49,27 @@ def open_raster(path: str | os.PathLike):
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise InputError(f"{p}: empty raster ({ds.count} band(s) of {ds.height} x {ds.width})")
+    try:
+        check_complete(p, ds.driver)
+    except InputError:
+        ds.close()
+        raise
     return ds
+
+
+def check_complete(path: Path, driver: str) -> None:
+    """Refuse a truncated PNG: GDAL reads its missing rows as zeros without an error or a warning
+    (dark rows a model would call oil). Pillow's ``verify`` walks every chunk with its CRC, without
+    decoding. JPEG needs no check: GDAL fails on a premature end of file itself."""
+    if driver != "PNG":
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # Pillow raises OSError, SyntaxError or ValueError for damaged chunks
+        raise InputError(f"{path}: damaged or truncated PNG ({e})") from None
 
 
 def sample_windows(height: int, width: int, n: int = 9, size: int = 256) -> list[tuple[int, int, int, int]]:

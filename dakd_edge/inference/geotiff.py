@@ -28,6 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
+from dakd_edge.data.rasterinfo import check_complete
 from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
@@ -108,6 +109,7 @@ class SceneReader(Scene):
         except RasterioError as e:
             raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
         try:
+            check_complete(p, self.ds.driver)
             self.info = self._validate(p, in_chans, band)
         except Exception:
             self.ds.close()

@@ -203,3 +203,17 @@ def test_jsonout_maps_every_non_finite_number() -> None:
     doc = {"a": [1.0, float("nan")], "b": (float("inf"), {"c": -float("inf")}), "d": "nan"}
     assert json.loads(jsonout.dumps(doc)) == {"a": [1.0, None], "b": [None, {"c": None}], "d": "nan"}
     assert json.loads(jsonout.dumps(doc, str))["b"] == ["inf", {"c": "-inf"}]
+
+
+def test_info_truncated_png_is_one_line(tmp_path: Path, run_cli) -> None:
+    """info reported plausible statistics of a truncated PNG (GDAL reads its missing rows as zeros)."""
+    import numpy as np
+    from PIL import Image
+
+    whole = tmp_path / "chip.png"
+    Image.fromarray((np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8)).save(whole)
+    assert run_cli(["info", str(whole)])[0] == 0
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    code, _, err = run_cli(["info", str(cut)])
+    assert code == 2 and err.count("\n") == 1 and "damaged or truncated PNG" in err, err

@@ -203,3 +203,18 @@ def test_fifo_scene_is_refused_not_read_forever(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60
     )
     assert "InputError" in proc.stderr and "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_truncated_png_is_refused_not_read_as_dark_rows(tmp_path: Path) -> None:
+    """GDAL reads the missing rows of a truncated PNG as zeros, with no error: dark rows called oil."""
+    from PIL import Image
+
+    from dakd_edge.inference.readers import open_scene
+
+    whole = tmp_path / "chip.png"
+    Image.fromarray(blob_scene(256, 256)).save(whole)
+    open_scene(whole).close()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(InputError, match="damaged or truncated PNG"):
+        open_scene(cut)
