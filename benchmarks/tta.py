@@ -14,6 +14,7 @@ see docs/bundled-v2.md for why (the measured gain).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import platform
@@ -42,6 +43,7 @@ INVERSE = {"id": "id", "h": "h", "v": "v", "hv": "hv", "t": "t", "th": "tv", "tv
 SETS = {"none": ["id"], "h": ["id", "h"], "flip4": ["id", "h", "v", "hv"], "d4": list(TRANSFORMS)}
 
 
+@functools.cache
 def _mosaic_module() -> Any:
     """benchmarks/mosaic.py (a script, not a package): its patch loading and validation split."""
     spec = importlib.util.spec_from_file_location(

@@ -236,11 +236,18 @@ def check_room(path: Path, need: int, what: str) -> None:
     check_free_space(folder, need, what)
 
 
+def topmost_missing(folder: Path) -> Path | None:
+    """The topmost of ``folder`` and its parents that does not exist (None when ``folder`` exists):
+    what ``mkdir -p folder`` would create first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    return missing[-1] if missing else None
+
+
 def make_dirs(folder: Path) -> Path | None:
     """``mkdir -p folder``; returns the topmost folder it created (None when ``folder`` existed)."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    top = topmost_missing(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return missing[-1] if missing else None
+    return top
 
 
 def remove_made_dirs(folder: Path, top: Path | None) -> None:

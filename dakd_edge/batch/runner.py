@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import atomic_path, probe_writable, remove_made_dirs
+from dakd_edge.atomic import atomic_path, probe_writable, remove_made_dirs, topmost_missing
 from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, worker_pool, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
 from dakd_edge.batch.layer import FORMATS, layer_path, merge, read_parts, write_layer
@@ -217,9 +217,8 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str
     """
     opts = out / OPTIONS
     if not out.exists() and not out.is_symlink():
-        made = out
-        while not made.parent.exists() and made.parent != made.parent.parent:
-            made = made.parent
+        made = topmost_missing(out)
+        assert made is not None
         if not made.parent.is_dir():
             raise OutputError(f"{out}: cannot create the batch folder ({made.parent} is not a folder)")
         probe_writable(made.parent)

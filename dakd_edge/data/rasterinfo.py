@@ -18,14 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.atomic import reason
 from dakd_edge.errors import InputError
-
-
-def _one_line(e: BaseException) -> str:
-    """GDAL's own words: rasterio's outer error says "see previous exception", the cause says why."""
-    from dakd_edge.atomic import deepest
-
-    return " ".join(str(deepest(e)).split()) or type(e).__name__
 
 
 def open_raster(path: str | os.PathLike):
@@ -45,7 +39,7 @@ def open_raster(path: str | os.PathLike):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(p)
     except (RasterioError, OSError) as e:
-        raise InputError(f"{p}: cannot read as a raster ({_one_line(e)})") from None
+        raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise InputError(f"{p}: empty raster ({ds.count} band(s) of {ds.height} x {ds.width})")
@@ -94,7 +88,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
         try:
             data = [ds.read(window=Window(c, r, w, h), masked=True) for r, c, h, w in wins]
         except (RasterioError, OSError) as e:
-            raise InputError(f"{path}: damaged or truncated raster ({_one_line(e)})") from None
+            raise InputError(f"{path}: damaged or truncated raster ({reason(e)})") from None
         bands = []
         for b in range(ds.count):
             vals = np.ma.concatenate([d[b].ravel() for d in data])

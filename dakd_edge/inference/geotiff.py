@@ -28,7 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
-from dakd_edge.data.rasterinfo import check_complete
+from dakd_edge.data.rasterinfo import open_raster
 from dakd_edge.data.scaling import valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
@@ -96,20 +96,8 @@ class SceneReader(Scene):
 
     def __init__(self, path: str | os.PathLike, in_chans: int = 1, band: int | None = None) -> None:
         p = Path(path)
-        if p.is_dir():
-            raise InputError(f"{p}: is a directory, not a raster file")
-        if not p.exists():
-            raise InputError(f"{p}: no such file")
-        if not p.is_file():  # GDAL would block forever reading a FIFO
-            raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
+        self.ds = open_raster(p)  # a regular, readable, non-empty raster (a PNG checked complete)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.ds = rasterio.open(p)
-        except RasterioError as e:
-            raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
-        try:
-            check_complete(p, self.ds.driver)
             self.info = self._validate(p, in_chans, band)
         except Exception:
             self.ds.close()
@@ -117,8 +105,6 @@ class SceneReader(Scene):
 
     def _validate(self, p: Path, in_chans: int, band: int | None) -> SceneInfo:
         ds = self.ds
-        if ds.width == 0 or ds.height == 0 or ds.count == 0:
-            raise InputError(f"{p}: empty raster ({ds.count} band(s) of {ds.height} x {ds.width})")
         if band is not None:
             if in_chans != 1:
                 raise InputError(f"--band picks one band, but the model takes {in_chans} bands")
