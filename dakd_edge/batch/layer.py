@@ -14,7 +14,15 @@ WGS84 already, and on straight edges between vertices at most a pixel (10-40 m) 
 lon/lat line and a UTM line differ by far less than a millimetre. Areas are computed geodesically
 (``pyproj.Geod`` on WGS84), never in square degrees. Coordinates are snapped to 1e-9 degree (0.1 mm,
 the precision the GeoJSON is written at) during the union so that shared pixel edges of two scenes
-match exactly. Not handled: polygons that cross the antimeridian (they would need unwrapping first).
+match exactly.
+
+Antimeridian: the per-scene GeoJSON cuts polygons that straddle 180 degrees at +-180 into
+MultiPolygons (:func:`~dakd_edge.lonlat.split_antimeridian`), so overlap and union work
+piece by piece on each side, and a merged slick stays a MultiPolygon cut at +-180 (what RFC 7946 and
+planar GIS tools expect); its geodesic area is the sum of its pieces. A polygon read with a longitude
+span over 180 degrees or past +-180 (a GeoJSON written before the cut, or by another tool) is cut the
+same way first. The GeoParquet ``bbox`` follows RFC 7946 (west > east when the layer crosses 180 degrees); the
+GeoPackage's extents are plain minima and maxima, as that format defines them.
 
 The layer is rebuilt from the per-scene files and the manifest (never appended to), in scene-id
 order, so a resumed run writes the same features as an uninterrupted one.
@@ -78,7 +86,7 @@ def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
             return [], len(doc["features"])
         parts = []
         for f in doc["features"]:
-            g = shapely.geometry.shape(f["geometry"])
+            g = _cut_wide(shapely.geometry.shape(f["geometry"]))
             if not g.is_valid:
                 g = shapely.make_valid(g)
             parts.append(
@@ -88,6 +96,30 @@ def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
         # ValueError covers JSONDecodeError and UnicodeDecodeError
         raise OutputError(f"{vector}: cannot read ({type(e).__name__}: {' '.join(str(e).split())})") from None
     return parts, 0
+
+
+def _cut_wide(geom: Any) -> Any:
+    """``geom`` with each polygon that spans over 180 degrees of longitude (straddling the antimeridian,
+    written wrapped instead of cut) or reaches past +-180 cut at +-180; others are kept as they are."""
+    import shapely
+
+    from dakd_edge.lonlat import split_antimeridian
+
+    def wide(p: Any) -> bool:
+        x0, _, x1, _ = p.bounds
+        return p.geom_type == "Polygon" and not p.is_empty and (x1 - x0 > 180.0 or x0 < -180.0 or x1 > 180.0)
+
+    polys = list(getattr(geom, "geoms", [geom]))
+    if not any(wide(p) for p in polys):
+        return geom
+    out = []
+    for p in polys:
+        if wide(p):
+            rings = [list(p.exterior.coords), *(list(r.coords) for r in p.interiors)]
+            out += [shapely.Polygon(q[0], q[1:]) for q in split_antimeridian(rings)]
+        else:
+            out.append(p)
+    return shapely.MultiPolygon(out) if len(out) > 1 else out[0]
 
 
 def merge(parts: list[Part]) -> list[dict[str, Any]]:
@@ -184,13 +216,21 @@ def read_layer(path: Path) -> list[dict[str, Any]]:
 # --- writers -------------------------------------------------------------------------------------
 
 
-def _bbox(features: list[dict[str, Any]]) -> tuple[float, float, float, float] | None:
+def _bbox(features: list[dict[str, Any]], rfc7946: bool = False) -> tuple[float, float, float, float] | None:
+    """(minx, miny, maxx, maxy) of the features; ``rfc7946``: west, south, east, north on the shortest
+    arc of longitude, west > east when it crosses the antimeridian (GeoParquet's ``bbox``)."""
     import shapely
+
+    from dakd_edge.lonlat import lon_span
 
     if not features:
         return None
-    b = shapely.total_bounds([f["geometry"] for f in features])
-    return tuple(float(v) for v in b)  # type: ignore[return-value]
+    b = [float(v) for v in shapely.total_bounds([f["geometry"] for f in features])]
+    if rfc7946:
+        spans = [(p.bounds[0], p.bounds[2]) for p in shapely.get_parts([f["geometry"] for f in features])]
+        if spans:
+            b[0], b[2] = lon_span(spans)
+    return tuple(b)  # type: ignore[return-value]
 
 
 def _write_gpkg(path: Path, features: list[dict[str, Any]]) -> None:
@@ -258,7 +298,7 @@ def _write_parquet(path: Path, features: list[dict[str, Any]]) -> None:
         "primary_column": "geometry",
         "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["MultiPolygon"], "edges": "planar"}},
     }
-    box = _bbox(features)
+    box = _bbox(features, rfc7946=True)
     if box is not None:
         geo["columns"]["geometry"]["bbox"] = list(box)
     table = pa.table(data).replace_schema_metadata({"geo": json.dumps(geo)})

@@ -460,7 +460,19 @@ class S1Metadata:
         return d
 
     def footprint_wkt(self) -> str:
-        return "POLYGON ((" + ", ".join(f"{x:.6f} {y:.6f}" for x, y in self.footprint) + "))"
+        """WKT of :attr:`footprint`; a MULTIPOLYGON cut at +-180 for a product on the antimeridian (its
+        ring, wrapped, would span the globe in any planar GIS tool)."""
+        from dakd_edge.lonlat import split_antimeridian
+
+        polys = split_antimeridian([self.footprint])
+        if len(polys) == 1:
+            polys = [[self.footprint]]  # as the annotation gives it
+
+        def ring(r: list[tuple[float, float]]) -> str:
+            return "(" + ", ".join(f"{x:.6f} {y:.6f}" for x, y in r) + ")"
+
+        parts = ["(" + ", ".join(ring(r) for r in poly) + ")" for poly in polys]
+        return f"POLYGON {parts[0]}" if len(parts) == 1 else f"MULTIPOLYGON ({', '.join(parts)})"
 
 
 @dataclass

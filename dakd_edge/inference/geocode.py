@@ -8,7 +8,10 @@ Each output block maps its pixel centres to the source through the same GCP geol
 use (:func:`dakd_edge.inference.readers.georef_of`: bilinear on the annotation grid, inverted by
 Newton's method), evaluated on a coarse lattice and interpolated in between, then samples the source
 by nearest neighbour (class ids must not be blended). Memory: one block plus the source window under
-it. Longitudes are unwrapped for scenes on the antimeridian, so the grid never spans the globe.
+it. Longitudes are unwrapped for scenes on the antimeridian, so the grid never spans the globe, and
+every lattice point's longitude is taken the short way from the scene centre before it is located in
+the scene: a grid corner past +-180 of a scene that ends just short of it is then merely outside the
+scene, not 360 degrees away (which, interpolated to its neighbours, misplaced pixels inside it).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
 
     georef = georef_of(info)
     crs, transform, width, height = utm_grid(info)
+    c_lon = float(georef.lonlat(np.array([info.height / 2]), np.array([info.width / 2]), wrap=False)[0][0])
     to_lonlat = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -102,7 +106,8 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
                     gx, gy = np.meshgrid(xs + bx + 0.5, ys + by + 0.5)
                     px, py = transform @ (gx, gy)
                     lon, lat = to_lonlat.transform(px, py)
-                    r, c = georef.rowcol(georef.unwrap_lon(lon), lat)
+                    lon = c_lon + (np.asarray(lon) - c_lon + 180.0) % 360.0 - 180.0  # the scene's frame
+                    r, c = georef.rowcol(lon, lat)
                     rr = np.floor(_lerp2(np.asarray(r), ys, xs, bh, bw)).astype(np.int64)
                     cc = np.floor(_lerp2(np.asarray(c), ys, xs, bh, bw)).astype(np.int64)
                     inside = (rr >= 0) & (rr < info.height) & (cc >= 0) & (cc < info.width)

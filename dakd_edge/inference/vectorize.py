@@ -8,6 +8,10 @@ only pixel areas are known.
 Writers need no GDAL vector bindings (rasterio has none; fiona/pyogrio would add ~30 MB to the edge
 runtime): GeoJSON is plain JSON in WGS84 lon/lat as RFC 7946 asks, and GeoPackage is written with the
 standard library's sqlite3 following the OGC GeoPackage 1.3 feature-table layout, in the scene's CRS.
+
+Antimeridian: GeoJSON polygons that straddle 180 degrees are cut at +-180 into MultiPolygons with an
+RFC 7946 ``bbox`` (:mod:`dakd_edge.lonlat`). The GeoPackage stays in the scene's CRS (UTM of the
+scene centre for GCP scenes: continuous there).
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from affine import Affine
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import OutputError
+from dakd_edge.lonlat import Ring, geojson_geometry, signed_area
 
 VECTOR_FORMATS = (".geojson", ".json", ".gpkg")
-Ring = list[tuple[float, float]]
 
 
 @dataclass
@@ -71,12 +75,6 @@ def measures_m2(info: Any) -> bool:
     return bool(info.gcps) or (info.georeferenced and Measurer(info.crs).measures)
 
 
-def _shoelace(ring: Sequence[tuple[float, float]]) -> float:
-    a = np.asarray(ring, np.float64)
-    x, y = a[:, 0], a[:, 1]
-    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
-
-
 def _length(ring: Sequence[tuple[float, float]]) -> float:
     a = np.asarray(ring, np.float64)
     return float(np.hypot(*np.diff(a, axis=0).T).sum())
@@ -113,7 +111,7 @@ class Measurer:
                 perim += p
             return area, perim
         if self.unit is not None:
-            area = abs(_shoelace(rings[0])) - sum(abs(_shoelace(r)) for r in rings[1:])
+            area = abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])
             return area * self.unit**2, sum(_length(r) for r in rings) * self.unit
         return None, None
 
@@ -191,7 +189,7 @@ def _spills_in_window(
                 means[i], maxes[i] = float(total[i + 1] / count[i + 1]), float(top[i + 1])
     out = []
     for rings, mean_p, max_p in zip(polys, means, maxes, strict=True):
-        area_px = int(round(abs(_shoelace(rings[0])) - sum(abs(_shoelace(r)) for r in rings[1:])))
+        area_px = int(round(abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])))
         world = [to_world(transform, ring) for ring in rings]
         area_m2, perim = measure(world)
         out.append(Spill(world, area_px, area_m2, perim, mean_p, max_p, _extent(rings)))
@@ -420,18 +418,17 @@ def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None
     tr = _to_wgs84(crs) if crs is not None else None
     features = []
     for i, s in enumerate(spills, 1):
-        rings = s.rings
-        if tr is not None:
-            rings = [list(zip(*tr.transform(*zip(*r, strict=True)), strict=True)) for r in rings]
-        coords = [[[round(x, 9), round(y, 9)] for x, y in r] for r in rings]
-        features.append(
-            {
-                "type": "Feature",
-                "id": i,
-                "geometry": {"type": "Polygon", "coordinates": coords},
-                "properties": s.properties(i),
-            }
-        )
+        feature: dict[str, Any] = {"type": "Feature", "id": i}
+        if crs is None:  # image pixels: nothing to wrap
+            coords = [[[round(x, 9), round(y, 9)] for x, y in r] for r in s.rings]
+            feature["geometry"] = {"type": "Polygon", "coordinates": coords}
+        else:
+            rings = [np.asarray(r, np.float64) for r in s.rings]
+            if tr is not None:
+                rings = [np.column_stack(tr.transform(r[:, 0], r[:, 1])) for r in rings]
+            feature["geometry"], feature["bbox"] = geojson_geometry(rings)
+        feature["properties"] = s.properties(i)
+        features.append(feature)
     doc: dict[str, Any] = {"type": "FeatureCollection", "name": name, "features": features}
     if crs is None:
         doc["note"] = "no georeference: coordinates are image pixels (column, row)"

@@ -1,0 +1,194 @@
+"""Polygons in WGS84 longitude/latitude across the antimeridian (RFC 7946), in plain numpy.
+
+A reprojected polygon that straddles 180 degrees comes back with longitudes jumping from +179.9 to
+-179.9, which every planar GIS tool draws as a band around the globe. RFC 7946 (section 3.1.9) asks
+for such polygons to be cut at +-180 into a MultiPolygon, and for a ``bbox`` whose west exceeds its
+east when it crosses (section 5.2); rings follow the right-hand rule. Used by the per-scene GeoJSON,
+the batch's merged layer and the Sentinel-1 footprint. No shapely: it is not a dependency of the edge
+runtime, and the cut of a pixel polygon at one meridian is a few dozen lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+Ring = list[tuple[float, float]]
+
+
+def signed_area(ring: Sequence[tuple[float, float]] | np.ndarray) -> float:
+    """Planar signed area of a closed ring (shoelace): positive when counterclockwise."""
+    a = np.asarray(ring, np.float64)
+    x, y = a[:, 0], a[:, 1]
+    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
+
+
+def _wrap_lon(lon: Any) -> Any:
+    """Longitudes in [-180, 180)."""
+    return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
+
+
+def _inside(x: float, y: float, ring: np.ndarray) -> bool:
+    """Whether (x, y) is inside the closed ``ring`` (even-odd ray casting)."""
+    x0, y0, x1, y1 = ring[:-1, 0], ring[:-1, 1], ring[1:, 0], ring[1:, 1]
+    cross = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return bool(np.count_nonzero(cross & (x < at)) % 2)
+
+
+def _mirror(ring: np.ndarray) -> np.ndarray:
+    """``ring`` reflected at x = 0, reversed so that it keeps its winding."""
+    return np.column_stack([-ring[::-1, 0], ring[::-1, 1]])
+
+
+def _clip_west(rings: list[np.ndarray], cut: float) -> list[list[np.ndarray]]:
+    """Polygons of the part west of the meridian x = ``cut`` of one polygon (closed rings, exterior
+    counterclockwise, holes clockwise, no vertex on the cut).
+
+    Each ring that crosses becomes chains from a crossing into the west back to the cut; following the
+    winding, the boundary of a western piece runs up the cut from a chain's exit to the next entry
+    above it, which links the chains (of the exterior and of crossing holes alike) into closed rings.
+    Rings wholly west stay as they are; holes go to the piece that contains them.
+    """
+    chains: list[np.ndarray] = []
+    whole: list[np.ndarray] = []
+    for ring in rings:
+        p = ring[:-1]
+        west = p[:, 0] < cut
+        if west.all():
+            whole.append(ring)
+            continue
+        if not west.any():
+            continue
+        k = int(np.argmin(west))  # start outside: crossings then alternate entry, exit
+        q = np.roll(p, -k, axis=0)
+        q = np.vstack([q, q[:1]])
+        w = np.append(np.roll(west, -k), west[k])
+        edges = np.flatnonzero(w[:-1] != w[1:])
+
+        def at_cut(e: int, q: np.ndarray = q) -> np.ndarray:
+            (x0, y0), (x1, y1) = q[e], q[e + 1]
+            return np.array([[cut, y0 + (cut - x0) / (x1 - x0) * (y1 - y0)]])
+
+        chains += [np.vstack([at_cut(a), q[a + 1 : b + 1], at_cut(b)]) for a, b in edges.reshape(-1, 2)]
+    closed = list(whole)
+    if chains:
+        entry = np.array([c[0, 1] for c in chains])
+        order = np.argsort(entry, kind="stable")
+        up = np.searchsorted(entry[order], [c[-1, 1] for c in chains], side="right")
+        nxt = [int(order[j]) if j < len(order) else int(order[0]) for j in up]
+        seen = [False] * len(chains)
+        for start in range(len(chains)):
+            parts, i = [], start
+            while not seen[i]:
+                seen[i] = True
+                parts.append(chains[i])
+                i = nxt[i]
+            if parts:
+                r = np.vstack(parts)
+                closed.append(np.vstack([r, r[:1]]))
+    outer = [r for r in closed if signed_area(r) > 0]
+    polys = [[r] for r in outer]
+    for hole in (r for r in closed if signed_area(r) <= 0):
+        mx, my = (hole[0] + hole[1]) / 2  # an edge midpoint: never on another ring of a valid polygon
+        for poly in polys:
+            if _inside(float(mx), float(my), poly[0]):
+                poly.append(hole)
+                break
+    return polys
+
+
+def _tidy(ring: np.ndarray, cut: float) -> np.ndarray | None:
+    """A closed ring of a piece with the vertices moved off the cut (by :func:`split_antimeridian`) back
+    on it, and the repeated points and back-and-forth steps along the cut that this leaves (zero-width
+    slivers) removed; None when fewer than three points remain."""
+    p = ring[:-1].copy()
+    p[np.abs(p[:, 0] - cut) < 1e-12, 0] = cut
+    while len(p) >= 3:
+        prev, nxt = np.roll(p, 1, axis=0), np.roll(p, -1, axis=0)
+        on = (prev[:, 0] == cut) & (p[:, 0] == cut) & (nxt[:, 0] == cut)
+        drop = (p == prev).all(1) | (on & ((p[:, 1] - prev[:, 1]) * (nxt[:, 1] - p[:, 1]) < 0))
+        if not drop.any():
+            return np.vstack([p, p[:1]])
+        p = np.delete(p, int(np.argmax(drop)), axis=0)  # one at a time: neighbours change
+    return None
+
+
+def split_antimeridian(rings: Sequence[Ring]) -> list[list[Ring]]:
+    """One lon/lat polygon (closed rings, exterior first) as RFC 7946 polygons: longitudes in
+    [-180, 180], cut at +-180 when it straddles the antimeridian, rings wound by the right-hand rule.
+
+    Longitudes are first taken the short way round from the exterior's first vertex, so a ring written
+    wrapped (179.9 -> -179.9, as a reprojection gives it) or unwrapped (180.1) is the same small polygon,
+    never one spanning the globe. Edges are straight in lon/lat (vertices are a pixel apart). Vertices
+    exactly on the cut count as west of it (moved off by one ulp, then back: :func:`_tidy`); pieces
+    narrower than 1e-9 degree (the GeoJSON's precision) are dropped.
+    """
+    return [[[tuple(v) for v in r.tolist()] for r in poly] for poly in _split(rings)]
+
+
+def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """:func:`split_antimeridian` with rings as (n, 2) arrays."""
+    arrs = [np.array(r, np.float64).reshape(-1, 2) for r in rings]
+    ref = float(_wrap_lon(arrs[0][0, 0]))
+    for i, a in enumerate(arrs):
+        a[:, 0] = ref + _wrap_lon(a[:, 0] - ref)
+        if (signed_area(a) > 0) != (i == 0):  # exterior counterclockwise, holes clockwise
+            arrs[i] = a[::-1]
+    lo = min(float(a[:, 0].min()) for a in arrs)
+    hi = max(float(a[:, 0].max()) for a in arrs)
+    if -180.0 <= lo and hi <= 180.0:
+        pieces = [arrs]
+    else:
+        cut = 180.0 if hi > 180.0 else -180.0
+        for a in arrs:  # every copy of a point moves alike: rings touching there still touch
+            a[a[:, 0] == cut, 0] = np.nextafter(cut, -np.inf)
+        west = _clip_west(arrs, cut)
+        east = [[_mirror(r) for r in poly] for poly in _clip_west([_mirror(a) for a in arrs], -cut)]
+        shift_west, shift_east = (0.0, -360.0) if cut > 0 else (360.0, 0.0)
+        pieces = []
+        for polys, shift in ((west, shift_west), (east, shift_east)):
+            for poly in polys:
+                ext = _tidy(poly[0], cut)
+                if ext is None or np.ptp(ext[:, 0]) < 1e-9:  # a sliver along the cut
+                    continue
+                holes = [h for h in (_tidy(r, cut) for r in poly[1:]) if h is not None]
+                pieces.append([r + [shift, 0.0] for r in [ext, *holes]])
+        if not pieces:  # nothing linked (not a valid polygon): keep it whole, wrapped
+            pieces = [[np.column_stack([_wrap_lon(a[:, 0]), a[:, 1]]) for a in arrs]]
+    return pieces
+
+
+def lon_span(intervals: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """(west, east) of the shortest arc of longitude covering ``intervals`` (at least one (west, east)
+    pair in [-180, 180], none crossing): west > east when that arc crosses the antimeridian (RFC 7946
+    section 5.2)."""
+    merged: list[list[float]] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    best, span = merged[0][0] + 360.0 - merged[-1][1], (merged[0][0], merged[-1][1])
+    for prev, cur in zip(merged[:-1], merged[1:], strict=True):
+        if cur[0] - prev[1] > best:  # the largest gap is the part of the circle left out
+            best, span = cur[0] - prev[1], (cur[0], prev[1])
+    return span
+
+
+def geojson_geometry(rings: Sequence[Ring] | Sequence[np.ndarray]) -> tuple[dict[str, Any], list[float]]:
+    """RFC 7946 geometry and bbox of one WGS84 polygon (:func:`split_antimeridian`), at 1e-9 degree."""
+    polys = _split(rings)
+    coords = [[r.round(9).tolist() for r in poly] for poly in polys]
+    ext = [poly[0] for poly in polys]
+    if len(ext) == 1:
+        west, east = float(ext[0][:, 0].min()), float(ext[0][:, 0].max())
+    else:
+        west, east = lon_span((float(e[:, 0].min()), float(e[:, 0].max())) for e in ext)
+    box = [west, min(float(e[:, 1].min()) for e in ext), east, max(float(e[:, 1].max()) for e in ext)]
+    if len(coords) == 1:
+        return {"type": "Polygon", "coordinates": coords[0]}, [round(v, 9) for v in box]
+    return {"type": "MultiPolygon", "coordinates": coords}, [round(v, 9) for v in box]
