@@ -609,6 +609,55 @@ def test_a_product_kept_both_as_safe_and_zip_is_one_scene(tmp_path: Path) -> Non
     assert s.path == prod.path
 
 
+def test_a_product_downloaded_as_uuid_zip_is_one_scene(tmp_path: Path) -> None:
+    """CDSE OData saves ``<uuid>.zip``: its id is the product's, beside the .SAFE it runs once; the same
+    download under two names runs once too, a different zip of that name stops on the shared id."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(48, 64), seed=1, pols=("VV",), make_zip=True)
+    name = prod.path.name.removesuffix(".SAFE")
+    uuid = tmp_path / "3f2a9c1e-0b7d-4c55-9d0e-2a6f1c8e4b11.zip"
+    shutil.copy(prod.zip_path, uuid)
+    assert [s.id for s in expand_inputs([uuid])] == [name]
+    notes: dict[str, list[str]] = {}
+    assert [s.path for s in expand_inputs([uuid, prod.path], notes=notes)] == [prod.path]
+    assert notes == {
+        name: [f"{uuid.name} is the same product as {prod.path}: run once, from the .SAFE folder"]
+    }
+    notes.clear()
+    assert [s.path for s in expand_inputs([prod.zip_path, uuid], notes=notes)] == [prod.zip_path]
+    assert notes == {
+        name: [f"{uuid.name} is the same product as {prod.zip_path}: run once, from {prod.zip_path.name}"]
+    }
+    other = build_synthetic_product(tmp_path / "o", shape=(48, 64), seed=2, pols=("VV",), make_zip=True)
+    with pytest.raises(InputError, match=f"two scenes have the id '{name}'"):
+        expand_inputs([uuid, other.zip_path])
+
+
+def test_a_stac_item_beside_its_own_safe_is_one_scene(tmp_path: Path) -> None:
+    """An item whose asset lies in (or zips) a .SAFE also given: one scene, from the folder, with a
+    note naming the item; a VH-only item reads other pixels and still stops on the shared id."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(48, 64), seed=1, pols=("VV", "VH"), make_zip=True)
+    name = prod.path.name.removesuffix(".SAFE")
+    vv, vh = (next((prod.path / "measurement").glob(f"*-{p}-*.tiff")) for p in ("vv", "vh"))
+    for key, href, why in (("vv", vv, "reads the same product and polarisation (VV) as"),
+                           ("Product", prod.zip_path, "is the same product as")):  # fmt: skip
+        (tmp_path / "item.json").write_text(json.dumps(_s1_item(name, {key: href})))
+        for given in ([tmp_path / "item.json", prod.path], [prod.path, tmp_path / "item.json"]):
+            notes: dict[str, list[str]] = {}
+            assert [s.path for s in expand_inputs(given, notes=notes)] == [prod.path]
+            run_from = "the .SAFE folder" if key == "Product" else prod.path.name
+            assert notes == {
+                name: [f"{href.name} (STAC item {name!r}) {why} {prod.path}: run once, from {run_from}"]
+            }
+    (tmp_path / "item.json").write_text(json.dumps(_s1_item(name, {"vh": vh})))
+    with pytest.raises(InputError, match=f"two scenes have the id '{name}'"):
+        expand_inputs([tmp_path / "item.json", prod.path])
+    assert len(expand_inputs([tmp_path / "item.json", prod.path], pol="VH")) == 1
+
+
 def test_unreachable_cluster_address_fails_in_seconds() -> None:
     """ray.init retries an unreachable --address for minutes; the probe says so at once."""
     import socket

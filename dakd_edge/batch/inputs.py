@@ -66,12 +66,12 @@ def expand_inputs(
 
     Paths are made absolute: workers may run in another folder (or on another machine of a cluster,
     which must see the same paths). Folder walks skip the folder ``skip`` (the batch's ``--out``, which
-    may not exist yet) and every batch folder. A Sentinel-1 product present both as ``NAME.SAFE`` and
-    as ``NAME.zip`` (an archive kept beside its extraction) is one scene: the folder runs, and
-    ``notes[id]`` says so; so is a measurement TIFF that reads the polarisation another input of its
-    product reads (``pol``, the batch's ``--pol``: :func:`_same_readings`). Raises :class:`InputError`
-    for a missing input, an input without any scene, and for two different files that map to one
-    scene id.
+    may not exist yet) and every batch folder. One Sentinel-1 product given in several forms (``NAME.SAFE``
+    beside its ``NAME.zip`` or ``<uuid>.zip``, a STAC item whose asset lies in that folder, a
+    measurement TIFF that reads the polarisation the product reads: ``pol``, the batch's ``--pol``) is
+    one scene, run from its most complete form, and ``notes[id]`` says so (:func:`_one_per_product`).
+    Raises :class:`InputError` for a missing input, an input without any scene, and for two different
+    files that map to one scene id.
     """
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
@@ -80,57 +80,66 @@ def expand_inputs(
             scenes.setdefault(_file_key(s.path), s)
     if not scenes:
         raise InputError("no scenes found in the inputs")
+    kept = _one_per_product(list(scenes.values()), pol, notes)
     by_id: dict[str, Scene] = {}
-    for s in scenes.values():
+    for s in kept:
         other = by_id.setdefault(s.id, s)
-        if other is s:
-            continue
-        pair = _safe_and_zip(other, s)
-        if pair is None:
+        if other is not s:
             raise InputError(
                 f"two scenes have the id {s.id!r} (outputs would collide in <out>/{s.id}/): "
                 f"{other.path} and {s.path}"
             )
-        by_id[s.id] = pair[0]
-        if notes is not None:
-            notes.setdefault(s.id, []).append(
-                f"{pair[1].path.name} is the same product as {pair[0].path}: run once, from the .SAFE folder"
-            )
-    kept = set(map(id, by_id.values()))
-    return _same_readings([s for s in scenes.values() if id(s) in kept], pol, notes)
+    return kept
 
 
-def _same_readings(scenes: list[Scene], pol: str | None, notes: dict[str, list[str]] | None) -> list[Scene]:
-    """``scenes`` without measurement TIFFs that read what another input of their product reads.
+# Forms of one product, the one to run first: its SAFE folder, a flattened copy's folder, a zip, a TIFF.
+_SAFE, _FOLDER, _ZIP, _TIFF = range(4)
 
-    A TIFF reads its own polarisation (``pol`` when given), its SAFE / zip the default one (VV, HH for
-    HH/HV products): the same pixels run once, from the SAFE (outputs named after the product); a TIFF
-    of another polarisation is another image and runs under its own id (the TIFF's name).
+
+def _form(path: Path) -> int:
+    if path.is_dir():
+        return _SAFE if path.suffix.lower() == ".safe" else _FOLDER
+    return _ZIP if path.suffix.lower() == ".zip" else _TIFF
+
+
+def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list[str]] | None) -> list[Scene]:
+    """``scenes`` without the Sentinel-1 inputs that read what another form of their product reads.
+
+    Products are matched by name (:func:`_product`: a zip by the product inside). A TIFF reads its own
+    polarisation (``pol`` when given), a whole product the default one (VV, HH for HH/HV products): the
+    same pixels run once, from the most complete form (outputs named after the product); a TIFF of
+    another polarisation is another image and runs under its own id (the TIFF's name). Two zips are one
+    only with the same files (a product downloaded twice, under two names); two folders, or zips that
+    differ, may be edited copies: both stay, and stop on their shared id, for the user to choose.
     """
-    tiffs = [s for s in scenes if _is_measurement(s.path)]
-    if not tiffs:
-        return scenes
-    products = {id(s): _product(s) for s in scenes}
-    wanted = {products[id(t)] for t in tiffs}
     groups: dict[str, list[Scene]] = {}
     for s in scenes:
-        if products[id(s)] in wanted:
-            groups.setdefault(products[id(s)], []).append(s)
+        product = _product(s)
+        if product:
+            groups.setdefault(product, []).append(s)
     dropped: set[int] = set()
     for group in groups.values():
         if len(group) < 2:
             continue
-        reads: dict[str, Scene] = {}
-        for s in sorted(group, key=lambda s: _is_measurement(s.path)):  # the SAFE / zip first
-            read = _polarisation(s.path, pol)
-            first = reads.setdefault(read, s) if read else s
-            if first is not s:
-                dropped.add(id(s))
-                if notes is not None:
-                    notes.setdefault(first.id, []).append(
-                        f"{s.path.name} reads the same product and polarisation ({read}) as {first.path}: "
-                        f"run once, from {first.path.name}"
-                    )
+        forms = {id(s): _form(s.path) for s in group}
+        by_pol = _TIFF in forms.values()  # a whole product and its TIFFs may read different pixels
+        kept: list[tuple[Scene, str | None]] = []
+        for s in sorted(group, key=lambda s: forms[id(s)]):
+            read = _polarisation(s.path, pol) if by_pol else ""
+            first = next((k for k, r in kept if r == read and read is not None
+                          and _interchangeable(k.path, forms[id(k)], s.path, forms[id(s)])), None)  # fmt: skip
+            if first is None:
+                kept.append((s, read))
+                continue
+            dropped.add(id(s))
+            if notes is not None:
+                name = s.path.name + (f" (STAC item {s.id!r})" if "stac_asset" in s.meta else "")
+                if by_pol:
+                    why = f"reads the same product and polarisation ({read}) as {first.path}"
+                else:
+                    why = f"is the same product as {first.path}"
+                where = "the .SAFE folder" if forms[id(first)] == _SAFE and not by_pol else first.path.name
+                notes.setdefault(first.id, []).append(f"{name} {why}: run once, from {where}")
     return [s for s in scenes if id(s) not in dropped]
 
 
@@ -140,9 +149,29 @@ def _is_measurement(path: Path) -> bool:
     return path.suffix.lower() in (".tif", ".tiff") and is_sentinel1_product(path)
 
 
+def _interchangeable(a: Path, form_a: int, b: Path, form_b: int) -> bool:
+    """Whether two inputs of one product (by name) may stand for each other: different forms, TIFFs
+    (their polarisation was compared), or zips holding the same files (file names, CRC-32 and sizes,
+    from the zips' directories: no data is read)."""
+    if form_a != form_b or form_a == _TIFF:
+        return True
+    return form_a == _ZIP and _zip_files(a) is not None and _zip_files(a) == _zip_files(b)
+
+
+def _zip_files(path: Path) -> frozenset[tuple[str, int, int]] | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return frozenset((PurePosixPath(i.filename).name, i.CRC, i.file_size) for i in z.infolist()
+                             if not i.is_dir())  # fmt: skip
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
 def _product(s: Scene) -> str:
-    """The product name of a Sentinel-1 scene (a TIFF's SAFE folder; a zip's name, as the SAFE/zip
-    pairing has it); "" for other scenes."""
+    """The product name of a Sentinel-1 scene (a TIFF's SAFE folder; a zip's, by the product inside it:
+    :func:`scene_id`); "" for other scenes."""
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if _is_measurement(s.path):
@@ -170,19 +199,6 @@ def _file_key(path: Path) -> Path | tuple[int, int]:
     except OSError:
         return real
     return (st.st_dev, st.st_ino) if real.is_file() else real
-
-
-def _safe_and_zip(a: Scene, b: Scene) -> tuple[Scene, Scene] | None:
-    """(the .SAFE scene, the .zip scene) when ``a`` and ``b`` are one Sentinel-1 product in both forms."""
-
-    def form(s: Scene) -> str:
-        p = s.path.parent if s.path.name.lower() == "manifest.safe" else s.path  # (a STAC href)
-        if p.suffix.lower() == ".safe" and p.is_dir():
-            return "safe"
-        return "zip" if p.suffix.lower() == ".zip" else ""
-
-    forms = {form(a): a, form(b): b}
-    return (forms["safe"], forms["zip"]) if set(forms) == {"safe", "zip"} else None
 
 
 def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> Iterator[Scene]:

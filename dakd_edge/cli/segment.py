@@ -92,9 +92,10 @@ def load_predictor(
 
 def scene_stem(scene: Path) -> str:
     """Name outputs are derived from: the file stem, or the product name of a Sentinel-1 product
-    (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``; ``PRODUCT-iw-vv``
-    for a measurement TIFF of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
-    from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product
+    (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``, a zip by the
+    product inside it, as a ``<uuid>.zip`` download names none; ``PRODUCT-iw-vv`` for a measurement TIFF
+    of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
+    from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product, zip_product_name
 
     if scene.name.lower() == "manifest.safe":
         scene = scene.parent
@@ -102,6 +103,7 @@ def scene_stem(scene: Path) -> str:
     if is_sentinel1_product(scene):
         if is_flattened_name(name):
             return f"{scene_stem(scene.resolve().parent.parent)}-{scene.stem}"
+        name = zip_product_name(scene) or name
         for suffix in (".zip", ".SAFE", ".safe"):
             name = name.removesuffix(suffix)
         return name

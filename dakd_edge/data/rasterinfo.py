@@ -221,17 +221,11 @@ def describe_product(path: str | os.PathLike) -> dict[str, Any]:
 
 def describe(path: str | os.PathLike, samples: int = 9, window: int = 256) -> dict[str, Any]:
     """``describe_product`` for a Sentinel-1 product, ``describe_raster`` for anything else."""
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
+    from dakd_edge.data.sentinel1 import is_sentinel1_product, non_product_zip
 
     if is_sentinel1_product(path):
         return describe_product(path)
     p = Path(path)
-    if p.suffix.lower() == ".zip" and p.is_file():  # GDAL would call it an unknown raster format
-        import zipfile
-
-        if not zipfile.is_zipfile(p):
-            raise InputError(
-                f"{p}: damaged or truncated zip (no zip directory at its end); download it again"
-            )
-        raise InputError(f"{p}: the zip holds no Sentinel-1 product (no manifest.safe inside)")
+    if p.suffix.lower() == ".zip" and p.is_file():
+        raise non_product_zip(p)
     return describe_raster(path, samples=samples, window=window)

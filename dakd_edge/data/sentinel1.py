@@ -2,17 +2,20 @@
 
 Reading (:func:`open_product` -> :class:`S1Product`):
 
-- inputs: a ``.SAFE`` folder, a ``.zip`` of one, its ``manifest.safe``, or one measurement TIFF inside a
-  SAFE tree (``measurement/s1b-iw-grd-vv-...tiff``; its annotation, calibration and noise XML are found
-  by name). :func:`is_sentinel1_product` recognises these paths cheaply (names and the zip's directory).
+- inputs: a ``.SAFE`` folder, a ``.zip`` of one (or of a flattened copy), its ``manifest.safe``, or one
+  measurement TIFF inside a SAFE tree (``measurement/s1b-iw-grd-vv-...tiff``; its annotation,
+  calibration and noise XML are found by name). :func:`is_sentinel1_product` recognises these paths
+  cheaply (names and the zip's directory). A zip is named by the product folder inside it
+  (:func:`zip_product_name`): downloads are often saved as ``<uuid>.zip``.
 - file naming: ESA's (``s1a-iw-grd-vv-...-001.tiff``), that of the COG products the Copernicus Data
   Space distributes (``NAME_COG.SAFE``, every file ``...-001-cog.tiff`` / ``-cog.xml``), and the
   flattened one of the copies on AWS, Earth Search and Planetary Computer (``measurement/iw-vv.tiff``,
   ``annotation/iw-vv.xml``, ``annotation/calibration/calibration-iw-vv.xml``; their folder needs no
   ``.SAFE`` suffix nor ``manifest.safe``).
-- IW and EW GRD, high and medium resolution (``GRDH``/``GRDM``; full resolution ``GRDF`` too). SLC and
-  every other product type, a missing polarisation, missing or corrupt XML: one-line
-  :class:`~dakd_edge.errors.InputError`.
+- IW and EW GRD, high and medium resolution (``GRDH``/``GRDM``; full resolution ``GRDF`` too), of any
+  mission (S1A-S1D), dual or single polarisation. SLC, RAW, OCN products and SM / WV modes (refused by
+  the product name first: RAW and OCN have no annotation), a missing polarisation, missing or corrupt
+  XML: one-line :class:`~dakd_edge.errors.InputError`.
 - polarisation: VV by default, HH for HH/HV products (``pol=`` to choose).
 
 Calibration (:meth:`S1Product.read_sigma0`), windowed, no scene-sized array:
@@ -107,16 +110,23 @@ def is_measurement_name(name: str) -> bool:
 
 def is_loose_measurement(path: str | os.PathLike) -> bool:
     """A Sentinel-1 measurement TIFF without its SAFE tree around it (a download that put every file in
-    one folder, or fetched the TIFFs alone): its name, and raw uint16 DNs on GCPs (a calibrated GeoTIFF
-    that kept the name is not one). Read as a plain raster its DNs would never be calibrated."""
+    one folder, or fetched the TIFFs alone): its name, and raw uint16 DNs on GCPs, or on no georeference
+    at all (a copy that lost its GCPs; the product's annotation georeferences it). A calibrated or
+    terrain-corrected GeoTIFF that kept the name is not one (float, or a CRS with a transform). Read as
+    a plain raster its DNs would never be calibrated."""
+    import warnings
+
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
     p = Path(path)
     if not is_measurement_name(p.name) or not p.is_file() or is_sentinel1_product(p):
         return False
     try:
-        with rasterio.open(p) as ds:
-            return ds.dtypes == ("uint16",) and bool(ds.gcps[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as ds:
+                return ds.dtypes == ("uint16",) and (bool(ds.gcps[0]) or ds.crs is None)
     except rasterio.errors.RasterioError:
         return False  # not readable: it fails where it is opened, with GDAL's reason
 
@@ -134,12 +144,55 @@ def _ptype(m: re.Match) -> str:
 
 # ---- recognising inputs ------------------------------------------------------------------------
 def _zip_safe_roots(names: list[str]) -> list[str]:
-    """Folders of a zip holding a manifest.safe ("" for the zip's top level), in zip order."""
-    return [
-        "/".join(PurePosixPath(n).parts[:-1])
-        for n in names
-        if PurePosixPath(n).name.lower() == "manifest.safe"
-    ]
+    """Product folders of a zip ("" for the zip's top level), in zip order: those holding a
+    manifest.safe, and those holding ``measurement/<a measurement name>`` beside ``annotation/`` (a
+    zipped flattened copy, which has no manifest; its folder, like the unzipped one, is recognised)."""
+    split = [PurePosixPath(n).parts for n in names]
+    annotated = {
+        "/".join(parts[: parts.index("annotation")]) for parts in split if "annotation" in parts[:-1]
+    }
+    roots: dict[str, None] = {}  # (an ordered set)
+    for parts in split:
+        if parts and parts[-1].lower() == "manifest.safe":
+            roots.setdefault("/".join(parts[:-1]))
+        elif len(parts) >= 2 and parts[-2] == "measurement" and is_measurement_name(parts[-1]):
+            if "/".join(parts[:-2]) in annotated:
+                roots.setdefault("/".join(parts[:-2]))
+    return list(roots)
+
+
+def _zip_label(root: str, zip_path: Path) -> str:
+    """The name of the product at ``root`` of a zip: its folder's name (``NAME.SAFE``; a zip saved as
+    ``<uuid>.zip`` or ``download.zip`` names nothing), unless that folder is no product name and the
+    zip's is; the zip's own name for a product at the zip's top level."""
+    inner, own = PurePosixPath(root).name, zip_path.name[: -len(".zip")]
+    return inner if inner and (_SAFE_RE.match(inner) or not _SAFE_RE.match(own)) else own
+
+
+def zip_product_name(path: str | os.PathLike) -> str | None:
+    """The name of the one product a zip holds (``NAME.SAFE`` for ``<uuid>.zip`` holding
+    ``NAME.SAFE/``; see :func:`_zip_label`), None for a zip without exactly one product or not a zip.
+    Outputs and batch ids are named after it, so one product keeps one name in every form."""
+    p = Path(path)
+    try:
+        if not (p.name.lower().endswith(".zip") and p.is_file() and zipfile.is_zipfile(p)):
+            return None
+        with zipfile.ZipFile(p) as z:
+            roots = _zip_safe_roots(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return _zip_label(roots[0], p) if len(roots) == 1 else None
+
+
+def non_product_zip(path: str | os.PathLike) -> InputError:
+    """Why a ``.zip`` that :func:`is_sentinel1_product` did not take cannot be read (GDAL would call it
+    an unknown raster format): damaged, or holding no product."""
+    if not zipfile.is_zipfile(path):
+        return InputError(
+            f"{path}: damaged or truncated zip (no zip directory at its end); download it again"
+        )
+    return InputError(f"{path}: the zip holds no Sentinel-1 product (no manifest.safe, nor a measurement/ "
+                      "folder beside annotation/)")  # fmt: skip
 
 
 def _has_measurement(folder: Path) -> bool:
@@ -150,12 +203,16 @@ def _has_measurement(folder: Path) -> bool:
 
 def is_sentinel1_product(path: str | os.PathLike) -> bool:
     """True when ``path`` is a Sentinel-1 SAFE folder, a zip of one, its manifest.safe, or a measurement
-    TIFF inside a SAFE tree. Cheap: file names and the zip's central directory, no XML parsing."""
+    TIFF inside a SAFE tree. Cheap: file names and the zip's central directory, no XML parsing.
+
+    A folder with ``annotation/`` named like a product counts even when its measurement files have names
+    we do not read (a flattened SM copy): opening it then says why it is refused, not "no scene"."""
     p = Path(path)
     try:
         if p.is_dir():
             return (p / "manifest.safe").is_file() or (
-                (p / "annotation").is_dir() and (p.suffix.lower() == ".safe" or _has_measurement(p))
+                (p / "annotation").is_dir()
+                and (p.suffix.lower() == ".safe" or bool(_SAFE_RE.match(p.name)) or _has_measurement(p))
             )
         if not p.is_file():
             return False
@@ -225,12 +282,13 @@ class _ZipTree(_Tree):
         if len(roots) != 1:  # several: which one the user meant is theirs to say, never guessed
             self.zf.close()
             if not roots:
-                raise InputError(f"{path}: the zip holds no Sentinel-1 SAFE (no manifest.safe inside)")
+                raise InputError(f"{path}: the zip holds no Sentinel-1 SAFE (no manifest.safe, nor a "
+                                 "measurement/ folder beside annotation/)")  # fmt: skip
             raise InputError(f"{path}: the zip holds {len(roots)} products ({', '.join(roots)}); "
                              "unzip it and give one")  # fmt: skip
         root = roots[0]
         self.prefix = f"{root}/" if root else ""
-        self.name = PurePosixPath(root).name if root else path.stem
+        self.name = _zip_label(root, path)
         self._names = [n[len(self.prefix):] for n in all_names
                        if n.startswith(self.prefix) and not n.endswith("/")]  # fmt: skip
 
@@ -520,11 +578,34 @@ def parse_geolocation_grid(root: ET.Element, what: str) -> GeolocationGrid:
 
 
 # ---- the product -------------------------------------------------------------------------------
+def _mode_label(mode: str) -> str:
+    """``S3`` -> ``SM (stripmap, beam S3)``: product names give the stripmap beam, users know "SM"."""
+    mode = mode.upper()
+    if re.fullmatch(r"S[1-6]", mode):
+        return f"SM (stripmap, beam {mode})"
+    return {"SM": "SM (stripmap)", "WV": "WV (wave)"}.get(mode, mode)
+
+
+def _refuse_by_name(name: str) -> None:
+    """Refuse what a product's name says we do not read (SLC, RAW, OCN products; SM and WV modes)
+    before looking inside: RAW and OCN products have no annotation/ folder, whose absence would hide why."""
+    m = _SAFE_RE.match(name)
+    if m is None:
+        return
+    if m.group("ptype").upper() != "GRD":
+        raise InputError(f"{name}: {m.group('ptype').upper()} product; only GRD (ground range detected) "
+                         "products are supported")  # fmt: skip
+    if m.group("mode").upper() not in SUPPORTED_MODES:
+        raise InputError(f"{name}: {_mode_label(m.group('mode'))} mode; only IW and EW GRD products are "
+                         "supported")  # fmt: skip
+
+
 def _locate(path: Path) -> tuple[_Tree, str | None]:
     """(tree, measurement file name when the input was one measurement TIFF)."""
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
+        _refuse_by_name(path.name)
         if not (path / "annotation").is_dir():
             raise InputError(f"{path}: not a Sentinel-1 SAFE folder (no annotation/ folder)")
         return _DirTree(path), None
@@ -589,12 +670,7 @@ class S1Product:
         tree = self._tree
         names = tree.names()
         safe = _SAFE_RE.match(tree.name)
-        if safe and safe.group("ptype").upper() != "GRD":
-            raise InputError(f"{tree.name}: {safe.group('ptype').upper()} product; only GRD (ground range "
-                             "detected) products are supported")  # fmt: skip
-        if safe and safe.group("mode").upper() not in SUPPORTED_MODES:
-            raise InputError(f"{tree.name}: {safe.group('mode').upper()} mode; only IW and EW GRD products "
-                             "are supported")  # fmt: skip
+        _refuse_by_name(tree.name)
         measurements: dict[str, str] = {}
         for n in names:
             parts = n.split("/")
@@ -646,7 +722,9 @@ class S1Product:
                              "supported")  # fmt: skip
         mode = _text(ann, "adsHeader/mode", what).upper()
         if mode not in SUPPORTED_MODES:
-            raise InputError(f"{tree.name}: {mode} mode; only IW and EW GRD products are supported")
+            raise InputError(
+                f"{tree.name}: {_mode_label(mode)} mode; only IW and EW GRD products are supported"
+            )
         try:
             lines = int(_text(ann, "imageAnnotation/imageInformation/numberOfLines", what))
             samples = int(_text(ann, "imageAnnotation/imageInformation/numberOfSamples", what))
@@ -1132,6 +1210,7 @@ def build_synthetic_product(
     make_zip: bool = False,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    product_pols: tuple[str, ...] | None = None,
     **minimal: object,
 ) -> SyntheticProduct:
     """Write a SAFE product with synthetic pixels and real (or generated) metadata under ``out_dir``.
@@ -1140,7 +1219,10 @@ def build_synthetic_product(
     when given: numberOfLines/Samples, a regenerated geolocation grid (10 x 21 points plus the original
     grid lines inside the crop, so the bilinear geolocation is reproduced exactly), calibration and noise vectors and azimuth blocks shifted and clipped); ``None`` writes a
     small generated SAFE (:func:`write_minimal_safe`, ``shape`` default 1024 x 1536, ``**minimal`` passed
-    on). Each measurement TIFF (uint16, zstd strips like ESA's, with the grid as GCPs) holds a
+    on; ``product_pols`` are its polarisations (its name's ``1SDV``/``1SSH``..., its XML), by default
+    the dual-pol pair of ``pols``: HH+HV when ``pols`` names HH or HV, else VV+VH, so that ``pols`` may
+    leave one out as a partial copy does). ``pols`` are the measurement TIFFs written (default: all
+    of the product's). Each measurement TIFF (uint16, zstd strips like ESA's, with the grid as GCPs) holds a
     :mod:`dakd_edge.data.synthetic` scene (``seed``, ``cfg``) of linear sigma0 converted through the
     product's own LUTs: ``DN = round(sqrt(sigma0 * A^2 + noise))`` clipped to 1..65535 (cross-pol bands
     ``cross_pol_db`` darker), written ``band_rows`` full rows at a time (memory: one band). DN = 0 in
@@ -1169,7 +1251,12 @@ def build_synthetic_product(
         h, w = shape or (1024, 1536)
         if offset != (0, 0):
             raise InputError("offset applies to a cropped real product (source=...)")
+        if product_pols is None:
+            product_pols = ("HH", "HV") if {q.upper() for q in pols or ()} & {"HH", "HV"} else ("VV", "VH")
+        minimal["pols"] = tuple(q.upper() for q in product_pols)
     else:
+        if product_pols is not None:
+            raise InputError("product_pols applies to a generated product (source=None)")
         src = Path(source)
         if not (src / "manifest.safe").is_file():
             raise InputError(f"{src}: not a SAFE folder (no manifest.safe)")

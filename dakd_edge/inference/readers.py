@@ -10,7 +10,6 @@ give the same interface: ``info`` (:class:`SceneInfo`), ``window``, ``valid_samp
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,12 @@ def open_scene(
 ) -> Scene:
     """Open ``path`` as a Sentinel-1 product when it is one, else as a GDAL raster (a ``.zip`` that is
     no product is refused, saying whether it is damaged)."""
-    from dakd_edge.data.sentinel1 import LOOSE_MEASUREMENT, is_loose_measurement, is_sentinel1_product
+    from dakd_edge.data.sentinel1 import (
+        LOOSE_MEASUREMENT,
+        is_loose_measurement,
+        is_sentinel1_product,
+        non_product_zip,
+    )
 
     p = Path(path)
     if is_loose_measurement(p):
@@ -39,12 +43,8 @@ def open_scene(
         if band is not None:
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
         return Sentinel1Reader(p, in_chans, pol, denoise)
-    if p.suffix.lower() == ".zip" and p.is_file():  # GDAL would call it an unknown raster format
-        if not zipfile.is_zipfile(p):
-            raise InputError(
-                f"{p}: damaged or truncated zip (no zip directory at its end); download it again"
-            )
-        raise InputError(f"{p}: the zip holds no Sentinel-1 product (no manifest.safe inside)")
+    if p.suffix.lower() == ".zip" and p.is_file():
+        raise non_product_zip(p)
     if pol is not None:
         raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")
     if p.is_dir():

@@ -165,7 +165,7 @@ def test_clear_errors(kind: str, tmp_path: Path) -> None:
         match = "SLC product; only GRD"
     elif kind == "sm":
         safe = write_minimal_safe(tmp_path, 32, 48, mode="SM")
-        match = "SM mode; only IW and EW"
+        match = r"SM \(stripmap\) mode; only IW and EW"
     else:
         safe = write_minimal_safe(tmp_path, 32, 48)
         _fill(safe)
@@ -280,6 +280,136 @@ def test_cog_and_flattened_copies_read_the_same(product, tmp_path: Path) -> None
     assert scene_stem(cog) == scene_stem(cog_zip) == cog.name[: -len(".SAFE")]
     assert scene_stem(flat / "measurement" / "iw-vv.tiff") == f"{flat.name}-iw-vv"  # iw-vv names no product
     assert not is_sentinel1_product(flat / "annotation")  # a folder of XML alone is no product
+
+
+def _zip_tree(folder: Path, z: Path, top: bool = False) -> Path:
+    """Zip ``folder`` as a user would: with the folder inside (``top`` False) or only its contents."""
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(folder if top else folder.parent).as_posix())
+    return z
+
+
+def test_a_zip_is_named_by_the_product_inside(product, tmp_path: Path) -> None:
+    """CDSE OData and download scripts save ``<uuid>.zip`` / ``download.zip``: the SAFE folder inside
+    names the product (outputs, batch ids), unless only the zip's name is a product name."""
+    from dakd_edge.cli.segment import scene_stem
+
+    name = product.path.name.removesuffix(".SAFE")
+    uuid = tmp_path / "3f2a9c1e-0b7d-4c55-9d0e-2a6f1c8e4b11.zip"
+    shutil.copy(product.zip_path, uuid)
+    with open_product(uuid) as p:
+        assert p.meta.name == product.path.name
+    assert scene_stem(uuid) == scene_stem(product.zip_path) == scene_stem(product.path) == name
+    renamed = tmp_path / "data"  # a product-named zip of a folder that names nothing
+    shutil.copytree(product.path, renamed)
+    by_zip = _zip_tree(renamed, tmp_path / f"{name}.SAFE.zip")
+    assert scene_stem(by_zip) == name
+    with open_product(by_zip) as p:
+        assert p.meta.name == f"{name}.SAFE"
+    top = _zip_tree(product.path, tmp_path / "download.zip", top=True)  # no folder: the zip's name
+    assert scene_stem(top) == "download"
+
+
+def test_a_zipped_flattened_copy_reads_like_its_folder(product, tmp_path: Path) -> None:
+    """Someone zipped an Earth Search / AWS folder (no manifest.safe): the same product and name as the
+    folder; zipped without its folder, the zip's name names it."""
+    from dakd_edge.cli.segment import scene_stem
+
+    flat = _as_flattened(product.path, tmp_path)
+    with open_product(flat) as p:
+        ref = p.read_sigma0(10, 40, 20, 90)
+    for z, stem in ((_zip_tree(flat, tmp_path / "download.zip"), flat.name),
+                    (_zip_tree(flat, tmp_path / "scene7.zip", top=True), "scene7")):  # fmt: skip
+        assert is_sentinel1_product(z) and scene_stem(z) == stem
+        with open_product(z) as p:
+            assert (p.meta.name, p.meta.polarisations, p.shape) == (stem, ("VV", "VH"), (H, W))
+            np.testing.assert_array_equal(p.read_sigma0(10, 40, 20, 90), ref)
+    xml_only = tmp_path / "xml.zip"  # annotation without a measurement TIFF: no product
+    with zipfile.ZipFile(xml_only, "w") as zf:
+        zf.write(flat / "annotation" / "iw-vv.xml", "annotation/iw-vv.xml")
+    assert not is_sentinel1_product(xml_only)
+    with pytest.raises(InputError, match=r"no Sentinel-1 SAFE \(no manifest.safe, nor a measurement/"):
+        open_product(xml_only)
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [("S1A_IW_RAW__0SDV", "RAW product; only GRD"), ("S1A_IW_OCN__2SDV", "OCN product; only GRD"),
+     ("S1B_IW_SLC__1SDV", "SLC product; only GRD"), ("S1A_WV_OCN__2SSV", "OCN product; only GRD"),
+     ("S1A_S3_GRDH_1SDV", r"SM \(stripmap, beam S3\) mode; only IW and EW GRD")],
+)  # fmt: skip
+def test_products_we_do_not_read_are_refused_by_name(kind: str, match: str, tmp_path: Path) -> None:
+    """RAW and OCN products have no annotation/ folder; an SM product's name gives its beam (S1-S6):
+    one line saying why, in every form (the folder, its manifest, a zip under another name)."""
+    from dakd_edge.cli.segment import scene_stem
+
+    safe = tmp_path / f"{kind}_20250301T051122_20250301T051147_001234_00ABCD_1F2E.SAFE"
+    safe.mkdir()
+    (safe / "manifest.safe").write_text("<xfdu/>")
+    forms = [safe, safe / "manifest.safe", zip_product(safe, tmp_path / "7b1c.zip")]
+    for f in forms:
+        assert is_sentinel1_product(f)
+        with pytest.raises(InputError, match=f"^{safe.name}: {match}") as ei:
+            open_product(f)
+        assert "\n" not in str(ei.value)
+    assert scene_stem(forms[2]) == safe.stem
+    flat = tmp_path / safe.stem  # a flattened copy (no manifest; s3-vv.tiff is no name we read)
+    (flat / "annotation").mkdir(parents=True)
+    assert is_sentinel1_product(flat)
+    with pytest.raises(InputError, match=f"^{flat.name}: {match}"):
+        open_product(flat)
+
+
+@pytest.mark.parametrize(
+    ("kw", "name", "pols", "noise_blocks"),
+    [(dict(mode="EW", resolution="M", pols=("HH", "HV")), "S1A_EW_GRDM_1SDH_", ("HH", "HV"), 5),
+     (dict(mission="S1C", product_pols=("VV",)), "S1C_IW_GRDH_1SSV_", ("VV",), 3),
+     (dict(product_pols=("hh",)), "S1A_IW_GRDH_1SSH_", ("HH",), 3)],
+)  # fmt: skip
+def test_ew_hh_sentinel_1c_and_single_pol_products(kw: dict, name: str, pols: tuple, noise_blocks: int,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    """Generated HH/HV products (asked for by ``pols``) and single-pol ones (``product_pols``) read
+    like ESA's: the co-pol by default, a missing --pol named with those the product has."""
+    prod = build_synthetic_product(tmp_path, shape=(48, 64), seed=2, **kw)
+    assert prod.path.name.startswith(name) and prod.pols == pols
+    with open_product(prod.path) as p:
+        assert (p.meta.mission, p.meta.polarisations, p.meta.polarisation) == (name[:3], pols, pols[0])
+        assert len(p.noise.blocks) == noise_blocks
+        s = p.read_sigma0(0, 48, 0, 64)
+    truth, _ = prod.layout.render(0, 0, 48, 64, output="linear")
+    assert np.median(np.abs(_db(s) - _db(truth))) < TOL_MEDIAN_DB
+    missing = "VH" if pols[0] == "VV" else "VV"
+    with pytest.raises(
+        InputError, match=rf"polarisation {missing} is not in this product \(it has {', '.join(pols)}\)"
+    ):
+        open_product(prod.path, pol=missing)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_measurement_tiff_without_gcps(tmp_path: Path) -> None:
+    """The annotation georeferences a product whose TIFF lacks GCPs; the TIFF alone (uint16, no
+    georeference at all) is still a raw measurement, never segmented as a plain raster."""
+    import rasterio
+
+    from dakd_edge.data.sentinel1 import is_loose_measurement
+
+    safe = write_minimal_safe(tmp_path, 32, 48, pols=("VV",))
+    _fill(safe)  # TIFFs without GCPs
+    tiff = next((safe / "measurement").glob("*.tiff"))
+    with rasterio.open(tiff) as ds:
+        assert ds.gcps == ([], None) and ds.crs is None
+    with open_product(tiff) as p:
+        assert len(p.gcps) == 210 and p.read_dn(0, 1, 0, 1)[0, 0] == 100
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(tiff, loose / tiff.name)
+    assert is_loose_measurement(loose / tiff.name)
+    with rasterio.open(loose / "s1a-iw-grd-vv-calibrated.tif", "w", driver="GTiff", height=4, width=4,
+                       count=1, dtype="float32") as d:  # fmt: skip
+        d.write(np.ones((4, 4), np.float32), 1)
+    assert not is_loose_measurement(loose / "s1a-iw-grd-vv-calibrated.tif")
 
 
 # ---- calibration -------------------------------------------------------------------------------
