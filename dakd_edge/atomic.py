@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dakd_edge.errors import DakdError, OutputError
+from dakd_edge.gtiff import LibtiffErrors
 
 _LIVE: set[Path] = set()  # temporaries of this process not yet renamed or removed
 _LOCK = threading.Lock()
@@ -333,7 +334,9 @@ class Transaction:
 
     Any exception inside the ``with`` block removes every temporary (and any non-user error while
     writing becomes one :class:`OutputError` line, "no space left on ..." for a full disk).
-    ``verify[key](temp)`` checks a finished file before anything is renamed.
+    ``verify[key](temp)`` checks a finished file before anything is renamed. libtiff's own error lines
+    (:class:`~dakd_edge.gtiff.LibtiffErrors`) go into that line instead of onto stderr above it, and a
+    write GDAL did not fail but libtiff reported fails the commit.
     """
 
     def __init__(
@@ -350,6 +353,7 @@ class Transaction:
         self.temps: dict[str, Path] = {}
         self.scratch: list[Path] = []
         self.committed = False
+        self.tiff = LibtiffErrors()
 
     def temp(self, key: str) -> Path:
         """The temporary that becomes output ``key`` on commit."""
@@ -365,6 +369,9 @@ class Transaction:
 
     def commit(self, verify: Mapping[str, Callable[[Path], Any]] | None = None) -> dict[str, Path]:
         """Verify every written temporary, then rename them all onto their final names."""
+        tiff = self.tiff.error()
+        if tiff is not None:
+            raise OutputError(describe_write_error(tiff, next(iter(self.finals.values()), Path("."))))
         for key, tmp in self.temps.items():
             if not tmp.exists():
                 raise OutputError(f"{self.finals[key]}: was not written")
@@ -398,11 +405,18 @@ class Transaction:
             remove_temp(p)
 
     def __enter__(self) -> Transaction:
+        self.tiff.__enter__()
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        self.tiff.__exit__()
         # worded before the temporaries go: a full disk is still full then
         message = write_failure(e, self._final_named_in(e)) if e is not None else None
+        tiff = self.tiff.error()
+        if message is not None and tiff is not None:  # libtiff's words, not "Write error at scanline 0"
+            message = describe_write_error(tiff, self._final_named_in(e))
+        elif e is None and tiff is not None:  # after the commit: the only sign, so it stays on stderr
+            self.tiff.echo()
         if self.committed:
             for p in self.scratch:
                 remove_temp(p)

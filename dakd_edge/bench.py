@@ -604,18 +604,42 @@ def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, grap
     return row
 
 
+def planned_rows(
+    models: Sequence[str | None],
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    tiles: Sequence[int] | None = None,
+    batches: Sequence[int] | None = None,
+) -> int:
+    """How many rows :func:`run_bench` returns for these arguments (a default tile or batch is one)."""
+    return len(models) * len(backends) * len(precisions) * len(tiles or (0,)) * len(batches or (0,))
+
+
+def json_bytes(rows: int) -> int:
+    """Room the ``--json`` results need, generously: a row is about 1 kB (its reason at most 300
+    characters), the environment and a ``--scene`` summary under 1 kB each."""
+    return (64 + 4 * rows) * 1024
+
+
 def scene_predictor(
     scene: str | os.PathLike, model: str | None = None, device: str = "cpu", backend: str = "auto"
 ) -> Any:
     """The predictor :func:`run_scene` uses, after opening ``scene`` as ``segment`` will: a damaged,
-    wrong-band or unreadable scene is refused before the benchmark rows run, not after them."""
+    wrong-band or unreadable scene, or a temporary folder without room for its class map, is refused
+    before the benchmark rows run, not after them."""
+    from dakd_edge.atomic import check_room
     from dakd_edge.inference import load
+    from dakd_edge.inference.outputs import estimate_output_bytes
     from dakd_edge.inference.readers import open_scene
 
     predictor = load(model, backend=backend, device=_resolve_device(device))
     try:
         with open_scene(scene, predictor.meta.in_chans) as sc:
             sc.valid_sample()
+            h, w = sc.info.height, sc.info.width
+        tmp = Path(tempfile.gettempdir())  # where run_scene writes (TMPDIR)
+        need = estimate_output_bytes(h, w, predictor.meta.num_classes, 0)["classes"]
+        check_room(tmp, need, f"the --scene class map in {tmp} (set TMPDIR to use another folder)")
     except BaseException:
         predictor.close()
         raise

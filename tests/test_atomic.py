@@ -71,3 +71,85 @@ def test_full_disk_in_any_library_s_words_is_one_output_error(tmp_path: Path) ->
         assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError), Transaction({"out": tmp_path / "m.pt"}):  # other errors pass through
         raise ValueError("not a write error")
+
+
+def _tiff_error():
+    """libtiff's ``TIFFError(module, "%s", text)``: how GDAL's TIFF I/O layer reports a failed write or
+    seek (through libtiff's process-wide handler, which prints to stderr)."""
+    import ctypes
+
+    import pytest
+
+    pytest.importorskip("rasterio")
+    from dakd_edge import gtiff
+
+    path = next((p for p in gtiff._libtiff_paths() if "tiff" in Path(p).name), None)
+    if path is None:
+        pytest.skip("no libtiff library found in this process")
+    lib = ctypes.CDLL(path)
+    return lambda module, text: lib.TIFFError(module.encode(), b"%s", text.encode())
+
+
+def test_libtiff_lines_are_collected_not_printed(capfd) -> None:
+    import errno
+
+    from dakd_edge.atomic import is_disk_full
+    from dakd_edge.gtiff import LibtiffErrors
+
+    tiff_error = _tiff_error()
+    with LibtiffErrors() as outer:
+        with LibtiffErrors() as inner:
+            tiff_error("_tiffWriteProc", "No space left on device")
+        tiff_error("_tiffSeekProc", "No space left on device")
+    assert inner.lines == ["_tiffWriteProc: No space left on device"]
+    assert outer.lines == [*inner.lines, "_tiffSeekProc: No space left on device"]
+    err = outer.error()
+    assert err is not None and err.errno == errno.ENOSPC and is_disk_full(err)
+    assert str(err) == "_tiffWriteProc: No space left on device; _tiffSeekProc: No space left on device"
+    assert capfd.readouterr().err == ""
+    tiff_error("_tiffSeekProc", "Input/output error")  # closed: libtiff has its own handler back
+    assert capfd.readouterr().err == "_tiffSeekProc: Input/output error.\n"
+    assert LibtiffErrors().error() is None
+
+
+def test_a_write_only_libtiff_saw_fail_fails_the_commit(tmp_path: Path, capfd) -> None:
+    """GDAL's close does not fail when libtiff cannot write the last tiles or the directory: synth
+    said "wrote" over a cut-short file, with libtiff's lines on stderr the only sign."""
+    import pytest
+
+    from dakd_edge.atomic import Transaction, mount_point
+    from dakd_edge.errors import OutputError
+
+    tiff_error = _tiff_error()
+    out = tmp_path / "s.tif"
+    for words, message in (
+        ("Input/output error", f"{out}: cannot write (_tiffSeekProc: Input/output error)"),
+        ("No space left on device", f"no space left on {mount_point(tmp_path)} (writing {out})"),
+    ):
+        with pytest.raises(OutputError) as e:
+            with Transaction({"out": out}) as tx:
+                tx.temp("out").write_bytes(b"cut short")
+                tiff_error("_tiffSeekProc", words)
+                tx.commit()
+        assert str(e.value) == message
+        assert list(tmp_path.iterdir()) == []
+    assert capfd.readouterr().err == ""
+
+
+def test_a_failed_write_is_worded_by_libtiff(tmp_path: Path, capfd) -> None:
+    """GDAL's own exception says only "Write error at scanline 0"; libtiff says why."""
+    import pytest
+
+    from dakd_edge.atomic import Transaction
+    from dakd_edge.errors import OutputError
+
+    rasterio_errors = pytest.importorskip("rasterio.errors")
+    tiff_error = _tiff_error()
+    out = tmp_path / "s.tif"
+    with pytest.raises(OutputError) as e:
+        with Transaction({"out": out}) as tx:
+            tx.temp("out").write_bytes(b"cut short")
+            tiff_error("_tiffWriteProc", "Input/output error")
+            raise rasterio_errors.RasterioIOError("TIFFAppendToStrip:Write error at scanline 0")
+    assert str(e.value) == f"{out}: cannot write (_tiffWriteProc: Input/output error)"
+    assert list(tmp_path.iterdir()) == [] and capfd.readouterr().err == ""

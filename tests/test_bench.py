@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import dakd_edge.cli.bench  # noqa: F401 - reads run_bench's defaults at import, before a test patches it
 from dakd_edge import bench as lib
 from dakd_edge.errors import InputError
 
@@ -251,7 +252,6 @@ def test_cli_tile_1_is_one_line_exit_2() -> None:
 
 def test_bad_scene_is_refused_before_any_row_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     """A damaged --scene used to fail only after every benchmark row had been measured."""
-    import dakd_edge.cli.bench  # noqa: F401 - reads run_bench's defaults at import, before the patch
     from dakd_edge.cli.app import main
 
     bad = tmp_path / "scene.tif"
@@ -274,3 +274,62 @@ def test_run_scene_end_to_end_on_a_small_scene(tmp_path: Path) -> None:
     r = lib.run_scene(scene, backend="onnxruntime")
     assert r["megapixels"] == pytest.approx(300 * 280 / 1e6) and r["mpix_per_s"] > 0
     assert r["tiles"]["run"] >= 1 and r["backend"] == "onnxruntime"
+
+
+def _bench_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """``dakd-edge bench *argv`` in-process; returns (exit code, stderr)."""
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", *argv])
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def _no_rows(*a, **k):
+    raise AssertionError("benchmark rows ran before the disk was checked")
+
+
+def test_full_json_disk_is_refused_before_any_row_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The results were lost after every row had been measured: "no space left" came at the write."""
+    from tests.fs import fill, leftovers, tmpfs
+
+    monkeypatch.setattr(lib, "run_bench", _no_rows)
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        fill(disk, leave=16_384)
+        code, err = _bench_cli(
+            ["--backend", "onnxruntime", "--iters", "1", "--json", str(disk / "r.json")], capsys
+        )
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"no space left on {disk} for {disk / 'r.json'}: needs about 0.1 MB" in err
+        assert leftovers(disk) == ["hog.bin"]
+
+
+def test_json_write_that_still_fails_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tests.fs import fill, leftovers, tmpfs
+
+    big = {"environment": {"notes": "x" * 300_000}, "results": []}  # past the estimate for one row
+    monkeypatch.setattr(lib, "run_bench", lambda *a, **k: copy.deepcopy(big))
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        fill(disk, leave=128 * 1024)
+        code, err = _bench_cli(
+            ["--backend", "onnxruntime", "--iters", "1", "--json", str(disk / "r.json")], capsys
+        )
+        assert code == 2 and err == f"dakd-edge: error: no space left on {disk} (writing {disk / 'r.json'})\n"
+        assert leftovers(disk) == ["hog.bin"]
+
+
+def test_scene_without_room_in_the_temp_folder_is_refused_first(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--scene`` writes segment's class map to the temporary folder: a full one failed after the rows."""
+    import tempfile
+
+    from tests.fs import leftovers, tmpfs
+    from tests.inference.fake import blob_scene, write_tif
+
+    scene = write_tif(tmp_path / "s.tif", blob_scene(512, 512))  # a class map of ~400 kB
+    monkeypatch.setattr(lib, "run_bench", _no_rows)
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        monkeypatch.setattr(tempfile, "tempdir", str(disk))
+        code, err = _bench_cli(["--backend", "onnxruntime", "--iters", "1", "--scene", str(scene)], capsys)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"no space left on {disk} for the --scene class map in {disk}" in err
+        assert leftovers(disk) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -108,7 +109,7 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from dakd_edge.atomic import atomic_path, check_output
+    from dakd_edge.atomic import atomic_path, check_output, check_room
 
     threshold = lib.parse_threshold(max_regression)
     plan = {
@@ -125,6 +126,8 @@ def bench(
         lib.check_baseline_covers(base_doc, keys, baseline)
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
+        # small, but a disk found full only after minutes of measuring lost every number
+        check_room(Path(json_out), lib.json_bytes(lib.planned_rows(**plan)), json_out)
     scene_pred = lib.scene_predictor(scene, models[0] if models else None, device) if scene else None
     stream = sys.stderr if json_out == "-" else sys.stdout
     # Logs and CI captures are not terminals: rich would fold the table to 80 columns and cut values.

@@ -64,7 +64,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dakd_edge.errors import InputError, OutputError
-from dakd_edge.gtiff import gtiff_profile
+from dakd_edge.gtiff import LibtiffErrors, gtiff_profile
 
 SIGMA0_FLOOR = float(10.0 ** (-35.0 / 10.0))  # -35 dB: noise-removed values <= 0 become this
 POLARISATIONS = ("VV", "VH", "HH", "HV")
@@ -1302,7 +1302,12 @@ def build_synthetic_product(
             else:
                 _crop_xml(src, safe, offset, (h, w))
             (safe / "measurement").mkdir(parents=True, exist_ok=True)
-        pols = _write_measurements(safe, layout, pols, cross_pol_db, nodata_cols, band_rows, progress)
+        import rasterio  # noqa: F401  (loads GDAL's libtiff, whose own error lines are collected below)
+
+        with LibtiffErrors() as tiff:
+            pols = _write_measurements(safe, layout, pols, cross_pol_db, nodata_cols, band_rows, progress)
+        if (err := tiff.error()) is not None:  # a strip GDAL flushed at close and did not fail: cut short
+            raise err
         staged = [(safe, out_dir / safe.name)]
         if make_zip:
             target = out_dir / safe.with_suffix(".zip").name

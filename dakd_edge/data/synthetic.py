@@ -552,8 +552,8 @@ def write_scene_geotiff(
     check_output(path, overwrite)
     if labels_path is not None:
         check_output(labels_path, overwrite)
-    # Refused up front when clearly too small: deflate about halves the speckle, and a disk filling
-    # mid-write makes libtiff print its own lines on stderr before the error
+    # Refused up front when clearly too small (deflate about halves the speckle); a disk that fills
+    # anyway fails in the write or, when only libtiff saw it (tiles flushed at close), in the commit
     need = height * width * (1 if output == "uint8" else 4) // 2
     check_free_space(Path(path).parent, need, str(path))
     layout = build_layout(cfg, seed, height, width)

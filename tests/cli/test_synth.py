@@ -144,3 +144,50 @@ def test_info_plain_image_is_not_georeferenced(tmp_path: Path, run_cli) -> None:
     code, stdout, err = run_cli(["info", str(p)])
     assert code == 0 and "not georeferenced" in stdout and "min 7" in stdout
     assert "Warning" not in err
+
+
+def _main(argv: list[str]) -> int:
+    """``dakd-edge *argv`` in-process; stderr is read with ``capfd``: libtiff prints to the C stderr."""
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return int(e.value.code or 0)
+
+
+def test_synth_on_a_disk_filling_mid_write_prints_one_line(tmp_path: Path, capfd) -> None:
+    """libtiff printed "_tiffWriteProc: No space left on device." and six "_tiffSeekProc: ..." lines
+    above our own."""
+    pytest.importorskip("rasterio")
+    from tests.fs import fill, leftovers, tmpfs
+
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        fill(disk, leave=100_000)  # 400 x 400 passes the 80 kB estimate, writes ~130 kB
+        code = _main(["synth", str(disk / "s.tif"), "--size", "400", "--labels", str(disk / "l.tif"), "-q"])
+        err = capfd.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"dakd-edge: error: no space left on {disk} (writing {disk}/"), err
+        assert leftovers(disk) == ["hog.bin"]
+
+
+def test_synth_fails_when_only_libtiff_saw_the_disk_fill(tmp_path: Path, capfd, monkeypatch) -> None:
+    """The disk filling after the last window: GDAL flushes the tiles when the file closes, and its
+    close does not fail, so synth said "wrote s.tif" over a 4 kB file GDAL cannot open; libtiff's
+    "_tiffWriteProc: No space left on device." on stderr was the only sign."""
+    pytest.importorskip("rasterio")
+    from dakd_edge.data.synthetic import SceneLayout
+    from tests.fs import fill, leftovers, tmpfs
+
+    windows = SceneLayout.windows
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+
+        def then_full(self, *a, **k):
+            yield from windows(self, *a, **k)
+            fill(disk)
+
+        monkeypatch.setattr(SceneLayout, "windows", then_full)
+        code = _main(["synth", str(disk / "s.tif"), "--size", "256", "-q"])
+        err = capfd.readouterr().err
+        assert code == 2, err
+        assert err == f"dakd-edge: error: no space left on {disk} (writing {disk}/s.tif)\n"
+        assert leftovers(disk) == ["hog.bin"]

@@ -115,3 +115,50 @@ def test_synth_product_interrupted_leaves_nothing_new(tmp_path: Path, monkeypatc
     calls[0] = 0
     code, _, _ = run_cli(["synth-product", str(kept), "--size", "64", "--zip", "--seed", "2", "--overwrite"])
     assert code == 143 and _tree(kept) == before
+
+
+def _main(argv: list[str]) -> int:
+    """``dakd-edge *argv`` in-process; stderr is read with ``capfd``: libtiff prints to the C stderr."""
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return int(e.value.code or 0)
+
+
+def test_synth_product_on_a_disk_filling_mid_write_prints_one_line(tmp_path: Path, capfd) -> None:
+    """libtiff printed "_tiffWriteProc: No space left on device." and "_tiffSeekProc: ..." above ours."""
+    from tests.fs import fill, leftovers, tmpfs
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        fill(disk, leave=1_700_000)  # past the 1.5 MB estimate; the product needs ~3.5 MB
+        code = _main(["synth-product", str(disk / "p")])
+        err = capfd.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"dakd-edge: error: no space left on {disk} (writing {disk}/p/S1A_"), err
+        assert leftovers(disk) == ["hog.bin"]
+
+
+def test_synth_product_fails_when_only_libtiff_saw_the_disk_fill(tmp_path: Path, capfd, monkeypatch) -> None:
+    """The disk filling after the last strip: GDAL's close does not fail, so the product was renamed
+    into place with a measurement GDAL cannot read, exit 0; libtiff's line was the only sign."""
+    from dakd_edge.data import sentinel1
+    from tests.fs import fill, leftovers, tmpfs
+
+    write = sentinel1._write_measurements
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+
+        def then_full(*args):  # progress, the last argument: called after each strip is written
+            def progress(done: int, total: int) -> None:
+                if done == total:
+                    fill(disk)
+
+            return write(*args[:-1], progress)
+
+        monkeypatch.setattr(sentinel1, "_write_measurements", then_full)
+        code = _main(["synth-product", str(disk / "p"), "--size", "256"])
+        err = capfd.readouterr().err
+        assert code == 2, err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"dakd-edge: error: no space left on {disk} (writing {disk}/p/S1A_"), err
+        assert leftovers(disk) == ["hog.bin"], "the product and the folder made are removed"

@@ -230,15 +230,16 @@ def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
         _, err = p.communicate(timeout=120)
         one_error_line(p.returncode, err, "no space left on", str(disk))
         assert leftovers(disk, set()) == []
-        # 600^2 needs ~540 kB by the estimate: give it 640 kB, then eat it from outside
+        # 600^2 passes the estimate (about 1.9 MB) on 4 MB; once its first temporary exists (past the
+        # free-space check), the disk is eaten from outside under the running job
         small = write_tif(tmp_path / "m.tif", noise[:600, :600])
-        subprocess.run(["mount", "-o", "remount,size=640k", str(disk)], check=True)
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
         hog = disk / "hog.bin"
         cmd = ["segment", str(small), "-o", str(disk / "c.tif"), "--probs", str(disk / "p.tif")]
         p = _slow_cli(
             [*cmd, "--probs-dtype", "float16", "--tile", "128", "--overlap", "16", "-q"], sleep=0.05
         )
-        time.sleep(1.5)  # past the free-space check: now fill the disk under the running job
+        _wait_for_temps(disk, p)
         with open(hog, "wb", buffering=0) as f, pytest.raises(OSError):
             while True:
                 f.write(b"\0" * 4096)
