@@ -43,9 +43,15 @@ def gtiff_profile(
 # libtiff's process-wide handler, not to GDAL's: with libtiff >= 4.5 GDAL installs only per-file
 # handlers, so libtiff's default prints "_tiffWriteProc: No space left on device." straight to the C
 # stderr, past rasterio's error handling, above the one line the CLI prints for the same failure.
-_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
+# Only those two I/O procedures' lines are collected. Any other line goes on to the handler that was
+# there before: a GDAL built on libtiff < 4.5 (rasterio 1.3 wheels: GDAL 3.6) installs its own
+# process-wide handler, which then receives every libtiff error, reads of input files included (a
+# damaged next-IFD offset that GDAL reads past), and turns them into GDAL errors as it always did.
+_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_IO_MODULES = (b"_tiffWriteProc", b"_tiffSeekProc")  # tif_vsi.c's failed writes and seeks
 _CAPTURES: list[list[str]] = []  # the lines of every open LibtiffErrors; all get every line
 _SAVED: dict[int, tuple[Any, int | None]] = {}  # setter address -> (setter, libtiff's handler before)
+_FORWARD: Any = None  # the handler before ours (callable), for the lines that are not collected
 _SETTERS: list[Any] | None = None  # TIFFSetErrorHandler of GDAL's libtiff, once found
 _LOCK = threading.Lock()
 
@@ -57,7 +63,7 @@ def _vsnprintf() -> Any:
         f = getattr(libc, "_vsnprintf" if sys.platform == "win32" else "vsnprintf")
     except (OSError, AttributeError):
         return None
-    f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
     f.restype = ctypes.c_int
     return f
 
@@ -65,16 +71,23 @@ def _vsnprintf() -> Any:
 _FORMAT = _vsnprintf()
 
 
-def _on_error(module: bytes | None, fmt: bytes | None, ap: int | None) -> None:
-    """libtiff's error handler while a :class:`LibtiffErrors` is open: record, never print, never raise."""
+def _on_error(module: int | None, fmt: int | None, ap: int | None) -> None:
+    """libtiff's error handler while a :class:`LibtiffErrors` is open: record the I/O layer's lines,
+    hand any other one (untouched) to the handler before ours; never print, never raise."""
     try:
-        if _FORMAT is not None and fmt is not None:
+        name = ctypes.string_at(module) if module else b""
+        if name not in _IO_MODULES:
+            forward = _FORWARD
+            if forward is not None:
+                forward(module, fmt, ap)
+            return
+        if _FORMAT is not None and fmt:
             buf = ctypes.create_string_buffer(1024)
             _FORMAT(buf, len(buf), fmt, ap)
             text = buf.value.decode(errors="replace")
         else:
-            text = (fmt or b"").decode(errors="replace")
-        line = f"{module.decode(errors='replace')}: {text}" if module else text
+            text = ctypes.string_at(fmt).decode(errors="replace") if fmt else ""
+        line = f"{name.decode(errors='replace')}: {text}"
         for lines in tuple(_CAPTURES):
             lines.append(line)
     except BaseException:  # an exception cannot cross back into C
@@ -82,6 +95,7 @@ def _on_error(module: bytes | None, fmt: bytes | None, ap: int | None) -> None:
 
 
 _HANDLER = _HANDLER_TYPE(_on_error)  # kept alive: libtiff holds a raw pointer to it
+_HANDLER_ADDRESS = ctypes.cast(_HANDLER, ctypes.c_void_p).value
 
 
 def _libtiff_paths() -> list[str]:
@@ -125,7 +139,9 @@ def _setters() -> list[Any]:
 
 
 class LibtiffErrors:
-    """Collect libtiff's own error lines in :attr:`lines` while open, instead of letting it print them.
+    """Collect libtiff's own error lines in :attr:`lines` while open, instead of letting it print them:
+    those of GDAL's TIFF I/O layer (``_tiffWriteProc``, ``_tiffSeekProc``: a failed write or seek); any
+    other line goes on to the handler that was there before (GDAL's own, on libtiff < 4.5).
 
     The caller decides what they mean: folded into its one-line error when the write failed
     (:meth:`error`: GDAL's exception then says only "Write error at scanline N"), or printed as libtiff
@@ -138,21 +154,30 @@ class LibtiffErrors:
         self.lines: list[str] = []
 
     def __enter__(self) -> LibtiffErrors:
+        global _FORWARD
         with _LOCK:
             for setter in _setters():
                 key = ctypes.cast(setter, ctypes.c_void_p).value or 0
-                if key not in _SAVED:
-                    _SAVED[key] = (setter, setter(ctypes.cast(_HANDLER, ctypes.c_void_p)))
+                before = setter(_HANDLER_ADDRESS)
+                # first one in, or GDAL's one-time driver set-up (libtiff < 4.5) replaced ours since
+                if before != _HANDLER_ADDRESS:
+                    _SAVED[key] = (setter, before)
+            before = next((b for _, b in _SAVED.values() if b), None)
+            _FORWARD = _HANDLER_TYPE(before) if before else None
             _CAPTURES.append(self.lines)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _FORWARD
         with _LOCK:
             _CAPTURES[:] = [c for c in _CAPTURES if c is not self.lines]
             if not _CAPTURES:  # the last one out gives libtiff its handler back
                 for setter, before in _SAVED.values():
-                    setter(before)
+                    current = setter(before)
+                    if current != _HANDLER_ADDRESS:  # one set meanwhile (GDAL's own) stays
+                        setter(current)
                 _SAVED.clear()
+                _FORWARD = None
 
     def error(self) -> OSError | None:
         """The lines as one OSError (errno ENOSPC, EDQUOT or EIO when their words say so); None when

@@ -101,6 +101,14 @@ def _clip_west(rings: list[np.ndarray], cut: float) -> list[list[np.ndarray]]:
     return polys
 
 
+def _off_cut(ring: np.ndarray, cut: float, to: float) -> np.ndarray:
+    """``ring`` with its vertices on the meridian ``cut`` (within 1e-12 degree, as :func:`_tidy` puts
+    them back: 180.00000000000003 is a pixel edge on it) moved one ulp towards ``to``."""
+    out = ring.copy()
+    out[np.abs(out[:, 0] - cut) < 1e-12, 0] = np.nextafter(cut, to)
+    return out
+
+
 def _tidy(ring: np.ndarray, cut: float) -> np.ndarray | None:
     """A closed ring of a piece with the vertices moved off the cut (by :func:`split_antimeridian`) back
     on it, and the repeated points and back-and-forth steps along the cut that this leaves (zero-width
@@ -124,8 +132,9 @@ def split_antimeridian(rings: Sequence[Ring]) -> list[list[Ring]]:
     Longitudes are first taken the short way round from the exterior's first vertex, so a ring written
     wrapped (179.9 -> -179.9, as a reprojection gives it) or unwrapped (180.1) is the same small polygon,
     never one spanning the globe. Edges are straight in lon/lat (vertices are a pixel apart). Vertices
-    exactly on the cut count as west of it (moved off by one ulp, then back: :func:`_tidy`); pieces
-    narrower than 1e-9 degree (the GeoJSON's precision) are dropped.
+    on the cut (within 1e-12 degree) count, for each side's pieces, as on the other side (moved off by
+    one ulp, then back: :func:`_tidy`), so a hole touching the cut along an edge becomes a notch of
+    its piece; pieces narrower than 1e-9 degree (the GeoJSON's precision) are dropped.
     """
     return [[[tuple(v) for v in r.tolist()] for r in poly] for poly in _split(rings)]
 
@@ -144,10 +153,12 @@ def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray
         pieces = [arrs]
     else:
         cut = 180.0 if hi > 180.0 else -180.0
-        for a in arrs:  # every copy of a point moves alike: rings touching there still touch
-            a[a[:, 0] == cut, 0] = np.nextafter(cut, -np.inf)
-        west = _clip_west(arrs, cut)
-        east = [[_mirror(r) for r in poly] for poly in _clip_west([_mirror(a) for a in arrs], -cut)]
+        # Vertices on the cut count, for each side, as on the other one (every copy of a point moves
+        # alike: rings touching there still touch): a hole or notch touching the cut along an edge
+        # then opens onto it, instead of staying a hole with an edge on the piece's own boundary
+        west = _clip_west([_off_cut(a, cut, np.inf) for a in arrs], cut)
+        mirrored = [_mirror(_off_cut(a, cut, -np.inf)) for a in arrs]
+        east = [[_mirror(r) for r in poly] for poly in _clip_west(mirrored, -cut)]
         shift_west, shift_east = (0.0, -360.0) if cut > 0 else (360.0, 0.0)
         pieces = []
         for polys, shift in ((west, shift_west), (east, shift_east)):

@@ -87,7 +87,9 @@ def _tiff_error():
     if path is None:
         pytest.skip("no libtiff library found in this process")
     lib = ctypes.CDLL(path)
-    return lambda module, text: lib.TIFFError(module.encode(), b"%s", text.encode())
+    # the text as the format (no variadic argument: those are passed on the stack on macOS arm64,
+    # which ctypes does not do for a function without argtypes)
+    return lambda module, text: lib.TIFFError(module.encode(), text.replace("%", "%%").encode())
 
 
 def test_libtiff_lines_are_collected_not_printed(capfd) -> None:
@@ -153,3 +155,51 @@ def test_a_failed_write_is_worded_by_libtiff(tmp_path: Path, capfd) -> None:
             raise rasterio_errors.RasterioIOError("TIFFAppendToStrip:Write error at scanline 0")
     assert str(e.value) == f"{out}: cannot write (_tiffWriteProc: Input/output error)"
     assert list(tmp_path.iterdir()) == [] and capfd.readouterr().err == ""
+
+
+def test_other_libtiff_lines_go_on_to_the_handler_before(tmp_path: Path, capfd) -> None:
+    """Only GDAL's I/O layer's lines (a failed write or seek) are collected. A GDAL on libtiff < 4.5
+    (rasterio 1.3 wheels: GDAL 3.6) sends every libtiff error to the process-wide handler, reads of the
+    input included: a damaged next-IFD offset that GDAL reads past failed the commit of a segment run
+    ("out.tif: cannot write (TIFFFetchDirectory: in.tif: Can not read TIFF directory count; ...)")."""
+    from dakd_edge.atomic import Transaction
+
+    tiff_error = _tiff_error()
+    out = tmp_path / "s.tif"
+    with Transaction({"out": out}) as tx:
+        tx.temp("out").write_bytes(b"whole")
+        tiff_error("TIFFFetchDirectory", "in.tif: Can not read TIFF directory count")
+        tx.commit()
+    assert out.read_bytes() == b"whole"
+    assert tx.tiff.lines == []
+    # the handler before ours (here libtiff's default) got it, as it would have without us
+    assert capfd.readouterr().err == "TIFFFetchDirectory: in.tif: Can not read TIFF directory count.\n"
+
+
+def test_a_handler_set_while_open_stays(capfd) -> None:
+    """GDAL on libtiff < 4.5 installs its own process-wide handler when its GTiff driver is first used,
+    which may be inside a Transaction: the exit put libtiff's default back over it, which then printed
+    every libtiff error of the rest of the process on stderr instead of GDAL reporting it."""
+    import ctypes
+
+    from dakd_edge import gtiff
+    from dakd_edge.gtiff import LibtiffErrors
+
+    tiff_error = _tiff_error()
+    seen: list[bytes] = []
+    gdal_like = gtiff._HANDLER_TYPE(lambda module, fmt, ap: seen.append(ctypes.string_at(module)))
+    (setter,) = gtiff._setters()[:1]
+    default = setter(None)  # libtiff's own handler, put back at the end
+    setter(default)
+    try:
+        with LibtiffErrors() as t:
+            setter(ctypes.cast(gdal_like, ctypes.c_void_p))  # "GTiffOneTimeInit" replaces ours
+            with LibtiffErrors() as inner:  # a later one puts ours back, forwarding to GDAL's
+                tiff_error("_tiffWriteProc", "No space left on device")
+                tiff_error("TIFFReadDirectory", "a line for GDAL")
+        tiff_error("TIFFReadDirectory", "after")
+        assert seen == [b"TIFFReadDirectory", b"TIFFReadDirectory"]
+        assert inner.lines == t.lines == ["_tiffWriteProc: No space left on device"]
+        assert capfd.readouterr().err == ""
+    finally:
+        setter(default)

@@ -79,5 +79,33 @@ def test_split_matches_shapely_on_random_pixel_polygons(seed: int) -> None:
                 for p in pieces
             ]
             assert shapely.union_all(back).symmetric_difference(full).area < 1e-12
+            # what the batch layer reads back (it make_valid's an invalid piece) is that region too
+            valid = shapely.union_all([shapely.make_valid(b) for b in back])
+            assert valid.symmetric_difference(shapely.make_valid(full)).area < 1e-12
             assert sum(p.area for p in pieces) == pytest.approx(full.area, rel=1e-9)
     assert cut_polys >= 5
+
+
+@pytest.mark.parametrize("hole", [(179.995, 180.0), (180.0, 180.001)], ids=["hole-west", "hole-east"])
+@pytest.mark.parametrize("start", [0, 1], ids=["from-west", "from-east"])
+def test_a_hole_touching_the_cut_along_an_edge_opens_onto_it(hole: tuple[float, float], start: int) -> None:
+    """Pixel edges on 180 (an EPSG:4326 grid): a hole with a side on 180 stayed a hole of its piece,
+    with that side on the piece's own edge along the cut: an invalid polygon ("Self-intersection"),
+    whose make_valid (the batch layer's) changed its area. West of 180 it always did; east of it when
+    the ring started east of 180 (180.0 taken the short way from 180.002, i.e. -179.998, is
+    -179.99999999999994: off the cut). The hole is a notch of the piece on its side of the cut."""
+    from dakd_edge.lonlat import split_antimeridian
+
+    ext = [(179.99, 0.0), (180.002, 0.0), (180.002, 0.01), (179.99, 0.01)]
+    ext = [*ext[start:], *ext[:start], ext[start]]
+    (x0, x1) = hole
+    rings = [ext, [(x0, 0.004), (x0, 0.006), (x1, 0.006), (x1, 0.004), (x0, 0.004)]]
+    full = shapely.Polygon(rings[0], rings[1:])
+    assert full.is_valid
+    pieces = [shapely.Polygon(p[0], p[1:]) for p in split_antimeridian(rings)]
+    assert len(pieces) == 2
+    assert all(p.is_valid and not p.interiors for p in pieces), [shapely.is_valid_reason(p) for p in pieces]
+    west = shapely.union_all([p for p in pieces if p.bounds[0] >= 0])
+    east = shapely.affinity.translate(shapely.union_all([p for p in pieces if p.bounds[2] <= 0]), 360.0)
+    assert west.union(east).symmetric_difference(full).area < 1e-12
+    assert sum(p.area for p in pieces) == pytest.approx(full.area, rel=1e-9)

@@ -191,6 +191,11 @@ def non_product_zip(path: str | os.PathLike) -> InputError:
         return InputError(
             f"{path}: damaged or truncated zip (no zip directory at its end); download it again"
         )
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except zipfile.BadZipFile as e:  # its end record is there, the directory it points to is not
+        return InputError(f"{path}: damaged zip ({e}); download it again")
     return InputError(f"{path}: the zip holds no Sentinel-1 product (no manifest.safe, nor a measurement/ "
                       "folder beside annotation/)")  # fmt: skip
 
@@ -227,7 +232,7 @@ def is_sentinel1_product(path: str | os.PathLike) -> bool:
         if name.endswith((".tif", ".tiff")):
             return (is_measurement_name(p.name) and p.parent.name.lower() == "measurement"
                     and (p.parent.parent / "annotation").is_dir())  # fmt: skip
-    except OSError:
+    except (OSError, zipfile.BadZipFile):  # a damaged zip: non_product_zip says so where it is read
         return False
     return False
 

@@ -334,6 +334,26 @@ def test_a_zipped_flattened_copy_reads_like_its_folder(product, tmp_path: Path) 
         open_product(xml_only)
 
 
+def test_a_zip_with_a_damaged_directory_is_one_input_error(product, tmp_path: Path) -> None:
+    """A zip whose end record is intact but whose central directory is not: zipfile.BadZipFile escaped
+    is_sentinel1_product, so ``info``, ``segment`` and ``batch`` died with a traceback."""
+    from dakd_edge.batch.inputs import expand_inputs
+    from dakd_edge.data.rasterinfo import describe
+    from dakd_edge.inference.readers import open_scene
+
+    data = bytearray(product.zip_path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    start = int.from_bytes(data[end + 16 : end + 20], "little")  # the central directory's offset
+    data[start : start + 4] = b"XXXX"
+    bad = tmp_path / "download.zip"
+    bad.write_bytes(data)
+    assert zipfile.is_zipfile(bad) and not is_sentinel1_product(bad)
+    for read in (describe, lambda p: open_scene(p, 1)):
+        with pytest.raises(InputError, match=r"download\.zip: damaged zip \(.*\); download it again"):
+            read(bad)
+    assert [s.id for s in expand_inputs([bad])] == ["download"]  # it fails in its own scene
+
+
 @pytest.mark.parametrize(
     ("kind", "match"),
     [("S1A_IW_RAW__0SDV", "RAW product; only GRD"), ("S1A_IW_OCN__2SDV", "OCN product; only GRD"),
