@@ -233,7 +233,7 @@ class Workbench:
         self.num_classes = num_classes
         self._torch: tuple[Any, Any] | None = None
         self._meta = None
-        self._onnx: Path | None = None
+        self._onnx: dict[int, Path] = {}  # exported ONNX per opset
 
     def torch_model(self) -> tuple[Any, Any]:
         """(model, meta) on the CPU in eval mode; registry names get seeded random weights."""
@@ -307,20 +307,24 @@ class Workbench:
             return Runner(CudaGraphPredict(be), device=be.device, close=be.close)
         return Runner(be.predict, device=be.device, close=be.close)
 
-    def onnx_path(self) -> Path:
+    def onnx_path(self, opset: int | None = None) -> Path:
+        """The model as ONNX: a given ``.onnx`` as it is, else exported once per opset (default: the
+        export default; engines for TensorRT 8.5 need 16, :func:`~dakd_edge.export.tensorrt.choose_engine_opset`)."""
         if self.spec.kind == "onnx":
             return self.spec.path
         if self.spec.kind == "engine":
             raise BackendUnavailable("an engine file cannot be run by ONNX Runtime")
-        if self._onnx is None:
-            require_extra("torch", f"bench --backend onnxruntime --model {self.spec.label}", "torch", "onnx")
-            from dakd_edge.export.onnx import OnnxExportConfig, export_onnx
+        require_extra("torch", f"bench --backend onnxruntime --model {self.spec.label}", "torch", "onnx")
+        from dakd_edge.export.onnx import DEFAULT_OPSET, OnnxExportConfig, export_onnx
 
+        opset = opset or DEFAULT_OPSET
+        if opset not in self._onnx:
             model, meta = self.torch_model()
-            out = self.workdir / f"{self.spec.label.replace(':', '_')}.onnx"
-            export_onnx(model, meta, out, OnnxExportConfig(parity=False))
-            self._onnx = out
-        return self._onnx
+            suffix = "" if opset == DEFAULT_OPSET else f"-opset{opset}"
+            out = self.workdir / f"{self.spec.label.replace(':', '_')}{suffix}.onnx"
+            export_onnx(model, meta, out, OnnxExportConfig(opset=opset, parity=False))
+            self._onnx[opset] = out
+        return self._onnx[opset]
 
     def onnxruntime_runner(self, precision: str) -> Runner:
         require_extra("runtime", "bench --backend onnxruntime")
@@ -340,7 +344,7 @@ class Workbench:
             ) from e
         if not _cuda():
             raise BackendUnavailable("TensorRT needs a CUDA GPU")
-        from dakd_edge.export.tensorrt import EngineConfig, build_engine
+        from dakd_edge.export.tensorrt import EngineConfig, build_engine, choose_engine_opset
         from dakd_edge.inference.backends import TensorRTBackend
 
         if self.spec.kind == "engine":
@@ -355,7 +359,7 @@ class Workbench:
                     opt_shape=(batch, c, tile, tile),
                     max_shape=(batch, c, tile, tile),
                 )
-                build_engine(self.onnx_path(), engine, self.meta, cfg)
+                build_engine(self.onnx_path(choose_engine_opset(None)[0]), engine, self.meta, cfg)
         be = TensorRTBackend(engine)
         return Runner(be.predict, device="cuda", close=be.close)
 

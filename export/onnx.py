@@ -35,7 +35,11 @@ from dakd_edge.formats import (
 )
 from dakd_edge.meta import ModelMeta
 
-MIN_OPSET = 17
+# 17 by default. 16 is accepted for TensorRT 8.5 (JetPack 5), whose ONNX parser has no LayerNormalization
+# importer: from opset 17 the torch exporter writes LayerNorm as that one node, at 16 as basic ops
+# (ReduceMean/Sub/Pow/Sqrt/Div), with the same parity.
+MIN_OPSET = 16
+DEFAULT_OPSET = 17
 # Size traced for dynamic exports: odd, and its stage sizes (91, 46, 23, 12, 6) are multiples of no window
 # (7, 8, 14), so every pad / resize branch is recorded (amounts stay symbolic: zero where none is needed).
 TRACE_SIZE = 181
@@ -49,7 +53,7 @@ class OnnxExportConfig:
     """
 
     ops: str = "standard"
-    opset: int = MIN_OPSET
+    opset: int = DEFAULT_OPSET
     shape: tuple[int, int, int, int] | None = None
     simplify: bool = False
     parity: bool = True

@@ -27,6 +27,7 @@ from dakd_edge.export.nodes import ATTENTION_OP, DOMAIN, SCAN_OP
 SCAN_ID = f"{DOMAIN}::{SCAN_OP}"
 ATTENTION_ID = f"{DOMAIN}::{ATTENTION_OP}"
 SCAN_BLOCK_D = 32  # channel block of the AOT-compiled scan kernel
+PLUGIN_TENSORRT = (10, 8)  # older TensorRT (every JetPack 5 and 6 release): --ops standard only
 _registered = False
 
 
@@ -36,10 +37,17 @@ def plugins_status() -> tuple[bool, str]:
         import tensorrt as trt
     except ImportError:
         return False, "TensorRT is not installed; use --ops standard"
+    from dakd_edge.export.tensorrt import parse_version
+
+    # By version, not only by import: tensorrt.plugin predates 10.8, the release this module is written for
+    too_old = f"TensorRT {trt.__version__} cannot serve the plugins (needs >= 10.8 with tensorrt.plugin)"
+    standard = "use --ops standard (TensorRT >= 8.5)"
+    if parse_version(trt.__version__) < PLUGIN_TENSORRT:
+        return False, f"{too_old}; {standard}"
     try:
         import tensorrt.plugin  # noqa: F401
     except ImportError:
-        return False, f"TensorRT {trt.__version__} has no tensorrt.plugin (needs >= 10.8); use --ops standard"
+        return False, f"TensorRT {trt.__version__} has no tensorrt.plugin (needs >= 10.8); {standard}"
     try:
         import torch
         import triton  # noqa: F401

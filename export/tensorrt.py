@@ -1,9 +1,13 @@
 """ONNX -> TensorRT engine (FP32 / FP16 / INT8 with entropy calibration) plus a JSON sidecar.
 
 Written against the TensorRT 10 Python API (``trt.Builder``, ``OnnxParser``, ``IBuilderConfig``,
-optimization profiles, timing cache, ``IInt8EntropyCalibrator2``). Engines are specific to the GPU and
-the TensorRT version that built them, so the sidecar records both and
-:class:`~dakd_edge.inference.backends.TensorRTBackend` refuses a mismatch.
+optimization profiles, timing cache, ``IInt8EntropyCalibrator2``), and usable from TensorRT 8.5, the
+release of JetPack 5.1 (Jetson Xavier / Orin; JetPack 6.0 has 8.6, 6.1+ has 10.3). Below 10 the network
+needs the EXPLICIT_BATCH flag, below 8.6 there is no builder optimization level and no LayerNormalization
+importer (:func:`choose_engine_opset` exports opset 16 there); 8.5 is the floor because the runner's
+name-based tensor API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) starts there.
+Engines are specific to the GPU and the TensorRT version that built them, so the sidecar records both
+and :class:`~dakd_edge.inference.backends.TensorRTBackend` refuses a mismatch.
 
 NOT RUN in development: no GPU or TensorRT was available; the code paths here are exercised only up to
 the ``import tensorrt`` check by the CPU test suite.
@@ -11,9 +15,11 @@ the ``import tensorrt`` check by the CPU test suite.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +35,15 @@ from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
 from dakd_edge.meta import ModelMeta
 
 MAX_BATCH = 8  # default profile: up to this many tiles per call
+# TensorRT versions (major, minor) where what the builder and runner use appears or changes.
+MIN_TENSORRT = (8, 5)  # IExecutionContext.set_input_shape / set_tensor_address / execute_async_v3
+OPT_LEVEL_TENSORRT = (8, 6)  # IBuilderConfig.builder_optimization_level
+LAYERNORM_TENSORRT = (8, 6)  # the ONNX parser's LayerNormalization importer
+EXPLICIT_ONLY_TENSORRT = (10, 0)  # networks are always explicit batch; the EXPLICIT_BATCH flag is ignored
+TYPED_ONLY_TENSORRT = (11, 0)  # BuilderFlag.FP16/INT8/PREFER_PRECISION_CONSTRAINTS, int8_calibrator removed
+TENSORRT8_MAX_OPSET = 17  # "TensorRT 8.5 supports operators up to Opset 17" (onnx-tensorrt, 8.6 too)
+LAYERNORM_OPSET = 17  # first opset where the torch exporter writes LayerNorm as one LayerNormalization
+DEFAULT_OPT_LEVEL = 3  # TensorRT's own default builder optimization level
 # Layers whose names contain these (ONNX node names carry the PyTorch module path) stay in fp32 under
 # FP16/INT8: the chunked scan's exp/cumsum chain and the attention's normalisation/softmax.
 FP32_LAYER_PATTERNS = ("mixer", "attn", "CumSum", "Exp", "Softmax", "ReduceL2")
@@ -54,7 +69,7 @@ class EngineConfig:
     calib_batches: int = 16
     calib_batch_size: int = 4
     fp32_layers: tuple[str, ...] = FP32_LAYER_PATTERNS
-    builder_optimization_level: int = 3
+    builder_optimization_level: int = DEFAULT_OPT_LEVEL  # applied on TensorRT >= 8.6 only
 
     def __post_init__(self) -> None:
         if self.precision not in ENGINE.precisions:
@@ -93,12 +108,48 @@ class EngineReport:
         return d
 
 
+def parse_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string: ``"8.5.2.2"`` -> ``(8, 5)``, ``"10.3.0"`` -> ``(10, 3)``."""
+    nums = [int(n) for n in re.findall(r"\d+", str(text))[:2]]
+    return (nums + [0, 0])[0], (nums + [0, 0])[1]
+
+
+def tensorrt_too_old(version: str) -> str | None:
+    """Why TensorRT ``version`` cannot build or run dakd-edge engines (one line), or None if it can."""
+    if parse_version(version) >= MIN_TENSORRT:
+        return None
+    return (
+        f"TensorRT {version} is too old: dakd-edge needs TensorRT >= 8.5 (JetPack >= 5.1), whose "
+        "name-based tensor API (set_input_shape, set_tensor_address, execute_async_v3) the runner uses"
+    )
+
+
+def check_tensorrt_version(version: str) -> None:
+    """Raise :class:`BackendUnavailable` (one line) for a TensorRT older than :data:`MIN_TENSORRT`."""
+    reason = tensorrt_too_old(version)
+    if reason:
+        raise BackendUnavailable(reason)
+
+
+def check_precision(precision: str, version: str) -> None:
+    """Refuse fp16/int8 on TensorRT 11, which removed the builder flags and calibrator they are built with
+    (strongly typed networks only; "Removed Python APIs" of its migration guide)."""
+    if precision != "fp32" and parse_version(version) >= TYPED_ONLY_TENSORRT:
+        raise BackendUnavailable(
+            f"--precision {precision}: TensorRT {version} removed the FP16/INT8 builder flags this builder "
+            "uses; install TensorRT 10 (pip install 'tensorrt>=10.8,<11') or use --precision fp32"
+        )
+
+
 def tensorrt_status() -> tuple[bool, str]:
-    """(usable, reason): TensorRT importable and a CUDA device visible to it."""
+    """(usable, reason): a TensorRT >= 8.5 importable and a CUDA device visible to it."""
     try:
         import tensorrt as trt
     except ImportError as e:
         return False, f"TensorRT is not installed ({e}); pip install 'dakd-edge[trt]' on a CUDA machine"
+    too_old = tensorrt_too_old(trt.__version__)
+    if too_old:
+        return False, too_old
     try:
         from dakd_edge.cuda import cuda_call, import_cudart
 
@@ -108,6 +159,50 @@ def tensorrt_status() -> tuple[bool, str]:
     if not count:
         return False, f"TensorRT {trt.__version__} found but no CUDA device is visible"
     return True, f"TensorRT {trt.__version__}"
+
+
+def choose_engine_opset(requested: int | None, version: str | None = None) -> tuple[int, str | None]:
+    """The ONNX opset to export for an engine built by TensorRT ``version`` (default: the installed one);
+    returns ``(opset, note)``, ``note`` saying why a default was changed.
+
+    ``requested=None`` picks the default: 16 on TensorRT 8.5 (no LayerNormalization importer before 8.6,
+    and from opset 17 LayerNorm is that one node), else 17. An explicit opset that TensorRT 8.x cannot
+    parse is an :class:`ExportError` naming the ``--opset`` to use; TensorRT >= 9 is not limited here.
+    """
+    from dakd_edge.export.onnx import DEFAULT_OPSET
+
+    if version is None:
+        import tensorrt as trt
+
+        version = trt.__version__
+    v = parse_version(version)
+    if v < LAYERNORM_TENSORRT:
+        if requested is None:
+            note = (
+                f"TensorRT {version} has no LayerNormalization importer (added in 8.6): exporting ONNX "
+                f"opset {LAYERNORM_OPSET - 1}, which writes LayerNorm as basic ops"
+            )
+            return LAYERNORM_OPSET - 1, note
+        if requested >= LAYERNORM_OPSET:
+            raise ExportError(
+                f"--opset {requested}: TensorRT {version} cannot parse LayerNormalization (opset >= "
+                f"{LAYERNORM_OPSET}; TensorRT >= 8.6 can): use --opset {LAYERNORM_OPSET - 1}"
+            )
+    elif v[0] == 8 and requested is not None and requested > TENSORRT8_MAX_OPSET:
+        raise ExportError(
+            f"--opset {requested}: TensorRT {version} parses ONNX opsets up to {TENSORRT8_MAX_OPSET}: "
+            f"use --opset {TENSORRT8_MAX_OPSET}"
+        )
+    return (DEFAULT_OPSET if requested is None else requested), None
+
+
+def network_flags(trt: Any) -> int:
+    """``create_network`` flags: EXPLICIT_BATCH below TensorRT 10, whose ONNX parser refuses the
+    implicit-batch network that flags 0 give there; 0 from 10, where explicit batch is the only mode and
+    the flag is deprecated."""
+    if parse_version(trt.__version__) >= EXPLICIT_ONLY_TENSORRT:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
 
 def write_engine(out: Path, serialized: bytes, info: dict[str, Any], overwrite: bool = False) -> None:
@@ -148,25 +243,40 @@ def build_engine(
         raise BackendUnavailable(reason)
     import tensorrt as trt
 
+    check_precision(cfg.precision, trt.__version__)
     from dakd_edge.cuda import cuda_runtime_version, import_cudart
 
     t0 = time.perf_counter()
+    version = trt.__version__
     logger = trt.Logger(trt.Logger.WARNING)
     if ops == "plugin":
         from dakd_edge.export.plugins import register_plugins
 
         register_plugins()
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         hint = " (plugin nodes need TensorRT >= 10.8 with the dakd_edge plugins)" if ops == "plugin" else ""
+        # the parser's error may name only the plugin fallback; op types are plain text in the file
+        layernorm = b"LayerNormalization" in Path(onnx_path).read_bytes()
+        if parse_version(version) < LAYERNORM_TENSORRT and layernorm:
+            hint = f" (TensorRT {version} needs the ONNX export at --opset {LAYERNORM_OPSET - 1})"
         raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}{hint}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gib * (1 << 30)))
-    config.builder_optimization_level = cfg.builder_optimization_level
+    if parse_version(version) >= OPT_LEVEL_TENSORRT:
+        config.builder_optimization_level = cfg.builder_optimization_level
+    elif cfg.builder_optimization_level != DEFAULT_OPT_LEVEL:
+        warnings.warn(
+            Notice(
+                f"TensorRT {version} has no builder optimization level (added in 8.6): level "
+                f"{cfg.builder_optimization_level} not applied, TensorRT's default used"
+            ),
+            stacklevel=2,
+        )
     prof = default_profile(meta, shape, cfg.max_batch)
     for key, val in (("min", cfg.min_shape), ("opt", cfg.opt_shape), ("max", cfg.max_shape)):
         if val is not None:
@@ -199,7 +309,7 @@ def build_engine(
     info = {
         "format": "dakd-edge-engine",
         ENGINE.meta_key: meta.to_dict(),
-        "tensorrt_version": trt.__version__,
+        "tensorrt_version": version,
         "cuda_version": cuda_runtime_version(cudart),
         "gpu": _gpu_name(cudart),
         "precision": cfg.precision,
@@ -218,7 +328,7 @@ def build_engine(
         precision=cfg.precision,
         ops=ops,
         profile=prof,
-        tensorrt_version=trt.__version__,
+        tensorrt_version=version,
         seconds=time.perf_counter() - t0,
     )
 
@@ -327,19 +437,54 @@ TENSORRT_ONNX_OPS = frozenset(
     ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Where Xor
     """.split()
 )
+# Ops of TENSORRT_ONNX_OPS whose importer came after TensorRT 8.5, by the release that added it
+# (onnx-tensorrt docs/Changelog.md: 8.6 EA added GroupNormalization, LayerNormalization and IsInf, 9.2
+# Hardmax; Gelu (opset 20) and Mish (opset 18) are in no 8.x or 9.x docs/operators.md: taken as 10.0).
+ONNX_OPS_SINCE: dict[str, tuple[int, int]] = {
+    "LayerNormalization": (8, 6),
+    "GroupNormalization": (8, 6),
+    "IsInf": (8, 6),
+    "Hardmax": (9, 2),
+    "Gelu": (10, 0),
+    "Mish": (10, 0),
+}
+# (op, input index) the parser needs as a constant before the release that accepts a tensor there
+# (8.x operators.md: Slice/Squeeze "axes must be an initializer", Unsqueeze "a constant tensor", TopK "K";
+# the Changelog: dynamic K in 8.6, tensor Slice axes in 10.3, dynamic Squeeze/Unsqueeze axes in 10.7).
+CONSTANT_INPUT_UNTIL: dict[tuple[str, int], tuple[int, int]] = {
+    ("TopK", 1): (8, 6),
+    ("Slice", 3): (10, 3),
+    ("Squeeze", 1): (10, 7),
+    ("Unsqueeze", 1): (10, 7),
+}
 
 
-def tensorrt_graph_problems(proto: Any, allow_plugins: bool = False) -> list[str]:
+def tensorrt_onnx_ops(version: str | None = None) -> frozenset[str]:
+    """:data:`TENSORRT_ONNX_OPS` less the ops TensorRT ``version`` has no importer for (None: newest)."""
+    if version is None:
+        return TENSORRT_ONNX_OPS
+    v = parse_version(version)
+    return TENSORRT_ONNX_OPS - {op for op, since in ONNX_OPS_SINCE.items() if v < since}
+
+
+def tensorrt_graph_problems(proto: Any, allow_plugins: bool = False, version: str | None = None) -> list[str]:
     """Reasons TensorRT's ONNX parser would reject ``proto`` (empty list: none found).
 
-    Checks op types against :data:`TENSORRT_ONNX_OPS`, that every CumSum axis is a constant, that no
+    Checks op types against :func:`tensorrt_onnx_ops`, that every CumSum axis is a constant, that no
     Einsum uses an ellipsis, and that custom-domain nodes are the ``dakd_edge`` plugins (when allowed).
+    With a TensorRT ``version`` (None: the newest, TensorRT 10), also the opset (8.x parses up to 17) and
+    the inputs that version needs as constants (:data:`CONSTANT_INPUT_UNTIL`).
     """
     constants = {init.name for init in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Constant":
             constants.update(node.output)
+    v = parse_version(version) if version is not None else None
+    known = tensorrt_onnx_ops(version)
     problems = []
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if v is not None and v[0] == 8 and opset is not None and opset > TENSORRT8_MAX_OPSET:
+        problems.append(f"ONNX opset {opset}: TensorRT {version} parses opsets up to {TENSORRT8_MAX_OPSET}")
     for node in proto.graph.node:
         where = f"{node.op_type} node {node.name or '?'}"
         if node.domain not in ("", "ai.onnx"):
@@ -348,6 +493,15 @@ def tensorrt_graph_problems(proto: Any, allow_plugins: bool = False) -> list[str
             continue
         if node.op_type not in TENSORRT_ONNX_OPS:
             problems.append(f"{where}: op not supported by TensorRT's ONNX parser")
+        elif node.op_type not in known:
+            since = ".".join(map(str, ONNX_OPS_SINCE[node.op_type]))
+            layernorm = node.op_type == "LayerNormalization"
+            hint = f"; export with --opset {LAYERNORM_OPSET - 1}" if layernorm else ""
+            problems.append(f"{where}: no importer in TensorRT {version} (needs >= {since}){hint}")
+        for (op, index), until in CONSTANT_INPUT_UNTIL.items():
+            name = node.input[index] if node.op_type == op and len(node.input) > index else ""
+            if v is not None and v < until and name and name not in constants:
+                problems.append(f"{where}: input {index} must be a constant on TensorRT {version}")
         if node.op_type == "CumSum" and (len(node.input) < 2 or node.input[1] not in constants):
             problems.append(f"{where}: CumSum axis is not a constant")
         if node.op_type == "Einsum":
@@ -383,7 +537,11 @@ def export_engine(
     overwrite: bool = False,
     keep_onnx: str | Path | None = None,
 ) -> EngineReport:
-    """PyTorch -> ONNX (with its fp32 parity gate) -> engine -> engine parity; no output on failure."""
+    """PyTorch -> ONNX (with its fp32 parity gate) -> engine -> engine parity; no output on failure.
+
+    The default opset becomes the one the installed TensorRT parses (16 on 8.5, with a :class:`Notice`);
+    an explicit one it cannot parse is refused (:func:`choose_engine_opset`).
+    """
     import tempfile
 
     import onnx
@@ -394,10 +552,23 @@ def export_engine(
     ok, reason = tensorrt_status()
     if not ok:
         raise BackendUnavailable(reason)
+    import tensorrt as trt
+
+    from dakd_edge.export.onnx import DEFAULT_OPSET
+
+    version = trt.__version__
+    check_precision(engine_cfg.precision, version)
+    # The default opset is the one for this TensorRT (16 on 8.5); an explicit other one must parse.
+    opset, note = choose_engine_opset(None if onnx_cfg.opset == DEFAULT_OPSET else onnx_cfg.opset, version)
+    if opset != onnx_cfg.opset:
+        warnings.warn(Notice(note or f"exporting ONNX opset {opset}"), stacklevel=2)
+        onnx_cfg = dataclasses.replace(onnx_cfg, opset=opset)
     with tempfile.TemporaryDirectory(prefix="dakd-export-") as tmpdir:
         onnx_path = Path(keep_onnx) if keep_onnx else Path(tmpdir) / "model.onnx"
         onnx_report = export_onnx(model, meta, onnx_path, onnx_cfg, overwrite=overwrite)
-        problems = tensorrt_graph_problems(onnx.load(str(onnx_path)), allow_plugins=onnx_cfg.ops == "plugin")
+        problems = tensorrt_graph_problems(
+            onnx.load(str(onnx_path)), allow_plugins=onnx_cfg.ops == "plugin", version=version
+        )
         if problems:
             raise ExportError("graph is not TensorRT-parsable: " + "; ".join(problems[:5]))
         report = build_engine(onnx_path, out, meta, engine_cfg, onnx_cfg.ops, onnx_cfg.shape, overwrite)

@@ -333,3 +333,22 @@ def test_scene_without_room_in_the_temp_folder_is_refused_first(tmp_path: Path, 
         assert code == 2 and len(err.splitlines()) == 1, err
         assert f"no space left on {disk} for the --scene class map in {disk}" in err
         assert leftovers(disk) == []
+
+
+def test_engine_onnx_is_exported_per_opset(tmp_path: Path) -> None:
+    """TensorRT 8.5 engines need opset 16 (no LayerNormalization importer): the workbench exports the
+    model once per opset, so ONNX Runtime rows keep the default file and engines get theirs."""
+    import onnx
+
+    from dakd_edge.bench import ModelSpec, Workbench
+    from dakd_edge.export.onnx import DEFAULT_OPSET
+    from dakd_edge.export.tensorrt import choose_engine_opset
+
+    wb = Workbench(ModelSpec.parse("saross-nano"), "cpu", tmp_path)
+    default, old = wb.onnx_path(), wb.onnx_path(choose_engine_opset(None, "8.5.2.2")[0])
+    assert default != old and wb.onnx_path(DEFAULT_OPSET) == default and wb.onnx_path(16) == old
+    ops = {p: {n.op_type for n in onnx.load(p).graph.node} for p in (default, old)}
+    assert onnx.load(old).opset_import[0].version == 16 and "LayerNormalization" not in ops[old]
+    assert (
+        onnx.load(default).opset_import[0].version == DEFAULT_OPSET and "LayerNormalization" in ops[default]
+    )

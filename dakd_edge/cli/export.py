@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from dakd_edge.errors import ExportError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
@@ -37,7 +38,8 @@ ENGINE_DEFAULTS = EngineConfig()
     help="standard: plain ONNX ops (any runtime); plugin: dakd_edge nodes for the TensorRT plugins; "
     "auto: standard for ONNX, plugin for engines when TensorRT plugins are usable.",
 )
-@click.option("--opset", type=int, default=ONNX_DEFAULTS.opset, show_default=True)
+@click.option("--opset", type=int, default=ONNX_DEFAULTS.opset, show_default=True,
+              help="ONNX opset (engines: 16 when TensorRT is 8.5, which cannot parse LayerNormalization).")  # fmt: skip
 @click.option("--scan-chunk", type=int, default=ONNX_DEFAULTS.scan_chunk, show_default=True,
               help="Chunk length of the standard-ops scan (8 suits CPUs; try 32-64 for TensorRT).")  # fmt: skip
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
@@ -76,11 +78,16 @@ def export(
     check_output(out, overwrite)
     fixed = parse_shape(shape) if shape else None
     if fmt == ENGINE.name:
-        from dakd_edge.export.tensorrt import tensorrt_status
+        from dakd_edge.export.tensorrt import choose_engine_opset, tensorrt_status
 
         ok, reason = tensorrt_status()
         if not ok:
             raise ExportError(f"--format engine: {reason}")
+        # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
+        given = click.get_current_context().get_parameter_source("opset") is not ParameterSource.DEFAULT
+        opset, opset_note = choose_engine_opset(opset if given else None)
+        if opset_note:
+            click.echo(f"note: {opset_note}", err=True)
     mode, note = choose_ops(ops, fmt)
     if note:
         click.echo(f"note: {note}", err=True)

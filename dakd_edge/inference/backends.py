@@ -239,6 +239,7 @@ class TensorRTBackend(Backend):
 
     Device memory and the stream come from ``cuda-python`` (no torch). Inputs outside the profile's
     min/max sizes are padded (smaller) or refused (larger); batches are split to the profile's max.
+    Needs TensorRT >= 8.5 (JetPack >= 5.1): the name-based tensor API used here starts there.
     """
 
     name = "tensorrt"
@@ -252,6 +253,9 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except ImportError as e:
             raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
+        from dakd_edge.export.tensorrt import check_tensorrt_version
+
+        check_tensorrt_version(trt.__version__)
         self._cudart = import_cudart()
         check_engine_compat(info, trt.__version__, cuda_runtime_version(self._cudart))
         if info.get(ENGINE.ops_key) == "plugin":
