@@ -266,6 +266,11 @@ def _deg(v: float, hemi: str) -> str:
 @click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [whole product].")
 @click.option("--offset", default="0,0", show_default=True, help="LINE,PIXEL of the crop's first pixel.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Scene seed.")
+@click.option(
+    "--center",
+    help="LAT,LON of a generated product's centre (not with --from), e.g. 60.5,179.9 for one that "
+    "crosses the antimeridian [40,25].",
+)
 @click.option("--zip", "make_zip", is_flag=True, help="Also write PRODUCT.zip beside the .SAFE folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PRODUCT.SAFE (and PRODUCT.zip).")
 def synth_product(
@@ -274,6 +279,7 @@ def synth_product(
     size: str | None,
     offset: str,
     seed: int,
+    center: str | None,
     make_zip: bool,
     overwrite: bool,
 ) -> None:
@@ -296,8 +302,21 @@ def synth_product(
             f"{size!r} is too small: a product is at least {MIN_PRODUCT_SIDE}x{MIN_PRODUCT_SIDE}",
             param_hint="--size",
         )
+    where = {}
+    if center is not None:
+        if source is not None:
+            raise click.BadParameter("applies to a generated product, not with --from", param_hint="--center")
+        try:
+            lat, lon = (float(v) for v in center.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{center!r}: use LAT,LON in degrees", param_hint="--center") from None
+        if not (-80.0 <= lat <= 80.0 and -180.0 <= lon <= 180.0):  # the grid is built on a local plane
+            raise click.BadParameter(
+                f"{center!r}: latitude -80..80, longitude -180..180", param_hint="--center"
+            )
+        where["center"] = (lat, lon)
     p = build_synthetic_product(
         out_dir, source=source, shape=shape, offset=(line, pixel), seed=seed, make_zip=make_zip,
-        overwrite=overwrite,
+        overwrite=overwrite, **where,
     )  # fmt: skip
     click.echo(str(p.zip_path or p.path))

@@ -65,7 +65,14 @@ def test_synth_product_refuses_an_existing_product_unless_overwrite(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    [(["--size", "16"], "32x32"), (["--size", "20x64"], "32x32"), (["--seed", "-1"], "--seed")],
+    [
+        (["--size", "16"], "32x32"),
+        (["--size", "20x64"], "32x32"),
+        (["--seed", "-1"], "--seed"),
+        (["--center", "60.5"], "LAT,LON"),
+        (["--center", "89,0"], "latitude -80..80"),
+        (["--center", "0,181"], "longitude -180..180"),
+    ],
 )
 def test_synth_product_bad_options_write_nothing(tmp_path: Path, run_cli, args: list[str], says: str) -> None:
     out = tmp_path / "new" / "p"
@@ -74,6 +81,24 @@ def test_synth_product_bad_options_write_nothing(tmp_path: Path, run_cli, args: 
     if "--size" in args:
         assert "--size" in err
     assert not (tmp_path / "new").exists()  # OUT is created only when a product is written
+
+
+def test_synth_product_center_on_the_antimeridian(tmp_path: Path, run_cli, shared_data: Path) -> None:
+    """--center places a generated product (e.g. across longitude 180, for the Bering Sea); not with
+    --from, whose geolocation is the real product's."""
+    code, out, err = run_cli(
+        ["synth-product", str(tmp_path / "p"), "--size", "64x96", "--center", "60.5,179.999"]
+    )
+    assert code == 0, err
+    code, out, err = run_cli(["info", out.strip(), "--json"])
+    meta = json.loads(out)
+    west, south, east, north = meta["bounds"]
+    assert west > 179.9 and east < -179.9 and 60.4 < south < north < 60.6  # west > east: across 180
+    assert meta["footprint_wkt"].startswith("MULTIPOLYGON")
+    code, _, err = run_cli(
+        ["synth-product", str(tmp_path / "q"), "--from", str(shared_data / REAL), "--center", "1,2"]
+    )
+    assert code == 2 and "--center" in err and "--from" in err and not (tmp_path / "q").exists()
 
 
 def test_synth_product_too_small_crop_of_a_real_product(tmp_path: Path, run_cli, shared_data: Path) -> None:
