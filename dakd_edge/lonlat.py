@@ -203,3 +203,46 @@ def geojson_geometry(rings: Sequence[Ring] | Sequence[np.ndarray]) -> tuple[dict
     if len(coords) == 1:
         return {"type": "Polygon", "coordinates": coords[0]}, [round(v, 9) for v in box]
     return {"type": "MultiPolygon", "coordinates": coords}, [round(v, 9) for v in box]
+
+
+def geojson_geometries(
+    points: np.ndarray, ring_sizes: Sequence[int], rings_per_polygon: Sequence[int]
+) -> list[tuple[dict[str, Any], list[float]]]:
+    """:func:`geojson_geometry` of many polygons at once: ``points`` (n, 2) holds every closed ring of
+    every polygon back to back (``ring_sizes`` points each; ``rings_per_polygon`` rings each, exterior
+    first). A scene can have tens of thousands of small polygons, nearly all far from 180: those are
+    wound, rounded and bounded with whole-array operations; only the ones whose longitudes span 180
+    degrees or more, or leave [-180, 180], go through the per-polygon cut."""
+    pts = np.asarray(points, np.float64)
+    sizes = np.asarray(ring_sizes, np.int64)
+    if len(sizes) == 0:
+        return []
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    x, y = pts[:, 0], pts[:, 1]
+    cross = np.zeros(len(pts))
+    cross[:-1] = x[:-1] * y[1:] - x[1:] * y[:-1]
+    cross[starts[1:] - 1] = 0.0  # the pair from one ring's last point to the next ring's first
+    area2 = np.add.reduceat(cross, starts)  # twice each ring's signed area
+    xmin, xmax = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+    ymin, ymax = np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
+    first_ring = np.concatenate([[0], np.cumsum(rings_per_polygon)[:-1]]).astype(np.int64)
+    pxmin, pxmax = np.minimum.reduceat(xmin, first_ring), np.maximum.reduceat(xmax, first_ring)
+    slow = (pxmax - pxmin >= 180.0) | (pxmin < -180.0) | (pxmax > 180.0)
+    exterior = np.zeros(len(sizes), bool)
+    exterior[first_ring] = True
+    flip = (area2 > 0) != exterior  # exteriors counterclockwise, holes clockwise
+    coords = pts.round(9)
+    for r in np.flatnonzero(flip):
+        a, b = starts[r], starts[r] + sizes[r]
+        coords[a:b] = coords[a:b][::-1]
+    flat = coords.tolist()
+    box = np.column_stack([xmin, ymin, xmax, ymax]).round(9).tolist()
+    out: list[tuple[dict[str, Any], list[float]]] = []
+    for k, (r0, n) in enumerate(zip(first_ring.tolist(), rings_per_polygon, strict=True)):
+        if slow[k]:
+            rings = [pts[starts[r] : starts[r] + sizes[r]] for r in range(r0, r0 + n)]
+            out.append(geojson_geometry(rings))
+            continue
+        rings_k = [flat[starts[r] : starts[r] + sizes[r]] for r in range(r0, r0 + n)]
+        out.append(({"type": "Polygon", "coordinates": rings_k}, box[r0]))
+    return out

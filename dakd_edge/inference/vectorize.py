@@ -31,7 +31,7 @@ from affine import Affine
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import OutputError
-from dakd_edge.lonlat import Ring, geojson_geometry, signed_area
+from dakd_edge.lonlat import Ring, geojson_geometries, signed_area
 
 VECTOR_FORMATS = (".geojson", ".json", ".gpkg")
 
@@ -415,20 +415,22 @@ def _to_wgs84(crs: Any):
 
 
 def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None:
-    tr = _to_wgs84(crs) if crs is not None else None
-    features = []
-    for i, s in enumerate(spills, 1):
-        feature: dict[str, Any] = {"type": "Feature", "id": i}
-        if crs is None:  # image pixels: nothing to wrap
+    features: list[dict[str, Any]] = []
+    if crs is None:  # image pixels: nothing to wrap
+        for i, s in enumerate(spills, 1):
             coords = [[[round(x, 9), round(y, 9)] for x, y in r] for r in s.rings]
-            feature["geometry"] = {"type": "Polygon", "coordinates": coords}
-        else:
-            rings = [np.asarray(r, np.float64) for r in s.rings]
-            if tr is not None:
-                rings = [np.column_stack(tr.transform(r[:, 0], r[:, 1])) for r in rings]
-            feature["geometry"], feature["bbox"] = geojson_geometry(rings)
-        feature["properties"] = s.properties(i)
-        features.append(feature)
+            features.append({"type": "Feature", "id": i, "geometry": {"type": "Polygon", "coordinates": coords},
+                             "properties": s.properties(i)})  # fmt: skip
+    elif spills:  # every vertex reprojected in one call, every polygon wound and bounded at once
+        sizes = [len(r) for s in spills for r in s.rings]
+        pts = np.concatenate([np.asarray(r, np.float64).reshape(-1, 2) for s in spills for r in s.rings])
+        tr = _to_wgs84(crs)
+        if tr is not None:
+            pts = np.column_stack(tr.transform(pts[:, 0], pts[:, 1]))
+        geoms = geojson_geometries(pts, sizes, [len(s.rings) for s in spills])
+        for i, (s, (geometry, box)) in enumerate(zip(spills, geoms, strict=True), 1):
+            features.append({"type": "Feature", "id": i, "geometry": geometry, "bbox": box,
+                             "properties": s.properties(i)})  # fmt: skip
     doc: dict[str, Any] = {"type": "FeatureCollection", "name": name, "features": features}
     if crs is None:
         doc["note"] = "no georeference: coordinates are image pixels (column, row)"
