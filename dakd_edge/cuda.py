@@ -50,3 +50,30 @@ def cuda_runtime_version(cudart: Any) -> str | None:
     except BackendUnavailable:
         return None
     return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT or CUDA version string: ``"8.5.2.2"`` -> ``(8, 5)``, ``"10.3.0"`` ->
+    ``(10, 3)``. Here, not in the builder, so the plugin check can use it without importing the export."""
+    nums = [int(n) for n in re.findall(r"\d+", str(text))[:2]]
+    return (nums + [0, 0])[0], (nums + [0, 0])[1]
+
+
+MIN_TENSORRT = (8, 5)  # IExecutionContext.set_input_shape / set_tensor_address / execute_async_v3
+
+
+def tensorrt_too_old(version: str) -> str | None:
+    """Why TensorRT ``version`` cannot build or run dakd-edge engines (one line), or None if it can."""
+    if parse_version(version) >= MIN_TENSORRT:
+        return None
+    return (
+        f"TensorRT {version} is too old: dakd-edge needs TensorRT >= 8.5 (JetPack >= 5.1), whose "
+        "name-based tensor API (set_input_shape, set_tensor_address, execute_async_v3) the runner uses"
+    )
+
+
+def check_tensorrt_version(version: str) -> None:
+    """Raise :class:`BackendUnavailable` (one line) for a TensorRT older than :data:`MIN_TENSORRT`."""
+    reason = tensorrt_too_old(version)
+    if reason:
+        raise BackendUnavailable(reason)

@@ -30,6 +30,12 @@ def _wrap_lon(lon: Any) -> Any:
     return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
 
 
+def near(lon: Any, ref: float) -> Any:
+    """Longitudes taken the short way round from ``ref``: within 180 degrees of it, unwrapped past
+    +-180 when ``ref`` is near there (a scene or polygon on the antimeridian stays one piece)."""
+    return ref + _wrap_lon(np.asarray(lon, np.float64) - ref)
+
+
 def _inside(x: float, y: float, ring: np.ndarray) -> bool:
     """Whether (x, y) is inside the closed ``ring`` (even-odd ray casting)."""
     x0, y0, x1, y1 = ring[:-1, 0], ring[:-1, 1], ring[1:, 0], ring[1:, 1]
@@ -144,7 +150,7 @@ def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray
     arrs = [np.array(r, np.float64).reshape(-1, 2) for r in rings]
     ref = float(_wrap_lon(arrs[0][0, 0]))
     for i, a in enumerate(arrs):
-        a[:, 0] = ref + _wrap_lon(a[:, 0] - ref)
+        a[:, 0] = near(a[:, 0], ref)
         if (signed_area(a) > 0) != (i == 0):  # exterior counterclockwise, holes clockwise
             arrs[i] = a[::-1]
     lo = min(float(a[:, 0].min()) for a in arrs)

@@ -37,7 +37,7 @@ def plugins_status() -> tuple[bool, str]:
         import tensorrt as trt
     except ImportError:
         return False, "TensorRT is not installed; use --ops standard"
-    from dakd_edge.export.tensorrt import parse_version
+    from dakd_edge.cuda import parse_version
 
     # By version, not only by import: tensorrt.plugin predates 10.8, the release this module is written for
     too_old = f"TensorRT {trt.__version__} cannot serve the plugins (needs >= 10.8 with tensorrt.plugin)"

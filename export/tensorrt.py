@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import platform
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -30,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.atomic import Transaction, atomic_path, check_output
+from dakd_edge.cuda import parse_version, tensorrt_too_old
 from dakd_edge.errors import BackendUnavailable, DakdError, DatasetError, ExportError, Notice
 from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
 from dakd_edge.meta import ModelMeta
 
 MAX_BATCH = 8  # default profile: up to this many tiles per call
 # TensorRT versions (major, minor) where what the builder and runner use appears or changes.
-MIN_TENSORRT = (8, 5)  # IExecutionContext.set_input_shape / set_tensor_address / execute_async_v3
 OPT_LEVEL_TENSORRT = (8, 6)  # IBuilderConfig.builder_optimization_level
 LAYERNORM_TENSORRT = (8, 6)  # the ONNX parser's LayerNormalization importer
 EXPLICIT_ONLY_TENSORRT = (10, 0)  # networks are always explicit batch; the EXPLICIT_BATCH flag is ignored
@@ -106,29 +105,6 @@ class EngineReport:
         d = asdict(self)
         d["parity"] = [p.to_dict() for p in self.parity]
         return d
-
-
-def parse_version(text: str) -> tuple[int, int]:
-    """(major, minor) of a TensorRT version string: ``"8.5.2.2"`` -> ``(8, 5)``, ``"10.3.0"`` -> ``(10, 3)``."""
-    nums = [int(n) for n in re.findall(r"\d+", str(text))[:2]]
-    return (nums + [0, 0])[0], (nums + [0, 0])[1]
-
-
-def tensorrt_too_old(version: str) -> str | None:
-    """Why TensorRT ``version`` cannot build or run dakd-edge engines (one line), or None if it can."""
-    if parse_version(version) >= MIN_TENSORRT:
-        return None
-    return (
-        f"TensorRT {version} is too old: dakd-edge needs TensorRT >= 8.5 (JetPack >= 5.1), whose "
-        "name-based tensor API (set_input_shape, set_tensor_address, execute_async_v3) the runner uses"
-    )
-
-
-def check_tensorrt_version(version: str) -> None:
-    """Raise :class:`BackendUnavailable` (one line) for a TensorRT older than :data:`MIN_TENSORRT`."""
-    reason = tensorrt_too_old(version)
-    if reason:
-        raise BackendUnavailable(reason)
 
 
 def check_precision(precision: str, version: str) -> None:

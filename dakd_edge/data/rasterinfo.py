@@ -175,14 +175,11 @@ def product_polarisations(name: str) -> tuple[str, ...] | None:
 
 
 def lon_lat_bounds(ring: list[tuple[float, float]]) -> list[float]:
-    """[west, south, east, north] of a (lon, lat) ring; west > east when it crosses the antimeridian."""
-    lons = np.array([p[0] for p in ring])
-    lats = [p[1] for p in ring]
-    if lons.max() - lons.min() > 180.0:  # shorter the other way round: take the eastern side as 0..360
-        east = np.where(lons < 0, lons + 360.0, lons)
-        west_end, east_end = float(east.min()), float(east.max())
-        return [(west_end + 180.0) % 360.0 - 180.0, min(lats), (east_end + 180.0) % 360.0 - 180.0, max(lats)]
-    return [float(lons.min()), min(lats), float(lons.max()), max(lats)]
+    """[west, south, east, north] of a (lon, lat) ring; west > east when it crosses the antimeridian
+    (RFC 7946, as the GeoJSON outputs give it: :func:`dakd_edge.lonlat.geojson_geometry`)."""
+    from dakd_edge.lonlat import geojson_geometry
+
+    return geojson_geometry([np.asarray(ring, np.float64)])[1]
 
 
 def _corners(grid) -> list[tuple[float, float]]:

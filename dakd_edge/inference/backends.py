@@ -253,7 +253,7 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except ImportError as e:
             raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
-        from dakd_edge.export.tensorrt import check_tensorrt_version
+        from dakd_edge.cuda import check_tensorrt_version
 
         check_tensorrt_version(trt.__version__)
         self._cudart = import_cudart()

@@ -32,6 +32,7 @@ from dakd_edge.errors import InputError
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import SceneInfo
 from dakd_edge.inference.readers import georef_of, utm_crs
+from dakd_edge.lonlat import near
 
 BLOCK = 512
 LATTICE = 32  # output pixels between exactly geolocated points (bilinear in between: << 0.1 px error)
@@ -106,7 +107,7 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
                     gx, gy = np.meshgrid(xs + bx + 0.5, ys + by + 0.5)
                     px, py = transform @ (gx, gy)
                     lon, lat = to_lonlat.transform(px, py)
-                    lon = c_lon + (np.asarray(lon) - c_lon + 180.0) % 360.0 - 180.0  # the scene's frame
+                    lon = near(lon, c_lon)  # the scene's frame
                     r, c = georef.rowcol(lon, lat)
                     rr = np.floor(_lerp2(np.asarray(r), ys, xs, bh, bw)).astype(np.int64)
                     cc = np.floor(_lerp2(np.asarray(c), ys, xs, bh, bw)).astype(np.int64)

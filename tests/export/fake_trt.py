@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dakd_edge.export.tensorrt import parse_version
+from dakd_edge.cuda import parse_version
 
 CLASSES = 2  # output channels the fake engine reports
 
