@@ -18,7 +18,7 @@ from typing import Any
 from dakd_edge.atomic import atomic_path, probe_writable, remove_made_dirs, topmost_missing
 from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, worker_pool, worker_sizes
 from dakd_edge.batch.inputs import expand_inputs
-from dakd_edge.batch.layer import FORMATS, layer_path, merge, read_parts, write_layer
+from dakd_edge.batch.layer import FORMATS, Memo, layer_path, merge, read_parts, write_layer
 from dakd_edge.batch.manifest import OPTIONS, append_record, read_manifest, scene_outputs, verified
 from dakd_edge.batch.worker import ModelSpec, is_factory
 from dakd_edge.errors import InputError, ModelFileError, OutputError
@@ -324,37 +324,54 @@ class _Layer:
 
     ``warnings`` (scene id -> line, from the last build) says which scenes' polygons are missing
     from the layer: no georeference, or a file that cannot be read.
+
+    A rebuild runs in the driver's loop: while it lasts, no worker that finishes gets a new scene. On an
+    archive (a million polygons) it takes tens of seconds, mostly writing the file, so a periodic one
+    waits ``SPACING`` times as long as the last one took (and at least ``every``): the layer keeps at
+    most a fifth of the driver's time. Parsed scenes are kept by (scene id, manifest sha256), merged
+    groups in a :class:`~dakd_edge.batch.layer.Memo`, and a build of the same scenes as the layer
+    already on disk writes nothing.
     """
+
+    SPACING = 4.0
 
     def __init__(self, out: Path, path: Path) -> None:
         self.out, self.path = out, path
         self.cache: dict[tuple[str, str], tuple[list[Any], str | None]] = {}
+        self.memo = Memo()
         self.warnings: dict[str, str] = {}
         self.last = time.monotonic()
+        self.took = 0.0  # seconds the last build took
+        self.written: tuple[list[tuple[str, str]], int] | None = None  # scenes and features on disk
 
     def maybe(self, finished: dict[str, dict[str, Any]], every: float) -> None:
-        if time.monotonic() - self.last >= every:
+        if time.monotonic() - self.last >= max(every, self.SPACING * self.took):
             self.build(finished)
 
     def build(self, finished: dict[str, dict[str, Any]]) -> int:
-        parts = []
-        self.warnings = {}
+        t0 = time.monotonic()
+        keys = []
         for sid in sorted(finished):
             rec = finished[sid]
-            vector = scene_outputs(self.out, sid)["vector"]
             key = (sid, (rec.get("sha256") or {}).get("vector", ""))
             if key not in self.cache:
+                vector = scene_outputs(self.out, sid)["vector"]
                 if not vector.is_file():
                     continue
                 self.cache[key] = self._read(vector, rec)
-            got, warning = self.cache[key]
-            parts += got
-            if warning:
-                self.warnings[sid] = warning
-        features = merge(parts)
-        write_layer(self.path, features)
+            keys.append(key)
+        self.cache = {k: self.cache[k] for k in keys}  # a scene run again: its old parts go
+        self.warnings = {k[0]: w for k, (_, w) in self.cache.items() if w}
+        if self.written is not None and self.written[0] == keys and self.path.is_file():
+            n = self.written[1]  # nothing new since the last build
+        else:
+            features = merge([p for k in keys for p in self.cache[k][0]], self.memo)
+            write_layer(self.path, features)
+            n = len(features)
+            self.written = (keys, n)
         self.last = time.monotonic()
-        return len(features)
+        self.took = self.last - t0
+        return n
 
     @staticmethod
     def _read(vector: Path, rec: dict[str, Any]) -> tuple[list[Any], str | None]:

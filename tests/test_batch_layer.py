@@ -1,0 +1,207 @@
+"""The merged layer of `dakd-edge batch` at archive scale: what a rebuild may skip, and that the fast
+paths build the same features as the plain ones. No Ray: layer and runner's ``_Layer`` alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+shapely = pytest.importorskip("shapely")
+
+from dakd_edge.batch import layer as layer_mod  # noqa: E402
+from dakd_edge.batch import runner  # noqa: E402
+from dakd_edge.batch.layer import Memo, Part, merge, read_layer, read_parts  # noqa: E402
+from dakd_edge.batch.manifest import scene_outputs  # noqa: E402
+from dakd_edge.errors import OutputError  # noqa: E402
+
+box = shapely.geometry.box
+PROPS = {"area_m2": 100.0, "mean_prob": 0.8, "max_prob": 0.9}
+
+
+def _part(sid: str, geom, fid: int) -> Part:
+    return Part(sid, None, "S1A", geom, {"id": fid, **PROPS})
+
+
+def _counting_features(monkeypatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = layer_mod._feature
+
+    def counted(group):
+        calls.append([p.scene_id for p in group])
+        return real(group)
+
+    monkeypatch.setattr(layer_mod, "_feature", counted)
+    return calls
+
+
+def test_a_rebuild_computes_only_the_groups_its_new_scenes_make(monkeypatch) -> None:
+    a, b, c = _part("a", box(0, 0, 1, 1), 1), _part("b", box(0.5, 0, 2, 1), 1), _part("c", box(5, 5, 6, 6), 1)
+    calls = _counting_features(monkeypatch)
+    memo = Memo()
+    first = merge([a, b, c], memo)
+    assert calls == [["a", "b"], ["c"]]
+    d, e = _part("d", box(5.5, 5, 7, 6), 1), _part("e", box(9, 9, 10, 10), 1)  # d joins c; e alone
+    second = merge([a, b, c, d, e], memo)
+    assert calls[2:] == [["c", "d"], ["e"]]
+    assert second[0] is first[0]  # a-b: kept from the first merge
+    assert [f["scene_ids"] for f in second] == ["a,b", "c,d", "e"]
+    assert len(memo.features) == 3  # the group {c} alone is gone from the memo
+    plain = merge([a, b, c, d, e])
+    assert [{k: v for k, v in f.items() if k != "geometry"} for f in plain] == [
+        {k: v for k, v in f.items() if k != "geometry"} for f in second
+    ]
+    assert all(
+        shapely.equals_exact(f["geometry"], g["geometry"], 0) for f, g in zip(plain, second, strict=True)
+    )
+
+
+def _scene(out: Path, sid: str, geoms: list, sha: str) -> dict:
+    path = scene_outputs(out, sid)["vector"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feats = [
+        {
+            "type": "Feature",
+            "id": i,
+            "geometry": shapely.geometry.mapping(g),
+            "properties": {"id": i, **PROPS},
+        }
+        for i, g in enumerate(geoms, 1)
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return {"id": sid, "status": "ok", "sha256": {"vector": sha}}
+
+
+@pytest.fixture()
+def writes(monkeypatch) -> list[int]:
+    """Features of each write_layer call of the runner."""
+    calls: list[int] = []
+    real = runner.write_layer
+
+    def counted(path, features, *args):
+        calls.append(len(features))
+        real(path, features, *args)
+
+    monkeypatch.setattr(runner, "write_layer", counted)
+    return calls
+
+
+def test_unchanged_scenes_are_not_written_again_and_a_rerun_scene_replaces_its_parts(
+    tmp_path, writes
+) -> None:
+    out = tmp_path / "batch"
+    finished = {
+        "a": _scene(out, "a", [box(0, 0, 1, 1), box(3, 0, 4, 1)], "sha-a"),
+        "b": _scene(out, "b", [box(0.5, 0, 2, 1)], "sha-b"),
+    }
+    layer = runner._Layer(out, out / "spills.parquet")
+    assert layer.build(finished) == 2 and writes == [2]
+    assert layer.build(dict(finished)) == 2 and writes == [2]  # the layer on disk is this one
+    (out / "spills.parquet").unlink()
+    assert layer.build(finished) == 2 and writes == [2, 2]  # ... unless it is gone
+    finished["a"] = _scene(out, "a", [box(5, 5, 6, 6)], "sha-a2")  # run again: other polygons
+    assert layer.build(finished) == 2 and writes == [2, 2, 2]
+    assert sorted(layer.cache) == [("a", "sha-a2"), ("b", "sha-b")]
+    assert [f["scene_ids"] for f in read_layer(out / "spills.parquet")] == ["a", "b"]
+
+
+def test_a_periodic_rebuild_waits_four_times_as_long_as_the_last_one_took(
+    tmp_path, writes, monkeypatch
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    real = runner.merge
+
+    def slow_merge(*args):  # a rebuild of 10 s
+        clock[0] += 10.0
+        return real(*args)
+
+    monkeypatch.setattr(runner, "merge", slow_merge)
+    out = tmp_path / "batch"
+    layer = runner._Layer(out, out / "spills.gpkg")
+    finished = {}
+    for i, (at, built) in enumerate([(29.0, 0), (30.0, 1), (75.0, 1), (80.0, 2), (120.0, 2), (130.0, 3)]):
+        finished[f"s{i}"] = _scene(out, f"s{i}", [box(i, 0, i + 0.5, 1)], f"sha{i}")
+        clock[0] = at
+        layer.maybe(finished, 30.0)
+        assert len(writes) == built, (at, writes)
+    assert layer.took == 10.0
+
+
+def _geojson(tmp_path: Path, geometries: list[dict]) -> Path:
+    feats = [{"type": "Feature", "geometry": g, "properties": {"id": i}} for i, g in enumerate(geometries, 1)]
+    p = tmp_path / "s_spills.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return p
+
+
+def test_read_parts_builds_the_geometries_shape_builds(tmp_path) -> None:
+    """The vectorised reader gives the geometry ``shape`` (then the cut at 180, then make_valid) gives."""
+    ring = [[10.0, 60.0], [10.001, 60.0], [10.001, 60.001], [10.0, 60.001], [10.0, 60.0]]
+    hole = [
+        [10.0002, 60.0002],
+        [10.0002, 60.0004],
+        [10.0004, 60.0004],
+        [10.0004, 60.0002],
+        [10.0002, 60.0002],
+    ]
+    geoms = [
+        {"type": "Polygon", "coordinates": [ring, hole]},
+        {"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 4], [1, 2]]]},  # integers
+        {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},  # bow-tie: invalid
+        {"type": "Polygon", "coordinates": [[[179.9, 1], [-179.9, 1], [-179.9, 2], [179.9, 2], [179.9, 1]]]},
+        {"type": "MultiPolygon", "coordinates": [[[[179, 0], [180, 0], [180, 1], [179, 0]]]]},
+    ]
+    parts, unplaced = read_parts(_geojson(tmp_path, geoms), {"id": "s"})
+    want = [layer_mod._cut_wide(shapely.geometry.shape(g)) for g in geoms]
+    want = [g if g.is_valid else shapely.make_valid(g) for g in want]
+    assert unplaced == 0 and [p.props["id"] for p in parts] == [1, 2, 3, 4, 5]
+    assert [shapely.to_wkb(p.geom) for p in parts] == [shapely.to_wkb(g) for g in want]
+    assert [p.geom.geom_type for p in parts] == [
+        "Polygon",
+        "Polygon",
+        "MultiPolygon",
+        "MultiPolygon",
+        "MultiPolygon",
+    ]
+
+
+def test_a_malformed_polygon_fails_as_shape_fails(tmp_path) -> None:
+    geoms = [
+        {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+        {"type": "Polygon", "coordinates": [[[0, 0], [1, 0]]]},  # 2 points: no ring
+    ]
+    with pytest.raises(ValueError) as shape_error:
+        shapely.geometry.shape(geoms[1])
+    with pytest.raises(OutputError) as e:
+        read_parts(_geojson(tmp_path, geoms), {"id": "s"})
+    assert str(e.value) == f"{tmp_path / 's_spills.geojson'}: cannot read (ValueError: {shape_error.value})"
+
+
+def test_geodesic_area_is_pyprojs_to_the_last_bit() -> None:
+    from pyproj import Geod
+
+    outer = shapely.geometry.polygon.orient(box(10, 60, 10.01, 60.01) - box(10.002, 60.002, 10.004, 60.004))
+    geom = shapely.MultiPolygon([outer, box(10.02, 60.0, 10.03, 60.005)])  # with a hole; two pieces
+    assert layer_mod._geodesic_area(geom) == abs(Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
+    assert round(layer_mod._geodesic_area(geom), 3) == 907539.214
+
+
+def test_joined_longitude_spans_give_lon_span_of_all() -> None:
+    """GeoParquet's bbox: ``lon_span`` of the intervals joined in numpy is ``lon_span`` of them all."""
+    import numpy as np
+
+    from dakd_edge.lonlat import lon_span
+
+    spans = [(170.0, 175.0), (-180.0, -170.0), (174.0, 180.0), (10.0, 20.0), (12.0, 15.0), (20.0, 21.0)]
+    west, east = (np.array(v) for v in zip(*spans, strict=True))
+    joined = layer_mod._overlapping_spans(west, east)
+    assert joined == [(-180.0, -170.0), (10.0, 21.0), (170.0, 180.0)]
+    assert lon_span(joined) == lon_span(spans) == (10.0, -170.0)  # west > east: across 180
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        w = rng.uniform(-180, 170, 40).round(1)
+        e = np.minimum(w + rng.uniform(0, 30, 40).round(1), 180.0)
+        want = lon_span(list(zip(w.tolist(), e.tolist(), strict=True)))
+        assert lon_span(layer_mod._overlapping_spans(w, e)) == want
