@@ -205,3 +205,26 @@ def test_joined_longitude_spans_give_lon_span_of_all() -> None:
         e = np.minimum(w + rng.uniform(0, 30, 40).round(1), 180.0)
         want = lon_span(list(zip(w.tolist(), e.tolist(), strict=True)))
         assert lon_span(layer_mod._overlapping_spans(w, e)) == want
+
+
+def test_only_scenes_of_one_pass_merge() -> None:
+    """Consecutive products of a datatake (25 s apart) and a reprocessed twin merge; the same slick 12
+    days later, or on the next orbit, is another observation; scenes without a time merge as before."""
+    g1, g2 = box(0, 0, 1, 1), box(0.5, 0, 2, 1)
+
+    def at(sid: str, t: str | None, g) -> Part:
+        return Part(sid, t, "S1A", g, {"id": 1, **PROPS})
+
+    def scene_ids(a: str | None, b: str | None) -> list[str]:
+        return [f["scene_ids"] for f in merge([at("a", a, g1), at("b", b, g2)])]
+
+    assert scene_ids("2021-12-23T05:11:22.5", "2021-12-23T05:11:47.1") == ["a,b"]  # next product
+    assert scene_ids("2021-12-23T05:11:22", "2021-12-23T05:11:22") == ["a,b"]  # a twin
+    assert scene_ids("2021-12-23T05:11:22", "2022-01-04T05:11:20") == ["a", "b"]  # 12 days later
+    assert scene_ids("2021-12-23T05:11:22Z", "2021-12-23T06:49:30+00:00") == ["a", "b"]  # next orbit
+    assert scene_ids(None, "2021-12-23T05:11:22") == ["a,b"]  # a GeoTIFF without a time
+    assert scene_ids("not a time", "2022-01-04T05:11:20") == ["a,b"]
+    # a chain: a-b one pass, c on another date over both: two features, c alone
+    parts = [at("a", "2021-12-23T05:11:22", g1), at("b", "2021-12-23T05:11:47", g2),
+             at("c", "2022-01-04T05:11:22", box(0, 0, 2, 1))]  # fmt: skip
+    assert [f["scene_ids"] for f in merge(parts)] == ["a,b", "c"]

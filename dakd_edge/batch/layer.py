@@ -4,7 +4,9 @@ Consecutive Sentinel-1 products of one datatake overlap by a few km, and a pass 
 (a product and its reprocessed twin): a slick seen in both would appear twice. Polygons of
 *different* scenes whose interiors overlap are unioned (transitively: a slick across three products is
 one feature) and keep all their scene ids; polygons of one scene never overlap (they are connected
-components of one class map) and are left as they are.
+components of one class map) and are left as they are. Only scenes of one pass merge (start times at
+most :data:`SAME_PASS_S` apart, or unknown): in an archive, a slick seen in the same place on two dates
+is two observations, each its own feature with its own time.
 
 Frame: WGS84 longitude/latitude. A batch can span UTM zones (a pass runs thousands of km; the GRD
 polygons of each scene are in the UTM zone of *its* centre), so no single projected CRS fits all, and
@@ -46,6 +48,10 @@ from dakd_edge.errors import InputError, OutputError
 
 FORMATS = ("gpkg", "parquet")
 GRID = 1e-9  # degrees: the precision of the per-scene GeoJSON
+# Scenes whose start times lie further apart are different observations (another pass: 6-12 days, or
+# the next orbit: 98 minutes), never one slick: consecutive products of a datatake start ~25 s (IW) to
+# ~60 s (EW) apart, a reprocessed twin at the same time. Scenes without a time merge as before.
+SAME_PASS_S = 600.0
 TABLE = "oil_spills"
 COLUMNS = (  # name, GeoPackage type, Arrow type name
     ("scene_ids", "TEXT", "string"),
@@ -200,8 +206,24 @@ def merge(parts: list[Part], memo: Memo | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def _seconds(start_time: str | None) -> float:
+    """POSIX seconds of an ISO start time (naive times read as UTC, as Sentinel-1 annotations give
+    them); NaN when there is none or it cannot be read."""
+    from datetime import datetime, timezone
+
+    if not start_time:
+        return float("nan")
+    try:
+        t = datetime.fromisoformat(start_time.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return float("nan")
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
-    """Pairs (i < j) of parts of different scenes (``parts`` sorted by scene) whose interiors overlap.
+    """Pairs (i < j) of parts of different scenes of one pass (``parts`` sorted by scene; start times
+    at most :data:`SAME_PASS_S` apart, or unknown) whose interiors overlap: a slick in the same place
+    on two dates is two observations, two features.
 
     The STRtree gives every pair of intersecting envelopes, each part with itself included; the
     exact (costly) predicates run only on pairs of different scenes, a few per seam."""
@@ -214,7 +236,8 @@ def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
     ids = [p.scene_id for p in parts]
     scene = np.cumsum([False, *(a != b for a, b in zip(ids, ids[1:], strict=False))])
     a, b = shapely.STRtree(geoms).query(geoms)
-    keep = (a < b) & (scene[a] != scene[b])
+    times = np.array([_seconds(p.start_time) for p in parts])
+    keep = (a < b) & (scene[a] != scene[b]) & ~(np.abs(times[a] - times[b]) > SAME_PASS_S)  # NaN: kept
     a, b = a[keep], b[keep]
     hit = shapely.intersects(geoms[a], geoms[b])
     a, b = a[hit], b[hit]
