@@ -138,13 +138,15 @@ def scene_report(
     geocoded: bool,
     outputs: dict[str, str],
     level_trend: dict[str, Any] | None = None,
+    world_crs: Any = None,
 ) -> dict[str, Any]:
     """The report of one scene (JSON-able).
 
     ``predictor`` gives the model, backend and tiling; ``spills``/``dropped`` are the kept and the
     filtered polygons (None without a polygon pass); ``min_area`` is ``(m^2 or None, pixels)``;
     ``masker`` the scene's land masker or None; ``outputs`` the final paths by output name;
-    ``level_trend`` what :func:`~dakd_edge.inference.segment.segment_scene` flattened.
+    ``level_trend`` what :func:`~dakd_edge.inference.segment.segment_scene` flattened; ``world_crs`` the
+    CRS of the polygons (the scene's, or the UTM zone of a GCP scene's centre), for ``output_crs``.
     """
     meta, counts, oil_ids = predictor.meta, tally.counts, tally.oil_ids
     valid_px = int(counts[: meta.num_classes].sum())
@@ -197,5 +199,27 @@ def scene_report(
     if info.product is not None:
         report["product"] = info.product
     report["geocoded"] = geocoded
+    report["output_crs"] = output_crs(info, geocoded, world_crs)
     report["outputs"] = outputs
     return report | clock.report(info.width * info.height / 1e6)
+
+
+def _crs_name(crs: Any) -> str | None:
+    return None if crs is None else crs.to_string()
+
+
+def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | None]:
+    """Where the outputs are: the rasters (the scene's grid, its GCPs in EPSG:4326, or with
+    ``--geocode`` the UTM grid of the polygons), the GeoPackage polygons (``world_crs``) and the GeoJSON
+    (always WGS84). A GCP product's input ``crs`` is null, which said nothing about its outputs."""
+    if geocoded:
+        rasters = _crs_name(world_crs)
+    elif info.gcps:
+        rasters = "EPSG:4326 (GCPs)"
+    else:
+        rasters = _crs_name(info.crs)
+    return {
+        "rasters": rasters,
+        "gpkg": _crs_name(world_crs),
+        "geojson": None if world_crs is None else "EPSG:4326",
+    }

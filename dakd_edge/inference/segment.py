@@ -290,7 +290,7 @@ def segment_scene(
         result = scene_report(
             info, predictor, stats, tally, clock,
             scale=scale, all_nodata=all_nodata, domain=domain, masker=masker, spills=spills, dropped=dropped,
-            min_area=least, geocoded=geocode, level_trend=trend_report,
+            min_area=least, geocoded=geocode, level_trend=trend_report, world_crs=world[1],
             outputs={k: str(p) for k, p in tx.finals.items() if k != "report"},
         )  # fmt: skip
         outputs.write_report(result)

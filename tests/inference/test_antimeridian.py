@@ -329,3 +329,15 @@ def test_footprint_wkt_is_cut_at_180(scenes: dict[str, dict[str, Any]]) -> None:
     with open_product(build_synthetic_product(scenes["a"]["safe"].parent / "off", shape=SHAPE, seed=0,
                                               pols=("VV",), center=(55.0, 170.0)).path) as prod:  # fmt: skip
         assert prod.meta.footprint_wkt().startswith("POLYGON ((")
+
+
+def test_report_names_the_outputs_crs(scenes: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """A GCP product's input ``crs`` is null; ``output_crs`` says where its outputs are: rasters on the
+    GCPs (or, geocoded, on the UTM grid of the polygons), the GeoPackage in the UTM zone of its centre (60: 179.9995 E)."""
+    r = scenes["a"]["report"]
+    assert r["crs"] is None
+    assert r["output_crs"] == {"rasters": "EPSG:4326 (GCPs)", "gpkg": "EPSG:32660", "geojson": "EPSG:4326"}
+    g = segment_scene(_pred(), scenes["a"]["safe"], tmp_path / "g.tif", geocode=True, land_mask="none")
+    assert g["output_crs"]["rasters"] == "EPSG:32660"
+    with rasterio.open(tmp_path / "g.tif") as ds:
+        assert ds.crs.to_epsg() == 32660
