@@ -106,6 +106,29 @@ def test_unchanged_scenes_are_not_written_again_and_a_rerun_scene_replaces_its_p
     assert [f["scene_ids"] for f in read_layer(out / "spills.parquet")] == ["a", "b"]
 
 
+def test_a_layer_file_replaced_since_the_last_build_is_written_again(tmp_path, writes) -> None:
+    """The unchanged-skip trusts only the file this run wrote: one copied over it (another layer, an
+    older one) is replaced by the build, as a fresh build would."""
+    import os
+    import shutil
+
+    out = tmp_path / "batch"
+    finished = {
+        "a": _scene(out, "a", [box(0, 0, 1, 1)], "sha-a"),
+        "b": _scene(out, "b", [box(0.5, 0, 2, 1)], "sha-b"),
+    }
+    layer = runner._Layer(out, out / "spills.gpkg")
+    assert layer.build(finished) == 1 and writes == [1]
+    other = runner._Layer(out, tmp_path / "other.gpkg")
+    other.build({"a": finished["a"]})
+    before = os.stat(out / "spills.gpkg")
+    shutil.copyfile(tmp_path / "other.gpkg", out / "spills.gpkg")  # in place: the same inode
+    os.utime(out / "spills.gpkg", ns=(before.st_atime_ns, before.st_mtime_ns + 1))
+    assert layer.build(finished) == 1 and writes == [1, 1, 1]
+    assert [f["scene_ids"] for f in read_layer(out / "spills.gpkg")] == ["a,b"]
+    assert layer.build(finished) == 1 and writes == [1, 1, 1]  # now it is this build's file again
+
+
 def test_a_periodic_rebuild_waits_four_times_as_long_as_the_last_one_took(
     tmp_path, writes, monkeypatch
 ) -> None:
@@ -228,3 +251,30 @@ def test_only_scenes_of_one_pass_merge() -> None:
     parts = [at("a", "2021-12-23T05:11:22", g1), at("b", "2021-12-23T05:11:47", g2),
              at("c", "2022-01-04T05:11:22", box(0, 0, 2, 1))]  # fmt: skip
     assert [f["scene_ids"] for f in merge(parts)] == ["a,b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fraction"),
+    [
+        ("2021-12-23T05:11:22.123456", 0.123456),  # a Sentinel-1 annotation
+        ("2021-12-23T05:11:22.123Z", 0.123),
+        ("2021-12-23T05:11:22.5", 0.5),
+        ("2021-12-23T05:11:22.1234567Z", 0.123456),
+        ("2021-12-23T05:11:22,25+00:00", 0.25),
+        ("2021-12-23T06:11:22.5+0100", 0.5),
+        ("2021-12-23T00:41:22-0430", 0.0),
+        ("2021-12-23 05:11:22.1", 0.1),
+    ],
+)
+def test_start_times_read_alike_on_every_python(text: str, fraction: float) -> None:
+    """Python 3.10's ``fromisoformat`` reads only 3 or 6 digits of a second and no ``+hhmm``: such a
+    time read as "none" would merge two dates (fails there before the fix; 3.11 reads them all)."""
+    assert layer_mod._seconds(text) == pytest.approx(1640236282.0 + fraction, abs=1e-6)
+
+
+def test_a_merged_feature_starts_at_its_earliest_time() -> None:
+    """By time, not by string: 06:11+01:00 is 05:11 UTC, before 05:15:00 (UTC)."""
+    a = Part("a", "2021-12-23T05:15:00", "S1A", box(0, 0, 1, 1), {"id": 1, **PROPS})
+    b = Part("b", "2021-12-23T06:11:00+01:00", "S1A", box(0.5, 0, 2, 1), {"id": 1, **PROPS})
+    (f,) = merge([a, b])
+    assert f["scene_ids"] == "a,b" and f["start_time"] == "2021-12-23T06:11:00+01:00"

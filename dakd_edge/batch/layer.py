@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -208,16 +209,30 @@ def merge(parts: list[Part], memo: Memo | None = None) -> list[dict[str, Any]]:
 
 def _seconds(start_time: str | None) -> float:
     """POSIX seconds of an ISO start time (naive times read as UTC, as Sentinel-1 annotations give
-    them); NaN when there is none or it cannot be read."""
+    them); NaN when there is none or it cannot be read.
+
+    The fraction of a second is cut or padded to 6 digits first: Python 3.10 reads only 3 or 6 (a STAC
+    ``start_datetime`` of ``...22.5Z`` or ``...22.1234567Z`` would be "no time" there, and merge
+    across dates), 3.11 any number; an offset ``+hhmm`` gets its colon, for the same reason."""
+    import re
     from datetime import datetime, timezone
 
     if not start_time:
         return float("nan")
+    text = start_time.strip().replace("Z", "+00:00")
+    text = re.sub(r"([T ]\d\d:\d\d:\d\d)[.,](\d+)", lambda m: f"{m[1]}.{(m[2] + '00000')[:6]}", text, count=1)
+    text = re.sub(r"(:\d\d(?:\.\d+)?[+-]\d\d)(\d\d)$", r"\1:\2", text)  # +0100: 3.10 wants +01:00
     try:
-        t = datetime.fromisoformat(start_time.strip().replace("Z", "+00:00"))
+        t = datetime.fromisoformat(text)
     except ValueError:
         return float("nan")
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _order(start_time: str) -> float:
+    """Sort key of a start time: its POSIX seconds, unreadable ones after every readable one."""
+    t = _seconds(start_time)
+    return float("inf") if math.isnan(t) else t
 
 
 def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
@@ -236,7 +251,8 @@ def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
     ids = [p.scene_id for p in parts]
     scene = np.cumsum([False, *(a != b for a, b in zip(ids, ids[1:], strict=False))])
     a, b = shapely.STRtree(geoms).query(geoms)
-    times = np.array([_seconds(p.start_time) for p in parts])
+    seconds = {t: _seconds(t) for t in {p.start_time for p in parts}}  # one per scene, not per part
+    times = np.array([seconds[p.start_time] for p in parts])
     keep = (a < b) & (scene[a] != scene[b]) & ~(np.abs(times[a] - times[b]) > SAME_PASS_S)  # NaN: kept
     a, b = a[keep], b[keep]
     hit = shapely.intersects(geoms[a], geoms[b])
@@ -285,7 +301,8 @@ def _feature(group: list[Part]) -> dict[str, Any]:
     means = [(m, w) for m, w in means if m is not None]
     wsum = sum(w for _, w in means)
     maxes = [p.props["max_prob"] for p in group if p.props.get("max_prob") is not None]
-    starts = sorted({p.start_time for p in group if p.start_time})
+    # the earliest by time, not by string: '06:11+01:00' is before '05:15:00' (UTC); unreadable ones last
+    starts = sorted({p.start_time for p in group if p.start_time}, key=lambda t: (_order(t), t))
     platforms = sorted({p.platform for p in group if p.platform})
     return {
         "geometry": geom,

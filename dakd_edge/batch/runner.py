@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -342,7 +343,9 @@ class _Layer:
         self.warnings: dict[str, str] = {}
         self.last = time.monotonic()
         self.took = 0.0  # seconds the last build took
-        self.written: tuple[list[tuple[str, str]], int] | None = None  # scenes and features on disk
+        # scenes and features of the file this build wrote, and that file's stat (a file replaced since
+        # by someone else, or deleted, is written again)
+        self.written: tuple[list[tuple[str, str]], int, tuple[int, int, int] | None] | None = None
 
     def maybe(self, finished: dict[str, dict[str, Any]], every: float) -> None:
         if time.monotonic() - self.last >= max(every, self.SPACING * self.took):
@@ -362,16 +365,26 @@ class _Layer:
             keys.append(key)
         self.cache = {k: self.cache[k] for k in keys}  # a scene run again: its old parts go
         self.warnings = {k[0]: w for k, (_, w) in self.cache.items() if w}
-        if self.written is not None and self.written[0] == keys and self.path.is_file():
-            n = self.written[1]  # nothing new since the last build
+        on_disk = self._stat()
+        if self.written is not None and self.written[0] == keys and on_disk and self.written[2] == on_disk:
+            n = self.written[1]  # nothing new since the last build, and its file is still there
         else:
             features = merge([p for k in keys for p in self.cache[k][0]], self.memo)
             write_layer(self.path, features)
             n = len(features)
-            self.written = (keys, n)
+            self.written = (keys, n, self._stat())
         self.last = time.monotonic()
         self.took = self.last - t0
         return n
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        """(inode, size, mtime) of the layer file, None when there is none: what tells the file this
+        run wrote from one that replaced it."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
     @staticmethod
     def _read(vector: Path, rec: dict[str, Any]) -> tuple[list[Any], str | None]:
