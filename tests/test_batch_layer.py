@@ -278,3 +278,16 @@ def test_a_merged_feature_starts_at_its_earliest_time() -> None:
     b = Part("b", "2021-12-23T06:11:00+01:00", "S1A", box(0.5, 0, 2, 1), {"id": 1, **PROPS})
     (f,) = merge([a, b])
     assert f["scene_ids"] == "a,b" and f["start_time"] == "2021-12-23T06:11:00+01:00"
+
+
+def test_a_scene_without_a_time_never_joins_two_dates() -> None:
+    """A GeoTIFF without a time over a slick seen on two dates joins the first date (in scene order),
+    not both: the two observations stay two features, whatever the pair order of the index."""
+    g = box(0, 0, 1, 1)
+    parts = [Part("a", "2021-12-23T05:11:22", "S1A", g, {"id": 1, **PROPS}),
+             Part("c", "2022-01-04T05:11:22", "S1A", g, {"id": 1, **PROPS}),
+             Part("x", None, None, g, {"id": 1, **PROPS})]  # fmt: skip
+    assert [f["scene_ids"] for f in merge(parts)] == ["a,x", "c"]
+    assert [f["scene_ids"] for f in merge(parts[::-1])] == ["a,x", "c"]
+    untimed = [Part(s, None, None, g, {"id": 1, **PROPS}) for s in "pqr"]
+    assert [f["scene_ids"] for f in merge(untimed)] == ["p,q,r"]  # no times at all: as before

@@ -188,10 +188,9 @@ class Memo:
 
 def merge(parts: list[Part], memo: Memo | None = None) -> list[dict[str, Any]]:
     """Features of the layer: overlapping parts of different scenes unioned, in a stable order."""
-    from dakd_edge.inference.vectorize import connected_groups
-
     parts = sorted(parts, key=lambda p: (p.scene_id, p.props.get("id") or 0))
-    groups = connected_groups(len(parts), _overlaps(parts))
+    times = _times(parts)
+    groups = _one_pass_groups(times, _overlaps(parts, times))
     if memo is None:
         return [_feature([parts[i] for i in idx]) for idx in groups]
     kept: dict[tuple[int, ...], tuple[tuple[Part, ...], dict[str, Any]]] = {}
@@ -235,9 +234,50 @@ def _order(start_time: str) -> float:
     return float("inf") if math.isnan(t) else t
 
 
-def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
-    """Pairs (i < j) of parts of different scenes of one pass (``parts`` sorted by scene; start times
-    at most :data:`SAME_PASS_S` apart, or unknown) whose interiors overlap: a slick in the same place
+def _times(parts: list[Part]) -> Any:
+    """POSIX start seconds of each part (NaN: none), each distinct string parsed once."""
+    import numpy as np
+
+    seconds = {t: _seconds(t) for t in {p.start_time for p in parts}}
+    return np.array([seconds[p.start_time] for p in parts], dtype=np.float64)
+
+
+def _one_pass_groups(times: Any, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Parts grouped by overlapping ``pairs`` (union-find, as
+    :func:`~dakd_edge.inference.vectorize.connected_groups`), where no join makes a group's known start
+    times span more than :data:`SAME_PASS_S`: a scene without a time that overlaps two dates joins the
+    first of them in pair order, never both (it would carry one date's slick into the other's).
+    Members in increasing order, groups in the order of their first member."""
+    import numpy as np
+
+    n = len(times)
+    parent = list(range(n))
+    lo, hi = np.array(times, np.float64), np.array(times, np.float64)  # per root, NaN: no time yet
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in sorted((int(i), int(j)) for i, j in pairs):  # sorted: the same groups on every rebuild
+        a, b = root(i), root(j)
+        if a == b:
+            continue
+        first, last = np.fmin(lo[a], lo[b]), np.fmax(hi[a], hi[b])  # fmin/fmax skip NaN
+        if last - first > SAME_PASS_S:  # NaN (no times at all) compares False: joined
+            continue
+        parent[a] = b
+        lo[b], hi[b] = first, last
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _overlaps(parts: list[Part], times: Any) -> Iterable[tuple[int, int]]:
+    """Pairs (i < j) of parts of different scenes of one pass (``parts`` sorted by scene; ``times``
+    their start seconds, at most :data:`SAME_PASS_S` apart, or NaN) whose interiors overlap: a slick in the same place
     on two dates is two observations, two features.
 
     The STRtree gives every pair of intersecting envelopes, each part with itself included; the
@@ -251,8 +291,6 @@ def _overlaps(parts: list[Part]) -> Iterable[tuple[int, int]]:
     ids = [p.scene_id for p in parts]
     scene = np.cumsum([False, *(a != b for a, b in zip(ids, ids[1:], strict=False))])
     a, b = shapely.STRtree(geoms).query(geoms)
-    seconds = {t: _seconds(t) for t in {p.start_time for p in parts}}  # one per scene, not per part
-    times = np.array([seconds[p.start_time] for p in parts])
     keep = (a < b) & (scene[a] != scene[b]) & ~(np.abs(times[a] - times[b]) > SAME_PASS_S)  # NaN: kept
     a, b = a[keep], b[keep]
     hit = shapely.intersects(geoms[a], geoms[b])
