@@ -243,36 +243,26 @@ def _times(parts: list[Part]) -> Any:
 
 
 def _one_pass_groups(times: Any, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
-    """Parts grouped by overlapping ``pairs`` (union-find, as
-    :func:`~dakd_edge.inference.vectorize.connected_groups`), where no join makes a group's known start
-    times span more than :data:`SAME_PASS_S`: a scene without a time that overlaps two dates joins the
-    first of them in pair order, never both (it would carry one date's slick into the other's).
-    Members in increasing order, groups in the order of their first member."""
+    """Parts grouped by overlapping ``pairs`` (:func:`~dakd_edge.inference.vectorize.connected_groups`),
+    where no join makes a group's known start times span more than :data:`SAME_PASS_S`: a scene without
+    a time that overlaps two dates joins the first of them in pair order, never both (it would carry one
+    date's slick into the other's). Members in increasing order, groups in the order of their first
+    member."""
     import numpy as np
 
-    n = len(times)
-    parent = list(range(n))
+    from dakd_edge.inference.vectorize import connected_groups
+
     lo, hi = np.array(times, np.float64), np.array(times, np.float64)  # per root, NaN: no time yet
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in sorted((int(i), int(j)) for i, j in pairs):  # sorted: the same groups on every rebuild
-        a, b = root(i), root(j)
-        if a == b:
-            continue
+    def join(a: int, b: int) -> bool:
         first, last = np.fmin(lo[a], lo[b]), np.fmax(hi[a], hi[b])  # fmin/fmax skip NaN
         if last - first > SAME_PASS_S:  # NaN (no times at all) compares False: joined
-            continue
-        parent[a] = b
+            return False
         lo[b], hi[b] = first, last
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return list(groups.values())
+        return True
+
+    ordered = sorted((int(i), int(j)) for i, j in pairs)  # sorted: the same groups on every rebuild
+    return connected_groups(len(times), ordered, join)
 
 
 def _overlaps(parts: list[Part], times: Any) -> Iterable[tuple[int, int]]:

@@ -196,9 +196,13 @@ def _spills_in_window(
     return out
 
 
-def connected_groups(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+def connected_groups(
+    n: int, pairs: Iterable[tuple[int, int]], join: Callable[[int, int], bool] | None = None
+) -> list[list[int]]:
     """Items ``0 .. n-1`` grouped by ``pairs`` that join two of them (transitively: union-find).
 
+    ``join(a, b)``, given the roots of two different groups, may refuse to join them (the batch layer
+    keeps a group within one pass); when it accepts, ``a``'s group becomes part of ``b``'s.
     Each group lists its members in increasing order; groups come in the order of their first member.
     """
     parent = list(range(n))
@@ -210,7 +214,9 @@ def connected_groups(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]
         return i
 
     for i, j in pairs:
-        parent[root(int(i))] = root(int(j))
+        a, b = root(int(i)), root(int(j))
+        if a != b and (join is None or join(a, b)):
+            parent[a] = b
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root(i), []).append(i)
