@@ -25,7 +25,7 @@ def signed_area(ring: Sequence[tuple[float, float]] | np.ndarray) -> float:
     return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
 
 
-def _wrap_lon(lon: Any) -> Any:
+def wrap_lon(lon: Any) -> Any:
     """Longitudes in [-180, 180)."""
     return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
 
@@ -33,7 +33,7 @@ def _wrap_lon(lon: Any) -> Any:
 def near(lon: Any, ref: float) -> Any:
     """Longitudes taken the short way round from ``ref``: within 180 degrees of it, unwrapped past
     +-180 when ``ref`` is near there (a scene or polygon on the antimeridian stays one piece)."""
-    return ref + _wrap_lon(np.asarray(lon, np.float64) - ref)
+    return ref + wrap_lon(np.asarray(lon, np.float64) - ref)
 
 
 def _inside(x: float, y: float, ring: np.ndarray) -> bool:
@@ -148,7 +148,7 @@ def split_antimeridian(rings: Sequence[Ring]) -> list[list[Ring]]:
 def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     """:func:`split_antimeridian` with rings as (n, 2) arrays."""
     arrs = [np.array(r, np.float64).reshape(-1, 2) for r in rings]
-    ref = float(_wrap_lon(arrs[0][0, 0]))
+    ref = float(wrap_lon(arrs[0][0, 0]))
     for i, a in enumerate(arrs):
         a[:, 0] = near(a[:, 0], ref)
         if (signed_area(a) > 0) != (i == 0):  # exterior counterclockwise, holes clockwise
@@ -175,7 +175,7 @@ def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray
                 holes = [h for h in (_tidy(r, cut) for r in poly[1:]) if h is not None]
                 pieces.append([r + [shift, 0.0] for r in [ext, *holes]])
         if not pieces:  # nothing linked (not a valid polygon): keep it whole, wrapped
-            pieces = [[np.column_stack([_wrap_lon(a[:, 0]), a[:, 1]]) for a in arrs]]
+            pieces = [[np.column_stack([wrap_lon(a[:, 0]), a[:, 1]]) for a in arrs]]
     return pieces
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from dakd_edge.errors import InputError
+from dakd_edge.lonlat import wrap_lon
 
 EARTH_M_PER_DEG = 111_320.0
 DEFAULT_COAST_BUFFER_M = 1000.0
@@ -77,10 +78,6 @@ class Georef:
         return np.where(lon < 0, lon + 360.0, lon) if self.wrapped else lon
 
 
-def _wrap(lon: np.ndarray) -> np.ndarray:
-    return (np.asarray(lon) + 180.0) % 360.0 - 180.0
-
-
 class GCPGeoref(Georef):
     """Georeference by GCPs (EPSG:4326), e.g. a GRD geolocation grid.
 
@@ -99,7 +96,7 @@ class GCPGeoref(Georef):
         lat = np.array([g.y for g in gcps], dtype=np.float64)
         if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 360):
             raise InputError("GCPs are not in degrees of longitude/latitude (EPSG:4326 expected)")
-        lon = _wrap(lon)
+        lon = wrap_lon(lon)
         self.wrapped = bool(lon.max() - lon.min() > 180.0)
         lon = self.unwrap_lon(lon)
         self._gcps = (rows, cols, lon, lat)
@@ -166,7 +163,7 @@ class GCPGeoref(Georef):
         else:
             xs, ys = self._tps.xy(rows.ravel(), cols.ravel(), offset="ul")  # type: ignore[union-attr]
             lon, lat = np.asarray(xs).reshape(rows.shape), np.asarray(ys).reshape(rows.shape)
-        return (_wrap(lon) if wrap else lon), lat
+        return (wrap_lon(lon) if wrap else lon), lat
 
     def rowcol(self, lon, lat):
         lon, lat = np.broadcast_arrays(self.unwrap_lon(lon), np.asarray(lat, dtype=np.float64))
@@ -228,7 +225,7 @@ class AffineGeoref(Georef):
         y = T.d * (cols + 0.5) + T.e * (rows + 0.5) + T.f
         lon, lat = self._fwd.transform(x, y)
         lon = np.asarray(lon, dtype=np.float64)
-        return (_wrap(lon) if wrap else lon), np.asarray(lat, dtype=np.float64)
+        return (wrap_lon(lon) if wrap else lon), np.asarray(lat, dtype=np.float64)
 
     def rowcol(self, lon, lat):
         x, y = self._inv.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
@@ -293,7 +290,7 @@ class GlobeLandSource:
         return np.minimum(((90.0 - lat) / self.res).astype(np.int64), self.N_LAT - 1)
 
     def _col_index(self, lon: np.ndarray) -> np.ndarray:
-        lon = _wrap(lon)
+        lon = wrap_lon(lon)
         return np.minimum(((lon + 180.0) / self.res).astype(np.int64), self.N_LON - 1)
 
     def load_rows(self, r0: int, r1: int) -> None:
@@ -471,7 +468,7 @@ class VectorLandSource:
                 if to_wgs84 is not None:
                     x, y = to_wgs84.transform(ring[:, 0], ring[:, 1])
                     ring = np.c_[x, y]
-                lon = georef.unwrap_lon(_wrap(ring[:, 0])) if georef.wrapped else ring[:, 0]
+                lon = georef.unwrap_lon(wrap_lon(ring[:, 0])) if georef.wrapped else ring[:, 0]
                 rings.append((lon, ring[:, 1]))
             lon0, lon1 = rings[0][0].min(), rings[0][0].max()
             lat0, lat1 = rings[0][1].min(), rings[0][1].max()

@@ -65,6 +65,7 @@ import numpy as np
 
 from dakd_edge.errors import InputError, OutputError
 from dakd_edge.gtiff import LibtiffErrors, gtiff_profile
+from dakd_edge.lonlat import wrap_lon
 
 SIGMA0_FLOOR = float(10.0 ** (-35.0 / 10.0))  # -35 dB: noise-removed values <= 0 become this
 POLARISATIONS = ("VV", "VH", "HH", "HV")
@@ -959,7 +960,7 @@ def write_minimal_safe(
         east = dl * along[1] + dp * right[1]
         lat = lat0 + north / EARTH_M_PER_DEG_
         lon = lon0 + east / (EARTH_M_PER_DEG_ * np.cos(np.radians(lat)))
-        return (lon + 180.0) % 360.0 - 180.0, lat
+        return wrap_lon(lon), lat
 
     gl = np.unique(np.linspace(0, lines - 1, 10).round().astype(np.int64))
     gp = np.unique(np.linspace(0, samples - 1, 21).round().astype(np.int64))

@@ -124,7 +124,9 @@ def utm_crs(lon: float, lat: float) -> Any:
     """The UTM zone CRS (WGS84) of a point; longitudes past 180 (unwrapped scenes) wrap."""
     from rasterio.crs import CRS
 
-    lon = (lon + 180.0) % 360.0 - 180.0
+    from dakd_edge.lonlat import wrap_lon
+
+    lon = float(wrap_lon(lon))
     zone = min(int((lon + 180.0) // 6.0) + 1, 60)
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
