@@ -155,7 +155,10 @@ def _interchangeable(a: Path, form_a: int, b: Path, form_b: int) -> bool:
     from the zips' directories: no data is read)."""
     if form_a != form_b or form_a == _TIFF:
         return True
-    return form_a == _ZIP and _zip_files(a) is not None and _zip_files(a) == _zip_files(b)
+    if form_a != _ZIP:
+        return False
+    files = _zip_files(a)
+    return files is not None and files == _zip_files(b)
 
 
 def _zip_files(path: Path) -> frozenset[tuple[str, int, int]] | None:
