@@ -145,12 +145,45 @@ def split_antimeridian(rings: Sequence[Ring]) -> list[list[Ring]]:
     return [[[tuple(v) for v in r.tolist()] for r in poly] for poly in _split(rings)]
 
 
+def _around_pole(ring: np.ndarray) -> np.ndarray | None:
+    """A closed ``ring`` that winds once around a pole (its longitudes, taken step by step the short
+    way, add up to +-360) as a planar ring: started where it first crosses the antimeridian, unwrapped
+    from -180 to 180 (or back), and closed along the nearer pole's latitude (+-90). None for any other
+    ring."""
+    step = wrap_lon(np.diff(ring[:, 0]))
+    total = float(step.sum())
+    if abs(abs(total) - 360.0) > 1e-6:
+        return None
+    lon = ring[0, 0] + np.concatenate([[0.0], np.cumsum(step)])
+    turn = np.floor((lon + 180.0) / 360.0)  # which copy of [-180, 180) each vertex is in
+    i = int(np.flatnonzero(turn[1:] != turn[:-1])[0])  # the first edge across +-180 (+ k 360)
+    x = 360.0 * max(turn[i], turn[i + 1]) - 180.0
+    t = (x - lon[i]) / (lon[i + 1] - lon[i])
+    y = ring[i, 1] + t * (ring[i + 1, 1] - ring[i, 1])
+    shift = -180.0 - x if total > 0 else 180.0 - x
+    lon = np.r_[x, lon[i + 1 : -1], lon[: i + 1] + total, x + total] + shift
+    lat = np.r_[y, ring[i + 1 : -1, 1], ring[: i + 1, 1], y]
+    keep = np.r_[True, (np.diff(lon) != 0) | (np.diff(lat) != 0)]  # a vertex on the cut was repeated
+    lon, lat = lon[keep], lat[keep]
+    pole = 90.0 if float(np.mean(lat)) >= 0 else -90.0
+    return np.column_stack([np.r_[lon, lon[-1], lon[0], lon[0]], np.r_[lat, pole, pole, lat[0]]])
+
+
 def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    """:func:`split_antimeridian` with rings as (n, 2) arrays."""
+    """:func:`split_antimeridian` with rings as (n, 2) arrays.
+
+    An exterior that winds around a pole (a polygon containing it: longitudes span 360 degrees) is
+    closed along that pole's latitude (:func:`_around_pole`), then cut at +-180 like any other."""
     arrs = [np.array(r, np.float64).reshape(-1, 2) for r in rings]
-    ref = float(wrap_lon(arrs[0][0, 0]))
+    polar = _around_pole(arrs[0]) if len(arrs[0]) > 3 else None
+    if polar is not None:
+        arrs[0] = polar
+        ref = 0.0  # it spans -180..180
+    else:
+        ref = float(wrap_lon(arrs[0][0, 0]))
     for i, a in enumerate(arrs):
-        a[:, 0] = near(a[:, 0], ref)
+        if i or polar is None:  # the polar exterior is unwrapped already (360 degrees wide)
+            a[:, 0] = near(a[:, 0], ref)
         if (signed_area(a) > 0) != (i == 0):  # exterior counterclockwise, holes clockwise
             arrs[i] = a[::-1]
     lo = min(float(a[:, 0].min()) for a in arrs)

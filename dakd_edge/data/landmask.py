@@ -44,6 +44,8 @@ from dakd_edge.errors import InputError
 from dakd_edge.lonlat import wrap_lon
 
 EARTH_M_PER_DEG = 111_320.0
+EARTH_RADIUS_M = 6_371_008.8  # mean radius: distances between n-vectors (a few metres per km at worst)
+SPHERICAL_TOL_PX = 1.0  # GCPGeoref interpolates n-vectors where bilinear lon/lat is off by more
 DEFAULT_COAST_BUFFER_M = 1000.0
 DEFAULT_STEP_M = 200.0
 
@@ -59,6 +61,12 @@ __all__ = [
 
 
 # ---- georeferences -----------------------------------------------------------------------------
+def _nvector(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Unit normals (..., 3) of the ellipsoid at geodetic lon/lat (degrees); ECEF axes."""
+    lo, la = np.radians(lon), np.radians(lat)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
 class Georef:
     """Pixel indices <-> WGS84. ``pixel_size_m`` is (row, col) metres (approximate for degrees)."""
 
@@ -85,6 +93,15 @@ class GCPGeoref(Georef):
     the same way). A regular grid of GCPs (all GRD products) is interpolated bilinearly, extrapolated
     linearly past its border; the inverse is Newton's method on that same bilinear map, so forward and
     inverse agree to 1e-6 px. Irregular GCP sets fall back to GDAL's thin-plate-spline transformer.
+
+    Bilinear in lon/lat bends straight ground lines into parallels and meridians: by about L^2 tan(lat)
+    / 8R over a grid cell of L metres, which is a few metres at 40 degrees but tens to hundreds of
+    metres (2 to 50 pixels) between 70 degrees and the pole, and nonsense for a grid around the pole.
+    Where it departs from the same interpolation of the GCPs' 3-D unit vectors (n-vectors, normalised
+    back onto the ellipsoid's geodetic lon/lat) by more than :data:`SPHERICAL_TOL_PX` pixel at any
+    cell centre, that one is used instead (``spherical``), inverted by Newton's method in gnomonic
+    coordinates around the scene centre: exact to a few centimetres at any latitude, poles and the
+    antimeridian included. Other scenes keep the lon/lat interpolation unchanged.
     """
 
     def __init__(self, gcps: Sequence, pixel_size_m: tuple[float, float] | None = None) -> None:
@@ -109,6 +126,20 @@ class GCPGeoref(Georef):
             LON[ir, ic], LAT[ir, ic] = lon, lat
             if np.isfinite(LON).all():
                 self.grid = (ur, uc, LON, LAT)
+        self.spherical = False
+        if self.grid is not None:
+            self._nv = _nvector(LON, LAT)
+            self.spherical = self._lonlat_bends()
+        if self.spherical:
+            c = self._nv.reshape(-1, 3).mean(axis=0)
+            c /= np.linalg.norm(c)
+            e1 = np.cross([0.0, 0.0, 1.0], c) if abs(c[2]) < 0.9 else np.cross([1.0, 0.0, 0.0], c)
+            e1 /= np.linalg.norm(e1)
+            self._frame = np.stack([e1, np.cross(c, e1), c])  # gnomonic x, y axes and the centre
+            gx, gy = self._gnomonic(self._nv.reshape(-1, 3))
+            ir, ic = np.meshgrid(ur, uc, indexing="ij")
+            A = np.c_[gx, gy, np.ones_like(gx)]
+            self._gn_fit = np.linalg.lstsq(A, np.c_[ir.ravel(), ic.ravel()], rcond=None)[0]
         self._tps = None
         if self.grid is None:
             from rasterio.control import GroundControlPoint
@@ -126,6 +157,32 @@ class GCPGeoref(Georef):
             pixel_size_m = self._estimate_pixel_size()
         self.pixel_size_m = (float(pixel_size_m[0]), float(pixel_size_m[1]))
 
+    def _lonlat_bends(self) -> bool:
+        """Whether bilinear lon/lat departs by more than :data:`SPHERICAL_TOL_PX` pixel, at a grid
+        cell's centre, from the bilinear n-vector (see the class docstring)."""
+        ur, uc, LON, LAT = self.grid  # type: ignore[misc]
+        nv = self._nv
+        step_m = (
+            min(
+                float(np.min(np.linalg.norm(np.diff(nv, axis=0), axis=-1) / np.diff(ur)[:, None])),
+                float(np.min(np.linalg.norm(np.diff(nv, axis=1), axis=-1) / np.diff(uc)[None, :])),
+            )
+            * EARTH_RADIUS_M
+        )  # metres per pixel index (the smaller of rows and columns)
+        lo = (LON[:-1, :-1] + LON[1:, :-1] + LON[:-1, 1:] + LON[1:, 1:]) / 4
+        la = (LAT[:-1, :-1] + LAT[1:, :-1] + LAT[:-1, 1:] + LAT[1:, 1:]) / 4
+        v = nv[:-1, :-1] + nv[1:, :-1] + nv[:-1, 1:] + nv[1:, 1:]
+        cos = np.sum(_nvector(lo, la) * v, axis=-1) / np.linalg.norm(v, axis=-1)
+        off = np.arccos(np.clip(cos, -1.0, 1.0)) * EARTH_RADIUS_M
+        return bool(np.max(off) > SPHERICAL_TOL_PX * step_m) or not np.isfinite(step_m) or step_m <= 0
+
+    def _gnomonic(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gnomonic coordinates around the scene centre of (unnormalised) vectors ``v`` (..., 3); the
+        hemisphere facing away from the scene ends up far outside it (never NaN)."""
+        p = v @ self._frame.T
+        d = np.maximum(p[..., 2], 1e-6 * np.linalg.norm(p, axis=-1))
+        return p[..., 0] / d, p[..., 1] / d
+
     def _estimate_pixel_size(self) -> tuple[float, float]:
         rows, cols, _, _ = self._gcps
         r0, r1 = float(rows.min()), float(rows.max())
@@ -133,6 +190,10 @@ class GCPGeoref(Georef):
         rm, cm = (r0 + r1) / 2, (c0 + c1) / 2
 
         def dist(ra: float, ca: float, rb: float, cb: float) -> float:
+            if self.spherical:  # great circle: lon/lat differences mean nothing near a pole
+                v = self._bilinear_nv(np.array([ra, rb]), np.array([ca, cb]))
+                v /= np.linalg.norm(v, axis=-1, keepdims=True)
+                return math.acos(min(1.0, float(v[0] @ v[1]))) * EARTH_RADIUS_M
             lo, la = self.lonlat(np.array([ra, rb]), np.array([ca, cb]), wrap=False)
             k = math.cos(math.radians(float(la.mean())))
             return math.hypot((lo[1] - lo[0]) * k, la[1] - la[0]) * EARTH_M_PER_DEG
@@ -154,10 +215,27 @@ class GCPGeoref(Georef):
             out.append(a + (b - a) * t)
         return out[0], out[1]
 
+    def _bilinear_nv(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Bilinear n-vectors (..., 3), not normalised."""
+        ur, uc = self.grid[0], self.grid[1]  # type: ignore[index]
+        nv = self._nv
+        i = np.clip(np.searchsorted(ur, rows, side="right") - 1, 0, len(ur) - 2)
+        j = np.clip(np.searchsorted(uc, cols, side="right") - 1, 0, len(uc) - 2)
+        t = ((rows - ur[i]) / (ur[i + 1] - ur[i]))[..., None]
+        u = ((cols - uc[j]) / (uc[j + 1] - uc[j]))[..., None]
+        a = nv[i, j] + (nv[i, j + 1] - nv[i, j]) * u
+        b = nv[i + 1, j] + (nv[i + 1, j + 1] - nv[i + 1, j]) * u
+        return a + (b - a) * t
+
     def lonlat(self, rows, cols, wrap: bool = True):
         rows, cols = np.broadcast_arrays(
             np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
         )
+        if self.spherical:
+            v = self._bilinear_nv(rows, cols)
+            lon = wrap_lon(np.degrees(np.arctan2(v[..., 1], v[..., 0])))
+            lat = np.degrees(np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1])))
+            return (lon if wrap else self.unwrap_lon(lon)), lat
         if self.grid is not None:
             lon, lat = self._bilinear(rows, cols)
         else:
@@ -172,14 +250,23 @@ class GCPGeoref(Georef):
             return np.asarray(r, dtype=np.float64).reshape(lon.shape), np.asarray(
                 c, dtype=np.float64
             ).reshape(lon.shape)
-        rc = np.c_[lon.ravel(), lat.ravel(), np.ones(lon.size)] @ self._inv_fit
+        if self.spherical:  # Newton in gnomonic coordinates around the scene centre (see the class)
+            lo_t, la_t = self._gnomonic(_nvector(lon.ravel(), lat.ravel()))
+
+            def fwd(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return self._gnomonic(self._bilinear_nv(r, c))
+
+            rc = np.c_[lo_t, la_t, np.ones(lon.size)] @ self._gn_fit
+        else:
+            lo_t, la_t = lon.ravel(), lat.ravel()
+            fwd = self._bilinear
+            rc = np.c_[lo_t, la_t, np.ones(lon.size)] @ self._inv_fit
         r, c = rc[:, 0].copy(), rc[:, 1].copy()
-        lo_t, la_t = lon.ravel(), lat.ravel()
         h = 1.0
         for _ in range(8):
-            x0, y0 = self._bilinear(r, c)
-            xr, yr = self._bilinear(r + h, c)
-            xc, yc = self._bilinear(r, c + h)
+            x0, y0 = fwd(r, c)
+            xr, yr = fwd(r + h, c)
+            xc, yc = fwd(r, c + h)
             a, b, cc, d = (xr - x0) / h, (xc - x0) / h, (yr - y0) / h, (yc - y0) / h
             det = a * d - b * cc
             ex, ey = lo_t - x0, la_t - y0

@@ -525,12 +525,14 @@ class S1Metadata:
 
     def footprint_wkt(self) -> str:
         """WKT of :attr:`footprint`; a MULTIPOLYGON cut at +-180 for a product on the antimeridian (its
-        ring, wrapped, would span the globe in any planar GIS tool)."""
+        ring, wrapped, would span the globe in any planar GIS tool), closed along the pole for one
+        around a pole."""
         from dakd_edge.lonlat import split_antimeridian
 
         polys = split_antimeridian([self.footprint])
-        if len(polys) == 1:
-            polys = [[self.footprint]]  # as the annotation gives it
+        lons = [x for x, _ in self.footprint]
+        if len(polys) == 1 and max(lons) - min(lons) <= 180.0:  # not around a pole: as annotated
+            polys = [[self.footprint]]
 
         def ring(r: list[tuple[float, float]]) -> str:
             return "(" + ", ".join(f"{x:.6f} {y:.6f}" for x, y in r) + ")"
@@ -947,20 +949,26 @@ def write_minimal_safe(
     root = Path(out_dir) / name
     (root / "annotation" / "calibration").mkdir(parents=True, exist_ok=True)
     (root / "measurement").mkdir(exist_ok=True)
-    # Geolocation: local tangent plane around the centre; lines along the heading, pixels to the right.
+    # Geolocation: a plane around the centre (lines along the heading, pixels to the right) laid on the
+    # sphere of EARTH_M_PER_DEG_ metres per degree by the exact azimuthal equidistant map, so that it
+    # stays right near and across the poles (to first order it is the tangent plane it replaced).
     lat0, lon0 = center
     hd = math.radians(heading_deg)
     along = np.array([math.cos(hd), math.sin(hd)])  # (north, east) unit vector
     right = np.array([math.cos(hd + math.pi / 2), math.sin(hd + math.pi / 2)])  # right-looking: heading + 90
+    phi0 = math.radians(lat0)
 
     def geo(line: np.ndarray, pixel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dl = (line - (lines - 1) / 2) * pixel_spacing
         dp = (pixel - (samples - 1) / 2) * pixel_spacing
         north = dl * along[0] + dp * right[0]
         east = dl * along[1] + dp * right[1]
-        lat = lat0 + north / EARTH_M_PER_DEG_
-        lon = lon0 + east / (EARTH_M_PER_DEG_ * np.cos(np.radians(lat)))
-        return wrap_lon(lon), lat
+        d = np.radians(np.hypot(north, east) / EARTH_M_PER_DEG_)  # arc from the centre
+        az = np.arctan2(east, north)
+        sin_lat = np.clip(math.sin(phi0) * np.cos(d) + math.cos(phi0) * np.sin(d) * np.cos(az), -1.0, 1.0)
+        lat = np.degrees(np.arcsin(sin_lat))
+        dlon = np.arctan2(np.sin(az) * np.sin(d) * math.cos(phi0), np.cos(d) - math.sin(phi0) * sin_lat)
+        return wrap_lon(lon0 + np.degrees(dlon)), lat
 
     gl = np.unique(np.linspace(0, lines - 1, 10).round().astype(np.int64))
     gp = np.unique(np.linspace(0, samples - 1, 21).round().astype(np.int64))
