@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.segment import BATCH_HELP, POLS, coast_buffer_option, flatten_option, match_level_option
+from dakd_edge.cli.segment import (
+    BATCH_HELP,
+    POLS,
+    border_noise_option,
+    coast_buffer_option,
+    flatten_option,
+    match_level_option,
+)
 from dakd_edge.data.scaling import SCALES
 from dakd_edge.errors import InputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
@@ -48,6 +55,7 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
     help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
 )
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
+@border_noise_option
 @click.option("--land-mask", default="auto", show_default=True, help="auto, globe, or a vector/raster file.")
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
 @coast_buffer_option

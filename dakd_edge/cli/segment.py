@@ -71,6 +71,15 @@ flatten_option = click.option(
     help="Remove the scene's smooth backscatter trend (incidence angle, wind) before tiling "
     "(experimental: see the README).",
 )
+# One --border-noise for segment and batch (dakd_edge.data.sentinel1.BorderNoiseMask).
+border_noise_option = click.option(
+    "--border-noise",
+    type=click.Choice(["auto", "mask", "keep"]),
+    default="auto",
+    show_default=True,
+    help="Sentinel-1: mask the low-valued no-data border of products processed before IPF 2.90 "
+    "(auto: those only; mask: any product; keep: never).",
+)
 match_level_option = click.option(
     "--match-level",
     is_flag=True,
@@ -359,6 +368,7 @@ def plan_outputs(
     help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
 )
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
+@border_noise_option
 @click.option(
     "--land-mask",
     default="auto",
@@ -397,6 +407,7 @@ def segment(
     band: int | None,
     pol: str | None,
     no_denoise: bool,
+    border_noise: str,
     land_mask: str,
     no_land_mask: bool,
     geocode: bool,
@@ -443,6 +454,7 @@ def segment(
                 band=band,
                 pol=pol.upper() if pol else None,
                 denoise=not no_denoise,
+                border_noise=border_noise,
                 land_mask=None if no_land_mask else land_mask,
                 coast_buffer=coast_buffer,
                 geocode=geocode,

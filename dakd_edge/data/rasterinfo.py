@@ -212,6 +212,7 @@ def describe_product(path: str | os.PathLike) -> dict[str, Any]:
             corners=[list(p) for p in _corners(prod.grid)],
             gcps={"count": len(prod.grid.lines), "crs": "EPSG:4326"},
             measurement=prod.measurement,
+            border_noise=prod.border_noise,  # what segment does with its border (by default)
         )
     return d
 

@@ -39,7 +39,9 @@ xarray-sentinel's GRD ``noise_azimuth`` group exposes only the first swath's blo
 
 Values <= 0 after noise removal (thermal noise above the signal) become the -35 dB floor
 (:data:`SIGMA0_FLOOR`), never NaN. ``DN == 0`` is the no-data border of GRD products: **read_sigma0
-returns NaN there** (so ``np.isfinite(s)`` is the valid mask; the segment pipeline masks NaN). Pixel /
+returns NaN there** (so ``np.isfinite(s)`` is the valid mask; the segment pipeline masks NaN). Products
+processed before IPF 2.90 (March 2018) have low non-zero DNs there instead ("border noise"); their
+border is found from the DNs and the noise LUT and is NaN too (:class:`BorderNoiseMask`). Pixel /
 line coordinates follow the annotation (and GDAL's SAFE driver): the GCP of annotation (line, pixel) has
 ``row=line, col=pixel``.
 
@@ -55,6 +57,7 @@ import math
 import os
 import re
 import shutil
+import warnings
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable, Iterator
@@ -115,7 +118,6 @@ def is_loose_measurement(path: str | os.PathLike) -> bool:
     at all (a copy that lost its GCPs; the product's annotation georeferences it). A calibrated or
     terrain-corrected GeoTIFF that kept the name is not one (float, or a CRS with a transform). Read as
     a plain raster its DNs would never be calibrated."""
-    import warnings
 
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
@@ -415,9 +417,10 @@ class AzimuthBlock:
 class NoiseLUT:
     """Thermal noise: range vectors times azimuth blocks (IPF >= 2.9), windowed."""
 
-    def __init__(self, rng: VectorLUT, blocks: list[AzimuthBlock]) -> None:
+    def __init__(self, rng: VectorLUT, blocks: list[AzimuthBlock], legacy: bool = False) -> None:
         self.range = rng
         self.blocks = blocks
+        self.legacy = legacy  # ``noiseVectorList``: written by IPF before 2.90
 
     def azimuth_window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
         if not self.blocks:
@@ -491,7 +494,215 @@ def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
             int(_text(b, "lastAzimuthLine", what)), int(_text(b, "firstRangeSample", what)),
             int(_text(b, "lastRangeSample", what)), blines, lut,
         ))  # fmt: skip
-    return NoiseLUT(VectorLUT(*vectors, f"{what} {tag}"), blocks)
+    return NoiseLUT(VectorLUT(*vectors, f"{what} {tag}"), blocks, legacy=tag == "noiseLut")
+
+
+# ---- border noise (IPF < 2.90) ---------------------------------------------------------------------
+BORDER_NOISE = ("auto", "mask", "keep")
+BORDER_RATIO = 0.25  # a block whose power is under this share of the thermal noise recorded nothing
+BORDER_BLOCK = 16  # pixels per block along a line
+BORDER_CONFIRM = 4  # this many blocks of signal in a row end the border
+BORDER_LIMIT_M = 5000.0  # never mask deeper than this from an edge
+BORDER_SMOOTH = 2  # a line's border is the widest of its +-2 neighbours'
+_BORDER_CHUNK = 256  # lines found at a time
+
+
+def _log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """log(power / noise + 0.01): speckle is multiplicative; DN == 0 gives log(0.01), a LUT of 0 +30."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(noise > 0, power / np.where(noise > 0, noise, 1), 1e13)
+    return np.log(r + 0.01)
+
+
+def _border_log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """:func:`_log_ratio` of strips, the noise taken as at least half its median along each line: a LUT
+    that drops to 0 over a product's no-data border (ramping down between vectors) tells nothing
+    there, and the thermal noise varies little within a few km (a line without any noise: +30, signal).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a line of zeros: no median
+        ref = np.nanmedian(np.where(noise > 0, noise, np.nan), axis=1, keepdims=True)
+    return _log_ratio(power, np.maximum(noise, 0.5 * np.nan_to_num(ref)))
+
+
+def border_extent(power: np.ndarray, noise: np.ndarray, limit: int) -> np.ndarray:
+    """Border-noise width of each line of ``(n, L)`` strips ordered from the image edge inward.
+
+    ``power`` is DN^2 (0 where DN == 0), ``noise`` the thermal noise (same units). Any recorded pixel,
+    even of a sea too calm to return signal, carries the thermal noise, so a block of
+    :data:`BORDER_BLOCK` pixels whose power is below :data:`BORDER_RATIO` of the noise held no
+    recording: the no-value border that IPF before 2.90 left with low non-zero DNs. Blocks are judged
+    by their geometric mean (a few bright artefacts inside the border do not lift it); blocks of only
+    DN == 0 are border. The border ends at the first of :data:`BORDER_CONFIRM` consecutive blocks
+    above the ratio, to the pixel (:func:`_split`), at most ``limit`` pixels in (also where no such run
+    starts before it). Returns int32 widths, the DN == 0 pixels before the border included.
+    """
+    return _extent(_border_log_ratio(power, noise), power > 0, limit)
+
+
+def _extent(x: np.ndarray, valid: np.ndarray, limit: int) -> np.ndarray:
+    """:func:`border_extent` of log ratios ``x`` (``valid``: DN > 0)."""
+    n, L = x.shape
+    nb = min(L // BORDER_BLOCK, -(-limit // BORDER_BLOCK) + BORDER_CONFIRM)
+    if nb < BORDER_CONFIRM:
+        return np.zeros(n, dtype=np.int32)
+    cut = nb * BORDER_BLOCK
+    ok = valid[:, :cut].reshape(n, nb, BORDER_BLOCK)
+    xs = np.where(ok, x[:, :cut].reshape(n, nb, BORDER_BLOCK), 0.0).sum(axis=2)
+    cnt = ok.sum(axis=2)
+    signal = (cnt > 0) & (xs >= math.log(BORDER_RATIO + 0.01) * np.maximum(cnt, 1))
+    run = signal[:, : nb - BORDER_CONFIRM + 1].copy()
+    for k in range(1, BORDER_CONFIRM):
+        run &= signal[:, k : k + run.shape[1]]
+    first = np.where(run.any(axis=1), run.argmax(axis=1), nb)
+    width = np.full(n, limit, dtype=np.int64)
+    found = first * BORDER_BLOCK < limit
+    if found.any():  # to the pixel: the edge lies between the block before the run and the run's end
+        a = np.maximum(first[found] - 1, 0) * BORDER_BLOCK
+        idx = np.minimum(a[:, None] + np.arange((BORDER_CONFIRM + 1) * BORDER_BLOCK)[None, :], L - 1)
+        width[found] = a + _split(x[np.flatnonzero(found)[:, None], idx], first[found] == 0)
+    return np.minimum(width, limit).astype(np.int32)
+
+
+def _split(x: np.ndarray, at_edge: np.ndarray) -> np.ndarray:
+    """Per row of ``(n, m)`` log ratios (:func:`_log_ratio`) that run from border noise into signal:
+    where the signal starts.
+
+    The split minimises the squared deviation of x from the means of the two sides, among splits whose
+    border side has a mean below log(:data:`BORDER_RATIO`) and whose signal side has not. Rows whose
+    first block already holds signal (``at_edge``: maybe no border at all) need the border side's mean
+    clearly below, by 2.5 / sqrt(pixels): a few dim sea pixels are no border.
+    """
+    n, m = x.shape
+    zero = np.zeros((n, 1))
+    c1, c2 = np.hstack([zero, np.cumsum(x, axis=1)]), np.hstack([zero, np.cumsum(x * x, axis=1)])
+    j = np.arange(m + 1)[None, :]
+    left_n, right_n = np.maximum(j, 1), np.maximum(m - j, 1)
+    right1, right2 = c1[:, -1:] - c1, c2[:, -1:] - c2
+    sse = (c2 - c1**2 / left_n) + (right2 - right1**2 / right_n)
+    level = math.log(BORDER_RATIO + 0.01)
+    margin = np.where(at_edge[:, None], 2.5 / np.sqrt(left_n), 0.0)
+    ok = ((c1 / left_n < level - margin) | (j == 0)) & (right1 / right_n >= level) & (j < m)
+    sse = np.where(ok, sse, np.inf)
+    return np.where(np.isfinite(sse).any(axis=1), sse.argmin(axis=1), m // 2)
+
+
+class BorderNoiseMask:
+    """The no-value border of a product processed before IPF 2.90, found lazily near each edge.
+
+    Those products fill the first and last range samples (and, at the start and end of a datatake,
+    lines) with low non-zero DNs instead of 0 ("GRD border noise", ESA MPC-0243; IPF 2.90, March 2018,
+    writes 0 there). After thermal-noise removal they are the -35 dB floor: a dark band along the
+    edge that an oil detector calls a slick. Widths come from :func:`border_extent` on the DNs and
+    noise LUT of each row, for the rows a window needs (:meth:`widths`); the lines of an azimuth
+    border from the mean of each line (:meth:`_find_azimuth`).
+    """
+
+    def __init__(self, product: S1Product) -> None:
+        self.product = product
+        az, rg = product.pixel_spacing
+        h, w = product.shape
+        self.limit = {  # per edge: how deep the border may go (pixels across that edge)
+            "left": min(w // 2, math.ceil(BORDER_LIMIT_M / rg)),
+            "right": min(w // 2, math.ceil(BORDER_LIMIT_M / rg)),
+            "top": min(h // 2, math.ceil(BORDER_LIMIT_M / az)),
+            "bottom": min(h // 2, math.ceil(BORDER_LIMIT_M / az)),
+        }
+        self._width = {"left": np.full(h, -1, np.int32), "right": np.full(h, -1, np.int32),
+                       "top": np.full(w, -1, np.int32), "bottom": np.full(w, -1, np.int32)}  # fmt: skip
+
+    def _find(self, edge: str, a: int, b: int) -> np.ndarray:
+        """Unsmoothed border widths of rows a..b-1 across the left or right edge (2048 rows at a time)."""
+        prod, w = self.product, self.product.width
+        depth = min(self.limit[edge] + BORDER_CONFIRM * BORDER_BLOCK, w)
+        x0 = 0 if edge == "left" else w - depth
+        dn = prod.read_dn(a, b, x0, x0 + depth)
+        out = np.empty(b - a, dtype=np.int32)
+        for c in range(0, b - a, 2048):  # bounded temporaries
+            power = dn[c : c + 2048].astype(np.float32) ** 2
+            noise = prod.noise.window(a + c, a + c + len(power), x0, x0 + depth)  # type: ignore[union-attr]
+            if edge == "right":  # ordered from the edge inward
+                power, noise = power[:, ::-1], noise[:, ::-1]
+            out[c : c + len(power)] = border_extent(power, noise, self.limit[edge])
+        return out
+
+    def _find_azimuth(self, edge: str) -> np.ndarray:
+        """Border widths of every column under the top or bottom edge.
+
+        The lines of an azimuth border are found on the geometric mean of each line's pixels, per 512
+        columns between the two range borders' limits (columns inside a range border have no signal
+        down to any depth); the columns beside them take their nearest block's width.
+        """
+        prod, (h, w) = self.product, self.product.shape
+        depth = min(self.limit[edge] + BORDER_CONFIRM * BORDER_BLOCK, h)
+        y0 = 0 if edge == "top" else h - depth
+        dn = prod.read_dn(y0, y0 + depth, 0, w)
+        c0, c1 = self.limit["left"], w - self.limit["right"]
+        if c1 - c0 < BORDER_BLOCK:
+            c0, c1 = 0, w
+        starts = list(range(c0, c1, 512))
+        found = []
+        for s in starts:
+            e = min(s + 512, c1)
+            power = dn[:, s:e].T.astype(np.float32) ** 2  # (columns, lines)
+            noise = prod.noise.window(y0, y0 + depth, s, e).T  # type: ignore[union-attr]
+            if edge == "bottom":
+                power, noise = power[:, ::-1], noise[:, ::-1]
+            x, valid = _border_log_ratio(power, noise), power > 0
+            cnt = valid.sum(axis=0)
+            line = np.where(cnt > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
+            found.append(int(_extent(line[None], (cnt > 0)[None], self.limit[edge])[0]))
+        out = np.empty(w, dtype=np.int32)
+        for k, s in enumerate(starts):
+            out[s if k else 0 : min(s + 512, c1) if k < len(starts) - 1 else w] = found[k]
+        return out
+
+    def widths(self, edge: str, a: int, b: int) -> np.ndarray:
+        """Border widths (pixels in from ``edge``) of lines a..b-1 (rows for left/right, else columns).
+
+        Rows are found 256 at a time as windows need them and widened to the widest of their
+        :data:`BORDER_SMOOTH` neighbours on each side; a top or bottom edge is found whole at its first
+        use (a GRD measurement is stored in rows: one read of its first or last lines).
+        """
+        raw = self._width[edge]
+        if edge in ("top", "bottom"):
+            if raw[0] < 0:
+                raw[:] = self._find_azimuth(edge)
+            return raw[a:b]
+        lo, hi = max(a - BORDER_SMOOTH, 0), min(b + BORDER_SMOOTH, raw.size)
+        for c0 in range(lo // _BORDER_CHUNK * _BORDER_CHUNK, hi, _BORDER_CHUNK):
+            c1 = min(c0 + _BORDER_CHUNK, raw.size)
+            if (raw[c0:c1] < 0).any():
+                raw[c0:c1] = self._find(edge, c0, c1)
+        part = raw[lo:hi]
+        # Rows without signal up to the limit lie in the border across them (an azimuth border): they
+        # keep their width but do not widen their neighbours'.
+        full = part >= self.limit[edge]
+        padded = np.pad(np.where(full, 0, part), BORDER_SMOOTH, mode="edge")
+        wide = np.lib.stride_tricks.sliding_window_view(padded, 2 * BORDER_SMOOTH + 1).max(axis=1)
+        wide = np.where(full, part, wide)
+        return wide[a - lo : a - lo + (b - a)]
+
+    def mask(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """True on the border noise of window rows y0..y1-1, columns x0..x1-1 (None: none in it)."""
+        h, w = self.product.shape
+        out = None
+        rows, cols = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
+        for edge, near in (("left", x0 < self.limit["left"]), ("right", x1 > w - self.limit["right"]),
+                           ("top", y0 < self.limit["top"]), ("bottom", y1 > h - self.limit["bottom"])):  # fmt: skip
+            if not near:
+                continue
+            if edge == "left":
+                m = cols < self.widths(edge, y0, y1)[:, None]
+            elif edge == "right":
+                m = cols >= w - self.widths(edge, y0, y1)[:, None]
+            elif edge == "top":
+                m = rows < self.widths(edge, x0, x1)[None, :]
+            else:
+                m = rows >= h - self.widths(edge, x0, x1)[None, :]
+            if m.any():
+                out = m if out is None else out | m
+        return out
 
 
 # ---- metadata ----------------------------------------------------------------------------------
@@ -662,16 +873,44 @@ class S1Product:
     Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike, pol: str | None = None, noise: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, pol: str | None = None, noise: bool = True, border_noise: str = "auto"
+    ) -> None:
         self.path = Path(path)
         self._tree, tiff_name = _locate(self.path)
         self._ds = None
         self.noise: NoiseLUT | None = None
+        self.border: BorderNoiseMask | None = None
         try:
             self._open(pol, tiff_name, noise)
+            self.border_noise = self._border_noise(border_noise)
         except Exception:
             self.close()
             raise
+
+    def _border_noise(self, mode: str) -> str:
+        """Set up :attr:`border` for ``mode`` (:data:`BORDER_NOISE`); returns what the report says."""
+        if mode not in BORDER_NOISE:
+            raise InputError(f"border noise {mode!r}: choose one of {', '.join(BORDER_NOISE)}")
+        ipf = self.meta.ipf_version
+        try:
+            old = tuple(int(v) for v in ipf.split(".")[:2]) < (2, 90) if ipf else None
+        except ValueError:
+            old = None
+        if old is None and self.noise is not None:
+            old = self.noise.legacy  # no manifest (flattened copy): the noise XML's layout tells
+        why = f"IPF {ipf}" if ipf else "IPF unknown" if old is None else "IPF before 2.90 (noise XML layout)"
+        if mode == "keep":
+            return f"kept ({why})"
+        if mode == "auto" and not old:
+            return f"kept ({why})" if old is None else f"not needed ({why}: its border is written as 0)"
+        if self.noise is None:
+            if mode == "mask":
+                raise InputError(f"{self.meta.name}: border-noise masking needs the noise annotation "
+                                 "(not with --no-denoise)")  # fmt: skip
+            return f"kept ({why}; needs the noise annotation, not read with --no-denoise)"
+        self.border = BorderNoiseMask(self)
+        return f"masked ({why})"
 
     # -- opening ---------------------------------------------------------------------------------
     def _open(self, pol: str | None, tiff_name: str | None, noise: bool = True) -> None:
@@ -855,6 +1094,8 @@ class S1Product:
         if denoise:
             p[p <= 0] = np.float32(SIGMA0_FLOOR)
         p[dn == 0] = np.nan
+        if self.border is not None and (m := self.border.mask(y0, y1, x0, x1)) is not None:
+            p[m] = np.nan
         return p
 
     def read_sigma0(self, y0: int, y1: int, x0: int, x1: int, denoise: bool = True) -> np.ndarray:
@@ -888,10 +1129,14 @@ class S1Product:
         return f"S1Product({m.name!r}, {m.polarisation}, {m.lines} x {m.samples})"
 
 
-def open_product(path: str | os.PathLike, pol: str | None = None, noise: bool = True) -> S1Product:
+def open_product(
+    path: str | os.PathLike, pol: str | None = None, noise: bool = True, border_noise: str = "auto"
+) -> S1Product:
     """Open a Sentinel-1 GRD product (SAFE folder, zip, manifest.safe or measurement TIFF); see the module
-    doc. ``noise=False`` skips the noise annotation (for reads without noise removal)."""
-    return S1Product(path, pol=pol, noise=noise)
+    doc. ``noise=False`` skips the noise annotation (for reads without noise removal). ``border_noise``:
+    ``auto`` masks the no-value border of products processed before IPF 2.90 (:class:`BorderNoiseMask`),
+    ``mask`` of any product, ``keep`` never."""
+    return S1Product(path, pol=pol, noise=noise, border_noise=border_noise)
 
 
 # ---- fixtures: synthetic products from real (or generated) metadata ----------------------------
@@ -1199,6 +1444,7 @@ class SyntheticProduct:
     cross_pol_db: float
     nodata_cols: tuple[int, int]
     zip_path: Path | None = None
+    border_noise: tuple[int, int] = (0, 0)
 
 
 # Smaller products have degenerate LUTs or geolocation grids (fewer than two vector pixels or grid lines).
@@ -1220,6 +1466,7 @@ def build_synthetic_product(
     pols: tuple[str, ...] | None = None,
     cross_pol_db: float = -7.0,
     nodata_cols: tuple[int, int] = (0, 0),
+    border_noise: tuple[int, int] = (0, 0),
     band_rows: int = 128,
     make_zip: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -1240,7 +1487,10 @@ def build_synthetic_product(
     :mod:`dakd_edge.data.synthetic` scene (``seed``, ``cfg``) of linear sigma0 converted through the
     product's own LUTs: ``DN = round(sqrt(sigma0 * A^2 + noise))`` clipped to 1..65535 (cross-pol bands
     ``cross_pol_db`` darker), written ``band_rows`` full rows at a time (memory: one band). DN = 0 in
-    the first/last ``nodata_cols`` columns mimics GRD no-data borders. ``make_zip`` also writes
+    the first/last ``nodata_cols`` columns mimics GRD no-data borders. ``border_noise`` (near, far)
+    mimics the border noise of products processed before IPF 2.90 inside them: about that many columns
+    (varying along azimuth, with steps) of low, non-zero DNs whose power is a tenth of the thermal noise
+    (:func:`_border_noise_dn`). ``make_zip`` also writes
     ``<name>.zip`` beside it (:func:`zip_product`).
 
     Arguments are checked before anything is written. The product (and zip) is built in a hidden
@@ -1319,7 +1569,9 @@ def build_synthetic_product(
         import rasterio  # noqa: F401  (loads GDAL's libtiff, whose own error lines are collected below)
 
         with LibtiffErrors() as tiff:
-            pols = _write_measurements(safe, layout, pols, cross_pol_db, nodata_cols, band_rows, progress)
+            pols = _write_measurements(
+                safe, layout, pols, cross_pol_db, nodata_cols, border_noise, band_rows, progress
+            )
         if (err := tiff.error()) is not None:  # a strip GDAL flushed at close and did not fail: cut short
             raise err
         staged = [(safe, out_dir / safe.name)]
@@ -1336,7 +1588,7 @@ def build_synthetic_product(
         raise
     remove_temp(stage)  # now holds only the replaced product, if any
     final = out_dir / safe.name
-    prod = SyntheticProduct(final, (h, w), pols, layout, cross_pol_db, nodata_cols)
+    prod = SyntheticProduct(final, (h, w), pols, layout, cross_pol_db, nodata_cols, border_noise=border_noise)
     if make_zip:
         prod.zip_path = final.with_suffix(".zip")
     return prod
@@ -1348,6 +1600,7 @@ def _write_measurements(
     pols: tuple[str, ...] | None,
     cross_pol_db: float,
     nodata_cols: tuple[int, int],
+    border_noise: tuple[int, int],
     band_rows: int,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[str, ...]:
@@ -1392,6 +1645,8 @@ def _write_measurements(
                 a = cal.window(y0, y1, 0, w)
                 dn2 = sig * a * a + noise.window(y0, y1, 0, w)
                 dn = np.clip(np.rint(np.sqrt(dn2)), 1, 65535).astype(np.uint16)
+                if any(border_noise):
+                    _border_noise_dn(dn, noise.window(y0, y1, 0, w), y0, border_noise)
                 if nodata_cols[0]:
                     dn[:, : nodata_cols[0]] = 0
                 if nodata_cols[1]:
@@ -1401,6 +1656,25 @@ def _write_measurements(
                 if progress is not None:
                     progress(done, total)
     return pols
+
+
+def _border_noise_dn(dn: np.ndarray, noise: np.ndarray, y0: int, widths: tuple[int, int]) -> None:
+    """Overwrite the near/far-range border of the band ``dn`` (rows from ``y0``) with pre-IPF-2.90 border
+    noise: low DNs (power ~Exp(0.1 x thermal noise) per pixel, a few brighter streaks) over a width that
+    wanders +-15 % along azimuth and steps every 700 lines, as sampling-window changes make it."""
+    h, w = dn.shape
+    rows = np.arange(y0, y0 + h, dtype=np.float64)
+    rng = np.random.default_rng(y0 + 7)
+    power = noise * rng.exponential(0.1, size=dn.shape).astype(np.float32)
+    power[rng.random(dn.shape) < 0.01] *= 20.0  # streaks: isolated pixels above the noise
+    for side, base in enumerate(widths):
+        if base <= 0:
+            continue
+        step = 1.0 + 0.1 * ((rows // 700 + side) % 3 - 1)
+        cut = np.clip(np.rint(base * step * (1 + 0.05 * np.sin(rows / 97.0 + side))), 0, w).astype(np.int64)
+        cols = np.arange(w)[None, :]
+        inside = cols < cut[:, None] if side == 0 else cols >= (w - cut)[:, None]
+        dn[inside] = np.clip(np.rint(np.sqrt(power[inside])), 1, 65535).astype(np.uint16)
 
 
 _STAGE = "synth-product"  # staging folders: out_dir/.synth-product.dakd-<pid>-<token>.tmp

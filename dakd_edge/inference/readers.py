@@ -26,6 +26,7 @@ def open_scene(
     band: int | None = None,
     pol: str | None = None,
     denoise: bool = True,
+    border_noise: str = "auto",
 ) -> Scene:
     """Open ``path`` as a Sentinel-1 product when it is one, else as a GDAL raster (a ``.zip`` that is
     no product is refused, saying whether it is damaged)."""
@@ -42,11 +43,13 @@ def open_scene(
     if is_sentinel1_product(p):
         if band is not None:
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
-        return Sentinel1Reader(p, in_chans, pol, denoise)
+        return Sentinel1Reader(p, in_chans, pol, denoise, border_noise)
     if p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
     if pol is not None:
         raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")
+    if border_noise == "mask":
+        raise InputError(f"{p}: --border-noise mask applies to Sentinel-1 products only (this is not one)")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a raster file or a Sentinel-1 .SAFE product")
     if p.suffix.lower() == ".json" and p.is_file():  # GDAL would call it an unsupported raster
@@ -57,14 +60,21 @@ def open_scene(
 class Sentinel1Reader(Scene):
     """A Sentinel-1 GRD product as a scene: sigma0 windows, GCP georeference, product metadata."""
 
-    def __init__(self, path: Path, in_chans: int = 1, pol: str | None = None, denoise: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        in_chans: int = 1,
+        pol: str | None = None,
+        denoise: bool = True,
+        border_noise: str = "auto",
+    ) -> None:
         from dakd_edge.data.sentinel1 import open_product
 
         if in_chans != 1:
             raise InputError(
                 f"{path}: a Sentinel-1 product gives one band (one polarisation), the model takes {in_chans}"
             )
-        self.product = open_product(path, pol, noise=denoise)
+        self.product = open_product(path, pol, noise=denoise, border_noise=border_noise)
         self.denoise = denoise
         m = self.product.meta
         from affine import Affine
@@ -83,7 +93,7 @@ class Sentinel1Reader(Scene):
             gcps_crs=self.product.crs,
             native_scale="linear",
             pixel_size_m=(m.azimuth_pixel_spacing, m.range_pixel_spacing),
-            product={**m.to_dict(), "denoised": denoise},
+            product={**m.to_dict(), "denoised": denoise, "border_noise": self.product.border_noise},
         )
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

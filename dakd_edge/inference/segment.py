@@ -174,6 +174,7 @@ def segment_scene(
     min_area: str | float | None = None,
     pol: str | None = None,
     denoise: bool = True,
+    border_noise: str = "auto",
     land_mask: str | os.PathLike | None = "auto",
     coast_buffer: float = DEFAULT_COAST_BUFFER_M,
     geocode: bool = False,
@@ -203,7 +204,10 @@ def segment_scene(
 
     ``src`` may also be a Sentinel-1 GRD product (``.SAFE``, ``.zip``, ``manifest.safe`` or a
     measurement TIFF; polarisation ``pol``): it is calibrated to sigma0 window by window (thermal
-    noise removed unless ``denoise=False``) and its outputs keep the product's GCPs. ``land_mask``:
+    noise removed unless ``denoise=False``) and its outputs keep the product's GCPs. ``border_noise``:
+    ``"auto"`` masks the low-valued no-data border of products processed before IPF 2.90 (their dark
+    edges would be called oil), ``"mask"`` of any product, ``"keep"`` never
+    (:class:`~dakd_edge.data.sentinel1.BorderNoiseMask`); the report's ``product`` says which. ``land_mask``:
     ``"auto"`` masks land (GLOBE, offline) for Sentinel-1 products and GCP-georeferenced scenes,
     ``"globe"`` for any georeferenced scene, a vector/raster file for the user's own coastline, and
     ``None``/``"none"`` not at all; land plus ``coast_buffer`` metres is nodata in every output.
@@ -232,7 +236,7 @@ def segment_scene(
 
     clock = Clock()
     with Transaction(finals, overwrite) as tx, contextlib.ExitStack() as stack:
-        scene = stack.enter_context(open_scene(src, meta.in_chans, band, pol, denoise))
+        scene = stack.enter_context(open_scene(src, meta.in_chans, band, pol, denoise, border_noise))
         info = scene.info
         pbytes = 0 if probs is None else (1 if probs_dtype == "uint8" else 2)
         check_disk(tx.finals, estimate_output_bytes(info.height, info.width, meta.num_classes, pbytes))

@@ -253,3 +253,27 @@ def test_geocode_onto_utm_grid(tmp_path: Path, center: tuple[float, float]) -> N
     lon, lat = grid_lonlat(safe, np.array([(r0 + r1) / 2]), np.array([(c0 + c1) / 2]))
     wx, wy = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True).transform(lon[0], lat[0])
     assert np.hypot(x - wx, y - wy) < 20.0
+
+
+def test_border_noise_of_old_products_is_nodata(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A product processed before IPF 2.90 has low non-zero DNs along its range edges: after noise
+    removal a -35 dB band that a detector calls oil. By default it is nodata; --border-noise keep
+    gives the old behaviour (the band is oil); the rest of the map is the same either way."""
+    p = build_synthetic_product(tmp_path / "p", shape=(256, 384), seed=4, ipf="002.72", border_noise=(40, 30))
+    maps = {}
+    for mode in ("auto", "keep"):
+        monkeypatch.setattr(seg_cli, "load_predictor", lambda *a: _pred())
+        with pytest.raises(SystemExit) as e:
+            main(["segment", str(p.path), "-o", str(tmp_path / f"{mode}.tif"), "--no-land-mask", "-q",
+                  "--border-noise", mode, "--report", str(tmp_path / f"{mode}.json")])  # fmt: skip
+        assert e.value.code == 0, capsys.readouterr().err
+        rep = json.loads((tmp_path / f"{mode}.json").read_text())
+        assert rep["product"]["border_noise"] == ("masked" if mode == "auto" else "kept") + " (IPF 002.72)"
+        with rasterio.open(tmp_path / f"{mode}.tif") as ds:
+            maps[mode] = ds.read(1)
+    near, far = maps["keep"][:, :34], maps["keep"][:, -24:]  # the narrowest border: 0.9 x 0.95 x 40 / 30
+    assert (near == 1).mean() > 0.95 and (far == 1).mean() > 0.95
+    assert (maps["auto"][:, :34] == 255).all() and (maps["auto"][:, -24:] == 255).all()
+    inside = maps["auto"][:, 60:-60]
+    np.testing.assert_array_equal(inside, maps["keep"][:, 60:-60])
+    assert (inside != 255).all()
