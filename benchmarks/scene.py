@@ -22,6 +22,13 @@ RSS is that run's alone:
 
     python benchmarks/scene.py --s1 -o docs/scene-s1.json
 
+``--s1-border-noise NEAR,FAR`` writes the border noise of products processed before IPF 2.90 into it
+(:func:`~dakd_edge.data.sentinel1.build_synthetic_product`; its metadata stays IPF 3.40, so ``auto``
+does not mask it) and ``--border-noise keep,mask`` runs ``segment`` once per mode, alternating, on the
+same product (``by_border_noise``: time, RSS, spills and oil share per run)::
+
+    python benchmarks/scene.py --s1 --s1-border-noise 300,250 --border-noise keep,mask,keep,mask
+
 It reports end-to-end time, MPix/s, peak RSS, the shares of the end-to-end time spent in reading +
 calibration (``stage_s.read``), land masking (``stage_s.land_mask`` plus building the masker) and the
 rest (inference, writing, polygons), tiles run / skipped as land, and the land share of the scene.
@@ -145,7 +152,8 @@ def child(args: argparse.Namespace) -> None:
     seg._land_masker = timed_masker
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dakd-scene-bench-", dir=args.workdir) as tmp:
-        rep = segment_scene(predictor, args.scene, Path(tmp) / "classes.tif", vector=Path(tmp) / "v.gpkg")
+        rep = segment_scene(predictor, args.scene, Path(tmp) / "classes.tif", vector=Path(tmp) / "v.gpkg",
+                            border_noise=args.child_border_noise)  # fmt: skip
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     mp = rep["megapixels"]
     row = {
@@ -175,6 +183,7 @@ def child(args: argparse.Namespace) -> None:
         row["class_fraction"] = rep["class_fraction"]
         row["input_scale"] = rep["input_scale"]
         row["input_domain_warning"] = rep["input_domain_warning"]
+        row["border_noise"] = (rep.get("product") or {}).get("border_noise")
         row["georeference"] = rep["georeference"]
     print(json.dumps(row))
 
@@ -185,6 +194,7 @@ def _run_child(args: argparse.Namespace, backend: str, model: str | None, scene:
     cmd += ["--tile", str(args.tile)] if args.tile else []
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--workdir", str(args.workdir), "--threads", str(args.threads)]
+    cmd += ["--child-border-noise", getattr(args, "child_border_noise", "auto")]
     if model:
         cmd += ["--model", model]
     env = os.environ | {"OMP_NUM_THREADS": str(args.threads)} if args.threads else os.environ
@@ -231,7 +241,7 @@ def build_s1_product(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     real = (source / "manifest.safe").is_file()
     out = args.workdir / "s1-product"
     shutil.rmtree(out, ignore_errors=True)
-    kw: dict[str, Any] = {"seed": args.seed, "pols": ("VV",)}
+    kw: dict[str, Any] = {"seed": args.seed, "pols": ("VV",), "border_noise": args.s1_border_noise}
     if real:
         H, W = S1_FULL
         h, w = min(h, H), min(w, W)
@@ -255,6 +265,7 @@ def build_s1_product(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
         "full_size": (h, w) == S1_FULL,
         "pols": list(prod.pols),
         "seed": args.seed,
+        "border_noise_px": list(args.s1_border_noise),
         "measurement_mb": round(tiff / 2**20, 1),
         "build_s": round(time.perf_counter() - t0, 1),
     }
@@ -317,13 +328,21 @@ def run_s1(args: argparse.Namespace) -> None:
         raise SystemExit("no ONNX model (bundled .onnx missing; give --onnx-model)")
     product, how = build_s1_product(args)
     print(f"product {how['shape']} built in {how['build_s']} s", file=sys.stderr)
+    runs = []
     try:
-        row = _run_child(args, "onnxruntime", model, product)
+        for mode in args.border_noise:
+            args.child_border_noise = mode
+            runs.append((mode, _run_child(args, "onnxruntime", model, product)))
     finally:
         if not args.keep_product:
             shutil.rmtree(product.parent, ignore_errors=True)
+    row = runs[0][1]
     summary = s1_summary(row) if row.get("status") == "ok" else None
-    _report(args, "scene-s1", model=model, product=how, result=row, summary=summary)
+    extra: dict[str, Any] = {}
+    if len(runs) > 1:  # one line per run, in the order run
+        keys = ("wall_s", "cpu_s", "peak_rss_mb", "spills", "class_fraction", "border_noise", "status")
+        extra["by_border_noise"] = [{"mode": m, **{k: r.get(k) for k in keys}} for m, r in runs]
+    _report(args, "scene-s1", model=model, product=how, result=row, summary=summary, **extra)
 
 
 def _report(args: argparse.Namespace, benchmark: str, **fields: Any) -> None:
@@ -395,11 +414,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--s1-source", help="Real SAFE whose metadata to use (default: the shared S1B product).")
     ap.add_argument("--size", help="S1 product size HxW or N (default: full 16705x26102; centred crop).")
     ap.add_argument("--keep-product", action="store_true", help="Keep the S1 product in --workdir.")
+    ap.add_argument(
+        "--s1-border-noise",
+        type=lambda t: tuple(int(v) for v in t.split(",")),
+        default=(0, 0),
+        help="NEAR,FAR px of pre-IPF-2.90 border noise written into the S1 product [none].",
+    )
+    ap.add_argument(
+        "--border-noise",
+        type=lambda t: [m for m in t.split(",") if m],
+        default=["auto"],
+        help="segment's --border-noise per run, comma-separated (e.g. keep,mask,keep,mask) [auto].",
+    )
     # child mode (internal)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
     ap.add_argument("--scene", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--child-border-noise", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(args)

@@ -497,6 +497,23 @@ def test_resume_accepts_a_folder_from_before_a_new_segment_setting(tmp_path):
         runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "flatten": True}), True)
 
 
+def test_resume_of_a_folder_from_before_border_noise_masking(tmp_path):
+    """Before --border-noise, old-IPF products were segmented with their border noise kept: such a
+    folder resumes with ``keep`` and is refused with the new default (a silent mix of both)."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    seg = {"min_area": None, "land_mask": "auto"}
+    old = json.loads(json.dumps(runner._options(None, "auto", None, None, seg), default=str))
+    del old["segment"]["border_noise"]  # what an older version wrote
+    (tmp_path / runner.OPTIONS).write_text(json.dumps(old))
+    runner._prepare(
+        tmp_path, runner._options(None, "auto", None, None, {**seg, "border_noise": "keep"}), True
+    )
+    with pytest.raises(OutputError, match='border_noise: "keep" then, "auto" now'):
+        runner._prepare(tmp_path, runner._options(None, "auto", None, None, seg), True)
+
+
 def test_out_must_be_new_empty_or_a_batch_folder(tmp_path):
     """Someone's folder is never written into, --resume or not; a new or empty one starts a batch,
     whose batch.json comes only once the workers are up."""

@@ -305,9 +305,14 @@ def _record(out: Path, rec: dict[str, Any]) -> None:
         raise OutputError(f"{e}; the run stops: continue it with --resume once that is fixed") from None
 
 
+# ``segment_scene`` settings added with a default that changes what a run does: what older versions did.
+_BEFORE_ADDED = {"border_noise": "keep"}
+
+
 def _stored_options(path: Path) -> dict[str, Any]:
-    """An earlier run's options, with ``segment_scene`` settings added since then at their defaults:
-    a batch folder from an older version resumes when nothing it ran with has changed."""
+    """An earlier run's options, with ``segment_scene`` settings added since then at their defaults (or
+    at what older versions did, :data:`_BEFORE_ADDED`): a batch folder from an older version resumes
+    when nothing it ran with has changed."""
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
@@ -316,7 +321,7 @@ def _stored_options(path: Path) -> dict[str, Any]:
         raise OutputError(f"{path} is damaged: not the options object of a batch run")
     if isinstance(stored.get("segment"), dict):
         defaults = json.loads(json.dumps(_with_defaults({}), default=str))
-        stored["segment"] = {**defaults, **stored["segment"]}
+        stored["segment"] = {**defaults, **_BEFORE_ADDED, **stored["segment"]}
     return stored
 
 

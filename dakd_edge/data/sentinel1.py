@@ -505,6 +505,7 @@ BORDER_CONFIRM = 4  # this many blocks of signal in a row end the border
 BORDER_LIMIT_M = 5000.0  # never mask deeper than this from an edge
 BORDER_SMOOTH = 2  # a line's border is the widest of its +-2 neighbours'
 _BORDER_CHUNK = 256  # lines found at a time
+_NO_DN = math.log(0.01)  # :func:`_log_ratio` of DN == 0
 
 
 def _log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -631,26 +632,33 @@ class BorderNoiseMask:
 
         The lines of an azimuth border are found on the geometric mean of each line's pixels, per 512
         columns between the two range borders' limits (columns inside a range border have no signal
-        down to any depth); the columns beside them take their nearest block's width.
+        down to any depth; where the limits overlap, between each line's range borders); the columns
+        beside them take their nearest block's width. Lines of only DN == 0 are border, as in range.
         """
         prod, (h, w) = self.product, self.product.shape
         depth = min(self.limit[edge] + BORDER_CONFIRM * BORDER_BLOCK, h)
         y0 = 0 if edge == "top" else h - depth
         dn = prod.read_dn(y0, y0 + depth, 0, w)
         c0, c1 = self.limit["left"], w - self.limit["right"]
-        if c1 - c0 < BORDER_BLOCK:
+        inside = None
+        if c1 - c0 < BORDER_BLOCK:  # a narrow product: leave out each line's range borders
             c0, c1 = 0, w
+            cols = np.arange(w)[:, None]
+            inside = (cols >= self.widths("left", y0, y0 + depth)[None, :]) & (
+                cols < w - self.widths("right", y0, y0 + depth)[None, :]
+            )  # (columns, lines)
         starts = list(range(c0, c1, 512))
         found = []
         for s in starts:
             e = min(s + 512, c1)
             power = dn[:, s:e].T.astype(np.float32) ** 2  # (columns, lines)
             noise = prod.noise.window(y0, y0 + depth, s, e).T  # type: ignore[union-attr]
+            valid = power > 0 if inside is None else (power > 0) & inside[s:e]
             if edge == "bottom":
-                power, noise = power[:, ::-1], noise[:, ::-1]
-            x, valid = _border_log_ratio(power, noise), power > 0
+                power, noise, valid = power[:, ::-1], noise[:, ::-1], valid[:, ::-1]
+            x = _border_log_ratio(power, noise)
             cnt = valid.sum(axis=0)
-            line = np.where(cnt > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
+            line = np.where(cnt > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt, 1), _NO_DN)
             found.append(int(_extent(line[None], (cnt > 0)[None], self.limit[edge])[0]))
         out = np.empty(w, dtype=np.int32)
         for k, s in enumerate(starts):
@@ -869,7 +877,9 @@ class S1Product:
     geolocation grid, row = line, col = pixel), ``crs`` (EPSG:4326), ``grid`` (:class:`GeolocationGrid`),
     ``height``/``width``, ``calibration`` (sigmaNought :class:`VectorLUT`), ``noise`` (:class:`NoiseLUT`;
     None with ``noise=False``, which neither needs nor reads the noise XML, for ``--no-denoise`` on a
-    product whose noise annotation is missing or damaged), ``measurement`` (GDAL path of the TIFF).
+    product whose noise annotation is missing or damaged), ``measurement`` (GDAL path of the TIFF),
+    ``border`` (:class:`BorderNoiseMask`, or None when the border is not masked) and ``border_noise``
+    (what is done with it, as the report says).
     Use as a context manager or call :meth:`close`.
     """
 
@@ -899,7 +909,8 @@ class S1Product:
             old = None
         if old is None and self.noise is not None:
             old = self.noise.legacy  # no manifest (flattened copy): the noise XML's layout tells
-        why = f"IPF {ipf}" if ipf else "IPF unknown" if old is None else "IPF before 2.90 (noise XML layout)"
+        why = (f"IPF {ipf}" if ipf else "IPF unknown" if old is None
+               else f"IPF {'before 2.90' if old else '2.90 or later'} (noise XML layout)")  # fmt: skip
         if mode == "keep":
             return f"kept ({why})"
         if mode == "auto" and not old:
@@ -1077,7 +1088,7 @@ class S1Product:
         return self._ds.read(1, window=Window(x0, y0, x1 - x0, y1 - y0))
 
     def calibrate(self, dn: np.ndarray, y0: int, x0: int, denoise: bool = True) -> np.ndarray:
-        """DN of the window at (y0, x0) -> float32 linear sigma0 (NaN where DN == 0)."""
+        """DN of the window at (y0, x0) -> float32 linear sigma0 (NaN where DN == 0 and on :attr:`border`)."""
         h, w = dn.shape
         y1, x1 = y0 + h, x0 + w
         p = dn.astype(np.float32)
@@ -1099,7 +1110,7 @@ class S1Product:
         return p
 
     def read_sigma0(self, y0: int, y1: int, x0: int, x1: int, denoise: bool = True) -> np.ndarray:
-        """float32 linear sigma0 of rows y0..y1-1, columns x0..x1-1 (NaN = no data, where DN == 0).
+        """float32 linear sigma0 of rows y0..y1-1, columns x0..x1-1 (NaN = no data: DN == 0, border noise).
 
         ``denoise``: subtract thermal noise; values <= 0 then become :data:`SIGMA0_FLOOR` (-35 dB).
         """

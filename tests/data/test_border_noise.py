@@ -173,3 +173,57 @@ def test_azimuth_border_at_a_datatake_start(products: dict[str, Path], tmp_path:
     assert (np.isnan(s).argmin(axis=0) == 33).all()
     with open_product(products["new"], border_noise="mask") as p:  # the same product without it
         assert not np.isnan(p.read_sigma0(0, 80, 100, 300)).any()
+
+
+def _low_lines(safe: Path, zeros: int, border: int, w: int) -> None:
+    """DN == 0 in the first ``zeros`` lines of a ``w`` wide product, border noise in the next ``border``
+    (power a tenth of the noise), as at the start of a datatake."""
+    tif = next((safe / "measurement").glob("*-vv-*.tiff"))
+    with open_product(safe) as p:
+        noise = p.noise.window(0, 60, 0, w)
+    low = np.clip(np.rint(np.sqrt(noise * np.random.default_rng(3).exponential(0.1, noise.shape))), 1, None)
+    rows = np.arange(60)[:, None]
+    with rasterio.open(tif, "r+") as ds:
+        dn = ds.read(1, window=((0, 60), (0, w)))
+        dn = np.where(rows < zeros, 0, np.where(rows < zeros + border, low, dn)).astype(np.uint16)
+        ds.write(dn, 1, window=((0, 60), (0, w)))
+
+
+def test_azimuth_border_after_zero_lines(tmp_path: Path) -> None:
+    """Lines of only DN == 0 before an azimuth border are part of it, as in range: the border noise
+    after them is found too (it was left as a -35 dB band when the border began in the first block)."""
+    w = 1100  # wider than the range borders' limits: line means of the columns between them
+    p = build_synthetic_product(tmp_path / "p", shape=(H, w), seed=2)
+    _low_lines(p.path, 10, 8, w)
+    with open_product(p.path, border_noise="mask") as prod:
+        s = prod.read_sigma0(0, 80, 0, w)
+    assert (np.isnan(s).argmin(axis=0) == 18).all()
+
+
+def test_narrow_product_azimuth_border_skips_the_range_borders(tmp_path: Path) -> None:
+    """Where the range borders' limits overlap (a product narrower than twice 5 km), line means are
+    taken between each line's range borders: wide range borders beside calm sea are no azimuth border
+    (they made half the product's sea nodata), and a real one is still found."""
+    from dakd_edge.data.synthetic import SceneConfig
+
+    calm = SceneConfig(sea_db=(-32.0, -30.0), land_probability=0.0)
+    p = build_synthetic_product(
+        tmp_path / "p", shape=(H, W), seed=1, ipf="002.72", border_noise=(150, 140), cfg=calm
+    )
+    with open_product(p.path) as prod:
+        assert not np.isnan(prod.read_sigma0(0, H, 185, 255)).any()
+    _low_lines(p.path, 0, 20, W)
+    with open_product(p.path) as prod:
+        assert (np.isnan(prod.read_sigma0(0, 60, 185, 255)).argmin(axis=0) == 20).all()
+
+
+def test_flattened_new_product_is_not_called_old(products: dict[str, Path], tmp_path: Path) -> None:
+    """Without a manifest, the noise XML's layout of IPF 2.90 and later says so (not "before 2.90")."""
+    flat = tmp_path / products["new"].name
+    shutil.copytree(products["new"], flat)
+    (flat / "manifest.safe").unlink()
+    with open_product(flat) as p:
+        assert p.border is None
+        assert (
+            p.border_noise == "not needed (IPF 2.90 or later (noise XML layout): its border is written as 0)"
+        )
