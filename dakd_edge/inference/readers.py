@@ -77,6 +77,18 @@ class Sentinel1Reader(Scene):
         self.product = open_product(path, pol, noise=denoise, border_noise=border_noise)
         self.denoise = denoise
         m = self.product.meta
+        if pol is None and m.polarisation in ("VH", "HV"):  # a partial copy: no VV/HH to default to
+            import warnings
+
+            from dakd_edge.errors import Notice
+
+            warnings.warn(
+                f"{path}: this copy has no co-polarised (VV/HH) measurement, so {m.polarisation} is "
+                "segmented; oil-spill models (the bundled one too) learn slicks on co-polarised images, "
+                "where they show far better",
+                Notice,
+                stacklevel=3,
+            )
         from affine import Affine
 
         self.info = SceneInfo(

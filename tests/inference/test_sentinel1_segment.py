@@ -277,3 +277,18 @@ def test_border_noise_of_old_products_is_nodata(tmp_path: Path, monkeypatch, cap
     inside = maps["auto"][:, 60:-60]
     np.testing.assert_array_equal(inside, maps["keep"][:, 60:-60])
     assert (inside != 255).all()
+
+
+def test_cross_pol_only_copy_is_segmented_with_a_notice(tmp_path: Path) -> None:
+    """A copy holding only VH runs VH (nothing else to read), saying so; asking for VH says nothing."""
+    import warnings
+
+    from dakd_edge.errors import Notice
+
+    p = build_synthetic_product(tmp_path / "p", shape=(128, 192), seed=1, pols=("VH",))
+    with pytest.warns(Notice, match="no co-polarised .* so VH is segmented"):
+        r = segment_scene(_pred(), p.path, tmp_path / "a.tif", land_mask="none", polygons=False)
+    assert r["product"]["polarisation"] == "VH"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Notice)
+        segment_scene(_pred(), p.path, tmp_path / "b.tif", pol="VH", land_mask="none", polygons=False)
