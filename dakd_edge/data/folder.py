@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,10 +32,22 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open(path)``, refusing a FIFO, socket or device first: opening a FIFO waits for a writer
+    forever, and a device (/dev/zero) reads without end."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG  # Image.open names the reason (missing file, dangling link, ...)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DatasetError(f"cannot read image {path}: not a regular file (a FIFO, socket or device)")
+    return Image.open(path)
+
+
 def read_array(path: Path) -> np.ndarray:
     """Pixels of an image file as a numpy array (H, W) or (H, W, C); DatasetError if unreadable."""
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             if im.mode == "P":
                 return np.asarray(im)  # palette indices (class-id masks are often stored this way)
             if im.mode in ("RGBA", "LA"):
@@ -49,7 +62,7 @@ def read_array(path: Path) -> np.ndarray:
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) from the file header only."""
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             return im.size[1], im.size[0]
     except (OSError, UnidentifiedImageError) as e:
         raise DatasetError(f"cannot read image {path}: {e}") from None

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dakd_edge.atomic import reason
 from dakd_edge.errors import InputError
 from dakd_edge.lonlat import wrap_lon
 
@@ -58,6 +59,23 @@ __all__ = [
     "land_mask",
     "make_georef",
 ]
+
+
+def _transformer(src, dst, what: str, hint: str = ""):
+    """``pyproj.Transformer.from_crs(src, dst)``, or one InputError line saying that ``what`` (whose CRS
+    it is) cannot be placed on the Earth: PROJ knows no way from a local / engineering CRS to WGS84."""
+    from pyproj import CRS as PCRS
+    from pyproj import Transformer
+    from pyproj.exceptions import ProjError
+
+    try:
+        return Transformer.from_crs(src, dst, always_xy=True)
+    except ProjError:
+        local = PCRS.from_user_input(dst if str(src) == "EPSG:4326" else src)
+        raise InputError(
+            f"{what} is in CRS {local.name!r}, which has no transformation to WGS84 longitude/latitude "
+            f"(a local or engineering CRS): land cannot be located on it{hint}"
+        ) from None
 
 
 # ---- georeferences -----------------------------------------------------------------------------
@@ -284,14 +302,14 @@ class AffineGeoref(Georef):
 
     def __init__(self, crs, transform) -> None:
         from pyproj import CRS as PCRS
-        from pyproj import Transformer
 
         if crs is None:
             raise InputError("a land mask needs a georeferenced scene (CRS + transform, or GCPs)")
         self.crs = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
         self.transform = transform
-        self._fwd = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
-        self._inv = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
+        hint = " (use --no-land-mask)"
+        self._fwd = _transformer(self.crs, "EPSG:4326", "the scene", hint)
+        self._inv = _transformer("EPSG:4326", self.crs, "the scene", hint)
         px = math.hypot(transform.a, transform.d)
         py = math.hypot(transform.b, transform.e)
         if self.crs.is_geographic:
@@ -531,7 +549,6 @@ class VectorLandSource:
         to_wgs84 = None
         if crs is not None:
             from pyproj import CRS as PCRS
-            from pyproj import Transformer
 
             c = PCRS.from_user_input(crs)
             if (
@@ -539,7 +556,7 @@ class VectorLandSource:
                 and c.to_epsg() != 4326
                 and "CRS84" not in str(crs)
             ):
-                to_wgs84 = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
+                to_wgs84 = _transformer(c, "EPSG:4326", f"{self.path}: the land-mask vector")
         # The scene's lon/lat box (+ margin) to drop far-away polygons before transforming them.
         n = 16
         rr, cc = np.meshgrid(np.linspace(-margin_px, height - 1 + margin_px, n),
@@ -598,7 +615,6 @@ class RasterLandSource:
 
     def __init__(self, path: str | os.PathLike) -> None:
         import rasterio
-        from pyproj import Transformer
         from rasterio.errors import RasterioError
 
         self.path = Path(path)
@@ -608,7 +624,7 @@ class RasterLandSource:
             raise InputError(f"{self.path}: cannot read the land mask ({e})") from None
         if self.ds.crs is None:
             raise InputError(f"{self.path}: the land-mask raster has no CRS")
-        self._to = Transformer.from_crs("EPSG:4326", self.ds.crs.to_wkt(), always_xy=True)
+        self._to = _transformer("EPSG:4326", self.ds.crs.to_wkt(), f"{self.path}: the land-mask raster")
         T = self.ds.transform
         self.res_deg_or_m = min(abs(T.a) or 1.0, abs(T.e) or 1.0)
         self.geographic = self.ds.crs.is_geographic
@@ -618,6 +634,7 @@ class RasterLandSource:
         return self.res_deg_or_m * (EARTH_M_PER_DEG if self.geographic else 1.0)
 
     def is_land(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
         x, y = self._to.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
@@ -630,7 +647,10 @@ class RasterLandSource:
             return out
         r0, r1 = int(r[inside].min()), int(r[inside].max()) + 1
         c0, c1 = int(c[inside].min()), int(c[inside].max()) + 1
-        a = self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        try:
+            a = self.ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        except RasterioError as e:  # not an output's write error: name the mask file
+            raise InputError(f"{self.path}: cannot read the land mask ({reason(e)})") from None
         vals = a.filled(0)[r[inside] - r0, c[inside] - c0]
         out[inside] = vals != 0
         return out

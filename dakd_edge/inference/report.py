@@ -15,7 +15,7 @@ import numpy as np
 
 from dakd_edge.inference.geotiff import SceneInfo
 from dakd_edge.inference.tiling import TileStats
-from dakd_edge.inference.vectorize import Measurer, measures_m2
+from dakd_edge.inference.vectorize import Measurer, geojson_crs, measures_m2
 
 
 def row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | None:
@@ -211,7 +211,7 @@ def _crs_name(crs: Any) -> str | None:
 def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | None]:
     """Where the outputs are: the rasters (the scene's grid, its GCPs in EPSG:4326, or with
     ``--geocode`` the UTM grid of the polygons), the GeoPackage polygons (``world_crs``) and the GeoJSON
-    (always WGS84). A GCP product's input ``crs`` is null, which said nothing about its outputs."""
+    (WGS84, or a local CRS's own coordinates). A GCP product's input ``crs`` is null, which said nothing about its outputs."""
     if geocoded:
         rasters = _crs_name(world_crs)
     elif info.gcps:
@@ -221,5 +221,5 @@ def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | Non
     return {
         "rasters": rasters,
         "gpkg": _crs_name(world_crs),
-        "geojson": None if world_crs is None else "EPSG:4326",
+        "geojson": geojson_crs(world_crs),
     }

@@ -412,17 +412,40 @@ def filter_spills(
 
 
 def _to_wgs84(crs: Any):
+    """The transformer of ``crs`` to WGS84 lon/lat: None when ``crs`` is WGS84 already, False when PROJ
+    knows no way there (a local / engineering CRS, tied to no place on the Earth)."""
     from pyproj import CRS, Transformer
+    from pyproj.exceptions import ProjError
 
     src = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
     if src.equals(CRS.from_epsg(4326), ignore_axis_order=True):
         return None
-    return Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
+    try:
+        return Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
+    except ProjError:
+        return False
+
+
+def _crs_label(crs: Any) -> str:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).name
+
+
+def geojson_crs(crs: Any) -> str | None:
+    """The CRS of GeoJSON polygons traced in ``crs``: EPSG:4326 (RFC 7946); a CRS with no way to WGS84
+    (local / engineering) keeps its own coordinates and is named; None: image pixels (no CRS)."""
+    if crs is None:
+        return None
+    if _to_wgs84(crs) is False:
+        return crs.to_string() if hasattr(crs, "to_string") else str(crs)
+    return "EPSG:4326"
 
 
 def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None:
     features: list[dict[str, Any]] = []
-    if crs is None:  # image pixels: nothing to wrap
+    tr = None if crs is None else _to_wgs84(crs)
+    if crs is None or tr is False:  # image pixels, or a local CRS's own coordinates: nothing to wrap
         for i, s in enumerate(spills, 1):
             coords = [[[round(x, 9), round(y, 9)] for x, y in r] for r in s.rings]
             features.append({"type": "Feature", "id": i, "geometry": {"type": "Polygon", "coordinates": coords},
@@ -430,7 +453,6 @@ def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None
     elif spills:  # every vertex reprojected in one call, every polygon wound and bounded at once
         sizes = [len(r) for s in spills for r in s.rings]
         pts = np.concatenate([np.asarray(r, np.float64).reshape(-1, 2) for s in spills for r in s.rings])
-        tr = _to_wgs84(crs)
         if tr is not None:
             pts = np.column_stack(tr.transform(pts[:, 0], pts[:, 1]))
         geoms = geojson_geometries(pts, sizes, [len(s.rings) for s in spills])
@@ -440,6 +462,10 @@ def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None
     doc: dict[str, Any] = {"type": "FeatureCollection", "name": name, "features": features}
     if crs is None:
         doc["note"] = "no georeference: coordinates are image pixels (column, row)"
+    elif tr is False:
+        doc["note"] = (
+            f"coordinates are in the scene's local CRS ({_crs_label(crs)}), which has no way to WGS84"
+        )
     path.write_text(json.dumps(doc))
 
 

@@ -1,0 +1,147 @@
+"""Inputs no one planned for: one ``dakd-edge: error:`` line and exit 2 (or a clean success), never a
+traceback, a hang, or a file under a final name.
+
+Found by feeding every command a zoo of odd files: a scene in a local / engineering CRS (no way to
+WGS84), a truncated or local-CRS ``--land-mask`` raster, and a FIFO inside a dataset folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from rasterio.crs import CRS
+
+from dakd_edge.cli import segment as seg_cli
+from dakd_edge.cli.app import main
+from dakd_edge.inference.predictor import Predictor
+from tests.inference.fake import FakeBackend, blob_scene, write_tif
+
+LOCAL = CRS.from_wkt('LOCAL_CS["arbitrary",UNIT["metre",1]]')
+
+
+@pytest.fixture()
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(model, backend, device, tile, overlap, batch):
+        return Predictor(FakeBackend(tile=64), tile=tile, overlap=overlap, batch=batch)
+
+    monkeypatch.setattr(seg_cli, "load_predictor", load)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def one_error_line(code: int, err: str, *needles: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if "dakd-edge: warning:" not in ln]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("dakd-edge: error: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def test_local_crs_scene_writes_geojson_in_its_own_coordinates(
+    tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PROJ has no transformation from a LOCAL_CS / engineering CRS to WGS84: the GeoJSON writer raised
+    ProjError (a traceback) after the whole scene had run. Its polygons now keep the scene's own
+    coordinates, unwrapped, with a note, and the report says which CRS they are in."""
+    scene = write_tif(tmp_path / "local.tif", blob_scene(128, 128, seed=1), crs=LOCAL)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(
+        [
+            "segment", str(scene), "-o", str(out / "c.tif"), "--vector", str(out / "v.geojson"),
+            "--report", str(out / "r.json"), "--no-land-mask", "--min-area", "0px",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Traceback" not in err
+    doc = json.loads((out / "v.geojson").read_text())
+    assert doc["features"], "the fake model finds the dark blobs"
+    assert "arbitrary" in doc["note"]
+    xs = [x for f in doc["features"] for x, _ in f["geometry"]["coordinates"][0]]
+    assert 500000 <= min(xs) and max(xs) <= 500000 + 1280, "scene coordinates, not wrapped longitudes"
+    report = json.loads((out / "r.json").read_text())
+    assert report["output_crs"]["geojson"] != "EPSG:4326"
+    assert "arbitrary" in report["output_crs"]["geojson"]
+
+
+def test_local_crs_scene_with_a_land_mask_is_one_line(
+    tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scene = write_tif(tmp_path / "local.tif", blob_scene(64, 64), crs=LOCAL)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(
+        ["segment", str(scene), "-o", str(out / "c.tif"), "--land-mask", "globe", "-q"], capsys
+    )
+    one_error_line(code, err, "'arbitrary'", "--no-land-mask")
+    assert list(out.iterdir()) == []
+
+
+def test_land_mask_raster_in_a_local_crs_is_one_line(
+    tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scene = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    mask = write_tif(tmp_path / "mask.tif", np.zeros((64, 64), np.uint8), crs=LOCAL)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(
+        ["segment", str(scene), "-o", str(out / "c.tif"), "--land-mask", str(mask), "-q"], capsys
+    )
+    one_error_line(code, err, "mask.tif", "'arbitrary'")
+    assert list(out.iterdir()) == []
+
+
+def test_truncated_land_mask_raster_names_the_mask_not_the_output(
+    tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A land-mask raster that opens but whose strips are cut off was reported as the *output* failing
+    ("OUT/c.tif: cannot write (TIFFReadEncodedStrip ...)")."""
+    scene = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    full = write_tif(tmp_path / "full.tif", np.zeros((64, 64), np.uint8))
+    data = full.read_bytes()
+    mask = tmp_path / "mask.tif"
+    mask.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(
+        ["segment", str(scene), "-o", str(out / "c.tif"), "--land-mask", str(mask), "-q"], capsys
+    )
+    line = one_error_line(code, err, "mask.tif", "cannot read the land mask")
+    assert "c.tif" not in line
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["images", "masks"])
+def test_fifo_in_a_dataset_folder_is_refused_not_read_forever(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opening a FIFO blocks until a writer comes: `evaluate` (and `train`) on a folder holding one hung."""
+    root = tmp_path / "ds"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    Image.fromarray(np.full((32, 32), 100, np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "a.png")
+    fifo = root / where / "a.png"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    # A reader blocked on the FIFO is released after 5 s (the test then fails instead of hanging).
+    release = threading.Timer(5.0, lambda: open(fifo, "wb").close())
+    release.start()
+    try:
+        code, _, err = run(["evaluate", "--data", str(root)], capsys)
+    finally:
+        release.cancel()
+    one_error_line(code, err, str(fifo), "not a regular file")
