@@ -458,7 +458,10 @@ def _read_vectors(vecs: list[ET.Element], tag: str, what: str) -> tuple[np.ndarr
     share this shape: ``<line>``, ``<pixel>`` and one value list each)."""
     lines, pixels, values = [], [], []
     for v in vecs:
-        lines.append(float(_text(v, "line", what)))
+        try:
+            lines.append(float(_text(v, "line", what)))
+        except ValueError:
+            raise InputError(f"{what}: non-numeric <line> {_text(v, 'line', what)!r}") from None
         pixels.append(_floats(v.find("pixel"), what))
         values.append(_floats(v.find(tag), f"{what} {tag}"))
     return np.array(lines), pixels, values
@@ -1358,10 +1361,6 @@ def _shift_ints(text: str | None, delta: int) -> str:
 
 def _crop_xml(src: Path, dst: Path, offset: tuple[int, int], shape: tuple[int, int]) -> None:
     """Copy a SAFE's XML into ``dst`` cropped to lines oy..oy+h-1, pixels ox..ox+w-1 (consistently)."""
-    from dakd_edge.data.landmask import GCPGeoref
-
-    oy, ox = offset
-    h, w = shape
     for f in sorted(src.rglob("*.xml")) + [src / "manifest.safe"]:
         if not f.is_file():
             continue
@@ -1371,76 +1370,90 @@ def _crop_xml(src: Path, dst: Path, offset: tuple[int, int], shape: tuple[int, i
         if f.name == "manifest.safe" or rel.parts[:2] == ("annotation", "rfi"):
             shutil.copyfile(f, out)
             continue
-        tree = ET.parse(f)
-        root = tree.getroot()
-        if root.tag == "product":
-            info = root.find("imageAnnotation/imageInformation")
-            if info is not None:
-                info.find("numberOfLines").text = str(h)  # type: ignore[union-attr]
-                info.find("numberOfSamples").text = str(w)  # type: ignore[union-attr]
-            glist = root.find("geolocationGrid/geolocationGridPointList")
-            if glist is not None:
-                grid = parse_geolocation_grid(root, str(f))
-                from rasterio.control import GroundControlPoint
+        try:
+            _crop_one(f, out, offset, shape)
+        except ET.ParseError as e:
+            raise InputError(f"{src.name}: corrupt XML {rel} ({e})") from None
+        except (ValueError, TypeError, AttributeError) as e:  # a missing element or non-numeric text
+            raise InputError(f"{src.name}: cannot crop {rel}: missing or non-numeric values ({e})") from None
 
-                geo = GCPGeoref([GroundControlPoint(row=r, col=c, x=x, y=y) for r, c, x, y in
-                                 zip(grid.lines, grid.pixels, grid.lon, grid.lat, strict=True)])  # fmt: skip
-                old = list(glist)
-                ol, op = grid.lines, grid.pixels
-                # The original grid lines/pixels inside the crop are kept, so each new cell lies inside
-                # one original cell and the bilinear geolocation is reproduced exactly.
-                ul, up = np.unique(ol) - oy, np.unique(op) - ox
-                nl = np.unique(
-                    np.r_[np.linspace(0, h - 1, min(10, h)).round(), ul[(ul > 0) & (ul < h - 1)]]
-                ).astype(np.int64)
-                npx = np.unique(
-                    np.r_[np.linspace(0, w - 1, min(21, w)).round(), up[(up > 0) & (up < w - 1)]]
-                ).astype(np.int64)
-                for e in old:
-                    glist.remove(e)
-                for li in nl:
-                    for pi in npx:
-                        k = int(np.argmin(np.abs(ol - (li + oy)) * 4 + np.abs(op - (pi + ox))))
-                        e = ET.fromstring(ET.tostring(old[k]))
-                        lon, lat = geo.lonlat(np.array([li + oy], float), np.array([pi + ox], float))
-                        e.find("line").text = str(int(li))  # type: ignore[union-attr]
-                        e.find("pixel").text = str(int(pi))  # type: ignore[union-attr]
-                        e.find("latitude").text = f"{float(lat[0]):.15e}"  # type: ignore[union-attr]
-                        e.find("longitude").text = f"{float(lon[0]):.15e}"  # type: ignore[union-attr]
-                        glist.append(e)
-                glist.set("count", str(len(nl) * len(npx)))
-        for lst in ("calibrationVectorList", "noiseRangeVectorList", "noiseVectorList"):
-            vl = root.find(lst)
-            if vl is None:
+
+def _crop_one(f: Path, out: Path, offset: tuple[int, int], shape: tuple[int, int]) -> None:
+    """:func:`_crop_xml` of one annotation, calibration or noise XML file."""
+    from dakd_edge.data.landmask import GCPGeoref
+
+    oy, ox = offset
+    h, w = shape
+    tree = ET.parse(f)
+    root = tree.getroot()
+    if root.tag == "product":
+        info = root.find("imageAnnotation/imageInformation")
+        if info is not None:
+            info.find("numberOfLines").text = str(h)  # type: ignore[union-attr]
+            info.find("numberOfSamples").text = str(w)  # type: ignore[union-attr]
+        glist = root.find("geolocationGrid/geolocationGridPointList")
+        if glist is not None:
+            grid = parse_geolocation_grid(root, str(f))
+            from rasterio.control import GroundControlPoint
+
+            geo = GCPGeoref([GroundControlPoint(row=r, col=c, x=x, y=y) for r, c, x, y in
+                             zip(grid.lines, grid.pixels, grid.lon, grid.lat, strict=True)])  # fmt: skip
+            old = list(glist)
+            ol, op = grid.lines, grid.pixels
+            # The original grid lines/pixels inside the crop are kept, so each new cell lies inside
+            # one original cell and the bilinear geolocation is reproduced exactly.
+            ul, up = np.unique(ol) - oy, np.unique(op) - ox
+            nl = np.unique(
+                np.r_[np.linspace(0, h - 1, min(10, h)).round(), ul[(ul > 0) & (ul < h - 1)]]
+            ).astype(np.int64)
+            npx = np.unique(
+                np.r_[np.linspace(0, w - 1, min(21, w)).round(), up[(up > 0) & (up < w - 1)]]
+            ).astype(np.int64)
+            for e in old:
+                glist.remove(e)
+            for li in nl:
+                for pi in npx:
+                    k = int(np.argmin(np.abs(ol - (li + oy)) * 4 + np.abs(op - (pi + ox))))
+                    e = ET.fromstring(ET.tostring(old[k]))
+                    lon, lat = geo.lonlat(np.array([li + oy], float), np.array([pi + ox], float))
+                    e.find("line").text = str(int(li))  # type: ignore[union-attr]
+                    e.find("pixel").text = str(int(pi))  # type: ignore[union-attr]
+                    e.find("latitude").text = f"{float(lat[0]):.15e}"  # type: ignore[union-attr]
+                    e.find("longitude").text = f"{float(lon[0]):.15e}"  # type: ignore[union-attr]
+                    glist.append(e)
+            glist.set("count", str(len(nl) * len(npx)))
+    for lst in ("calibrationVectorList", "noiseRangeVectorList", "noiseVectorList"):
+        vl = root.find(lst)
+        if vl is None:
+            continue
+        vecs = list(vl)
+        lines = np.array([int(v.find("line").text) for v in vecs])  # type: ignore[union-attr]
+        lo = max(0, int(np.searchsorted(lines, oy, side="right")) - 1)
+        hi = min(len(vecs), int(np.searchsorted(lines, oy + h - 1, side="left")) + 1)
+        for i, v in enumerate(vecs):
+            if i < lo or i >= hi:
+                vl.remove(v)
                 continue
-            vecs = list(vl)
-            lines = np.array([int(v.find("line").text) for v in vecs])  # type: ignore[union-attr]
-            lo = max(0, int(np.searchsorted(lines, oy, side="right")) - 1)
-            hi = min(len(vecs), int(np.searchsorted(lines, oy + h - 1, side="left")) + 1)
-            for i, v in enumerate(vecs):
-                if i < lo or i >= hi:
-                    vl.remove(v)
-                    continue
-                v.find("line").text = str(int(v.find("line").text) - oy)  # type: ignore[union-attr]
-                v.find("pixel").text = _shift_ints(v.find("pixel").text, ox)  # type: ignore[union-attr]
-            vl.set("count", str(hi - lo))
-        al = root.find("noiseAzimuthVectorList")
-        if al is not None:
-            kept = 0
-            for b in list(al):
-                fl, ll = int(b.find("firstAzimuthLine").text) - oy, int(b.find("lastAzimuthLine").text) - oy  # type: ignore[union-attr]
-                fs, ls = int(b.find("firstRangeSample").text) - ox, int(b.find("lastRangeSample").text) - ox  # type: ignore[union-attr]
-                if ll < 0 or fl > h - 1 or ls < 0 or fs > w - 1:
-                    al.remove(b)
-                    continue
-                b.find("firstAzimuthLine").text = str(max(fl, 0))  # type: ignore[union-attr]
-                b.find("lastAzimuthLine").text = str(min(ll, h - 1))  # type: ignore[union-attr]
-                b.find("firstRangeSample").text = str(max(fs, 0))  # type: ignore[union-attr]
-                b.find("lastRangeSample").text = str(min(ls, w - 1))  # type: ignore[union-attr]
-                b.find("line").text = _shift_ints(b.find("line").text, oy)  # type: ignore[union-attr]
-                kept += 1
-            al.set("count", str(kept))
-        tree.write(out, encoding="UTF-8", xml_declaration=True)
+            v.find("line").text = str(int(v.find("line").text) - oy)  # type: ignore[union-attr]
+            v.find("pixel").text = _shift_ints(v.find("pixel").text, ox)  # type: ignore[union-attr]
+        vl.set("count", str(hi - lo))
+    al = root.find("noiseAzimuthVectorList")
+    if al is not None:
+        kept = 0
+        for b in list(al):
+            fl, ll = int(b.find("firstAzimuthLine").text) - oy, int(b.find("lastAzimuthLine").text) - oy  # type: ignore[union-attr]
+            fs, ls = int(b.find("firstRangeSample").text) - ox, int(b.find("lastRangeSample").text) - ox  # type: ignore[union-attr]
+            if ll < 0 or fl > h - 1 or ls < 0 or fs > w - 1:
+                al.remove(b)
+                continue
+            b.find("firstAzimuthLine").text = str(max(fl, 0))  # type: ignore[union-attr]
+            b.find("lastAzimuthLine").text = str(min(ll, h - 1))  # type: ignore[union-attr]
+            b.find("firstRangeSample").text = str(max(fs, 0))  # type: ignore[union-attr]
+            b.find("lastRangeSample").text = str(min(ls, w - 1))  # type: ignore[union-attr]
+            b.find("line").text = _shift_ints(b.find("line").text, oy)  # type: ignore[union-attr]
+            kept += 1
+        al.set("count", str(kept))
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
 
 
 @dataclass

@@ -145,3 +145,39 @@ def test_fifo_in_a_dataset_folder_is_refused_not_read_forever(
     finally:
         release.cancel()
     one_error_line(code, err, str(fifo), "not a regular file")
+
+
+@pytest.fixture()
+def minimal_safe(tmp_path: Path) -> Path:
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    return build_synthetic_product(tmp_path / "src", shape=(64, 96), seed=1, pols=("VV",)).path
+
+
+def _damage(safe: Path, kind: str) -> Path:
+    cal = next((safe / "annotation" / "calibration").glob("calibration-*-vv-*.xml"))
+    if kind == "empty":
+        cal.write_text("")
+    else:  # the first vector's line number becomes text
+        text = cal.read_text()
+        i = text.index("<line>") + len("<line>")
+        cal.write_text(text[:i] + "abc" + text[text.index("</line>", i) :])
+    return cal
+
+
+@pytest.mark.parametrize("kind", ["empty", "non-numeric"])
+def test_damaged_calibration_xml_is_one_line(
+    minimal_safe: Path, kind: str, tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty calibration XML, or one whose <line> is not a number, gave a traceback from
+    `synth-product --from` (ParseError / ValueError while cropping) and, for <line>, from segment
+    and info too (float() of it)."""
+    cal = _damage(minimal_safe, kind)
+    code, _, err = run(["synth-product", str(tmp_path / "out"), "--from", str(minimal_safe), "--size", "32x48"],
+                       capsys)  # fmt: skip
+    one_error_line(code, err, cal.name)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    for argv in (["segment", str(minimal_safe), "-o", str(tmp_path / "c.tif"), "--no-land-mask", "-q"],
+                 ["info", str(minimal_safe)]):  # fmt: skip
+        code, _, err = run(argv, capsys)
+        one_error_line(code, err, "calibration")
