@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -36,6 +37,23 @@ from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
 
 BLOCK = 512
+
+
+def _check_placement(p: Path, ds: Any) -> None:
+    """Refuse a geotransform that places the scene nowhere: non-finite coefficients, or, in a geographic
+    CRS, corners beyond the poles (areas, polygons and the land mask would all be NaN)."""
+    t = ds.transform
+    if not all(math.isfinite(v) for v in (t.a, t.b, t.c, t.d, t.e, t.f)):
+        raise InputError(f"{p}: its geotransform is not finite ({tuple(t)[:6]})")
+    if ds.crs is not None and ds.crs.is_geographic:
+        lats = [
+            t.d * x + t.e * y + t.f for x, y in ((0, 0), (ds.width, 0), (0, ds.height), (ds.width, ds.height))
+        ]
+        if max(abs(v) for v in lats) > 90.0 + 1e-9:
+            raise InputError(
+                f"{p}: its geotransform places pixels at latitude {max(lats, key=abs):.6g} "
+                f"(beyond the pole) in {ds.crs.to_string()}"
+            )
 
 
 class NoGeoreferenceWarning(Notice):
@@ -154,6 +172,7 @@ class SceneReader(Scene):
             )  # fmt: skip
         if ds.transform.is_identity:  # a CRS without a geotransform places nothing: not georeferenced
             return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, None, ds.transform, False)
+        _check_placement(p, ds)
         return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, ds.crs, ds.transform, True)
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:

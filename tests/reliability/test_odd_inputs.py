@@ -181,3 +181,18 @@ def test_damaged_calibration_xml_is_one_line(
                  ["info", str(minimal_safe)]):  # fmt: skip
         code, _, err = run(argv, capsys)
         one_error_line(code, err, "calibration")
+
+
+@pytest.mark.parametrize("north", [91.0, float("nan")])
+def test_geographic_transform_beyond_the_pole_is_one_line(
+    north: float, tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EPSG:4326 pixels placed beyond 90 N (or a NaN in the transform) ran, and the report said
+    "oil_area_m2": NaN, which strict JSON readers refuse: such a georeference is refused up front."""
+    from rasterio.transform import Affine
+
+    scene = write_tif(tmp_path / "s.tif", blob_scene(64, 64, seed=2), crs=CRS.from_epsg(4326),
+                      transform=Affine(0.001, 0, 179.9, 0, -0.001, north))  # fmt: skip
+    code, _, err = run(["segment", str(scene), "-o", str(tmp_path / "o.tif"), "--no-land-mask", "-q"], capsys)
+    one_error_line(code, err, "s.tif", "beyond the pole" if north == 91.0 else "not finite")
+    assert not (tmp_path / "o.tif").exists()
