@@ -174,6 +174,23 @@ def test_corrupt_scene_fails_alone(local_ray, scenes, tmp_path, capsys):
     _no_temporaries(out)
 
 
+def test_a_failed_scene_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    """A scene that fails (an empty download) left an empty ``out/<id>/`` behind; a folder that was
+    there before is kept."""
+    from dakd_edge.batch.worker import SceneWorker
+    from tests.batch_fake import make_predictor
+
+    worker = SceneWorker(make_predictor, {})
+    out = tmp_path / "batch"
+    (out / "kept").mkdir(parents=True)
+    for sid in ("empty", "kept"):
+        (tmp_path / f"{sid}.tif").write_bytes(b"")
+        scene = {"id": sid, "path": str(tmp_path / f"{sid}.tif"), "meta": {}}
+        rec = worker.process(scene, str(out), 1, False, {})
+        assert rec["status"] == "failed" and "cannot read as a raster" in rec["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["kept"]
+
+
 def _truncated_zip(path: Path) -> Path:
     """The first half of a zipped SAFE-like tree: an interrupted download (no central directory)."""
     import zipfile
@@ -649,6 +666,28 @@ def test_a_product_downloaded_as_uuid_zip_is_one_scene(tmp_path: Path) -> None:
     other = build_synthetic_product(tmp_path / "o", shape=(48, 64), seed=2, pols=("VV",), make_zip=True)
     with pytest.raises(InputError, match=f"two scenes have the id '{name}'"):
         expand_inputs([uuid, other.zip_path])
+
+
+def test_a_damaged_zip_beside_its_own_safe_does_not_stop_the_batch(tmp_path: Path) -> None:
+    """A truncated NAME.zip (a re-download cut short) beside NAME.SAFE shares its id: it used to stop
+    the whole batch ("two scenes have the id"); the product runs once, from the folder, with a note
+    saying the zip is damaged. Alone, the damaged zip is still a scene (recorded as failed)."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    prod = build_synthetic_product(tmp_path / "p", shape=(48, 64), seed=1, pols=("VV",), make_zip=True)
+    name = prod.path.name.removesuffix(".SAFE")
+    data = prod.zip_path.read_bytes()
+    prod.zip_path.write_bytes(data[: len(data) // 2])
+    for given in ([tmp_path / "p"], [prod.zip_path, prod.path]):
+        notes: dict[str, list[str]] = {}
+        assert [s.path for s in expand_inputs(given, notes=notes)] == [prod.path]
+        assert notes == {name: [f"{prod.zip_path.name} (a damaged or truncated zip) is named after the "
+                                f"same product as {prod.path}: run once, from the .SAFE folder"]}  # fmt: skip
+    assert [(s.id, s.path) for s in expand_inputs([prod.zip_path])] == [(name, prod.zip_path)]
+    good = tmp_path / "3f2a9c1e-0b7d-4c55-9d0e-2a6f1c8e4b11.zip"  # the same product, downloaded again
+    build_synthetic_product(tmp_path / "q", shape=(48, 64), seed=1, pols=("VV",), make_zip=True)
+    shutil.move(tmp_path / "q" / prod.zip_path.name, good)
+    assert [s.path for s in expand_inputs([prod.zip_path, good])] == [good]
 
 
 def test_a_stac_item_beside_its_own_safe_is_one_scene(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
         forms = {id(s): _form(s.path) for s in group}
         by_pol = _TIFF in forms.values()  # a whole product and its TIFFs may read different pixels
         kept: list[tuple[Scene, str | None]] = []
-        for s in sorted(group, key=lambda s: forms[id(s)]):
+        for s in sorted(group, key=lambda s: (forms[id(s)], _damaged(s.path))):  # a damaged zip last
             read = _polarisation(s.path, pol) if by_pol else ""
             first = next((k for k, r in kept if r == read and read is not None
                           and _interchangeable(k.path, forms[id(k)], s.path, forms[id(s)])), None)  # fmt: skip
@@ -136,6 +136,9 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
                 name = s.path.name + (f" (STAC item {s.id!r})" if "stac_asset" in s.meta else "")
                 if by_pol:
                     why = f"reads the same product and polarisation ({read}) as {first.path}"
+                elif _damaged(s.path):
+                    name += " (a damaged or truncated zip)"
+                    why = f"is named after the same product as {first.path}"
                 else:
                     why = f"is the same product as {first.path}"
                 where = "the .SAFE folder" if forms[id(first)] == _SAFE and not by_pol else first.path.name
@@ -157,6 +160,8 @@ def _interchangeable(a: Path, form_a: int, b: Path, form_b: int) -> bool:
         return True
     if form_a != _ZIP:
         return False
+    if _damaged(b) and not _damaged(a):  # a cut-short download of a zip that reads
+        return True
     files = _zip_files(a)
     return files is not None and files == _zip_files(b)
 
@@ -179,7 +184,15 @@ def _product(s: Scene) -> str:
 
     if _is_measurement(s.path):
         return scene_id(s.path.resolve().parent.parent)
-    return scene_id(s.path) if is_sentinel1_product(s.path) else ""
+    return scene_id(s.path) if is_sentinel1_product(s.path) or _damaged(s.path) else ""
+
+
+def _damaged(path: Path) -> bool:
+    """A ``.zip`` that is no readable product (damaged, truncated, empty): it fails in its own scene,
+    unless its name (``NAME.zip``, as downloads are named) is that of a product also given."""
+    from dakd_edge.data.sentinel1 import is_sentinel1_product
+
+    return path.suffix.lower() == ".zip" and path.is_file() and not is_sentinel1_product(path)
 
 
 def _polarisation(path: Path, pol: str | None) -> str | None:

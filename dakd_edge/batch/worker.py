@@ -101,10 +101,12 @@ class SceneWorker:
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
         t0 = time.perf_counter()
+        folder, made = paths["classes"].parent, False
         try:
             if not overwrite:
                 _check_unrecorded(paths, Path(out))
-            paths["classes"].parent.mkdir(exist_ok=True)
+            made = not folder.exists()
+            folder.mkdir(exist_ok=True)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 report = segment_scene(
@@ -135,6 +137,11 @@ class SceneWorker:
         except Exception as e:
             final = isinstance(e, InputError | _Unrecorded)  # would fail the same way again
             rec.update(status="failed", error=one_line(e), retry=not final)
+            if made:  # an empty out/<id>/ per failed scene would look like a scene with lost outputs
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (a concurrent writer's file): leave it
+                    pass
         rec["time_s"] = round(time.perf_counter() - t0, 3)
         rec["finished"] = now()
         return rec
