@@ -11,12 +11,12 @@ from dakd_edge.cli.segment import (
     BATCH_HELP,
     POLS,
     border_noise_option,
+    check_land_mask_file,
     coast_buffer_option,
     flatten_option,
     match_level_option,
 )
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.errors import InputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
@@ -81,8 +81,7 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
         raise click.UsageError(f"--land-mask {o['land_mask']} and --no-land-mask contradict each other")
     land = None if o.pop("no_land_mask") else o.pop("land_mask")
     o.pop("land_mask", None)
-    if land not in (None, "auto", "globe", "none") and not Path(land).is_file():
-        raise InputError(f"--land-mask {land}: no such file (or use auto, globe, none)")
+    check_land_mask_file(land)
     pol = o.pop("pol")
     summary = run(
         inputs,

@@ -88,6 +88,17 @@ match_level_option = click.option(
 )
 
 
+def check_land_mask_file(value: str | None) -> None:
+    """``--land-mask FILE``: an existing regular file (a folder or a FIFO is named as such)."""
+    if value in (None, "auto", "globe", "none"):
+        return
+    p = Path(value)  # type: ignore[arg-type]
+    if p.is_file():
+        return
+    what = "no such file" if not p.exists() else "a directory" if p.is_dir() else "not a regular file"
+    raise InputError(f"--land-mask {value}: {what} (give a vector or raster file, or auto, globe, none)")
+
+
 def load_predictor(
     model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int | None
 ) -> Any:
@@ -430,8 +441,8 @@ def segment(
     parse_min_area(min_area)
     if no_land_mask and land_mask not in ("auto", "none"):
         raise click.UsageError(f"--land-mask {land_mask} and --no-land-mask contradict each other")
-    if land_mask not in ("auto", "globe", "none") and not no_land_mask and not Path(land_mask).is_file():
-        raise InputError(f"--land-mask {land_mask}: no such file (or use auto, globe, none)")
+    if not no_land_mask:
+        check_land_mask_file(land_mask)
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
     inputs = input_files(scenes, model, None if no_land_mask else land_mask)
     jobs, single_report = plan_outputs(scenes, templates, inputs, overwrite)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dakd_edge.atomic import atomic_path
+from dakd_edge.data.folder import open_image
 from dakd_edge.errors import DatasetError, OutputError
 
 FORMAT = "dakd-augmented"
@@ -323,7 +324,7 @@ class AugmentedDataset:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, lg_path = self.files[index]
         try:
-            with Image.open(img_path) as im:
+            with open_image(img_path) as im:
                 image = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             logits = np.load(lg_path, allow_pickle=False).astype(np.float32)
         except (OSError, ValueError) as e:

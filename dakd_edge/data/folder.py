@@ -32,7 +32,7 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def _open_image(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
     """``Image.open(path)``, refusing a FIFO, socket or device first: opening a FIFO waits for a writer
     forever, and a device (/dev/zero) reads without end."""
     try:
@@ -47,7 +47,7 @@ def _open_image(path: Path) -> Image.Image:
 def read_array(path: Path) -> np.ndarray:
     """Pixels of an image file as a numpy array (H, W) or (H, W, C); DatasetError if unreadable."""
     try:
-        with _open_image(path) as im:
+        with open_image(path) as im:
             if im.mode == "P":
                 return np.asarray(im)  # palette indices (class-id masks are often stored this way)
             if im.mode in ("RGBA", "LA"):
@@ -62,7 +62,7 @@ def read_array(path: Path) -> np.ndarray:
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) from the file header only."""
     try:
-        with _open_image(path) as im:
+        with open_image(path) as im:
             return im.size[1], im.size[0]
     except (OSError, UnidentifiedImageError) as e:
         raise DatasetError(f"cannot read image {path}: {e}") from None

@@ -196,3 +196,15 @@ def test_geographic_transform_beyond_the_pole_is_one_line(
     code, _, err = run(["segment", str(scene), "-o", str(tmp_path / "o.tif"), "--no-land-mask", "-q"], capsys)
     one_error_line(code, err, "s.tif", "beyond the pole" if north == 91.0 else "not finite")
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "batch"])
+def test_land_mask_folder_is_named_a_directory(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--land-mask DIR`` said "no such file" of a folder that exists."""
+    scene = write_tif(tmp_path / "s.tif", blob_scene(64, 64, seed=3))
+    (tmp_path / "coast").mkdir()
+    out = ["-o", str(tmp_path / "o.tif")] if command == "segment" else ["--out", str(tmp_path / "b")]
+    code, _, err = run([command, str(scene), *out, "--land-mask", str(tmp_path / "coast")], capsys)
+    one_error_line(code, err, "coast: a directory")
