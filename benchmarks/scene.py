@@ -188,13 +188,15 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(row))
 
 
-def _run_child(args: argparse.Namespace, backend: str, model: str | None, scene: Path) -> dict[str, Any]:
+def _run_child(
+    args: argparse.Namespace, backend: str, model: str | None, scene: Path, border_noise: str = "auto"
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--backend", backend, "--scene", str(scene)]
     cmd += ["--batch", str(args.batch)] if args.batch else []
     cmd += ["--tile", str(args.tile)] if args.tile else []
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--workdir", str(args.workdir), "--threads", str(args.threads)]
-    cmd += ["--child-border-noise", getattr(args, "child_border_noise", "auto")]
+    cmd += ["--child-border-noise", border_noise]
     if model:
         cmd += ["--model", model]
     env = os.environ | {"OMP_NUM_THREADS": str(args.threads)} if args.threads else os.environ
@@ -331,8 +333,7 @@ def run_s1(args: argparse.Namespace) -> None:
     runs = []
     try:
         for mode in args.border_noise:
-            args.child_border_noise = mode
-            runs.append((mode, _run_child(args, "onnxruntime", model, product)))
+            runs.append((mode, _run_child(args, "onnxruntime", model, product, border_noise=mode)))
     finally:
         if not args.keep_product:
             shutil.rmtree(product.parent, ignore_errors=True)

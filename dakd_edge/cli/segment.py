@@ -27,6 +27,7 @@ from dakd_edge.atomic import (
 )
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
+from dakd_edge.data.sentinel1 import BORDER_NOISE
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
@@ -74,7 +75,7 @@ flatten_option = click.option(
 # One --border-noise for segment and batch (dakd_edge.data.sentinel1.BorderNoiseMask).
 border_noise_option = click.option(
     "--border-noise",
-    type=click.Choice(["auto", "mask", "keep"]),
+    type=click.Choice(BORDER_NOISE),
     default="auto",
     show_default=True,
     help="Sentinel-1: mask the low-valued no-data border of products processed before IPF 2.90 "

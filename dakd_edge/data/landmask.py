@@ -85,6 +85,14 @@ def _nvector(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
 
 
+def _lerp(V: np.ndarray, i: np.ndarray, j: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Grid values ``V`` (grid rows, grid columns, ...) interpolated bilinearly in cells (i, j) at
+    fractions (t, u) (:meth:`GCPGeoref._cell`)."""
+    a = V[i, j] + (V[i, j + 1] - V[i, j]) * u
+    b = V[i + 1, j] + (V[i + 1, j + 1] - V[i + 1, j]) * u
+    return a + (b - a) * t
+
+
 class Georef:
     """Pixel indices <-> WGS84. ``pixel_size_m`` is (row, col) metres (approximate for degrees)."""
 
@@ -220,30 +228,22 @@ class GCPGeoref(Georef):
         dx = dist(rm, c0, rm, c1) / max(c1 - c0, 1.0)
         return (dy if r1 > r0 else dx), (dx if c1 > c0 else dy)
 
-    def _bilinear(self, rows: np.ndarray, cols: np.ndarray):
-        ur, uc, LON, LAT = self.grid  # type: ignore[misc]
+    def _cell(self, rows: np.ndarray, cols: np.ndarray):
+        """Each point's grid cell (i, j) and fractions (t, u) across it (linear past the grid's border)."""
+        ur, uc = self.grid[0], self.grid[1]  # type: ignore[index]
         i = np.clip(np.searchsorted(ur, rows, side="right") - 1, 0, len(ur) - 2)
         j = np.clip(np.searchsorted(uc, cols, side="right") - 1, 0, len(uc) - 2)
-        t = (rows - ur[i]) / (ur[i + 1] - ur[i])
-        u = (cols - uc[j]) / (uc[j + 1] - uc[j])
-        out = []
-        for V in (LON, LAT):
-            a = V[i, j] + (V[i, j + 1] - V[i, j]) * u
-            b = V[i + 1, j] + (V[i + 1, j + 1] - V[i + 1, j]) * u
-            out.append(a + (b - a) * t)
-        return out[0], out[1]
+        return i, j, (rows - ur[i]) / (ur[i + 1] - ur[i]), (cols - uc[j]) / (uc[j + 1] - uc[j])
+
+    def _bilinear(self, rows: np.ndarray, cols: np.ndarray):
+        _, _, LON, LAT = self.grid  # type: ignore[misc]
+        cell = self._cell(rows, cols)
+        return _lerp(LON, *cell), _lerp(LAT, *cell)
 
     def _bilinear_nv(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Bilinear n-vectors (..., 3), not normalised."""
-        ur, uc = self.grid[0], self.grid[1]  # type: ignore[index]
-        nv = self._nv
-        i = np.clip(np.searchsorted(ur, rows, side="right") - 1, 0, len(ur) - 2)
-        j = np.clip(np.searchsorted(uc, cols, side="right") - 1, 0, len(uc) - 2)
-        t = ((rows - ur[i]) / (ur[i + 1] - ur[i]))[..., None]
-        u = ((cols - uc[j]) / (uc[j + 1] - uc[j]))[..., None]
-        a = nv[i, j] + (nv[i, j + 1] - nv[i, j]) * u
-        b = nv[i + 1, j] + (nv[i + 1, j + 1] - nv[i + 1, j]) * u
-        return a + (b - a) * t
+        i, j, t, u = self._cell(rows, cols)
+        return _lerp(self._nv, i, j, t[..., None], u[..., None])
 
     def lonlat(self, rows, cols, wrap: bool = True):
         rows, cols = np.broadcast_arrays(

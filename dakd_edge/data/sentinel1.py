@@ -616,19 +616,16 @@ class BorderNoiseMask:
                        "top": np.full(w, -1, np.int32), "bottom": np.full(w, -1, np.int32)}  # fmt: skip
 
     def _find(self, edge: str, a: int, b: int) -> np.ndarray:
-        """Unsmoothed border widths of rows a..b-1 across the left or right edge (2048 rows at a time)."""
+        """Unsmoothed border widths of rows a..b-1 (at most :data:`_BORDER_CHUNK`) across the left or
+        right edge."""
         prod, w = self.product, self.product.width
         depth = min(self.limit[edge] + BORDER_CONFIRM * BORDER_BLOCK, w)
         x0 = 0 if edge == "left" else w - depth
-        dn = prod.read_dn(a, b, x0, x0 + depth)
-        out = np.empty(b - a, dtype=np.int32)
-        for c in range(0, b - a, 2048):  # bounded temporaries
-            power = dn[c : c + 2048].astype(np.float32) ** 2
-            noise = prod.noise.window(a + c, a + c + len(power), x0, x0 + depth)  # type: ignore[union-attr]
-            if edge == "right":  # ordered from the edge inward
-                power, noise = power[:, ::-1], noise[:, ::-1]
-            out[c : c + len(power)] = border_extent(power, noise, self.limit[edge])
-        return out
+        power = prod.read_dn(a, b, x0, x0 + depth).astype(np.float32) ** 2
+        noise = prod.noise.window(a, b, x0, x0 + depth)  # type: ignore[union-attr]
+        if edge == "right":  # ordered from the edge inward
+            power, noise = power[:, ::-1], noise[:, ::-1]
+        return border_extent(power, noise, self.limit[edge])
 
     def _find_azimuth(self, edge: str) -> np.ndarray:
         """Border widths of every column under the top or bottom edge.
@@ -651,7 +648,7 @@ class BorderNoiseMask:
                 cols < w - self.widths("right", y0, y0 + depth)[None, :]
             )  # (columns, lines)
         starts = list(range(c0, c1, 512))
-        found = []
+        means, seen = [], []  # per block of columns: each line's mean log ratio, whether it has pixels
         for s in starts:
             e = min(s + 512, c1)
             power = dn[:, s:e].T.astype(np.float32) ** 2  # (columns, lines)
@@ -661,12 +658,11 @@ class BorderNoiseMask:
                 power, noise, valid = power[:, ::-1], noise[:, ::-1], valid[:, ::-1]
             x = _border_log_ratio(power, noise)
             cnt = valid.sum(axis=0)
-            line = np.where(cnt > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt, 1), _NO_DN)
-            found.append(int(_extent(line[None], (cnt > 0)[None], self.limit[edge])[0]))
-        out = np.empty(w, dtype=np.int32)
-        for k, s in enumerate(starts):
-            out[s if k else 0 : min(s + 512, c1) if k < len(starts) - 1 else w] = found[k]
-        return out
+            means.append(np.where(cnt > 0, np.where(valid, x, 0.0).sum(axis=0) / np.maximum(cnt, 1), _NO_DN))
+            seen.append(cnt > 0)
+        found = _extent(np.stack(means), np.stack(seen), self.limit[edge])
+        ends = [*starts[1:], w]  # the first block also covers the columns before it, the last those after
+        return np.repeat(found, np.diff([0, *ends]))
 
     def widths(self, edge: str, a: int, b: int) -> np.ndarray:
         """Border widths (pixels in from ``edge``) of lines a..b-1 (rows for left/right, else columns).

@@ -10,13 +10,14 @@ give the same interface: ``info`` (:class:`SceneInfo`), ``window``, ``valid_samp
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dakd_edge.atomic import reason
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
 
@@ -78,10 +79,6 @@ class Sentinel1Reader(Scene):
         self.denoise = denoise
         m = self.product.meta
         if pol is None and m.polarisation in ("VH", "HV"):  # a partial copy: no VV/HH to default to
-            import warnings
-
-            from dakd_edge.errors import Notice
-
             warnings.warn(
                 f"{path}: this copy has no co-polarised (VV/HH) measurement, so {m.polarisation} is "
                 "segmented; oil-spill models (the bundled one too) learn slicks on co-polarised images, "

@@ -211,7 +211,8 @@ def _crs_name(crs: Any) -> str | None:
 def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | None]:
     """Where the outputs are: the rasters (the scene's grid, its GCPs in EPSG:4326, or with
     ``--geocode`` the UTM grid of the polygons), the GeoPackage polygons (``world_crs``) and the GeoJSON
-    (WGS84, or a local CRS's own coordinates). A GCP product's input ``crs`` is null, which said nothing about its outputs."""
+    (WGS84, or a local CRS's own coordinates). A GCP product's input ``crs`` is null, which said nothing
+    about its outputs."""
     if geocoded:
         rasters = _crs_name(world_crs)
     elif info.gcps:

@@ -69,6 +69,13 @@ class Spill:
         return min(xs), min(ys), max(xs), max(ys)
 
 
+def _pyproj_crs(crs: Any):
+    """``crs`` (a rasterio or pyproj CRS, or anything pyproj reads) as a pyproj CRS."""
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+
+
 def measures_m2(info: Any) -> bool:
     """Whether a scene's polygons get areas in m^2: a GCP scene (its geolocation projected to UTM)
     or a CRS :class:`Measurer` can measure, with a geotransform."""
@@ -88,9 +95,7 @@ class Measurer:
         self.unit = None
         if crs is None:
             return
-        from pyproj import CRS
-
-        c = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        c = _pyproj_crs(crs)
         if c.is_geographic:
             self.geod = c.get_geod()
         elif c.is_projected:
@@ -417,19 +422,13 @@ def _to_wgs84(crs: Any):
     from pyproj import CRS, Transformer
     from pyproj.exceptions import ProjError
 
-    src = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    src = _pyproj_crs(crs)
     if src.equals(CRS.from_epsg(4326), ignore_axis_order=True):
         return None
     try:
         return Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
     except ProjError:
         return False
-
-
-def _crs_label(crs: Any) -> str:
-    from pyproj import CRS
-
-    return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).name
 
 
 def geojson_crs(crs: Any) -> str | None:
@@ -464,7 +463,7 @@ def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None
         doc["note"] = "no georeference: coordinates are image pixels (column, row)"
     elif tr is False:
         doc["note"] = (
-            f"coordinates are in the scene's local CRS ({_crs_label(crs)}), which has no way to WGS84"
+            f"coordinates are in the scene's local CRS ({_pyproj_crs(crs).name}), which has no way to WGS84"
         )
     path.write_text(json.dumps(doc))
 
@@ -493,10 +492,9 @@ _GPKG_SRS = [
 
 def srs_row(crs: Any) -> tuple[str, int, str, int, str, str]:
     """The ``gpkg_spatial_ref_sys`` row of ``crs`` (its EPSG code as srs_id when it has one)."""
-    from pyproj import CRS
     from pyproj.enums import WktVersion
 
-    c = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    c = _pyproj_crs(crs)
     code = c.to_epsg()
     wkt = c.to_wkt(WktVersion.WKT1_GDAL) or c.to_wkt()
     if code is not None:
