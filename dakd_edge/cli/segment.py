@@ -25,9 +25,9 @@ from dakd_edge.atomic import (
     make_dirs,
     remove_made_dirs,
 )
+from dakd_edge.data.border_noise import BORDER_NOISE
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.data.sentinel1 import BORDER_NOISE
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
@@ -72,7 +72,7 @@ flatten_option = click.option(
     help="Remove the scene's smooth backscatter trend (incidence angle, wind) before tiling "
     "(experimental: see the README).",
 )
-# One --border-noise for segment and batch (dakd_edge.data.sentinel1.BorderNoiseMask).
+# One --border-noise for segment and batch (dakd_edge.data.border_noise.BorderNoiseMask).
 border_noise_option = click.option(
     "--border-noise",
     type=click.Choice(BORDER_NOISE),

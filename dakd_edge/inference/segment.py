@@ -207,7 +207,7 @@ def segment_scene(
     noise removed unless ``denoise=False``) and its outputs keep the product's GCPs. ``border_noise``:
     ``"auto"`` masks the low-valued no-data border of products processed before IPF 2.90 (their dark
     edges would be called oil), ``"mask"`` of any product, ``"keep"`` never
-    (:class:`~dakd_edge.data.sentinel1.BorderNoiseMask`); the report's ``product`` says which. ``land_mask``:
+    (:class:`~dakd_edge.data.border_noise.BorderNoiseMask`); the report's ``product`` says which. ``land_mask``:
     ``"auto"`` masks land (GLOBE, offline) for Sentinel-1 products and GCP-georeferenced scenes,
     ``"globe"`` for any georeferenced scene, a vector/raster file for the user's own coastline, and
     ``None``/``"none"`` not at all; land plus ``coast_buffer`` metres is nodata in every output.

@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from dakd_edge.data.sentinel1 import (
-    BORDER_BLOCK,
-    border_extent,
-    build_synthetic_product,
-    open_product,
-)
+from dakd_edge.data.border_noise import BORDER_BLOCK, border_extent
+from dakd_edge.data.sentinel1 import build_synthetic_product, open_product
 from dakd_edge.errors import InputError
 
 H, W = 300, 420
