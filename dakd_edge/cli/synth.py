@@ -247,7 +247,7 @@ def _product_lines(d: dict) -> list[str]:
         f"  footprint      lat {_deg(s, 'NS')}..{_deg(n, 'NS')}, lon {_deg(w, 'EW')}..{_deg(e, 'EW')} (WGS84)",
         f"  corners        {'; '.join(f'{lat:.4f} {lon:.4f}' for lon, lat in d['corners'][:4])} (lat lon)",
         f"  georef         {d['gcps']['count']} GCPs ({d['gcps']['crs']}), IPF {d['ipf_version'] or 'unknown'}",
-        f"  border noise   {d['border_noise']} by segment",
+        f"  border noise   {d['border_noise']} (what segment does by default)",
     ]
 
 
