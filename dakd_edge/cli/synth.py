@@ -272,6 +272,16 @@ def _deg(v: float, hemi: str) -> str:
     help="LAT,LON of a generated product's centre (not with --from), e.g. 60.5,179.9 for one that "
     "crosses the antimeridian [40,25].",
 )
+@click.option(
+    "--ipf",
+    help="IPF version a generated product claims (not with --from); below 002.90 it has the old noise "
+    "XML layout and is border-noise masked by segment [003.40].",
+)
+@click.option(
+    "--border-noise",
+    "border_noise",
+    help="NEAR,FAR: pixels of pre-IPF-2.90 border noise (low non-zero DNs) at the range edges [none].",
+)
 @click.option("--zip", "make_zip", is_flag=True, help="Also write PRODUCT.zip beside the .SAFE folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PRODUCT.SAFE (and PRODUCT.zip).")
 def synth_product(
@@ -281,6 +291,8 @@ def synth_product(
     offset: str,
     seed: int,
     center: str | None,
+    ipf: str | None,
+    border_noise: str | None,
     make_zip: bool,
     overwrite: bool,
 ) -> None:
@@ -311,13 +323,30 @@ def synth_product(
             lat, lon = (float(v) for v in center.split(","))
         except ValueError:
             raise click.BadParameter(f"{center!r}: use LAT,LON in degrees", param_hint="--center") from None
-        if not (-80.0 <= lat <= 80.0 and -180.0 <= lon <= 180.0):  # the grid is built on a local plane
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             raise click.BadParameter(
-                f"{center!r}: latitude -80..80, longitude -180..180", param_hint="--center"
+                f"{center!r}: latitude -90..90, longitude -180..180", param_hint="--center"
             )
         where["center"] = (lat, lon)
+    if ipf is not None:
+        if source is not None:
+            raise click.BadParameter("applies to a generated product, not with --from", param_hint="--ipf")
+        if not re.fullmatch(r"\d{3}\.\d{2}", ipf):
+            raise click.BadParameter(f"{ipf!r}: use NNN.NN, e.g. 002.72", param_hint="--ipf")
+        where["ipf"] = ipf
+    widths = (0, 0)
+    if border_noise is not None:
+        try:
+            near, far = (int(v) for v in border_noise.split(","))
+        except ValueError:
+            raise click.BadParameter(
+                f"{border_noise!r}: use NEAR,FAR pixels", param_hint="--border-noise"
+            ) from None
+        if near < 0 or far < 0:
+            raise click.BadParameter(f"{border_noise!r}: pixels must be >= 0", param_hint="--border-noise")
+        widths = (near, far)
     p = build_synthetic_product(
         out_dir, source=source, shape=shape, offset=(line, pixel), seed=seed, make_zip=make_zip,
-        overwrite=overwrite, **where,
+        overwrite=overwrite, border_noise=widths, **where,
     )  # fmt: skip
     click.echo(str(p.zip_path or p.path))

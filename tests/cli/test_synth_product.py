@@ -6,7 +6,9 @@ import json
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 
 from dakd_edge.cli import segment as seg_cli
 from dakd_edge.inference.predictor import Predictor
@@ -70,8 +72,11 @@ def test_synth_product_refuses_an_existing_product_unless_overwrite(tmp_path: Pa
         (["--size", "20x64"], "32x32"),
         (["--seed", "-1"], "--seed"),
         (["--center", "60.5"], "LAT,LON"),
-        (["--center", "89,0"], "latitude -80..80"),
+        (["--center", "91,0"], "latitude -90..90"),
         (["--center", "0,181"], "longitude -180..180"),
+        (["--ipf", "2.9"], "NNN.NN"),
+        (["--border-noise", "5"], "NEAR,FAR"),
+        (["--border-noise", "5,-1"], ">= 0"),
     ],
 )
 def test_synth_product_bad_options_write_nothing(tmp_path: Path, run_cli, args: list[str], says: str) -> None:
@@ -99,6 +104,22 @@ def test_synth_product_center_on_the_antimeridian(tmp_path: Path, run_cli, share
         ["synth-product", str(tmp_path / "q"), "--from", str(shared_data / REAL), "--center", "1,2"]
     )
     assert code == 2 and "--center" in err and "--from" in err and not (tmp_path / "q").exists()
+
+
+def test_synth_product_old_ipf_with_border_noise(tmp_path: Path, run_cli) -> None:
+    """--ipf 002.72 --border-noise N,F makes a product as IPF < 2.90 wrote them: segment masks its
+    border (the report and info say so); --ipf is for generated products only."""
+    code, out, err = run_cli(["synth-product", str(tmp_path / "p"), "--size", "128x192", "--ipf", "002.72",
+                              "--border-noise", "24,16"])  # fmt: skip
+    assert code == 0, err
+    safe = Path(out.strip())
+    code, out, _ = run_cli(["info", str(safe), "--json"])
+    assert json.loads(out)["border_noise"] == "masked (IPF 002.72)"
+    with rasterio.open(next((safe / "measurement").glob("*-vv-*.tiff"))) as ds:
+        dn = ds.read(1).astype(np.float64)
+    assert np.median(dn[:, :20]) < 0.5 * np.median(dn[:, 40:-40])  # low DNs at the near edge
+    code, _, err = run_cli(["synth-product", str(tmp_path / "q"), "--from", str(safe), "--ipf", "002.72"])
+    assert code == 2 and "--ipf" in err and "--from" in err
 
 
 def test_synth_product_too_small_crop_of_a_real_product(tmp_path: Path, run_cli, shared_data: Path) -> None:
