@@ -135,9 +135,12 @@ def has_stem(opt: str, template: str) -> bool:
     """Whether ``template`` holds ``{stem}``; any other placeholder (or a lone brace) is refused
     rather than written as a literal file name."""
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as e:
         raise OutputError(f"{opt} {template}: {e} (write a literal brace as {{{{ or }}}})") from None
+    if any(spec or conv for _, spec, conv in parts):  # {stem!r} would write quotes, {stem:>9} spaces
+        raise OutputError(f"{opt} {template}: write the placeholder as plain {{stem}}")
+    fields = {f for f, _, _ in parts}
     unknown = sorted(fields - {"stem"})
     if unknown:
         raise OutputError(

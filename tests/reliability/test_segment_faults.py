@@ -694,6 +694,8 @@ def test_input_collision_message_names_each_path_once(tmp_path: Path, fake_model
         (["-o", "{bogus}.tif"], "unknown placeholder {bogus}; only {stem} is supported"),
         (["--report", "{0}_r.json"], "unknown placeholder {0}"),
         (["-o", "a{.tif"], "literal brace"),
+        (["-o", "{stem!r}.tif"], "plain {stem}"),
+        (["--vector", "{stem:>20}.geojson"], "plain {stem}"),
     ],
 )
 def test_surprising_output_names_are_refused_up_front(
