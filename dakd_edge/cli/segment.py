@@ -241,9 +241,9 @@ def progress_bar(enabled: bool, label: str, width: int) -> Iterator[Progress | N
 
 def _summary(r: dict[str, Any]) -> str:
     if r.get("all_nodata"):
-        return (
-            f"{r['scene']}: {r['width']}x{r['height']}, no valid pixels (all nodata): outputs are all nodata"
-        )
+        lm = r.get("land_mask") or {}
+        what = "all land to the land mask" if lm.get("tiles_skipped") == r["tiles"]["total"] else "all nodata"
+        return f"{r['scene']}: {r['width']}x{r['height']}, no valid pixels ({what}): outputs are all nodata"
     area = r.get("oil_area_m2")
     area_s = f"oil {area / 1e6:.3f} km^2" if area is not None else f"oil {r['oil_pixels']} px"
     t = r["tiles"]

@@ -21,7 +21,10 @@ Sources: ``"globe"`` is the 30 arc-second GLOBE land/sea grid shipped in the ``g
 package (offline). That package loads its whole 21600 x 43200 grid (930 MB) at import, so we never
 import it: we stream-decompress only the latitude rows a scene needs from its ``.npz`` (about 10 MB per
 2 degrees of latitude, 0.2-3 s once per process and latitude band) and index it exactly as
-``global_land_mask.is_land`` does. GLOBE counts most lakes as land.
+``global_land_mask.is_land`` does. GLOBE counts most lakes as land, and inland seas too: the Caspian Sea
+and the Great Lakes are land to it (and to GSHHG level 1, behind ``roaring-landmask``), so a scene over
+them would run no tile at all. :meth:`LandMasker.water_counted_as_land` names such water bodies in a
+scene (``segment`` warns and says so in its report); masking them needs the user's shoreline.
 
 Antimeridian: GCP longitudes that span more than 180 degrees are unwrapped to [0, 360) before
 interpolation, and wrapped back to [-180, 180) for look-ups; vectors are unwrapped the same way.
@@ -49,6 +52,19 @@ EARTH_RADIUS_M = 6_371_008.8  # mean radius: distances between n-vectors (a few 
 SPHERICAL_TOL_PX = 1.0  # GCPGeoref interpolates n-vectors where bilinear lon/lat is off by more
 DEFAULT_COAST_BUFFER_M = 1000.0
 DEFAULT_STEP_M = 200.0
+# Water that the GLOBE grid counts as land: points at least ~30 km inside each body (the Caspian's
+# checked against Natural Earth's shoreline; the others' against their charted shores).
+GLOBE_LAND_WATER: dict[str, tuple[tuple[float, float], ...]] = {  # name: ((lon, lat), ...)
+    "the Caspian Sea": ((51.0, 42.5), (50.5, 41.0), (51.0, 39.0), (51.5, 37.8), (49.3, 45.2), (52.0, 40.0),
+                        (49.0, 44.0), (50.0, 38.2), (51.5, 45.8), (48.5, 43.3)),
+    "Lake Superior": ((-87.0, 47.8),),
+    "Lake Michigan": ((-87.0, 43.9), (-87.1, 42.8)),
+    "Lake Huron": ((-82.4, 44.8),),
+    "Lake Erie": ((-81.2, 42.2),),
+    "Lake Ontario": ((-77.9, 43.6),),
+    "Lake Victoria": ((33.0, -1.0),),
+    "Lake Ladoga": ((31.3, 60.8),),
+}  # fmt: skip
 
 __all__ = [
     "AffineGeoref",
@@ -729,6 +745,7 @@ class LandMasker:
                 self.point_source = rs
                 self.fine_step = max(1, min(self.step, int(round(rs.res_m / 2 / min(py, px)))))
         self.name = str(source)
+        self._water: tuple[str, ...] | None = None  # water_counted_as_land, once found
 
     def _grid(self, y0: int, y1: int, x0: int, x1: int, step: int, margin: tuple[int, int]):
         gy = np.arange(y0 - margin[0], y1 + margin[0] + step, step, dtype=np.float64)
@@ -748,6 +765,26 @@ class LandMasker:
         iy = np.clip(np.rint((np.arange(y0, y1) - gy[0]) / sy).astype(np.int64), 0, len(gy) - 1)
         ix = np.clip(np.rint((np.arange(x0, x1) - gx[0]) / sx).astype(np.int64), 0, len(gx) - 1)
         return coarse[iy[:, None], ix[None, :]]
+
+    def water_counted_as_land(self) -> list[str]:
+        """The :data:`GLOBE_LAND_WATER` bodies inside this scene that its GLOBE source counts as land
+        (their water is never searched); [] for the user's own mask."""
+        if self.name != "globe":
+            return []
+        if self._water is not None:
+            return list(self._water)
+        found = []
+        for name, points in GLOBE_LAND_WATER.items():
+            lon, lat = (np.array(v, dtype=np.float64) for v in zip(*points, strict=True))
+            with np.errstate(all="ignore"):
+                r, c = self.georef.rowcol(self.georef.unwrap_lon(lon), lat)
+            inside = (
+                np.isfinite(r) & np.isfinite(c) & (r >= 0) & (r < self.height) & (c >= 0) & (c < self.width)
+            )
+            if inside.any() and self.point_source.is_land(lon[inside], lat[inside]).any():
+                found.append(name)
+        self._water = tuple(found)
+        return found
 
     def mask(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """bool (y1 - y0, x1 - x0): True where land or within ``coast_buffer`` of land."""

@@ -194,6 +194,7 @@ def scene_report(
             "source": masker.name,
             "coast_buffer_m": masker.coast_buffer,
             "tiles_skipped": stats.tiles_skipped_land,
+            "water_counted_as_land": masker.water_counted_as_land(),  # GLOBE's inland seas in the scene
         },  # fmt: skip
     }
     if info.product is not None:

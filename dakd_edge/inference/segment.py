@@ -26,7 +26,7 @@ from dakd_edge.atomic import Transaction, check_distinct
 from dakd_edge.data import level
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import InputDomainWarning, domain_warning, resolve_scale, to_unit, valid_mask
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
 from dakd_edge.inference.outputs import SceneOutputs, check_disk, estimate_output_bytes, gdal_cache_bytes
@@ -258,6 +258,14 @@ def segment_scene(
         if scale == "auto" and info.native_scale is not None:
             scale = info.native_scale
         masker = _land_masker(info, land_mask, coast_buffer)
+        water = [] if masker is None else masker.water_counted_as_land()
+        if water:
+            warnings.warn(
+                f"{info.path}: the GLOBE land mask counts {' and '.join(water)} as land, so that water "
+                "is not searched for oil; give --land-mask FILE with its shoreline, or --no-land-mask",
+                Notice,
+                stacklevel=2,
+            )
         scale, all_nodata, domain = _input_scale(scene, meta, scale)
         trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata, match_level)
         tags = {"input_scale": str(scale), "source": info.path.name}

@@ -254,6 +254,22 @@ def test_antimeridian(tmp_path: Path) -> None:
         assert gm.shape == (H, W) and gm.dtype == bool
 
 
+@pytest.mark.skipif(not HAVE_GLOBE, reason="global-land-mask is not installed")
+def test_globe_names_the_inland_seas_it_counts_as_land(tmp_path: Path) -> None:
+    """GLOBE counts the Caspian Sea and the Great Lakes as land: a scene over them ran no tile at all
+    and said only "all nodata". The masker names them (segment warns); not the Black Sea, not a
+    user mask."""
+    for center, expect in (((42.5, 51.0), ["the Caspian Sea"]), ((43.9, -87.0), ["Lake Michigan"]),
+                           ((43.0, 34.0), [])):  # fmt: skip
+        g = make_georef(_safe_gcps(tmp_path / f"{center}", center=center))
+        masker = LandMasker(g, H, W)
+        assert masker.water_counted_as_land() == expect
+        assert masker.mask(0, H, 0, W).all() == bool(expect)  # the whole scene is "land" to GLOBE
+    path = _geojson(tmp_path / "coast.geojson", [(50.0, 42.0, 50.1, 42.1)])
+    assert LandMasker(make_georef(_safe_gcps(tmp_path / "u", center=(42.5, 51.0))), H, W, source=path,
+                      coast_buffer=0).water_counted_as_land() == []  # fmt: skip
+
+
 # ---- GLOBE -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def globe_package():

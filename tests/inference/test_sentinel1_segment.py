@@ -292,3 +292,17 @@ def test_cross_pol_only_copy_is_segmented_with_a_notice(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Notice)
         segment_scene(_pred(), p.path, tmp_path / "b.tif", pol="VH", land_mask="none", polygons=False)
+
+
+def test_a_scene_over_the_caspian_warns_that_globe_calls_it_land(tmp_path: Path) -> None:
+    """The default land mask (GLOBE) counts the Caspian Sea as land: segment ran no tile and said only
+    "all nodata". It now warns, naming the sea and the options, and the report lists it."""
+    from dakd_edge.errors import Notice
+
+    p = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, center=(42.5, 51.0))
+    with pytest.warns(Notice, match="counts the Caspian Sea as land.*--land-mask FILE"):
+        r = segment_scene(_pred(), p.path, tmp_path / "a.tif", polygons=False)
+    assert r["land_mask"]["water_counted_as_land"] == ["the Caspian Sea"]
+    assert r["tiles"]["skipped_land"] == r["tiles"]["total"]
+    r = segment_scene(_pred(), p.path, tmp_path / "b.tif", land_mask="none", polygons=False)
+    assert r["tiles"]["run"] == r["tiles"]["total"] and r["land_mask"] is None
