@@ -126,6 +126,33 @@ class BorderNoiseMask:
         }
         self._width = {"left": np.full(h, -1, np.int32), "right": np.full(h, -1, np.int32),
                        "top": np.full(w, -1, np.int32), "bottom": np.full(w, -1, np.int32)}  # fmt: skip
+        self._scale: float | None = None
+
+    @property
+    def noise_scale(self) -> float:
+        """What the noise LUT is multiplied by before it is compared: min(1, the median of DN^2 / noise
+        over 3 x 3 windows inside the swath).
+
+        No recorded power can sit below the thermal noise on the median, so a LUT above the swath's
+        median power is too high (the noise vectors of the oldest IPF versions are not trusted); scaled
+        down to it, calm sea near an edge stays sea while border noise, far below the true noise,
+        stays border. A sound LUT over any sea gives 0.93-1 (speckle) or more, so nothing changes.
+        """
+        if self._scale is None:
+            prod, (h, w) = self.product, self.product.shape
+            ratios = []
+            for fy in (0.3, 0.5, 0.7):
+                for fx in (0.3, 0.5, 0.7):
+                    y0, x0 = int(fy * h) - 32, int(fx * w) - 32
+                    y0, x0 = max(0, min(y0, h - 64)), max(0, min(x0, w - 64))
+                    y1, x1 = min(h, y0 + 64), min(w, x0 + 64)
+                    dn = prod.read_dn(y0, y1, x0, x1).astype(np.float64)
+                    noise = prod.noise.window(y0, y1, x0, x1)  # type: ignore[union-attr]
+                    ok = (dn > 0) & (noise > 0)
+                    ratios.append((dn * dn)[ok] / noise[ok])
+            r = np.concatenate(ratios)
+            self._scale = float(min(1.0, np.median(r))) if r.size else 1.0
+        return self._scale
 
     def _find(self, edge: str, a: int, b: int) -> np.ndarray:
         """Unsmoothed border widths of rows a..b-1 (at most :data:`_BORDER_CHUNK`) across the left or
@@ -134,7 +161,7 @@ class BorderNoiseMask:
         depth = min(self.limit[edge] + BORDER_CONFIRM * BORDER_BLOCK, w)
         x0 = 0 if edge == "left" else w - depth
         power = prod.read_dn(a, b, x0, x0 + depth).astype(np.float32) ** 2
-        noise = prod.noise.window(a, b, x0, x0 + depth)  # type: ignore[union-attr]
+        noise = prod.noise.window(a, b, x0, x0 + depth) * np.float32(self.noise_scale)  # type: ignore[union-attr]
         if edge == "right":  # ordered from the edge inward
             power, noise = power[:, ::-1], noise[:, ::-1]
         return border_extent(power, noise, self.limit[edge])
@@ -164,7 +191,7 @@ class BorderNoiseMask:
         for s in starts:
             e = min(s + 512, c1)
             power = dn[:, s:e].T.astype(np.float32) ** 2  # (columns, lines)
-            noise = prod.noise.window(y0, y0 + depth, s, e).T  # type: ignore[union-attr]
+            noise = prod.noise.window(y0, y0 + depth, s, e).T * np.float32(self.noise_scale)  # type: ignore[union-attr]
             valid = power > 0 if inside is None else (power > 0) & inside[s:e]
             if edge == "bottom":
                 power, noise, valid = power[:, ::-1], noise[:, ::-1], valid[:, ::-1]

@@ -223,3 +223,34 @@ def test_flattened_new_product_is_not_called_old(products: dict[str, Path], tmp_
         assert (
             p.border_noise == "not needed (IPF 2.90 or later (noise XML layout): its border is written as 0)"
         )
+
+
+def test_a_noise_lut_above_the_recorded_power_does_not_mask_calm_sea(tmp_path: Path) -> None:
+    """A calm sea at the thermal noise floor, under a noise LUT 6 times too high (as the oldest IPF
+    versions' unqualified vectors may be): every pixel looked like border noise, masked to the 5 km
+    limit. The LUT is scaled to the swath's median power first, so only the real border goes."""
+    import re
+
+    from dakd_edge.data.border_noise import BorderNoiseMask
+
+    p = build_synthetic_product(tmp_path / "p", shape=(H, W), seed=3, ipf="002.72", pols=("VV",))
+    tif = next((p.path / "measurement").glob("*-vv-*.tiff"))
+    with open_product(p.path) as prod:
+        noise = prod.noise.window(0, H, 0, W).astype(np.float64)
+    rng = np.random.default_rng(0)
+    power = noise * rng.gamma(4.4, 1 / 4.4, noise.shape)  # sea returning nothing: the noise alone
+    power[:, :NEAR] = noise[:, :NEAR] * rng.exponential(0.1, (H, NEAR))  # and a border
+    with rasterio.open(tif, "r+") as ds:
+        ds.write(np.clip(np.rint(np.sqrt(power)), 1, 65535).astype(np.uint16), 1)
+    xml = next((p.path / "annotation" / "calibration").glob("noise-*-vv-*.xml"))
+    text = re.sub(r"(<noiseLut[^>]*>)([^<]*)", lambda m: m.group(1) + " ".join(f"{6 * float(v):.6e}" for v in
+                  m.group(2).split()), xml.read_text())  # fmt: skip
+    xml.write_text(text)
+    with open_product(p.path) as prod:
+        assert prod.border is not None and 0.1 < prod.border.noise_scale < 0.2
+        nan = np.isnan(prod.read_sigma0(0, H, 0, W))
+        first_valid = nan.argmin(axis=1)
+        assert np.abs(first_valid - NEAR).max() <= 3 and not nan[:, 60:].any()
+        unscaled = BorderNoiseMask(prod)
+        unscaled._scale = 1.0  # the LUT as given: calm sea is "border" to the limit
+        assert (unscaled.widths("right", 0, H) > 100).mean() > 0.5
