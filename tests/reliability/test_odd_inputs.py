@@ -17,36 +17,10 @@ import pytest
 from PIL import Image
 from rasterio.crs import CRS
 
-from dakd_edge.cli import segment as seg_cli
-from dakd_edge.cli.app import main
-from dakd_edge.inference.predictor import Predictor
-from tests.inference.fake import FakeBackend, blob_scene, write_tif
+from tests.inference.fake import blob_scene, write_tif
+from tests.reliability.cli import one_error_line, run
 
 LOCAL = CRS.from_wkt('LOCAL_CS["arbitrary",UNIT["metre",1]]')
-
-
-@pytest.fixture()
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(model, backend, device, tile, overlap, batch):
-        return Predictor(FakeBackend(tile=64), tile=tile, overlap=overlap, batch=batch)
-
-    monkeypatch.setattr(seg_cli, "load_predictor", load)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
-
-
-def one_error_line(code: int, err: str, *needles: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if "dakd-edge: warning:" not in ln]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dakd-edge: error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def test_local_crs_scene_writes_geojson_in_its_own_coordinates(

@@ -23,38 +23,14 @@ import rasterio
 
 from dakd_edge.atomic import Transaction
 from dakd_edge.cli import segment as seg_cli
-from dakd_edge.cli.app import main
 from dakd_edge.errors import InputError, OutputError
 from dakd_edge.inference import geotiff
 from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.segment import segment_scene
 from tests.inference.fake import FakeBackend, blob_scene, write_tif
+from tests.reliability.cli import one_error_line, run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(model, backend, device, tile, overlap, batch):
-        return Predictor(FakeBackend(tile=64), tile=tile, overlap=overlap, batch=batch)
-
-    monkeypatch.setattr(seg_cli, "load_predictor", load)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
-
-
-def one_error_line(code: int, err: str, *needles: str) -> str:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dakd-edge: error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:
