@@ -113,8 +113,9 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
     differ, may be edited copies: both stay, and stop on their shared id, for the user to choose.
     """
     groups: dict[str, list[Scene]] = {}
+    damaged: dict[int, bool] = {}  # a zip that holds no readable product, found once per scene
     for s in scenes:
-        product = _product(s)
+        product, damaged[id(s)] = _product(s)
         if product:
             groups.setdefault(product, []).append(s)
     dropped: set[int] = set()
@@ -124,10 +125,11 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
         forms = {id(s): _form(s.path) for s in group}
         by_pol = _TIFF in forms.values()  # a whole product and its TIFFs may read different pixels
         kept: list[tuple[Scene, str | None]] = []
-        for s in sorted(group, key=lambda s: (forms[id(s)], _damaged(s.path))):  # a damaged zip last
+        for s in sorted(group, key=lambda s: (forms[id(s)], damaged[id(s)])):  # a damaged zip last
             read = _polarisation(s.path, pol) if by_pol else ""
             first = next((k for k, r in kept if r == read and read is not None
-                          and _interchangeable(k.path, forms[id(k)], s.path, forms[id(s)])), None)  # fmt: skip
+                          and _interchangeable(k.path, forms[id(k)], s.path, forms[id(s)],
+                                               damaged[id(k)], damaged[id(s)])), None)  # fmt: skip
             if first is None:
                 kept.append((s, read))
                 continue
@@ -136,7 +138,7 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
                 name = s.path.name + (f" (STAC item {s.id!r})" if "stac_asset" in s.meta else "")
                 if by_pol:
                     why = f"reads the same product and polarisation ({read}) as {first.path}"
-                elif _damaged(s.path):
+                elif damaged[id(s)]:
                     name += " (a damaged or truncated zip)"
                     why = f"is named after the same product as {first.path}"
                 else:
@@ -152,15 +154,16 @@ def _is_measurement(path: Path) -> bool:
     return path.suffix.lower() in (".tif", ".tiff") and is_sentinel1_product(path)
 
 
-def _interchangeable(a: Path, form_a: int, b: Path, form_b: int) -> bool:
+def _interchangeable(a: Path, form_a: int, b: Path, form_b: int, damaged_a: bool, damaged_b: bool) -> bool:
     """Whether two inputs of one product (by name) may stand for each other: different forms, TIFFs
-    (their polarisation was compared), or zips holding the same files (file names, CRC-32 and sizes,
-    from the zips' directories: no data is read)."""
+    (their polarisation was compared), a damaged zip beside a zip that reads (a cut-short download), or
+    zips holding the same files (file names, CRC-32 and sizes, from the zips' directories: no data is
+    read)."""
     if form_a != form_b or form_a == _TIFF:
         return True
     if form_a != _ZIP:
         return False
-    if _damaged(b) and not _damaged(a):  # a cut-short download of a zip that reads
+    if damaged_b and not damaged_a:
         return True
     files = _zip_files(a)
     return files is not None and files == _zip_files(b)
@@ -177,22 +180,20 @@ def _zip_files(path: Path) -> frozenset[tuple[str, int, int]] | None:
         return None
 
 
-def _product(s: Scene) -> str:
-    """The product name of a Sentinel-1 scene (a TIFF's SAFE folder; a zip's, by the product inside it:
-    :func:`scene_id`); "" for other scenes."""
+def _product(s: Scene) -> tuple[str, bool]:
+    """(product name, damaged) of a scene. The name is that of a Sentinel-1 scene's product (a TIFF's
+    SAFE folder; a zip's, by the product inside it: :func:`scene_id`), "" for other scenes. Damaged: a
+    ``.zip`` that is no readable product (damaged, truncated, empty); it is named by its file
+    (``NAME.zip``, as downloads are named) and fails in its own scene unless that product is also given.
+    """
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if _is_measurement(s.path):
-        return scene_id(s.path.resolve().parent.parent)
-    return scene_id(s.path) if is_sentinel1_product(s.path) or _damaged(s.path) else ""
-
-
-def _damaged(path: Path) -> bool:
-    """A ``.zip`` that is no readable product (damaged, truncated, empty): it fails in its own scene,
-    unless its name (``NAME.zip``, as downloads are named) is that of a product also given."""
-    from dakd_edge.data.sentinel1 import is_sentinel1_product
-
-    return path.suffix.lower() == ".zip" and path.is_file() and not is_sentinel1_product(path)
+        return scene_id(s.path.resolve().parent.parent), False
+    if is_sentinel1_product(s.path):
+        return scene_id(s.path), False
+    damaged = s.path.suffix.lower() == ".zip" and s.path.is_file()
+    return (scene_id(s.path) if damaged else ""), damaged
 
 
 def _polarisation(path: Path, pol: str | None) -> str | None:
