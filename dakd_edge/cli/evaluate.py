@@ -1,4 +1,5 @@
-"""`dakd-edge evaluate`: the paper's metric table for a model over a dataset split.
+"""`dakd-edge evaluate`: the paper's metric table for a model over a dataset split, or a whole scene
+against its ground truth (``--scene`` / ``--pred`` with ``--truth``: :mod:`dakd_edge.scene_eval`).
 
 Options are checked as ``segment`` checks its own (tile >= 32, a device name, outputs refused when
 they exist unless ``--overwrite``) before the model loads.
@@ -18,7 +19,27 @@ from dakd_edge.inference.predictor import MIN_TILE
 
 @click.command("evaluate")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Model file (default: bundled).")
-@click.option("--data", required=True, type=click.Path(), help="Dataset root (OSD, SOS or a folder).")
+@click.option("--data", type=click.Path(), help="Dataset root (OSD, SOS or a folder).")
+@click.option(
+    "--scene", type=click.Path(), help="A whole scene (GeoTIFF or Sentinel-1 product) to segment and score."
+)
+@click.option(
+    "--pred", type=click.Path(dir_okay=False), help="A class map `segment` wrote, to score as it is."
+)
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False),
+    help="Ground truth of --scene / --pred: a raster on its grid or oil polygons (.geojson / .gpkg).",
+)
+@click.option(
+    "--truth-oil",
+    default="1",
+    show_default=True,
+    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks).",
+)
+@click.option(
+    "--min-area", help="Spills smaller than this (m^2, or e.g. 10px) are left out [5px], as in segment."
+)
 @click.option("--split", default="test", show_default=True)
 @click.option(
     "--kind", default="auto", show_default=True, type=click.Choice(["auto", "osd", "sos", "folder"])
@@ -35,7 +56,12 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def evaluate(
     model_path: str | None,
-    data: str,
+    data: str | None,
+    scene: str | None,
+    pred: str | None,
+    truth: str | None,
+    truth_oil: str,
+    min_area: str | None,
     split: str,
     kind: str,
     sensor: str | None,
@@ -47,7 +73,11 @@ def evaluate(
     limit: int | None,
     overwrite: bool,
 ) -> None:
-    """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split."""
+    """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split.
+
+    With --scene (or an existing --pred class map) and --truth: oil IoU / precision / recall over the
+    whole scene, truth slicks detected and false alarms per 10,000 km^2 of sea.
+    """
     from rich.console import Console
 
     from dakd_edge.atomic import atomic_path, check_distinct, check_output
@@ -55,6 +85,15 @@ def evaluate(
     from dakd_edge.evaluate import png_folder, render_table
     from dakd_edge.inference import load
 
+    if sum(x is not None for x in (data, scene, pred)) != 1:
+        raise click.UsageError("give one of --data (a dataset), --scene or --pred (with --truth)")
+    if (truth is None) != (data is not None):
+        raise click.UsageError("--truth goes with --scene or --pred (and only with them)")
+    if data is None:
+        _score_scene(
+            model_path, scene, pred, truth, truth_oil, min_area, backend, device, tile, json_out, overwrite
+        )
+        return
     to_file = json_out is not None and json_out != "-"
     if to_file:
         check_output(json_out, overwrite)
@@ -76,3 +115,65 @@ def evaluate(
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp:
             Path(tmp).write_text(jsonout.dumps(result, indent=2))
+
+
+def _score_scene(
+    model_path: str | None,
+    scene: str | None,
+    pred: str | None,
+    truth: str,
+    truth_oil: str,
+    min_area: str | None,
+    backend: str,
+    device: str,
+    tile: int | None,
+    json_out: str | None,
+    overwrite: bool,
+) -> None:
+    """``--scene`` (segmented first, into a temporary folder) or ``--pred`` against ``--truth``."""
+    import tempfile
+
+    from rich.console import Console
+
+    from dakd_edge.atomic import atomic_path, check_output
+    from dakd_edge.errors import InputError
+    from dakd_edge.inference.segment import parse_min_area
+    from dakd_edge.scene_eval import render_scene, score_scene
+
+    try:
+        oil = [int(v) for v in truth_oil.split(",") if v.strip()]
+    except ValueError:
+        oil = []
+    if not oil or any(not 0 <= v <= 255 for v in oil):
+        raise InputError(f"--truth-oil {truth_oil!r}: expected pixel values 0-255, e.g. 1 or 255")
+    parse_min_area(min_area)  # a bad value fails before anything runs
+    if not Path(truth).exists():
+        raise InputError(f"{truth}: truth file not found")
+    to_file = json_out is not None and json_out != "-"
+    if to_file:
+        check_output(json_out, overwrite)
+    report = None
+    with tempfile.TemporaryDirectory(prefix="dakd-evaluate-") as tmp:
+        if scene is not None:
+            from dakd_edge.inference import load
+            from dakd_edge.inference.segment import segment_scene
+
+            predictor = load(model_path, backend=backend, device=device, tile=tile)
+            try:
+                pred = str(Path(tmp) / "classes.tif")
+                report = segment_scene(predictor, scene, pred, min_area=min_area, polygons=False)
+            finally:
+                predictor.close()
+        assert pred is not None
+        result = score_scene(pred, truth, truth_oil=oil, min_area=min_area)
+    if scene is not None:
+        result["pred"] = None
+        result["scene"] = scene
+        result["model_file"] = model_path or "bundled"
+        result["segment"] = {k: report[k] for k in ("tiles", "timing") if report and k in report}
+    Console(stderr=json_out == "-").print(render_scene(result))
+    if json_out == "-":
+        click.echo(jsonout.dumps(result, indent=2))
+    elif to_file:
+        with atomic_path(json_out, overwrite) as tmp_json:
+            Path(tmp_json).write_text(jsonout.dumps(result, indent=2))

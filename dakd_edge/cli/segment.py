@@ -523,6 +523,7 @@ def demo(
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
     from dakd_edge.inference.outputs import estimate_output_bytes
     from dakd_edge.inference.quicklook import quicklook
+    from dakd_edge.scene_eval import score_scene
 
     predictor = load_predictor(model, backend, device, None, None, None)
     try:
@@ -562,6 +563,10 @@ def demo(
         quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
         r["synthesis_s"] = round(synth_s, 3)
         r["vs_synthetic_truth"] = label_agreement(paths["labels"], paths["classes"], k)
+        spills = score_scene(paths["classes"], paths["labels"])["spills"]  # as `evaluate --scene` counts
+        r["vs_synthetic_truth"].update(
+            slicks=spills["truth"], slicks_detected=spills["detected"], false_alarms=spills["false_alarms"]
+        )
         r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
         _write_report(paths["report"], r, overwrite)
     except BaseException:  # no half demo: remove what this run wrote (earlier files stay as they were)

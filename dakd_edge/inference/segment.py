@@ -53,9 +53,14 @@ Progress = Callable[[int, int, TileStats], None]
 
 def oil_class_ids(meta: ModelMeta) -> list[int]:
     """Class ids that mean oil: names 'oil'/'oil spill'; class 1 for models without such a name."""
+    return oil_ids_of(meta.class_names)
+
+
+def oil_ids_of(class_names: Iterable[str]) -> list[int]:
+    """:func:`oil_class_ids` from the class names alone (e.g. a class map's ``class_names`` tag)."""
     ids = [
         i
-        for i, n in enumerate(meta.class_names)
+        for i, n in enumerate(class_names)
         if n.lower().replace("_", " ").replace("-", " ") in ("oil", "oil spill", "oilspill")
     ]
     return ids or [1]

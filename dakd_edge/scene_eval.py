@@ -1,0 +1,310 @@
+"""Scene-level scores: a segmented scene against its ground truth, in pixels and in spills.
+
+A chip score says little about a whole scene, where most of the sea is clean and a single dark patch
+of calm water is a false alarm an operator must look at. :func:`score_scene` compares the class map
+that ``segment`` wrote with a truth raster on the same grid, or with truth polygons (GeoJSON, or any
+OGR vector with the ``vector`` extra), the way oil-spill services report detections:
+
+- **pixels**: oil IoU / precision / recall / F1 and the oil + background mIoU, over the pixels that
+  are valid in both (not nodata or land in the prediction, not nodata in a truth raster);
+- **spills**: each connected truth slick is *detected* when a predicted spill overlaps it by at least
+  one pixel; each predicted spill that overlaps no truth oil is a *false alarm*, counted and measured
+  per 10,000 km^2 of sea searched. Spills under ``min_area`` (``segment``'s ``--min-area``, default
+  5 pixels) are left out on both sides, as ``segment`` leaves them out of its polygons.
+
+Everything streams in blocks of rows (scenes of any size, bounded memory); the slicks are traced by the
+same block-wise polygon pass as ``segment``'s (:func:`~dakd_edge.inference.vectorize.spills_from_mask`),
+and overlaps are found by rasterising each truth slick and its candidate spills inside its bounding box.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dakd_edge.errors import InputError
+from dakd_edge.meta import IGNORE_INDEX
+from dakd_edge.metrics import ConfusionMatrix
+
+TRUTH_VECTORS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".kml", ".gml", ".sqlite")
+
+
+class _Rasters:
+    """Windowed reads of the prediction and the truth on the prediction's pixel grid."""
+
+    def __init__(self, pred: Path, truth: Path, oil_ids: list[int], truth_oil: list[int]) -> None:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+        from dakd_edge.data.rasterinfo import open_raster
+
+        self.pred = open_raster(pred)  # refuses what is no readable raster, in one line
+        self.info = _info(pred, self.pred)
+        self.oil_ids, self.truth_oil = oil_ids or _oil_ids(self.pred), truth_oil
+        self.height, self.width = self.info.height, self.info.width
+        self.truth_ds = self.truth_vec = None
+        if truth.suffix.lower() in TRUTH_VECTORS:
+            self.truth_vec = _truth_polygons(truth, self.info)
+        else:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self.truth_ds = rasterio.open(truth)
+            except RasterioError as e:
+                raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
+            t = self.truth_ds
+            if (t.height, t.width) != (self.height, self.width):
+                raise InputError(
+                    f"{truth}: the truth raster is {t.width} x {t.height} pixels but the prediction "
+                    f"{pred.name} is {self.width} x {self.height}; give truth on the scene's grid, or "
+                    "its slicks as polygons (.geojson / .gpkg)"
+                )
+            if (
+                self.info.transform is not None
+                and self.info.crs is not None
+                and t.crs is not None
+                and (t.crs != self.info.crs or not t.transform.almost_equals(self.info.transform))
+            ):
+                raise InputError(
+                    f"{truth}: the truth raster is not on the prediction's grid (CRS or transform differ)"
+                )
+
+    def classes(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        from rasterio.windows import Window
+
+        return self.pred.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def pred_oil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return np.isin(self.classes(r0, r1, c0, c1), self.oil_ids)
+
+    def truth(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(oil, valid) of the truth in the window."""
+        if self.truth_vec is not None:
+            oil = self.truth_vec.grid(
+                np.arange(r0, r1, dtype=np.float64), np.arange(c0, c1, dtype=np.float64)
+            )
+            return oil, np.ones_like(oil)
+        from rasterio.windows import Window
+
+        t = self.truth_ds
+        assert t is not None
+        v = t.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        valid = ~np.ma.getmaskarray(v)
+        if t.nodata is None and IGNORE_INDEX not in self.truth_oil:  # 255 = unlabelled, unless oil
+            valid &= np.asarray(v.data) != IGNORE_INDEX
+        return np.isin(np.asarray(v.data), self.truth_oil) & valid, valid
+
+    def truth_oil_mask(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self.truth(r0, r1, c0, c1)[0]
+
+    def close(self) -> None:
+        self.pred.close()
+        if self.truth_ds is not None:
+            self.truth_ds.close()
+
+
+def _info(path: Path, ds: Any) -> Any:
+    """The :class:`~dakd_edge.inference.geotiff.SceneInfo` of a class map (its grid and georeference)."""
+    from dakd_edge.inference.geotiff import SceneInfo
+
+    gcps, gcps_crs = ds.gcps
+    common = (path, ds.height, ds.width, (1,), ds.dtypes[0], ds.nodata)
+    if ds.transform.is_identity and gcps:
+        return SceneInfo(*common, None, ds.transform, True, gcps=tuple(gcps), gcps_crs=gcps_crs)
+    placed = not ds.transform.is_identity and ds.crs is not None
+    return SceneInfo(*common, ds.crs if placed else None, ds.transform, placed)
+
+
+def _oil_ids(ds: Any) -> list[int]:
+    """Oil class ids of a class map from its ``class_names`` tag (``segment`` writes it), else [1]."""
+    import json
+
+    from dakd_edge.inference.segment import oil_ids_of
+
+    try:
+        names = json.loads(ds.tags().get("class_names", "[]"))
+    except ValueError:
+        names = []
+    return oil_ids_of(names if isinstance(names, list) else [])
+
+
+def _truth_polygons(path: Path, info: Any) -> Any:
+    """Truth slicks from a vector file, in the prediction's pixel grid (as the land mask reads one)."""
+    from dakd_edge.data.landmask import VectorLandSource
+    from dakd_edge.inference.readers import georef_of
+
+    georef = georef_of(info)
+    if georef is None:
+        raise InputError(
+            f"{path}: truth polygons need a georeferenced prediction ({info.path.name} has none)"
+        )
+    return VectorLandSource(path, georef, info.height, info.width, 0.0)
+
+
+def _slicks(read_mask: Any, info: Any, least: tuple[float | None, int], block: int) -> list[Any]:
+    """Connected oil regions of ``read_mask`` in pixel coordinates, without those under ``least``."""
+    from dakd_edge.inference.readers import world_of
+    from dakd_edge.inference.vectorize import Measurer, filter_spills, spills_from_mask, to_world
+
+    found = spills_from_mask(read_mask, info.height, info.width, None, None, None, block)
+    if least[0] is not None:  # m^2: measure each region as segment does (its world mapping and CRS)
+        to_w, crs = world_of(info)
+        measure = Measurer(crs)
+        for s in found:
+            s.area_m2 = measure([to_world(to_w, r) for r in s.rings])[0]
+    return filter_spills(found, *least)[0]
+
+
+def _rasterize(rings_ids: list[tuple[list, int]], r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    from rasterio.features import rasterize
+
+    shapes = (
+        ({"type": "Polygon", "coordinates": [[(x - c0, y - r0) for x, y in r] for r in rings]}, i)
+        for rings, i in rings_ids
+    )
+    return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), fill=0, dtype="int32")
+
+
+def _match(truth: list[Any], pred: list[Any]) -> tuple[list[bool], list[bool]]:
+    """(truth slick detected, predicted spill overlaps truth) by pixel overlap of the traced regions."""
+    detected = [False] * len(truth)
+    hit = [False] * len(pred)
+    if not truth or not pred:
+        return detected, hit
+    boxes = np.array([s.bbox_px for s in pred])  # (row0, row1, col0, col1)
+    for k, t in enumerate(truth):
+        r0, r1, c0, c1 = t.bbox_px
+        near = np.flatnonzero(
+            (boxes[:, 0] < r1) & (boxes[:, 1] > r0) & (boxes[:, 2] < c1) & (boxes[:, 3] > c0)
+        )
+        if not len(near):
+            continue
+        a = _rasterize([(t.rings, 1)], r0, r1, c0, c1) > 0
+        ids = _rasterize([(pred[j].rings, j + 1) for j in near], r0, r1, c0, c1)
+        for j in np.unique(ids[a & (ids > 0)]) - 1:
+            hit[j] = True
+            detected[k] = True
+    return detected, hit
+
+
+def score_scene(
+    pred: str | os.PathLike,
+    truth: str | os.PathLike,
+    *,
+    oil_ids: list[int] | None = None,
+    truth_oil: list[int] | None = None,
+    min_area: str | float | None = None,
+    block: int = 1024,
+) -> dict[str, Any]:
+    """Score the class map ``pred`` (``segment``'s output, 255 = nodata / land) against ``truth``.
+
+    Args:
+        pred: class-id raster written by ``segment`` (GeoTIFF; affine or GCP georeference).
+        truth: a raster on ``pred``'s grid (``truth_oil`` values are oil; its nodata, or 255 when it
+            has none, is left out unless 255 is oil as in 0 / 255 masks: ``truth_oil=[255]``; anything
+            else is clean sea), or oil polygons in a vector file (everything outside them is clean sea).
+        oil_ids: class ids of oil in ``pred`` (default: from its ``class_names`` tag, else ``[1]``).
+        truth_oil: values of oil in a truth raster (default ``[1]``).
+        min_area: ``segment``'s ``--min-area`` (m^2, or ``"Npx"``; default 5 pixels): smaller regions
+            are no spill on either side.
+        block: rows per block (memory).
+
+    Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
+    and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
+    searched, false alarms per 10,000 km^2), areas from the nominal pixel size.
+    """
+    from dakd_edge.inference.readers import georef_of
+    from dakd_edge.inference.segment import parse_min_area
+
+    pred, truth = Path(pred), Path(truth)
+    if not truth.exists():
+        raise InputError(f"{truth}: truth file not found")
+    least = parse_min_area(min_area)
+    r = _Rasters(pred, truth, list(oil_ids or []), list(truth_oil or [1]))
+    try:
+        info = r.info
+        if least[0] is not None and not (info.gcps or (info.georeferenced and info.crs is not None)):
+            raise InputError(f"{pred}: --min-area in m^2 needs a georeferenced prediction; use Npx")
+        cm = ConfusionMatrix(2, ignore_index=IGNORE_INDEX, class_names=["background", "oil"])
+        for y0 in range(0, r.height, block):
+            y1 = min(y0 + block, r.height)
+            cls = r.classes(y0, y1, 0, r.width)
+            oil, valid = r.truth(y0, y1, 0, r.width)
+            target = np.where(valid & (cls != IGNORE_INDEX), oil.astype(np.int64), IGNORE_INDEX)
+            cm.update(np.isin(cls, r.oil_ids).astype(np.int64), target)
+        truths = _slicks(r.truth_oil_mask, info, least, block)
+        preds = _slicks(r.pred_oil, info, least, block)
+    finally:
+        r.close()
+    detected, hit = _match(truths, preds)
+    m = cm.compute()
+    georef = georef_of(info) if (info.gcps or info.georeferenced) else None
+    size = info.pixel_size_m or (georef.pixel_size_m if georef is not None else None)
+    km2 = None if size is None else size[0] * size[1] / 1e6  # nominal area of one pixel
+    false_px = sum(s.area_px for s, h in zip(preds, hit, strict=True) if not h)
+    sea_px = int(m["pixels"])
+    n_false = hit.count(False)
+
+    def area(px: float) -> float | None:
+        return None if km2 is None else round(px * km2, 6)
+
+    sea_km2 = area(sea_px)
+    return {
+        "pred": str(pred),
+        "truth": str(truth),
+        "pixels": {
+            "oil_iou": m["iou"][1],
+            "oil_precision": m["precision"][1],
+            "oil_recall": m["recall"][1],
+            "oil_f1": m["f1"][1],
+            "background_iou": m["iou"][0],
+            "miou": m["miou"],
+            "pixel_accuracy": m["pixel_accuracy"],
+            "scored": sea_px,
+            "matrix": m["matrix"],
+        },
+        "spills": {
+            "truth": len(truths),
+            "detected": detected.count(True),
+            "detection_rate": detected.count(True) / len(truths) if truths else None,
+            "predicted": len(preds),
+            "false_alarms": n_false,
+            "false_alarm_share": n_false / len(preds) if preds else None,
+            "false_alarm_area_km2": area(false_px),
+            "sea_area_km2": sea_km2,
+            "false_alarms_per_10000_km2": (round(n_false / sea_km2 * 1e4, 4) if sea_km2 else None),
+            "min_area": {"m2": least[0], "pixels": least[1]},
+        },
+    }
+
+
+def render_scene(result: dict[str, Any]) -> Any:
+    """A rich Table of :func:`score_scene`'s result: pixel scores in percent, then the spill counts."""
+    from rich.table import Table
+
+    px, sp = result["pixels"], result["spills"]
+    name = Path(result.get("scene") or result["pred"]).name
+    t = Table(title=f"{name} against {Path(result['truth']).name}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None or v != v else f"{100 * v:.2f} %"
+
+    for label, key in (("oil IoU", "oil_iou"), ("oil precision", "oil_precision"),
+                       ("oil recall", "oil_recall"), ("oil F1", "oil_f1"), ("mIoU (oil, background)", "miou")):  # fmt: skip
+        t.add_row(label, pct(px[key]))
+    t.add_row("truth slicks detected", f"{sp['detected']} of {sp['truth']}")
+    t.add_row("predicted spills / false alarms", f"{sp['predicted']} / {sp['false_alarms']}")
+    if sp["false_alarms_per_10000_km2"] is not None:
+        t.add_row("false alarms per 10,000 km^2", f"{sp['false_alarms_per_10000_km2']:.2f}")
+        t.add_row(
+            "false-alarm area / sea scored",
+            f"{sp['false_alarm_area_km2']:.3f} / {sp['sea_area_km2']:.1f} km^2",
+        )
+    t.caption = f"{px['scored']} pixels scored (nodata and land left out)"
+    return t

@@ -1,0 +1,206 @@
+"""Scene-level scores: exact pixel and spill counts on hand-made class maps, truth as raster or polygons,
+GCP class maps, and `dakd-edge evaluate --scene / --pred` end to end with a threshold model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.transform import from_origin
+
+from dakd_edge.errors import InputError
+from dakd_edge.scene_eval import score_scene
+from tests.train.tiny import THRESHOLD
+
+H, W = 300, 400
+PIXEL = 10.0
+ORIGIN = (500000.0, 5000000.0)  # UTM 33N
+PROFILE = dict(driver="GTiff", height=H, width=W, count=1, dtype="uint8", crs="EPSG:32633",
+               transform=from_origin(*ORIGIN, PIXEL, PIXEL))  # fmt: skip
+
+# truth slicks (rows, cols) and predicted regions, chosen so each case is counted by hand
+SLICK_FOUND = (slice(10, 30), slice(10, 50))  # 800 px; the prediction below overlaps 480 of them
+PRED_FOUND = (slice(12, 28), slice(20, 60))  # 640 px
+SLICK_MISSED = (slice(100, 140), slice(100, 110))  # 400 px, nothing predicted there
+FALSE_ALARM = (slice(200, 210), slice(300, 320))  # 200 px of predicted oil on clean sea
+SPECK = (slice(250, 252), slice(0, 2))  # 4 px: under the default 5 px minimum, no spill
+SLICK_LONG = (slice(150, 200), slice(200, 220))  # 1000 px, crossing block cuts
+PRED_LONG = (slice(170, 230), slice(205, 215))  # 600 px, 300 of them on the slick
+NODATA = (slice(0, 5), slice(390, 400))  # 50 px of prediction nodata (land)
+
+
+def _maps() -> tuple[np.ndarray, np.ndarray]:
+    pred = np.zeros((H, W), np.uint8)
+    truth = np.zeros((H, W), np.uint8)
+    for s in (SLICK_FOUND, SLICK_MISSED, SLICK_LONG):
+        truth[s] = 1
+    for s in (PRED_FOUND, FALSE_ALARM, SPECK, PRED_LONG):
+        pred[s] = 1
+    pred[NODATA] = 255
+    return pred, truth
+
+
+def _write(path, a: np.ndarray, **kw) -> str:
+    prof = {**PROFILE, **kw}
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(a, 1)
+        ds.update_tags(class_names=json.dumps(["background", "oil"]))
+    return str(path)
+
+
+def _expected_oil_iou() -> float:
+    tp = 480 + 300
+    truth_px = 800 + 400 + 1000
+    pred_px = 640 + 200 + 4 + 600
+    return tp / (truth_px + pred_px - tp)
+
+
+@pytest.mark.parametrize("block", [1024, 64, 7])
+def test_exact_pixel_and_spill_counts(tmp_path, block):
+    pred, truth = _maps()
+    r = score_scene(_write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth), block=block)
+    px, sp = r["pixels"], r["spills"]
+    assert px["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
+    assert px["scored"] == H * W - 50  # prediction nodata left out
+    assert px["oil_precision"] == pytest.approx(780 / 1444, abs=1e-12)
+    assert px["oil_recall"] == pytest.approx(780 / 2200, abs=1e-12)
+    # 3 truth slicks, 2 found; 3 predicted spills (the 4 px speck is none), 1 of them a false alarm
+    assert (sp["truth"], sp["detected"], sp["predicted"], sp["false_alarms"]) == (3, 2, 3, 1)
+    assert sp["false_alarm_area_km2"] == pytest.approx(200 * PIXEL**2 / 1e6, abs=1e-9)
+    sea_km2 = (H * W - 50) * PIXEL**2 / 1e6
+    assert sp["sea_area_km2"] == pytest.approx(sea_km2, abs=1e-6)
+    assert sp["false_alarms_per_10000_km2"] == pytest.approx(1 / sea_km2 * 1e4, abs=1e-3)
+
+
+def test_min_area_leaves_small_regions_out_on_both_sides(tmp_path):
+    pred, truth = _maps()
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    # 0.05 km^2 = 500 px at 10 m: drops the 400 px missed slick and the 200 px false alarm
+    sp = score_scene(p, t, min_area=50000)["spills"]
+    assert (sp["truth"], sp["detected"], sp["predicted"], sp["false_alarms"]) == (2, 2, 2, 0)
+    sp = score_scene(p, t, min_area="1px")["spills"]  # the speck is a (false) spill now
+    assert (sp["predicted"], sp["false_alarms"]) == (4, 2)
+
+
+def test_truth_polygons_score_like_the_truth_raster(tmp_path):
+    """A GeoJSON of the truth slicks (WGS84, as RFC 7946 has it) gives the raster's exact counts."""
+    from pyproj import Transformer
+
+    pred, truth = _maps()
+    to_ll = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    feats = []
+    for rows, cols in (SLICK_FOUND, SLICK_MISSED, SLICK_LONG):
+        x0, x1 = ORIGIN[0] + cols.start * PIXEL, ORIGIN[0] + cols.stop * PIXEL
+        y0, y1 = ORIGIN[1] - rows.start * PIXEL, ORIGIN[1] - rows.stop * PIXEL
+        # densified edges: straight in UTM, so the ring follows the pixel edges within millimetres
+        xs = np.r_[np.linspace(x0, x1, 50), np.full(50, x1), np.linspace(x1, x0, 50), np.full(50, x0)]
+        ys = np.r_[np.full(50, y0), np.linspace(y0, y1, 50), np.full(50, y1), np.linspace(y1, y0, 50)]
+        lon, lat = to_ll.transform(xs, ys)
+        ring = [[a, b] for a, b in zip(lon, lat, strict=True)] + [[lon[0], lat[0]]]
+        feats.append(
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        )
+    gj = tmp_path / "truth.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    p = _write(tmp_path / "p.tif", pred)
+    by_raster = score_scene(p, _write(tmp_path / "t.tif", truth))
+    by_vector = score_scene(p, gj)
+    assert by_vector["spills"] == {**by_raster["spills"]}
+    assert by_vector["pixels"]["matrix"] == by_raster["pixels"]["matrix"]
+
+
+def test_gcp_class_map_and_0_255_truth(tmp_path):
+    """A class map placed by GCPs (as segment writes Sentinel-1 products) scores; a 0/255 truth mask
+    counts 255 as oil only when asked."""
+    pred, truth = _maps()
+    gcps = [GroundControlPoint(row=r, col=c, x=12.0 + c * 1.2e-4, y=45.0 - r * 0.9e-4)
+            for r in (0, H / 2, H) for c in (0, W / 2, W)]  # fmt: skip
+    prof = {k: v for k, v in PROFILE.items() if k not in ("crs", "transform")}
+    p = tmp_path / "p.tif"
+    with rasterio.open(p, "w", **prof) as ds:
+        ds.write(pred, 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    t = _write(tmp_path / "t.tif", truth * 255)
+    r = score_scene(p, t, truth_oil=[255])
+    assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
+    assert r["spills"]["false_alarms"] == 1 and r["spills"]["sea_area_km2"] > 0
+    r = score_scene(p, t)  # 255 is "unlabelled" by default: no truth oil, every spill a false alarm
+    assert r["spills"]["truth"] == 0 and r["spills"]["false_alarms"] == 3
+
+
+def test_truth_on_another_grid_is_refused(tmp_path):
+    pred, truth = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    with pytest.raises(InputError, match="truth raster is 200 x 300 pixels"):
+        score_scene(p, _write(tmp_path / "t.tif", truth[:, :200], width=200))
+    shifted = _write(tmp_path / "s.tif", truth, transform=from_origin(ORIGIN[0] + 5, ORIGIN[1], PIXEL, PIXEL))
+    with pytest.raises(InputError, match="not on the prediction's grid"):
+        score_scene(p, shifted)
+    with pytest.raises(InputError, match="truth file not found"):
+        score_scene(p, tmp_path / "none.tif")
+
+
+# ---- the CLI -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def threshold_model(tmp_path_factory):
+    from dakd_edge import create_model
+    from dakd_edge.meta import ModelMeta, Normalization
+    from dakd_edge.models.checkpoint import save_model
+
+    path = tmp_path_factory.mktemp("m") / "thr.safetensors"
+    meta = ModelMeta.default_for(THRESHOLD, 2, normalization=Normalization(mean=0.5, std=0.25), tile=64)
+    save_model(path, create_model(THRESHOLD, 2, 1), meta)
+    return path
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from dakd_edge.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", *argv])
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_cli_scene_segments_and_scores(tmp_path, threshold_model, capsys):
+    """The threshold model calls exactly the dark pixels oil: a scene dark where the prediction above
+    has oil reproduces its counts through segment (tiles, stitching) and the scoring."""
+    pred, truth = _maps()
+    scene = np.where(pred == 1, 40, 200).astype(np.uint8)
+    s = _write(tmp_path / "scene.tif", scene)
+    t = _write(tmp_path / "truth.tif", truth)
+    code, out, err = _cli(
+        ["--model", str(threshold_model), "--scene", s, "--truth", t, "--json", "-"], capsys
+    )
+    assert code == 0, err
+    r = json.loads(out)
+    assert (r["spills"]["truth"], r["spills"]["detected"], r["spills"]["false_alarms"]) == (3, 2, 1)
+    assert r["pixels"]["oil_iou"] == pytest.approx(780 / (2200 + 1444 - 780), abs=1e-12)  # no nodata here
+    assert r["scene"] == s and "truth slicks detected" in err
+
+    p = tmp_path / "p.tif"
+    _write(p, pred)
+    code, out, err = _cli(["--pred", str(p), "--truth", t, "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--scene", "x.tif"], "--truth goes with"),
+        (["--pred", "x.tif", "--data", "d"], "give one of"),
+        (["--pred", "x.tif", "--truth", "missing.tif"], "truth file not found"),
+        (["--pred", "x.tif", "--truth", "t.tif", "--truth-oil", "oil"], "--truth-oil"),
+        (["--pred", "x.tif", "--truth", "t.tif", "--min-area", "big"], "--min-area"),
+    ],
+)
+def test_cli_bad_scene_options_are_one_line(tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.tif").write_bytes(b"")
+    code, _, err = _cli(args, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and needle in err and len(lines) <= 2, err
