@@ -191,6 +191,23 @@ def _match(truth: list[Any], pred: list[Any]) -> tuple[list[bool], list[bool]]:
     return detected, hit
 
 
+def _false_alarms_on(r: _Rasters, spills: list[Any]) -> dict[str, int] | None:
+    """False alarms per truth-raster value under most of their pixels: with 5-class OSD-style truth,
+    how many are on look-alikes (2) and how many on open sea (0). None for polygon truth."""
+    if r.truth_ds is None:
+        return None
+    from rasterio.windows import Window
+
+    out: dict[str, int] = {}
+    for s in spills:
+        r0, r1, c0, c1 = s.bbox_px
+        inside = _rasterize([(s.rings, 1)], r0, r1, c0, c1) > 0
+        values = r.truth_ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))[inside]
+        key = str(int(np.bincount(values.astype(np.int64)).argmax()))
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
 def score_scene(
     pred: str | os.PathLike,
     truth: str | os.PathLike,
@@ -215,7 +232,8 @@ def score_scene(
 
     Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
-    searched, false alarms per 10,000 km^2), areas from the nominal pixel size.
+    searched, false alarms per 10,000 km^2; with a truth raster ``false_alarms_on``: how many lie
+    mostly on each truth value), areas from the nominal pixel size.
     """
     from dakd_edge.inference.readers import georef_of
     from dakd_edge.inference.segment import parse_min_area
@@ -238,9 +256,10 @@ def score_scene(
             cm.update(np.isin(cls, r.oil_ids).astype(np.int64), target)
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
+        detected, hit = _match(truths, preds)
+        on = _false_alarms_on(r, [s for s, h in zip(preds, hit, strict=True) if not h])
     finally:
         r.close()
-    detected, hit = _match(truths, preds)
     m = cm.compute()
     georef = georef_of(info) if (info.gcps or info.georeferenced) else None
     size = info.pixel_size_m or (georef.pixel_size_m if georef is not None else None)
@@ -275,6 +294,7 @@ def score_scene(
             "false_alarms": n_false,
             "false_alarm_share": n_false / len(preds) if preds else None,
             "false_alarm_area_km2": area(false_px),
+            "false_alarms_on": on,
             "sea_area_km2": sea_km2,
             "false_alarms_per_10000_km2": (round(n_false / sea_km2 * 1e4, 4) if sea_km2 else None),
             "min_area": {"m2": least[0], "pixels": least[1]},
@@ -300,6 +320,10 @@ def render_scene(result: dict[str, Any]) -> Any:
         t.add_row(label, pct(px[key]))
     t.add_row("truth slicks detected", f"{sp['detected']} of {sp['truth']}")
     t.add_row("predicted spills / false alarms", f"{sp['predicted']} / {sp['false_alarms']}")
+    if sp.get("false_alarms_on"):
+        t.add_row(
+            "false alarms by truth value", ", ".join(f"{n} on {v}" for v, n in sp["false_alarms_on"].items())
+        )
     if sp["false_alarms_per_10000_km2"] is not None:
         t.add_row("false alarms per 10,000 km^2", f"{sp['false_alarms_per_10000_km2']:.2f}")
         t.add_row(

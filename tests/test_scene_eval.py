@@ -75,6 +75,18 @@ def test_exact_pixel_and_spill_counts(tmp_path, block):
     assert sp["false_alarms_per_10000_km2"] == pytest.approx(1 / sea_km2 * 1e4, abs=1e-3)
 
 
+def test_false_alarms_are_attributed_to_the_truth_class_under_them(tmp_path):
+    """With OSD-style class truth (2 = look-alike) a false alarm on a look-alike says so."""
+    pred, truth = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    assert score_scene(p, _write(tmp_path / "t.tif", truth))["spills"]["false_alarms_on"] == {"0": 1}
+    truth[FALSE_ALARM] = 2
+    truth[200:202, 300:320] = 0  # a strip of sea under the spill: the majority still decides
+    r = score_scene(p, _write(tmp_path / "t2.tif", truth))
+    assert r["spills"]["false_alarms_on"] == {"2": 1}
+    assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)  # 2 is not oil
+
+
 def test_min_area_leaves_small_regions_out_on_both_sides(tmp_path):
     pred, truth = _maps()
     p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
@@ -108,7 +120,7 @@ def test_truth_polygons_score_like_the_truth_raster(tmp_path):
     p = _write(tmp_path / "p.tif", pred)
     by_raster = score_scene(p, _write(tmp_path / "t.tif", truth))
     by_vector = score_scene(p, gj)
-    assert by_vector["spills"] == {**by_raster["spills"]}
+    assert by_vector["spills"] == {**by_raster["spills"], "false_alarms_on": None}  # no classes in polygons
     assert by_vector["pixels"]["matrix"] == by_raster["pixels"]["matrix"]
 
 
