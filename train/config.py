@@ -98,7 +98,9 @@ class TrainConfig(RunConfig):
     ``U(-level_shift, level_shift)`` to the unit luminance of every whole crop (clipped to [0, 1]; labels
     unchanged): on calibrated input that is a shift of ``40 * level_shift`` dB of the whole sea, as
     wind speed and incidence angle move it across a real scene, while a slick keeps its contrast to
-    the sea around it. The last ``final_steps`` steps
+    the sea around it. ``regrain`` is the probability that a crop is rendered with a coarser, stronger
+    speckle and a steeper stretch (:func:`~dakd_edge.data.transforms.regrain`; labels unchanged).
+    The last ``final_steps`` steps
     use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch`` slots (0: ``batch``).
     ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
     of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
@@ -150,6 +152,7 @@ class TrainConfig(RunConfig):
     mosaic_gain: float = 0.0
     mosaic_calm: float = 0.0
     level_shift: float = 0.0
+    regrain: float = 0.0
     final_steps: int = 0
     final_crop: int = 0
     final_batch: int = 0
@@ -175,6 +178,8 @@ class TrainConfig(RunConfig):
             raise ValueError(f"mosaic_calm must be in [0, 3] (a log factor), got {self.mosaic_calm}")
         if not 0.0 <= self.level_shift <= 0.5:
             raise ValueError(f"level_shift must be in [0, 0.5] (unit luminance), got {self.level_shift}")
+        if not 0.0 <= self.regrain <= 1.0:
+            raise ValueError(f"regrain must be in [0, 1] (a probability), got {self.regrain}")
         if self.final_steps < 0 or self.final_steps > self.steps:
             raise ValueError("final_steps must be in [0, steps]")
         if self.final_steps and (self.final_crop < 16 or self.final_crop % 2):

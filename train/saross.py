@@ -128,6 +128,11 @@ class SlotBatches(torch.utils.data.Dataset):
                 transforms.shift_level({"image": im}, float(o))["image"]
                 for im, o in zip(images, offsets, strict=True)
             ]
+        if cfg.regrain > 0:  # drawn last: the same crops and levels as without it
+            images = [
+                transforms.regrain({"image": im}, rng)["image"] if float(rng.random()) < cfg.regrain else im
+                for im in images
+            ]
         x = normalize(np.stack(images).astype(np.float32), self.norm)
         return {
             "image": torch.from_numpy(x),

@@ -14,6 +14,9 @@ that order stays as it is (``tests/train/test_batch_checksums.py`` pins it).
   robustness); :func:`grid_cut` is its deterministic twin for validation.
 - :func:`shift_level`: one additive offset on the whole image (the sea level of a calibrated scene;
   the training loop draws it, only when ``level_shift`` > 0, so other runs keep their stream).
+- :func:`regrain`: coarser, stronger speckle and a steeper stretch around the image's median (another
+  processing chain's rendering). Draws (only when the loop's ``regrain`` > 0): grain, amplitude,
+  contrast, then the noise field.
 """
 
 from __future__ import annotations
@@ -246,6 +249,40 @@ def shift_level(sample: Sample, offset: float) -> Sample:
     """
     out = dict(sample)
     out["image"] = np.clip(np.asarray(sample["image"], np.float32) + np.float32(offset), 0.0, 1.0)
+    return out
+
+
+REGRAIN_GRAIN = (1.5, 4.0)  # speckle grain size, pixels
+REGRAIN_AMPLITUDE = (0.03, 0.15)  # added grain, unit luminance (linear in dB: multiplicative speckle)
+REGRAIN_CONTRAST = (1.0, 1.6)  # display stretch around the median
+
+
+def regrain(sample: Sample, rng: np.random.Generator) -> Sample:
+    """The crop as another processing chain renders it: speckle with a coarser grain and a steeper
+    display stretch (some archives' images, resampled and stretched, turn clean sea into near-black
+    grains that a model trained on smoother patches calls oil). Labels unchanged: grains are sea.
+
+    A unit-variance Gaussian field on a grid ``grain`` pixels apart, bilinearly interpolated and
+    rescaled to unit variance, times ``amplitude``, is added to the luminance (linear in dB, so this
+    is multiplicative speckle); then ``median + contrast * (x - median)``, clipped to [0, 1].
+    """
+    grain = float(rng.uniform(*REGRAIN_GRAIN))
+    amplitude = float(rng.uniform(*REGRAIN_AMPLITUDE))
+    contrast = float(rng.uniform(*REGRAIN_CONTRAST))
+    img = np.asarray(sample["image"], np.float32)
+    h, w = img.shape[-2:]
+    field = rng.standard_normal((int(math.ceil((h - 1) / grain)) + 2, int(math.ceil((w - 1) / grain)) + 2))
+    ys, xs = np.arange(h) / grain, np.arange(w) / grain
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    ty, tx = (ys - y0)[:, None], (xs - x0)[None, :]
+    f = (field[y0][:, x0] * (1 - ty) * (1 - tx) + field[y0 + 1][:, x0] * ty * (1 - tx)
+         + field[y0][:, x0 + 1] * (1 - ty) * tx + field[y0 + 1][:, x0 + 1] * ty * tx)  # fmt: skip
+    f = (f - f.mean()) / max(float(f.std()), 1e-6)
+    m = np.float32(np.median(img))
+    out = dict(sample)
+    out["image"] = np.clip(
+        m + np.float32(contrast) * (img + np.float32(amplitude) * f.astype(np.float32) - m), 0, 1
+    )
     return out
 
 

@@ -12,6 +12,7 @@ from dakd_edge.data.transforms import (
     mosaic,
     random_crop,
     random_flip_rot,
+    regrain,
     rot90,
     shift_level,
     vflip,
@@ -157,3 +158,25 @@ def test_grid_mosaic_calm_darkens_only_slick_free_patches() -> None:
     for j, f in factors.items():
         logf = np.log(f)
         assert logf.max() <= 1e-6 and logf.min() >= -calm - 1e-5 and logf.std() > 0.1, j
+
+
+def test_regrain_adds_coarse_grain_and_stretch_within_bounds_and_keeps_labels() -> None:
+    """A flat crop gets grains ``grain`` pixels wide (neighbour correlation high, unlike white noise)
+    whose spread is amplitude x contrast within the drawn bounds; the mask is the input's."""
+    from dakd_edge.data import transforms as T
+
+    flat = {"image": np.full((1, 128, 128), 0.5, np.float32), "mask": np.zeros((128, 128), np.int64)}
+    for seed in range(6):
+        out = regrain(flat, np.random.default_rng(seed))
+        img = out["image"][0]
+        assert out["mask"] is flat["mask"] and out["image"].dtype == np.float32
+        assert 0.0 <= img.min() and img.max() <= 1.0
+        lo = T.REGRAIN_AMPLITUDE[0] * T.REGRAIN_CONTRAST[0]
+        hi = T.REGRAIN_AMPLITUDE[1] * T.REGRAIN_CONTRAST[1]
+        assert lo * 0.9 <= float(img.std()) <= hi * 1.1, float(img.std())
+        a, b = img[:, :-1].ravel() - 0.5, img[:, 1:].ravel() - 0.5
+        assert float((a * b).mean() / (a * a).mean()) > 0.5  # a grain spans several pixels
+        assert abs(float(np.median(img)) - 0.5) < 0.02  # stretched around the median
+    again = regrain(flat, np.random.default_rng(3))["image"]
+    np.testing.assert_array_equal(again, regrain(flat, np.random.default_rng(3))["image"])  # seeded
+    np.testing.assert_array_equal(flat["image"], 0.5)  # the input is not modified

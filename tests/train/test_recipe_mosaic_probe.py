@@ -28,6 +28,8 @@ def test_variants_change_only_the_tile_schedule_and_the_brightness_factors() -> 
     assert _changed(window) - _changed(tile) == {"model_cfg"} and window.model_cfg == {"caft_window": 128}
     level = mosaic_probe.VARIANTS["level"]
     assert _changed(level) - _changed(tile) == {"level_shift"} and tile.level_shift == 0.0 < level.level_shift
+    regrain = mosaic_probe.VARIANTS["regrain"]
+    assert _changed(regrain) - _changed(tile) == {"regrain"} and tile.regrain == 0.0 < regrain.regrain
     # tile256 is the recipe's stage 2 (version 2.1) but for its start; level10 is that at shifted levels
     assert replace(tile, init=bundled.FINE_TUNE.init) == bundled.FINE_TUNE
     level10 = mosaic_probe.VARIANTS["level10"]

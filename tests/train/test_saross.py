@@ -150,6 +150,14 @@ def test_final_phase_and_real_mosaics_in_step_batches():
             assert vals.numel() > 0 and float(vals.max() - vals.min()) < 1e-5  # one offset per crop
             assert abs(float(vals[0])) <= 0.2 + 1e-5
         assert float(d.abs().max()) > 1e-3
+    # regrain re-renders some whole crops (drawn last): the same crops and labels, other pixels.
+    grained = SlotBatches(_cfg(steps=10, regrain=1.0), orig, list(range(8)), norm, 2)
+    for step in (1, 4):
+        a, b = plain[step], grained[step]
+        assert torch.equal(a["mask"], b["mask"]) and not torch.equal(a["image"], b["image"])
+    assert torch.equal(grained[4]["image"], grained[4]["image"])
+    with pytest.raises(ValueError):
+        _cfg(regrain=1.5)
     with pytest.raises(ValueError):
         _cfg(final_steps=3, final_crop=0)
     with pytest.raises(ValueError):
