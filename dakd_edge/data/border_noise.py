@@ -37,8 +37,9 @@ def _log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
 
 def _border_log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """:func:`_log_ratio` of strips, the noise taken as at least half its median along each line: a LUT
-    that drops to 0 over a product's no-data border (ramping down between vectors) tells nothing
-    there, and the thermal noise varies little within a few km (a line without any noise: +30, signal).
+    far below its neighbours near a product's no-data border tells nothing there (its 0 values, missing
+    values, are left out when it is read), and the thermal noise varies little within a few km (a line
+    without any noise: +30, signal).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a line of zeros: no median

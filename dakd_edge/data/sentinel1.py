@@ -24,7 +24,9 @@ Calibration (:meth:`S1Product.read_sigma0`), windowed, no scene-sized array:
 
 ``A`` is the ``sigmaNought`` LUT of ``annotation/calibration/calibration-*.xml``, ``range_noise`` the
 ``noiseRangeLut`` vectors of ``noise-*.xml`` (``noiseLut`` before IPF 2.9) and ``azimuth_noise`` the
-``noiseAzimuthVector`` blocks (IPF >= 2.9; 1 where absent). Every LUT is interpolated bilinearly over
+``noiseAzimuthVector`` blocks (IPF >= 2.9; 1 where absent). A 0 in a noise vector is a missing value,
+not "no noise" (ESA; the product borders, the IW1/IW2 gap of IPF 003.51/003.52 products): it is left
+out, and the values around it stand in (:func:`_without_missing`). Every LUT is interpolated bilinearly over
 (line, pixel) for the requested window only: each vector that brackets the window's lines is
 interpolated linearly along its own pixels at the window's columns (``np.interp``; vectors may have
 different pixel lists, as noise vectors do), then linearly along lines between the two vectors around
@@ -34,7 +36,8 @@ xarray-sentinel (which uses the same bilinear scheme on the same LUT grid); we i
 because it is ~60 lines of numpy, is windowed (xarray-sentinel interpolates whole LUT arrays through
 xarray/pandas), and keeps the torch-free runtime free of xarray. It is tested against an independent
 pointwise implementation, and was cross-checked once against xarray-sentinel 0.9.6 on the real S1B
-product (sigmaNought within 1e-7 relative, range noise within 4e-4 absolute: float32 rounding);
+product (sigmaNought within 1e-7 relative, range noise within 4e-4 absolute: float32 rounding; that
+was before 0 values were read as missing: xarray-sentinel ramps the noise down to them at the far edge);
 xarray-sentinel's GRD ``noise_azimuth`` group exposes only the first swath's block, we apply all.
 
 Values <= 0 after noise removal (thermal noise above the signal) become the -35 dB floor
@@ -479,6 +482,23 @@ def parse_calibration(root: ET.Element, what: str = "calibration", lut: str = "s
     return VectorLUT(lines, pixels, values, f"{what} {lut}")
 
 
+def _without_missing(lines: np.ndarray, pixels: list, values: list) -> tuple[np.ndarray, list, list]:
+    """Noise vectors without their 0 values, which are missing values, not "no noise": ESA's answer on
+    the IW1/IW2 gap of IPF 003.51/003.52 GRD products ("0 values in the denoising vectors have to be
+    considered as missing values ... This applies both here, and in the borders of the products"; STEP
+    forum, 2023), and nansencenter's s1denoise (0 -> NaN). Left in, the LUT was interpolated down to 0
+    towards them: less noise removed from pixels whose DNs still hold it (a brighter strip). A vector left
+    without values is dropped (its neighbours along azimuth stand in); when every value is 0 the vectors
+    stay as annotated (no noise known: none is removed, as before)."""
+    known = [v != 0 if v.shape == p.shape else np.ones(v.shape, bool)  # VectorLUT refuses the latter
+             for p, v in zip(pixels, values, strict=True)]  # fmt: skip
+    keep = [i for i, k in enumerate(known) if k.any()]
+    if not keep or all(k.all() for k in known):
+        return lines, pixels, values
+    return (np.asarray(lines)[keep], [pixels[i][known[i]] for i in keep],
+            [values[i][known[i]] for i in keep])  # fmt: skip
+
+
 def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
     vecs = root.findall("noiseRangeVectorList/noiseRangeVector")
     tag = "noiseRangeLut"
@@ -486,13 +506,16 @@ def parse_noise(root: ET.Element, what: str = "noise") -> NoiseLUT:
         vecs, tag = root.findall("noiseVectorList/noiseVector"), "noiseLut"
     if not vecs:
         raise InputError(f"{what}: no <noiseRangeVector> or <noiseVector>")
-    vectors = _read_vectors(vecs, tag, what)  # VectorLUT checks them once the azimuth blocks are read
+    vectors = _without_missing(*_read_vectors(vecs, tag, what))  # VectorLUT checks them (below)
     blocks = []
     for b in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
         blines = _floats(b.find("line"), what)
         lut = _floats(b.find("noiseAzimuthLut"), f"{what} noiseAzimuthLut")
         if blines.shape != lut.shape:
             raise InputError(f"{what}: noiseAzimuthVector has {blines.size} lines but {lut.size} values")
+        if not (known := lut != 0).any():
+            continue  # no value at all: the block scales nothing (its range noise is used as it is)
+        blines, lut = blines[known], lut[known]
         blocks.append(AzimuthBlock(
             _text(b, "swath", what, ""), int(_text(b, "firstAzimuthLine", what)),
             int(_text(b, "lastAzimuthLine", what)), int(_text(b, "firstRangeSample", what)),

@@ -454,29 +454,43 @@ def _ref_lut(lines, pixels, values, line: float, pixel: float) -> float:
     return a + (b - a) * (line - lines[k]) / (lines[k + 1] - lines[k])
 
 
-def _xml_vectors(path: Path, vec: str, lut: str):
+def _xml_vectors(path: Path, vec: str, lut: str, missing_zeros: bool = False):
+    """(lines, pixels, values, root) of the LUT vectors of one XML; ``missing_zeros`` leaves out the 0
+    values (ESA: a 0 in a denoising vector is a missing value) and the vectors left without any."""
     import xml.etree.ElementTree as ET
 
     root = ET.parse(path).getroot()
     lines, pixels, values = [], [], []
     for v in root.iter(vec):
+        px = [float(x) for x in v.find("pixel").text.split()]
+        vals = [float(x) for x in v.find(lut).text.split()]
+        if missing_zeros:
+            px, vals = [x for x, y in zip(px, vals, strict=True) if y != 0], [y for y in vals if y != 0]
+            if not vals:
+                continue
         lines.append(float(v.find("line").text))
-        pixels.append([float(x) for x in v.find("pixel").text.split()])
-        values.append([float(x) for x in v.find(lut).text.split()])
+        pixels.append(px)
+        values.append(vals)
     return lines, pixels, values, root
+
+
+def _known(xs: str, values: str) -> tuple[list[float], list[float]]:
+    """(x, value) lists of an XML vector without its 0 values (missing values)."""
+    pairs = [(float(x), float(v)) for x, v in zip(xs.split(), values.split(), strict=True) if float(v) != 0]
+    return [x for x, _ in pairs], [v for _, v in pairs]
 
 
 def _check_luts_against_reference(safe: Path, windows, n_points: int = 300) -> None:
     cal_xml = next((safe / "annotation" / "calibration").glob("calibration-*-vv-*.xml"))
     noise_xml = next((safe / "annotation" / "calibration").glob("noise-*-vv-*.xml"))
     cl, cp, cv, _ = _xml_vectors(cal_xml, "calibrationVector", "sigmaNought")
-    nl, np_, nv, nroot = _xml_vectors(noise_xml, "noiseRangeVector", "noiseRangeLut")
+    nl, np_, nv, nroot = _xml_vectors(noise_xml, "noiseRangeVector", "noiseRangeLut", missing_zeros=True)
     blocks = []
     for b in nroot.iter("noiseAzimuthVector"):
         blocks.append((int(b.find("firstAzimuthLine").text), int(b.find("lastAzimuthLine").text),
                        int(b.find("firstRangeSample").text), int(b.find("lastRangeSample").text),
-                       [float(x) for x in b.find("line").text.split()],
-                       [float(x) for x in b.find("noiseAzimuthLut").text.split()]))  # fmt: skip
+                       *_known(b.find("line").text, b.find("noiseAzimuthLut").text)))  # fmt: skip
+    blocks = [b for b in blocks if b[5]]  # a block without any value is no block
     rng = np.random.default_rng(0)
     with open_product(safe) as p:
         for y0, y1, x0, x1 in windows:
@@ -502,6 +516,106 @@ def test_real_luts_match_independent_reference(real_s1: Path) -> None:
     # Windows across swath borders (IW1/IW2 at pixel 8890), both product ends, and a mid-scene tile.
     _check_luts_against_reference(real_s1, [(0, 64, 8800, 9000), (16640, 16705, 25900, 26102),
                                             (7000, 7512, 12000, 12512)], n_points=600)  # fmt: skip
+
+
+def test_real_far_range_noise_does_not_ramp_to_zero(real_s1: Path) -> None:
+    """The real product's noise vectors end in 0 values past the swath's far edge (from pixel 25981 at
+    line 9352); ESA counts those as missing. Between the last annotated value (1352 at pixel 25941) and
+    the first 0 the noise was interpolated down to 0 (34 at pixel 25980): a pixel at the NESZ there read
+    up to +2.7 dB too bright, if its noise is that of the last annotated value, which is now kept."""
+    with open_product(real_s1) as p:
+        n = p.noise.window(9352, 9353, 25941, 25981)[0]
+        whole = p.noise.window(0, p.height, 0, p.width)
+    assert n.min() >= 0.999 * n[0] and n[0] == pytest.approx(1352.4, rel=1e-3)
+    assert whole.min() > 0  # zeros mean "missing" everywhere: no pixel is left without its noise
+
+
+def _zero_noise(safe: Path, gap: tuple[int, int], border: int, az_lines: tuple[int, int]) -> None:
+    """Rewrite the noise XML of ``safe`` as IPF 003.51/003.52 wrote that of long datatakes: 0 (missing)
+    range noise over ``gap`` (pixels) in every vector, the last ``border`` values 0 as at the product's
+    far edge, and 0 azimuth values over ``az_lines`` of the first block (a missing value of any vector)."""
+    import xml.etree.ElementTree as ET
+
+    f = next((safe / "annotation" / "calibration").glob("noise-*-vv-*.xml"))
+    tree = ET.parse(f)
+    for v in tree.getroot().iter("noiseRangeVector"):
+        px = np.array(v.find("pixel").text.split(), float)
+        lut = np.array(v.find("noiseRangeLut").text.split(), float)
+        lut[(px >= gap[0]) & (px <= gap[1])] = 0.0
+        lut[len(lut) - border :] = 0.0
+        v.find("noiseRangeLut").text = " ".join(f"{x:.6e}" for x in lut)
+    b = next(tree.getroot().iter("noiseAzimuthVector"))
+    lines = np.array(b.find("line").text.split(), float)
+    lut = np.array(b.find("noiseAzimuthLut").text.split(), float)
+    lut[(lines >= az_lines[0]) & (lines <= az_lines[1])] = 0.0
+    b.find("noiseAzimuthLut").text = " ".join(f"{x:.6e}" for x in lut)
+    tree.write(f, encoding="UTF-8", xml_declaration=True)
+
+
+def test_zero_noise_values_are_missing_not_zero_noise(tmp_path: Path) -> None:
+    """ESA (STEP forum, on the IW1/IW2 gap of IPF 003.51/003.52 GRD products, 2022-03 to 2023-03): "0
+    values in the denoising vectors have to be considered as missing values, and not as valid values
+    ... This applies both here, and in the borders of the products" (as nansencenter's s1denoise reads
+    them: 0 -> NaN). The DNs still hold the noise there, so reading 0 as "no noise" left a bright strip:
+    sigma0 of dark sea +3.4 dB (median) in the gap. Missing values are now left out of the interpolation."""
+    h, w = 160, 480  # IW: swaths at pixels 0-159, 160-319, 320-479; noise vectors every 40 px from 20
+    prod = build_synthetic_product(tmp_path, shape=(h, w), seed=3, pols=("VV",))
+    with open_product(prod.path) as p:
+        noise = p.noise.window(0, h, 0, w)
+    _zero_noise(prod.path, gap=(120, 220), border=2, az_lines=(40, 90))
+    with open_product(prod.path) as p:
+        missing = p.noise.window(0, h, 0, w)
+        s = p.read_sigma0(0, h, 0, w)
+    # Missing values leave the noise unknown there; interpolated from the values around it, it is off by
+    # what a linear LUT misses of this fixture's steep scalloping (its peak at the IW1/IW2 border, its
+    # rise towards the far edge): -15 % and -24 % at worst. With the 0 values it was 0.
+    ratio = missing / noise
+    gap, far, az = np.s_[:, 100:240], np.s_[:, 440:], np.s_[40:91, :100]
+    assert ratio[gap].min() > 0.8 and ratio[far].min() > 0.7 and ratio[az].min() > 0.99
+    assert ratio.max() < 1.01
+    truth, _ = prod.layout.render(0, 0, h, w, output="linear")
+    err = _db(s[gap]) - _db(truth[gap])
+    dark = truth[gap] * p.calibration.window(0, h, 100, 240) ** 2 < noise[gap]  # signal under the noise
+    assert dark.any() and np.median(err[dark]) < 1.0, np.median(err[dark])  # was +3.4 dB
+    assert np.median(np.abs(err)) < 2 * TOL_MEDIAN_DB
+
+
+def test_azimuth_noise_in_several_blocks_per_swath(tmp_path: Path) -> None:
+    """EW products (and long IW ones) annotate several noiseAzimuthVector blocks per sub-swath, each over
+    its own lines (31 in one EW GRDM product, as titiler-openeo's SAR ADR counted), some with a single
+    line value (isce2 PR 202: S1B_IW_GRDH_1SDV_20200129T231132_..._46CD). Each block scales its own
+    rectangle, a single value is constant over it: the same noise as one block per swath."""
+    import xml.etree.ElementTree as ET
+
+    h, w = 120, 200
+    prod = build_synthetic_product(tmp_path, shape=(h, w), seed=1, mode="EW", resolution="M", pols=("HH",))
+    with open_product(prod.path) as p:
+        whole = p.noise.window(0, h, 0, w)
+        range_only = p.noise.range.window(0, h, 0, w)
+    f = next((prod.path / "annotation" / "calibration").glob("noise-*-hh-*.xml"))
+    tree = ET.parse(f)
+    lst = tree.getroot().find("noiseAzimuthVectorList")
+    for b in list(lst):
+        lst.remove(b)
+        lines = np.array(b.find("line").text.split(), int)
+        lut = np.array(b.find("noiseAzimuthLut").text.split(), float)
+        for a, z in ((0, 39), (40, 79), (80, h - 1)):
+            part = ET.fromstring(ET.tostring(b))
+            part.find("firstAzimuthLine").text, part.find("lastAzimuthLine").text = str(a), str(z)
+            sel = (lines >= a) & (lines <= z + 10) if a < 80 else lines == 80  # the last: one value
+            part.find("line").text = " ".join(map(str, lines[sel]))
+            part.find("noiseAzimuthLut").text = " ".join(f"{v:.6e}" for v in lut[sel])
+            lst.append(part)
+    lst.set("count", str(len(lst)))
+    tree.write(f, encoding="UTF-8", xml_declaration=True)
+    with open_product(prod.path) as p:
+        assert len(p.noise.blocks) == 15
+        split = p.noise.window(0, h, 0, w)
+        assert p.noise.point(100, 10) == pytest.approx(float(split[100, 10]), rel=1e-6)
+    np.testing.assert_allclose(split[:80], whole[:80], rtol=1e-6)  # lines 0..79: the same LUT values
+    factor = split[80:] / range_only[80:]
+    np.testing.assert_allclose(factor, np.broadcast_to(factor[:1], factor.shape), rtol=1e-6)  # constant
+    np.testing.assert_allclose(factor[0], whole[80] / range_only[80], rtol=1e-6)
 
 
 def test_round_trip(product) -> None:
