@@ -131,10 +131,12 @@ class Georef:
 class GCPGeoref(Georef):
     """Georeference by GCPs (EPSG:4326), e.g. a GRD geolocation grid.
 
-    GCP ``row``/``col`` are taken as pixel indices (annotation line/pixel; GDAL's SAFE driver stores them
-    the same way). A regular grid of GCPs (all GRD products) is interpolated bilinearly, extrapolated
-    linearly past its border; the inverse is Newton's method on that same bilinear map, so forward and
-    inverse agree to 1e-6 px. Irregular GCP sets fall back to GDAL's thin-plate-spline transformer.
+    GCP ``row``/``col`` are pixel indices, centre-based like ESA's annotation line/pixel. GDAL's GCPs
+    (a GeoTIFF's, the outputs') are corner-based pixel/line, 0.5 more:
+    :func:`dakd_edge.inference.readers.georef_of` shifts them before they come here. A regular grid of
+    GCPs (all GRD products) is interpolated bilinearly, extrapolated linearly past its border; the
+    inverse is Newton's method on that same bilinear map, so forward and inverse agree to 1e-6 px.
+    Irregular GCP sets fall back to GDAL's thin-plate-spline transformer.
 
     Bilinear in lon/lat bends straight ground lines into parallels and meridians: by about L^2 tan(lat)
     / 8R over a grid cell of L metres, which is a few metres at 40 degrees but tens to hundreds of
@@ -359,8 +361,8 @@ class AffineGeoref(Georef):
 
 def make_georef(gcps: Sequence | None = None, crs=None, transform=None,
                 pixel_size_m: tuple[float, float] | None = None) -> Georef:  # fmt: skip
-    """A :class:`Georef` from GCPs (EPSG:4326; ``crs`` of the GCPs must be geographic WGS84 if given) or
-    from ``crs`` + ``transform``."""
+    """A :class:`Georef` from GCPs (EPSG:4326, row/col as pixel indices: see :class:`GCPGeoref`; ``crs``
+    of the GCPs must be geographic WGS84 if given) or from ``crs`` + ``transform``."""
     if gcps:
         if crs is not None:
             from pyproj import CRS as PCRS

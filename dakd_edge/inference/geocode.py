@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from dakd_edge.errors import InputError
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import SceneInfo
-from dakd_edge.inference.readers import georef_of, utm_crs
+from dakd_edge.inference.readers import georef_of, world_of
 from dakd_edge.lonlat import near
 
 BLOCK = 512
@@ -39,23 +39,19 @@ LATTICE = 32  # output pixels between exactly geolocated points (bilinear in bet
 
 
 def utm_grid(info: SceneInfo, spacing: float | None = None) -> tuple[Any, Any, int, int]:
-    """(UTM CRS, transform, width, height) of the north-up grid covering the scene at ``spacing`` m."""
-    from pyproj import Transformer
-
-    georef = georef_of(info)
-    if georef is None:
-        raise InputError(f"{info.path}: --geocode needs a georeferenced scene")
+    """(UTM CRS, transform, width, height) of the north-up grid covering a GCP scene at ``spacing`` m:
+    the polygons' UTM zone (:func:`~dakd_edge.inference.readers.world_of`), around the scene's edge."""
+    if not info.gcps:
+        raise InputError(f"{info.path}: --geocode applies to GCP-georeferenced scenes")
     h, w = info.height, info.width
     if spacing is None:
-        spacing = float(min(info.pixel_size_m or georef.pixel_size_m))
-    c_lon, c_lat = georef.lonlat(np.array([h / 2]), np.array([w / 2]), wrap=False)
-    crs = utm_crs(float(c_lon[0]), float(c_lat[0]))
+        spacing = float(min(info.pixel_size_m or georef_of(info).pixel_size_m))
+    to_world, crs = world_of(info)  # pixel corners -> UTM
     n = 65
     t = np.linspace(0, 1, n)
     rows = np.concatenate([t * h, np.full(n, h), t[::-1] * h, np.zeros(n)])
     cols = np.concatenate([np.zeros(n), t * w, np.full(n, w), t[::-1] * w])
-    lon, lat = georef.lonlat(rows, cols, wrap=False)
-    x, y = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True).transform(lon, lat)
+    x, y = to_world(cols, rows)
     x0, y1 = math.floor(x.min() / spacing) * spacing, math.ceil(y.max() / spacing) * spacing
     width = int(math.ceil((x.max() - x0) / spacing))
     height = int(math.ceil((y1 - y.min()) / spacing))
@@ -108,9 +104,9 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
                     px, py = transform @ (gx, gy)
                     lon, lat = to_lonlat.transform(px, py)
                     lon = near(lon, c_lon)  # the scene's frame
-                    r, c = georef.rowcol(lon, lat)
-                    rr = np.floor(_lerp2(np.asarray(r), ys, xs, bh, bw)).astype(np.int64)
-                    cc = np.floor(_lerp2(np.asarray(c), ys, xs, bh, bw)).astype(np.int64)
+                    r, c = georef.rowcol(lon, lat)  # pixel indices: pixel i spans i - 0.5 .. i + 0.5
+                    rr = np.floor(_lerp2(np.asarray(r), ys, xs, bh, bw) + 0.5).astype(np.int64)
+                    cc = np.floor(_lerp2(np.asarray(c), ys, xs, bh, bw) + 0.5).astype(np.int64)
                     inside = (rr >= 0) & (rr < info.height) & (cc >= 0) & (cc < info.width)
                     data = np.full((sds.count, bh, bw), fill, dtype=sds.dtypes[0])
                     if inside.any():

@@ -20,6 +20,10 @@ from dakd_edge.atomic import reason
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
+# Pixel (i, j) covers GDAL pixel/line [j, j + 1] x [i, i + 1] (GCPs, geotransforms, polygon vertices):
+# its centre, where ESA's annotation line/pixel and a Georef's indices put it, is at (j + 0.5, i + 0.5).
+GDAL_CENTRE = 0.5
+
 
 def open_scene(
     path: str | os.PathLike,
@@ -59,7 +63,12 @@ def open_scene(
 
 
 class Sentinel1Reader(Scene):
-    """A Sentinel-1 GRD product as a scene: sigma0 windows, GCP georeference, product metadata."""
+    """A Sentinel-1 GRD product as a scene: sigma0 windows, GCP georeference, product metadata.
+
+    ``info.gcps`` are the geolocation grid in GDAL's convention (line + 0.5, pixel + 0.5: ESA's
+    line/pixel index pixel centres), so the outputs that carry them register with the annotation in
+    GDAL and QGIS. GDAL's own SAFE driver keeps the raw indices, half a pixel off that.
+    """
 
     def __init__(
         self,
@@ -98,7 +107,7 @@ class Sentinel1Reader(Scene):
             crs=None,
             transform=Affine.identity(),
             georeferenced=True,
-            gcps=tuple(self.product.gcps),
+            gcps=shift_gcps(self.product.gcps, GDAL_CENTRE),  # annotation indices -> GDAL pixel/line
             gcps_crs=self.product.crs,
             native_scale="linear",
             pixel_size_m=(m.azimuth_pixel_spacing, m.range_pixel_spacing),
@@ -128,12 +137,25 @@ class Sentinel1Reader(Scene):
         self.product.close()
 
 
+def shift_gcps(gcps: Any, d: float) -> tuple[Any, ...]:
+    """``gcps`` with ``d`` added to their row and column (a change of pixel/line convention)."""
+    from rasterio.control import GroundControlPoint
+
+    return tuple(
+        GroundControlPoint(row=g.row + d, col=g.col + d, x=g.x, y=g.y, z=g.z, id=g.id, info=g.info)
+        for g in gcps
+    )
+
+
 def georef_of(info: SceneInfo) -> Any:
-    """A :class:`dakd_edge.data.landmask.Georef` (pixel <-> WGS84) of the scene, or None."""
+    """A :class:`dakd_edge.data.landmask.Georef` (pixel <-> WGS84) of the scene, or None.
+
+    ``info.gcps`` are GDAL pixel/line (corner-based); a Georef takes pixel indices (centre-based)."""
     from dakd_edge.data.landmask import make_georef
 
     if info.gcps:
-        return make_georef(gcps=list(info.gcps), crs=info.gcps_crs, pixel_size_m=info.pixel_size_m)
+        gcps = list(shift_gcps(info.gcps, -GDAL_CENTRE))
+        return make_georef(gcps=gcps, crs=info.gcps_crs, pixel_size_m=info.pixel_size_m)
     if info.crs is not None and info.georeferenced:
         return make_georef(crs=info.crs, transform=info.transform)
     return None
@@ -151,9 +173,10 @@ def utm_crs(lon: float, lat: float) -> Any:
 
 
 def world_of(info: SceneInfo) -> tuple[Any, Any]:
-    """(pixel -> world mapping, CRS) for polygons: the scene's own affine transform and CRS, or for a
-    GCP-georeferenced scene, the GCP geolocation projected to the UTM zone of the scene centre (so
-    areas are in m^2 and GeoPackages are in a projected CRS)."""
+    """(pixel -> world mapping, CRS) for polygons (pixel-corner coordinates, as GDAL's pixel/line): the
+    scene's own affine transform and CRS, or for a GCP-georeferenced scene, the GCP geolocation
+    projected to the UTM zone of the scene centre (so areas are in m^2 and GeoPackages are in a
+    projected CRS)."""
     if not info.gcps:
         return (info.transform if info.georeferenced else None), info.crs
     from pyproj import Transformer
@@ -164,7 +187,8 @@ def world_of(info: SceneInfo) -> tuple[Any, Any]:
     to_utm = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True)
 
     def to_world(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lon, lat = georef.lonlat(rows, cols, wrap=False)
+        # polygon vertices are pixel corners; the georef takes pixel indices (centres)
+        lon, lat = georef.lonlat(rows - GDAL_CENTRE, cols - GDAL_CENTRE, wrap=False)
         return to_utm.transform(lon, lat)
 
     return to_world, crs

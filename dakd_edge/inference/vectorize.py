@@ -9,6 +9,11 @@ Writers need no GDAL vector bindings (rasterio has none; fiona/pyogrio would add
 runtime): GeoJSON is plain JSON in WGS84 lon/lat as RFC 7946 asks, and GeoPackage is written with the
 standard library's sqlite3 following the OGC GeoPackage 1.3 feature-table layout, in the scene's CRS.
 
+Pixel (i, j) covers [j, j + 1] x [i, i + 1] of the polygons' pixel coordinates, as in GDAL (geotransforms,
+GCPs), so polygons drawn on a class raster cover its oil pixels exactly. GeoJSON edges are straight in
+lon/lat: edges whose lon/lat chord strays from the CRS's straight edge by more than
+:data:`DENSIFY_TOL_PX` pixel (long edges near a pole) get points in between (:func:`densified_lonlat`).
+
 Antimeridian: GeoJSON polygons that straddle 180 degrees are cut at +-180 into MultiPolygons with an
 RFC 7946 ``bbox`` (:mod:`dakd_edge.lonlat`). The GeoPackage stays in the scene's CRS (UTM of the
 scene centre for GCP scenes: continuous there).
@@ -17,6 +22,7 @@ scene centre for GCP scenes: continuous there).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import struct
@@ -31,9 +37,10 @@ from affine import Affine
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.errors import OutputError
-from dakd_edge.lonlat import Ring, geojson_geometries, signed_area
+from dakd_edge.lonlat import Ring, geojson_geometries, near, signed_area
 
 VECTOR_FORMATS = (".geojson", ".json", ".gpkg")
+DENSIFY_TOL_PX = 0.1  # GeoJSON edges stay within this many pixels of the straight edge in the CRS
 
 
 @dataclass
@@ -431,6 +438,60 @@ def _to_wgs84(crs: Any):
         return False
 
 
+def _from_wgs84(crs: Any):
+    """The transformer of WGS84 lon/lat to ``crs`` (which :func:`_to_wgs84` reaches)."""
+    from pyproj import CRS, Transformer
+
+    return Transformer.from_crs(CRS.from_epsg(4326), _pyproj_crs(crs), always_xy=True)
+
+
+def _pixel_sizes(spills: list[Spill]) -> np.ndarray:
+    """Each spill's pixel size in its CRS's units (square root of a pixel's area there), per ring."""
+    out = []
+    for s in spills:
+        area = abs(signed_area(s.rings[0])) - sum(abs(signed_area(r)) for r in s.rings[1:])
+        out += [math.sqrt(area / max(s.area_px, 1))] * len(s.rings)
+    return np.asarray(out, np.float64)
+
+
+def densified_lonlat(
+    pts: np.ndarray, sizes: np.ndarray, tol: np.ndarray, tr: Any, inv: Any, rounds: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rings (back to back in ``pts``, ``sizes`` points each) reprojected by ``tr`` to lon/lat, with
+    points added along every edge whose lon/lat chord (a GeoJSON edge is straight in lon/lat) strays
+    more than ``tol`` (per ring, CRS units; measured at its midpoint through ``inv``) from the straight
+    edge in the CRS. Near a pole a straight edge bows in lon/lat (tens of metres on a 10 km edge at
+    87 N); elsewhere the deviation is far below a pixel and the rings come back unchanged.
+
+    Returns the lon/lat points and the new ring sizes."""
+    sizes = np.asarray(sizes, np.int64)
+    ll = np.column_stack(tr.transform(pts[:, 0], pts[:, 1]))
+    for _ in range(rounds):
+        edge = np.ones(len(pts), bool)
+        edge[np.cumsum(sizes) - 1] = False  # a ring's last point closes it: no edge starts there
+        start = np.flatnonzero(edge)
+        lon1 = near(ll[start + 1, 0], ll[start, 0])
+        bx, by = inv.transform((ll[start, 0] + lon1) / 2, (ll[start, 1] + ll[start + 1, 1]) / 2)
+        mx, my = (pts[start] + pts[start + 1]).T / 2
+        t = np.repeat(tol, sizes - 1)
+        ratio = np.hypot(np.asarray(bx) - mx, np.asarray(by) - my) / t
+        ratio = np.nan_to_num(ratio, nan=np.inf)  # no way back (e.g. through the pole): split too
+        split = (ratio > 1.0) & (np.hypot(*(pts[start + 1] - pts[start]).T) > t)  # pieces >= tol / 16
+        if not split.any():
+            break
+        # a bow shrinks with the square of the piece's length: k pieces for ratio k^2 (16 at most)
+        k = np.ones(len(pts), np.int64)
+        k[start] = np.where(split, np.minimum(np.ceil(np.sqrt(np.minimum(ratio, 256.0))), 16), 1)
+        src = np.repeat(np.arange(len(pts)), k)
+        j = np.arange(len(src)) - np.repeat(np.cumsum(k) - k, k)
+        nxt = np.minimum(src + 1, len(pts) - 1)
+        f = (j / k[src])[:, None]
+        pts = pts[src] + f * (pts[nxt] - pts[src])
+        sizes = np.add.reduceat(k, np.r_[0, np.cumsum(sizes)[:-1]])
+        ll = np.column_stack(tr.transform(pts[:, 0], pts[:, 1]))
+    return ll, sizes
+
+
 def geojson_crs(crs: Any) -> str | None:
     """The CRS of GeoJSON polygons traced in ``crs``: EPSG:4326 (RFC 7946); a CRS with no way to WGS84
     (local / engineering) keeps its own coordinates and is named; None: image pixels (no CRS)."""
@@ -453,7 +514,8 @@ def _write_geojson(path: Path, spills: list[Spill], crs: Any, name: str) -> None
         sizes = [len(r) for s in spills for r in s.rings]
         pts = np.concatenate([np.asarray(r, np.float64).reshape(-1, 2) for s in spills for r in s.rings])
         if tr is not None:
-            pts = np.column_stack(tr.transform(pts[:, 0], pts[:, 1]))
+            tol = DENSIFY_TOL_PX * _pixel_sizes(spills)
+            pts, sizes = densified_lonlat(pts, np.asarray(sizes), tol, tr, _from_wgs84(crs))
         geoms = geojson_geometries(pts, sizes, [len(s.rings) for s in spills])
         for i, (s, (geometry, box)) in enumerate(zip(spills, geoms, strict=True), 1):
             features.append({"type": "Feature", "id": i, "geometry": geometry, "bbox": box,

@@ -144,8 +144,9 @@ def _crop(
 
 
 def _square(truth: Truth, offset: tuple[int, int], n: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """The dark square's outline (pixel edges; pixel i spans i..i+1 in the grid's line/pixel)."""
-    r0, r1, c0, c1 = SQUARE
+    """The dark square's outline (pixel edges; pixel i spans i - 0.5 .. i + 0.5 in the grid's
+    line/pixel, which ESA's annotation gives at pixel centres)."""
+    r0, r1, c0, c1 = (v - 0.5 for v in SQUARE)
     e = np.linspace(0, 1, n, endpoint=False)
     rr = np.r_[np.full(n, r0), r0 + e * (r1 - r0), np.full(n, r1), r1 - e * (r1 - r0)] + offset[0]
     cc = np.r_[c0 + e * (c1 - c0), np.full(n, c1), c1 - e * (c1 - c0), np.full(n, c0)] + offset[1]
