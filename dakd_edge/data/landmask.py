@@ -52,8 +52,10 @@ EARTH_RADIUS_M = 6_371_008.8  # mean radius: distances between n-vectors (a few 
 SPHERICAL_TOL_PX = 1.0  # GCPGeoref interpolates n-vectors where bilinear lon/lat is off by more
 DEFAULT_COAST_BUFFER_M = 1000.0
 DEFAULT_STEP_M = 200.0
-# Water that the GLOBE grid counts as land: points at least ~30 km inside each body (the Caspian's
-# checked against Natural Earth's shoreline; the others' against their charted shores).
+# Water that the GLOBE grid counts as land (it counts nearly every lake as land): points well inside
+# each large body (the Caspian's checked against Natural Earth's shoreline, at least ~30 km in; the
+# lakes' from their charted centres and axes, 10-30 km from shore in the narrow ones). A scene that
+# holds one of them warns; a scene over part of a long lake between its points does not.
 GLOBE_LAND_WATER: dict[str, tuple[tuple[float, float], ...]] = {  # name: ((lon, lat), ...)
     "the Caspian Sea": ((51.0, 42.5), (50.5, 41.0), (51.0, 39.0), (51.5, 37.8), (49.3, 45.2), (52.0, 40.0),
                         (49.0, 44.0), (50.0, 38.2), (51.5, 45.8), (48.5, 43.3)),
@@ -64,6 +66,21 @@ GLOBE_LAND_WATER: dict[str, tuple[tuple[float, float], ...]] = {  # name: ((lon,
     "Lake Ontario": ((-77.9, 43.6),),
     "Lake Victoria": ((33.0, -1.0),),
     "Lake Ladoga": ((31.3, 60.8),),
+    "Lake Onega": ((35.42, 61.7),),
+    "the Kara-Bogaz-Gol": ((53.5, 41.3),),
+    "Lake Baikal": ((105.0, 51.7), (107.95, 53.0), (109.0, 54.6)),
+    "Lake Balkhash": ((74.9, 46.6),),
+    "Lake Issyk-Kul": ((77.25, 42.42),),
+    "Lake Tanganyika": ((29.4, -4.6), (29.83, -6.5)),
+    "Lake Malawi": ((34.42, -10.6), (34.37, -12.18)),
+    "Lake Albert": ((30.92, 1.68),),
+    "Lake Turkana": ((36.1, 3.6),),
+    "Lake Vanern": ((13.4, 58.9),),
+    "Lake Winnipeg": ((-98.0, 53.0),),
+    "Great Bear Lake": ((-120.75, 65.83),),
+    "Great Slave Lake": ((-114.0, 61.67),),
+    "Lake Nicaragua": ((-85.25, 11.45),),
+    "Lake Titicaca": ((-69.33, -15.83),),
 }  # fmt: skip
 
 __all__ = [

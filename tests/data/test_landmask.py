@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dakd_edge.data.landmask import (
+    GLOBE_LAND_WATER,
     GCPGeoref,
     GlobeLandSource,
     LandMasker,
@@ -260,7 +261,7 @@ def test_globe_names_the_inland_seas_it_counts_as_land(tmp_path: Path) -> None:
     and said only "all nodata". The masker names them (segment warns); not the Black Sea, not a
     user mask."""
     for center, expect in (((42.5, 51.0), ["the Caspian Sea"]), ((43.9, -87.0), ["Lake Michigan"]),
-                           ((43.0, 34.0), [])):  # fmt: skip
+                           ((1.68, 30.92), ["Lake Albert"]), ((43.0, 34.0), [])):  # fmt: skip
         g = make_georef(_safe_gcps(tmp_path / f"{center}", center=center))
         masker = LandMasker(g, H, W)
         assert masker.water_counted_as_land() == expect
@@ -268,6 +269,15 @@ def test_globe_names_the_inland_seas_it_counts_as_land(tmp_path: Path) -> None:
     path = _geojson(tmp_path / "coast.geojson", [(50.0, 42.0, 50.1, 42.1)])
     assert LandMasker(make_georef(_safe_gcps(tmp_path / "u", center=(42.5, 51.0))), H, W, source=path,
                       coast_buffer=0).water_counted_as_land() == []  # fmt: skip
+
+
+@pytest.mark.skipif(not HAVE_GLOBE, reason="global-land-mask is not installed")
+def test_every_listed_inland_water_point_is_land_to_globe() -> None:
+    """Each GLOBE_LAND_WATER point must be land to the GLOBE grid (else it names nothing)."""
+    source = GlobeLandSource()
+    for name, points in GLOBE_LAND_WATER.items():
+        lon, lat = (np.array(v) for v in zip(*points, strict=True))
+        assert source.is_land(lon, lat).all(), name
 
 
 # ---- GLOBE -------------------------------------------------------------------------------------
