@@ -263,6 +263,19 @@ def _summary(r: dict[str, Any]) -> str:
     )
 
 
+def unwrap_scene(scene: Path) -> Path:
+    """:func:`~dakd_edge.data.sentinel1.unwrap_product` (a folder around one .SAFE: that product), its
+    note printed as the other scene warnings are."""
+    from dakd_edge.data.sentinel1 import unwrap_product
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scene = unwrap_product(scene)
+    for w in caught:
+        click.echo(f"dakd-edge: warning: {w.message}", err=True)
+    return scene
+
+
 def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
     from dakd_edge.inference.readers import open_scene
     from dakd_edge.inference.segment import segment_scene
@@ -447,6 +460,7 @@ def segment(
         raise click.UsageError(f"--land-mask {land_mask} and --no-land-mask contradict each other")
     if not no_land_mask:
         check_land_mask_file(land_mask)
+    scenes = tuple(unwrap_scene(s) for s in scenes)
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
     inputs = input_files(scenes, model, None if no_land_mask else land_mask)
     jobs, single_report = plan_outputs(scenes, templates, inputs, overwrite)

@@ -170,9 +170,10 @@ def info(path: Path, as_json: bool, samples: int) -> None:
     mission, mode, product type, polarisations, start/stop time, orbit, pass, size, pixel spacing and
     footprint (WGS84).
     """
+    from dakd_edge.cli.segment import unwrap_scene
     from dakd_edge.data.rasterinfo import describe
 
-    d = describe(path, samples=max(1, samples))
+    d = describe(unwrap_scene(path), samples=max(1, samples))
     if as_json:
         click.echo(jsonout.dumps(d, str, indent=2, default=str))
         return

@@ -219,8 +219,9 @@ def describe_product(path: str | os.PathLike) -> dict[str, Any]:
 
 def describe(path: str | os.PathLike, samples: int = 9, window: int = 256) -> dict[str, Any]:
     """``describe_product`` for a Sentinel-1 product, ``describe_raster`` for anything else."""
-    from dakd_edge.data.sentinel1 import is_sentinel1_product, non_product_zip
+    from dakd_edge.data.sentinel1 import is_sentinel1_product, non_product_zip, unwrap_product
 
+    path = unwrap_product(path)  # a folder around one .SAFE (an unzip tool's): that product
     if is_sentinel1_product(path):
         return describe_product(path)
     p = Path(path)

@@ -70,7 +70,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dakd_edge.data.border_noise import BORDER_NOISE, BorderNoiseMask
-from dakd_edge.errors import InputError, OutputError
+from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import LibtiffErrors, gtiff_profile
 from dakd_edge.lonlat import wrap_lon
 
@@ -211,6 +211,32 @@ def _has_measurement(folder: Path) -> bool:
     """A ``measurement/`` subfolder holding a product TIFF (a SAFE tree whose folder is not NAME.SAFE)."""
     d = folder / "measurement"
     return d.is_dir() and any(is_measurement_name(f.name) for f in d.iterdir())
+
+
+def unwrap_product(path: str | os.PathLike) -> Path:
+    """``path``, or the one Sentinel-1 product directly inside a folder that is no product itself (the
+    folder an unzip tool makes around a ``.SAFE``: Windows' "Extract All", ``unzip -d``), with a
+    :class:`~dakd_edge.errors.Notice`. A folder holding several products is refused (one line naming
+    ``dakd-edge batch``, which runs folders of products)."""
+    p = Path(path)
+    if not p.is_dir() or is_sentinel1_product(p):
+        return p
+    try:
+        inner = sorted(
+            c for c in p.iterdir() if (c.is_dir() or c.suffix.lower() == ".zip") and is_sentinel1_product(c)
+        )
+    except OSError:
+        return p
+    if len(inner) > 1:
+        names = ", ".join(c.name for c in inner[:3]) + (", ..." if len(inner) > 3 else "")
+        raise InputError(
+            f"{p}: a folder holding {len(inner)} Sentinel-1 products ({names}); give one, or run them all "
+            f"with dakd-edge batch {p}"
+        )
+    if inner:
+        warnings.warn(f"{p}: using the Sentinel-1 product inside it, {inner[0].name}", Notice, stacklevel=2)
+        return inner[0]
+    return p
 
 
 def is_sentinel1_product(path: str | os.PathLike) -> bool:

@@ -40,9 +40,10 @@ def open_scene(
         is_loose_measurement,
         is_sentinel1_product,
         non_product_zip,
+        unwrap_product,
     )
 
-    p = Path(path)
+    p = unwrap_product(path)  # a folder around one .SAFE (an unzip tool's): that product
     if is_loose_measurement(p):
         raise InputError(f"{p} {LOOSE_MEASUREMENT}")
     if is_sentinel1_product(p):

@@ -217,3 +217,24 @@ def test_info_truncated_png_is_one_line(tmp_path: Path, run_cli) -> None:
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     code, _, err = run_cli(["info", str(cut)])
     assert code == 2 and err.count("\n") == 1 and "damaged or truncated PNG" in err, err
+
+
+def test_info_folder_around_one_product_reads_it(product, tmp_path: Path, run_cli) -> None:
+    """Windows' "Extract All" (and ``unzip -d``) put the .SAFE inside a folder of the zip's name: that
+    folder is read as its product, with a note; a folder of two products names `batch`."""
+    import shutil
+
+    wrap = tmp_path / "download (1)"
+    wrap.mkdir()
+    shutil.copytree(product.path, wrap / product.path.name)
+    code, out, err = run_cli(["info", str(wrap), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "sentinel1" and "using the Sentinel-1 product inside it" in err
+    shutil.copy(product.zip_path, wrap / "other.zip")
+    code, _, err = run_cli(["info", str(wrap)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "2 Sentinel-1 products" in err and "dakd-edge batch" in err, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(["info", str(empty)])
+    assert code == 2 and "2 Sentinel-1" not in err

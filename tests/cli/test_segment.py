@@ -305,3 +305,17 @@ def test_flatten_flags_reach_the_scene(tmp_path: Path, fake_model, capsys) -> No
     assert t["across_columns_db"] == pytest.approx(-12.0, abs=0.3)  # implies the flattening
     assert t["level_shift_db"] == pytest.approx(0.435 * 40 - 35 + 14.0, abs=0.3)  # -14 dB sea -> 0.435
     assert "sea level moved -3.6 dB" in err
+
+
+def test_segment_folder_around_one_product_segments_it(tmp_path: Path, fake_model, capsys) -> None:
+    """The folder an unzip tool makes around a .SAFE: its product, outputs named by the product."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    wrap = tmp_path / "extracted"
+    prod = build_synthetic_product(wrap, shape=(96, 160))
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(["segment", str(wrap), "-o", str(out), "--no-land-mask", "-q"], capsys)
+    assert code == 0, err
+    assert "using the Sentinel-1 product inside it" in err
+    assert (out / f"{prod.path.name.removesuffix('.SAFE')}_classes.tif").is_file()
