@@ -19,11 +19,9 @@ from dakd_edge.inference.vectorize import Measurer, geojson_crs, measures_m2
 
 
 def row_pixel_area(transform: Any, crs: Any, y0: int, h: int) -> np.ndarray | None:
-    """m^2 of one pixel for each row ``y0 .. y0 + h`` (varies with latitude in geographic CRSs)."""
+    """m^2 of one pixel for each row ``y0 .. y0 + h`` of a geographic CRS (varies with latitude)."""
     measure = Measurer(crs)
-    if measure.unit is not None:
-        return np.full(h, abs(transform.a * transform.e - transform.b * transform.d) * measure.unit**2)
-    if measure.geod is None:
+    if measure.geod is None or measure.to_lonlat is not None:
         return None
     out = np.empty(h)
     for i in range(h):
@@ -40,25 +38,73 @@ def _quad_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(dx1 * dy2 - dy1 * dx2)
 
 
+class _ProjectedArea:
+    """m^2 of pixels in a projected world (a GCP scene's UTM, or an affine scene's own CRS), cell by
+    cell: the flat cell area divided by the CRS's areal scale there (``pyproj`` factors at the cell's
+    corners), so areas are on the ellipsoid as the polygons' are (:class:`Measurer`)."""
+
+    CELL = 64  # pixels per side of a cell (the mapping and the scale are smooth)
+
+    def __init__(self, to_world: Any, crs: Any) -> None:
+        from pyproj import Proj
+
+        from dakd_edge.inference.vectorize import _pyproj_crs, projected_geod
+
+        self.to_world = to_world
+        c = _pyproj_crs(crs)
+        self.unit2 = float(c.axis_info[0].unit_conversion_factor) ** 2
+        self.to_lonlat = projected_geod(c)[1]
+        self.proj = Proj(c) if self.to_lonlat is not None else None
+
+    def _world(self, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from affine import Affine
+
+        if isinstance(self.to_world, Affine):
+            x, y = self.to_world * (cols, rows)
+            return np.asarray(x, np.float64), np.asarray(y, np.float64)
+        return self.to_world(cols, rows)  # a GCP scene's mapping
+
+    def __call__(self, oil: np.ndarray, y0: int, x0: int) -> float:
+        if not oil.any():
+            return 0.0
+        h, w = oil.shape
+        re, ce = np.r_[0 : h : self.CELL, h], np.r_[0 : w : self.CELL, w]
+        cols, rows = np.meshgrid(ce + x0, re + y0)
+        x, y = self._world(cols.ravel().astype(np.float64), rows.ravel().astype(np.float64))
+        cell = _quad_area(np.reshape(x, cols.shape), np.reshape(y, cols.shape)) * self.unit2
+        if self.proj is not None:
+            with np.errstate(all="ignore"):
+                lon, lat = self.to_lonlat.transform(x, y)
+                k = np.reshape(self.proj.get_factors(lon, lat).areal_scale, cols.shape)
+            k = (k[1:, 1:] + k[:-1, :-1] + k[1:, :-1] + k[:-1, 1:]) / 4
+            cell = np.where(np.isfinite(k) & (k > 0), cell / np.where(k > 0, k, 1.0), cell)
+        px = np.diff(re)[:, None] * np.diff(ce)[None, :]
+        n = np.add.reduceat(np.add.reduceat(oil.astype(np.int64), re[:-1], 0), ce[:-1], 1)
+        return float((n * cell / px).sum())
+
+
 class Tally:
     """Class counts and oil area of the written class map, strip by strip.
 
     ``counts[k]`` is the number of pixels of class ``k``; the last entry counts nodata (class ids at
-    or above ``num_classes``). The oil area (m^2) comes from the same geolocation as the polygons
-    (:func:`~dakd_edge.inference.readers.world_of`): the CRS and transform, or for a GCP scene its
-    geolocation projected to UTM, measured on cells of :attr:`CELL` pixels; else the source's
-    ``info.pixel_size_m``. ``oil_area`` is None when the scene cannot be measured.
+    or above ``num_classes``). The oil area (m^2, on the ellipsoid) comes from the same geolocation as
+    the polygons (:func:`~dakd_edge.inference.readers.world_of`): a geographic CRS row by row, a
+    projected one (or a GCP scene's geolocation projected to UTM) on cells of
+    :attr:`_ProjectedArea.CELL` pixels; else the source's ``info.pixel_size_m``. ``oil_area`` is None
+    when the scene cannot be measured.
     """
 
-    CELL = 64  # pixels per side of the cells a GCP scene's pixel area is measured on (smooth mapping)
-
-    def __init__(self, num_classes: int, oil_ids: list[int], info: SceneInfo, to_world: Any = None) -> None:
-        """``to_world``: the scene's ``world_of`` mapping when the caller has it (made here otherwise)."""
+    def __init__(self, num_classes: int, oil_ids: list[int], info: SceneInfo, world: Any = None) -> None:
+        """``world``: the scene's ``world_of`` (mapping, CRS) when the caller has it (made here otherwise)."""
         from dakd_edge.inference.readers import world_of
 
         self.counts = np.zeros(num_classes + 1, np.int64)
         self.num_classes, self.oil_ids, self.info = num_classes, oil_ids, info
-        self.to_world = (to_world or world_of(info)[0]) if info.gcps else None
+        self.cells: _ProjectedArea | None = None
+        if info.gcps or info.georeferenced:
+            to_world, crs = world or world_of(info)
+            if to_world is not None and crs is not None and Measurer(crs).unit is not None:
+                self.cells = _ProjectedArea(to_world, crs)
         measurable = measures_m2(info) or info.pixel_size_m is not None
         self.oil_area: float | None = 0.0 if measurable else None
 
@@ -68,8 +114,8 @@ class Tally:
         if self.oil_area is None:
             return
         oil = np.isin(cls, self.oil_ids)
-        if self.to_world is not None:
-            self.oil_area += self._gcp_area(oil, y0, x0)
+        if self.cells is not None:
+            self.oil_area += self.cells(oil, y0, x0)
             return
         row_area = None
         if self.info.georeferenced:
@@ -77,19 +123,6 @@ class Tally:
         if row_area is None:
             row_area = np.full(cls.shape[0], self.info.pixel_size_m[0] * self.info.pixel_size_m[1])
         self.oil_area += float(oil.sum(1) @ row_area)
-
-    def _gcp_area(self, oil: np.ndarray, y0: int, x0: int) -> float:
-        """m^2 of the ``oil`` pixels: oil count x mean pixel area, cell by cell of the world mapping."""
-        if not oil.any():
-            return 0.0
-        h, w = oil.shape
-        re, ce = np.r_[0 : h : self.CELL, h], np.r_[0 : w : self.CELL, w]
-        cols, rows = np.meshgrid(ce + x0, re + y0)
-        x, y = self.to_world(cols.ravel().astype(np.float64), rows.ravel().astype(np.float64))
-        cell = _quad_area(np.reshape(x, cols.shape), np.reshape(y, cols.shape))
-        px = np.diff(re)[:, None] * np.diff(ce)[None, :]
-        n = np.add.reduceat(np.add.reduceat(oil.astype(np.int64), re[:-1], 0), ce[:-1], 1)
-        return float((n * cell / px).sum())
 
 
 class Clock:

@@ -279,7 +279,7 @@ def segment_scene(
             SceneOutputs(tx, info, meta, tags, probs_dtype, oil_ids if polygons else None)
         )
         world = world_of(info)  # pixel -> world mapping and CRS: oil area and polygons share it
-        tally = Tally(meta.num_classes, oil_ids, info, to_world=world[0])
+        tally = Tally(meta.num_classes, oil_ids, info, world=world)
 
         def write_strip(s: Strip) -> None:
             tally.add(outputs.write(s), s.y0, s.x0)

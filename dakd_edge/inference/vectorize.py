@@ -83,6 +83,21 @@ def _pyproj_crs(crs: Any):
     return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
 
 
+def projected_geod(crs: Any) -> tuple[Any, Any]:
+    """(``pyproj.Geod`` of a projected CRS's ellipsoid, transformer to its geographic CRS), or
+    (None, None) when PROJ has neither."""
+    from pyproj import Transformer
+    from pyproj.exceptions import CRSError, ProjError
+
+    try:
+        geo = crs.geodetic_crs
+        if geo is None:
+            return None, None
+        return crs.get_geod(), Transformer.from_crs(crs, geo, always_xy=True)
+    except (CRSError, ProjError):
+        return None, None
+
+
 def measures_m2(info: Any) -> bool:
     """Whether a scene's polygons get areas in m^2: a GCP scene (its geolocation projected to UTM)
     or a CRS :class:`Measurer` can measure, with a geotransform."""
@@ -95,11 +110,18 @@ def _length(ring: Sequence[tuple[float, float]]) -> float:
 
 
 class Measurer:
-    """Area (m^2) and perimeter (m) of polygons in a CRS; None when the CRS is unknown."""
+    """Area (m^2) and perimeter (m) of polygons in a CRS, on its ellipsoid; None when the CRS is unknown.
+
+    Geographic CRSs are measured geodesically (``pyproj.Geod``); projected ones too, their vertices
+    taken back to the CRS's own longitude/latitude first: a map's flat area is off by its areal scale,
+    0.08-0.2 % in UTM but 6-28 % in a polar stereographic CRS (EPSG:3413) away from its true-scale
+    latitude. A projected CRS that cannot be inverted there is measured flat (``unit``).
+    """
 
     def __init__(self, crs: Any) -> None:
         self.geod = None
         self.unit = None
+        self.to_lonlat = None
         if crs is None:
             return
         c = _pyproj_crs(crs)
@@ -107,6 +129,7 @@ class Measurer:
             self.geod = c.get_geod()
         elif c.is_projected:
             self.unit = float(c.axis_info[0].unit_conversion_factor)
+            self.geod, self.to_lonlat = projected_geod(c)
 
     @property
     def measures(self) -> bool:
@@ -117,11 +140,18 @@ class Measurer:
         if self.geod is not None:
             area = perim = 0.0
             for i, ring in enumerate(rings):
-                lon, lat = zip(*ring, strict=True)
+                lon, lat = (np.asarray(v, np.float64) for v in zip(*ring, strict=True))
+                if self.to_lonlat is not None:
+                    lon, lat = self.to_lonlat.transform(lon, lat)
+                    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+                        return self._flat(rings)
                 a, p = self.geod.polygon_area_perimeter(lon, lat)
                 area += abs(a) if i == 0 else -abs(a)
                 perim += p
             return area, perim
+        return self._flat(rings)
+
+    def _flat(self, rings: list[Ring]) -> tuple[float | None, float | None]:
         if self.unit is not None:
             area = abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])
             return area * self.unit**2, sum(_length(r) for r in rings) * self.unit

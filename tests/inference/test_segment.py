@@ -62,7 +62,8 @@ def test_outputs_georeferenced_cog_with_colour_table(scene, tmp_path: Path) -> N
     t = r["tiles"]
     assert t["skipped_nodata"] > 0 and t["run"] + t["skipped_nodata"] == t["total"]
     assert r["oil_pixels"] == int((ref == 1).sum()) > 0
-    assert r["oil_area_m2"] == pytest.approx(r["oil_pixels"] * 100.0)  # 10 m pixels in UTM
+    # 10 m UTM pixels on the central meridian: 100 / 0.9996^2 m^2 of the ellipsoid each
+    assert r["oil_area_m2"] == pytest.approx(r["oil_pixels"] * 100.0 / 0.9996**2)
     assert r["spills"] >= 1 and r["crs"] == "EPSG:32633" and r["backend"] == "fake"
     assert r["valid_fraction"] == pytest.approx((W - 100) / W)
     leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]

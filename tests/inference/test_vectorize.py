@@ -21,6 +21,8 @@ from .fake import FakeBackend, write_tif
 
 UTM = CRS.from_epsg(32633)
 UTM_T = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0)
+# A 10 m UTM pixel on the central meridian covers 100 / 0.9996^2 m^2 of the ellipsoid (scale k0 there)
+UTM_PX_M2 = 100.0 / 0.9996**2
 
 
 @pytest.mark.parametrize("polygon_block", [2048, 40])
@@ -39,7 +41,7 @@ def test_polygon_whole_across_tile_borders(tmp_path: Path, polygon_block: int) -
     assert len(feats) == r["spills"] == 1
     props = feats[0]["properties"]
     assert props["area_px"] == r["oil_pixels"]
-    assert props["area_m2"] == pytest.approx(r["oil_pixels"] * 100.0)
+    assert props["area_m2"] == pytest.approx(r["oil_pixels"] * UTM_PX_M2)
     assert 0.5 < props["mean_prob"] <= props["max_prob"] <= 1.0
     lon, lat = np.array(feats[0]["geometry"]["coordinates"][0]).T  # GeoJSON is WGS84 lon/lat
     assert 14.9 < lon.min() < 15.2 and 54.0 < lat.min() < 54.2
@@ -57,25 +59,30 @@ def test_spills_stats_holes_and_pixel_area() -> None:
     assert [s.area_px for s in spills] == [196, 12]
     big = spills[0]
     assert len(big.rings) == 2  # exterior + hole
-    assert big.area_m2 == pytest.approx(196 * 100.0)
-    assert big.perimeter_m == pytest.approx((2 * (10 + 20) + 2 * (2 + 2)) * 10.0)
+    assert big.area_m2 == pytest.approx(196 * UTM_PX_M2)
+    assert big.perimeter_m == pytest.approx((2 * (10 + 20) + 2 * (2 + 2)) * 10.0 / 0.9996)
     assert big.max_prob == pytest.approx(0.95) and 0.8 < big.mean_prob < 0.81
     assert oil_spills(np.zeros((5, 5), np.uint8), 1) == []
     assert oil_spills(cls, [1, 2], UTM_T, UTM)[-1].area_px == 4  # several oil classes
 
 
-def test_geodesic_area_matches_planar_utm() -> None:
-    """A 2 km x 1 km rectangle measured in UTM (planar) and in EPSG:4326 (geodesic) agrees."""
-    ring = [(500000.0, 6000000.0), (502000.0, 6000000.0), (502000.0, 6001000.0), (500000.0, 6001000.0)]
-    ring.append(ring[0])
-    area_utm, perim_utm = Measurer(UTM)([ring])
-    tr = Transformer.from_crs(32633, 4326, always_xy=True)
-    ll = [tr.transform(x, y) for x, y in ring]
-    area_geo, perim_geo = Measurer(CRS.from_epsg(4326))([ll])
-    assert area_utm == pytest.approx(2e6)
-    # UTM scale factor at the central meridian is 0.9996 -> areas differ by ~0.08 %
-    assert area_geo == pytest.approx(area_utm, rel=2e-3)
-    assert perim_geo == pytest.approx(perim_utm, rel=2e-3)
+def test_projected_areas_are_on_the_ellipsoid() -> None:
+    """A 2 km x 1 km UTM rectangle has the geodesic area of its corners in lon/lat (2e6 m^2 flat, 0.08 %
+    more on the ellipsoid at the central meridian); in a polar stereographic CRS, whose flat areas are
+    off by several per cent away from its true-scale latitude, likewise."""
+    from pyproj import Proj
+
+    for epsg, x0, y0 in ((32633, 500000.0, 6000000.0), (32633, 300000.0, 6000000.0), (3413, 0.0, -500000.0)):
+        ring = [(x0, y0), (x0 + 2000, y0), (x0 + 2000, y0 + 1000), (x0, y0 + 1000)]
+        ring.append(ring[0])
+        area, perim = Measurer(CRS.from_epsg(epsg))([ring])
+        tr = Transformer.from_crs(epsg, 4326, always_xy=True)
+        area_geo, perim_geo = Measurer(CRS.from_epsg(4326))([[tr.transform(x, y) for x, y in ring]])
+        assert area == pytest.approx(area_geo, rel=1e-9) and perim == pytest.approx(perim_geo, rel=1e-9)
+        lon, lat = tr.transform(x0 + 1000, y0 + 500)
+        k = Proj(CRS.from_epsg(epsg)).get_factors(lon, lat).areal_scale
+        assert area == pytest.approx(2e6 / k, rel=1e-6)  # flat area / the map's areal scale
+    assert Measurer(CRS.from_epsg(3413))([ring])[0] == pytest.approx(2e6 * 1.06, rel=0.01)  # 6 % at 85 N
     assert Measurer(None)([ring]) == (None, None)
 
 
