@@ -918,13 +918,13 @@ def test_disk_full_while_recording_a_scene_stops_and_resume_finishes(
     ins = [scenes / f"scene{i}.tif" for i in range(3)]
     out, real, hogs = small_disk / "batch", runner.append_record, []
 
-    def full_at_scene1(out_: Path, rec: dict) -> None:
-        if rec["id"] == "scene1" and not hogs:
+    def full_at_scene1(out_: Path, rec: dict, **kw) -> None:
+        if rec["id"] == "scene1" and rec["status"] != "started" and not hogs:  # its finished record
             m = out_ / "manifest.jsonl"
             with open(m, "ab") as f:  # blank lines (skipped by readers) up to the page's end
                 f.write(b"\n" * (-m.stat().st_size % 4096))
             hogs.append(_fill(small_disk))
-        real(out_, rec)
+        real(out_, rec, **kw)
 
     monkeypatch.setattr(runner, "append_record", full_at_scene1)
     # the stopped run's worker, kept alive by the traceback below, would hold the CPUs of the shared
@@ -943,3 +943,203 @@ def test_disk_full_while_recording_a_scene_stops_and_resume_finishes(
     ]
     assert read_layer(out / "spills.gpkg") == want
     assert "continue it with --resume once that is fixed" in str(e.value)
+
+
+# --- operations: one run per folder, --resume after a stop, seams --------------------------------
+
+
+def test_a_finished_batch_resumes_without_ray_and_leaves_no_lock(clean, scenes, tmp_path, monkeypatch):
+    """Nothing left to run with the same options: no Ray, no worker, a second or so; the lock file of
+    the run is gone afterwards (an older batch folder has none either)."""
+    import shutil
+    import time
+
+    from dakd_edge.batch import runner
+
+    assert not (clean[0] / "batch.lock").exists()
+    out = tmp_path / "batch"
+    shutil.copytree(clean[0], out)
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray started for a finished batch")
+
+    monkeypatch.setattr(runner, "ray_session", no_ray)
+    t0 = time.monotonic()
+    summary = run([scenes], out, workers=2, model=MODEL, resume=True)
+    assert summary["run"] == 0 and len(summary["skipped"]) == 6 and time.monotonic() - t0 < 10
+    assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+    assert not (out / "batch.lock").exists()
+
+
+def test_resume_of_a_finished_batch_reads_no_output_again(local_ray, scenes, tmp_path, monkeypatch):
+    """--resume checked every output by its sha256: a finished archive read all its class maps again
+    (GBs) on each cron run. Files unchanged since their record (size, mtime, inode) are trusted; one
+    written to since, even at the same size, is hashed and runs again."""
+    import shutil
+
+    from dakd_edge.batch import manifest
+
+    ins = [scenes / "scene0.tif", scenes / "scene1.tif"]
+    out = tmp_path / "batch"
+    run(ins, out, workers=1, model=MODEL)
+    hashed: list[str] = []
+    real = manifest.sha256
+    monkeypatch.setattr(manifest, "sha256", lambda p: hashed.append(p.name) or real(p))
+    assert run(ins, out, workers=1, model=MODEL, resume=True)["skipped"] == ["scene0", "scene1"]
+    assert hashed == []
+    vector = scene_outputs(out, "scene1")["vector"]
+    text = vector.read_text()
+    vector.write_text(text.replace('"id": 1', '"id": 7', 1))  # same size, other content
+    assert len(vector.read_text()) == len(text) and vector.read_text() != text
+    summary = run(ins, out, workers=1, model=MODEL, resume=True)
+    assert summary["ok"] == ["scene1"] and "scene1_spills.geojson" in hashed
+    copy = tmp_path / "copy"  # a copied folder: new inodes, checked by checksum, still done
+    shutil.copytree(out, copy)
+    hashed.clear()
+    assert run(ins, copy, workers=1, model=MODEL, resume=True)["skipped"] == ["scene0", "scene1"]
+    assert sorted(hashed) == sorted(
+        f"{s}_{k}" for s in ("scene0", "scene1") for k in ("classes.tif", "spills.geojson")
+    )
+
+
+def test_resume_with_other_tiling_is_refused_even_when_nothing_is_left(
+    local_ray, scenes, tmp_path, monkeypatch
+):
+    """--tile / --overlap were compared only once workers started: a finished batch resumed with
+    --tile 128 passed. Now both given to a model file are decided from batch.json before Ray starts;
+    one left to the model's default is resolved by the workers even with nothing to run (the bundled
+    model runs at 256 / 16: --tile 256 is its own)."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+    from dakd_edge.weights import bundled_path
+
+    onnx = dict(workers=1, model=str(bundled_path("onnxruntime")), backend="onnxruntime", land_mask=None)
+    ins, out = [scenes / "scene0.tif"], tmp_path / "batch"
+    assert run(ins, out, **onnx)["ok"] == ["scene0"]
+    assert json.loads((out / "batch.json").read_text())["tiling"] == {"tile": 256, "overlap": 16}
+    with pytest.raises(OutputError, match="other options .*tile: 256 then, 128 now"):
+        run(ins, out, **onnx, resume=True, tile=128)
+    with pytest.raises(OutputError, match=r"other options \(overlap: 16 then, 8 now\)"):
+        run(ins, out, **onnx, resume=True, overlap=8)
+    assert run(ins, out, **onnx, resume=True, tile=256)["run"] == 0
+    with monkeypatch.context() as m:
+        m.setattr(runner, "ray_session", None)  # both given: decided from batch.json alone
+        with pytest.raises(OutputError, match="other options .*tile: 256 then, 128 now"):
+            run(ins, out, **onnx, resume=True, tile=128, overlap=16)
+        assert run(ins, out, **onnx, resume=True, tile=256, overlap=16)["run"] == 0
+        assert run(ins, out, **onnx, resume=True)["run"] == 0
+    assert not (out / "batch.lock").exists()
+
+
+def test_a_scene_committed_after_its_run_stopped_is_the_batchs_own(local_ray, scenes, clean, tmp_path):
+    """A run stopped (Ctrl-C, kill -9) after a worker committed a scene but before the driver recorded
+    it: --resume refused those files as someone else's ("move it away"), forever. The driver now
+    writes a ``started`` line before a scene goes to a worker: --resume replaces them."""
+    from dakd_edge.batch.worker import SceneWorker
+    from tests.batch_fake import make_predictor
+
+    ins = [scenes / "scene0.tif", scenes / "scene1.tif"]
+    out = tmp_path / "batch"
+    run(ins, out, workers=1, model=MODEL)
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    # the stopped run: scene1 sent to a worker and committed, its record never written
+    kept = [ln for ln in lines if json.loads(ln)["id"] == "scene0" or json.loads(ln)["status"] == "started"]
+    (out / "manifest.jsonl").write_text("\n".join(kept) + "\n")
+    for p in scene_outputs(out, "scene1").values():
+        p.unlink()
+    job = {"id": "scene1", "path": str(ins[1]), "meta": {}}
+    assert SceneWorker(make_predictor, {}).process(job, str(out), 1, False, {})["status"] == "ok"
+    summary = run(ins, out, workers=1, model=MODEL, resume=True)
+    assert summary["failed"] == [] and summary["ok"] == ["scene1"] and summary["skipped"] == ["scene0"]
+    want = [f for f in read_layer(clean[0] / "spills.gpkg") if f["scene_ids"] in ("scene0", "scene1")]
+    assert read_layer(out / "spills.gpkg") == want
+    from dakd_edge.batch.manifest import read_claims
+
+    assert [json.loads(ln)["status"] for ln in lines] == ["started", "ok", "started", "ok"]
+    assert read_claims(out)[1] == set() and sorted(read_manifest(out)) == ["scene0", "scene1"]
+    # a scene whose output names hold someone's files gets no started line: its worker refuses them
+    user = scene_outputs(out, "scene2")["classes"]
+    user.parent.mkdir()
+    user.write_text("USER\n")
+    summary = run([*ins, scenes / "scene2.tif"], out, workers=1, model=MODEL, resume=True)
+    assert [f["id"] for f in summary["failed"]] == ["scene2"] and read_claims(out)[1] == set()
+    summary = run([*ins, scenes / "scene2.tif"], out, workers=1, model=MODEL, resume=True)
+    assert "manifest does not record this scene" in summary["failed"][0]["error"]
+    assert user.read_text() == "USER\n"
+
+
+def test_kill_9_mid_run_then_resume_finishes(local_ray, scenes, clean, tmp_path):
+    """kill -9 of the driver mid-scene: its workers still commit the scenes in flight, and its lock
+    file stays behind (stale: the kernel dropped the lock). --resume runs, takes those scenes as its
+    own and ends with the layer of the clean run."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dakd_edge.batch.cluster import children
+
+    slow = "tests.batch_fake:make_slow_predictor"
+    out = tmp_path / "batch"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+    cmd = [sys.executable, "-m", "dakd_edge", "batch", str(scenes), "-o", str(out), "--workers", "2", "-q"]
+    proc = subprocess.Popen([*cmd, "--model", slow], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    ray_pids: set[int] = set()
+    try:
+        while not list(out.glob("*/.*partial*")) and time.monotonic() < deadline and proc.poll() is None:
+            kids = set(children({proc.pid}))
+            ray_pids |= kids | set(children(kids))
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        lock = out / "batch.lock"
+        holder = json.loads(lock.read_text()) if lock.exists() else None
+        proc.kill()
+        proc.wait(timeout=15)
+        while list(out.glob("*/.*partial*")) and time.monotonic() < deadline:  # scenes in flight finish
+            time.sleep(0.1)
+        stale = lock.exists()  # it must not block the resume
+        summary = run([scenes], out, workers=2, model=slow, resume=True)
+        assert summary["failed"] == [] and len(summary["ok"]) + len(summary["skipped"]) == 6
+        assert read_layer(out / "spills.gpkg") == read_layer(clean[0] / "spills.gpkg")
+        assert stale and holder is not None and holder["pid"] == proc.pid
+        assert not lock.exists()
+        _no_temporaries(out)
+    finally:  # Ray's agents outlive a killed driver for a minute or two: not on a shared CI machine
+        for pid in ray_pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _seam_pair(d: Path) -> tuple[Path, Path]:
+    """Two scenes overlapping by 48 columns: a long slick cut by both scene edges inside the overlap
+    (within the union, touching no outer edge), and a blob on the top edge across the overlap."""
+    h, w, shift = 120, SIZE, SIZE - 48
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:h, : w + shift].astype(np.float32)
+    world = 150.0 - 110.0 * np.exp(-(((yy - 60) / 8) ** 2)) * ((xx > 40) & (xx < w + shift - 40))
+    world -= 110.0 * np.exp(-((yy / 8) ** 2 + ((xx - (w + shift) / 2) / 40) ** 2))
+    world = np.clip(world + rng.normal(0, 4, world.shape), 1, 255).astype(np.uint8)
+    a = write_tif(d / "A.tif", world[:, :w], transform=from_origin(500000.0, 6000000.0, 10.0, 10.0))
+    b = write_tif(
+        d / "B.tif", world[:, shift:], transform=from_origin(500000.0 + shift * 10.0, 6000000.0, 10.0, 10.0)
+    )
+    return a, b
+
+
+def test_a_slick_cut_by_the_seam_touches_no_edge_once_merged(local_ray, tmp_path):
+    """Each part touches its scene's edge at the seam, where the other scene looked on: the merged
+    feature lies inside the union and does not touch its edge (it was the OR of its parts); the blob on
+    the top edge still does."""
+    out = tmp_path / "batch"
+    summary = run(_seam_pair(tmp_path), out, workers=2, model=MODEL)
+    assert summary["ok"] == ["A", "B"]
+    for sid in "AB":
+        assert [f["properties"]["touches_edge"] for f in _features(scene_outputs(out, sid)["vector"])] == [
+            True,
+            True,
+        ]
+    feats = sorted(read_layer(out / "spills.gpkg"), key=lambda f: -f["area_m2"])
+    assert [(f["scene_ids"], f["n_parts"]) for f in feats] == [("A,B", 2), ("A,B", 2)]
+    assert [f["touches_edge"] for f in feats] == [False, True]

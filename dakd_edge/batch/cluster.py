@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -207,11 +207,14 @@ def schedule(
     owned: set[str],
     seg: dict[str, Any],
     bar: Progress,
+    started: Callable[[Scene], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield each scene's final record as it finishes: one scene in flight per actor, retries first.
 
-    Only scenes in ``owned`` (:func:`owns_outputs` of their manifest records) may replace existing
-    outputs, and retries of a scene whose worker died in this run (it may have died mid-commit).
+    Only scenes in ``owned`` (:func:`owns_outputs` of their manifest records, or claimed by a
+    :data:`~dakd_edge.batch.manifest.STARTED` line) may replace existing outputs, and retries of a
+    scene whose worker died in this run (it may have died mid-commit). ``started(scene)`` is called
+    before a scene's first attempt goes to a worker (the driver writes its ``started`` line).
     """
     n_workers = len(pool)
     pending = deque((s, 1, s.id in owned) for s in todo)
@@ -223,6 +226,8 @@ def schedule(
         while idle and pending:
             i = idle.pop()
             s, attempt, replace = pending.popleft()
+            if attempt == 1 and started is not None:
+                started(s)
             job = {"id": s.id, "path": str(s.path), "meta": s.meta}
             # a resumed scene may have unverified outputs of its own to replace; a retry replaces
             # nothing (its transaction left no final file) unless a crashed attempt died mid-commit

@@ -39,7 +39,7 @@ import functools
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,9 @@ from dakd_edge.atomic import atomic_path, describe_write_error
 from dakd_edge.errors import InputError, OutputError
 
 FORMATS = ("gpkg", "parquet")
+# what a layer built by this version holds, for a layer on disk to be kept by a resumed run: raised
+# when the features built from the same scene files change (2: touches_edge of merged features)
+LAYER_VERSION = 2
 GRID = 1e-9  # degrees: the precision of the per-scene GeoJSON
 # Scenes whose start times lie further apart are different observations (another pass: 6-12 days, or
 # the next orbit: 98 minutes), never one slick: consecutive products of a datatake start ~25 s (IW) to
@@ -172,6 +175,56 @@ def _cut_wide(geom: Any) -> Any:
     return shapely.MultiPolygon(out) if len(out) > 1 else out[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Outline:
+    """Where a scene looked: the edge of its raster in WGS84 (cut at +-180 like its polygons), and the
+    largest step of one pixel along that edge, in degrees (the tolerance of :func:`_seam_only`)."""
+
+    geom: Any
+    pixel: float
+
+
+def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
+    """The :class:`Outline` of a finished scene, from its class map's georeference alone (no pixel is
+    read): the raster's edge in pixel-corner coordinates, mapped as the scene's polygons were (GCPs
+    through the same :func:`~dakd_edge.data.landmask.make_georef`, else the affine transform and CRS),
+    ``per_side`` points a side. None when the scene has no georeference or its file cannot be read."""
+    import numpy as np
+    import rasterio
+    import shapely
+
+    try:
+        with rasterio.open(classes) as ds:
+            h, w, (gcps, gcps_crs), transform, crs = ds.height, ds.width, ds.gcps, ds.transform, ds.crs
+    except (OSError, rasterio.errors.RasterioError):
+        return None
+    t = np.arange(per_side) / per_side
+    cols = np.concatenate([t * w, np.full(per_side, w), (1 - t) * w, np.zeros(per_side)])
+    rows = np.concatenate([np.zeros(per_side), t * h, np.full(per_side, h), (1 - t) * h])
+    try:
+        if gcps:
+            from dakd_edge.data.landmask import make_georef
+
+            lon, lat = make_georef(gcps=gcps, crs=gcps_crs).lonlat(rows, cols, wrap=False)
+        elif crs is not None and not transform.is_identity:
+            from pyproj import Transformer
+
+            t = transform
+            x, y = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
+            to_wgs84 = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+            lon, lat = (np.asarray(v, np.float64) for v in to_wgs84.transform(x, y))
+        else:
+            return None
+    except Exception:  # an odd georeference (PROJ, GCPs) must not stop the layer: no outline
+        return None
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return None
+    step = np.hypot(np.diff(lon, append=lon[:1]), np.diff(lat, append=lat[:1]))
+    px = np.concatenate([np.full(per_side, w), np.full(per_side, h)] * 2) / per_side
+    geom = _cut_wide(shapely.make_valid(shapely.Polygon(np.c_[lon, lat])))
+    return Outline(geom, float(np.max(step / px)))
+
+
 class Memo:
     """The features of the last merge, for the next rebuild of the same layer in a run.
 
@@ -186,20 +239,27 @@ class Memo:
         self.features: dict[tuple[int, ...], tuple[tuple[Part, ...], dict[str, Any]]] = {}
 
 
-def merge(parts: list[Part], memo: Memo | None = None) -> list[dict[str, Any]]:
-    """Features of the layer: overlapping parts of different scenes unioned, in a stable order."""
+def merge(
+    parts: list[Part], memo: Memo | None = None, outline: Callable[[str], Outline | None] | None = None
+) -> list[dict[str, Any]]:
+    """Features of the layer: overlapping parts of different scenes unioned, in a stable order.
+
+    ``outline(scene_id)`` (:func:`scene_outline`) tells where each scene looked: a feature merged
+    from several scenes touches the edge only where its parts' edge contacts are not on another of
+    its scenes (:func:`_touches_edge`). Without it, a merged feature touches the edge when a part does.
+    """
     parts = sorted(parts, key=lambda p: (p.scene_id, p.props.get("id") or 0))
     times = _times(parts)
     groups = _one_pass_groups(times, _overlaps(parts, times))
     if memo is None:
-        return [_feature([parts[i] for i in idx]) for idx in groups]
+        return [_feature([parts[i] for i in idx], outline) for idx in groups]
     kept: dict[tuple[int, ...], tuple[tuple[Part, ...], dict[str, Any]]] = {}
     out = []
     for idx in groups:
         group = tuple(parts[i] for i in idx)
         key = tuple(map(id, group))
         hit = memo.features.get(key)
-        feature = hit[1] if hit is not None else _feature(list(group))
+        feature = hit[1] if hit is not None else _feature(list(group), outline)
         kept[key] = (group, feature)
         out.append(feature)
     memo.features = kept
@@ -313,7 +373,63 @@ def _geodesic_area(geom: Any) -> float:
     return abs(total)
 
 
-def _feature(group: list[Part]) -> dict[str, Any]:
+def _touches_edge(group: list[Part], outline: Callable[[str], Outline | None] | None) -> bool:
+    """Whether a feature touches the outer edge (or nodata) of the scenes that saw it.
+
+    Each part's ``touches_edge`` says it reaches its own scene's border or nodata
+    (:func:`~dakd_edge.inference.vectorize.flag_spills`). A slick cut by the seam of two consecutive
+    scenes reaches each scene's border at the seam, where the other scene looked on: those contacts do
+    not count. A part's contact counts unless the part reaches its scene's raster edge (within a
+    quarter pixel) and the ground just past it there lies inside another scene of the group
+    (:func:`_seam_only`); a part flagged without reaching its raster edge (nodata inside its scene: a
+    swath edge, masked border noise), a scene without an outline, and a group of one scene keep the
+    part's own flag.
+
+    What the outputs do not tell: where inside its scene a part touched nodata, so a part that reaches
+    the seam *and* touches nodata elsewhere counts as reaching the seam only; and nodata inside the
+    other scene's raster just past the seam (a geocoded scene's no-data corners: its own part carries
+    that flag when it reaches them).
+    """
+    flagged = [p for p in group if p.props.get("touches_edge")]
+    if not flagged:
+        return False
+    scenes = sorted({p.scene_id for p in group})
+    if outline is None or len(scenes) == 1:
+        return True
+    import shapely
+
+    shapes = {sid: outline(sid) for sid in scenes}
+    for p in flagged:
+        own = shapes[p.scene_id]
+        others = [o.geom for sid, o in shapes.items() if sid != p.scene_id and o is not None]
+        if own is None or not others or not _seam_only(p.geom, own, shapely.union_all(others)):
+            return True
+    return False
+
+
+def _seam_only(geom: Any, own: Outline, others: Any) -> bool:
+    """Whether the part ``geom`` reaches the edge of its scene (``own``) and does so only where the
+    other scenes' outlines (``others``) cover the ground just past that edge (one pixel deep)."""
+    import shapely
+
+    tol = own.pixel
+    # the raster's edge, not where the outline is cut at +-180 (no edge: the scene goes on beyond)
+    cuts = shapely.union(
+        shapely.box(180.0 - tol, -90.0, 180.0, 90.0), shapely.box(-180.0, -90.0, -180.0 + tol, 90.0)
+    )
+    edge = shapely.difference(shapely.buffer(shapely.boundary(own.geom), tol / 4), cuts)
+    contact = shapely.intersection(geom, edge)
+    if shapely.is_empty(contact) or shapely.area(contact) == 0:
+        return False  # the flag is for nodata inside its scene: a true edge
+    beyond = shapely.difference(shapely.buffer(contact, tol), own.geom)
+    beyond = shapely.intersection(beyond, shapely.box(-180.0, -90.0, 180.0, 90.0))  # none past a cut
+    area = shapely.area(beyond)
+    if area == 0:
+        return False
+    return bool(shapely.area(shapely.difference(beyond, others)) <= 1e-3 * area)
+
+
+def _feature(group: list[Part], outline: Callable[[str], Outline | None] | None = None) -> dict[str, Any]:
     import shapely
 
     if len(group) == 1:
@@ -342,7 +458,7 @@ def _feature(group: list[Part]) -> dict[str, Any]:
         "area_m2": round(area, 3),
         "mean_prob": round(sum(m * w for m, w in means) / wsum, 6) if wsum else None,
         "max_prob": max(maxes) if maxes else None,
-        "touches_edge": any(bool(p.props.get("touches_edge")) for p in group),
+        "touches_edge": _touches_edge(group, outline),
         "near_coast": any(bool(p.props.get("near_coast")) for p in group),
     }
 

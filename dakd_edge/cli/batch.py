@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from dakd_edge.cli.segment import (
     match_level_option,
 )
 from dakd_edge.data.scaling import SCALES
+from dakd_edge.errors import Notice
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
@@ -71,7 +75,9 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     with one path per line, or local STAC ItemCollection / catalog JSON files.
 
     Each scene is one transaction (nothing half-written when a worker dies); failed scenes are retried,
-    then recorded as failed and the run goes on (exit status 1 at the end). Polygons of overlapping
+    then recorded as failed and the run goes on (exit status 1 at the end). One run at a time per OUT
+    (OUT/batch.lock): another one, a cron job's or a CI job's, stops at once (exit status 2) naming the
+    run that holds it; after a crash or kill -9, --resume continues. Polygons of overlapping
     scenes (the seam of two products of one datatake) are merged into one feature with both scene ids.
     """
     from dakd_edge.batch import run
@@ -83,16 +89,17 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     o.pop("land_mask", None)
     check_land_mask_file(land)
     pol = o.pop("pol")
-    summary = run(
-        inputs,
-        out,
-        progress=not o.pop("quiet"),
-        land_mask=land,
-        pol=pol.upper() if pol else None,
-        denoise=not o.pop("no_denoise"),
-        scale=o.pop("input_scale"),
-        **o,
-    )
+    with _notices_as_lines():
+        summary = run(
+            inputs,
+            out,
+            progress=not o.pop("quiet"),
+            land_mask=land,
+            pol=pol.upper() if pol else None,
+            denoise=not o.pop("no_denoise"),
+            scale=o.pop("input_scale"),
+            **o,
+        )
     for sid, lines in summary["warnings"].items():
         for line in lines:
             click.echo(f"dakd-edge: warning: {sid}: {line}", err=True)
@@ -101,6 +108,23 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
         click.echo(f"failed: {f['id']} ({f['input']}): {f['error']}", err=True)
     if summary["failed"]:
         ctx.exit(1)
+
+
+@contextlib.contextmanager
+def _notices_as_lines() -> Iterator[None]:
+    """Each :class:`Notice` the run raises (a batch folder where locks do not work) as one
+    ``dakd-edge: warning:`` line when it happens, not at the end of a run that may last hours."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
+            if issubclass(category, Notice):
+                click.echo(f"dakd-edge: warning: {message}", err=True)
+            else:
+                shown(message, category, *args, **kw)
+
+        warnings.showwarning = show
+        yield
 
 
 def _summary(s: dict[str, Any]) -> str:
