@@ -72,7 +72,11 @@ def _fake_stage(run: Path, cfg, model: str) -> None:
     (run / "summary.json").write_text(json.dumps({"model": model, "steps": cfg.steps}))
 
 
-def test_from_run_takes_stage_2_unless_told_otherwise(tmp_path: Path) -> None:
+def test_stage_3_is_stage_2_with_re_rendered_crops() -> None:
+    assert bundled.REGRAIN == replace(bundled.FINE_TUNE, regrain=0.3) and bundled.FINE_TUNE.regrain == 0.0
+
+
+def test_from_run_takes_stage_3_unless_told_otherwise(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _fake_stage(run, bundled.RECIPE, "/x/model.safetensors")
 
@@ -83,15 +87,23 @@ def test_from_run_takes_stage_2_unless_told_otherwise(tmp_path: Path) -> None:
         return stages(*extra)["model"]
 
     with pytest.raises(SystemExit, match="no finished run"):  # stage 2 has not run
-        model()
+        model("--no-regrain")
     stage2 = replace(bundled.FINE_TUNE, init="/x/stage1.safetensors")
     _fake_stage(run / bundled.FINE_TUNE_DIR, stage2, "/y/model.safetensors")
-    assert model() == str(run / bundled.FINE_TUNE_DIR / "model.safetensors")
+    assert model("--no-regrain") == str(run / bundled.FINE_TUNE_DIR / "model.safetensors")
+    with pytest.raises(SystemExit, match="no finished run"):  # stage 3 has not run
+        model()
+    stage3 = replace(bundled.REGRAIN, init="/y/model.safetensors")
+    _fake_stage(run / bundled.REGRAIN_DIR, stage3, "/w/model.safetensors")
+    assert model() == str(run / bundled.REGRAIN_DIR / "model.safetensors")
     assert stages()["stage1"] == {"steps": bundled.RECIPE.steps}  # stage 1's record, for metrics.json
     assert model("--no-fine-tune") == str(run / "model.safetensors")
     run = tmp_path / "other"
     _fake_stage(run / bundled.FINE_TUNE_DIR, replace(bundled.FINE_TUNE, lr=1e-3), "/z/model.safetensors")
     with pytest.raises(SystemExit, match="lr"):  # another stage-2 configuration is another model
+        model("--no-regrain")
+    _fake_stage(run / bundled.REGRAIN_DIR, bundled.FINE_TUNE, "/z/model.safetensors")
+    with pytest.raises(SystemExit, match="regrain"):  # stage 2's configuration is not stage 3's
         model()
 
 
@@ -151,7 +163,9 @@ def test_retile_changes_the_metadata_only(tmp_path: Path) -> None:
         bundled.retile(tmp_path / "absent.safetensors")
 
 
-def test_training_runs_stage_2_from_stage_1s_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_runs_each_stage_from_the_last_ones_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[Path, str, int]] = []
 
     def fake_train(cfg, out: Path, resume=None, progress=False, overwrite=False) -> dict:
@@ -161,13 +175,33 @@ def test_training_runs_stage_2_from_stage_1s_model(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(bundled, "train", fake_train)
     run, init = tmp_path / "run", tmp_path / "v1.safetensors"
-    args = ["--run", str(run), "--init", str(init), "--steps", "800", "--fine-tune-steps", "3"]
+    args = [
+        "--run",
+        str(run),
+        "--init",
+        str(init),
+        "--steps",
+        "800",
+        "--fine-tune-steps",
+        "3",
+        "--regrain-steps",
+        "2",
+    ]
     summary = bundled.run_stages(bundled.parser().parse_args(args))
-    stage2 = run / bundled.FINE_TUNE_DIR
-    assert calls == [(run, str(init), 800), (stage2, str(run / "model.safetensors"), 3)]
-    assert summary["model"] == str(stage2 / "model.safetensors")
+    stage2, stage3 = run / bundled.FINE_TUNE_DIR, run / bundled.REGRAIN_DIR
+    assert calls == [
+        (run, str(init), 800),
+        (stage2, str(run / "model.safetensors"), 3),
+        (stage3, str(stage2 / "model.safetensors"), 2),
+    ]
+    assert summary["model"] == str(stage3 / "model.safetensors")
     assert summary["stage1"]["steps"] == 800 and "wall_seconds" in summary["stage1"]
-    assert json.loads((stage2 / "summary.json").read_text())["stage1"] == summary["stage1"]
+    assert json.loads((stage3 / "summary.json").read_text())["stage1"] == summary["stage1"]
+    calls.clear()
+    assert bundled.run_stages(bundled.parser().parse_args([*args, "--no-regrain"]))["model"] == str(
+        stage2 / "model.safetensors"
+    )
+    assert [c[0] for c in calls] == [run, stage2]
     calls.clear()
     assert bundled.run_stages(bundled.parser().parse_args([*args, "--no-fine-tune"]))["model"] == str(
         run / "model.safetensors"
