@@ -173,6 +173,30 @@ def test_corrupt_scene_fails_alone(local_ray, scenes, tmp_path, capsys):
     assert not any(scene_outputs(out, "broken")[k].exists() for k in ("classes", "vector", "report"))
     _no_temporaries(out)
 
+    # --resume does not run the damaged inputs again while they are unchanged (a cron job would start
+    # Ray each time to fail them again): still failed, saying why; a repaired file runs
+    manifest = out / "manifest.jsonl"
+    lines_before = manifest.read_text().count("\n")
+    args = ["batch", str(data), "--out", str(out), "--workers", "2", "--model", MODEL, "-q", "--resume"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("not run again: the input is unchanged") == 2, err
+    assert manifest.read_text().count("\n") == lines_before  # nothing ran
+    (data / "broken.tif").write_bytes(good)
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and [ln.split()[1] for ln in err.splitlines() if ln.startswith("failed:")] == [
+        "S1A_cut"
+    ]
+    assert read_manifest(out)["broken"]["status"] == "ok"
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--retry-failed"])  # runs it again (and it fails again, as it is)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "not run again" not in err and "damaged or truncated zip" in err
+    assert read_manifest(out)["S1A_cut"]["attempts"] == 1
+
 
 def test_a_failed_scene_leaves_no_empty_output_folder(tmp_path: Path) -> None:
     """A scene that fails (an empty download) left an empty ``out/<id>/`` behind; a folder that was

@@ -64,6 +64,7 @@ def run(
     limit: int | None = None,
     progress: bool = False,
     layer_every: float = 30.0,
+    retry_failed: bool = False,
     **segment_kwargs: Any,
 ) -> dict[str, Any]:
     """Segment every scene of ``inputs`` into ``out/<scene-id>/`` on Ray; returns the run summary.
@@ -81,7 +82,10 @@ def run(
     finished scene appends a line to ``out/manifest.jsonl`` (and a ``started`` line before it goes to
     a worker); ``resume=True`` continues a batch folder (or starts a new one), skipping scenes whose
     outputs match the manifest and replacing only outputs the manifest records or claims. A failed scene is retried ``retries`` times (an input error is final at
-    once: it would fail the same way) and then recorded as failed; the run goes on. ``limit`` runs
+    once: it would fail the same way) and then recorded as failed; the run goes on. A scene that
+    failed on a damaged input file is not run again by ``resume`` while that file's size, modification
+    time and inode stay as they were (a cron job would start Ray every time to fail it again): it is
+    listed among the failed, saying so, unless ``retry_failed``. ``limit`` runs
     at most that many scenes (the rest stay for a later resume). The merged layer ``out/spills.gpkg``
     (``fmt="parquet"``: GeoParquet) is rebuilt at most every ``layer_every`` seconds and at the end,
     from the scenes' GeoJSON: ``fmt`` may change on resume (the other format's layer is removed).
@@ -117,7 +121,9 @@ def run(
             records, claimed = read_claims(out) if stored is not None else ({}, set())
             good = {i for i, r in records.items() if verified(out, r)}
             done = [s.id for s in scenes if s.id in good]
-            todo = [s for s in scenes if s.id not in good]
+            # damaged inputs that failed for good and have not changed since: not run again
+            still = [] if retry_failed else [s for s in scenes if _still_damaged(records.get(s.id), s.path)]
+            todo = [s for s in scenes if s.id not in good and s not in still]
             not_run = [s.id for s in todo[limit:]] if limit is not None else []
             todo = todo[:limit] if limit is not None else todo
             todo_ids = {s.id for s in todo}
@@ -166,11 +172,25 @@ def run(
             if old != path:
                 with contextlib.suppress(OSError):
                     old.unlink()
+        unchanged = [{**records[s.id], "error": f"{records[s.id]['error']} ({STILL_DAMAGED})"} for s in still]
         return _summary(
-            out, path, scenes, results, done, not_run, stale, notes, layer, features, n_workers, t0
+            out, path, scenes, results, unchanged, done, not_run, stale, notes, layer, features, n_workers, t0
         )
     finally:
         lock.release()
+
+
+STILL_DAMAGED = "not run again: the input is unchanged since it failed; --retry-failed runs it"
+
+
+def _still_damaged(record: dict[str, Any] | None, path: Path) -> bool:
+    """Whether ``record`` is a failure on a damaged input file that is still as it was then."""
+    from dakd_edge.batch.worker import input_stat
+
+    if not record or record.get("status") != "failed":
+        return False
+    stat = record.get("input_stat")  # recorded for input errors only (final: never retried)
+    return stat is not None and input_stat(Path(path)) == stat
 
 
 def _summary(
@@ -178,6 +198,7 @@ def _summary(
     path: Path,
     scenes: list[Any],
     results: list[dict[str, Any]],
+    unchanged: list[dict[str, Any]],
     done: list[str],
     not_run: list[str],
     stale: list[str],
@@ -187,9 +208,10 @@ def _summary(
     n_workers: int,
     t0: float,
 ) -> dict[str, Any]:
-    """The run summary :func:`run` returns."""
+    """The run summary :func:`run` returns; ``unchanged``: the records of failed scenes not run again."""
     order = {s.id: i for i, s in enumerate(scenes)}
     results.sort(key=lambda r: order[r["id"]])
+    failed = sorted([r for r in results if r["status"] != "ok"] + unchanged, key=lambda r: order[r["id"]])
     ok = [r for r in results if r["status"] == "ok"]
     mpix = sum(r["megapixels"] for r in ok)
     wall = time.perf_counter() - t0
@@ -208,9 +230,7 @@ def _summary(
         "scenes": len(scenes),
         "run": len(results),
         "ok": [r["id"] for r in ok],
-        "failed": [
-            {"id": r["id"], "input": r["input"], "error": r["error"]} for r in results if r["status"] != "ok"
-        ],
+        "failed": [{"id": r["id"], "input": r["input"], "error": r["error"]} for r in failed],
         "skipped": done,
         "not_run": not_run,
         "retried": [r["id"] for r in results if r["attempts"] > 1],

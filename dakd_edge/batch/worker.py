@@ -138,6 +138,8 @@ class SceneWorker:
         except Exception as e:
             final = isinstance(e, InputError | _Unrecorded)  # would fail the same way again
             rec.update(status="failed", error=one_line(e), retry=not final)
+            if isinstance(e, InputError):  # a damaged input: --resume skips it while it stays unchanged
+                rec["input_stat"] = input_stat(Path(scene["path"]))
             if made:  # an empty out/<id>/ per failed scene would look like a scene with lost outputs
                 try:
                     folder.rmdir()
@@ -146,6 +148,17 @@ class SceneWorker:
         rec["time_s"] = round(time.perf_counter() - t0, 3)
         rec["finished"] = now()
         return rec
+
+
+def input_stat(path: Path) -> list[int] | None:
+    """:func:`~dakd_edge.batch.manifest.file_stat` of an input file (a zip, a GeoTIFF), None for a
+    folder (a ``.SAFE`` repaired inside keeps its folder's stat) or an unreadable path."""
+    from dakd_edge.batch.manifest import file_stat
+
+    try:
+        return file_stat(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 class _Unrecorded(OutputError):

@@ -37,6 +37,11 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
     "--retries", type=click.IntRange(0), default=1, show_default=True, help="Retries per failed scene."
 )
 @click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="With --resume, also rerun scenes that failed on a damaged input file still unchanged since.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["gpkg", "parquet"]), default="gpkg", show_default=True,
     help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet); may change on --resume.",
 )  # fmt: skip
