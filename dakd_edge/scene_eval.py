@@ -14,7 +14,7 @@ OGR vector with the ``vector`` extra), the way oil-spill services report detecti
 
 Everything streams in blocks of rows (scenes of any size, bounded memory); the slicks are traced by the
 same block-wise polygon pass as ``segment``'s (:func:`~dakd_edge.inference.vectorize.spills_from_mask`),
-and overlaps are found by rasterising each truth slick and its candidate spills inside its bounding box.
+and overlaps are found by rasterising the slicks and the spills of each block of rows at once.
 """
 
 from __future__ import annotations
@@ -37,16 +37,23 @@ class _Rasters:
     """Windowed reads of the prediction and the truth on the prediction's pixel grid."""
 
     def __init__(self, pred: Path, truth: Path, oil_ids: list[int], truth_oil: list[int]) -> None:
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
         from dakd_edge.data.rasterinfo import open_raster
 
         self.pred = open_raster(pred)  # refuses what is no readable raster, in one line
+        self.truth_ds = self.truth_vec = None
+        try:
+            self._open_truth(pred, truth, oil_ids, truth_oil)
+        except BaseException:
+            self.close()  # a refused truth must not leave the prediction (or the truth) open
+            raise
+
+    def _open_truth(self, pred: Path, truth: Path, oil_ids: list[int], truth_oil: list[int]) -> None:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
         self.info = _info(pred, self.pred)
         self.oil_ids, self.truth_oil = oil_ids or _oil_ids(self.pred), truth_oil
         self.height, self.width = self.info.height, self.info.width
-        self.truth_ds = self.truth_vec = None
         if truth.suffix.lower() in TRUTH_VECTORS:
             self.truth_vec = _truth_polygons(truth, self.info)
         else:
@@ -88,15 +95,24 @@ class _Rasters:
                 np.arange(r0, r1, dtype=np.float64), np.arange(c0, c1, dtype=np.float64)
             )
             return oil, np.ones_like(oil)
+        values, valid = self.truth_values(r0, r1, c0, c1)
+        return np.isin(values, self.truth_oil) & valid, valid
+
+    def truth_values(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values, valid) of a truth raster in the window: its nodata, NaN, and 255 when it has no
+        nodata (unlabelled, unless 255 is oil) are not valid."""
         from rasterio.windows import Window
 
         t = self.truth_ds
         assert t is not None
         v = t.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        values = np.asarray(v.data)
         valid = ~np.ma.getmaskarray(v)
+        if np.issubdtype(values.dtype, np.floating):
+            valid &= np.isfinite(values)
         if t.nodata is None and IGNORE_INDEX not in self.truth_oil:  # 255 = unlabelled, unless oil
-            valid &= np.asarray(v.data) != IGNORE_INDEX
-        return np.isin(np.asarray(v.data), self.truth_oil) & valid, valid
+            valid &= values != IGNORE_INDEX
+        return values, valid
 
     def truth_oil_mask(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         return self.truth(r0, r1, c0, c1)[0]
@@ -142,7 +158,7 @@ def _truth_polygons(path: Path, info: Any) -> Any:
         raise InputError(
             f"{path}: truth polygons need a georeferenced prediction ({info.path.name} has none)"
         )
-    return VectorLandSource(path, georef, info.height, info.width, 0.0)
+    return VectorLandSource(path, georef, info.height, info.width, 0.0, what="truth")
 
 
 def _slicks(read_mask: Any, info: Any, least: tuple[float | None, int], block: int) -> list[Any]:
@@ -169,43 +185,83 @@ def _rasterize(rings_ids: list[tuple[list, int]], r0: int, r1: int, c0: int, c1:
     return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), fill=0, dtype="int32")
 
 
-def _match(truth: list[Any], pred: list[Any]) -> tuple[list[bool], list[bool]]:
-    """(truth slick detected, predicted spill overlaps truth) by pixel overlap of the traced regions."""
+def _counts(truth: np.ndarray, pred: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """The 2 x 2 confusion counts (rows truth, columns prediction: background, oil) of the ``scored``
+    pixels, from the boolean masks alone (``ConfusionMatrix.update`` makes int64 copies of a block)."""
+    t, p = truth & scored, pred & scored
+    tp = np.count_nonzero(t & p)
+    fn, fp = np.count_nonzero(t) - tp, np.count_nonzero(p) - tp
+    return np.array([[np.count_nonzero(scored) - tp - fn - fp, fp], [fn, tp]], np.int64)
+
+
+def _row_spans(spills: list[Any]) -> np.ndarray:
+    """(row0, row1) of each spill's bounding box, as an (n, 2) array."""
+    return np.array([s.bbox_px[:2] for s in spills], np.int64).reshape(-1, 2)
+
+
+def _ids(spills: list[Any], spans: np.ndarray, y0: int, y1: int, width: int) -> np.ndarray:
+    """1 + the index of the spill covering each pixel of rows ``y0 .. y1`` (0: none). The regions of one
+    mask are disjoint, so each pixel has one id; one rasterisation for the block, not one per spill."""
+    near = np.flatnonzero((spans[:, 0] < y1) & (spans[:, 1] > y0))
+    if not len(near):
+        return np.zeros((y1 - y0, width), np.int32)
+    return _rasterize([(spills[j].rings, int(j) + 1) for j in near], y0, y1, 0, width)
+
+
+def _match(
+    truth: list[Any], pred: list[Any], height: int, width: int, block: int
+) -> tuple[list[bool], list[bool]]:
+    """(truth slick detected, predicted spill overlaps truth) by pixel overlap of the traced regions,
+    block of rows by block of rows."""
     detected = [False] * len(truth)
     hit = [False] * len(pred)
     if not truth or not pred:
         return detected, hit
-    boxes = np.array([s.bbox_px for s in pred])  # (row0, row1, col0, col1)
-    for k, t in enumerate(truth):
-        r0, r1, c0, c1 = t.bbox_px
-        near = np.flatnonzero(
-            (boxes[:, 0] < r1) & (boxes[:, 1] > r0) & (boxes[:, 2] < c1) & (boxes[:, 3] > c0)
-        )
-        if not len(near):
+    tspans, pspans = _row_spans(truth), _row_spans(pred)
+    for y0 in range(0, height, block):
+        y1 = min(y0 + block, height)
+        t = _ids(truth, tspans, y0, y1, width)
+        if not t.any():
             continue
-        a = _rasterize([(t.rings, 1)], r0, r1, c0, c1) > 0
-        ids = _rasterize([(pred[j].rings, j + 1) for j in near], r0, r1, c0, c1)
-        for j in np.unique(ids[a & (ids > 0)]) - 1:
-            hit[j] = True
+        p = _ids(pred, pspans, y0, y1, width)
+        both = (t > 0) & (p > 0)
+        for k in np.unique(t[both]) - 1:
             detected[k] = True
+        for j in np.unique(p[both]) - 1:
+            hit[j] = True
     return detected, hit
 
 
-def _false_alarms_on(r: _Rasters, spills: list[Any]) -> dict[str, int] | None:
-    """False alarms per truth-raster value under most of their pixels: with 5-class OSD-style truth,
-    how many are on look-alikes (2) and how many on open sea (0). None for polygon truth."""
+def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> dict[str, int] | None:
+    """False alarms per truth-raster value under most of their valid truth pixels (``"nodata"``: none
+    valid): with 5-class OSD-style truth, how many are on look-alikes (2) and how many on open sea (0).
+    None for polygon truth."""
     if r.truth_ds is None:
         return None
-    from rasterio.windows import Window
-
-    out: dict[str, int] = {}
-    for s in spills:
-        r0, r1, c0, c1 = s.bbox_px
-        inside = _rasterize([(s.rings, 1)], r0, r1, c0, c1) > 0
-        values = r.truth_ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))[inside]
-        key = str(int(np.bincount(values.astype(np.int64)).argmax()))
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+    counts: dict[tuple[int, float], int] = {}  # (spill, truth value): pixels
+    if spills:
+        spans = _row_spans(spills)
+        for y0 in range(0, r.height, block):
+            y1 = min(y0 + block, r.height)
+            ids = _ids(spills, spans, y0, y1, r.width)
+            if not ids.any():
+                continue
+            values, valid = r.truth_values(y0, y1, 0, r.width)
+            sel = (ids > 0) & valid
+            both = np.stack([ids[sel].astype(np.float64), values[sel].astype(np.float64)])
+            pairs, n = np.unique(both, axis=1, return_counts=True)
+            for (i, v), c in zip(pairs.T.tolist(), n.tolist(), strict=True):
+                counts[(int(i), v)] = counts.get((int(i), v), 0) + c
+    best: dict[int, tuple[int, float]] = {}  # spill: (pixels, value); ties go to the lower value
+    for (i, v), c in counts.items():
+        if i not in best or (c, -v) > (best[i][0], -best[i][1]):
+            best[i] = (c, v)
+    out: dict[float | None, int] = {}
+    for i in range(1, len(spills) + 1):
+        v = best[i][1] if i in best else None
+        out[v] = out.get(v, 0) + 1
+    order = sorted(out, key=lambda v: (v is None, v or 0.0))
+    return {("nodata" if v is None else str(int(v)) if v.is_integer() else str(v)): out[v] for v in order}
 
 
 def score_scene(
@@ -233,7 +289,7 @@ def score_scene(
     Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
     searched, false alarms per 10,000 km^2; with a truth raster ``false_alarms_on``: how many lie
-    mostly on each truth value), areas from the nominal pixel size.
+    mostly on each valid truth value, or on ``"nodata"`` alone), areas from the nominal pixel size.
     """
     from dakd_edge.inference.readers import georef_of
     from dakd_edge.inference.segment import parse_min_area
@@ -252,12 +308,11 @@ def score_scene(
             y1 = min(y0 + block, r.height)
             cls = r.classes(y0, y1, 0, r.width)
             oil, valid = r.truth(y0, y1, 0, r.width)
-            target = np.where(valid & (cls != IGNORE_INDEX), oil.astype(np.int64), IGNORE_INDEX)
-            cm.update(np.isin(cls, r.oil_ids).astype(np.int64), target)
+            cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), valid & (cls != IGNORE_INDEX))
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
-        detected, hit = _match(truths, preds)
-        on = _false_alarms_on(r, [s for s, h in zip(preds, hit, strict=True) if not h])
+        detected, hit = _match(truths, preds, r.height, r.width, block)
+        on = _false_alarms_on(r, [s for s, h in zip(preds, hit, strict=True) if not h], block)
     finally:
         r.close()
     m = cm.compute()

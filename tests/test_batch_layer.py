@@ -388,6 +388,28 @@ def test_scene_outline_follows_the_class_maps_georeference(tmp_path) -> None:
     assert layer_mod.scene_outline(tmp_path / "missing.tif") is None
 
 
+def test_scene_outline_of_an_affine_scene_across_the_antimeridian(tmp_path) -> None:
+    """A UTM zone 60 raster across 180 degrees: its outline is cut at +-180 and its pixel step is one
+    pixel in degrees (PROJ's wrapped longitudes made it a 360-degree jump: a tolerance of ~230 degrees,
+    under which no seam contact could be told from the edge)."""
+    import numpy as np
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    from tests.inference.fake import write_tif
+
+    path = write_tif(
+        tmp_path / "am.tif", np.zeros((400, 400), np.uint8),
+        transform=from_origin(650000.0, 6650000.0, 100.0, 100.0), crs="EPSG:32660",
+    )  # fmt: skip
+    o = layer_mod.scene_outline(path)
+    assert o.geom.geom_type == "MultiPolygon"
+    assert 100 / 111320 < o.pixel < 2 * 100 / 111320 / np.cos(np.radians(60.0))
+    to_ll = Transformer.from_crs("EPSG:32660", "EPSG:4326", always_xy=True)
+    for x in (652000.0, 688000.0):  # inside the raster, west and east of 180
+        assert o.geom.contains(shapely.Point(*to_ll.transform(x, 6630000.0)))
+
+
 def test_a_layer_an_earlier_run_built_from_the_same_scenes_is_kept(tmp_path, writes, monkeypatch) -> None:
     """A resumed finished batch rebuilt its layer from every scene's GeoJSON (~15 s per 100 000
     polygons): ``layer.json`` now says what the layer on disk was built from, so a new run keeps it

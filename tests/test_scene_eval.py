@@ -87,6 +87,27 @@ def test_false_alarms_are_attributed_to_the_truth_class_under_them(tmp_path):
     assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)  # 2 is not oil
 
 
+@pytest.mark.parametrize("block", [1024, 7])
+def test_false_alarms_on_truth_nodata_are_attributed_to_valid_truth_or_nodata(tmp_path, block):
+    """Truth nodata under a false alarm (a negative int16 nodata, NaN) is no class: the majority of the
+    valid truth pixels decides, and a spill on nodata alone is counted as on "nodata" (bincount of the
+    raw values raised on negative and NaN values)."""
+    pred, truth = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    t16 = truth.astype(np.int16)
+    t16[FALSE_ALARM] = -9999
+    r = score_scene(p, _write(tmp_path / "t16.tif", t16, dtype="int16", nodata=-9999), block=block)
+    assert r["spills"]["false_alarms_on"] == {"nodata": 1} and r["spills"]["false_alarms"] == 1
+    t16[204:210, 300:320] = 2  # 120 px of look-alike, 80 px of nodata: the valid pixels decide
+    r = score_scene(p, _write(tmp_path / "t16b.tif", t16, dtype="int16", nodata=-9999), block=block)
+    assert r["spills"]["false_alarms_on"] == {"2": 1}
+    tf = truth.astype(np.float32)
+    tf[FALSE_ALARM] = np.nan
+    r = score_scene(p, _write(tmp_path / "tf.tif", tf, dtype="float32"), block=block)
+    assert r["spills"]["false_alarms_on"] == {"nodata": 1}
+    assert r["pixels"]["scored"] == H * W - 50 - 200  # NaN truth is not scored either
+
+
 def test_min_area_leaves_small_regions_out_on_both_sides(tmp_path):
     pred, truth = _maps()
     p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
@@ -200,6 +221,36 @@ def test_cli_scene_segments_and_scores(tmp_path, threshold_model, capsys):
     assert json.loads(out)["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
 
 
+def test_cli_scene_in_a_folder_around_a_product_notes_it_in_one_line(tmp_path, threshold_model, capsys):
+    """``evaluate --scene`` reads a folder an unzip tool made around a .SAFE as ``segment`` does: that
+    product, its note one ``dakd-edge: warning:`` line (it came as a Python warning with source line)."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    wrap = tmp_path / "extracted"
+    build_synthetic_product(wrap, shape=(96, 160))
+    with rasterio.open(
+        tmp_path / "t.tif", "w", driver="GTiff", height=96, width=160, count=1, dtype="uint8"
+    ) as ds:
+        ds.write(np.zeros((96, 160), np.uint8), 1)
+    code, out, err = _cli(
+        [
+            "--model",
+            str(threshold_model),
+            "--scene",
+            str(wrap),
+            "--truth",
+            str(tmp_path / "t.tif"),
+            "--json",
+            "-",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["spills"]["truth"] == 0
+    notes = [line for line in err.splitlines() if "using the Sentinel-1 product inside it" in line]
+    assert len(notes) == 1 and notes[0].startswith("dakd-edge: warning:"), err
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -216,3 +267,12 @@ def test_cli_bad_scene_options_are_one_line(tmp_path, monkeypatch, capsys, args,
     code, _, err = _cli(args, capsys)
     lines = err.strip().splitlines()
     assert code == 2 and needle in err and len(lines) <= 2, err
+
+
+def test_unreadable_truth_polygons_are_named_as_truth(tmp_path):
+    pred, _ = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    bad = tmp_path / "truth.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="cannot read the truth GeoJSON"):
+        score_scene(p, bad)

@@ -213,6 +213,7 @@ def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
             x, y = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
             to_wgs84 = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
             lon, lat = (np.asarray(v, np.float64) for v in to_wgs84.transform(x, y))
+            lon = np.unwrap(lon, period=360.0)  # continuous across 180, as the GCP branch's (wrap=False)
         else:
             return None
     except Exception:  # an odd georeference (PROJ, GCPs) must not stop the layer: no outline

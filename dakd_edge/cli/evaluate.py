@@ -155,15 +155,25 @@ def _score_scene(
     report = None
     with tempfile.TemporaryDirectory(prefix="dakd-evaluate-") as tmp:
         if scene is not None:
+            import warnings
+
+            from dakd_edge.cli.segment import unwrap_scene
+            from dakd_edge.errors import Notice
             from dakd_edge.inference import load
             from dakd_edge.inference.segment import segment_scene
 
+            src = unwrap_scene(Path(scene))  # a folder around one .SAFE: that product, as segment reads it
             predictor = load(model_path, backend=backend, device=device, tile=tile)
             try:
                 pred = str(Path(tmp) / "classes.tif")
-                report = segment_scene(predictor, scene, pred, min_area=min_area, polygons=False)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    report = segment_scene(predictor, src, pred, min_area=min_area, polygons=False)
             finally:
                 predictor.close()
+            for w in caught:  # segment's notes (land mask, ...), one line each as segment prints them
+                if issubclass(w.category, Notice):
+                    click.echo(f"dakd-edge: warning: {w.message}", err=True)
         assert pred is not None
         result = score_scene(pred, truth, truth_oil=oil, min_area=min_area)
     if scene is not None:

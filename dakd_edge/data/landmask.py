@@ -542,13 +542,14 @@ def _clip_ring(ring: np.ndarray, box: tuple[float, float, float, float]) -> np.n
     return p
 
 
-def _read_vector(path: Path) -> tuple[list, object | None]:
-    """(list of polygons as lists of (N, 2) float rings, CRS or None = WGS84)."""
+def _read_vector(path: Path, what: str = "land-mask") -> tuple[list, object | None]:
+    """(list of polygons as lists of (N, 2) float rings, CRS or None = WGS84); ``what`` names the file
+    in messages."""
     if path.suffix.lower() in (".geojson", ".json"):
         try:
             d = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot read the land-mask GeoJSON ({e})") from None
+            raise InputError(f"{path}: cannot read the {what} GeoJSON ({e})") from None
         feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
         polys = []
         for f in feats or []:
@@ -560,12 +561,12 @@ def _read_vector(path: Path) -> tuple[list, object | None]:
     try:
         import pyogrio
     except ImportError:
-        raise InputError(f"{path}: reading {path.suffix or 'this'} land-mask vectors needs pyogrio "
+        raise InputError(f"{path}: reading {path.suffix or 'this'} {what} vectors needs pyogrio "
                          "(pip install pyogrio); GeoJSON and rasters work without it") from None  # fmt: skip
     try:
         meta, _, geoms, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
     except Exception as e:  # pyogrio raises its own DataSourceError etc.
-        raise InputError(f"{path}: cannot read the land-mask vector ({e})") from None
+        raise InputError(f"{path}: cannot read the {what} vector ({e})") from None
     polys = []
     for wkb in geoms:
         if wkb is not None:
@@ -574,13 +575,15 @@ def _read_vector(path: Path) -> tuple[list, object | None]:
 
 
 class VectorLandSource:
-    """Polygons (land) from a vector file, in the scene's pixel coordinates."""
+    """Polygons (land, or what ``what`` names: ``scene_eval``'s truth slicks) from a vector file, in the
+    scene's pixel coordinates."""
 
     def __init__(
-        self, path: str | os.PathLike, georef: Georef, height: int, width: int, margin_px: float
-    ) -> None:
+        self, path: str | os.PathLike, georef: Georef, height: int, width: int, margin_px: float,
+        what: str = "land-mask",
+    ) -> None:  # fmt: skip
         self.path = Path(path)
-        polys, crs = _read_vector(self.path)
+        polys, crs = _read_vector(self.path, what)
         to_wgs84 = None
         if crs is not None:
             from pyproj import CRS as PCRS
@@ -591,7 +594,7 @@ class VectorLandSource:
                 and c.to_epsg() != 4326
                 and "CRS84" not in str(crs)
             ):
-                to_wgs84 = _transformer(c, "EPSG:4326", f"{self.path}: the land-mask vector")
+                to_wgs84 = _transformer(c, "EPSG:4326", f"{self.path}: the {what} vector")
         # The scene's lon/lat box (+ margin) to drop far-away polygons before transforming them.
         n = 16
         rr, cc = np.meshgrid(np.linspace(-margin_px, height - 1 + margin_px, n),

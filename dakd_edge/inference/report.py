@@ -60,7 +60,7 @@ class _ProjectedArea:
         from affine import Affine
 
         if isinstance(self.to_world, Affine):
-            x, y = self.to_world * (cols, rows)
+            x, y = self.to_world @ (cols, rows)
             return np.asarray(x, np.float64), np.asarray(y, np.float64)
         return self.to_world(cols, rows)  # a GCP scene's mapping
 

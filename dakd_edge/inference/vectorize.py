@@ -1,9 +1,8 @@
 """Oil-spill polygons from the stitched class raster, with area, perimeter and oil probability.
 
 Vectorisation runs on the *stitched* class map (never per tile), so a spill cut by tile borders comes
-out as one polygon. Areas are in m^2 from the CRS: planar for projected CRSs (in the CRS's linear unit
-converted to metres), geodesic on the CRS's ellipsoid (``pyproj.Geod``) for geographic ones; with no CRS
-only pixel areas are known.
+out as one polygon. Areas are in m^2 on the CRS's ellipsoid (``pyproj.Geod``; projected CRSs through
+their own longitude / latitude, see :class:`Measurer`); with no CRS only pixel areas are known.
 
 Writers need no GDAL vector bindings (rasterio has none; fiona/pyogrio would add ~30 MB to the edge
 runtime): GeoJSON is plain JSON in WGS84 lon/lat as RFC 7946 asks, and GeoPackage is written with the
@@ -104,6 +103,11 @@ def measures_m2(info: Any) -> bool:
     return bool(info.gcps) or (info.georeferenced and Measurer(info.crs).measures)
 
 
+def _rings_area(rings: list[Ring]) -> float:
+    """Planar area of a polygon (exterior, then holes) in its own coordinates."""
+    return abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])
+
+
 def _length(ring: Sequence[tuple[float, float]]) -> float:
     a = np.asarray(ring, np.float64)
     return float(np.hypot(*np.diff(a, axis=0).T).sum())
@@ -153,8 +157,7 @@ class Measurer:
 
     def _flat(self, rings: list[Ring]) -> tuple[float | None, float | None]:
         if self.unit is not None:
-            area = abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])
-            return area * self.unit**2, sum(_length(r) for r in rings) * self.unit
+            return _rings_area(rings) * self.unit**2, sum(_length(r) for r in rings) * self.unit
         return None, None
 
 
@@ -231,7 +234,7 @@ def _spills_in_window(
                 means[i], maxes[i] = float(total[i + 1] / count[i + 1]), float(top[i + 1])
     out = []
     for rings, mean_p, max_p in zip(polys, means, maxes, strict=True):
-        area_px = int(round(abs(signed_area(rings[0])) - sum(abs(signed_area(r)) for r in rings[1:])))
+        area_px = int(round(_rings_area(rings)))
         world = [to_world(transform, ring) for ring in rings]
         area_m2, perim = measure(world)
         out.append(Spill(world, area_px, area_m2, perim, mean_p, max_p, _extent(rings)))
@@ -479,8 +482,7 @@ def _pixel_sizes(spills: list[Spill]) -> np.ndarray:
     """Each spill's pixel size in its CRS's units (square root of a pixel's area there), per ring."""
     out = []
     for s in spills:
-        area = abs(signed_area(s.rings[0])) - sum(abs(signed_area(r)) for r in s.rings[1:])
-        out += [math.sqrt(area / max(s.area_px, 1))] * len(s.rings)
+        out += [math.sqrt(_rings_area(s.rings) / max(s.area_px, 1))] * len(s.rings)
     return np.asarray(out, np.float64)
 
 
