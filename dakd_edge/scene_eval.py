@@ -232,12 +232,13 @@ def _match(
     return detected, hit
 
 
-def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> dict[str, int] | None:
-    """False alarms per truth-raster value under most of their valid truth pixels (``"nodata"``: none
-    valid): with 5-class OSD-style truth, how many are on look-alikes (2) and how many on open sea (0).
-    None for polygon truth."""
+def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> tuple[dict[str, int] | None, list[int]]:
+    """(False alarms per truth-raster value under most of their valid truth pixels, the indices of
+    ``spills`` with no valid truth pixel at all): with 5-class OSD-style truth, how many are on
+    look-alikes (2) and how many on open sea (0); a spill wholly on the truth's nodata is no false
+    alarm (nobody said what is there). (None, []) for polygon truth."""
     if r.truth_ds is None:
-        return None
+        return None, []
     counts: dict[tuple[int, float], int] = {}  # (spill, truth value): pixels
     if spills:
         spans = _row_spans(spills)
@@ -256,12 +257,11 @@ def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> dict[str, in
     for (i, v), c in counts.items():
         if i not in best or (c, -v) > (best[i][0], -best[i][1]):
             best[i] = (c, v)
-    out: dict[float | None, int] = {}
-    for i in range(1, len(spills) + 1):
-        v = best[i][1] if i in best else None
-        out[v] = out.get(v, 0) + 1
-    order = sorted(out, key=lambda v: (v is None, v or 0.0))
-    return {("nodata" if v is None else str(int(v)) if v.is_integer() else str(v)): out[v] for v in order}
+    out: dict[float, int] = {}
+    for i in best:
+        out[best[i][1]] = out.get(best[i][1], 0) + 1
+    unscored = [i - 1 for i in range(1, len(spills) + 1) if i not in best]
+    return {(str(int(v)) if v.is_integer() else str(v)): out[v] for v in sorted(out)}, unscored
 
 
 def score_scene(
@@ -289,7 +289,8 @@ def score_scene(
     Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
     searched, false alarms per 10,000 km^2; with a truth raster ``false_alarms_on``: how many lie
-    mostly on each valid truth value, or on ``"nodata"`` alone), areas from the nominal pixel size.
+    mostly on each valid truth value; ``unscored_spills``: predicted spills wholly on the truth's
+    nodata, left out of every spill count), areas from the nominal pixel size.
     """
     from dakd_edge.inference.readers import georef_of
     from dakd_edge.inference.segment import parse_min_area
@@ -312,16 +313,19 @@ def score_scene(
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
         detected, hit = _match(truths, preds, r.height, r.width, block)
-        on = _false_alarms_on(r, [s for s, h in zip(preds, hit, strict=True) if not h], block)
+        misses = [s for s, h in zip(preds, hit, strict=True) if not h]
+        on, unscored = _false_alarms_on(r, misses, block)
     finally:
         r.close()
     m = cm.compute()
     georef = georef_of(info) if (info.gcps or info.georeferenced) else None
     size = info.pixel_size_m or (georef.pixel_size_m if georef is not None else None)
     km2 = None if size is None else size[0] * size[1] / 1e6  # nominal area of one pixel
-    false_px = sum(s.area_px for s, h in zip(preds, hit, strict=True) if not h)
+    skip = set(unscored)  # wholly on truth nodata: neither scored spills nor false alarms
+    false_px = sum(s.area_px for i, s in enumerate(misses) if i not in skip)
     sea_px = int(m["pixels"])
-    n_false = hit.count(False)
+    n_false = len(misses) - len(skip)
+    n_pred = len(preds) - len(skip)
 
     def area(px: float) -> float | None:
         return None if km2 is None else round(px * km2, 6)
@@ -345,11 +349,12 @@ def score_scene(
             "truth": len(truths),
             "detected": detected.count(True),
             "detection_rate": detected.count(True) / len(truths) if truths else None,
-            "predicted": len(preds),
+            "predicted": n_pred,
             "false_alarms": n_false,
-            "false_alarm_share": n_false / len(preds) if preds else None,
+            "false_alarm_share": n_false / n_pred if n_pred else None,
             "false_alarm_area_km2": area(false_px),
             "false_alarms_on": on,
+            "unscored_spills": len(skip),
             "sea_area_km2": sea_km2,
             "false_alarms_per_10000_km2": (round(n_false / sea_km2 * 1e4, 4) if sea_km2 else None),
             "min_area": {"m2": least[0], "pixels": least[1]},

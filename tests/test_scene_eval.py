@@ -88,23 +88,30 @@ def test_false_alarms_are_attributed_to_the_truth_class_under_them(tmp_path):
 
 
 @pytest.mark.parametrize("block", [1024, 7])
-def test_false_alarms_on_truth_nodata_are_attributed_to_valid_truth_or_nodata(tmp_path, block):
-    """Truth nodata under a false alarm (a negative int16 nodata, NaN) is no class: the majority of the
-    valid truth pixels decides, and a spill on nodata alone is counted as on "nodata" (bincount of the
-    raw values raised on negative and NaN values)."""
+def test_spills_on_truth_nodata_are_unscored_and_the_valid_truth_decides(tmp_path, block):
+    """Truth nodata under a predicted spill (a negative int16 nodata, NaN) is no class: the majority
+    of the valid truth pixels decides what the false alarm lies on (bincount of the raw values raised on
+    negative and NaN values), and a spill wholly on nodata is no false alarm: nobody said what is there."""
     pred, truth = _maps()
     p = _write(tmp_path / "p.tif", pred)
     t16 = truth.astype(np.int16)
     t16[FALSE_ALARM] = -9999
     r = score_scene(p, _write(tmp_path / "t16.tif", t16, dtype="int16", nodata=-9999), block=block)
-    assert r["spills"]["false_alarms_on"] == {"nodata": 1} and r["spills"]["false_alarms"] == 1
+    sp = r["spills"]
+    assert (sp["predicted"], sp["false_alarms"], sp["unscored_spills"], sp["false_alarms_on"]) == (
+        2,
+        0,
+        1,
+        {},
+    )
+    assert sp["false_alarm_area_km2"] == 0.0
     t16[204:210, 300:320] = 2  # 120 px of look-alike, 80 px of nodata: the valid pixels decide
     r = score_scene(p, _write(tmp_path / "t16b.tif", t16, dtype="int16", nodata=-9999), block=block)
-    assert r["spills"]["false_alarms_on"] == {"2": 1}
+    assert r["spills"]["false_alarms_on"] == {"2": 1} and r["spills"]["unscored_spills"] == 0
     tf = truth.astype(np.float32)
     tf[FALSE_ALARM] = np.nan
     r = score_scene(p, _write(tmp_path / "tf.tif", tf, dtype="float32"), block=block)
-    assert r["spills"]["false_alarms_on"] == {"nodata": 1}
+    assert r["spills"]["unscored_spills"] == 1 and r["spills"]["false_alarms"] == 0
     assert r["pixels"]["scored"] == H * W - 50 - 200  # NaN truth is not scored either
 
 
