@@ -167,7 +167,7 @@ def _slicks(read_mask: Any, info: Any, least: tuple[float | None, int], block: i
     from dakd_edge.inference.vectorize import Measurer, filter_spills, spills_from_mask, to_world
 
     found = spills_from_mask(read_mask, info.height, info.width, None, None, None, block)
-    if least[0] is not None:  # m^2: measure each region as segment does (its world mapping and CRS)
+    if info.gcps or (info.georeferenced and info.crs is not None):  # m^2 as segment measures them
         to_w, crs = world_of(info)
         measure = Measurer(crs)
         for s in found:
@@ -290,9 +290,10 @@ def score_scene(
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
     searched, false alarms per 10,000 km^2; with a truth raster ``false_alarms_on``: how many lie
     mostly on each valid truth value; ``unscored_spills``: predicted spills wholly on the truth's
-    nodata, left out of every spill count), areas from the nominal pixel size.
+    nodata, left out of every spill count). Areas are on the ellipsoid, measured as ``segment``
+    measures its oil area and polygons (None for a prediction without georeference).
     """
-    from dakd_edge.inference.readers import georef_of
+    from dakd_edge.inference.report import Tally
     from dakd_edge.inference.segment import parse_min_area
 
     pred, truth = Path(pred), Path(truth)
@@ -305,11 +306,14 @@ def score_scene(
         if least[0] is not None and not (info.gcps or (info.georeferenced and info.crs is not None)):
             raise InputError(f"{pred}: --min-area in m^2 needs a georeferenced prediction; use Npx")
         cm = ConfusionMatrix(2, ignore_index=IGNORE_INDEX, class_names=["background", "oil"])
+        sea = Tally(1, [0], info)  # m^2 of the scored pixels, on the ellipsoid as segment's oil area
         for y0 in range(0, r.height, block):
             y1 = min(y0 + block, r.height)
             cls = r.classes(y0, y1, 0, r.width)
             oil, valid = r.truth(y0, y1, 0, r.width)
-            cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), valid & (cls != IGNORE_INDEX))
+            scored = valid & (cls != IGNORE_INDEX)
+            cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), scored)
+            sea.add(np.where(scored, 0, 1).astype(np.uint8), y0)
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
         detected, hit = _match(truths, preds, r.height, r.width, block)
@@ -318,19 +322,14 @@ def score_scene(
     finally:
         r.close()
     m = cm.compute()
-    georef = georef_of(info) if (info.gcps or info.georeferenced) else None
-    size = info.pixel_size_m or (georef.pixel_size_m if georef is not None else None)
-    km2 = None if size is None else size[0] * size[1] / 1e6  # nominal area of one pixel
     skip = set(unscored)  # wholly on truth nodata: neither scored spills nor false alarms
-    false_px = sum(s.area_px for i, s in enumerate(misses) if i not in skip)
+    false_m2 = [s.area_m2 for i, s in enumerate(misses) if i not in skip]
     sea_px = int(m["pixels"])
     n_false = len(misses) - len(skip)
     n_pred = len(preds) - len(skip)
-
-    def area(px: float) -> float | None:
-        return None if km2 is None else round(px * km2, 6)
-
-    sea_km2 = area(sea_px)
+    measured = sea.oil_area is not None and all(a is not None for a in false_m2)
+    sea_km2 = round(sea.oil_area / 1e6, 6) if measured else None
+    false_km2 = round(sum(false_m2) / 1e6, 6) if measured else None
     return {
         "pred": str(pred),
         "truth": str(truth),
@@ -352,7 +351,7 @@ def score_scene(
             "predicted": n_pred,
             "false_alarms": n_false,
             "false_alarm_share": n_false / n_pred if n_pred else None,
-            "false_alarm_area_km2": area(false_px),
+            "false_alarm_area_km2": false_km2,
             "false_alarms_on": on,
             "unscored_spills": len(skip),
             "sea_area_km2": sea_km2,

@@ -69,9 +69,12 @@ def test_exact_pixel_and_spill_counts(tmp_path, block):
     assert px["oil_recall"] == pytest.approx(780 / 2200, abs=1e-12)
     # 3 truth slicks, 2 found; 3 predicted spills (the 4 px speck is none), 1 of them a false alarm
     assert (sp["truth"], sp["detected"], sp["predicted"], sp["false_alarms"]) == (3, 2, 3, 1)
-    assert sp["false_alarm_area_km2"] == pytest.approx(200 * PIXEL**2 / 1e6, abs=1e-9)
-    sea_km2 = (H * W - 50) * PIXEL**2 / 1e6
-    assert sp["sea_area_km2"] == pytest.approx(sea_km2, abs=1e-6)
+    # areas on the ellipsoid, as segment measures them: a 10 m pixel on UTM's central meridian
+    # (the scene's left edge; it spans 4 km east of it) covers 100 / 0.9996^2 m^2
+    px_km2 = PIXEL**2 / 0.9996**2 / 1e6
+    assert sp["false_alarm_area_km2"] == pytest.approx(200 * px_km2, rel=1e-6)
+    sea_km2 = (H * W - 50) * px_km2
+    assert sp["sea_area_km2"] == pytest.approx(sea_km2, rel=1e-6)
     assert sp["false_alarms_per_10000_km2"] == pytest.approx(1 / sea_km2 * 1e4, abs=1e-3)
 
 
