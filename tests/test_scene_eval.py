@@ -286,3 +286,23 @@ def test_unreadable_truth_polygons_are_named_as_truth(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputError, match="cannot read the truth GeoJSON"):
         score_scene(p, bad)
+
+
+def test_a_sentinel1_scenes_own_polygons_score_exactly_on_its_gcp_grid(tmp_path):
+    """Round trip through WGS84: the GeoJSON that segment writes for a Sentinel-1 product (GCPs),
+    read back as truth onto its class map, covers exactly its oil pixels: writing polygons and placing
+    truth polygons use one pixel convention (tests/inference/test_registration.py checks it is ESA's)."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+    from dakd_edge.inference.predictor import Predictor
+    from dakd_edge.inference.segment import segment_scene
+    from tests.inference.fake import FakeBackend
+
+    prod = build_synthetic_product(tmp_path / "s1", shape=(384, 512), seed=3)
+    cls, gj = tmp_path / "c.tif", tmp_path / "v.geojson"
+    pred = Predictor(FakeBackend(radius=2, tile=128), tile=128, overlap=16)
+    segment_scene(pred, prod.path, cls, vector=gj, land_mask=None, min_area="0px")
+    r = score_scene(cls, gj, min_area="0px")
+    (tn, fp), (fn, tp) = r["pixels"]["matrix"]
+    assert tp > 100 and fp == fn == 0, r["pixels"]["matrix"]
+    sp = r["spills"]
+    assert sp["truth"] == sp["detected"] == sp["predicted"] > 0 and sp["false_alarms"] == 0
