@@ -51,7 +51,9 @@ class _Rasters:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-        self.info = _info(pred, self.pred)
+        from dakd_edge.inference.geotiff import raster_info
+
+        self.info = raster_info(pred, self.pred)
         self.oil_ids, self.truth_oil = oil_ids or _oil_ids(self.pred), truth_oil
         self.height, self.width = self.info.height, self.info.width
         if truth.suffix.lower() in TRUTH_VECTORS:
@@ -121,18 +123,6 @@ class _Rasters:
         self.pred.close()
         if self.truth_ds is not None:
             self.truth_ds.close()
-
-
-def _info(path: Path, ds: Any) -> Any:
-    """The :class:`~dakd_edge.inference.geotiff.SceneInfo` of a class map (its grid and georeference)."""
-    from dakd_edge.inference.geotiff import SceneInfo
-
-    gcps, gcps_crs = ds.gcps
-    common = (path, ds.height, ds.width, (1,), ds.dtypes[0], ds.nodata)
-    if ds.transform.is_identity and gcps:
-        return SceneInfo(*common, None, ds.transform, True, gcps=tuple(gcps), gcps_crs=gcps_crs)
-    placed = not ds.transform.is_identity and ds.crs is not None
-    return SceneInfo(*common, ds.crs if placed else None, ds.transform, placed)
 
 
 def _oil_ids(ds: Any) -> list[int]:

@@ -78,6 +78,22 @@ class SceneInfo:
     product: dict[str, Any] | None = None  # product metadata (Sentinel-1) for the report
 
 
+def raster_info(
+    p: Path, ds: Any, bands: tuple[int, ...] = (1,), dtype: str | None = None, nodata: float | None = None
+) -> SceneInfo:
+    """The :class:`SceneInfo` of an open raster: its GCPs (a transform-less raster that has them), else
+    its geotransform and CRS (checked by :func:`_check_placement`); a CRS without a geotransform places
+    nothing. ``dtype`` / ``nodata`` default to the first band's (a class map's)."""
+    common = (p, ds.height, ds.width, bands, dtype or ds.dtypes[0], ds.nodata if dtype is None else nodata)
+    gcps, gcps_crs = ds.gcps
+    if ds.transform.is_identity and gcps:
+        return SceneInfo(*common, None, ds.transform, True, gcps=tuple(gcps), gcps_crs=gcps_crs)
+    if ds.transform.is_identity:
+        return SceneInfo(*common, None, ds.transform, False)
+    _check_placement(p, ds)
+    return SceneInfo(*common, ds.crs, ds.transform, True)
+
+
 _S = TypeVar("_S", bound="Scene")
 
 
@@ -164,16 +180,7 @@ class SceneReader(Scene):
         dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes).name
         if self._affine_values is not None:
             dtype, nodata = "float32", None  # nodata is masked as NaN before scaling
-        gcps, gcps_crs = ds.gcps
-        if ds.transform.is_identity and gcps:
-            return SceneInfo(
-                p, ds.height, ds.width, bands, dtype, nodata, None, ds.transform, True,
-                gcps=tuple(gcps), gcps_crs=gcps_crs,
-            )  # fmt: skip
-        if ds.transform.is_identity:  # a CRS without a geotransform places nothing: not georeferenced
-            return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, None, ds.transform, False)
-        _check_placement(p, ds)
-        return SceneInfo(p, ds.height, ds.width, bands, dtype, nodata, ds.crs, ds.transform, True)
+        return raster_info(p, ds, bands, dtype, nodata)
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:
         """``DatasetReader.read`` for every read of the scene: damage (truncated file, corrupt
