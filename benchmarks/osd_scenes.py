@@ -90,7 +90,7 @@ def pooled(pairs: list[tuple[str, Path, Path]], min_area: str) -> dict[str, Any]
     totals = {"truth": 0, "detected": 0, "predicted": 0, "false_alarms": 0}
     on: dict[str, int] = {}
     for name, classes, truth in pairs:
-        r = score_scene(classes, truth, min_area=min_area)
+        r = score_scene(classes, truth, truth_oil=[1], min_area=min_area)  # OSD oil is 1; 255 is land
         sp = r["spills"]
         rows.append({"image": name, **{k: sp[k] for k in totals}, "false_alarms_on": sp["false_alarms_on"],
                      "oil_iou": r["pixels"]["oil_iou"]})  # fmt: skip

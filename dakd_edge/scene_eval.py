@@ -19,6 +19,7 @@ and overlaps are found by rasterising the slicks and the spills of each block of
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -41,6 +42,7 @@ class _Rasters:
 
         self.pred = open_raster(pred)  # refuses what is no readable raster, in one line
         self.truth_ds = self.truth_vec = None
+        self.pred_path, self.truth_path = pred, truth
         try:
             self._open_truth(pred, truth, oil_ids, truth_oil)
         except BaseException:
@@ -55,6 +57,13 @@ class _Rasters:
 
         self.info = raster_info(pred, self.pred)
         self.oil_ids, self.truth_oil = oil_ids or _oil_ids(self.pred), truth_oil
+        self.n_classes = _class_count(self.pred)
+        p = self.pred
+        if p.count != 1 or not np.issubdtype(np.dtype(p.dtypes[0]), np.integer):
+            raise InputError(
+                f"{pred}: not a class map ({p.count} band(s) of {p.dtypes[0]}; a class map has one band of "
+                "class ids): give the class map `segment -o` wrote, not the scene or its --probs"
+            )
         self.height, self.width = self.info.height, self.info.width
         if truth.suffix.lower() in TRUTH_VECTORS:
             self.truth_vec = _truth_polygons(truth, self.info)
@@ -66,6 +75,11 @@ class _Rasters:
             except RasterioError as e:
                 raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
             t = self.truth_ds
+            if t.driver == "JPEG" or "JPEG" in str(t.compression or "").upper():
+                raise InputError(
+                    f"{truth}: a JPEG truth raster is lossy: its values around slick edges are no labels; "
+                    "give the mask as PNG or GeoTIFF"
+                )
             if (t.height, t.width) != (self.height, self.width):
                 raise InputError(
                     f"{truth}: the truth raster is {t.width} x {t.height} pixels but the prediction "
@@ -82,10 +96,28 @@ class _Rasters:
                     f"{truth}: the truth raster is not on the prediction's grid (CRS or transform differ)"
                 )
 
+    def _read(self, ds: Any, path: Path, what: str, bands: Any, window: Any, **kw: Any) -> Any:
+        """``ds.read`` whose failure (a truncated or corrupt file) is one line naming the file."""
+        from rasterio.errors import RasterioError
+
+        try:
+            return ds.read(bands, window=window, **kw)
+        except RasterioError as e:
+            cause = e.__cause__ or e.__context__ or e
+            raise InputError(f"{path}: cannot read the {what} ({cause})") from None
+
     def classes(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         from rasterio.windows import Window
 
-        return self.pred.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        cls = self._read(self.pred, self.pred_path, "class map", 1, Window(c0, r0, c1 - c0, r1 - r0))
+        bad = (cls >= self.n_classes) & (cls != IGNORE_INDEX) | (cls < 0)
+        if bad.any():
+            v = int(cls[bad][0])
+            raise InputError(
+                f"{self.pred_path}: value {v} is no class of the class map (classes 0-{self.n_classes - 1}, "
+                f"{IGNORE_INDEX} = nodata / land): give the class map `segment -o` wrote, not the scene"
+            )
+        return cls
 
     def pred_oil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         return np.isin(self.classes(r0, r1, c0, c1), self.oil_ids)
@@ -107,11 +139,31 @@ class _Rasters:
 
         t = self.truth_ds
         assert t is not None
-        v = t.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        v = self._read(t, self.truth_path, "truth raster", 1, win, masked=True)
         values = np.asarray(v.data)
         valid = ~np.ma.getmaskarray(v)
+        if t.count > 1:  # grey stored as RGB (SOS's 0/255 masks) is one mask; colours are no classes
+            allb = self._read(t, self.truth_path, "truth raster", None, win)
+            if (allb != allb[:1]).any():
+                raise InputError(
+                    f"{self.truth_path}: the truth raster's {t.count} bands differ (colours, as OSD's RGB "
+                    "labels): give one band of class ids (OSD's labels_1D), or a mask with equal bands"
+                )
         if np.issubdtype(values.dtype, np.floating):
             valid &= np.isfinite(values)
+            if (valid & (values != np.round(values))).any():
+                x = values[valid & (values != np.round(values))][0]
+                raise InputError(
+                    f"{self.truth_path}: truth values are not whole numbers (e.g. {x:g}): a probability "
+                    "or intensity raster is no class mask"
+                )
+        out = valid & ((values < 0) | (values > 255))
+        if out.any():
+            raise InputError(
+                f"{self.truth_path}: truth value {values[out][0]:g} is outside 0-255 class ids "
+                "(give the raster a nodata if it marks unlabelled pixels)"
+            )
         if t.nodata is None and IGNORE_INDEX not in self.truth_oil:  # 255 = unlabelled, unless oil
             valid &= values != IGNORE_INDEX
         return values, valid
@@ -123,6 +175,18 @@ class _Rasters:
         self.pred.close()
         if self.truth_ds is not None:
             self.truth_ds.close()
+
+
+def _class_count(ds: Any) -> int:
+    """Classes of a class map: its ``class_names`` tag (``segment`` writes it), else at most 16 (an
+    untagged map of class ids; a scene read as one has far larger values)."""
+    import json
+
+    try:
+        names = json.loads(ds.tags().get("class_names", "[]"))
+    except ValueError:
+        names = []
+    return len(names) if isinstance(names, list) and names else 16
 
 
 def _oil_ids(ds: Any) -> list[int]:
@@ -140,7 +204,9 @@ def _oil_ids(ds: Any) -> list[int]:
 
 def _truth_polygons(path: Path, info: Any) -> Any:
     """Truth slicks from a vector file, in the prediction's pixel grid (as the land mask reads one)."""
-    from dakd_edge.data.landmask import VectorLandSource
+    from pyproj.exceptions import CRSError
+
+    from dakd_edge.data.landmask import VectorLandSource, _read_vector
     from dakd_edge.inference.readers import georef_of
 
     georef = georef_of(info)
@@ -148,7 +214,51 @@ def _truth_polygons(path: Path, info: Any) -> Any:
         raise InputError(
             f"{path}: truth polygons need a georeferenced prediction ({info.path.name} has none)"
         )
-    return VectorLandSource(path, georef, info.height, info.width, 0.0, what="truth")
+    try:
+        polys, crs = _read_vector(path, "truth")
+        _check_lonlat(path, polys, crs)  # before placing them: far-off numbers overflow the clipping
+        src = VectorLandSource(path, georef, info.height, info.width, 0.0, what="truth")
+    except InputError:
+        raise
+    except CRSError as e:
+        raise InputError(f"{path}: the truth polygons' CRS is unknown ({e})") from None
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as e:  # not GeoJSON's shape
+        raise InputError(f"{path}: cannot read the truth polygons (no GeoJSON geometry: {e!r})") from None
+    if not polys:
+        if _has_geometries(path):
+            raise InputError(f"{path}: the truth has no polygon (points or lines only): slicks are areas")
+        return src  # an empty collection: no slick in this scene
+    if not src.shapes:
+        raise InputError(
+            f"{path}: none of the {len(polys)} truth polygons lies on the scene {info.path.name}: another "
+            'place, lat/lon swapped, or another CRS (GeoJSON is WGS84 lon, lat unless a "crs" member '
+            "names its CRS)"
+        )
+    return src
+
+
+def _check_lonlat(path: Path, polys: list, crs: Any) -> None:
+    """Refuse WGS84 truth whose coordinates are no lon/lat (metres of a CRS the file does not name)."""
+    if not polys or not (crs is None or "4326" in str(crs) or "CRS84" in str(crs)):
+        return
+    xy = np.concatenate([r for p in polys for r in p])
+    off = ~np.isfinite(xy).all(axis=1) | (np.abs(xy) > [360.0, 90.0]).any(axis=1)
+    if off.any():
+        raise InputError(
+            f"{path}: truth coordinates are not lon/lat (e.g. {xy[off][0].tolist()}); "
+            'GeoJSON is WGS84 lon, lat unless a "crs" member names its CRS'
+        )
+
+
+def _has_geometries(path: Path) -> bool:
+    """Whether a vector file holds any geometry (a GeoJSON's non-null ones; any feature of others)."""
+    import json
+
+    if path.suffix.lower() in (".geojson", ".json"):
+        d = json.loads(path.read_text())
+        feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
+        return any((f.get("geometry") if f.get("type") == "Feature" else f) for f in feats or [] if f)
+    return True
 
 
 def _slicks(read_mask: Any, info: Any, least: tuple[float | None, int], block: int) -> list[Any]:
@@ -289,7 +399,12 @@ def score_scene(
     pred, truth = Path(pred), Path(truth)
     if not truth.exists():
         raise InputError(f"{truth}: truth file not found")
+    if not truth.is_file():  # a FIFO would block the open; a folder is no truth
+        raise InputError(f"{truth}: not a regular file (a folder, FIFO or device), no truth raster or vector")
     least = parse_min_area(min_area)
+    if least[0] is not None and not math.isfinite(least[0]):
+        raise InputError(f"--min-area {min_area!r}: expected a finite area")
+    implicit_oil = truth_oil is None
     r = _Rasters(pred, truth, list(oil_ids or []), list(truth_oil or [1]))
     try:
         info = r.info
@@ -297,13 +412,29 @@ def score_scene(
             raise InputError(f"{pred}: --min-area in m^2 needs a georeferenced prediction; use Npx")
         cm = ConfusionMatrix(2, ignore_index=IGNORE_INDEX, class_names=["background", "oil"])
         sea = Tally(1, [0], info)  # m^2 of the scored pixels, on the ellipsoid as segment's oil area
+        n_255 = n_oil = 0  # truth pixels left out as "255 = unlabelled", and truth oil pixels
         for y0 in range(0, r.height, block):
             y1 = min(y0 + block, r.height)
             cls = r.classes(y0, y1, 0, r.width)
             oil, valid = r.truth(y0, y1, 0, r.width)
+            if r.truth_ds is not None and r.truth_ds.nodata is None and IGNORE_INDEX not in r.truth_oil:
+                n_255 += int(np.count_nonzero(r.truth_values(y0, y1, 0, r.width)[0] == IGNORE_INDEX))
+            n_oil += int(np.count_nonzero(oil))
             scored = valid & (cls != IGNORE_INDEX)
             cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), scored)
             sea.add(np.where(scored, 0, 1).astype(np.uint8), y0)
+        hint = "give --truth-oil 255 (truth_oil=[255])"
+        if not cm.matrix.sum():
+            raise InputError(
+                f"{truth}: nothing to score: no pixel is valid in both the prediction {pred.name} and the "
+                "truth (all nodata or land in one of them"
+                + (f"; the truth's 255 counts as unlabelled: for a 0/255 mask {hint})" if n_255 else ")")
+            )
+        if implicit_oil and n_oil == 0 and n_255:
+            raise InputError(
+                f"{truth}: no truth pixel is 1 (oil) and {n_255} are 255, which counts as unlabelled: for "
+                f"a 0/255 mask {hint}; if 255 is unlabelled, say --truth-oil 1 (or give the raster a nodata)"
+            )
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
         detected, hit = _match(truths, preds, r.height, r.width, block)

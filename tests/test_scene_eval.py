@@ -170,7 +170,9 @@ def test_gcp_class_map_and_0_255_truth(tmp_path):
     r = score_scene(p, t, truth_oil=[255])
     assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
     assert r["spills"]["false_alarms"] == 1 and r["spills"]["sea_area_km2"] > 0
-    r = score_scene(p, t)  # 255 is "unlabelled" by default: no truth oil, every spill a false alarm
+    with pytest.raises(InputError, match="--truth-oil 255"):  # read as oil = 1: 255 is unlabelled
+        score_scene(p, t)
+    r = score_scene(p, t, truth_oil=[1])  # said so: no truth oil, every spill a false alarm
     assert r["spills"]["truth"] == 0 and r["spills"]["false_alarms"] == 3
 
 
@@ -306,3 +308,157 @@ def test_a_sentinel1_scenes_own_polygons_score_exactly_on_its_gcp_grid(tmp_path)
     assert tp > 100 and fp == fn == 0, r["pixels"]["matrix"]
     sp = r["spills"]
     assert sp["truth"] == sp["detected"] == sp["predicted"] > 0 and sp["false_alarms"] == 0
+
+
+# ---- misuse: every bad input is one InputError line, never a traceback or a silent wrong number -------
+def _gj(path, obj) -> str:
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def _fc(*geoms) -> dict:
+    return {"type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {}, "geometry": g} for g in geoms]}  # fmt: skip
+
+
+def _lonlat_box(rows: slice, cols: slice) -> list:
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    xs = [ORIGIN[0] + c * PIXEL for c in (cols.start, cols.stop, cols.stop, cols.start, cols.start)]
+    ys = [ORIGIN[1] - r * PIXEL for r in (rows.start, rows.start, rows.stop, rows.stop, rows.start)]
+    return [list(p) for p in zip(*to_ll.transform(xs, ys), strict=True)]
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ([1, 2], "cannot read the truth"),
+        ("hello", "cannot read the truth"),
+        ({"type": "Polygon", "coordinates": "abc"}, "cannot read the truth"),
+        ({"type": "Polygon", "coordinates": [[[1, 2], [3, 4]]]}, "cannot read the truth"),
+        ({**_fc(), "crs": "EPSG:32633"}, "cannot read the truth"),
+        ({**_fc(), "crs": {"type": "name", "properties": {"name": "EPSG:99999"}}}, "EPSG:99999"),
+    ],
+)
+def test_malformed_truth_geojson_is_one_line(tmp_path, content, needle):
+    p = _write(tmp_path / "p.tif", _maps()[0])
+    with pytest.raises(InputError, match=needle):
+        score_scene(p, _gj(tmp_path / "t.geojson", content))
+
+
+def test_truth_polygons_that_miss_the_scene_or_are_no_polygons_are_refused(tmp_path):
+    """Slicks elsewhere (another scene, lat/lon swapped, UTM metres without a "crs" member) would
+    score as "no oil here": refused; so are points or lines only, and coordinates that are no lon/lat.
+    An empty FeatureCollection says "no slick in this scene" and scores."""
+    p = _write(tmp_path / "p.tif", _maps()[0])
+    ring = _lonlat_box(*SLICK_FOUND)
+    assert (
+        score_scene(p, _gj(tmp_path / "ok.geojson", _fc({"type": "Polygon", "coordinates": [ring]})))[
+            "spills"
+        ]["detected"]
+        == 1
+    )
+    far = [[x + 10, y] for x, y in ring]
+    swapped = [[y, x] for x, y in ring]
+    utm = [[ORIGIN[0] + 100, ORIGIN[1] - 100], [ORIGIN[0] + 500, ORIGIN[1] - 100],
+           [ORIGIN[0] + 500, ORIGIN[1] - 300], [ORIGIN[0] + 100, ORIGIN[1] - 100]]  # fmt: skip
+    for name, coords, needle in (
+        ("far", far, "none of the 1 truth polygons"),
+        ("swapped", swapped, "none of the 1 truth polygons"),
+        ("utm", utm, "not lon/lat"),
+        ("nan", [[float("nan"), 1.0], *ring[1:]], "not lon/lat"),
+    ):
+        with pytest.raises(InputError, match=needle):
+            score_scene(
+                p, _gj(tmp_path / f"{name}.geojson", _fc({"type": "Polygon", "coordinates": [coords]}))
+            )
+    for name, g in (
+        ("points", {"type": "Point", "coordinates": ring[0]}),
+        ("lines", {"type": "LineString", "coordinates": ring}),
+    ):
+        with pytest.raises(InputError, match="no polygon"):
+            score_scene(p, _gj(tmp_path / f"{name}.geojson", _fc(g)))
+    r = score_scene(p, _gj(tmp_path / "empty.geojson", _fc()))
+    assert r["spills"]["truth"] == 0 and r["spills"]["false_alarms"] == 3
+
+
+def test_truth_rasters_that_are_no_class_mask_are_refused(tmp_path):
+    pred, truth = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    with pytest.raises(InputError, match="--truth-oil 255"):  # a 0/255 mask read with oil = 1
+        score_scene(p, _write(tmp_path / "m255.tif", truth * 255))
+    # said explicitly, 255 is unlabelled and the scene has no oil (the earlier default)
+    assert score_scene(p, _write(tmp_path / "m255b.tif", truth * 255), truth_oil=[1])["spills"]["truth"] == 0
+    with pytest.raises(InputError, match="not whole numbers"):  # probabilities, not classes
+        score_scene(p, _write(tmp_path / "prob.tif", truth.astype(np.float32) * 0.9, dtype="float32"))
+    with pytest.raises(InputError, match="outside 0-255"):
+        score_scene(p, _write(tmp_path / "u16.tif", truth.astype(np.uint16) * 300, dtype="uint16"))
+    # 3 equal bands (SOS's 0/255 RGB masks) are one mask; bands that differ (OSD colours) are refused
+    with rasterio.open(tmp_path / "rgb.tif", "w", **{**PROFILE, "count": 3}) as ds:
+        ds.write(np.stack([truth * 255] * 3))
+    r = score_scene(p, tmp_path / "rgb.tif", truth_oil=[255])
+    assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
+    with rasterio.open(tmp_path / "osd.tif", "w", **{**PROFILE, "count": 3}) as ds:
+        ds.write(np.stack([truth * 0, truth * 255, truth * 255]))
+    with pytest.raises(InputError, match="bands differ"):
+        score_scene(p, tmp_path / "osd.tif")
+    from PIL import Image
+
+    Image.fromarray(truth).save(tmp_path / "t.jpg")
+    with pytest.raises(InputError, match="JPEG"):
+        score_scene(p, tmp_path / "t.jpg")
+    bad = tmp_path / "trunc.tif"
+    data = (tmp_path / "m255.tif").read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="trunc.tif"):
+        score_scene(p, bad, truth_oil=[255])
+
+
+def test_predictions_that_are_no_class_map_are_refused(tmp_path):
+    pred, truth = _maps()
+    t = _write(tmp_path / "t.tif", truth)
+    with pytest.raises(InputError, match="not a class map"):  # --probs output
+        score_scene(_write(tmp_path / "prob.tif", pred.astype(np.float32) * 0.8, dtype="float32"), t)
+    with rasterio.open(tmp_path / "rgb.tif", "w", **{**PROFILE, "count": 3}) as ds:
+        ds.write(np.stack([pred] * 3))
+    with pytest.raises(InputError, match=r"3 band\(s\)"):
+        score_scene(tmp_path / "rgb.tif", t)
+    scene = np.where(pred == 1, 40, 200).astype(np.uint8)  # the SAR scene itself, not its class map
+    with pytest.raises(InputError, match="no class"):
+        score_scene(_write(tmp_path / "scene.tif", scene), t)
+
+
+def test_nothing_to_score_and_endless_min_area_are_refused(tmp_path):
+    pred, truth = _maps()
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    with pytest.raises(InputError, match="nothing to score"):
+        score_scene(p, _write(tmp_path / "nd.tif", np.full((H, W), 255, np.uint8)))
+    with pytest.raises(InputError, match="nothing to score"):
+        score_scene(_write(tmp_path / "pn.tif", np.full((H, W), 255, np.uint8)), t)
+    with pytest.raises(InputError, match="--min-area"):
+        score_scene(p, t, min_area="inf")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_truth_is_refused_not_waited_on(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "t.tif")
+    with pytest.raises(InputError, match="not a regular file"):
+        score_scene(_write(tmp_path / "p.tif", _maps()[0]), tmp_path / "t.tif")
+
+
+def test_cli_json_onto_an_input_and_options_that_do_nothing_are_refused(tmp_path, capsys):
+    pred, truth = _maps()
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    before = (tmp_path / "t.tif").read_bytes()
+    for target in (t, p):
+        code, _, err = _cli(["--pred", p, "--truth", t, "--json", target, "--overwrite"], capsys)
+        assert code == 2 and "refusing to overwrite an input" in err, err
+    assert (tmp_path / "t.tif").read_bytes() == before
+    for extra, needle in ((["--tile", "64"], "--tile"), (["--model", "m.safetensors"], "--model")):
+        code, _, err = _cli(["--pred", p, "--truth", t, *extra], capsys)
+        assert code == 2 and needle in err and "--scene" in err, err
+    code, _, err = _cli(["--scene", p, "--truth", t, "--save-png", str(tmp_path / "png")], capsys)
+    assert code == 2 and "--save-png" in err, err

@@ -33,9 +33,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 )
 @click.option(
     "--truth-oil",
-    default="1",
-    show_default=True,
-    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks).",
+    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks) [1].",
 )
 @click.option(
     "--min-area", help="Spills smaller than this (m^2, or e.g. 10px) are left out [5px], as in segment."
@@ -60,7 +58,7 @@ def evaluate(
     scene: str | None,
     pred: str | None,
     truth: str | None,
-    truth_oil: str,
+    truth_oil: str | None,
     min_area: str | None,
     split: str,
     kind: str,
@@ -90,6 +88,15 @@ def evaluate(
     if (truth is None) != (data is not None):
         raise click.UsageError("--truth goes with --scene or --pred (and only with them)")
     if data is None:
+        given = {"--save-png": save_png, "--limit": limit}
+        if pred is not None:  # no model runs on a class map
+            given.update({"--model": model_path, "--tile": tile})
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise click.UsageError(
+                f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} nothing with --{'pred' if pred else 'scene'}: --model and "
+                "--tile go with --scene, --save-png and --limit with --data"
+            )
         _score_scene(
             model_path, scene, pred, truth, truth_oil, min_area, backend, device, tile, json_out, overwrite
         )
@@ -122,7 +129,7 @@ def _score_scene(
     scene: str | None,
     pred: str | None,
     truth: str,
-    truth_oil: str,
+    truth_oil: str | None,
     min_area: str | None,
     backend: str,
     device: str,
@@ -135,16 +142,16 @@ def _score_scene(
 
     from rich.console import Console
 
-    from dakd_edge.atomic import atomic_path, check_output
+    from dakd_edge.atomic import atomic_path, check_distinct, check_output
     from dakd_edge.errors import InputError
     from dakd_edge.inference.segment import parse_min_area
     from dakd_edge.scene_eval import render_scene, score_scene
 
     try:
-        oil = [int(v) for v in truth_oil.split(",") if v.strip()]
+        oil = None if truth_oil is None else [int(v) for v in truth_oil.split(",") if v.strip()]
     except ValueError:
         oil = []
-    if not oil or any(not 0 <= v <= 255 for v in oil):
+    if oil is not None and (not oil or any(not 0 <= v <= 255 for v in oil)):
         raise InputError(f"--truth-oil {truth_oil!r}: expected pixel values 0-255, e.g. 1 or 255")
     parse_min_area(min_area)  # a bad value fails before anything runs
     if not Path(truth).exists():
@@ -152,6 +159,9 @@ def _score_scene(
     to_file = json_out is not None and json_out != "-"
     if to_file:
         check_output(json_out, overwrite)
+        inputs = {"truth": Path(truth), "class map": Path(pred) if pred else None,
+                  "scene": Path(scene) if scene else None, "model": Path(model_path) if model_path else None}  # fmt: skip
+        check_distinct({"--json": Path(json_out)}, {k: v for k, v in inputs.items() if v is not None})
     report = None
     with tempfile.TemporaryDirectory(prefix="dakd-evaluate-") as tmp:
         if scene is not None:

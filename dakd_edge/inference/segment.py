@@ -141,7 +141,7 @@ def parse_min_area(value: str | float | None) -> tuple[float | None, int]:
                 return None, n
         else:
             m2 = float(text.removesuffix("m2"))
-            if m2 >= 0:
+            if 0 <= m2 < float("inf"):  # inf / 1e400 would drop every spill without a word
                 return m2, 0
     except ValueError:
         pass

@@ -505,8 +505,9 @@ def test_min_area_filters_specks(tmp_path: Path) -> None:
     assert (r2["spills"], r2["spills_filtered"]) == (0, 2)
     r3 = segment_scene(pred, src, tmp_path / "c4.tif", min_area="2px")
     assert (r3["spills"], r3["spills_filtered"]) == (2, 0)
-    with pytest.raises(InputError, match="--min-area"):
-        segment_scene(pred, src, tmp_path / "c3.tif", min_area="lots")
+    for bad in ("lots", "inf", "1e400", "nan"):  # inf / 1e400 silently dropped every spill
+        with pytest.raises(InputError, match="--min-area"):
+            segment_scene(pred, src, tmp_path / "c3.tif", min_area=bad)
 
 
 class ThresholdBackend(FakeBackend):
