@@ -40,6 +40,7 @@ import threading
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -480,6 +481,31 @@ def _ring_coords(geom: dict) -> list[list[list[tuple[float, float]]]]:
     return []
 
 
+def _geojson_polygons(d: Any) -> tuple[list, object | None]:
+    """(polygons as lists of (N, 2) float rings, the ``crs`` member's name or None) of a parsed GeoJSON.
+    Malformed structures (rings of fewer than 3 positions included) raise the Python error
+    (AttributeError, TypeError, ValueError, ...) that :func:`_read_vector` names."""
+    if not isinstance(d, dict):
+        raise TypeError(f"the file holds a JSON {type(d).__name__}, not a GeoJSON object")
+    feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
+    polys = []
+    for f in feats or []:
+        g = f.get("geometry") if f.get("type") == "Feature" else f
+        for p in _ring_coords(g or {}):
+            rings = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in p]
+            if any(r.shape[1] < 2 for r in rings):
+                raise ValueError("a position with fewer than two coordinates")
+            if any(len(r) < 3 for r in rings):
+                raise ValueError("a polygon ring with fewer than 3 positions")
+            if rings:
+                polys.append([r[:, :2] for r in rings])
+    crs = d.get("crs")
+    if crs is not None and not isinstance(crs, dict):
+        raise TypeError('its "crs" member is no object (GeoJSON names one as {"type": "name", "properties": '
+                        '{"name": "EPSG:..."}})')  # fmt: skip
+    return polys, None if crs is None else (crs.get("properties") or {}).get("name")
+
+
 def _wkb_polygons(wkb: bytes) -> list:
     """Polygons of a (Multi)Polygon WKB / ISO WKB / EWKB geometry, as lists of (x, y) rings."""
     import struct
@@ -550,14 +576,10 @@ def _read_vector(path: Path, what: str = "land-mask") -> tuple[list, object | No
             d = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"{path}: cannot read the {what} GeoJSON ({e})") from None
-        feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
-        polys = []
-        for f in feats or []:
-            g = f.get("geometry") if f.get("type") == "Feature" else f
-            for p in _ring_coords(g or {}):
-                polys.append([np.asarray(r, dtype=np.float64)[:, :2] for r in p if len(r) >= 3])
-        crs = (d.get("crs") or {}).get("properties", {}).get("name")
-        return polys, crs
+        try:
+            return _geojson_polygons(d)
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError) as e:
+            raise InputError(f"{path}: cannot read the {what} GeoJSON ({e})") from None
     try:
         import pyogrio
     except ImportError:
@@ -587,8 +609,12 @@ class VectorLandSource:
         to_wgs84 = None
         if crs is not None:
             from pyproj import CRS as PCRS
+            from pyproj.exceptions import CRSError
 
-            c = PCRS.from_user_input(crs)
+            try:
+                c = PCRS.from_user_input(crs)
+            except CRSError:
+                raise InputError(f"{self.path}: unknown CRS {crs!r} in the {what} vector") from None
             if (
                 not c.equals(PCRS.from_epsg(4326), ignore_axis_order=True)
                 and c.to_epsg() != 4326

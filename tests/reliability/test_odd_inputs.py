@@ -78,6 +78,34 @@ def test_land_mask_raster_in_a_local_crs_is_one_line(
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[1, 2]", "not a GeoJSON object"),
+        ('"x"', "not a GeoJSON object"),
+        ('{"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4]]]}', "could not convert"),
+        ('{"type": "Polygon", "coordinates": [[1, 2, 3]]}', "fewer than two coordinates"),
+        ('{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:999999"}},'
+         ' "features": []}', "unknown CRS"),
+    ],
+)  # fmt: skip
+def test_malformed_land_mask_geojson_is_one_line(
+    tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str], text: str, needle: str
+) -> None:
+    """A land-mask GeoJSON that parses as JSON but holds no readable polygons ended in a traceback
+    (AttributeError, ValueError, IndexError, pyproj's CRSError)."""
+    scene = write_tif(tmp_path / "s.tif", blob_scene(64, 64))
+    mask = tmp_path / "coast.geojson"
+    mask.write_text(text)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(
+        ["segment", str(scene), "-o", str(out / "c.tif"), "--land-mask", str(mask), "-q"], capsys
+    )
+    one_error_line(code, err, "coast.geojson", needle)
+    assert list(out.iterdir()) == []
+
+
 def test_truncated_land_mask_raster_names_the_mask_not_the_output(
     tmp_path: Path, fake_model: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
