@@ -232,6 +232,12 @@ def test_cli_scene_segments_and_scores(tmp_path, threshold_model, capsys):
     assert code == 0, err
     assert json.loads(out)["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)
 
+    # a refusal about the class map names the scene, not the temporary file it was written to
+    small = _write(tmp_path / "small.tif", truth[:, :200], width=200)
+    code, _, err = _cli(["--model", str(threshold_model), "--scene", s, "--truth", small], capsys)
+    line = [ln for ln in err.splitlines() if ln.startswith("dakd-edge: error:")][0]
+    assert code == 2 and "scene.tif's class map is 400 x 300" in line and "classes.tif" not in line, err
+
 
 def test_cli_scene_in_a_folder_around_a_product_notes_it_in_one_line(tmp_path, threshold_model, capsys):
     """``evaluate --scene`` reads a folder an unzip tool made around a .SAFE as ``segment`` does: that

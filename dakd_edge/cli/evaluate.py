@@ -185,7 +185,13 @@ def _score_scene(
                 if issubclass(w.category, Notice):
                     click.echo(f"dakd-edge: warning: {w.message}", err=True)
         assert pred is not None
-        result = score_scene(pred, truth, truth_oil=oil, min_area=min_area)
+        try:
+            result = score_scene(pred, truth, truth_oil=oil, min_area=min_area)
+        except InputError as e:  # name the scene, not its class map in a folder about to vanish
+            if scene is None:
+                raise
+            text = str(e).replace(str(pred), f"{scene} (its class map)")
+            raise InputError(text.replace(Path(pred).name, f"{Path(scene).name}'s class map")) from None
     if scene is not None:
         result["pred"] = None
         result["scene"] = scene
