@@ -9,9 +9,9 @@ import pytest
 
 from dakd_edge.evaluate import evaluate, paper_rows, predict_unit, render_table
 from dakd_edge.inference import load
-from dakd_edge.meta import ModelMeta, Normalization
+from dakd_edge.meta import ModelMeta
 from dakd_edge.models.checkpoint import save_model
-from tests.train.tiny import THRESHOLD, write_folder
+from tests.train.tiny import THRESHOLD, save_threshold_model, write_folder
 
 DARK, BRIGHT = 50, 200
 
@@ -37,12 +37,7 @@ def _dataset(root) -> None:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from dakd_edge import create_model
-
-    path = tmp_path_factory.mktemp("m") / "thr.safetensors"
-    meta = ModelMeta.default_for(THRESHOLD, 2, normalization=Normalization(mean=0.5, std=0.25), tile=32)
-    save_model(path, create_model(THRESHOLD, 2, 1), meta)
-    return path
+    return save_threshold_model(tmp_path_factory.mktemp("m") / "thr.safetensors", tile=32)
 
 
 def _expected() -> dict:

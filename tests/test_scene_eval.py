@@ -13,7 +13,8 @@ from rasterio.transform import from_origin
 
 from dakd_edge.errors import InputError
 from dakd_edge.scene_eval import score_scene
-from tests.train.tiny import THRESHOLD
+from tests.reliability.cli import run
+from tests.train.tiny import save_threshold_model
 
 H, W = 300, 400
 PIXEL = 10.0
@@ -191,23 +192,11 @@ def test_truth_on_another_grid_is_refused(tmp_path):
 # ---- the CLI -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def threshold_model(tmp_path_factory):
-    from dakd_edge import create_model
-    from dakd_edge.meta import ModelMeta, Normalization
-    from dakd_edge.models.checkpoint import save_model
-
-    path = tmp_path_factory.mktemp("m") / "thr.safetensors"
-    meta = ModelMeta.default_for(THRESHOLD, 2, normalization=Normalization(mean=0.5, std=0.25), tile=64)
-    save_model(path, create_model(THRESHOLD, 2, 1), meta)
-    return path
+    return save_threshold_model(tmp_path_factory.mktemp("m") / "thr.safetensors", tile=64)
 
 
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from dakd_edge.cli.app import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["evaluate", *argv])
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
+    return run(["evaluate", *argv], capsys)
 
 
 def test_cli_scene_segments_and_scores(tmp_path, threshold_model, capsys):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from dakd_edge.cli.notices import notices_as_lines
 from dakd_edge.cli.segment import (
     BATCH_HELP,
     POLS,
@@ -20,7 +18,6 @@ from dakd_edge.cli.segment import (
     match_level_option,
 )
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.errors import Notice
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
@@ -94,7 +91,7 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     o.pop("land_mask", None)
     check_land_mask_file(land)
     pol = o.pop("pol")
-    with _notices_as_lines():
+    with notices_as_lines():
         summary = run(
             inputs,
             out,
@@ -113,23 +110,6 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
         click.echo(f"failed: {f['id']} ({f['input']}): {f['error']}", err=True)
     if summary["failed"]:
         ctx.exit(1)
-
-
-@contextlib.contextmanager
-def _notices_as_lines() -> Iterator[None]:
-    """Each :class:`Notice` the run raises (a batch folder where locks do not work) as one
-    ``dakd-edge: warning:`` line when it happens, not at the end of a run that may last hours."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
-            if issubclass(category, Notice):
-                click.echo(f"dakd-edge: warning: {message}", err=True)
-            else:
-                shown(message, category, *args, **kw)
-
-        warnings.showwarning = show
-        yield
 
 
 def _summary(s: dict[str, Any]) -> str:

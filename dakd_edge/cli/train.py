@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import click
 
 from dakd_edge.cli.fields import config_from, field_option
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.cli.notices import notices_as_lines
+from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import TrainConfig
 
@@ -68,23 +66,6 @@ def _no_effect(o: dict[str, Any]) -> list[str]:
     elif o["synthetic"] and not o["synthetic_ratio"]:
         out.append("--synthetic has no effect with --synthetic-ratio 0")
     return out
-
-
-@contextlib.contextmanager
-def notices_as_lines() -> Iterator[None]:
-    """Print each :class:`Notice` as one ``dakd-edge: warning:`` line when it is raised (a training
-    runs for hours: not at its end, and not as Python's two-line warning with a source line)."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
-            if issubclass(category, Notice):
-                click.echo(f"dakd-edge: warning: {message}", err=True)
-            else:
-                shown(message, category, *args, **kw)
-
-        warnings.showwarning = show
-        yield
 
 
 _opt = partial(field_option, TrainConfig)

@@ -131,6 +131,17 @@ class ThresholdSeg(SegmentationModel):
 _register(THRESHOLD, ThresholdSeg, ThresholdConfig)
 
 
+def save_threshold_model(path, tile: int):
+    """A :data:`THRESHOLD` model file (normalisation 0.5 / 0.25: oil where luminance < 0.5) at ``tile``."""
+    from dakd_edge import create_model
+    from dakd_edge.meta import ModelMeta, Normalization
+    from dakd_edge.models.checkpoint import save_model
+
+    meta = ModelMeta.default_for(THRESHOLD, 2, normalization=Normalization(mean=0.5, std=0.25), tile=tile)
+    save_model(path, create_model(THRESHOLD, 2, 1), meta)
+    return path
+
+
 def write_folder(root, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """An images/ + masks/ dataset from (uint8 image, uint8 class-id mask) pairs."""
     from pathlib import Path

@@ -1,0 +1,30 @@
+"""Notices printed as they happen, for commands that run for hours (``train``, ``batch``)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from dakd_edge.errors import Notice
+
+
+@contextlib.contextmanager
+def notices_as_lines() -> Iterator[None]:
+    """Print each :class:`Notice` as one ``dakd-edge: warning:`` line when it is raised (not at the end
+    of a run that may last hours, and not as Python's two-line warning with a source line); other
+    warnings are shown as before."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
+            if issubclass(category, Notice):
+                click.echo(f"dakd-edge: warning: {message}", err=True)
+            else:
+                shown(message, category, *args, **kw)
+
+        warnings.showwarning = show
+        yield
