@@ -353,18 +353,24 @@ def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_p
     _no_temporaries(out)
 
 
+def _split_pair(d: Path, world: np.ndarray, w: int, shift: int) -> tuple[Path, Path]:
+    """``A.tif`` (the first ``w`` columns of ``world``) and ``B.tif`` (from column ``shift`` on), one
+    UTM zone, 10 m pixels: two scenes overlapping by ``w - shift`` columns."""
+    world = np.clip(world, 1, 255).astype(np.uint8)
+    a = write_tif(d / "A.tif", world[:, :w], transform=from_origin(500000.0, 6000000.0, 10.0, 10.0))
+    b = write_tif(
+        d / "B.tif", world[:, shift:], transform=from_origin(500000.0 + shift * 10.0, 6000000.0, 10.0, 10.0)
+    )
+    return a, b
+
+
 def _overlapping_pair(d: Path) -> tuple[Path, Path]:
     """Two scenes of one UTM zone overlapping by 48 columns, one slick lying across the overlap."""
     h, w, shift = 120, SIZE, SIZE - 48
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[:h, : w + shift].astype(np.float32)
     world = 150.0 - 110.0 * np.exp(-(((yy - 60) / 8) ** 2 + ((xx - (w + shift) / 2) / 60) ** 2))
-    world = np.clip(world + rng.normal(0, 4, world.shape), 1, 255).astype(np.uint8)
-    a = write_tif(d / "A.tif", world[:, :w], transform=from_origin(500000.0, 6000000.0, 10.0, 10.0))
-    b = write_tif(
-        d / "B.tif", world[:, shift:], transform=from_origin(500000.0 + shift * 10.0, 6000000.0, 10.0, 10.0)
-    )
-    return a, b
+    return _split_pair(d, world + rng.normal(0, 4, world.shape), w, shift)
 
 
 def test_overlapping_scenes_merge_into_one_polygon(local_ray, tmp_path):
@@ -1144,12 +1150,7 @@ def _seam_pair(d: Path) -> tuple[Path, Path]:
     yy, xx = np.mgrid[:h, : w + shift].astype(np.float32)
     world = 150.0 - 110.0 * np.exp(-(((yy - 60) / 8) ** 2)) * ((xx > 40) & (xx < w + shift - 40))
     world -= 110.0 * np.exp(-((yy / 8) ** 2 + ((xx - (w + shift) / 2) / 40) ** 2))
-    world = np.clip(world + rng.normal(0, 4, world.shape), 1, 255).astype(np.uint8)
-    a = write_tif(d / "A.tif", world[:, :w], transform=from_origin(500000.0, 6000000.0, 10.0, 10.0))
-    b = write_tif(
-        d / "B.tif", world[:, shift:], transform=from_origin(500000.0 + shift * 10.0, 6000000.0, 10.0, 10.0)
-    )
-    return a, b
+    return _split_pair(d, world + rng.normal(0, 4, world.shape), w, shift)
 
 
 def test_a_slick_cut_by_the_seam_touches_no_edge_once_merged(local_ray, tmp_path):
