@@ -264,14 +264,14 @@ def _has_geometries(path: Path) -> bool:
 def _slicks(read_mask: Any, info: Any, least: tuple[float | None, int], block: int) -> list[Any]:
     """Connected oil regions of ``read_mask`` in pixel coordinates, without those under ``least``."""
     from dakd_edge.inference.readers import world_of
-    from dakd_edge.inference.vectorize import Measurer, filter_spills, spills_from_mask, to_world
+    from dakd_edge.inference.vectorize import Measurer, filter_spills, spills_from_mask, to_world_many
 
     found = spills_from_mask(read_mask, info.height, info.width, None, None, None, block)
     if info.gcps or (info.georeferenced and info.crs is not None):  # m^2 as segment measures them
         to_w, crs = world_of(info)
-        measure = Measurer(crs)
-        for s in found:
-            s.area_m2 = measure([to_world(to_w, r) for r in s.rings])[0]
+        areas = Measurer(crs).many(to_world_many(to_w, [s.rings for s in found]))
+        for s, (area_m2, _) in zip(found, areas, strict=True):
+            s.area_m2 = area_m2
     return filter_spills(found, *least)[0]
 
 

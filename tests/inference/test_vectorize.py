@@ -177,3 +177,47 @@ def test_connected_groups_transitive_and_ordered() -> None:
     assert connected_groups(6, [(4, 1), (1, 5), (2, 3)]) == [[0], [1, 4, 5], [2, 3]]
     assert connected_groups(3, iter([(np.int64(2), np.int64(0))])) == [[0, 2], [1]]
     assert connected_groups(0, []) == []
+
+
+def test_pixel_to_world_mapping_runs_once_per_window() -> None:
+    """A GCP scene's mapping (bilinear lookup + PROJ) runs once per traced window, not once per ring
+    (3 s for 20k spills), and gives every vertex exactly what mapping it alone gives."""
+    from dakd_edge.inference.vectorize import spills_from_mask, to_world
+
+    to_utm = Transformer.from_crs(4326, 32633, always_xy=True)
+    calls = []
+
+    def mapping(cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(cols))
+        return to_utm.transform(15.0 + cols * 1e-4 + rows * 2e-5, 60.0 - rows * 9e-5)
+
+    cls = np.zeros((40, 40), np.uint8)
+    cls[2:5, 3:6] = cls[10:20, 10:20] = cls[30:33, 30:39] = 1
+    cls[14:16, 14:16] = 0  # a hole: two rings
+    spills = oil_spills(cls, 1, mapping, UTM, block=40)  # type: ignore[arg-type]
+    assert len(spills) == 3 and len(calls) == 1 and calls[0] == sum(len(r) for s in spills for r in s.rings)
+    calls.clear()
+    pixel = spills_from_mask(lambda r0, r1, c0, c1: cls[r0:r1, c0:c1] == 1, 40, 40)
+    by_box = [sorted(found, key=lambda s: s.bbox_px) for found in (pixel, spills)]
+    for px, s in zip(*by_box, strict=True):
+        for ring_px, ring in zip(px.rings, s.rings, strict=True):
+            one = [to_world(mapping, [v])[0] for v in ring_px]  # each vertex mapped alone
+            assert np.array_equal(np.asarray(one), np.asarray(ring))
+        assert s.area_m2 == Measurer(UTM)(s.rings)[0]
+    flat = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 6600000.0)
+    assert to_world(flat, [(1.0, 2.0), (3.0, 4.0)]) == [flat @ (1.0, 2.0), flat @ (3.0, 4.0)]
+
+
+def test_measurer_many_equals_one_by_one() -> None:
+    """``Measurer.many`` (one PROJ call for all polygons) measures each polygon as a call of its own
+    does; a polygon PROJ cannot take to lon/lat falls back to its flat area alone."""
+    m = Measurer(UTM)
+    sq = [(5e5, 6e6), (502000.0, 6e6), (502000.0, 6001000.0), (5e5, 6001000.0), (5e5, 6e6)]
+    hole = [(500500.0, 6000200.0), (500600.0, 6000200.0), (500600.0, 6000300.0), (500500.0, 6000200.0)]
+    bad = [(1e8, 0.0), (1e8 + 10, 0.0), (1e8 + 10, 10.0), (1e8, 0.0)]  # beyond PROJ's inverse: inf
+    polys = [[sq], [sq, hole], [bad], [[(x - 2e5, y) for x, y in sq]]]
+    many = m.many(polys)
+    assert many == [m(p) for p in polys]
+    assert many[1][0] == pytest.approx(many[0][0] - m([hole])[0], rel=1e-12)
+    assert many[2] == (50.0, pytest.approx(34.142, abs=1e-3))  # flat, for that polygon only
+    assert many[0][0] == pytest.approx(2e6 / 0.9996**2, rel=1e-3) and m.many([]) == []
