@@ -31,6 +31,9 @@ from dakd_edge.errors import InputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
+# pixels per block of the pixel passes (a block of 1024 rows of a 25k-wide product held ~28 bytes
+# per pixel in temporaries: 870 MB peak): wide scenes get fewer rows per block
+BLOCK_PIXELS = 1 << 22
 TRUTH_VECTORS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".kml", ".gml", ".sqlite")
 
 
@@ -294,18 +297,31 @@ def _counts(truth: np.ndarray, pred: np.ndarray, scored: np.ndarray) -> np.ndarr
     return np.array([[np.count_nonzero(scored) - tp - fn - fp, fp], [fn, tp]], np.int64)
 
 
-def _row_spans(spills: list[Any]) -> np.ndarray:
-    """(row0, row1) of each spill's bounding box, as an (n, 2) array."""
-    return np.array([s.bbox_px[:2] for s in spills], np.int64).reshape(-1, 2)
+def _boxes(spills: list[Any]) -> np.ndarray:
+    """(row0, row1, col0, col1) of each spill's bounding box, as an (n, 4) array."""
+    return np.array([s.bbox_px for s in spills], np.int64).reshape(-1, 4)
 
 
-def _ids(spills: list[Any], spans: np.ndarray, y0: int, y1: int, width: int) -> np.ndarray:
-    """1 + the index of the spill covering each pixel of rows ``y0 .. y1`` (0: none). The regions of one
-    mask are disjoint, so each pixel has one id; one rasterisation for the block, not one per spill."""
-    near = np.flatnonzero((spans[:, 0] < y1) & (spans[:, 1] > y0))
+def _near(boxes: np.ndarray, y0: int, y1: int, c0: int, c1: int) -> np.ndarray:
+    """Indices of the boxes that meet rows ``y0 .. y1`` and columns ``c0 .. c1``."""
+    return np.flatnonzero((boxes[:, 0] < y1) & (boxes[:, 1] > y0) & (boxes[:, 2] < c1) & (boxes[:, 3] > c0))
+
+
+def _window(boxes: np.ndarray, near: np.ndarray, width: int) -> tuple[int, int]:
+    """The columns ``near``'s boxes span (clipped to the scene): ids are rasterised there only, so a
+    block costs its spills' width, not the scene's (a 25k-wide product: 100 MB of int32 per block)."""
+    return max(int(boxes[near, 2].min()), 0), min(int(boxes[near, 3].max()), width)
+
+
+def _ids(
+    spills: list[Any], boxes: np.ndarray, near: np.ndarray, y0: int, y1: int, c0: int, c1: int
+) -> np.ndarray:
+    """1 + the index of the spill covering each pixel of rows ``y0 .. y1``, columns ``c0 .. c1`` (0:
+    none), of the spills ``near``. The regions of one mask are disjoint, so each pixel has one id; one
+    rasterisation for the block, not one per spill."""
     if not len(near):
-        return np.zeros((y1 - y0, width), np.int32)
-    return _rasterize([(spills[j].rings, int(j) + 1) for j in near], y0, y1, 0, width)
+        return np.zeros((y1 - y0, c1 - c0), np.int32)
+    return _rasterize([(spills[j].rings, int(j) + 1) for j in near], y0, y1, c0, c1)
 
 
 def _match(
@@ -317,13 +333,18 @@ def _match(
     hit = [False] * len(pred)
     if not truth or not pred:
         return detected, hit
-    tspans, pspans = _row_spans(truth), _row_spans(pred)
+    tboxes, pboxes = _boxes(truth), _boxes(pred)
     for y0 in range(0, height, block):
         y1 = min(y0 + block, height)
-        t = _ids(truth, tspans, y0, y1, width)
-        if not t.any():
+        tnear = _near(tboxes, y0, y1, 0, width)
+        if not len(tnear):
             continue
-        p = _ids(pred, pspans, y0, y1, width)
+        c0, c1 = _window(tboxes, tnear, width)
+        pnear = _near(pboxes, y0, y1, c0, c1)
+        if not len(pnear):
+            continue
+        t = _ids(truth, tboxes, tnear, y0, y1, c0, c1)
+        p = _ids(pred, pboxes, pnear, y0, y1, c0, c1)
         both = (t > 0) & (p > 0)
         for k in np.unique(t[both]) - 1:
             detected[k] = True
@@ -341,13 +362,15 @@ def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> tuple[dict[s
         return None, []
     counts: dict[tuple[int, float], int] = {}  # (spill, truth value): pixels
     if spills:
-        spans = _row_spans(spills)
+        boxes = _boxes(spills)
         for y0 in range(0, r.height, block):
             y1 = min(y0 + block, r.height)
-            ids = _ids(spills, spans, y0, y1, r.width)
-            if not ids.any():
+            near = _near(boxes, y0, y1, 0, r.width)
+            if not len(near):
                 continue
-            values, valid = r.truth_values(y0, y1, 0, r.width)
+            c0, c1 = _window(boxes, near, r.width)
+            ids = _ids(spills, boxes, near, y0, y1, c0, c1)
+            values, valid = r.truth_values(y0, y1, c0, c1)
             sel = (ids > 0) & valid
             both = np.stack([ids[sel].astype(np.float64), values[sel].astype(np.float64)])
             pairs, n = np.unique(both, axis=1, return_counts=True)
@@ -384,7 +407,8 @@ def score_scene(
         truth_oil: values of oil in a truth raster (default ``[1]``).
         min_area: ``segment``'s ``--min-area`` (m^2, or ``"Npx"``; default 5 pixels): smaller regions
             are no spill on either side.
-        block: rows per block (memory).
+        block: rows per block (memory); the pixel passes take fewer on scenes wider than 4096 px
+            (at most :data:`BLOCK_PIXELS` pixels per block).
 
     Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
@@ -413,8 +437,9 @@ def score_scene(
         cm = ConfusionMatrix(2, ignore_index=IGNORE_INDEX, class_names=["background", "oil"])
         sea = Tally(1, [0], info)  # m^2 of the scored pixels, on the ellipsoid as segment's oil area
         n_255 = n_oil = 0  # truth pixels left out as "255 = unlabelled", and truth oil pixels
-        for y0 in range(0, r.height, block):
-            y1 = min(y0 + block, r.height)
+        rows = max(1, min(block, BLOCK_PIXELS // r.width))
+        for y0 in range(0, r.height, rows):
+            y1 = min(y0 + rows, r.height)
             cls = r.classes(y0, y1, 0, r.width)
             oil, valid = r.truth(y0, y1, 0, r.width)
             if r.truth_ds is not None and r.truth_ds.nodata is None and IGNORE_INDEX not in r.truth_oil:
@@ -422,7 +447,7 @@ def score_scene(
             n_oil += int(np.count_nonzero(oil))
             scored = valid & (cls != IGNORE_INDEX)
             cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), scored)
-            sea.add(np.where(scored, 0, 1).astype(np.uint8), y0)
+            sea.add((~scored).view(np.uint8), y0)
         hint = "give --truth-oil 255 (truth_oil=[255])"
         if not cm.matrix.sum():
             raise InputError(
@@ -437,9 +462,9 @@ def score_scene(
             )
         truths = _slicks(r.truth_oil_mask, info, least, block)
         preds = _slicks(r.pred_oil, info, least, block)
-        detected, hit = _match(truths, preds, r.height, r.width, block)
+        detected, hit = _match(truths, preds, r.height, r.width, rows)
         misses = [s for s, h in zip(preds, hit, strict=True) if not h]
-        on, unscored = _false_alarms_on(r, misses, block)
+        on, unscored = _false_alarms_on(r, misses, rows)
     finally:
         r.close()
     m = cm.compute()

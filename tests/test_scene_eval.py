@@ -79,6 +79,28 @@ def test_exact_pixel_and_spill_counts(tmp_path, block):
     assert sp["false_alarms_per_10000_km2"] == pytest.approx(1 / sea_km2 * 1e4, abs=1e-3)
 
 
+def test_wide_scenes_take_fewer_rows_per_block_with_the_same_scores(tmp_path, monkeypatch):
+    """The pixel passes hold at most BLOCK_PIXELS pixels per block (a 1024-row block of a 25k-wide
+    product peaked at 870 MB); scores, matches and the class under each false alarm do not change."""
+    import dakd_edge.scene_eval as se
+
+    pred, truth = _maps()
+    truth[FALSE_ALARM] = 2
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    whole = score_scene(p, t)
+    rows = []
+    real_classes = se._Rasters.classes
+
+    def classes(self, r0, r1, c0, c1):
+        rows.append(r1 - r0)
+        return real_classes(self, r0, r1, c0, c1)
+
+    monkeypatch.setattr(se, "BLOCK_PIXELS", 3 * W)
+    monkeypatch.setattr(se._Rasters, "classes", classes)
+    assert score_scene(p, t) == whole and whole["spills"]["false_alarms_on"] == {"2": 1}
+    assert rows[: H // 3] == [3] * (H // 3)  # the pixel pass; tracing keeps its own blocks
+
+
 def test_false_alarms_are_attributed_to_the_truth_class_under_them(tmp_path):
     """With OSD-style class truth (2 = look-alike) a false alarm on a look-alike says so."""
     pred, truth = _maps()
