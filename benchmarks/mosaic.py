@@ -437,18 +437,21 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def predictor_factory(model: str, backend: str, threads: int | None) -> Callable[[int, int], Any]:
+def predictor_factory(
+    model: str, backend: str, threads: int | None, batch: int | None = 1
+) -> Callable[[int | None, int | None], Any]:
+    """``make(tile, overlap)``: a predictor of ``model`` ('bundled' or a file) at that tiling (None: the
+    model's own), ``batch`` tiles per run (None: the backend's choice, as ``segment``)."""
     from dakd_edge.inference import load
 
     path = None if model == "bundled" else model
-    kw: dict[str, Any] = {}
     if threads and backend == "torch":
         import torch
 
         torch.set_num_threads(threads)
 
-    def make(tile: int, overlap: int) -> Any:
-        return load(path, backend=backend, tile=tile, overlap=overlap, batch=1, **kw)
+    def make(tile: int | None, overlap: int | None) -> Any:
+        return load(path, backend=backend, tile=tile, overlap=overlap, batch=batch)
 
     return make
 

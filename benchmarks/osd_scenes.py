@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mosaic import parse_tiles, patch_to_uint8, tile_key  # noqa: E402
+from benchmarks.mosaic import parse_tiles, patch_to_uint8, predictor_factory, tile_key  # noqa: E402
 
 OSD_LAND = 4
 CLASS_NAMES = {"0": "sea", "1": "oil", "2": "look-alike", "3": "ship"}
@@ -121,21 +121,6 @@ def pooled(pairs: list[tuple[str, Path, Path]], min_area: str) -> dict[str, Any]
     }
 
 
-def predictor_factory(model: str, backend: str, threads: int | None) -> Any:
-    """``make(tile, overlap)``: a predictor of ``model`` ('bundled' or a file); None = the model's own."""
-    from dakd_edge.inference import load
-
-    if threads and backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-
-    def make(tile: int | None, overlap: int | None) -> Any:
-        return load(None if model == "bundled" else model, backend=backend, tile=tile, overlap=overlap)
-
-    return make
-
-
 def main(argv: list[str] | None = None) -> None:
     from dakd_edge.data import open_dataset
 
@@ -167,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="dakd-osd-scenes-") as tmp:
         for model in args.model or ["bundled"]:
-            make = predictor_factory(model, args.backend, args.threads)
+            make = predictor_factory(model, args.backend, args.threads, batch=None)
             if args.tiles:
                 tiles = parse_tiles(args.tiles)
             else:  # the model's own tiling, as segment uses it

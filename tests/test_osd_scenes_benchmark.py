@@ -42,7 +42,7 @@ def test_slicks_false_alarms_and_their_truth_class_are_counted(
 ) -> None:
     bench = load_benchmark("osd_scenes")
 
-    def factory(model, backend, threads):
+    def factory(model, backend, threads, batch=1):
         return lambda tile, overlap: Predictor(
             FakeBackend(radius=0, tile=32), tile or 32, overlap or 0, batch=1
         )
