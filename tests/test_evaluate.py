@@ -11,6 +11,7 @@ from dakd_edge.evaluate import evaluate, paper_rows, predict_unit, render_table
 from dakd_edge.inference import load
 from dakd_edge.meta import ModelMeta
 from dakd_edge.models.checkpoint import save_model
+from tests.reliability.cli import run
 from tests.train.tiny import THRESHOLD, save_threshold_model, write_folder
 
 DARK, BRIGHT = 50, 200
@@ -136,12 +137,7 @@ def test_unit_images_need_no_8_bit_round_trip(model_file):
 
 
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from dakd_edge.cli.app import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["evaluate", *argv])
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
+    return run(["evaluate", *argv], capsys)
 
 
 def test_cli_json_needs_overwrite_like_every_command(tmp_path, model_file, capsys):
