@@ -4,6 +4,10 @@ Precedence: explicit ``kernels=`` argument > :func:`use_kernels` context / :func
 ``DAKD_KERNELS`` env var > ``"auto"``. ``auto`` runs the Triton kernels on CUDA tensors and the
 PyTorch reference elsewhere; ``triton`` forces the kernels (on the CPU only under
 ``TRITON_INTERPRET=1``); ``torch`` forces the reference.
+
+While a graph is being recorded (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``) the
+kernels cannot be: a launch is no graph op. There ``auto`` takes the reference and ``triton`` raises
+:class:`~dakd_edge.errors.BackendUnavailable`; :func:`export_ops` picks exportable forms explicitly.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator
 
+import torch
 from torch import Tensor
 
 from dakd_edge.errors import BackendUnavailable
@@ -89,12 +94,22 @@ def _triton_available() -> bool:
     return True
 
 
+def _recording_graph() -> bool:
+    """Whether a tracer or exporter is recording the ops run now (a kernel launch would not be)."""
+    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
 def resolve(x: Tensor, kernels: str | None = None) -> str:
     """Concrete implementation (``"triton"`` or ``"torch"``) for a tensor under a mode."""
     mode = _check(kernels) if kernels is not None else get_kernels()
     if mode == "auto":
-        return "triton" if x.is_cuda and _triton_available() else "torch"
+        return "triton" if x.is_cuda and _triton_available() and not _recording_graph() else "torch"
     if mode == "triton":
+        if _recording_graph():
+            raise BackendUnavailable(
+                "kernels='triton' cannot run while a graph is traced or exported (a Triton launch is not "
+                "recorded): use kernels='torch' / 'auto', or dakd_edge.kernels.dispatch.export_ops"
+            )
         interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
         if not _triton_available():
             raise BackendUnavailable("kernels='triton' requested but triton is not installed")

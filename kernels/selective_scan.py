@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from dakd_edge.kernels._triton_common import INTERPRETED, cast_out, strides
 
@@ -41,8 +42,15 @@ MAX_STATE = 16
 
 @triton.jit
 def _softplus(x):
-    # torch.nn.functional.softplus with threshold 20; exp(x) below -15 avoids log(1 + tiny) == 0.
-    return tl.where(x > 20.0, x, tl.where(x < -15.0, tl.exp(x), tl.log(1.0 + tl.exp(x))))
+    """torch.nn.functional.softplus (threshold 20), as accurate as its ``log1p(exp(x))``.
+
+    A plain ``log(1 + e)`` loses e's low bits to the rounding of ``1 + e``: up to 1e-2 relative at
+    x = -12, and MambaVision's dt biases start near -7 (dt = 1e-3). ``log(w) * e / (w - 1)`` with
+    ``w = 1 + e`` (Kahan; ``w - 1`` is exact) puts them back; ``w == 1`` means ``log1p(e) = e``.
+    """
+    e = tl.exp(tl.minimum(x, 20.0))  # the clamp and the safe divisor keep unused lanes finite
+    w = 1.0 + e
+    return tl.where(x > 20.0, x, tl.where(w == 1.0, e, tl.log(w) * (e / tl.where(w == 1.0, 1.0, w - 1.0))))
 
 
 @triton.jit
@@ -273,14 +281,29 @@ def _launch_meta(
     )
 
 
+def _per_channel(name: str, t: Tensor | None, dim: int) -> Tensor | None:
+    """D / delta_bias as the kernels read them: ``dim`` contiguous values (they index with unit
+    stride). Any shape that broadcasts to ``(dim,)`` as in the reference ((dim,), (1,)) is accepted;
+    the backward sums the gradient back to that shape."""
+    if t is None:
+        return None
+    if t.dim() > 1 or t.numel() not in (1, dim):
+        raise ValueError(f"{name} must be ({dim},) (one value per channel), got {tuple(t.shape)}")
+    return t.expand(dim).contiguous()
+
+
 def _operands(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, delta_bias: Tensor | None
 ) -> tuple[Tensor, ...]:
     """The kernels' seven input pointers; u stands in for an absent D / delta_bias (never read then)."""
+    dim = u.shape[1]
+    D, delta_bias = _per_channel("D", D, dim), _per_channel("delta_bias", delta_bias, dim)
     return u, delta, A, B, C, u if D is None else D, u if delta_bias is None else delta_bias
 
 
-def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[int, int, int, int]:
+def _check(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, delta_bias: Tensor | None
+) -> tuple[int, int, int, int]:
     if u.dim() != 3 or delta.shape != u.shape:
         raise ValueError(
             f"u and delta must be (B, D, L) of the same shape, got {tuple(u.shape)}, {tuple(delta.shape)}"
@@ -294,6 +317,8 @@ def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[i
     for name, t in (("B", B), ("C", C)):
         if tuple(t.shape) != (batch, dstate, seqlen):
             raise ValueError(f"{name} must be (B, N, L) = {(batch, dstate, seqlen)}, got {tuple(t.shape)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        _per_channel(name, t, dim)
     return batch, dim, seqlen, dstate
 
 
@@ -307,7 +332,7 @@ def _scan_fwd(
     delta_bias: Tensor | None,
     delta_softplus: bool,
 ) -> Tensor:
-    batch, dim, seqlen, dstate = _check(u, delta, A, B, C)
+    batch, dim, seqlen, dstate = _check(u, delta, A, B, C, D, delta_bias)
     y = torch.empty((batch, dim, seqlen), dtype=u.dtype, device=u.device)
     if y.numel() == 0:
         return y
@@ -338,7 +363,7 @@ def _scan_bwd(
     chunk: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
     """Gradients (du, ddelta, dA, dB, dC, dD, ddelta_bias), each in its input's dtype."""
-    batch, dim, seqlen, dstate = _check(u, delta, A, B, C)
+    batch, dim, seqlen, dstate = _check(u, delta, A, B, C, D, delta_bias)
     dev = u.device
     f32 = torch.float32
     meta = _launch_meta(batch, dim, dstate, D, delta_bias, delta_softplus)
@@ -381,13 +406,19 @@ def _scan_bwd(
     dA = da_part.sum(0).to(A.dtype)
     dB = db_part.sum(1).to(B.dtype)
     dC = dc_part.sum(1).to(C.dtype)
-    dD = None if D is None else dd_part.sum(0).to(D.dtype)
-    dbias = None if delta_bias is None else dbias_part.sum(0).to(delta_bias.dtype)
+    dD = None if D is None else dd_part.sum(0).sum_to_size(D.shape).to(D.dtype)
+    dbias = (
+        None if delta_bias is None else dbias_part.sum(0).sum_to_size(delta_bias.shape).to(delta_bias.dtype)
+    )
     return du, ddelta, dA, dB, dC, dD, dbias
 
 
 class SelectiveScanFn(torch.autograd.Function):
-    """Ties the forward and backward kernels; backward recomputes states (nothing extra is saved)."""
+    """Ties the forward and backward kernels; backward recomputes states (nothing extra is saved).
+
+    First-order only: the backward's outputs come from kernels autograd cannot see, so a double
+    backward (``create_graph=True``) raises instead of silently missing this op's second-order terms
+    (the reference, ``kernels="torch"``, supports it)."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):  # type: ignore[override]
@@ -397,6 +428,7 @@ class SelectiveScanFn(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the backward kernel is not differentiable: create_graph raises, never drops terms
     def backward(ctx, dy):  # type: ignore[override]
         u, delta, A, B, C, D, delta_bias = ctx.saved_tensors
         grads = _scan_bwd(dy, u, delta, A, B, C, D, delta_bias, ctx.delta_softplus)

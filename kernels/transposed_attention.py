@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from dakd_edge.kernels._triton_common import INTERPRETED, cast_out, strides
 
@@ -146,9 +147,17 @@ def _mix_kernel(
     HAS_DIAG: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_HW: tl.constexpr, INTERPRETED: tl.constexpr,
 ):  # fmt: skip
-    """``O[bh] = M[bh] X[bh] (- s[bh, :, None] * X2[bh])`` for one (rows, HW) tile; M is fp32 c x c."""
-    bh, b, h, offs_i, mask_i = _head_rows(heads, c, BLOCK_I)
-    offs_l = tl.program_id(2) * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    """``O[bh] = M[bh] X[bh] (- s[bh, :, None] * X2[bh])`` for one (rows, HW) tile; M is fp32 c x c.
+
+    Grid axis 0 runs over (bh, HW tile) pairs, bh-major: CUDA caps axes 1 and 2 at 65535, which a
+    long HW alone would pass (4.2M pixels: a 2048 x 2048 map attended whole)."""
+    n_hw = tl.cdiv(hw, BLOCK_HW)
+    pid = tl.program_id(0)
+    bh = pid // n_hw
+    b, h = (bh // heads).to(tl.int64), bh % heads
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < c
+    offs_l = (pid % n_hw) * BLOCK_HW + tl.arange(0, BLOCK_HW)
     mask_l = offs_l < hw
     m_p = m_ptr + bh.to(tl.int64) * s_mbh + offs_i[:, None] * s_mi
     x_p = x_ptr + b * s_xb + h * s_xh + offs_l[None, :] * s_xl
@@ -162,16 +171,24 @@ def _mix_kernel(
         if IEEE:
             acc = tl.dot(m, xt.to(tl.float32), acc, input_precision="ieee")
         else:
-            # m = hi + lo exactly enough (2 x 8/11 mantissa bits); x products are exact on tensor cores.
-            m_hi = m.to(xt.dtype)
-            m_lo = (m - m_hi.to(tl.float32)).to(xt.dtype)
+            # m = scale (hi + lo) exactly enough (2 x 8/11 mantissa bits); x products are exact on
+            # tensor cores. The row scale is the power of two at or below the row's largest |m|
+            # (exact both ways), so hi and lo stay inside fp16's range: backward weights
+            # dP / (|q_i| |k_j|) pass 65504 when q and k are small, and would turn into inf / NaN.
+            mag = tl.max(tl.abs(m), axis=1)
+            p2 = (mag.to(tl.uint32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
+            scale = tl.where(p2 > 0.0, p2, 1.0)
+            ms = m * (1.0 / scale)[:, None]
+            m_hi = ms.to(xt.dtype)
+            m_lo = (ms - m_hi.to(tl.float32)).to(xt.dtype)
             if UPCAST:
                 xf = xt.to(tl.float32)
-                acc = tl.dot(m_hi.to(tl.float32), xf, acc, input_precision="ieee")
-                acc = tl.dot(m_lo.to(tl.float32), xf, acc, input_precision="ieee")
+                part = tl.dot(m_hi.to(tl.float32), xf, input_precision="ieee")
+                part = tl.dot(m_lo.to(tl.float32), xf, part, input_precision="ieee")
             else:
-                acc = tl.dot(m_hi, xt, acc)
-                acc = tl.dot(m_lo, xt, acc)
+                part = tl.dot(m_hi, xt)
+                part = tl.dot(m_lo, xt, part)
+            acc += part * scale[:, None]
     if HAS_DIAG:
         sv = tl.load(s_ptr + bh.to(tl.int64) * c + offs_i, mask=mask_i, other=0.0)
         x2 = tl.load(
@@ -248,7 +265,7 @@ def _mix(m: Tensor, x: Tensor, out: Tensor, x2: Tensor | None = None, s: Tensor 
     batch, heads, c, hw = x.shape
     block_i = min(_pad(c), 64)
     block_hw = 64
-    grid = (batch * heads, triton.cdiv(c, block_i), triton.cdiv(hw, block_hw))
+    grid = (batch * heads * triton.cdiv(hw, block_hw), triton.cdiv(c, block_i))
     has_diag = x2 is not None
     _mix_kernel[grid](
         m,
@@ -315,7 +332,10 @@ def _check(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> None:
 
 
 class TransposedAttentionFn(torch.autograd.Function):
-    """Forward: Triton passes 1-2. Backward: Triton for the HW-long work, torch for the c x c algebra."""
+    """Forward: Triton passes 1-2. Backward: Triton for the HW-long work, torch for the c x c algebra.
+
+    First-order only: a double backward (``create_graph=True``) raises rather than silently missing
+    this op's second-order terms (the reference, ``kernels="torch"``, supports it)."""
 
     @staticmethod
     def forward(ctx, q, k, v, temperature):  # type: ignore[override]
@@ -330,6 +350,7 @@ class TransposedAttentionFn(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # Triton kernels inside: create_graph raises, never drops second-order terms
     def backward(ctx, dout):  # type: ignore[override]
         if ctx.empty:
             return None, None, None, torch.zeros_like(ctx.saved_tensors[0])
@@ -365,5 +386,11 @@ def transposed_attention_fn(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor
     q, k, v: (B, heads, c, HW) of one dtype (fp32, fp16 or bf16; any strides); temperature: ``heads``
     elements. Returns ``softmax(tau q^ k^T) v`` in v's dtype, computed with fp32 accumulation. Needs
     CUDA tensors, or CPU tensors with ``TRITON_INTERPRET=1`` set before this module is imported.
+    Mixed input dtypes (which the reference takes) run in their promoted dtype; the result is still
+    in v's dtype.
     """
+    if not q.dtype == k.dtype == v.dtype:
+        common = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
+        out = TransposedAttentionFn.apply(q.to(common), k.to(common), v.to(common), temperature)
+        return out.to(v.dtype)
     return TransposedAttentionFn.apply(q, k, v, temperature)

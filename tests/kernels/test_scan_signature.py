@@ -1,4 +1,5 @@
-"""Every selective-scan entry point takes mamba_ssm's ``selective_scan_fn`` operands, in one order.
+"""Every selective-scan entry point takes mamba_ssm's ``selective_scan_fn`` operands (without ``z``: MambaVision
+passes ``z=None``), in one order.
 
 The reference, the dispatcher, the Triton function and the export node each spell the signature out
 (it is the op's public contract, and MambaVision code calls any of them the same way); this test is

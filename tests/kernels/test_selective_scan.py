@@ -140,3 +140,54 @@ def test_all_kernels_compile_for_gpu(arch):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.count("ok ") == 9, proc.stdout
+
+
+def test_softplus_keeps_log1p_accuracy(device):
+    """dt = softplus(raw) for strongly negative raw (dt biases start near -7): plain log(1 + exp) in
+    fp32 was up to 1e-2 off torch's log1p there. With L = N = 1 and u = B = C = 1, y is dt itself."""
+    raw = torch.tensor([-16.0, -14.0, -12.0, -10.0, -8.0, -6.9, -5.0, -1.0, 0.0, 3.0, 19.0, 25.0])
+    d = raw.numel()
+    one = torch.ones(1, 1, 1, device=device)
+    y = selective_scan_fn(
+        torch.ones(1, d, 1, device=device), raw.to(device)[None, :, None], -torch.ones(d, 1, device=device),
+        one, one, None, None, True,
+    )  # fmt: skip
+    expected = torch.nn.functional.softplus(raw.double())
+    rel = ((y.flatten().cpu().double() - expected) / expected).abs().max().item()
+    print(f"softplus max relative error {rel:.2e}")
+    assert rel <= 1e-6
+
+
+def test_strided_and_broadcast_d_and_delta_bias(device):
+    """D / delta_bias are read with their strides (a view such as ``p[::2]``), and a (1,) D broadcasts
+    as in the reference; their gradients keep their shapes. The kernels used to index them with unit
+    stride: wrong values for a view, reads past the end for a (1,) tensor."""
+    x = {k: None if v is None else v.to(device) for k, v in _inputs(2, 5, 6, 4, seed=7).items()}
+    g = torch.Generator().manual_seed(8)
+    variants = {
+        "views": (torch.randn(10, generator=g)[::2], torch.randn(10, generator=g)[1::2]),
+        "broadcast": (torch.tensor([0.7]), torch.tensor([-0.3])),
+    }
+    dy = torch.randn(2, 5, 6, generator=g).to(device)
+    for name, (dskip, bias) in variants.items():
+        outs = []
+        for fn in (selective_scan_fn, ref.selective_scan_ref):
+            xs = leaves({**x, "D": dskip.to(device), "delta_bias": bias.to(device)})
+            y = fn(*xs.values(), True)
+            grads = torch.autograd.grad(y, list(xs.values()), dy)
+            outs.append((y, *grads))
+        for a, b in zip(*outs, strict=True):
+            assert a.shape == b.shape, name
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    with pytest.raises(ValueError, match="one value per channel"):
+        selective_scan_fn(*list(x.values())[:5], torch.ones(3, device=device))
+
+
+def test_double_backward_raises_instead_of_dropping_terms(device):
+    """The backward kernel is first-order only: differentiating its output must raise. It used to
+    return gradients without a graph, so a double backward silently lost the scan's second-order terms."""
+    x = leaves({k: None if v is None else v.to(device) for k, v in _inputs(1, 3, 4, 2).items()})
+    y = selective_scan_fn(*x.values(), True)
+    (gu,) = torch.autograd.grad(y.square().sum(), x["u"], create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        (gu.square().sum() + x["u"].square().sum()).backward()
