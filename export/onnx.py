@@ -8,6 +8,7 @@ only after ``onnx.checker`` and the parity check passed (written to a temporary 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.atomic import atomic_path, check_free_space, check_output, is_disk_full
-from dakd_edge.errors import BackendUnavailable, ExportError, InputError, ModelFileError
+from dakd_edge.errors import BackendUnavailable, ExportError, InputError, ModelFileError, Notice
 from dakd_edge.export import parity
 
 # ModelMeta JSON and the ops mode live in ModelProto.metadata_props under the keys of formats.ONNX.
@@ -123,6 +124,23 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def meta_for_shape(meta: ModelMeta, shape: tuple[int, int, int, int] | None) -> tuple[ModelMeta, str | None]:
+    """The metadata to store with an export of fixed ``shape``, and a note when it differs from ``meta``.
+
+    A file fixed at a size below the model's tile cannot run that tile: ``segment --model`` (which tiles at
+    the stored ``tile``) refused every image larger than the fixed size. Such files record the largest
+    square tile they run, with the overlap kept within half of it."""
+    if shape is None or min(shape[2], shape[3]) >= meta.tile:
+        return meta, None
+    side = min(shape[2], shape[3])
+    overlap = meta.overlap if meta.overlap is None else min(meta.overlap, side // 2)
+    note = (
+        f"--shape {shape[2]}x{shape[3]} is smaller than the model's tile {meta.tile}: the file records "
+        f"tile {side}" + (f" (overlap {overlap})" if overlap is not None else "") + ", which segment uses"
+    )
+    return dataclasses.replace(meta, tile=side, overlap=overlap), note
+
+
 def check_opset(opset: int) -> None:
     """Refuse an opset outside what this exporter writes, before the model loads: past the newest one
     the TorchScript exporter printed ~1,400 lines of graph before its error."""
@@ -196,6 +214,9 @@ def export_onnx(
     check_output(out, overwrite, bundled_ok)
     if not getattr(type(model), "exportable", True):
         raise ExportError(f"model {meta.name!r} is not marked exportable")
+    stored, note = meta_for_shape(meta, cfg.shape)
+    if note:
+        warnings.warn(Notice(note), stacklevel=2)
     t0 = time.perf_counter()
     model = model.eval().float().cpu()
     shape = cfg.shape or (1, meta.in_chans, TRACE_SIZE, TRACE_SIZE)
@@ -231,7 +252,7 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         if cfg.simplify:
             proto = _simplify(proto)
-        _set_metadata(proto, meta, cfg.ops)
+        _set_metadata(proto, stored, cfg.ops)
         onnx.save(proto, str(tmp))
         try:
             onnx.checker.check_model(proto, full_check=True)

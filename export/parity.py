@@ -112,7 +112,8 @@ def deterministic_input(shape: tuple[int, int, int, int], seed: int = 0) -> np.n
 
 
 def image_input(path: str | Path, meta: ModelMeta, shape: tuple[int, int, int, int] | None) -> np.ndarray:
-    """A real image as a normalised ``(1, C, H, W)`` batch: centre crop (fixed shape: crop/pad to it)."""
+    """A real image as a normalised ``(N, C, H, W)`` batch: centre crop (fixed shape: crop/pad to its
+    H x W, and repeated to its batch N, which the graph holds static); N is 1 for a dynamic export."""
     from PIL import Image
 
     from dakd_edge.data.scaling import normalize, to_unit
@@ -133,7 +134,8 @@ def image_input(path: str | Path, meta: ModelMeta, shape: tuple[int, int, int, i
     crop = unit[top : top + th, left : left + tw]
     crop = np.pad(crop, ((0, th - crop.shape[0]), (0, tw - crop.shape[1])), mode="reflect")
     x = normalize(crop, meta.normalization)[None, None]
-    return np.repeat(x, meta.in_chans, axis=1).astype(np.float32)
+    n = shape[0] if shape is not None else 1
+    return np.ascontiguousarray(np.tile(x, (n, meta.in_chans, 1, 1)), dtype=np.float32)
 
 
 def torch_logits(model: Any, x: np.ndarray) -> np.ndarray:

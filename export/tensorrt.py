@@ -261,6 +261,12 @@ def build_engine(
     profile.set_shape(INPUT_NAME, prof["min"], prof["opt"], prof["max"])
     config.add_optimization_profile(profile)
 
+    if cfg.precision == "fp32":
+        # TF32 is on by default: fp32 conv/matmul would round inputs to 10 mantissa bits on Ampere and
+        # newer (Orin, A100, H100), ~5e-4 relative error, and fail the fp32 parity bar of 1e-4.
+        tf32 = getattr(trt.BuilderFlag, "TF32", None)
+        if tf32 is not None:
+            config.clear_flag(tf32)
     if cfg.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
         _keep_fp32(network, trt, cfg.fp32_layers)
@@ -268,15 +274,16 @@ def build_engine(
     calibrator = None
     if cfg.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = make_calibrator(meta, cfg, prof["opt"])
+        # TensorRT calibrates at the calibration profile's opt shape, so that profile is exactly the
+        # calibrator's batch shape (the inference profile's opt batch is --max-batch, not the calibrator's).
+        calib_shape = calibration_shape(prof, shape, cfg.calib_batch_size)
+        calibrator = make_calibrator(meta, cfg, calib_shape)
+        calib_profile = builder.create_optimization_profile()
+        calib_profile.set_shape(INPUT_NAME, calib_shape, calib_shape, calib_shape)
         config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
+        config.set_calibration_profile(calib_profile)
 
-    cache_bytes = b""
-    if cfg.timing_cache and Path(cfg.timing_cache).is_file():
-        cache_bytes = Path(cfg.timing_cache).read_bytes()
-    timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    timing_cache = _set_timing_cache(config, cfg.timing_cache)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -288,6 +295,7 @@ def build_engine(
         "tensorrt_version": version,
         "cuda_version": cuda_runtime_version(cudart),
         "gpu": _gpu_name(cudart),
+        "compute_capability": _compute_capability(cudart),
         "precision": cfg.precision,
         ENGINE.ops_key: ops,
         "profile": prof,
@@ -298,7 +306,7 @@ def build_engine(
     out = Path(out)
     write_engine(out, bytes(serialized), info, overwrite)
     if cfg.timing_cache:
-        save_timing_cache(cfg.timing_cache, lambda: bytes(config.get_timing_cache().serialize()), out)
+        save_timing_cache(cfg.timing_cache, lambda: bytes(timing_cache.serialize()), out)
     return EngineReport(
         path=str(out),
         precision=cfg.precision,
@@ -307,6 +315,28 @@ def build_engine(
         tensorrt_version=version,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _set_timing_cache(config: Any, path: str | None) -> Any:
+    """Give the builder the timing cache at ``path`` (if any) and return the cache it uses.
+
+    A cache made on another GPU or TensorRT version (CI caches shared between runners) is refused by
+    ``set_timing_cache``; the build then starts from an empty cache, with a :class:`Notice`, and the
+    file is replaced by this build's cache."""
+    data = Path(path).read_bytes() if path and Path(path).is_file() else b""
+    try:
+        cache = config.create_timing_cache(data)
+    except Exception:  # TensorRT raises on a blob it cannot read at all
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    warnings.warn(
+        Notice(f"timing cache {path} does not fit this GPU/TensorRT; building without it (it is replaced)"),
+        stacklevel=3,
+    )
+    cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
 
 
 def _keep_fp32(network: Any, trt: Any, patterns: tuple[str, ...]) -> int:
@@ -334,6 +364,40 @@ def _gpu_name(cudart: Any) -> str | None:
         return None
 
 
+def _compute_capability(cudart: Any) -> str | None:
+    """``"8.7"`` style compute capability of device 0 (engines are specific to it), or None."""
+    try:
+        from dakd_edge.cuda import cuda_call
+
+        props = cuda_call(cudart.cudaGetDeviceProperties(0))
+        return f"{int(props.major)}.{int(props.minor)}"
+    except Exception:  # informational only
+        return None
+
+
+def calibration_shape(
+    profile: dict[str, list[int]], fixed: tuple[int, int, int, int] | None, batch: int
+) -> list[int]:
+    """The INT8 calibration input: ``batch`` tiles of the profile's opt H x W (a fixed export shape is
+    used as it is: its batch is static in the graph)."""
+    if fixed is not None:
+        return list(fixed)
+    return [int(batch), *profile["opt"][1:]]
+
+
+def check_calibration(cfg: EngineConfig) -> None:
+    """Refuse INT8 calibration inputs that cannot give TensorRT one batch, before any work is done."""
+    if cfg.precision != "int8":
+        return
+    if cfg.calib_dir:
+        if not Path(cfg.calib_dir).is_dir():
+            raise DatasetError(f"calibration folder not found: {cfg.calib_dir}")
+    elif not (cfg.calib_cache and Path(cfg.calib_cache).is_file()):
+        raise DatasetError(
+            f"calibration cache {cfg.calib_cache} does not exist: pass --calib DIR (tiles) to create it"
+        )
+
+
 def calibration_tiles(
     folder: str | Path, meta: ModelMeta, size: tuple[int, int], limit: int
 ) -> list[np.ndarray]:
@@ -352,16 +416,21 @@ def calibration_tiles(
     return [image_input(f, meta, shape)[0] for f in files[:limit]]
 
 
-def make_calibrator(meta: ModelMeta, cfg: EngineConfig, opt_shape: list[int]) -> Any:
-    """An ``IInt8EntropyCalibrator2`` over the calibration tiles, with a read/write cache file."""
+def make_calibrator(meta: ModelMeta, cfg: EngineConfig, shape: list[int]) -> Any:
+    """An ``IInt8EntropyCalibrator2`` feeding batches of exactly ``shape`` (the calibration profile's),
+    with a read/write cache file."""
     import tensorrt as trt
 
     from dakd_edge.cuda import cuda_call, import_cudart
 
+    check_calibration(cfg)
     cudart = import_cudart()
-    bs = cfg.calib_batch_size
-    h, w = opt_shape[2], opt_shape[3]
+    bs, h, w = shape[0], shape[2], shape[3]
     tiles = calibration_tiles(cfg.calib_dir, meta, (h, w), cfg.calib_batches * bs) if cfg.calib_dir else []
+    if cfg.calib_dir and len(tiles) < bs:
+        raise DatasetError(
+            f"INT8 calibration needs at least {bs} images (one batch) in {cfg.calib_dir}, found {len(tiles)}"
+        )
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -490,15 +559,16 @@ def tensorrt_graph_problems(proto: Any, allow_plugins: bool = False, version: st
 def check_engine_parity(
     model: Any, meta: ModelMeta, engine: str | Path, precision: str, profile: dict[str, list[int]]
 ) -> list[Any]:
-    """The engine (via the TensorRT backend) vs PyTorch fp32 at the profile's opt shape (batch 1)."""
+    """The engine (via the TensorRT backend) vs PyTorch fp32 at the profile's opt H x W and its smallest
+    batch (1 for dynamic engines; a fixed ``--shape`` engine takes only its own batch)."""
     from dakd_edge.export import parity
-    from dakd_edge.inference.backends import TensorRTBackend
+    from dakd_edge.inference import backends
 
     tol = parity.TOLERANCES[precision]
-    backend = TensorRTBackend(engine)
+    backend = backends.TensorRTBackend(engine)
     try:
-        h, w = profile["opt"][2], profile["opt"][3]
-        x = parity.deterministic_input((1, meta.in_chans, h, w), seed=0)
+        n, h, w = max(1, int(profile["min"][0])), profile["opt"][2], profile["opt"][3]
+        x = parity.deterministic_input((n, meta.in_chans, h, w), seed=0)
         return [parity.compare(parity.torch_logits(model, x), backend.predict(x), tol)]
     finally:
         backend.close()
@@ -515,6 +585,9 @@ def export_engine(
 ) -> EngineReport:
     """PyTorch -> ONNX (with its fp32 parity gate) -> engine -> engine parity; no output on failure.
 
+    The engine is built and parity-checked in a temporary folder; ``out`` and its sidecar are written
+    (together) only after the parity passed, so a failure leaves an existing ``out`` as it was.
+
     The default opset becomes the one the installed TensorRT parses (16 on 8.5, with a :class:`Notice`);
     an explicit one it cannot parse is refused (:func:`choose_engine_opset`).
     """
@@ -522,7 +595,7 @@ def export_engine(
 
     import onnx
 
-    from dakd_edge.export.onnx import export_onnx
+    from dakd_edge.export.onnx import export_onnx, meta_for_shape
 
     check_output(out, overwrite)
     ok, reason = tensorrt_status()
@@ -534,6 +607,7 @@ def export_engine(
 
     version = trt.__version__
     check_precision(engine_cfg.precision, version)
+    check_calibration(engine_cfg)  # before minutes of export: no images / cache is a one-line error
     # The default opset is the one for this TensorRT (16 on 8.5); an explicit other one must parse.
     opset, note = choose_engine_opset(None if onnx_cfg.opset == DEFAULT_OPSET else onnx_cfg.opset, version)
     if opset != onnx_cfg.opset:
@@ -547,12 +621,17 @@ def export_engine(
         )
         if problems:
             raise ExportError("graph is not TensorRT-parsable: " + "; ".join(problems[:5]))
-        report = build_engine(onnx_path, out, meta, engine_cfg, onnx_cfg.ops, onnx_cfg.shape, overwrite)
-    results = check_engine_parity(model, meta, out, engine_cfg.precision, report.profile)
-    failed = [r for r in results if not r.passed]
-    if failed:
-        for p in (Path(out), engine_sidecar(out)):
-            p.unlink(missing_ok=True)
-        raise ExportError("engine parity failed: " + "; ".join(r.line() for r in failed))
+        built = Path(tmpdir) / f"model{ENGINE.suffixes[0]}"
+        stored = meta_for_shape(meta, onnx_cfg.shape)[0]  # export_onnx gave the note
+        report = build_engine(
+            onnx_path, built, stored, engine_cfg, onnx_cfg.ops, onnx_cfg.shape, overwrite=True
+        )
+        results = check_engine_parity(model, meta, built, engine_cfg.precision, report.profile)
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise ExportError("engine parity failed: " + "; ".join(r.line() for r in failed))
+        info = json.loads(engine_sidecar(built).read_text())
+        write_engine(Path(out), built.read_bytes(), info, overwrite)
+    report.path = str(out)
     report.parity = onnx_report.parity + results
     return report

@@ -40,6 +40,7 @@ def fake_tensorrt(version: str) -> types.ModuleType:
         FP16 = 0
         INT8 = 1
         PREFER_PRECISION_CONSTRAINTS = 2
+        TF32 = 3  # set by default on every IBuilderConfig (Ampere and newer then run fp32 as TF32)
 
     class MemoryPoolType(enum.IntEnum):
         WORKSPACE = 0
@@ -81,8 +82,17 @@ def fake_tensorrt(version: str) -> types.ModuleType:
     settable = {"int8_calibrator"} | ({"builder_optimization_level"} if v >= (8, 6) else set())
 
     class TimingCache:
+        """A cache from this fake GPU holds b"" or b"cache"; any other bytes come from another device."""
+
+        def __init__(self, data: bytes = b"") -> None:
+            self.data = bytes(data)
+
         def serialize(self) -> bytes:
             return b"cache"
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self) -> None:
+            pass
 
     class IBuilderConfig:
         def __setattr__(self, name: str, value: Any) -> None:
@@ -97,22 +107,38 @@ def fake_tensorrt(version: str) -> types.ModuleType:
         def set_flag(self, flag: BuilderFlag) -> None:
             record("set_flag", flag)
 
+        def clear_flag(self, flag: BuilderFlag) -> None:
+            record("clear_flag", flag)
+
+        def set_calibration_profile(self, profile: Profile) -> bool:
+            record("set_calibration_profile", dict(profile.shapes))
+            object.__setattr__(self, "calibration_profile", profile)
+            return True
+
         def add_optimization_profile(self, profile: Any) -> int:
             record("add_optimization_profile")
             return 0
 
         def create_timing_cache(self, data: bytes) -> TimingCache:
-            return TimingCache()
+            return TimingCache(data)
 
         def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
-            return True
+            ok = ignore_mismatch or cache.data in (b"", b"cache")  # another device's cache: refused
+            record("set_timing_cache", cache.data, ok)
+            if ok:
+                object.__setattr__(self, "timing_cache", cache)
+            return ok
 
-        def get_timing_cache(self) -> TimingCache:
-            return TimingCache()
+        def get_timing_cache(self) -> TimingCache | None:
+            return getattr(self, "timing_cache", None)
 
     class Profile:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple[list[int], list[int], list[int]]] = {}
+
         def set_shape(self, name: str, lo: list[int], opt: list[int], hi: list[int]) -> None:
             record("set_shape", name, lo, opt, hi)
+            self.shapes[name] = (list(lo), list(opt), list(hi))
 
     class Builder:
         def __init__(self, logger: Logger) -> None:
@@ -130,6 +156,14 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
         def build_serialized_network(self, network: Network, config: IBuilderConfig) -> bytes:
             record("build_serialized_network")
+            calibrator = getattr(config, "int8_calibrator", None)
+            if calibrator is not None:  # TensorRT feeds the calibration profile's opt shape, whole batches
+                profile = getattr(config, "calibration_profile", None)
+                opt = profile.shapes["input"][1] if profile is not None else None
+                batches = 0
+                while calibrator.get_batch(["input"]) is not None:
+                    batches += 1
+                record("calibrate", calibrator.get_batch_size(), opt, batches)
             return b"engine " + version.encode()
 
     class Context:
@@ -171,7 +205,7 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return Engine() if bytes(data).startswith(b"engine") else None
 
     members = (NetworkDefinitionCreationFlag, BuilderFlag, MemoryPoolType, Logger, OnnxParser, Builder)
-    for obj in (*members, Runtime):
+    for obj in (*members, Runtime, IInt8EntropyCalibrator2):
         setattr(trt, obj.__name__, obj)
     return trt
 
@@ -179,13 +213,16 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 def fake_cudart() -> types.SimpleNamespace:
     """The cuda-python ``cudart`` calls the builder and runner make: one device, no real memory."""
     ok = lambda *args: (0,)
+    mallocs: list[int] = []
     return types.SimpleNamespace(
         cudaGetDeviceCount=lambda: (0, 1),
         cudaRuntimeGetVersion=lambda: (0, 11040),
-        cudaGetDeviceProperties=lambda i: (0, types.SimpleNamespace(name=b"Fake Orin\0")),
+        cudaGetDeviceProperties=lambda i: (0, types.SimpleNamespace(name=b"Fake Orin\0", major=8, minor=7)),
         cudaStreamCreate=lambda: (0, 7),
-        cudaMalloc=lambda nbytes: (0, 4096),
+        cudaMalloc=lambda nbytes: (mallocs.append(nbytes), (0, 4096))[1],
+        mallocs=mallocs,  # sizes asked of cudaMalloc, in order
         cudaFree=ok,
+        cudaMemcpy=ok,
         cudaMemcpyAsync=ok,
         cudaStreamSynchronize=ok,
         cudaStreamDestroy=ok,
@@ -204,4 +241,5 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str) -> types.ModuleType:
     monkeypatch.delitem(sys.modules, "tensorrt.plugin", raising=False)
     monkeypatch.setattr(dakd_edge.cuda, "import_cudart", lambda: cudart)
     monkeypatch.setattr(dakd_edge.inference.backends, "import_cudart", lambda: cudart)
+    trt.cudart = cudart  # for tests: what the builder asked of CUDA
     return trt

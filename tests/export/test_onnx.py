@@ -199,3 +199,49 @@ def test_too_little_space_refused_before_exporting(tmp_path: Path, monkeypatch: 
     with pytest.raises(OutputError, match=r"no space left on .* for .*m\.onnx: needs about"):
         export_onnx(model, meta, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_image_parity_at_a_fixed_batch(tmp_path: Path) -> None:
+    """`export --shape 2x1x32x32 --image tile.png` fed the image as a batch of 1 to a graph whose batch is
+    static 2: an ONNX Runtime INVALID_ARGUMENT traceback instead of a parity line."""
+    from PIL import Image
+
+    from dakd_edge.export.parity import image_input
+
+    model, meta = toy()
+    img = tmp_path / "tile.png"
+    Image.fromarray((np.random.default_rng(0).random((50, 60)) * 255).astype(np.uint8)).save(img)
+    x = image_input(img, meta, (2, 1, 32, 32))
+    assert x.shape == (2, 1, 32, 32) and x.dtype == np.float32 and np.array_equal(x[0], x[1])
+    cfg = OnnxExportConfig(shape=(2, 1, 32, 32), image=str(img))
+    report = export_onnx(model, meta, tmp_path / "fixed2.onnx", cfg)
+    assert [r.input for r in report.parity] == ["deterministic", "tile.png"]
+    assert report.parity[1].shape == (2, 2, 32, 32)
+    assert all(r.passed and r.max_abs <= 1e-4 for r in report.parity)
+
+
+def test_fixed_shape_below_the_tile_records_a_tile_segment_can_run(tmp_path: Path) -> None:
+    """`export --shape 1x1x32x32` of a 64-tile model stored tile 64: `segment --model` then refused every
+    image above 32 px ("tile 64x64 exceeds the exported fixed shape 32x32"). The file now records tile
+    32 (overlap within half of it), with a Notice, and segments a larger image."""
+    from dakd_edge.errors import Notice
+    from dakd_edge.inference.backends import OnnxRuntimeBackend
+    from dakd_edge.inference.predictor import Predictor
+
+    model, meta = toy()
+    meta.overlap = 24
+    out = tmp_path / "fixed.onnx"
+    with pytest.warns(
+        Notice, match=r"--shape 32x40 is smaller than the model's tile 64: .* tile 32 \(overlap 16\)"
+    ):
+        export_onnx(model, meta, out, OnnxExportConfig(shape=(1, 1, 32, 40)))
+    stored, _ = read_metadata(out)
+    assert (stored.tile, stored.overlap) == (32, 16) and (meta.tile, meta.overlap) == (64, 24)
+    assert stored.class_names == meta.class_names and stored.normalization == meta.normalization
+    image = (np.random.default_rng(1).random((70, 61)) * 255).astype(np.uint8)
+    predictor = Predictor(OnnxRuntimeBackend(out))
+    try:
+        classes = predictor.predict(image, scale="uint8")
+    finally:
+        predictor.close()
+    assert classes.shape == (70, 61) and int(classes.max()) < meta.num_classes
