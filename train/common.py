@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dakd_edge.atomic import atomic_path, check_room, describe_write_error
-from dakd_edge.errors import ModelFileError, OutputError, TrainingError
+from dakd_edge.errors import DatasetError, ModelFileError, OutputError, TrainingError
 
 CHECKPOINT_FORMAT = "dakd-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -343,6 +343,23 @@ def check_finite(loss: torch.Tensor | float, step: int, last_checkpoint: str | o
         )
         value = t.item() if math.isfinite(t.item()) or not is_distributed() else "non-finite on another rank"
         raise TrainingError(f"non-finite loss ({value}) at step {step}; training stopped; {where}")
+
+
+def check_finite_gradient(grad_norm: torch.Tensor, last_checkpoint: str | os.PathLike | None) -> None:
+    """Raise :class:`TrainingError` when the gradient norm is NaN/inf (call before the optimiser step;
+    DDP's gradients are already averaged, so every rank stops together)."""
+    if bool(torch.isfinite(grad_norm.detach()).all()):
+        return
+    where = (
+        f"last good checkpoint kept: {last_checkpoint} (resume with --resume {last_checkpoint}, "
+        "perhaps with a lower learning rate)"
+        if last_checkpoint and Path(last_checkpoint).exists()
+        else "no checkpoint was written yet"
+    )
+    raise TrainingError(
+        f"non-finite gradient ({float(grad_norm):g}) with a finite loss; training stopped before the "
+        f"weights were updated; {where}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ distributed
@@ -716,6 +733,11 @@ class Trainer:
                         self.checkpoint(done)
         except OutputError as e:  # a full disk: the last checkpoint is intact (atomic writes), say so
             raise OutputError(f"{e}; training stopped at step {done}; {self.resume_hint()}") from None
+        except DatasetError as e:  # a file that fails when first read mid-run: fix it, then resume
+            # (rstrip: from a DataLoader worker the message is a traceback whose last line is the error)
+            raise DatasetError(
+                f"{str(e).rstrip()}; training stopped at step {done}; {self.resume_hint()}"
+            ) from None
         except BaseException as e:  # Ctrl-C / SIGTERM (not an error): say where the run can go on from
             if not isinstance(e, Exception) and self.main:
                 print(f"training stopped after step {done} (steps since the last checkpoint are not kept); "
@@ -748,6 +770,10 @@ class Trainer:
         if clip > 0 or norm:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+            if not self.scaler.is_enabled():  # (a float16 scaler skips such steps and lowers its scale)
+                # a finite loss can still have NaN/inf gradients: they would reach the weights, the EMA
+                # and the next checkpoint, and the stop at the next step would name that checkpoint
+                check_finite_gradient(grad_norm, self.last_good)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.schedule is not None:

@@ -16,6 +16,7 @@ confusion matrix is summed over ranks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -229,6 +230,17 @@ def mosaic_groups(indices: list[int], grid: int, seed: int) -> list[list[int]]:
     return [[indices[int(j)] for j in order[k : k + g]] for k in range(0, len(order) - g + 1, g)]
 
 
+def data_fingerprint(dataset: Any) -> dict[str, Any] | None:
+    """The count and a digest of the names of a dataset's files (None when it lists none): a resumed run
+    must see the same images, since its train/validation split is drawn over them."""
+    files = getattr(dataset, "files", None)
+    if files is None:
+        return None
+    names = [Path(f[0] if isinstance(f, tuple | list) else f).name for f in files]
+    digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return {"count": len(names), "sha": digest}
+
+
 def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
     from dakd_edge.data import open_dataset
 
@@ -341,6 +353,14 @@ class DakdTrainer(common.Trainer):
         )
 
     def load_state(self, ck: Mapping[str, Any]) -> None:
+        saved, now = ck["extra"].get("data_files"), data_fingerprint(self.originals)
+        if saved is not None and now is not None and saved != now:
+            # the split is drawn over the file list: another list mixes validation images into training
+            raise TrainingError(
+                f"cannot resume: the training images changed since the checkpoint ({saved['count']} then, "
+                f"{now['count']} now{', other files' if saved['count'] == now['count'] else ''}), so the "
+                "train/validation split would change; restore the data, or start a new run"
+            )
         self.optimizer.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
         self.schedule = self._lr_schedule(start - 1)
@@ -348,6 +368,12 @@ class DakdTrainer(common.Trainer):
         self.norm = Normalization.from_dict(ck["extra"]["normalization"])
         if start >= self.cfg.steps:
             raise TrainingError(f"nothing to do: the checkpoint is at step {start} of {self.cfg.steps}")
+        if self.best["step"] >= 0 and not (self.out / "best.safetensors").is_file():
+            # the end of the run copies it to model.safetensors: refuse now, not after the last step
+            raise TrainingError(
+                f"cannot resume into {self.out}: the run's best model so far (step {self.best['step']}, "
+                "best.safetensors) is not there; resume in the folder that holds the checkpoint's run"
+            )
 
     def loader(self, start: int, end: int) -> Any:
         batches = SlotBatches(
@@ -421,7 +447,9 @@ class DakdTrainer(common.Trainer):
 
     # ---------------------------------------------------------------------------------------- model files
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"best": self.best, "normalization": asdict(self.norm)}
+        extra = {"best": self.best, "normalization": asdict(self.norm)}
+        files = data_fingerprint(self.originals)
+        return extra if files is None else {**extra, "data_files": files}
 
     def _shipped(self) -> contextlib.AbstractContextManager[nn.Module]:
         """The weights that are validated and shipped: the EMA's when there is one."""

@@ -327,10 +327,22 @@ class AugmentedDataset:
             with open_image(img_path) as im:
                 image = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             logits = np.load(lg_path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as e:
-            raise DatasetError(f"cannot read augmented sample {img_path.stem}: {e}") from e
+        except (OSError, ValueError, EOFError) as e:  # a truncated .npy raises EOFError
+            raise DatasetError(
+                f"cannot read augmented sample {img_path.stem}: {e or type(e).__name__}"
+            ) from e
+        k = int(self.manifest["num_classes"])
+        if logits.ndim != 3 or logits.shape[0] != k:
+            raise DatasetError(
+                f"{lg_path}: logits of shape {logits.shape}, the set's manifest says {k} classes "
+                f"(expected ({k}, H, W))"
+            )
         if logits.shape[1:] != image.shape:
             raise DatasetError(f"{img_path.stem}: image {image.shape} vs logits {logits.shape[1:]}")
+        if not np.isfinite(logits).all():  # would stop training with a "non-finite loss" blamed on it
+            raise DatasetError(
+                f"{lg_path}: {int((~np.isfinite(logits)).sum())} teacher logit(s) are NaN or inf"
+            )
         if self.binary:
             logits = binary_logits(logits)
         return {

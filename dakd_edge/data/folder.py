@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dakd_edge.errors import DatasetError
+from dakd_edge.errors import DatasetError, Notice
 from dakd_edge.meta import BINARY_CLASSES, IGNORE_INDEX, OSD_CLASSES
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -27,8 +28,12 @@ MaskDecoder = Callable[[np.ndarray, Path], np.ndarray]
 
 
 def list_images(folder: Path) -> list[Path]:
+    """Image files in ``folder`` by extension (any case); hidden files (``.DS_Store``, macOS ``._x.png``)
+    and sub-folders (even one named ``x.png``) are not images."""
     return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and not p.is_dir()
     )
 
 
@@ -44,10 +49,16 @@ def open_image(path: Path) -> Image.Image:
     return Image.open(path)
 
 
-def read_array(path: Path) -> np.ndarray:
-    """Pixels of an image file as a numpy array (H, W) or (H, W, C); DatasetError if unreadable."""
+def read_array(path: Path, palette: bool = False) -> np.ndarray:
+    """Pixels of an image file as a numpy array (H, W) or (H, W, C); DatasetError if unreadable.
+
+    A palette image gives its indices (class-id masks are often stored this way), or with ``palette``
+    its colours (an image: the indices of a quantised grey or colour image are no luminance).
+    """
     try:
         with open_image(path) as im:
+            if im.mode in ("P", "PA") and palette:
+                im = im.convert("RGB")
             if im.mode == "P":
                 return np.asarray(im)  # palette indices (class-id masks are often stored this way)
             if im.mode in ("RGBA", "LA"):
@@ -124,7 +135,7 @@ class PairDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, mask_path = self.files[index]
-        image = decode_luminance(read_array(img_path), img_path)
+        image = decode_luminance(read_array(img_path, palette=True), img_path)
         mask = self._decode(read_array(mask_path), mask_path)
         if mask.shape != image.shape:
             raise DatasetError(
@@ -166,7 +177,7 @@ def pair_by_stem(
         raise DatasetError(f"image folder not found: {images}")
     if not masks.is_dir():
         raise DatasetError(f"mask folder not found: {masks}")
-    by_stem = {p.stem: p for p in list_images(masks)}
+    by_stem = unique_stems(list_images(masks), "mask")
     pairs, missing = [], []
     for img in list_images(images):
         m = by_stem.get(mask_stem(img.stem))
@@ -180,7 +191,31 @@ def pair_by_stem(
         )
     if not pairs:
         raise DatasetError(f"no images found in {images}")
+    used = {m for _, m in pairs}
+    warn_unpaired([p for p in by_stem.values() if p not in used], "mask", images)
     return pairs
+
+
+def unique_stems(files: Sequence[Path], what: str) -> dict[str, Path]:
+    """``{stem: file}``; DatasetError when two files share a stem (``a.png`` and ``a.tif``): which one is
+    meant cannot be told, and picking one silently could train on the wrong labels."""
+    by_stem: dict[str, Path] = {}
+    for p in files:
+        if p.stem in by_stem:
+            raise DatasetError(f"two {what}s with one name: {by_stem[p.stem]} and {p.name}; keep one of them")
+        by_stem[p.stem] = p
+    return by_stem
+
+
+def warn_unpaired(files: Sequence[Path], what: str, other: Path) -> None:
+    """Say (once, with a count) that some files have no partner and are not used."""
+    if files:
+        first = sorted(files)[0]
+        warnings.warn(
+            f"{len(files)} {what}(s) without an image in {other} are not used (first: {first})",
+            Notice,
+            stacklevel=3,
+        )
 
 
 def folder_root(root: Path, split: str | None) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dakd_edge.data.folder import PairDataset, list_images, pair_by_stem
+from dakd_edge.data.folder import PairDataset, list_images, pair_by_stem, unique_stems, warn_unpaired
 from dakd_edge.errors import DatasetError
 from dakd_edge.meta import BINARY_CLASSES
 
@@ -49,7 +49,7 @@ def _sensor_pairs(base: Path, split: str, sensor: str) -> list[tuple[Path, Path]
     if not folder.is_dir():
         raise DatasetError(f"SOS folder not found: {folder}")
     files = list_images(folder)
-    masks = {p.stem: p for p in files if p.stem.endswith("_mask")}
+    masks = unique_stems([p for p in files if p.stem.endswith("_mask")], "mask")
     pairs, missing = [], []
     for img in (p for p in files if p.stem.endswith("_sat")):
         m = masks.get(img.stem.removesuffix("_sat") + "_mask")
@@ -61,6 +61,8 @@ def _sensor_pairs(base: Path, split: str, sensor: str) -> list[tuple[Path, Path]
         raise DatasetError(f"{len(missing)} image(s) in {folder} have no _mask file (first: {missing[0]})")
     if not pairs:
         raise DatasetError(f"{folder}: no {{ID}}_sat / {{ID}}_mask pairs")
+    used = {b for _, b in pairs}
+    warn_unpaired([m for m in masks.values() if m not in used], "mask", folder)
     return pairs
 
 

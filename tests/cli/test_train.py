@@ -167,3 +167,16 @@ def test_worker_errors_and_memory_hints_are_short():
     assert _memory_options(["train", "--crop", "9"]) == "--crop or --batch"
     assert _memory_options(["jointnet", "train"]).startswith("--crop or --batch-size")
     assert _memory_options(["segment", "a.tif"]) == "--tile or --batch"
+
+
+def test_dataset_notices_are_one_line_in_jointnet(tmp_path, run_cli):
+    """A mask without an image is skipped with a counted warning: one ``dakd-edge: warning:`` line, not
+    Python's warning with a source line (``jointnet`` printed the latter)."""
+    _folder(tmp_path / "ds", n=4, size=16)
+    (tmp_path / "ds" / "images" / "s002.png").unlink()
+    code, out, err = run_cli(["jointnet", "balance", "--data", str(tmp_path / "ds")])
+    assert code == 0 and "b = " in out, err
+    assert err.strip().splitlines() == [
+        f"dakd-edge: warning: 1 mask(s) without an image in {tmp_path / 'ds' / 'images'} are not used "
+        f"(first: {tmp_path / 'ds' / 'masks' / 's002.png'})"
+    ]
