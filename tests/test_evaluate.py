@@ -218,3 +218,20 @@ def test_cli_json_is_strict_when_a_metric_is_undefined(tmp_path, model_file, cap
 
     doc = json.loads(out.read_text(), parse_constant=refuse)
     assert doc["iou"] == [1.0, None] and doc["positive"]["precision"] is None and doc["miou"] == 1.0
+
+
+def test_cli_dataset_notices_are_one_line(tmp_path, model_file, capsys):
+    """Every command's Notices print as one 'dakd-edge: warning:' line (cli.app.main enters
+    notices_as_lines once): evaluate --data printed Python's two-line warning with a source line."""
+    import shutil
+
+    _dataset(tmp_path / "ds")
+    masks = tmp_path / "ds" / "masks"
+    shutil.copy(next(masks.iterdir()), masks / "orphan.png")
+    code, _, err = _cli(
+        ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"], capsys
+    )
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "orphan" in ln]
+    assert len(lines) == 1 and lines[0].startswith("dakd-edge: warning: 1 mask(s) without an image")
+    assert "warnings.warn" not in err and "Notice" not in err

@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     one line and exit 2; SIGINT / SIGTERM remove this run's temporaries and exit 130 / 143 within
     about a second (see :func:`dakd_edge.cli.signals.interruptible`).
     """
+    from dakd_edge.cli.notices import notices_as_lines
     from dakd_edge.cli.signals import Interrupted, interruptible
 
     try:
-        with interruptible():
+        with interruptible(), notices_as_lines():  # every command's Notices: one line each
             rv = cli.main(args=argv, prog_name="dakd-edge", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

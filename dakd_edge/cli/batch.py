@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.notices import notices_as_lines
 from dakd_edge.cli.segment import (
     BATCH_HELP,
     POLS,
@@ -91,17 +90,16 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     o.pop("land_mask", None)
     check_land_mask_file(land)
     pol = o.pop("pol")
-    with notices_as_lines():
-        summary = run(
-            inputs,
-            out,
-            progress=not o.pop("quiet"),
-            land_mask=land,
-            pol=pol.upper() if pol else None,
-            denoise=not o.pop("no_denoise"),
-            scale=o.pop("input_scale"),
-            **o,
-        )
+    summary = run(
+        inputs,
+        out,
+        progress=not o.pop("quiet"),
+        land_mask=land,
+        pol=pol.upper() if pol else None,
+        denoise=not o.pop("no_denoise"),
+        scale=o.pop("input_scale"),
+        **o,
+    )
     for sid, lines in summary["warnings"].items():
         for line in lines:
             click.echo(f"dakd-edge: warning: {sid}: {line}", err=True)

@@ -69,7 +69,6 @@ def export(
     """
     require_extra("torch", "export", "torch", "onnx")
     from dakd_edge.atomic import check_distinct, check_output
-    from dakd_edge.cli.notices import notices_as_lines
     from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape
 
     if model is not None and Path(model).exists():  # `export m.safetensors -o m.safetensors` replaced it
@@ -102,13 +101,12 @@ def export(
             calib_dir=calib, calib_cache=calib_cache,
         )  # fmt: skip
     model_obj, meta = load_for_export(model, num_classes=num_classes)
-    with notices_as_lines():  # the library's Notices (tile of a fixed --shape, timing cache): one line each
-        if ecfg is None:
-            report = export_onnx(model_obj, meta, out, cfg, overwrite=overwrite)
-        else:
-            from dakd_edge.export.tensorrt import export_engine
+    if ecfg is None:
+        report = export_onnx(model_obj, meta, out, cfg, overwrite=overwrite)
+    else:
+        from dakd_edge.export.tensorrt import export_engine
 
-            report = export_engine(model_obj, meta, out, ecfg, cfg, overwrite=overwrite)
+        report = export_engine(model_obj, meta, out, ecfg, cfg, overwrite=overwrite)
     if json_out:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

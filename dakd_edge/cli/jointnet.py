@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from dakd_edge.cli.fields import config_from, field_default, field_option
-from dakd_edge.cli.notices import notices_as_lines
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import JointNetTrainConfig
@@ -36,9 +35,6 @@ def jointnet() -> None:
       dakd-edge jointnet generate runs/jn/last.pt --n 4480 --out aug/
       dakd-edge jointnet report aug/ --real SOS/ --real-sensor palsar
     """
-    # The library's notices (e.g. masks without an image in --data) as one line each, not as Python's
-    # two-line warning with a source line
-    click.get_current_context().with_resource(notices_as_lines())
 
 
 def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) -> Any:

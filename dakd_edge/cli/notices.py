@@ -1,4 +1,4 @@
-"""Notices printed as they happen, for commands that run for hours (``train``, ``batch``)."""
+"""Notices printed as one line as they happen, for every command (entered once, in ``cli.app.main``)."""
 
 from __future__ import annotations
 

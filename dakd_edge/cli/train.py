@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from dakd_edge.cli.fields import config_from, field_option
-from dakd_edge.cli.notices import notices_as_lines
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import TrainConfig
@@ -133,10 +132,7 @@ def train(**o: Any) -> None:
         raise option_error(e) from e
     for line in _no_effect(o):
         click.echo(f"dakd-edge: warning: {line}", err=True)
-    with notices_as_lines():
-        summary = run(
-            cfg, o["out_dir"], resume=o["resume"], progress=not o["quiet"], overwrite=o["overwrite"]
-        )
+    summary = run(cfg, o["out_dir"], resume=o["resume"], progress=not o["quiet"], overwrite=o["overwrite"])
     if int(os.environ.get("RANK", "0")) == 0:
         best = summary["best"]
         msg = f"model: {summary['model']}  steps {summary['steps']}  {summary['seconds']:.0f} s"

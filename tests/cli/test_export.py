@@ -73,18 +73,19 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
 
 
 def test_export_notices_are_one_line_and_engine_refusals_come_first(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The library's Notices (a fixed --shape's tile, a foreign timing cache, the engine opset) reached
     the user as Python's two-line warning, or not at all; and `--precision int8` without --calib was
     refused only after the model had loaded."""
     import warnings
 
-    from dakd_edge.errors import ExportError, Notice
+    from dakd_edge.errors import Notice
     from dakd_edge.export import onnx as export_onnx_mod
     from dakd_edge.export.onnx import OnnxExportReport
     from tests.export import fake_trt
     from tests.export.toy import toy
+    from tests.reliability.cli import run
 
     loads: list[str] = []
     monkeypatch.setattr(export_onnx_mod, "load_for_export", lambda spec, **kw: (loads.append(spec), toy())[1])
@@ -94,12 +95,12 @@ def test_export_notices_are_one_line_and_engine_refusals_come_first(
         return OnnxExportReport(str(out), cfg.ops, cfg.opset, True, False, 0, {}, 0.0)
 
     monkeypatch.setattr(export_onnx_mod, "export_onnx", fake_export)
-    r = CliRunner().invoke(cli, ["export", "toy", "-o", str(tmp_path / "m.onnx")])
-    assert r.exit_code == 0, r.output
-    assert "dakd-edge: warning: the file records tile 32" in r.output.splitlines()
-    assert "warnings.warn" not in r.output and loads == ["toy"]
+    code, _, err = run(["export", "toy", "-o", str(tmp_path / "m.onnx")], capsys)
+    assert code == 0, err
+    assert "dakd-edge: warning: the file records tile 32" in err.splitlines()
+    assert "warnings.warn" not in err and loads == ["toy"]
     fake_trt.install(monkeypatch, "10.3.0")
     args = ["export", "toy", "-o", str(tmp_path / "m.engine"), "--precision", "int8"]
-    r = CliRunner().invoke(cli, args)
-    assert isinstance(r.exception, ExportError) and "--calib" in str(r.exception)
+    code, _, err = run(args, capsys)  # (after a note that these ops build from standard ones)
+    assert code == 2 and err.splitlines()[-1].startswith("dakd-edge: error: --precision int8 needs --calib")
     assert loads == ["toy"]  # refused before loading the model
