@@ -52,6 +52,18 @@ def cuda_runtime_version(cudart: Any) -> str | None:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
+def gpu_identity(cudart: Any) -> tuple[str | None, str | None]:
+    """(name, ``"8.7"``-style compute capability) of device 0, (None, None) where CUDA cannot say.
+    A TensorRT engine runs only on GPUs of the compute capability it was built for."""
+    try:
+        props = cuda_call(cudart.cudaGetDeviceProperties(0))
+        name = props.name
+        name = name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
+        return name, f"{int(props.major)}.{int(props.minor)}"
+    except Exception:  # informational: an old cuda-python or a driver that does not answer
+        return None, None
+
+
 def parse_version(text: str) -> tuple[int, int]:
     """(major, minor) of a TensorRT or CUDA version string: ``"8.5.2.2"`` -> ``(8, 5)``, ``"10.3.0"`` ->
     ``(10, 3)``. Here, not in the builder, so the plugin check can use it without importing the export."""

@@ -220,7 +220,7 @@ def build_engine(
     import tensorrt as trt
 
     check_precision(cfg.precision, trt.__version__)
-    from dakd_edge.cuda import cuda_runtime_version, import_cudart
+    from dakd_edge.cuda import cuda_runtime_version, gpu_identity, import_cudart
 
     t0 = time.perf_counter()
     version = trt.__version__
@@ -289,13 +289,14 @@ def build_engine(
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)")
     cudart = import_cudart()
+    gpu_name, capability = gpu_identity(cudart)
     info = {
         "format": "dakd-edge-engine",
         ENGINE.meta_key: meta.to_dict(),
         "tensorrt_version": version,
         "cuda_version": cuda_runtime_version(cudart),
-        "gpu": _gpu_name(cudart),
-        "compute_capability": _compute_capability(cudart),
+        "gpu": gpu_name,
+        "compute_capability": capability,
         "precision": cfg.precision,
         ENGINE.ops_key: ops,
         "profile": prof,
@@ -351,28 +352,6 @@ def _keep_fp32(network: Any, trt: Any, patterns: tuple[str, ...]) -> int:
                     layer.set_output_type(j, trt.float32)
             pinned += 1
     return pinned
-
-
-def _gpu_name(cudart: Any) -> str | None:
-    try:
-        from dakd_edge.cuda import cuda_call
-
-        props = cuda_call(cudart.cudaGetDeviceProperties(0))
-        name = props.name
-        return name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
-    except Exception:  # informational only
-        return None
-
-
-def _compute_capability(cudart: Any) -> str | None:
-    """``"8.7"`` style compute capability of device 0 (engines are specific to it), or None."""
-    try:
-        from dakd_edge.cuda import cuda_call
-
-        props = cuda_call(cudart.cudaGetDeviceProperties(0))
-        return f"{int(props.major)}.{int(props.minor)}"
-    except Exception:  # informational only
-        return None
 
 
 def calibration_shape(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.cuda import check_device, cuda_call, cuda_runtime_version, import_cudart
+from dakd_edge.cuda import check_device, cuda_call, cuda_runtime_version, gpu_identity, import_cudart
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.extras import install_hint
 from dakd_edge.formats import (
@@ -219,8 +219,15 @@ def read_engine_sidecar(engine: str | Path) -> dict[str, Any]:
     return info
 
 
-def check_engine_compat(info: dict[str, Any], trt_version: str, cuda_version: str | None) -> None:
-    """Refuse engines built by another TensorRT (or CUDA major) version: engines are not portable."""
+def check_engine_compat(
+    info: dict[str, Any],
+    trt_version: str,
+    cuda_version: str | None,
+    gpu: tuple[str | None, str | None] = (None, None),
+) -> None:
+    """Refuse engines built by another TensorRT (or CUDA major) version, or for a GPU of another compute
+    capability (``gpu``: this machine's (name, capability)): engines are not portable, and TensorRT's
+    own refusal names neither GPU."""
     built = info.get("tensorrt_version")
     if built != trt_version:
         raise ModelFileError(
@@ -232,13 +239,21 @@ def check_engine_compat(info: dict[str, Any], trt_version: str, cuda_version: st
         raise ModelFileError(
             f"engine was built for CUDA {built_cuda} but this machine runs CUDA {cuda_version}; rebuild it here"
         )
+    built_cc, (name, cc) = info.get("compute_capability"), gpu
+    if built_cc and cc and str(built_cc) != cc:
+        raise ModelFileError(
+            f"engine was built for {info.get('gpu') or 'a GPU'} (compute capability {built_cc}) but this "
+            f"machine's GPU is {name or 'another'} ({cc}); engines are not portable: rebuild it here with "
+            "`dakd-edge export MODEL --format engine`"
+        )
 
 
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine plus its JSON sidecar (metadata, versions, shape profile).
 
     Device memory and the stream come from ``cuda-python`` (no torch). Inputs outside the profile's
-    min/max sizes are padded (smaller) or refused (larger); batches are split to the profile's max.
+    min/max sizes are padded (smaller) or refused (larger); batches are split to the profile's max
+    batch and the last one padded to its min (a fixed-batch engine).
     Needs TensorRT >= 8.5 (JetPack >= 5.1): the name-based tensor API used here starts there.
     """
 
@@ -257,7 +272,9 @@ class TensorRTBackend(Backend):
 
         check_tensorrt_version(trt.__version__)
         self._cudart = import_cudart()
-        check_engine_compat(info, trt.__version__, cuda_runtime_version(self._cudart))
+        check_engine_compat(
+            info, trt.__version__, cuda_runtime_version(self._cudart), gpu_identity(self._cudart)
+        )
         if info.get(ENGINE.ops_key) == "plugin":
             from dakd_edge.export.plugins import register_plugins
 
@@ -288,7 +305,11 @@ class TensorRTBackend(Backend):
     def _run(self, x: np.ndarray) -> np.ndarray:
         cudart = self._cudart
         kind = cudart.cudaMemcpyKind
-        self.context.set_input_shape(INPUT_NAME, x.shape)
+        if self.context.set_input_shape(INPUT_NAME, x.shape) is False:
+            raise InputError(
+                f"input {tuple(x.shape)} is outside the engine's shape profile "
+                f"(min {self.profile.get('min')}, max {self.profile.get('max')}); rebuild it with --shape"
+            )
         out_shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
         out = np.empty(out_shape, dtype=np.float32)
         d_in = self._device_buffer(INPUT_NAME, x.nbytes)
@@ -320,8 +341,14 @@ class TensorRTBackend(Backend):
         ph, pw = max(0, lo[2] - h), max(0, lo[3] - w)
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
-        step = max(1, int(hi[0]))
-        outs = [self._run(np.ascontiguousarray(x[i : i + step])) for i in range(0, n, step)]
+        step, least = max(1, int(hi[0])), max(1, int(lo[0]))
+        outs = []
+        for i in range(0, n, step):
+            part = x[i : i + step]
+            k = len(part)
+            if k < least:  # a fixed-batch engine (--shape N x ...): the last tiles padded with zeros
+                part = np.concatenate([part, np.zeros((least - k, *part.shape[1:]), part.dtype)])
+            outs.append(self._run(np.ascontiguousarray(part))[:k])
         return np.concatenate(outs)[:, :, :h, :w]
 
     def close(self) -> None:

@@ -423,3 +423,40 @@ def test_plugins_need_tensorrt_10_8(version: str, monkeypatch: pytest.MonkeyPatc
         f"TensorRT {version} cannot serve the plugins (needs >= 10.8 with tensorrt.plugin); "
         "use --ops standard (TensorRT >= 8.5)"
     )
+
+
+def test_runner_pads_fixed_batches_and_refuses_another_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A fixed-batch engine (--shape 2x...) gets its last tiles padded to the batch (3 tiles ran as a
+    batch of 1 the engine cannot take); a shape the profile refuses is one line; an engine built for a
+    GPU of another compute capability is refused naming both GPUs (TensorRT's own failure named none)."""
+    from dakd_edge.errors import InputError, ModelFileError
+    from dakd_edge.inference.backends import TensorRTBackend
+
+    trt = fake_trt.install(monkeypatch, "10.3.0")
+    info = _sidecar("10.3.0")
+    fixed = [2, 1, 40, 48]
+    info["profile"] = {"min": fixed, "opt": fixed, "max": fixed}
+    write_engine(
+        tmp_path / "f.engine", b"engine 10.3.0", {**info, "gpu": "Fake Orin", "compute_capability": "8.7"}
+    )
+    backend = TensorRTBackend(tmp_path / "f.engine")
+    out = backend.predict(np.zeros((3, 1, 40, 48), np.float32))
+    assert out.shape == (3, fake_trt.CLASSES, 40, 48)
+    shapes = [c[2] for c in trt.calls if c[0] == "set_input_shape"]
+    assert shapes == [(2, 1, 40, 48), (2, 1, 40, 48)]
+    monkeypatch.setattr(backend.context, "set_input_shape", lambda name, shape: False, raising=False)
+    with pytest.raises(InputError, match=r"^input \(2, 1, 40, 48\) is outside the engine's shape profile"):
+        backend.predict(np.zeros((2, 1, 40, 48), np.float32))
+    backend.close()
+    write_engine(
+        tmp_path / "a.engine", b"engine 10.3.0", {**info, "gpu": "NVIDIA A100", "compute_capability": "8.0"}
+    )
+    with pytest.raises(
+        ModelFileError,
+        match=r"built for NVIDIA A100 \(compute capability 8\.0\) but this machine's GPU is Fake Orin \(8\.7\)",
+    ):
+        TensorRTBackend(tmp_path / "a.engine")
+    write_engine(tmp_path / "o.engine", b"engine 10.3.0", info)  # an older sidecar: no capability recorded
+    TensorRTBackend(tmp_path / "o.engine").close()
