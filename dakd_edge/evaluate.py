@@ -62,20 +62,46 @@ def colorize(classes: np.ndarray, palette: Any) -> np.ndarray:
     return lut[classes.astype(np.uint8)]
 
 
-def png_folder(save_png: str | os.PathLike | None) -> Path | None:
+def png_folder(save_png: str | os.PathLike | None, data: str | os.PathLike | None = None) -> Path | None:
     """The ``--save-png`` folder, created and probed with a real file (``os.access`` says yes to root on
-    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored."""
+    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored.
+
+    A folder inside the dataset is refused: PNGs named like its files would replace its labels (OSD's
+    ``labels/img_0001.png``), or be read as more images by the next evaluation (SOS ``1_sat.png``)."""
     from dakd_edge.atomic import probe_writable
 
     if not save_png:
         return None
     d = Path(save_png)
+    if data is not None:
+        root, here = Path(data).resolve(), d.resolve()
+        if here == root or root in here.parents:
+            raise OutputError(
+                f"--save-png {d} is inside the dataset {data}: its PNGs could replace the dataset's labels "
+                "or be read as images next time; give a folder outside it"
+            )
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create the prediction PNG folder {d} ({e.strerror or e})") from None
     probe_writable(d)
     return d
+
+
+def png_paths(ds: Any, n: int, folder: Path, overwrite: bool) -> list[Path]:
+    """Where the PNG of each of the first ``n`` samples goes: ``{image stem}.png`` (``{index}_{stem}``
+    where stems repeat, as two sensors' folders may), refusing existing files unless ``overwrite``."""
+    stems = [_stem(ds, i) for i in range(n)]
+    if len(set(stems)) < n:
+        stems = [f"{i:05d}_{s}" for i, s in enumerate(stems)]
+    paths = [folder / f"{s}.png" for s in stems]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{existing[0]} exists ({len(existing)} of the {n} prediction PNGs do); pass --overwrite, or "
+            "another --save-png folder"
+        )
+    return paths
 
 
 def evaluate(
@@ -87,6 +113,7 @@ def evaluate(
     save_png: str | os.PathLike | None = None,
     limit: int | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``predictor`` on a dataset split; returns the metrics dict plus run facts.
 
@@ -100,7 +127,8 @@ def evaluate(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise DatasetError(f"{data} ({split}) has no images")
-    png_dir = png_folder(save_png)
+    png_dir = png_folder(save_png, data)
+    pngs = png_paths(ds, n, png_dir, overwrite) if png_dir is not None else []
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0
     with _progress(n, progress) as advance:
@@ -112,8 +140,8 @@ def evaluate(
             pixels += pred.size
             mask = np.asarray(s["mask"])
             cm.update(np.where(pred == IGNORE_INDEX, 0, pred), mask)
-            if png_dir is not None:
-                _write_png(png_dir / f"{_stem(ds, i)}.png", colorize(pred, meta.palette))
+            if pngs:
+                _write_png(pngs[i], colorize(pred, meta.palette))
             advance()
     result = cm.compute()
     result.update(

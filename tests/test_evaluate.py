@@ -235,3 +235,26 @@ def test_cli_dataset_notices_are_one_line(tmp_path, model_file, capsys):
     lines = [ln for ln in err.splitlines() if "orphan" in ln]
     assert len(lines) == 1 and lines[0].startswith("dakd-edge: warning: 1 mask(s) without an image")
     assert "warnings.warn" not in err and "Notice" not in err
+
+
+def test_save_png_never_replaces_files_or_writes_into_the_dataset(tmp_path, model_file, capsys):
+    """--save-png replaced existing PNGs without --overwrite, and pointed at a dataset's label folder it
+    replaced OSD's labels with predictions (a later evaluation then scored 1.0 on them)."""
+    _dataset(tmp_path / "ds")
+    labels = tmp_path / "ds" / "masks"
+    before = {p.name: p.read_bytes() for p in labels.iterdir()}
+    base = ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"]
+    for folder in (labels, tmp_path / "ds"):
+        code, _, err = _cli([*base, "--save-png", str(folder), "--overwrite"], capsys)
+        assert code == 2 and "is inside the dataset" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
+    png = tmp_path / "png"
+    png.mkdir()
+    (png / "s001.png").write_bytes(b"keep")
+    code, _, err = _cli([*base, "--save-png", str(png)], capsys)
+    assert code == 2 and "s001.png exists (1 of the 2 prediction PNGs do); pass --overwrite" in err
+    assert (png / "s001.png").read_bytes() == b"keep" and not (png / "s000.png").exists()
+    code, _, err = _cli([*base, "--save-png", str(png), "--overwrite"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in png.iterdir()) == ["s000.png", "s001.png"]
+    assert (png / "s001.png").read_bytes()[:4] == b"\x89PNG"

@@ -51,7 +51,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 )
 @click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file or --save-png PNGs.")
 def evaluate(
     model_path: str | None,
     data: str | None,
@@ -106,12 +106,12 @@ def evaluate(
         check_output(json_out, overwrite)
         if model_path:
             check_distinct({"--json": Path(json_out)}, {"model": Path(model_path)})
-    png_folder(save_png)  # before the model loads: a folder that cannot take the PNGs fails first
+    png_folder(save_png, data)  # before the model loads: a folder that cannot take the PNGs fails first
     predictor = load(model_path, backend=backend, device=device, tile=tile)
     try:
         result = run(
             predictor, data, split=split, kind=kind, sensor=sensor, save_png=save_png, limit=limit,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), overwrite=overwrite,
         )  # fmt: skip
     finally:
         predictor.close()

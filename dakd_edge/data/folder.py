@@ -179,7 +179,7 @@ def pair_by_stem(
         raise DatasetError(f"mask folder not found: {masks}")
     by_stem = unique_stems(list_images(masks), "mask")
     pairs, missing = [], []
-    for img in list_images(images):
+    for img in unique_stems(list_images(images), "image").values():  # 1_sat.jpg + 1_sat.png: refused
         m = by_stem.get(mask_stem(img.stem))
         if m is None:
             missing.append(img.name)

@@ -51,7 +51,7 @@ def _sensor_pairs(base: Path, split: str, sensor: str) -> list[tuple[Path, Path]
     files = list_images(folder)
     masks = unique_stems([p for p in files if p.stem.endswith("_mask")], "mask")
     pairs, missing = [], []
-    for img in (p for p in files if p.stem.endswith("_sat")):
+    for img in unique_stems([p for p in files if p.stem.endswith("_sat")], "image").values():
         m = masks.get(img.stem.removesuffix("_sat") + "_mask")
         if m is None:
             missing.append(img.name)
