@@ -603,7 +603,7 @@ def test_damaged_batch_json_and_other_options_are_named(tmp_path):
     with pytest.raises(OutputError) as e:
         runner._prepare(tmp_path, other, resume=True)
     msg = str(e.value)
-    assert 'backend: "auto" then, "onnxruntime" now; segment.min_area: null then, "10px" now)' in msg
+    assert 'backend: "auto" then, "onnxruntime" now; segment.min_area: "5px" then, "10px" now)' in msg
     assert "flatten" not in msg  # equal settings are not listed
     # tile and overlap compare as the model resolves them: --tile 256 is the model's default 256
     stored, _ = runner._prepare(tmp_path, runner._options(None, "auto", 256, None, seg), resume=True)
@@ -1168,3 +1168,44 @@ def test_a_slick_cut_by_the_seam_touches_no_edge_once_merged(local_ray, tmp_path
     feats = sorted(read_layer(out / "spills.gpkg"), key=lambda f: -f["area_m2"])
     assert [(f["scene_ids"], f["n_parts"]) for f in feats] == [("A,B", 2), ("A,B", 2)]
     assert [f["touches_edge"] for f in feats] == [False, True]
+
+
+def test_resume_runs_a_replaced_input_again(local_ray, scenes, tmp_path):
+    """An input replaced after its scene ran (a re-download, a reprocessed product) was skipped by
+    --resume for good, its old results kept; now it runs again, saying so. The same bytes moved with
+    their time kept (``cp -p``, ``rsync -a``: a new inode) do not."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in (0, 1):
+        shutil.copy2(scenes / f"scene{i}.tif", data / f"scene{i}.tif")
+    out = tmp_path / "batch"
+    assert sorted(run([data], out, workers=1, model=MODEL)["ok"]) == ["scene0", "scene1"]
+    before = read_manifest(out)["scene0"]["sha256"]["classes"]
+    moved = data / "moved.tif"
+    shutil.copy2(data / "scene1.tif", moved)
+    moved.replace(data / "scene1.tif")  # same size and time, another inode
+    shutil.copy(scenes / "scene5.tif", data / "scene0.tif")  # other pixels under the same name
+    again = run([data], out, workers=1, model=MODEL, resume=True)
+    assert again["ok"] == ["scene0"] and again["skipped"] == ["scene1"]
+    assert "run again: its input file changed" in again["warnings"]["scene0"][0]
+    after = read_manifest(out)["scene0"]["sha256"]["classes"]
+    assert after != before
+    assert run([data], out, workers=1, model=MODEL, resume=True)["run"] == 0
+
+
+def test_resume_takes_a_default_given_explicitly(tmp_path):
+    """``--min-area 5px`` is the default: a cron job that spells it out resumes a run that did not
+    (it was refused: 'segment.min_area: null then, "5px" now'); another value is still refused."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    seg = {"min_area": None, "land_mask": "auto"}
+    (tmp_path / runner.OPTIONS).write_text(
+        json.dumps(runner._options(None, "auto", None, None, seg), default=str)
+    )
+    for same in ("5px", "5 PX"):
+        runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": same}), True)
+    with pytest.raises(OutputError, match=r'segment.min_area: "5px" then, "6px" now'):
+        runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": "6px"}), True)

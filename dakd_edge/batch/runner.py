@@ -81,7 +81,8 @@ def run(
     another run on it is refused at once with an :class:`OutputError` naming the holder. Every
     finished scene appends a line to ``out/manifest.jsonl`` (and a ``started`` line before it goes to
     a worker); ``resume=True`` continues a batch folder (or starts a new one), skipping scenes whose
-    outputs match the manifest and replacing only outputs the manifest records or claims. A failed scene is retried ``retries`` times (an input error is final at
+    outputs match the manifest and whose input file is as it was then (size and modification time: a
+    replaced input runs again), replacing only outputs the manifest records or claims. A failed scene is retried ``retries`` times (an input error is final at
     once: it would fail the same way) and then recorded as failed; the run goes on. A scene that
     failed on a damaged input file is not run again by ``resume`` while that file's size, modification
     time and inode stay as they were (a cron job would start Ray every time to fail it again): it is
@@ -120,6 +121,11 @@ def run(
             resolve = resolve and _tiling_now(stored, tile, overlap, is_factory(model)) is None
             records, claimed = read_claims(out) if stored is not None else ({}, set())
             good = {i for i, r in records.items() if verified(out, r)}
+            # an input replaced since its scene ran (a re-download, a reprocessed product): run again
+            for s in scenes:
+                if s.id in good and _input_changed(records[s.id], s.path):
+                    good.discard(s.id)
+                    notes.setdefault(s.id, []).append(INPUT_CHANGED)
             done = [s.id for s in scenes if s.id in good]
             # damaged inputs that failed for good and have not changed since: not run again
             still = [] if retry_failed else [s for s in scenes if _still_damaged(records.get(s.id), s.path)]
@@ -183,13 +189,27 @@ def run(
 STILL_DAMAGED = "not run again: the input is unchanged since it failed; --retry-failed runs it"
 
 
+INPUT_CHANGED = "run again: its input file changed (size or modification time) since it ran"
+
+
+def _input_changed(record: dict[str, Any], path: Path) -> bool:
+    """Whether the input file of a scene recorded ok differs from the one it ran on. Size and
+    modification time, not the inode: an archive moved with ``cp -p`` / ``rsync -a`` is the same data.
+    Records without ``input_stat`` (older versions, ``.SAFE`` folders) are taken as unchanged."""
+    from dakd_edge.batch.worker import input_stat
+
+    then = record.get("input_stat")
+    now = input_stat(Path(path))
+    return then is not None and now is not None and list(now[:2]) != list(then[:2])
+
+
 def _still_damaged(record: dict[str, Any] | None, path: Path) -> bool:
     """Whether ``record`` is a failure on a damaged input file that is still as it was then."""
     from dakd_edge.batch.worker import input_stat
 
     if not record or record.get("status") != "failed":
         return False
-    stat = record.get("input_stat")  # recorded for input errors only (final: never retried)
+    stat = record.get("input_stat")  # of a failure: recorded for input errors only (final: never retried)
     return stat is not None and input_stat(Path(path)) == stat
 
 
@@ -334,8 +354,8 @@ def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str
     now = json.loads(json.dumps(options, sort_keys=True, default=str))
     ignore = {"tiling", "tile", "overlap"} if isinstance(stored.get("tiling"), dict) else {"tiling"}
     diff = _differences(
-        {k: v for k, v in stored.items() if k not in ignore},
-        {k: v for k, v in now.items() if k not in ignore},
+        _comparable({k: v for k, v in stored.items() if k not in ignore}),
+        _comparable({k: v for k, v in now.items() if k not in ignore}),
     )
     if diff:
         raise OutputError(f"{out} was run with other options ({'; '.join(diff)}); resume with the same ones")
@@ -384,6 +404,21 @@ def _check_tiling(out: Path, stored: dict[str, Any], tiling: dict[str, int] | No
             raise OutputError(
                 f"{out} was run with other options ({'; '.join(diff)}); resume with the same ones"
             )
+
+
+def _comparable(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with settings spelled several ways in one spelling: ``--min-area 5px`` is the default
+    (None), and ``5 PX`` too (a cron job that spells out its defaults must resume a run that did not)."""
+    from dakd_edge.inference.segment import parse_min_area
+
+    seg = options.get("segment")
+    if not isinstance(seg, dict) or "min_area" not in seg:
+        return options
+    try:
+        m2, px = parse_min_area(seg["min_area"])
+    except InputError:  # a stored value this version cannot read: compared as it is
+        return options
+    return {**options, "segment": {**seg, "min_area": f"{px}px" if m2 is None else f"{m2:g}"}}
 
 
 def _differences(stored: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:

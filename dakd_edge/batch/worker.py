@@ -134,6 +134,7 @@ class SceneWorker:
                 oil_area_m2=report.get("oil_area_m2"),
                 mpix_per_s=report["mpix_per_s"],
                 warnings=[str(w.message) for w in caught if issubclass(w.category, Notice)],
+                input_stat=input_stat(Path(scene["path"])),  # a replaced input runs again on --resume
             )
         except Exception as e:
             final = isinstance(e, InputError | _Unrecorded)  # would fail the same way again
