@@ -125,8 +125,9 @@ def scene_stem(scene: Path) -> str:
         if is_flattened_name(name):
             return f"{scene_stem(scene.resolve().parent.parent)}-{scene.stem}"
         name = zip_product_name(scene) or name
-        for suffix in (".zip", ".SAFE", ".safe"):
-            name = name.removesuffix(suffix)
+        for suffix in (".zip", ".safe", ".tiff", ".tif"):  # a measurement TIFF: its own stem
+            if name.lower().endswith(suffix):
+                return name[: -len(suffix)]
         return name
     return scene.stem
 

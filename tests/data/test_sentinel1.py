@@ -279,6 +279,9 @@ def test_cog_and_flattened_copies_read_the_same(product, tmp_path: Path) -> None
         assert p.meta.polarisation == "VH"
     assert scene_stem(cog) == scene_stem(cog_zip) == cog.name[: -len(".SAFE")]
     assert scene_stem(flat / "measurement" / "iw-vv.tiff") == f"{flat.name}-iw-vv"  # iw-vv names no product
+    tiff = next((product.path / "measurement").glob("*-vv-*.tiff"))  # outputs were NAME.tiff_classes.tif
+    cog_tiff = next((cog / "measurement").glob("*-vv-*-cog.tiff"))
+    assert scene_stem(tiff) == tiff.name[: -len(".tiff")] and scene_stem(cog_tiff) == cog_tiff.stem
     assert not is_sentinel1_product(flat / "annotation")  # a folder of XML alone is no product
 
 
