@@ -326,8 +326,10 @@ def plan_outputs(
         and not Path(report).is_dir()
     )
     jobs = []
+    from dakd_edge.data.rasterinfo import is_vsi
+
     for scene in scenes:
-        if not scene.exists():
+        if not scene.exists() and not is_vsi(scene):  # GDAL checks its virtual paths (/vsizip/...)
             raise InputError(f"{scene}: no such file")
         paths = {
             "out": resolve_output("-o", templates["out"], scene, "{stem}_classes.tif", many)

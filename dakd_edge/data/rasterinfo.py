@@ -21,34 +21,148 @@ import numpy as np
 from dakd_edge.atomic import reason
 from dakd_edge.errors import InputError
 
+_VSI = re.compile(r"^((?:/vsi[a-z0-9_]+/)+)(.*)$", re.DOTALL)
+
+
+def is_vsi(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a GDAL virtual path (``/vsizip/``, ``/vsitar/``, ``/vsigzip/``, ...)."""
+    return bool(_VSI.match(os.fspath(path)))
+
+
+def gdal_name(path: str | os.PathLike) -> str:
+    """``path`` as GDAL must see it. ``Path`` folds ``/vsizip//data/a.zip/b.tif`` (an absolute archive)
+    into ``/vsizip/data/a.zip/b.tif``, which GDAL reads relative to the working folder: the ``//`` is
+    put back when only the absolute archive exists."""
+    s = os.fspath(path)
+    m = _VSI.match(s)
+    if not m:
+        return s
+    prefix, rest = m.groups()
+    first = rest.split("/", 1)[0]
+    if first and not Path(first).exists() and Path("/" + first).exists():
+        return f"{prefix}/{rest}"
+    return s
+
 
 def open_raster(path: str | os.PathLike):
-    """``rasterio.open`` with typed, one-line errors for missing, unreadable and empty rasters."""
+    """``rasterio.open`` with typed, one-line errors for missing, unreadable and empty rasters.
+
+    GDAL virtual paths (``/vsizip/a.zip/b.tif``) are opened as they are; a BEAM-DIMAP product's
+    ``.dim`` (SNAP's default format) as its bands (:func:`dimap_vrt`); a gzip-compressed file is refused
+    with what to do."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, not a raster")
-    if not p.is_file():  # GDAL would block forever reading a FIFO
-        raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
+    name = gdal_name(path)
+    if not is_vsi(name):
+        if not p.exists():
+            raise InputError(f"{p}: no such file")
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, not a raster")
+        if not p.is_file():  # GDAL would block forever reading a FIFO
+            raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
+        if p.suffix.lower() == ".dim" and b"<Dimap_Document" in _head(p):
+            name = dimap_vrt(p)
     try:
         with warnings.catch_warnings():  # "not georeferenced" is reported by describe_raster itself
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(p)
+            ds = rasterio.open(name)
     except (RasterioError, OSError) as e:
+        if not is_vsi(name) and _head(p)[:2] == b"\x1f\x8b":
+            raise InputError(
+                f"{p}: a gzip-compressed file, which GDAL does not open as a raster; decompress it first "
+                f"(gunzip -k), or give /vsigzip/{p.resolve()} (slow: no random access)"
+            ) from None
         raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         ds.close()
         raise InputError(f"{p}: empty raster ({ds.count} band(s) of {ds.height} x {ds.width})")
     try:
-        check_complete(p, ds.driver)
+        if not is_vsi(name):
+            check_complete(p, ds.driver)
     except InputError:
         ds.close()
         raise
     return ds
+
+
+def _head(p: Path, n: int = 4096) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def dimap_vrt(dim: Path) -> str:
+    """A BEAM-DIMAP product (``X.dim`` + ``X.data/*.img`` ENVI files, SNAP's default format) as one
+    in-memory VRT (XML): one band per stored band, with its name as the band description and the
+    no-data value and scaling of the ``.dim`` (the ENVI headers carry neither: SNAP's 0 outside the
+    swath would be read as data). Georeference is the first band file's (ENVI ``map info``, written
+    for map-projected products); virtual (expression) bands, stored nowhere, are left out."""
+    import xml.etree.ElementTree as ET
+    from xml.sax.saxutils import escape
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    try:
+        root = ET.parse(dim).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise InputError(f"{dim}: damaged BEAM-DIMAP header ({e})") from None
+    info = {}
+    for b in root.iter("Spectral_Band_Info"):
+        info[(b.findtext("BAND_INDEX") or "").strip()] = b
+    bands = []
+    for df in root.iter("Data_File"):
+        el = df.find("DATA_FILE_PATH")
+        img = (dim.parent / ("" if el is None else el.get("href", ""))).with_suffix(".img")
+        if not img.is_file():
+            raise InputError(f"{dim}: its band file {img} is missing (copy the whole {dim.stem}.data folder)")
+        bands.append((img, info.get((df.findtext("BAND_INDEX") or "").strip())))
+    if not bands:
+        raise InputError(f"{dim}: a BEAM-DIMAP header that lists no band file")
+    parts = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(bands[0][0]) as first:
+                h, w, crs, transform = first.height, first.width, first.crs, first.transform
+            for i, (img, b) in enumerate(bands, 1):
+                with rasterio.open(img) as ds:
+                    if (ds.height, ds.width) != (h, w):
+                        raise InputError(f"{dim}: its bands differ in size ({img.name}); export one band")
+                    dtype = ds.dtypes[0]
+                band = [f'<VRTRasterBand dataType="{_VRT_TYPES.get(dtype, "Float32")}" band="{i}">']
+                band.append(f"<Description>{escape(_text(b, 'BAND_NAME') or img.stem)}</Description>")
+                if _text(b, "NO_DATA_VALUE_USED").lower() == "true" and _text(b, "NO_DATA_VALUE"):
+                    band.append(f"<NoDataValue>{escape(_text(b, 'NO_DATA_VALUE'))}</NoDataValue>")
+                scale, offset = _text(b, "SCALING_FACTOR") or "1", _text(b, "SCALING_OFFSET") or "0"
+                if float(scale) != 1.0 or float(offset) != 0.0:
+                    band.append(f"<Scale>{escape(scale)}</Scale><Offset>{escape(offset)}</Offset>")
+                band.append(
+                    f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(img.resolve()))}'
+                    "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+                )
+                parts.append("".join(band))
+    except (RasterioError, OSError, ValueError) as e:
+        raise InputError(f"{dim}: cannot read its band files ({reason(e)})") from None
+    geo = ""
+    if crs is not None and not transform.is_identity:
+        gt = ", ".join(repr(v) for v in transform.to_gdal())
+        geo = f"<SRS>{escape(crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>"
+    return f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{geo}{"".join(parts)}</VRTDataset>'
+
+
+def _text(el: Any, key: str) -> str:
+    """The stripped text of ``el``'s child ``key`` ("" when either is missing)."""
+    return "" if el is None else (el.findtext(key) or "").strip()
+
+
+_VRT_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+              "int32": "Int32", "float32": "Float32", "float64": "Float64", "complex_int16": "CInt16",
+              "complex64": "CFloat32", "complex128": "CFloat64"}  # fmt: skip
 
 
 def check_complete(path: Path, driver: str) -> None:

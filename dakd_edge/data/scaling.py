@@ -33,7 +33,10 @@ def detect_scale(sample: np.ndarray) -> str:
         if lo >= 0 and hi <= 255:
             return "uint8"
         raise InputError(
-            f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]; pass --input-scale"
+            f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]: integers past 255 are "
+            "usually uncalibrated digital numbers (amplitude), which no --input-scale reads right; "
+            "calibrate them to sigma0 (dB or linear float, e.g. with SNAP's Calibrate) or give the file "
+            "a GDAL scale/offset to physical values; pass --input-scale only if they are dB or linear"
         )
     med = float(np.median(finite))
     p99 = float(np.percentile(finite, 99))

@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -94,6 +95,23 @@ def raster_info(
     return SceneInfo(*common, ds.crs, ds.transform, True)
 
 
+# A band description naming calibrated co-polarised backscatter, as SNAP exports name them (Sigma0_VV,
+# Sigma0_VV_db, Gamma0_HH, Sigma0_VV_mst_01Jan2021): the band a one-band model is meant for.
+_CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
+
+
+def co_pol_band(ds: Any, bands: tuple[int, ...]) -> int | None:
+    """The one band of ``bands`` whose description names calibrated VV or HH backscatter, or None
+    (no such band, or several)."""
+    found = [b for b in bands if _CO_POL.fullmatch((ds.descriptions[b - 1] or "").strip())]
+    return found[0] if len(found) == 1 else None
+
+
+def band_list(ds: Any, bands: tuple[int, ...]) -> str:
+    """``"1 Sigma0_VH, 2 Sigma0_VV, 3 incidence"`` (band numbers with their descriptions)."""
+    return ", ".join(f"{b} {ds.descriptions[b - 1]}" if ds.descriptions[b - 1] else str(b) for b in bands)
+
+
 _S = TypeVar("_S", bound="Scene")
 
 
@@ -139,30 +157,46 @@ class SceneReader(Scene):
 
     def _validate(self, p: Path, in_chans: int, band: int | None) -> SceneInfo:
         ds = self.ds
+        # An alpha band (grey + alpha, RGBA) is the validity mask GDAL applies (read_masks), not data.
+        data = tuple(b for b in range(1, ds.count + 1) if ds.colorinterp[b - 1] != ColorInterp.alpha)
         if band is not None:
             if in_chans != 1:
                 raise InputError(f"--band picks one band, but the model takes {in_chans} bands")
             if not 1 <= band <= ds.count:
                 raise InputError(f"{p}: band {band} does not exist (the scene has {ds.count} band(s))")
+            if band not in data:
+                raise InputError(f"{p}: band {band} is an alpha (mask) band; choose another with --band")
             bands: tuple[int, ...] = (band,)
-        elif ds.count == in_chans:
-            bands = tuple(range(1, ds.count + 1))
-        elif in_chans == 1 and self._bands_identical():
+        elif len(data) == in_chans:
+            bands = data
+        elif in_chans == 1 and self._bands_identical(data):
             warnings.warn(
-                f"{p}: its {ds.count} bands are identical (grey stored as RGB); using band 1",
+                f"{p}: its {len(data)} bands are identical (grey stored as RGB); using band 1",
                 Notice,
                 stacklevel=3,
             )
-            bands = (1,)
+            bands = (data[0],)
+        elif in_chans == 1 and (pick := co_pol_band(ds, data)) is not None:
+            warnings.warn(
+                f"{p}: using band {pick} ({ds.descriptions[pick - 1]}) of its {len(data)} bands "
+                f"({band_list(ds, data)}); choose another with --band N",
+                Notice,
+                stacklevel=3,
+            )
+            bands = (pick,)
         elif in_chans == 1:
             raise InputError(
-                f"{p}: {ds.count} different bands but the model takes 1; choose one with --band N"
+                f"{p}: {len(data)} different bands ({band_list(ds, data)}) but the model takes 1; "
+                "choose one with --band N"
             )
         else:
-            raise InputError(f"{p}: {ds.count} band(s) but the model takes {in_chans}")
+            raise InputError(f"{p}: {len(data)} band(s) but the model takes {in_chans}")
         dtypes = {ds.dtypes[b - 1] for b in bands}
-        if any(np.issubdtype(np.dtype(d), np.complexfloating) for d in dtypes):
-            raise InputError(f"{p}: complex-valued bands are not supported (calibrate to sigma0 first)")
+        if any("complex" in d for d in dtypes):  # complex_int16 (CInt16 SLC) is no numpy dtype
+            raise InputError(
+                f"{p}: complex-valued bands ({', '.join(sorted(dtypes))}, e.g. SLC) are not supported; "
+                "calibrate and detect them to sigma0 intensity first"
+            )
         if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in bands):
             raise InputError(
                 f"{p}: a palette (colour-table) image holds colour indices, not SAR intensity; "
@@ -210,13 +244,13 @@ class SceneReader(Scene):
         out[:, bad] = np.nan
         return out
 
-    def _bands_identical(self, grid: int = 4, size: int = 64) -> bool:
-        """All bands equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
+    def _bands_identical(self, bands: tuple[int, ...], grid: int = 4, size: int = 64) -> bool:
+        """All ``bands`` equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
         h, w = self.ds.height, self.ds.width
         for y in np.linspace(0, max(h - size, 0), grid).astype(int):
             for x in np.linspace(0, max(w - size, 0), grid).astype(int):
                 win = Window(int(x), int(y), min(size, w), min(size, h))
-                a = self.read(list(range(1, self.ds.count + 1)), window=win)
+                a = self.read(list(bands), window=win)
                 if not all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
                     return False
         return True

@@ -148,6 +148,35 @@ def shift_gcps(gcps: Any, d: float) -> tuple[Any, ...]:
     )
 
 
+def gcps_lonlat(gcps: list[Any], crs: Any) -> tuple[list[Any], Any]:
+    """``gcps`` with x/y in WGS84 longitude/latitude (EPSG:4326), as the georeference takes them: GCPs
+    in a projected CRS (UTM metres, as a co-registration or GCP tool may write them) or in another
+    geographic datum are transformed; WGS84 ones and GCPs without a CRS are returned as they are."""
+    if crs is None:
+        return gcps, crs
+    from pyproj import CRS as PCRS
+    from pyproj import Transformer
+    from pyproj.exceptions import ProjError
+    from rasterio.control import GroundControlPoint
+
+    src = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    wgs84 = PCRS.from_epsg(4326)
+    if src.is_geographic and src.ellipsoid == wgs84.ellipsoid:
+        return gcps, crs  # WGS84 (or a realisation of it): lon/lat already
+    try:
+        to_ll = Transformer.from_crs(src, wgs84, always_xy=True)
+        lon, lat = to_ll.transform([g.x for g in gcps], [g.y for g in gcps], errcheck=True)
+    except ProjError as e:
+        raise InputError(f"its GCPs in {src.name} cannot be placed on the globe ({e})") from None
+    moved = [
+        GroundControlPoint(row=g.row, col=g.col, x=float(x), y=float(y), z=g.z, id=g.id, info=g.info)
+        for g, x, y in zip(gcps, lon, lat, strict=True)
+    ]
+    from rasterio.crs import CRS
+
+    return moved, CRS.from_epsg(4326)
+
+
 def georef_of(info: SceneInfo) -> Any:
     """A :class:`dakd_edge.data.landmask.Georef` (pixel <-> WGS84) of the scene, or None.
 
@@ -155,8 +184,8 @@ def georef_of(info: SceneInfo) -> Any:
     from dakd_edge.data.landmask import make_georef
 
     if info.gcps:
-        gcps = list(shift_gcps(info.gcps, -GDAL_CENTRE))
-        return make_georef(gcps=gcps, crs=info.gcps_crs, pixel_size_m=info.pixel_size_m)
+        gcps, crs = gcps_lonlat(list(shift_gcps(info.gcps, -GDAL_CENTRE)), info.gcps_crs)
+        return make_georef(gcps=gcps, crs=crs, pixel_size_m=info.pixel_size_m)
     if info.crs is not None and info.georeferenced:
         return make_georef(crs=info.crs, transform=info.transform)
     return None

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
@@ -36,3 +37,16 @@ def test_crs_without_transform_is_not_georeferenced(tmp_path: Path) -> None:
     """F7.2: as in ``segment``, a CRS with an identity transform is no georeference."""
     d = describe_raster(_write(tmp_path / "n.tif", np.ones((8, 8), np.uint8), transform=Affine.identity()))
     assert d["georeference"] == "none"
+
+
+def test_beam_dimap_is_described_by_its_named_bands(tmp_path: Path) -> None:
+    """``info`` on SNAP's .dim failed in GDAL ("an ENVI header file"); its bands are described with
+    their names, and SNAP's no-data 0 (declared in the .dim only) is left out of the statistics."""
+    from tests.inference.test_raster_variants import write_dimap
+
+    a = np.full((40, 50), 0.03, np.float32)
+    a[:10] = 0.0
+    d = describe_raster(write_dimap(tmp_path, {"Sigma0_VH": a * 0.2, "Sigma0_VV": a}))
+    assert [b["description"] for b in d["bands"]] == ["Sigma0_VH", "Sigma0_VV"] and d["nodata"] == 0.0
+    b = d["bands"][1]
+    assert b["valid_fraction"] == 0.75 and b["min"] == pytest.approx(0.03, rel=1e-6)
