@@ -384,6 +384,15 @@ def test_scene_outline_follows_the_class_maps_georeference(tmp_path) -> None:
     o = layer_mod.scene_outline(path)
     lon, lat = make_georef(gcps=gcps).lonlat(np.array([0, 0, 120, 120]), np.array([0, 160, 160, 0]))
     assert np.allclose(np.asarray(o.geom.exterior.coords)[[0, 256, 512, 768]], np.c_[lon, lat], atol=1e-9)
+    # the same GCPs in UTM metres (as co-registration tools write them): the same outline (was None)
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
+    utm = [GroundControlPoint(row=g.row, col=g.col, x=to_utm.transform(g.x, g.y)[0], y=to_utm.transform(g.x, g.y)[1])
+           for g in gcps]  # fmt: skip
+    with rasterio.open(tmp_path / "utm_gcps.tif", "w", **prof, gcps=utm, crs="EPSG:32633") as ds:
+        ds.write(data, 1)
+    o_utm = layer_mod.scene_outline(tmp_path / "utm_gcps.tif")
+    assert o_utm is not None
+    assert np.allclose(np.asarray(o_utm.geom.exterior.coords)[[0, 256, 512, 768]], np.c_[lon, lat], atol=1e-8)
     assert layer_mod.scene_outline(write_tif(tmp_path / "plain.tif", data, crs=None)) is None
     assert layer_mod.scene_outline(tmp_path / "missing.tif") is None
 

@@ -204,7 +204,9 @@ def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
     try:
         if gcps:
             from dakd_edge.data.landmask import make_georef
+            from dakd_edge.inference.readers import gcps_lonlat
 
+            gcps, gcps_crs = gcps_lonlat(list(gcps), gcps_crs)  # GCPs in UTM metres: as segment reads them
             lon, lat = make_georef(gcps=gcps, crs=gcps_crs).lonlat(rows, cols, wrap=False)
         elif crs is not None and not transform.is_identity:
             from pyproj import Transformer
