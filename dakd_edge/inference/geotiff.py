@@ -211,10 +211,60 @@ class SceneReader(Scene):
         offset = np.array([ds.offsets[b - 1] for b in bands], np.float64)
         self._affine_values = (gain, offset) if (gain != 1).any() or (offset != 0).any() else None
         self._masked = any(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands)
+        if nodata is None and self._affine_values is None and not self._masked:
+            nodata = self._fill_nodata(p, bands)
+            self._raw_nodata = nodata
         dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes).name
         if self._affine_values is not None:
             dtype, nodata = "float32", None  # nodata is masked as NaN before scaling
         return raster_info(p, ds, bands, dtype, nodata)
+
+    def _fill_nodata(self, p: Path, bands: tuple[int, ...], per_side: int = 32) -> float | None:
+        """A fill value on the scene's edge when the file declares no nodata (a common export).
+
+        ``per_side`` points along each edge (one block read each) are read. When most of them hold one
+        value that no backscatter takes (-9999, -32768, -3.4e38: at most -100, or 1e30 and beyond),
+        it is the nodata value, with a notice: read as data, a fill frame was called oil. An edge of
+        exact zeros is ambiguous (linear sigma0 after noise removal is 0 in places; 8-bit black is
+        the darkest sea): a notice says how to declare it, and it stays data."""
+        h, w = self.ds.height, self.ds.width
+        t = np.linspace(0, 1, per_side)
+        rows = np.r_[np.zeros(per_side), np.full(per_side, h - 1), t * (h - 1), t * (h - 1)]
+        cols = np.r_[t * (w - 1), t * (w - 1), np.zeros(per_side), np.full(per_side, w - 1)]
+        try:
+            edge = np.array(
+                [
+                    self.read([bands[0]], window=Window(int(c), int(r), 1, 1))[0, 0, 0]
+                    for r, c in zip(rows, cols, strict=True)
+                ]
+            )
+        except InputError:  # a damaged file: said where its pixels are read
+            return None
+        finite = edge[np.isfinite(edge)] if np.issubdtype(edge.dtype, np.floating) else edge
+        if finite.size < edge.size / 2:
+            return None
+        values, counts = np.unique(finite, return_counts=True)
+        v, share = values[counts.argmax()].item(), counts.max() / edge.size
+        if share < 0.5:
+            return None
+        if v <= -100 or abs(v) >= 1e30:
+            warnings.warn(
+                f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is {v:.9g}, which no "
+                f"backscatter reads: taken as nodata (set it on the file to silence this: "
+                f"gdal_edit.py -a_nodata {v:.9g} FILE)",
+                Notice,
+                stacklevel=4,
+            )
+            return float(v)
+        if v == 0:
+            warnings.warn(
+                f"{p}: no nodata value is set and {100 * share:.0f} % of its edge is exactly 0: read as "
+                "the darkest sea (called oil); if it is fill outside the swath, declare it: "
+                "gdal_edit.py -a_nodata 0 FILE",
+                Notice,
+                stacklevel=4,
+            )
+        return None
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:
         """``DatasetReader.read`` for every read of the scene: damage (truncated file, corrupt

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -253,3 +254,40 @@ def test_integer_digital_numbers_say_to_calibrate() -> None:
 
     with pytest.raises(InputError, match="uncalibrated digital numbers.*calibrate them to sigma0"):
         detect_scale(np.array([40, 7640], np.uint16))
+
+
+@pytest.mark.parametrize("fill", [-9999.0, -3.4028235e38])
+def test_an_impossible_fill_on_the_edge_is_nodata_without_a_tag(tmp_path: Path, fill: float) -> None:
+    """A dB scene framed by -9999 with no nodata value set (a common export) had its frame called oil
+    (the walkthrough's oil area doubled); the edge value no backscatter reads is taken as nodata, with
+    a notice, and the result equals the scene with the value declared."""
+    db = (10.0 * np.log10(_linear())).astype(np.float32)
+    framed = np.full((H + 16, W + 16), fill, np.float32)
+    framed[8:-8, 8:-8] = db
+    tagged = write_tif(tmp_path / "tagged.tif", framed, nodata=fill)
+    bare = write_tif(tmp_path / "bare.tif", framed)
+    with pytest.warns(
+        Notice,
+        match=re.escape(f"no nodata value is set, but 100 % of its edge is {float(np.float32(fill)):.9g},"),
+    ):
+        r = segment_scene(_pred(), bare, tmp_path / "c.tif", land_mask=None, polygons=False)
+    ref = segment_scene(_pred(), tagged, tmp_path / "ref.tif", land_mask=None, polygons=False)
+    got = _read(tmp_path / "c.tif")[0]
+    assert np.array_equal(got, _read(tmp_path / "ref.tif")[0])
+    assert (got[:8] == 255).all() and (got[8:-8, 8:-8] != 255).all()
+    assert r["input_scale"] == ref["input_scale"] == "db"
+
+
+def test_a_zero_edge_without_a_tag_is_named_but_stays_data(tmp_path: Path) -> None:
+    """Exact zeros on the edge may be fill or the darkest sea (noise-clipped linear sigma0, 8-bit
+    black): a notice says how to declare them; the pixels stay data. A scene without such an edge gets
+    no notice."""
+    framed = np.zeros((H + 16, W + 16), np.float32)
+    framed[8:-8, 8:-8] = _linear()
+    with pytest.warns(Notice, match=r"100 % of its edge is exactly 0: .*gdal_edit.py -a_nodata 0"):
+        scene = open_scene(write_tif(tmp_path / "zero.tif", framed), 1)
+    assert scene.info.nodata is None
+    scene.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Notice)
+        open_scene(write_tif(tmp_path / "plain.tif", _linear()), 1).close()
