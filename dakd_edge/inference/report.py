@@ -212,6 +212,8 @@ def scene_report(
         "min_area": {"m2": min_area[0], "pixels": min_area[1]},
         "oil_pixels": int(counts[oil_ids].sum()),
         "oil_area_m2": None if tally.oil_area is None else round(tally.oil_area, 1),
+        # the kept polygons' total: oil_area_m2 less the spills --min-area dropped (the class map keeps them)
+        "spills_area_m2": _spills_area(spills),
         "class_fraction": {
             n: round(int(counts[i]) / max(valid_px, 1), 6) for i, n in enumerate(meta.class_names)
         },
@@ -258,3 +260,10 @@ def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | Non
         "gpkg": _crs_name(world_crs),
         "geojson": geojson_crs(world_crs),
     }
+
+
+def _spills_area(spills: list[Any] | None) -> float | None:
+    """Total area (m^2) of the kept spill polygons; None without polygons or without m^2 areas."""
+    if spills is None or any(s.area_m2 is None for s in spills):
+        return None
+    return round(sum(s.area_m2 for s in spills), 1)

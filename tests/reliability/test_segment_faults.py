@@ -501,8 +501,13 @@ def test_min_area_filters_specks(tmp_path: Path) -> None:
     assert r["min_area"] == {"m2": None, "pixels": 5}
     feats = json.loads((tmp_path / "v.geojson").read_text())["features"]
     assert all(f["properties"]["area_px"] >= 5 for f in feats)
+    px_m2 = 100 / 0.9996**2  # a 10 m UTM pixel near the central meridian, on the ellipsoid
+    assert r["oil_area_m2"] == pytest.approx(1504 * px_m2, rel=1e-4)  # every oil pixel of the class map
+    assert r["spills_area_m2"] == pytest.approx(1500 * px_m2, rel=1e-4)  # the polygons kept
+    assert r["spills_area_m2"] == pytest.approx(sum(f["properties"]["area_m2"] for f in feats), abs=0.1)
     r2 = segment_scene(pred, src, tmp_path / "c2.tif", vector=tmp_path / "v2.geojson", min_area="200000")
     assert (r2["spills"], r2["spills_filtered"]) == (0, 2)
+    assert r2["spills_area_m2"] == 0.0 and r2["oil_area_m2"] == r["oil_area_m2"]
     r3 = segment_scene(pred, src, tmp_path / "c4.tif", min_area="2px")
     assert (r3["spills"], r3["spills_filtered"]) == (2, 0)
     for bad in ("lots", "inf", "1e400", "nan"):  # inf / 1e400 silently dropped every spill
