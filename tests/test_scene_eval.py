@@ -283,7 +283,9 @@ def test_cli_scene_in_a_folder_around_a_product_notes_it_in_one_line(tmp_path, t
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--scene", "x.tif"], "--truth goes with"),
+        (["--scene", "x.tif"], "--scene needs --truth"),
+        (["--pred", "x.tif"], "--pred needs --truth"),
+        (["--data", "d", "--truth", "t.tif"], "--truth goes with --scene or --pred, not with --data"),
         (["--pred", "x.tif", "--data", "d"], "give one of"),
         (["--pred", "x.tif", "--truth", "missing.tif"], "truth file not found"),
         (["--pred", "x.tif", "--truth", "t.tif", "--truth-oil", "oil"], "--truth-oil"),

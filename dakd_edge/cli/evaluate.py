@@ -85,8 +85,14 @@ def evaluate(
 
     if sum(x is not None for x in (data, scene, pred)) != 1:
         raise click.UsageError("give one of --data (a dataset), --scene or --pred (with --truth)")
-    if (truth is None) != (data is not None):
-        raise click.UsageError("--truth goes with --scene or --pred (and only with them)")
+    if truth is None and data is None:
+        raise click.UsageError(
+            f"--{'pred' if pred else 'scene'} needs --truth (a raster or polygons of the oil)"
+        )
+    if truth is not None and data is not None:
+        raise click.UsageError(
+            "--truth goes with --scene or --pred, not with --data (its masks are the truth)"
+        )
     if data is None:
         given = {"--save-png": save_png, "--limit": limit}
         if pred is not None:  # no model runs on a class map

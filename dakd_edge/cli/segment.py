@@ -343,11 +343,16 @@ def plan_outputs(
         jobs.append((scene, paths))
     names = {k: opt if templates[k] is not None else "default output" for k, opt in OPTIONS.items()}
     outputs = [(names[k], p) for _, ps in jobs for k, p in ps.items() if p is not None]
+    # with several scenes, say whose output it is: two scenes of one stem name the same outputs
+    whose = [
+        (f"{names[k]} of {scene}" if many else names[k], p) for scene, ps in jobs for k, p in ps.items() if p
+    ]
     # one report for all scenes: the same name checks (a trailing "/" is a missing folder)
     single = resolve_output("--report", report, scenes[0], "", False) if single_report else None
     if single is not None:
         outputs.append(("--report", single))
-    check_distinct(outputs, inputs)
+        whose.append(("--report", single))
+    check_distinct(whose, inputs)
     for _, p in outputs:  # the gravest refusal first, before any naming nit
         check_not_bundled(p)
     for opt, p in outputs:

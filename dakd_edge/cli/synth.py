@@ -195,7 +195,7 @@ def _raster_lines(d: dict) -> list[str]:
         if "min" in b:
             lines.append(
                 f"  band {b['band']}{desc}: min {b['min']:.4g}  max {b['max']:.4g}  mean {b['mean']:.4g}  "
-                f"p2-p98 {b['p2']:.4g}..{b['p98']:.4g}  valid {100 * b['valid_fraction']:.1f}%  scale {b['scale']}"
+                f"p2-p98 {b['p2']:.4g}..{b['p98']:.4g}  valid {100 * b['valid_fraction']:.1f}% of the sample  scale {b['scale']}"
             )
         else:
             lines.append(f"  band {b['band']}{desc}: no valid pixels in the sampled windows")
@@ -262,8 +262,9 @@ def _deg(v: float, hemi: str) -> str:
 @click.option(
     "--from",
     "source",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A real .SAFE product whose XML (LUTs, geolocation) is used [a small generated one].",
+    type=click.Path(exists=True, path_type=Path),
+    help="A real .SAFE product (or its manifest.safe) whose XML (LUTs, geolocation) is used "
+    "[a small generated one].",
 )
 @click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [whole product].")
 @click.option("--offset", default="0,0", show_default=True, help="LINE,PIXEL of the crop's first pixel.")
@@ -305,6 +306,13 @@ def synth_product(
     The product appears under its final name only once complete (OUT is created when needed).
     """
     from dakd_edge.data.sentinel1 import MIN_PRODUCT_SIDE, build_synthetic_product
+
+    if source is not None and source.is_file():  # segment takes a product's manifest.safe too
+        if source.name.lower() != "manifest.safe":
+            raise click.BadParameter(
+                f"{source}: give a .SAFE folder or its manifest.safe", param_hint="--from"
+            )
+        source = source.parent
 
     try:
         line, pixel = (int(v) for v in offset.split(","))

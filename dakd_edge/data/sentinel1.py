@@ -213,6 +213,15 @@ def _has_measurement(folder: Path) -> bool:
     return d.is_dir() and any(is_measurement_name(f.name) for f in d.iterdir())
 
 
+def _product_label(path: Path) -> str:
+    """A product's name in any form: ``NAME`` for ``NAME.SAFE``, ``NAME.zip`` or a zip holding it."""
+    name = zip_product_name(path) or path.name
+    for suffix in (".zip", ".safe"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
 def unwrap_product(path: str | os.PathLike) -> Path:
     """``path``, or the one Sentinel-1 product directly inside a folder that is no product itself (the
     folder an unzip tool makes around a ``.SAFE``: Windows' "Extract All", ``unzip -d``), with a
@@ -227,6 +236,11 @@ def unwrap_product(path: str | os.PathLike) -> Path:
         )
     except OSError:
         return p
+    if len(inner) > 1 and len({_product_label(c) for c in inner}) == 1:  # NAME.SAFE beside NAME.zip
+        safe = next((c for c in inner if c.is_dir()), inner[0])  # unzipped: read in place, faster
+        forms = " and ".join(c.name for c in inner)
+        warnings.warn(f"{p}: {forms} are one product; using {safe.name}", Notice, stacklevel=2)
+        return safe
     if len(inner) > 1:
         names = ", ".join(c.name for c in inner[:3]) + (", ..." if len(inner) > 3 else "")
         raise InputError(

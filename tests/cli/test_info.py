@@ -230,10 +230,15 @@ def test_info_folder_around_one_product_reads_it(product, tmp_path: Path, run_cl
     code, out, err = run_cli(["info", str(wrap), "--json"])
     assert code == 0, err
     assert json.loads(out)["kind"] == "sentinel1" and "using the Sentinel-1 product inside it" in err
-    shutil.copy(product.zip_path, wrap / "other.zip")
+    shutil.copy(product.zip_path, wrap / "other.zip")  # the same product zipped: still one product
+    code, _, err = run_cli(["info", str(wrap), "--json"])
+    assert code == 0 and "are one product; using" in err, err
+    from dakd_edge.data.sentinel1 import build_synthetic_product
+
+    build_synthetic_product(wrap, shape=(64, 96), seed=7, start="2021-06-02T04:30:00")  # another one
     code, _, err = run_cli(["info", str(wrap)])
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "2 Sentinel-1 products" in err and "dakd-edge batch" in err, err
+    assert code == 2 and len(lines) == 1 and "3 Sentinel-1 products" in err and "dakd-edge batch" in err, err
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run_cli(["info", str(empty)])

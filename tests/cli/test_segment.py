@@ -319,3 +319,21 @@ def test_segment_folder_around_one_product_segments_it(tmp_path: Path, fake_mode
     assert code == 0, err
     assert "using the Sentinel-1 product inside it" in err
     assert (out / f"{prod.path.name.removesuffix('.SAFE')}_classes.tif").is_file()
+
+
+def test_segment_folder_with_a_product_and_its_zip_reads_the_safe(tmp_path: Path, fake_model, capsys) -> None:
+    """README's quickstart layout (NAME.SAFE beside NAME.zip) was 'a folder holding 2 Sentinel-1
+    products': they are one product; the unzipped one is read, with a note. Two products stay refused."""
+    from dakd_edge.data.sentinel1 import build_synthetic_product, zip_product
+
+    wrap = tmp_path / "products"
+    prod = build_synthetic_product(wrap, shape=(96, 160))
+    zip_product(prod.path, wrap / f"{prod.path.name.removesuffix('.SAFE')}.zip")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(["segment", str(wrap), "-o", str(out), "--no-land-mask", "-q"], capsys)
+    assert code == 0, err
+    assert f"{prod.path.name} and" in err and f"are one product; using {prod.path.name}" in err
+    build_synthetic_product(wrap, shape=(96, 160), seed=7, start="2021-06-02T04:30:00")
+    code, _, err = run(["segment", str(wrap), "-o", str(out), "--no-land-mask", "-q", "--overwrite"], capsys)
+    assert code == 2 and "a folder holding 3 Sentinel-1 products" in err

@@ -130,6 +130,13 @@ def test_synth_product_too_small_crop_of_a_real_product(tmp_path: Path, run_cli,
     code, _, err = run_cli(["synth-product", str(out), "--from", str(src), "--size", "1x1"])
     assert code == 2 and "--size" in err and "32x32" in err and err.count("\n") == 1
     assert not out.exists()
+    # its manifest.safe names the product as segment takes it (was Click's "Directory ... is a file")
+    code, _, err = run_cli(["synth-product", str(out), "--from", str(src / "manifest.safe"), "--size", "1x1"])
+    assert code == 2 and "32x32" in err and "is a file" not in err
+    code, _, err = run_cli(
+        ["synth-product", str(out), "--from", str(next((src / "annotation").glob("*.xml")))]
+    )
+    assert code == 2 and "give a .SAFE folder or its manifest.safe" in err and not out.exists()
 
 
 def test_synth_product_interrupted_leaves_nothing_new(tmp_path: Path, monkeypatch, run_cli) -> None:

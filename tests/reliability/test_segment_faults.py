@@ -658,6 +658,14 @@ def test_input_collision_message_names_each_path_once(tmp_path: Path, fake_model
     c = tmp_path / "c.tif"
     code, _, err = run(["segment", str(src), "-o", str(c), "--report", str(c), "--overwrite", "-q"], capsys)
     assert one_error_line(code, err) == f"dakd-edge: error: -o and --report are the same path: {c}"
+    # two scenes of one stem into one folder: the line names both scenes (was '-o and -o ...')
+    (tmp_path / "a").mkdir()
+    (tmp_path / "out").mkdir()
+    twin = write_tif(tmp_path / "a" / "s.tif", blob_scene(96, 96))
+    code, _, err = run(["segment", str(src), str(twin), "-o", f"{tmp_path / 'out'}/", "-q"], capsys)
+    assert one_error_line(code, err) == (
+        f"dakd-edge: error: -o of {src} and -o of {twin} are the same path: {tmp_path / 'out' / 's_classes.tif'}"
+    )
 
 
 @pytest.mark.parametrize(
