@@ -52,6 +52,14 @@ def temp_path(final: Path, role: str = "tmp") -> Path:
     return p
 
 
+def register_temp(p: Path) -> Path:
+    """Register an existing temporary (a work folder made elsewhere, e.g. by :mod:`tempfile`) so the
+    interrupt path (:func:`remove_live_temps`) removes it too; :func:`remove_temp` forgets it."""
+    with _LOCK:
+        _LIVE.add(p)
+    return p
+
+
 def new_file_mode() -> int:
     """The permission bits ``open()`` gives a new file under this process's umask (0o644 under 022)."""
     with _LOCK:

@@ -10,9 +10,12 @@ logit error), so a fast-but-wrong engine is visible in the same table as its spe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge import __version__
+from dakd_edge import __version__, jsonout
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
 from dakd_edge.extras import available, install_hint, require_extra
 from dakd_edge.formats import BACKENDS as RUNTIME_BACKENDS
@@ -37,6 +40,25 @@ BACKENDS = tuple(v for b in RUNTIME_BACKENDS for v in ((b, *TORCH_VARIANTS) if b
 # Metrics compared by the regression gate: (name, larger_is_worse)
 GATED = (("p50_ms", True), ("mean_ms", True), ("mpix_per_s", False))
 MAX_CALL_PIXELS = 1 << 27  # tile^2 x batch per timed call: 512 MB of fp32 input, before activations
+# Version of the results JSON. 1 (no "format" key): environment + results. 2: also "format",
+# "settings" (warm-up, iterations, threads, ...), "method" (what was timed) and per-row model_sha256.
+FORMAT = 2
+METHOD = {
+    "timed": (
+        "one backend predict() call per iteration on a batch already in memory: host-to-device copy, "
+        "model forward, device-to-host copy (numpy in, numpy out). Reading, scaling, tiling, blending "
+        "and writing a scene are not timed here: --scene times segment end to end"
+    ),
+    "latency": "p50/p90/p99/mean_ms are per call of `batch` tiles (not per tile)",
+    "throughput": "tiles_per_s = batch / mean call time; mpix_per_s = tiles_per_s x tile^2 / 1e6",
+    "percentiles": "numpy.percentile, linear interpolation, over the timed iterations only",
+    "warmup": "warm-up calls run first and are not timed",
+    "gpu_timer": "CUDA events, the device synchronised before each start and after each stop",
+    "peak_mem_mb": (
+        "CPU: peak resident memory of the whole process (models loaded so far included) during one extra "
+        "untimed call; GPU: torch's max reserved memory (not ONNX Runtime's or TensorRT's own)"
+    ),
+}
 
 
 @dataclass
@@ -62,14 +84,22 @@ class Row:
     model_size_mb: float | None = None
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    model_sha256: str | None = None  # the model file's content (None: a registry name, seeded weights)
 
     def key(self) -> tuple[str, str, str, int, int]:
         return (self.model, self.backend, self.precision, self.tile, self.batch)
 
 
 # ----------------------------------------------------------------------------- environment
-def environment() -> dict[str, Any]:
-    """What the numbers were measured on: CPU, GPU, driver and library versions, git commit."""
+# Thread settings read by the runtimes from the environment (recorded: they change every number).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """What the numbers were measured on: CPU (model, cores, the CPUs this process may use, load),
+    GPU, driver, Jetson board and power mode, thread settings, library versions, git commit.
+
+    ``threads``: the intra-op threads the rows ran with (``--threads``; None: each runtime's default)."""
     env: dict[str, Any] = {
         "dakd_edge": __version__,
         "python": platform.python_version(),
@@ -77,9 +107,18 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        # a container's cpuset / taskset: os.cpu_count() still says the host's count
+        "cpus_usable": _cpus_usable(),
+        "load_avg_1m": _load_avg(),
+        "mem_total_mb": _mem_total_mb(),
         "git_commit": _git_commit(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": threads,
+        # ONNX Runtime's intra-op pool: --threads, else its default (one thread per physical core)
+        "onnxruntime_intra_op_threads": threads or "default (physical cores)",
+        "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
     }
+    env.update(_jetson())
     env["numpy"] = np.__version__
     for mod in ("torch", "onnxruntime", "tensorrt", "triton"):
         try:
@@ -92,7 +131,8 @@ def environment() -> dict[str, Any]:
     if env["torch"]:
         import torch
 
-        env["torch_threads"] = torch.get_num_threads()
+        env["torch_threads"] = threads or torch.get_num_threads()
+        env["torch_interop_threads"] = torch.get_num_interop_threads()
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)
             env["cuda"] = torch.version.cuda
@@ -106,6 +146,50 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def _cpus_usable() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count()
+
+
+def _load_avg() -> float | None:
+    """1-minute load average at the start of the run: on a shared machine, how busy it was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _mem_total_mb() -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(errors="replace").strip("\x00 \n") or None
+    except OSError:
+        return None
+
+
+def _jetson() -> dict[str, Any]:
+    """Board, L4T release and power mode on an NVIDIA Jetson (keys absent elsewhere): the same board
+    runs several times slower in a low nvpmodel mode, so a number without it sizes nothing."""
+    release = _read_text("/etc/nv_tegra_release")
+    if release is None:
+        return {}
+    mode = _first_line(["nvpmodel", "-q"], 10)  # "NV Power Mode: MAXN"
+    return {
+        "jetson_model": _read_text("/proc/device-tree/model"),
+        "l4t_release": release.splitlines()[0],
+        "jetson_power_mode": mode.split(":", 1)[-1].strip() if mode else None,
+    }
 
 
 def _first_line(cmd: list[str], timeout: float, cwd: Path | None = None) -> str | None:
@@ -184,13 +268,14 @@ class ModelSpec:
     label: str
     kind: str  # checkpoint | onnx | engine | registry
     size_mb: float | None
+    sha256: str | None = None
 
     @classmethod
     def file(cls, p: Path, label: str) -> ModelSpec:
         """A model file whose suffix :func:`dakd_edge.formats.format_of` knows."""
         fmt = format_of(p)
         kind = fmt.name if fmt in (ONNX, ENGINE) else "checkpoint"
-        return cls(p, label, kind, p.stat().st_size / 2**20)
+        return cls(p, label, kind, p.stat().st_size / 2**20, _sha256(p))
 
     @classmethod
     def parse(cls, model: str | None) -> ModelSpec:
@@ -215,6 +300,18 @@ class ModelSpec:
         )
 
 
+def _sha256(p: Path) -> str | None:
+    """The file's content hash: the regression gate tells two models of one file name apart."""
+    h = hashlib.sha256()
+    try:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def _cuda() -> bool:
     try:
         import torch
@@ -226,11 +323,14 @@ def _cuda() -> bool:
 class Workbench:
     """Builds runners for one model, caching the torch module and exported ONNX files."""
 
-    def __init__(self, spec: ModelSpec, device: str, workdir: Path, num_classes: int = 2) -> None:
+    def __init__(
+        self, spec: ModelSpec, device: str, workdir: Path, num_classes: int = 2, threads: int | None = None
+    ) -> None:
         self.spec = spec
         self.device = device
         self.workdir = workdir
         self.num_classes = num_classes
+        self.threads = threads  # ONNX Runtime intra-op threads (torch's are set by run_bench)
         self._torch: tuple[Any, Any] | None = None
         self._meta = None
         self._onnx: dict[int, Path] = {}  # exported ONNX per opset
@@ -332,7 +432,7 @@ class Workbench:
             raise BackendUnavailable(f"{precision} is not benchmarked with ONNX Runtime; use TensorRT")
         from dakd_edge.inference.backends import OnnxRuntimeBackend
 
-        be = OnnxRuntimeBackend(self.onnx_path(), device=self.device)
+        be = OnnxRuntimeBackend(self.onnx_path(), device=self.device, threads=self.threads)
         return Runner(be.predict, device=be.device, close=be.close)
 
     def tensorrt_runner(self, precision: str, tile: int, batch: int) -> Runner:
@@ -446,6 +546,11 @@ def make_inputs(tile: int, batch: int, in_chans: int, meta: Any, seed: int = 0) 
 
 # ----------------------------------------------------------------------------- main loop
 def _time_row(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> tuple[Any, np.ndarray, float]:
+    """(timing of the ``iters`` timed calls, the last output, peak memory in MB).
+
+    CPU memory is sampled (a thread reading RSS every 5 ms) during one extra, untimed call after the
+    timed ones, not during them: on a small CPU that thread competes with the runtime's own threads
+    and slowed the very calls being timed (about 5 % for torch on 2 cores)."""
     cuda = runner.device.startswith("cuda")
     if cuda:
         import torch
@@ -454,25 +559,25 @@ def _time_row(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> tuple[A
     for _ in range(warmup):
         out = runner.predict(x)
     times = []
-    with PeakRSS() as mem:
-        for _ in range(iters):
-            if cuda:  # CUDA events on the GPU timeline; each call ends synchronised (numpy out)
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize()
-                start.record()
-                out = runner.predict(x)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                out = runner.predict(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-    peak = mem.peak_mb
+    for _ in range(iters):
+        if cuda:  # CUDA events on the GPU timeline; each call ends synchronised (numpy out)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            out = runner.predict(x)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            out = runner.predict(x)
+            times.append((time.perf_counter() - t0) * 1e3)
     if cuda:
-        import torch
-
         peak = torch.cuda.max_memory_reserved() / 2**20
+    else:
+        with PeakRSS() as mem:
+            out = runner.predict(x)
+        peak = mem.peak_mb
     return summarize(times), out, peak
 
 
@@ -488,28 +593,33 @@ def run_bench(
     num_classes: int = 2,
     on_row: Callable[[Row], None] | None = None,
     cuda_graphs: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run every combination; returns ``{"environment": ..., "results": [row dicts]}``.
+    """Run every combination; returns ``{"format", "environment", "settings", "method", "results"}``
+    (``results``: one row dict per combination; see :data:`METHOD` for what each number means).
 
     ``tiles=None`` / ``batches=None`` time what ``segment`` runs by default: the model's own tile, and
     the default batch for it on ``device`` (:func:`~dakd_edge.inference.predictor.default_batch`).
 
     ``cuda_graphs`` replays the torch backends' forward from a captured CUDA graph (GPU only; on the
     CPU those rows are skipped with the reason). GPU latencies are measured with CUDA events.
+
+    ``threads``: intra-op threads for every row (``torch.set_num_threads`` for the torch backends, ONNX
+    Runtime's ``intra_op_num_threads``); None leaves each runtime's default. Recorded either way.
     """
     _check_choices(backends, precisions)
-    if warmup < 0 or iters < 1:
-        raise InputError("--warmup must be >= 0 and --iters >= 1")
+    check_counts(warmup, iters, threads)
     if num_classes < 1:
         raise InputError(f"--num-classes must be >= 1, got {num_classes}")
     device = _resolve_device(device)
     if tiles:  # bad sizes fail before a model loads (the model's tile is only needed without --tile)
         tile_batches(None, tiles, batches, device)
+    env = environment(threads)  # before the rows: the load average is the run's, not the next job's
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
+    with _workdir() as tmp, _torch_threads(threads):
         for model in models:
             spec = ModelSpec.parse(model)
-            bench = Workbench(spec, device, Path(tmp), num_classes=num_classes)
+            bench = Workbench(spec, device, tmp, num_classes=num_classes, threads=threads)
             for tile, batch in tile_batches(bench.meta, tiles, batches, device):
                 x = make_inputs(tile, batch, bench.meta.in_chans, bench.meta)
                 ref = _reference(bench, x)
@@ -518,10 +628,66 @@ def run_bench(
                         row = _one_row(
                             bench, backend, precision, tile, batch, x, ref, warmup, iters, cuda_graphs
                         )
+                        if threads:
+                            row.extra["threads"] = threads
                         rows.append(row)
                         if on_row is not None:
                             on_row(row)
-    return {"environment": environment(), "results": [asdict(r) for r in rows]}
+    settings = {"device": device, "warmup": warmup, "iters": iters, "threads": threads,
+                "cuda_graphs": cuda_graphs, "num_classes": num_classes}  # fmt: skip
+    return {
+        "format": FORMAT,
+        "environment": env,
+        "settings": settings,
+        "method": dict(METHOD),
+        "results": [jsonout.finite(asdict(r)) for r in rows],
+    }
+
+
+def check_counts(warmup: int, iters: int, threads: int | None = None) -> None:
+    """One InputError line for a count no run can use (checked before any work)."""
+    if warmup < 0 or iters < 1:
+        raise InputError(f"--warmup must be >= 0 and --iters >= 1, got --warmup {warmup} --iters {iters}")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+
+
+@contextlib.contextmanager
+def _workdir(prefix: str = "dakd-bench-"):
+    """The folder for exported ONNX files and TensorRT engines (hundreds of MB), registered as a
+    temporary of this process: an interrupt that ends the process from the signal watchdog (the main
+    thread busy inside a runtime call) removes it too, not only a normal unwind."""
+    from dakd_edge import atomic
+
+    tmp = atomic.register_temp(Path(tempfile.mkdtemp(prefix=prefix)))
+    try:
+        yield tmp
+    finally:
+        atomic.remove_temp(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """``torch.set_num_threads(threads)`` for the run, restored after (no-op without torch/threads)."""
+    if not threads or not available("torch"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    """The results as strict JSON: NaN / infinity become null (``NaN`` is not JSON; jq, JavaScript and
+    most CI parsers reject it). A NaN logit error means the backend's output held NaN (fp16 overflow,
+    a broken engine): ``max_abs_err`` null with a low ``argmax_agreement`` says so."""
+    return jsonout.dumps(doc, indent=2)
 
 
 def _resolve_device(device: str) -> str:
@@ -574,7 +740,10 @@ def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
 
 
 def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, graphs=False) -> Row:
-    row = Row(backend, precision, tile, batch, model=bench.spec.label, model_size_mb=bench.spec.size_mb)
+    row = Row(
+        backend, precision, tile, batch, model=bench.spec.label, model_size_mb=bench.spec.size_mb,
+        model_sha256=bench.spec.sha256,
+    )  # fmt: skip
     graphs = graphs and backend.startswith("torch")
     if graphs:
         row.extra["cuda_graphs"] = True
@@ -599,9 +768,13 @@ def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, grap
         timing.p99_ms,
         timing.mean_ms,
     )
-    row.tiles_per_s = batch / (timing.mean_ms / 1e3)
-    row.mpix_per_s = row.tiles_per_s * tile * tile / 1e6
+    if timing.mean_ms > 0:  # a clock too coarse for the call reads 0: no throughput, not a crash
+        row.tiles_per_s = batch / (timing.mean_ms / 1e3)
+        row.mpix_per_s = row.tiles_per_s * tile * tile / 1e6
     row.peak_mem_mb = peak
+    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+    if bad:  # NaN / inf logits (fp16 overflow, a broken engine): said, and max_abs_err becomes null
+        row.extra["nonfinite_outputs"] = bad
     if ref is not None and out.shape == ref.shape:
         row.argmax_agreement = float((out.argmax(1) == ref.argmax(1)).mean() * 100.0)
         row.max_abs_err = float(np.abs(out.astype(np.float64) - ref).max())
@@ -665,9 +838,9 @@ def run_scene(
     from dakd_edge.inference.segment import segment_scene
 
     predictor = predictor or scene_predictor(scene, model, device, backend)
-    with tempfile.TemporaryDirectory(prefix="dakd-bench-scene-") as tmp, PeakRSS() as mem:
+    with _workdir("dakd-bench-scene-") as tmp, PeakRSS() as mem:
         t0 = time.perf_counter()
-        report = segment_scene(predictor, scene, Path(tmp) / "classes.tif")
+        report = segment_scene(predictor, scene, tmp / "classes.tif")
         seconds = time.perf_counter() - t0
     return {
         "scene": str(scene),
@@ -683,14 +856,25 @@ def run_scene(
 
 # ----------------------------------------------------------------------------- regression gate
 def parse_threshold(text: str) -> float:
-    """'10%' or '0.1' -> 0.1."""
+    """'10%' or '0.1' -> 0.1.
+
+    NaN is refused (every comparison with it is false: a gate that can never fail), and so is a bare
+    number of 1 or more: ``--max-regression 5`` would allow 500 %, not the 5 % it almost always means."""
     t = text.strip()
+    pct = t.endswith("%")
     try:
-        v = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+        v = float(t[:-1]) / 100.0 if pct else float(t)
     except ValueError as e:
         raise InputError(f"bad --max-regression {text!r}; use e.g. 10% or 0.1") from e
+    if not math.isfinite(v):
+        raise InputError(f"bad --max-regression {text!r}: not a finite number; use e.g. 10% or 0.1")
     if v < 0:
         raise InputError("--max-regression must be >= 0")
+    if not pct and v >= 1:
+        raise InputError(
+            f"ambiguous --max-regression {text!r}: a bare number is a fraction ({v:g} = {v * 100:g}%); "
+            f"write {t}% for {t} percent, or {v * 100:g}% if you mean that"
+        )
     return v
 
 
@@ -712,24 +896,58 @@ def _ok_rows(doc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
     return {_key(r): r for r in doc.get("results", []) if r.get("status") == "ok"}
 
 
+def _unlike(cur: dict[str, Any], base: dict[str, Any]) -> str | None:
+    """Why two rows of one key are not the same measurement (None: they are). A field a row lacks
+    (hand-written or older baselines) is not held against it."""
+    for name, what in (("device", "device"), ("model_sha256", "model file content")):
+        a, b = cur.get(name), base.get(name)
+        if a is not None and b is not None and a != b:
+            shown = (a[:12], b[:12]) if name == "model_sha256" else (a, b)
+            return f"{what} differs (this run {shown[0]}, baseline {shown[1]})"
+    return None
+
+
 def compare(
-    current: dict[str, Any], baseline: dict[str, Any], max_regression: float, source: str = "baseline"
+    current: dict[str, Any],
+    baseline: dict[str, Any],
+    max_regression: float,
+    source: str = "baseline",
+    notes: list[str] | None = None,
 ) -> list[str]:
-    """Regressions of matched ``ok`` rows beyond the threshold, as human-readable lines.
+    """Regressions of matched rows beyond the threshold, as human-readable lines.
+
+    Rows match on model/backend/precision/tile/batch, and only when their device and model file
+    content agree too (a CPU baseline is no yardstick for a GPU row, nor one model for another of the
+    same file name). A row ``ok`` in the baseline that ``failed`` now is a regression; one skipped now
+    (a runtime not installed here) is listed in ``notes``, as are rows left out for being unlike.
 
     A gate that compared nothing must not pass: :class:`InputError` when no ``ok`` row of the baseline
-    (``source`` names it) has an ``ok`` counterpart in ``current``.
+    (``source`` names it) has a like ``ok`` (or failed) counterpart in ``current``.
     """
-    base, cur = _ok_rows(baseline), _ok_rows(current)
-    matched = [key for key in cur if key in base]
-    if not matched:
-        raise InputError(
-            f"no row of baseline {source} matches this run's ok rows (model/backend/precision/tile/batch): "
-            f"baseline has {_fmt_keys(list(base))}; this run has {_fmt_keys(list(cur))}"
-        )
-    problems = []
-    for key in matched:
-        b, r = base[key], cur[key]
+    notes = [] if notes is None else notes
+    base = _ok_rows(baseline)
+    cur_all = {_key(r): r for r in current.get("results", [])}
+    cur = _ok_rows(current)
+    problems, compared, unlike = [], 0, []
+    for key, b in base.items():
+        r = cur_all.get(key)
+        if r is None:
+            continue
+        name = "/".join(str(k) for k in key)
+        why = _unlike(r, b)
+        if why:
+            unlike.append(f"{name}: {why}")
+            continue
+        if r.get("status") == "failed":
+            compared += 1
+            problems.append(f"{name}: ok in the baseline, failed now ({r.get('reason') or 'no reason'})")
+            continue
+        if r.get("status") != "ok":
+            notes.append(
+                f"{name}: ok in the baseline, {r.get('status')} now, not compared ({r.get('reason')})"
+            )
+            continue
+        compared += 1
         for metric, larger_is_worse in GATED:
             old, new = b.get(metric), r.get(metric)
             if not old or new is None:
@@ -737,10 +955,45 @@ def compare(
             change = (new - old) / old if larger_is_worse else (old - new) / old
             if change > max_regression:
                 problems.append(
-                    f"{'/'.join(str(k) for k in key)}: {metric} {old:.4g} -> {new:.4g} "
+                    f"{name}: {metric} {old:.4g} -> {new:.4g} "
                     f"({change * 100:+.1f}% worse, limit {max_regression * 100:.1f}%)"
                 )
+    notes += [f"not compared, {u}" for u in unlike]
+    if not compared:
+        why = f"; rows left out as unlike: {'; '.join(unlike[:3])}" if unlike else ""
+        raise InputError(
+            f"no row of baseline {source} matches this run's ok rows (model/backend/precision/tile/batch): "
+            f"baseline has {_fmt_keys(list(base))}; this run has {_fmt_keys(list(cur))}{why}"
+        )
     return problems
+
+
+# Environment entries that make two runs different machines or configurations: a gate across them
+# measures the hardware, not the code, and is refused (``--allow-other-machine`` to compare anyway).
+MACHINE_KEYS = ("machine", "cpu", "cores", "cpus_usable", "gpu", "jetson_model", "jetson_power_mode",
+                "threads", "torch_threads", "onnxruntime_intra_op_threads", "thread_env")  # fmt: skip
+# Entries whose difference is worth a line but is what a CI gate exists to catch (an upgrade).
+SOFTWARE_KEYS = ("dakd_edge", "python", "numpy", "torch", "onnxruntime", "tensorrt", "triton", "cuda",
+                 "driver", "l4t_release")  # fmt: skip
+
+
+def environment_differences(
+    current: dict[str, Any] | None, baseline: dict[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """(machine/configuration differences, other notes) between this run's environment and the
+    baseline's. An entry the baseline does not record is not a difference (older baselines)."""
+    if not isinstance(baseline, dict) or not baseline:
+        return [], ["the baseline records no environment: it cannot be checked to be from this machine"]
+    current = current or {}
+
+    def diff(keys: Sequence[str]) -> list[str]:
+        return [
+            f"{k}: baseline {baseline[k]!r}, this run {current.get(k)!r}"
+            for k in keys
+            if k in baseline and k in current and baseline[k] != current[k]
+        ]
+
+    return diff(MACHINE_KEYS), diff(SOFTWARE_KEYS)
 
 
 def planned_keys(
@@ -768,10 +1021,25 @@ def planned_keys(
     return keys
 
 
-def check_baseline_covers(baseline: dict[str, Any], keys: Sequence[tuple], source: str) -> None:
-    """Fail before a long benchmark when no ``ok`` baseline row has a key this run will produce."""
+def planned_device(backend: str, device: str) -> str:
+    """The device a row of ``backend`` runs on when it runs (TensorRT: always the GPU)."""
+    return "cuda" if backend == "tensorrt" else _resolve_device(device)
+
+
+def check_baseline_covers(
+    baseline: dict[str, Any], keys: Sequence[tuple], source: str, device: str | None = None
+) -> None:
+    """Fail before a long benchmark when no ``ok`` baseline row has a key this run will produce
+    (on the same device, when ``device`` is given and the baseline row records one)."""
     base = _ok_rows(baseline)
-    if not any(k in base for k in keys):
+
+    def like(k: tuple) -> bool:
+        b = base.get(k)
+        if b is None:
+            return False
+        return device is None or b.get("device") is None or b["device"] == planned_device(k[1], device)
+
+    if not any(like(k) for k in keys):
         raise InputError(
             f"no row of baseline {source} matches this run (model/backend/precision/tile/batch): "
             f"baseline has {_fmt_keys(list(base))}; this run measures {_fmt_keys(list(keys))}"
@@ -799,6 +1067,13 @@ def load_json(path: str | os.PathLike) -> dict[str, Any]:
 def _baseline_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         return "has no 'results' list"
+    fmt = doc.get("format", 1)  # format 1 wrote no "format" key
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        return f"format is {fmt!r}, expected a positive integer"
+    if fmt > FORMAT:
+        return f"is format {fmt}, from a newer dakd-edge (this one reads up to format {FORMAT})"
+    if "environment" in doc and not isinstance(doc["environment"], dict | type(None)):
+        return "environment is not an object"
     for i, r in enumerate(doc["results"]):
         if not isinstance(r, dict):
             return f"results[{i}] is not an object"
@@ -808,11 +1083,17 @@ def _baseline_problem(doc: Any) -> str | None:
             if not isinstance(r[name], kind) or isinstance(r[name], bool):
                 wanted = "an integer" if kind is int else "a string"
                 return f"results[{i}].{name} is {r[name]!r}, expected {wanted}"
+        for name in ("device", "model_sha256"):  # optional (older and hand-written baselines)
+            if r.get(name) is not None and not isinstance(r[name], str):
+                return f"results[{i}].{name} is {r[name]!r}, expected a string"
+        # NaN (Python's json reads it) compares false with everything: the row would always pass
         bad = [m for m, _ in GATED if r["status"] == "ok" and not _is_number_or_null(r.get(m))]
         if bad:
-            return f"results[{i}].{bad[0]} is {r[bad[0]]!r}, expected a number"
+            return f"results[{i}].{bad[0]} is {r[bad[0]]!r}, expected a finite number >= 0"
     return None
 
 
 def _is_number_or_null(v: Any) -> bool:
-    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    return v is None or (
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    )

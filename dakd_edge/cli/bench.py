@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from pathlib import Path
 
@@ -54,8 +53,16 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 @_list_option("--precision", "precisions", ", ".join(PRECISIONS))
 @_list_option("--tile", "tiles", "square tile sizes", "the model's own tile, as segment uses it")
 @_list_option("--batch", "batches", "batch sizes", "segment's batch for each tile on --device")
-@click.option("--warmup", default=_default("warmup"), show_default=True, type=int)
-@click.option("--iters", default=_default("iters"), show_default=True, type=int)
+@click.option(
+    "--warmup", default=_default("warmup"), show_default=True, type=int, help="Untimed calls first."
+)
+@click.option("--iters", default=_default("iters"), show_default=True, type=int, help="Timed calls per row.")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Intra-op threads (torch.set_num_threads, ONNX Runtime intra_op_num_threads) [default: each runtime's].",
+)
 @click.option(
     "--device", default=_default("device"), show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
 )
@@ -79,6 +86,11 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 )
 @click.option("--max-regression", default="10%", show_default=True, help="Allowed slowdown per matched row.")
 @click.option(
+    "--allow-other-machine",
+    is_flag=True,
+    help="Gate against a baseline from another CPU/GPU/board/power mode or thread setting (warned, not refused).",
+)
+@click.option(
     "--cuda-graphs", is_flag=True, help="Replay the torch backends from a captured CUDA graph (GPU only)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
@@ -90,20 +102,25 @@ def bench(
     batches,
     warmup,
     iters,
+    threads,
     device,
     num_classes,
     scene,
     json_out,
     baseline,
     max_regression,
+    allow_other_machine,
     cuda_graphs,
     overwrite,
 ) -> None:
     """Measure latency (p50/p90/p99), throughput, memory and agreement with PyTorch fp32.
 
-    Combinations that cannot run here are listed with the reason. With --baseline the command exits 1
-    when any matched row regresses by more than --max-regression, and 2 (before measuring anything) when
-    the baseline is malformed or none of its rows matches this run.
+    Latency is per call of `batch` tiles on an in-memory batch (copy in, model, copy out), after the
+    untimed warm-up; reading, tiling, blending and writing are timed only by --scene. Combinations that
+    cannot run here are listed with the reason. With --baseline the command exits 1 when any matched row
+    regresses by more than --max-regression (or failed where the baseline ran), and 2 (before measuring
+    anything) when the baseline is malformed, none of its rows matches this run, or it was measured on
+    another machine or thread setting (--allow-other-machine compares anyway).
     """
     from rich import box
     from rich.console import Console
@@ -112,6 +129,7 @@ def bench(
     from dakd_edge.atomic import atomic_path, check_output, check_room
 
     threshold = lib.parse_threshold(max_regression)
+    lib.check_counts(warmup, iters, threads)
     plan = {
         "models": list(models) or [None],
         "backends": _csv(str, backends, "backend"),
@@ -119,11 +137,21 @@ def bench(
         "tiles": _csv(int, tiles, "tile") if tiles is not None else None,
         "batches": _csv(int, batches, "batch") if batches is not None else None,
     }
-    base_doc = None
+    base_doc, env_notes = None, []
     if baseline:  # checked before any benchmark runs: a bad baseline should not cost a full run
         base_doc = lib.load_json(baseline)
         keys = lib.planned_keys(**plan, device=device, num_classes=num_classes)
-        lib.check_baseline_covers(base_doc, keys, baseline)
+        lib.check_baseline_covers(base_doc, keys, baseline, device=device)
+        machine, env_notes = lib.environment_differences(
+            lib.environment(threads), base_doc.get("environment")
+        )
+        if machine and not allow_other_machine:
+            raise InputError(
+                f"baseline {baseline} was measured on another machine or configuration ("
+                + "; ".join(machine)
+                + "): its numbers are no yardstick here (--allow-other-machine compares anyway)"
+            )
+        env_notes = [f"differs from the baseline: {m}" for m in machine] + env_notes
     if json_out and json_out != "-":
         check_output(json_out, overwrite)
         # small, but a disk found full only after minutes of measuring lost every number
@@ -132,7 +160,10 @@ def bench(
     stream = sys.stderr if json_out == "-" else sys.stdout
     # Logs and CI captures are not terminals: rich would fold the table to 80 columns and cut values.
     console = Console(stderr=json_out == "-", width=None if stream.isatty() else 160)
-    console.print(f"[bold]dakd-edge bench[/bold] (warm-up {warmup}, {iters} iterations)")
+    console.print(
+        f"[bold]dakd-edge bench[/bold] (warm-up {warmup}, {iters} iterations; latency per call of "
+        "`batch` tiles in memory: copy in, model, copy out; no reading/tiling/writing)"
+    )
 
     def live(row: lib.Row) -> None:
         state = row.status if row.status != "ok" else f"{row.p50_ms:.2f} ms p50"
@@ -148,12 +179,13 @@ def bench(
         num_classes=num_classes,
         on_row=live,
         cuda_graphs=cuda_graphs,
+        threads=threads,
     )
     if scene:
         doc["scene"] = lib.run_scene(scene, predictor=scene_pred)
 
     table = Table(title="dakd-edge bench", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("model", "backend", "prec", "tile x b", "status", "p50 ms", "p99 ms", "MPix/s", "peak MB",
+    for col in ("model", "backend", "prec", "tile x b", "status", "p50 ms/call", "p99 ms/call", "MPix/s", "peak MB",
                 "argmax %", "max |err|"):  # fmt: skip
         table.add_column(col, no_wrap=col != "model")
     reasons = []
@@ -175,7 +207,7 @@ def bench(
             f"scene {s.get('scene')}: {s.get('mpix_per_s', 0):.3f} MPix/s end-to-end ({s.get('seconds', 0):.1f} s)"
         )
 
-    text = json.dumps(doc, indent=2)
+    text = lib.to_json(doc)  # strict JSON: a NaN / inf value is written as null
     if json_out == "-":
         click.echo(text)
     elif json_out:
@@ -184,7 +216,10 @@ def bench(
         console.print(f"results written to {json_out}")
 
     if base_doc is not None:
-        problems = lib.compare(doc, base_doc, threshold, source=baseline)
+        notes = list(env_notes)
+        problems = lib.compare(doc, base_doc, threshold, source=baseline, notes=notes)
+        for n in notes:
+            console.print(f"  [yellow]note[/yellow] {n}", highlight=False)
         if problems:
             console.print(
                 f"[red]regression gate FAILED[/red] ({len(problems)} rows over {threshold * 100:.1f}%):"

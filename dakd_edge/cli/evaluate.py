@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from dakd_edge.cli import jsonout
+from dakd_edge import jsonout
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from dakd_edge.cli import jsonout
+from dakd_edge import jsonout
 from dakd_edge.errors import InputError, OutputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")

@@ -198,7 +198,7 @@ def test_info_json_is_strict_json_with_nan_nodata(tmp_path: Path, run_cli) -> No
 
 
 def test_jsonout_maps_every_non_finite_number() -> None:
-    from dakd_edge.cli import jsonout
+    from dakd_edge import jsonout
 
     doc = {"a": [1.0, float("nan")], "b": (float("inf"), {"c": -float("inf")}), "d": "nan"}
     assert json.loads(jsonout.dumps(doc)) == {"a": [1.0, None], "b": [None, {"c": None}], "d": "nan"}

@@ -1,5 +1,5 @@
-"""JSON the CLI prints or writes: strict, since JSON has no NaN / Infinity and strict parsers refuse
-the ``NaN`` Python's :func:`json.dumps` writes by default."""
+"""Strict JSON for what the CLI and ``bench`` print or write: JSON has no NaN / Infinity, and strict
+parsers (jq, JavaScript) refuse the ``NaN`` Python's :func:`json.dumps` writes by default."""
 
 from __future__ import annotations
 
