@@ -171,7 +171,7 @@ def predict_unit(predictor: Any, unit: np.ndarray) -> np.ndarray:
     norm = predictor.meta.normalization
     unit = as_chw(np.asarray(unit, np.float32), predictor.meta.in_chans)
     valid = np.isfinite(unit).all(0)
-    x = normalize(np.nan_to_num(np.clip(unit, 0.0, 1.0), nan=norm.mean), norm)
+    x = normalize(np.clip(unit, 0.0, 1.0), norm, fill=True)
     h, w = valid.shape
     probs = np.zeros((predictor.meta.num_classes, h, w), np.float32)
     for strip in predictor.stream(lambda y0, y1, x0, x1: (x[:, y0:y1, x0:x1], valid[y0:y1, x0:x1]), h, w):

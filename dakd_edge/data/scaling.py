@@ -81,9 +81,19 @@ def db_to_uint8(db: np.ndarray, norm: Normalization | None = None) -> np.ndarray
     return np.round(u * 255.0).astype(np.uint8)
 
 
-def normalize(unit: np.ndarray, norm: Normalization) -> np.ndarray:
-    """Unit luminance -> standardised network input (float32)."""
-    return ((unit - norm.mean) / norm.std).astype(np.float32)
+def normalize(unit: np.ndarray, norm: Normalization, fill: bool = False) -> np.ndarray:
+    """Unit luminance -> standardised network input (float32); ``fill``: NaN first becomes the mean (0
+    after) and +-inf the largest finite values, as ``np.nan_to_num(unit, nan=norm.mean)``.
+
+    Every window of a scene comes through here: the fill runs only when a pixel is not finite (one
+    ``isfinite`` pass; 8-bit input never has one, ``nan_to_num`` is three passes and a copy), and the
+    standardisation runs in place on its own result (the same operations and dtypes as
+    ``((unit - mean) / std).astype(float32)``, so the same bits; ``tests/inference/test_predictor.py``)."""
+    if fill and not np.isfinite(unit).all():
+        unit = np.nan_to_num(unit, nan=norm.mean)
+    x = np.subtract(unit, norm.mean)
+    x /= norm.std
+    return x.astype(np.float32, copy=False)
 
 
 # ---- input-domain check ------------------------------------------------------------------------

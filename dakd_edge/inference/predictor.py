@@ -119,7 +119,7 @@ class Predictor:
             unit = to_unit(raw, scale, norm)
             if offset is not None:
                 unit = np.clip(unit + offset, 0.0, 1.0)
-            return normalize(np.nan_to_num(unit, nan=norm.mean), norm), ok
+            return normalize(unit, norm, fill=True), ok
 
         return convert
 

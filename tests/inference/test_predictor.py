@@ -136,3 +136,37 @@ def test_out_of_domain_arrays_warn_like_segment() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputDomainWarning)
         pred.predict(blob_scene(64, 64))  # SOS-like luminance: no warning
+
+
+def test_normalizer_fast_path_matches_nan_to_num_then_normalize_bit_for_bit() -> None:
+    """``normalize(unit, norm, fill=True)`` skips ``nan_to_num`` for all-finite windows and standardises
+    in place; every window, finite or not, float32 or float64 (a level offset), gives the bits the
+    plain expression gave."""
+    from dakd_edge.data.scaling import normalize, to_unit
+    from dakd_edge.meta import Normalization
+
+    rng = np.random.default_rng(3)
+    norm = Normalization(mean=0.459201, std=0.216508)
+    finite = rng.random((1, 7, 9), dtype=np.float32)
+    holes = finite.copy()
+    holes[0, 1, 2], holes[0, 3, 4], holes[0, 5, 6] = np.nan, np.inf, -np.inf
+    cases = [
+        finite,
+        holes,
+        holes.astype(np.float64),
+        to_unit(rng.integers(0, 256, (1, 5, 6), np.uint8), "uint8"),
+    ]
+    for unit in cases:
+        before = unit.copy()
+        want = ((np.nan_to_num(unit, nan=norm.mean) - norm.mean) / norm.std).astype(np.float32)
+        got = normalize(unit, norm, fill=True)
+        assert got.dtype == np.float32 and got.shape == unit.shape
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))  # bits, NaN-safe
+        np.testing.assert_array_equal(unit, before)  # the input is left alone
+    fake = FakeBackend()
+    raw = np.array([[[0, 128, 255], [7, 99, 200]]], np.uint8)
+    x, ok = Predictor(fake).normalizer("uint8", 0)(raw)
+    np.testing.assert_array_equal(
+        x, normalize(to_unit(raw, "uint8", fake.meta.normalization), fake.meta.normalization)
+    )
+    np.testing.assert_array_equal(ok, raw[0] != 0)
