@@ -83,6 +83,18 @@ class _ProjectedArea:
         return float((n * cell / px).sum())
 
 
+def class_counts(cls: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels of each class id ``0 .. num_classes - 1`` in ``cls``, then of every other value (nodata).
+
+    One ``count_nonzero`` per class on the uint8 map: ``np.bincount`` first converts the map to int64
+    (8 bytes a pixel), 18x slower on a 256-row strip of a Sentinel-1 product (7 s of the whole run)."""
+    out = np.zeros(num_classes + 1, np.int64)
+    for k in range(num_classes):
+        out[k] = np.count_nonzero(cls == k)
+    out[num_classes] = cls.size - out[:num_classes].sum()
+    return out
+
+
 class Tally:
     """Class counts and oil area of the written class map, strip by strip.
 
@@ -110,7 +122,7 @@ class Tally:
 
     def add(self, cls: np.ndarray, y0: int, x0: int = 0) -> None:
         """Count the class ids ``cls`` (h, w) of the strip whose top left pixel is ``(y0, x0)``."""
-        self.counts += np.bincount(np.minimum(cls.ravel(), self.num_classes), minlength=len(self.counts))
+        self.counts += class_counts(cls, self.num_classes)
         if self.oil_area is None:
             return
         oil = np.isin(cls, self.oil_ids)

@@ -1,4 +1,4 @@
-"""Scene outputs: the oil-probability staging file the polygon pass reads back."""
+"""Scene outputs: the oil-probability staging file the polygon pass reads back, the report's class counts."""
 
 from __future__ import annotations
 
@@ -42,3 +42,16 @@ def test_staging_is_compressed_losslessly_and_reads_back(tmp_path: Path) -> None
     finally:
         st.close()
     assert not (tmp_path / "oil.tif").exists()
+
+
+def test_class_counts_equal_bincount_with_nodata_last() -> None:
+    """The report's class counts: one count_nonzero per class instead of an int64 bincount; values at
+    or above the class count (255 = nodata, any stray id) go to the last entry, as bincount put them."""
+    from dakd_edge.inference.report import class_counts
+
+    rng = np.random.default_rng(2)
+    for k in (1, 2, 5):
+        cls = rng.choice(np.array([*range(k), k + 3, 255], np.uint8), size=(37, 53))
+        want = np.bincount(np.minimum(cls.ravel(), k), minlength=k + 1)
+        np.testing.assert_array_equal(class_counts(cls, k), want)
+    assert class_counts(np.zeros((0, 4), np.uint8), 2).tolist() == [0, 0, 0]
