@@ -289,7 +289,8 @@ def segment_scene(
                 progress(rows_done, info.height, st)
 
         stats = TileStats()
-        reader = _Windows(scene, predictor.normalizer(scale or "uint8", info.nodata), masker, clock, trend)
+        convert = predictor.normalizer(scale or "uint8", info.nodata)
+        reader = _Windows(scene, convert, masker, clock, trend, predictor.meta.in_chans)
         consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_strip)
         clock.inference_done()
         outputs.finish_rasters()
@@ -387,7 +388,9 @@ class _Windows:
 
     ``convert`` turns raw values (plus ``trend``'s offset, when given) into network input and a
     validity mask; land (``masker``) is not valid and is handed on so that tiles of only land count as
-    such. The time spent reading and masking goes to ``clock``.
+    such. A window that is all land is not read at all (on a coastal Sentinel-1 product most windows
+    are: calibration and scaling of pixels no tile runs on). The time spent reading and masking goes
+    to ``clock``.
     """
 
     def __init__(
@@ -397,11 +400,20 @@ class _Windows:
         masker: Any,
         clock: Clock,
         trend: level.LevelTrend | None = None,
+        channels: int = 1,
     ) -> None:
         self.scene, self.convert, self.masker, self.clock = scene, convert, masker, clock
-        self.trend = trend
+        self.trend, self.channels = trend, channels
 
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, ...]:
+        land = None
+        if self.masker is not None:
+            t = time.perf_counter()
+            land = self.masker.mask(y0, y1, x0, x1)
+            self.clock.add("land_mask", t)
+            if land.all():  # nothing to read or scale: every tile here is skipped as land either way
+                shape = (y1 - y0, x1 - x0)
+                return np.zeros((self.channels, *shape), np.float32), np.zeros(shape, bool), land
         t = time.perf_counter()
         raw = self.scene.window(y0, y1, x0, x1)
         self.clock.add("read", t)
@@ -409,11 +421,8 @@ class _Windows:
             x, ok = self.convert(raw)
         else:
             x, ok = self.convert(raw, self.trend.offset(y0, y1, x0, x1))
-        if self.masker is None:
+        if land is None:
             return x, ok
-        t = time.perf_counter()
-        land = self.masker.mask(y0, y1, x0, x1)
-        self.clock.add("land_mask", t)
         return x, ok & ~land, land
 
 

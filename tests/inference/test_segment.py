@@ -195,3 +195,32 @@ def test_scale_sample_is_windowed_on_large_scenes(tmp_path: Path) -> None:
         allnan = write_tif(tmp_path / "n.tif", np.full((700, 800), np.nan, np.float32))
     with SceneReader(allnan) as s:
         assert s.valid_sample(grid=4, size=64).size == 0
+
+
+def test_windows_that_are_all_land_are_not_read() -> None:
+    """The tiler's reader skips reading and scaling a window the land mask covers whole (most windows
+    of a coastal Sentinel-1 product): its tiles are skipped as land either way; other windows are read
+    and get land made invalid, as before."""
+    from dakd_edge.inference.report import Clock
+    from dakd_edge.inference.segment import _Windows
+
+    reads = []
+
+    class Scene:
+        def window(self, y0, y1, x0, x1):
+            reads.append((y0, y1, x0, x1))
+            return np.full((1, y1 - y0, x1 - x0), 7.0, np.float32)
+
+    class LeftHalfLand:
+        def mask(self, y0, y1, x0, x1):
+            return np.broadcast_to(np.arange(x0, x1) < 50, (y1 - y0, x1 - x0)).copy()
+
+    def convert(raw):
+        return raw * 2.0, np.ones(raw.shape[1:], bool)
+
+    reader = _Windows(Scene(), convert, LeftHalfLand(), Clock(), channels=2)
+    x, ok, land = reader(0, 8, 0, 40)  # all land: not read
+    assert reads == [] and x.shape == (2, 8, 40) and not ok.any() and land.all()
+    x, ok, land = reader(0, 8, 40, 60)  # across the coast: read, land invalid
+    assert reads == [(0, 8, 40, 60)] and (x == 14.0).all()
+    assert ok.tolist() == (~land).tolist() and land[:, :10].all() and not land[:, 10:].any()
