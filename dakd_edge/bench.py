@@ -740,9 +740,11 @@ def _reference(bench: Workbench, x: np.ndarray) -> np.ndarray | None:
 
 
 def _one_row(bench, backend, precision, tile, batch, x, ref, warmup, iters, graphs=False) -> Row:
+    # the device it is meant to run on, replaced by the runner's: a row that fails before its runner
+    # exists (an engine that no longer builds) must still match its GPU baseline row, as a regression
     row = Row(
         backend, precision, tile, batch, model=bench.spec.label, model_size_mb=bench.spec.size_mb,
-        model_sha256=bench.spec.sha256,
+        model_sha256=bench.spec.sha256, device=planned_device(backend, bench.device),
     )  # fmt: skip
     graphs = graphs and backend.startswith("torch")
     if graphs:

@@ -1209,3 +1209,20 @@ def test_resume_takes_a_default_given_explicitly(tmp_path):
         runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": same}), True)
     with pytest.raises(OutputError, match=r'segment.min_area: "5px" then, "6px" now'):
         runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": "6px"}), True)
+
+
+def test_resume_refuses_a_min_area_that_differs_past_six_digits(tmp_path):
+    """The spelling-neutral form of a min area in m^2 kept six significant digits ("%g"): a resume with
+    --min-area 1000001 passed for a run of --min-area 1000000 (both "1e+06"); 2000 and "2e3" are one."""
+    from dakd_edge.batch import runner
+    from dakd_edge.errors import OutputError
+
+    seg = {"min_area": "1000000", "land_mask": "auto"}
+    (tmp_path / runner.OPTIONS).write_text(
+        json.dumps(runner._options(None, "auto", None, None, seg), default=str)
+    )
+    runner._prepare(tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": "1e6"}), True)
+    with pytest.raises(OutputError, match=r"segment.min_area: .*1000000.* then, .*1000001.* now"):
+        runner._prepare(
+            tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": "1000001"}), True
+        )

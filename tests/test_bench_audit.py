@@ -83,7 +83,7 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> type[FakeBench]:
 
 def _fake_row_bench(predict) -> SimpleNamespace:
     spec = SimpleNamespace(label="m", size_mb=1.0, sha256=None)
-    return SimpleNamespace(spec=spec, runner=lambda *a, **k: lib.Runner(predict=predict))
+    return SimpleNamespace(spec=spec, device="cpu", runner=lambda *a, **k: lib.Runner(predict=predict))
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -295,6 +295,27 @@ def test_a_row_that_ran_in_the_baseline_and_fails_now_is_a_regression() -> None:
     skipped = {**failed, "status": "skipped", "reason": "TensorRT is not installed"}
     assert lib.compare({"results": [_row(), skipped]}, base, 0.10, notes=notes) == []
     assert any("skipped now" in n for n in notes)
+
+
+def test_a_gpu_row_that_fails_before_it_runs_is_a_regression_not_another_device() -> None:
+    """A row whose runner cannot be made (an engine that no longer builds, an export that fails) kept
+    the Row's default device "cpu": against a GPU baseline the gate called it unlike ("device differs",
+    exit 2 or a note) instead of the regression it is."""
+
+    def broken(*a, **k):
+        raise RuntimeError("engine build failed")
+
+    bench = SimpleNamespace(
+        spec=SimpleNamespace(label="m", size_mb=1.0, sha256=None), device="cuda", runner=broken
+    )
+    x = np.zeros((4, 1, 256, 256), np.float32)
+    row = lib.asdict(lib._one_row(bench, "tensorrt", "fp16", 256, 4, x, None, 0, 1))
+    assert row["status"] == "failed" and row["device"] == "cuda"
+    base = _row(
+        backend="tensorrt", precision="fp16", device="cuda", p50_ms=1.0, mean_ms=1.0, mpix_per_s=260.0
+    )
+    problems = lib.compare({"results": [row]}, {"results": [base]}, 0.10)
+    assert len(problems) == 1 and "failed now (RuntimeError: engine build failed)" in problems[0]
 
 
 def test_baseline_rows_for_another_device_do_not_cover_the_run() -> None:

@@ -362,6 +362,16 @@ def check_finite_gradient(grad_norm: torch.Tensor, last_checkpoint: str | os.Pat
     )
 
 
+def gradient_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
+    """The 2-norm of all gradients of ``params`` (float64: finite gradients give a finite norm)."""
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), dtype=torch.float64)
+    return torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads])
+    )
+
+
 # ------------------------------------------------------------------------------------------ distributed
 @dataclass(frozen=True)
 class DistInfo:
@@ -770,10 +780,14 @@ class Trainer:
         if clip > 0 or norm:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
-            if not self.scaler.is_enabled():  # (a float16 scaler skips such steps and lowers its scale)
-                # a finite loss can still have NaN/inf gradients: they would reach the weights, the EMA
-                # and the next checkpoint, and the stop at the next step would name that checkpoint
-                check_finite_gradient(grad_norm, self.last_good)
+        # (a float16 scaler skips steps with NaN/inf gradients and lowers its scale: no check then)
+        if not self.scaler.is_enabled():
+            # a finite loss can still have NaN/inf gradients: they would reach the weights, the EMA
+            # and the next checkpoint, and the stop at the next step would name that checkpoint.
+            # Without clipping (--grad-clip 0) no norm was measured: the gradients are checked here.
+            check_finite_gradient(
+                grad_norm if grad_norm is not None else gradient_norm(params), self.last_good
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.schedule is not None:

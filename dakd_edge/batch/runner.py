@@ -418,7 +418,9 @@ def _comparable(options: dict[str, Any]) -> dict[str, Any]:
         m2, px = parse_min_area(seg["min_area"])
     except InputError:  # a stored value this version cannot read: compared as it is
         return options
-    return {**options, "segment": {**seg, "min_area": f"{px}px" if m2 is None else f"{m2:g}"}}
+    # m^2 by the shortest exact spelling ("%g" kept six digits: 1000001 read as 1e+06, the same as 1000000)
+    exact = None if m2 is None else repr(float(m2)).removesuffix(".0")
+    return {**options, "segment": {**seg, "min_area": f"{px}px" if m2 is None else exact}}
 
 
 def _differences(stored: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:

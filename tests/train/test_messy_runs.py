@@ -61,6 +61,27 @@ def test_non_finite_gradient_behind_a_finite_loss_stops_before_the_weights_chang
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_non_finite_gradient_without_clipping_stops_before_the_weights_change(tmp_path, monkeypatch):
+    """--grad-clip 0 measured no norm, so NaN gradients reached the weights unchecked: the checkpoint
+    written after that step held NaN weights and the next step's NaN loss called it the good one."""
+    real = DAKDLoss.forward
+
+    def nan_grad(self, logits, *a, **kw):
+        parts = real(self, logits, *a, **kw)
+        parts["loss"] = parts["loss"] + 0.0 * torch.sqrt(logits.sum() * 0.0)  # value +0, gradient NaN
+        return parts
+
+    monkeypatch.setattr(DAKDLoss, "forward", nan_grad)
+    with pytest.raises(TrainingError, match=r"non-finite gradient \(nan\) .* no checkpoint was written yet"):
+        train(
+            _cfg(ckpt_every=1, grad_clip=0.0),
+            tmp_path / "run",
+            progress=False,
+            datasets=(BlobDataset(6, 16), None),
+        )
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_non_finite_gradient_names_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = DAKDLoss.forward
     calls = []
