@@ -229,8 +229,10 @@ class SceneReader(Scene):
         the darkest sea): a notice says how to declare it, and it stays data."""
         h, w = self.ds.height, self.ds.width
         t = np.linspace(0, 1, per_side)
-        rows = np.r_[np.zeros(per_side), np.full(per_side, h - 1), t * (h - 1), t * (h - 1)]
-        cols = np.r_[t * (w - 1), t * (w - 1), np.zeros(per_side), np.full(per_side, w - 1)]
+        rows = np.r_[np.zeros(per_side), np.full(per_side, h - 1), t * (h - 1), t * (h - 1)].astype(int)
+        cols = np.r_[t * (w - 1), t * (w - 1), np.zeros(per_side), np.full(per_side, w - 1)].astype(int)
+        order = np.lexsort((cols, rows))  # top to bottom: a PNG / JPEG (no blocks) is decoded once
+        rows, cols = rows[order], cols[order]
         try:
             edge = np.array(
                 [
