@@ -62,24 +62,14 @@ def colorize(classes: np.ndarray, palette: Any) -> np.ndarray:
     return lut[classes.astype(np.uint8)]
 
 
-def png_folder(save_png: str | os.PathLike | None, data: str | os.PathLike | None = None) -> Path | None:
+def png_folder(save_png: str | os.PathLike | None) -> Path | None:
     """The ``--save-png`` folder, created and probed with a real file (``os.access`` says yes to root on
-    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored.
-
-    A folder inside the dataset is refused: PNGs named like its files would replace its labels (OSD's
-    ``labels/img_0001.png``), or be read as more images by the next evaluation (SOS ``1_sat.png``)."""
+    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored."""
     from dakd_edge.atomic import probe_writable
 
     if not save_png:
         return None
     d = Path(save_png)
-    if data is not None:
-        root, here = Path(data).resolve(), d.resolve()
-        if here == root or root in here.parents:
-            raise OutputError(
-                f"--save-png {d} is inside the dataset {data}: its PNGs could replace the dataset's labels "
-                "or be read as images next time; give a folder outside it"
-            )
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -88,9 +78,27 @@ def png_folder(save_png: str | os.PathLike | None, data: str | os.PathLike | Non
     return d
 
 
+def _dataset_folders(ds: Any) -> set[Path]:
+    """The folders the dataset's images and masks are read from."""
+    out = set()
+    for f in getattr(ds, "files", None) or []:
+        for x in f if isinstance(f, list | tuple) else [f]:
+            out.add(Path(str(x)).resolve().parent)
+    return out
+
+
 def png_paths(ds: Any, n: int, folder: Path, overwrite: bool) -> list[Path]:
     """Where the PNG of each of the first ``n`` samples goes: ``{image stem}.png`` (``{index}_{stem}``
-    where stems repeat, as two sensors' folders may), refusing existing files unless ``overwrite``."""
+    where stems repeat, as two sensors' folders may), refusing existing files unless ``overwrite``.
+
+    A folder the dataset reads its images or masks from is refused, ``--overwrite`` or not: PNGs named
+    like its files replaced OSD's ``labels/img_0001.png``, and in SOS's ``sat/`` the next evaluation
+    read ``1_sat.png`` as one more image. A folder elsewhere in the dataset's tree is fine."""
+    if folder.resolve() in _dataset_folders(ds):
+        raise OutputError(
+            f"--save-png {folder} is a folder of the dataset's own images or masks: its PNGs would replace "
+            "them or be read as more images next time; give another folder"
+        )
     stems = [_stem(ds, i) for i in range(n)]
     if len(set(stems)) < n:
         stems = [f"{i:05d}_{s}" for i, s in enumerate(stems)]
@@ -127,7 +135,7 @@ def evaluate(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise DatasetError(f"{data} ({split}) has no images")
-    png_dir = png_folder(save_png, data)
+    png_dir = png_folder(save_png)
     pngs = png_paths(ds, n, png_dir, overwrite) if png_dir is not None else []
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0

@@ -244,10 +244,13 @@ def test_save_png_never_replaces_files_or_writes_into_the_dataset(tmp_path, mode
     labels = tmp_path / "ds" / "masks"
     before = {p.name: p.read_bytes() for p in labels.iterdir()}
     base = ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"]
-    for folder in (labels, tmp_path / "ds"):
+    for folder in (labels, tmp_path / "ds" / "images"):
         code, _, err = _cli([*base, "--save-png", str(folder), "--overwrite"], capsys)
-        assert code == 2 and "is inside the dataset" in err and len(err.strip().splitlines()) == 1
+        assert code == 2 and "a folder of the dataset's own images or masks" in err, err
+        assert len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
+    code, _, err = _cli([*base, "--save-png", str(tmp_path / "ds" / "predictions")], capsys)
+    assert code == 0, err  # elsewhere in the dataset's tree: its loader never reads it
     png = tmp_path / "png"
     png.mkdir()
     (png / "s001.png").write_bytes(b"keep")
