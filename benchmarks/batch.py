@@ -153,7 +153,8 @@ def layer_archive(out: Path, scenes: int, polygons: int, take: int, overlap_km: 
     manifest lines into the batch folder ``out``; returns counts of what was written."""
     import numpy as np
 
-    from dakd_edge.batch.manifest import append_record, scene_outputs, sha256
+    from dakd_edge.atomic import file_sha256
+    from dakd_edge.batch.manifest import append_record, scene_outputs
     from dakd_edge.inference.vectorize import write_vector
 
     rng = np.random.default_rng(seed)
@@ -176,7 +177,7 @@ def layer_archive(out: Path, scenes: int, polygons: int, take: int, overlap_km: 
             write_vector(paths["vector"], spills, crs)
             start = f"2025-01-{1 + k % 28:02d}T05:{k % 60:02d}:{(i * 25) % 60:02d}"
             append_record(out, {
-                "id": sid, "status": "ok", "sha256": {"vector": sha256(paths["vector"])},
+                "id": sid, "status": "ok", "sha256": {"vector": file_sha256(paths["vector"])},
                 "start_time": start, "platform": "sentinel-1a" if k % 2 else "sentinel-1b",
                 "spills": len(spills),
             })  # fmt: skip

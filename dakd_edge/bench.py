@@ -10,7 +10,6 @@ logit error), so a fast-but-wrong engine is visible in the same table as its spe
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -302,14 +301,12 @@ class ModelSpec:
 
 def _sha256(p: Path) -> str | None:
     """The file's content hash: the regression gate tells two models of one file name apart."""
-    h = hashlib.sha256()
+    from dakd_edge.atomic import file_sha256
+
     try:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return file_sha256(p)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def _cuda() -> bool:

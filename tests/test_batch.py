@@ -1013,8 +1013,8 @@ def test_resume_of_a_finished_batch_reads_no_output_again(local_ray, scenes, tmp
     out = tmp_path / "batch"
     run(ins, out, workers=1, model=MODEL)
     hashed: list[str] = []
-    real = manifest.sha256
-    monkeypatch.setattr(manifest, "sha256", lambda p: hashed.append(p.name) or real(p))
+    real = manifest.file_sha256
+    monkeypatch.setattr(manifest, "file_sha256", lambda p: hashed.append(p.name) or real(p))
     assert run(ins, out, workers=1, model=MODEL, resume=True)["skipped"] == ["scene0", "scene1"]
     assert hashed == []
     vector = scene_outputs(out, "scene1")["vector"]

@@ -8,8 +8,9 @@ import pytest
 
 shapely = pytest.importorskip("shapely")
 
+from dakd_edge.atomic import file_sha256  # noqa: E402
 from dakd_edge.batch.layer import read_layer, read_parts  # noqa: E402
-from dakd_edge.batch.manifest import read_manifest, scene_outputs, sha256, verified  # noqa: E402
+from dakd_edge.batch.manifest import read_manifest, scene_outputs, verified  # noqa: E402
 
 
 def test_layer_archive_overlaps_across_seams_only_and_rebuilds_agree(tmp_path, load_benchmark) -> None:
@@ -21,7 +22,7 @@ def test_layer_archive_overlaps_across_seams_only_and_rebuilds_agree(tmp_path, l
     assert all(r["status"] == "ok" for r in records.values())
     parts = {}
     for sid, rec in records.items():
-        assert rec["sha256"]["vector"] == sha256(scene_outputs(out, sid)["vector"])
+        assert rec["sha256"]["vector"] == file_sha256(scene_outputs(out, sid)["vector"])
         parts[sid], unplaced = read_parts(scene_outputs(out, sid)["vector"], rec)
         assert unplaced == 0 and len(parts[sid]) == rec["spills"]
         geoms = [p.geom for p in parts[sid]]

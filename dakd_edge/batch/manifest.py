@@ -12,13 +12,12 @@ deleted or modified output is redone rather than trusted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import describe_write_error
+from dakd_edge.atomic import describe_write_error, file_sha256
 from dakd_edge.errors import OutputError
 
 MANIFEST = "manifest.jsonl"
@@ -44,14 +43,6 @@ def scene_outputs(out: Path, scene_id: str) -> dict[str, Path]:
 def is_batch_folder(folder: Path) -> bool:
     """True for a folder a batch run wrote (its options or its manifest): never searched for scenes."""
     return (folder / OPTIONS).is_file() or (folder / MANIFEST).is_file()
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(out: Path) -> dict[str, dict[str, Any]]:
@@ -142,7 +133,7 @@ def verified(out: Path, record: dict[str, Any] | None) -> bool:
         return False
     try:
         return all(
-            k in sums and (stats.get(k) == file_stat(paths[k]) or sha256(paths[k]) == sums[k])
+            k in sums and (stats.get(k) == file_stat(paths[k]) or file_sha256(paths[k]) == sums[k])
             for k in CHECKED
         )
     except OSError:

@@ -88,7 +88,8 @@ class SceneWorker:
         ``overwrite`` only for a scene the manifest records (or whose worker died mid-commit in this
         run): any other file under the scene's output names is not ours to replace.
         """
-        from dakd_edge.batch.manifest import CHECKED, file_stat, scene_outputs, sha256
+        from dakd_edge.atomic import file_sha256
+        from dakd_edge.batch.manifest import CHECKED, file_stat, scene_outputs
         from dakd_edge.inference.segment import segment_scene
 
         paths = scene_outputs(Path(out), scene["id"])
@@ -123,7 +124,7 @@ class SceneWorker:
             rec.update(
                 status="ok",
                 error=None,
-                sha256={k: sha256(paths[k]) for k in CHECKED},
+                sha256={k: file_sha256(paths[k]) for k in CHECKED},
                 stat={k: file_stat(paths[k]) for k in CHECKED},
                 start_time=product.get("start_time") or meta.get("start_time"),
                 platform=product.get("mission") or meta.get("platform"),

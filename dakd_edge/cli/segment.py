@@ -116,19 +116,16 @@ def scene_stem(scene: Path) -> str:
     (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``, a zip by the
     product inside it, as a ``<uuid>.zip`` download names none; ``PRODUCT-iw-vv`` for a measurement TIFF
     of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
-    from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product, zip_product_name
+    from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product, product_name
 
     if scene.name.lower() == "manifest.safe":
         scene = scene.parent
-    name = scene.name
     if is_sentinel1_product(scene):
-        if is_flattened_name(name):
+        if is_flattened_name(scene.name):
             return f"{scene_stem(scene.resolve().parent.parent)}-{scene.stem}"
-        name = zip_product_name(scene) or name
-        for suffix in (".zip", ".safe", ".tiff", ".tif"):  # a measurement TIFF: its own stem
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        if scene.suffix.lower() in (".tif", ".tiff"):  # a measurement TIFF: its own stem
+            return scene.stem
+        return product_name(scene)
     return scene.stem
 
 

@@ -213,13 +213,15 @@ def _has_measurement(folder: Path) -> bool:
     return d.is_dir() and any(is_measurement_name(f.name) for f in d.iterdir())
 
 
-def _product_label(path: Path) -> str:
-    """A product's name in any form: ``NAME`` for ``NAME.SAFE``, ``NAME.zip`` or a zip holding it."""
-    name = zip_product_name(path) or path.name
+def product_name(path: str | os.PathLike) -> str:
+    """A product's name in any form: ``NAME`` for ``NAME.SAFE``, ``NAME.zip`` or a zip holding
+    ``NAME.SAFE/`` (a ``<uuid>.zip`` download names none itself)."""
+    p = Path(path)
+    name = zip_product_name(p) or p.name
     for suffix in (".zip", ".safe"):
         if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name.lower()
+            return name[: -len(suffix)]
+    return name
 
 
 def unwrap_product(path: str | os.PathLike) -> Path:
@@ -236,7 +238,7 @@ def unwrap_product(path: str | os.PathLike) -> Path:
         )
     except OSError:
         return p
-    if len(inner) > 1 and len({_product_label(c) for c in inner}) == 1:  # NAME.SAFE beside NAME.zip
+    if len(inner) > 1 and len({product_name(c).lower() for c in inner}) == 1:  # NAME.SAFE beside NAME.zip
         safe = next((c for c in inner if c.is_dir()), inner[0])  # unzipped: read in place, faster
         forms = " and ".join(c.name for c in inner)
         warnings.warn(f"{p}: {forms} are one product; using {safe.name}", Notice, stacklevel=2)
