@@ -61,6 +61,23 @@ def make_ddim(steps: int) -> DDIMScheduler:
     return ddim
 
 
+def ddim_step(
+    ddim: DDIMScheduler, x0_hat: torch.Tensor, t: int, t_next: int, sample: torch.Tensor
+) -> torch.Tensor:
+    """One deterministic DDIM update (Song et al. 2021, Eq. 12, eta = 0) from timestep ``t`` to the next
+    timestep of the sampling sequence ``t_next`` (-1 after the last: alpha_bar = 1, the clean sample).
+
+    ``DDIMScheduler.step`` steps to ``t - 1000 // steps`` instead, which is the next timestep only when
+    ``steps`` divides 1000; otherwise the sample lands on a noise level the next model call is not told
+    about (and the last update can stop short of alpha_bar = 1). Same float32 arithmetic as diffusers,
+    so where they agree (200 steps, the default) the results are bit for bit the same.
+    """
+    a_t = ddim.alphas_cumprod[t]
+    a_next = ddim.alphas_cumprod[t_next] if t_next >= 0 else ddim.final_alpha_cumprod
+    eps = (sample - a_t ** (0.5) * x0_hat) / (1 - a_t) ** (0.5)
+    return a_next ** (0.5) * x0_hat + (1 - a_next) ** (0.5) * eps
+
+
 def initial_noise(
     seed: int, indices: Sequence[int], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
@@ -96,16 +113,18 @@ def sample_joint(
     x = initial_noise(seed, indices, (1, h, w), device)
     y = initial_noise(seed + 1_000_003, indices, (k, h, w), device) if joint else None
     logits = None
-    for t in ddim.timesteps:
-        tt = torch.full((x.shape[0],), int(t), device=device, dtype=torch.long)
+    timesteps = [int(t) for t in ddim.timesteps]
+    for i, t in enumerate(timesteps):
+        t_next = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         with autocast(device, amp):
             out = model(x, tt, y) if joint else model(x, tt)
         x0_hat = (out[0] if joint else out).float().clamp(-1.0, 1.0)
-        x = ddim.step(x0_hat, int(t), x, eta=0.0).prev_sample
+        x = ddim_step(ddim, x0_hat, t, t_next, x)
         if joint:
             logits = out[1].float()
             y0_hat = logits_to_mask_range(logits, b)  # Eq. 21
-            y = ddim.step(y0_hat, int(t), y, eta=0.0).prev_sample
+            y = ddim_step(ddim, y0_hat, t, t_next, y)
     return image_from_model(x), logits
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,6 +71,73 @@ def test_per_sample_seeds_independent_of_batching(run: Path) -> None:
     torch.testing.assert_close(a[2:], b, rtol=1e-5, atol=1e-5)
     c, _ = gen.sample_joint(net.model, net.balancing_factor, [2], (CROP, CROP), steps=2, seed=6)
     assert not torch.allclose(b, c)
+
+
+class _ClosedFormTeacher(torch.nn.Module):
+    """A stand-in SAR-JointNet whose x0_hat and logits are fixed closed-form functions of (x_t, t, y_t)."""
+
+    def __init__(self, k: int = 3) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(num_classes=k)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+        tt = t.float().view(-1, 1, 1, 1) / 1000
+        x0 = 1.5 * torch.tanh(x) * (1 - tt) + 0.1  # leaves [-1, 1] early on: exercises the clipping
+        if y is None:
+            return x0
+        return x0, 2.0 * y + torch.arange(float(y.shape[1])).view(1, -1, 1, 1) * tt
+
+
+def _ddim_by_hand(steps: int, b: float, seed: int, indices: list[int], h: int, w: int, k: int):
+    """DDIM (Song et al. 2021, Eq. 12, eta = 0) in float64 numpy, straight from the equations: squared-
+    cosine alpha_bar (Nichol & Dhariwal 2021, betas capped at 0.999), trailing timesteps tau_i, each
+    update from tau_i to the next listed tau_{i+1} (alpha_bar = 1 after the last), x0_hat clipped to
+    [-1, 1] and the label estimate y0_hat = b (2 softmax(l_hat) - 1) (Eq. 21)."""
+    n = 1000
+    f = lambda s: math.cos((s / n + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    abar = np.cumprod([1 - min(1 - f(i + 1) / f(i), 0.999) for i in range(n)])
+    taus = (np.round(np.arange(n, 0, -n / steps)) - 1).astype(int)
+    x = gen.initial_noise(seed, indices, (1, h, w), torch.device("cpu")).double().numpy()
+    y = gen.initial_noise(seed + 1_000_003, indices, (k, h, w), torch.device("cpu")).double().numpy()
+    for i, t in enumerate(taus):
+        x0 = np.clip(1.5 * np.tanh(x) * (1 - t / 1000) + 0.1, -1, 1)
+        logits = 2.0 * y + np.arange(float(k)).reshape(1, k, 1, 1) * t / 1000
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        y0 = b * (2 * e / e.sum(1, keepdims=True) - 1)
+        a_t, a_prev = abar[t], (abar[taus[i + 1]] if i + 1 < len(taus) else 1.0)
+        eps_x = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+        eps_y = (y - math.sqrt(a_t) * y0) / math.sqrt(1 - a_t)
+        x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps_x
+        y = math.sqrt(a_prev) * y0 + math.sqrt(1 - a_prev) * eps_y
+    return np.clip((x + 1) / 2, 0, 1), logits
+
+
+@pytest.mark.parametrize("steps", [7, 200, 600])
+def test_sample_joint_is_ddim_between_consecutive_timesteps(steps: int) -> None:
+    """The sampler against the DDIM equations. 7 and 600 do not divide 1000: diffusers' DDIMScheduler.step
+    steps to ``t - 1000 // steps`` instead of the next listed timestep, so the sample reached a noise
+    level the next model call was not told about (image off by 0.16 at 600 steps) and at 7 steps the
+    last update ended at alpha_bar[0] < 1, leaving noise in the output."""
+    b = 0.528
+    images, logits = gen.sample_joint(
+        _ClosedFormTeacher(3), b, [0, 1], (2, 2), steps=steps, seed=3, amp=False
+    )
+    want_images, want_logits = _ddim_by_hand(steps, b, 3, [0, 1], 2, 2, 3)
+    np.testing.assert_allclose(images.double().numpy(), want_images, rtol=0, atol=1e-4)  # float32 vs float64
+    np.testing.assert_allclose(logits.double().numpy(), want_logits, rtol=0, atol=1e-4)  # float32 vs float64
+
+
+def test_ddim_step_is_diffusers_step_bit_for_bit_when_steps_divide_1000() -> None:
+    """For the step counts where diffusers is right (200 by default) the update is the same float32
+    arithmetic, so augmented sets made before keep their bytes on --resume."""
+    ddim = gen.make_ddim(200)
+    ts = ddim.timesteps.tolist()
+    g = torch.Generator().manual_seed(0)
+    for i in (0, 57, len(ts) - 1):
+        sample, x0 = torch.randn(2, 3, 4, 4, generator=g), torch.rand(2, 3, 4, 4, generator=g) * 2 - 1
+        nxt = ts[i + 1] if i + 1 < len(ts) else -1
+        want = ddim.step(x0, ts[i], sample, eta=0.0).prev_sample
+        assert torch.equal(gen.ddim_step(ddim, x0, ts[i], nxt, sample), want)
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -90,6 +90,62 @@ def test_stage2_trains_exactly_label_net_and_links(tmp_path: Path, patches: Synt
     assert all(p.requires_grad for p in m.parameters())
 
 
+def test_train_step_is_eq2_eq5_eq6_eq7_by_hand(tmp_path: Path, patches: SyntheticPatches) -> None:
+    """One stage-2 step against the equations in float64: x = 2u - 1, y_b = b (2 onehot - 1) (Eq. 1),
+    x_t = sqrt(abar_t) x + sqrt(1 - abar_t) e1, y_t likewise (Eq. 2) with the squared-cosine abar,
+    L = mean (x - x0_hat)^2 (Eq. 5, x0 target) + CE(l_hat, y) over labelled pixels (Eq. 6, 7)."""
+    import math
+
+    from dakd_edge.models.jointnet import balance_labels
+    from dakd_edge.train.jointnet import JointNetTrainer
+
+    b = 0.37
+    tr = JointNetTrainer(_cfg(tmp_path, balancing_factor=b), patches, progress=False)
+    tr.setup()
+    tr._enter_stage(2, fresh=True)
+    seen: dict = {}
+
+    class Spy(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x_t, t, y_t=None):
+            out = self.net(x_t, t, y_t)
+            seen.update(
+                x_t=x_t.double(), t=t, y_t=y_t.double(), x_hat=out[0].double(), logits=out[1].double()
+            )
+            return out
+
+    tr.net = Spy(tr.net)
+    g = torch.Generator().manual_seed(0)
+    u, mask = torch.rand(2, 1, CROP, CROP, generator=g), torch.randint(0, 2, (2, CROP, CROP), generator=g)
+    mask[0, 0, :3] = 255
+    torch.manual_seed(11)
+    losses = tr.train_step(0, {"image": u, "mask": mask})
+    # The same draws, in the trainer's order (timesteps, image noise, label noise).
+    torch.manual_seed(11)
+    t = torch.randint(0, 1000, (2,))
+    e1 = torch.randn(2, 1, CROP, CROP).double()
+    e2 = torch.randn_like(balance_labels(mask, 2, b)).double()  # randn_like: same strides, same draws
+    f = lambda s: math.cos((s / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    abar = torch.tensor(np.cumprod([1 - min(1 - f(i + 1) / f(i), 0.999) for i in range(1000)]))[t]
+    a, s = abar.sqrt().view(2, 1, 1, 1), (1 - abar).sqrt().view(2, 1, 1, 1)
+    x0 = 2 * u.double() - 1
+    valid = mask != 255
+    onehot = torch.stack([(mask == k) & valid for k in range(2)], 1).double()
+    y_b = b * (2 * onehot - 1)
+    assert torch.equal(seen["t"], t)
+    torch.testing.assert_close(seen["x_t"], a * x0 + s * e1, rtol=0, atol=1e-5)
+    torch.testing.assert_close(seen["y_t"], a * y_b + s * e2, rtol=0, atol=1e-5)
+    loss_x = ((seen["x_hat"] - x0) ** 2).mean().item()
+    logp = seen["logits"].log_softmax(1).gather(1, mask.clamp(max=1)[:, None])[:, 0]
+    loss_ce = -logp[valid].mean().item()
+    assert losses["loss_x"] == pytest.approx(loss_x, rel=1e-5)
+    assert losses["loss_ce"] == pytest.approx(loss_ce, rel=1e-5)
+    assert losses["loss"] == pytest.approx(loss_x + loss_ce, rel=1e-5)
+
+
 def test_resume_is_bit_for_bit(tmp_path: Path, patches: SyntheticPatches) -> None:
     straight = train_jointnet(_cfg(tmp_path / "a"), patches, progress=False)
     half = train_jointnet(_cfg(tmp_path / "b"), patches, stop_after=3, progress=False)

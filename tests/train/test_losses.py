@@ -30,6 +30,24 @@ def test_kd_hand_value_and_temperature():
     assert kd_loss(_px(2.0, 0.0), _px(0.0, 0.0), 2.0).item() == pytest.approx(want, rel=1e-6)
 
 
+def test_kd_tempers_teacher_and_student_hinton_by_hand():
+    """Eq. 8-9 with a non-uniform teacher (so q depends on T): T^2 sum_k -q_k log p_k, q = softmax(z_t / T),
+    p = softmax(z_s / T), mean over pixels; computed here pixel by pixel from the definitions."""
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 2, 2, generator=g), 3 * torch.randn(2, 3, 2, 2, generator=g)
+    for temp in (1.0, 2.0, 4.0):
+        total = 0.0
+        for n in range(2):
+            for i in range(2):
+                for j in range(2):
+                    zs = [s[n, k, i, j].item() / temp for k in range(3)]
+                    zt = [t[n, k, i, j].item() / temp for k in range(3)]
+                    q = [math.exp(z) / sum(math.exp(v) for v in zt) for z in zt]
+                    log_p = [z - math.log(sum(math.exp(v) for v in zs)) for z in zs]
+                    total += temp * temp * -sum(qk * lp for qk, lp in zip(q, log_p, strict=True))
+        assert kd_loss(s, t, temp).item() == pytest.approx(total / 8, rel=1e-5)
+
+
 def test_kd_gradient_flows_to_student_only_and_valid_mask():
     s = torch.randn(2, 3, 4, 4, requires_grad=True)
     t = torch.randn(2, 3, 4, 4, requires_grad=True)
