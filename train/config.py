@@ -231,6 +231,14 @@ class TrainConfig(RunConfig):
         )
 
 
+# DESIGN.md's iterations of the three SAR-JointNet stages per dataset (the paper trains OSD's Label-Net
+# stage longer): the CLI's default for the data it is given; other data take SOS's.
+STAGE_STEPS: dict[str, tuple[int, int, int]] = {
+    "osd": (50_000, 250_000, 100_000),
+    "sos": (50_000, 150_000, 50_000),
+}
+
+
 @dataclass
 class JointNetTrainConfig(RunConfig):
     """Everything that defines a run; saved in every checkpoint and as ``config.json``.
@@ -260,7 +268,7 @@ class JointNetTrainConfig(RunConfig):
     balancing_factor: float | None = None  # None: measured on the training set before training
     balance_limit: int | None = None  # images used to measure b (None: all)
     # optimisation
-    stage_steps: tuple[int, int, int] = (50_000, 150_000, 50_000)
+    stage_steps: tuple[int, int, int] = (50_000, 150_000, 50_000)  # SOS's; OSD's in STAGE_STEPS
     batch_size: int = 16  # per process
     lr: float = 1e-4
     lr_stage3: float = 2e-5

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.fields import config_from, field_default, field_option
+from dakd_edge.cli.fields import config_from, field_option
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import JointNetTrainConfig
@@ -106,6 +106,17 @@ def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, li
 
 
 # ------------------------------------------------------------------------------------------------ train
+def _design_steps(o: dict[str, Any]) -> tuple[int, int, int]:
+    """DESIGN.md's stage iterations for the training data's kind (OSD's differ from SOS's)."""
+    from dakd_edge.data import detect_kind
+    from dakd_edge.train.config import STAGE_STEPS
+
+    kind = o["data_kind"]
+    if kind == "auto" and o["data"] and o["synthetic"] <= 0:
+        kind = detect_kind(o["data"])
+    return STAGE_STEPS.get(kind, STAGE_STEPS["sos"])
+
+
 def _steps(text: str) -> tuple[int, int, int]:
     try:
         v = tuple(int(s) for s in text.split(","))
@@ -142,8 +153,9 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
 @_opt("crop", help="Random crop size (= generated size).")
 @_opt("batch_size", help="Per process.")
 @_opt(
-    "stage_steps", default=",".join(map(str, field_default(JointNetTrainConfig, "stage_steps"))),
-    help="Steps of stages 1,2,3.",
+    "stage_steps", default=None,
+    help="Steps of stages 1,2,3 [DESIGN.md's for the data: 50000,250000,100000 for OSD, else "
+    "50000,150000,50000].",
 )  # fmt: skip
 @_opt("lr", type=float, help="Stages 1 and 2.")
 @_opt("lr_stage3", type=float)
@@ -184,7 +196,8 @@ def train(**o: Any) -> None:
         else:
             cfg = config_from(
                 JointNetTrainConfig, o, synthetic_classes=int(o["synthetic_classes"]),
-                stage_steps=_steps(o["stage_steps"]), amp=not o["no_amp"],
+                stage_steps=_steps(o["stage_steps"]) if o["stage_steps"] else _design_steps(o),
+                amp=not o["no_amp"],
             )  # fmt: skip
     except ValueError as e:
         raise option_error(e) from e

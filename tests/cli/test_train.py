@@ -180,3 +180,19 @@ def test_dataset_notices_are_one_line_in_jointnet(tmp_path, run_cli):
         f"dakd-edge: warning: 1 mask(s) without an image in {tmp_path / 'ds' / 'images'} are not used "
         f"(first: {tmp_path / 'ds' / 'masks' / 's002.png'})"
     ]
+
+
+def test_jointnet_stage_steps_default_to_design_for_the_data(tmp_path):
+    """DESIGN.md trains OSD's Label-Net stage longer (50K / 250K / 100K) than SOS's (50K / 150K / 50K);
+    the default followed SOS for every dataset. An explicit --stage-steps is kept as given."""
+    from dakd_edge.cli.jointnet import _design_steps
+
+    osd = tmp_path / "osd" / "train"
+    (osd / "images").mkdir(parents=True)
+    (osd / "labels").mkdir()
+    base = {"data": str(tmp_path / "osd"), "data_kind": "auto", "synthetic": 0}
+    assert _design_steps(base) == (50_000, 250_000, 100_000)
+    assert _design_steps({**base, "data_kind": "sos"}) == (50_000, 150_000, 50_000)
+    assert _design_steps({"data": None, "data_kind": "auto", "synthetic": 8}) == (50_000, 150_000, 50_000)
+    (tmp_path / "sos" / "train" / "palsar").mkdir(parents=True)
+    assert _design_steps({**base, "data": str(tmp_path / "sos")}) == (50_000, 150_000, 50_000)
