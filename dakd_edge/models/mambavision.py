@@ -214,7 +214,13 @@ class MambaVisionMixer(nn.Module):
         half = self.d_inner // 2
         xz = self.in_proj(hidden).transpose(1, 2)  # (B, d_inner, L)
         x, z = xz.chunk(2, dim=1)
-        pad = (self.d_conv - 1) // 2  # odd kernel: "same" padding is symmetric
+        pad = (self.d_conv - 1) // 2
+        if self.d_conv % 2 == 0:
+            # Even kernel (upstream's class default is 4): PyTorch's padding="same", which upstream
+            # uses, puts the extra zero on the right. Odd kernels (every released model: 3) keep the
+            # symmetric integer padding below.
+            x, z = F.pad(x, (pad, pad + 1)), F.pad(z, (pad, pad + 1))
+            pad = 0
         x = F.silu(F.conv1d(x, self.conv1d_x.weight, self.conv1d_x.bias, padding=pad, groups=half))
         z = F.silu(F.conv1d(z, self.conv1d_z.weight, self.conv1d_z.bias, padding=pad, groups=half))
         x_dbl = self.x_proj(x.transpose(1, 2).reshape(b * length, half))
@@ -401,7 +407,9 @@ class MambaVisionEncoder(nn.Module):
 
 
 def _init_weights(m: nn.Module) -> None:
-    """Upstream's init (truncated-normal Linear, unit norms), leaving Mamba's dt_proj init alone."""
+    """Upstream's init (truncated-normal Linear, unit norms), except ``dt_proj``: it keeps Mamba's
+    dt initialisation (log-uniform dt through the bias), which upstream's ``apply`` overwrites with
+    trunc-normal weights and a zero bias. Only training from scratch sees the difference."""
     if isinstance(m, nn.Linear) and not getattr(m.bias, "_no_reinit", False):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

@@ -78,6 +78,16 @@ class SarossConfig:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {self.head_stride}")
         if self.num_classes < 1 or self.in_chans < 1:
             raise ValueError("num_classes and in_chans must be positive")
+        if min(self.decoder_channels) < 1:
+            raise ValueError(f"decoder_channels must be positive, got {self.decoder_channels}")
+        if self.caft_head_dim < 1:
+            raise ValueError(f"caft_head_dim must be >= 1, got {self.caft_head_dim}")
+        if self.caft_ffn_expansion < 0:
+            raise ValueError(
+                f"caft_ffn_expansion must be >= 0 (0 disables the FFN), got {self.caft_ffn_expansion}"
+            )
+        if self.drop_path_rate is not None and not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1) or None, got {self.drop_path_rate}")
         if self.caft_window is not None and (self.caft_window < 16 or self.caft_window % 16):
             raise ValueError(f"caft_window must be a positive multiple of 16 or None, got {self.caft_window}")
 

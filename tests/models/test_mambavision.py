@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dakd_edge.errors import ModelFileError
+from dakd_edge.kernels import use_kernels
 from dakd_edge.kernels.ref import selective_scan_ref
 from dakd_edge.models.mambavision import (
     MAMBAVISION_CONFIGS,
@@ -23,9 +24,28 @@ from dakd_edge.models.mambavision import (
 
 def _stand_in_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False):  # fmt: skip
-    """mamba_ssm.selective_scan_fn signature, routed to the project's reference scan."""
+    """mamba_ssm.selective_scan_fn for the upstream model, written from mamba_ssm's own reference
+    (``selective_scan_interface.selective_scan_ref``: fp32, real A, B/C of shape (b, n, l)), *not*
+    the project's scan, so the parity test also checks the scan the encoder calls (D skip, delta bias,
+    softplus, state recurrence) instead of comparing it with itself."""
     assert z is None and not return_last_state
-    return selective_scan_ref(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    dtype_in = u.dtype
+    u, delta = u.float(), delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias[..., None].float()
+    if delta_softplus:
+        delta = torch.nn.functional.softplus(delta)
+    decay = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
+    drive = torch.einsum("bdl,bnl,bdl->bdln", delta, B.float(), u)
+    state = A.new_zeros((u.shape[0], A.shape[0], A.shape[1]))
+    ys = []
+    for i in range(u.shape[2]):
+        state = decay[:, :, i] * state + drive[:, :, i]
+        ys.append(torch.einsum("bdn,bn->bd", state, C.float()[:, :, i]))
+    out = torch.stack(ys, dim=2)
+    if D is not None:
+        out = out + u * D[:, None]
+    return out.to(dtype_in)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +190,35 @@ def test_load_errors(tmp_path: Path) -> None:
     torch.save({"state_dict": {"x": torch.zeros(1)}, "cfg": Path("x")}, tmp_path / "pickled.pth")
     with pytest.raises(ModelFileError, match="cannot read"):
         load_encoder_weights(enc, tmp_path / "pickled.pth")
+
+
+def test_stand_in_scan_is_mamba_ssm_semantics() -> None:
+    """The upstream stand-in and the project's reference agree (each written on its own)."""
+    g = torch.Generator().manual_seed(0)
+    b, d, n, length = 2, 6, 8, 29
+    u, dt = torch.randn(b, d, length, generator=g), torch.randn(b, d, length, generator=g)
+    A = -3 * torch.rand(d, n, generator=g)
+    B, C = torch.randn(b, n, length, generator=g), torch.randn(b, n, length, generator=g)
+    D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    want = _stand_in_scan(u, dt, A, B, C, D, delta_bias=bias, delta_softplus=True)
+    got = selective_scan_ref(u, dt, A, B, C, D, bias, True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert (
+        want - _stand_in_scan(u, dt, A, B, C, None, delta_bias=bias, delta_softplus=True)
+    ).abs().max() > 0.1
+
+
+@pytest.mark.parametrize(("d_conv", "expand"), [(3, 1), (4, 1), (4, 2), (2, 1)])
+def test_mixer_matches_upstream_for_any_kernel(upstream, d_conv: int, expand: int) -> None:
+    """Upstream's mixer convolves with padding="same": even kernels (its class default, 4) pad one
+    more zero on the right; the released models use 3."""
+    from dakd_edge.models.mambavision import MambaVisionMixer
+
+    torch.manual_seed(0)
+    ref = upstream.MambaVisionMixer(d_model=16, d_state=8, d_conv=d_conv, expand=expand).eval()
+    _randomize(ref, seed=3)
+    ours = MambaVisionMixer(16, d_state=8, d_conv=d_conv, expand=expand).eval()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 13, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), use_kernels("torch"):
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)

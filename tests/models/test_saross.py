@@ -141,3 +141,18 @@ def test_caft_window_is_in_input_pixels_and_saved_with_the_model(tmp_path) -> No
     for bad in (0, 8, 40):
         with pytest.raises(ValueError, match="caft_window"):
             SarossConfig(caft_window=bad)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("caft_head_dim", 0),
+        ("caft_ffn_expansion", -1.0),
+        ("decoder_channels", (64, 0, 24, 16, 16)),
+        ("drop_path_rate", 1.5),
+    ],
+)
+def test_config_rejects_bad_decoder_options(option: str, value: object) -> None:
+    """A one-line ValueError naming the option, not a ZeroDivisionError or a silently different model."""
+    with pytest.raises(ValueError, match=option):
+        SarossConfig(encoder="mambavision-nano", **{option: value})
