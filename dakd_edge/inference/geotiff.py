@@ -101,9 +101,14 @@ _CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
 
 
 def co_pol_band(ds: Any, bands: tuple[int, ...]) -> int | None:
-    """The one band of ``bands`` whose description names calibrated VV or HH backscatter, or None
-    (no such band, or several)."""
+    """The one band of ``bands`` whose description names calibrated VV or HH backscatter (of
+    ``Sigma0_VV`` and its ``Sigma0_VV_db``, the linear one), or None (no such band, or several)."""
     found = [b for b in bands if _CO_POL.fullmatch((ds.descriptions[b - 1] or "").strip())]
+    if len(found) == 2:  # Sigma0_VV beside Sigma0_VV_db (SNAP's linear-to-dB band): one image, twice
+        names = [(ds.descriptions[b - 1] or "").strip().lower() for b in found]
+        for i in (0, 1):
+            if names[1 - i] == names[i] + "_db":
+                return found[i]  # the linear one
     return found[0] if len(found) == 1 else None
 
 

@@ -291,3 +291,23 @@ def test_a_zero_edge_without_a_tag_is_named_but_stays_data(tmp_path: Path) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error", Notice)
         open_scene(write_tif(tmp_path / "plain.tif", _linear()), 1).close()
+
+
+def test_snap_linear_and_db_bands_of_one_image_use_the_linear_one(tmp_path: Path) -> None:
+    """SNAP writes Sigma0_VV_db beside Sigma0_VV (the same image): it was refused as two co-pol bands;
+    the linear band is used. Two different co-pol images (VV of two dates) are still refused."""
+    vv = _linear()
+    stack = np.stack([vv * 0.2, 10 * np.log10(vv), vv])
+    src = write_tif(tmp_path / "snap.tif", stack)
+    with rasterio.open(src, "r+") as ds:
+        for i, name in enumerate(["Sigma0_VH", "Sigma0_VV_db", "Sigma0_VV"], 1):
+            ds.set_band_description(i, name)
+    with pytest.warns(Notice, match=r"using band 3 \(Sigma0_VV\) of its 3 bands"):
+        r = segment_scene(_pred(), src, tmp_path / "c.tif", land_mask=None, polygons=False)
+    assert r["bands"] == [3] and r["input_scale"] == "linear"
+    two = write_tif(tmp_path / "dates.tif", np.stack([vv, vv * 0.5]))
+    with rasterio.open(two, "r+") as ds:
+        ds.set_band_description(1, "Sigma0_VV_mst_01Jan2021")
+        ds.set_band_description(2, "Sigma0_VV_slv1_13Jan2021")
+    with pytest.raises(InputError, match="2 different bands .*choose one with --band N"):
+        segment_scene(_pred(), two, tmp_path / "d.tif", land_mask=None, polygons=False)
