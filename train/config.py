@@ -231,7 +231,7 @@ class TrainConfig(RunConfig):
         )
 
 
-# DESIGN.md's iterations of the three SAR-JointNet stages per dataset (the paper trains OSD's Label-Net
+# The paper's iterations of the three SAR-JointNet stages per dataset (the paper trains OSD's Label-Net
 # stage longer): the CLI's default for the data it is given; other data take SOS's.
 STAGE_STEPS: dict[str, tuple[int, int, int]] = {
     "osd": (50_000, 250_000, 100_000),

@@ -78,6 +78,23 @@ def ddim_step(
     return a_next ** (0.5) * x0_hat + (1 - a_next) ** (0.5) * eps
 
 
+# How each DDIM update steps, recorded in an augmented set's manifest ("ddim_update"). Sets begun before
+# it was recorded used DDIMScheduler.step (to t - 1000 // steps): the same update where the steps divide
+# 1000, another one elsewhere, so such a set is not resumed with this sampler (its samples would mix).
+DDIM_UPDATE = "next-timestep"
+_OLD_DDIM_UPDATE = "t - 1000 // steps"
+
+
+def ddim_update_of(generator: dict[str, Any]) -> str:
+    """The DDIM update an augmented set's samples were made with (from its manifest's ``generator``)."""
+    if "ddim_update" in generator:
+        return str(generator["ddim_update"])
+    steps = generator.get("ddim_steps")
+    if isinstance(steps, int) and 1 <= steps <= NUM_TRAIN_TIMESTEPS and NUM_TRAIN_TIMESTEPS % steps:
+        return _OLD_DDIM_UPDATE
+    return DDIM_UPDATE
+
+
 def initial_noise(
     seed: int, indices: Sequence[int], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
@@ -126,6 +143,22 @@ def sample_joint(
             y0_hat = logits_to_mask_range(logits, b)  # Eq. 21
             y = ddim_step(ddim, y0_hat, t, t_next, y)
     return image_from_model(x), logits
+
+
+def _check_ddim_update(out: Path, overwrite: bool) -> None:
+    """Refuse to add samples to a set begun with another DDIM update (one made before the update was
+    fixed, with steps that do not divide 1000): the set would hold samples of two samplers."""
+    from dakd_edge.data.augmented import MANIFEST, read_manifest
+
+    if overwrite or not (out / MANIFEST).is_file():
+        return
+    before = ddim_update_of(read_manifest(out).get("generator") or {})
+    if before != DDIM_UPDATE:
+        raise OutputError(
+            f"{out} holds a set begun by an older dakd-edge whose DDIM steps went to {before} "
+            f"(not the next timestep when --steps does not divide {NUM_TRAIN_TIMESTEPS}); its samples "
+            "would not match new ones: pass --overwrite to remake it, or choose another --out"
+        )
 
 
 # ---------------------------------------------------------------------------------------- from a file
@@ -236,6 +269,7 @@ def generate_augmented(
         "stage": net.stage,
         "weights": weights,
         "ddim_steps": steps,
+        "ddim_update": DDIM_UPDATE,
         "seed": seed,
         "size": hw,
         "batch": batch,  # sample i is computed in batch [i // batch * batch, +batch): part of its numbers
@@ -246,6 +280,7 @@ def generate_augmented(
     }
     num_classes = net.model.config.num_classes
     check_existing(out, num_classes, info, resume=resume or m > 1, overwrite=overwrite)
+    _check_ddim_update(out, overwrite)
     ids = [f"{i:06d}" for i in range(n)]
     done = set() if overwrite else set(complete_ids(out))
     created = [

@@ -107,7 +107,7 @@ def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, li
 
 # ------------------------------------------------------------------------------------------------ train
 def _design_steps(o: dict[str, Any]) -> tuple[int, int, int]:
-    """DESIGN.md's stage iterations for the training data's kind (OSD's differ from SOS's)."""
+    """The paper's stage iterations for the training data's kind (OSD's differ from SOS's)."""
     from dakd_edge.data import detect_kind
     from dakd_edge.train.config import STAGE_STEPS
 
@@ -154,7 +154,7 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
 @_opt("batch_size", help="Per process.")
 @_opt(
     "stage_steps", default=None,
-    help="Steps of stages 1,2,3 [DESIGN.md's for the data: 50000,250000,100000 for OSD, else "
+    help="Steps of stages 1,2,3 [the paper's for the data: 50000,250000,100000 for OSD, else "
     "50000,150000,50000].",
 )  # fmt: skip
 @_opt("lr", type=float, help="Stages 1 and 2.")

@@ -78,7 +78,8 @@ class SarossConfig:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {self.head_stride}")
         if self.num_classes < 1 or self.in_chans < 1:
             raise ValueError("num_classes and in_chans must be positive")
-        if min(self.decoder_channels) < 1:
+        used = self.decoder_channels[: 3 + {1: 2, 2: 1, 4: 0}[self.head_stride]]  # the rest are ignored
+        if min(used) < 1:
             raise ValueError(f"decoder_channels must be positive, got {self.decoder_channels}")
         if self.caft_head_dim < 1:
             raise ValueError(f"caft_head_dim must be >= 1, got {self.caft_head_dim}")

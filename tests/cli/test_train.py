@@ -183,7 +183,7 @@ def test_dataset_notices_are_one_line_in_jointnet(tmp_path, run_cli):
 
 
 def test_jointnet_stage_steps_default_to_design_for_the_data(tmp_path):
-    """DESIGN.md trains OSD's Label-Net stage longer (50K / 250K / 100K) than SOS's (50K / 150K / 50K);
+    """The paper trains OSD's Label-Net stage longer (50K / 250K / 100K) than SOS's (50K / 150K / 50K);
     the default followed SOS for every dataset. An explicit --stage-steps is kept as given."""
     from dakd_edge.cli.jointnet import _design_steps
 
@@ -196,3 +196,10 @@ def test_jointnet_stage_steps_default_to_design_for_the_data(tmp_path):
     assert _design_steps({"data": None, "data_kind": "auto", "synthetic": 8}) == (50_000, 150_000, 50_000)
     (tmp_path / "sos" / "train" / "palsar").mkdir(parents=True)
     assert _design_steps({**base, "data": str(tmp_path / "sos")}) == (50_000, 150_000, 50_000)
+
+
+def test_jointnet_stage_steps_help_names_the_defaults_not_an_unshipped_file():
+    """The help pointed at "DESIGN.md", a file neither the package nor the repository holds."""
+    out = CliRunner().invoke(cli, ["jointnet", "train", "--help"], terminal_width=200).output
+    assert "DESIGN.md" not in out
+    assert "the paper's for the data: 50000,250000,100000 for OSD, else 50000,150000,50000" in out

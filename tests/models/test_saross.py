@@ -156,3 +156,16 @@ def test_config_rejects_bad_decoder_options(option: str, value: object) -> None:
     """A one-line ValueError naming the option, not a ZeroDivisionError or a silently different model."""
     with pytest.raises(ValueError, match=option):
         SarossConfig(encoder="mambavision-nano", **{option: value})
+
+
+@pytest.mark.parametrize(("head_stride", "channels"), [(2, (64, 32, 24, 16, 0)), (4, (64, 32, 24, 0, 0))])
+def test_config_ignores_unused_decoder_widths(head_stride: int, channels: tuple[int, ...]) -> None:
+    """With the head at stride 2 or 4 the last widths build nothing (the docstring: "unused entries are
+    ignored"); the positivity check refused such a config, so a model saved with one no longer loaded.
+    A zero among the widths that are built is still refused."""
+    cfg = SarossConfig(encoder="mambavision-nano", decoder_channels=channels, head_stride=head_stride)
+    assert cfg.decoder_channels == channels
+    with pytest.raises(ValueError, match="decoder_channels must be positive"):
+        SarossConfig(
+            encoder="mambavision-nano", decoder_channels=(64, 32, 0, 16, 16), head_stride=head_stride
+        )

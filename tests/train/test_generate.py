@@ -140,6 +140,31 @@ def test_ddim_step_is_diffusers_step_bit_for_bit_when_steps_divide_1000() -> Non
         assert torch.equal(gen.ddim_step(ddim, x0, ts[i], nxt, sample), want)
 
 
+def test_resume_refuses_a_set_begun_with_the_old_ddim_update(run: Path, tmp_path: Path) -> None:
+    """A set begun before the DDIM update was fixed, with --steps that do not divide 1000, holds samples
+    of the old update (to t - 1000 // steps); --resume silently added samples of the new one. Its
+    manifest has no "ddim_update": it is refused then. Where the steps divide 1000 the two updates are
+    bit for bit the same, and an old set resumes as before."""
+    import json
+
+    ck = run / "last.pt"
+    for steps, refused in ((3, True), (2, False)):
+        out = tmp_path / f"s{steps}"
+        kw = dict(steps=steps, batch=1, seed=1, progress=False)
+        gen.generate_augmented(ck, out, 1, **kw)
+        m = json.loads((out / "manifest.json").read_text())
+        m["generator"].pop("ddim_update", None)  # as an older dakd-edge wrote it
+        (out / "manifest.json").write_text(json.dumps(m))
+        if refused:
+            with pytest.raises(OutputError, match=r"begun by an older dakd-edge .*--overwrite"):
+                gen.generate_augmented(ck, out, 2, resume=True, **kw)
+            assert len(list((out / "images").glob("*.png"))) == 1  # nothing added
+            assert gen.generate_augmented(ck, out, 2, overwrite=True, **kw)["written"] == 2
+        else:
+            assert gen.generate_augmented(ck, out, 2, resume=True, **kw)["written"] == 1
+        assert read_manifest(out)["generator"]["ddim_update"] == "next-timestep"  # recorded from now on
+
+
 def _files(root: Path) -> dict[str, bytes]:
     """Every sample file (and nothing else but the manifest) under ``root``, by relative path."""
     return {
