@@ -7,7 +7,11 @@ never needs PyTorch.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dakd_edge.inference.predictor import Predictor
 
 __version__ = "0.1.0"
 
@@ -28,7 +32,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     return _list(pattern)
 
 
-def load_model(path: str | None = None, **kwargs: Any):
+def load_model(path: str | os.PathLike | None = None, **kwargs: Any) -> Predictor:
     """Predictor for a checkpoint, ONNX file or TensorRT engine; no path = the bundled model."""
     from dakd_edge.inference import load
 

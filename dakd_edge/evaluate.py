@@ -130,6 +130,11 @@ def evaluate(
     """
     if limit is not None and limit < 1:  # -1 used to give nan metrics over "-1 images"
         raise InputError(f"--limit must be >= 1, got {limit}")
+    if not (hasattr(predictor, "meta") and hasattr(predictor, "stream")):  # was an AttributeError inside
+        raise TypeError(
+            f"evaluate needs a Predictor, not {type(predictor).__name__}: "
+            "dakd_edge.inference.load(path) gives one for a model file"
+        )
     meta = predictor.meta
     ds = open_for_model(data, meta.num_classes, split, kind, sensor)
     n = len(ds) if limit is None else min(limit, len(ds))

@@ -420,6 +420,8 @@ def score_scene(
     from dakd_edge.inference.report import Tally
     from dakd_edge.inference.segment import parse_min_area
 
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:  # -1 gave 0 truth slicks
+        raise InputError(f"block must be an integer >= 1 (rows), not {block!r}")
     pred, truth = Path(pred), Path(truth)
     if not truth.exists():
         raise InputError(f"{truth}: truth file not found")

@@ -56,7 +56,7 @@ def safe_id(text: str) -> str:
 
 
 def expand_inputs(
-    inputs: Iterable[str | os.PathLike],
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
     skip: str | os.PathLike | None = None,
     notes: dict[str, list[str]] | None = None,
     pol: str | None = None,
@@ -73,6 +73,8 @@ def expand_inputs(
     Raises :class:`InputError` for a missing input, an input without any scene, and for two different
     files that map to one scene id.
     """
+    if isinstance(inputs, str | os.PathLike):  # one path: its characters were inputs ("/" walked the disk)
+        inputs = [inputs]
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
     for item in inputs:

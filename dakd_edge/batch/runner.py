@@ -46,7 +46,7 @@ from dakd_edge.errors import InputError, ModelFileError, OutputError
 
 
 def run(
-    inputs: Iterable[str | os.PathLike],
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out: str | os.PathLike,
     *,
     workers: int | None = None,
@@ -95,6 +95,7 @@ def run(
 
     require_extra("cluster", "batch", "ray", "shapely")  # before any folder is created
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
+    _check_segment_kwargs(segment_kwargs)
     t0 = time.perf_counter()
     out = Path(out).absolute()
     notes: dict[str, list[str]] = {}
@@ -303,16 +304,30 @@ def _options(model: ModelSpec, backend: str, tile: int | None, overlap: int | No
     }
 
 
-def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
-    """``seg`` completed with ``segment_scene``'s defaults: equal settings compare equal however given."""
+def _segment_defaults() -> dict[str, Any]:
+    """The ``segment_scene`` settings a batch takes (``segment_kwargs``), with their defaults."""
     import inspect
 
     from dakd_edge.inference.segment import segment_scene
 
-    skip = {"overwrite", "protect", "progress", "probs", "vector", "report"}
+    skip = {"overwrite", "protect", "progress", "probs", "vector", "report"}  # the worker's own
     params = inspect.signature(segment_scene).parameters.values()
-    defaults = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip}
-    return {**defaults, **seg}
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip}
+
+
+def _check_segment_kwargs(seg: dict[str, Any]) -> None:
+    """A misspelt setting (``min_aera=``) failed every scene, each retried, after Ray had started."""
+    unknown = sorted(set(seg) - set(_segment_defaults()))
+    if unknown:
+        raise InputError(
+            f"unknown segment setting(s) {', '.join(unknown)}; a batch takes "
+            f"{', '.join(sorted(_segment_defaults()))}"
+        )
+
+
+def _with_defaults(seg: dict[str, Any]) -> dict[str, Any]:
+    """``seg`` completed with ``segment_scene``'s defaults: equal settings compare equal however given."""
+    return {**_segment_defaults(), **seg}
 
 
 def _prepare(out: Path, options: dict[str, Any], resume: bool) -> tuple[dict[str, Any] | None, Path | None]:

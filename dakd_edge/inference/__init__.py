@@ -9,7 +9,10 @@ neither of those imports back up.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dakd_edge.inference.predictor import Predictor
 
 
 def load(
@@ -20,7 +23,7 @@ def load(
     overlap: int | None = None,
     batch: int | None = None,
     **kw: Any,
-):
+) -> Predictor:
     """A :class:`~dakd_edge.inference.predictor.Predictor` for a model file (``None``: bundled model).
 
     ``backend="auto"`` picks from the suffix (:mod:`dakd_edge.formats`): ``.onnx`` -> ONNX Runtime,

@@ -163,6 +163,8 @@ class OnnxRuntimeBackend(Backend):
         self.fixed = tuple(d if isinstance(d, int) else None for d in inp.shape)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            raise BackendUnavailable("this ONNX Runtime backend was closed; load the model again")
         x = _check_batch(batch, self.meta)
         n_fixed, _, h_fixed, w_fixed = self.fixed
         n, _, h, w = x.shape
@@ -181,6 +183,10 @@ class OnnxRuntimeBackend(Backend):
             y = self.session.run(None, {self.input_name: part})[0]
             outs.append(y[: step - short])
         return np.concatenate(outs)[:, :, :h, :w].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Drop the session (its weights and thread pool); ``predict`` then raises."""
+        self.session = None
 
 
 def _onnx_meta(props: dict[str, str], p: Path) -> ModelMeta:

@@ -24,7 +24,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import InputError
+from dakd_edge.errors import BackendUnavailable, InputError
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
@@ -81,6 +81,9 @@ class Predictor:
                 f"--overlap {overlap} must be between 0 and half the tile ({tile} // 2 = {tile // 2})"
             )
         batch = default_batch(backend.device, tile) if batch is None else batch
+        if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+            raise InputError(f"--batch {batch!r} must be an integer >= 1")  # was TileConfig's ValueError
+        self.closed = False
         self.tiling = TileConfig(tile=tile, overlap=int(overlap), batch=batch, window=window, blend=blend)
 
     @property
@@ -103,6 +106,8 @@ class Predictor:
         on_row: Any = None,
     ):
         """Strips of probabilities for ``reader(y0, y1, x0, x1) -> (normalised, valid)``; see ``stream_strips``."""
+        if self.closed:
+            raise BackendUnavailable(f"{self!r} was closed; load the model again")
         c = self.tiling
         grid = TileGrid.make(height, width, c.tile, c.overlap)
         return stream_strips(reader, grid, self.backend.predict, self.meta.num_classes, c, stats, on_row)
@@ -195,7 +200,17 @@ class Predictor:
         return segment_scene(self, src, out, **kwargs)
 
     def close(self) -> None:
-        self.backend.close()
+        """Release the backend (ONNX Runtime session, TensorRT engine); predicting afterwards raises
+        :class:`~dakd_edge.errors.BackendUnavailable`. Closing twice is harmless."""
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _masked(image: Any, shape: tuple[int, int]) -> np.ndarray:

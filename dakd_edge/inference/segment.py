@@ -230,6 +230,11 @@ def segment_scene(
     """
     predictor = _predictor_of(model)
     meta = predictor.meta
+    if not isinstance(src, str | os.PathLike):  # Path(ds) said "expected str, bytes or os.PathLike"
+        raise TypeError(
+            f"segment_scene reads the scene itself: pass its path, not a {type(src).__name__} "
+            "(an open rasterio dataset: its .name; an array: Predictor.predict)"
+        )
     if probs_dtype not in PROBS_DTYPES:
         raise InputError(f"unknown probability dtype {probs_dtype!r}; choose {' or '.join(PROBS_DTYPES)}")
     least = parse_min_area(min_area)  # (m^2 or None, pixels)

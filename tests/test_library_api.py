@@ -1,0 +1,90 @@
+"""The Python API as a caller's own code uses it: misuse gets one typed, clear error before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from dakd_edge.errors import BackendUnavailable, InputError
+from dakd_edge.inference.predictor import Predictor
+from tests.inference.fake import FakeBackend, blob_scene
+
+
+def _tif(path) -> None:
+    profile = dict(driver="GTiff", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=from_origin(500000, 4800000, 10, 10), **profile) as d:
+        d.write(blob_scene(8, 8), 1)
+
+
+def test_predictor_is_a_context_manager_and_refuses_work_once_closed() -> None:
+    img = blob_scene(40, 40)
+    with Predictor(FakeBackend()) as p:
+        assert p.predict(img).shape == (40, 40)
+    with pytest.raises(BackendUnavailable, match="was closed"):
+        p.predict(img)
+    p.close()  # twice: harmless
+
+
+def test_onnx_backend_close_drops_its_session(tmp_path) -> None:
+    from dakd_edge.inference.backends import OnnxRuntimeBackend
+
+    backend = object.__new__(OnnxRuntimeBackend)  # no ONNX file needed: only close/predict's guard
+    backend.session = object()
+    backend.close()
+    assert backend.session is None
+    with pytest.raises(BackendUnavailable, match="closed"):
+        backend.predict(np.zeros((1, 1, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.5])
+def test_predictor_bad_batch_is_an_input_error(batch) -> None:
+    with pytest.raises(InputError, match="--batch"):
+        Predictor(FakeBackend(), batch=batch)
+
+
+def test_segment_scene_refuses_an_open_dataset_in_one_line(tmp_path) -> None:
+    from dakd_edge.inference.segment import segment_scene
+
+    src = tmp_path / "s.tif"
+    _tif(src)
+    with rasterio.open(src) as ds, pytest.raises(TypeError, match="pass its path, not a DatasetReader"):
+        segment_scene(Predictor(FakeBackend()), ds, tmp_path / "c.tif")
+    assert not (tmp_path / "c.tif").exists()
+
+
+@pytest.mark.parametrize("block", [0, -1])
+def test_score_scene_block_must_be_positive(tmp_path, block) -> None:
+    from dakd_edge.scene_eval import score_scene
+
+    with pytest.raises(InputError, match="block must be an integer >= 1"):
+        score_scene(tmp_path / "pred.tif", tmp_path / "truth.tif", block=block)
+
+
+@pytest.mark.parametrize("what", ["model.onnx", FakeBackend()])
+def test_evaluate_needs_a_predictor(tmp_path, what) -> None:
+    from dakd_edge.evaluate import evaluate
+
+    with pytest.raises(TypeError, match="evaluate needs a Predictor"):
+        evaluate(what, tmp_path)
+
+
+def test_batch_inputs_may_be_one_path_not_only_a_list(tmp_path, monkeypatch) -> None:
+    """A str was iterated character by character: "/" walked the whole disk."""
+    from dakd_edge.batch.inputs import expand_inputs
+
+    monkeypatch.chdir(tmp_path)
+    _tif("a.tif")
+    for one in ("a.tif", tmp_path / "a.tif"):
+        assert [s.path for s in expand_inputs(one)] == [tmp_path / "a.tif"]
+
+
+def test_batch_run_refuses_an_unknown_segment_setting_before_starting(tmp_path) -> None:
+    from dakd_edge.batch.runner import _check_segment_kwargs
+
+    _check_segment_kwargs({"min_area": "10px", "land_mask": None, "pol": "VV"})
+    with pytest.raises(InputError, match="unknown segment setting.s. min_aera; a batch takes"):
+        _check_segment_kwargs({"min_aera": 5})
+    with pytest.raises(InputError, match="vector"):  # the worker names each scene's outputs itself
+        _check_segment_kwargs({"vector": "x.gpkg"})
