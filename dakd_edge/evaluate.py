@@ -62,14 +62,32 @@ def colorize(classes: np.ndarray, palette: Any) -> np.ndarray:
     return lut[classes.astype(np.uint8)]
 
 
-def png_folder(save_png: str | os.PathLike | None) -> Path | None:
+# Folders of the dataset layouts the loaders read (OSD images/ labels/ labels_1D/, SOS sat/ gt/ and the
+# sensor folders holding train pairs, generic images/ masks/), in any split and label form.
+DATA_FOLDER_NAMES = frozenset({"images", "labels", "labels_1d", "masks", "sat", "gt", "palsar", "sentinel"})
+
+
+def png_folder(save_png: str | os.PathLike | None, data: str | os.PathLike | None = None) -> Path | None:
     """The ``--save-png`` folder, created and probed with a real file (``os.access`` says yes to root on
-    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored."""
+    a read-only mount): a folder that cannot take the PNGs fails here, before any image is scored.
+
+    Inside the dataset ``data``, a folder of its layout (:data:`DATA_FOLDER_NAMES`, of any split or
+    label form) or under one is refused, ``--overwrite`` or not: PNGs named like the dataset's files
+    replaced OSD's ``labels/img_0001.png``, and in SOS's ``sat/`` the next evaluation read ``1_sat.png``
+    as one more image. Other folders of its tree (``DATA/predictions/``) are fine."""
     from dakd_edge.atomic import probe_writable
 
     if not save_png:
         return None
     d = Path(save_png)
+    if data is not None:
+        root, here = Path(data).resolve(), d.resolve()
+        inside = here == root or root in here.parents
+        if inside and any(part.lower() in DATA_FOLDER_NAMES for part in here.relative_to(root).parts):
+            raise OutputError(
+                f"--save-png {d} is a folder of the dataset's images or labels: its PNGs would replace "
+                "them or be read as more images next time; give another folder"
+            )
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -96,7 +114,7 @@ def png_paths(ds: Any, n: int, folder: Path, overwrite: bool) -> list[Path]:
     read ``1_sat.png`` as one more image. A folder elsewhere in the dataset's tree is fine."""
     if folder.resolve() in _dataset_folders(ds):
         raise OutputError(
-            f"--save-png {folder} is a folder of the dataset's own images or masks: its PNGs would replace "
+            f"--save-png {folder} is a folder of the dataset's images or labels: its PNGs would replace "
             "them or be read as more images next time; give another folder"
         )
     stems = [_stem(ds, i) for i in range(n)]
@@ -140,7 +158,7 @@ def evaluate(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise DatasetError(f"{data} ({split}) has no images")
-    png_dir = png_folder(save_png)
+    png_dir = png_folder(save_png, data)
     pngs = png_paths(ds, n, png_dir, overwrite) if png_dir is not None else []
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0

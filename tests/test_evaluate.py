@@ -246,7 +246,7 @@ def test_save_png_never_replaces_files_or_writes_into_the_dataset(tmp_path, mode
     base = ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"]
     for folder in (labels, tmp_path / "ds" / "images"):
         code, _, err = _cli([*base, "--save-png", str(folder), "--overwrite"], capsys)
-        assert code == 2 and "a folder of the dataset's own images or masks" in err, err
+        assert code == 2 and "a folder of the dataset's images or labels" in err, err
         assert len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
     code, _, err = _cli([*base, "--save-png", str(tmp_path / "ds" / "predictions")], capsys)
@@ -261,3 +261,21 @@ def test_save_png_never_replaces_files_or_writes_into_the_dataset(tmp_path, mode
     assert code == 0, err
     assert sorted(p.name for p in png.iterdir()) == ["s000.png", "s001.png"]
     assert (png / "s001.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_save_png_refuses_every_label_form_and_split_of_the_dataset(tmp_path, model_file):
+    """OSD holds labels/ beside the labels_1D/ its loader reads, and other splits' folders: PNGs named
+    img_0001.png would replace either (second review). Every folder of the layout is refused, before
+    the model loads; folders elsewhere in the tree are fine."""
+    from dakd_edge.errors import OutputError
+    from dakd_edge.evaluate import png_folder
+
+    root = tmp_path / "OSD"
+    for sub in ("train/images", "train/labels", "train/labels_1D", "test/images", "test/labels_1D"):
+        (root / sub).mkdir(parents=True)
+    for sub in ("train/labels", "train/labels_1D", "test/labels_1D", "test/images", "train/labels/x"):
+        with pytest.raises(OutputError, match="a folder of the dataset's images or labels"):
+            png_folder(root / sub, root)
+    assert png_folder(root / "predictions", root) == root / "predictions"
+    assert png_folder(root / "test" / "preds", root) == root / "test" / "preds"
+    assert png_folder(tmp_path / "elsewhere" / "labels", root) is not None  # outside the dataset

@@ -112,7 +112,7 @@ def evaluate(
         check_output(json_out, overwrite)
         if model_path:
             check_distinct({"--json": Path(json_out)}, {"model": Path(model_path)})
-    png_folder(save_png)  # before the model loads: a folder that cannot take the PNGs fails first
+    png_folder(save_png, data)  # before the model loads: a folder that cannot take the PNGs fails first
     predictor = load(model_path, backend=backend, device=device, tile=tile)
     try:
         result = run(
