@@ -144,6 +144,8 @@ class Predictor:
         raw = as_chw(np.ma.getdata(image), self.meta.in_chans)
         k, (h, w) = self.meta.num_classes, raw.shape[1:]
         ok_all = valid_mask(raw, nodata) & ~_masked(image, (h, w))
+        if not ok_all.any():  # as segment gives an all-nodata scene: all-nodata outputs, no error
+            return np.full((k, h, w), np.nan, np.float32)
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
         scale = resolve_scale(sample, scale)
