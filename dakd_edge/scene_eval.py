@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge import jsonout
 from dakd_edge.errors import InputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
@@ -481,17 +482,19 @@ def score_scene(
     return {
         "pred": str(pred),
         "truth": str(truth),
-        "pixels": {
-            "oil_iou": m["iou"][1],
-            "oil_precision": m["precision"][1],
-            "oil_recall": m["recall"][1],
-            "oil_f1": m["f1"][1],
-            "background_iou": m["iou"][0],
-            "miou": m["miou"],
-            "pixel_accuracy": m["pixel_accuracy"],
-            "scored": sea_px,
-            "matrix": m["matrix"],
-        },
+        "pixels": jsonout.finite(
+            {  # an undefined score (no oil in truth nor prediction) is None
+                "oil_iou": m["iou"][1],
+                "oil_precision": m["precision"][1],
+                "oil_recall": m["recall"][1],
+                "oil_f1": m["f1"][1],
+                "background_iou": m["iou"][0],
+                "miou": m["miou"],
+                "pixel_accuracy": m["pixel_accuracy"],
+                "scored": sea_px,
+                "matrix": m["matrix"],
+            }
+        ),
         "spills": {
             "truth": len(truths),
             "detected": detected.count(True),

@@ -481,3 +481,16 @@ def test_cli_json_onto_an_input_and_options_that_do_nothing_are_refused(tmp_path
         assert code == 2 and needle in err and "--scene" in err, err
     code, _, err = _cli(["--scene", p, "--truth", t, "--save-png", str(tmp_path / "png")], capsys)
     assert code == 2 and "--save-png" in err, err
+
+
+def test_undefined_pixel_scores_are_none_so_the_result_is_json(tmp_path):
+    """Clean sea in truth and prediction: oil IoU / precision / recall are undefined. They were NaN in
+    the library's result (json.dumps wrote NaN, which is no JSON); they are None, as the CLI writes."""
+    import json
+
+    clean = np.zeros((H, W), np.uint8)
+    r = score_scene(_write(tmp_path / "p.tif", clean), _write(tmp_path / "t.tif", clean))
+    px = r["pixels"]
+    assert px["oil_recall"] is None and px["oil_precision"] is None and px["oil_iou"] is None
+    assert px["background_iou"] == 1.0 and px["scored"] == H * W
+    json.loads(json.dumps(r, allow_nan=False))
