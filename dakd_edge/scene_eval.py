@@ -392,8 +392,8 @@ def score_scene(
     pred: str | os.PathLike,
     truth: str | os.PathLike,
     *,
-    oil_ids: list[int] | None = None,
-    truth_oil: list[int] | None = None,
+    oil_ids: int | list[int] | None = None,
+    truth_oil: int | list[int] | None = None,
     min_area: str | float | None = None,
     block: int = 1024,
 ) -> dict[str, Any]:
@@ -432,7 +432,7 @@ def score_scene(
     if least[0] is not None and not math.isfinite(least[0]):
         raise InputError(f"--min-area {min_area!r}: expected a finite area")
     implicit_oil = truth_oil is None
-    r = _Rasters(pred, truth, list(oil_ids or []), list(truth_oil or [1]))
+    r = _Rasters(pred, truth, _class_ids(oil_ids, []), _class_ids(truth_oil, [1]))
     try:
         info = r.info
         if least[0] is not None and not (info.gcps or (info.georeferenced and info.crs is not None)):
@@ -510,6 +510,13 @@ def score_scene(
             "min_area": {"m2": least[0], "pixels": least[1]},
         },
     }
+
+
+def _class_ids(v: int | list[int] | None, default: list[int]) -> list[int]:
+    """Class ids given as one int or a list (``oil_ids=1`` raised "'int' object is not iterable")."""
+    if v is None:
+        return list(default)
+    return [v] if isinstance(v, int | np.integer) else list(v)
 
 
 def render_scene(result: dict[str, Any]) -> Any:

@@ -494,3 +494,10 @@ def test_undefined_pixel_scores_are_none_so_the_result_is_json(tmp_path):
     assert px["oil_recall"] is None and px["oil_precision"] is None and px["oil_iou"] is None
     assert px["background_iou"] == 1.0 and px["scored"] == H * W
     json.loads(json.dumps(r, allow_nan=False))
+
+
+def test_class_ids_may_be_one_int(tmp_path):
+    """``oil_ids=1`` / ``truth_oil=1`` raised "'int' object is not iterable" (library audit)."""
+    pred, truth = _maps()
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    assert score_scene(p, t, oil_ids=1, truth_oil=1) == score_scene(p, t, oil_ids=[1], truth_oil=[1])
