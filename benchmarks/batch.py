@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dakd_edge.jsonout import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -395,10 +397,7 @@ def main() -> None:
 
 
 def _emit(report: dict[str, Any], path: Path | None) -> None:
-    text = json.dumps(report, indent=2)
-    print(text)
-    if path:
-        path.write_text(text + "\n")
+    write_report(report, path, echo=True)
 
 
 def _size(text: str) -> tuple[int, int]:

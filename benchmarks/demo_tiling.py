@@ -18,7 +18,6 @@ A model judges a dark area larger than its tile one tile at a time, so these mov
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.inference.base import Backend
+from dakd_edge.jsonout import write_report
 
 LOOKALIKE, OIL = 2, 1
 
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         }
     finally:
         loaded.close()
-    text = json.dumps(doc, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_report(doc, args.out, echo=True)
 
 
 if __name__ == "__main__":

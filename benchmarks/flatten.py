@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dakd_edge.jsonout import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,11 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         res["tiling"] = f"{predictor.tiling.tile}/{predictor.tiling.overlap}"
         res["time_s"] = round(time.time() - t0, 1)
         report["models"][model] = res
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

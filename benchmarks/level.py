@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dakd_edge.jsonout import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OFFSETS = (-0.15, -0.10, 0.0, 0.10, 0.15)
@@ -120,10 +121,10 @@ def main(argv: list[str] | None = None) -> None:
             )
         predictor.close()
         report["models"][model] = {"sensors": res, "backend": args.backend, "seconds": time.time() - t0}
-        if args.out:
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        if args.out:  # after each model, so a long run keeps what it measured
+            write_report(report, args.out)
     if not args.out:
-        print(json.dumps(report, indent=2))
+        write_report(report)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ pixels, label 1, predicted as oil), at each tile setting. Oil means the model's 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dakd_edge.jsonout import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TILES = "512:64,256:64,256:0"
@@ -537,9 +538,9 @@ def main(argv: list[str] | None = None) -> None:
         res["seconds"] = time.time() - t0
         report["models"][model] = res
         if args.out:  # after each model, so a long run keeps what it measured
-            args.out.write_text(json.dumps(report, indent=2))
+            write_report(report, args.out)
     if not args.out:
-        print(json.dumps(report, indent=2))
+        write_report(report)
     print(markdown(report))
 
 

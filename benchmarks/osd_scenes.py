@@ -16,7 +16,6 @@ no georeference, so everything is in pixels and counts per image.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mosaic import parse_tiles, patch_to_uint8, predictor_factory, tile_key  # noqa: E402
+from dakd_edge.jsonout import write_report  # noqa: E402
 
 OSD_LAND = 4
 CLASS_NAMES = {"0": "sea", "1": "oil", "2": "look-alike", "3": "ship"}
@@ -171,11 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                           f"({sp['false_alarms_on']}), oil IoU {100 * x['pooled_pixels']['oil_iou']:.2f}",
                           file=sys.stderr)  # fmt: skip
             report["models"][model] = res
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the test subset.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mosaic import held_out_files, holdout_indices, parse_holdout  # noqa: E402
+from dakd_edge.jsonout import write_report  # noqa: E402
 
 SEED = 1000
 
@@ -84,11 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{100 * r['background_false_alarm']:.2f} %", file=sys.stderr)  # fmt: skip
         predictor.close()
         report["models"][model] = res
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

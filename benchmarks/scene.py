@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.inference.base import Backend
+from dakd_edge.jsonout import write_report
 from dakd_edge.meta import ModelMeta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,10 +360,7 @@ def _report(args: argparse.Namespace, benchmark: str, **fields: Any) -> None:
         },
         **fields,
     }
-    text = json.dumps(doc, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_report(doc, args.out, echo=True)
 
 
 def checks(rows: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge.jsonout import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # each transform of the last two axes (H, W) and its inverse; transposes need square tiles
@@ -139,11 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             res[sensor] = {"patches": len(images), "sets": score_sets(make, images, masks, sets)}
             print(f"{model} {sensor}: {json.dumps(res[sensor]['sets'])}", flush=True)
         report["models"][model] = res
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
