@@ -217,15 +217,19 @@ def progress_bar(enabled: bool, label: str, width: int) -> Iterator[Progress | N
 
     cols = (
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=None),  # flexible: the figures keep their room on a narrow terminal
         TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.fields[tiles]}"),
         TextColumn("{task.fields[rate]} MPix/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*cols, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(label, total=None, tiles="", rate="-")
+    console = Console(stderr=True)
+    # a product name is 67 characters: on an 80-column terminal it squeezed the figures to "153/15..."
+    room = max(12, console.width - 60)
+    short = label if len(label) <= room else label[: room - 1] + "…"
+    with Progress(*cols, console=console, transient=False) as bar:
+        task = bar.add_task(short, total=None, tiles="", rate="-")
         t0 = time.perf_counter()
 
         def update(rows_done: int, height: int, stats: Any) -> None:
