@@ -187,10 +187,12 @@ def test_the_cli_says_so_in_one_line_where_flock_fails(tmp_path: Path, monkeypat
     with pytest.raises(SystemExit) as e:
         main(argv)  # --limit 0: a batch folder, no scene run, no Ray
     assert e.value.code == 0
-    err = capsys.readouterr().err.splitlines()
+    captured = capsys.readouterr()
+    err, summary = captured.err.splitlines(), captured.out
     assert err == [
         f"dakd-edge: warning: {out}: flock() fails there (Operation not supported): another batch run on this "
         f"folder is detected by the pid in {LOCK} instead, which cannot tell whether a run on another machine "
         "is still going"
     ]
     assert sorted(p.name for p in out.iterdir()) == ["batch.json", "layer.json", "spills.gpkg"]
+    assert summary.rstrip().endswith("(no scene run: no manifest)"), summary  # it named manifest.jsonl

@@ -261,7 +261,7 @@ def _summary(
         "megapixels": round(mpix, 3),
         "mpix_per_s": round(mpix / wall, 3) if wall > 0 else None,
         "scenes_per_min": round(len(ok) / wall * 60, 3) if wall > 0 else None,
-        "manifest": str(out / "manifest.jsonl"),
+        "manifest": str(out / "manifest.jsonl") if (out / "manifest.jsonl").is_file() else None,
         "layer": str(path),
         "features": features,
     }

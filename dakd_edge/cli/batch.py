@@ -123,5 +123,6 @@ def _summary(s: dict[str, Any]) -> str:
     rate = f", {s['scenes_per_min']:.1f} scenes/min, {s['mpix_per_s']:.2f} MPix/s" if s["ok"] else ""
     return (
         f"{s['scenes']} scene(s): {', '.join(parts)} in {s['time_s']:.1f} s on {s['workers']} worker(s)"
-        f"{rate} -> {s['layer']} ({s['features']} spill feature(s)), {s['manifest']}"
+        f"{rate} -> {s['layer']} ({s['features']} spill feature(s))"
+        + (f", {s['manifest']}" if s["manifest"] else " (no scene run: no manifest)")
     )
