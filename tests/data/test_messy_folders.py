@@ -53,28 +53,27 @@ def test_palette_image_is_read_as_its_colours_not_its_indices(tmp_path: Path) ->
     assert open_dataset(root)[0]["mask"].max() == 0
 
 
-def test_two_masks_with_one_name_are_refused(tmp_path: Path) -> None:
-    """``masks/a.png`` and ``masks/a.tif``: the last one listed was used, silently."""
+@pytest.mark.parametrize(
+    "what, folder, sos_twin, sos_pair",
+    [
+        ("mask", "masks", "0_mask.bmp", r"0_mask\.bmp and 0_mask\.png"),  # the last listed was used
+        # prediction PNGs saved into an SOS folder were two images with one mask: the SOS test score
+        # fell from 83 to 32 mIoU over twice the images, without a word
+        ("image", "images", "0_sat.png", r"0_sat\.jpg and 0_sat\.png"),
+    ],
+)
+def test_two_files_with_one_name_are_refused(
+    tmp_path: Path, what: str, folder: str, sos_twin: str, sos_pair: str
+) -> None:
+    """``masks/a.png`` beside ``masks/a.tif``, ``1_sat.jpg`` beside ``1_sat.png``: which one is meant
+    cannot be told; refused in one line naming both (generic folders and SOS)."""
     root = _folder(tmp_path / "ds")
-    Image.fromarray(np.zeros((12, 12), np.uint8)).save(root / "masks" / "s1.tif")
-    with pytest.raises(DatasetError, match=r"two masks with one name: .*s1\.png and s1\.tif"):
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(root / folder / "s1.tif")
+    with pytest.raises(DatasetError, match=rf"two {what}s with one name: .*s1\.png and s1\.tif"):
         open_dataset(root)
     sos = _sos(tmp_path / "sos")
-    Image.fromarray(np.zeros((12, 12), np.uint8)).save(sos / "train" / "palsar" / "0_mask.bmp")
-    with pytest.raises(DatasetError, match=r"two masks with one name: .*0_mask\.bmp and 0_mask\.png"):
-        open_dataset(sos, kind="sos")
-
-
-def test_two_images_with_one_name_are_refused(tmp_path: Path) -> None:
-    """``1_sat.jpg`` and ``1_sat.png`` (prediction PNGs saved into an SOS folder) were two images with
-    one mask: the SOS test score fell from 83 to 32 mIoU over twice the images, without a word."""
-    root = _folder(tmp_path / "ds")
-    Image.fromarray(np.zeros((12, 12), np.uint8)).save(root / "images" / "s1.tif")
-    with pytest.raises(DatasetError, match=r"two images with one name: .*s1\.png and s1\.tif"):
-        open_dataset(root)
-    sos = _sos(tmp_path / "sos")
-    Image.fromarray(np.zeros((12, 12), np.uint8)).save(sos / "train" / "palsar" / "0_sat.png")
-    with pytest.raises(DatasetError, match=r"two images with one name: .*0_sat\.jpg and 0_sat\.png"):
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(sos / "train" / "palsar" / sos_twin)
+    with pytest.raises(DatasetError, match=rf"two {what}s with one name: .*{sos_pair}"):
         open_dataset(sos, kind="sos")
 
 

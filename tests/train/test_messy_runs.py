@@ -45,55 +45,38 @@ def test_resume_on_changed_data_is_refused(tmp_path):
         train(_cfg(), tmp_path / "run", progress=False, datasets=(renamed, None), resume=last)
 
 
-def test_non_finite_gradient_behind_a_finite_loss_stops_before_the_weights_change(tmp_path, monkeypatch):
+def _nan_gradients_from(monkeypatch, call: int) -> None:
+    """From the ``call``-th loss on, a finite loss whose gradient is NaN (a sqrt at 0 in backward)."""
+    real = DAKDLoss.forward
+    calls = []
+
+    def nan_grad(self, logits, *a, **kw):
+        calls.append(1)
+        parts = real(self, logits, *a, **kw)
+        if len(calls) >= call:
+            parts["loss"] = parts["loss"] + 0.0 * torch.sqrt(logits.sum() * 0.0)  # value +0, gradient NaN
+        return parts
+
+    monkeypatch.setattr(DAKDLoss, "forward", nan_grad)
+
+
+@pytest.mark.parametrize("clip", [{}, {"grad_clip": 0.0}])
+def test_non_finite_gradient_behind_a_finite_loss_stops_before_the_weights_change(
+    tmp_path, monkeypatch, clip
+):
     """A finite loss with NaN gradients (a sqrt at 0, an overflow in backward) made the weights NaN;
-    the next checkpoint saved them and the next step's NaN loss named that checkpoint as 'good'."""
-    real = DAKDLoss.forward
-
-    def nan_grad(self, logits, *a, **kw):
-        parts = real(self, logits, *a, **kw)
-        parts["loss"] = parts["loss"] + 0.0 * torch.sqrt(logits.sum() * 0.0)  # value +0, gradient NaN
-        return parts
-
-    monkeypatch.setattr(DAKDLoss, "forward", nan_grad)
-    with pytest.raises(TrainingError, match=r"non-finite gradient \(nan\) .* no checkpoint was written yet"):
-        train(_cfg(ckpt_every=1), tmp_path / "run", progress=False, datasets=(BlobDataset(6, 16), None))
-    assert not (tmp_path / "run" / "last.pt").exists()
-
-
-def test_non_finite_gradient_without_clipping_stops_before_the_weights_change(tmp_path, monkeypatch):
-    """--grad-clip 0 measured no norm, so NaN gradients reached the weights unchecked: the checkpoint
-    written after that step held NaN weights and the next step's NaN loss called it the good one."""
-    real = DAKDLoss.forward
-
-    def nan_grad(self, logits, *a, **kw):
-        parts = real(self, logits, *a, **kw)
-        parts["loss"] = parts["loss"] + 0.0 * torch.sqrt(logits.sum() * 0.0)  # value +0, gradient NaN
-        return parts
-
-    monkeypatch.setattr(DAKDLoss, "forward", nan_grad)
+    the next checkpoint saved them and the next step's NaN loss named that checkpoint as 'good'. With
+    --grad-clip 0 no norm was measured, so the gradients went on unchecked."""
+    _nan_gradients_from(monkeypatch, 1)
     with pytest.raises(TrainingError, match=r"non-finite gradient \(nan\) .* no checkpoint was written yet"):
         train(
-            _cfg(ckpt_every=1, grad_clip=0.0),
-            tmp_path / "run",
-            progress=False,
-            datasets=(BlobDataset(6, 16), None),
+            _cfg(ckpt_every=1, **clip), tmp_path / "run", progress=False, datasets=(BlobDataset(6, 16), None)
         )
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_non_finite_gradient_names_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = DAKDLoss.forward
-    calls = []
-
-    def nan_grad_from_step_3(self, logits, *a, **kw):
-        calls.append(1)
-        parts = real(self, logits, *a, **kw)
-        if len(calls) >= 3:
-            parts["loss"] = parts["loss"] + 0.0 * torch.sqrt(logits.sum() * 0.0)
-        return parts
-
-    monkeypatch.setattr(DAKDLoss, "forward", nan_grad_from_step_3)
+    _nan_gradients_from(monkeypatch, 3)
     last = tmp_path / "run" / "last.pt"
     with pytest.raises(TrainingError, match=rf"non-finite gradient .* kept: {last}"):
         train(_cfg(), tmp_path / "run", progress=False, datasets=(BlobDataset(6, 16), None))
