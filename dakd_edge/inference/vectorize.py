@@ -228,11 +228,6 @@ def to_world_many(transform: Affine | PixelToWorld, polys: list[list[Ring]]) -> 
     return [[list(zip(*c.tolist(), strict=True)) for c in rings] for rings in _split(polys, x, y)]
 
 
-def to_world(transform: Affine | PixelToWorld, ring: Ring) -> Ring:
-    """Pixel-corner ring -> CRS coordinates, by an affine transform or a vectorised mapping."""
-    return to_world_many(transform, [[ring]])[0][0]
-
-
 def _spills_in_window(
     polys: list[list[Ring]],
     mask: np.ndarray,

@@ -182,7 +182,10 @@ def test_connected_groups_transitive_and_ordered() -> None:
 def test_pixel_to_world_mapping_runs_once_per_window() -> None:
     """A GCP scene's mapping (bilinear lookup + PROJ) runs once per traced window, not once per ring
     (3 s for 20k spills), and gives every vertex exactly what mapping it alone gives."""
-    from dakd_edge.inference.vectorize import spills_from_mask, to_world
+    from dakd_edge.inference.vectorize import spills_from_mask, to_world_many
+
+    def to_world(mapping, ring):  # one ring alone
+        return to_world_many(mapping, [[ring]])[0][0]
 
     to_utm = Transformer.from_crs(4326, 32633, always_xy=True)
     calls = []
