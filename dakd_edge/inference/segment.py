@@ -298,6 +298,8 @@ def segment_scene(
         reader = _Windows(scene, convert, masker, clock, trend, predictor.meta.in_chans)
         consume_behind(predictor.stream(reader, info.height, info.width, stats, on_row), write_strip)
         clock.inference_done()
+        if masker is not None and masker.name == "globe" and not water and stats.tiles_run == 0:
+            _warn_all_globe_land(info.path, stats)
         outputs.finish_rasters()
         spills = dropped = None
         if polygons:
@@ -319,6 +321,19 @@ def segment_scene(
         outputs.write_report(result)
         outputs.commit()
     return result
+
+
+def _warn_all_globe_land(path: Path, stats: TileStats) -> None:
+    """Say why a scene that GLOBE calls all land may not be: it counts lakes and reservoirs as land,
+    and only the large ones it names (``landmask.GLOBE_LAND_WATER``) warn by name."""
+    if stats.tiles_skipped_land:
+        warnings.warn(
+            f"{path}: every tile is land to the GLOBE land mask, so nothing was searched for oil; GLOBE "
+            "counts most lakes and reservoirs as land: for inland water give --land-mask FILE with its "
+            "shoreline, or --no-land-mask",
+            Notice,
+            stacklevel=3,
+        )
 
 
 def _predictor_of(model: Any) -> Predictor:

@@ -307,3 +307,26 @@ def test_a_scene_over_the_caspian_warns_that_globe_calls_it_land(tmp_path: Path)
     assert r["tiles"]["skipped_land"] == r["tiles"]["total"]
     r = segment_scene(_pred(), p.path, tmp_path / "b.tif", land_mask="none", polygons=False)
     assert r["tiles"]["run"] == r["tiles"]["total"] and r["land_mask"] is None
+
+
+def test_a_scene_over_an_unnamed_lake_says_globe_counts_lakes_as_land(tmp_path: Path) -> None:
+    """Lake Constance is not among the named water bodies: segment said only "all land" and exit 0, so
+    an operator took an unsearched lake for a clean one. It now warns once, with the two remedies; the
+    named-water warning (the Caspian, above) is not doubled by it."""
+    import warnings
+
+    from dakd_edge.errors import Notice
+
+    p = build_synthetic_product(tmp_path / "p", shape=(64, 96), seed=1, center=(47.62, 9.37))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = segment_scene(_pred(), p.path, tmp_path / "a.tif", polygons=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, Notice)]
+    assert r["tiles"]["run"] == 0 and r["tiles"]["skipped_land"] == r["tiles"]["total"]
+    assert len([m for m in said if "every tile is land" in m]) == 1
+    assert "--no-land-mask" in said[-1] and r["land_mask"]["water_counted_as_land"] == []
+    caspian = build_synthetic_product(tmp_path / "c", shape=(64, 96), seed=1, center=(42.5, 51.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        segment_scene(_pred(), caspian.path, tmp_path / "b.tif", polygons=False)
+    assert not [w for w in caught if "every tile is land" in str(w.message)]
