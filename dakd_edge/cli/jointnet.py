@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import click
@@ -287,27 +287,38 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     help="Local torchvision Inception-v3 state dict; FID is computed only with it.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images per set.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    help="Also write the report as JSON ('-' = stdout, the text then goes to stderr).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def report(
-    generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out
+    generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out, overwrite
 ) -> None:
     """Compare a generated set with real data: speckle, agreement, class frequencies (+ FID)."""
     if inception:  # the rest of the report is numpy-only
         require_extra("torch", "jointnet report --inception", "torch", "torchvision")
-    from dakd_edge.atomic import atomic_path
+    from dakd_edge.atomic import atomic_path, check_output
     from dakd_edge.data.augmented import AugmentedDataset
     from dakd_edge.train.report import format_report, quality_report
 
+    to_file = json_out is not None and json_out != "-"
+    if to_file:  # before any work; never into a folder the report reads (it replaced a set's manifest)
+        target = check_output(json_out, overwrite).resolve()
+        for name, folder in (("the generated set", generated), ("--real", real)):
+            if target.is_relative_to(Path(folder).resolve()):
+                raise InputError(f"--json {json_out} is inside {name} {folder}: write the report elsewhere")
     gen = AugmentedDataset(generated)
     ref = _open(real, real_split, real_kind, real_sensor, real_classes)
     try:
         rep = quality_report(gen, ref, inception=inception, limit=limit)
     except ValueError as e:
         raise InputError(str(e)) from e
-    click.echo(format_report(rep))
-    if json_out:
-        if json_out == "-":
-            json.dump(rep, sys.stdout, indent=1)
-            return
-        with atomic_path(json_out, overwrite=True) as tmp:
+    click.echo(format_report(rep), err=json_out == "-")
+    if json_out == "-":
+        click.echo(json.dumps(rep, indent=1))
+    elif to_file:
+        with atomic_path(json_out, overwrite) as tmp:
             tmp.write_text(json.dumps(rep, indent=1))

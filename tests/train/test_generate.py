@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import subprocess
@@ -468,6 +469,21 @@ def test_cli_generate_and_report(run: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "FID                  not computed" in r.output and "ENL" in r.output
     assert (tmp_path / "rep.json").is_file()
+    base = ["jointnet", "report", str(out), "--real", str(real), "--real-kind", "folder", "--json"]
+
+    def refused(argv: list[str], said: str) -> bool:
+        r = CliRunner().invoke(cli, [*base, *argv])
+        return r.exit_code != 0 and said in f"{r.output} {r.exception}"
+
+    # an existing report needs --overwrite; a report inside the set it reads replaced its manifest
+    manifest = (out / "manifest.json").read_bytes()
+    assert refused([str(tmp_path / "rep.json")], "pass --overwrite")
+    assert refused([str(out / "manifest.json"), "--overwrite"], "inside the generated set")
+    assert (out / "manifest.json").read_bytes() == manifest
+    assert refused([str(real / "rep.json")], "inside --real") and not (real / "rep.json").exists()
+    # '-': stdout is the JSON alone (the text table goes to stderr)
+    r = CliRunner().invoke(cli, [*base, "-"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["generated"] and "ENL" in r.stderr
 
 
 # --------------------------------------------------------------------------------------------- report
