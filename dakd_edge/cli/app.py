@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -52,6 +53,18 @@ class LazyGroup(click.Group):
 
             return unavailable
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, plus the nearest command name for a misspelt one (as it does for options)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            close = difflib.get_close_matches(args[0], COMMANDS, n=1) if args else []
+            if close and args[0] not in COMMANDS:
+                raise click.UsageError(f"{e.message} Did you mean '{close[0]}'?", ctx) from None
+            raise
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -79,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
             rv = cli.main(args=argv, prog_name="dakd-edge", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except _NO_ARGS_IS_HELP as e:  # `dakd-edge` or `dakd-edge jointnet` alone: the help, as it is
+        click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message(), err=True)
+        sys.exit(e.exit_code)
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx is not None else "dakd-edge"
         _fail(f"{e.format_message()} (see '{cmd} --help')", e.exit_code)
@@ -103,6 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         msg = describe_write_error(e, where) if is_disk_full(e) else _os_line(e)
         _fail(msg, 2)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+# click >= 8.2 raises this usage error for a group called without a command (older click printed the
+# help itself and exited 0); its message is the whole help, which _fail would squash into one line.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _worker_error(message: str) -> str:

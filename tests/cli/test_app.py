@@ -48,10 +48,21 @@ def test_dakd_error_is_one_line_exit_2(
     assert err.strip() == "dakd-edge: error: scene.tif: not a raster"
 
 
-def test_unknown_command_is_usage_error() -> None:
+def test_unknown_command_is_usage_error(run_cli) -> None:
     r = subprocess.run([sys.executable, "-m", "dakd_edge", "no-such-cmd"], capture_output=True, text=True)
     assert r.returncode == 2
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "Did you mean" not in r.stderr
+    code, _, err = run_cli(["segmnt", "x.tif"])
+    assert code == 2 and "No such command 'segmnt'. Did you mean 'segment'?" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["jointnet"]])
+def test_a_group_without_a_command_prints_its_help_as_it_is(run_cli, argv: list[str]) -> None:
+    """click >= 8.2 raises the help as a usage error; it was squashed into one 'error:' line."""
+    code, out, err = run_cli(argv)
+    assert code == 2 and out == ""
+    assert err.startswith("Usage: dakd-edge") and "error:" not in err
+    assert "\nCommands:\n" in err and len(err.splitlines()) > 8
 
 
 def test_console_script_installed() -> None:
