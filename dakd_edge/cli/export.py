@@ -119,15 +119,24 @@ def output_format(out: str, fmt: str | None) -> str:
     """``--format``, or the one the suffix of ``-o`` names (``-o x.engine`` used to get ONNX bytes).
 
     An explicit format that contradicts the suffix, or a suffix of a format export never writes (a
-    checkpoint), is refused: a file named for one format must not hold another.
+    checkpoint), is refused: a file named for one format must not hold another. So is a name without
+    a model suffix (``-o model``, ``-o m.bin``): every command that loads a model tells its format by
+    the suffix, so such a file could not be used.
     """
     named = format_of(out)
+    if named is None:
+        want = ONNX.name if fmt in (None, ONNX.name) else ENGINE.name
+        fix = f"{out}{ONNX.suffixes[0]}" if want == ONNX.name else f"{out}{ENGINE.suffixes[0]}"
+        raise OutputError(
+            f"-o {out}: name the file for its format (e.g. {fix}; engines: {', '.join(ENGINE.suffixes)}): "
+            "the commands that load a model tell its format by the suffix"
+        )
     if named is not None and named not in (ONNX, ENGINE):
         raise OutputError(
             f"-o {out}: export writes ONNX ({ONNX.suffixes[0]}) or engine files, not {named.name}"
         )
     if fmt is None:
-        return named.name if named is not None else ONNX.name
+        return named.name
     if named is not None and named.name != fmt:
         raise OutputError(f"--format {fmt} does not match -o {out}, whose suffix means {named.name}")
     return fmt

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dakd_edge.cli.app import main
+from dakd_edge.errors import OutputError
 
 pytest.importorskip("torch")
 
@@ -57,8 +58,15 @@ def test_format_follows_the_suffix() -> None:
     from dakd_edge.cli.export import output_format
 
     assert output_format("m.engine", None) == output_format("m.PLAN", None) == "engine"
-    assert output_format("m.onnx", None) == output_format("m.bin", None) == output_format("m", None) == "onnx"
-    assert output_format("m.bin", "engine") == "engine"
+    assert output_format("m.onnx", None) == output_format("m.ONNX", "onnx") == "onnx"
+    # no model suffix: segment, evaluate and bench could not tell the written file's format
+    for name, fmt, fix in (
+        ("m", None, "m.onnx"),
+        ("m.bin", None, "m.bin.onnx"),
+        ("m.bin", "engine", "m.bin.engine"),
+    ):
+        with pytest.raises(OutputError, match=f"e.g. {fix}"):
+            output_format(name, fmt)
 
 
 @pytest.mark.parametrize(
