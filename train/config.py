@@ -162,16 +162,13 @@ class TrainConfig(RunConfig):
     def __post_init__(self) -> None:
         if self.labels not in ("hard", "soft"):
             raise ValueError(f"labels must be 'hard' or 'soft', got {self.labels!r}")
-        if not 0.0 <= self.mix <= 1.0 or not 0.0 <= self.synthetic_ratio <= 1.0:
-            raise ValueError("mix and synthetic_ratio must be in [0, 1]")
+        _unit(mix=self.mix, synthetic_ratio=self.synthetic_ratio)
         if self.mix + self.synthetic_ratio > 1.0:
             raise ValueError("mix + synthetic_ratio must not exceed 1")
         if self.crop < 16 or self.crop % 2:
             raise ValueError(f"crop must be an even size >= 16, got {self.crop}")
-        if self.batch < 1 or self.steps < 1:
-            raise ValueError("batch and steps must be positive")
-        if not 0.0 <= self.real_mosaic <= 1.0:
-            raise ValueError("real_mosaic must be in [0, 1]")
+        _positive(batch=self.batch, steps=self.steps)
+        _unit(real_mosaic=self.real_mosaic)
         if not 0.0 <= self.mosaic_gain <= 2.0:
             raise ValueError(f"mosaic_gain must be in [0, 2] (a log factor), got {self.mosaic_gain}")
         if not 0.0 <= self.mosaic_calm <= 3.0:
@@ -181,11 +178,10 @@ class TrainConfig(RunConfig):
         if not 0.0 <= self.regrain <= 1.0:
             raise ValueError(f"regrain must be in [0, 1] (a probability), got {self.regrain}")
         if self.final_steps < 0 or self.final_steps > self.steps:
-            raise ValueError("final_steps must be in [0, steps]")
+            raise ValueError(f"final_steps must be in [0, steps = {self.steps}], got {self.final_steps}")
         if self.final_steps and (self.final_crop < 16 or self.final_crop % 2):
             raise ValueError(f"final_crop must be an even size >= 16, got {self.final_crop}")
-        if self.final_batch < 0 or self.val_mosaic < 0:
-            raise ValueError("final_batch and val_mosaic must not be negative")
+        _non_negative(final_batch=self.final_batch, val_mosaic=self.val_mosaic)
         if self.normalization not in ("dataset", "default"):
             raise ValueError("normalization must be 'dataset' or 'default'")
         if not (math.isfinite(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):

@@ -76,8 +76,9 @@ class SarossConfig:
             raise ValueError(f"decoder_block must be one of {BLOCKS}, got {self.decoder_block!r}")
         if self.head_stride not in (1, 2, 4):
             raise ValueError(f"head_stride must be 1, 2 or 4, got {self.head_stride}")
-        if self.num_classes < 1 or self.in_chans < 1:
-            raise ValueError("num_classes and in_chans must be positive")
+        for name in ("num_classes", "in_chans"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         used = self.decoder_channels[: 3 + {1: 2, 2: 1, 4: 0}[self.head_stride]]  # the rest are ignored
         if min(used) < 1:
             raise ValueError(f"decoder_channels must be positive, got {self.decoder_channels}")

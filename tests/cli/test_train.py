@@ -113,6 +113,8 @@ def test_train_bad_values_are_one_line_naming_the_option(tmp_path, run_cli):
         (["--mix", "1.5"], "1.5 is not in the range"),  # refused even without --aug
         (["--model-cfg", "width=bogus"], "--model-cfg width=bogus does not fit model"),
         (["--synthetic-ratio", "0.5", "--synthetic", "-3"], "--synthetic must be >= 0"),
+        (["--steps", "0"], "--steps must be a finite number > 0, got 0"),  # was "--batch and steps ..."
+        (["--synthetic-ratio", "2"], "--synthetic-ratio must be in [0, 1], got 2"),  # was "--mix and ..."
     ):
         code, _, err = run_cli(_tiny_train(tmp_path, *extra))
         assert code == 2 and text in err and err.count("\n") == 1, (extra, err)
