@@ -11,38 +11,94 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dakd_edge.data.scaling import as_chw, normalize
-from dakd_edge.errors import DatasetError, InputError, OutputError
+from dakd_edge.errors import DatasetError, InputError, Notice, OutputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
 
 def open_for_model(
     data: str | os.PathLike,
-    num_classes: int,
+    classes: int | Sequence[str],
     split: str = "test",
     kind: str = "auto",
     sensor: str | None = None,
 ) -> Any:
-    """Open ``data`` with the model's class set: a binary model reads a K-class set as oil vs rest."""
+    """Open ``data`` in the model's label space, matching classes by name, never by position alone.
+
+    ``classes``: the model's class names (or only their count, for a model without names). A binary
+    model scores any set as oil vs the rest, its oil and the data's oil found by name (a model whose
+    classes are ("oil", "background") scored 0.02 mIoU by position); a model of K > 2 classes needs the
+    data's K classes, in any order (ids are mapped by name) or unnamed (``class0``...). Anything else
+    is a :class:`DatasetError` listing both sets.
+    """
     from dakd_edge.data import open_dataset
+    from dakd_edge.meta import class_key, oil_ids_of
 
     ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="native")
-    if ds.num_classes == num_classes:
-        return ds
-    if num_classes == 2:
-        return open_dataset(data, split=split, kind=kind, sensor=sensor, classes="binary")
+    names = [f"class{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    ours = list(ds.class_names)
+    if len(names) == 2:
+        with warnings.catch_warnings():  # the model's own fallback is said when it is loaded
+            warnings.simplefilter("ignore", Notice)
+            model_oil = oil_ids_of(names)[0]
+        lut = np.full(256, 1 - model_oil, np.uint8)
+        lut[IGNORE_INDEX] = IGNORE_INDEX
+        lut[oil_ids_of(ours)] = model_oil
+        if len(ours) != 2:
+            rest = [n for i, n in enumerate(ours) if lut[i] != model_oil]
+            warnings.warn(
+                f"{data} has {len(ours)} classes; the binary model is scored on oil vs the rest "
+                f"({', '.join(rest)} count as {names[1 - model_oil]})",
+                Notice,
+                stacklevel=2,
+            )
+        return ds if (lut[:2] == (0, 1)).all() and len(ours) == 2 else _Relabelled(ds, lut, names)
+    if len(ours) == len(names):
+        if _generic(names) or _generic(ours) or [class_key(n) for n in names] == [class_key(n) for n in ours]:
+            return ds
+        if sorted(map(class_key, names)) == sorted(map(class_key, ours)):
+            lut = np.full(256, IGNORE_INDEX, np.uint8)
+            lut[: len(ours)] = [[class_key(n) for n in names].index(class_key(n)) for n in ours]
+            return _Relabelled(ds, lut, names)
     raise DatasetError(
-        f"the model predicts {num_classes} classes but {data} has {ds.num_classes}; evaluate a model "
-        "trained on this label set"
+        f"the model's {len(names)} classes ({', '.join(names)}) are not those of {data} "
+        f"({len(ours)}: {', '.join(ours)}); evaluate a model trained on this label set"
     )
+
+
+def _generic(names: Sequence[str]) -> bool:
+    """Names a model or set gets when nobody named its classes (``ModelMeta.default_for``)."""
+    return all(re.fullmatch(r"class\d+", n) for n in names)
+
+
+class _Relabelled:
+    """A dataset whose mask ids are mapped through ``lut`` (256 entries, 255 stays 255) to a model's."""
+
+    def __init__(self, ds: Any, lut: np.ndarray, class_names: Sequence[str]) -> None:
+        self._ds, self._lut = ds, lut
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = dict(self._ds[i])
+        s["mask"] = self._lut[np.asarray(s["mask"]).astype(np.uint8)].astype(np.int64)
+        return s
+
+    def __getattr__(self, name: str) -> Any:  # files, root, ... of the set itself
+        return getattr(self._ds, name)
 
 
 def _stem(ds: Any, i: int) -> str:
@@ -154,7 +210,7 @@ def evaluate(
             "dakd_edge.inference.load(path) gives one for a model file"
         )
     meta = predictor.meta
-    ds = open_for_model(data, meta.num_classes, split, kind, sensor)
+    ds = open_for_model(data, meta.class_names, split, kind, sensor)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise DatasetError(f"{data} ({split}) has no images")

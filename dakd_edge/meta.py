@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dakd_edge import __version__
-from dakd_edge.errors import ModelFileError
+from dakd_edge.errors import ModelFileError, Notice
 
 OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
 # OSD release palette (RGB): black sea, cyan oil, red look-alike, brown ship, green land.
@@ -21,6 +24,75 @@ BINARY_CLASSES = ("background", "oil")
 BINARY_PALETTE = ((0, 0, 0), (0, 255, 255))
 # Label value of unlabelled pixels (nodata, outside the scene): skipped by losses and metrics.
 IGNORE_INDEX = 255
+# Class maps are uint8 with IGNORE_INDEX as nodata: at most 255 classes; at least 2 (argmax of one is 0).
+MIN_CLASSES, MAX_CLASSES = 2, IGNORE_INDEX
+# Words of a class name that mean oil, and words that make an oil name mean something else.
+_OIL_WORDS = frozenset({"oil", "oilspill", "oilspills", "oilslick", "oilslicks"})
+_NOT_OIL_WORDS = frozenset(
+    {"no", "non", "not", "free", "look", "alike", "lookalike", "like", "platform", "rig"}
+)
+
+
+# What class names mean, in one place (models and data name their classes freely): the sea the rest
+# lies on, land, oil. Names are compared by :func:`class_key`.
+BACKGROUND_NAMES = frozenset(
+    {"sea", "background", "bg", "water", "ocean", "opensea", "cleansea", "seasurface", "openwater",
+     "cleanwater", "nooil"}
+)  # fmt: skip
+LAND_NAMES = frozenset({"land", "landmask"})
+
+
+def class_key(name: str) -> str:
+    """A class name compared by meaning: lower-case letters and digits only ("Look-Alike" ==
+    "lookalike", "Open_Sea" == "open sea")."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def land_ids_of(class_names: Iterable[str]) -> list[int]:
+    """Class ids named land (:data:`LAND_NAMES`, e.g. OSD's ``land``); [] when no class is."""
+    return [i for i, n in enumerate(class_names) if class_key(n) in LAND_NAMES]
+
+
+def background_ids_of(class_names: Iterable[str]) -> list[int]:
+    """Class ids of the background (sea), by name (:data:`BACKGROUND_NAMES`). Classes whose names say
+    nothing (``class0``, ``class1``, ...) keep the convention of :func:`oil_ids_of`: class 0 is the
+    background unless it is the oil class."""
+    names = list(class_names)
+    ids = [i for i, n in enumerate(names) if class_key(n) in BACKGROUND_NAMES]
+    if ids or not names:
+        return ids
+    with warnings.catch_warnings():  # its guess of the oil class is said where oil is looked for
+        warnings.simplefilter("ignore", Notice)
+        oil = oil_ids_of(names)
+    return [] if 0 in oil else [0]
+
+
+def is_oil_name(name: str) -> bool:
+    """Whether a class name means oil: "oil", "Oil spill", "oil_slick", "OilSpill"; not "non-oil",
+    "oil look-alike", "oil platform"."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    return bool(words & _OIL_WORDS) and not words & _NOT_OIL_WORDS
+
+
+def oil_ids_of(class_names: Iterable[str]) -> list[int]:
+    """Class ids that mean oil, by name (:func:`is_oil_name`); class 1 when no name does.
+
+    The fallback is the binary convention (background, oil) of OSD's and SOS's ids. With more than
+    two classes it is a guess, said once per call as a :class:`~dakd_edge.errors.Notice`: a model whose
+    classes are ("sea", "look-alike", "slick") would have its look-alikes traced as spills.
+    """
+    names = list(class_names)
+    ids = [i for i, n in enumerate(names) if is_oil_name(n)]
+    if ids:
+        return ids
+    if len(names) > 2:
+        warnings.warn(
+            f"no class of {names} is named oil: class 1 ({names[1]!r}) is taken as oil; name the oil "
+            "class 'oil' in the model's class names (or the data's classes.json)",
+            Notice,
+            stacklevel=2,
+        )
+    return [1]
 
 
 @dataclass
@@ -67,6 +139,8 @@ class ModelMeta:
     input_stats: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if not MIN_CLASSES <= self.num_classes <= MAX_CLASSES:
+            raise ValueError(class_count_problem(self.num_classes))
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.palette) != self.num_classes:
@@ -90,7 +164,10 @@ class ModelMeta:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """Strict JSON: a NaN in ``extra`` (the IoU of a class missing from validation) becomes null."""
+        from dakd_edge.jsonout import dumps
+
+        return dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Any, source: str | os.PathLike | None = None) -> ModelMeta:
@@ -164,6 +241,8 @@ def _problem(d: Any) -> str | None:
             return f"field {k!r} is a JSON {_json_type(v)}, expected {name}"
         if k in _POSITIVE and k in d and v < 1:
             return f"field {k!r} is {v}, expected a positive integer"
+    if not MIN_CLASSES <= d["num_classes"] <= MAX_CLASSES:
+        return f"field 'num_classes': {class_count_problem(d['num_classes'])}"
     overlap, tile = d.get("overlap"), d.get("tile", 512)
     if overlap is not None and not 0 <= overlap <= tile // 2:
         return f"field 'overlap' is {overlap}, expected 0 to half the tile ({tile} // 2)"
@@ -175,6 +254,14 @@ def _problem(d: Any) -> str | None:
     if unknown:
         return "field 'normalization' has unknown key(s) " + ", ".join(sorted(map(repr, unknown)))
     return _input_stats_problem(d.get("input_stats"))
+
+
+def class_count_problem(k: int) -> str:
+    """Why ``k`` classes cannot make a class map (see :data:`MIN_CLASSES`, :data:`MAX_CLASSES`)."""
+    return (
+        f"{k} classes: a segmentation model needs {MIN_CLASSES} to {MAX_CLASSES} (class maps are 8-bit, "
+        f"with {IGNORE_INDEX} as nodata; one class would be all that class)"
+    )
 
 
 def _input_stats_problem(s: dict[str, Any] | None) -> str | None:

@@ -46,6 +46,10 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 2, in_chans: int = 1, **cfg: Any):
+    from dakd_edge.meta import MAX_CLASSES, MIN_CLASSES, class_count_problem
+
+    if not MIN_CLASSES <= num_classes <= MAX_CLASSES:  # before building: the class map could not hold it
+        raise ValueError(class_count_problem(num_classes))
     _ensure_loaded()
     if name not in _REGISTRY:
         from dakd_edge.errors import ModelFileError

@@ -6,7 +6,9 @@ that ``segment`` wrote with a truth raster on the same grid, or with truth polyg
 OGR vector with the ``vector`` extra), the way oil-spill services report detections:
 
 - **pixels**: oil IoU / precision / recall / F1 and the oil + background mIoU, over the pixels that
-  are valid in both (not nodata or land in the prediction, not nodata in a truth raster);
+  are valid in both and are sea: not nodata or masked land (255) in the prediction, nor a class it
+  names land (OSD's ``land``), and not nodata in a truth raster nor a value it names land (its
+  ``DAKD_CLASSES`` or ``class_names`` tag) or that ``truth_ignore`` leaves out;
 - **spills**: each connected truth slick is *detected* when a predicted spill overlaps it by at least
   one pixel; each predicted spill that overlaps no truth oil is a *false alarm*, counted and measured
   per 10,000 km^2 of sea searched. Spills under ``min_area`` (``segment``'s ``--min-area``, default
@@ -41,26 +43,46 @@ TRUTH_VECTORS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".kml", ".gml", "
 class _Rasters:
     """Windowed reads of the prediction and the truth on the prediction's pixel grid."""
 
-    def __init__(self, pred: Path, truth: Path, oil_ids: list[int], truth_oil: list[int]) -> None:
+    def __init__(
+        self,
+        pred: Path,
+        truth: Path,
+        oil_ids: list[int],
+        truth_oil: list[int] | None,
+        truth_ignore: list[int],
+    ) -> None:
         from dakd_edge.data.rasterinfo import open_raster
 
         self.pred = open_raster(pred)  # refuses what is no readable raster, in one line
         self.truth_ds = self.truth_vec = None
         self.pred_path, self.truth_path = pred, truth
         try:
-            self._open_truth(pred, truth, oil_ids, truth_oil)
+            self._open_truth(pred, truth, oil_ids, truth_oil, truth_ignore)
         except BaseException:
             self.close()  # a refused truth must not leave the prediction (or the truth) open
             raise
 
-    def _open_truth(self, pred: Path, truth: Path, oil_ids: list[int], truth_oil: list[int]) -> None:
+    def _open_truth(
+        self,
+        pred: Path,
+        truth: Path,
+        oil_ids: list[int],
+        truth_oil: list[int] | None,
+        truth_ignore: list[int],
+    ) -> None:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
         from dakd_edge.inference.geotiff import raster_info
+        from dakd_edge.meta import land_ids_of, oil_ids_of
 
         self.info = raster_info(pred, self.pred)
-        self.oil_ids, self.truth_oil = oil_ids or _oil_ids(self.pred), truth_oil
+        pred_names = class_names_of(self.pred) or []
+        self.oil_ids = oil_ids or _oil_ids(self.pred)
+        self.land_ids = [i for i in land_ids_of(pred_names) if i not in self.oil_ids]
+        self.truth_names: list[str] | None = None
+        self.truth_oil = [1] if truth_oil is None else truth_oil
+        self.truth_skip = list(truth_ignore)
         self.n_classes = _class_count(self.pred)
         p = self.pred
         if p.count != 1 or not np.issubdtype(np.dtype(p.dtypes[0]), np.integer):
@@ -70,6 +92,11 @@ class _Rasters:
             )
         self.height, self.width = self.info.height, self.info.width
         if truth.suffix.lower() in TRUTH_VECTORS:
+            if truth_ignore:
+                raise InputError(
+                    f"{truth}: --truth-ignore (truth_ignore) is for a truth raster's values; truth polygons "
+                    "are oil, everything else clean sea"
+                )
             self.truth_vec = _truth_polygons(truth, self.info)
         else:
             try:
@@ -99,6 +126,18 @@ class _Rasters:
                 raise InputError(
                     f"{truth}: the truth raster is not on the prediction's grid (CRS or transform differ)"
                 )
+            self.truth_names = class_names_of(t)
+            if self.truth_names is not None:  # the truth says which of its values are oil and land
+                if truth_oil is None:
+                    with warnings.catch_warnings():  # no oil name: value 1, as documented; no guess to say
+                        warnings.simplefilter("ignore")
+                        self.truth_oil = oil_ids_of(self.truth_names)
+                self.truth_skip += [i for i in land_ids_of(self.truth_names) if i not in self.truth_oil]
+            both = sorted(set(self.truth_oil) & set(truth_ignore))
+            if both:
+                raise InputError(
+                    f"{truth}: truth value {both[0]} is both oil (--truth-oil) and left out (--truth-ignore)"
+                )
 
     def _read(self, ds: Any, path: Path, what: str, bands: Any, window: Any, **kw: Any) -> Any:
         """``ds.read`` whose failure (a truncated or corrupt file) is one line naming the file."""
@@ -126,19 +165,34 @@ class _Rasters:
     def pred_oil(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         return np.isin(self.classes(r0, r1, c0, c1), self.oil_ids)
 
+    def land(self, cls: np.ndarray) -> np.ndarray:
+        """Pixels of the class map ``cls`` that the model calls land (a class named land)."""
+        return np.isin(cls, self.land_ids) if self.land_ids else np.zeros(cls.shape, bool)
+
     def truth(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """(oil, valid) of the truth in the window."""
+        """(oil, valid) of the truth in the window; land is not valid (see :meth:`truth_values`)."""
+        oil, valid, _ = self.truth_land(r0, r1, c0, c1)
+        return oil, valid
+
+    def truth_land(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(oil, valid, land) of the truth in the window: ``land`` the values it names land or that
+        ``truth_ignore`` leaves out (also not ``valid``; none in polygon truth)."""
         if self.truth_vec is not None:
             oil = self.truth_vec.grid(
                 np.arange(r0, r1, dtype=np.float64), np.arange(c0, c1, dtype=np.float64)
             )
-            return oil, np.ones_like(oil)
-        values, valid = self.truth_values(r0, r1, c0, c1)
-        return np.isin(values, self.truth_oil) & valid, valid
+            return oil, np.ones_like(oil), np.zeros_like(oil)
+        values, valid = self.truth_values(r0, r1, c0, c1, keep_land=True)
+        land = valid & np.isin(values, self.truth_skip) if self.truth_skip else np.zeros_like(valid)
+        valid &= ~land
+        return np.isin(values, self.truth_oil) & valid, valid, land
 
-    def truth_values(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """(values, valid) of a truth raster in the window: its nodata, NaN, and 255 when it has no
-        nodata (unlabelled, unless 255 is oil) are not valid."""
+    def truth_values(
+        self, r0: int, r1: int, c0: int, c1: int, keep_land: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values, valid) of a truth raster in the window: its nodata, NaN, 255 when it has no
+        nodata (unlabelled, unless 255 is oil), and (unless ``keep_land``) the values it names land or
+        ``truth_ignore`` leaves out are not valid."""
         from rasterio.windows import Window
 
         t = self.truth_ds
@@ -170,7 +224,16 @@ class _Rasters:
             )
         if t.nodata is None and IGNORE_INDEX not in self.truth_oil:  # 255 = unlabelled, unless oil
             valid &= values != IGNORE_INDEX
+        if self.truth_skip and not keep_land:
+            valid &= ~np.isin(values, self.truth_skip)
         return values, valid
+
+    def truth_label(self, v: float) -> str:
+        """A truth value as its class name when the truth raster names its classes, else the value."""
+        names = self.truth_names or []
+        if v.is_integer() and 0 <= v < len(names):
+            return names[int(v)]
+        return str(int(v)) if v.is_integer() else str(v)
 
     def truth_oil_mask(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         return self.truth(r0, r1, c0, c1)[0]
@@ -181,29 +244,36 @@ class _Rasters:
             self.truth_ds.close()
 
 
+def class_names_of(ds: Any) -> list[str] | None:
+    """The class names a raster's tags give its values: ``class_names`` (a JSON list, as ``segment``
+    writes on its class map) or ``DAKD_CLASSES`` (comma-separated, as ``synth --labels`` writes);
+    None when it names none."""
+    import json
+
+    tags = ds.tags()
+    try:
+        names = json.loads(tags.get("class_names", "null"))
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        names = (
+            [n.strip() for n in tags.get("DAKD_CLASSES", "").split(",")] if "DAKD_CLASSES" in tags else None
+        )
+    return names if names and all(names) else None
+
+
 def _class_count(ds: Any) -> int:
     """Classes of a class map: its ``class_names`` tag (``segment`` writes it), else at most 16 (an
     untagged map of class ids; a scene read as one has far larger values)."""
-    import json
-
-    try:
-        names = json.loads(ds.tags().get("class_names", "[]"))
-    except ValueError:
-        names = []
-    return len(names) if isinstance(names, list) and names else 16
+    names = class_names_of(ds)
+    return len(names) if names else 16
 
 
 def _oil_ids(ds: Any) -> list[int]:
     """Oil class ids of a class map from its ``class_names`` tag (``segment`` writes it), else [1]."""
-    import json
+    from dakd_edge.meta import oil_ids_of
 
-    from dakd_edge.inference.segment import oil_ids_of
-
-    try:
-        names = json.loads(ds.tags().get("class_names", "[]"))
-    except ValueError:
-        names = []
-    return oil_ids_of(names if isinstance(names, list) else [])
+    return oil_ids_of(class_names_of(ds) or [])
 
 
 def _truth_polygons(path: Path, info: Any) -> Any:
@@ -355,10 +425,11 @@ def _match(
 
 
 def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> tuple[dict[str, int] | None, list[int]]:
-    """(False alarms per truth-raster value under most of their valid truth pixels, the indices of
-    ``spills`` with no valid truth pixel at all): with 5-class OSD-style truth, how many are on
-    look-alikes (2) and how many on open sea (0); a spill wholly on the truth's nodata is no false
-    alarm (nobody said what is there). (None, []) for polygon truth."""
+    """(False alarms per truth-raster value under most of their valid truth pixels, by the class name
+    the truth's tag gives the value (else the value), the indices of ``spills`` with no valid truth
+    pixel at all): with 5-class OSD-style truth, how many are on look-alikes and how many on open sea;
+    a spill wholly on the truth's nodata or land is no false alarm (nobody said what is there, or it is
+    no sea). (None, []) for polygon truth."""
     if r.truth_ds is None:
         return None, []
     counts: dict[tuple[int, float], int] = {}  # (spill, truth value): pixels
@@ -385,7 +456,7 @@ def _false_alarms_on(r: _Rasters, spills: list[Any], block: int) -> tuple[dict[s
     for i in best:
         out[best[i][1]] = out.get(best[i][1], 0) + 1
     unscored = [i - 1 for i in range(1, len(spills) + 1) if i not in best]
-    return {(str(int(v)) if v.is_integer() else str(v)): out[v] for v in sorted(out)}, unscored
+    return {r.truth_label(v): out[v] for v in sorted(out)}, unscored
 
 
 def score_scene(
@@ -394,10 +465,16 @@ def score_scene(
     *,
     oil_ids: int | list[int] | None = None,
     truth_oil: int | list[int] | None = None,
+    truth_ignore: int | list[int] | None = None,
     min_area: str | float | None = None,
     block: int = 1024,
 ) -> dict[str, Any]:
     """Score the class map ``pred`` (``segment``'s output, 255 = nodata / land) against ``truth``.
+
+    Only sea is scored: land is left out of the pixel scores and of the sea area, whether the land
+    mask made it nodata (255), the model predicts a class named land (the class map's ``class_names``
+    tag, e.g. OSD's ``land``), or the truth raster names one of its values land (its ``DAKD_CLASSES`` or
+    ``class_names`` tag, as ``synth --labels`` and ``segment`` write) or ``truth_ignore`` names it.
 
     Args:
         pred: class-id raster written by ``segment`` (GeoTIFF; affine or GCP georeference).
@@ -405,7 +482,9 @@ def score_scene(
             has none, is left out unless 255 is oil as in 0 / 255 masks: ``truth_oil=[255]``; anything
             else is clean sea), or oil polygons in a vector file (everything outside them is clean sea).
         oil_ids: class ids of oil in ``pred`` (default: from its ``class_names`` tag, else ``[1]``).
-        truth_oil: values of oil in a truth raster (default ``[1]``).
+        truth_oil: values of oil in a truth raster (default: the values its tag names oil, else ``[1]``).
+        truth_ignore: values of a truth raster to leave out like its nodata (land of a truth that does
+            not name its classes, e.g. ``[4]`` for OSD labels).
         min_area: ``segment``'s ``--min-area`` (m^2, or ``"Npx"``; default 5 pixels): smaller regions
             are no spill on either side.
         block: rows per block (memory); the pixel passes take fewer on scenes wider than 4096 px
@@ -414,8 +493,10 @@ def score_scene(
     Returns a JSON-able dict: ``pixels`` (oil / background IoU, precision, recall, F1, mIoU, counts)
     and ``spills`` (truth slicks, detected, predicted spills, false alarms and their area, sea area
     searched, false alarms per 10,000 km^2; with a truth raster ``false_alarms_on``: how many lie
-    mostly on each valid truth value; ``unscored_spills``: predicted spills wholly on the truth's
-    nodata, left out of every spill count). Areas are on the ellipsoid, measured as ``segment``
+    mostly on each valid truth class, by name when the truth names its classes; ``unscored_spills``:
+    predicted spills wholly on the truth's nodata or land, left out of every spill count), and
+    ``left_out``: pixels of land (by class) and of nodata (255 or masked land in ``pred``, nodata in
+    the truth) that were not scored. Areas are on the ellipsoid, measured as ``segment``
     measures its oil area and polygons (None for a prediction without georeference).
     """
     from dakd_edge.inference.report import Tally
@@ -432,7 +513,10 @@ def score_scene(
     if least[0] is not None and not math.isfinite(least[0]):
         raise InputError(f"--min-area {min_area!r}: expected a finite area")
     implicit_oil = truth_oil is None
-    r = _Rasters(pred, truth, _class_ids(oil_ids, []), _class_ids(truth_oil, [1]))
+    ignore = _class_ids(truth_ignore, [])
+    r = _Rasters(
+        pred, truth, _class_ids(oil_ids, []), None if implicit_oil else _class_ids(truth_oil, []), ignore
+    )
     try:
         info = r.info
         if least[0] is not None and not (info.gcps or (info.georeferenced and info.crs is not None)):
@@ -440,22 +524,27 @@ def score_scene(
         cm = ConfusionMatrix(2, ignore_index=IGNORE_INDEX, class_names=["background", "oil"])
         sea = Tally(1, [0], info)  # m^2 of the scored pixels, on the ellipsoid as segment's oil area
         n_255 = n_oil = 0  # truth pixels left out as "255 = unlabelled", and truth oil pixels
+        n_land = n_nodata = 0  # pixels left out as land (a class named land) and as nodata
         rows = max(1, min(block, BLOCK_PIXELS // r.width))
         for y0 in range(0, r.height, rows):
             y1 = min(y0 + rows, r.height)
             cls = r.classes(y0, y1, 0, r.width)
-            oil, valid = r.truth(y0, y1, 0, r.width)
+            oil, valid, truth_land = r.truth_land(y0, y1, 0, r.width)
             if r.truth_ds is not None and r.truth_ds.nodata is None and IGNORE_INDEX not in r.truth_oil:
                 n_255 += int(np.count_nonzero(r.truth_values(y0, y1, 0, r.width)[0] == IGNORE_INDEX))
             n_oil += int(np.count_nonzero(oil))
-            scored = valid & (cls != IGNORE_INDEX)
+            data = (valid | truth_land) & (cls != IGNORE_INDEX)  # in both, land or sea
+            land = data & (truth_land | r.land(cls))
+            scored = data & ~land
+            n_land += int(np.count_nonzero(land))
+            n_nodata += int(data.size - np.count_nonzero(data))
             cm.matrix += _counts(oil, np.isin(cls, r.oil_ids), scored)
             sea.add((~scored).view(np.uint8), y0)
         hint = "give --truth-oil 255 (truth_oil=[255])"
         if not cm.matrix.sum():
             raise InputError(
-                f"{truth}: nothing to score: no pixel is valid in both the prediction {pred.name} and the "
-                "truth (all nodata or land in one of them"
+                f"{truth}: nothing to score: no pixel is sea and valid in both the prediction {pred.name} "
+                "and the truth (all nodata or land in one of them"
                 + (f"; the truth's 255 counts as unlabelled: for a 0/255 mask {hint})" if n_255 else ")")
             )
         if implicit_oil and n_oil == 0 and n_255:
@@ -468,6 +557,9 @@ def score_scene(
         detected, hit = _match(truths, preds, r.height, r.width, rows)
         misses = [s for s, h in zip(preds, hit, strict=True) if not h]
         on, unscored = _false_alarms_on(r, misses, rows)
+        pred_names = class_names_of(r.pred) or []
+        land_names = [pred_names[i] for i in r.land_ids]
+        truth_land_names = [r.truth_label(float(v)) for v in sorted(set(r.truth_skip))]
     finally:
         r.close()
     m = cm.compute()
@@ -509,6 +601,12 @@ def score_scene(
             "false_alarms_per_10000_km2": (round(n_false / sea_km2 * 1e4, 4) if sea_km2 else None),
             "min_area": {"m2": least[0], "pixels": least[1]},
         },
+        "left_out": {
+            "land_pixels": n_land,
+            "nodata_pixels": n_nodata,
+            "pred_land_classes": land_names,
+            "truth_land_classes": truth_land_names,
+        },
     }
 
 
@@ -539,7 +637,7 @@ def render_scene(result: dict[str, Any]) -> Any:
     t.add_row("predicted spills / false alarms", f"{sp['predicted']} / {sp['false_alarms']}")
     if sp.get("false_alarms_on"):
         t.add_row(
-            "false alarms by truth value", ", ".join(f"{n} on {v}" for v, n in sp["false_alarms_on"].items())
+            "false alarms by truth class", ", ".join(f"{n} on {v}" for v, n in sp["false_alarms_on"].items())
         )
     if sp["false_alarms_per_10000_km2"] is not None:
         t.add_row("false alarms per 10,000 km^2", f"{sp['false_alarms_per_10000_km2']:.2f}")
@@ -547,5 +645,16 @@ def render_scene(result: dict[str, Any]) -> Any:
             "false-alarm area / sea scored",
             f"{sp['false_alarm_area_km2']:.3f} / {sp['sea_area_km2']:.1f} km^2",
         )
-    t.caption = f"{px['scored']} pixels scored (nodata and land left out)"
+    out = result.get("left_out")
+    if out is None:  # a result of an older version
+        t.caption = f"{px['scored']} pixels scored"
+        return t
+    land = ", ".join(
+        [f"predicted {n!r}" for n in out["pred_land_classes"]]
+        + [f"truth {v!r}" for v in out["truth_land_classes"]]
+    )
+    t.caption = (
+        f"{px['scored']} pixels of sea scored; left out: {out['nodata_pixels']} nodata or land-masked, "
+        f"{out['land_pixels']} land" + (f" ({land})" if land else " (no class is named land)")
+    )
     return t

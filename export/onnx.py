@@ -252,6 +252,9 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         if cfg.simplify:
             proto = _simplify(proto)
+        dims = proto.graph.output[0].type.tensor_type.shape.dim
+        if dynamic and len(dims) == 4:  # the exporter leaves it symbolic: runtimes can then check it
+            dims[1].dim_value = meta.num_classes
         _set_metadata(proto, stored, cfg.ops)
         onnx.save(proto, str(tmp))
         try:

@@ -279,3 +279,48 @@ def test_save_png_refuses_every_label_form_and_split_of_the_dataset(tmp_path, mo
     assert png_folder(root / "predictions", root) == root / "predictions"
     assert png_folder(root / "test" / "preds", root) == root / "test" / "preds"
     assert png_folder(tmp_path / "elsewhere" / "labels", root) is not None  # outside the dataset
+
+
+def test_classes_are_matched_by_name_not_position(tmp_path):
+    """A binary model named ("oil", "background") scored 0.02 mIoU on SOS, and a binary model on a set
+    whose oil is id 2 scored its look-alikes as oil: ids were compared by position. They are now mapped
+    by name; sets that cannot be matched are refused naming both."""
+    from dakd_edge.errors import DatasetError, Notice
+    from dakd_edge.evaluate import open_for_model
+
+    root = tmp_path / "ds3"
+    write_folder(root, [(np.full((4, 4), BRIGHT, np.uint8), np.array([[0, 1, 2, 255]] * 4, np.uint8))])
+    (root / "classes.json").write_text(json.dumps({"class_names": ["sea", "look-alike", "oil_slick"]}))
+
+    def first_row(classes) -> list[int]:
+        return open_for_model(root, classes, split="train")[0]["mask"][0].tolist()
+
+    with pytest.warns(Notice, match=r"oil vs the rest \(sea, look-alike count as background\)"):
+        assert first_row(("background", "oil")) == [0, 0, 1, 255]
+    with pytest.warns(Notice, match="count as Background"):
+        assert first_row(("Oil", "Background")) == [1, 1, 0, 255]
+    assert first_row(("sea", "oil slick", "look-alike")) == [0, 2, 1, 255]  # same classes, other order
+    assert first_row(("class0", "class1", "class2")) == [0, 1, 2, 255]  # a model nobody named
+    with pytest.raises(DatasetError, match=r"3 classes \(sea, oil, ship\) are not those of .*look-alike"):
+        first_row(("sea", "oil", "ship"))
+    with pytest.raises(DatasetError, match=r"model's 5 classes .* \(3: sea, look-alike, oil_slick\)"):
+        first_row(5)
+
+
+def test_a_binary_model_with_oil_first_scores_as_its_twin(tmp_path, model_file):
+    """The same weights with the head rows and names swapped give the same confusion matrix."""
+    import torch
+
+    from dakd_edge.models.checkpoint import load_model_file
+
+    _dataset(tmp_path / "ds")
+    model, meta = load_model_file(model_file)
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.copy_(p.flip(0))
+    swapped = ModelMeta.default_for(meta.name, 2, class_names=("oil", "background"), palette=meta.palette[::-1],
+                                    arch=meta.arch, tile=32, normalization=meta.normalization)  # fmt: skip
+    save_model(tmp_path / "swapped.safetensors", model, swapped)
+    r = evaluate(load(str(tmp_path / "swapped.safetensors"), backend="torch"), tmp_path / "ds", split="train")
+    e = _expected()
+    assert r["iou"][0] == pytest.approx(e["oil_iou"]) and r["iou"][1] == pytest.approx(e["sea_iou"])

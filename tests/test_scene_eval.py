@@ -12,6 +12,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
 from dakd_edge.errors import InputError
+from dakd_edge.meta import OSD_CLASSES
 from dakd_edge.scene_eval import score_scene
 from tests.reliability.cli import run
 from tests.train.tiny import save_threshold_model
@@ -44,11 +45,13 @@ def _maps() -> tuple[np.ndarray, np.ndarray]:
     return pred, truth
 
 
-def _write(path, a: np.ndarray, **kw) -> str:
+def _write(path, a: np.ndarray, names=("background", "oil"), **kw) -> str:
+    """``a`` as a GeoTIFF on the test grid whose ``class_names`` tag is ``names`` (None: no tag)."""
     prof = {**PROFILE, **kw}
     with rasterio.open(path, "w", **prof) as ds:
         ds.write(a, 1)
-        ds.update_tags(class_names=json.dumps(["background", "oil"]))
+        if names is not None:
+            ds.update_tags(class_names=json.dumps(list(names)))
     return str(path)
 
 
@@ -102,14 +105,18 @@ def test_wide_scenes_take_fewer_rows_per_block_with_the_same_scores(tmp_path, mo
 
 
 def test_false_alarms_are_attributed_to_the_truth_class_under_them(tmp_path):
-    """With OSD-style class truth (2 = look-alike) a false alarm on a look-alike says so."""
+    """With OSD-style class truth (2 = look-alike) a false alarm on a look-alike says so, by the class
+    name when the truth's tag names its classes, else by value."""
     pred, truth = _maps()
     p = _write(tmp_path / "p.tif", pred)
-    assert score_scene(p, _write(tmp_path / "t.tif", truth))["spills"]["false_alarms_on"] == {"0": 1}
+    assert score_scene(p, _write(tmp_path / "t.tif", truth, None))["spills"]["false_alarms_on"] == {"0": 1}
+    on = score_scene(p, _write(tmp_path / "t1.tif", truth, OSD_CLASSES))["spills"]["false_alarms_on"]
+    assert on == {"sea": 1}
     truth[FALSE_ALARM] = 2
     truth[200:202, 300:320] = 0  # a strip of sea under the spill: the majority still decides
-    r = score_scene(p, _write(tmp_path / "t2.tif", truth))
-    assert r["spills"]["false_alarms_on"] == {"2": 1}
+    assert score_scene(p, _write(tmp_path / "t2.tif", truth, None))["spills"]["false_alarms_on"] == {"2": 1}
+    r = score_scene(p, _write(tmp_path / "t3.tif", truth, OSD_CLASSES))
+    assert r["spills"]["false_alarms_on"] == {"look-alike": 1}
     assert r["pixels"]["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)  # 2 is not oil
 
 
@@ -501,3 +508,111 @@ def test_class_ids_may_be_one_int(tmp_path):
     pred, truth = _maps()
     p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
     assert score_scene(p, t, oil_ids=1, truth_oil=1) == score_scene(p, t, oil_ids=[1], truth_oil=[1])
+
+
+# A 5-class (OSD) model's class map with land: the model calls columns 350-400 land (class 4), the truth
+# (OSD labels, land = 4) columns 340-400; a 60 px spill predicted on the truth's land at columns 342-348.
+LAND_PRED = (slice(None), slice(350, 400))
+LAND_TRUTH = (slice(None), slice(340, 400))
+SPILL_ON_LAND = (slice(100, 110), slice(342, 348))
+LAND_PX = 300 * 60 - 50  # truth or predicted land, less the 50 px of prediction nodata in it
+
+
+def _osd_maps(tmp_path, truth_tag: str | None = "DAKD_CLASSES") -> tuple[str, str]:
+    """(5-class class map with a ``class_names`` tag, OSD truth named by ``truth_tag`` (None: untagged))."""
+    pred, truth = _maps()
+    pred[LAND_PRED] = 4
+    pred[NODATA] = 255
+    pred[SPILL_ON_LAND] = 1
+    truth[LAND_TRUTH] = 4
+    p = _write(tmp_path / "p5.tif", pred, OSD_CLASSES)
+    t = _write(tmp_path / "t5.tif", truth, None)
+    if truth_tag == "DAKD_CLASSES":  # as `synth --labels` writes it
+        with rasterio.open(t, "r+") as ds:
+            ds.update_tags(DAKD_CLASSES=",".join(OSD_CLASSES))
+    elif truth_tag == "class_names":  # as `segment` tags a class map
+        _write(t, truth, OSD_CLASSES)
+    return p, t
+
+
+@pytest.mark.parametrize("truth_tag, ignore", [("DAKD_CLASSES", None), ("class_names", None), (None, [4])])
+def test_land_of_the_model_and_of_the_truth_is_no_sea(tmp_path, truth_tag, ignore):
+    """Land is left out of the pixel scores and of the sea area whether the model predicts its class
+    named land or the truth names (or ``truth_ignore`` gives) its land value; a spill wholly on truth
+    land is no false alarm. The false alarm per 10,000 km^2 of sea came out 15 % too low (land counted as
+    sea: 119,950 px instead of 102,000)."""
+    p, t = _osd_maps(tmp_path, truth_tag)
+    r = score_scene(p, t, truth_ignore=ignore)
+    px, sp = r["pixels"], r["spills"]
+    assert px["scored"] == H * W - 50 - LAND_PX == 102_000
+    assert px["oil_iou"] == pytest.approx(_expected_oil_iou(), abs=1e-12)  # land pixels hold no oil
+    assert (sp["truth"], sp["detected"], sp["predicted"], sp["false_alarms"]) == (3, 2, 3, 1)
+    assert sp["unscored_spills"] == 1  # the spill on truth land
+    px_km2 = PIXEL**2 / 0.9996**2 / 1e6
+    assert sp["sea_area_km2"] == pytest.approx(102_000 * px_km2, rel=1e-6)
+    assert sp["false_alarms_per_10000_km2"] == pytest.approx(1e4 / (102_000 * px_km2), abs=1e-3)
+    named = truth_tag is not None
+    assert sp["false_alarms_on"] == ({"sea": 1} if named else {"0": 1})
+    assert r["left_out"] == {
+        "land_pixels": LAND_PX,
+        "nodata_pixels": 50,
+        "pred_land_classes": ["land"],
+        "truth_land_classes": ["land" if named else "4"],
+    }
+
+
+def test_untagged_truth_land_is_sea_unless_ignored(tmp_path):
+    """A truth raster that names no classes: only the model's land is left out (its value 4 could be
+    anything), and the spill on it is a false alarm on "4"; --truth-ignore 4 says what it is."""
+    p, t = _osd_maps(tmp_path, None)
+    r = score_scene(p, t)
+    assert r["pixels"]["scored"] == H * W - 50 - (300 * 50 - 50) == 105_000
+    assert r["spills"]["false_alarms_on"] == {"0": 1, "4": 1} and r["spills"]["unscored_spills"] == 0
+    assert r["left_out"]["truth_land_classes"] == [] and r["left_out"]["pred_land_classes"] == ["land"]
+
+
+def test_truth_names_give_its_oil_value(tmp_path):
+    """A truth whose tag names oil 0 ("oil", "background") is read with oil = 0, not the default 1."""
+    pred, truth = _maps()
+    p = _write(tmp_path / "p.tif", pred)
+    t = _write(tmp_path / "t.tif", (1 - truth).astype(np.uint8), ("oil", "background"))
+    assert score_scene(p, t)["pixels"]["oil_iou"] == pytest.approx(
+        score_scene(p, _write(tmp_path / "t1.tif", truth))["pixels"]["oil_iou"], abs=1e-12
+    )
+
+
+def test_caption_and_table_name_the_land_and_the_classes(tmp_path):
+    from rich.console import Console
+
+    from dakd_edge.scene_eval import render_scene
+
+    p, t = _osd_maps(tmp_path)
+    console = Console(width=300, record=True)
+    console.print(render_scene(score_scene(p, t)))
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "102000 pixels of sea scored; left out: 50 nodata or land-masked, 17950 land" in text
+    assert "(predicted 'land', truth 'land')" in text
+    assert "false alarms by truth class" in text and "1 on sea" in text
+
+
+def test_truth_ignore_refusals(tmp_path, capsys):
+    pred, truth = _maps()
+    p, t = _write(tmp_path / "p.tif", pred), _write(tmp_path / "t.tif", truth)
+    with pytest.raises(InputError, match="both oil"):
+        score_scene(p, t, truth_oil=[1], truth_ignore=[1])
+    poly = tmp_path / "t.geojson"
+    poly.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(InputError, match="truth_ignore"):
+        score_scene(p, poly, truth_ignore=[4])
+    code, _, err = _cli(["--pred", p, "--truth", t, "--truth-ignore", "land"], capsys)
+    assert code == 2 and "--truth-ignore 'land': expected pixel values 0-255" in err
+    code, _, err = _cli(["--pred", p, "--truth", t, "--truth-oil", "1", "--truth-ignore", "1,4"], capsys)
+    assert code == 2 and "--truth-oil and --truth-ignore both name 1" in err
+
+
+def test_cli_truth_ignore_leaves_untagged_land_out(tmp_path, capsys):
+    p, t = _osd_maps(tmp_path, None)
+    code, out, err = _cli(["--pred", p, "--truth", t, "--truth-ignore", "4", "--json", "-"], capsys)
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["pixels"]["scored"] == 102_000 and r["left_out"]["truth_land_classes"] == ["4"]

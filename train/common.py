@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dakd_edge import jsonout
 from dakd_edge.atomic import atomic_path, check_room, describe_write_error
 from dakd_edge.errors import DatasetError, ModelFileError, OutputError, TrainingError
 
@@ -216,7 +217,7 @@ class JsonlLogger(_Closing):
         if self._fh is None:
             return
         try:
-            self._fh.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+            self._fh.write(jsonout.dumps(_jsonable(record), sort_keys=True) + "\n")  # NaN IoU: null
             self._fh.flush()
         except OSError as e:  # a plain write error has no file name: the CLI named the wrong device
             self.close()

@@ -231,8 +231,9 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------- report
 def _oil_index(class_names: Sequence[str]) -> int:
-    names = [c.lower() for c in class_names]
-    return names.index("oil") if "oil" in names else 1
+    from dakd_edge.meta import oil_ids_of
+
+    return oil_ids_of(class_names)[0]
 
 
 def _iter(ds: Any, limit: int | None) -> Iterable[Mapping[str, Any]]:

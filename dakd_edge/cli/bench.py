@@ -70,7 +70,7 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--num-classes",
     default=_default("num_classes"),
     show_default=True,
-    type=click.IntRange(1),
+    type=click.IntRange(2, 255),
     help="Classes for registry-name models.",
 )
 @click.option(

@@ -33,7 +33,13 @@ from dakd_edge.inference.predictor import MIN_TILE
 )
 @click.option(
     "--truth-oil",
-    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks) [1].",
+    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks) [those its class-name tag "
+    "calls oil, else 1].",
+)
+@click.option(
+    "--truth-ignore",
+    help="Values of a truth raster left out like nodata (comma list), e.g. 4 for the land of OSD labels "
+    "without class names [those its class-name tag calls land].",
 )
 @click.option(
     "--min-area", help="Spills smaller than this (m^2, or e.g. 10px) are left out [5px], as in segment."
@@ -59,6 +65,7 @@ def evaluate(
     pred: str | None,
     truth: str | None,
     truth_oil: str | None,
+    truth_ignore: str | None,
     min_area: str | None,
     split: str,
     kind: str,
@@ -74,7 +81,8 @@ def evaluate(
     """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split.
 
     With --scene (or an existing --pred class map) and --truth: oil IoU / precision / recall over the
-    whole scene, truth slicks detected and false alarms per 10,000 km^2 of sea.
+    whole scene, truth slicks detected and false alarms per 10,000 km^2 of sea; land (masked, a class the
+    model or the truth names land, or --truth-ignore) is left out.
     """
     from rich.console import Console
 
@@ -104,8 +112,9 @@ def evaluate(
                 "--tile go with --scene, --save-png and --limit with --data"
             )
         _score_scene(
-            model_path, scene, pred, truth, truth_oil, min_area, backend, device, tile, json_out, overwrite
-        )
+            model_path, scene, pred, truth, truth_oil, truth_ignore, min_area, backend, device, tile,
+            json_out, overwrite,
+        )  # fmt: skip
         return
     to_file = json_out is not None and json_out != "-"
     if to_file:
@@ -136,6 +145,7 @@ def _score_scene(
     pred: str | None,
     truth: str,
     truth_oil: str | None,
+    truth_ignore: str | None,
     min_area: str | None,
     backend: str,
     device: str,
@@ -153,12 +163,13 @@ def _score_scene(
     from dakd_edge.inference.segment import parse_min_area
     from dakd_edge.scene_eval import render_scene, score_scene
 
-    try:
-        oil = None if truth_oil is None else [int(v) for v in truth_oil.split(",") if v.strip()]
-    except ValueError:
-        oil = []
-    if oil is not None and (not oil or any(not 0 <= v <= 255 for v in oil)):
-        raise InputError(f"--truth-oil {truth_oil!r}: expected pixel values 0-255, e.g. 1 or 255")
+    oil = _values("--truth-oil", truth_oil, "1 or 255")
+    ignore = _values("--truth-ignore", truth_ignore, "4 or 3,4")
+    if oil and ignore and set(oil) & set(ignore):
+        v = sorted(set(oil) & set(ignore))[0]
+        raise InputError(
+            f"--truth-oil and --truth-ignore both name {v}: a value is oil or left out, not both"
+        )
     parse_min_area(min_area)  # a bad value fails before anything runs
     if not Path(truth).exists():
         raise InputError(f"{truth}: truth file not found")
@@ -192,7 +203,7 @@ def _score_scene(
                     click.echo(f"dakd-edge: warning: {w.message}", err=True)
         assert pred is not None
         try:
-            result = score_scene(pred, truth, truth_oil=oil, min_area=min_area)
+            result = score_scene(pred, truth, truth_oil=oil, truth_ignore=ignore, min_area=min_area)
         except InputError as e:  # name the scene, not its class map in a folder about to vanish
             if scene is None:
                 raise
@@ -209,3 +220,18 @@ def _score_scene(
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp_json:
             Path(tmp_json).write_text(jsonout.dumps(result, indent=2))
+
+
+def _values(opt: str, text: str | None, example: str) -> list[int] | None:
+    """A comma list of truth pixel values 0-255 (None when the option is not given)."""
+    from dakd_edge.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= v <= 255 for v in values):
+        raise InputError(f"{opt} {text!r}: expected pixel values 0-255, e.g. {example}")
+    return values

@@ -9,7 +9,7 @@ import os
 import string
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -241,11 +241,16 @@ def progress_bar(enabled: bool, label: str, width: int) -> Iterator[Progress | N
         yield update
 
 
+def _size(r: dict[str, Any]) -> str:
+    """A scene's size as ``info`` says it: rows (height) first, as ``synth --size HxW`` takes it."""
+    return f"{r['height']} rows x {r['width']} cols"
+
+
 def _summary(r: dict[str, Any]) -> str:
     if r.get("all_nodata"):
         lm = r.get("land_mask") or {}
         what = "all land to the land mask" if lm.get("tiles_skipped") == r["tiles"]["total"] else "all nodata"
-        return f"{r['scene']}: {r['width']}x{r['height']}, no valid pixels ({what}): outputs are all nodata"
+        return f"{r['scene']}: {_size(r)}, no valid pixels ({what}): outputs are all nodata"
     area = r.get("oil_area_m2")
     area_s = f"oil {area / 1e6:.3f} km^2" if area is not None else f"oil {r['oil_pixels']} px"
     t = r["tiles"]
@@ -258,7 +263,7 @@ def _summary(r: dict[str, Any]) -> str:
     if trend.get("applied") and "level_shift_db" in trend:
         spills += f", sea level moved {trend['level_shift_db']:+.1f} dB"
     return (
-        f"{r['scene']}: {r['width']}x{r['height']}, {t['run']}/{t['total']} tiles "
+        f"{r['scene']}: {_size(r)}, {t['run']}/{t['total']} tiles "
         f"({t['skipped_nodata']} nodata, {t.get('skipped_land', 0)} land skipped), "
         f"{r['time_s']:.1f} s, {r['mpix_per_s']:.2f} MPix/s"
         f"{spills}, {area_s} -> {', '.join(r['outputs'].values())}"
@@ -585,7 +590,9 @@ def demo(
         )
         quicklook(paths["scene"], paths["classes"], paths["quicklook"], predictor.meta, overwrite=overwrite)
         r["synthesis_s"] = round(synth_s, 3)
-        r["vs_synthetic_truth"] = label_agreement(paths["labels"], paths["classes"], k)
+        r["vs_synthetic_truth"] = label_agreement(
+            paths["labels"], paths["classes"], predictor.meta.class_names
+        )
         spills = score_scene(paths["classes"], paths["labels"])["spills"]  # as `evaluate --scene` counts
         r["vs_synthetic_truth"].update(
             slicks=spills["truth"], slicks_detected=spills["detected"], false_alarms=spills["false_alarms"]
@@ -624,19 +631,78 @@ def write_demo_scene(scene: Path, labels: Path, size: int, seed: int, overwrite:
     )
 
 
-def label_agreement(labels: Path, classes: Path, num_classes: int) -> dict[str, Any]:
-    """mIoU / pixel accuracy of the demo prediction against the generator's ground truth."""
+def label_agreement(labels: Path, classes: Path, class_names: Sequence[str]) -> dict[str, Any]:
+    """mIoU / pixel accuracy of the demo prediction against the generator's ground truth.
+
+    The generator's labels (OSD classes, or background / oil; named by the labels' ``DAKD_CLASSES``
+    tag) are mapped to the model's ``class_names`` by name: oil to the model's oil class
+    (``oil_ids_of``), every other class to the model's class of the same name (sea and background
+    alike). When a label class has no model class of its name, or the model has several oil classes, the
+    two are compared as oil against the rest. ``classes`` says which: the model's class names, or
+    ``["rest", "oil"]``.
+    """
     import numpy as np
     import rasterio
 
     from dakd_edge.metrics import ConfusionMatrix
 
-    cm = ConfusionMatrix(num_classes, ignore_index=255)
+    model_names = list(class_names)
     with rasterio.open(labels) as lab, rasterio.open(classes) as cls:
+        label_names = _label_names(lab.tags())
+        lut, model_oil, label_oil = _label_map(label_names, model_names)
+        k = len(model_names) if lut is not None else 2
+        cm = ConfusionMatrix(k, ignore_index=255)
         for _, win in cls.block_windows(1):
             pred = cls.read(1, window=win)
-            target = lab.read(1, window=win).astype(np.int64)
+            target = lab.read(1, window=win)
+            if lut is not None:
+                target = lut[target].astype(np.int64)
+            else:  # oil against the rest on both sides
+                target = np.where(target == 255, 255, np.isin(target, label_oil)).astype(np.int64)
+                pred = np.where(pred == 255, 255, np.isin(pred, model_oil)).astype(np.uint8)
             target[pred == 255] = 255
-            cm.update(np.minimum(pred, num_classes - 1), target)
+            cm.update(np.where(pred == 255, 0, pred), target)
     m = cm.compute()
-    return {"miou": round(float(m["miou"]), 4), "pixel_accuracy": round(float(m["pixel_accuracy"]), 4)}
+    return {
+        "miou": round(float(m["miou"]), 4),
+        "pixel_accuracy": round(float(m["pixel_accuracy"]), 4),
+        "classes": model_names if lut is not None else ["rest", "oil"],
+    }
+
+
+def _label_names(tags: dict[str, str]) -> list[str]:
+    """The generator's class names from its labels' ``DAKD_CLASSES`` tag (OSD's when it has none)."""
+    from dakd_edge.meta import OSD_CLASSES
+
+    names = [n.strip() for n in tags.get("DAKD_CLASSES", "").split(",") if n.strip()]
+    return names or list(OSD_CLASSES)
+
+
+def _label_map(label_names: list[str], model_names: list[str]) -> tuple[Any, list[int], list[int]]:
+    """(256-entry table from label values to the model's class ids, or None when the names do not all
+    match; the model's oil ids; the labels' oil ids). 255 (unlabelled) stays 255."""
+    import numpy as np
+
+    from dakd_edge.meta import BACKGROUND_NAMES, class_key, oil_ids_of
+
+    with warnings.catch_warnings():  # a model without an oil name: segment said so already
+        warnings.simplefilter("ignore")
+        model_oil, label_oil = oil_ids_of(model_names), oil_ids_of(label_names)
+
+    def key(name: str) -> str:
+        k = class_key(name)
+        return "background" if k in BACKGROUND_NAMES else k
+
+    index: dict[str, int] = {}
+    for i, n in enumerate(model_names):
+        if i not in model_oil:
+            index.setdefault(key(n), i)
+    lut = np.full(256, 255, np.uint8)
+    for i, n in enumerate(label_names):
+        if i in label_oil and len(model_oil) == 1:
+            lut[i] = model_oil[0]
+        elif i not in label_oil and key(n) in index:
+            lut[i] = index[key(n)]
+        else:
+            return None, model_oil, label_oil
+    return lut, model_oil, label_oil

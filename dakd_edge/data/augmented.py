@@ -29,6 +29,7 @@ from PIL import Image
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data.folder import open_image
 from dakd_edge.errors import DatasetError, OutputError
+from dakd_edge.meta import oil_ids_of
 
 FORMAT = "dakd-augmented"
 VERSION = 1
@@ -285,7 +286,7 @@ class AugmentedDataset:
     teacher logits (int64), ``logits`` float32 (K,H,W).
 
     ``classes="binary"`` folds K-class logits into (rest, oil) for training binary (SOS-style) models;
-    OSD's oil class is id 1. An unfinished set (a generation still running, or stopped) is refused:
+    the oil class is found by name (OSD's: id 1). An unfinished set (a generation still running, or stopped) is refused:
     training on it would silently use fewer samples than were asked for.
     """
 
@@ -297,6 +298,7 @@ class AugmentedDataset:
         if classes not in ("native", "binary"):
             raise DatasetError(f"classes must be 'native' or 'binary', got {classes!r}")
         self.binary = classes == "binary" and self.manifest["num_classes"] != 2
+        self._oil = oil_ids_of(self.manifest["class_names"])[0] if self.binary else 1  # by name
         self.num_classes = 2 if classes == "binary" else int(self.manifest["num_classes"])
         self.class_names = (
             ["background", "oil"] if classes == "binary" else list(self.manifest["class_names"])
@@ -344,7 +346,7 @@ class AugmentedDataset:
                 f"{lg_path}: {int((~np.isfinite(logits)).sum())} teacher logit(s) are NaN or inf"
             )
         if self.binary:
-            logits = binary_logits(logits)
+            logits = binary_logits(logits, self._oil)
         return {
             "image": image[None],
             "mask": logits.argmax(axis=0).astype(np.int64),

@@ -19,10 +19,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dakd_edge.errors import DatasetError, Notice
-from dakd_edge.meta import BINARY_CLASSES, IGNORE_INDEX, OSD_CLASSES
+from dakd_edge.meta import BINARY_CLASSES, IGNORE_INDEX, MAX_CLASSES, OSD_CLASSES, oil_ids_of
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-OIL = 1  # OSD and SOS both use class id 1 for oil
 
 MaskDecoder = Callable[[np.ndarray, Path], np.ndarray]
 
@@ -94,9 +93,10 @@ def decode_luminance(arr: np.ndarray, path: Path) -> np.ndarray:
     return a / np.float32(scale)
 
 
-def binary_from_native(mask: np.ndarray) -> np.ndarray:
-    """OSD class ids -> oil (1) vs everything else (0); ignore stays ignore."""
-    out = (mask == OIL).astype(np.int64)
+def binary_from_native(mask: np.ndarray, oil_ids: Sequence[int] = (1,)) -> np.ndarray:
+    """Native class ids -> oil (1) vs everything else (0); ignore stays ignore. ``oil_ids``: the native
+    ids that mean oil (OSD's and SOS's: 1; a folder's: by name, :func:`dakd_edge.meta.oil_ids_of`)."""
+    out = np.isin(mask, oil_ids).astype(np.int64)
     out[mask == IGNORE_INDEX] = IGNORE_INDEX
     return out
 
@@ -121,6 +121,7 @@ class PairDataset:
         self._decode = decode
         self._native_classes = list(class_names)
         self.binary = binary and len(class_names) != 2
+        self._oil_ids = oil_ids_of(class_names) if self.binary else [1]
         self.class_names = list(BINARY_CLASSES) if binary else list(class_names)
         self.num_classes = len(self.class_names)
         if check_sizes:
@@ -142,7 +143,7 @@ class PairDataset:
                 f"size mismatch: image {img_path} is {image.shape}, mask {mask_path} is {mask.shape}"
             )
         if self.binary:
-            mask = binary_from_native(mask)
+            mask = binary_from_native(mask, self._oil_ids)
         return {"image": image[None], "mask": mask}
 
     def __repr__(self) -> str:
@@ -251,8 +252,8 @@ def _class_names(base: Path, root: Path, pairs: list[tuple[Path, Path]]) -> list
                 names = json.loads(cand.read_text())["class_names"]
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise DatasetError(f'{cand}: expected {{"class_names": [...]}} ({e})') from None
-            if not isinstance(names, list) or len(names) < 2:
-                raise DatasetError(f"{cand}: class_names must list at least two classes")
+            if not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES:
+                raise DatasetError(f"{cand}: class_names must list 2 to {MAX_CLASSES} classes")
             return [str(n) for n in names]
     top, ignore = 0, False
     for _, m in pairs:
@@ -268,6 +269,13 @@ def _class_names(base: Path, root: Path, pairs: list[tuple[Path, Path]]) -> list
         )
     if top <= 1:
         return list(BINARY_CLASSES)
-    if top < len(OSD_CLASSES):
+    if top < len(OSD_CLASSES):  # ids 2-4 without names: read as OSD's, which must be said
+        warnings.warn(
+            f"{base}: no classes.json and mask ids up to {top}: read as the OSD classes "
+            f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
+            '({"class_names": [...]}) if they mean something else',
+            Notice,
+            stacklevel=3,
+        )
         return list(OSD_CLASSES)
     raise DatasetError(f"{base}: mask ids up to {top}; add classes.json with the class names")

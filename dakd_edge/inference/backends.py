@@ -161,6 +161,12 @@ class OnnxRuntimeBackend(Backend):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed = tuple(d if isinstance(d, int) else None for d in inp.shape)
+        out_shape = self.session.get_outputs()[0].shape
+        k = out_shape[1] if len(out_shape) == 4 else None
+        if isinstance(k, int) and k != self.meta.num_classes:  # else the first tile failed, deep inside
+            raise ModelFileError(
+                f"{p}: the graph outputs {k} classes but its metadata says {self.meta.num_classes}"
+            )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self.session is None:

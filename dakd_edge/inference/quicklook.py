@@ -1,4 +1,5 @@
-"""PNG quicklook: the SAR scene (percentile stretch) with a translucent class overlay and a legend."""
+"""PNG quicklook: the SAR scene (percentile stretch) with a translucent overlay of every class but the
+background (sea, found by name) and a legend of the classes drawn."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from dakd_edge.atomic import atomic_path
-from dakd_edge.meta import ModelMeta
+from dakd_edge.meta import ModelMeta, background_ids_of
 
 NODATA_RGB = (40, 40, 40)
 
@@ -39,31 +40,40 @@ def stretch(a: np.ma.MaskedArray, lo_pct: float = 2.0, hi_pct: float = 98.0) -> 
 
 
 def render(sar: np.ma.MaskedArray, classes: np.ndarray, meta: ModelMeta, alpha: float = 0.45) -> Image.Image:
-    """RGB image: grey SAR, classes other than 0 (sea/background) tinted with the model palette."""
+    """RGB image: grey SAR, every class but the background (sea, by name) tinted with the model palette;
+    the legend lists the tinted classes."""
     grey = stretch(sar).astype(np.float64)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     pal = np.array(meta.palette, np.float64)
-    for k in range(1, meta.num_classes):
+    tinted = _tinted(meta)
+    for k in tinted:
         m = classes == k
         rgb[m] = (1 - alpha) * rgb[m] + alpha * pal[k]
     nodata = (classes == 255) | np.ma.getmaskarray(sar)
     rgb[nodata] = NODATA_RGB
     img = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
-    _legend(img, meta)
+    _legend(img, [(meta.class_names[k], meta.palette[k]) for k in tinted])
     return img
 
 
-def _legend(img: Image.Image, meta: ModelMeta) -> None:
+def _tinted(meta: ModelMeta) -> list[int]:
+    """The classes a quicklook colours: all but the background."""
+    background = set(background_ids_of(meta.class_names))
+    return [k for k in range(meta.num_classes) if k not in background]
+
+
+def _legend(img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+    if not entries:
+        return
     draw = ImageDraw.Draw(img, "RGBA")
     font = ImageFont.load_default()
     sw, pad = 12, 6
-    names = list(meta.class_names)
-    widths = [draw.textlength(n, font=font) for n in names]
+    widths = [draw.textlength(n, font=font) for n, _ in entries]
     box_w = int(pad * 3 + sw + max(widths))
-    box_h = int(pad + len(names) * (sw + pad))
+    box_h = int(pad + len(entries) * (sw + pad))
     x0, y0 = pad, img.height - box_h - pad
     draw.rectangle([x0, y0, x0 + box_w, y0 + box_h], fill=(255, 255, 255, 200))
-    for i, (name, rgb) in enumerate(zip(names, meta.palette, strict=True)):
+    for i, (name, rgb) in enumerate(entries):
         y = y0 + pad + i * (sw + pad)
         draw.rectangle([x0 + pad, y, x0 + pad + sw, y + sw], fill=(*rgb, 255), outline=(0, 0, 0, 255))
         draw.text((x0 + 2 * pad + sw, y), name, fill=(0, 0, 0, 255), font=font)

@@ -41,7 +41,7 @@ from dakd_edge.inference.vectorize import (
     measures_m2,
     spills_from_mask,
 )
-from dakd_edge.meta import ModelMeta
+from dakd_edge.meta import ModelMeta, land_ids_of, oil_ids_of
 
 if TYPE_CHECKING:  # the predictor calls this module (Predictor.segment): no import back at run time
     from dakd_edge.inference.predictor import Predictor
@@ -52,18 +52,8 @@ Progress = Callable[[int, int, TileStats], None]
 
 
 def oil_class_ids(meta: ModelMeta) -> list[int]:
-    """Class ids that mean oil: names 'oil'/'oil spill'; class 1 for models without such a name."""
+    """Class ids that mean oil (:func:`dakd_edge.meta.oil_ids_of` of the model's class names)."""
     return oil_ids_of(meta.class_names)
-
-
-def oil_ids_of(class_names: Iterable[str]) -> list[int]:
-    """:func:`oil_class_ids` from the class names alone (e.g. a class map's ``class_names`` tag)."""
-    ids = [
-        i
-        for i, n in enumerate(class_names)
-        if n.lower().replace("_", " ").replace("-", " ") in ("oil", "oil spill", "oilspill")
-    ]
-    return ids or [1]
 
 
 class _MaskFile:
@@ -304,8 +294,9 @@ def segment_scene(
         spills = dropped = None
         if polygons:
             spills, dropped, world_crs = _trace_spills(
-                tx.temp("classes"), outputs.oilprob, info, world, oil_ids, polygon_block, least, masker
-            )
+                tx.temp("classes"), outputs.oilprob, info, world, oil_ids, polygon_block, least, masker,
+                land_ids_of(meta.class_names),
+            )  # fmt: skip
             if vector is not None:
                 outputs.write_vector(spills, world_crs)
         elif vector is not None:
@@ -455,12 +446,14 @@ def _trace_spills(
     block: int,
     min_area: tuple[float | None, int],
     masker: Any,
+    land_ids: list[int] | None = None,
 ) -> tuple[list[Spill], list[Spill], Any]:
     """The polygon pass over the finished class map ``classes``: (kept spills, filtered ones, their CRS).
 
     Traces the oil regions in blocks of ``block`` rows (:func:`spills_from_mask`) with their oil
     probability from ``oilprob``, drops those under ``min_area`` (m^2 or None, pixels) and flags
-    spills at the scene's edge or (with ``masker``) at the coast. ``world``: :func:`world_of` ``info``.
+    spills at the scene's edge or at the coast: the land mask's (``masker``) or the model's own land
+    classes (``land_ids``). ``world``: :func:`world_of` ``info``.
     """
     oilprob.reopen()
     masks = _MaskFile(classes, oil_ids)
@@ -468,5 +461,6 @@ def _trace_spills(
     with masks.ds:
         found = spills_from_mask(masks, info.height, info.width, to_world, world_crs, oilprob, block)
         spills, dropped = filter_spills(found, *min_area)
-        flag_spills(spills, masks.classes, oil_ids, info.height, info.width, masker and masker.mask)
+        land = masker and masker.mask
+        flag_spills(spills, masks.classes, oil_ids, info.height, info.width, land, land_ids=land_ids or ())
     return spills, dropped, world_crs

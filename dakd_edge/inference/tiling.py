@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dakd_edge.errors import ModelFileError
+
 WINDOWS = ("cosine", "gaussian")
 BLEND_SPACES = ("probs", "logits")
 
@@ -306,6 +308,8 @@ def _run_tiles(
         chunk = jobs[i : i + cfg.batch]
         logits = np.asarray(predict(np.stack([t for _, t in chunk])), np.float32)
         if logits.shape != (len(chunk), k, th, tw):
+            if logits.ndim == 4 and logits.shape[1] != k:  # a model file whose metadata lies
+                raise ModelFileError(f"the model outputs {logits.shape[1]} classes but its metadata says {k}")
             raise ValueError(f"backend returned {logits.shape}, expected {(len(chunk), k, th, tw)}")
         out = softmax(logits) if cfg.blend == "probs" else logits.copy()  # ours: weighted in place
         for (x0, _), p in zip(chunk, out, strict=True):

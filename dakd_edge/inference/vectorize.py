@@ -54,7 +54,7 @@ class Spill:
     max_prob: float | None
     bbox_px: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) in scene pixels
     touches_edge: bool = False  # next to the scene's nodata or border: may continue outside it
-    near_coast: bool = False  # next to the land mask (land + coast buffer)
+    near_coast: bool = False  # next to the land mask (land + coast buffer) or a land class
 
     def properties(self, fid: int) -> dict[str, Any]:
         return {
@@ -441,12 +441,15 @@ def flag_spills(
     width: int,
     land: Callable[[int, int, int, int], np.ndarray] | None = None,
     nodata: int = 255,
+    land_ids: Sequence[int] = (),
 ) -> None:
     """Set ``touches_edge`` / ``near_coast`` on each spill from its neighbourhood in the class map.
 
-    A spill is next to land when a pixel 8-adjacent to it is land (``land(r0, r1, c0, c1)``), and
-    touches the edge when it reaches the scene border or an adjacent pixel is other nodata: in both
-    cases the slick may continue where the model could not look. Reads each spill's bounding box + 1.
+    A spill is next to land when a pixel 8-adjacent to it is land: masked land (nodata that
+    ``land(r0, r1, c0, c1)`` says is land) or a class of ``land_ids``, the model's own land class
+    (:func:`land_ids_of` its class names). It touches the edge when it reaches the scene border or an
+    adjacent pixel is other nodata: in both cases the slick may continue where the model could not
+    look. Reads each spill's bounding box + 1.
     """
     for s in spills:
         if s.bbox_px is None:
@@ -454,9 +457,11 @@ def flag_spills(
         r0, r1, c0, c1 = s.bbox_px
         a0, a1, b0, b1 = max(r0 - 1, 0), min(r1 + 1, height), max(c0 - 1, 0), min(c1 + 1, width)
         cls = read_classes(a0, a1, b0, b1)
-        near = _dilate8(np.isin(cls, oil_ids)) & (cls == nodata)
+        around = _dilate8(np.isin(cls, oil_ids))
+        near = around & (cls == nodata)
         lnd = land(a0, a1, b0, b1) if land is not None else np.zeros_like(near)
-        s.near_coast = bool((near & lnd).any())
+        land_class = around & np.isin(cls, land_ids) if len(land_ids) else np.zeros_like(near)
+        s.near_coast = bool((near & lnd).any() or land_class.any())
         border = r0 == 0 or c0 == 0 or r1 == height or c1 == width
         s.touches_edge = bool(border or (near & ~lnd).any())
 

@@ -254,6 +254,17 @@ def test_summary_line_counts_nodata_and_land_tiles_apart() -> None:
     assert "3/8 tiles (2 nodata, 3 land skipped)" in seg_cli._summary(r)
 
 
+def test_summary_line_says_rows_and_cols_as_info_does() -> None:
+    """The size was "512x256" (width x height) while ``synth --size`` takes HxW and ``info`` says
+    "256 rows x 512 cols": a 256-row, 512-column scene now reads as ``info`` says it."""
+    r = {"scene": "s.tif", "width": 512, "height": 256, "tiles": {"run": 3, "total": 8, "skipped_nodata": 2,
+         "skipped_land": 3}, "time_s": 1.0, "mpix_per_s": 0.13, "spills": 1, "oil_area_m2": 5e5,
+         "oil_pixels": 50, "outputs": {"out": "c.tif"}}  # fmt: skip
+    assert seg_cli._summary(r).startswith("s.tif: 256 rows x 512 cols, 3/8 tiles")
+    r.update(all_nodata=True, land_mask={"tiles_skipped": 8})
+    assert seg_cli._summary(r).startswith("s.tif: 256 rows x 512 cols, no valid pixels (all land")
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "1e12", "-5"])
 def test_batch_coast_buffer_is_checked_like_segment(tmp_path: Path, value: str, capsys) -> None:
     code, _, err = run(
@@ -337,3 +348,104 @@ def test_segment_folder_with_a_product_and_its_zip_reads_the_safe(tmp_path: Path
     build_synthetic_product(wrap, shape=(96, 160), seed=7, start="2021-06-02T04:30:00")
     code, _, err = run(["segment", str(wrap), "-o", str(out), "--no-land-mask", "-q", "--overwrite"], capsys)
     assert code == 2 and "a folder holding 3 Sentinel-1 products" in err
+
+
+def _fake_named(
+    monkeypatch: pytest.MonkeyPatch, num_classes: int, names: tuple[str, ...] | None = None
+) -> None:
+    """Model loading replaced by the numpy fake with ``num_classes`` classes named ``names`` (default:
+    ``ModelMeta.default_for``'s); its oil logits go to the class named oil."""
+    from dakd_edge.meta import ModelMeta
+
+    def load(model, backend, device, tile, overlap, batch):
+        b = FakeBackend(num_classes=num_classes, tile=128)
+        if names is not None:
+            b.meta = ModelMeta("fake", num_classes, class_names=names, palette=b.meta.palette, tile=128)
+            if names.index("oil") == 0:  # the fake writes oil to class 1: swap the two
+                real = b.predict
+                b.predict = lambda x: real(x)[:, [1, 0, *range(2, num_classes)]]
+        return Predictor(b, tile=tile, overlap=overlap, batch=batch)
+
+    monkeypatch.setattr(seg_cli, "load_predictor", load)
+
+
+def _demo_truth(tmp_path: Path, name: str, capsys, seed: int = 1) -> dict:
+    d = tmp_path / name
+    code, _, err = run(["demo", "-o", str(d), "--size", "256", "--seed", str(seed), "-q"], capsys)
+    assert code == 0, err
+    return json.loads((d / "report.json").read_text())["vs_synthetic_truth"]
+
+
+def test_demo_compares_labels_by_class_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A binary model whose classes are ("oil", "background") predicts the same oil as one of
+    ("background", "oil"): its agreement with the generator's labels is the same (by position it was
+    0.012 against 0.694 mIoU at seed 0). A 3-class model with names that match no label class (class0..2) crashed
+    (target ids outside [0, 3)); it is scored oil against the rest, which is the binary score."""
+    pytest.importorskip("dakd_edge.data.synthetic")
+    _fake_named(monkeypatch, 2)
+    plain = _demo_truth(tmp_path, "plain", capsys)
+    _fake_named(monkeypatch, 2, ("oil", "background"))
+    swapped = _demo_truth(tmp_path, "swapped", capsys)
+    assert plain["miou"] > 0.4
+    assert swapped["miou"] == pytest.approx(plain["miou"], abs=1e-9)
+    assert swapped["pixel_accuracy"] == pytest.approx(plain["pixel_accuracy"], abs=1e-9)
+    assert plain["classes"] == ["background", "oil"] and swapped["classes"] == ["oil", "background"]
+    assert (swapped["slicks_detected"], swapped["false_alarms"]) == (
+        plain["slicks_detected"],
+        plain["false_alarms"],
+    )
+    _fake_named(monkeypatch, 3)
+    three = _demo_truth(tmp_path, "three", capsys)
+    assert three["classes"] == ["rest", "oil"]
+    assert three["miou"] == pytest.approx(plain["miou"], abs=1e-9)
+    assert three["pixel_accuracy"] == pytest.approx(plain["pixel_accuracy"], abs=1e-9)
+
+
+def _label_rasters(
+    tmp_path: Path, labels: np.ndarray, pred: np.ndarray, names: str | None
+) -> tuple[Path, Path]:
+    lab, cls = tmp_path / "labels.tif", tmp_path / "classes.tif"
+    write_tif(lab, labels.astype(np.uint8))
+    write_tif(cls, pred.astype(np.uint8))
+    if names is not None:
+        with rasterio.open(lab, "r+") as ds:
+            ds.update_tags(DAKD_CLASSES=names)
+    return lab, cls
+
+
+# OSD labels (0 sea, 1 oil, 2 look-alike, 3 ship, 4 land) of 16 pixels, 4 of them oil
+OSD_LABELS = np.array([[0, 0, 1, 1, 2, 2, 3, 4], [0, 0, 1, 1, 2, 2, 4, 4]])
+
+
+def test_label_agreement_maps_the_generator_classes_by_name(tmp_path: Path) -> None:
+    """OSD labels against a 5-class model with the OSD names in another order: a prediction that is the
+    labels under that order agrees on every pixel; by position it would agree on 4 of 16."""
+    model = ("land", "sea", "oil", "ship", "look-alike")
+    perm = np.array([1, 2, 4, 3, 0])  # OSD id -> the model's id of that name
+    lab, cls = _label_rasters(tmp_path, OSD_LABELS, perm[OSD_LABELS], "sea,oil,look-alike,ship,land")
+    r = seg_cli.label_agreement(lab, cls, model)
+    assert r == {"miou": pytest.approx(1.0, abs=1e-12), "pixel_accuracy": pytest.approx(1.0, abs=1e-12),
+                 "classes": list(model)}  # fmt: skip
+    # binary labels (background, oil) and a model naming its background "sea"
+    lab, cls = _label_rasters(tmp_path, OSD_LABELS == 1, 1 - (OSD_LABELS == 1), "background,oil")
+    r = seg_cli.label_agreement(lab, cls, ("oil", "Sea"))
+    assert r["classes"] == ["oil", "Sea"] and r["miou"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_label_agreement_is_oil_against_the_rest_when_names_do_not_match(tmp_path: Path) -> None:
+    """class0..class2 name nothing: oil is class 1 (the binary convention) and the rest is the rest.
+    Predicted oil: 3 of the 4 oil pixels and 1 look-alike: oil IoU 3/5, rest IoU 11/13."""
+    pred = np.array([[0, 0, 1, 1, 1, 0, 2, 2], [0, 0, 1, 0, 0, 0, 2, 2]])
+    lab, cls = _label_rasters(tmp_path, OSD_LABELS, pred, "sea,oil,look-alike,ship,land")
+    r = seg_cli.label_agreement(lab, cls, ("class0", "class1", "class2"))
+    assert r["classes"] == ["rest", "oil"]
+    assert r["miou"] == pytest.approx((3 / 5 + 11 / 13) / 2, abs=1e-4)
+    assert r["pixel_accuracy"] == pytest.approx(14 / 16, abs=1e-4)
+    # unlabelled (255) and prediction nodata (255) are left out
+    labels = OSD_LABELS.copy()
+    labels[0, 0] = 255
+    pred[1, 0] = 255
+    lab, cls = _label_rasters(tmp_path, labels, pred, None)  # no tag: OSD classes
+    r = seg_cli.label_agreement(lab, cls, ("class0", "class1", "class2"))
+    assert r["miou"] == pytest.approx((3 / 5 + 9 / 11) / 2, abs=1e-4)
+    assert r["pixel_accuracy"] == pytest.approx(12 / 14, abs=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,33 @@ def test_sos_mask_of_class_ids_is_refused() -> None:
         decode_black_white(ids, Path("m.png"))
     assert decode_black_white(ids * 255, Path("m.png")).sum() == 9
     assert decode_black_white(np.zeros((8, 8), np.uint8), Path("m.png")).sum() == 0  # no oil: fine
+
+
+def test_folder_classes_are_read_by_name(tmp_path: Path) -> None:
+    """``classes="binary"`` took id 1 as oil whatever classes.json said (a set whose oil is id 2 trained
+    its look-alikes as oil), and ids 2-4 without classes.json became the OSD classes without a word."""
+    from dakd_edge.errors import Notice
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((2, 4), 100, np.uint8)).save(tmp_path / "images/a.png")
+    Image.fromarray(np.array([[0, 1, 2, 255]] * 2, np.uint8)).save(tmp_path / "masks/a.png")
+    with pytest.warns(Notice, match="no classes.json and mask ids up to 2: read as the OSD classes"):
+        assert open_dataset(tmp_path).class_names == ["sea", "oil", "look-alike", "ship", "land"]
+    (tmp_path / "classes.json").write_text('{"class_names": ["sea", "look-alike", "Oil-Spill"]}')
+    assert open_dataset(tmp_path, classes="binary")[0]["mask"][0].tolist() == [0, 0, 1, 255]
+    (tmp_path / "classes.json").write_text(json.dumps({"class_names": [f"c{i}" for i in range(256)]}))
+    with pytest.raises(DatasetError, match="2 to 255 classes"):
+        open_dataset(tmp_path)
+
+
+def test_augmented_binary_folds_onto_the_oil_class_by_name(tmp_path: Path) -> None:
+    w = AugmentedWriter(tmp_path, 3, ["sea", "look-alike", "oil"], 0.528)
+    logits = np.zeros((3, 1, 2), np.float16)
+    logits[2, 0, 0] = logits[1, 0, 1] = 4.0  # pixel 0: oil; pixel 1: look-alike
+    w.add("000000", np.zeros((1, 2), np.uint8), logits)
+    w.close()
+    s = open_dataset(tmp_path, classes="binary")[0]
+    assert s["mask"].tolist() == [[1, 0]]
+    p_oil = np.exp(s["logits"][1]) / np.exp(s["logits"]).sum(axis=0)
+    np.testing.assert_allclose(p_oil[0], [np.exp(4) / (np.exp(4) + 2), 1 / (np.exp(4) + 2)], rtol=1e-3)

@@ -35,6 +35,9 @@ def test_standard_export_metadata_and_parity(toy_standard) -> None:
     assert proto.opset_import[0].version >= 17
     assert not any(n.domain == "dakd_edge" for n in proto.graph.node)
     assert not any(n.op_type in ("Loop", "Scan", "Einsum") for n in proto.graph.node)
+    # the class dimension is written (the exporter left it symbolic), so a runtime can check the metadata
+    out = proto.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value or d.dim_param for d in out] == ["batch", 3, "height", "width"]
     # no leftover temporary files next to the output
     assert [p.name for p in path.parent.iterdir()] == ["toy.onnx"]
 

@@ -224,3 +224,35 @@ def test_measurer_many_equals_one_by_one() -> None:
     assert many[1][0] == pytest.approx(many[0][0] - m([hole])[0], rel=1e-12)
     assert many[2] == (50.0, pytest.approx(34.142, abs=1e-3))  # flat, for that polygon only
     assert many[0][0] == pytest.approx(2e6 / 0.9996**2, rel=1e-3) and m.many([]) == []
+
+
+def test_spill_beside_the_models_land_class_is_near_coast() -> None:
+    """``near_coast`` counts the model's own land class (OSD ``land``, any id, found by name) next to a
+    spill, as it counts masked land (255 that ``land`` says is land); land elsewhere flags nothing."""
+    from dakd_edge.inference.vectorize import flag_spills, spills_from_mask
+    from dakd_edge.meta import OSD_CLASSES, land_ids_of
+
+    assert land_ids_of(OSD_CLASSES) == [4]
+    assert land_ids_of(["Land_Mask", "oil", "sea"]) == [0] and land_ids_of(["background", "oil"]) == []
+    cls = np.zeros((20, 30), np.uint8)
+    cls[5:9, 5:10] = 1  # spill A: land class 4 right beside it (diagonal neighbour)
+    cls[9:12, 10:14] = 4
+    cls[5:9, 20:25] = 1  # spill B: land class 4 two pixels away (not adjacent)
+    cls[5:9, 27:30] = 4
+    cls[14:17, 5:10] = 1  # spill C: masked land (255, land) next to it
+    cls[17:19, 5:10] = 255
+
+    def read(r0, r1, c0, c1):
+        return cls[r0:r1, c0:c1]
+
+    def masked_land(r0, r1, c0, c1):
+        return cls[r0:r1, c0:c1] == 255
+
+    spills = spills_from_mask(lambda r0, r1, c0, c1: read(r0, r1, c0, c1) == 1, 20, 30)
+    spills.sort(key=lambda s: (s.bbox_px[0], s.bbox_px[2]))
+    assert [s.bbox_px for s in spills] == [(5, 9, 5, 10), (5, 9, 20, 25), (14, 17, 5, 10)]
+    flag_spills(spills, read, [1], 20, 30, masked_land, land_ids=land_ids_of(OSD_CLASSES))
+    assert [s.near_coast for s in spills] == [True, False, True]
+    assert [s.touches_edge for s in spills] == [False, False, False]
+    flag_spills(spills, read, [1], 20, 30, masked_land)  # no land class named: as before
+    assert [s.near_coast for s in spills] == [False, False, True]

@@ -158,3 +158,36 @@ def test_metadata_is_validated_in_one_place() -> None:
     with_overlap = ModelMeta.default_for("saross-nano", 5, tile=256, overlap=32)
     assert ModelMeta.from_json(with_overlap.to_json()) == with_overlap
     assert ModelMeta.from_dict(meta.to_dict()) == meta
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_onnx_whose_metadata_names_other_classes_than_its_graph(
+    fixed: bool, scene: Path, tmp_path: Path
+) -> None:
+    """Valid metadata of 3 classes on a 2-class graph failed the first tile with a ValueError traceback.
+    A graph with its class dimension fixed (as `export` now writes it) is refused on load, naming the
+    file; one with a symbolic dimension (older exports, the bundled file) at its first tile, in one line."""
+    onnx = pytest.importorskip("onnx")
+    from dakd_edge.formats import ONNX
+
+    proto = onnx.load(str(bundled_path("onnxruntime")))
+    (prop,) = [p for p in proto.metadata_props if p.key == ONNX.meta_key]
+    meta = json.loads(prop.value)
+    meta.update(num_classes=3, class_names=["sea", "oil", "look-alike"], palette=[[0, 0, 0]] * 3)
+    prop.value = json.dumps(meta)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert not dims[1].HasField("dim_value")  # the bundled file: symbolic
+    if fixed:
+        dims[1].dim_value = 2
+    model = tmp_path / "lies.onnx"
+    onnx.save(proto, str(model))
+    if fixed:
+        assert "graph outputs 2 classes but its metadata says 3" in segment_error(scene, model)
+        return
+    out = tmp_path / "x.tif"
+    r = subprocess.run([sys.executable, "-m", "dakd_edge", "segment", str(scene), "--model", str(model), "-o",
+                        str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "dakd-edge: error: the model outputs 2 classes but its metadata says 3"
+    ), r.stderr[-2000:]
+    assert not out.exists()

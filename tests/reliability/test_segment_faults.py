@@ -715,7 +715,7 @@ def test_report_dash_writes_json_to_stdout(tmp_path: Path, fake_model, monkeypat
     code, out, err = run(["segment", "s.tif", "-o", "c.tif", "--report", "-", "-q"], capsys)
     assert code == 0, err
     assert json.loads(out)["outputs"] == {"classes": "c.tif"}
-    assert "s.tif: 64x64" in err  # the summary moves to stderr
+    assert "s.tif: 64 rows x 64 cols" in err  # the summary moves to stderr
     assert leftovers(tmp_path, {"s.tif", "c.tif"}) == []
 
 

@@ -130,6 +130,22 @@ def test_jsonl_logger_resume_truncates(tmp_path) -> None:
     assert common.read_jsonl(path) == []
 
 
+def test_training_json_is_strict(tmp_path) -> None:
+    """A class missing from the validation split has IoU NaN: metrics.jsonl and the model file's
+    metadata held a bare NaN, which jq and JavaScript refuse."""
+    import json
+
+    from dakd_edge.meta import ModelMeta
+
+    path = tmp_path / "log.jsonl"
+    with common.JsonlLogger(path) as log:
+        log.log({"step": 1, "val_iou": [0.9, float("nan")], "val_miou": torch.tensor(0.5)})
+    strict = {"parse_constant": lambda c: pytest.fail(f"non-JSON constant {c}")}
+    assert json.loads(path.read_text(), **strict) == {"step": 1, "val_iou": [0.9, None], "val_miou": 0.5}
+    meta = ModelMeta.default_for("m", 2, extra={"train": {"best": {"iou": [float("nan"), 0.5]}}})
+    assert json.loads(meta.to_json(), **strict)["extra"]["train"]["best"]["iou"] == [None, 0.5]
+
+
 def test_cpu_runs_without_amp_and_single_process() -> None:
     dev = torch.device("cpu")
     assert not common.make_grad_scaler(dev).is_enabled()
