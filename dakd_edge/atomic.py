@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,7 +35,8 @@ _LIVE: set[Path] = set()  # temporaries of this process not yet renamed or remov
 _LOCK = threading.Lock()
 _TEMP_RE = re.compile(r"\.dakd-(\d+)-[0-9a-f]+\.")
 # Files a writer may put beside a temporary: GDAL side-cars, SQLite journals.
-_SIDECARS = (".aux.xml", ".ovr", ".msk", "-journal", "-wal", "-shm")
+# ".ovr.tmp": GDAL's overview file while a COG's overviews are built (7.5 MB left by a SIGTERM then).
+_SIDECARS = (".aux.xml", ".ovr", ".ovr.tmp", ".msk", "-journal", "-wal", "-shm")
 # Paths by a name for messages: a mapping, or pairs where one name covers several paths.
 Named = Mapping[str, Path] | Iterable[tuple[str, Path]]
 _NODE_KINDS = (
@@ -68,6 +70,18 @@ def register_temp(p: Path) -> Path:
     with _LOCK:
         _LIVE.add(p)
     return p
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str) -> Iterator[Path]:
+    """A private work folder in the system's temporary folder (exported models, a scored scene's class
+    map: up to hundreds of MB), registered (:func:`register_temp`) so that an interrupt which ends the
+    process from the signal watchdog removes it too, not only a normal unwind."""
+    tmp = register_temp(Path(tempfile.mkdtemp(prefix=prefix)))
+    try:
+        yield tmp
+    finally:
+        remove_temp(tmp)
 
 
 def new_file_mode() -> int:

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -27,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from dakd_edge import __version__, jsonout
+from dakd_edge.atomic import work_dir
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
 from dakd_edge.extras import available, install_hint, require_extra
 from dakd_edge.formats import BACKENDS as RUNTIME_BACKENDS
 from dakd_edge.formats import ENGINE, ONNX, PRECISIONS, backend_precisions, format_of
+from dakd_edge.meta import MAX_CLASSES, MIN_CLASSES, class_count_problem
 from dakd_edge.timing import summarize
 
 # Rows: every runtime backend of dakd_edge.formats, the torch one also with Triton kernels and compiled.
@@ -606,14 +607,14 @@ def run_bench(
     """
     _check_choices(backends, precisions)
     check_counts(warmup, iters, threads)
-    if num_classes < 1:
-        raise InputError(f"--num-classes must be >= 1, got {num_classes}")
+    if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
+        raise InputError(f"--num-classes: {class_count_problem(num_classes)}")
     device = _resolve_device(device)
     if tiles:  # bad sizes fail before a model loads (the model's tile is only needed without --tile)
         tile_batches(None, tiles, batches, device)
     env = environment(threads)  # before the rows: the load average is the run's, not the next job's
     rows: list[Row] = []
-    with _workdir() as tmp, _torch_threads(threads):
+    with work_dir("dakd-bench-") as tmp, _torch_threads(threads):
         for model in models:
             spec = ModelSpec.parse(model)
             bench = Workbench(spec, device, tmp, num_classes=num_classes, threads=threads)
@@ -647,21 +648,6 @@ def check_counts(warmup: int, iters: int, threads: int | None = None) -> None:
         raise InputError(f"--warmup must be >= 0 and --iters >= 1, got --warmup {warmup} --iters {iters}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
-
-
-@contextlib.contextmanager
-def _workdir(prefix: str = "dakd-bench-"):
-    """The folder for exported ONNX files and TensorRT engines (hundreds of MB), registered as a
-    temporary of this process: an interrupt that ends the process from the signal watchdog (the main
-    thread busy inside a runtime call) removes it too, not only a normal unwind."""
-    from dakd_edge import atomic
-
-    tmp = atomic.register_temp(Path(tempfile.mkdtemp(prefix=prefix)))
-    try:
-        yield tmp
-    finally:
-        atomic.remove_temp(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -837,7 +823,7 @@ def run_scene(
     from dakd_edge.inference.segment import segment_scene
 
     predictor = predictor or scene_predictor(scene, model, device, backend)
-    with _workdir("dakd-bench-scene-") as tmp, PeakRSS() as mem:
+    with work_dir("dakd-bench-scene-") as tmp, PeakRSS() as mem:
         t0 = time.perf_counter()
         report = segment_scene(predictor, scene, tmp / "classes.tif")
         seconds = time.perf_counter() - t0
@@ -1007,14 +993,14 @@ def planned_keys(
     """The row keys :func:`run_bench` will produce for these arguments (without timing anything; a
     default tile is read from the model's metadata)."""
     _check_choices(backends, precisions)
-    if num_classes < 1:
-        raise InputError(f"--num-classes must be >= 1, got {num_classes}")
+    if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
+        raise InputError(f"--num-classes: {class_count_problem(num_classes)}")
     device = _resolve_device(device)
     keys = []
-    with tempfile.TemporaryDirectory(prefix="dakd-bench-") as tmp:
+    with work_dir("dakd-bench-") as tmp:
         for m in models:
             spec = ModelSpec.parse(m)
-            meta = Workbench(spec, device, Path(tmp), num_classes=num_classes).meta if not tiles else None
+            meta = Workbench(spec, device, tmp, num_classes=num_classes).meta if not tiles else None
             pairs = tile_batches(meta, tiles, batches, device)
             keys += [(spec.label, b, p, t, n) for b in backends for p in precisions for t, n in pairs]
     return keys

@@ -33,6 +33,16 @@ def test_clean_stale_removes_files_and_staging_folders_of_dead_processes(tmp_pat
     assert not mine.exists()
 
 
+def test_removing_a_temporary_removes_gdal_side_cars(tmp_path: Path) -> None:
+    """A SIGTERM while GDAL built a COG's overviews left its 7.5 MB ``.ovr.tmp`` behind."""
+    tmp = temp_path(tmp_path / "p.tif")
+    cars = [tmp.with_name(tmp.name + s) for s in ("", ".ovr.tmp", ".ovr", ".aux.xml", ".msk")]
+    for c in cars:
+        c.write_text("x")
+    remove_temp(tmp)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_full_disk_in_any_library_s_words_is_one_output_error(tmp_path: Path) -> None:
     """torch.save raises RuntimeError (ENOSPC only in its context), safetensors and SQLite their own
     error types with the words: all were tracebacks; now "no space left on ..." and no temporary is

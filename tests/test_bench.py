@@ -231,7 +231,8 @@ def test_non_positive_tile_or_batch_is_one_input_error(kw: dict) -> None:
         ({"tiles": [1]}, "--tile must be at least 32"),  # was 262,144 tiles per call: a hang
         ({"tiles": [256, 31]}, "--tile must be at least 32"),
         ({"tiles": [512], "batches": [1_000_000]}, "Mpixel limit"),
-        ({"num_classes": 0}, "--num-classes must be >= 1"),
+        ({"num_classes": 0}, "--num-classes: 0 classes: a segmentation model needs 2 to 255"),
+        ({"num_classes": 300}, "--num-classes: 300 classes"),
     ],
 )
 def test_exploding_sizes_are_refused_before_any_work(kw: dict, needle: str, monkeypatch) -> None:

@@ -154,11 +154,10 @@ def _score_scene(
     overwrite: bool,
 ) -> None:
     """``--scene`` (segmented first, into a temporary folder) or ``--pred`` against ``--truth``."""
-    import tempfile
 
     from rich.console import Console
 
-    from dakd_edge.atomic import atomic_path, check_distinct, check_output
+    from dakd_edge.atomic import atomic_path, check_distinct, check_output, work_dir
     from dakd_edge.errors import InputError
     from dakd_edge.inference.segment import parse_min_area
     from dakd_edge.scene_eval import render_scene, score_scene
@@ -180,7 +179,7 @@ def _score_scene(
                   "scene": Path(scene) if scene else None, "model": Path(model_path) if model_path else None}  # fmt: skip
         check_distinct({"--json": Path(json_out)}, {k: v for k, v in inputs.items() if v is not None})
     report = None
-    with tempfile.TemporaryDirectory(prefix="dakd-evaluate-") as tmp:
+    with work_dir("dakd-evaluate-") as tmp:
         if scene is not None:
             import warnings
 

@@ -1,4 +1,4 @@
-"""SIGINT / SIGTERM for the CLI: stop within about a second, leave no temporary behind.
+"""SIGINT / SIGTERM / SIGHUP for the CLI: stop within about a second, leave no temporary behind.
 
 The first signal raises :class:`Interrupted` in the main thread, so every ``with Transaction`` block
 unwinds and removes its temporaries. Python runs signal handlers only between bytecodes, so a main
@@ -18,11 +18,12 @@ from collections.abc import Iterator
 
 from dakd_edge.atomic import remove_live_temps
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: a dropped ssh session or a closed terminal; it left every temporary behind (exit 129, silent).
+SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class Interrupted(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt, not an error
-    """Raised in the main thread by SIGINT / SIGTERM; ``code`` is the exit status (128 + signal)."""
+    """Raised in the main thread by SIGINT / SIGTERM / SIGHUP; ``code`` is the exit status (128 + signal)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}")

@@ -243,7 +243,7 @@ def _wait_for_temps(folder: Path, p: subprocess.Popen, timeout: float = 60.0) ->
     raise AssertionError("the run never started writing")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_stops_fast_and_cleans(tmp_path: Path, sig: int, code: int) -> None:
     src = write_tif(tmp_path / "s.tif", blob_scene(512, 512))
     out = tmp_path / "out"
