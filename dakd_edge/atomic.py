@@ -118,12 +118,16 @@ def remove_live_temps() -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie does not: a batch worker killed on an interrupt is
+    reparented to PID 1, which in a container often never reaps it, and its temporaries stayed."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):  # Linux: the state follows the ")" of the name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 

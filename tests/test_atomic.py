@@ -213,3 +213,26 @@ def test_a_handler_set_while_open_stays(capfd) -> None:
         assert capfd.readouterr().err == ""
     finally:
         setter(default)
+
+
+def test_a_zombie_s_temporaries_are_stale(tmp_path: Path) -> None:
+    """A killed batch worker left as a zombie (its reaper, PID 1 in a container, never waits) counted as
+    alive, so its temporaries were never removed."""
+    import time
+
+    import pytest
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux /proc")
+    p = subprocess.Popen([sys.executable, "-c", "pass"])  # never waited for: a zombie once it ends
+    stat = Path(f"/proc/{p.pid}/stat")
+    deadline = time.monotonic() + 30
+    while ") Z" not in stat.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    final = tmp_path / "out.tif"
+    temp = tmp_path / f".out.tif.dakd-{p.pid}-ab12.partial.tif"
+    temp.write_text("x")
+    try:
+        assert clean_stale(final) == [temp] and not temp.exists()
+    finally:
+        p.wait()

@@ -336,6 +336,7 @@ def test_interrupt_stops_ray_and_resume_finishes(local_ray, scenes, clean, tmp_p
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 130
     assert "interrupted" in proc.stderr.read()
+    assert not (out / "batch.lock").exists()  # Ray's teardown outlasted the grace: the lock stayed
 
     def alive() -> list[int]:  # zombies (state Z) are dead: only their parent has not reaped them yet
         stats = [Path(f"/proc/{p}/stat") for p in ray_pids]
@@ -1226,3 +1227,70 @@ def test_resume_refuses_a_min_area_that_differs_past_six_digits(tmp_path):
         runner._prepare(
             tmp_path, runner._options(None, "auto", None, None, {**seg, "min_area": "1000001"}), True
         )
+
+
+def test_a_stopped_runs_worker_temporaries_go_with_the_next_run(local_ray, scenes, tmp_path):
+    """An interrupt kills the workers mid-scene, so their temporaries stayed until that very scene ran
+    again (never, for a scene dropped from the inputs, or a --resume with nothing to run). The next run
+    on the folder removes those of every scene the stopped run had sent to a worker."""
+    import subprocess
+    import sys
+
+    from dakd_edge.batch.manifest import append_record
+
+    ins = [scenes / "scene0.tif"]
+    out = tmp_path / "batch"
+    run(ins, out, workers=1, model=MODEL)
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    temps = []
+    for sid in ("scene1", "dropped"):  # in flight when the run stopped; 'dropped' is no input any more
+        append_record(out, {"id": sid, "input": f"/x/{sid}.tif", "status": "started", "started": "t"})
+        final = scene_outputs(out, sid)["classes"]
+        final.parent.mkdir()
+        temps.append(final.with_name(f".{final.name}.dakd-{p.pid}-ab12cd34.partial.tif"))
+        temps[-1].write_bytes(b"\0" * 2400)
+    first = scene_outputs(out, "scene1")["classes"]
+    mine = first.with_name(f".{first.name}.dakd-{os.getpid()}-ab12cd34.partial.tif")  # a live run's
+    mine.write_bytes(b"")
+    summary = run(ins, out, workers=1, model=MODEL, resume=True)
+    assert summary["run"] == 0 and not any(t.exists() for t in temps) and mine.exists()
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_while_ray_starts_stops_it_cleanly(scenes, tmp_path, sig: str, code: int) -> None:
+    """A scheduler's SIGTERM while ray.init ran exited 15 (Ray's own handler), 134 (its C++ failure
+    handler's abort, with a stack dump) or -11 (a crash in its teardown), and left Ray's agents running
+    for a minute. Now: the CLI's exit code and line, no process of the run left, no folder made."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dakd_edge.batch.cluster import children
+
+    out = tmp_path / "batch"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+    env.pop("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
+    cmd = [sys.executable, "-m", "dakd_edge", "batch", str(scenes / "scene0.tif"), "-o", str(out), "-q"]
+    proc = subprocess.Popen([*cmd, "--workers", "1", "--model", MODEL], env=env, cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    tree: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(tree) < 2 and proc.poll() is None and time.monotonic() < deadline:  # Ray is starting
+        kids = set(children({proc.pid}))
+        tree |= kids | set(children(kids))
+        time.sleep(0.02)
+    assert proc.poll() is None and tree, proc.stderr.read() if proc.poll() is not None else "no Ray"
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=20) == code
+    assert proc.stderr.read().strip().splitlines()[-1] == "dakd-edge: interrupted"
+    time.sleep(1.0)
+    tree |= set(children(tree))
+    alive = [
+        p
+        for p in tree
+        if Path(f"/proc/{p}/stat").exists() and ") Z" not in Path(f"/proc/{p}/stat").read_text()
+    ]
+    assert alive == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in alive]
+    assert not out.exists()

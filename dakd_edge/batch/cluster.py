@@ -37,9 +37,32 @@ class Progress(Protocol):
     def update(self, running: int, done: dict[str, Any] | None = None, retried: int = 0) -> None: ...
 
 
+def _interrupt_in(e: BaseException) -> BaseException | None:
+    """The interrupt behind ``e``: ``e`` itself, or the one a signal handler raised inside Ray's
+    native ``ray.wait`` / ``ray.get``, which Python hands on as a ``SystemError`` ("returned a result
+    with an exception set") caused by it."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if not isinstance(e, Exception):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def keep_signals_from_ray() -> None:
+    """Keep Ray's C++ failure-signal handler out of the driver: installed by ``ray.init`` when ray was
+    imported without this setting, it took SIGTERM over from the CLI, so a scheduler's ``kill`` aborted
+    the driver with a stack dump (exit 134) instead of exit 143 with its temporaries removed. It must
+    run before ray is imported (a ray module constant); the workers started from this driver inherit it
+    (a worker that crashes is still recorded as failed, without Ray's native stack dump)."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+
+
 @contextlib.contextmanager
 def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
     """Ray as found (already initialised), on ``address``/``RAY_ADDRESS``, or local in-process."""
+    keep_signals_from_ray()
     import ray
 
     if ray.is_initialized():
@@ -60,17 +83,39 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
         raise DakdError(
             f"cannot start Ray{f' on {addr}' if addr else ''}: {' '.join(str(e).split())}"
         ) from None
+    except BaseException as e:  # an interrupt while Ray starts: its half-started processes go too
+        if not addr:
+            _kill_local_ray(ray)
+        if isinstance(e, SystemExit) and e.code == signal.SIGTERM:  # ray.init's own SIGTERM handler
+            from dakd_edge.cli.signals import Interrupted
+
+            raise Interrupted(signal.SIGTERM) from None
+        raise
     finally:
         if term is not None:  # ray.init replaces it with sys.exit: keep the CLI's clean interrupt
             signal.signal(signal.SIGTERM, term)
+    from dakd_edge.cli.signals import Interrupted
+
+    exiting = False
     try:
         yield ray
     except BaseException as e:
-        if not addr and not isinstance(e, Exception):  # Interrupted / KeyboardInterrupt
+        stop = _interrupt_in(e)  # Interrupted / KeyboardInterrupt, maybe inside Ray's SystemError
+        if stop is None:
+            raise
+        if not addr:
             _kill_local_ray(ray)
-        raise
+            # the CLI exits now: Ray's ~2 s teardown outlasted its grace period, so the watchdog's hard
+            # exit came before the batch lock and the driver's temporaries were released
+            exiting = isinstance(stop, Interrupted)
+        if stop is e:
+            raise
+        raise stop from None
     finally:
-        ray.shutdown()
+        if not exiting:
+            ray.shutdown()
+        if term is not None:  # ray.shutdown puts SIGTERM's default back: the layer pass died by it
+            signal.signal(signal.SIGTERM, term)
 
 
 PROBE_TIMEOUT = 10.0  # seconds to open a TCP connection to a cluster's head before Ray is asked to
@@ -96,17 +141,27 @@ def _kill_local_ray(ray: Any) -> None:
     """Stop the in-process Ray at once on an interrupt (the CLI exits ~1 s after a signal).
 
     ``ray.shutdown()`` takes about 2 s, and a raylet killed outright leaves its agent processes
-    running: kill the raylet's children (agents, workers) first, then Ray's own processes.
+    running: every process this driver started (all of the local Ray's: GCS, raylet, agents,
+    workers) is killed, the whole tree found before any is, so none is orphaned first. That also holds
+    while ``ray.init`` is still starting them, when Ray's own node object does not exist yet.
     """
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     try:
         node = ray._private.worker._global_node
-        raylets = {info.process.pid for info in node.all_processes.get("raylet", [])}
-        for pid in children(raylets):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
         node.kill_all_processes(check_alive=False, allow_graceful=False, wait=False)
-    except Exception:  # private Ray API: best effort, ray.shutdown() follows anyway
+    except Exception:  # private Ray API, and None before ray.init has made it: best effort
         pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere), parents before their children."""
+    found, level = [], {pid}
+    while level:
+        level = set(children(level)) - set(found)
+        found += sorted(level)
+    return found
 
 
 def children(parents: set[int]) -> list[int]:

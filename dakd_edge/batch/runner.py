@@ -18,8 +18,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.atomic import atomic_path, probe_writable, remove_made_dirs, topmost_missing
-from dakd_edge.batch.cluster import owns_outputs, ray_session, schedule, worker_pool, worker_sizes
+from dakd_edge.atomic import atomic_path, clean_stale, probe_writable, remove_made_dirs, topmost_missing
+from dakd_edge.batch.cluster import (
+    keep_signals_from_ray,
+    owns_outputs,
+    ray_session,
+    schedule,
+    worker_pool,
+    worker_sizes,
+)
 from dakd_edge.batch.inputs import expand_inputs
 from dakd_edge.batch.layer import (
     FORMATS,
@@ -93,6 +100,7 @@ def run(
     """
     from dakd_edge.extras import require_extra
 
+    keep_signals_from_ray()  # before require_extra imports ray
     require_extra("cluster", "batch", "ray", "shapely")  # before any folder is created
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     _check_segment_kwargs(segment_kwargs)
@@ -121,6 +129,9 @@ def run(
             resolve = stored is not None and isinstance(stored.get("tiling"), dict)
             resolve = resolve and _tiling_now(stored, tile, overlap, is_factory(model)) is None
             records, claimed = read_claims(out) if stored is not None else ({}, set())
+            for sid in claimed:  # sent to a worker by a run that stopped: its workers' temporaries
+                for p in scene_outputs(out, sid).values():
+                    clean_stale(p)
             good = {i for i, r in records.items() if verified(out, r)}
             # an input replaced since its scene ran (a re-download, a reprocessed product): run again
             for s in scenes:

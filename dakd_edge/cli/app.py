@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(_worker_error(str(e)), 2)
     except Interrupted as e:
         click.echo("dakd-edge: interrupted", err=True)
+        _exit_now_after_ray(e.code)
         sys.exit(e.code)
     except KeyboardInterrupt:
         click.echo("dakd-edge: interrupted", err=True)
@@ -124,6 +127,19 @@ def main(argv: list[str] | None = None) -> None:
 # click >= 8.2 raises this usage error for a group called without a command (older click printed the
 # help itself and exited 0); its message is the whole help, which _fail would squash into one line.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _exit_now_after_ray(code: int) -> None:
+    """Exit without interpreter teardown when this process loaded Ray (``batch``; the run has unwound,
+    its temporaries and lock are gone): Ray's processes were killed on the interrupt, and its exit hook
+    then took seconds (``ray.shutdown``) while its native teardown could crash the process (``free():
+    invalid pointer``, a segfault when ``ray.init`` was interrupted: exit -6 / -11, not 130 / 143)."""
+    if "ray" not in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _worker_error(message: str) -> str:
