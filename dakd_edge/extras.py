@@ -13,9 +13,12 @@ from functools import cache
 
 from dakd_edge.errors import BackendUnavailable
 
-# extra -> the import names it provides that commands check for (the rest of the extra comes with them).
+# extra -> the import names a command needing it checks by default (the rest of the extra comes with
+# them; a command needing more names them, e.g. export: onnx, jointnet: diffusers). safetensors is
+# checked with torch: every checkpoint is read or written with it (it was a traceback, even for train's
+# first checkpoint after minutes of training).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "torch": ("torch", "safetensors", "onnx"),
+    "torch": ("torch", "safetensors"),
     "runtime": ("onnxruntime",),
     "trt": ("tensorrt",),
 }
@@ -43,11 +46,11 @@ def install_hint(extra: str) -> str:
 
 
 def require_extra(extra: str, command: str, *modules: str) -> None:
-    """Raise :class:`MissingExtra` unless ``modules`` (default: the extra's first one) all import.
+    """Raise :class:`MissingExtra` unless ``modules`` (default: the extra's :data:`EXTRAS`) all import.
 
     The message names every module the command needs, not only the missing ones, so one install fixes it.
     """
-    needed = modules or EXTRAS[extra][:1]
+    needed = modules or EXTRAS[extra]
     if all(available(m) for m in needed):
         return
     names = [LABELS.get(m, m) for m in needed]

@@ -326,7 +326,9 @@ def onnx_runner(onnx_model: Any) -> Callable[[np.ndarray], np.ndarray]:
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise BackendUnavailable("onnxruntime is not installed (pip install 'dakd-edge[runtime]')") from e
+        from dakd_edge.extras import install_hint
+
+        raise BackendUnavailable(f"onnxruntime is not installed: {install_hint('runtime')}") from e
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda x: sess.run(None, {INPUT_NAME: x})[0]
 

@@ -122,7 +122,9 @@ def tensorrt_status() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError as e:
-        return False, f"TensorRT is not installed ({e}); pip install 'dakd-edge[trt]' on a CUDA machine"
+        from dakd_edge.extras import install_hint
+
+        return False, f"TensorRT is not installed ({e}): {install_hint('trt')}, on a CUDA machine"
     too_old = tensorrt_too_old(trt.__version__)
     if too_old:
         return False, too_old

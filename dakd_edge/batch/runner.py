@@ -101,7 +101,8 @@ def run(
     from dakd_edge.extras import require_extra
 
     keep_signals_from_ray()  # before require_extra imports ray
-    require_extra("cluster", "batch", "ray", "shapely")  # before any folder is created
+    # before any folder is created (GeoParquet: it failed after every scene had run)
+    require_extra("cluster", "batch", "ray", "shapely", *(["pyarrow"] if fmt == "parquet" else []))
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     _check_segment_kwargs(segment_kwargs)
     t0 = time.perf_counter()

@@ -19,12 +19,14 @@ RECIPE = "python -m dakd_edge.train.recipes.bundled"
 def bundled_path(prefer: str = "auto") -> Path:
     """The bundled model file for a backend.
 
-    ``prefer="torch"`` needs the PyTorch checkpoint (export, training, the torch backend). ``"auto"`` and
-    ``"onnxruntime"`` take an ONNX export when one is installed beside the weights (faster on CPU, and the
-    only choice without PyTorch), else the checkpoint. Raises :class:`~dakd_edge.errors.ModelFileError`
-    naming the recipe when nothing usable is there.
+    ``prefer="torch"`` needs the PyTorch checkpoint (export, training, the torch backend).
+    ``"onnxruntime"`` takes the ONNX export installed beside the weights. ``"auto"`` takes it too
+    (faster on CPU, and the only choice without PyTorch) when ONNX Runtime imports, else the checkpoint
+    when PyTorch does: an install with PyTorch but without ONNX Runtime refused to segment at all.
+    Raises :class:`~dakd_edge.errors.ModelFileError` naming the recipe when nothing usable is there.
     """
     from dakd_edge.errors import ModelFileError
+    from dakd_edge.extras import available
     from dakd_edge.formats import ONNX, suffixes
 
     root = Path(__file__).parent
@@ -33,9 +35,12 @@ def bundled_path(prefer: str = "auto") -> Path:
         return [p for s in suffixes(kind) for p in sorted(root.glob(f"*{s}"))]
 
     onnx_files, ckpts = installed(ONNX.name), installed("torch")
-    if prefer in ("auto", "onnxruntime") and onnx_files:
+    torch_ok = bool(ckpts) and importlib.util.find_spec("torch") is not None
+    if onnx_files and (
+        prefer == "onnxruntime" or (prefer == "auto" and (available("onnxruntime") or not torch_ok))
+    ):
         return onnx_files[0]
-    if ckpts and (prefer == "torch" or importlib.util.find_spec("torch") is not None):
+    if ckpts and (prefer == "torch" or torch_ok):
         return ckpts[0]
     wanted = "*.safetensors (PyTorch)" if prefer == "torch" else "*.onnx or *.safetensors"
     raise ModelFileError(

@@ -60,3 +60,16 @@ def test_cli_device_and_bundled_tensorrt_are_one_line(tmp_path: Path, capsys) ->
 
 def test_bundled_files_still_open_with_their_own_backend() -> None:
     assert load(bundled_path("onnxruntime"), backend="onnxruntime", device="cpu").meta.num_classes == 2
+
+
+def test_auto_takes_the_bundled_checkpoint_when_onnx_runtime_is_missing(monkeypatch) -> None:
+    """With PyTorch but not ONNX Runtime installed, segment / demo / evaluate refused ("onnxruntime is
+    not installed") where the torch backend would have run the same model."""
+    import dakd_edge.extras
+
+    assert bundled_path("auto").suffix == ".onnx"
+    monkeypatch.setattr(dakd_edge.extras, "available", lambda m: m != "onnxruntime")
+    assert bundled_path("auto").suffix == ".safetensors"
+    assert bundled_path("onnxruntime").suffix == ".onnx"  # asked for: its own error names the extra
+    pred = load(None, backend="auto")
+    assert pred.backend.name == "torch"

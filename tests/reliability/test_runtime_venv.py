@@ -105,7 +105,7 @@ def test_runtime_commands_work_without_torch(runtime: Runtime) -> None:
     ("args", "needs"),
     [
         (("models",), "'models' needs PyTorch"),
-        (("export", "-o", "m.onnx"), "'export' needs PyTorch and onnx"),
+        (("export", "-o", "m.onnx"), "'export' needs PyTorch, safetensors and onnx"),
     ],
 )
 def test_torch_commands_name_the_extra(runtime: Runtime, args: tuple[str, ...], needs: str) -> None:

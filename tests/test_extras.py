@@ -1,0 +1,41 @@
+"""Optional dependencies: a command that needs one says which extra to install, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+import dakd_edge.extras as extras
+
+
+@pytest.mark.parametrize(
+    "missing, argv, said",
+    [
+        # safetensors reads and writes every checkpoint: train crashed at its first save, minutes in
+        ("safetensors", ["train", "--data", "x", "--out", "y"], "'train' needs PyTorch and safetensors"),
+        ("safetensors", ["export", "-o", "m.onnx"], "'export' needs PyTorch, safetensors and onnx"),
+        # its parity check runs the graph in ONNX Runtime: that failed only after the export, 9 s in
+        ("onnxruntime", ["export", "-o", "m.onnx"], "'export --ops standard' needs ONNX Runtime"),
+        # the teacher is a diffusers UNet: jointnet balance / train / generate were tracebacks
+        ("diffusers", ["jointnet", "balance", "--synthetic", "2"], "'jointnet balance' needs PyTorch, safetensors and diffusers"),
+        ("diffusers", ["jointnet", "generate", "x.pt", "--out", "y", "--n", "1"], "'jointnet generate' needs"),
+    ],
+)  # fmt: skip
+def test_a_missing_module_of_an_extra_is_named_up_front(monkeypatch, capsys, missing, argv, said) -> None:
+    from dakd_edge.cli.app import main
+
+    monkeypatch.setattr(extras, "available", lambda m: m != missing)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"dakd-edge: error: {said}") and 'pip install -c' in err, err
+
+
+def test_batch_geoparquet_needs_pyarrow_before_any_scene(monkeypatch, tmp_path) -> None:
+    """--format parquet without pyarrow ran every scene, then failed with a traceback on the layer."""
+    from dakd_edge.batch import run
+    from dakd_edge.errors import DakdError
+
+    monkeypatch.setattr(extras, "available", lambda m: m != "pyarrow")
+    with pytest.raises(DakdError, match="'batch' needs ray, shapely and pyarrow"):
+        run([tmp_path / "none.tif"], tmp_path / "out", fmt="parquet")
+    assert not (tmp_path / "out").exists()
