@@ -23,7 +23,12 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "trt": ("tensorrt",),
 }
 # import name -> how a user knows it.
-LABELS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
+LABELS = {
+    "torch": "PyTorch",
+    "onnxruntime": "ONNX Runtime",
+    "tensorrt": "TensorRT",
+    "segmentation_models_pytorch": "segmentation-models-pytorch",
+}
 
 
 class MissingExtra(BackendUnavailable):

@@ -39,3 +39,13 @@ def test_batch_geoparquet_needs_pyarrow_before_any_scene(monkeypatch, tmp_path) 
     with pytest.raises(DakdError, match="'batch' needs ray, shapely and pyarrow"):
         run([tmp_path / "none.tif"], tmp_path / "out", fmt="parquet")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_baseline_without_smp_names_the_extra(monkeypatch) -> None:
+    """Without segmentation-models-pytorch (or the timm / torchvision it imports), `dakd-edge models`
+    and training a baseline ended in a ModuleNotFoundError traceback."""
+    from dakd_edge import create_model
+
+    monkeypatch.setattr(extras, "available", lambda m: m != "segmentation_models_pytorch")
+    with pytest.raises(extras.MissingExtra, match="the unet baseline' needs segmentation-models-pytorch"):
+        create_model("unet")

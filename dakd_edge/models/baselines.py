@@ -51,6 +51,10 @@ class SmpBaseline(SegmentationModel):
 
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__()
+        from dakd_edge.extras import require_extra
+
+        # one line naming the extra, not a ModuleNotFoundError (smp, or timm / torchvision under it)
+        require_extra("torch", f"the {config.arch} baseline", "segmentation_models_pytorch")
         import segmentation_models_pytorch as smp
 
         self.config = config
