@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from torch import nn
 from dakd_edge import jsonout
 from dakd_edge.atomic import atomic_path, check_room, describe_write_error
 from dakd_edge.errors import DatasetError, ModelFileError, OutputError, TrainingError
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+: annotations only (Jetson runs 3.10)
+    from typing import Self
 
 CHECKPOINT_FORMAT = "dakd-train-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -13,11 +13,13 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dakd_edge.errors import TrainingError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing.Self is Python 3.11+: annotations only (Jetson runs 3.10)
+    from typing import Self
+
     from dakd_edge.train.losses import LossConfig
 
 
