@@ -517,6 +517,7 @@ class ProgressBar(_Closing):
         self._progress = None
         if not enabled:
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
@@ -526,6 +527,7 @@ class ProgressBar(_Closing):
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
             transient=False,
+            console=Console(stderr=True),  # as every command's progress: stdout is for results
         )
         self._task = self._progress.add_task(description, total=total, completed=start, info="")
         self._progress.start()
@@ -695,9 +697,13 @@ class Trainer:
             )
         old = self.run_files() if resume is None else []
         if old and not self.overwrite:
+            last = self.out / "last.pt"  # a run stopped before its first checkpoint has none to resume
+            go_on = (
+                f", --resume {last} to continue it" if last.is_file() else " (it has no checkpoint to resume)"
+            )
             raise TrainingError(
                 f"{self.out} already holds a run ({', '.join(p.name for p in old[:3])}); pass --overwrite "
-                "to replace it, --resume OUT/last.pt to continue it, or choose another --out"
+                f"to replace it{go_on}, or choose another --out"
             )
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"--out {self.out} exists and is not a folder")

@@ -260,8 +260,8 @@ class JointNetTrainer(common.Trainer):
             out["loss_ce"] = loss_ce
         return common.mean_over_ranks(out)
 
-    def bar_title(self) -> str:
-        return f"jointnet stage {self.stage}"
+    def bar_title(self) -> str:  # the stage is a field: the title is drawn once, the stage changes
+        return "jointnet"
 
     def bar_fields(self, losses: Mapping[str, float]) -> dict[str, float | str]:
         return {"stage": self.stage, **{k: v for k, v in losses.items() if k != "grad_norm"}}

@@ -247,3 +247,11 @@ def test_training_refused_up_front_without_room_for_checkpoints(tmp_path, capsys
     code, err = _train_cli(tmp_path / "ds", tmp_path / "run", capsys)
     assert code == 2 and "no space left on" in err and f"for the checkpoints of {tmp_path / 'run'}" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_progress_bar_draws_on_stderr(capsys) -> None:
+    """train / jointnet / generate drew their bar on stdout, mixed into what a user redirects as results."""
+    with common.ProgressBar(3, "train") as bar:
+        bar.update(1, loss=0.5)
+    out, err = capsys.readouterr()
+    assert out == "" and "train" in err and "loss 0.5" in err

@@ -38,6 +38,10 @@ def test_existing_run_is_refused_and_left_as_it_was(tmp_path: Path, blobs) -> No
     with pytest.raises(TrainingError, match=r"already holds a run.*--overwrite.*--resume"):
         train(_cfg(lr=0.5), out, progress=False, datasets=blobs)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # stopped before its first checkpoint: no last.pt, so --resume is no advice
+    (out / "last.pt").unlink()
+    with pytest.raises(TrainingError, match=r"--overwrite to replace it \(it has no checkpoint to resume\)"):
+        train(_cfg(lr=0.5), out, progress=False, datasets=blobs)
 
 
 def test_overwrite_removes_the_old_runs_files(tmp_path: Path, blobs) -> None:
