@@ -412,7 +412,9 @@ class Workbench:
             return self.spec.path
         if self.spec.kind == "engine":
             raise BackendUnavailable("an engine file cannot be run by ONNX Runtime")
-        require_extra("torch", f"bench --backend onnxruntime --model {self.spec.label}", "torch", "safetensors", "onnx")
+        require_extra(
+            "torch", f"bench --backend onnxruntime --model {self.spec.label}", "torch", "safetensors", "onnx"
+        )
         from dakd_edge.export.onnx import DEFAULT_OPSET, OnnxExportConfig, export_onnx
 
         opset = opset or DEFAULT_OPSET

@@ -27,7 +27,7 @@ def test_a_missing_module_of_an_extra_is_named_up_front(monkeypatch, capsys, mis
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
-    assert e.value.code == 2 and err.startswith(f"dakd-edge: error: {said}") and 'pip install -c' in err, err
+    assert e.value.code == 2 and err.startswith(f"dakd-edge: error: {said}") and "pip install -c" in err, err
 
 
 def test_batch_geoparquet_needs_pyarrow_before_any_scene(monkeypatch, tmp_path) -> None:

@@ -8,15 +8,18 @@ from typing import Any
 import click
 
 from dakd_edge.cli.segment import (
+    BACKEND_HELP,
     BATCH_HELP,
-    POLS,
+    LAND_MASK_HELP,
+    OVERLAP_HELP,
     border_noise_option,
     check_land_mask_file,
     coast_buffer_option,
     flatten_option,
+    input_scale_option,
     match_level_option,
+    pol_option,
 )
-from dakd_edge.data.scaling import SCALES
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
@@ -25,9 +28,13 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.command("batch")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Batch folder.")
-@click.option("--workers", type=click.IntRange(1), help="Ray actors, one model each [CPUs / 2].")
-@click.option("--threads", type=click.IntRange(1), help="Intra-op threads per worker [CPUs / workers].")
-@click.option("--address", help="Ray cluster (e.g. ray://HOST:10001) [RAY_ADDRESS, else a local Ray].")
+@click.option("--workers", type=click.IntRange(1), help="Ray actors, one model each [default: CPUs / 2].")
+@click.option(
+    "--threads", type=click.IntRange(1), help="Intra-op threads per worker [default: CPUs / workers]."
+)
+@click.option(
+    "--address", help="Ray cluster (e.g. ray://HOST:10001) [default: RAY_ADDRESS, else a local Ray]."
+)
 @click.option("--resume", is_flag=True, help="Continue a batch folder: skip scenes whose outputs verify.")
 @click.option(
     "--retries", type=click.IntRange(0), default=1, show_default=True, help="Retries per failed scene."
@@ -42,31 +49,31 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
     help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet); may change on --resume.",
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), help="Run at most this many scenes (resume later).")
-@click.option("--model", help="Model file [bundled model], or module:function returning a Predictor.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
+@click.option(
+    "--model", help="Model file, or module:function returning a Predictor [default: bundled model]."
+)
+@click.option(
+    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
-@click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [model's tile].")
 @click.option(
-    "--overlap",
-    type=click.IntRange(0),
-    help="Pixels shared by neighbouring tiles [the model's at its own tile, else 64 or half a tile under 128; at most half the tile].",
+    "--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [default: the model's tile]."
 )
+@click.option("--overlap", type=click.IntRange(0), help=OVERLAP_HELP)
 @click.option("--batch", type=click.IntRange(1), help=BATCH_HELP)
-@click.option("--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [{MIN_SPECK_PIXELS}px].")
-@click.option("--band", type=click.IntRange(1), help="Band of multi-band GeoTIFFs fed to a 1-band model.")
 @click.option(
-    "--pol",
-    type=click.Choice(POLS, case_sensitive=False),
-    help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
+    "--min-area", help=f"Drop polygons below m^2 (2000) or pixels (10px) [default: {MIN_SPECK_PIXELS}px]."
 )
+@click.option("--band", type=click.IntRange(1), help="Band of multi-band GeoTIFFs fed to a 1-band model.")
+@pol_option
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
 @border_noise_option
-@click.option("--land-mask", default="auto", show_default=True, help="auto, globe, or a vector/raster file.")
+@click.option("--land-mask", default="auto", show_default=True, help=LAND_MASK_HELP)
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
 @coast_buffer_option
 @flatten_option
 @match_level_option
-@click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
+@input_scale_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> None:

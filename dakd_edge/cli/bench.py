@@ -28,14 +28,26 @@ def _list_option(name: str, dest: str, what: str, default_help: str | None = Non
     return click.option(name, dest, default=_default(dest), show_default=True, help=f"Comma list of {what}.")
 
 
-def _csv(kind: type, text: str, name: str) -> list:
+def _csv(kind: type, text: str, name: str, choices: tuple[str, ...] = ()) -> list:
     try:
         items = [kind(t.strip()) for t in text.split(",") if t.strip()]
     except ValueError as e:
         raise InputError(f"bad --{name} {text!r}: {e}") from e
     if not items:
         raise InputError(f"--{name} is empty")
+    for item in items:
+        if choices and item not in choices:
+            raise InputError(f"--{name}: unknown {name} {item!r}; choose from {', '.join(choices)}")
     return items
+
+
+def _check_sizes(plan: dict, device: str) -> None:
+    """The tile and batch refusals of :func:`lib.run_bench`, made before the header is printed and
+    before any model loads (``--scene``, ``--baseline``)."""
+    if plan["tiles"]:
+        lib.tile_batches(None, plan["tiles"], plan["batches"], lib._resolve_device(device))
+    elif plan["batches"] and min(plan["batches"]) < 1:
+        raise InputError(f"--batch needs positive sizes, got {','.join(map(str, plan['batches']))}")
 
 
 def _fmt(v: object, spec: str = ".2f") -> str:
@@ -47,10 +59,10 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--model",
     "models",
     multiple=True,
-    help="Checkpoint, .onnx, .engine or registry name (repeatable). Default: bundled model.",
+    help="Checkpoint, .onnx, .engine or registry name (repeatable) [default: bundled model].",
 )
-@_list_option("--backend", "backends", ", ".join(lib.BACKENDS))
-@_list_option("--precision", "precisions", ", ".join(PRECISIONS))
+@_list_option("--backend", "backends", "backends: " + ", ".join(lib.BACKENDS))
+@_list_option("--precision", "precisions", "precisions: " + ", ".join(PRECISIONS))
 @_list_option("--tile", "tiles", "square tile sizes", "the model's own tile, as segment uses it")
 @_list_option("--batch", "batches", "batch sizes", "segment's batch for each tile on --device")
 @click.option(
@@ -61,10 +73,15 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--threads",
     type=int,
     default=None,
-    help="Intra-op threads (torch.set_num_threads, ONNX Runtime intra_op_num_threads) [default: each runtime's].",
+    help="Intra-op threads (torch.set_num_threads, ONNX Runtime intra_op_num_threads) "
+    "[default: each runtime's].",
 )
 @click.option(
-    "--device", default=_default("device"), show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+    "--device",
+    default=_default("device"),
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="Where the rows run; auto: cuda when a GPU is usable, else cpu.",
 )
 @click.option(
     "--num-classes",
@@ -84,7 +101,13 @@ def _fmt(v: object, spec: str = ".2f") -> str:
 @click.option(
     "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
 )
-@click.option("--max-regression", default="10%", show_default=True, help="Allowed slowdown per matched row.")
+@click.option(
+    "--max-regression",
+    default="10%",
+    show_default=True,
+    help="Allowed slowdown per matched row: 10% and 0.1 both mean ten percent; a bare number of 1 or "
+    "more (10) is refused as ambiguous.",
+)
 @click.option(
     "--allow-other-machine",
     is_flag=True,
@@ -132,11 +155,12 @@ def bench(
     lib.check_counts(warmup, iters, threads)
     plan = {
         "models": list(models) or [None],
-        "backends": _csv(str, backends, "backend"),
-        "precisions": _csv(str, precisions, "precision"),
+        "backends": _csv(str, backends, "backend", lib.BACKENDS),
+        "precisions": _csv(str, precisions, "precision", PRECISIONS),
         "tiles": _csv(int, tiles, "tile") if tiles is not None else None,
         "batches": _csv(int, batches, "batch") if batches is not None else None,
     }
+    _check_sizes(plan, device)  # usage errors before the header (stdout) and before a model loads
     base_doc, env_notes = None, []
     if baseline:  # checked before any benchmark runs: a bad baseline should not cost a full run
         base_doc = lib.load_json(baseline)

@@ -13,12 +13,15 @@ from pathlib import Path
 import click
 
 from dakd_edge import jsonout
+from dakd_edge.cli.segment import BACKEND_HELP
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
 
 @click.command("evaluate")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Model file (default: bundled).")
+@click.option(
+    "--model", "model_path", type=click.Path(dir_okay=False), help="Model file [default: bundled model]."
+)
 @click.option("--data", type=click.Path(), help="Dataset root (OSD, SOS or a folder).")
 @click.option(
     "--scene", type=click.Path(), help="A whole scene (GeoTIFF or Sentinel-1 product) to segment and score."
@@ -33,25 +36,37 @@ from dakd_edge.inference.predictor import MIN_TILE
 )
 @click.option(
     "--truth-oil",
-    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks) [those its class-name tag "
-    "calls oil, else 1].",
+    help="Values of oil in a truth raster (comma list; 255 for 0/255 masks) [default: those its "
+    "class-name tag calls oil, else 1].",
 )
 @click.option(
     "--truth-ignore",
     help="Values of a truth raster left out like nodata (comma list), e.g. 4 for the land of OSD labels "
-    "without class names [those its class-name tag calls land].",
+    "without class names [default: those its class-name tag calls land].",
 )
 @click.option(
-    "--min-area", help="Spills smaller than this (m^2, or e.g. 10px) are left out [5px], as in segment."
+    "--min-area",
+    help="Spills smaller than this (m^2, or e.g. 10px) are left out, as in segment [default: 5px].",
 )
-@click.option("--split", default="test", show_default=True)
 @click.option(
-    "--kind", default="auto", show_default=True, type=click.Choice(["auto", "osd", "sos", "folder"])
+    "--split",
+    default="test",
+    show_default=True,
+    help="Split of --data: its train or test part (a plain images/ + masks/ folder is read whole).",
 )
-@click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES))
+@click.option(
+    "--kind",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "osd", "sos", "folder"]),
+    help="Layout of --data: an OSD or SOS release, or a folder of images/ + masks/; auto: detected.",
+)
+@click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor [default: both].")
+@click.option(
+    "--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES), help=BACKEND_HELP
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile (default: the model's).")
+@click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write the metrics JSON ('-' = stdout)."
 )

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from dakd_edge.cli.fields import config_from, field_option
+from dakd_edge.cli.train import CLASSES_HELP, DEVICE_HELP
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import JointNetTrainConfig
@@ -22,6 +23,24 @@ from dakd_edge.train.config import JointNetTrainConfig
 _KINDS = click.Choice(["auto", "osd", "sos", "folder", "augmented"])
 _SENSORS = click.Choice(["palsar", "sentinel"])
 _CLASSES = click.Choice(["native", "binary"])
+_JOINTNET_NEEDS = ("torch", "safetensors", "diffusers")  # the teacher is a diffusers UNet
+
+
+def _kind_help(opt: str) -> str:
+    return (
+        f"Layout of {opt}: an OSD or SOS release, a folder of images/ + masks/, or a set written by "
+        "`jointnet generate`; auto: detected."
+    )
+
+
+def _split_help(opt: str) -> str:
+    return f"Split of {opt}: its train or test part (a plain images/ + masks/ folder is read whole)."
+
+
+# --no-progress, with the -q/--quiet of the other commands
+no_progress_option = click.option(
+    "--no-progress", "--quiet", "-q", "no_progress", is_flag=True, help="No progress bar."
+)
 
 
 @click.group("jointnet")
@@ -44,12 +63,12 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 
 
 # ---------------------------------------------------------------------------------------------- balance
-@jointnet.command("balance")
+@jointnet.command("balance", short_help="Measure the balancing factor b of a training set (Eq. 4).")
 @click.option("--data", type=click.Path(file_okay=False), help="Training set folder (OSD, SOS, folder).")
-@click.option("--kind", default="auto", show_default=True, type=_KINDS)
+@click.option("--kind", default="auto", show_default=True, type=_KINDS, help=_kind_help("--data"))
 @click.option("--sensor", type=_SENSORS, help="SOS subset (one b per sensor).")
-@click.option("--classes", default="native", show_default=True, type=_CLASSES)
-@click.option("--split", default="train", show_default=True)
+@click.option("--classes", default="native", show_default=True, type=_CLASSES, help=CLASSES_HELP)
+@click.option("--split", default="train", show_default=True, help=_split_help("--data"))
 @click.option("--synthetic", type=int, default=0, help="Measure on N synthetic patches instead of --data.")
 @click.option(
     "--size", type=click.IntRange(min=1), default=256, show_default=True, help="Synthetic patch size."
@@ -65,7 +84,7 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def balance(data, kind, sensor, classes, split, synthetic, size, num_classes, limit, as_json) -> None:
     """Measure the balancing factor b = sqrt(P(x) / P(y_n)) (Eq. 4) of a training set."""
-    require_extra("torch", "jointnet balance")
+    require_extra("torch", "jointnet balance", *_JOINTNET_NEEDS)
     from dakd_edge.models.jointnet import compute_balancing_factor
 
     if synthetic > 0:
@@ -134,57 +153,65 @@ _opt = partial(field_option, JointNetTrainConfig)
 _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_every", "sample_steps")
 
 
-@jointnet.command("train")
+@jointnet.command("train", short_help="Train SAR-JointNet in three stages (torchrun: several GPUs).")
 @_opt(
     "out",
+    "-o",
+    "--out",
     required=True,
     type=click.Path(file_okay=False),
     default=None,
     help="Run folder (checkpoints, log).",
 )
 @_opt("data", type=click.Path(file_okay=False), help="Training set folder.")
-@_opt("data_kind", "--kind", type=_KINDS)
-@_opt("sensor", type=_SENSORS)
-@_opt("classes", type=_CLASSES)
+@_opt("data_kind", "--kind", type=_KINDS, help=_kind_help("--data"))
+@_opt("sensor", type=_SENSORS, help="SOS sensor [default: both].")
+@_opt("classes", type=_CLASSES, help=CLASSES_HELP)
 @_opt("synthetic", type=int, help="Train on N synthetic patches instead of --data.")
 # The command line's synthetic label space is OSD's five classes (the library's default is binary).
-@_opt("synthetic_classes", type=click.Choice(["2", "5"]), default="5", show_default=True)
-@_opt("preset", type=click.Choice(["tiny", "small", "base"]))
+@_opt(
+    "synthetic_classes", type=click.Choice(["2", "5"]), default="5", show_default=True,
+    help="Classes of the --synthetic patches: 5 (OSD's) or 2 (oil against the rest).",
+)  # fmt: skip
+@_opt(
+    "preset", type=click.Choice(["tiny", "small", "base"]),
+    help="Teacher size: base (DDPM-style UNet, ~40M parameters per branch), small, or tiny (tests).",
+)  # fmt: skip
 @_opt("crop", help="Random crop size (= generated size).")
 @_opt("batch_size", help="Per process.")
 @_opt(
     "stage_steps", default=None,
-    help="Steps of stages 1,2,3 [the paper's for the data: 50000,250000,100000 for OSD, else "
+    help="Steps of stages 1,2,3 [default: the paper's for the data: 50000,250000,100000 for OSD, else "
     "50000,150000,50000].",
 )  # fmt: skip
-@_opt("lr", type=float, help="Stages 1 and 2.")
-@_opt("lr_stage3", type=float)
+@_opt("lr", type=float, help="AdamW learning rate of stages 1 and 2.")
+@_opt("lr_stage3", type=float, help="AdamW learning rate of stage 3.")
 @_opt("warmup", help="Linear LR warm-up steps at each stage start.")
-@_opt("ema_decay", type=float)
-@_opt("grad_clip", type=float)
-@_opt("balancing_factor", "--b", type=float, help="Balancing factor (default: measured on the data).")
-@_opt("seed")
+@_opt("ema_decay", type=float, help="Decay of the weights' EMA (what generate uses by default).")
+@_opt("grad_clip", type=float, help="Clip the gradient norm to this (0: no clipping).")
+@_opt("balancing_factor", "--b", type=float, help="Balancing factor [default: measured on the data].")
+@_opt("seed", help="Seed of the initial weights, the training crops and the sample grids.")
 @_opt("workers", help="DataLoader worker processes.")
-@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]))
+@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
-@_opt("log_every")
-@_opt("ckpt_every")
+@_opt("log_every", help="Steps between OUT/log.jsonl records.")
+@_opt("ckpt_every", help="Steps between OUT/last.pt checkpoints (and at the end).")
 @_opt("sample_every", help="Sample grid PNG every N steps (0: off).")
 @_opt("sample_steps", help="DDIM steps for the sample grids.")
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),
-    help="Continue from this checkpoint, bit for bit; the run's settings come from it (only --out, "
-    "--workers, --device, --log-every, --ckpt-every, --sample-every, --sample-steps apply).",
+    help="Continue from this checkpoint, bit for bit, with its settings (only --out, --workers, "
+    "--device, --log-every, --ckpt-every, --sample-every and --sample-steps apply).",
 )
 @click.option(
     "--stop-after", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this global step."
 )
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (its files are removed).")
-@click.option("--no-progress", is_flag=True)
+@no_progress_option
 def train(**o: Any) -> None:
     """Train SAR-JointNet in three stages (run under torchrun for several GPUs or nodes)."""
-    require_extra("torch", "jointnet train")
+    require_extra("torch", "jointnet train", *_JOINTNET_NEEDS)
     from dakd_edge.cli.train import option_error
     from dakd_edge.train.jointnet import train_jointnet
 
@@ -218,16 +245,33 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- generate
-@jointnet.command("generate")
+@jointnet.command("generate", short_help="Generate the augmented set D^a with DDIM.")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--n", "n", default=4480, show_default=True, help="Number of (image, logits) pairs.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Augmented-set folder.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Augmented-set folder.")
 @click.option("--steps", default=200, show_default=True, type=click.IntRange(1, 1000), help="DDIM steps.")
-@click.option("--batch", default=16, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--size", type=click.IntRange(min=1), help="Generated size (default: the training crop).")
-@click.option("--weights", default="ema", show_default=True, type=click.Choice(["ema", "raw"]))
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--batch",
+    default=16,
+    show_default=True,
+    help="Samples per DDIM run; it changes the results, so --resume needs the same.",
+)
+@click.option("--seed", default=0, show_default=True, help="Sample i starts from noise seeded by (seed, i).")
+@click.option("--size", type=click.IntRange(min=1), help="Generated size [default: the training crop].")
+@click.option(
+    "--weights",
+    default="ema",
+    show_default=True,
+    type=click.Choice(["ema", "raw"]),
+    help="The checkpoint's EMA weights, or its raw trained ones.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help=DEVICE_HELP,
+)
 @click.option(
     "--shard",
     default="0/1",
@@ -242,8 +286,8 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
     "--seed, --size, --batch, --weights, device and precision required; complete samples are kept.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the set in --out.")
-@click.option("--no-amp", is_flag=True)
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@no_progress_option
 def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     """Generate the augmented set D^a: samples 0..N-1, each seeded by (--seed, index).
 
@@ -253,7 +297,7 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     there the set is marked unfinished and `dakd-edge train --aug` refuses it. A run that writes no
     sample leaves --out as it was.
     """
-    require_extra("torch", "jointnet generate")
+    require_extra("torch", "jointnet generate", *_JOINTNET_NEEDS)
     from dakd_edge.train.generate import generate_augmented
 
     if opts["resume"] and opts["overwrite"]:
@@ -274,13 +318,13 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- report
-@jointnet.command("report")
+@jointnet.command("report", short_help="Compare a generated set with real data (+ FID).")
 @click.argument("generated", type=click.Path(file_okay=False))
 @click.option("--real", required=True, type=click.Path(file_okay=False), help="Real data folder.")
-@click.option("--real-kind", default="auto", show_default=True, type=_KINDS)
-@click.option("--real-sensor", type=_SENSORS)
-@click.option("--real-split", default="train", show_default=True)
-@click.option("--real-classes", default="native", show_default=True, type=_CLASSES)
+@click.option("--real-kind", default="auto", show_default=True, type=_KINDS, help=_kind_help("--real"))
+@click.option("--real-sensor", type=_SENSORS, help="SOS sensor of --real [default: both].")
+@click.option("--real-split", default="train", show_default=True, help=_split_help("--real"))
+@click.option("--real-classes", default="native", show_default=True, type=_CLASSES, help=CLASSES_HELP)
 @click.option(
     "--inception",
     type=click.Path(dir_okay=False),

@@ -12,6 +12,11 @@ import click
 from dakd_edge.errors import Notice
 
 
+def warning_line(message: object) -> None:
+    """Print ``message`` as one ``dakd-edge: warning:`` line on stderr, as every command does."""
+    click.echo(f"dakd-edge: warning: {message}", err=True)
+
+
 @contextlib.contextmanager
 def notices_as_lines() -> Iterator[None]:
     """Print each :class:`Notice` as one ``dakd-edge: warning:`` line when it is raised (not at the end
@@ -22,7 +27,7 @@ def notices_as_lines() -> Iterator[None]:
 
         def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
             if issubclass(category, Notice):
-                click.echo(f"dakd-edge: warning: {message}", err=True)
+                warning_line(message)
             else:
                 shown(message, category, *args, **kw)
 

@@ -36,7 +36,23 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress
 POLS = ("VV", "VH", "HH", "HV")
 # inference.predictor.default_batch, in words (segment and batch share the option)
 BATCH_HELP = (
-    "Tiles per backend call [8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at 512 px]."
+    "Tiles per backend call [default: 8 on CUDA; on CPU the tiles of one 512^2 tile: 4 at 256 px, 1 at "
+    "512 px]."
+)
+# --backend of segment, batch, demo and evaluate (dakd_edge.formats.backend_for, weights.bundled_path)
+BACKEND_HELP = (
+    "Runtime. auto: from the model file's suffix (.onnx: onnxruntime, .engine/.plan/.trt: tensorrt, "
+    ".safetensors/.pt: torch); the bundled model runs on onnxruntime when it is installed."
+)
+# --input-scale of segment and batch (dakd_edge.data.scaling): what the input-domain warning points to
+INPUT_SCALE_HELP = (
+    "What the pixel values are. uint8: 8-bit luminance (value / 255, as the OSD/SOS images); db: "
+    "sigma0 in dB; linear: sigma0 in linear power (both clipped to -35..+5 dB); auto: guessed from the "
+    "dtype and sampled values (Sentinel-1 products: linear)."
+)
+# --land-mask of segment and batch
+LAND_MASK_HELP = (
+    "auto (GLOBE for Sentinel-1/GCP scenes), globe (any georeferenced scene), none, or a vector/raster file."
 )
 # The land masker's buffer pass costs about the 4th power of the buffer: 0.3 s per 256 px tile at
 # 20 km, 4.7 s at 50 km (any pixel size); a wider buffer is a typo, not a coastline.
@@ -86,6 +102,19 @@ match_level_option = click.option(
     is_flag=True,
     help="Also move the scene's sea level to the training images' (calibrated scenes; implies the "
     "trend removal of --flatten; experimental: see the README).",
+)
+# One --input-scale and one --pol for segment and batch.
+input_scale_option = click.option(
+    "--input-scale", type=click.Choice(SCALES), default="auto", show_default=True, help=INPUT_SCALE_HELP
+)
+pol_option = click.option(
+    "--pol",
+    type=click.Choice(POLS, case_sensitive=False),
+    help="Sentinel-1 polarisation [default: VV; HH for HH/HV products].",
+)
+OVERLAP_HELP = (
+    "Pixels shared by neighbouring tiles, at most half the tile [default: the model's at its own tile, "
+    "else 64, or half a tile under 128]."
 )
 
 
@@ -376,20 +405,25 @@ def plan_outputs(
 @click.option(
     "-o",
     "--output",
-    help="Class-id COG (.tif/.tiff). Default ./{stem}_classes.tif; {stem} or an existing folder for many.",
+    help="Class-id COG (.tif/.tiff); {stem} or an existing folder for many scenes "
+    "[default: ./{stem}_classes.tif].",
 )
-@click.option("--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [bundled model].")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
+@click.option(
+    "--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [default: bundled model]."
+)
+@click.option(
+    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option(
     "--tile",
     type=click.IntRange(MIN_TILE),
-    help="Tile size in pixels [the model's tile; 512 for a model without one].",
+    help="Tile size in pixels [default: the model's tile; 512 for a model without one].",
 )
 @click.option(
     "--overlap",
     type=click.IntRange(0),
-    help="Pixels shared by neighbouring tiles [the model's at its own tile, else 64 or half a tile under 128; at most half the tile].",
+    help=OVERLAP_HELP,
 )
 @click.option(
     "--batch",
@@ -397,26 +431,25 @@ def plan_outputs(
     help=BATCH_HELP,
 )
 @click.option("--probs", help="Also write per-class probabilities (COG, .tif/.tiff).")
-@click.option("--probs-dtype", type=click.Choice(PROBS_DTYPES), default="uint8", show_default=True)
+@click.option(
+    "--probs-dtype",
+    type=click.Choice(PROBS_DTYPES),
+    default="uint8",
+    show_default=True,
+    help="uint8: probability x 250 (255 = nodata; a GDAL scale of 1/250 gives 0-1); float16: 0-1 as "
+    "computed, twice the size.",
+)
 @click.option("--vector", help="Also write oil-spill polygons (.geojson WGS84 or .gpkg scene CRS).")
 @click.option(
     "--min-area",
-    help=f"Drop polygons smaller than this: m^2 (e.g. 2000) or pixels (e.g. 10px) [{MIN_SPECK_PIXELS}px].",
+    help=f"Drop polygons smaller than this: m^2 (e.g. 2000) or pixels (e.g. 10px) "
+    f"[default: {MIN_SPECK_PIXELS}px].",
 )
 @click.option("--band", type=click.IntRange(1), help="Band of a multi-band scene fed to a 1-band model.")
-@click.option(
-    "--pol",
-    type=click.Choice(POLS, case_sensitive=False),
-    help="Sentinel-1 polarisation [VV; HH for HH/HV products].",
-)
+@pol_option
 @click.option("--no-denoise", is_flag=True, help="Sentinel-1: skip thermal noise removal.")
 @border_noise_option
-@click.option(
-    "--land-mask",
-    default="auto",
-    show_default=True,
-    help="auto (GLOBE for Sentinel-1/GCP scenes), globe (any georeferenced scene), or a vector/raster file.",
-)
+@click.option("--land-mask", default="auto", show_default=True, help=LAND_MASK_HELP)
 @click.option("--no-land-mask", is_flag=True, help="Do not mask land.")
 @click.option(
     "--geocode",
@@ -426,7 +459,7 @@ def plan_outputs(
 @coast_buffer_option
 @flatten_option
 @match_level_option
-@click.option("--input-scale", type=click.Choice(SCALES), default="auto", show_default=True)
+@input_scale_option
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(
     "--report",
@@ -530,14 +563,23 @@ def segment(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("dakd-demo"),
     show_default=True,
+    help="Folder for the scene, its labels, the maps, polygons, quicklook and report (made if missing).",
 )
 @click.option("--size", type=click.IntRange(64), default=2048, show_default=True, help="Scene side (px).")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--model", help="Model file instead of the bundled model.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Scene seed (same seed = same scene).",
+)
+@click.option("--model", help="Model file [default: bundled model].")
+@click.option(
+    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def demo(
     out_dir: Path,
     size: int,

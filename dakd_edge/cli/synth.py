@@ -33,14 +33,25 @@ def parse_size(text: str) -> tuple[int, int]:
     """'8192x4096' -> (height, width) = (4096, 8192)? No: HEIGHTxWIDTH, rows first; '2048' -> square."""
     m = _SIZE.match(text)
     if not m:
-        raise click.BadParameter(f"{text!r} is not a size: use HEIGHTxWIDTH (e.g. 8192x8192) or one number")
+        raise click.BadParameter(
+            f"{text!r} is not a size: use HEIGHTxWIDTH (e.g. 8192x8192) or one number", param_hint="--size"
+        )
     h = int(m.group(1))
     w = int(m.group(2)) if m.group(2) else h
     if h <= 0 or w <= 0:
-        raise InputError(f"scene size must be positive, got {h}x{w}")
+        raise InputError(f"--size must be positive, got {h}x{w}")
     if h * w > 2_000_000_000:
-        raise InputError(f"scene size {h}x{w} is too large (limit: 2 gigapixels)")
+        raise InputError(f"--size {h}x{w} is too large (limit: 2 gigapixels)")
     return h, w
+
+
+WINDOW_STEP = 16  # what data.synthetic.write_scene_geotiff takes (GeoTIFF blocks are multiples of 16)
+
+
+def check_window(window: int) -> None:
+    """``--window``: a positive multiple of 16 pixels, refused by its option name before anything runs."""
+    if window <= 0 or window % WINDOW_STEP:
+        raise InputError(f"--window must be a positive multiple of {WINDOW_STEP} pixels, got {window}")
 
 
 @click.command("synth")
@@ -82,7 +93,14 @@ def parse_size(text: str) -> tuple[int, int]:
     help="Speckle equivalent number of looks.",
 )
 @click.option("--crs", default="EPSG:32634", show_default=True, help="Projected CRS of the output.")
-@click.option("--window", default=1024, show_default=True, type=int, help="Rendering window (memory bound).")
+@click.option(
+    "--window",
+    default=1024,
+    show_default=True,
+    type=int,
+    help=f"Side of the square window rendered at a time, in pixels; a multiple of {WINDOW_STEP} "
+    "(bounds memory).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def synth(
@@ -112,6 +130,7 @@ def synth(
     from dakd_edge.data.synthetic import SceneConfig, write_scene_geotiff
 
     h, w = parse_size(size)
+    check_window(window)
     try:
         crs_obj = CRS.from_user_input(crs)
     except CRSError as e:
@@ -264,25 +283,26 @@ def _deg(v: float, hemi: str) -> str:
     "source",
     type=click.Path(exists=True, path_type=Path),
     help="A real .SAFE product (or its manifest.safe) whose XML (LUTs, geolocation) is used "
-    "[a small generated one].",
+    "[default: a small generated one].",
 )
-@click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [whole product].")
+@click.option("--size", help="HEIGHTxWIDTH crop of the source (lines x samples) [default: whole product].")
 @click.option("--offset", default="0,0", show_default=True, help="LINE,PIXEL of the crop's first pixel.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Scene seed.")
 @click.option(
     "--center",
     help="LAT,LON of a generated product's centre (not with --from), e.g. 60.5,179.9 for one that "
-    "crosses the antimeridian [40,25].",
+    "crosses the antimeridian [default: 40,25].",
 )
 @click.option(
     "--ipf",
     help="IPF version a generated product claims (not with --from); below 002.90 it has the old noise "
-    "XML layout and is border-noise masked by segment [003.40].",
+    "XML layout and is border-noise masked by segment [default: 003.40].",
 )
 @click.option(
     "--border-noise",
     "border_noise",
-    help="NEAR,FAR: pixels of pre-IPF-2.90 border noise (low non-zero DNs) at the range edges [none].",
+    help="NEAR,FAR: pixels of pre-IPF-2.90 border noise (DNs low but not zero) at the range edges "
+    "[default: none].",
 )
 @click.option("--zip", "make_zip", is_flag=True, help="Also write PRODUCT.zip beside the .SAFE folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PRODUCT.SAFE (and PRODUCT.zip).")

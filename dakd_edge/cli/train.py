@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from dakd_edge.cli.fields import config_from, field_option
+from dakd_edge.cli.fields import config_from, field_default, field_option
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import TrainConfig
@@ -68,20 +68,26 @@ def _no_effect(o: dict[str, Any]) -> list[str]:
 
 
 _opt = partial(field_option, TrainConfig)
+# Shared with `jointnet` (dakd_edge.data.open_dataset; train.common.init_distributed).
+KIND_HELP = "Layout of --data: an OSD or SOS release, or a folder of images/ + masks/; auto: detected."
+CLASSES_HELP = "native: the data's own classes; binary: oil against everything else."
+DEVICE_HELP = "auto: cuda when a GPU is usable, else cpu."
 
 
 @click.command("train")
 @click.option(
     "--data", required=True, type=click.Path(), help="Original dataset root (OSD, SOS or a folder)."
 )
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory."
+)
 @_opt("model", help="Registry name (`dakd-edge models`).")
 @click.option(
     "--model-cfg", multiple=True, help="Architecture override key=value (repeatable), e.g. skip=conv."
 )
-@_opt("kind", type=click.Choice(["auto", "osd", "sos", "folder"]))
-@_opt("sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor (default: both).")
-@_opt("classes", type=click.Choice(["native", "binary"]), help="binary: oil vs everything else.")
+@_opt("kind", type=click.Choice(["auto", "osd", "sos", "folder"]), help=KIND_HELP)
+@_opt("sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor [default: both].")
+@_opt("classes", type=click.Choice(["native", "binary"]), help=CLASSES_HELP)
 @_opt("aug", type=click.Path(), help="Augmented set from `dakd-edge jointnet generate` (DAKD).")
 @_opt(
     "labels", type=click.Choice(["soft", "hard"]),
@@ -93,8 +99,12 @@ _opt = partial(field_option, TrainConfig)
 @_opt("crop", help="Training crop size.")
 @_opt("batch", help="Batch size per process.")
 @_opt("steps", help="Optimiser steps.")
-@_opt("lr")
-@_opt("weight_decay")
+@_opt(
+    "lr",
+    help="Peak AdamW learning rate (after the warm-up; cosine decay to "
+    f"{100 * field_default(TrainConfig, 'min_lr_ratio'):g}% of it).",
+)
+@_opt("weight_decay", help="AdamW weight decay (not on biases and norm weights).")
 @_opt("warmup", help="Linear warm-up steps (then cosine).")
 @_opt("ema_decay", "--ema", help="EMA decay (0 = off).")
 @_opt("ce_weight", help="l1 (cross-entropy).")
@@ -103,16 +113,16 @@ _opt = partial(field_option, TrainConfig)
 @_opt("temperature", help="KD temperature T.")
 @click.option("--class-weights", help="Comma list of CE class weights, e.g. 1,3.")
 @_opt("val_fraction", help="Training images held out for validation.")
-@_opt("val_every")
-@_opt("ckpt_every")
+@_opt("val_every", help="Steps between validations; the best one gives OUT/model.safetensors.")
+@_opt("ckpt_every", help="Steps between OUT/last.pt checkpoints (and at the end).")
 @_opt("log_every", help="Steps between metrics.jsonl records.")
-@_opt("seed")
-@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]))
+@_opt("seed", help="Seed of the initial weights, the validation hold-out and every step's data.")
+@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @_opt("workers", help="DataLoader worker processes.")
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a last.pt checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (its files are removed).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(**o: Any) -> None:
     """Train a segmentation model; DAKD when --aug is given.
 

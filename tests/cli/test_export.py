@@ -104,3 +104,29 @@ def test_export_notices_are_one_line_and_engine_refusals_come_first(
     code, _, err = run(args, capsys)  # (after a note that these ops build from standard ones)
     assert code == 2 and err.splitlines()[-1].startswith("dakd-edge: error: --precision int8 needs --calib")
     assert loads == ["toy"]  # refused before loading the model
+
+
+def test_export_notes_are_warning_lines_as_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine opset and op-mode notes were printed as ``note: ...`` where every other command
+    prints ``dakd-edge: warning: ...``."""
+    from dakd_edge.export import onnx as export_onnx_mod
+    from dakd_edge.export import tensorrt as export_trt
+    from dakd_edge.export.tensorrt import EngineReport
+    from tests.export import fake_trt
+    from tests.export.toy import toy
+    from tests.reliability.cli import run
+
+    def fake_engine(model, meta, out, ecfg, cfg, overwrite=False):
+        return EngineReport(str(out), ecfg.precision, cfg.ops, {}, "8.5.2.2", 0.0)
+
+    monkeypatch.setattr(export_onnx_mod, "load_for_export", lambda spec, **kw: toy())
+    monkeypatch.setattr(export_trt, "export_engine", fake_engine)
+    fake_trt.install(monkeypatch, "8.5.2.2")
+    code, _, err = run(["export", "toy", "--format", "engine", "-o", str(tmp_path / "m.engine")], capsys)
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert lines and all(ln.startswith("dakd-edge: warning: ") for ln in lines), err
+    assert any("TensorRT 8.5.2.2 has no LayerNormalization importer" in ln for ln in lines), err
+    assert any("use --ops standard" in ln for ln in lines), err

@@ -191,3 +191,28 @@ def test_synth_fails_when_only_libtiff_saw_the_disk_fill(tmp_path: Path, capfd, 
         assert code == 2, err
         assert err == f"dakd-edge: error: no space left on {disk} (writing {disk}/s.tif)\n"
         assert leftovers(disk) == ["hog.bin"]
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--window", "100"], "--window must be a positive multiple of 16 pixels, got 100"),
+        (["--window", "0"], "--window must be a positive multiple of 16 pixels, got 0"),
+        (["--size", "0"], "--size must be positive, got 0x0"),
+        (["--size", "64x0"], "--size must be positive, got 64x0"),
+        (["--size", "100000x100000"], "--size 100000x100000 is too large"),
+        (["--size", "big"], "Invalid value for --size: 'big' is not a size"),
+    ],
+)
+def test_synth_size_and_window_errors_name_the_option(
+    tmp_path: Path, run_cli, args: list[str], line: str
+) -> None:
+    """They said "window must be ..." and "scene size must be ...", naming no option to fix."""
+    code, out, err = run_cli(["synth", str(tmp_path / "x.tif"), "-q", *args])
+    assert code == 2 and out == "" and err.startswith(f"dakd-edge: error: {line}"), err
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_synth_product_size_error_names_the_option(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["synth-product", str(tmp_path / "p"), "--size", "0"])
+    assert code == 2 and err.startswith("dakd-edge: error: --size must be positive, got 0x0"), err

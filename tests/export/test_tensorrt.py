@@ -404,7 +404,7 @@ def test_cli_engine_opset_and_ops_on_tensorrt_8_5(monkeypatch: pytest.MonkeyPatc
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert used[-1].opset == 16 and used[-1].ops == "standard"
-    assert "note: TensorRT 8.5.2.2 has no LayerNormalization importer" in r.output
+    assert "dakd-edge: warning: TensorRT 8.5.2.2 has no LayerNormalization importer" in r.output
     assert "needs >= 10.8 with tensorrt.plugin); use --ops standard" in r.output
     fake_trt.install(monkeypatch, "10.3.0")
     r = CliRunner().invoke(cli, [*args, "--ops", "standard"])
