@@ -676,7 +676,9 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 def _resolve_device(device: str) -> str:
-    return ("cuda" if _cuda() else "cpu") if device == "auto" else device
+    from dakd_edge.cuda import resolve_device
+
+    return resolve_device(device)
 
 
 def tile_batches(

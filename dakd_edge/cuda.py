@@ -1,4 +1,5 @@
-"""CUDA runtime helpers through ``cuda-python`` (no torch): shared by the TensorRT runner and builder."""
+"""Devices (``--device``: cpu, cuda, cuda:N, auto) and CUDA runtime helpers through ``cuda-python`` (no
+torch): shared by every backend, the TensorRT runner and builder."""
 
 from __future__ import annotations
 
@@ -17,8 +18,36 @@ def check_device(device: str) -> str:
     ``CPU`` or ``""`` ran silently on it, and torch raised its own traceback.
     """
     if not isinstance(device, str) or _DEVICE.fullmatch(device) is None:
-        raise InputError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N")
+        raise InputError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or auto")
     return device
+
+
+def resolve_device(device: str) -> str:
+    """``device`` checked (:func:`check_device`), with ``auto`` resolved: ``cuda`` when a GPU is usable
+    (by PyTorch, or by ONNX Runtime's CUDA provider where PyTorch is not installed), else ``cpu``. Every
+    command takes the same ``--device`` values this way (``segment`` refused ``auto``; ``bench``
+    refused ``cuda:1``)."""
+    if device != "auto":
+        return check_device(device)
+    return "cuda" if cuda_usable() else "cpu"
+
+
+def cuda_usable() -> bool:
+    """Whether a CUDA GPU can run this process's models (PyTorch's view, else ONNX Runtime's)."""
+    try:
+        import torch
+    except ImportError:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    return bool(torch.cuda.is_available())
+
+
+def device_index(device: str) -> int:
+    """The GPU index of ``cuda:N`` (``cuda``: 0)."""
+    return int(device.partition(":")[2] or 0)
 
 
 def import_cudart() -> Any:

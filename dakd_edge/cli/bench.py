@@ -80,8 +80,7 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     "--device",
     default=_default("device"),
     show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="Where the rows run; auto: cuda when a GPU is usable, else cpu.",
+    help="Where the rows run: cpu, cuda, cuda:N or auto (cuda when a GPU is usable, else cpu).",
 )
 @click.option(
     "--num-classes",

@@ -65,7 +65,12 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option(
     "--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES), help=BACKEND_HELP
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
+)
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write the metrics JSON ('-' = stdout)."

@@ -414,7 +414,12 @@ def plan_outputs(
 @click.option(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
+)
 @click.option(
     "--tile",
     type=click.IntRange(MIN_TILE),
@@ -577,7 +582,12 @@ def segment(
 @click.option(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def demo(

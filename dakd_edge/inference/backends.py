@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.cuda import check_device, cuda_call, cuda_runtime_version, gpu_identity, import_cudart
+from dakd_edge.cuda import (
+    cuda_call,
+    cuda_runtime_version,
+    device_index,
+    gpu_identity,
+    import_cudart,
+    resolve_device,
+)
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
 from dakd_edge.extras import install_hint
 from dakd_edge.formats import (
@@ -145,7 +152,8 @@ class OnnxRuntimeBackend(Backend):
                         "device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider "
                         "(install onnxruntime-gpu)"
                     )
-                providers.insert(0, "CUDAExecutionProvider")
+                # the GPU asked for: without device_id ONNX Runtime ran cuda:1 on GPU 0, silently
+                providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_index(device)}))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
@@ -157,7 +165,8 @@ class OnnxRuntimeBackend(Backend):
                 raise ModelFileError(_PLUGIN_ONNX.format(path=p)) from e
             raise ModelFileError(f"cannot load {p} with onnxruntime: {' '.join(str(e).split())}") from e
         self.meta = _onnx_meta(self.session.get_modelmeta().custom_metadata_map, p)
-        self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
+        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        self.device = device if first == "CUDAExecutionProvider" else "cpu"
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed = tuple(d if isinstance(d, int) else None for d in inp.shape)
@@ -386,7 +395,7 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", *
 
     ``device`` and a file whose suffix names another backend are refused here, in one line each.
     """
-    check_device(device)
+    device = resolve_device(device)
     name = backend_for(path, backend)
     fmt = format_of(path)
     if fmt is not None and fmt.backend != name:

@@ -23,7 +23,7 @@ def test_valid_devices_pass(device: str) -> None:
 def test_invalid_device_is_refused_before_the_model_loads(device: str) -> None:
     # ONNX Runtime used to run these on the CPU silently; torch raised its own traceback
     for backend in ("auto", "onnxruntime", "torch"):
-        with pytest.raises(InputError, match="use cpu, cuda or cuda:N"):
+        with pytest.raises(InputError, match="use cpu, cuda, cuda:N or auto"):
             load(None, backend=backend, device=device)
 
 
@@ -73,3 +73,30 @@ def test_auto_takes_the_bundled_checkpoint_when_onnx_runtime_is_missing(monkeypa
     assert bundled_path("onnxruntime").suffix == ".onnx"  # asked for: its own error names the extra
     pred = load(None, backend="auto")
     assert pred.backend.name == "torch"
+
+
+def test_every_command_takes_auto_and_cuda_n(monkeypatch) -> None:
+    """segment / evaluate / demo refused --device auto and bench refused cuda:1; ONNX Runtime ran
+    cuda:1 on GPU 0 (no device_id given to its CUDA provider)."""
+    import onnxruntime as ort
+
+    import dakd_edge.cuda
+    from dakd_edge.cuda import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if dakd_edge.cuda.cuda_usable() else "cpu")
+    assert resolve_device("cuda:1") == "cuda:1"
+    assert load(None, backend="onnxruntime", device="auto").backend.device == resolve_device("auto")
+    seen = {}
+
+    class Session:  # records the providers the backend asks for, then fails as a CPU-only box would
+        def __init__(self, path, sess_options=None, providers=None):
+            seen["providers"] = providers
+            raise RuntimeError("no GPU here")
+
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    with pytest.raises(ModelFileError, match="no GPU here"):
+        load(None, backend="onnxruntime", device="cuda:1")
+    assert seen["providers"] == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
