@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message(), err=True)
         sys.exit(e.exit_code)
     except click.UsageError as e:
-        cmd = e.ctx.command_path if e.ctx is not None else "dakd-edge"
+        cmd = e.ctx.command_path if e.ctx is not None else _command_path(argv)
         _fail(f"{e.format_message()} (see '{cmd} --help')", e.exit_code)
     except click.ClickException as e:
         _fail(e.format_message(), e.exit_code)
@@ -127,6 +127,19 @@ def main(argv: list[str] | None = None) -> None:
 # click >= 8.2 raises this usage error for a group called without a command (older click printed the
 # help itself and exited 0); its message is the whole help, which _fail would squash into one line.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _command_path(argv: list[str] | None) -> str:
+    """``dakd-edge CMD [SUB]`` from the arguments, for a usage error click raised without a context
+    (an option missing its value: "see 'dakd-edge --help'" pointed at the wrong help)."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    path = ["dakd-edge"]
+    if words and words[0] in COMMANDS:
+        path.append(words[0])
+        group = cli.get_command(click.Context(cli), words[0])
+        if isinstance(group, click.Group) and len(words) > 1 and words[1] in group.commands:
+            path.append(words[1])
+    return " ".join(path)
 
 
 def _exit_now_after_ray(code: int) -> None:

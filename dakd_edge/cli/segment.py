@@ -559,6 +559,12 @@ def segment(
         click.echo(json.dumps(doc, indent=2))
     elif single_report is not None:
         _write_report(single_report, doc, overwrite)
+        # one file for the run: not among any scene's outputs, so it was named nowhere
+        click.echo(
+            f"report -> {single_report}"
+            if len(reports) == 1
+            else f"report of {len(reports)} scenes -> {single_report}"
+        )
 
 
 @click.command("demo")

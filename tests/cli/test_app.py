@@ -127,3 +127,16 @@ def test_help_states_the_defaults_the_code_uses(run_cli, command: str) -> None:
     else:
         overlap = text.split("--overlap", 1)[1].split(" --", 1)[0]
         assert "model's" in overlap and str(DEFAULT_OVERLAP) in overlap
+
+
+@pytest.mark.parametrize(
+    "argv, help_of",
+    [
+        (["segment", "x.tif", "-o"], "dakd-edge segment"),
+        (["jointnet", "train", "--out"], "dakd-edge jointnet train"),
+    ],
+)
+def test_an_option_without_its_value_points_at_its_command_s_help(run_cli, argv, help_of) -> None:
+    """click raises this usage error without a context: the line said "see 'dakd-edge --help'"."""
+    code, _, err = run_cli(argv)
+    assert code == 2 and err.strip().endswith(f"requires an argument. (see '{help_of} --help')"), err

@@ -60,6 +60,7 @@ def test_segment_one_scene_all_outputs(tmp_path: Path, fake_model, capsys) -> No
         assert key in r
     assert r["tiles"]["tile"] == 96 and r["spills"] >= 1 and r["outputs"]["vector"] == str(vec)
     assert "MPix/s" in stdout and str(out) in stdout
+    assert stdout.splitlines()[-1] == f"report -> {rep}"  # the run's one report was named nowhere
     with rasterio.open(out) as ds:
         assert ds.crs.to_epsg() == 32633
 
@@ -70,8 +71,9 @@ def test_segment_several_scenes_one_load(tmp_path: Path, fake_model, capsys) -> 
     outdir = tmp_path / "out"
     outdir.mkdir()
     argv = ["segment", str(a), str(b), "-o", str(outdir), "--vector", str(outdir / "{stem}.geojson")]
-    code, _, err = run([*argv, "--report", str(tmp_path / "all.json"), "-q"], capsys)
+    code, stdout, err = run([*argv, "--report", str(tmp_path / "all.json"), "-q"], capsys)
     assert code == 0, err
+    assert stdout.splitlines()[-1] == f"report of 2 scenes -> {tmp_path / 'all.json'}"
     assert len(fake_model) == 1 and fake_model[0][5] is None  # the predictor picks it: default_batch
     assert sorted(p.name for p in outdir.iterdir()) == [
         "a.geojson",
