@@ -202,7 +202,13 @@ def _first_line(cmd: list[str], timeout: float, cwd: Path | None = None) -> str 
 
 
 def _git_commit() -> str | None:
-    return _first_line(["git", "rev-parse", "HEAD"], 5, cwd=Path(__file__).resolve().parent)
+    """The commit of dakd-edge's own checkout; None for an installed wheel (inside someone else's
+    repository, ``git rev-parse`` reported that repository's commit)."""
+    root = Path(__file__).resolve().parent.parent
+    top = _first_line(["git", "rev-parse", "--show-toplevel"], 5, cwd=root)
+    if top is None or Path(top).resolve() != root or not (root / "pyproject.toml").is_file():
+        return None
+    return _first_line(["git", "rev-parse", "HEAD"], 5, cwd=root)
 
 
 def _nvidia_driver() -> str | None:

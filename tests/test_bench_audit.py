@@ -449,3 +449,23 @@ def test_memory_sampler_does_not_run_during_timed_calls(monkeypatch: pytest.Monk
     timing, out, peak = lib._time_row(lib.Runner(predict=predict), np.zeros((1, 1, 32, 32), np.float32), 1, 5)
     assert timing.iters == 5 and timing.p50_ms == pytest.approx(10.0) and peak == 1.0
     assert len(timed_while_sampling) == 10 and not any(timed_while_sampling)
+
+
+def test_git_commit_is_dakd_edge_s_own_or_none(monkeypatch, tmp_path) -> None:
+    """Installed inside another repository, bench reported that repository's commit as dakd-edge's."""
+    import subprocess
+
+    from dakd_edge import bench
+
+    here = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
+    if here.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert bench._git_commit() == here.stdout.strip()
+    other = tmp_path / "other"
+    pkg = other / "site-packages" / "dakd_edge"
+    pkg.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    monkeypatch.setattr(bench, "__file__", str(pkg / "bench.py"))
+    assert bench._git_commit() is None

@@ -137,6 +137,11 @@ def _probe(addr: str) -> None:
         ) from None
 
 
+# Set once this process has killed its local Ray on an interrupt: the CLI then exits without
+# interpreter teardown (see dakd_edge.cli.app), which Ray's native code no longer survives.
+killed_on_interrupt = False
+
+
 def _kill_local_ray(ray: Any) -> None:
     """Stop the in-process Ray at once on an interrupt (the CLI exits ~1 s after a signal).
 
@@ -145,6 +150,8 @@ def _kill_local_ray(ray: Any) -> None:
     workers) is killed, the whole tree found before any is, so none is orphaned first. That also holds
     while ``ray.init`` is still starting them, when Ray's own node object does not exist yet.
     """
+    global killed_on_interrupt
+    killed_on_interrupt = True
     for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)

@@ -143,11 +143,12 @@ def _command_path(argv: list[str] | None) -> str:
 
 
 def _exit_now_after_ray(code: int) -> None:
-    """Exit without interpreter teardown when this process loaded Ray (``batch``; the run has unwound,
-    its temporaries and lock are gone): Ray's processes were killed on the interrupt, and its exit hook
-    then took seconds (``ray.shutdown``) while its native teardown could crash the process (``free():
-    invalid pointer``, a segfault when ``ray.init`` was interrupted: exit -6 / -11, not 130 / 143)."""
-    if "ray" not in sys.modules:
+    """Exit without interpreter teardown when this process killed its local Ray on the interrupt
+    (``batch``; the run has unwound, its temporaries and lock are gone): Ray's exit hook then took
+    seconds (``ray.shutdown``) while its native teardown could crash the process (``free(): invalid
+    pointer``, a segfault when ``ray.init`` was interrupted: exit -6 / -11, not 130 / 143)."""
+    cluster = sys.modules.get("dakd_edge.batch.cluster")
+    if not getattr(cluster, "killed_on_interrupt", False):  # only a run that killed its local Ray
         return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

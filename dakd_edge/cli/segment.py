@@ -25,6 +25,7 @@ from dakd_edge.atomic import (
     make_dirs,
     remove_made_dirs,
 )
+from dakd_edge.cli.signals import Interrupted
 from dakd_edge.data.border_noise import BORDER_NOISE
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
@@ -552,6 +553,10 @@ def segment(
                 f"{e} (scene {i + 1} of {len(jobs)}: {i} written before it, the rest not run; "
                 "`dakd-edge batch` goes on past a failed scene)"
             ) from None
+        except Interrupted:  # which scenes are done: run again, those need --overwrite or leaving out
+            if len(jobs) > 1:
+                click.echo(f"dakd-edge: {i} of {len(jobs)} scenes written before the interrupt", err=True)
+            raise
         reports.append(r)
         click.echo(_summary(r), err=report == STDOUT)  # stdout carries only the JSON then
     doc = reports[0] if len(reports) == 1 else reports

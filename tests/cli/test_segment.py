@@ -451,3 +451,32 @@ def test_label_agreement_is_oil_against_the_rest_when_names_do_not_match(tmp_pat
     r = seg_cli.label_agreement(lab, cls, ("class0", "class1", "class2"))
     assert r["miou"] == pytest.approx((3 / 5 + 9 / 11) / 2, abs=1e-4)
     assert r["pixel_accuracy"] == pytest.approx(12 / 14, abs=1e-4)
+
+
+def test_an_interrupted_run_of_several_scenes_says_how_many_were_written(
+    tmp_path: Path, fake_model, monkeypatch, capsys
+) -> None:
+    """It said only "interrupted"; running the same command again then failed on the first scene's
+    existing output without a hint of what had been done."""
+    import signal
+
+    from dakd_edge.cli import segment as cli_segment
+    from dakd_edge.cli.signals import Interrupted
+
+    scenes = [write_tif(tmp_path / f"{n}.tif", blob_scene(64, 64)) for n in "abc"]
+    real = cli_segment._run_scene
+    calls = [0]
+
+    def second_interrupted(*a, **k):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise Interrupted(signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli_segment, "_run_scene", second_interrupted)
+    code, _, err = run(["segment", *map(str, scenes), "-o", str(tmp_path / "{stem}_m.tif"), "-q"], capsys)
+    assert code == 143
+    assert err.strip().splitlines()[-2:] == [
+        "dakd-edge: 1 of 3 scenes written before the interrupt",
+        "dakd-edge: interrupted",
+    ]
