@@ -22,27 +22,34 @@ def check_device(device: str) -> str:
     return device
 
 
-def resolve_device(device: str) -> str:
-    """``device`` checked (:func:`check_device`), with ``auto`` resolved: ``cuda`` when a GPU is usable
-    (by PyTorch, or by ONNX Runtime's CUDA provider where PyTorch is not installed), else ``cpu``. Every
-    command takes the same ``--device`` values this way (``segment`` refused ``auto``; ``bench``
-    refused ``cuda:1``)."""
+def resolve_device(device: str, backend: str | None = None) -> str:
+    """``device`` checked (:func:`check_device`), with ``auto`` resolved: ``cuda`` when ``backend``
+    (``torch``, ``onnxruntime``, ``tensorrt``; None: any) can use a GPU here, else ``cpu``. Every command
+    takes the same ``--device`` values this way (``segment`` refused ``auto``; ``bench`` refused
+    ``cuda:1``). Per backend: a PyTorch that sees a GPU beside the CPU-only ``onnxruntime`` package
+    must not send the bundled ONNX model to a CUDA provider that is not there."""
     if device != "auto":
         return check_device(device)
-    return "cuda" if cuda_usable() else "cpu"
+    return "cuda" if cuda_usable(backend) else "cpu"
 
 
-def cuda_usable() -> bool:
-    """Whether a CUDA GPU can run this process's models (PyTorch's view, else ONNX Runtime's)."""
-    try:
-        import torch
-    except ImportError:
+def cuda_usable(backend: str | None = None) -> bool:
+    """Whether ``backend`` can run on a CUDA GPU here (None: PyTorch's view, else ONNX Runtime's)."""
+    if backend == "tensorrt":
+        return True  # TensorRT runs on the GPU only; its runner says so when there is none
+    if backend in (None, "torch"):
         try:
-            import onnxruntime as ort
+            import torch
         except ImportError:
-            return False
-        return "CUDAExecutionProvider" in ort.get_available_providers()
-    return bool(torch.cuda.is_available())
+            if backend == "torch":
+                return False
+        else:
+            return bool(torch.cuda.is_available())
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def device_index(device: str) -> int:

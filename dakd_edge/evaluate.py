@@ -42,7 +42,7 @@ def open_for_model(
     is a :class:`DatasetError` listing both sets.
     """
     from dakd_edge.data import open_dataset
-    from dakd_edge.meta import class_key, oil_ids_of
+    from dakd_edge.meta import class_meaning, oil_ids_of
 
     ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="native")
     names = [f"class{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
@@ -64,11 +64,16 @@ def open_for_model(
             )
         return ds if (lut[:2] == (0, 1)).all() and len(ours) == 2 else _Relabelled(ds, lut, names)
     if len(ours) == len(names):
-        if _generic(names) or _generic(ours) or [class_key(n) for n in names] == [class_key(n) for n in ours]:
+        if (
+            _generic(names)
+            or _generic(ours)
+            or [class_meaning(n) for n in names] == [class_meaning(n) for n in ours]
+        ):
             return ds
-        if sorted(map(class_key, names)) == sorted(map(class_key, ours)):
+        theirs = [class_meaning(n) for n in names]
+        if sorted(theirs) == sorted(map(class_meaning, ours)) and len(set(theirs)) == len(theirs):
             lut = np.full(256, IGNORE_INDEX, np.uint8)
-            lut[: len(ours)] = [[class_key(n) for n in names].index(class_key(n)) for n in ours]
+            lut[: len(ours)] = [theirs.index(class_meaning(n)) for n in ours]
             return _Relabelled(ds, lut, names)
     raise DatasetError(
         f"the model's {len(names)} classes ({', '.join(names)}) are not those of {data} "
@@ -98,6 +103,8 @@ class _Relabelled:
         return s
 
     def __getattr__(self, name: str) -> Any:  # files, root, ... of the set itself
+        if name.startswith("_"):  # not yet set (copy, pickle): no endless recursion through _ds
+            raise AttributeError(name)
         return getattr(self._ds, name)
 
 

@@ -37,7 +37,7 @@ _NOT_OIL_WORDS = frozenset(
 # lies on, land, oil. Names are compared by :func:`class_key`.
 BACKGROUND_NAMES = frozenset(
     {"sea", "background", "bg", "water", "ocean", "opensea", "cleansea", "seasurface", "openwater",
-     "cleanwater", "nooil"}
+     "cleanwater", "nooil", "nonoil", "oilfree"}
 )  # fmt: skip
 LAND_NAMES = frozenset({"land", "landmask"})
 
@@ -46,6 +46,19 @@ def class_key(name: str) -> str:
     """A class name compared by meaning: lower-case letters and digits only ("Look-Alike" ==
     "lookalike", "Open_Sea" == "open sea")."""
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def class_meaning(name: str) -> str:
+    """What a class name means, for matching one label set with another: "background" for any
+    :data:`BACKGROUND_NAMES` (sea, water, ...), "oil" for any oil name (:func:`is_oil_name`), "land", else
+    its :func:`class_key` (OSD's "sea, oil, look-alike, ship, land" matches "water, oil spill,
+    lookalike, Ship, Land")."""
+    key = class_key(name)
+    if key in BACKGROUND_NAMES:
+        return "background"
+    if is_oil_name(name):
+        return "oil"
+    return "land" if key in LAND_NAMES else key
 
 
 def land_ids_of(class_names: Iterable[str]) -> list[int]:
@@ -64,6 +77,8 @@ def background_ids_of(class_names: Iterable[str]) -> list[int]:
     with warnings.catch_warnings():  # its guess of the oil class is said where oil is looked for
         warnings.simplefilter("ignore", Notice)
         oil = oil_ids_of(names)
+    if len(names) == 2:  # oil and its complement ("oil", "clean"): the complement is the background
+        return [1 - oil[0]]
     return [] if 0 in oil else [0]
 
 

@@ -1294,3 +1294,36 @@ def test_a_signal_while_ray_starts_stops_it_cleanly(scenes, tmp_path, sig: str, 
     ]
     assert alive == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in alive]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "device, said",
+    [("auto", "give cpu, or cuda"), ("cuda:1", "give cpu, or cuda"), ("gpu", "is not a device")],
+)
+def test_batch_device_is_cpu_or_cuda(tmp_path, device: str, said: str) -> None:
+    """Ray gives each worker the GPU it reserves, as its cuda:0: auto reserved none (so every worker saw
+    every GPU) and cuda:1 pointed ONNX Runtime at a GPU the worker cannot see."""
+    with pytest.raises(InputError, match=said):
+        run([tmp_path / "x.tif"], tmp_path / "out", device=device)
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_the_cli_interrupt_kills_the_whole_process_tree(monkeypatch) -> None:
+    """A library caller's KeyboardInterrupt in a batch run killed every child of its process (its own
+    subprocesses too); only the CLI, which exits next and started nothing else, kills the tree."""
+    import subprocess
+    import sys
+    import types
+
+    from dakd_edge.batch import cluster
+
+    monkeypatch.setattr(cluster, "killed_on_interrupt", False)
+    no_ray = types.SimpleNamespace()  # Ray's node is not reachable: only the tree kill acts
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cluster._kill_local_ray(no_ray, tree=False)
+        assert child.poll() is None and cluster.killed_on_interrupt is False
+        cluster._kill_local_ray(no_ray, tree=True)
+        assert child.wait(timeout=10) == -9 and cluster.killed_on_interrupt is True
+    finally:
+        child.kill()

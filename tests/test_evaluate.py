@@ -301,6 +301,7 @@ def test_classes_are_matched_by_name_not_position(tmp_path):
         assert first_row(("Oil", "Background")) == [1, 1, 0, 255]
     assert first_row(("sea", "oil slick", "look-alike")) == [0, 2, 1, 255]  # same classes, other order
     assert first_row(("class0", "class1", "class2")) == [0, 1, 2, 255]  # a model nobody named
+    assert first_row(("water", "Oil spill", "lookalike")) == [0, 2, 1, 255]  # synonyms of the same classes
     with pytest.raises(DatasetError, match=r"3 classes \(sea, oil, ship\) are not those of .*look-alike"):
         first_row(("sea", "oil", "ship"))
     with pytest.raises(DatasetError, match=r"model's 5 classes .* \(3: sea, look-alike, oil_slick\)"):

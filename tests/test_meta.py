@@ -48,3 +48,15 @@ def test_class_counts_a_class_map_cannot_hold_are_refused(k: int) -> None:
     with pytest.raises(ValueError, match="needs 2 to 255"):
         create_model("saross-edge", num_classes=k)
     assert ModelMeta.default_for("m", 255).num_classes == 255
+
+
+def test_class_meaning_and_background_of_two_class_models() -> None:
+    from dakd_edge.meta import background_ids_of, class_meaning
+
+    osd = ["sea", "oil", "look-alike", "ship", "land"]
+    assert [class_meaning(n) for n in ["water", "Oil spill", "lookalike", "Ship", "Land_mask"]] == [
+        "background", "oil", "lookalike", "ship", "land"
+    ] and [class_meaning(n) for n in osd] == ["background", "oil", "lookalike", "ship", "land"]  # fmt: skip
+    # two classes, oil first, the other unnamed as background: it is the background (was: none, so a
+    # quicklook tinted the whole scene)
+    assert background_ids_of(["oil", "clean"]) == [1] and background_ids_of(["non-oil", "oil"]) == [0]

@@ -73,29 +73,32 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
     term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if addr:
         _probe(addr)
+    from dakd_edge.cli.signals import Interrupted
+
     try:
         if addr:
             ray.init(address=addr, **quiet)
         else:  # "local": a new in-process cluster, never one that someone else started on this machine
             cpus = max(os.cpu_count() or 1, workers or 1)
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise DakdError(
-            f"cannot start Ray{f' on {addr}' if addr else ''}: {' '.join(str(e).split())}"
-        ) from None
-    except BaseException as e:  # an interrupt while Ray starts: its half-started processes go too
-        if not addr:
-            _kill_local_ray(ray)
-        if isinstance(e, SystemExit) and e.code == signal.SIGTERM:  # ray.init's own SIGTERM handler
-            from dakd_edge.cli.signals import Interrupted
-
-            raise Interrupted(signal.SIGTERM) from None
-        raise
+    except BaseException as e:
+        # an interrupt while Ray starts, maybe wrapped (Ray's GCS wait turns it into a RuntimeError, its
+        # native calls into a SystemError), or ray.init's own SIGTERM handler's sys.exit(15)
+        stop = _interrupt_in(e)
+        if isinstance(e, SystemExit) and e.code == signal.SIGTERM:
+            stop = Interrupted(signal.SIGTERM)
+        if stop is None and isinstance(e, ConnectionError | ValueError | RuntimeError):
+            raise DakdError(
+                f"cannot start Ray{f' on {addr}' if addr else ''}: {' '.join(str(e).split())}"
+            ) from None
+        if not addr:  # its half-started processes go too
+            _kill_local_ray(ray, tree=isinstance(stop, Interrupted))
+        if stop is None or stop is e:
+            raise
+        raise stop from None
     finally:
         if term is not None:  # ray.init replaces it with sys.exit: keep the CLI's clean interrupt
             signal.signal(signal.SIGTERM, term)
-    from dakd_edge.cli.signals import Interrupted
-
     exiting = False
     try:
         yield ray
@@ -104,7 +107,7 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
         if stop is None:
             raise
         if not addr:
-            _kill_local_ray(ray)
+            _kill_local_ray(ray, tree=isinstance(stop, Interrupted))
             # the CLI exits now: Ray's ~2 s teardown outlasted its grace period, so the watchdog's hard
             # exit came before the batch lock and the driver's temporaries were released
             exiting = isinstance(stop, Interrupted)
@@ -142,17 +145,19 @@ def _probe(addr: str) -> None:
 killed_on_interrupt = False
 
 
-def _kill_local_ray(ray: Any) -> None:
+def _kill_local_ray(ray: Any, tree: bool = False) -> None:
     """Stop the in-process Ray at once on an interrupt (the CLI exits ~1 s after a signal).
 
     ``ray.shutdown()`` takes about 2 s, and a raylet killed outright leaves its agent processes
-    running: every process this driver started (all of the local Ray's: GCS, raylet, agents,
-    workers) is killed, the whole tree found before any is, so none is orphaned first. That also holds
-    while ``ray.init`` is still starting them, when Ray's own node object does not exist yet.
+    running. With ``tree`` (the CLI, which exits next and started nothing else) every process this
+    driver started (all of the local Ray's: GCS, raylet, agents, workers) is killed, the whole tree
+    found before any is, so none is orphaned first; that also holds while ``ray.init`` is still
+    starting them, when Ray's own node object does not exist yet. Without it (a library caller's
+    KeyboardInterrupt: its process may have children of its own) Ray's own node kills its processes.
     """
     global killed_on_interrupt
-    killed_on_interrupt = True
-    for pid in descendants(os.getpid()):
+    killed_on_interrupt = killed_on_interrupt or tree
+    for pid in descendants(os.getpid()) if tree else []:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     try:

@@ -49,6 +49,7 @@ from dakd_edge.batch.manifest import (
     verified,
 )
 from dakd_edge.batch.worker import ModelSpec, is_factory
+from dakd_edge.cuda import check_device
 from dakd_edge.errors import InputError, ModelFileError, OutputError
 
 
@@ -105,6 +106,10 @@ def run(
     require_extra("cluster", "batch", "ray", "shapely", *(["pyarrow"] if fmt == "parquet" else []))
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     _check_segment_kwargs(segment_kwargs)
+    if device not in ("cpu", "cuda"):  # a worker's GPU is the one Ray reserves for it (its cuda:0)
+        if device != "auto":
+            check_device(device)
+        raise InputError(f"batch --device {device}: give cpu, or cuda (Ray reserves one GPU per worker)")
     t0 = time.perf_counter()
     out = Path(out).absolute()
     notes: dict[str, list[str]] = {}

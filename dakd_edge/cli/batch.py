@@ -55,7 +55,12 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
 @click.option(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda: one GPU reserved per worker.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, or cuda: one GPU reserved per worker (its cuda:0).",
+)
 @click.option(
     "--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [default: the model's tile]."
 )

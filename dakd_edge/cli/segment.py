@@ -746,15 +746,13 @@ def _label_map(label_names: list[str], model_names: list[str]) -> tuple[Any, lis
     match; the model's oil ids; the labels' oil ids). 255 (unlabelled) stays 255."""
     import numpy as np
 
-    from dakd_edge.meta import BACKGROUND_NAMES, class_key, oil_ids_of
+    from dakd_edge.meta import class_meaning, oil_ids_of
 
     with warnings.catch_warnings():  # a model without an oil name: segment said so already
         warnings.simplefilter("ignore")
         model_oil, label_oil = oil_ids_of(model_names), oil_ids_of(label_names)
 
-    def key(name: str) -> str:
-        k = class_key(name)
-        return "background" if k in BACKGROUND_NAMES else k
+    key = class_meaning
 
     index: dict[str, int] = {}
     for i, n in enumerate(model_names):

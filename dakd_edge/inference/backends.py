@@ -166,7 +166,8 @@ class OnnxRuntimeBackend(Backend):
             raise ModelFileError(f"cannot load {p} with onnxruntime: {' '.join(str(e).split())}") from e
         self.meta = _onnx_meta(self.session.get_modelmeta().custom_metadata_map, p)
         first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
-        self.device = device if first == "CUDAExecutionProvider" else "cpu"
+        on_gpu = first == "CUDAExecutionProvider"
+        self.device = (device if device.startswith("cuda") else "cuda") if on_gpu else "cpu"
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed = tuple(d if isinstance(d, int) else None for d in inp.shape)
@@ -395,8 +396,8 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", *
 
     ``device`` and a file whose suffix names another backend are refused here, in one line each.
     """
-    device = resolve_device(device)
     name = backend_for(path, backend)
+    device = resolve_device(device, name)
     fmt = format_of(path)
     if fmt is not None and fmt.backend != name:
         raise ModelFileError(f"{path}: the {name} backend needs {_NEEDS[name]}")

@@ -85,7 +85,15 @@ def test_every_command_takes_auto_and_cuda_n(monkeypatch) -> None:
 
     assert resolve_device("auto") == ("cuda" if dakd_edge.cuda.cuda_usable() else "cpu")
     assert resolve_device("cuda:1") == "cuda:1"
-    assert load(None, backend="onnxruntime", device="auto").backend.device == resolve_device("auto")
+    want = resolve_device("auto", "onnxruntime")
+    assert load(None, backend="onnxruntime", device="auto").backend.device == want
+    # a GPU PyTorch sees, beside the CPU-only onnxruntime package: auto is per backend
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert resolve_device("auto", "torch") == "cuda" and resolve_device("auto", "onnxruntime") == "cpu"
+    assert load(None, backend="onnxruntime", device="auto").backend.device == "cpu"
     seen = {}
 
     class Session:  # records the providers the backend asks for, then fails as a CPU-only box would

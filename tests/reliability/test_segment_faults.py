@@ -277,6 +277,24 @@ def test_signal_stops_fast_and_cleans(tmp_path: Path, sig: int, code: int) -> No
     assert leftovers(out, set()) == []
 
 
+def test_a_hangup_the_parent_ignores_is_ignored(tmp_path: Path) -> None:
+    """Under `nohup` SIGHUP is ignored; the CLI's own handler replaced that, so closing the terminal
+    of a `nohup dakd-edge ...` run stopped it (exit 129)."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(256, 256))
+    out = tmp_path / "out"
+    out.mkdir()
+    p = _slow_cli(
+        ["segment", str(src), "-o", str(out / "c.tif"), "-q"],
+        sleep=0.3,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+    )
+    _wait_for_temps(out, p)
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert (out / "c.tif").is_file() and leftovers(out, {"c.tif"}) == []
+
+
 def test_signal_while_blocked_in_c_still_stops_within_grace(tmp_path: Path) -> None:
     """A main thread stuck in a long backend call: the watchdog cleans up and exits by itself."""
     src = write_tif(tmp_path / "s.tif", blob_scene(256, 256))
