@@ -804,7 +804,7 @@ def scene_predictor(
     from dakd_edge.inference.outputs import estimate_output_bytes
     from dakd_edge.inference.readers import open_scene
 
-    predictor = load(model, backend=backend, device=_resolve_device(device))
+    predictor = load(model, backend=backend, device=device)  # auto: resolved for the backend it picks
     try:
         with open_scene(scene, predictor.meta.in_chans) as sc:
             sc.valid_sample()

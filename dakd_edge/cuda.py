@@ -49,7 +49,13 @@ def cuda_usable(backend: str | None = None) -> bool:
         import onnxruntime as ort
     except ImportError:
         return False
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # what it was built with
+        return False
+    try:  # ... is no GPU: where PyTorch is installed, ask it whether one is visible
+        import torch
+    except ImportError:
+        return True
+    return bool(torch.cuda.is_available())
 
 
 def device_index(device: str) -> int:

@@ -42,7 +42,7 @@ def open_for_model(
     is a :class:`DatasetError` listing both sets.
     """
     from dakd_edge.data import open_dataset
-    from dakd_edge.meta import class_meaning, oil_ids_of
+    from dakd_edge.meta import class_key, class_meaning, oil_ids_of
 
     ds = open_dataset(data, split=split, kind=kind, sensor=sensor, classes="native")
     names = [f"class{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
@@ -64,16 +64,16 @@ def open_for_model(
             )
         return ds if (lut[:2] == (0, 1)).all() and len(ours) == 2 else _Relabelled(ds, lut, names)
     if len(ours) == len(names):
-        if (
-            _generic(names)
-            or _generic(ours)
-            or [class_meaning(n) for n in names] == [class_meaning(n) for n in ours]
-        ):
+        if _generic(names) or _generic(ours):
             return ds
-        theirs = [class_meaning(n) for n in names]
-        if sorted(theirs) == sorted(map(class_meaning, ours)) and len(set(theirs)) == len(theirs):
+        for key in (class_key, class_meaning):  # exact names first; synonyms only when unambiguous
+            theirs, mine = [key(n) for n in names], [key(n) for n in ours]
+            if sorted(theirs) != sorted(mine) or len(set(theirs)) != len(theirs):
+                continue
+            if theirs == mine:
+                return ds
             lut = np.full(256, IGNORE_INDEX, np.uint8)
-            lut[: len(ours)] = [theirs.index(class_meaning(n)) for n in ours]
+            lut[: len(ours)] = [theirs.index(k) for k in mine]
             return _Relabelled(ds, lut, names)
     raise DatasetError(
         f"the model's {len(names)} classes ({', '.join(names)}) are not those of {data} "

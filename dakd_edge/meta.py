@@ -77,7 +77,7 @@ def background_ids_of(class_names: Iterable[str]) -> list[int]:
     with warnings.catch_warnings():  # its guess of the oil class is said where oil is looked for
         warnings.simplefilter("ignore", Notice)
         oil = oil_ids_of(names)
-    if len(names) == 2:  # oil and its complement ("oil", "clean"): the complement is the background
+    if len(names) == 2 and len(oil) == 1:  # oil and its complement ("oil", "clean"): the background
         return [1 - oil[0]]
     return [] if 0 in oil else [0]
 

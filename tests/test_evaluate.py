@@ -306,6 +306,9 @@ def test_classes_are_matched_by_name_not_position(tmp_path):
         first_row(("sea", "oil", "ship"))
     with pytest.raises(DatasetError, match=r"model's 5 classes .* \(3: sea, look-alike, oil_slick\)"):
         first_row(5)
+    # two classes of one meaning: matched by their exact names (by meaning they were taken by position)
+    (root / "classes.json").write_text(json.dumps({"class_names": ["sea", "thick oil", "thin oil"]}))
+    assert first_row(("sea", "thin oil", "thick oil")) == [0, 2, 1, 255]
 
 
 def test_a_binary_model_with_oil_first_scores_as_its_twin(tmp_path, model_file):

@@ -60,3 +60,4 @@ def test_class_meaning_and_background_of_two_class_models() -> None:
     # two classes, oil first, the other unnamed as background: it is the background (was: none, so a
     # quicklook tinted the whole scene)
     assert background_ids_of(["oil", "clean"]) == [1] and background_ids_of(["non-oil", "oil"]) == [0]
+    assert background_ids_of(["thick oil", "thin oil"]) == []  # two oil classes: no background

@@ -85,7 +85,7 @@ def ray_session(workers: int | None, address: str | None) -> Iterator[Any]:
         # an interrupt while Ray starts, maybe wrapped (Ray's GCS wait turns it into a RuntimeError, its
         # native calls into a SystemError), or ray.init's own SIGTERM handler's sys.exit(15)
         stop = _interrupt_in(e)
-        if isinstance(e, SystemExit) and e.code == signal.SIGTERM:
+        if isinstance(stop, SystemExit) and stop.code == signal.SIGTERM:
             stop = Interrupted(signal.SIGTERM)
         if stop is None and isinstance(e, ConnectionError | ValueError | RuntimeError):
             raise DakdError(

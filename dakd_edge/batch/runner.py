@@ -106,10 +106,9 @@ def run(
     require_extra("cluster", "batch", "ray", "shapely", *(["pyarrow"] if fmt == "parquet" else []))
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     _check_segment_kwargs(segment_kwargs)
-    if device not in ("cpu", "cuda"):  # a worker's GPU is the one Ray reserves for it (its cuda:0)
-        if device != "auto":
-            check_device(device)
-        raise InputError(f"batch --device {device}: give cpu, or cuda (Ray reserves one GPU per worker)")
+    if device == "auto":  # the driver decides what Ray reserves: each worker then uses its own GPU
+        raise InputError("batch --device auto: give cpu, or cuda (Ray reserves one GPU per worker)")
+    check_device(device)  # cuda:N is accepted as cuda: a worker sees only the GPU Ray gave it
     t0 = time.perf_counter()
     out = Path(out).absolute()
     notes: dict[str, list[str]] = {}

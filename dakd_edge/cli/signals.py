@@ -61,8 +61,10 @@ def interruptible(grace: float = 1.0) -> Iterator[None]:
             if data[0] in SIGNALS and not finished.wait(grace):
                 _hard_exit(data[0])
 
-    # a signal the parent ignores stays ignored: `nohup dakd-edge batch ...` must outlive its terminal
-    old = {s: signal.signal(s, handler) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    # a hangup the parent ignores stays ignored: `nohup dakd-edge batch ...` must outlive its terminal
+    hup = getattr(signal, "SIGHUP", None)
+    skip = {hup} if hup is not None and signal.getsignal(hup) is signal.SIG_IGN else set()
+    old = {s: signal.signal(s, handler) for s in SIGNALS if s not in skip}
     old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     thread = threading.Thread(target=watchdog, name="dakd-edge-signals", daemon=True)
     thread.start()

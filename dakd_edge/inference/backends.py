@@ -165,8 +165,7 @@ class OnnxRuntimeBackend(Backend):
                 raise ModelFileError(_PLUGIN_ONNX.format(path=p)) from e
             raise ModelFileError(f"cannot load {p} with onnxruntime: {' '.join(str(e).split())}") from e
         self.meta = _onnx_meta(self.session.get_modelmeta().custom_metadata_map, p)
-        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
-        on_gpu = first == "CUDAExecutionProvider"
+        on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"  # in use, not asked for
         self.device = (device if device.startswith("cuda") else "cuda") if on_gpu else "cpu"
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
