@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("dakd_edge.cli.synth.info", "Describe a raster: size, bands, CRS, nodata, value range."),
     "models": ("dakd_edge.cli.models.models", "List registered model architectures."),
     "train": ("dakd_edge.cli.train.train", "Train SAROSS-Net or a baseline (DAKD: + generated data)."),
-    "evaluate": ("dakd_edge.cli.evaluate.evaluate", "Evaluate a model on OSD, SOS or a generic folder."),
+    "evaluate": ("dakd_edge.cli.evaluate.evaluate", "Score a model on OSD, SOS, a folder, or a whole scene."),
     "jointnet": ("dakd_edge.cli.jointnet.jointnet", "SAR-JointNet: balance, train, generate, report."),
     "export": ("dakd_edge.cli.export.export", "Export to ONNX or a TensorRT engine, with parity check."),
     "bench": ("dakd_edge.cli.bench.bench", "Latency/throughput across backends; CI regression gate."),
