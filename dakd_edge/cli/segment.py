@@ -601,6 +601,7 @@ def segment(
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the report, as JSON (no file list).")
 def demo(
     out_dir: Path,
     size: int,
@@ -610,6 +611,7 @@ def demo(
     device: str,
     overwrite: bool,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Synthesise a georeferenced SAR scene, segment it, write maps, polygons and a quicklook PNG."""
     from dakd_edge.inference.outputs import estimate_output_bytes
@@ -660,7 +662,9 @@ def demo(
         r["vs_synthetic_truth"].update(
             slicks=spills["truth"], slicks_detected=spills["detected"], false_alarms=spills["false_alarms"]
         )
-        r["outputs"].update(scene=str(paths["scene"]), quicklook=str(paths["quicklook"]))
+        r["outputs"].update(
+            scene=str(paths["scene"]), labels=str(paths["labels"]), quicklook=str(paths["quicklook"])
+        )
         _write_report(paths["report"], r, overwrite)
     except BaseException:  # no half demo: remove what this run wrote (earlier files stay as they were)
         for name, p in paths.items():
@@ -669,8 +673,10 @@ def demo(
         remove_made_dirs(out_dir, top)
         raise
     click.echo(json.dumps(r, indent=2))
+    if as_json:  # stdout is the JSON alone (for jq)
+        return
     click.echo("")
-    for name in ("scene", "classes", "probs", "vector", "quicklook", "report"):
+    for name in ("scene", "labels", "classes", "probs", "vector", "quicklook", "report"):
         click.echo(f"{name:>10}: {paths[name]}")
 
 

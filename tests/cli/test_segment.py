@@ -141,6 +141,9 @@ def test_demo_with_fake_model(tmp_path: Path, fake_model, capsys) -> None:
     assert 0 <= truth["slicks_detected"] <= truth["slicks"] and 0 <= truth["false_alarms"] <= r["spills"]
     code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)
     assert "--overwrite" in _one_line_error(code, err)
+    # --json: stdout is the report alone (it was the JSON and then a file list: no jq)
+    code, out, err = run(["demo", "-o", str(d), "--size", "256", "-q", "--overwrite", "--json"], capsys)
+    assert code == 0 and json.loads(out)["outputs"]["labels"] == str(d / "scene_labels.tif"), err
 
 
 def test_demo_failing_midway_leaves_no_half_demo(
