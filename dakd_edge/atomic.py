@@ -126,9 +126,16 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError, IndexError):  # Linux: the state follows the ")" of the name
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    with contextlib.suppress(OSError, IndexError):  # Linux only
+        return proc_stat_fields(pid)[0] != "Z"
     return True
+
+
+def proc_stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...): split after the last
+    ")", since a name may hold spaces and parentheses. OSError where there is no such process (or no
+    /proc)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def clean_stale(final: Path) -> list[Path]:

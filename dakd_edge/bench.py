@@ -27,6 +27,7 @@ import numpy as np
 
 from dakd_edge import __version__, jsonout
 from dakd_edge.atomic import work_dir
+from dakd_edge.cuda import cuda_usable, resolve_device
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
 from dakd_edge.extras import available, install_hint, require_extra
 from dakd_edge.formats import BACKENDS as RUNTIME_BACKENDS
@@ -316,14 +317,6 @@ def _sha256(p: Path) -> str | None:
         return None
 
 
-def _cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
 class Workbench:
     """Builds runners for one model, caching the torch module and exported ONNX files."""
 
@@ -448,7 +441,7 @@ class Workbench:
             raise BackendUnavailable(
                 f"TensorRT is not installed (on a CUDA machine: {install_hint('trt')})"
             ) from e
-        if not _cuda():
+        if not cuda_usable("torch"):
             raise BackendUnavailable("TensorRT needs a CUDA GPU")
         from dakd_edge.export.tensorrt import EngineConfig, build_engine, choose_engine_opset
         from dakd_edge.inference.backends import TensorRTBackend
@@ -617,7 +610,7 @@ def run_bench(
     check_counts(warmup, iters, threads)
     if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
         raise InputError(f"--num-classes: {class_count_problem(num_classes)}")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     if tiles:  # bad sizes fail before a model loads (the model's tile is only needed without --tile)
         tile_batches(None, tiles, batches, device)
     env = environment(threads)  # before the rows: the load average is the run's, not the next job's
@@ -679,12 +672,6 @@ def to_json(doc: dict[str, Any]) -> str:
     most CI parsers reject it). A NaN logit error means the backend's output held NaN (fp16 overflow,
     a broken engine): ``max_abs_err`` null with a low ``argmax_agreement`` says so."""
     return jsonout.dumps(doc, indent=2)
-
-
-def _resolve_device(device: str) -> str:
-    from dakd_edge.cuda import resolve_device
-
-    return resolve_device(device)
 
 
 def tile_batches(
@@ -1005,7 +992,7 @@ def planned_keys(
     _check_choices(backends, precisions)
     if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
         raise InputError(f"--num-classes: {class_count_problem(num_classes)}")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     keys = []
     with work_dir("dakd-bench-") as tmp:
         for m in models:
@@ -1018,7 +1005,7 @@ def planned_keys(
 
 def planned_device(backend: str, device: str) -> str:
     """The device a row of ``backend`` runs on when it runs (TensorRT: always the GPU)."""
-    return "cuda" if backend == "tensorrt" else _resolve_device(device)
+    return "cuda" if backend == "tensorrt" else resolve_device(device)
 
 
 def check_baseline_covers(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from dakd_edge.atomic import proc_stat_fields
 from dakd_edge.batch.inputs import Scene
 from dakd_edge.batch.manifest import scene_outputs
 from dakd_edge.batch.worker import ModelSpec, SceneWorker
@@ -181,8 +182,7 @@ def children(parents: set[int]) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid in parents:
+            if int(proc_stat_fields(int(stat.parent.name))[1]) in parents:
                 found.append(int(stat.parent.name))
     return found
 

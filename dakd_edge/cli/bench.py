@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import bench as lib
+from dakd_edge.cuda import resolve_device
 from dakd_edge.errors import InputError
 from dakd_edge.formats import PRECISIONS
 
@@ -45,7 +46,7 @@ def _check_sizes(plan: dict, device: str) -> None:
     """The tile and batch refusals of :func:`lib.run_bench`, made before the header is printed and
     before any model loads (``--scene``, ``--baseline``)."""
     if plan["tiles"]:
-        lib.tile_batches(None, plan["tiles"], plan["batches"], lib._resolve_device(device))
+        lib.tile_batches(None, plan["tiles"], plan["batches"], resolve_device(device))
     elif plan["batches"] and min(plan["batches"]) < 1:
         raise InputError(f"--batch needs positive sizes, got {','.join(map(str, plan['batches']))}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import jsonout
-from dakd_edge.cli.segment import BACKEND_HELP
+from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
@@ -65,12 +65,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option(
     "--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES), help=BACKEND_HELP
 )
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
-)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write the metrics JSON ('-' = stdout)."

@@ -41,6 +41,7 @@ BATCH_HELP = (
     "512 px]."
 )
 # --backend of segment, batch, demo and evaluate (dakd_edge.formats.backend_for, weights.bundled_path)
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (cuda when the backend that runs can use a GPU)."
 BACKEND_HELP = (
     "Runtime. auto: from the model file's suffix (.onnx: onnxruntime, .engine/.plan/.trt: tensorrt, "
     ".safetensors/.pt: torch); the bundled model runs on onnxruntime when it is installed."
@@ -415,12 +416,7 @@ def plan_outputs(
 @click.option(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
-)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option(
     "--tile",
     type=click.IntRange(MIN_TILE),
@@ -593,12 +589,7 @@ def segment(
 @click.option(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda, cuda:N or auto (cuda when a GPU is usable).",
-)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the report, as JSON (no file list).")
@@ -758,18 +749,16 @@ def _label_map(label_names: list[str], model_names: list[str]) -> tuple[Any, lis
         warnings.simplefilter("ignore")
         model_oil, label_oil = oil_ids_of(model_names), oil_ids_of(label_names)
 
-    key = class_meaning
-
     index: dict[str, int] = {}
     for i, n in enumerate(model_names):
         if i not in model_oil:
-            index.setdefault(key(n), i)
+            index.setdefault(class_meaning(n), i)
     lut = np.full(256, 255, np.uint8)
     for i, n in enumerate(label_names):
         if i in label_oil and len(model_oil) == 1:
             lut[i] = model_oil[0]
-        elif i not in label_oil and key(n) in index:
-            lut[i] = index[key(n)]
+        elif i not in label_oil and class_meaning(n) in index:
+            lut[i] = index[class_meaning(n)]
         else:
             return None, model_oil, label_oil
     return lut, model_oil, label_oil
