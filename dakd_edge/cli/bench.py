@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import bench as lib
+from dakd_edge.cli.streams import STDOUT, stdout_alias
 from dakd_edge.cuda import resolve_device
 from dakd_edge.errors import InputError
 from dakd_edge.formats import PRECISIONS
@@ -96,7 +97,11 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     help="Also run the full segment pipeline on this scene or Sentinel-1 product (end-to-end MPix/s).",
 )
 @click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False), help="Write results JSON here ('-' = stdout)."
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    callback=stdout_alias,
+    help="Write results JSON here ('-' = stdout).",
 )
 @click.option(
     "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
@@ -176,14 +181,14 @@ def bench(
                 + "): its numbers are no yardstick here (--allow-other-machine compares anyway)"
             )
         env_notes = [f"differs from the baseline: {m}" for m in machine] + env_notes
-    if json_out and json_out != "-":
+    if json_out and json_out != STDOUT:
         check_output(json_out, overwrite)
         # small, but a disk found full only after minutes of measuring lost every number
         check_room(Path(json_out), lib.json_bytes(lib.planned_rows(**plan)), json_out)
     scene_pred = lib.scene_predictor(scene, models[0] if models else None, device) if scene else None
-    stream = sys.stderr if json_out == "-" else sys.stdout
+    stream = sys.stderr if json_out == STDOUT else sys.stdout
     # Logs and CI captures are not terminals: rich would fold the table to 80 columns and cut values.
-    console = Console(stderr=json_out == "-", width=None if stream.isatty() else 160)
+    console = Console(stderr=json_out == STDOUT, width=None if stream.isatty() else 160)
     console.print(
         f"[bold]dakd-edge bench[/bold] (warm-up {warmup}, {iters} iterations; latency per call of "
         "`batch` tiles in memory: copy in, model, copy out; no reading/tiling/writing)"
@@ -232,7 +237,7 @@ def bench(
         )
 
     text = lib.to_json(doc)  # strict JSON: a NaN / inf value is written as null
-    if json_out == "-":
+    if json_out == STDOUT:
         click.echo(text)
     elif json_out:
         with atomic_path(json_out, overwrite) as tmp:

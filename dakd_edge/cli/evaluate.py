@@ -14,6 +14,7 @@ import click
 
 from dakd_edge import jsonout
 from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP
+from dakd_edge.cli.streams import STDOUT, stdout_alias
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
@@ -68,7 +69,11 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
 @click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False), help="Write the metrics JSON ('-' = stdout)."
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    callback=stdout_alias,
+    help="Write the metrics JSON ('-' = stdout).",
 )
 @click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images.")
@@ -131,7 +136,7 @@ def evaluate(
             json_out, overwrite,
         )  # fmt: skip
         return
-    to_file = json_out is not None and json_out != "-"
+    to_file = json_out is not None and json_out != STDOUT
     if to_file:
         check_output(json_out, overwrite)
         if model_path:
@@ -146,8 +151,8 @@ def evaluate(
     finally:
         predictor.close()
     result["model_file"] = model_path or "bundled"
-    Console(stderr=json_out == "-").print(render_table(result))
-    if json_out == "-":
+    Console(stderr=json_out == STDOUT).print(render_table(result))
+    if json_out == STDOUT:
         click.echo(jsonout.dumps(result, indent=2))  # undefined metrics (NaN) are null
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp:
@@ -187,7 +192,7 @@ def _score_scene(
     parse_min_area(min_area)  # a bad value fails before anything runs
     if not Path(truth).exists():
         raise InputError(f"{truth}: truth file not found")
-    to_file = json_out is not None and json_out != "-"
+    to_file = json_out is not None and json_out != STDOUT
     if to_file:
         check_output(json_out, overwrite)
         inputs = {"truth": Path(truth), "class map": Path(pred) if pred else None,
@@ -228,8 +233,8 @@ def _score_scene(
         result["scene"] = scene
         result["model_file"] = model_path or "bundled"
         result["segment"] = {k: report[k] for k in ("tiles", "timing") if report and k in report}
-    Console(stderr=json_out == "-").print(render_scene(result))
-    if json_out == "-":
+    Console(stderr=json_out == STDOUT).print(render_scene(result))
+    if json_out == STDOUT:
         click.echo(jsonout.dumps(result, indent=2))
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp_json:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from dakd_edge.cli.fields import config_from, field_option
+from dakd_edge.cli.streams import STDOUT, stdout_alias
 from dakd_edge.cli.train import CLASSES_HELP, DEVICE_HELP
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
@@ -335,6 +336,7 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     "--json",
     "json_out",
     type=click.Path(dir_okay=False),
+    callback=stdout_alias,
     help="Also write the report as JSON ('-' = stdout, the text then goes to stderr).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
@@ -348,7 +350,7 @@ def report(
     from dakd_edge.data.augmented import AugmentedDataset
     from dakd_edge.train.report import format_report, quality_report
 
-    to_file = json_out is not None and json_out != "-"
+    to_file = json_out is not None and json_out != STDOUT
     if to_file:  # before any work; never into a folder the report reads (it replaced a set's manifest)
         target = check_output(json_out, overwrite).resolve()
         for name, folder in (("the generated set", generated), ("--real", real)):
@@ -360,8 +362,8 @@ def report(
         rep = quality_report(gen, ref, inception=inception, limit=limit)
     except ValueError as e:
         raise InputError(str(e)) from e
-    click.echo(format_report(rep), err=json_out == "-")
-    if json_out == "-":
+    click.echo(format_report(rep), err=json_out == STDOUT)
+    if json_out == STDOUT:
         click.echo(json.dumps(rep, indent=1))
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp:

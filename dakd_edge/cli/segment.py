@@ -26,6 +26,7 @@ from dakd_edge.atomic import (
     remove_made_dirs,
 )
 from dakd_edge.cli.signals import Interrupted
+from dakd_edge.cli.streams import STDOUT, stdout_alias
 from dakd_edge.data.border_noise import BORDER_NOISE
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
@@ -60,7 +61,6 @@ LAND_MASK_HELP = (
 # 20 km, 4.7 s at 50 km (any pixel size); a wider buffer is a typo, not a coastline.
 MAX_COAST_BUFFER_M = 20_000.0
 RASTER_SUFFIXES = (".tif", ".tiff")
-STDOUT = "-"
 # Files read along with a raster (GDAL) or a shapefile, beside it.
 GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
@@ -465,6 +465,7 @@ def plan_outputs(
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(
     "--report",
+    callback=stdout_alias,
     help="Write the JSON report here ({stem}, a folder, or one file for all scenes; - for stdout).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

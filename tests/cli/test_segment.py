@@ -483,3 +483,24 @@ def test_an_interrupted_run_of_several_scenes_says_how_many_were_written(
         "dakd-edge: 1 of 3 scenes written before the interrupt",
         "dakd-edge: interrupted",
     ]
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev//stdout"])
+def test_segment_report_to_dev_stdout_is_stdout(name: str, tmp_path: Path, fake_model, capsys) -> None:
+    """``--report /dev/stdout`` is ``--report -``: it was refused as a FIFO (a pipe), or as an existing
+    output (a redirect to a file), since a device node must never be replaced."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(96, 96, seed=2))
+    argv = ["segment", str(src), "-o", str(tmp_path / "c.tif"), "--tile", "64", "-q", "--report", name]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert json.loads(out)["width"] == 96  # stdout holds the JSON alone; the summary went to stderr
+    assert "spill" in err
+
+
+def test_stdout_alias_leaves_other_paths() -> None:
+    from dakd_edge.cli.streams import stdout_alias
+
+    assert stdout_alias(None, None, "/dev/stderr") == "/dev/stderr"  # type: ignore[arg-type]
+    assert stdout_alias(None, None, "report.json") == "report.json"  # type: ignore[arg-type]
+    assert stdout_alias(None, None, None) is None  # type: ignore[arg-type]
+    assert stdout_alias(None, None, "/dev/stdout") == "-"  # type: ignore[arg-type]

@@ -1,0 +1,18 @@
+"""``-`` for standard output in the options that write JSON, and the names a shell user gives it."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+STDOUT = "-"
+# What users type for standard output instead of "-". Written through as a path they fail: atomic
+# replacement refuses a pipe or terminal (a device node must not be replaced), and a redirect to a file
+# reads as an existing output.
+STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", f"/proc/{os.getpid()}/fd/1"})
+
+
+def stdout_alias(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: ``/dev/stdout`` (and its ``/dev/fd/1`` / ``/proc/self/fd/1`` spellings) is ``-``."""
+    return STDOUT if value is not None and os.path.normpath(value) in STDOUT_NAMES else value
