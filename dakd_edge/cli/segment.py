@@ -50,8 +50,9 @@ BACKEND_HELP = (
 # --input-scale of segment and batch (dakd_edge.data.scaling): what the input-domain warning points to
 INPUT_SCALE_HELP = (
     "What the pixel values are. uint8: 8-bit luminance (value / 255, as the OSD/SOS images); db: "
-    "sigma0 in dB; linear: sigma0 in linear power (both clipped to -35..+5 dB); auto: guessed from the "
-    "dtype and sampled values (Sentinel-1 products: linear)."
+    "sigma0 in dB; linear: sigma0 in linear power; amplitude: its square root (all clipped to -35..+5 "
+    "dB); auto: guessed from the dtype and sampled values, or as the file says (Sentinel-1 products: "
+    "linear; ASF HyP3 RTC names; ALOS PALSAR IMG- names: amplitude DN, calibrated)."
 )
 # --land-mask of segment and batch
 LAND_MASK_HELP = (

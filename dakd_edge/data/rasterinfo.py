@@ -195,7 +195,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    from dakd_edge.data.scaling import detect_scale
+    from dakd_edge.data.scaling import detect_scale, scale_from_name
 
     with open_raster(path) as ds:
         wins = sample_windows(ds.height, ds.width, samples, window)
@@ -225,6 +225,8 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
                 )
                 if complex_:
                     stats["scale"] = "complex (not supported by segment)"
+                elif (named := scale_from_name(Path(path).name, ds.dtypes[b])) is not None:
+                    stats["scale"], stats["scale_from"] = named.scale, named.why
                 else:
                     try:
                         stats["scale"] = detect_scale(valid)

@@ -7,8 +7,10 @@ numpy only (used by the torch-free runtime).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -16,9 +18,27 @@ import numpy as np
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.meta import Normalization
 
-Scale = Literal["auto", "uint8", "db", "linear"]
-SCALES = ("auto", "uint8", "db", "linear")
-_EPS_LINEAR = 1e-6  # -60 dB floor for linear sigma0
+Scale = Literal["auto", "uint8", "db", "linear", "amplitude"]
+SCALES = ("auto", "uint8", "db", "linear", "amplitude")
+_EPS_LINEAR = 1e-6  # -60 dB floor for linear sigma0 (1e-3 in amplitude)
+# What each scale means, for messages ("read as ...").
+SCALE_MEANINGS = {
+    "uint8": "8-bit luminance (value / 255)",
+    "db": "backscatter in dB",
+    "linear": "linear backscatter power",
+    "amplitude": "backscatter amplitude (the square root of power)",
+}
+# JAXA's calibration of PALSAR / PALSAR-2 level 1.5 and 2.1 amplitude DN: sigma0 = 10 log10(DN^2) - 83 dB,
+# i.e. amplitude = DN * 10^(-83 / 20).
+ALOS_CF_DB = -83.0
+ALOS_DN_GAIN = 10.0 ** (ALOS_CF_DB / 20.0)
+_DN_HELP = (
+    "integers past 255 are usually uncalibrated digital numbers (amplitude), which no --input-scale reads "
+    "right as they are: calibrate them to sigma0 (dB or linear float, e.g. with SNAP's Calibrate), or give "
+    "the file the GDAL scale that makes them physical amplitude (gdal_edit.py -scale FACTOR FILE; ALOS-2 "
+    f"PALSAR-2 level 1.5 / 2.1: FACTOR {ALOS_DN_GAIN:.5g}, as sigma0 = 10 log10(DN^2) {ALOS_CF_DB:g} dB) and "
+    "pass --input-scale amplitude; pass --input-scale db or linear only if they are dB or power"
+)
 
 
 def detect_scale(sample: np.ndarray) -> str:
@@ -32,12 +52,7 @@ def detect_scale(sample: np.ndarray) -> str:
         lo, hi = int(finite.min()), int(finite.max())
         if lo >= 0 and hi <= 255:
             return "uint8"
-        raise InputError(
-            f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]: integers past 255 are "
-            "usually uncalibrated digital numbers (amplitude), which no --input-scale reads right; "
-            "calibrate them to sigma0 (dB or linear float, e.g. with SNAP's Calibrate) or give the file "
-            "a GDAL scale/offset to physical values; pass --input-scale only if they are dB or linear"
-        )
+        raise InputError(f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]: {_DN_HELP}")
     med = float(np.median(finite))
     p99 = float(np.percentile(finite, 99))
     if med < 0:
@@ -58,6 +73,40 @@ def detect_scale(sample: np.ndarray) -> str:
     raise InputError(f"cannot detect input scaling for float values (median {med:.3g}); pass --input-scale")
 
 
+# ASF HyP3 RTC products: ..._RTC30_G_gpuned_ABCD_VV.tif, where the letter after gamma0 / sigma0 (g / s) is
+# the scale: p power, a amplitude, d dB (https://hyp3-docs.asf.alaska.edu, "RTC product guide").
+_HYP3_RTC = re.compile(r"_RTC\d+_[A-Z]_[gs]([pad])[uw]", re.IGNORECASE)
+_HYP3_SCALES = {"p": "linear", "a": "amplitude", "d": "db"}
+# JAXA PALSAR-2 / PALSAR level 1.5 and 2.1 image files: IMG-HH-ALOS2..., IMG-HV-ALPSRP...
+_ALOS_IMG = re.compile(r"IMG-(HH|HV|VH|VV)-(ALOS2|ALPSRP)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class NameScale:
+    """The scaling a product's file name states (:func:`scale_from_name`)."""
+
+    scale: str
+    gain: float | None  # digital numbers -> physical values (None: the values are physical)
+    why: str
+
+
+def scale_from_name(name: str, dtype: str) -> NameScale | None:
+    """The scaling a provider's file naming states, where the values alone cannot tell: amplitude reads
+    as plausible power (sea at -17.6 dB becomes -8.8 dB, in domain, and slicks vanish), and ALOS DN
+    need JAXA's calibration factor. None for other names."""
+    if m := _HYP3_RTC.search(name):
+        scale = _HYP3_SCALES[m.group(1).lower()]
+        return NameScale(scale, None, f"its ASF HyP3 RTC file name says ({m.group(0)[1:]}...)")
+    if _ALOS_IMG.match(name) and np.issubdtype(np.dtype(dtype), np.integer):
+        return NameScale(
+            "amplitude",
+            ALOS_DN_GAIN,
+            f"its ALOS PALSAR file name says (DN calibrated as sigma0 = 10 log10(DN^2) {ALOS_CF_DB:g} dB, "
+            "JAXA's factor for level 1.5 / 2.1)",
+        )
+    return None
+
+
 def to_unit(raw: np.ndarray, scale: str, norm: Normalization | None = None) -> np.ndarray:
     """Map raw values to float32 unit luminance in [0, 1]; NaN stays NaN."""
     norm = norm or Normalization()
@@ -69,6 +118,9 @@ def to_unit(raw: np.ndarray, scale: str, norm: Normalization | None = None) -> n
         return np.clip(x.astype(np.float32) / 255.0, 0.0, 1.0)
     if scale == "linear":
         x = 10.0 * np.log10(np.maximum(x.astype(np.float32), _EPS_LINEAR))
+        scale = "db"
+    elif scale == "amplitude":
+        x = 20.0 * np.log10(np.maximum(x.astype(np.float32), np.sqrt(_EPS_LINEAR)))
         scale = "db"
     if scale == "db":
         return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)

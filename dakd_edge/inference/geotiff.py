@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.rasterinfo import open_raster
-from dakd_edge.data.scaling import valid_mask
+from dakd_edge.data.scaling import SCALE_MEANINGS, scale_from_name, valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
@@ -96,8 +96,24 @@ def raster_info(
 
 
 # A band description naming calibrated co-polarised backscatter, as SNAP exports name them (Sigma0_VV,
-# Sigma0_VV_db, Gamma0_HH, Sigma0_VV_mst_01Jan2021): the band a one-band model is meant for.
-_CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
+# Sigma0_VV_db, Gamma0_HH, Sigma0_VV_mst_01Jan2021) or Google Earth Engine and Sentinel Hub (VV, HH):
+# the band a one-band model is meant for.
+_CO_POL = re.compile(r"((sigma|gamma|beta)0?_)?(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
+# Cross-polarised backscatter by band description (VH, Sigma0_VH_db) or file name (..._VH.tif, IMG-HV-...).
+_CROSS_POL_BAND = re.compile(r"((sigma|gamma|beta)0?_)?(vh|hv)(_db)?(_.*)?", re.IGNORECASE)
+_CROSS_POL_NAME = re.compile(r"(^|[_.-])(VH|HV)([_.-]|$)", re.IGNORECASE)
+
+
+def cross_pol(description: str | None, name: str) -> tuple[str, str] | None:
+    """``("VH", "description")`` / ``("HV", "file name")`` when a band's description or its file's name
+    says the band is cross-polarised, else None."""
+    if m := _CROSS_POL_BAND.fullmatch((description or "").strip()):
+        return m.group(3).upper(), "description"
+    if _CO_POL.fullmatch((description or "").strip()):  # a band described as VV / HH is what it says
+        return None
+    if m := _CROSS_POL_NAME.search(Path(name).stem):
+        return m.group(2).upper(), "file name"
+    return None
 
 
 def co_pol_band(ds: Any, bands: tuple[int, ...]) -> int | None:
@@ -196,6 +212,14 @@ class SceneReader(Scene):
             )
         else:
             raise InputError(f"{p}: {len(data)} band(s) but the model takes {in_chans}")
+        if in_chans == 1 and (cross := cross_pol(ds.descriptions[bands[0] - 1], p.name)) is not None:
+            warnings.warn(
+                f"{p}: band {bands[0]} is {cross[0]} (cross-polarised) backscatter, by its {cross[1]}; "
+                "oil-spill models (the bundled one too) learn slicks on co-polarised (VV / HH) images, where "
+                "they show far better: expect false alarms",
+                Notice,
+                stacklevel=3,
+            )
         dtypes = {ds.dtypes[b - 1] for b in bands}
         if any("complex" in d for d in dtypes):  # complex_int16 (CInt16 SLC) is no numpy dtype
             raise InputError(
@@ -216,13 +240,27 @@ class SceneReader(Scene):
         offset = np.array([ds.offsets[b - 1] for b in bands], np.float64)
         self._affine_values = (gain, offset) if (gain != 1).any() or (offset != 0).any() else None
         self._masked = any(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands)
+        named = scale_from_name(p.name, ds.dtypes[bands[0] - 1])
+        if named is not None:
+            warnings.warn(
+                f"{p}: read as {SCALE_MEANINGS[named.scale]}, as {named.why}; --input-scale overrides the "
+                "scale",
+                Notice,
+                stacklevel=3,
+            )
+            if named.gain is not None and self._affine_values is None:
+                self._affine_values = (np.full(len(bands), named.gain), np.zeros(len(bands)))
+                if nodata is None:  # DN 0 is the fill outside JAXA's image frame
+                    nodata = self._raw_nodata = 0
         if nodata is None and self._affine_values is None and not self._masked:
             nodata = self._fill_nodata(p, bands)
             self._raw_nodata = nodata
         dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes).name
         if self._affine_values is not None:
             dtype, nodata = "float32", None  # nodata is masked as NaN before scaling
-        return raster_info(p, ds, bands, dtype, nodata)
+        info = raster_info(p, ds, bands, dtype, nodata)
+        info.native_scale = named.scale if named is not None else None
+        return info
 
     def _fill_nodata(self, p: Path, bands: tuple[int, ...], per_side: int = 32) -> float | None:
         """A fill value on the scene's edge when the file declares no nodata (a common export).
@@ -263,6 +301,16 @@ class SceneReader(Scene):
                 stacklevel=4,
             )
             return float(v)
+        if v == 0 and np.issubdtype(edge.dtype, np.floating) and self._looks_db(bands[0]):
+            warnings.warn(
+                f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is exactly 0, which in a "
+                "scene of dB values is fill (0 dB is brighter than any sea; Google Earth Engine exports fill "
+                "with it): taken as nodata (set it on the file to silence this: gdal_edit.py -a_nodata 0 "
+                "FILE)",
+                Notice,
+                stacklevel=4,
+            )
+            return 0.0
         if v == 0:
             warnings.warn(
                 f"{p}: no nodata value is set and {100 * share:.0f} % of its edge is exactly 0: read as "
@@ -272,6 +320,18 @@ class SceneReader(Scene):
                 stacklevel=4,
             )
         return None
+
+    def _looks_db(self, band: int, size: int = 256) -> bool:
+        """Whether the scene's centre holds dB values: its non-zero finite values have a median below
+        -1 (sea is -30..-5 dB; linear power and 8-bit luminance are never negative there)."""
+        h, w = self.ds.height, self.ds.width
+        win = Window(max(0, (w - size) // 2), max(0, (h - size) // 2), min(size, w), min(size, h))
+        try:
+            a = self.read([band], window=win)[0]
+        except InputError:
+            return False
+        a = a[np.isfinite(a) & (a != 0)]
+        return a.size > 0 and float(np.median(a)) < -1.0
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:
         """``DatasetReader.read`` for every read of the scene: damage (truncated file, corrupt

@@ -25,7 +25,14 @@ from rasterio.windows import Window
 from dakd_edge.atomic import Transaction, check_distinct
 from dakd_edge.data import level
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
-from dakd_edge.data.scaling import InputDomainWarning, domain_warning, resolve_scale, to_unit, valid_mask
+from dakd_edge.data.scaling import (
+    SCALE_MEANINGS,
+    InputDomainWarning,
+    domain_warning,
+    resolve_scale,
+    to_unit,
+    valid_mask,
+)
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
@@ -351,7 +358,19 @@ def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None,
     all_nodata = sample.size == 0
     if all_nodata:  # no tile runs: any scale serves for the (unused) conversion
         return (None if scale == "auto" else scale), True, None
-    scale = resolve_scale(sample, scale)
+    guessed = scale == "auto"
+    try:
+        scale = resolve_scale(sample, scale)
+    except InputError as e:
+        raise InputError(f"{scene.info.path}: {e}") from None
+    if guessed and np.issubdtype(sample.dtype, np.floating):  # 8-bit / integer input is unambiguous
+        lo, hi = np.percentile(sample, [1, 99])
+        warnings.warn(
+            f"{scene.info.path}: float values ({lo:.3g} to {hi:.3g}, 1st-99th percentile) read as "
+            f"{SCALE_MEANINGS[scale]}, guessed from their range; if they are not, pass --input-scale",
+            Notice,
+            stacklevel=3,
+        )
     domain = domain_warning(to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale)
     if domain is not None:
         warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=3)

@@ -1,0 +1,178 @@
+"""segment_scene on files as other providers deliver them: ASF HyP3 RTC (power / amplitude / dB by its
+name), ALOS PALSAR DN, Google Earth Engine exports (bands VV / VH / angle, 0 fill), cross-polarised
+files, and the notice that says which scale a float scene was guessed to be."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from dakd_edge.data.scaling import ALOS_DN_GAIN, scale_from_name, to_unit
+from dakd_edge.errors import InputError, Notice
+from dakd_edge.inference.predictor import Predictor
+from dakd_edge.inference.segment import segment_scene
+
+from .fake import FakeBackend, blob_scene, write_tif
+
+HYP3 = "S1A_IW_20211223T051122_DVP_RTC30_G_{}uned_ABCD_VV.tif"
+
+
+def _pred() -> Predictor:
+    return Predictor(FakeBackend(num_classes=2), tile=64, overlap=16, batch=4)
+
+
+def _classes(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def _db(seed: int = 3) -> np.ndarray:
+    """A blob scene as sigma0 in dB through the model's own -35..+5 dB stretch (so uint8 = dB exactly)."""
+    return (blob_scene(160, 192, seed=seed).astype(np.float32) / 255.0 * 40.0 - 35.0).astype(np.float32)
+
+
+def _run(src: Path, out: Path, **kw) -> tuple[dict, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = segment_scene(_pred(), src, out, land_mask=None, polygons=False, **kw)
+    return r, [str(w.message) for w in caught if issubclass(w.category, Notice)]
+
+
+def test_amplitude_is_the_square_root_of_power() -> None:
+    db = np.array([-30.0, -17.6, -5.0, 0.0], np.float32)
+    lin = 10.0 ** (db / 10.0)
+    np.testing.assert_allclose(to_unit(np.sqrt(lin), "amplitude"), to_unit(lin, "linear"), atol=1e-6)
+    np.testing.assert_allclose(to_unit(lin, "linear"), to_unit(db, "db"), atol=1e-6)
+
+
+@pytest.mark.parametrize(("letter", "scale"), [("p", "linear"), ("a", "amplitude"), ("d", "db")])
+def test_hyp3_rtc_name_states_the_scale(tmp_path: Path, letter: str, scale: str) -> None:
+    """HyP3's amplitude read as power halves every dB value (sea -17.6 -> -8.8 dB, still in domain):
+    slicks vanished. The name's scale letter decides, with a notice; the classes equal the dB file's."""
+    db = _db()
+    values = {"linear": 10 ** (db / 10), "amplitude": 10 ** (db / 20), "db": db}[scale]
+    src = write_tif(tmp_path / HYP3.format("g" + letter), values.astype(np.float32), nodata=0.0)
+    ref = write_tif(tmp_path / "ref.tif", db)
+    r, notes = _run(src, tmp_path / "c.tif")
+    assert r["input_scale"] == scale
+    assert any("ASF HyP3 RTC file name" in n for n in notes)
+    assert not any("guessed from their range" in n for n in notes)
+    _run(ref, tmp_path / "ref_c.tif")
+    same = (_classes(tmp_path / "c.tif") == _classes(tmp_path / "ref_c.tif")).mean()
+    assert same > 0.999 and (_classes(tmp_path / "c.tif") == 1).mean() > 0.02
+
+
+def test_amplitude_without_a_name_needs_input_scale(tmp_path: Path) -> None:
+    """The same amplitude under a plain name is guessed as power (nothing in the values tells them
+    apart), and the notice says so; --input-scale amplitude reads it right."""
+    db = _db()
+    src = write_tif(tmp_path / "amp.tif", (10 ** (db / 20)).astype(np.float32))
+    r, notes = _run(src, tmp_path / "a.tif")
+    assert r["input_scale"] == "linear"
+    assert any("read as linear backscatter power, guessed from their range" in n for n in notes)
+    r, notes = _run(src, tmp_path / "b.tif", scale="amplitude")
+    assert r["input_scale"] == "amplitude" and not any("guessed" in n for n in notes)
+    ref = write_tif(tmp_path / "ref.tif", db)
+    _run(ref, tmp_path / "ref_c.tif", scale="db")
+    assert (_classes(tmp_path / "b.tif") == _classes(tmp_path / "ref_c.tif")).mean() > 0.999
+    assert (_classes(tmp_path / "a.tif") == 1).mean() < (_classes(tmp_path / "b.tif") == 1).mean()
+
+
+def test_alos_palsar_dn_are_calibrated_by_name(tmp_path: Path) -> None:
+    """IMG-HH-ALOS2... uint16 DN: sigma0 = 10 log10(DN^2) - 83 dB, DN 0 = no data; under another name
+    the same file is refused, naming the file and the calibration factor."""
+    db = _db()
+    dn = np.clip(np.round(10 ** (db / 20) / ALOS_DN_GAIN), 1, 65535).astype(np.uint16)
+    dn[:, :20] = 0  # outside the image frame
+    src = write_tif(tmp_path / "IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif", dn)
+    r, notes = _run(src, tmp_path / "c.tif")
+    assert r["input_scale"] == "amplitude"
+    assert any("ALOS PALSAR file name" in n and "-83 dB" in n for n in notes)
+    classes = _classes(tmp_path / "c.tif")
+    assert (classes[:, :20] == 255).all() and (classes[:, 20:] != 255).all()
+    ref = write_tif(tmp_path / "ref.tif", db)
+    _run(ref, tmp_path / "ref_c.tif")
+    assert (classes[:, 20:] == _classes(tmp_path / "ref_c.tif")[:, 20:]).mean() > 0.99
+    plain = write_tif(tmp_path / "dn.tif", dn)
+    with pytest.raises(InputError, match=r"dn\.tif: cannot detect input scaling .* --input-scale amplitude"):
+        _run(plain, tmp_path / "d.tif")
+
+
+def test_scale_from_name_needs_integer_dn_for_alos() -> None:
+    assert scale_from_name("IMG-HV-ALPSRP123456789-H1.5_UA.tif", "uint16").gain == ALOS_DN_GAIN
+    assert scale_from_name("IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif", "float32") is None
+    assert scale_from_name("scene_VV.tif", "float32") is None
+
+
+def test_float_guess_is_announced_and_8bit_is_not(tmp_path: Path) -> None:
+    """A float band of 30-45 (Earth Engine's incidence angle) was read as 8-bit luminance silently."""
+    u8 = blob_scene(96, 96, seed=1)
+    _, notes = _run(write_tif(tmp_path / "u8.tif", u8), tmp_path / "a.tif")
+    assert not any("guessed" in n for n in notes)
+    angle = (30.0 + 15.0 * u8 / 255.0).astype(np.float32)
+    r, notes = _run(write_tif(tmp_path / "angle.tif", angle), tmp_path / "b.tif")
+    assert r["input_scale"] == "uint8"
+    assert any("read as 8-bit luminance (value / 255), guessed from their range" in n for n in notes)
+
+
+def test_earth_engine_export_uses_vv_and_its_zero_fill_is_nodata(tmp_path: Path) -> None:
+    """Earth Engine writes bands VV, VH, angle (dB) and fills outside the footprint with 0, which in dB
+    is bright land-like sea (was read as data, with a notice calling it the darkest sea)."""
+    db = _db()
+    bands = np.stack([db, db - 6.0, np.full_like(db, 38.0)])
+    frame = np.ones(db.shape, bool)
+    frame[20:-20, 20:-20] = False  # the footprint's fill all round
+    bands[:, frame] = 0.0
+    src = write_tif(
+        tmp_path / "gee.tif",
+        bands,
+        crs="EPSG:4326",
+        transform=rasterio.transform.from_origin(12, 42, 1e-4, 1e-4),
+    )
+    with rasterio.open(src, "r+") as ds:
+        ds.descriptions = ("VV", "VH", "angle")
+    r, notes = _run(src, tmp_path / "c.tif")
+    assert any("using band 1 (VV)" in n for n in notes)
+    assert any("exactly 0, which in a scene of dB values is fill" in n for n in notes)
+    classes = _classes(tmp_path / "c.tif")
+    assert (classes[frame] == 255).all() and (classes[~frame] != 255).all()
+    assert r["valid_fraction"] == pytest.approx((~frame).mean(), abs=1e-6)
+
+
+def test_zero_edge_of_linear_power_stays_data(tmp_path: Path) -> None:
+    db = _db()
+    lin = (10 ** (db / 10)).astype(np.float32)
+    lin[:20], lin[-20:], lin[:, :20], lin[:, -20:] = 0.0, 0.0, 0.0, 0.0
+    r, notes = _run(write_tif(tmp_path / "lin.tif", lin), tmp_path / "c.tif")
+    assert any("exactly 0: read as the darkest sea" in n for n in notes)
+    assert (_classes(tmp_path / "c.tif") != 255).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "description", "warned"),
+    [("s1_VH.tif", None, True), ("IMG-HV-x.tif", None, True), ("x.tif", "Sigma0_VH_db", True),
+     ("x_VH.tif", "VV", False), ("vhigh.tif", None, False)],
+)  # fmt: skip
+def test_cross_polarised_band_is_named(
+    tmp_path: Path, name: str, description: str | None, warned: bool
+) -> None:
+    src = write_tif(tmp_path / name, _db())
+    if description:
+        with rasterio.open(src, "r+") as ds:
+            ds.descriptions = (description,)
+    _, notes = _run(src, tmp_path / "c.tif", scale="db")
+    assert any("(cross-polarised) backscatter" in n for n in notes) is warned
+
+
+def test_info_says_the_scale_comes_from_the_name(tmp_path: Path) -> None:
+    from dakd_edge.data.rasterinfo import describe_raster
+
+    dn = np.full((64, 64), 3000, np.uint16)
+    d = describe_raster(write_tif(tmp_path / "IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif", dn))
+    assert d["bands"][0]["scale"] == "amplitude" and "ALOS PALSAR" in d["bands"][0]["scale_from"]
+    assert json.dumps(d)  # still plain JSON
