@@ -1350,3 +1350,22 @@ def test_an_interrupt_ray_wraps_during_its_start_is_the_cli_s(monkeypatch) -> No
     with pytest.raises(Interrupted) as e, cluster.ray_session(1, None):
         pass
     assert e.value.code == 143 and killed == [True]
+
+
+def test_inputs_extracted_hyp3_rtc_product_is_one_scene(tmp_path):
+    """An extracted ASF HyP3 RTC product holds VV, VH, layover and RGB rasters: one scene (its VV is
+    read), not four; a plain folder with a *_VV.tif beside other scenes is still walked file by file."""
+    from tests.inference.fake import blob_scene, write_tif
+
+    name = "S1A_IW_20211223T051122_DVP_RTC30_G_gpuned_ABCD"
+    prod = tmp_path / "archive" / name
+    prod.mkdir(parents=True)
+    for part in ("VV", "VH", "ls_map", "rgb"):
+        write_tif(prod / f"{name}_{part}.tif", blob_scene(32, 32))
+    plain = tmp_path / "archive" / "plain"
+    plain.mkdir()
+    for part in ("a_VV", "b"):
+        write_tif(plain / f"{part}.tif", blob_scene(32, 32))
+    got = expand_inputs([tmp_path / "archive"])
+    assert [(s.id, s.path.name) for s in got] == [(name, name), ("a_VV", "a_VV.tif"), ("b", "b.tif")]
+    assert [s.path for s in expand_inputs([prod])] == [prod]

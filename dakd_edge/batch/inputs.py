@@ -222,6 +222,7 @@ def _file_key(path: Path) -> Path | tuple[int, int]:
 
 def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> Iterator[Scene]:
     from dakd_edge.data.sentinel1 import is_sentinel1_product
+    from dakd_edge.inference.readers import is_rtc_product_folder
 
     if depth > 8:
         raise InputError(f"{p}: lists nest more than 8 levels deep (a list that names itself?)")
@@ -230,6 +231,8 @@ def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> It
     if is_sentinel1_product(p):
         path = p.parent if p.name.lower() == "manifest.safe" else p
         yield Scene(scene_id(path), path)
+    elif is_rtc_product_folder(p):
+        yield Scene(scene_id(p), p)
     elif p.is_dir():
         if _is_output(p, out):
             raise InputError(f"{p}: a batch output folder (--out, {OPTIONS} or {MANIFEST}), not scenes")
@@ -248,15 +251,17 @@ def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> It
 def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
     """Scenes under ``folder``, sorted; a SAFE product is one scene (never descended into).
 
-    Every ``.zip`` is a scene, recognised or not: a truncated download must fail loudly in the
+    An extracted ASF HyP3 RTC product is one scene too (its co-polarised image, not its VH, layover
+    or RGB rasters). Every ``.zip`` is a scene, recognised or not: a truncated download must fail loudly in the
     manifest, not vanish from the batch.
     """
     from dakd_edge.data.sentinel1 import is_sentinel1_product
+    from dakd_edge.inference.readers import is_rtc_product_folder
 
     for q in sorted(folder.iterdir()):
         if q.name.startswith("."):  # hidden files and our own temporaries
             continue
-        if is_sentinel1_product(q):
+        if is_sentinel1_product(q) or is_rtc_product_folder(q):  # one scene each, not descended into
             yield q
         elif q.is_dir():
             if not _is_output(q, out):

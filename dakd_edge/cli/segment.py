@@ -148,8 +148,11 @@ def scene_stem(scene: Path) -> str:
     (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``, a zip by the
     product inside it, as a ``<uuid>.zip`` download names none; ``PRODUCT-iw-vv`` for a measurement TIFF
     of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
+    from dakd_edge.data.rasterinfo import dataset_stem, is_gdal_name, is_vsi
     from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product, product_name
 
+    if is_gdal_name(scene) and not is_vsi(scene):
+        return dataset_stem(scene)
     if scene.name.lower() == "manifest.safe":
         scene = scene.parent
     if is_sentinel1_product(scene):
@@ -364,10 +367,10 @@ def plan_outputs(
         and not Path(report).is_dir()
     )
     jobs = []
-    from dakd_edge.data.rasterinfo import is_vsi
+    from dakd_edge.data.rasterinfo import is_gdal_name
 
     for scene in scenes:
-        if not scene.exists() and not is_vsi(scene):  # GDAL checks its virtual paths (/vsizip/...)
+        if not scene.exists() and not is_gdal_name(scene):  # GDAL checks /vsizip/..., NETCDF:"f.nc":VV
             raise InputError(f"{scene}: no such file")
         paths = {
             "out": resolve_output("-o", templates["out"], scene, "{stem}_classes.tif", many)

@@ -29,6 +29,25 @@ def is_vsi(path: str | os.PathLike) -> bool:
     return bool(_VSI.match(os.fspath(path)))
 
 
+# A driver's dataset name: NETCDF:"f.nc":VV, HDF5:"f.h5"://S01/SBI, RADARSAT_2_CALIB:SIGMA0:product.xml,
+# ZARR:"f.zarr" (two or more letters before the colon; a URL's "://" is no such name).
+_DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
+
+
+def is_gdal_name(path: str | os.PathLike) -> bool:
+    """Whether GDAL, not the file system, resolves ``path``: a virtual path (:func:`is_vsi`) or a
+    driver's dataset name such as ``NETCDF:"f.nc":VV`` (a subdataset) that is no existing file."""
+    s = os.fspath(path)
+    return is_vsi(s) or (bool(_DATASET_NAME.match(s)) and not os.path.lexists(s))
+
+
+def dataset_stem(path: str | os.PathLike) -> str:
+    """A file stem for a GDAL dataset name: ``NETCDF:"/d/f.nc":VV`` -> ``f_VV`` (the driver left out)."""
+    rest = _DATASET_NAME.sub("", os.fspath(path), count=1)
+    parts = [Path(q).stem for q in Path(rest).name.replace('"', "").split(":") if q]
+    return "_".join(parts) or "scene"
+
+
 def gdal_name(path: str | os.PathLike) -> str:
     """``path`` as GDAL must see it. ``Path`` folds ``/vsizip//data/a.zip/b.tif`` (an absolute archive)
     into ``/vsizip/data/a.zip/b.tif``, which GDAL reads relative to the working folder: the ``//`` is
@@ -55,7 +74,7 @@ def open_raster(path: str | os.PathLike):
 
     p = Path(path)
     name = gdal_name(path)
-    if not is_vsi(name):
+    if not is_gdal_name(name):
         if not p.exists():
             raise InputError(f"{p}: no such file")
         if p.is_dir():
@@ -69,17 +88,26 @@ def open_raster(path: str | os.PathLike):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(name)
     except (RasterioError, OSError) as e:
-        if not is_vsi(name) and _head(p)[:2] == b"\x1f\x8b":
+        if not is_gdal_name(name) and _head(p)[:2] == b"\x1f\x8b":
             raise InputError(
                 f"{p}: a gzip-compressed file, which GDAL does not open as a raster; decompress it first "
                 f"(gunzip -k), or give /vsigzip/{p.resolve()} (slow: no random access)"
             ) from None
         raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
+        count, height, width, subdatasets = ds.count, ds.height, ds.width, list(ds.subdatasets)
         ds.close()
-        raise InputError(f"{p}: empty raster ({ds.count} band(s) of {ds.height} x {ds.width})")
+        if subdatasets:  # a NetCDF / HDF5 / Zarr container of several variables
+            shown = ", ".join(subdatasets[:6]) + (
+                f" and {len(subdatasets) - 6} more" if len(subdatasets) > 6 else ""
+            )
+            raise InputError(
+                f"{p}: a container of {len(subdatasets)} rasters (subdatasets) and no band of its own; give "
+                f"one of them as the scene, quoted for the shell: {shown}"
+            )
+        raise InputError(f"{p}: empty raster ({count} band(s) of {height} x {width})")
     try:
-        if not is_vsi(name):
+        if not is_gdal_name(name):
             check_complete(p, ds.driver)
     except InputError:
         ds.close()

@@ -90,6 +90,11 @@ class NameScale:
     why: str
 
 
+def is_hyp3_rtc_name(name: str) -> bool:
+    """Whether ``name`` is an ASF HyP3 RTC product's (or one of its files')."""
+    return _HYP3_RTC.search(name) is not None
+
+
 def scale_from_name(name: str, dtype: str) -> NameScale | None:
     """The scaling a provider's file naming states, where the values alone cannot tell: amplitude reads
     as plausible power (sea at -17.6 dB becomes -8.8 dB, in domain, and slicks vanish), and ALOS DN

@@ -10,7 +10,9 @@ give the same interface: ``info`` (:class:`SceneInfo`), ``window``, ``valid_samp
 from __future__ import annotations
 
 import os
+import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,38 @@ from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 # Pixel (i, j) covers GDAL pixel/line [j, j + 1] x [i, i + 1] (GCPs, geotransforms, polygon vertices):
 # its centre, where ESA's annotation line/pixel and a Georef's indices put it, is at (j + 0.5, i + 0.5).
 GDAL_CENTRE = 0.5
+
+
+# A product's co-polarised image by its name: ASF HyP3 RTC (NAME_VV.tif beside NAME_VH.tif, NAME_ls_map.tif,
+# NAME_rgb.tif, ...) and other analysis-ready products.
+_CO_POL_FILE = re.compile(r"(^|[_-])(VV|HH)\.tiff?$", re.IGNORECASE)
+
+
+def co_pol_member(path: Path) -> str | None:
+    """The co-polarised GeoTIFF (``*_VV.tif`` / ``*_HH.tif``) of a product folder (and its subfolders)
+    or zip, as a path GDAL opens; None when there is none. Several are refused, listed."""
+    if path.is_dir():
+        found = [str(f) for f in sorted([*path.glob("*"), *path.glob("*/*")]) if _CO_POL_FILE.search(f.name)]
+    elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile:
+            return None  # non_product_zip says how it is damaged
+        found = [f"/vsizip/{path.resolve()}/{n}" for n in names if _CO_POL_FILE.search(n.rsplit("/", 1)[-1])]
+    else:
+        return None
+    if len(found) > 1:
+        raise InputError(f"{path}: {len(found)} co-polarised images ({', '.join(found)}); give one of them")
+    return found[0] if found else None
+
+
+def is_rtc_product_folder(path: Path) -> bool:
+    """An extracted ASF HyP3 RTC product (``..._RTC30_G_gpuned_ABCD/``, its co-polarised image beside
+    VH, layover, DEM and RGB rasters): one scene, its co-polarised image (:func:`co_pol_member`)."""
+    from dakd_edge.data.scaling import is_hyp3_rtc_name
+
+    return path.is_dir() and is_hyp3_rtc_name(path.name) and co_pol_member(path) is not None
 
 
 def open_scene(
@@ -50,7 +84,10 @@ def open_scene(
         if band is not None:
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
         return Sentinel1Reader(p, in_chans, pol, denoise, border_noise)
-    if p.suffix.lower() == ".zip" and p.is_file():
+    if (member := co_pol_member(p)) is not None:
+        warnings.warn(f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=2)
+        p = Path(member)
+    elif p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
     if pol is not None:
         raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")

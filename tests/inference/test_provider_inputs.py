@@ -176,3 +176,52 @@ def test_info_says_the_scale_comes_from_the_name(tmp_path: Path) -> None:
     d = describe_raster(write_tif(tmp_path / "IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif", dn))
     assert d["bands"][0]["scale"] == "amplitude" and "ALOS PALSAR" in d["bands"][0]["scale_from"]
     assert json.dumps(d)  # still plain JSON
+
+
+def test_hyp3_product_folder_and_zip_segment_their_co_pol_image(tmp_path: Path) -> None:
+    """HyP3's download (a zip) and its extracted folder were refused ("no Sentinel-1 product", "is a
+    directory"): each runs its one *_VV.tif, with a notice; two co-polarised images are refused."""
+    import zipfile
+
+    from dakd_edge.inference.readers import open_scene
+
+    name = "S1A_IW_20211223T051122_DVP_RTC30_G_gduned_ABCD"
+    prod = tmp_path / name
+    prod.mkdir()
+    write_tif(prod / f"{name}_VV.tif", _db())
+    write_tif(prod / f"{name}_VH.tif", _db() - 6.0)
+    write_tif(prod / f"{name}_rgb.tif", blob_scene(16, 16))
+    (prod / f"{name}.README.md.txt").write_text("readme")
+    archive = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(prod.iterdir()):
+            z.write(f, f"{name}/{f.name}")
+    ref, _ = _run(prod / f"{name}_VV.tif", tmp_path / "ref.tif")
+    for src, out in ((prod, "folder.tif"), (archive, "zip.tif")):
+        r, notes = _run(src, tmp_path / out)
+        assert any("segmenting its co-polarised image" in n and f"{name}_VV.tif" in n for n in notes)
+        assert r["input_scale"] == "db" and r["scene"].endswith(f"{name}_VV.tif")
+        np.testing.assert_array_equal(_classes(tmp_path / out), _classes(tmp_path / "ref.tif"))
+    write_tif(prod / f"{name}_HH.tif", _db())
+    with pytest.raises(InputError, match="2 co-polarised images"):
+        open_scene(prod)
+
+
+def test_netcdf_container_names_its_subdatasets_and_one_segments(tmp_path: Path) -> None:
+    """A NetCDF of several variables has no band of its own: segment crashed (ValueError on a closed
+    dataset). It now lists the subdatasets, and GDAL's name for one (NETCDF:"f.nc":VAR) is a scene."""
+    import rasterio.shutil
+
+    from dakd_edge.cli.segment import scene_stem
+
+    tif = write_tif(tmp_path / "m.tif", np.stack([_db(), _db() - 6.0]), crs="EPSG:4326",
+                    transform=rasterio.transform.from_origin(12, 42, 1e-4, 1e-4))  # fmt: skip
+    nc = tmp_path / "m.nc"
+    rasterio.shutil.copy(tif, nc, driver="netCDF")
+    with pytest.raises(InputError, match=r"m\.nc: a container of 2 rasters .*Band1.*Band2"):
+        _run(nc, tmp_path / "a.tif")
+    name = f'NETCDF:"{nc}":Band1'
+    assert scene_stem(Path(name)) == "m_Band1"
+    r, _ = _run(Path(name), tmp_path / "b.tif")
+    _run(tif, tmp_path / "ref.tif", band=1)
+    np.testing.assert_array_equal(_classes(tmp_path / "b.tif"), _classes(tmp_path / "ref.tif"))

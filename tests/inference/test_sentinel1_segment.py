@@ -201,7 +201,9 @@ def test_gcp_geotiff_keeps_its_georeference(product: Path, tmp_path: Path) -> No
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = segment_scene(_pred(), src, tmp_path / "c.tif", vector=tmp_path / "v.geojson", land_mask="none", scale="linear")
+        r = segment_scene(
+            _pred(), src, tmp_path / "c.tif", vector=tmp_path / "v.geojson", land_mask="none", scale="linear"
+        )
     assert r["georeference"] == "gcps" and r["spills"] >= 1
     with rasterio.open(tmp_path / "c.tif") as ds:
         assert len(ds.gcps[0]) == len(gcps)
