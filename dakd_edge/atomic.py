@@ -47,9 +47,26 @@ _NODE_KINDS = (
 )
 
 
+_NAME_MAX = 255  # bytes in one file name (ext4, XFS, APFS, NTFS)
+# Room a temporary's name needs besides the output's: ".", ".dakd-PID-TOKEN.", its role and suffix, and a
+# GDAL / SQLite side-car (".aux.xml", ".ovr.tmp", "-journal").
+_TEMP_ROOM = 48
+
+
+def temp_stem(final: Path) -> str:
+    """The part of ``final``'s name its temporaries carry: the whole name, or for a name near the file
+    system's limit (a temporary adds ~40 characters, so a valid 220-character output could not be
+    written) its start and a hash of the whole, short enough."""
+    raw = final.name.encode()
+    if len(raw) + len(final.suffix.encode()) + _TEMP_ROOM <= _NAME_MAX:
+        return final.name
+    keep = _NAME_MAX - _TEMP_ROOM - len(final.suffix.encode()) - 10
+    return raw[:keep].decode(errors="ignore") + "~" + hashlib.sha256(raw).hexdigest()[:8]
+
+
 def temp_path(final: Path, role: str = "tmp") -> Path:
     """A new registered temporary beside ``final`` (not created: writers create their files)."""
-    p = final.parent / f".{final.name}.dakd-{os.getpid()}-{secrets.token_hex(4)}.{role}{final.suffix}"
+    p = final.parent / f".{temp_stem(final)}.dakd-{os.getpid()}-{secrets.token_hex(4)}.{role}{final.suffix}"
     with _LOCK:
         _LIVE.add(p)
     return p
@@ -143,8 +160,9 @@ def clean_stale(final: Path) -> list[Path]:
     power loss); returns them."""
     removed = []
     with contextlib.suppress(OSError):
-        for q in final.parent.glob(f".{glob_escape(final.name)}.dakd-*"):
-            m = _TEMP_RE.search(q.name[len(final.name) + 1 :])
+        stem = temp_stem(final)
+        for q in final.parent.glob(f".{glob_escape(stem)}.dakd-*"):
+            m = _TEMP_RE.search(q.name[len(stem) + 1 :])
             if m is None:
                 continue
             pid = int(m.group(1))
@@ -372,6 +390,27 @@ def deepest(e: BaseException) -> BaseException:
     return last
 
 
+def rename_new(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` onto ``final`` only where ``final`` does not exist: two runs on one output, neither
+    with ``--overwrite``, both passed the start's check, and the later one replaced the other's files
+    silently. A hard link fails atomically where the name exists; a folder, or a file system without
+    hard links, is checked just before the rename instead."""
+    if tmp.is_file() and not tmp.is_symlink():
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+                raise
+        else:
+            os.unlink(tmp)
+            return
+    if final.exists() or final.is_symlink():
+        raise FileExistsError(errno.EEXIST, "File exists", str(final))
+    os.replace(tmp, final)
+
+
 class Transaction:
     """Outputs committed together: ``temp(key)`` beside each final path, renamed by :meth:`commit`.
 
@@ -431,7 +470,10 @@ class Transaction:
         done: list[Path] = []
         try:
             for key, tmp in self.temps.items():
-                os.replace(tmp, self.finals[key])
+                if self.overwrite:
+                    os.replace(tmp, self.finals[key])
+                else:
+                    rename_new(tmp, self.finals[key])
                 done.append(self.finals[key])
                 with _LOCK:
                     _LIVE.discard(tmp)
@@ -439,6 +481,11 @@ class Transaction:
             for p in done:  # keep "all or nothing" as far as it can be kept
                 with contextlib.suppress(OSError):
                     p.unlink()
+            if isinstance(e, FileExistsError):
+                raise OutputError(
+                    f"output exists: {self.finals[key]} (another run wrote it while this one ran; pass "
+                    "--overwrite to replace it)"
+                ) from None
             raise OutputError(describe_write_error(e, self.finals[key])) from None
         self.committed = True
         return {k: self.finals[k] for k in self.temps}
@@ -472,7 +519,7 @@ class Transaction:
         """The output whose temporary the error is about (GDAL names files in its messages)."""
         text = " ".join(f"{getattr(c, 'filename', '') or ''} {c}" for c in _causes(e))
         for final in self.finals.values():
-            if f".{final.name}.dakd-" in text or str(final) in text:
+            if f".{temp_stem(final)}.dakd-" in text or str(final) in text:
                 return final
         return next(iter(self.finals.values()), Path("."))
 

@@ -45,6 +45,34 @@ def available(module: str) -> bool:
     return True
 
 
+def load_failure(module: str) -> str | None:
+    """Why an installed ``module`` does not import (a broken wheel, or a process memory limit too low
+    to map its libraries: torch needs some 3 GB of address space), or None when it is not installed
+    (or imports): a missing package and a failing one need different fixes."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        importlib.import_module(module)
+    except (ImportError, OSError, ValueError) as e:
+        text = " ".join(str(e).split())
+        starved = any(k in text for k in ("map segment", "allocate memory", "Cannot allocate"))
+        return text + (
+            "; out of memory: is the process's memory limit (ulimit -v) too low?" if starved else ""
+        )
+    return None
+
+
+def unavailable(module: str, extra: str) -> str:
+    """One line for a module that does not import: the install command, or why it fails to load."""
+    failure = load_failure(module)
+    label = LABELS.get(module, module)
+    if failure is not None:
+        return f"{label} is installed but does not load ({failure})"
+    return f"{label} is not installed: {install_hint(extra)}"
+
+
 def install_hint(extra: str) -> str:
     """The command that adds ``extra`` to an install from a clone (dakd-edge is not on a package index)."""
     return f'pip install -c constraints.txt -e ".[{extra}]" in the dakd-edge clone'
@@ -58,6 +86,12 @@ def require_extra(extra: str, command: str, *modules: str) -> None:
     needed = modules or EXTRAS[extra]
     if all(available(m) for m in needed):
         return
+    broken = [(m, f) for m in needed if not available(m) and (f := load_failure(m)) is not None]
+    if broken:
+        m, failure = broken[0]
+        raise MissingExtra(
+            f"'{command}' needs {LABELS.get(m, m)}, which is installed but does not load ({failure})"
+        )
     names = [LABELS.get(m, m) for m in needed]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     raise MissingExtra(f"'{command}' needs {listed}: {install_hint(extra)}")

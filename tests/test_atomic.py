@@ -236,3 +236,43 @@ def test_a_zombie_s_temporaries_are_stale(tmp_path: Path) -> None:
         assert clean_stale(final) == [temp] and not temp.exists()
     finally:
         p.wait()
+
+
+def test_a_long_output_name_gets_temporaries_within_the_name_limit(tmp_path: Path) -> None:
+    """A valid 240-character output name was refused ('File name too long'): its temporary added ~40
+    characters. Temporaries carry a shortened, hashed stem; stale ones are still found by it."""
+    final = tmp_path / ("x" * 236 + ".tif")
+    twin = tmp_path / ("x" * 235 + "y.tif")  # same start, another name: another hash
+    t = temp_path(final, "partial")
+    assert len((t.name + ".aux.xml").encode()) <= 255
+    t.write_text("x")  # the file system takes it
+    assert temp_path(twin).name.split(".dakd-")[0] != t.name.split(".dakd-")[0]
+    dead = tmp_path / (t.name.split(".dakd-")[0] + f".dakd-{_dead_pid()}-ab12.tmp.tif")
+    dead.write_text("x")
+    assert clean_stale(final) == [dead] and t.exists()
+    remove_temp(t)
+    short = tmp_path / "out.tif"
+    assert temp_path(short).name.startswith(".out.tif.dakd-")  # short names are kept whole
+
+
+def test_a_run_without_overwrite_never_replaces_what_another_run_wrote_meanwhile(tmp_path: Path) -> None:
+    """Two runs on one output, neither with --overwrite, both passed the start's check; the later one
+    replaced the other's files silently (exit 0). Its commit now fails, leaving the other's intact."""
+    import pytest
+
+    from dakd_edge.atomic import Transaction
+    from dakd_edge.errors import OutputError
+
+    a, b = tmp_path / "c.tif", tmp_path / "v.geojson"
+    with pytest.raises(OutputError, match=r"output exists: .*v\.geojson \(another run wrote it"):
+        with Transaction({"a": a, "b": b}) as tx:
+            tx.temp("a").write_text("mine")
+            tx.temp("b").write_text("mine")
+            b.write_text("theirs")  # the other run commits first
+            tx.commit()
+    assert b.read_text() == "theirs" and not a.exists()  # all or nothing: our c.tif went too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.geojson"]  # no temporary left
+    with Transaction({"b": b}, overwrite=True) as tx:
+        tx.temp("b").write_text("mine")
+        tx.commit()
+    assert b.read_text() == "mine"

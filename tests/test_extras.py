@@ -49,3 +49,22 @@ def test_a_baseline_without_smp_names_the_extra(monkeypatch) -> None:
     monkeypatch.setattr(extras, "available", lambda m: m != "segmentation_models_pytorch")
     with pytest.raises(extras.MissingExtra, match="the unet baseline' needs segmentation-models-pytorch"):
         create_model("unet")
+
+
+def test_an_installed_module_that_does_not_load_is_not_told_to_install(monkeypatch) -> None:
+    """Under a memory limit torch's libraries fail to map: 'needs PyTorch: pip install ...' sent users
+    to reinstall what they had. The failure is named, with the memory limit when that is the cause."""
+    import importlib
+
+    from dakd_edge import extras
+
+    def fail(name: str, *a, **k):
+        raise OSError("libtorch_cuda.so: failed to map segment from shared object")
+
+    monkeypatch.setattr(importlib, "import_module", fail)
+    line = extras.unavailable("json", "torch")  # json is installed: find_spec finds it
+    assert line.startswith("json is installed but does not load (libtorch_cuda.so: failed to map segment")
+    assert "ulimit -v" in line
+    assert extras.unavailable("no_such_module_xyz", "runtime") == (
+        f"no_such_module_xyz is not installed: {extras.install_hint('runtime')}"
+    )

@@ -35,17 +35,11 @@ def make_predictor(spec: ModelSpec, load: dict[str, Any]) -> Any:
             module, _, attr = spec.partition(":")
             spec = getattr(importlib.import_module(module), attr)
         return spec()  # type: ignore[operator]
-    from dakd_edge.formats import backend_for
     from dakd_edge.inference import load as load_predictor
     from dakd_edge.weights import bundled_path
 
-    kw = dict(load)
-    threads = kw.pop("threads", None)
-    backend = kw.get("backend", "auto")
-    path = spec if spec is not None else bundled_path(backend)
-    if threads and backend_for(path, backend) == "onnxruntime":  # ONNX Runtime's intra-op threads
-        kw["threads"] = threads
-    return load_predictor(str(path), **kw)
+    path = spec if spec is not None else bundled_path(load.get("backend", "auto"))
+    return load_predictor(str(path), **load)  # threads: ONNX Runtime's intra-op pool or PyTorch's
 
 
 def now() -> str:

@@ -115,12 +115,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except MemoryError:
         _fail(f"out of memory (try a smaller {_memory_options(argv)})", 2)
+    except UnicodeEncodeError as e:  # rasterio / GDAL take UTF-8 names only
+        if "surrogates not allowed" not in str(e):
+            raise
+        _fail(f"{_non_utf8_argument(argv)}: a file name that is not valid UTF-8, which GDAL cannot open or "
+              "write; rename it", 2)  # fmt: skip
     except OSError as e:  # not raised through a DakdError: name the file and the reason
         from dakd_edge.atomic import describe_write_error, is_disk_full
 
         where = Path(e.filename) if getattr(e, "filename", None) else Path(".")
         msg = describe_write_error(e, where) if is_disk_full(e) else _os_line(e)
         _fail(msg, 2)
+    except Exception as e:  # a runtime's own out-of-memory error (ONNX Runtime's bad_alloc, torch's)
+        if not _out_of_memory(e):
+            raise
+        _fail(f"out of memory: {_first_line(e)} (try a smaller {_memory_options(argv)})", 2)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -164,6 +173,29 @@ def _worker_error(message: str) -> str:
     last = [ln for ln in message.splitlines() if ln.strip()][-1]
     name, sep, text = last.partition(": ")
     return text if sep and " " not in name else last
+
+
+# Out-of-memory errors that runtimes raise as plain exceptions (ONNX Runtime's Fail / RuntimeException
+# around std::bad_alloc, torch's CPU allocator, CUDA) and a thread that cannot start for lack of memory.
+_OOM_TEXT = ("bad_alloc", "Failed to allocate memory", "can't allocate memory", "out of memory",
+             "can't start new thread")  # fmt: skip
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    runtime = isinstance(e, RuntimeError) or type(e).__module__.startswith(("onnxruntime", "torch"))
+    return runtime and any(t in str(e) for t in _OOM_TEXT)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def _non_utf8_argument(argv: list[str] | None) -> str:
+    """The first argument holding bytes that are not UTF-8 (surrogate escapes), shown as escapes."""
+    args = sys.argv[1:] if argv is None else argv
+    bad = next((a for a in args if any("\udc80" <= c <= "\udcff" for c in a)), None)
+    return ascii(os.fsencode(bad))[2:-1] if bad is not None else "a file name"
 
 
 def _memory_options(argv: list[str] | None) -> str:

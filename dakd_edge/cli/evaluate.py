@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import jsonout
-from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP
+from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP, threads_option
 from dakd_edge.cli.streams import STDOUT, stdout_alias
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
@@ -67,6 +67,7 @@ from dakd_edge.inference.predictor import MIN_TILE
     "--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES), help=BACKEND_HELP
 )
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@threads_option
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
 @click.option(
     "--json",
@@ -92,6 +93,7 @@ def evaluate(
     sensor: str | None,
     backend: str,
     device: str,
+    threads: int | None,
     tile: int | None,
     json_out: str | None,
     save_png: str | None,
@@ -124,16 +126,16 @@ def evaluate(
     if data is None:
         given = {"--save-png": save_png, "--limit": limit}
         if pred is not None:  # no model runs on a class map
-            given.update({"--model": model_path, "--tile": tile})
+            given.update({"--model": model_path, "--tile": tile, "--threads": threads})
         extra = [k for k, v in given.items() if v is not None]
         if extra:
             raise click.UsageError(
-                f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} nothing with --{'pred' if pred else 'scene'}: --model and "
-                "--tile go with --scene, --save-png and --limit with --data"
+                f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} nothing with --{'pred' if pred else 'scene'}: --model, "
+                "--tile and --threads go with --scene, --save-png and --limit with --data"
             )
         _score_scene(
             model_path, scene, pred, truth, truth_oil, truth_ignore, min_area, backend, device, tile,
-            json_out, overwrite,
+            json_out, overwrite, threads,
         )  # fmt: skip
         return
     to_file = json_out is not None and json_out != STDOUT
@@ -142,7 +144,7 @@ def evaluate(
         if model_path:
             check_distinct({"--json": Path(json_out)}, {"model": Path(model_path)})
     png_folder(save_png, data)  # before the model loads: a folder that cannot take the PNGs fails first
-    predictor = load(model_path, backend=backend, device=device, tile=tile)
+    predictor = load(model_path, backend=backend, device=device, tile=tile, threads=threads)
     try:
         result = run(
             predictor, data, split=split, kind=kind, sensor=sensor, save_png=save_png, limit=limit,
@@ -172,6 +174,7 @@ def _score_scene(
     tile: int | None,
     json_out: str | None,
     overwrite: bool,
+    threads: int | None = None,
 ) -> None:
     """``--scene`` (segmented first, into a temporary folder) or ``--pred`` against ``--truth``."""
 
@@ -209,7 +212,7 @@ def _score_scene(
             from dakd_edge.inference.segment import segment_scene
 
             src = unwrap_scene(Path(scene))  # a folder around one .SAFE: that product, as segment reads it
-            predictor = load(model_path, backend=backend, device=device, tile=tile)
+            predictor = load(model_path, backend=backend, device=device, tile=tile, threads=threads)
             try:
                 pred = str(Path(tmp) / "classes.tif")
                 with warnings.catch_warnings(record=True) as caught:

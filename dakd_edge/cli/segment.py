@@ -133,14 +133,30 @@ def check_land_mask_file(value: str | None) -> None:
 
 
 def load_predictor(
-    model: str | None, backend: str, device: str, tile: int | None, overlap: int | None, batch: int | None
+    model: str | None,
+    backend: str,
+    device: str,
+    tile: int | None,
+    overlap: int | None,
+    batch: int | None,
+    threads: int | None = None,
 ) -> Any:
     """One model load for all scenes: :func:`dakd_edge.inference.load` + our tiling settings."""
     try:
         from dakd_edge.inference import load
     except ImportError as e:
         raise BackendUnavailable(f"model backends are not available in this installation ({e})") from None
-    return load(model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch)
+    return load(
+        model, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch, threads=threads
+    )
+
+
+# --threads of segment, demo and evaluate (batch splits the CPUs between its workers itself)
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="CPU threads for inference (ONNX Runtime's pool, or PyTorch's) [default: all physical cores].",
+)
 
 
 def scene_stem(scene: Path) -> str:
@@ -421,6 +437,7 @@ def plan_outputs(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@threads_option
 @click.option(
     "--tile",
     type=click.IntRange(MIN_TILE),
@@ -479,6 +496,7 @@ def segment(
     model: str | None,
     backend: str,
     device: str,
+    threads: int | None,
     tile: int | None,
     overlap: int | None,
     batch: int | None,
@@ -518,7 +536,7 @@ def segment(
     templates = {"out": output, "probs": probs, "vector": vector, "report": report}
     inputs = input_files(scenes, model, None if no_land_mask else land_mask)
     jobs, single_report = plan_outputs(scenes, templates, inputs, overwrite)
-    predictor = load_predictor(model, backend, device, tile, overlap, batch)
+    predictor = load_predictor(model, backend, device, tile, overlap, batch, threads)
     # segment_scene checks its own scene; these are the files every scene reads (unique names)
     protect: dict[str, str | os.PathLike] = dict(input_files((), model, None if no_land_mask else land_mask))
     reports = []
@@ -595,6 +613,7 @@ def segment(
     "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
 )
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@threads_option
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the report, as JSON (no file list).")
@@ -605,6 +624,7 @@ def demo(
     model: str | None,
     backend: str,
     device: str,
+    threads: int | None,
     overwrite: bool,
     quiet: bool,
     as_json: bool,
@@ -614,7 +634,7 @@ def demo(
     from dakd_edge.inference.quicklook import quicklook
     from dakd_edge.scene_eval import score_scene
 
-    predictor = load_predictor(model, backend, device, None, None, None)
+    predictor = load_predictor(model, backend, device, None, None, None, threads)
     try:
         top = make_dirs(out_dir)  # the topmost folder made: a failed demo removes them all again
     except OSError as e:

@@ -24,7 +24,7 @@ from dakd_edge.cuda import (
     resolve_device,
 )
 from dakd_edge.errors import BackendUnavailable, InputError, ModelFileError
-from dakd_edge.extras import install_hint
+from dakd_edge.extras import unavailable
 from dakd_edge.formats import (
     ENGINE,
     INPUT_NAME,
@@ -83,7 +83,7 @@ class TorchBackend(Backend):
             import torch
         except ImportError as e:
             raise BackendUnavailable(
-                f"the torch backend needs PyTorch: {install_hint('torch')}; "
+                f"the torch backend needs PyTorch: {unavailable('torch', 'torch')}; "
                 "use an .onnx file with onnxruntime for a torch-free runtime"
             ) from e
         if model is None:
@@ -140,7 +140,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise BackendUnavailable(f"onnxruntime is not installed: {install_hint('runtime')}") from e
+            raise BackendUnavailable(unavailable("onnxruntime", "runtime")) from e
         p = Path(path)
         if not p.is_file():
             raise ModelFileError(f"ONNX file not found: {p}")
@@ -288,7 +288,7 @@ class TensorRTBackend(Backend):
         try:
             import tensorrt as trt
         except ImportError as e:
-            raise BackendUnavailable(f"TensorRT is not installed: {install_hint('trt')}") from e
+            raise BackendUnavailable(unavailable("tensorrt", "trt")) from e
         from dakd_edge.cuda import check_tensorrt_version
 
         check_tensorrt_version(trt.__version__)
@@ -390,10 +390,14 @@ _NEEDS = {
 }
 
 
-def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", **kw: Any) -> Backend:
+def open_backend(
+    path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None, **kw: Any
+) -> Backend:
     """Instantiate the backend for ``path``; backend-specific options pass through ``kw``.
 
-    ``device`` and a file whose suffix names another backend are refused here, in one line each.
+    ``threads``: CPU threads for inference (ONNX Runtime's intra-op pool; PyTorch's, process-wide);
+    None leaves each runtime's default (all physical cores). ``device`` and a file whose suffix names
+    another backend are refused here, in one line each.
     """
     name = backend_for(path, backend)
     device = resolve_device(device, name)
@@ -401,7 +405,12 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "cpu", *
     if fmt is not None and fmt.backend != name:
         raise ModelFileError(f"{path}: the {name} backend needs {_NEEDS[name]}")
     if name == "torch":
-        return TorchBackend(path, device=device, **kw)
+        torch_backend = TorchBackend(path, device=device, **kw)
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        return torch_backend
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(path, device=device, **kw)
+        return OnnxRuntimeBackend(path, device=device, threads=threads, **kw)
     return TensorRTBackend(path, device="cuda" if device == "cpu" else device, **kw)

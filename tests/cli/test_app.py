@@ -140,3 +140,71 @@ def test_an_option_without_its_value_points_at_its_command_s_help(run_cli, argv,
     """click raises this usage error without a context: the line said "see 'dakd-edge --help'"."""
     code, _, err = run_cli(argv)
     assert code == 2 and err.strip().endswith(f"requires an argument. (see '{help_of} --help')"), err
+
+
+def _raising(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    import click
+
+    from dakd_edge.cli import app as main_mod
+
+    @click.command("boom")
+    @click.argument("path", required=False)
+    def boom(path: str | None) -> None:
+        raise error
+
+    monkeypatch.setattr(main_mod.LazyGroup, "get_command", lambda self, ctx, name: boom)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[ONNXRuntimeError] : 1 : FAIL : std::bad_alloc"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: 4 GB"),
+        RuntimeError("can't start new thread"),
+    ],
+)
+def test_a_runtime_s_out_of_memory_error_is_one_line(monkeypatch, capsys, error: Exception) -> None:
+    """ONNX Runtime's bad_alloc and torch's allocator failure under a memory limit were 40-line
+    tracebacks with exit 1; they are 'out of memory' lines with the options that size memory."""
+    _raising(monkeypatch, error)
+    with pytest.raises(SystemExit) as e:
+        main(["segment"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dakd-edge: error: out of memory: ") and err.endswith(
+        "(try a smaller --tile or --batch)"
+    )
+
+
+def test_other_runtime_errors_still_raise(monkeypatch) -> None:
+    _raising(monkeypatch, RuntimeError("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["segment"])
+
+
+def test_a_file_name_that_is_not_utf8_is_one_line(monkeypatch, capsys) -> None:
+    """rasterio raised UnicodeEncodeError ('surrogates not allowed') as a traceback, exit 1."""
+    import os
+
+    name = os.fsdecode(b"bad\xff\xfename.tif")
+    _raising(monkeypatch, UnicodeEncodeError("utf-8", name, 3, 4, "surrogates not allowed"))
+    with pytest.raises(SystemExit) as e:
+        main(["segment", name])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("dakd-edge: error: bad\\xff\\xfename.tif: a file name that is not valid UTF-8, which GDAL "
+                   "cannot open or write; rename it")  # fmt: skip
+
+
+def test_real_non_utf8_scene_name_through_segment(tmp_path: Path, capsys) -> None:
+    import os
+
+    from tests.inference.fake import blob_scene, write_tif
+
+    raw = os.fsencode(str(tmp_path)) + b"/bad\xff.tif"
+    src = write_tif(tmp_path / "ok.tif", blob_scene(32, 32))
+    os.rename(src, raw)
+    with pytest.raises(SystemExit) as e:
+        main(["segment", os.fsdecode(raw), "-o", str(tmp_path / "c.tif"), "-q"])
+    assert e.value.code == 2
+    assert "not valid UTF-8" in capsys.readouterr().err

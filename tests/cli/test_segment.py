@@ -22,8 +22,8 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Replace model loading by the numpy fake; records each load (one per CLI call expected)."""
     loads: list[tuple] = []
 
-    def load(model, backend, device, tile, overlap, batch):
-        loads.append((model, backend, device, tile, overlap, batch))
+    def load(model, backend, device, tile, overlap, batch, threads=None):
+        loads.append((model, backend, device, tile, overlap, batch) + ((threads,) if threads else ()))
         return Predictor(FakeBackend(num_classes=5, tile=128), tile=tile, overlap=overlap, batch=batch)
 
     monkeypatch.setattr(seg_cli, "load_predictor", load)
@@ -362,7 +362,7 @@ def _fake_named(
     ``ModelMeta.default_for``'s); its oil logits go to the class named oil."""
     from dakd_edge.meta import ModelMeta
 
-    def load(model, backend, device, tile, overlap, batch):
+    def load(model, backend, device, tile, overlap, batch, threads=None):
         b = FakeBackend(num_classes=num_classes, tile=128)
         if names is not None:
             b.meta = ModelMeta("fake", num_classes, class_names=names, palette=b.meta.palette, tile=128)
@@ -504,3 +504,30 @@ def test_stdout_alias_leaves_other_paths() -> None:
     assert stdout_alias(None, None, "report.json") == "report.json"  # type: ignore[arg-type]
     assert stdout_alias(None, None, None) is None  # type: ignore[arg-type]
     assert stdout_alias(None, None, "/dev/stdout") == "-"  # type: ignore[arg-type]
+
+
+def test_segment_threads_reach_the_model_load(tmp_path: Path, fake_model, capsys) -> None:
+    """An edge box shared with other work needs a cap: segment, demo and evaluate had no --threads."""
+    src = write_tif(tmp_path / "s.tif", blob_scene(64, 64, seed=2))
+    code, _, err = run(["segment", str(src), "-o", str(tmp_path / "c.tif"), "-q", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert fake_model[-1][-1] == 1
+    code, _, err = run(["segment", str(src), "-o", str(tmp_path / "d.tif"), "-q", "--threads", "0"], capsys)
+    assert code == 2 and "--threads" in err
+
+
+def test_threads_set_the_runtimes_pools() -> None:
+    """--threads is ONNX Runtime's intra-op pool and PyTorch's thread count."""
+    pytest.importorskip("onnxruntime")
+    from dakd_edge.inference.backends import open_backend
+    from dakd_edge.weights import bundled_path
+
+    be = open_backend(bundled_path("onnxruntime"), "onnxruntime", threads=1)
+    assert be.session.get_session_options().intra_op_num_threads == 1
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        open_backend(bundled_path("torch"), "torch", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

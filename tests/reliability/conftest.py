@@ -11,7 +11,7 @@ from tests.inference.fake import FakeBackend
 
 @pytest.fixture()
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(model, backend, device, tile, overlap, batch):
+    def load(model, backend, device, tile, overlap, batch, threads=None):
         return Predictor(FakeBackend(tile=64), tile=tile, overlap=overlap, batch=batch)
 
     monkeypatch.setattr(seg_cli, "load_predictor", load)

@@ -24,7 +24,7 @@ class SlowBackend(FakeBackend):
         return super().predict(batch)
 
 
-def load(model, backend, device, tile, overlap, batch):
+def load(model, backend, device, tile, overlap, batch, threads=None):
     return Predictor(SlowBackend(tile=64), tile=tile, overlap=overlap, batch=batch)
 
 
