@@ -474,7 +474,8 @@ def score_scene(
     Only sea is scored: land is left out of the pixel scores and of the sea area, whether the land
     mask made it nodata (255), the model predicts a class named land (the class map's ``class_names``
     tag, e.g. OSD's ``land``), or the truth raster names one of its values land (its ``DAKD_CLASSES`` or
-    ``class_names`` tag, as ``synth --labels`` and ``segment`` write) or ``truth_ignore`` names it.
+    ``class_names`` tag, as ``synth --labels`` and ``segment`` write) or ``truth_ignore`` names it. Truth
+    oil under the model's land is scored, as a miss.
 
     Args:
         pred: class-id raster written by ``segment`` (GeoTIFF; affine or GCP georeference).
@@ -534,7 +535,9 @@ def score_scene(
                 n_255 += int(np.count_nonzero(r.truth_values(y0, y1, 0, r.width)[0] == IGNORE_INDEX))
             n_oil += int(np.count_nonzero(oil))
             data = (valid | truth_land) & (cls != IGNORE_INDEX)  # in both, land or sea
-            land = data & (truth_land | r.land(cls))
+            # the model's land holds no sea to score, but truth oil under it is a miss, not left out
+            # (a model calling a slick land scored an undefined recall instead of 0)
+            land = data & (truth_land | (r.land(cls) & ~oil))
             scored = data & ~land
             n_land += int(np.count_nonzero(land))
             n_nodata += int(data.size - np.count_nonzero(data))

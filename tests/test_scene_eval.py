@@ -616,3 +616,18 @@ def test_cli_truth_ignore_leaves_untagged_land_out(tmp_path, capsys):
     assert code == 0, err
     r = json.loads(out)
     assert r["pixels"]["scored"] == 102_000 and r["left_out"]["truth_land_classes"] == ["4"]
+
+
+def test_truth_oil_the_model_calls_land_is_a_miss(tmp_path):
+    """A model calling a truth slick land had those pixels left out with the land: oil recall came out
+    undefined instead of 0. They are scored as misses; the model's other land stays out."""
+    pred = np.zeros((H, W), np.uint8)
+    truth = np.zeros((H, W), np.uint8)
+    pred[:, 300:] = 4  # land, over the truth slick below
+    truth[SLICK_FOUND[0], 310:350] = 1  # 800 px of oil under predicted land
+    p = _write(tmp_path / "p.tif", pred, OSD_CLASSES)
+    t = _write(tmp_path / "t.tif", truth)
+    r = score_scene(p, t)
+    assert r["pixels"]["oil_recall"] == 0.0 and r["pixels"]["oil_iou"] == 0.0
+    assert r["pixels"]["scored"] == H * 300 + 800
+    assert r["left_out"]["land_pixels"] == H * 100 - 800
