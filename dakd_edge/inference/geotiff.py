@@ -77,6 +77,9 @@ class SceneInfo:
     native_scale: str | None = None  # scaling the source defines (Sentinel-1: calibrated linear sigma0)
     pixel_size_m: tuple[float, float] | None = None  # (row, col) metres when the source says
     product: dict[str, Any] | None = None  # product metadata (Sentinel-1) for the report
+    # Rational polynomial coefficients of a scene placed by them alone (no transform, no GCPs): not used
+    # for areas or land (they need a DEM), but carried into the output rasters so a GIS can place them.
+    rpcs: Any = None
 
 
 def raster_info(
@@ -90,7 +93,7 @@ def raster_info(
     if ds.transform.is_identity and gcps:
         return SceneInfo(*common, None, ds.transform, True, gcps=tuple(gcps), gcps_crs=gcps_crs)
     if ds.transform.is_identity:
-        return SceneInfo(*common, None, ds.transform, False)
+        return SceneInfo(*common, None, ds.transform, False, rpcs=ds.rpcs)
     _check_placement(p, ds)
     return SceneInfo(*common, ds.crs, ds.transform, True)
 
@@ -463,6 +466,8 @@ class CogWriter:
         profile = gtiff_profile(info.height, info.width, count=self.count, block=BLOCK, SPARSE_OK=True)
         if info.gcps:
             profile["gcps"], profile["crs"] = list(info.gcps), info.gcps_crs
+        elif info.rpcs is not None and not info.georeferenced:
+            profile["rpcs"] = info.rpcs
         else:
             if info.crs is not None:
                 profile["crs"] = info.crs

@@ -251,9 +251,15 @@ def segment_scene(
             rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width, meta.num_classes, 2 * pbytes))
         )
         if not info.georeferenced:
+            rpc = info.rpcs is not None
             warnings.warn(
-                f"{info.path}: no georeference (no geotransform, or no CRS); outputs have no CRS and "
-                "areas are in pixels",
+                f"{info.path}: no georeference (no geotransform, or no CRS)"
+                + (
+                    "; its RPCs are carried into the output rasters, but"
+                    if rpc
+                    else "; outputs have no CRS and"
+                )
+                + " areas are in pixels",
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )

@@ -218,3 +218,25 @@ def test_truncated_png_is_refused_not_read_as_dark_rows(tmp_path: Path) -> None:
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(InputError, match="damaged or truncated PNG"):
         open_scene(cut)
+
+
+def test_rpc_only_scene_keeps_its_rpcs_in_the_outputs(tmp_path: Path) -> None:
+    """A scene placed by RPCs alone ran as unplaced and its outputs dropped them, so no GIS could put the
+    class map on a map; the RPCs are now carried (areas stay in pixels: RPCs need a DEM)."""
+    from rasterio.rpc import RPC
+
+    rpc = RPC(height_off=0, height_scale=500, lat_off=42.0, lat_scale=0.05, line_den_coeff=[1] + [0] * 19,
+              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=48, line_scale=48, long_off=12.0, long_scale=0.05,
+              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=64, samp_scale=64)  # fmt: skip
+    src = tmp_path / "rpc.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", width=128, height=96, count=1, dtype="uint8", rpcs=rpc
+    ) as ds:
+        ds.write(blob_scene(96, 128, seed=3), 1)
+    with pytest.warns(NoGeoreferenceWarning, match="its RPCs are carried into the output rasters"):
+        r = segment_scene(_pred(), src, tmp_path / "c.tif", probs=tmp_path / "p.tif", land_mask=None)
+    assert r["oil_area_m2"] is None
+    for out in ("c.tif", "p.tif"):
+        with rasterio.open(tmp_path / out) as ds:
+            assert ds.rpcs is not None and ds.rpcs.lat_off == pytest.approx(42.0)
+            assert ds.rpcs.samp_scale == pytest.approx(64.0)
