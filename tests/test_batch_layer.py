@@ -450,3 +450,29 @@ def test_a_layer_an_earlier_run_built_from_the_same_scenes_is_kept(tmp_path, wri
     finished["b"] = _scene(out, "b", [box(3, 0, 4, 1)], "sha-b2")  # a scene run again
     assert runner._Layer(out, path).build(finished) == 2 and writes == [1, 1, 1, 2]
     assert runner._Layer(out, out / "spills.parquet").build(finished) == 2 and writes[-1] == 2  # --format
+
+
+def test_scene_outline_of_sparse_utm_gcps_is_their_plane(tmp_path) -> None:
+    """Three GCPs in UTM metres: the outline is the plane they span in UTM, as segment maps the polygons
+    (it interpolated their longitude/latitude, off by ~13 px on a 2048 px 30 m scene)."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+    from pyproj import Transformer
+    from rasterio.control import GroundControlPoint
+
+    n = 2048
+    aff = Affine.translation(5.4e5, 4.48e6) * Affine.rotation(20) * Affine.scale(30, -30)
+    gcps = [
+        GroundControlPoint(row=r, col=c, x=(aff * (c, r))[0], y=(aff * (c, r))[1])
+        for r, c in ((0, 0), (0, n), (n, 0))
+    ]
+    path = tmp_path / "sparse.tif"
+    prof = dict(driver="GTiff", height=n, width=n, count=1, dtype="uint8", sparse_ok=True, tiled=True)
+    with rasterio.open(path, "w", **prof, gcps=gcps, crs="EPSG:32633"):
+        pass
+    o = layer_mod.scene_outline(path)
+    corners = np.array([aff * (c, r) for c, r in ((0, 0), (n, 0), (n, n), (0, n))])
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(*corners.T)
+    got = np.asarray(o.geom.exterior.coords)[[0, 256, 512, 768]]
+    assert np.abs(got - np.c_[lon, lat]).max() < 1e-8  # < 1 mm; was ~1e-3 degrees

@@ -187,7 +187,7 @@ class Outline:
 def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
     """The :class:`Outline` of a finished scene, from its class map's georeference alone (no pixel is
     read): the raster's edge in pixel-corner coordinates, mapped as the scene's polygons were (GCPs
-    through the same :func:`~dakd_edge.data.landmask.make_georef`, else the affine transform and CRS),
+    through the same :func:`~dakd_edge.inference.readers.gcp_georef`, else the affine transform and CRS),
     ``per_side`` points a side. None when the scene has no georeference or its file cannot be read."""
     import numpy as np
     import rasterio
@@ -203,11 +203,11 @@ def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
     rows = np.concatenate([np.zeros(per_side), t * h, np.full(per_side, h), (1 - t) * h])
     try:
         if gcps:
-            from dakd_edge.data.landmask import make_georef
-            from dakd_edge.inference.readers import gcps_lonlat
+            from dakd_edge.inference.readers import gcp_georef
 
-            gcps, gcps_crs = gcps_lonlat(list(gcps), gcps_crs)  # GCPs in UTM metres: as segment reads them
-            lon, lat = make_georef(gcps=gcps, crs=gcps_crs).lonlat(rows, cols, wrap=False)
+            # as segment reads them (GCPs in UTM metres interpolated in UTM); GCPs and the edge points
+            # here are both corner-based, so no half-pixel shift
+            lon, lat = gcp_georef(list(gcps), gcps_crs).lonlat(rows, cols, wrap=False)
         elif crs is not None and not transform.is_identity:
             from pyproj import Transformer
 

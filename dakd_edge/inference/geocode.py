@@ -6,7 +6,7 @@ at the product's pixel spacing, as GIS layers and web maps want them.
 
 Each output block maps its pixel centres to the source through the same GCP geolocation the polygons
 use (:func:`dakd_edge.inference.readers.georef_of`: bilinear on the annotation grid, inverted by
-Newton's method), evaluated on a coarse lattice and interpolated in between, then samples the source
+Newton's method; GCPs in a projected CRS interpolated in that CRS), evaluated on a coarse lattice and interpolated in between, then samples the source
 by nearest neighbour (class ids must not be blended). Memory: one block plus the source window under
 it. Longitudes are unwrapped for scenes on the antimeridian, so the grid never spans the globe, and
 every lattice point's longitude is taken the short way from the scene centre before it is located in

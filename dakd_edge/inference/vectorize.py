@@ -82,9 +82,20 @@ def _pyproj_crs(crs: Any):
     return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
 
 
+def in_degrees(geo: Any) -> Any:
+    """A geographic pyproj CRS with longitude/latitude in degrees: ``geo`` itself, or for one in another
+    angular unit (grads: EPSG:4807, the NTF (Paris) of EPSG:27572) the same datum in degrees, since
+    ``pyproj.Geod`` takes degrees (grads as degrees measured areas 11 % too large)."""
+    from pyproj.crs import GeographicCRS
+
+    if all(math.isclose(a.unit_conversion_factor, math.pi / 180, rel_tol=1e-12) for a in geo.axis_info):
+        return geo
+    return GeographicCRS(name=f"{geo.name} (degrees)", datum=geo.datum.to_json_dict())
+
+
 def projected_geod(crs: Any) -> tuple[Any, Any]:
-    """(``pyproj.Geod`` of a projected CRS's ellipsoid, transformer to its geographic CRS), or
-    (None, None) when PROJ has neither."""
+    """(``pyproj.Geod`` of a projected CRS's ellipsoid, transformer to its geographic CRS's longitude /
+    latitude in degrees), or (None, None) when PROJ has neither."""
     from pyproj import Transformer
     from pyproj.exceptions import CRSError, ProjError
 
@@ -92,7 +103,7 @@ def projected_geod(crs: Any) -> tuple[Any, Any]:
         geo = crs.geodetic_crs
         if geo is None:
             return None, None
-        return crs.get_geod(), Transformer.from_crs(crs, geo, always_xy=True)
+        return crs.get_geod(), Transformer.from_crs(crs, in_degrees(geo), always_xy=True)
     except (CRSError, ProjError):
         return None, None
 
@@ -119,7 +130,8 @@ class Measurer:
     Geographic CRSs are measured geodesically (``pyproj.Geod``); projected ones too, their vertices
     taken back to the CRS's own longitude/latitude first: a map's flat area is off by its areal scale,
     0.08-0.2 % in UTM but 6-28 % in a polar stereographic CRS (EPSG:3413) away from its true-scale
-    latitude. A projected CRS that cannot be inverted there is measured flat (``unit``).
+    latitude. A projected CRS that cannot be inverted there is measured flat (``unit``). Longitudes and
+    latitudes in another unit than degrees (grads) go through ``to_lonlat`` too (:func:`in_degrees`).
     """
 
     def __init__(self, crs: Any) -> None:
@@ -130,7 +142,11 @@ class Measurer:
             return
         c = _pyproj_crs(crs)
         if c.is_geographic:
+            from pyproj import Transformer
+
             self.geod = c.get_geod()
+            if (deg := in_degrees(c)) is not c:
+                self.to_lonlat = Transformer.from_crs(c, deg, always_xy=True)
         elif c.is_projected:
             self.unit = float(c.axis_info[0].unit_conversion_factor)
             self.geod, self.to_lonlat = projected_geod(c)
