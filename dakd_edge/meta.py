@@ -61,6 +61,20 @@ def class_meaning(name: str) -> str:
     return "land" if key in LAND_NAMES else key
 
 
+def class_names_problem(names: Any) -> str | None:
+    """What is wrong with a data set's list of class names, in one phrase (None when nothing): a name
+    is what a class means everywhere, so two classes of one name (compared by :func:`class_key`) would
+    both mean it (``["sea", "oil", "oil"]``: both counted as oil)."""
+    if not isinstance(names, list) or not MIN_CLASSES <= len(names) <= MAX_CLASSES:
+        return f"class_names must list {MIN_CLASSES} to {MAX_CLASSES} classes"
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        j = seen.setdefault(class_key(n), i)
+        if j != i:
+            return f"classes {j} and {i} have one name ({names[j]!r}, {n!r}); give each class its own name"
+    return None
+
+
 def land_ids_of(class_names: Iterable[str]) -> list[int]:
     """Class ids named land (:data:`LAND_NAMES`, e.g. OSD's ``land``); [] when no class is."""
     return [i for i, n in enumerate(class_names) if class_key(n) in LAND_NAMES]

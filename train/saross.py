@@ -343,6 +343,22 @@ class DakdTrainer(common.Trainer):
         self.scaler = common.make_grad_scaler(dev, cfg.amp)
         self.loss_fn = DAKDLoss(cfg.loss_config()).to(dev)
         self.net = common.wrap_ddp(self.model, self.dist)
+        if self.main and self.datasets is None:  # ready datasets (library use): the caller built them
+            self._describe_data()
+
+    def _describe_data(self) -> None:
+        """Say what the training data was read as (stdout; its warnings as notices) before training: a
+        set misread without an error (own label colours read as OSD's, oil stored as 255 = ignore) shows
+        as 0% oil here."""
+        from dakd_edge.data import describe
+
+        lines, warns = describe(self.originals)
+        lines[0] += f": {len(self.train_idx)} to train on, {len(self.val_idx)} held out for validation"
+        if self.augmented is not None:
+            lines.append(f"generated: {self.augmented.root} ({len(self.augmented)} samples)")
+        print("\n".join(lines), flush=True)
+        for w in warns:
+            warnings.warn(w, Notice, stacklevel=2)
 
     def _lr_schedule(self, last_step: int) -> torch.optim.lr_scheduler.LambdaLR:
         cfg = self.cfg

@@ -19,9 +19,19 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dakd_edge.errors import DatasetError, Notice
-from dakd_edge.meta import BINARY_CLASSES, IGNORE_INDEX, MAX_CLASSES, OSD_CLASSES, oil_ids_of
+from dakd_edge.meta import (
+    BINARY_CLASSES,
+    IGNORE_INDEX,
+    OSD_CLASSES,
+    OSD_PALETTE,
+    class_names_problem,
+    oil_ids_of,
+)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+LOSSY_EXTS = (".jpg", ".jpeg")
+# Names of split folders: ``--data`` pointed at one of them has the dataset root as its parent.
+SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 
 MaskDecoder = Callable[[np.ndarray, Path], np.ndarray]
 
@@ -103,7 +113,12 @@ def binary_from_native(mask: np.ndarray, oil_ids: Sequence[int] = (1,)) -> np.nd
 
 class PairDataset:
     """A list of (image, mask) files with a mask decoder. Samples follow the package contract:
-    ``image`` float32 (1, H, W) unit luminance, ``mask`` int64 (H, W) with 255 = ignore."""
+    ``image`` float32 (1, H, W) unit luminance, ``mask`` int64 (H, W) with 255 = ignore.
+
+    ``kind`` and ``source`` (how the masks are read, e.g. "labels/ colours by the OSD palette") are
+    shown in the training summary, so a set read by the wrong rule is seen before it is trained on.
+    ``mask_colours``: read palette (mode P) masks as their colours, for colour-coded labels.
+    """
 
     def __init__(
         self,
@@ -113,10 +128,14 @@ class PairDataset:
         root: Path,
         binary: bool = False,
         check_sizes: bool = True,
+        kind: str = "folder",
+        source: str = "",
+        mask_colours: bool = False,
     ) -> None:
         if not pairs:
             raise DatasetError(f"{root}: no image/mask pairs found")
         self.root = Path(root)
+        self.kind, self.source, self._mask_colours = kind, source, mask_colours
         self.files = [(Path(a), Path(b)) for a, b in pairs]
         self._decode = decode
         self._native_classes = list(class_names)
@@ -137,28 +156,69 @@ class PairDataset:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, mask_path = self.files[index]
         image = decode_luminance(read_array(img_path, palette=True), img_path)
-        mask = self._decode(read_array(mask_path), mask_path)
+        mask = self.read_mask(index)
         if mask.shape != image.shape:
             raise DatasetError(
                 f"size mismatch: image {img_path} is {image.shape}, mask {mask_path} is {mask.shape}"
             )
-        if self.binary:
-            mask = binary_from_native(mask, self._oil_ids)
         return {"image": image[None], "mask": mask}
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """The mask of sample ``index`` alone (int64 class ids of :attr:`class_names`, 255 = ignore),
+        without reading its image: what the class shares of a summary are counted on."""
+        mask_path = self.files[index][1]
+        mask = self._decode(read_array(mask_path, palette=self._mask_colours), mask_path)
+        return binary_from_native(mask, self._oil_ids) if self.binary else mask
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.root}, {len(self)} samples, classes={self.class_names})"
+
+
+def class_ids(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Mask pixels -> int64 (H, W) values, refusing what is no class id: colours (a grey RGB mask is
+    read as its one channel) and fractions (soft or resampled labels would truncate to 0: no oil)."""
+    if arr.ndim == 3:
+        if not (arr == arr[..., :1]).all():
+            raise DatasetError(colour_mask_problem(arr, path))
+        arr = arr[..., 0]
+    if arr.dtype.kind == "f":
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
+        if frac.any():
+            seen = ", ".join(f"{v:g}" for v in np.unique(arr[frac])[:3].tolist())
+            raise DatasetError(
+                f"{path}: mask values {seen} are not integers ({100 * frac.mean():.1f}% of pixels; soft or "
+                "resampled labels?); masks hold class ids 0, 1, ... (255 = ignore): threshold or round "
+                "them (e.g. oil where the value is >= 0.5) and resample masks with nearest neighbour"
+            )
+    return arr.astype(np.int64)
+
+
+def colour_mask_problem(arr: np.ndarray, path: Path) -> str:
+    """Why a colour mask cannot be read as class ids, and how to fix it (OSD colours: the OSD layout)."""
+    colours = np.unique(arr[..., :3].reshape(-1, 3), axis=0)
+    osd = len(colours) <= len(OSD_PALETTE) and {tuple(c) for c in colours.tolist()} <= set(OSD_PALETTE)
+    ids = "store each pixel's class id (0, 1, ...) in one channel (8-bit PNG or TIFF)"
+    if osd:
+        ids = f"if its colours mean the OSD classes, name the folder labels/ (OSD layout), else {ids}"
+    return f"{path}: colour (RGB) mask, but {path.parent.name}/ holds class ids in one channel; {ids}"
+
+
+def refuse_lossy(pairs: Sequence[tuple[Path, Path]], folder: Path) -> None:
+    """DatasetError when class-id masks are JPEG: its compression changes values along class borders
+    and so invents classes (a 0/1 mask gains 2s: read as 5 OSD classes)."""
+    lossy = [m for _, m in pairs if m.suffix.lower() in LOSSY_EXTS]
+    if lossy:
+        raise DatasetError(
+            f"{len(lossy)} mask(s) in {folder} are JPEG (first: {lossy[0].name}); JPEG compression alters "
+            "class ids along every border: save the masks losslessly, as PNG or TIFF"
+        )
 
 
 def decode_class_ids(num_classes: int) -> MaskDecoder:
     """Single-channel masks whose values are class ids (255 = ignore); other values are an error."""
 
     def decode(arr: np.ndarray, path: Path) -> np.ndarray:
-        if arr.ndim == 3:
-            if not (arr == arr[..., :1]).all():
-                raise DatasetError(f"{path}: colour mask in a class-id folder (expected one channel of ids)")
-            arr = arr[..., 0]
-        mask = arr.astype(np.int64)
+        mask = class_ids(arr, path)
         bad = (mask >= num_classes) & (mask != IGNORE_INDEX) | (mask < 0)
         if bad.any():
             raise DatasetError(
@@ -190,11 +250,30 @@ def pair_by_stem(
         raise DatasetError(
             f"{len(missing)} image(s) in {images} have no mask in {masks} (first: {missing[0]})"
         )
+    nested = nested_images(images)
+    where = f"sub-folders of {images} ({', '.join(nested)}) are not searched"
     if not pairs:
-        raise DatasetError(f"no images found in {images}")
+        move = f"put the images directly in {images.name}/, their masks in {masks.name}/"
+        raise DatasetError(f"no images found in {images}" + (f"; {where}: {move}" if nested else ""))
+    if nested:
+        warnings.warn(
+            f"{where}: only the {len(pairs)} image(s) directly in it are used", Notice, stacklevel=3
+        )
     used = {m for _, m in pairs}
     warn_unpaired([p for p in by_stem.values() if p not in used], "mask", images)
     return pairs
+
+
+def nested_images(folder: Path) -> list[str]:
+    """Names of the (non-hidden) sub-folders of ``folder`` that hold image files at any depth: they are
+    not read, which must be said (sensor folders images/palsar/, ... would be left out in silence)."""
+    return [
+        d.name
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+        and not d.name.startswith(".")
+        and any(f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".") for f in d.rglob("*"))
+    ]
 
 
 def unique_stems(files: Sequence[Path], what: str) -> dict[str, Path]:
@@ -231,51 +310,111 @@ def folder_root(root: Path, split: str | None) -> Path:
 def open_folder(root: str | os.PathLike, split: str | None = "train", classes: str = "native") -> PairDataset:
     """Generic ``images/ + masks/`` folder (optionally under ``train/``/``test/``).
 
-    Masks are single-channel class-id images with the same stems (255 = ignore). The label set comes
-    from an optional ``classes.json`` ({"class_names": [...]}) beside images/; without one the masks are
-    scanned: ids <= 1 -> binary (background, oil), otherwise the 5 OSD classes. Masks holding only 0 and
-    255 are refused: black/white masks, whose oil (255) would be read as ignore and never trained.
+    Masks are single-channel class-id images with the same stems (255 = ignore), stored losslessly (JPEG
+    masks are refused). The label set comes from an optional ``classes.json`` ({"class_names": [...]})
+    (see :func:`classes_file` for where); without one the masks are scanned: ids <= 1 -> binary
+    (background, oil), ids up to 4 -> the 5 OSD classes. A folder whose masks hold only 0 and 255 is
+    refused: black/white masks, whose oil (255) would be read as ignore and never trained.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
     base = folder_root(root, split)
     pairs = pair_by_stem(base / "images", base / "masks")
-    names = _class_names(base, root, pairs)
-    return PairDataset(pairs, decode_class_ids(len(names)), names, base, binary=classes == "binary")
+    refuse_lossy(pairs, base / "masks")
+    found = classes_file(base, root)
+    if found is not None:
+        names, source = _read_class_names(found), f"class ids in masks/, named by {found}"
+    else:
+        names = _guess_class_names(base, pairs)
+        source = "class ids in masks/, classes guessed from them (no classes.json)"
+    return PairDataset(
+        pairs, decode_class_ids(len(names)), names, base, binary=classes == "binary", source=source
+    )
 
 
-def _class_names(base: Path, root: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
-    for cand in (base / "classes.json", root / "classes.json"):
+def classes_file(base: Path, root: Path) -> Path | None:
+    """The ``classes.json`` naming a folder's classes: in the split folder ``base``, else in the dataset
+    root (``root``, or its parent when ``--data`` is a split folder such as ``test/``), else in another
+    split folder of that root, said in a warning: ``train/classes.json`` alone must still name test/'s
+    classes (guessed from its masks, a test set stopped matching the model trained on train/)."""
+    top = root.parent if base == root and root.name.lower() in SPLIT_NAMES else root
+    for cand in (base / "classes.json", top / "classes.json"):
         if cand.is_file():
-            try:
-                names = json.loads(cand.read_text())["class_names"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise DatasetError(f'{cand}: expected {{"class_names": [...]}} ({e})') from None
-            if not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES:
-                raise DatasetError(f"{cand}: class_names must list 2 to {MAX_CLASSES} classes")
-            return [str(n) for n in names]
-    top, ignore = 0, False
+            return cand
+    if top == base:
+        return None
+    for d in sorted(top.iterdir(), key=lambda d: (d.name != "train", d.name)):
+        cand = d / "classes.json"
+        if d != base and (d / "images").is_dir() and cand.is_file():
+            warnings.warn(
+                f"{base} has no classes.json: using {cand} (move it to {top} to name every split's classes)",
+                Notice,
+                stacklevel=3,
+            )
+            return cand
+    return None
+
+
+def _read_class_names(path: Path) -> list[str]:
+    """``class_names`` of a classes.json; DatasetError naming the file if malformed or ambiguous."""
+    try:
+        names = json.loads(path.read_text())["class_names"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f'{path}: expected {{"class_names": [...]}} ({e})') from None
+    problem = class_names_problem(names)
+    if problem:
+        raise DatasetError(f"{path}: {problem}")
+    return [str(n) for n in names]
+
+
+def _guess_class_names(base: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
+    """Class names from the values of every mask (no classes.json), refusing what would be misread."""
+    values: set[int] = set()
+    bw: list[Path] = []  # masks of 0 and 255 alone: black/white, or no oil beside a nodata border
+    bw_ignored = bw_pixels = 0
     for _, m in pairs:
-        arr = read_array(m)
-        vals = arr[arr != IGNORE_INDEX]
-        top = max(top, int(vals.max()) if vals.size else 0)
-        ignore = ignore or vals.size < arr.size
-    if top == 0 and ignore:
+        ids = class_ids(read_array(m), m)
+        u, counts = np.unique(ids, return_counts=True)
+        values.update(u.tolist())
+        if u.tolist() == [0, IGNORE_INDEX]:
+            bw.append(m)
+            bw_ignored += int(counts[-1])
+            bw_pixels += ids.size
+    labelled = sorted(values - {IGNORE_INDEX})
+    top = labelled[-1] if labelled else 0
+    if top == 0 and IGNORE_INDEX in values:
         # Black/white masks saved as 0/255: 255 is the ignore value here, so oil would never be trained.
         raise DatasetError(
             f"{base / 'masks'}: every mask holds only 0 and 255, but 255 means 'ignore' in a class-id "
             "folder; store oil as 1 (class ids 0 = background, 1 = oil)"
         )
-    if top <= 1:
-        return list(BINARY_CLASSES)
-    if top < len(OSD_CLASSES):  # ids 2-4 without names: read as OSD's, which must be said
+    if labelled == [0, top] and top >= len(OSD_CLASSES):  # 0/65535 16-bit, 0/128, ...: two-valued masks
+        raise DatasetError(
+            f"{base / 'masks'}: the masks hold only the values 0 and {top}: black/white masks, not class "
+            "ids; store oil as 1 (class ids 0 = background, 1 = oil, 255 = ignore)"
+        )
+    if top >= len(OSD_CLASSES):
+        raise DatasetError(
+            f"{base}: mask ids up to {top} and no classes.json; name the classes in a classes.json "
+            '({"class_names": [...]}) in this folder or the dataset root'
+        )
+    if bw:
         warnings.warn(
-            f"{base}: no classes.json and mask ids up to {top}: read as the OSD classes "
-            f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
-            '({"class_names": [...]}) if they mean something else',
+            f"{len(bw)} of {len(pairs)} masks in {base / 'masks'} hold only 0 and 255 (first: {bw[0]}) "
+            "while the others hold class ids: 255 is read as 'ignore' there "
+            f"({100 * bw_ignored / bw_pixels:.1f}% of their pixels); if it marks oil, store oil as 1",
             Notice,
             stacklevel=3,
         )
-        return list(OSD_CLASSES)
-    raise DatasetError(f"{base}: mask ids up to {top}; add classes.json with the class names")
+    if top <= 1:
+        return list(BINARY_CLASSES)
+    # ids 2-4 without names: read as OSD's, which must be said
+    warnings.warn(
+        f"{base}: no classes.json and mask ids up to {top}: read as the OSD classes "
+        f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
+        '({"class_names": [...]}) if they mean something else',
+        Notice,
+        stacklevel=3,
+    )
+    return list(OSD_CLASSES)

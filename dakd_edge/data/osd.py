@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dakd_edge.data.folder import PairDataset, decode_class_ids, pair_by_stem
+from dakd_edge.data.folder import PairDataset, decode_class_ids, pair_by_stem, refuse_lossy
 from dakd_edge.errors import DatasetError
 from dakd_edge.meta import OSD_CLASSES, OSD_PALETTE
 
 # The nearest pair of palette colours (brown, red) is 127 apart; the release's stray pixels sit <= 66
 # from their colour. Farther than this from every colour means the file is not an OSD label.
 MAX_COLOUR_DISTANCE = 100.0
+PALETTE_WORDS = "black sea, cyan oil, red look-alike, brown ship, green land"
 
 
 def decode_palette(
@@ -30,7 +31,10 @@ def decode_palette(
 
     def decode(arr: np.ndarray, path: Path) -> np.ndarray:
         if arr.ndim != 3 or arr.shape[2] < 3:
-            raise DatasetError(f"{path}: expected an RGB palette label, got shape {arr.shape}")
+            raise DatasetError(
+                f"{path}: single-channel label in {path.parent.name}/, but OSD labels/ are RGB colour images "
+                f"({PALETTE_WORDS}); class-id masks belong in labels_1D/ (OSD) or masks/ (images/ + masks/)"
+            )
         rgb = arr[..., :3].astype(np.int64)
         packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         colours, inverse = np.unique(packed.ravel(), return_inverse=True)
@@ -79,4 +83,11 @@ def open_osd(
     label_dir = base / ("labels_1D" if use_1d else "labels")
     decode = decode_class_ids(len(OSD_CLASSES)) if use_1d else decode_palette()
     pairs = pair_by_stem(base / "images", label_dir)
-    return PairDataset(pairs, decode, OSD_CLASSES, base, binary=classes == "binary")
+    source = f"labels/ colours read as the OSD palette ({PALETTE_WORDS})"
+    if use_1d:  # ids only: labels/ colours go to the nearest palette colour (one far from all is refused)
+        refuse_lossy(pairs, label_dir)
+        source = "class ids in labels_1D/"
+    return PairDataset(
+        pairs, decode, OSD_CLASSES, base, binary=classes == "binary", kind="osd", source=source,
+        mask_colours=not use_1d,
+    )  # fmt: skip

@@ -81,4 +81,7 @@ def open_sos(
     if not sensors:
         raise DatasetError(f"{root / split}: no palsar/ or sentinel/ folder")
     pairs = [p for s in sensors for p in _sensor_pairs(root, split, s)]
-    return PairDataset(pairs, decode_black_white, BINARY_CLASSES, root / split, binary=classes == "binary")
+    return PairDataset(
+        pairs, decode_black_white, BINARY_CLASSES, root / split, binary=classes == "binary", kind="sos",
+        source="black/white masks, white = oil (grey edges thresholded at 128)",
+    )  # fmt: skip

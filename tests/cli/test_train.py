@@ -205,3 +205,30 @@ def test_jointnet_stage_steps_help_names_the_defaults_not_an_unshipped_file():
     out = CliRunner().invoke(cli, ["jointnet", "train", "--help"], terminal_width=200).output
     assert "DESIGN.md" not in out
     assert "the paper's for the data: 50000,250000,100000 for OSD, else 50000,150000,50000" in out
+
+
+def test_train_says_what_data_it_read(tmp_path, run_cli):
+    """`train` said nothing of its data: own RGB labels (oil red) in images/ + labels/ were read with the
+    OSD colours (red = look-alike) and a set without oil trained without a word."""
+    from PIL import Image
+
+    _folder(tmp_path / "ds", n=3)
+    code, out, err = run_cli(_tiny_train(tmp_path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == [
+        f"data: {tmp_path / 'ds'} (folder), 3 pairs: 2 to train on, 1 held out for validation",
+        "masks: class ids in masks/, classes guessed from them (no classes.json)",
+    ]
+    assert lines[2].startswith("classes (pixel share of 3 masks): 0 background ") and not err
+    (tmp_path / "ds" / "masks").rename(tmp_path / "ds" / "labels")
+    for p in (tmp_path / "ds" / "labels").iterdir():  # own colours: oil red
+        ids = np.asarray(Image.open(p))
+        Image.fromarray(np.array([(0, 0, 0), (255, 0, 0)], np.uint8)[ids]).save(p)
+    code, out, err = run_cli(_tiny_train(tmp_path, "--overwrite"))
+    assert code == 0, err
+    assert "masks: labels/ colours read as the OSD palette (black sea, cyan oil, red look-alike" in out
+    assert (
+        "dakd-edge: warning: no oil in the data: class 'oil' covers 0% of the labelled pixels of 3 masks"
+        in err
+    )
