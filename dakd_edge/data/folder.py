@@ -89,14 +89,31 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def decode_luminance(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Image-file pixels (8 or 16 bit) -> float32 (H, W) unit luminance (mean over colour channels; exact
-    for R = G = B). Not :func:`dakd_edge.data.scaling.to_unit`, which maps raster values by a named scale."""
+    """Image-file pixels -> float32 (H, W) unit luminance (mean over colour channels; exact for R = G =
+    B): 8-bit / 255; 16-bit / 65535 (/ 255 when no value passes 255: 8-bit values stored in 16 bits);
+    float sigma0 as ``segment`` reads it (:func:`~dakd_edge.data.scaling.to_unit`, in dB, linear or
+    amplitude, as the file name states or the values show), so chips calibrated like the scenes the model
+    will segment train it. NaN stays NaN (the sample's mask ignores it)."""
+    if arr.dtype.kind == "f":
+        from dakd_edge.data.scaling import detect_scale, scale_from_name, to_unit
+        from dakd_edge.errors import InputError
+
+        grey = arr.astype(np.float32).mean(axis=2) if arr.ndim == 3 else arr.astype(np.float32)
+        named = scale_from_name(path.name, str(arr.dtype))
+        try:
+            scale = named.scale if named is not None else detect_scale(grey[np.isfinite(grey)])
+        except InputError as e:
+            raise DatasetError(f"{path}: {e}") from None
+        return to_unit(grey, scale)
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
-        scale = 65535.0
+        scale = 255.0 if arr.max(initial=0) <= 255 else 65535.0
     else:
-        raise DatasetError(f"{path}: unsupported image type {arr.dtype} (use 8-bit grey or RGB)")
+        raise DatasetError(
+            f"{path}: unsupported image type {arr.dtype} (use 8-bit or 16-bit grey / RGB, or float sigma0 in "
+            "dB or linear power)"
+        )
     a = arr.astype(np.float32)
     if a.ndim == 3:
         a = a.mean(axis=2)
@@ -161,6 +178,10 @@ class PairDataset:
             raise DatasetError(
                 f"size mismatch: image {img_path} is {image.shape}, mask {mask_path} is {mask.shape}"
             )
+        bad = ~np.isfinite(image)  # a calibrated chip's no-data: nothing to learn or score there
+        if bad.any():
+            image[bad] = 0.0
+            mask[bad] = IGNORE_INDEX
         return {"image": image[None], "mask": mask}
 
     def read_mask(self, index: int) -> np.ndarray:

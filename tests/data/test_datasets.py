@@ -254,3 +254,41 @@ def test_augmented_binary_folds_onto_the_oil_class_by_name(tmp_path: Path) -> No
     assert s["mask"].tolist() == [[1, 0]]
     p_oil = np.exp(s["logits"][1]) / np.exp(s["logits"]).sum(axis=0)
     np.testing.assert_allclose(p_oil[0], [np.exp(4) / (np.exp(4) + 2), 1 / (np.exp(4) + 2)], rtol=1e-3)
+
+
+def test_calibrated_float_chips_read_as_segment_reads_them(tmp_path: Path) -> None:
+    """Float sigma0 chips (dB or linear GeoTIFFs) were refused ('unsupported image type float32'), so a
+    team could not train on chips calibrated like the scenes it segments. They are read through the
+    scaling segment uses; NaN (no data) becomes ignore in the mask. 8-bit values in a 16-bit file are
+    8-bit (they read as near-black / 65535)."""
+    from PIL import Image
+
+    from dakd_edge.data import open_dataset
+    from dakd_edge.data.scaling import to_unit
+
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(30, 200, (16, 16)).astype(np.uint8)
+    db = (u8.astype(np.float32) / 255.0 * 40.0 - 35.0).astype(np.float32)  # the inverse of to_unit's stretch
+    mask = (u8 < 80).astype(np.uint8)
+    for name, img in {
+        "db": db,
+        "lin": (10 ** (db / 10)).astype(np.float32),
+        "u16": u8.astype(np.uint16),
+    }.items():
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+        img = img.copy()
+        if name == "db":
+            img[0, :4] = np.nan
+        Image.fromarray(img).save(root / "images" / "a.tif")
+        Image.fromarray(mask).save(root / "masks" / "a.png")
+        s = open_dataset(root)[0]
+        expect = u8.astype(np.float32) / 255.0
+        got = s["image"][0]
+        if name == "db":
+            assert (s["mask"][0, :4] == 255).all() and (got[0, :4] == 0).all()
+            got, expect = got[1:], expect[1:]
+        np.testing.assert_allclose(got, expect, atol=1e-5)
+        assert s["mask"][1:].tolist() == mask[1:].tolist()
+    assert np.allclose(to_unit(db, "db"), u8 / 255.0, atol=1e-5)
