@@ -56,12 +56,14 @@ def load_failure(module: str) -> str | None:
             return None
         importlib.import_module(module)
     except (ImportError, OSError, ValueError) as e:
-        text = " ".join(str(e).split())
-        starved = any(k in text for k in ("map segment", "allocate memory", "Cannot allocate"))
-        return text + (
-            "; out of memory: is the process's memory limit (ulimit -v) too low?" if starved else ""
-        )
+        return memory_hint(" ".join(str(e).split()))
     return None
+
+
+def memory_hint(text: str) -> str:
+    """``text``, plus a hint when it names a library the loader could not map for lack of memory."""
+    starved = any(k in text for k in ("map segment", "allocate memory", "Cannot allocate"))
+    return text + ("; out of memory: is the process's memory limit (ulimit -v) too low?" if starved else "")
 
 
 def unavailable(module: str, extra: str) -> str:

@@ -46,7 +46,9 @@ class LazyGroup(click.Group):
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:  # command not available in this install
-            msg = f"'{name}' is unavailable in this installation: {e}"
+            from dakd_edge.extras import memory_hint
+
+            msg = memory_hint(f"'{name}' is unavailable in this installation: {e}")
 
             @click.command(name, context_settings={"ignore_unknown_options": True})
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -210,8 +212,10 @@ def _memory_options(argv: list[str] | None) -> str:
 
 
 def _os_line(e: OSError) -> str:
+    from dakd_edge.extras import memory_hint
+
     what = e.strerror or " ".join(str(e).split())
-    return f"{e.filename}: {what}" if getattr(e, "filename", None) else what
+    return memory_hint(f"{e.filename}: {what}" if getattr(e, "filename", None) else what)
 
 
 def _fail(message: str, code: int) -> None:

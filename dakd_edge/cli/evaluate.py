@@ -104,7 +104,8 @@ def evaluate(
 
     With --scene (or an existing --pred class map) and --truth: oil IoU / precision / recall over the
     whole scene, truth slicks detected and false alarms per 10,000 km^2 of sea; land (masked, a class the
-    model or the truth names land, or --truth-ignore) is left out.
+    model or the truth names land, or --truth-ignore) is left out, but truth oil the model calls land
+    counts as missed.
     """
     from rich.console import Console
 

@@ -51,8 +51,11 @@ def dataset_stem(path: str | os.PathLike) -> str:
 def gdal_name(path: str | os.PathLike) -> str:
     """``path`` as GDAL must see it. ``Path`` folds ``/vsizip//data/a.zip/b.tif`` (an absolute archive)
     into ``/vsizip/data/a.zip/b.tif``, which GDAL reads relative to the working folder: the ``//`` is
-    put back when only the absolute archive exists."""
+    put back when only the absolute archive exists; likewise the ``://`` of an HDF5 dataset name."""
     s = os.fspath(path)
+    if s[:5].upper() == "HDF5:" and "://" not in s and ":/" in s:  # HDF5:"f.h5"://S01/SBI, folded too
+        i = s.rindex(":/")
+        return s[: i + 1] + "/" + s[i + 1 :]
     m = _VSI.match(s)
     if not m:
         return s

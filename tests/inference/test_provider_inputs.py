@@ -225,3 +225,19 @@ def test_netcdf_container_names_its_subdatasets_and_one_segments(tmp_path: Path)
     r, _ = _run(Path(name), tmp_path / "b.tif")
     _run(tif, tmp_path / "ref.tif", band=1)
     np.testing.assert_array_equal(_classes(tmp_path / "b.tif"), _classes(tmp_path / "ref.tif"))
+
+
+def test_hdf5_dataset_name_keeps_its_double_slash(tmp_path: Path) -> None:
+    """HDF5:"f.h5"://VAR: the CLI's Path folded '://' into ':/', which GDAL cannot open."""
+    import rasterio.shutil
+
+    from dakd_edge.data.rasterinfo import gdal_name
+
+    tif = write_tif(tmp_path / "m.tif", np.stack([_db(), _db() - 6.0]), crs="EPSG:4326",
+                    transform=rasterio.transform.from_origin(12, 42, 1e-4, 1e-4))  # fmt: skip
+    h5 = tmp_path / "m4.nc"
+    rasterio.shutil.copy(tif, h5, driver="netCDF", FORMAT="NC4")  # HDF5 underneath
+    name = Path(f'HDF5:"{h5}"://Band1')
+    assert "://" not in str(name) and gdal_name(name) == f'HDF5:"{h5}"://Band1'
+    r, _ = _run(name, tmp_path / "c.tif", scale="db")
+    assert r["width"] == 192 and r["height"] == 160
