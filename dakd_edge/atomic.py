@@ -57,11 +57,16 @@ def temp_stem(final: Path) -> str:
     """The part of ``final``'s name its temporaries carry: the whole name, or for a name near the file
     system's limit (a temporary adds ~40 characters, so a valid 220-character output could not be
     written) its start and a hash of the whole, short enough."""
-    raw = final.name.encode()
-    if len(raw) + len(final.suffix.encode()) + _TEMP_ROOM <= _NAME_MAX:
+    raw = os.fsencode(final.name)  # bytes as the file system sees them (a non-UTF-8 name too)
+    if len(raw) + len(os.fsencode(final.suffix)) + _TEMP_ROOM <= _NAME_MAX:
         return final.name
-    keep = _NAME_MAX - _TEMP_ROOM - len(final.suffix.encode()) - 10
-    return raw[:keep].decode(errors="ignore") + "~" + hashlib.sha256(raw).hexdigest()[:8]
+    keep = _NAME_MAX - _TEMP_ROOM - len(os.fsencode(final.suffix)) - 10
+    try:  # cut a UTF-8 name between characters (GDAL takes UTF-8 names only)
+        raw.decode("utf-8")
+        head = raw[:keep].decode("utf-8", errors="ignore")
+    except UnicodeDecodeError:
+        head = os.fsdecode(raw[:keep])
+    return head + "~" + hashlib.sha256(raw).hexdigest()[:8]
 
 
 def temp_path(final: Path, role: str = "tmp") -> Path:
@@ -400,9 +405,8 @@ def rename_new(tmp: Path, final: Path) -> None:
             os.link(tmp, final)
         except FileExistsError:
             raise
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
-                raise
+        except OSError:  # no hard links here (FAT, gcsfuse's ENOSYS, some sshfs servers): check instead
+            pass
         else:
             os.unlink(tmp)
             return

@@ -276,3 +276,44 @@ def test_a_run_without_overwrite_never_replaces_what_another_run_wrote_meanwhile
         tx.temp("b").write_text("mine")
         tx.commit()
     assert b.read_text() == "mine"
+
+
+def test_commit_without_hard_links_falls_back_to_a_check(tmp_path: Path, monkeypatch) -> None:
+    """gcsfuse answers ENOSYS to link(): every run without --overwrite failed at its commit."""
+    import errno
+    import os
+
+    import pytest
+
+    from dakd_edge.atomic import Transaction
+    from dakd_edge.errors import OutputError
+
+    def no_links(*a, **k):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "c.tif"
+    with Transaction({"a": out}) as tx:
+        tx.temp("a").write_text("mine")
+        tx.commit()
+    assert out.read_text() == "mine"
+    with pytest.raises(OutputError, match="another run wrote it"):
+        with Transaction({"a": tmp_path / "d.tif"}) as tx:
+            tx.temp("a").write_text("mine")
+            (tmp_path / "d.tif").write_text("theirs")
+            tx.commit()
+
+
+def test_a_non_utf8_or_long_multibyte_name_gets_a_temporary(tmp_path: Path) -> None:
+    """temp_stem encoded names as strict UTF-8: a non-UTF-8 --json name that worked before failed."""
+    import os
+
+    odd = tmp_path / os.fsdecode(b"r\xff.json")
+    t = temp_path(odd)
+    t.write_text("x")  # the file system takes it
+    remove_temp(t)
+    long = tmp_path / ("\u00e9" * 120 + ".tif")  # 240 bytes of two-byte characters
+    t = temp_path(long)
+    t.name.encode("utf-8")  # cut between characters: still UTF-8
+    t.write_text("x")
+    remove_temp(t)

@@ -172,7 +172,7 @@ class SceneReader(Scene):
 
     def __init__(self, path: str | os.PathLike, in_chans: int = 1, band: int | None = None) -> None:
         p = Path(path)
-        self.ds = open_raster(p)  # a regular, readable, non-empty raster (a PNG checked complete)
+        self.ds = open_raster(path)  # a regular, readable, non-empty raster (a PNG checked complete)
         try:
             self.info = self._validate(p, in_chans, band)
         except Exception:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dakd_edge.atomic import reason
 from dakd_edge.data.landmask import Georef, make_georef
+from dakd_edge.data.scaling import is_hyp3_rtc_name
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
@@ -35,8 +36,10 @@ _CO_POL_FILE = re.compile(r"(^|[_-])(VV|HH)\.tiff?$", re.IGNORECASE)
 
 
 def co_pol_member(path: Path) -> str | None:
-    """The co-polarised GeoTIFF (``*_VV.tif`` / ``*_HH.tif``) of a product folder (and its subfolders)
-    or zip, as a path GDAL opens; None when there is none. Several are refused, listed."""
+    """The co-polarised GeoTIFF (``*_VV.tif`` / ``*_HH.tif``) of an ASF HyP3 RTC product folder (and its
+    subfolders) or zip, as a path GDAL opens; None when there is none. Several are refused, listed.
+    Callers check the product's name first (:func:`~dakd_edge.data.scaling.is_hyp3_rtc_name`): any
+    other folder or zip holding one ``*_VV.tif`` is not a product."""
     if path.is_dir():
         found = [str(f) for f in sorted([*path.glob("*"), *path.glob("*/*")]) if _CO_POL_FILE.search(f.name)]
     elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
@@ -56,8 +59,6 @@ def co_pol_member(path: Path) -> str | None:
 def is_rtc_product_folder(path: Path) -> bool:
     """An extracted ASF HyP3 RTC product (``..._RTC30_G_gpuned_ABCD/``, its co-polarised image beside
     VH, layover, DEM and RGB rasters): one scene, its co-polarised image (:func:`co_pol_member`)."""
-    from dakd_edge.data.scaling import is_hyp3_rtc_name
-
     return path.is_dir() and is_hyp3_rtc_name(path.name) and co_pol_member(path) is not None
 
 
@@ -86,9 +87,10 @@ def open_scene(
         if band is not None:
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
         return Sentinel1Reader(p, in_chans, pol, denoise, border_noise)
-    if (member := co_pol_member(p)) is not None:
+    source: str | Path = p
+    if is_hyp3_rtc_name(p.name) and (member := co_pol_member(p)) is not None:
         warnings.warn(f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=2)
-        p = Path(member)
+        p, source = Path(member), member  # GDAL gets the string: Path folds /vsizip//abs into a relative path
     elif p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
     if pol is not None:
@@ -99,7 +101,7 @@ def open_scene(
         raise InputError(f"{p}: is a directory, not a raster file or a Sentinel-1 .SAFE product")
     if p.suffix.lower() == ".json" and p.is_file():  # GDAL would call it an unsupported raster
         raise InputError(f"{p}: a JSON file, not a raster (dakd-edge batch reads STAC catalogues and items)")
-    return SceneReader(p, in_chans, band)
+    return SceneReader(source, in_chans, band)
 
 
 class Sentinel1Reader(Scene):

@@ -241,3 +241,34 @@ def test_hdf5_dataset_name_keeps_its_double_slash(tmp_path: Path) -> None:
     assert "://" not in str(name) and gdal_name(name) == f'HDF5:"{h5}"://Band1'
     r, _ = _run(name, tmp_path / "c.tif", scale="db")
     assert r["width"] == 192 and r["height"] == 160
+
+
+def test_only_hyp3_products_run_their_co_pol_image(tmp_path: Path) -> None:
+    """Any folder holding one *_VV.tif was run as if it were a product (review): only a HyP3-named
+    folder or zip is; a HyP3 zip opens whatever the working folder holds (a ./tmp beside /tmp)."""
+    import os
+    import zipfile
+
+    from dakd_edge.inference.readers import open_scene
+
+    plain = tmp_path / "userdir"
+    (plain / "old").mkdir(parents=True)
+    write_tif(plain / "old" / "harbour_VV.tif", _db())
+    with pytest.raises(InputError, match="is a directory"):
+        open_scene(plain)
+    name = "S1A_IW_20211223T051122_DVP_RTC30_G_gduned_ABCD"
+    archive = tmp_path / f"{name}.zip"
+    vv = write_tif(tmp_path / f"{name}_VV.tif", _db())
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(vv, f"{name}/{name}_VV.tif")
+    cwd = tmp_path / "cwd"
+    (cwd / archive.parts[1]).mkdir(parents=True)  # e.g. ./tmp: a relative twin of the archive's first folder
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Notice)
+            with open_scene(archive) as s:
+                assert (s.info.height, s.info.width) == (160, 192)
+    finally:
+        os.chdir(old)
