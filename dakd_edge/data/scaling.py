@@ -35,9 +35,10 @@ ALOS_DN_GAIN = 10.0 ** (ALOS_CF_DB / 20.0)
 _DN_HELP = (
     "integers past 255 are usually uncalibrated digital numbers (amplitude), which no --input-scale reads "
     "right as they are: calibrate them to sigma0 (dB or linear float, e.g. with SNAP's Calibrate), or give "
-    "the file the GDAL scale that makes them physical amplitude (gdal_edit.py -scale FACTOR FILE; ALOS-2 "
-    f"PALSAR-2 level 1.5 / 2.1: FACTOR {ALOS_DN_GAIN:.5g}, as sigma0 = 10 log10(DN^2) {ALOS_CF_DB:g} dB) and "
-    "pass --input-scale amplitude; pass --input-scale db or linear only if they are dB or power"
+    "the file the GDAL scale that makes them physical amplitude (gdal_edit.py -scale FACTOR -a_nodata 0 "
+    f"FILE, 0 being the fill outside the image; ALOS-2 PALSAR-2 level 1.5 / 2.1: FACTOR {ALOS_DN_GAIN:.5g}, "
+    f"as sigma0 = 10 log10(DN^2) {ALOS_CF_DB:g} dB) and pass --input-scale amplitude; pass --input-scale "
+    "db or linear only if they are dB or power"
 )
 
 

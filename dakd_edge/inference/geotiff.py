@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.rasterinfo import open_raster
-from dakd_edge.data.scaling import SCALE_MEANINGS, scale_from_name, valid_mask
+from dakd_edge.data.scaling import scale_from_name, valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
@@ -75,6 +75,7 @@ class SceneInfo:
     gcps: tuple[Any, ...] | None = None  # rasterio GroundControlPoints when georeferenced by GCPs
     gcps_crs: Any = None
     native_scale: str | None = None  # scaling the source defines (Sentinel-1: calibrated linear sigma0)
+    scale_source: str | None = None  # why, when a file name states it ("its ASF HyP3 RTC file name says")
     pixel_size_m: tuple[float, float] | None = None  # (row, col) metres when the source says
     product: dict[str, Any] | None = None  # product metadata (Sentinel-1) for the report
     # Rational polynomial coefficients of a scene placed by them alone (no transform, no GCPs): not used
@@ -101,20 +102,24 @@ def raster_info(
 # A band description naming calibrated co-polarised backscatter, as SNAP exports name them (Sigma0_VV,
 # Sigma0_VV_db, Gamma0_HH, Sigma0_VV_mst_01Jan2021) or Google Earth Engine and Sentinel Hub (VV, HH):
 # the band a one-band model is meant for.
-_CO_POL = re.compile(r"((sigma|gamma|beta)0?_)?(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
+# (a free suffix only after SNAP's prefix: a bare "VV_angle" or "HH_mask" is no backscatter band).
+_CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?|(vv|hh)(_db)?", re.IGNORECASE)
 # Cross-polarised backscatter by band description (VH, Sigma0_VH_db) or file name (..._VH.tif, IMG-HV-...).
-_CROSS_POL_BAND = re.compile(r"((sigma|gamma|beta)0?_)?(vh|hv)(_db)?(_.*)?", re.IGNORECASE)
+_CROSS_POL_BAND = re.compile(r"(?:sigma|gamma|beta)0?_(vh|hv)(?:_db)?(?:_.*)?|(vh|hv)(?:_db)?", re.IGNORECASE)
 _CROSS_POL_NAME = re.compile(r"(^|[_.-])(VH|HV)([_.-]|$)", re.IGNORECASE)
+_CO_POL_NAME = re.compile(r"(^|[_.-])(VV|HH)([_.-]|$)", re.IGNORECASE)
 
 
-def cross_pol(description: str | None, name: str) -> tuple[str, str] | None:
+def cross_pol(description: str | None, name: str, one_band: bool = True) -> tuple[str, str] | None:
     """``("VH", "description")`` / ``("HV", "file name")`` when a band's description or its file's name
-    says the band is cross-polarised, else None."""
+    says the band is cross-polarised, else None. The name speaks only for a one-band file that names no
+    co-polarisation too (``scene_VV_VH.tif`` holds both)."""
     if m := _CROSS_POL_BAND.fullmatch((description or "").strip()):
-        return m.group(3).upper(), "description"
+        return (m.group(1) or m.group(2)).upper(), "description"
     if _CO_POL.fullmatch((description or "").strip()):  # a band described as VV / HH is what it says
         return None
-    if m := _CROSS_POL_NAME.search(Path(name).stem):
+    stem = Path(name).stem
+    if one_band and (m := _CROSS_POL_NAME.search(stem)) and not _CO_POL_NAME.search(stem):
         return m.group(2).upper(), "file name"
     return None
 
@@ -215,7 +220,8 @@ class SceneReader(Scene):
             )
         else:
             raise InputError(f"{p}: {len(data)} band(s) but the model takes {in_chans}")
-        if in_chans == 1 and (cross := cross_pol(ds.descriptions[bands[0] - 1], p.name)) is not None:
+        cross = cross_pol(ds.descriptions[bands[0] - 1], p.name, one_band=len(data) == 1)
+        if in_chans == 1 and cross is not None:
             warnings.warn(
                 f"{p}: band {bands[0]} is {cross[0]} (cross-polarised) backscatter, by its {cross[1]}; "
                 "oil-spill models (the bundled one too) learn slicks on co-polarised (VV / HH) images, where "
@@ -244,13 +250,7 @@ class SceneReader(Scene):
         self._affine_values = (gain, offset) if (gain != 1).any() or (offset != 0).any() else None
         self._masked = any(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands)
         named = scale_from_name(p.name, ds.dtypes[bands[0] - 1])
-        if named is not None:
-            warnings.warn(
-                f"{p}: read as {SCALE_MEANINGS[named.scale]}, as {named.why}; --input-scale overrides the "
-                "scale",
-                Notice,
-                stacklevel=3,
-            )
+        if named is not None:  # said by segment when it reads the scale so (--input-scale auto)
             if named.gain is not None and self._affine_values is None:
                 self._affine_values = (np.full(len(bands), named.gain), np.zeros(len(bands)))
                 if nodata is None:  # DN 0 is the fill outside JAXA's image frame
@@ -262,7 +262,8 @@ class SceneReader(Scene):
         if self._affine_values is not None:
             dtype, nodata = "float32", None  # nodata is masked as NaN before scaling
         info = raster_info(p, ds, bands, dtype, nodata)
-        info.native_scale = named.scale if named is not None else None
+        if named is not None:
+            info.native_scale, info.scale_source = named.scale, named.why
         return info
 
     def _fill_nodata(self, p: Path, bands: tuple[int, ...], per_side: int = 32) -> float | None:
@@ -324,16 +325,20 @@ class SceneReader(Scene):
             )
         return None
 
-    def _looks_db(self, band: int, size: int = 256) -> bool:
-        """Whether the scene's centre holds dB values: its non-zero finite values have a median below
-        -1 (sea is -30..-5 dB; linear power and 8-bit luminance are never negative there)."""
+    def _looks_db(self, band: int, grid: int = 4, size: int = 64) -> bool:
+        """Whether the scene holds dB values: the non-zero finite values of a grid of windows have a
+        median below -1 (sea is -30..-5 dB; linear power and 8-bit luminance are never negative). A grid,
+        not the centre alone: an export clipped to an area of interest has fill in the middle too."""
         h, w = self.ds.height, self.ds.width
-        win = Window(max(0, (w - size) // 2), max(0, (h - size) // 2), min(size, w), min(size, h))
-        try:
-            a = self.read([band], window=win)[0]
-        except InputError:
-            return False
-        a = a[np.isfinite(a) & (a != 0)]
+        vals = []
+        for y in np.linspace(0, max(h - size, 0), grid).astype(int):
+            for x in np.linspace(0, max(w - size, 0), grid).astype(int):
+                try:
+                    a = self.read([band], window=Window(int(x), int(y), min(size, w), min(size, h)))[0]
+                except InputError:
+                    return False
+                vals.append(a[np.isfinite(a) & (a != 0)])
+        a = np.concatenate(vals)
         return a.size > 0 and float(np.median(a)) < -1.0
 
     def read(self, bands: list[int] | None = None, **kw: Any) -> np.ndarray:

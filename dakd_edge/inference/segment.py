@@ -270,6 +270,8 @@ def segment_scene(
             )
         if scale == "auto" and info.native_scale is not None:
             scale = info.native_scale
+            if info.scale_source is not None:
+                _say_named_scale(scene, info)
         masker = _land_masker(info, land_mask, coast_buffer)
         water = [] if masker is None else masker.water_counted_as_land()
         if water:
@@ -352,6 +354,25 @@ def _predictor_of(model: Any) -> Predictor:
             "wrap a backend as dakd_edge.inference.predictor.Predictor(backend, tile, overlap, batch)"
         )
     return model
+
+
+def _say_named_scale(scene: Scene, info: SceneInfo) -> None:
+    """The notice for a scale a file's name states, and a warning when its values say otherwise (a HyP3
+    power file converted to dB that kept its name was read as power)."""
+    from dakd_edge.data.scaling import detect_scale
+
+    line = f"{info.path}: read as {SCALE_MEANINGS[info.native_scale]}, as {info.scale_source} (--input-scale overrides it)"
+    sample = scene.valid_sample()
+    if sample.size and np.issubdtype(sample.dtype, np.floating):
+        with contextlib.suppress(InputError):
+            seen = detect_scale(sample)
+            same = {seen, info.native_scale} <= {"linear", "amplitude"} or seen == info.native_scale
+            if not same:  # amplitude and power cannot be told apart by their values
+                line += (
+                    f"; but its values look like {SCALE_MEANINGS[seen]}: if the file was converted, pass "
+                    f"--input-scale {seen}"
+                )
+    warnings.warn(line, Notice, stacklevel=3)
 
 
 def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None, bool, str | None]:

@@ -272,3 +272,45 @@ def test_only_hyp3_products_run_their_co_pol_image(tmp_path: Path) -> None:
                 assert (s.info.height, s.info.width) == (160, 192)
     finally:
         os.chdir(old)
+
+
+def test_polarisation_by_description_and_name_is_not_overread(tmp_path: Path) -> None:
+    """Review: a bare VV_angle / HH_mask band was taken as backscatter; scene_VV_VH.tif --band 1 was
+    called cross-polarised by its name."""
+    from dakd_edge.inference.geotiff import _CO_POL, cross_pol
+
+    assert [bool(_CO_POL.fullmatch(d)) for d in ("VV", "hh_db", "Sigma0_VV_mst_01Jan2021", "VV_angle", "HH_mask")] == [
+        True, True, True, False, False,
+    ]  # fmt: skip
+    assert cross_pol(None, "scene_VV_VH.tif") is None
+    assert cross_pol(None, "scene_VH.tif", one_band=False) is None  # which band is VH? the name cannot say
+    assert cross_pol("VH", "scene_VV_VH.tif", one_band=False) == ("VH", "description")
+    assert cross_pol(None, "scene_VH.tif") == ("VH", "file name")
+
+
+def test_a_named_scale_is_said_only_when_used_and_checked_against_the_values(tmp_path: Path) -> None:
+    """The name's scale notice said '--input-scale overrides' even when the user had passed it; a HyP3
+    power file converted to dB that kept its name was read as power without a word."""
+    db = _db()
+    power = write_tif(tmp_path / HYP3.format("gp"), (10 ** (db / 10)).astype(np.float32))
+    _, notes = _run(power, tmp_path / "a.tif", scale="linear")
+    assert not any("file name says" in n for n in notes)
+    _, notes = _run(power, tmp_path / "b.tif")
+    assert any("file name says" in n and "look like" not in n for n in notes)
+    converted = write_tif(tmp_path / HYP3.format("gp").replace(".tif", "_db.tif"), db)
+    r, notes = _run(converted, tmp_path / "c.tif")
+    assert r["input_scale"] == "linear"
+    assert any("but its values look like backscatter in dB" in n and "--input-scale db" in n for n in notes)
+
+
+def test_zero_fill_inside_a_db_scene_is_found_off_centre(tmp_path: Path) -> None:
+    """An export clipped to an area of interest has 0 fill in its middle too: the dB test looked at the
+    centre window alone and called the fill the darkest sea."""
+    db = _db()
+    frame = np.ones(db.shape, bool)
+    frame[20:-20, 20:-20] = False
+    frame[50:110, 60:130] = True  # fill across the centre as well
+    db[frame] = 0.0
+    r, notes = _run(write_tif(tmp_path / "aoi.tif", db), tmp_path / "c.tif")
+    assert any("in a scene of dB values is fill" in n for n in notes)
+    assert (_classes(tmp_path / "c.tif")[frame] == 255).all()
