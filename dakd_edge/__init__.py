@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 # ONNX Runtime 1.29 and later keep telemetry on Linux (a device id and an event database under
-# ~/.cache/Microsoft/DeveloperTools, written when it is imported). Its documented opt-out is set
-# unless the user set it; constraints.txt pins 1.28, which has none (README: Export and runtimes).
+# ~/.cache/Microsoft/DeveloperTools, written when it is imported). constraints.txt pins 1.28, which has
+# none. For a newer one installed beside us its documented opt-out is set unless the user set it: in
+# 1.29-1.32 that stops its usage events but not those files (README: Export and TensorRT).
 os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
 __all__ = ["__version__", "create_model", "list_models", "load_model"]

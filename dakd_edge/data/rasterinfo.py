@@ -32,20 +32,38 @@ def is_vsi(path: str | os.PathLike) -> bool:
 # A driver's dataset name: NETCDF:"f.nc":VV, HDF5:"f.h5"://S01/SBI, RADARSAT_2_CALIB:SIGMA0:product.xml,
 # ZARR:"f.zarr" (two or more letters before the colon; a URL's "://" is no such name).
 _DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
+# Its driver prefix is upper case (GDAL's own spelling), or one rasterio lists in lower case; a file
+# name holding a time ("scene_20210101T10:20:30.tif") is no dataset name.
+_DRIVER_PREFIX = re.compile(
+    r"^(?:[A-Z][A-Z0-9_]+|netcdf|hdf5|hdf4_sds|hdf4_eos|zarr|gtiff_dir|nitf_im):(?!//)"
+)
 
 
 def is_gdal_name(path: str | os.PathLike) -> bool:
     """Whether GDAL, not the file system, resolves ``path``: a virtual path (:func:`is_vsi`) or a
     driver's dataset name such as ``NETCDF:"f.nc":VV`` (a subdataset) that is no existing file."""
     s = os.fspath(path)
-    return is_vsi(s) or (bool(_DATASET_NAME.match(s)) and not os.path.lexists(s))
+    return is_vsi(s) or (bool(_DRIVER_PREFIX.match(s)) and not os.path.lexists(s))
 
 
 def dataset_stem(path: str | os.PathLike) -> str:
-    """A file stem for a GDAL dataset name: ``NETCDF:"/d/f.nc":VV`` -> ``f_VV`` (the driver left out)."""
+    """A file stem for a GDAL dataset name, so two variables of one file, or one variable of two files,
+    get outputs of their own: ``NETCDF:"/d/f.nc":VV`` -> ``f_VV``; ``HDF5:"/d/CSK.h5"://S01/SBI`` ->
+    ``CSK_S01_SBI``; ``RADARSAT_2_CALIB:SIGMA0:/d/RS2_X/product.xml`` -> ``RS2_X_SIGMA0`` (a product's
+    ``product.xml`` is named by its folder). The driver is left out."""
     rest = _DATASET_NAME.sub("", os.fspath(path), count=1)
-    parts = [Path(q).stem for q in Path(rest).name.replace('"', "").split(":") if q]
-    return "_".join(parts) or "scene"
+    if '"' in rest:  # OPTIONS:"file":subdataset
+        pre, file, sub = (rest.split('"', 2) + ["", ""])[:3]
+        options = [q for q in pre.split(":") if q]
+    else:  # OPTIONS:file:subdataset, the file being the first part that looks like one
+        parts = rest.split(":")
+        i = next((k for k, q in enumerate(parts) if "." in q or "/" in q), 0)
+        options, file, sub = parts[:i], parts[i], ":".join(parts[i + 1 :])
+    f = Path(file)
+    base = f.parent.name if f.stem.lower() in ("product", "manifest") and f.parent.name else f.stem
+    tokens = [base, *options, *(q for q in re.split(r"[:/]+", sub) if q)]
+    stem = "_".join(t for t in tokens if t)
+    return re.sub(r"[^\w.+=@-]", "_", stem) or "scene"
 
 
 def gdal_name(path: str | os.PathLike) -> str:

@@ -220,11 +220,10 @@ def gcps_lonlat(gcps: list[Any], crs: Any) -> tuple[list[Any], Any]:
 
 class ProjectedGCPGeoref(Georef):
     """Georeference by GCPs in a projected CRS (UTM metres, as a co-registration or GCP tool writes
-    them): interpolated in that CRS, as GDAL and QGIS map the class map that keeps these GCPs, and only
-    then taken to WGS84. Under 6 GCPs (the usual few) GDAL's first-order polynomial, as GDAL itself
-    uses; more go through a thin-plate spline, exact at every GCP like the lon/lat georeference of an
-    irregular set. Interpolating their longitude/latitude instead bends the plane: 3 GCPs on a
-    2048-pixel 30 m scene put polygons up to 13 pixels off.
+    them): mapped in that CRS by GDAL's own GCP polynomial (its default order: 1 under 6 GCPs, 2 under
+    10, 3 from 10), as GDAL and QGIS draw the class map that keeps these GCPs, and only then taken to
+    WGS84. Interpolating their longitude/latitude instead bends the plane: 3 GCPs on a 2048-pixel 30 m
+    scene put polygons up to 13 pixels off.
 
     ``row``/``col`` are pixel indices (centre-based), as :func:`gcp_georef` passes them."""
 
@@ -233,10 +232,12 @@ class ProjectedGCPGeoref(Georef):
         from pyproj import Transformer
         from rasterio.transform import GCPTransformer
 
-        if len(gcps) < 3:
-            raise InputError(f"need at least 3 GCPs to georeference a window, got {len(gcps)}")
+        pixels = np.array([[g.row, g.col, 1.0] for g in gcps])
+        if len(gcps) < 3 or np.linalg.matrix_rank(pixels) < 3:
+            raise InputError(f"{len(gcps)} GCPs span no plane of pixels (fewer than 3, or on one line)")
         c = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
-        self._plane = GCPTransformer(list(gcps), tps=len(gcps) >= 6)
+        self._plane = GCPTransformer(list(gcps))
+        self.xy(np.zeros(1), np.zeros(1))  # GDAL fits the polynomial here: collinear GCPs fail now
         self._to_ll = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
         self._from_ll = Transformer.from_crs("EPSG:4326", c, always_xy=True)
         lon, _ = self._to_ll.transform([g.x for g in gcps], [g.y for g in gcps])
@@ -278,7 +279,10 @@ def gcp_georef(gcps: list[Any], crs: Any, pixel_size_m: tuple[float, float] | No
     from pyproj import CRS as PCRS
 
     if crs is not None and PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).is_projected:
-        return ProjectedGCPGeoref(gcps, crs, pixel_size_m)
+        try:
+            return ProjectedGCPGeoref(gcps, crs, pixel_size_m)
+        except Exception:  # GCPs GDAL cannot fit (collinear, too few distinct): read as before, in lon/lat
+            pass
     gcps, crs = gcps_lonlat(gcps, crs)
     return make_georef(gcps=gcps, crs=crs, pixel_size_m=pixel_size_m)
 

@@ -78,3 +78,60 @@ def test_output_crs_names_the_gcps_crs() -> None:
     aff = Affine(0.0001, 0, 12.5, 0, -0.0001, 40.5)
     wgs = _info([(0, 0), (0, N), (N, 0)], aff, "EPSG:4326")
     assert output_crs(wgs, False, CRS.from_epsg(32633))["rasters"] == "EPSG:4326 (GCPs)"
+
+
+def test_collinear_projected_gcps_fall_back_to_lonlat() -> None:
+    """Three collinear UTM GCPs: GDAL cannot fit its polynomial ('Transform is not solvable', which
+    stopped the run after inference as a write error); they are read in lon/lat, as before."""
+    from dakd_edge.data.landmask import GCPGeoref
+    from dakd_edge.inference.readers import gcp_georef
+
+    aff = _truth()
+    info = _info([(0, 0), (N // 2, N // 2), (N, N)], aff, "EPSG:32633")
+    georef = gcp_georef(list(info.gcps), info.gcps_crs)
+    assert isinstance(georef, GCPGeoref)
+    lon, lat = georef.lonlat(np.array([10.0]), np.array([10.0]))
+    assert np.isfinite(lon).all() and np.isfinite(lat).all()
+
+
+def test_many_projected_gcps_follow_gdal_s_polynomial() -> None:
+    """From 6 GCPs GDAL draws a GCP raster with its order-2 polynomial (order 3 from 10), not a thin-plate
+    spline: polygons must land where QGIS draws the class map."""
+    from rasterio.transform import GCPTransformer
+
+    aff = _truth()
+    pts = [
+        (0, 0),
+        (0, N),
+        (N, 0),
+        (N, N),
+        (N // 2, N // 3),
+        (N // 3, N // 2),
+        (N // 4, 3 * N // 4),
+        (3 * N // 4, N // 5),
+    ]
+    info = _info(pts, aff, "EPSG:32633")
+    gcps = list(info.gcps)
+    gcps[4] = type(gcps[4])(
+        row=gcps[4].row, col=gcps[4].col, x=gcps[4].x + 40.0, y=gcps[4].y - 25.0
+    )  # not a plane
+    rng = np.random.default_rng(1)
+    rows, cols = rng.uniform(0, N, (2, 200))
+    ours = georef_of(
+        SceneInfo(
+            Path("s.tif"),
+            N,
+            N,
+            (1,),
+            "uint8",
+            None,
+            None,
+            Affine.identity(),
+            True,
+            gcps=tuple(gcps),
+            gcps_crs=info.gcps_crs,
+        )  # fmt: skip
+    )
+    x, y = ours.xy(rows - GDAL_CENTRE, cols - GDAL_CENTRE)
+    gx, gy = GCPTransformer(gcps).xy(rows, cols, offset="ul")
+    assert np.hypot(x - np.asarray(gx), y - np.asarray(gy)).max() < 1e-6

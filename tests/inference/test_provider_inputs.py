@@ -314,3 +314,18 @@ def test_zero_fill_inside_a_db_scene_is_found_off_centre(tmp_path: Path) -> None
     r, notes = _run(write_tif(tmp_path / "aoi.tif", db), tmp_path / "c.tif")
     assert any("in a scene of dB values is fill" in n for n in notes)
     assert (_classes(tmp_path / "c.tif")[frame] == 255).all()
+
+
+def test_dataset_names_get_distinct_stems_and_times_are_no_driver(tmp_path: Path) -> None:
+    """Every COSMO-SkyMed HDF5 subdataset was named 'SBI' and every RS2 calibration 'product' (two
+    scenes in one run collided); a missing 'scene_T10:20:30.tif' was taken for a dataset name."""
+    from dakd_edge.cli.segment import plan_outputs
+    from dakd_edge.data.rasterinfo import dataset_stem, is_gdal_name
+
+    assert dataset_stem('HDF5:"/d/CSK_A.h5"://S01/SBI') == "CSK_A_S01_SBI"
+    assert dataset_stem("RADARSAT_2_CALIB:SIGMA0:/d/RS2_OK1_SGF/product.xml") == "RS2_OK1_SGF_SIGMA0"
+    assert dataset_stem("netcdf:m.nc:Sigma0_VV") == "m_Sigma0_VV"
+    assert not is_gdal_name("scene_20210101T10:20:30.tif")
+    with pytest.raises(InputError, match="no such file"):
+        plan_outputs((Path("scene_20210101T10:20:30.tif"),), {"out": None, "probs": None, "vector": None,
+                     "report": None}, [], False)  # fmt: skip
