@@ -88,27 +88,23 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DatasetError(f"cannot read image {path}: {e}") from None
 
 
-def decode_luminance(arr: np.ndarray, path: Path) -> np.ndarray:
+def decode_luminance(arr: np.ndarray, path: Path, float_scale: str | None = None) -> np.ndarray:
     """Image-file pixels -> float32 (H, W) unit luminance (mean over colour channels; exact for R = G =
-    B): 8-bit / 255; 16-bit / 65535 (/ 255 when no value passes 255: 8-bit values stored in 16 bits);
-    float sigma0 as ``segment`` reads it (:func:`~dakd_edge.data.scaling.to_unit`, in dB, linear or
-    amplitude, as the file name states or the values show), so chips calibrated like the scenes the model
-    will segment train it. NaN stays NaN (the sample's mask ignores it)."""
+    B): 8-bit / 255, 16-bit / 65535, float sigma0 as ``segment`` reads it
+    (:func:`~dakd_edge.data.scaling.to_unit`: in dB, linear or amplitude), so chips calibrated like the
+    scenes the model will segment train it. ``float_scale``: the dataset's scale (one for all its chips:
+    guessed chip by chip, a bright linear chip read as 8-bit); None: as the file name states or its values
+    show. No-data values (NaN, -9999 and the like: at most -100, or 1e30 and beyond) become NaN, which the
+    sample's mask ignores."""
     if arr.dtype.kind == "f":
-        from dakd_edge.data.scaling import detect_scale, scale_from_name, to_unit
-        from dakd_edge.errors import InputError
+        from dakd_edge.data.scaling import to_unit
 
-        grey = arr.astype(np.float32).mean(axis=2) if arr.ndim == 3 else arr.astype(np.float32)
-        named = scale_from_name(path.name, str(arr.dtype))
-        try:
-            scale = named.scale if named is not None else detect_scale(grey[np.isfinite(grey)])
-        except InputError as e:
-            raise DatasetError(f"{path}: {e}") from None
-        return to_unit(grey, scale)
+        grey = float_grey(arr)
+        return to_unit(grey, float_scale or float_scale_of(grey, path))
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
-        scale = 255.0 if arr.max(initial=0) <= 255 else 65535.0
+        scale = 65535.0
     else:
         raise DatasetError(
             f"{path}: unsupported image type {arr.dtype} (use 8-bit or 16-bit grey / RGB, or float sigma0 in "
@@ -118,6 +114,27 @@ def decode_luminance(arr: np.ndarray, path: Path) -> np.ndarray:
     if a.ndim == 3:
         a = a.mean(axis=2)
     return a / np.float32(scale)
+
+
+def float_grey(arr: np.ndarray) -> np.ndarray:
+    """A float chip as float32 (H, W) values, no-data values (at most -100, or 1e30 and beyond: no
+    backscatter reads them) as NaN."""
+    grey = arr.astype(np.float32).mean(axis=2) if arr.ndim == 3 else arr.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        grey[(grey <= -100) | (np.abs(grey) >= 1e30)] = np.nan
+    return grey
+
+
+def float_scale_of(grey: np.ndarray, path: Path) -> str:
+    """The scale of a float chip: the one its file name states, else the one its finite values show."""
+    from dakd_edge.data.scaling import detect_scale, scale_from_name
+    from dakd_edge.errors import InputError
+
+    named = scale_from_name(path.name, str(grey.dtype))
+    try:
+        return named.scale if named is not None else detect_scale(grey[np.isfinite(grey)])
+    except InputError as e:
+        raise DatasetError(f"{path}: {e}") from None
 
 
 def binary_from_native(mask: np.ndarray, oil_ids: Sequence[int] = (1,)) -> np.ndarray:
@@ -172,17 +189,28 @@ class PairDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, mask_path = self.files[index]
-        image = decode_luminance(read_array(img_path, palette=True), img_path)
+        image = decode_luminance(read_array(img_path, palette=True), img_path, self.float_scale())
         mask = self.read_mask(index)
         if mask.shape != image.shape:
             raise DatasetError(
                 f"size mismatch: image {img_path} is {image.shape}, mask {mask_path} is {mask.shape}"
             )
         bad = ~np.isfinite(image)  # a calibrated chip's no-data: nothing to learn or score there
-        if bad.any():
-            image[bad] = 0.0
+        if bad.any():  # filled with the chip's median, so the stored normalisation barely moves
+            image[bad] = float(np.median(image[~bad])) if (~bad).any() else 0.5
             mask[bad] = IGNORE_INDEX
         return {"image": image[None], "mask": mask}
+
+    def float_scale(self) -> str | None:
+        """The scale of the set's float chips, read off its first image (None when that is no float
+        image): one for every chip and every loader worker, not a guess chip by chip."""
+        if not hasattr(self, "_float_scale"):
+            path = self.files[0][0]
+            arr = read_array(path, palette=True)
+            self._float_scale = None
+            if arr.dtype.kind == "f":
+                self._float_scale = float_scale_of(float_grey(arr), path)
+        return self._float_scale
 
     def read_mask(self, index: int) -> np.ndarray:
         """The mask of sample ``index`` alone (int64 class ids of :attr:`class_names`, 255 = ignore),
@@ -367,7 +395,8 @@ def classes_file(base: Path, root: Path) -> Path | None:
         return None
     for d in sorted(top.iterdir(), key=lambda d: (d.name != "train", d.name)):
         cand = d / "classes.json"
-        if d != base and (d / "images").is_dir() and cand.is_file():
+        # only another split of this dataset (train/, val/, ...): not any project beside a lone test/
+        if d != base and d.name.lower() in SPLIT_NAMES and (d / "images").is_dir() and cand.is_file():
             warnings.warn(
                 f"{base} has no classes.json: using {cand} (move it to {top} to name every split's classes)",
                 Notice,

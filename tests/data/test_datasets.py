@@ -259,8 +259,7 @@ def test_augmented_binary_folds_onto_the_oil_class_by_name(tmp_path: Path) -> No
 def test_calibrated_float_chips_read_as_segment_reads_them(tmp_path: Path) -> None:
     """Float sigma0 chips (dB or linear GeoTIFFs) were refused ('unsupported image type float32'), so a
     team could not train on chips calibrated like the scenes it segments. They are read through the
-    scaling segment uses; NaN (no data) becomes ignore in the mask. 8-bit values in a 16-bit file are
-    8-bit (they read as near-black / 65535)."""
+    scaling segment uses; NaN (no data) becomes ignore in the mask."""
     from PIL import Image
 
     from dakd_edge.data import open_dataset
@@ -270,11 +269,7 @@ def test_calibrated_float_chips_read_as_segment_reads_them(tmp_path: Path) -> No
     u8 = rng.integers(30, 200, (16, 16)).astype(np.uint8)
     db = (u8.astype(np.float32) / 255.0 * 40.0 - 35.0).astype(np.float32)  # the inverse of to_unit's stretch
     mask = (u8 < 80).astype(np.uint8)
-    for name, img in {
-        "db": db,
-        "lin": (10 ** (db / 10)).astype(np.float32),
-        "u16": u8.astype(np.uint16),
-    }.items():
+    for name, img in {"db": db, "lin": (10 ** (db / 10)).astype(np.float32)}.items():
         root = tmp_path / name
         (root / "images").mkdir(parents=True)
         (root / "masks").mkdir()
@@ -286,9 +281,31 @@ def test_calibrated_float_chips_read_as_segment_reads_them(tmp_path: Path) -> No
         s = open_dataset(root)[0]
         expect = u8.astype(np.float32) / 255.0
         got = s["image"][0]
-        if name == "db":
-            assert (s["mask"][0, :4] == 255).all() and (got[0, :4] == 0).all()
+        if name == "db":  # filled with the chip's median luminance, ignored by the mask
+            assert (s["mask"][0, :4] == 255).all()
+            assert got[0, :4] == pytest.approx(float(np.median(expect.ravel()[4:])), abs=1e-5)
             got, expect = got[1:], expect[1:]
         np.testing.assert_allclose(got, expect, atol=1e-5)
         assert s["mask"][1:].tolist() == mask[1:].tolist()
     assert np.allclose(to_unit(db, "db"), u8 / 255.0, atol=1e-5)
+
+
+def test_float_chips_share_one_scale_and_their_nodata_is_ignored(tmp_path: Path) -> None:
+    """Review: the scale was guessed chip by chip (a bright linear chip, p99 above 20, was read as 8-bit
+    luminance beside dB-like neighbours), and a -9999 fill reached training as the darkest sea."""
+    from dakd_edge.data import open_dataset
+
+    root = tmp_path / "lin"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    calm = np.full((8, 8), 0.02, np.float32)
+    bright = np.full((8, 8), 30.0, np.float32)  # a ship / land chip in linear power
+    bright[0, 0] = -9999.0
+    for name, img in (("a", calm), ("b", bright)):
+        Image.fromarray(img).save(root / "images" / f"{name}.tif")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / f"{name}.png")
+    ds = open_dataset(root)
+    assert ds.float_scale() == "linear"
+    s = ds[1]
+    assert s["image"][0, 1, 1] == pytest.approx(1.0)  # +14.8 dB, clipped at +5 dB; not 30 / 255 = 0.12
+    assert s["mask"][0, 0] == 255 and s["mask"][1, 1] == 0

@@ -169,3 +169,13 @@ def test_describe_shows_what_was_read(tmp_path: Path) -> None:
         lines[2].endswith(f"1 oil {100 * (OIL.sum() - 1) / 63:.1f}%; ignore (255) {100 / 64:.1f}%")
         and not warns
     )
+
+
+def test_a_lone_split_folder_does_not_adopt_another_project_s_classes(tmp_path: Path) -> None:
+    """A standalone test/ beside an unrelated project took that project's class names (review)."""
+    _set(tmp_path / "ws" / "test", [OIL] * 2)
+    _set(tmp_path / "ws" / "other_project", [OIL] * 2)
+    (tmp_path / "ws" / "other_project" / "classes.json").write_text('{"class_names": ["water", "ship"]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Notice)
+        assert open_dataset(tmp_path / "ws" / "test").class_names == ["background", "oil"]
