@@ -146,6 +146,15 @@ def _verify_json(path: Path) -> None:
     json.loads(path.read_text())
 
 
+def check_geocodable(info: SceneInfo) -> None:
+    """``--geocode`` needs a scene placed by GCPs (a grid has its own map already; RPCs need a DEM)."""
+    if not info.gcps:
+        has = (
+            "a grid" if info.georeferenced else ("RPCs only" if info.rpcs is not None else "no georeference")
+        )
+        raise InputError(f"{info.path}: --geocode applies to GCP-georeferenced scenes (this one has {has})")
+
+
 class SceneOutputs:
     """One scene's outputs in the transaction ``tx``, whose finals name them: ``classes`` (always),
     ``probs``, ``vector``, ``report``.
@@ -204,10 +213,7 @@ class SceneOutputs:
         from dakd_edge.inference.geocode import geocode
 
         info = self.info
-        if not info.gcps:
-            raise InputError(
-                f"{info.path}: --geocode applies to GCP-georeferenced scenes (this one has a grid)"
-            )
+        check_geocodable(info)
         for key, w in self.writers.items():
             tmp, staged = self.tx.temp(key), self.tx.scratch_path(key, "geocoded")
             geocode(tmp, staged, info)

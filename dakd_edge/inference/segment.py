@@ -36,7 +36,13 @@ from dakd_edge.data.scaling import (
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
-from dakd_edge.inference.outputs import SceneOutputs, check_disk, estimate_output_bytes, gdal_cache_bytes
+from dakd_edge.inference.outputs import (
+    SceneOutputs,
+    check_disk,
+    check_geocodable,
+    estimate_output_bytes,
+    gdal_cache_bytes,
+)
 from dakd_edge.inference.readers import georef_of, open_scene, world_of
 from dakd_edge.inference.report import Clock, Tally, scene_report
 from dakd_edge.inference.tiling import Strip, TileStats
@@ -250,6 +256,8 @@ def segment_scene(
         stack.enter_context(
             rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width, meta.num_classes, 2 * pbytes))
         )
+        if geocode:  # before any tile runs, not after the whole scene
+            check_geocodable(info)
         if not info.georeferenced:
             rpc = info.rpcs is not None
             warnings.warn(

@@ -240,3 +240,24 @@ def test_rpc_only_scene_keeps_its_rpcs_in_the_outputs(tmp_path: Path) -> None:
         with rasterio.open(tmp_path / out) as ds:
             assert ds.rpcs is not None and ds.rpcs.lat_off == pytest.approx(42.0)
             assert ds.rpcs.samp_scale == pytest.approx(64.0)
+
+
+@pytest.mark.parametrize("kind", ["grid", "none"])
+def test_geocode_of_a_scene_without_gcps_is_refused_before_any_tile(tmp_path: Path, kind: str) -> None:
+    """--geocode on a scene without GCPs ran the whole scene, then failed saying it 'has a grid' (also
+    for a scene with none)."""
+    from tests.inference.fake import FakeBackend as Counting
+
+    src = write_tif(
+        tmp_path / "s.tif", blob_scene(96, 128, seed=3), crs="EPSG:32633" if kind == "grid" else None
+    )
+    backend = Counting(num_classes=2)
+    pred = Predictor(backend, tile=64, overlap=16, batch=4)
+    has = "a grid" if kind == "grid" else "no georeference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(
+            InputError, match=f"--geocode applies to GCP-georeferenced scenes \\(this one has {has}\\)"
+        ):
+            segment_scene(pred, src, tmp_path / "c.tif", land_mask=None, geocode=True)
+    assert backend.calls == []
