@@ -73,5 +73,7 @@ def test_an_installed_module_that_does_not_load_is_not_told_to_install(monkeypat
 def test_memory_hint_names_the_memory_limit_only_when_a_library_could_not_be_mapped() -> None:
     from dakd_edge.extras import memory_hint
 
-    assert memory_hint("libgomp.so.1: failed to map segment from shared object").endswith("(ulimit -v) too low?")
+    assert memory_hint("libgomp.so.1: failed to map segment from shared object").endswith(
+        "(ulimit -v) too low?"
+    )
     assert memory_hint("No module named 'torch'") == "No module named 'torch'"
