@@ -1369,3 +1369,38 @@ def test_inputs_extracted_hyp3_rtc_product_is_one_scene(tmp_path):
     got = expand_inputs([tmp_path / "archive"])
     assert [(s.id, s.path.name) for s in got] == [(name, name), ("a_VV", "a_VV.tif"), ("b", "b.tif")]
     assert [s.path for s in expand_inputs([prod])] == [prod]
+
+
+def test_inputs_hyp3_forms_dataset_names_and_containers(tmp_path):
+    """Batch audit: a HyP3 zip beside its extracted folder stopped the run on their shared id (and two
+    copies of the zip were called damaged); dataset names were 'no such file'; NetCDF / HDF5 files and
+    suffix-less ALOS IMG- files vanished from folder walks."""
+    import zipfile
+
+    from tests.inference.fake import blob_scene, write_tif
+
+    name = "S1A_IW_20230105T050102_DVP_RTC30_G_gpuned_1A2B"
+    root = tmp_path / "both"
+    prod = root / name
+    prod.mkdir(parents=True)
+    vv = write_tif(prod / f"{name}_VV.tif", blob_scene(32, 32))
+    write_tif(prod / f"{name}_VH.tif", blob_scene(32, 32))
+    with zipfile.ZipFile(root / f"{name}.zip", "w") as z:
+        z.write(vv, f"{name}/{name}_VV.tif")
+    notes: dict = {}
+    got = expand_inputs([root, vv], notes=notes)
+    assert [(s.id, s.path.name) for s in got] == [(name, name)]
+    assert len(notes[name]) == 2 and not any("damaged" in n for n in notes[name])
+    lst = tmp_path / "names.txt"
+    lst.write_text(f'NETCDF:"{tmp_path}/m.nc":Sigma0_VV\n')
+    (s,) = expand_inputs([lst])
+    assert s.id == "m_Sigma0_VV" and str(s.path).startswith("NETCDF:")
+    (s,) = expand_inputs([f'NETCDF:"{tmp_path}/m.nc":Sigma0_VH'])
+    assert s.id == "m_Sigma0_VH"
+    walk = tmp_path / "walk"
+    walk.mkdir()
+    for f in ("a.nc", "b.h5", "IMG-HH-ALOS2123456789-230101-UBSL1.5GUA"):
+        (walk / f).write_bytes(b"x")
+    assert sorted(s.path.name for s in expand_inputs([walk])) == [
+        "IMG-HH-ALOS2123456789-230101-UBSL1.5GUA", "a.nc", "b.h5",
+    ]  # fmt: skip

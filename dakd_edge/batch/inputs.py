@@ -25,12 +25,16 @@ from dakd_edge.batch.manifest import MANIFEST, OPTIONS, is_batch_folder
 from dakd_edge.errors import InputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+# NetCDF / HDF5 files: a one-variable file is a scene; a container of several fails in its own scene,
+# listing its variables (give them as NETCDF:"f.nc":VAR lines of a list), never vanishing from a walk.
+CONTAINER_SUFFIXES = (".nc", ".h5", ".hdf5", ".he5")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 # STAC asset keys tried first, any case: the polarisation read (without --pol, the first of _POLS an
 # item has: the reader's default), then generic data keys, before any other raster/zip asset
 _POLS = ("VV", "HH", "VH", "HV")
 ASSET_KEYS = ("safe", "product", "data", "image", "visual")
 _ID_BAD = re.compile(r"[^\w.+=@-]")
+_HYP3_POL = re.compile(r"_(VV|HH)$", re.IGNORECASE)  # a HyP3 product's co-polarised image: NAME_VV.tif
 _COMMENT = re.compile(r"(?:^|\s)#")  # a list comment starts a line or follows a blank
 
 
@@ -75,9 +79,14 @@ def expand_inputs(
     """
     if isinstance(inputs, str | os.PathLike):  # one path: its characters were inputs ("/" walked the disk)
         inputs = [inputs]
+    from dakd_edge.data.rasterinfo import is_gdal_name
+
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
     for item in inputs:
+        if is_gdal_name(item):  # NETCDF:"f.nc":VAR, /vsizip/...: GDAL finds it, as segment lets it
+            scenes.setdefault(Path(item), Scene(scene_id(Path(item)), Path(item)))
+            continue
         for s in _expand(Path(item).absolute(), 0, out, pol):
             scenes.setdefault(_file_key(s.path), s)
     if not scenes:
@@ -105,7 +114,8 @@ def _form(path: Path) -> int:
 
 
 def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list[str]] | None) -> list[Scene]:
-    """``scenes`` without the Sentinel-1 inputs that read what another form of their product reads.
+    """``scenes`` without the Sentinel-1 (or ASF HyP3) inputs that read what another form of their product
+    reads.
 
     Products are matched by name (:func:`_product`: a zip by the product inside). A TIFF reads its own
     polarisation (``pol`` when given), a whole product the default one (VV, HH for HH/HV products): the
@@ -114,6 +124,8 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
     only with the same files (a product downloaded twice, under two names); two folders, or zips that
     differ, may be edited copies: both stay, and stop on their shared id, for the user to choose.
     """
+    from dakd_edge.data.scaling import is_hyp3_rtc_name
+
     groups: dict[str, list[Scene]] = {}
     damaged: dict[int, bool] = {}  # a zip that holds no readable product, found once per scene
     for s in scenes:
@@ -125,7 +137,10 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
         if len(group) < 2:
             continue
         forms = {id(s): _form(s.path) for s in group}
-        by_pol = _TIFF in forms.values()  # a whole product and its TIFFs may read different pixels
+        # a whole Sentinel-1 product and its TIFFs may read different pixels; a HyP3 product's folder,
+        # zip and *_VV.tif all read that one image
+        hyp3 = any(is_hyp3_rtc_name(s.path.name) for s in group)
+        by_pol = _TIFF in forms.values() and not hyp3
         kept: list[tuple[Scene, str | None]] = []
         for s in sorted(group, key=lambda s: (forms[id(s)], damaged[id(s)])):  # a damaged zip last
             read = _polarisation(s.path, pol) if by_pol else ""
@@ -188,12 +203,15 @@ def _product(s: Scene) -> tuple[str, bool]:
     ``.zip`` that is no readable product (damaged, truncated, empty); it is named by its file
     (``NAME.zip``, as downloads are named) and fails in its own scene unless that product is also given.
     """
+    from dakd_edge.data.scaling import is_hyp3_rtc_name
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if _is_measurement(s.path):
         return scene_id(s.path.resolve().parent.parent), False
     if is_sentinel1_product(s.path):
         return scene_id(s.path), False
+    if is_hyp3_rtc_name(s.path.name):  # an ASF HyP3 product: its folder, its zip, or its *_VV.tif
+        return _HYP3_POL.sub("", scene_id(s.path)), False
     damaged = s.path.suffix.lower() == ".zip" and s.path.is_file()
     return (scene_id(s.path) if damaged else ""), damaged
 
@@ -255,6 +273,7 @@ def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
     or RGB rasters). Every ``.zip`` is a scene, recognised or not: a truncated download must fail loudly in the
     manifest, not vanish from the batch.
     """
+    from dakd_edge.data.scaling import is_alos_image_name
     from dakd_edge.data.sentinel1 import is_sentinel1_product
     from dakd_edge.inference.readers import is_rtc_product_folder
 
@@ -266,7 +285,9 @@ def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
         elif q.is_dir():
             if not _is_output(q, out):
                 yield from _walk(q, out)
-        elif q.suffix.lower() in (*RASTER_SUFFIXES, ".zip"):
+        elif q.suffix.lower() in (*RASTER_SUFFIXES, *CONTAINER_SUFFIXES, ".zip") or is_alos_image_name(
+            q.name
+        ):
             yield q
 
 
@@ -276,6 +297,8 @@ def _is_output(folder: Path, out: Path | None) -> bool:
 
 
 def _from_list(p: Path, depth: int, out: Path | None, pol: str | None) -> Iterator[Scene]:
+    from dakd_edge.data.rasterinfo import is_gdal_name
+
     try:
         lines = p.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -283,6 +306,9 @@ def _from_list(p: Path, depth: int, out: Path | None, pol: str | None) -> Iterat
     for n, line in enumerate(lines, 1):
         text = _COMMENT.split(line, maxsplit=1)[0].strip()  # "scene#2.tif" is a name, " # x" a comment
         if not text:
+            continue
+        if is_gdal_name(text):  # a dataset name or virtual path, as given (GDAL resolves it)
+            yield Scene(scene_id(Path(text)), Path(text))
             continue
         q = Path(text).expanduser()
         q = q if q.is_absolute() else p.parent / q

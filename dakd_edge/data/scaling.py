@@ -91,6 +91,11 @@ class NameScale:
     why: str
 
 
+def is_alos_image_name(name: str) -> bool:
+    """Whether ``name`` is a JAXA PALSAR / PALSAR-2 image file's (``IMG-HH-ALOS2...``, any suffix)."""
+    return _ALOS_IMG.match(name) is not None
+
+
 def is_hyp3_rtc_name(name: str) -> bool:
     """Whether ``name`` is an ASF HyP3 RTC product's (or one of its files')."""
     return _HYP3_RTC.search(name) is not None
