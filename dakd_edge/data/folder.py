@@ -88,13 +88,16 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DatasetError(f"cannot read image {path}: {e}") from None
 
 
-def decode_luminance(arr: np.ndarray, path: Path, float_scale: str | None = None) -> np.ndarray:
+def decode_luminance(
+    arr: np.ndarray, path: Path, float_scale: str | None = None, u16_divisor: float = 65535.0
+) -> np.ndarray:
     """Image-file pixels -> float32 (H, W) unit luminance (mean over colour channels; exact for R = G =
     B): 8-bit / 255, 16-bit / 65535, float sigma0 as ``segment`` reads it
     (:func:`~dakd_edge.data.scaling.to_unit`: in dB, linear or amplitude), so chips calibrated like the
     scenes the model will segment train it. ``float_scale``: the dataset's scale (one for all its chips:
     guessed chip by chip, a bright linear chip read as 8-bit); None: as the file name states or its values
-    show. No-data values (NaN, -9999 and the like: at most -100, or 1e30 and beyond) become NaN, which the
+    show. ``u16_divisor``: 65535, or 255 for a set whose 16-bit chips never pass 255 (8-bit values
+    stored in 16 bits, which ``segment`` reads as 8-bit). No-data values (NaN, -9999 and the like: at most -100, or 1e30 and beyond) become NaN, which the
     sample's mask ignores."""
     if arr.dtype.kind == "f":
         from dakd_edge.data.scaling import to_unit
@@ -104,7 +107,7 @@ def decode_luminance(arr: np.ndarray, path: Path, float_scale: str | None = None
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
-        scale = 65535.0
+        scale = u16_divisor
     else:
         raise DatasetError(
             f"{path}: unsupported image type {arr.dtype} (use 8-bit or 16-bit grey / RGB, or float sigma0 in "
@@ -131,8 +134,8 @@ def float_scale_of(grey: np.ndarray, path: Path) -> str:
     from dakd_edge.errors import InputError
 
     named = scale_from_name(path.name, str(grey.dtype))
-    try:
-        return named.scale if named is not None else detect_scale(grey[np.isfinite(grey)])
+    try:  # exact 0 is left out: the fill of Earth Engine / SNAP exports, not a level of the sea
+        return named.scale if named is not None else detect_scale(grey[np.isfinite(grey) & (grey != 0)])
     except InputError as e:
         raise DatasetError(f"{path}: {e}") from None
 
@@ -189,7 +192,10 @@ class PairDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         img_path, mask_path = self.files[index]
-        image = decode_luminance(read_array(img_path, palette=True), img_path, self.float_scale())
+        self._image_scales()
+        image = decode_luminance(
+            read_array(img_path, palette=True), img_path, self._float_scale, self._u16_divisor
+        )
         mask = self.read_mask(index)
         if mask.shape != image.shape:
             raise DatasetError(
@@ -201,16 +207,40 @@ class PairDataset:
             mask[bad] = IGNORE_INDEX
         return {"image": image[None], "mask": mask}
 
+    SAMPLE_CHIPS = 8  # chips, spread through the set, that decide its image scale
+
     def float_scale(self) -> str | None:
-        """The scale of the set's float chips, read off its first image (None when that is no float
-        image): one for every chip and every loader worker, not a guess chip by chip."""
-        if not hasattr(self, "_float_scale"):
-            path = self.files[0][0]
-            arr = read_array(path, palette=True)
-            self._float_scale = None
-            if arr.dtype.kind == "f":
-                self._float_scale = float_scale_of(float_grey(arr), path)
+        """The scale of the set's float chips (None: no float chip, or none with a valid value), one for
+        every chip and every loader worker, not a guess chip by chip: the scale the first sampled chip's
+        name states, else the one the pooled valid values of :attr:`SAMPLE_CHIPS` chips show (exact 0 and
+        fill left out: a first chip outside the swath, all fill, decided nothing)."""
+        self._image_scales()
         return self._float_scale
+
+    def _image_scales(self) -> None:
+        if hasattr(self, "_float_scale"):
+            return
+        from dakd_edge.data.scaling import scale_from_name
+
+        picks = np.unique(
+            np.linspace(0, len(self.files) - 1, min(self.SAMPLE_CHIPS, len(self.files))).astype(int)
+        )
+        pooled, u16_max, named = [], None, None
+        for i in picks:
+            path = self.files[int(i)][0]
+            arr = read_array(path, palette=True)
+            if arr.dtype.kind == "f":
+                named = named or scale_from_name(path.name, str(arr.dtype))
+                grey = float_grey(arr)
+                pooled.append(grey[np.isfinite(grey) & (grey != 0)][::7])
+            elif arr.dtype == np.uint16:
+                u16_max = max(u16_max or 0, int(arr.max(initial=0)))
+        values = np.concatenate(pooled) if pooled else np.empty(0, np.float32)
+        scale = named.scale if named is not None else None
+        if scale is None and values.size:
+            scale = float_scale_of(values, self.files[int(picks[0])][0])
+        self._u16_divisor = 255.0 if u16_max is not None and u16_max <= 255 else 65535.0
+        self._float_scale = scale
 
     def read_mask(self, index: int) -> np.ndarray:
         """The mask of sample ``index`` alone (int64 class ids of :attr:`class_names`, 255 = ignore),

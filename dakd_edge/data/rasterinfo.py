@@ -9,6 +9,7 @@ rasterio + numpy only.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -32,18 +33,30 @@ def is_vsi(path: str | os.PathLike) -> bool:
 # A driver's dataset name: NETCDF:"f.nc":VV, HDF5:"f.h5"://S01/SBI, RADARSAT_2_CALIB:SIGMA0:product.xml,
 # ZARR:"f.zarr" (two or more letters before the colon; a URL's "://" is no such name).
 _DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:(?!//)")
-# Its driver prefix is upper case (GDAL's own spelling), or one rasterio lists in lower case; a file
-# name holding a time ("scene_20210101T10:20:30.tif") is no dataset name.
-_DRIVER_PREFIX = re.compile(
-    r"^(?:[A-Z][A-Z0-9_]+|netcdf|hdf5|hdf4_sds|hdf4_eos|zarr|gtiff_dir|nitf_im):(?!//)"
-)
+# Subdataset prefixes that are no driver's name (GDAL matches both without regard to case).
+_SUBDATASET_PREFIXES = frozenset({
+    "RADARSAT_2_CALIB", "RCM_CALIB", "SENTINEL1_CALIB", "SENTINEL1_DS", "HDF4_SDS", "HDF4_EOS", "HDF4_GR",
+    "HDF5", "NETCDF", "ZARR", "GTIFF_DIR", "NITF_IM", "DERIVED_SUBDATASET", "GPKG", "PDS4", "PCIDSK",
+})  # fmt: skip
+
+
+@functools.cache
+def _driver_prefixes() -> frozenset[str]:
+    """Upper-cased names a dataset name may start with: GDAL's raster drivers and subdataset prefixes."""
+    import rasterio
+
+    with rasterio.Env() as env:
+        return frozenset(d.upper() for d in env.drivers()) | _SUBDATASET_PREFIXES
 
 
 def is_gdal_name(path: str | os.PathLike) -> bool:
     """Whether GDAL, not the file system, resolves ``path``: a virtual path (:func:`is_vsi`) or a
     driver's dataset name such as ``NETCDF:"f.nc":VV`` (a subdataset) that is no existing file."""
     s = os.fspath(path)
-    return is_vsi(s) or (bool(_DRIVER_PREFIX.match(s)) and not os.path.lexists(s))
+    if is_vsi(s):
+        return True
+    m = _DATASET_NAME.match(s)  # a driver's name, any case ("netCDF:"): not a time ("T10:20:30.tif")
+    return bool(m) and m.group(0)[:-1].upper() in _driver_prefixes() and not os.path.lexists(s)
 
 
 def dataset_stem(path: str | os.PathLike) -> str:

@@ -88,6 +88,10 @@ def open_scene(
             raise InputError(f"{p}: --band does not apply to a Sentinel-1 product; choose --pol instead")
         return Sentinel1Reader(p, in_chans, pol, denoise, border_noise)
     source: str | Path = p
+    if p.is_dir() and not is_hyp3_rtc_name(p.name):  # the folder an unzip tool makes around a product
+        inner = [q for q in p.iterdir() if not q.name.startswith(".")]
+        if len(inner) == 1 and inner[0].is_dir() and is_hyp3_rtc_name(inner[0].name):
+            p = inner[0]
     if is_hyp3_rtc_name(p.name) and (member := co_pol_member(p)) is not None:
         warnings.warn(f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=2)
         p, source = Path(member), member  # GDAL gets the string: Path folds /vsizip//abs into a relative path
@@ -222,7 +226,7 @@ class ProjectedGCPGeoref(Georef):
     """Georeference by GCPs in a projected CRS (UTM metres, as a co-registration or GCP tool writes
     them): mapped in that CRS by GDAL's own GCP polynomial (its default order: 1 under 6 GCPs, 2 under
     10, 3 from 10), as GDAL and QGIS draw the class map that keeps these GCPs, and only then taken to
-    WGS84. Interpolating their longitude/latitude instead bends the plane: 3 GCPs on a 2048-pixel 30 m
+    WGS84; GCPs that polynomial cannot fit (on two rows or columns) by a thin-plate spline in that CRS. Interpolating their longitude/latitude instead bends the plane: 3 GCPs on a 2048-pixel 30 m
     scene put polygons up to 13 pixels off.
 
     ``row``/``col`` are pixel indices (centre-based), as :func:`gcp_georef` passes them."""
@@ -236,8 +240,12 @@ class ProjectedGCPGeoref(Georef):
         if len(gcps) < 3 or np.linalg.matrix_rank(pixels) < 3:
             raise InputError(f"{len(gcps)} GCPs span no plane of pixels (fewer than 3, or on one line)")
         c = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
-        self._plane = GCPTransformer(list(gcps))
-        self.xy(np.zeros(1), np.zeros(1))  # GDAL fits the polynomial here: collinear GCPs fail now
+        try:
+            self._plane = GCPTransformer(list(gcps))
+            self.xy(np.zeros(1), np.zeros(1))  # GDAL fits the polynomial here
+        except Exception:  # its order 2 / 3 needs GCPs off two rows or columns: a spline, still in this CRS
+            self._plane = GCPTransformer(list(gcps), tps=True)
+            self.xy(np.zeros(1), np.zeros(1))
         self._to_ll = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
         self._from_ll = Transformer.from_crs("EPSG:4326", c, always_xy=True)
         lon, _ = self._to_ll.transform([g.x for g in gcps], [g.y for g in gcps])

@@ -374,8 +374,8 @@ def _say_named_scale(scene: Scene, info: SceneInfo) -> None:
     if sample.size and np.issubdtype(sample.dtype, np.floating):
         with contextlib.suppress(InputError):
             seen = detect_scale(sample)
-            same = {seen, info.native_scale} <= {"linear", "amplitude"} or seen == info.native_scale
-            if not same:  # amplitude and power cannot be told apart by their values
+            # only dB against power / amplitude is told apart by the values (8-bit is a fallback guess)
+            if (seen == "db") != (info.native_scale == "db") and "uint8" not in (seen, info.native_scale):
                 line += (
                     f"; but its values look like {SCALE_MEANINGS[seen]}: if the file was converted, pass "
                     f"--input-scale {seen}"

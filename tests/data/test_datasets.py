@@ -298,14 +298,41 @@ def test_float_chips_share_one_scale_and_their_nodata_is_ignored(tmp_path: Path)
     root = tmp_path / "lin"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    calm = np.full((8, 8), 0.02, np.float32)
-    bright = np.full((8, 8), 30.0, np.float32)  # a ship / land chip in linear power
+    calm = np.full((16, 16), 0.02, np.float32)
+    bright = np.full((16, 16), 0.5, np.float32)
+    bright[1:4, 1:4] = 30.0  # a ship: alone, its p99 (above 20) reads the chip as 8-bit luminance
     bright[0, 0] = -9999.0
-    for name, img in (("a", calm), ("b", bright)):
+    for name, img in (("a", calm), ("b", bright), ("c", calm), ("d", calm)):
         Image.fromarray(img).save(root / "images" / f"{name}.tif")
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / f"{name}.png")
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / f"{name}.png")
     ds = open_dataset(root)
     assert ds.float_scale() == "linear"
     s = ds[1]
     assert s["image"][0, 1, 1] == pytest.approx(1.0)  # +14.8 dB, clipped at +5 dB; not 30 / 255 = 0.12
+    assert s["image"][0, 8, 8] == pytest.approx((10 * np.log10(0.5) + 35.0) / 40.0, abs=1e-5)
     assert s["mask"][0, 0] == 255 and s["mask"][1, 1] == 0
+
+
+def test_a_set_s_scale_is_not_decided_by_a_fill_chip(tmp_path: Path) -> None:
+    """Second review: a first chip outside the swath (all 0, or all -9999) decided the set's scale (0 ->
+    linear: every dB chip black) or stopped every loader worker; a 16-bit set holding 8-bit values was
+    read / 65535 (near black), while segment reads such integers as 8-bit."""
+    from dakd_edge.data import open_dataset
+
+    def make(root: Path, images: list[np.ndarray]) -> Path:
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(root / "images" / f"chip_{i:03d}.tif")
+            Image.fromarray(np.zeros(img.shape, np.uint8)).save(root / "masks" / f"chip_{i:03d}.png")
+        return root
+
+    sea = np.full((8, 8), -18.0, np.float32)
+    for fill in (0.0, -9999.0):
+        ds = open_dataset(make(tmp_path / f"f{int(fill)}", [np.full((8, 8), fill, np.float32), sea]))
+        assert ds.float_scale() == "db"
+        assert ds[1]["image"].mean() == pytest.approx((-18.0 + 35.0) / 40.0, abs=1e-5)
+    ds = open_dataset(make(tmp_path / "u16", [np.full((8, 8), v, np.uint16) for v in (40, 200)]))
+    assert ds[1]["image"].mean() == pytest.approx(200 / 255, abs=1e-6)
+    ds = open_dataset(make(tmp_path / "u16full", [np.full((8, 8), v, np.uint16) for v in (40, 40000)]))
+    assert ds[0]["image"].mean() == pytest.approx(40 / 65535, abs=1e-7)

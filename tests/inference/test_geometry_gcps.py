@@ -135,3 +135,17 @@ def test_many_projected_gcps_follow_gdal_s_polynomial() -> None:
     x, y = ours.xy(rows - GDAL_CENTRE, cols - GDAL_CENTRE)
     gx, gy = GCPTransformer(gcps).xy(rows, cols, offset="ul")
     assert np.hypot(x - np.asarray(gx), y - np.asarray(gy)).max() < 1e-6
+
+
+def test_gcps_on_two_rows_stay_in_their_crs() -> None:
+    """Second review: 6 GCPs on two rows defeat GDAL's order-2 polynomial; they fell back to lon/lat
+    (1.2 px off on an 8192 px scene): a spline in the GCPs' own CRS keeps them exact."""
+    aff = _truth()
+    pts = [(0, 0), (0, N // 2), (0, N), (N, 0), (N, N // 2), (N, N)]
+    info = _info(pts, aff, "EPSG:32633")
+    to_world, _ = world_of(info)
+    rng = np.random.default_rng(2)
+    cols, rows = rng.uniform(0, N, (2, 300))
+    x, y = to_world(cols, rows)
+    tx, ty = aff * (cols, rows)
+    assert np.hypot(x - tx, y - ty).max() < 1e-3

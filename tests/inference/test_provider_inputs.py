@@ -329,3 +329,16 @@ def test_dataset_names_get_distinct_stems_and_times_are_no_driver(tmp_path: Path
     with pytest.raises(InputError, match="no such file"):
         plan_outputs((Path("scene_20210101T10:20:30.tif"),), {"out": None, "probs": None, "vector": None,
                      "report": None}, [], False)  # fmt: skip
+
+
+def test_the_folder_an_unzip_tool_makes_around_a_hyp3_product(tmp_path: Path) -> None:
+    """unzip -d out NAME.zip gives out/NAME/NAME_VV.tif: out/ runs that product, as for a SAFE."""
+    from dakd_edge.inference.readers import open_scene
+
+    name = "S1A_IW_20211223T051122_DVP_RTC30_G_gduned_ABCD"
+    (tmp_path / "out" / name).mkdir(parents=True)
+    write_tif(tmp_path / "out" / name / f"{name}_VV.tif", _db())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Notice)
+        with open_scene(tmp_path / "out") as s:
+            assert s.info.path.name == f"{name}_VV.tif"
