@@ -1404,3 +1404,23 @@ def test_inputs_hyp3_forms_dataset_names_and_containers(tmp_path):
     assert sorted(s.path.name for s in expand_inputs([walk])) == [
         "IMG-HH-ALOS2123456789-230101-UBSL1.5GUA", "a.nc", "b.h5",
     ]  # fmt: skip
+
+
+def test_input_stat_of_a_hyp3_folder_is_its_co_pol_image(tmp_path):
+    """Batch audit: --resume did not notice a replaced *_VV.tif in an extracted HyP3 product (its stat
+    was null, as for a .SAFE folder)."""
+    import os
+
+    from dakd_edge.batch.worker import input_stat
+    from tests.inference.fake import blob_scene, write_tif
+
+    name = "S1A_IW_20230105T050102_DVP_RTC30_G_gpuned_1A2B"
+    prod = tmp_path / name
+    prod.mkdir()
+    vv = write_tif(prod / f"{name}_VV.tif", blob_scene(32, 32))
+    before = input_stat(prod)
+    assert before is not None
+    write_tif(vv, blob_scene(32, 32, seed=5))
+    os.utime(vv, ns=(1, 10**18))
+    assert input_stat(prod) != before
+    assert input_stat(tmp_path) is None  # another folder: none, as before

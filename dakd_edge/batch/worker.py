@@ -147,13 +147,17 @@ class SceneWorker:
 
 
 def input_stat(path: Path) -> list[int] | None:
-    """:func:`~dakd_edge.batch.manifest.file_stat` of an input file (a zip, a GeoTIFF), None for a
-    folder (a ``.SAFE`` repaired inside keeps its folder's stat) or an unreadable path."""
+    """:func:`~dakd_edge.batch.manifest.file_stat` of an input file (a zip, a GeoTIFF; an extracted
+    ASF HyP3 product's co-polarised image, the file it reads), None for another folder (a ``.SAFE``
+    repaired inside keeps its folder's stat) or an unreadable path."""
     from dakd_edge.batch.manifest import file_stat
+    from dakd_edge.inference.readers import co_pol_member, is_rtc_product_folder
 
     try:
+        if is_rtc_product_folder(path):
+            path = Path(co_pol_member(path) or path)
         return file_stat(path) if path.is_file() else None
-    except OSError:
+    except (OSError, DakdError):
         return None
 
 
