@@ -1424,3 +1424,17 @@ def test_input_stat_of_a_hyp3_folder_is_its_co_pol_image(tmp_path):
     os.utime(vv, ns=(1, 10**18))
     assert input_stat(prod) != before
     assert input_stat(tmp_path) is None  # another folder: none, as before
+
+
+def test_hyp3_scenes_carry_their_acquisition_from_the_name(tmp_path):
+    """Batch audit: HyP3 scenes had no start time or platform in the layer (a scene without a time
+    merges with any pass)."""
+    from dakd_edge.batch.inputs import name_meta
+    from tests.inference.fake import blob_scene, write_tif
+
+    name = "S1B_IW_20211223T051122_DVP_RTC30_G_gpuned_1A2B"
+    src = write_tif(tmp_path / f"{name}_VV.tif", blob_scene(32, 32))
+    (s,) = expand_inputs([src])
+    assert s.meta == {"start_time": "2021-12-23T05:11:22+00:00", "platform": "sentinel-1b"}
+    assert name_meta(tmp_path / "IMG-HH-ALOS2123456789-230105-UBSL1.5GUA.tif") == {"platform": "alos-2"}
+    assert name_meta(tmp_path / "scene.tif") == {}

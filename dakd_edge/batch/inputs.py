@@ -54,6 +54,31 @@ def scene_id(path: Path) -> str:
     return safe_id(scene_stem(path))
 
 
+# Acquisition in a file's name where the scene itself carries no product metadata: ASF HyP3 RTC
+# (S1A_IW_20230105T050102_DVP_RTC30_...) and JAXA PALSAR-2 (IMG-HH-ALOS2123456789-230105-...).
+_HYP3_ACQ = re.compile(r"^S1([A-D])_(?:IW|EW|SM|S[1-6])_(\d{8}T\d{6})_", re.IGNORECASE)
+_ALOS2_ACQ = re.compile(r"^IMG-(?:HH|HV|VH|VV)-ALOS2\d+-\d{6}-", re.IGNORECASE)
+
+
+def name_meta(path: Path) -> dict[str, Any]:
+    """``start_time`` / ``platform`` a HyP3 file name states, the platform of an ALOS-2 one (the layer's
+    acquisition columns: a scene without a time merges with any pass); empty for other names."""
+    from datetime import datetime, timezone
+
+    name = path.name
+    if m := _HYP3_ACQ.match(name):
+        t = datetime.strptime(m.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+        return {"start_time": t.isoformat(), "platform": f"sentinel-1{m.group(1).lower()}"}
+    if _ALOS2_ACQ.match(name):  # a date only: as a time, two passes of one day would merge in the layer
+        return {"platform": "alos-2"}
+    return {}
+
+
+def named_scene(path: Path) -> Scene:
+    """The :class:`Scene` of a path: its :func:`scene_id`, and what its name says of the acquisition."""
+    return Scene(scene_id(path), path, name_meta(path))
+
+
 def safe_id(text: str) -> str:
     """An id usable as one folder name on any filesystem (STAC ids may hold '/' or ':')."""
     return _ID_BAD.sub("_", text).strip(".") or "scene"
@@ -85,7 +110,7 @@ def expand_inputs(
     out = Path(skip).resolve() if skip is not None else None
     for item in inputs:
         if is_gdal_name(item):  # NETCDF:"f.nc":VAR, /vsizip/...: GDAL finds it, as segment lets it
-            scenes.setdefault(Path(item), Scene(scene_id(Path(item)), Path(item)))
+            scenes.setdefault(Path(item), named_scene(Path(item)))
             continue
         for s in _expand(Path(item).absolute(), 0, out, pol):
             scenes.setdefault(_file_key(s.path), s)
@@ -248,22 +273,22 @@ def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> It
         raise InputError(f"{p}: no such file or directory")
     if is_sentinel1_product(p):
         path = p.parent if p.name.lower() == "manifest.safe" else p
-        yield Scene(scene_id(path), path)
+        yield named_scene(path)
     elif is_rtc_product_folder(p):
-        yield Scene(scene_id(p), p)
+        yield named_scene(p)
     elif p.is_dir():
         if _is_output(p, out):
             raise InputError(f"{p}: a batch output folder (--out, {OPTIONS} or {MANIFEST}), not scenes")
         found = list(_walk(p, out))
         if not found:
             raise InputError(f"{p}: folder holds no scene (GeoTIFF or Sentinel-1 product)")
-        yield from (Scene(scene_id(q), q) for q in found)
+        yield from (named_scene(q) for q in found)
     elif p.suffix.lower() in LIST_SUFFIXES:
         yield from _from_list(p, depth, out, pol)
     elif p.suffix.lower() == ".json":
         yield from stac_scenes(p, pol)
     else:
-        yield Scene(scene_id(p), p)
+        yield named_scene(p)
 
 
 def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
@@ -308,7 +333,7 @@ def _from_list(p: Path, depth: int, out: Path | None, pol: str | None) -> Iterat
         if not text:
             continue
         if is_gdal_name(text):  # a dataset name or virtual path, as given (GDAL resolves it)
-            yield Scene(scene_id(Path(text)), Path(text))
+            yield named_scene(Path(text))
             continue
         q = Path(text).expanduser()
         q = q if q.is_absolute() else p.parent / q
