@@ -172,6 +172,9 @@ class ModelMeta:
             raise ValueError(class_count_problem(self.num_classes))
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        problem = class_names_problem(list(self.class_names))  # two of one name would both mean it
+        if problem is not None:
+            raise ValueError(problem)
         if len(self.palette) != self.num_classes:
             raise ValueError(f"{len(self.palette)} palette colours for {self.num_classes} classes")
 
@@ -277,6 +280,8 @@ def _problem(d: Any) -> str | None:
         return f"field 'overlap' is {overlap}, expected 0 to half the tile ({tile} // 2)"
     if not all(isinstance(c, str) for c in d.get("class_names", ())):
         return "field 'class_names' must list strings"
+    if "class_names" in d and (problem := class_names_problem(list(d["class_names"]))) is not None:
+        return f"field 'class_names': {problem}"
     if not all(_is_rgb(c) for c in d.get("palette", ())):
         return "field 'palette' must list [r, g, b] triples of integers 0-255"
     unknown = set(d.get("normalization", {})) - set(Normalization.__dataclass_fields__)

@@ -61,3 +61,16 @@ def test_class_meaning_and_background_of_two_class_models() -> None:
     # quicklook tinted the whole scene)
     assert background_ids_of(["oil", "clean"]) == [1] and background_ids_of(["non-oil", "oil"]) == [0]
     assert background_ids_of(["thick oil", "thin oil"]) == []  # two oil classes: no background
+
+
+def test_a_model_with_two_classes_of_one_name_is_refused() -> None:
+    """Both ids would count as that class everywhere (two 'oil' classes: both traced as spills)."""
+    import pytest
+
+    from dakd_edge.meta import ModelMeta, _problem
+
+    with pytest.raises(ValueError, match=r"classes 1 and 2 have one name \('oil', 'Oil'\)"):
+        ModelMeta.default_for("x", 3, class_names=("sea", "oil", "Oil"))
+    d = ModelMeta.default_for("x", 3, class_names=("sea", "oil", "ship")).to_dict()
+    d["class_names"] = ["sea", "oil", "oil"]
+    assert "have one name" in _problem(d)
