@@ -273,7 +273,8 @@ class SceneReader(Scene):
         value that no backscatter takes (-9999, -32768, -3.4e38: at most -100, or 1e30 and beyond),
         it is the nodata value, with a notice: read as data, a fill frame was called oil. An edge of
         exact zeros is ambiguous (linear sigma0 after noise removal is 0 in places; 8-bit black is
-        the darkest sea): a notice says how to declare it, and it stays data."""
+        the darkest sea): a notice says how to declare it, and it stays data; in a scene of float dB
+        values exact 0.0 is fill, also along one side only (5 % of the edge points or more)."""
         h, w = self.ds.height, self.ds.width
         t = np.linspace(0, 1, per_side)
         rows = np.r_[np.zeros(per_side), np.full(per_side, h - 1), t * (h - 1), t * (h - 1)].astype(int)
@@ -294,7 +295,12 @@ class SceneReader(Scene):
             return None
         values, counts = np.unique(finite, return_counts=True)
         v, share = values[counts.argmax()].item(), counts.max() / edge.size
-        if share < 0.5:
+        zeros = float(np.count_nonzero(finite == 0)) / edge.size
+        if share < 0.5 and zeros >= 0.05 and np.issubdtype(edge.dtype, np.floating):
+            v, share = 0.0, zeros  # fill along one side only: exactly 0.0 is no dB sea (checked below)
+        if share < 0.5 and not (
+            v == 0 and np.issubdtype(edge.dtype, np.floating) and self._looks_db(bands[0])
+        ):
             return None
         if v <= -100 or abs(v) >= 1e30:
             warnings.warn(

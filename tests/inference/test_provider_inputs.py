@@ -342,3 +342,18 @@ def test_the_folder_an_unzip_tool_makes_around_a_hyp3_product(tmp_path: Path) ->
         warnings.simplefilter("ignore", Notice)
         with open_scene(tmp_path / "out") as s:
             assert s.info.path.name == f"{name}_VV.tif"
+
+
+def test_zero_fill_along_one_side_of_a_db_scene_is_nodata(tmp_path: Path) -> None:
+    """Batch audit: an Earth Engine export whose 0 fill covers one side only (under half the edge) was
+    read as data: two thin 'spills' along the fill's border."""
+    db = _db()
+    db[:, :40] = 0.0
+    r, notes = _run(write_tif(tmp_path / "side.tif", db), tmp_path / "c.tif")
+    assert any("exactly 0, which in a scene of dB values is fill" in n for n in notes)
+    classes = _classes(tmp_path / "c.tif")
+    assert (classes[:, :40] == 255).all() and (classes[:, 40:] != 255).all()
+    lin = (10 ** (_db() / 10)).astype(np.float32)
+    lin[:, :40] = 0.0  # linear power: zeros stay data, as before (no notice below half the edge)
+    r, notes = _run(write_tif(tmp_path / "lin.tif", lin), tmp_path / "d.tif")
+    assert (_classes(tmp_path / "d.tif") != 255).all()
