@@ -57,7 +57,6 @@ def scene_id(path: Path) -> str:
 # Acquisition in a file's name where the scene itself carries no product metadata: ASF HyP3 RTC
 # (S1A_IW_20230105T050102_DVP_RTC30_...) and JAXA PALSAR-2 (IMG-HH-ALOS2123456789-230105-...).
 _HYP3_ACQ = re.compile(r"^S1([A-D])_(?:IW|EW|SM|S[1-6])_(\d{8}T\d{6})_", re.IGNORECASE)
-_ALOS2_ACQ = re.compile(r"^IMG-(?:HH|HV|VH|VV)-ALOS2\d+-\d{6}-", re.IGNORECASE)
 
 
 def name_meta(path: Path) -> dict[str, Any]:
@@ -65,12 +64,14 @@ def name_meta(path: Path) -> dict[str, Any]:
     acquisition columns: a scene without a time merges with any pass); empty for other names."""
     from datetime import datetime, timezone
 
+    from dakd_edge.data.scaling import is_alos_image_name
+
     name = path.name
     if m := _HYP3_ACQ.match(name):
         t = datetime.strptime(m.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
         return {"start_time": t.isoformat(), "platform": f"sentinel-1{m.group(1).lower()}"}
-    if _ALOS2_ACQ.match(name):  # a date only: as a time, two passes of one day would merge in the layer
-        return {"platform": "alos-2"}
+    if is_alos_image_name(name) and "ALOS2" in name.upper():
+        return {"platform": "alos-2"}  # its date alone, as a time, would merge two passes of one day
     return {}
 
 

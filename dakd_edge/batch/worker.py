@@ -151,10 +151,11 @@ def input_stat(path: Path) -> list[int] | None:
     ASF HyP3 product's co-polarised image, the file it reads), None for another folder (a ``.SAFE``
     repaired inside keeps its folder's stat) or an unreadable path."""
     from dakd_edge.batch.manifest import file_stat
-    from dakd_edge.inference.readers import co_pol_member, is_rtc_product_folder
+    from dakd_edge.data.scaling import is_hyp3_rtc_name
+    from dakd_edge.inference.readers import co_pol_member
 
     try:
-        if is_rtc_product_folder(path):
+        if path.is_dir() and is_hyp3_rtc_name(path.name):  # one look into the folder, not two
             path = Path(co_pol_member(path) or path)
         return file_stat(path) if path.is_file() else None
     except (OSError, DakdError):

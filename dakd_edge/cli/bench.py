@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import bench as lib
-from dakd_edge.cli.streams import STDOUT, stdout_alias
+from dakd_edge.cli.streams import STDOUT, json_out_option
 from dakd_edge.cuda import resolve_device
 from dakd_edge.errors import InputError
 from dakd_edge.formats import PRECISIONS
@@ -96,13 +96,7 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     type=click.Path(exists=True),
     help="Also run the full segment pipeline on this scene or Sentinel-1 product (end-to-end MPix/s).",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False),
-    callback=stdout_alias,
-    help="Write results JSON here ('-' = stdout).",
-)
+@json_out_option("Write results JSON here ('-' = stdout).")
 @click.option(
     "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
 )

@@ -14,7 +14,7 @@ import click
 
 from dakd_edge import jsonout
 from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP, threads_option
-from dakd_edge.cli.streams import STDOUT, stdout_alias
+from dakd_edge.cli.streams import STDOUT, json_out_option
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
@@ -69,13 +69,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @threads_option
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False),
-    callback=stdout_alias,
-    help="Write the metrics JSON ('-' = stdout).",
-)
+@json_out_option("Write the metrics JSON ('-' = stdout).")
 @click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file or --save-png PNGs.")

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from dakd_edge.cli.fields import config_from, field_option
-from dakd_edge.cli.streams import STDOUT, stdout_alias
+from dakd_edge.cli.streams import STDOUT, json_out_option
 from dakd_edge.cli.train import CLASSES_HELP, DEVICE_HELP
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
@@ -332,13 +332,7 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     help="Local torchvision Inception-v3 state dict; FID is computed only with it.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images per set.")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False),
-    callback=stdout_alias,
-    help="Also write the report as JSON ('-' = stdout, the text then goes to stderr).",
-)
+@json_out_option("Also write the report as JSON ('-' = stdout, the text then goes to stderr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def report(
     generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out, overwrite

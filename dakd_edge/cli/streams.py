@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,3 +18,10 @@ STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", f"/proc
 def stdout_alias(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Click callback: ``/dev/stdout`` (and its ``/dev/fd/1`` / ``/proc/self/fd/1`` spellings) is ``-``."""
     return STDOUT if value is not None and os.path.normpath(value) in STDOUT_NAMES else value
+
+
+def json_out_option(help: str) -> Callable[[Any], Any]:
+    """``--json FILE`` of evaluate, bench and jointnet report: a file, or ``-`` / ``/dev/stdout``."""
+    return click.option(
+        "--json", "json_out", type=click.Path(dir_okay=False), callback=stdout_alias, help=help
+    )

@@ -335,15 +335,13 @@ class SceneReader(Scene):
         """Whether the scene holds dB values: the non-zero finite values of a grid of windows have a
         median below -1 (sea is -30..-5 dB; linear power and 8-bit luminance are never negative). A grid,
         not the centre alone: an export clipped to an area of interest has fill in the middle too."""
-        h, w = self.ds.height, self.ds.width
         vals = []
-        for y in np.linspace(0, max(h - size, 0), grid).astype(int):
-            for x in np.linspace(0, max(w - size, 0), grid).astype(int):
-                try:
-                    a = self.read([band], window=Window(int(x), int(y), min(size, w), min(size, h)))[0]
-                except InputError:
-                    return False
-                vals.append(a[np.isfinite(a) & (a != 0)])
+        for win in self._grid_windows(grid, size):
+            try:
+                a = self.read([band], window=win)[0]
+            except InputError:
+                return False
+            vals.append(a[np.isfinite(a) & (a != 0)])
         a = np.concatenate(vals)
         return a.size > 0 and float(np.median(a)) < -1.0
 
@@ -377,14 +375,20 @@ class SceneReader(Scene):
 
     def _bands_identical(self, bands: tuple[int, ...], grid: int = 4, size: int = 64) -> bool:
         """All ``bands`` equal on a grid of windows (grey stored as RGB, as the OSD/SOS JPEGs are)."""
-        h, w = self.ds.height, self.ds.width
-        for y in np.linspace(0, max(h - size, 0), grid).astype(int):
-            for x in np.linspace(0, max(w - size, 0), grid).astype(int):
-                win = Window(int(x), int(y), min(size, w), min(size, h))
-                a = self.read(list(bands), window=win)
-                if not all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
-                    return False
+        for win in self._grid_windows(grid, size):
+            a = self.read(list(bands), window=win)
+            if not all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
+                return False
         return True
+
+    def _grid_windows(self, grid: int, size: int) -> list[Window]:
+        """``grid x grid`` windows of ``size`` px (less on a smaller scene) spread over the whole file."""
+        h, w = self.ds.height, self.ds.width
+        return [
+            Window(int(x), int(y), min(size, w), min(size, h))
+            for y in np.linspace(0, max(h - size, 0), grid).astype(int)
+            for x in np.linspace(0, max(w - size, 0), grid).astype(int)
+        ]
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Values of ``[y0:y1, x0:x1]``, shape ``(C, y1 - y0, x1 - x0)`` (:meth:`values`)."""

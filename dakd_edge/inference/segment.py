@@ -276,10 +276,11 @@ def segment_scene(
                 f"{info.path}: --min-area {least[0]:g} is in m^2, which needs a georeferenced scene; "
                 "use --min-area Npx"
             )
+        sample = scene.valid_sample()  # read once: the scale checks and the domain check share it
         if scale == "auto" and info.native_scale is not None:
             scale = info.native_scale
             if info.scale_source is not None:
-                _say_named_scale(scene, info)
+                _say_named_scale(info, sample)
         masker = _land_masker(info, land_mask, coast_buffer)
         water = [] if masker is None else masker.water_counted_as_land()
         if water:
@@ -289,7 +290,7 @@ def segment_scene(
                 Notice,
                 stacklevel=2,
             )
-        scale, all_nodata, domain = _input_scale(scene, meta, scale)
+        scale, all_nodata, domain = _input_scale(scene, meta, scale, sample)
         trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata, match_level)
         tags = {"input_scale": str(scale), "source": info.path.name}
         oil_ids = oil_class_ids(meta)
@@ -364,13 +365,12 @@ def _predictor_of(model: Any) -> Predictor:
     return model
 
 
-def _say_named_scale(scene: Scene, info: SceneInfo) -> None:
+def _say_named_scale(info: SceneInfo, sample: np.ndarray) -> None:
     """The notice for a scale a file's name states, and a warning when its values say otherwise (a HyP3
     power file converted to dB that kept its name was read as power)."""
     from dakd_edge.data.scaling import detect_scale
 
     line = f"{info.path}: read as {SCALE_MEANINGS[info.native_scale]}, as {info.scale_source} (--input-scale overrides it)"
-    sample = scene.valid_sample()
     if sample.size and np.issubdtype(sample.dtype, np.floating):
         with contextlib.suppress(InputError):
             seen = detect_scale(sample)
@@ -383,13 +383,14 @@ def _say_named_scale(scene: Scene, info: SceneInfo) -> None:
     warnings.warn(line, Notice, stacklevel=3)
 
 
-def _input_scale(scene: Scene, meta: ModelMeta, scale: str) -> tuple[str | None, bool, str | None]:
+def _input_scale(
+    scene: Scene, meta: ModelMeta, scale: str, sample: np.ndarray
+) -> tuple[str | None, bool, str | None]:
     """(resolved input scale, whether the scene has no valid pixel, input-domain warning or None).
 
-    Looks at a sample of valid pixels (:meth:`valid_sample`); warns with :class:`InputDomainWarning`
-    when the scaled input is far from the model's training data.
+    Looks at the scene's sample of valid pixels (:meth:`valid_sample`); warns with
+    :class:`InputDomainWarning` when the scaled input is far from the model's training data.
     """
-    sample = scene.valid_sample()
     all_nodata = sample.size == 0
     if all_nodata:  # no tile runs: any scale serves for the (unused) conversion
         return (None if scale == "auto" else scale), True, None
