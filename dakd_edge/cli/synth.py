@@ -216,6 +216,7 @@ def _raster_lines(d: dict) -> list[str]:
                 f"  band {b['band']}{desc}: min {b['min']:.4g}  max {b['max']:.4g}  mean {b['mean']:.4g}  "
                 f"p2-p98 {b['p2']:.4g}..{b['p98']:.4g}  valid {100 * b['valid_fraction']:.1f}% of the sample  scale {b['scale']}"
                 + (" (as the file name says)" if b.get("scale_from") else "")
+                + (f", DN {b['nodata_from_name']} is nodata" if "nodata_from_name" in b else "")
             )
         else:
             lines.append(f"  band {b['band']}{desc}: no valid pixels in the sampled windows")

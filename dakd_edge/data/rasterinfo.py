@@ -260,6 +260,7 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
     from dakd_edge.data.scaling import detect_scale, scale_from_name
 
     with open_raster(path) as ds:
+        named = [scale_from_name(Path(path).name, dt) for dt in ds.dtypes]
         wins = sample_windows(ds.height, ds.width, samples, window)
         try:
             data = [ds.read(window=Window(c, r, w, h), masked=True) for r, c, h, w in wins]
@@ -272,6 +273,9 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
             if np.issubdtype(valid.dtype, np.floating):
                 valid = valid[np.isfinite(valid)]
             stats: dict[str, Any] = {"band": b + 1, "description": ds.descriptions[b]}
+            if named[b] is not None and named[b].gain is not None and ds.nodatavals[b] is None:
+                valid = valid[valid != 0]  # DN 0 is the fill outside the image frame, as segment reads it
+                stats["nodata_from_name"] = 0
             complex_ = np.iscomplexobj(valid)
             if complex_:  # percentiles need real numbers: describe the amplitude |z|
                 valid = np.abs(valid[np.isfinite(valid)])
@@ -287,8 +291,8 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
                 )
                 if complex_:
                     stats["scale"] = "complex (not supported by segment)"
-                elif (named := scale_from_name(Path(path).name, ds.dtypes[b])) is not None:
-                    stats["scale"], stats["scale_from"] = named.scale, named.why
+                elif named[b] is not None:
+                    stats["scale"], stats["scale_from"] = named[b].scale, named[b].why
                 else:
                     try:
                         stats["scale"] = detect_scale(valid)

@@ -125,6 +125,20 @@ def test_info_gcp_geotiff_reports_gcps_not_identity(tmp_path: Path, run_cli) -> 
     assert "transform  origin" not in stdout and "not georeferenced" not in stdout
 
 
+def test_info_alos_dn_zero_is_said_as_nodata(tmp_path: Path, run_cli) -> None:
+    """The text report says an ALOS ``IMG-`` file's DN 0 is nodata, and its valid share leaves it out."""
+    import rasterio
+
+    p = tmp_path / "IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif"
+    a = np.full((1, 40, 50), 3000, np.uint16)
+    a[..., :10] = 0
+    with rasterio.open(p, "w", driver="GTiff", height=40, width=50, count=1, dtype="uint16", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(0, 0, 10, 10)) as ds:  # fmt: skip
+        ds.write(a)
+    code, stdout, _ = run_cli(["info", str(p)])
+    assert code == 0 and "valid 80.0% of the sample" in stdout and "DN 0 is nodata" in stdout
+
+
 def test_info_real_product_metadata(shared_data: Path, run_cli) -> None:
     """The real S1B product near Rome: values from its manifest and annotation."""
     safe = shared_data / "s1" / REAL_NAME

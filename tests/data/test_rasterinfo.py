@@ -50,3 +50,16 @@ def test_beam_dimap_is_described_by_its_named_bands(tmp_path: Path) -> None:
     assert [b["description"] for b in d["bands"]] == ["Sigma0_VH", "Sigma0_VV"] and d["nodata"] == 0.0
     b = d["bands"][1]
     assert b["valid_fraction"] == 0.75 and b["min"] == pytest.approx(0.03, rel=1e-6)
+
+
+def test_alos_dn_zero_is_no_data_as_segment_reads_it(tmp_path: Path) -> None:
+    """An ALOS ``IMG-`` file's DN 0 (outside JAXA's image frame) was counted as data by ``info`` while
+    ``segment`` masks it; under another name 0 stays data."""
+    a = np.full((40, 50), 3000, np.uint16)
+    a[:, :10] = 0
+    d = describe_raster(_write(tmp_path / "IMG-HH-ALOS2011283150-140602-UBSL1.5GUA.tif", a))
+    b = d["bands"][0]
+    assert b["valid_fraction"] == pytest.approx(0.8, abs=1e-9) and b["min"] == 3000
+    assert b["nodata_from_name"] == 0 and b["scale"] == "amplitude"
+    plain = describe_raster(_write(tmp_path / "dn.tif", a))["bands"][0]
+    assert plain["min"] == 0 and "nodata_from_name" not in plain
