@@ -207,7 +207,9 @@ def evaluate(
     """Evaluate ``predictor`` on a dataset split; returns the metrics dict plus run facts.
 
     Keys: everything :meth:`ConfusionMatrix.compute` returns (fractions), and ``model``, ``backend``,
-    ``data``, ``split``, ``sensor``, ``images``, ``seconds``, ``mpix_per_s``.
+    ``data``, ``split``, ``sensor``, ``images``, ``data_read_as`` (what the set was read as, the lines
+    ``train`` prints: :func:`dakd_edge.data.describe`), ``seconds``, ``mpix_per_s``. A set with no oil
+    in its masks warns (:class:`Notice`).
     """
     if limit is not None and limit < 1:  # -1 used to give nan metrics over "-1 images"
         raise InputError(f"--limit must be >= 1, got {limit}")
@@ -223,6 +225,11 @@ def evaluate(
         raise DatasetError(f"{data} ({split}) has no images")
     png_dir = png_folder(save_png, data)
     pngs = png_paths(ds, n, png_dir, overwrite) if png_dir is not None else []
+    from dakd_edge.data import describe
+
+    summary, warns = describe(ds)  # a set misread without an error (no oil at all) scores without one too
+    for w in warns:
+        warnings.warn(w, Notice, stacklevel=2)
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0
     with _progress(n, progress) as advance:
@@ -246,6 +253,7 @@ def evaluate(
             "split": split,
             "sensor": sensor,
             "images": n,
+            "data_read_as": summary,
             "seconds": seconds,
             "mpix_per_s": pixels / 1e6 / seconds if seconds > 0 else float("nan"),
         }

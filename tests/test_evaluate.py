@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from dakd_edge.errors import Notice
 from dakd_edge.evaluate import evaluate, paper_rows, predict_unit, render_table
 from dakd_edge.inference import load
 from dakd_edge.meta import ModelMeta
@@ -328,3 +329,20 @@ def test_a_binary_model_with_oil_first_scores_as_its_twin(tmp_path, model_file):
     r = evaluate(load(str(tmp_path / "swapped.safetensors"), backend="torch"), tmp_path / "ds", split="train")
     e = _expected()
     assert r["iou"][0] == pytest.approx(e["oil_iou"]) and r["iou"][1] == pytest.approx(e["sea_iou"])
+
+
+def test_evaluate_says_what_the_data_was_read_as(tmp_path, model_file, capsys):
+    """evaluate printed no data summary: a set whose masks hold no oil (own colours misread, oil stored
+    as 255) scored without a word. It prints train's summary lines and warns when there is no oil."""
+    _dataset(tmp_path / "ds")
+    code, out, err = _cli(
+        ["--model", str(model_file), "--data", str(tmp_path / "ds"), "--split", "train"], capsys
+    )
+    assert code == 0, err
+    assert "2 pairs" in out and "classes (pixel share of 2 masks): 0 background" in out
+    assert "no oil in the data" not in err
+    sea = np.full((24, 24), BRIGHT, np.uint8)
+    write_folder(tmp_path / "sea", [(sea, np.zeros_like(sea))])
+    with pytest.warns(Notice, match="no oil in the data"):
+        r = evaluate(load(model_file), tmp_path / "sea", split="train")
+    assert r["data_read_as"][-1].endswith("0 background 100.0%, 1 oil 0.0%")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch import nn
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
-from dakd_edge.errors import DatasetError, InputError, TrainingError
+from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta
 from dakd_edge.models.jointnet import (
     JointNetConfig,
@@ -137,6 +138,8 @@ class JointNetTrainer(common.Trainer):
     ) -> None:
         super().__init__(cfg, cfg.out, progress, overwrite)
         self.data = data if data is not None else open_training_data(cfg)
+        if data is None and not cfg.synthetic and self.main:  # a set opened here: say what it was read as
+            self._describe_data()
         num_classes = int(getattr(self.data, "num_classes", cfg.synthetic_classes))
         self.class_names = list(
             getattr(self.data, "class_names", None) or ModelMeta.default_for("x", num_classes).class_names
@@ -151,6 +154,17 @@ class JointNetTrainer(common.Trainer):
         self.scheduler = make_train_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.to(self.device)
         self.stage = 0
+
+    def _describe_data(self) -> None:
+        """Print what the training set was read as, and warn (Notice) when its masks hold no oil, as
+        ``dakd-edge train`` does: the teacher learns the joint image-label distribution of a misread set
+        without an error."""
+        from dakd_edge.data import describe
+
+        lines, warns = describe(self.data)
+        print("\n".join(lines), flush=True)
+        for w in warns:
+            warnings.warn(w, Notice, stacklevel=2)
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:

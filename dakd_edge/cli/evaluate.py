@@ -148,6 +148,8 @@ def evaluate(
     finally:
         predictor.close()
     result["model_file"] = model_path or "bundled"
+    for line in result["data_read_as"]:
+        click.echo(line, err=json_out == STDOUT)
     Console(stderr=json_out == STDOUT).print(render_table(result))
     if json_out == STDOUT:
         click.echo(jsonout.dumps(result, indent=2))  # undefined metrics (NaN) are null

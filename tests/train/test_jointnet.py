@@ -289,3 +289,22 @@ def test_cli_balance_on_real_data_matches_spatial_rms(shared_data: Path) -> None
     assert out["images"] == 4 and len(ds) == 12
     assert out["b"] == pytest.approx(rms, rel=1e-9)
     assert 0.3 < out["b"] < 0.7  # paper: 0.528 on the OSD training split
+
+
+def test_training_data_is_described_before_training(tmp_path: Path, capsys) -> None:
+    """jointnet train printed no data summary (train does): a set with no oil in its masks trained a
+    teacher without a word. The summary is printed and the no-oil case warns."""
+    from dakd_edge.errors import Notice
+    from dakd_edge.train.jointnet import JointNetTrainer
+    from tests.train.tiny import write_folder
+
+    sea = np.full((CROP, CROP), 180, np.uint8)
+    oil = sea.copy()
+    oil[4:12, 4:12] = 40
+    write_folder(tmp_path / "ds", [(oil, (oil == 40).astype(np.uint8)), (sea, np.zeros_like(sea))])
+    JointNetTrainer(_cfg(tmp_path / "run", data=str(tmp_path / "ds"), synthetic=0))
+    out = capsys.readouterr().out
+    assert "2 pairs" in out and "classes (pixel share of 2 masks): 0 background" in out
+    write_folder(tmp_path / "sea", [(sea, np.zeros_like(sea))])
+    with pytest.warns(Notice, match="no oil in the data"):
+        JointNetTrainer(_cfg(tmp_path / "run2", data=str(tmp_path / "sea"), synthetic=0))
