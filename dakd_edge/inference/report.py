@@ -24,6 +24,9 @@ class _GeographicArea:
     pixels up to a kilometre), as the polygons' areas are on that ellipsoid (:class:`Measurer`). Pixel
     by pixel, not row by row: a rotated grid's latitude changes along a row."""
 
+    CELL = 64  # pixels per side of a cell of a rotated grid, at most
+    MAX_SPAN = 1.0e-4  # radians of latitude a cell may span (0.006 degrees: 64 pixels of 10 m)
+
     def __init__(self, transform: Any, crs: Any) -> None:
         from dakd_edge.inference.vectorize import _pyproj_crs
 
@@ -43,9 +46,27 @@ class _GeographicArea:
         if t.d == 0:  # north-up: each row has one latitude (one evaluation a row, not a pixel)
             lat = (t.e * (np.arange(oil.shape[0]) + y0 + 0.5) + t.f) * self.rad
             return float(np.count_nonzero(oil, axis=1) @ self._per_rad2(lat)) * px_rad2
-        rows, cols = np.nonzero(oil)
-        lat = (t.d * (cols + x0 + 0.5) + t.e * (rows + y0 + 0.5) + t.f) * self.rad
-        return float(self._per_rad2(lat).sum()) * px_rad2
+        # A rotated grid: latitude changes along rows too. Per cell of up to CELL x CELL pixels spanning
+        # at most MAX_SPAN of latitude, the element at the oil's mean latitude times its count: the
+        # element is smooth, so the error is second order in that span (< 1e-8), and the transcendental
+        # functions run once a cell, not once a pixel (2.1 -> 0.1 s per 256-row strip of an all-oil
+        # 26000-pixel-wide scene).
+        h, w = oil.shape
+        span = (abs(t.d) + abs(t.e)) * self.rad  # radians of latitude per pixel, at most
+        cell = int(max(1, min(self.CELL, self.MAX_SPAN // span))) if span > 0 else self.CELL
+        re, ce = np.r_[0:h:cell], np.r_[0:w:cell]
+        o = oil.astype(np.float64)
+        n = np.add.reduceat(np.add.reduceat(o, re, 0), ce, 1)
+        if not n.any():
+            return 0.0
+        rows = np.arange(h, dtype=np.float64)[:, None]
+        cols = np.arange(w, dtype=np.float64)[None, :]
+        sr = np.add.reduceat(np.add.reduceat(o * rows, re, 0), ce, 1)
+        sc = np.add.reduceat(np.add.reduceat(o * cols, re, 0), ce, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mr, mc = sr / n, sc / n
+        lat = (t.d * (mc + x0 + 0.5) + t.e * (mr + y0 + 0.5) + t.f) * self.rad
+        return float((n * np.where(n > 0, self._per_rad2(np.nan_to_num(lat)), 0.0)).sum()) * px_rad2
 
 
 def _quad_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:

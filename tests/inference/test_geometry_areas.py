@@ -82,6 +82,25 @@ def test_rotated_geographic_oil_area_per_pixel() -> None:
     assert _tally_area(_info("EPSG:4326", t, 16, 64), oil) == pytest.approx(expected, rel=1e-6)
 
 
+def test_rotated_geographic_area_by_cells_matches_pixel_by_pixel() -> None:
+    """Fine rotated grids are measured per cell of up to 64 pixels at the oil's mean latitude (the
+    element per pixel took 2.1 s per strip of an all-oil 26000-pixel-wide scene): within 1e-8 of the
+    element summed pixel by pixel, for patchy oil and 10 m to 100 m pixels."""
+    from dakd_edge.inference.report import _GeographicArea
+
+    rng = np.random.default_rng(4)
+    oil = rng.random((300, 520)) < 0.3
+    oil[:, 200:260] = True
+    rows, cols = np.nonzero(oil)
+    for px in (1e-4, 1e-3):
+        t = Affine.translation(20.0, 72.5) * Affine.rotation(40) * Affine.scale(px, -px)
+        g = _GeographicArea(t, RCRS.from_epsg(4326))
+        lat = np.radians(t.d * (cols + 5.5) + t.e * (rows + 7.5) + t.f)
+        exact = float(g._per_rad2(lat).sum()) * abs(t.a * t.e - t.b * t.d) * g.rad**2
+        assert g(oil, 7, 5) == pytest.approx(exact, rel=1e-8)
+        assert g(np.zeros_like(oil), 7, 5) == 0.0
+
+
 def test_web_mercator_oil_area_on_the_ellipsoid() -> None:
     """EPSG:3857 at 61 N: PROJ's areal scale is on the sphere, 0.36 % off the WGS84 ellipsoid that the
     polygons are measured on (was -0.35 %)."""
