@@ -48,7 +48,11 @@ def co_pol_member(path: Path) -> str | None:
                 names = z.namelist()
         except zipfile.BadZipFile:
             return None  # non_product_zip says how it is damaged
-        found = [f"/vsizip/{path.resolve()}/{n}" for n in names if _CO_POL_FILE.search(n.rsplit("/", 1)[-1])]
+        # GDAL's braced archive name: it survives Path() (which folds /vsizip//abs/a.zip into a path
+        # GDAL reads relative to the working folder), so notices and reports show one to copy
+        found = [
+            f"/vsizip/{{{path.resolve()}}}/{n}" for n in names if _CO_POL_FILE.search(n.rsplit("/", 1)[-1])
+        ]
     else:
         return None
     if len(found) > 1:
@@ -94,7 +98,7 @@ def open_scene(
             p = inner[0]
     if is_hyp3_rtc_name(p.name) and (member := co_pol_member(p)) is not None:
         warnings.warn(f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=2)
-        p, source = Path(member), member  # GDAL gets the string: Path folds /vsizip//abs into a relative path
+        p, source = Path(member), member
     elif p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
     if pol is not None:

@@ -202,6 +202,10 @@ def test_hyp3_product_folder_and_zip_segment_their_co_pol_image(tmp_path: Path) 
         assert any("segmenting its co-polarised image" in n and f"{name}_VV.tif" in n for n in notes)
         assert r["input_scale"] == "db" and r["scene"].endswith(f"{name}_VV.tif")
         np.testing.assert_array_equal(_classes(tmp_path / out), _classes(tmp_path / "ref.tif"))
+        # the report's scene (and the notice) is a name GDAL opens as it is, from any working folder:
+        # the zip member was shown as /vsizip/ABS with the archive's leading / folded away
+        with rasterio.open(r["scene"]) as ds:
+            assert ds.shape == (160, 192)
     write_tif(prod / f"{name}_HH.tif", _db())
     with pytest.raises(InputError, match="2 co-polarised images"):
         open_scene(prod)
