@@ -106,8 +106,11 @@ class TrainConfig(RunConfig):
     use ``final_crop`` pixel crops (e.g. the inference tile) and ``final_batch`` slots (0: ``batch``).
     ``val_mosaic`` > 1 also validates on ``val_mosaic`` x ``val_mosaic`` grids
     of validation images, cut to one ``tile`` (or ``final_crop``), and picks the best checkpoint by
-    the mean of the per-image and the mosaic mIoU. ``init``: a model file (``.safetensors``) whose
-    weights start the run (fine-tuning) and whose input normalisation is kept.
+    the mean of the per-image and the mosaic mIoU. ``init``: a model file (``.safetensors``, or
+    ``"bundled"``) whose weights start the run (fine-tuning); its architecture (``model`` must name it;
+    ``model_cfg`` may change options that change no weight), input normalisation and inference tiling
+    are kept, and classifier rows are matched to the data's classes by name
+    (:mod:`dakd_edge.train.finetune`).
     """
 
     # Options that may differ on resume without changing the run's meaning.

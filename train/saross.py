@@ -317,20 +317,24 @@ class DakdTrainer(common.Trainer):
                 f"--class-weights has {len(cfg.class_weights)} value(s), the dataset has {k} classes "
                 f"({', '.join(self.class_names)})"
             )
-        try:
-            self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
-        except (TypeError, ValueError) as e:
-            if not cfg.model_cfg:
-                raise
-            shown = " ".join(f"{a}={b}" for a, b in cfg.model_cfg.items())
-            raise InputError(f"--model-cfg {shown} does not fit model {cfg.model!r}: {e}") from e
-        if cfg.init:
-            from dakd_edge.models.checkpoint import load_model_file
+        self.tiling = (cfg.tile, None)  # the saved model's inference tile and overlap (None: default)
+        if cfg.init:  # fine-tuning: the file's architecture, weights, normalisation and tiling
+            from dakd_edge.train.finetune import init_model
 
-            init_model, init_meta = load_model_file(cfg.init, name=cfg.model, num_classes=k)
-            self.model.load_state_dict(init_model.state_dict())
+            model, init_meta, notes = init_model(cfg.model, cfg.model_cfg, cfg.init, self.class_names)
+            self.model = model.to(dev)
             self.norm = init_meta.normalization  # the weights were trained for this input scaling
-            del init_model
+            self.tiling = (init_meta.tile, init_meta.overlap)
+            for note in notes if self.main else ():
+                warnings.warn(note, Notice, stacklevel=2)
+        else:
+            try:
+                self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
+            except (TypeError, ValueError) as e:
+                if not cfg.model_cfg:
+                    raise
+                shown = " ".join(f"{a}={b}" for a, b in cfg.model_cfg.items())
+                raise InputError(f"--model-cfg {shown} does not fit model {cfg.model!r}: {e}") from e
         self.ema = common.EMA(self.model, cfg.ema_decay).to(dev) if cfg.ema_decay > 0 else None
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
@@ -483,7 +487,8 @@ class DakdTrainer(common.Trainer):
             1,
             class_names=self.class_names,
             normalization=self.norm,
-            tile=cfg.tile,
+            tile=self.tiling[0],
+            overlap=self.tiling[1],
         )
         meta.extra = {"train": {"config": cfg.to_dict(), **extra}}
         with self._shipped() as m:

@@ -81,7 +81,12 @@ DEVICE_HELP = "auto: cuda when a GPU is usable, else cpu."
 @click.option(
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory."
 )
-@_opt("model", help="Registry name (`dakd-edge models`).")
+@_opt("model", help="Registry name (`dakd-edge models`); with --init, the file's architecture.")
+@_opt(
+    "init", type=click.Path(dir_okay=False),
+    help="Start from a model's weights (fine-tuning): 'bundled' or a .safetensors file. Its architecture, "
+    "input normalisation and inference tiling are kept; classes are matched by name.",
+)  # fmt: skip
 @click.option(
     "--model-cfg", multiple=True, help="Architecture override key=value (repeatable), e.g. skip=conv."
 )
@@ -133,6 +138,12 @@ def train(**o: Any) -> None:
     require_extra("torch", "train")
     from dakd_edge.train.saross import train as run
 
+    ctx = click.get_current_context()
+    if o["init"] and ctx.get_parameter_source("model") is click.core.ParameterSource.DEFAULT:
+        from dakd_edge.models.checkpoint import read_meta
+        from dakd_edge.train.finetune import resolve_init
+
+        o["model"] = read_meta(resolve_init(o["init"])).name  # the file's architecture
     try:
         cfg = config_from(
             TrainConfig, o, model_cfg=_model_cfg(o["model_cfg"]), class_weights=_weights(o["class_weights"]),

@@ -42,6 +42,11 @@ def arch_kwargs(model: Any) -> dict[str, Any]:
     return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in _NOT_ARCH}))
 
 
+def rebuild_kwargs(meta: ModelMeta) -> dict[str, Any]:
+    """The builder kwargs that rebuild the architecture ``meta`` describes (no load-time options)."""
+    return {k: v for k, v in meta.arch.items() if k not in _LOAD_TIME_ONLY and k not in _NOT_ARCH}
+
+
 def save_model(path: str | os.PathLike, model: Any, meta: ModelMeta, overwrite: bool = True) -> ModelMeta:
     """Write ``model``'s weights and ``meta`` atomically; returns the metadata actually stored.
 
@@ -186,7 +191,7 @@ def load_model_file(
         )
     if meta.name not in list_models():
         raise ModelFileError(f"{p}: unknown architecture {meta.name!r} (known: {', '.join(list_models())})")
-    arch = {k: v for k, v in meta.arch.items() if k not in _LOAD_TIME_ONLY and k not in _NOT_ARCH}
+    arch = rebuild_kwargs(meta)
     try:
         model = create_model(meta.name, num_classes=meta.num_classes, in_chans=meta.in_chans, **arch)
     except (TypeError, ValueError) as e:
