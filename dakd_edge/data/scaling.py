@@ -50,10 +50,18 @@ def detect_scale(sample: np.ndarray) -> str:
     if finite.size == 0:
         raise InputError("cannot detect input scaling: the sampled pixels are all NaN/nodata")
     if np.issubdtype(sample.dtype, np.integer):
+        # Only uint8 is 8-bit luminance by its type: 16- and 32-bit integers are digital numbers, also
+        # where a calm sea keeps them under 256 (a raw Sentinel-1 DN file read as luminance called 66 %
+        # of its sea oil, and a windier sea of the same product was refused)
         lo, hi = int(finite.min()), int(finite.max())
-        if lo >= 0 and hi <= 255:
-            return "uint8"
-        raise InputError(f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]: {_DN_HELP}")
+        small = (
+            f"; if they are 8-bit luminance stored as {sample.dtype}, pass --input-scale uint8"
+            if lo >= 0 and hi <= 255
+            else ""
+        )
+        raise InputError(
+            f"cannot detect input scaling for {sample.dtype} values in [{lo}, {hi}]: {_DN_HELP}{small}"
+        )
     med = float(np.median(finite))
     p99 = float(np.percentile(finite, 99))
     if med < 0:
@@ -69,9 +77,19 @@ def detect_scale(sample: np.ndarray) -> str:
         return "db"
     if p99 <= 20.0:  # sigma0 in linear units rarely exceeds a few (bright targets aside)
         return "linear"
-    if float(finite.max()) <= 255.0:
-        return "uint8"
-    raise InputError(f"cannot detect input scaling for float values (median {med:.3g}); pass --input-scale")
+    lo, hi = float(np.percentile(finite, 1)), float(finite.max())
+    if lo >= 0 and hi <= 255.0 and np.array_equal(finite, np.round(finite)):
+        return "uint8"  # whole numbers: 8-bit luminance stored as float
+    what = (
+        "not dB (mostly negative), not linear power (mostly under 1) and not 8-bit luminance (whole "
+        "numbers): an incidence angle, a look count, a mask or uncalibrated amplitude?"
+        if lo >= 0 and hi <= 255.0
+        else f"median {med:.3g}"
+    )
+    raise InputError(
+        f"cannot detect input scaling for float values ({lo:.3g} to {p99:.3g}, 1st-99th percentile; {what}); "
+        "segment backscatter (sigma0 or gamma0), or pass --input-scale"
+    )
 
 
 # ASF HyP3 RTC products: ..._RTC30_G_gpuned_ABCD_VV.tif, where the letter after gamma0 / sigma0 (g / s) is

@@ -110,14 +110,22 @@ def test_scale_from_name_needs_integer_dn_for_alos() -> None:
 
 
 def test_float_guess_is_announced_and_8bit_is_not(tmp_path: Path) -> None:
-    """A float band of 30-45 (Earth Engine's incidence angle) was read as 8-bit luminance silently."""
+    """A float band of 30-45 (Earth Engine's or OPERA's incidence angle) was read as 8-bit luminance:
+    all oil. Float values of 20-255 are luminance only as whole numbers (announced as a guess); others
+    are refused, as are 16-bit integers under 256 (a calm sea's raw digital numbers)."""
     u8 = blob_scene(96, 96, seed=1)
-    _, notes = _run(write_tif(tmp_path / "u8.tif", u8), tmp_path / "a.tif")
+    r, notes = _run(write_tif(tmp_path / "u8.tif", u8), tmp_path / "a.tif")
     assert not any("guessed" in n for n in notes)
-    angle = (30.0 + 15.0 * u8 / 255.0).astype(np.float32)
-    r, notes = _run(write_tif(tmp_path / "angle.tif", angle), tmp_path / "b.tif")
-    assert r["input_scale"] == "uint8"
+    r2, notes = _run(write_tif(tmp_path / "f8.tif", u8.astype(np.float32)), tmp_path / "f.tif")
+    assert r2["input_scale"] == "uint8" and r2["oil_pixels"] == r["oil_pixels"]
     assert any("read as 8-bit luminance (value / 255), guessed from their range" in n for n in notes)
+    angle = (30.0 + 15.0 * u8 / 255.0).astype(np.float32)
+    with pytest.raises(InputError, match=r"angle\.tif: cannot detect input scaling .* an incidence angle"):
+        _run(write_tif(tmp_path / "angle.tif", angle), tmp_path / "b.tif")
+    with pytest.raises(InputError, match=r"dn\.tif: .*uint16 values in \[\d+, \d+\].* --input-scale uint8"):
+        _run(write_tif(tmp_path / "dn.tif", u8.astype(np.uint16)), tmp_path / "c.tif")
+    r3, _ = _run(write_tif(tmp_path / "dn2.tif", u8.astype(np.uint16)), tmp_path / "d.tif", scale="uint8")
+    assert r3["oil_pixels"] == r["oil_pixels"]
 
 
 def test_earth_engine_export_uses_vv_and_its_zero_fill_is_nodata(tmp_path: Path) -> None:
