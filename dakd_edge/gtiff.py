@@ -26,8 +26,12 @@ def gtiff_profile(
     **extra: Any,
 ) -> dict[str, Any]:
     """A GTiff of ``count`` bands, tiled in ``block`` x ``block`` squares (``None``: strips), compressed,
-    BigTIFF when it could pass 4 GB. ``extra`` adds or overrides options (``crs``, ``nodata``, ...)."""
+    BigTIFF when it could pass 4 GB. ``extra`` adds or overrides options (``crs``, ``nodata``, ...).
+    Three or more bands are grey bands (``PHOTOMETRIC=MINISBLACK``): GDAL tags 3 / 4 byte bands RGB / RGBA
+    by default, which made the 4th class's probability an alpha band in every GIS."""
     profile: dict[str, Any] = dict(driver="GTiff", width=width, height=height, count=count)
+    if count >= 3:
+        profile["photometric"] = "MINISBLACK"
     if dtype is not None:
         profile["dtype"] = dtype
     if block is None:

@@ -32,6 +32,20 @@ def _pred(k: int = 5) -> Predictor:
     return Predictor(FakeBackend(num_classes=k), tile=64, overlap=16, batch=4)
 
 
+@pytest.mark.parametrize("k", [3, 4])
+def test_uint8_probabilities_of_3_or_4_classes_are_grey_bands(scene, tmp_path: Path, k: int) -> None:
+    """GDAL tags 3 / 4 byte bands RGB / RGBA by default: the 4th class's probability was an alpha band
+    (transparency in a GIS, dropped by readers that skip alpha)."""
+    from rasterio.enums import ColorInterp
+
+    src, _ = scene
+    segment_scene(_pred(k), src, tmp_path / "c.tif", probs=tmp_path / "p.tif")
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.colorinterp[0] == ColorInterp.gray and ColorInterp.alpha not in p.colorinterp
+        assert ColorInterp.red not in p.colorinterp
+        assert p.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and p.count == k
+
+
 def test_outputs_georeferenced_cog_with_colour_table(scene, tmp_path: Path) -> None:
     src, img = scene
     pred = _pred()
