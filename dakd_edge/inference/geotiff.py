@@ -105,6 +105,10 @@ def raster_info(
 # (a free suffix only after SNAP's prefix: a bare "VV_angle" or "HH_mask" is no backscatter band).
 _CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?|(vv|hh)(_db)?", re.IGNORECASE)
 # Cross-polarised backscatter by band description (VH, Sigma0_VH_db) or file name (..._VH.tif, IMG-HV-...).
+_SIGMA0 = re.compile(r"sigma0?_(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
+_SIGMA0_LINEAR = re.compile(r"sigma0?_(vv|hh)", re.IGNORECASE)
+# A band of validity flags by its description (Sentinel Hub / openEO's dataMask: 0 = no data).
+_MASK_BAND = re.compile(r"data_?mask", re.IGNORECASE)
 _CROSS_POL_BAND = re.compile(r"(?:sigma|gamma|beta)0?_(vh|hv)(?:_db)?(?:_.*)?|(vh|hv)(?:_db)?", re.IGNORECASE)
 _CROSS_POL_NAME = re.compile(r"(^|[_.-])(VH|HV)([_.-]|$)", re.IGNORECASE)
 _CO_POL_NAME = re.compile(r"(^|[_.-])(VV|HH)([_.-]|$)", re.IGNORECASE)
@@ -133,6 +137,12 @@ def co_pol_band(ds: Any, bands: tuple[int, ...]) -> int | None:
         for i in (0, 1):
             if names[1 - i] == names[i] + "_db":
                 return found[i]  # the linear one
+    if len(found) > 1:  # Sigma0_VV beside Gamma0_VV (SNAP's Terrain-Flattening keeps both): sigma0,
+        # the backscatter the model's training images are (a lone linear one; else its dB band)
+        for pattern in (_SIGMA0_LINEAR, _SIGMA0):
+            sigma = [b for b in found if pattern.fullmatch((ds.descriptions[b - 1] or "").strip())]
+            if len(sigma) == 1:
+                return sigma[0]
     return found[0] if len(found) == 1 else None
 
 
@@ -186,13 +196,31 @@ class SceneReader(Scene):
 
     def _validate(self, p: Path, in_chans: int, band: int | None) -> SceneInfo:
         ds = self.ds
-        # An alpha band (grey + alpha, RGBA) is the validity mask GDAL applies (read_masks), not data.
-        data = tuple(b for b in range(1, ds.count + 1) if ds.colorinterp[b - 1] != ColorInterp.alpha)
+        # An alpha band (grey + alpha, RGBA) is the validity mask GDAL applies (read_masks), not data;
+        # so is a band described dataMask (Sentinel Hub / openEO exports: 0 outside the data), which
+        # GDAL does not know as one: :meth:`values` applies it.
+        self._mask_band = next(
+            (
+                b
+                for b in range(1, ds.count + 1)
+                if _MASK_BAND.fullmatch((ds.descriptions[b - 1] or "").strip())
+            ),
+            None,
+        )
+        data = tuple(
+            b
+            for b in range(1, ds.count + 1)
+            if ds.colorinterp[b - 1] != ColorInterp.alpha and b != self._mask_band
+        )
         if band is not None:
             if in_chans != 1:
                 raise InputError(f"--band picks one band, but the model takes {in_chans} bands")
             if not 1 <= band <= ds.count:
                 raise InputError(f"{p}: band {band} does not exist (the scene has {ds.count} band(s))")
+            if band == self._mask_band:
+                raise InputError(
+                    f"{p}: band {band} is its dataMask (validity) band; choose another with --band"
+                )
             if band not in data:
                 raise InputError(f"{p}: band {band} is an alpha (mask) band; choose another with --band")
             bands: tuple[int, ...] = (band,)
@@ -255,7 +283,7 @@ class SceneReader(Scene):
                 self._affine_values = (np.full(len(bands), named.gain), np.zeros(len(bands)))
                 if nodata is None:  # DN 0 is the fill outside JAXA's image frame
                     nodata = self._raw_nodata = 0
-        if nodata is None and self._affine_values is None and not self._masked:
+        if nodata is None and self._affine_values is None and not self._masked and self._mask_band is None:
             nodata = self._fill_nodata(p, bands)
             self._raw_nodata = nodata
         dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes).name
@@ -358,7 +386,7 @@ class SceneReader(Scene):
         per-dataset mask, float with the scale applied and NaN where the mask or nodata says no data
         (the raw dtype otherwise, so scale detection still sees e.g. uint8)."""
         a = self.read(**kw)
-        if self._affine_values is None and not self._masked:
+        if self._affine_values is None and not self._masked and self._mask_band is None:
             return a
         bad = ~valid_mask(a, self._raw_nodata)
         if self._masked:
@@ -366,6 +394,9 @@ class SceneReader(Scene):
                 bad |= (self.ds.read_masks(list(self.info.bands), **kw) == 0).any(0)
             except (RasterioError, OSError) as e:
                 raise InputError(f"{self.path}: damaged mask band ({reason(e)})") from None
+        if self._mask_band is not None:
+            m = self.read([self._mask_band], **kw)[0]
+            bad |= np.nan_to_num(m) == 0  # NaN flags count as no data too
         out = a.astype(np.result_type(a.dtype, np.float32))
         if self._affine_values is not None:
             gain, offset = self._affine_values

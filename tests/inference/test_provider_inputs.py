@@ -152,6 +152,32 @@ def test_earth_engine_export_uses_vv_and_its_zero_fill_is_nodata(tmp_path: Path)
     assert r["valid_fraction"] == pytest.approx((~frame).mean(), abs=1e-6)
 
 
+@pytest.mark.parametrize("flags", ["uint8", "float32"])
+def test_sentinel_hub_datamask_band_is_the_validity_mask(tmp_path: Path, flags: str) -> None:
+    """Sentinel Hub / openEO write bands VV, VH, dataMask (linear, 0 outside the data): the dataMask
+    was ignored and the 0 frame read as the darkest sea (all oil). It masks like an alpha band."""
+    db = _db()
+    lin = (10 ** (db / 10)).astype(np.float32)
+    frame = np.ones(db.shape, bool)
+    frame[16:-16, 24:-24] = False
+    mask = (~frame).astype(flags)
+    bands = np.stack([lin, lin * 0.2, mask.astype(np.float32)])
+    bands[:2, frame] = 0.0
+    src = write_tif(tmp_path / "sh.tif", bands)
+    with rasterio.open(src, "r+") as ds:
+        ds.descriptions = ("VV", "VH", "dataMask")
+    r, notes = _run(src, tmp_path / "c.tif")
+    assert any("using band 1 (VV)" in n for n in notes)
+    classes = _classes(tmp_path / "c.tif")
+    assert (classes[frame] == 255).all() and (classes[~frame] != 255).all()
+    ref_src = lin.copy()
+    ref_src[frame] = np.nan
+    _run(write_tif(tmp_path / "ref.tif", ref_src, nodata=float("nan")), tmp_path / "ref_c.tif")
+    np.testing.assert_array_equal(classes, _classes(tmp_path / "ref_c.tif"))
+    with pytest.raises(InputError, match="band 3 is its dataMask"):
+        _run(src, tmp_path / "d.tif", band=3)
+
+
 def test_zero_edge_of_linear_power_stays_data(tmp_path: Path) -> None:
     db = _db()
     lin = (10 ** (db / 10)).astype(np.float32)

@@ -311,3 +311,18 @@ def test_snap_linear_and_db_bands_of_one_image_use_the_linear_one(tmp_path: Path
         ds.set_band_description(2, "Sigma0_VV_slv1_13Jan2021")
     with pytest.raises(InputError, match="2 different bands .*choose one with --band N"):
         segment_scene(_pred(), two, tmp_path / "d.tif", land_mask=None, polygons=False)
+
+
+def test_snap_terrain_flattening_gamma0_beside_sigma0_uses_sigma0(tmp_path: Path) -> None:
+    """SNAP's Terrain-Flattening keeps Sigma0_VV beside its Gamma0_VV: refused as two co-pol bands;
+    sigma0 (what the model's training images are) is used, linear or, alone, its dB band."""
+    vv = _linear()
+    for names, want in ((["Gamma0_VV", "Sigma0_VV"], 2), (["Sigma0_VV_db", "Gamma0_VV_db"], 1)):
+        db = 10 * np.log10(vv)
+        data = np.stack([vv * 1.1, vv]) if "Gamma0_VV" == names[0] else np.stack([db, db + 0.5])
+        src = write_tif(tmp_path / f"tf{want}.tif", data.astype(np.float32))
+        with rasterio.open(src, "r+") as ds:
+            ds.descriptions = tuple(names)
+        with pytest.warns(Notice, match=rf"using band {want} \({names[want - 1]}\) of its 2 bands"):
+            r = segment_scene(_pred(), src, tmp_path / f"c{want}.tif", land_mask=None, polygons=False)
+        assert r["bands"] == [want]
