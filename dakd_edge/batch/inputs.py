@@ -34,7 +34,6 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 _POLS = ("VV", "HH", "VH", "HV")
 ASSET_KEYS = ("safe", "product", "data", "image", "visual")
 _ID_BAD = re.compile(r"[^\w.+=@-]")
-_HYP3_POL = re.compile(r"_(VV|HH)$", re.IGNORECASE)  # a HyP3 product's co-polarised image: NAME_VV.tif
 _COMMENT = re.compile(r"(?:^|\s)#")  # a list comment starts a line or follows a blank
 
 
@@ -54,25 +53,16 @@ def scene_id(path: Path) -> str:
     return safe_id(scene_stem(path))
 
 
-# Acquisition in a file's name where the scene itself carries no product metadata: ASF HyP3 RTC
-# (S1A_IW_20230105T050102_DVP_RTC30_...) and JAXA PALSAR-2 (IMG-HH-ALOS2123456789-230105-...).
-_HYP3_ACQ = re.compile(r"^S1([A-D])_(?:IW|EW|SM|S[1-6])_(\d{8}T\d{6})_", re.IGNORECASE)
-
-
 def name_meta(path: Path) -> dict[str, Any]:
-    """``start_time`` / ``platform`` a HyP3 file name states, the platform of an ALOS-2 one (the layer's
-    acquisition columns: a scene without a time merges with any pass); empty for other names."""
-    from datetime import datetime, timezone
+    """``start_time`` / ``platform`` a file name states (HyP3 and OPERA names: both; ALOS: the platform,
+    since its date alone, as a time, would merge two passes of one day): the layer's acquisition
+    columns, where the scene itself carries no product metadata. Empty for other names."""
+    from dakd_edge.data.products import parse_name
 
-    from dakd_edge.data.scaling import is_alos_image_name
-
-    name = path.name
-    if m := _HYP3_ACQ.match(name):
-        t = datetime.strptime(m.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
-        return {"start_time": t.isoformat(), "platform": f"sentinel-1{m.group(1).lower()}"}
-    if is_alos_image_name(name) and "ALOS2" in name.upper():
-        return {"platform": "alos-2"}  # its date alone, as a time, would merge two passes of one day
-    return {}
+    named = parse_name(path.name)
+    if named is None:
+        return {}
+    return {k: v for k, v in (("start_time", named.start_time), ("platform", named.platform)) if v}
 
 
 def named_scene(path: Path) -> Scene:
@@ -150,7 +140,7 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
     only with the same files (a product downloaded twice, under two names); two folders, or zips that
     differ, may be edited copies: both stay, and stop on their shared id, for the user to choose.
     """
-    from dakd_edge.data.scaling import is_hyp3_rtc_name
+    from dakd_edge.data.products import product_key
 
     groups: dict[str, list[Scene]] = {}
     damaged: dict[int, bool] = {}  # a zip that holds no readable product, found once per scene
@@ -165,8 +155,8 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
         forms = {id(s): _form(s.path) for s in group}
         # a whole Sentinel-1 product and its TIFFs may read different pixels; a HyP3 product's folder,
         # zip and *_VV.tif all read that one image
-        hyp3 = any(is_hyp3_rtc_name(s.path.name) for s in group)
-        by_pol = _TIFF in forms.values() and not hyp3
+        named = any(product_key(s.path.name) is not None for s in group)
+        by_pol = _TIFF in forms.values() and not named
         kept: list[tuple[Scene, str | None]] = []
         for s in sorted(group, key=lambda s: (forms[id(s)], damaged[id(s)])):  # a damaged zip last
             read = _polarisation(s.path, pol) if by_pol else ""
@@ -229,15 +219,15 @@ def _product(s: Scene) -> tuple[str, bool]:
     ``.zip`` that is no readable product (damaged, truncated, empty); it is named by its file
     (``NAME.zip``, as downloads are named) and fails in its own scene unless that product is also given.
     """
-    from dakd_edge.data.scaling import is_hyp3_rtc_name
+    from dakd_edge.data.products import product_key
     from dakd_edge.data.sentinel1 import is_sentinel1_product
 
     if _is_measurement(s.path):
         return scene_id(s.path.resolve().parent.parent), False
     if is_sentinel1_product(s.path):
         return scene_id(s.path), False
-    if is_hyp3_rtc_name(s.path.name):  # an ASF HyP3 product: its folder, its zip, or its *_VV.tif
-        return _HYP3_POL.sub("", scene_id(s.path)), False
+    if (key := product_key(s.path.name)) is not None:  # HyP3 / OPERA: its folder, zip or *_VV.tif
+        return safe_id(key), False
     damaged = s.path.suffix.lower() == ".zip" and s.path.is_file()
     return (scene_id(s.path) if damaged else ""), damaged
 
@@ -292,17 +282,25 @@ def _expand(p: Path, depth: int, out: Path | None, pol: str | None = None) -> It
         yield named_scene(p)
 
 
-def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
+def _walk(folder: Path, out: Path | None, seen: set[tuple[int, int]] | None = None) -> Iterator[Path]:
     """Scenes under ``folder``, sorted; a SAFE product is one scene (never descended into).
 
     An extracted ASF HyP3 RTC product is one scene too (its co-polarised image, not its VH, layover
-    or RGB rasters). Every ``.zip`` is a scene, recognised or not: a truncated download must fail loudly in the
-    manifest, not vanish from the batch.
+    or RGB rasters); layers a product's name says are no backscatter (OPERA's mask, static and
+    metadata layers, HyP3's layover map beside its VV) are no scenes. Every ``.zip`` is a scene,
+    recognised or not: a truncated download must fail loudly in the manifest, not vanish from the
+    batch. Each folder is walked once (``seen``: device and inode), so a symbolic link to a parent
+    (``ln -s . loop``) cannot walk forever, nor a linked folder run twice.
     """
-    from dakd_edge.data.scaling import is_alos_image_name
+    from dakd_edge.data.products import auxiliary_layer, is_alos_image_name
     from dakd_edge.data.sentinel1 import is_sentinel1_product
     from dakd_edge.inference.readers import is_rtc_product_folder
 
+    seen = set() if seen is None else seen
+    st = folder.stat()
+    if (st.st_dev, st.st_ino) in seen:
+        return
+    seen.add((st.st_dev, st.st_ino))
     for q in sorted(folder.iterdir()):
         if q.name.startswith("."):  # hidden files and our own temporaries
             continue
@@ -310,7 +308,9 @@ def _walk(folder: Path, out: Path | None) -> Iterator[Path]:
             yield q
         elif q.is_dir():
             if not _is_output(q, out):
-                yield from _walk(q, out)
+                yield from _walk(q, out, seen)
+        elif auxiliary_layer(q.name) is not None:
+            continue
         elif q.suffix.lower() in (*RASTER_SUFFIXES, *CONTAINER_SUFFIXES, ".zip") or is_alos_image_name(
             q.name
         ):

@@ -7,7 +7,6 @@ numpy only (used by the torch-free runtime).
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dakd_edge.data.products import (
+    ALOS_CF_DB,
+    ALOS_DN_GAIN,
+    is_hyp3_rtc_name,  # noqa: F401  TEMP: batch.worker imports it here
+    parse_name,
+)
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.meta import Normalization
 
@@ -28,10 +33,6 @@ SCALE_MEANINGS = {
     "linear": "linear backscatter power",
     "amplitude": "backscatter amplitude (the square root of power)",
 }
-# JAXA's calibration of PALSAR / PALSAR-2 level 1.5 and 2.1 amplitude DN: sigma0 = 10 log10(DN^2) - 83 dB,
-# i.e. amplitude = DN * 10^(-83 / 20).
-ALOS_CF_DB = -83.0
-ALOS_DN_GAIN = 10.0 ** (ALOS_CF_DB / 20.0)
 _DN_HELP = (
     "integers past 255 are usually uncalibrated digital numbers (amplitude), which no --input-scale reads "
     "right as they are: calibrate them to sigma0 (dB or linear float, e.g. with SNAP's Calibrate), or give "
@@ -92,14 +93,6 @@ def detect_scale(sample: np.ndarray) -> str:
     )
 
 
-# ASF HyP3 RTC products: ..._RTC30_G_gpuned_ABCD_VV.tif, where the letter after gamma0 / sigma0 (g / s) is
-# the scale: p power, a amplitude, d dB (https://hyp3-docs.asf.alaska.edu, "RTC product guide").
-_HYP3_RTC = re.compile(r"_RTC\d+_[A-Z]_[gs]([pad])[uw]", re.IGNORECASE)
-_HYP3_SCALES = {"p": "linear", "a": "amplitude", "d": "db"}
-# JAXA PALSAR-2 / PALSAR level 1.5 and 2.1 image files: IMG-HH-ALOS2..., IMG-HV-ALPSRP...
-_ALOS_IMG = re.compile(r"IMG-(HH|HV|VH|VV)-(ALOS2|ALPSRP)", re.IGNORECASE)
-
-
 @dataclass(frozen=True)
 class NameScale:
     """The scaling a product's file name states (:func:`scale_from_name`)."""
@@ -109,31 +102,18 @@ class NameScale:
     why: str
 
 
-def is_alos_image_name(name: str) -> bool:
-    """Whether ``name`` is a JAXA PALSAR / PALSAR-2 image file's (``IMG-HH-ALOS2...``, any suffix)."""
-    return _ALOS_IMG.match(name) is not None
-
-
-def is_hyp3_rtc_name(name: str) -> bool:
-    """Whether ``name`` is an ASF HyP3 RTC product's (or one of its files')."""
-    return _HYP3_RTC.search(name) is not None
-
-
 def scale_from_name(name: str, dtype: str) -> NameScale | None:
-    """The scaling a provider's file naming states, where the values alone cannot tell: amplitude reads
-    as plausible power (sea at -17.6 dB becomes -8.8 dB, in domain, and slicks vanish), and ALOS DN
-    need JAXA's calibration factor. None for other names."""
-    if m := _HYP3_RTC.search(name):
-        scale = _HYP3_SCALES[m.group(1).lower()]
-        return NameScale(scale, None, f"its ASF HyP3 RTC file name says ({m.group(0)[1:]}...)")
-    if _ALOS_IMG.match(name) and np.issubdtype(np.dtype(dtype), np.integer):
-        return NameScale(
-            "amplitude",
-            ALOS_DN_GAIN,
-            f"its ALOS PALSAR file name says (DN calibrated as sigma0 = 10 log10(DN^2) {ALOS_CF_DB:g} dB, "
-            "JAXA's factor for level 1.5 / 2.1)",
-        )
-    return None
+    """The scaling a provider's file naming states (:mod:`dakd_edge.data.products`), where the values
+    alone cannot tell: amplitude reads as plausible power (sea at -17.6 dB becomes -8.8 dB, in domain,
+    and slicks vanish), and ALOS DN need JAXA's calibration factor. None for other names."""
+    named = parse_name(name)
+    if named is None or named.scale is None:
+        return None
+    if named.provider == "alos":  # integer DN only: a float IMG- file was calibrated already
+        if not np.issubdtype(np.dtype(dtype), np.integer):
+            return None
+        return NameScale(named.scale, ALOS_DN_GAIN, named.why)
+    return NameScale(named.scale, None, named.why)
 
 
 def to_unit(raw: np.ndarray, scale: str, norm: Normalization | None = None) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from dakd_edge.atomic import reason
 from dakd_edge.data.landmask import Georef, make_georef
-from dakd_edge.data.scaling import is_hyp3_rtc_name
+from dakd_edge.data.products import auxiliary_layer, is_co_pol_file, is_hyp3_rtc_name
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
@@ -30,18 +29,13 @@ from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 GDAL_CENTRE = 0.5
 
 
-# A product's co-polarised image by its name: ASF HyP3 RTC (NAME_VV.tif beside NAME_VH.tif, NAME_ls_map.tif,
-# NAME_rgb.tif, ...) and other analysis-ready products.
-_CO_POL_FILE = re.compile(r"(^|[_-])(VV|HH)\.tiff?$", re.IGNORECASE)
-
-
 def co_pol_member(path: Path) -> str | None:
     """The co-polarised GeoTIFF (``*_VV.tif`` / ``*_HH.tif``) of an ASF HyP3 RTC product folder (and its
     subfolders) or zip, as a path GDAL opens; None when there is none. Several are refused, listed.
-    Callers check the product's name first (:func:`~dakd_edge.data.scaling.is_hyp3_rtc_name`): any
+    Callers check the product's name first (:func:`~dakd_edge.data.products.is_hyp3_rtc_name`): any
     other folder or zip holding one ``*_VV.tif`` is not a product."""
     if path.is_dir():
-        found = [str(f) for f in sorted([*path.glob("*"), *path.glob("*/*")]) if _CO_POL_FILE.search(f.name)]
+        found = [str(f) for f in sorted([*path.glob("*"), *path.glob("*/*")]) if is_co_pol_file(f.name)]
     elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
@@ -50,9 +44,7 @@ def co_pol_member(path: Path) -> str | None:
             return None  # non_product_zip says how it is damaged
         # GDAL's braced archive name: it survives Path() (which folds /vsizip//abs/a.zip into a path
         # GDAL reads relative to the working folder), so notices and reports show one to copy
-        found = [
-            f"/vsizip/{{{path.resolve()}}}/{n}" for n in names if _CO_POL_FILE.search(n.rsplit("/", 1)[-1])
-        ]
+        found = [f"/vsizip/{{{path.resolve()}}}/{n}" for n in names if is_co_pol_file(n.rsplit("/", 1)[-1])]
     else:
         return None
     if len(found) > 1:
@@ -101,6 +93,8 @@ def open_scene(
         p, source = Path(member), member
     elif p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
+    elif (aux := auxiliary_layer(p.name)) is not None:  # a mask or an angle read as SAR is all "oil"
+        raise InputError(f"{p}: {aux}")
     if pol is not None:
         raise InputError(f"{p}: --pol applies to Sentinel-1 products only (this is not one)")
     if border_noise == "mask":

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from dakd_edge.data.scaling import ALOS_DN_GAIN, scale_from_name, to_unit
+from dakd_edge.data.products import ALOS_DN_GAIN
+from dakd_edge.data.scaling import scale_from_name, to_unit
 from dakd_edge.errors import InputError, Notice
 from dakd_edge.inference.predictor import Predictor
 from dakd_edge.inference.segment import segment_scene
@@ -395,3 +396,58 @@ def test_zero_fill_along_one_side_of_a_db_scene_is_nodata(tmp_path: Path) -> Non
     lin[:, :40] = 0.0  # linear power: zeros stay data, as before (no notice below half the edge)
     r, notes = _run(write_tif(tmp_path / "lin.tif", lin), tmp_path / "d.tif")
     assert (_classes(tmp_path / "d.tif") != 255).all()
+
+
+OPERA = "OPERA_L2_RTC-S1_T069-147170-IW1_20231004T011211Z_20231004T061915Z_S1A_30_v1.0"
+
+
+def test_opera_rtc_backscatter_is_read_by_name_and_its_other_layers_are_refused(tmp_path: Path) -> None:
+    """OPERA RTC-S1 (gamma0 power, NaN nodata): the name states the scale (no guess). Its layover /
+    shadow mask and the static layers (incidence angle 26-45, read as 8-bit luminance: all oil) are no
+    backscatter and are refused, naming the file to segment."""
+    lin = (10 ** (_db() / 10)).astype(np.float32)
+    lin[:, :12] = np.nan
+    src = write_tif(tmp_path / f"{OPERA}_VV.tif", lin, nodata=float("nan"))
+    r, notes = _run(src, tmp_path / "c.tif")
+    assert r["input_scale"] == "linear" and not any("guessed" in n for n in notes)
+    assert any("OPERA RTC-S1 file name says (gamma0 power)" in n for n in notes)
+    ref, _ = _run(write_tif(tmp_path / "ref.tif", lin, nodata=float("nan")), tmp_path / "r.tif")
+    np.testing.assert_array_equal(_classes(tmp_path / "c.tif"), _classes(tmp_path / "r.tif"))
+    static = "OPERA_L2_RTC-S1-STATIC_T069-147170-IW1_20140403_S1A_30_v1.0_incidence_angle.tif"
+    for name, data in ((f"{OPERA}_mask.tif", np.zeros((32, 32), np.uint8)),
+                       (static, np.full((32, 32), 38.5, np.float32))):  # fmt: skip
+        with pytest.raises(InputError, match=r"not backscatter \(segment the product's _VV\.tif"):
+            _run(write_tif(tmp_path / name, data), tmp_path / "x.tif")
+
+
+def test_batch_walk_counts_opera_backscatter_only_and_reads_its_time(tmp_path: Path) -> None:
+    from dakd_edge.batch.inputs import expand_inputs
+
+    d = tmp_path / "opera"
+    d.mkdir()
+    lin = (10 ** (_db() / 10)).astype(np.float32)
+    for suffix in ("_VV.tif", "_VH.tif", "_mask.tif"):
+        write_tif(d / f"{OPERA}{suffix}", lin)
+    (d / f"{OPERA}.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    write_tif(
+        d / "OPERA_L2_RTC-S1-STATIC_T069-147170-IW1_20140403_S1A_30_v1.0_local_incidence_angle.tif", lin
+    )
+    scenes = expand_inputs([d])
+    assert [s.path.name for s in scenes] == [f"{OPERA}_VH.tif", f"{OPERA}_VV.tif"]
+    assert scenes[1].meta == {"start_time": "2023-10-04T01:12:11+00:00", "platform": "sentinel-1a"}
+
+
+def test_batch_walk_survives_symlink_loops(tmp_path: Path) -> None:
+    """`ln -s . a; ln -s . b` in a scene folder made the walk branch twice per level until ELOOP
+    (about 2^40 calls: a hang); each folder is walked once."""
+    from dakd_edge.batch.inputs import expand_inputs
+
+    d = tmp_path / "loop"
+    d.mkdir()
+    write_tif(d / "s.tif", blob_scene(16, 16))
+    (d / "a").symlink_to(".")
+    (d / "b").symlink_to(".")
+    (d / "sub").mkdir()
+    write_tif(d / "sub" / "t.tif", blob_scene(16, 16))
+    (d / "sub" / "up").symlink_to("..")
+    assert sorted(s.path.name for s in expand_inputs([d])) == ["s.tif", "t.tif"]
