@@ -1438,3 +1438,34 @@ def test_hyp3_scenes_carry_their_acquisition_from_the_name(tmp_path):
     assert s.meta == {"start_time": "2021-12-23T05:11:22+00:00", "platform": "sentinel-1b"}
     assert name_meta(tmp_path / "IMG-HH-ALOS2123456789-230105-UBSL1.5GUA.tif") == {"platform": "alos-2"}
     assert name_meta(tmp_path / "scene.tif") == {}
+
+
+def test_stac_catalogue_links_to_remote_documents_are_never_fetched(tmp_path: Path) -> None:
+    """A catalogue's child link to http://... was fetched (pystac's default reader) before the error: a
+    downloaded catalogue could make batch call any address. It is refused unread."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/child.json"
+        cat = {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+               "links": [{"rel": "child", "href": url, "type": "application/json"}]}  # fmt: skip
+        (tmp_path / "catalog.json").write_text(json.dumps(cat))
+        with pytest.raises(InputError, match="remote STAC documents are not read"):
+            expand_inputs([tmp_path / "catalog.json"])
+    finally:
+        server.shutdown()
+    assert hits == []

@@ -358,23 +358,49 @@ def stac_scenes(path: Path, pol: str | None = None) -> list[Scene]:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a STAC JSON file ({' '.join(str(e).split())})") from None
+    io = _local_stac_io()
     try:
         if doc.get("type") == "FeatureCollection":
             items = list(pystac.ItemCollection.from_dict(doc, preserve_dict=False))
             for it in items:  # relative hrefs are relative to the collection file
                 it.set_self_href(None)
         elif doc.get("type") == "Feature":
-            items = [pystac.Item.from_file(str(path))]
+            items = [pystac.Item.from_file(str(path), stac_io=io)]
         else:
-            cat = pystac.read_file(str(path))
+            cat = pystac.read_file(str(path), stac_io=io)
             items = list(cat.get_items(recursive=True))
     except Exception as e:  # pystac raises many types (STACTypeError, KeyError, ...)
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, InputError):  # pystac wraps the reader's
+            cause = cause.__cause__
+        if cause is not None:
+            raise InputError(f"{path}: {cause}") from None
         raise InputError(
             f"{path}: cannot read STAC ({type(e).__name__}: {' '.join(str(e).split())})"
         ) from None
     if not items:
         raise InputError(f"{path}: STAC document holds no items")
     return [_item_scene(it, path, pol) for it in items]
+
+
+def _local_stac_io() -> Any:
+    """pystac's reader, for local files only: a catalogue's links to http(s), s3, ... are refused
+    (never fetched), as remote assets are: batch reads local scenes, and a downloaded catalogue must
+    not make it call out (to a cloud metadata address, say) while its links are resolved."""
+    from urllib.parse import urlparse
+
+    from pystac.stac_io import DefaultStacIO
+
+    class LocalStacIO(DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            scheme = urlparse(href).scheme.lower()
+            if scheme not in ("", "file") and not (len(scheme) == 1 and os.name == "nt"):  # C:\\ is a drive
+                raise InputError(
+                    f"links to {href} (remote STAC documents are not read: download the catalogue)"
+                )
+            return super().read_text_from_href(href)
+
+    return LocalStacIO()
 
 
 def _item_scene(item: Any, source: Path, pol: str | None = None) -> Scene:
