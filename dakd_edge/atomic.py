@@ -99,11 +99,27 @@ def work_dir(prefix: str) -> Iterator[Path]:
     """A private work folder in the system's temporary folder (exported models, a scored scene's class
     map: up to hundreds of MB), registered (:func:`register_temp`) so that an interrupt which ends the
     process from the signal watchdog removes it too, not only a normal unwind."""
-    tmp = register_temp(Path(tempfile.mkdtemp(prefix=prefix)))
+    _sweep_work_dirs(prefix)
+    tmp = register_temp(Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")))
     try:
         yield tmp
     finally:
         remove_temp(tmp)
+
+
+def _sweep_work_dirs(prefix: str) -> None:
+    """Remove this user's ``prefix<pid>-*`` work folders whose process is dead: a SIGKILLed ``evaluate
+    --scene`` left its scored class map (hundreds of MB) in the temporary folder for good."""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for q in root.glob(f"{glob_escape(prefix)}*-*"):
+            m = re.fullmatch(re.escape(prefix) + r"(\d+)-[^/]+", q.name)
+            if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                st = q.lstat()
+                if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+                    shutil.rmtree(q)
 
 
 def new_file_mode() -> int:

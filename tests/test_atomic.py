@@ -317,3 +317,27 @@ def test_a_non_utf8_or_long_multibyte_name_gets_a_temporary(tmp_path: Path) -> N
     t.name.encode("utf-8")  # cut between characters: still UTF-8
     t.write_text("x")
     remove_temp(t)
+
+
+def test_work_dirs_of_dead_processes_are_swept(tmp_path, monkeypatch):
+    """A SIGKILLed `evaluate --scene` left its work folder (a whole class map) in TMPDIR for good: the
+    next work folder of that kind removes those whose process is dead, and leaves live ones alone."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from dakd_edge.atomic import work_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f"dakd-evaluate-{dead}-abc123"
+    live = tmp_path / f"dakd-evaluate-{os.getppid()}-def456"
+    other = tmp_path / f"dakd-bench-{dead}-ghi789"
+    for d in (stale, live, other):
+        d.mkdir()
+        (d / "classes.tif").write_bytes(b"x" * 10)
+    with work_dir("dakd-evaluate-") as tmp:
+        assert tmp.name.startswith(f"dakd-evaluate-{os.getpid()}-") and tmp.is_dir()
+    assert not stale.exists() and live.is_dir() and other.is_dir() and not tmp.exists()
