@@ -149,12 +149,18 @@ def _around_pole(ring: np.ndarray) -> np.ndarray | None:
     """A closed ``ring`` that winds once around a pole (its longitudes, taken step by step the short
     way, add up to +-360) as a planar ring: started where it first crosses the antimeridian, unwrapped
     from -180 to 180 (or back), and closed along the nearer pole's latitude (+-90). None for any other
-    ring."""
+    ring.
+
+    Unwrapped by whole turns from the vertex nearest to longitude 0 (vertices on +-180 stay exactly on
+    it: a ring starting there, summed step by step, ended at 179.9999999999999 and crossed nothing)."""
     step = wrap_lon(np.diff(ring[:, 0]))
     total = float(step.sum())
     if abs(abs(total) - 360.0) > 1e-6:
         return None
-    lon = ring[0, 0] + np.concatenate([[0.0], np.cumsum(step)])
+    k = int(np.argmin(np.abs(wrap_lon(ring[:-1, 0]))))
+    ring = np.vstack([ring[k:-1], ring[: k + 1]])
+    total = 360.0 if total > 0 else -360.0
+    lon = _whole_turns(ring[:, 0], float(wrap_lon(ring[0, 0])))
     turn = np.floor((lon + 180.0) / 360.0)  # which copy of [-180, 180) each vertex is in
     i = int(np.flatnonzero(turn[1:] != turn[:-1])[0])  # the first edge across +-180 (+ k 360)
     x = 360.0 * max(turn[i], turn[i + 1]) - 180.0
@@ -169,23 +175,108 @@ def _around_pole(ring: np.ndarray) -> np.ndarray | None:
     return np.column_stack([np.r_[lon, lon[-1], lon[0], lon[0]], np.r_[lat, pole, pole, lat[0]]])
 
 
+def _cut_at_pole(ring: np.ndarray) -> bool:
+    """Whether ``ring`` is a polygon around a pole cut already (as :func:`_split` writes it): longitudes
+    from exactly -180 to 180, closed along latitude +-90. Cut again, it would be taken for a ring
+    wrapped across 180 and its edges along the cut and the pole for steps of the ring."""
+    tol = 1e-9
+    x, y = ring[:, 0], ring[:, 1]
+    return (
+        abs(float(x.min()) + 180.0) <= tol
+        and abs(float(x.max()) - 180.0) <= tol
+        and bool(np.any(np.abs(np.abs(y) - 90.0) <= tol))
+    )
+
+
+def _unwrap_ring(a: np.ndarray) -> np.ndarray:
+    """Longitudes of ``a`` taken step by step the short way from its first vertex (kept as it is when in
+    [-180, 180]): a hole of a polygon around a pole, which has no one reference longitude."""
+    x0 = float(a[0, 0]) if -180.0 <= a[0, 0] <= 180.0 else float(wrap_lon(a[0, 0]))
+    return _whole_turns(a[:, 0], x0)
+
+
+def _whole_turns(lon: np.ndarray, x0: float) -> np.ndarray:
+    """``lon`` taken step by step the short way from ``x0`` (its first vertex, wrapped or not), each
+    moved by whole turns only: a vertex on +-180, or one in range that needs no turn, keeps its exact
+    value (a running sum of the steps drifts by 1e-14, which can make a hole touching the exterior at
+    a vertex cross it)."""
+    run = x0 + np.concatenate([[0.0], np.cumsum(wrap_lon(np.diff(lon)))])
+    return lon + 360.0 * np.round((run - lon) / 360.0)
+
+
+def _keep_inside(rings: list[np.ndarray], cut: float) -> list[list[np.ndarray]]:
+    """The polygons of one polygon's part on the [-180, 180] side of the meridian ``cut`` (+-180), with
+    the vertices on the cut counted as outside (:func:`_off_cut`) and put back on it (:func:`_tidy`)."""
+    if cut > 0:
+        polys = _clip_west([_off_cut(a, cut, np.inf) for a in rings], cut)
+    else:
+        mirrored = [_mirror(_off_cut(a, cut, -np.inf)) for a in rings]
+        polys = [[_mirror(r) for r in poly] for poly in _clip_west(mirrored, -cut)]
+    out = []
+    for poly in polys:
+        ext = _tidy(poly[0], cut)
+        if ext is None or np.ptp(ext[:, 0]) < 1e-9:  # a sliver along the cut
+            continue
+        out.append([ext, *(h for h in (_tidy(r, cut) for r in poly[1:]) if h is not None)])
+    return out
+
+
+def _split_polar(arrs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """:func:`_split` of a polygon around a pole whose exterior is planar already (in [-180, 180],
+    closed along the pole), its holes unwrapped each from its own first vertex (the exterior's
+    longitudes say nothing about where a hole is).
+
+    A hole that crosses +-180 is taken past +180 and cut there with the exterior, then its copy 360
+    degrees west is cut at -180 with what is left: each side of it becomes a notch of the exterior's
+    edge along the cut (a hole left whole there would stick out of the exterior)."""
+    ext, inside, across = arrs[0], [], []
+    for h in arrs[1:]:
+        lo, hi = float(h[:, 0].min()), float(h[:, 0].max())
+        if -180.0 <= lo and hi <= 180.0:
+            inside.append(h)
+        else:
+            across.append(h + [360.0, 0.0] if lo < -180.0 else h)
+    if not across:
+        return [arrs]
+    polys = _keep_inside([ext, *inside, *across], 180.0)
+    notched = set()
+    for h in across:
+        copy = h - [360.0, 0.0]
+        x, y = copy[int(np.argmax(copy[:, 0]))]  # a vertex in [-180, 180]: inside its piece
+        for k, poly in enumerate(polys):
+            if _inside(float(x), float(y), poly[0]):
+                poly.append(copy)
+                notched.add(k)
+                break
+    polys = [
+        q for k, poly in enumerate(polys) for q in (_keep_inside(poly, -180.0) if k in notched else [poly])
+    ]
+    return polys or [[np.column_stack([wrap_lon(a[:, 0]), a[:, 1]]) for a in arrs]]
+
+
 def _split(rings: Sequence[Ring] | Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     """:func:`split_antimeridian` with rings as (n, 2) arrays.
 
     An exterior that winds around a pole (a polygon containing it: longitudes span 360 degrees) is
-    closed along that pole's latitude (:func:`_around_pole`), then cut at +-180 like any other."""
+    closed along that pole's latitude (:func:`_around_pole`), its holes cut with it at +-180 where they
+    cross (:func:`_split_polar`); one cut at the pole already is kept as it is."""
     arrs = [np.array(r, np.float64).reshape(-1, 2) for r in rings]
-    polar = _around_pole(arrs[0]) if len(arrs[0]) > 3 else None
+    polar = None
+    if len(arrs[0]) > 3:
+        polar = arrs[0] if _cut_at_pole(arrs[0]) else _around_pole(arrs[0])
     if polar is not None:
         arrs[0] = polar
-        ref = 0.0  # it spans -180..180
+        for a in arrs[1:]:
+            a[:, 0] = _unwrap_ring(a)
     else:
         ref = float(wrap_lon(arrs[0][0, 0]))
-    for i, a in enumerate(arrs):
-        if i or polar is None:  # the polar exterior is unwrapped already (360 degrees wide)
+        for a in arrs:
             a[:, 0] = near(a[:, 0], ref)
+    for i, a in enumerate(arrs):
         if (signed_area(a) > 0) != (i == 0):  # exterior counterclockwise, holes clockwise
             arrs[i] = a[::-1]
+    if polar is not None:
+        return _split_polar(arrs)
     lo = min(float(a[:, 0].min()) for a in arrs)
     hi = max(float(a[:, 0].max()) for a in arrs)
     if -180.0 <= lo and hi <= 180.0:

@@ -401,7 +401,7 @@ def test_sentinel1_product_fills_time_and_platform(local_ray, tmp_path):
     rec = read_manifest(out)[sid]
     assert rec["platform"] == "S1A" and rec["start_time"].startswith("2021-06-01T04:30")
     feats = read_layer(out / "spills.gpkg")
-    assert feats and all(f["platform"] == "S1A" and f["scene_ids"] == sid for f in feats)
+    assert feats and all(f["platform"] == "sentinel-1a" and f["scene_ids"] == sid for f in feats)
     assert all(f["start_time"] == rec["start_time"] for f in feats)
 
 

@@ -273,11 +273,11 @@ def test_start_times_read_alike_on_every_python(text: str, fraction: float) -> N
 
 
 def test_a_merged_feature_starts_at_its_earliest_time() -> None:
-    """By time, not by string: 06:11+01:00 is 05:11 UTC, before 05:15:00 (UTC)."""
+    """By time, not by string: 06:11+01:00 is 05:11 UTC, before 05:15:00 (UTC); written in UTC."""
     a = Part("a", "2021-12-23T05:15:00", "S1A", box(0, 0, 1, 1), {"id": 1, **PROPS})
     b = Part("b", "2021-12-23T06:11:00+01:00", "S1A", box(0.5, 0, 2, 1), {"id": 1, **PROPS})
     (f,) = merge([a, b])
-    assert f["scene_ids"] == "a,b" and f["start_time"] == "2021-12-23T06:11:00+01:00"
+    assert f["scene_ids"] == "a,b" and f["start_time"] == "2021-12-23T05:11:00.000000Z"
 
 
 def test_a_scene_without_a_time_never_joins_two_dates() -> None:
@@ -476,3 +476,118 @@ def test_scene_outline_of_sparse_utm_gcps_is_their_plane(tmp_path) -> None:
     lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(*corners.T)
     got = np.asarray(o.geom.exterior.coords)[[0, 256, 512, 768]]
     assert np.abs(got - np.c_[lon, lat]).max() < 1e-8  # < 1 mm; was ~1e-3 degrees
+
+
+# --- polygons around a pole, one scene the cut fails on ------------------------------------------
+
+
+def _polar_cap(lat: float) -> dict:
+    """The per-scene GeoJSON geometry of a slick around a pole: -180 to 180, closed along +-90, its
+    vertices in irregular steps (summed step by step from -180 they end at 179.9999999999999)."""
+    import numpy as np
+
+    from dakd_edge.lonlat import geojson_geometry
+
+    rng = np.random.default_rng(7)
+    lon = np.concatenate([[0.0], np.cumsum(rng.uniform(0.2, 1.0, 600))])
+    lon = lon[lon < 360.0]
+    ring = np.c_[(lon + 180.0) % 360.0 - 180.0, np.full(lon.size, lat)]
+    geom, _ = geojson_geometry([np.vstack([ring, ring[:1]])])
+    assert geom["type"] == "Polygon" and abs(geom["coordinates"][0][0][0]) == 180.0
+    return geom
+
+
+def test_a_polygon_around_a_pole_is_read_as_it_was_written(tmp_path) -> None:
+    """`batch` died with IndexError on a scene whose slick contains a pole: the layer took the cap
+    (360 degrees wide) for a polygon wrapped across 180 and cut it again."""
+    from pyproj import Geod
+
+    caps = [_polar_cap(89.5), _polar_cap(-89.5)]
+    parts, _ = read_parts(_geojson(tmp_path, caps), {"id": "s"})
+    for part, cap in zip(parts, caps, strict=True):
+        assert part.geom.is_valid and shapely.equals_exact(part.geom, shapely.geometry.shape(cap), 0)
+    features = merge(parts)
+    area = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.geometry.shape(caps[0]))[0])
+    assert [f["area_m2"] for f in features] == [pytest.approx(area, rel=1e-9)] * 2
+
+
+def test_a_scene_the_cut_fails_on_is_left_out_not_the_run(tmp_path, writes, monkeypatch) -> None:
+    """A geometry error while cutting one scene's polygons at 180 is that scene's warning (as a file
+    that cannot be read is), not a traceback that stops the batch."""
+    import dakd_edge.lonlat
+
+    def broken(rings):
+        raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+
+    monkeypatch.setattr(dakd_edge.lonlat, "split_antimeridian", broken)
+    out = tmp_path / "batch"
+    wrapped = shapely.Polygon([(179.9, 1), (-179.9, 1), (-179.9, 2), (179.9, 2)])  # needs the cut
+    finished = {"a": _scene(out, "a", [wrapped], "sha-a"), "b": _scene(out, "b", [box(0, 0, 1, 1)], "sha-b")}
+    layer = runner._Layer(out, out / "spills.gpkg")
+    assert layer.build(finished) == 1 and writes == [1]
+    assert [f["scene_ids"] for f in read_layer(out / "spills.gpkg")] == ["b"]
+    vector = scene_outputs(out, "a")["vector"]
+    assert layer.warnings == {
+        "a": f"left out of the merged layer: {vector}: cannot place its polygons "
+        "(IndexError: index 0 is out of bounds for axis 0 with size 0)"
+    }
+    # a scene's outline (its raster's edge, cut at 180 alike): none, as for an odd georeference
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from tests.inference.fake import write_tif
+
+    path = write_tif(
+        tmp_path / "am.tif", np.zeros((40, 40), np.uint8),
+        transform=from_origin(650000.0, 6650000.0, 1000.0, 1000.0), crs="EPSG:32660",
+    )  # fmt: skip
+    assert layer_mod.scene_outline(path) is None
+
+
+# --- one form of start time and platform, probabilities without float32 noise ---------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("2021-06-01T04:30:00.000000", "2021-06-01T04:30:00.000000Z"),  # a Sentinel-1 annotation: UTC
+        ("2021-06-01T04:30:00.000000Z", "2021-06-01T04:30:00.000000Z"),  # the report's, now
+        ("2021-06-01T04:31:00+00:00", "2021-06-01T04:31:00.000000Z"),  # a HyP3 name
+        ("2021-06-01T04:32:22.5Z", "2021-06-01T04:32:22.500000Z"),  # STAC
+        ("2021-06-01T06:32:22.1234567+0200", "2021-06-01T04:32:22.123456Z"),
+        ("2021-06-01", "2021-06-01T00:00:00.000000Z"),
+        ("not a time", None),
+        (None, None),
+    ],
+)
+def test_start_times_are_written_in_one_utc_form(text, want) -> None:
+    assert layer_mod.utc_time(text) == want
+
+
+def test_a_layer_gives_one_form_of_time_and_platform(tmp_path) -> None:
+    """The layer mixed `2021-06-01T04:30:00.000000` (an annotation), `...+00:00` (a HyP3 name) and
+    `...Z` (STAC), `S1A` with `sentinel-1b`; and a scene file's float32 noise in max_prob. GeoParquet's
+    start_time is a UTC timestamp, the GeoPackage's the same instant as text."""
+    import pyarrow.parquet as pq
+
+    noisy = {**PROPS, "max_prob": 0.9959999918937683}
+    parts = [
+        Part("a", "2021-06-01T04:30:00.000000", "S1A", box(0, 0, 1, 1), {"id": 1, **noisy}),
+        Part("b", "2021-06-01T04:31:00+00:00", "sentinel-1b", box(0.5, 0, 2, 1), {"id": 1, **PROPS}),
+        Part("c", "2021-06-01T04:29:30.5Z", "Sentinel-1A", box(10, 0, 11, 1), {"id": 1, **PROPS}),
+        Part("d", None, "ALOS2", box(20, 0, 21, 1), {"id": 1, **PROPS}),
+    ]
+    features = merge(parts)
+    got = [(f["scene_ids"], f["start_time"], f["platform"], f["max_prob"]) for f in features]
+    assert got == [
+        ("a,b", "2021-06-01T04:30:00.000000Z", "sentinel-1a,sentinel-1b", 0.996),
+        ("c", "2021-06-01T04:29:30.500000Z", "sentinel-1a", 0.9),
+        ("d", None, "alos-2", 0.9),
+    ]
+    for name in ("spills.gpkg", "spills.parquet"):
+        layer_mod.write_layer(tmp_path / name, features)
+        assert [(f["scene_ids"], f["start_time"]) for f in read_layer(tmp_path / name)] == [
+            g[:2] for g in got
+        ]
+    field = pq.read_schema(tmp_path / "spills.parquet").field("start_time")
+    assert str(field.type) == "timestamp[us, tz=UTC]"

@@ -131,3 +131,72 @@ def test_many_polygons_at_once_match_one_by_one() -> None:
     want = [geojson_geometry(p) for p in polys]
     assert got == want
     assert sum(g["type"] == "MultiPolygon" for g, _ in got) >= 3 and len(got) > 100
+
+
+def _cap(lat: float, start: float, seed: int) -> np.ndarray:
+    """A closed ring once around the pole at ``lat``, from longitude ``start`` eastwards in irregular
+    steps of at most a degree (their running sum is not exactly 360), wrapped into [-180, 180]."""
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(0.2, 1.0, 600)
+    lon = start + np.concatenate([[0.0], np.cumsum(steps)])
+    lon = lon[lon < start + 360.0]
+    ring = np.c_[(lon + 180.0) % 360.0 - 180.0, np.full(lon.size, lat)]
+    ring[0, 0] = start
+    return np.vstack([ring, ring[:1]])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_polygon_cut_at_a_pole_already_is_kept(seed: int) -> None:
+    """The per-scene GeoJSON of a slick on the pole: -180 to 180, closed along 90. The batch layer cut
+    it again: summed step by step from its first vertex (-180) its longitudes ended at
+    179.9999999999999, no edge crossed 180, and the cut raised IndexError (or closed it along the pole
+    a second time)."""
+    from dakd_edge.lonlat import geojson_geometry, split_antimeridian
+
+    for lat in (89.5, -89.5):
+        geom, _ = geojson_geometry([_cap(lat, 0.0, seed)])
+        (ext,) = geom["coordinates"]
+        assert geom["type"] == "Polygon" and (ext[0][0] == -180.0 or ext[0][0] == 180.0)
+        (again,) = split_antimeridian([ext])
+        assert [list(p) for p in again[0]] == ext
+    for lat in (89.5, -89.5):  # a ring that starts on 180, not yet cut
+        (poly,) = split_antimeridian([_cap(lat, 180.0, seed)])
+        p = shapely.Polygon(poly[0])
+        assert p.is_valid and p.exterior.is_ccw and p.bounds[::2] == (-180.0, 180.0)
+        assert (p.bounds[3] if lat > 0 else -p.bounds[1]) == 90.0
+
+
+@pytest.mark.parametrize("pole", [1.0, -1.0], ids=["north", "south"])
+@pytest.mark.parametrize("given", ["wrapped", "unwrapped-east", "unwrapped-west"])
+def test_holes_of_a_polygon_around_a_pole_across_180_become_notches(pole: float, given: str) -> None:
+    """A slick around the pole with a hole across 180 (pole_n2.tif: polar stereographic, lon_0 -175):
+    its holes were taken as near 0 degrees, and one across 180 became a band with its longitudes
+    jumping 179 / -179 (invalid GeoJSON). Each side of it is a notch of the cap's edge along +-180."""
+    from pyproj import Geod
+
+    from dakd_edge.lonlat import split_antimeridian
+
+    t = np.linspace(0.0, 360.0, 721)  # 0.5 degree edges at one latitude: the planar cap is a box
+    ext = np.c_[(t + 180.0) % 360.0 - 180.0, np.full(t.size, 88.0 * pole)]
+    across = np.array([(179.0, 89.0), (181.0, 89.0), (181.0, 89.4), (179.0, 89.4), (179.0, 89.0)])
+    near_0 = np.array([(10.0, 88.5), (12.0, 88.5), (12.0, 88.8), (10.0, 88.5)])
+    if given == "wrapped":
+        across[:, 0] = (across[:, 0] + 180.0) % 360.0 - 180.0
+    elif given == "unwrapped-west":
+        across = np.roll(across[:-1], 1, axis=0) - [360.0, 0.0]  # starts at -179, reaches -181
+        across = np.vstack([across, across[:1]])
+    holes = [h * [1.0, pole] for h in (across, near_0)]
+    pieces = [shapely.Polygon(p[0], p[1:]) for p in split_antimeridian([ext, *holes])]
+    assert all(p.is_valid and p.exterior.is_ccw for p in pieces), [shapely.is_valid_reason(p) for p in pieces]
+    assert all(not r.is_ccw for p in pieces for r in p.interiors)
+    assert all(-180.0 <= p.bounds[0] and p.bounds[2] <= 180.0 for p in pieces)
+    hole = shapely.Polygon([(x % 360.0, y * pole) for x, y in across])  # 179..181
+    cap = shapely.box(-180.0, 88.0, 180.0, 90.0) if pole > 0 else shapely.box(-180.0, -90.0, 180.0, -88.0)
+    want = cap.difference(hole).difference(shapely.affinity.translate(hole, -360.0))
+    want = want.difference(shapely.Polygon(holes[1]))
+    got = shapely.union_all(pieces)
+    assert got.symmetric_difference(want).area < 1e-12
+    geod = Geod(ellps="WGS84")
+    area = [abs(geod.polygon_area_perimeter(r[:, 0], r[:, 1])[0]) for r in (ext, *holes)]
+    got_m2 = abs(geod.geometry_area_perimeter(shapely.MultiPolygon(pieces))[0])
+    assert got_m2 == pytest.approx(area[0] - area[1] - area[2], rel=1e-6)  # geodesic edges: 2e-7

@@ -41,6 +41,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ from dakd_edge.errors import InputError, OutputError
 
 FORMATS = ("gpkg", "parquet")
 # what a layer built by this version holds, for a layer on disk to be kept by a resumed run: raised
-# when the features built from the same scene files change (2: touches_edge of merged features)
-LAYER_VERSION = 2
+# when the features built from the same scene files change (2: touches_edge of merged features; 3: one
+# form of start_time and platform, max_prob rounded, polygons around a pole)
+LAYER_VERSION = 3
 GRID = 1e-9  # degrees: the precision of the per-scene GeoJSON
 # Scenes whose start times lie further apart are different observations (another pass: 6-12 days, or
 # the next orbit: 98 minutes), never one slick: consecutive products of a datatake start ~25 s (IW) to
@@ -61,7 +63,8 @@ COLUMNS = (  # name, GeoPackage type, Arrow type name
     ("scene_ids", "TEXT", "string"),
     ("n_scenes", "INTEGER", "int32"),
     ("n_parts", "INTEGER", "int32"),
-    ("start_time", "TEXT", "string"),
+    # utc_time's text: GeoPackage's DATETIME is ISO 8601 to the millisecond, which would drop digits
+    ("start_time", "TEXT", "timestamp"),
     ("platform", "TEXT", "string"),
     ("area_m2", "REAL", "float64"),
     ("mean_prob", "REAL", "float64"),
@@ -91,7 +94,8 @@ def layer_path(out: Path, fmt: str) -> Path:
 def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
     """Polygons of one finished scene, and how many of its polygons cannot be placed on the map (all
     of them for a scene without georeference: pixel coordinates). Raises :class:`OutputError` for a
-    file that cannot be read or parsed: one damaged scene must not stop the layer of all others."""
+    file that cannot be read or parsed, or whose polygons cannot be cut at 180 degrees or made valid:
+    one damaged scene must not stop the layer of all others."""
     import shapely
 
     try:
@@ -103,7 +107,10 @@ def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
             geoms = _polygons([f["geometry"] for f in feats])
         except Exception:  # anything unusual: feature by feature, raising as shapely does
             geoms = [shapely.geometry.shape(f["geometry"]) for f in feats]
-        geoms = [_cut_wide(g) for g in geoms]
+        try:
+            geoms = [_cut_wide(g) for g in geoms]
+        except Exception as e:  # a geometry the cut cannot take (a bug of ours): this scene's, not the run's
+            raise _GeometryError(f"{type(e).__name__}: {e}") from None
         valid = shapely.is_valid(geoms)
         parts = []
         for f, g, ok in zip(feats, geoms, valid, strict=True):
@@ -116,10 +123,16 @@ def read_parts(vector: Path, record: dict[str, Any]) -> tuple[list[Part], int]:
                     f["properties"],
                 )
             )
+    except _GeometryError as e:
+        raise OutputError(f"{vector}: cannot place its polygons ({' '.join(str(e).split())})") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, shapely.errors.ShapelyError) as e:
         # ValueError covers JSONDecodeError and UnicodeDecodeError
         raise OutputError(f"{vector}: cannot read ({type(e).__name__}: {' '.join(str(e).split())})") from None
     return parts, 0
+
+
+class _GeometryError(Exception):
+    """A scene's polygon that the cut at 180 degrees failed on (:func:`read_parts`)."""
 
 
 def _polygons(geometries: list[dict[str, Any]]) -> list[Any]:
@@ -153,14 +166,19 @@ def _polygons(geometries: list[dict[str, Any]]) -> list[Any]:
 
 def _cut_wide(geom: Any) -> Any:
     """``geom`` with each polygon that spans over 180 degrees of longitude (straddling the antimeridian,
-    written wrapped instead of cut) or reaches past +-180 cut at +-180; others are kept as they are."""
+    written wrapped instead of cut) or reaches past +-180 cut at +-180; others, and a polygon around a
+    pole already cut there (-180 to 180, closed along +-90), are kept as they are."""
     import shapely
 
     from dakd_edge.lonlat import split_antimeridian
 
     def wide(p: Any) -> bool:
-        x0, _, x1, _ = p.bounds
-        return p.geom_type == "Polygon" and not p.is_empty and (x1 - x0 > 180.0 or x0 < -180.0 or x1 > 180.0)
+        if p.geom_type != "Polygon" or p.is_empty:
+            return False
+        x0, y0, x1, y1 = p.bounds
+        if abs(x0 + 180.0) <= 1e-9 and abs(x1 - 180.0) <= 1e-9 and max(y1, -y0) >= 90.0 - 1e-9:
+            return False  # around a pole, cut there already (as the per-scene GeoJSON writes it)
+        return x1 - x0 > 180.0 or x0 < -180.0 or x1 > 180.0
 
     polys = list(getattr(geom, "geoms", [geom]))
     if not any(wide(p) for p in polys):
@@ -224,7 +242,10 @@ def scene_outline(classes: Path, per_side: int = 256) -> Outline | None:
         return None
     step = np.hypot(np.diff(lon, append=lon[:1]), np.diff(lat, append=lat[:1]))
     px = np.concatenate([np.full(per_side, w), np.full(per_side, h)] * 2) / per_side
-    geom = _cut_wide(shapely.make_valid(shapely.Polygon(np.c_[lon, lat])))
+    try:
+        geom = _cut_wide(shapely.make_valid(shapely.Polygon(np.c_[lon, lat])))
+    except Exception:  # an edge the cut cannot take (around a pole): no outline, as for an odd georeference
+        return None
     return Outline(geom, float(np.max(step / px)))
 
 
@@ -269,26 +290,55 @@ def merge(
     return out
 
 
-def _seconds(start_time: str | None) -> float:
-    """POSIX seconds of an ISO start time (naive times read as UTC, as Sentinel-1 annotations give
-    them); NaN when there is none or it cannot be read.
+def _datetime(start_time: str | None) -> datetime | None:
+    """An ISO start time as an aware UTC datetime (naive times read as UTC, as Sentinel-1 annotations
+    give them); None when there is none or it cannot be read.
 
     The fraction of a second is cut or padded to 6 digits first: Python 3.10 reads only 3 or 6 (a STAC
     ``start_datetime`` of ``...22.5Z`` or ``...22.1234567Z`` would be "no time" there, and merge
     across dates), 3.11 any number; an offset ``+hhmm`` gets its colon, for the same reason."""
     import re
-    from datetime import datetime, timezone
 
     if not start_time:
-        return float("nan")
+        return None
     text = start_time.strip().replace("Z", "+00:00")
     text = re.sub(r"([T ]\d\d:\d\d:\d\d)[.,](\d+)", lambda m: f"{m[1]}.{(m[2] + '00000')[:6]}", text, count=1)
     text = re.sub(r"(:\d\d(?:\.\d+)?[+-]\d\d)(\d\d)$", r"\1:\2", text)  # +0100: 3.10 wants +01:00
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        return float("nan")
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def _seconds(start_time: str | None) -> float:
+    """POSIX seconds of an ISO start time (:func:`_datetime`); NaN when there is none or it cannot be
+    read."""
+    t = _datetime(start_time)
+    return float("nan") if t is None else t.timestamp()
+
+
+def utc_time(start_time: str | None) -> str | None:
+    """A start time as the layer writes it, whatever its source wrote: UTC ISO 8601 to the microsecond,
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (a Sentinel-1 annotation's naive time, a HyP3 name's ``+00:00``, a
+    STAC item's ``Z`` alike, so that the column sorts and compares as text); None when there is none or
+    it cannot be read (no time, rather than one no reader can place)."""
+    t = _datetime(start_time)
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def platform_name(platform: str) -> str:
+    """One lower-case name per platform, as STAC and the HyP3 names give it (``sentinel-1a``,
+    ``alos-2``): a Sentinel-1 annotation says ``S1A``; any other name lower-cased."""
+    import re
+
+    name = platform.strip().lower()
+    key = re.sub(r"[\s_-]", "", name)
+    if m := re.fullmatch(r"(?:s1|sentinel1)([a-d]?)", key):
+        return f"sentinel-1{m[1]}"
+    if m := re.fullmatch(r"alos(\d)", key):
+        return f"alos-{m[1]}"
+    return name
 
 
 def _order(start_time: str) -> float:
@@ -450,17 +500,17 @@ def _feature(group: list[Part], outline: Callable[[str], Outline | None] | None 
     maxes = [p.props["max_prob"] for p in group if p.props.get("max_prob") is not None]
     # the earliest by time, not by string: '06:11+01:00' is before '05:15:00' (UTC); unreadable ones last
     starts = sorted({p.start_time for p in group if p.start_time}, key=lambda t: (_order(t), t))
-    platforms = sorted({p.platform for p in group if p.platform})
+    platforms = sorted({platform_name(p.platform) for p in group if p.platform})
     return {
         "geometry": geom,
         "scene_ids": ",".join(sorted({p.scene_id for p in group})),
         "n_scenes": len({p.scene_id for p in group}),
         "n_parts": len(group),
-        "start_time": starts[0] if starts else None,
+        "start_time": utc_time(starts[0]) if starts else None,
         "platform": ",".join(platforms) or None,
         "area_m2": round(area, 3),
         "mean_prob": round(sum(m * w for m, w in means) / wsum, 6) if wsum else None,
-        "max_prob": max(maxes) if maxes else None,
+        "max_prob": round(max(maxes), 6) if maxes else None,  # a scene file of float32 noise (0.99599999)
         "touches_edge": _touches_edge(group, outline),
         "near_coast": any(bool(p.props.get("near_coast")) for p in group),
     }
@@ -502,7 +552,11 @@ def read_layer(path: Path) -> list[dict[str, Any]]:
         return out
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    out = pq.read_table(path).to_pylist()
+    for rec in out:  # the GeoPackage's text, for the two formats to compare
+        t = rec.get("start_time")
+        rec["start_time"] = None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return out
 
 
 # --- writers -------------------------------------------------------------------------------------
@@ -599,13 +653,18 @@ def _write_gpkg(path: Path, features: list[dict[str, Any]]) -> None:
 
 
 def _write_parquet(path: Path, features: list[dict[str, Any]]) -> None:
-    """GeoParquet 1.1: WKB geometry column and the "geo" metadata (no CRS given = OGC:CRS84 lon/lat)."""
+    """GeoParquet 1.1: WKB geometry column and the "geo" metadata (no CRS given = OGC:CRS84 lon/lat);
+    ``start_time`` a UTC timestamp to the microsecond."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data: dict[str, Any] = {
-        n: pa.array([f[n] for f in features], type=getattr(pa, t)()) for n, _, t in COLUMNS
-    }
+    data: dict[str, Any] = {}
+    for n, _, t in COLUMNS:
+        values = [f[n] for f in features]
+        if t == "timestamp":
+            data[n] = pa.array([_datetime(v) for v in values], type=pa.timestamp("us", tz="UTC"))
+        else:
+            data[n] = pa.array(values, type=getattr(pa, t)())
     data["geometry"] = pa.array(list(_blobs(features, gpkg=False)), type=pa.binary())
     geo = {
         "version": "1.1.0",

@@ -151,7 +151,7 @@ def input_stat(path: Path) -> list[int] | None:
     ASF HyP3 product's co-polarised image, the file it reads), None for another folder (a ``.SAFE``
     repaired inside keeps its folder's stat) or an unreadable path."""
     from dakd_edge.batch.manifest import file_stat
-    from dakd_edge.data.scaling import is_hyp3_rtc_name
+    from dakd_edge.data.products import is_hyp3_rtc_name
     from dakd_edge.inference.readers import co_pol_member
 
     try:

@@ -17,7 +17,6 @@ import numpy as np
 from dakd_edge.data.products import (
     ALOS_CF_DB,
     ALOS_DN_GAIN,
-    is_hyp3_rtc_name,  # noqa: F401  TEMP: batch.worker imports it here
     parse_name,
 )
 from dakd_edge.errors import InputError, Notice

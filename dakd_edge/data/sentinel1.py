@@ -380,6 +380,12 @@ def _text(root: ET.Element, path: str, what: str, default: str | None = None) ->
     return e.text.strip()
 
 
+def _utc(time: str) -> str:
+    """An annotation time (UTC, written without a zone: 2021-06-01T04:30:00.000000) with its ``Z``, so
+    that no reader of the report takes it for local time."""
+    return time if re.search(r"(?:Z|[+-]\d\d:?\d\d)$", time) else time + "Z"
+
+
 def _floats(e: ET.Element | None, what: str) -> np.ndarray:
     if e is None or e.text is None:
         raise InputError(f"{what}: missing values")
@@ -590,10 +596,23 @@ class S1Metadata:
     footprint: list[tuple[float, float]] = field(default_factory=list)  # (lon, lat) ring, WGS84, closed
 
     def to_dict(self) -> dict:
+        """Beside the ``footprint`` ring as annotated, ``footprint_geojson``: that ring as an RFC 7946
+        geometry, cut at +-180 for a product on the antimeridian (the ring's longitudes jump from 179.99
+        to -179.99 there) and closed along the pole for one around a pole."""
         d = asdict(self)
         d["polarisations"] = list(self.polarisations)
         d["footprint"] = [list(p) for p in self.footprint]
+        d["footprint_geojson"] = self.footprint_geojson()
         return d
+
+    def footprint_geojson(self) -> dict | None:
+        """:attr:`footprint` as a GeoJSON geometry (:func:`~dakd_edge.lonlat.geojson_geometry`), None
+        without one."""
+        from dakd_edge.lonlat import geojson_geometry
+
+        if len(self.footprint) < 4:
+            return None
+        return geojson_geometry([np.asarray(self.footprint, np.float64)])[0]
 
     def footprint_wkt(self) -> str:
         """WKT of :attr:`footprint`; a MULTIPOLYGON cut at +-180 for a product on the antimeridian (its
@@ -863,7 +882,8 @@ class S1Product:
         self.meta = S1Metadata(
             name=tree.name, mission=_text(ann, "adsHeader/missionId", what), mode=mode, product_type="GRD",
             resolution=res, polarisations=avail, polarisation=pol,
-            start_time=_text(ann, "adsHeader/startTime", what), stop_time=_text(ann, "adsHeader/stopTime", what),
+            start_time=_utc(_text(ann, "adsHeader/startTime", what)),
+            stop_time=_utc(_text(ann, "adsHeader/stopTime", what)),
             absolute_orbit=orbit, pass_direction=pass_dir, lines=lines, samples=samples,
             range_pixel_spacing=rs, azimuth_pixel_spacing=az, ipf_version=_ipf_version(manifest),
             footprint=self.grid.outer_ring(),

@@ -132,9 +132,10 @@ class OilProbStaging:
         self.ds.write(q[None], window=Window(x0, y0, q.shape[1], q.shape[0]))
 
     def __getitem__(self, idx: tuple[slice, slice]) -> np.ndarray:
+        """The probabilities in float64: 249 / 250 in float32 is 0.9959999918937683 in the outputs."""
         rows, cols = idx
         win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-        return self.ds.read(1, window=win).astype(np.float32) / 250.0
+        return self.ds.read(1, window=win).astype(np.float64) / 250.0
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -225,18 +226,24 @@ class SceneOutputs:
             self.verify[key] = lambda p, dims=dims: verify_raster(p, *dims)
 
     def write_vector(self, spills: list[Spill], crs: Any) -> None:
+        """Write ``spills`` as the vector output, their mean and max probability rounded to 6 decimals
+        (a probability is a multiple of 1/250; its mean's float noise says nothing)."""
         final = self.tx.finals["vector"]
+        for s in spills:
+            s.mean_prob = None if s.mean_prob is None else round(s.mean_prob, 6)
+            s.max_prob = None if s.max_prob is None else round(s.max_prob, 6)
         write_vector_file(self.tx.temp("vector"), spills, crs, final)
         n = len(spills)
         self.verify["vector"] = lambda p: verify_vector(p, n, final)
 
     def write_report(self, report: dict[str, Any]) -> None:
-        """Write ``report`` as the report output (when there is one) and add its path to it."""
+        """Add the report output's path (when there is one) to ``report``, then write it there: the file
+        lists every output, as the returned report does."""
         if "report" not in self.tx.finals:
             return
+        report["outputs"]["report"] = str(self.tx.finals["report"])
         self.tx.temp("report").write_text(json.dumps(report, indent=2) + "\n")
         self.verify["report"] = _verify_json
-        report["outputs"]["report"] = str(self.tx.finals["report"])
 
     def commit(self) -> None:
         self.tx.commit(self.verify)

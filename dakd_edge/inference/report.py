@@ -315,7 +315,8 @@ def output_crs(info: Any, geocoded: bool, world_crs: Any) -> dict[str, str | Non
 
 
 def _spills_area(spills: list[Any] | None) -> float | None:
-    """Total area (m^2) of the kept spill polygons; None without polygons or without m^2 areas."""
+    """Total area (m^2) of the kept spill polygons, a float even when there are none (``sum([])`` is
+    the integer 0); None without polygons or without m^2 areas."""
     if spills is None or any(s.area_m2 is None for s in spills):
         return None
-    return round(sum(s.area_m2 for s in spills), 1)
+    return round(float(sum(s.area_m2 for s in spills)), 1)
