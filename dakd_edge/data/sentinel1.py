@@ -153,8 +153,10 @@ def _ptype(m: re.Match) -> str:
 def _zip_safe_roots(names: list[str]) -> list[str]:
     """Product folders of a zip ("" for the zip's top level), in zip order: those holding a
     manifest.safe, and those holding ``measurement/<a measurement name>`` beside ``annotation/`` (a
-    zipped flattened copy, which has no manifest; its folder, like the unzipped one, is recognised)."""
-    split = [PurePosixPath(n).parts for n in names]
+    zipped flattened copy, which has no manifest; its folder, like the unzipped one, is recognised).
+    Members under ``..`` or an absolute path are no product's: ``..`` would name the outputs (a
+    ``{stem}`` template writing outside its folder)."""
+    split = [q.parts for q in map(PurePosixPath, names) if not q.is_absolute() and ".." not in q.parts]
     annotated = {
         "/".join(parts[: parts.index("annotation")]) for parts in split if "annotation" in parts[:-1]
     }
@@ -318,6 +320,7 @@ class _DirTree(_Tree):
         return out
 
     def read(self, rel: str) -> bytes:
+        _check_size(self.root / rel, (self.root / rel).stat().st_size)
         return (self.root / rel).read_bytes()
 
     def gdal_path(self, rel: str) -> str:
@@ -350,13 +353,29 @@ class _ZipTree(_Tree):
         return list(self._names)
 
     def read(self, rel: str) -> bytes:
-        return self.zf.read(self.prefix + rel)
+        info = self.zf.getinfo(self.prefix + rel)
+        _check_size(f"{self.path}: {info.filename}", info.file_size)  # a 2 GiB XML in a 5 MB zip
+        return self.zf.read(info)
 
     def gdal_path(self, rel: str) -> str:
         return f"/vsizip/{self.path.resolve()}/{self.prefix}{rel}"
 
     def close(self) -> None:
         self.zf.close()
+
+
+# A product's XML files (annotation, calibration, noise, manifest) are 0.1-30 MB; past this one is none.
+MAX_XML_BYTES = 256 << 20
+
+
+def _check_size(name: object, size: int) -> None:
+    """Refuse a product XML larger than :data:`MAX_XML_BYTES` before reading it: it would be read and
+    parsed whole (a zip bomb's 2 GiB calibration XML took 4.3 GB of memory, then a traceback)."""
+    if size > MAX_XML_BYTES:
+        raise InputError(
+            f"{name}: {size:,} bytes, larger than any Sentinel-1 product XML "
+            f"({MAX_XML_BYTES:,} at most): a damaged or crafted product"
+        )
 
 
 # ---- XML helpers -------------------------------------------------------------------------------

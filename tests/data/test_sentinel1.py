@@ -845,3 +845,30 @@ def test_synthetic_product_on_a_full_or_read_only_disk(tmp_path: Path) -> None:
             OutputError, match=rf"^{ro}: cannot create files there \(Read-only file system\)$"
         ):
             build_synthetic_product(ro)
+
+
+def test_a_zip_whose_product_lies_under_dotdot_is_no_product(product, tmp_path: Path) -> None:
+    """A zip holding its product under ``../`` named it '..': `-o 'out/{stem}/classes.tif'` wrote to
+    out/../classes.tif. Members under '..' (or an absolute path) are no product's."""
+    from dakd_edge.data.sentinel1 import zip_product_name
+
+    z = tmp_path / "download.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(product.path.rglob("*")):
+            if f.is_file():
+                zf.write(f, "../" + f.relative_to(product.path).as_posix())
+    assert zip_product_name(z) is None and not is_sentinel1_product(z)
+    with pytest.raises(InputError, match="holds no Sentinel-1"):
+        open_product(z)
+
+
+def test_an_oversized_product_xml_is_refused_unread(product, tmp_path: Path, monkeypatch) -> None:
+    """A 5 MB zip whose calibration XML inflates to 2 GiB took 4.3 GB of memory and ended in a
+    traceback: an XML past MAX_XML_BYTES is refused from its declared size, zip or folder."""
+    import dakd_edge.data.sentinel1 as s1
+
+    sizes = [f.stat().st_size for f in product.path.rglob("*.xml")]
+    monkeypatch.setattr(s1, "MAX_XML_BYTES", min(sizes) - 1)  # as if every XML were over the real cap
+    for form in (product.zip_path, product.path):
+        with pytest.raises(InputError, match=r"\.xml: [\d,]+ bytes, larger than any Sentinel-1 product XML"):
+            open_product(form)
