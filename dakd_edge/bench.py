@@ -10,7 +10,6 @@ logit error), so a fast-but-wrong engine is visible in the same table as its spe
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge import __version__, jsonout
+from dakd_edge import __version__, jsonin, jsonout
 from dakd_edge.atomic import work_dir
 from dakd_edge.cuda import cuda_usable, resolve_device
 from dakd_edge.errors import BackendUnavailable, DakdError, InputError, ModelFileError
@@ -1031,15 +1030,15 @@ def check_baseline_covers(
 def load_json(path: str | os.PathLike) -> dict[str, Any]:
     """A baseline results file, checked to have the shape :func:`compare` reads (one-line errors)."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = jsonin.loads(Path(path).read_text())
     except FileNotFoundError as e:
         raise InputError(f"baseline not found: {path}") from e
     except IsADirectoryError as e:
         raise InputError(f"baseline {path} is a directory, not a JSON file") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"baseline is not valid JSON: {path}") from e
     except OSError as e:
         raise InputError(f"cannot read baseline {path}: {e.strerror or e}") from e
+    except ValueError as e:  # not JSON, not UTF-8, nested too deeply (json's RecursionError)
+        raise InputError(f"baseline is not valid JSON: {path}") from e
     problem = _baseline_problem(doc)
     if problem:
         raise InputError(f"baseline {path}: {problem} (expected the --json output of `dakd-edge bench`)")

@@ -6,7 +6,6 @@ how a raw raster becomes a model input (see :mod:`dakd_edge.data.scaling`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -14,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dakd_edge import __version__
+from dakd_edge import __version__, jsonin
 from dakd_edge.errors import ModelFileError, Notice
 
 OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
@@ -26,6 +25,9 @@ BINARY_PALETTE = ((0, 0, 0), (0, 255, 255))
 IGNORE_INDEX = 255
 # Class maps are uint8 with IGNORE_INDEX as nodata: at most 255 classes; at least 2 (argmax of one is 0).
 MIN_CLASSES, MAX_CLASSES = 2, IGNORE_INDEX
+# Input channels a model file may ask for: far above any SAR stack, and low enough that a builder
+# allocating its first convolution before the weights are checked (SMP does) stays small.
+MAX_IN_CHANS = 1024
 # Words of a class name that mean oil, and words that make an oil name mean something else.
 _OIL_WORDS = frozenset({"oil", "oilspill", "oilspills", "oilslick", "oilslicks"})
 _NOT_OIL_WORDS = frozenset(
@@ -225,8 +227,8 @@ class ModelMeta:
     def from_json(cls, s: str | bytes, source: str | os.PathLike | None = None) -> ModelMeta:
         """Metadata from its JSON text; :class:`ModelFileError` naming ``source`` if it is not valid."""
         try:
-            d = json.loads(s)
-        except (ValueError, TypeError) as e:  # JSONDecodeError, bad UTF-8, not str/bytes
+            d = jsonin.loads(s)
+        except (ValueError, TypeError) as e:  # JSONDecodeError, bad UTF-8, nested too deep, not str
             raise ModelFileError(f"{_where(source)}not valid JSON ({e})") from e
         return cls.from_dict(d, source)
 
@@ -273,6 +275,8 @@ def _problem(d: Any) -> str | None:
             return f"field {k!r} is a JSON {_json_type(v)}, expected {name}"
         if k in _POSITIVE and k in d and v < 1:
             return f"field {k!r} is {v}, expected a positive integer"
+    if d.get("in_chans", 1) > MAX_IN_CHANS:
+        return f"field 'in_chans' is {d['in_chans']}, expected at most {MAX_IN_CHANS} input channels"
     if not MIN_CLASSES <= d["num_classes"] <= MAX_CLASSES:
         return f"field 'num_classes': {class_count_problem(d['num_classes'])}"
     overlap, tile = d.get("overlap"), d.get("tile", 512)

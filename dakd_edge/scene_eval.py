@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge import jsonout
+from dakd_edge import jsonin, jsonout
 from dakd_edge.errors import InputError
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
@@ -73,6 +73,7 @@ class _Rasters:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+        from dakd_edge.data.rasterinfo import refuse_unsafe_vrt
         from dakd_edge.inference.geotiff import raster_info
         from dakd_edge.meta import land_ids_of, oil_ids_of
 
@@ -99,6 +100,7 @@ class _Rasters:
                 )
             self.truth_vec = _truth_polygons(truth, self.info)
         else:
+            refuse_unsafe_vrt(truth)  # a VRT reads other files: only under its own name, local ones
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -248,12 +250,10 @@ def class_names_of(ds: Any) -> list[str] | None:
     """The class names a raster's tags give its values: ``class_names`` (a JSON list, as ``segment``
     writes on its class map) or ``DAKD_CLASSES`` (comma-separated, as ``synth --labels`` writes);
     None when it names none."""
-    import json
-
     tags = ds.tags()
     try:
-        names = json.loads(tags.get("class_names", "null"))
-    except ValueError:
+        names = jsonin.loads(tags.get("class_names", "null"))
+    except ValueError:  # not JSON, or nested too deeply
         names = None
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         names = (
@@ -326,10 +326,8 @@ def _check_lonlat(path: Path, polys: list, crs: Any) -> None:
 
 def _has_geometries(path: Path) -> bool:
     """Whether a vector file holds any geometry (a GeoJSON's non-null ones; any feature of others)."""
-    import json
-
     if path.suffix.lower() in (".geojson", ".json"):
-        d = json.loads(path.read_text())
+        d = jsonin.loads(path.read_text(), max_depth=None)  # read by _read_vector already
         feats = d.get("features") if d.get("type") == "FeatureCollection" else [d]
         return any((f.get("geometry") if f.get("type") == "Feature" else f) for f in feats or [] if f)
     return True

@@ -1469,3 +1469,11 @@ def test_stac_catalogue_links_to_remote_documents_are_never_fetched(tmp_path: Pa
     finally:
         server.shutdown()
     assert hits == []
+
+
+def test_a_deeply_nested_stac_file_is_one_line(tmp_path: Path) -> None:
+    """100,000 levels of '[' gave a RecursionError traceback: one line, as any bad STAC file."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="not a STAC JSON file .*nested too deeply"):
+        expand_inputs([deep])

@@ -12,7 +12,6 @@ are not scenes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -354,9 +353,11 @@ def stac_scenes(path: Path, pol: str | None = None) -> list[Scene]:
         import pystac
     except ImportError:
         raise InputError(f"{path}: STAC inputs need pystac ({_hint()})") from None
+    from dakd_edge import jsonin
+
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = jsonin.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError, nested too deep
         raise InputError(f"{path}: not a STAC JSON file ({' '.join(str(e).split())})") from None
     io = _local_stac_io()
     try:

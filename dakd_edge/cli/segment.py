@@ -198,12 +198,19 @@ def has_stem(opt: str, template: str) -> bool:
     return "stem" in fields
 
 
+def template_stem(stem: str) -> str:
+    """``stem`` as one file-name component: a scene's stem comes from names inside its files (a zip
+    may hold its product under ``../``: stem ``..``), and ``out/{stem}/x.tif`` must stay in ``out``."""
+    stem = stem.replace("/", "_").replace("\\", "_")
+    return stem if stem.strip(".") else "scene"
+
+
 def resolve_output(opt: str, template: str | None, scene: Path, default: str, many: bool) -> Path | None:
     """Output path for ``scene`` from option ``opt``: a ``{stem}`` template, an existing folder
     (``default`` inside it), or a file. A name ending in ``/`` must be an existing folder."""
     if template is None:
         return None
-    stem = scene_stem(scene)
+    stem = template_stem(scene_stem(scene))
     templated = has_stem(opt, template)
     name = template.format(stem=stem)
     if Path(name).is_dir():
@@ -390,7 +397,7 @@ def plan_outputs(
             raise InputError(f"{scene}: no such file")
         paths = {
             "out": resolve_output("-o", templates["out"], scene, "{stem}_classes.tif", many)
-            or Path(f"{scene_stem(scene)}_classes.tif"),
+            or Path(f"{template_stem(scene_stem(scene))}_classes.tif"),
             "probs": resolve_output("--probs", templates["probs"], scene, "{stem}_probs.tif", many),
             "vector": resolve_output("--vector", templates["vector"], scene, "{stem}_spills.geojson", many),
             "report": None
@@ -679,8 +686,9 @@ def demo(
             slicks=spills["truth"], slicks_detected=spills["detected"], false_alarms=spills["false_alarms"]
         )
         r["outputs"].update(
-            scene=str(paths["scene"]), labels=str(paths["labels"]), quicklook=str(paths["quicklook"])
-        )
+            scene=str(paths["scene"]), labels=str(paths["labels"]), quicklook=str(paths["quicklook"]),
+            report=str(paths["report"]),
+        )  # fmt: skip
         _write_report(paths["report"], r, overwrite)
     except BaseException:  # no half demo: remove what this run wrote (earlier files stay as they were)
         for name, p in paths.items():

@@ -8,8 +8,8 @@ folder fails at once with a :class:`~dakd_edge.errors.DatasetError` naming the f
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import stat
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dakd_edge import jsonin
 from dakd_edge.errors import DatasetError, Notice
 from dakd_edge.meta import (
     BINARY_CLASSES,
@@ -55,7 +56,22 @@ def open_image(path: Path) -> Image.Image:
         mode = stat.S_IFREG  # Image.open names the reason (missing file, dangling link, ...)
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise DatasetError(f"cannot read image {path}: not a regular file (a FIFO, socket or device)")
-    return Image.open(path)
+    try:
+        return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # neither is an OSError
+        raise DatasetError(_bomb_message(path, e)) from None
+
+
+def _bomb_message(path: Path, e: Exception) -> str:
+    """One line for an image whose header claims more pixels than Pillow decodes (a few bytes of PNG
+    can claim 20000 x 20000: decoding would take gigabytes)."""
+    m = re.search(r"\((\d+) pixels\).*?(\d+) pixels", str(e))
+    if not m:
+        return f"cannot read image {path}: {e}"
+    return (
+        f"cannot read image {path}: its header claims {int(m[1]):,} pixels, over Pillow's limit of "
+        f"{int(m[2]):,} (a decompression bomb, or a scene too large for a dataset image: tile it first)"
+    )
 
 
 def read_array(path: Path, palette: bool = False) -> np.ndarray:
@@ -439,7 +455,7 @@ def classes_file(base: Path, root: Path) -> Path | None:
 def _read_class_names(path: Path) -> list[str]:
     """``class_names`` of a classes.json; DatasetError naming the file if malformed or ambiguous."""
     try:
-        names = json.loads(path.read_text())["class_names"]
+        names = jsonin.loads(path.read_text())["class_names"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DatasetError(f'{path}: expected {{"class_names": [...]}} ({e})') from None
     problem = class_names_problem(names)

@@ -33,10 +33,10 @@ numpy + rasterio + pyproj (torch-free).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,12 +44,16 @@ from typing import Any
 
 import numpy as np
 
+from dakd_edge import jsonin
 from dakd_edge.atomic import reason
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 from dakd_edge.lonlat import wrap_lon
 
 EARTH_M_PER_DEG = 111_320.0
 EARTH_RADIUS_M = 6_371_008.8  # mean radius: distances between n-vectors (a few metres per km at worst)
+# Irregular GCPs given to GDAL's thin-plate spline at most: its fit costs the cube of their count and
+# each point it maps their count (6000 GCPs in an annotation: minutes per scene); more are subsampled.
+MAX_TPS_GCPS = 500
 SPHERICAL_TOL_PX = 1.0  # GCPGeoref interpolates n-vectors where bilinear lon/lat is off by more
 DEFAULT_COAST_BUFFER_M = 1000.0
 DEFAULT_STEP_M = 200.0
@@ -113,6 +117,22 @@ def _transformer(src, dst, what: str, hint: str = ""):
 
 
 # ---- georeferences -----------------------------------------------------------------------------
+def spread_indices(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Indices of at most ``n`` of the points (rows, cols) spread over their extent, its corners first
+    (farthest-point sampling: each next point is the one farthest from those already taken)."""
+    pts = np.c_[rows, cols]
+    first = int(np.argmax(np.hypot(*(pts - pts.mean(axis=0)).T)))
+    taken = [first]
+    d = np.hypot(*(pts - pts[first]).T)
+    while len(taken) < n:
+        i = int(np.argmax(d))
+        if d[i] <= 0:  # only duplicates of taken points are left
+            break
+        taken.append(i)
+        d = np.minimum(d, np.hypot(*(pts - pts[i]).T))
+    return np.sort(np.array(taken))
+
+
 def _nvector(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Unit normals (..., 3) of the ellipsoid at geodetic lon/lat (degrees); ECEF axes."""
     lo, la = np.radians(lon), np.radians(lat)
@@ -207,11 +227,23 @@ class GCPGeoref(Georef):
             from rasterio.control import GroundControlPoint
             from rasterio.transform import GCPTransformer
 
+            keep = spread_indices(rows, cols, MAX_TPS_GCPS) if len(rows) > MAX_TPS_GCPS else slice(None)
             g2 = [
                 GroundControlPoint(row=r, col=c, x=x, y=y)
-                for r, c, x, y in zip(rows, cols, lon, lat, strict=True)
+                for r, c, x, y in zip(rows[keep], cols[keep], lon[keep], lat[keep], strict=True)
             ]
             self._tps = GCPTransformer(g2, tps=True)
+            if len(g2) < len(rows):
+                lo, la = self.lonlat(rows, cols, wrap=False)
+                k = np.cos(np.radians(lat))
+                off = float(np.nanmax(np.hypot((lo - lon) * k, la - lat))) * EARTH_M_PER_DEG
+                warnings.warn(
+                    f"{len(rows)} GCPs off a regular grid: georeferencing fits a thin-plate spline to {len(g2)} "
+                    f"of them spread over the scene (its cost grows with the cube of the count); it departs "
+                    f"from the others by up to {off:.3g} m",
+                    Notice,
+                    stacklevel=2,
+                )
         # Affine least-squares fit lon/lat -> row/col: the inverse's first guess.
         A = np.c_[lon, lat, np.ones_like(lon)]
         self._inv_fit = np.linalg.lstsq(A, np.c_[rows, cols], rcond=None)[0]
@@ -573,13 +605,17 @@ def _read_vector(path: Path, what: str = "land-mask") -> tuple[list, object | No
     in messages."""
     if path.suffix.lower() in (".geojson", ".json"):
         try:
-            d = json.loads(path.read_text())
+            d = jsonin.loads(path.read_text(), max_depth=None)  # large: no walk, RecursionError below
         except (OSError, ValueError) as e:
             raise InputError(f"{path}: cannot read the {what} GeoJSON ({e})") from None
         try:
             return _geojson_polygons(d)
         except (AttributeError, TypeError, ValueError, IndexError, KeyError) as e:
             raise InputError(f"{path}: cannot read the {what} GeoJSON ({e})") from None
+        except RecursionError:  # GeometryCollections nested hundreds deep
+            raise InputError(
+                f"{path}: cannot read the {what} GeoJSON (geometries nested too deeply)"
+            ) from None
     try:
         import pyogrio
     except ImportError:
@@ -589,10 +625,17 @@ def _read_vector(path: Path, what: str = "land-mask") -> tuple[list, object | No
         meta, _, geoms, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
     except Exception as e:  # pyogrio raises its own DataSourceError etc.
         raise InputError(f"{path}: cannot read the {what} vector ({e})") from None
+    import struct
+
     polys = []
-    for wkb in geoms:
-        if wkb is not None:
-            polys += _wkb_polygons(bytes(wkb))
+    try:
+        for wkb in geoms:
+            if wkb is not None:
+                polys += _wkb_polygons(bytes(wkb))
+    except (struct.error, ValueError, RecursionError) as e:  # truncated, or collections nested too deeply
+        raise InputError(
+            f"{path}: cannot read the {what} vector (damaged geometry: {type(e).__name__})"
+        ) from None
     return polys, meta.get("crs")
 
 
@@ -681,7 +724,10 @@ class RasterLandSource:
         import rasterio
         from rasterio.errors import RasterioError
 
+        from dakd_edge.data.rasterinfo import refuse_unsafe_vrt
+
         self.path = Path(path)
+        refuse_unsafe_vrt(self.path)  # a VRT reads other files: only under its own name, local ones
         try:
             self.ds = rasterio.open(self.path)
         except RasterioError as e:

@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ def open_raster(path: str | os.PathLike):
             raise InputError(f"{p}: not a regular file (a FIFO, socket or device), not a raster")
         if p.suffix.lower() == ".dim" and b"<Dimap_Document" in _head(p):
             name = dimap_vrt(p)
+        else:
+            refuse_unsafe_vrt(p)
     try:
         with warnings.catch_warnings():  # "not georeferenced" is reported by describe_raster itself
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -128,6 +131,9 @@ def open_raster(path: str | os.PathLike):
                 f"(gunzip -k), or give /vsigzip/{p.resolve()} (slow: no random access)"
             ) from None
         raise InputError(f"{p}: cannot read as a raster ({reason(e)})") from None
+    if ds.driver == "VRT" and name == gdal_name(path) and p.suffix.lower() != ".vrt":
+        ds.close()  # a VRT the sniff above missed (a virtual path, XML past the first KB)
+        raise InputError(_vrt_named(p))
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         count, height, width, subdatasets = ds.count, ds.height, ds.width, list(ds.subdatasets)
         ds.close()
@@ -147,6 +153,96 @@ def open_raster(path: str | os.PathLike):
         ds.close()
         raise
     return ds
+
+
+_VRT_MARK = b"<VRTDataset"
+# Sources a VRT may not read: network file systems and URLs (this tool reads local files only).
+_NETWORK = re.compile(
+    r"/vsi(?:curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)|\b(?:https?|ftps?)://|^(?:[A-Za-z][\w+.-]*)://", re.I
+)
+_VRT_SOURCE = re.compile(r"<(SourceFilename|SourceDataset)\b([^>]*)>(.*?)</\1\s*>", re.S)
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
+# How much of a VRT is scanned for its sources, and how deep VRTs naming VRTs are followed.
+VRT_SCAN_BYTES, VRT_SCAN_DEPTH = 16 << 20, 8
+
+
+def _vrt_named(p: Path) -> str:
+    return (
+        f"{p}: a GDAL VRT (XML naming other files to read) under another name; a VRT is opened only "
+        "when named .vrt, so that you know it reads other files"
+    )
+
+
+def refuse_unsafe_vrt(path: str | os.PathLike) -> None:
+    """:func:`check_vrt` for a local file GDAL would open as a VRT: ``<VRTDataset`` in its first KB
+    is GDAL's own sniff, whatever the file's name."""
+    p = Path(path)
+    if not is_gdal_name(p) and p.is_file() and _VRT_MARK in _head(p, 1024):
+        check_vrt(p)
+
+
+def check_vrt(p: Path, depth: int = 0) -> None:
+    """Refuse a VRT that is not named ``.vrt`` (GDAL opens one under any name: a ``scene.tif`` could
+    read any file the user can), and a ``.vrt`` whose sources would hang (a FIFO, a device) or reach
+    the network; VRTs among its local sources are checked likewise. :class:`InputError` saying why."""
+    import html
+
+    if p.suffix.lower() != ".vrt":
+        raise InputError(_vrt_named(p))
+    try:
+        with open(p, "rb") as f:
+            text = f.read(VRT_SCAN_BYTES).decode("utf-8", "replace")
+    except OSError as e:
+        raise InputError(f"{p}: cannot read the VRT ({reason(e)})") from None
+    if re.search(r"<PixelFunctionLanguage>\s*Python", text, re.I):
+        raise InputError(f"{p}: a VRT with Python pixel functions (code run on reading) is not opened")
+    for m in _VRT_SOURCE.finditer(text):
+        src = html.unescape(_CDATA.sub(r"\1", m[3])).strip()
+        if _NETWORK.search(src):
+            raise InputError(
+                f"{p}: the VRT reads {src!r} over the network; this tool reads local files only (download "
+                "the source and point the VRT at it)"
+            )
+        relative = re.search(r"relativeToVRT\s*=\s*[\"']1", m[2]) is not None
+        local = _local_file(src, p.parent if relative else None)
+        if local is None:
+            continue
+        try:
+            mode = os.stat(local).st_mode
+        except OSError:
+            continue  # GDAL names a missing source itself
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InputError(
+                f"{p}: the VRT reads {src!r}, which is not a regular file (a FIFO, socket or device: "
+                "reading it would hang or never end)"
+            )
+        if stat.S_ISREG(mode) and _VRT_MARK in _head(local, 1024):
+            if depth >= VRT_SCAN_DEPTH:
+                raise InputError(f"{p}: VRTs naming VRTs more than {VRT_SCAN_DEPTH} deep")
+            check_vrt(local, depth + 1)
+
+
+def _local_file(src: str, base: Path | None) -> Path | None:
+    """The local file a VRT source reads (inside a ``/vsizip/`` path, a ``vrt://`` or a driver's
+    dataset name such as ``NETCDF:"f.nc":VV``), or None when no part of it exists."""
+    s = re.sub(r"^vrt://", "", src, flags=re.I).split("?", 1)[0]
+    s = _VSI.sub(r"\2", s)
+    quoted = re.search(r'"([^"]+)"', s)
+    if quoted:
+        s = quoted[1]
+    elif _DATASET_NAME.match(s) and not os.path.lexists(s):  # NETCDF:f.nc:VV: the part naming a file
+        parts = _DATASET_NAME.sub("", s, count=1).split(":")
+        s = next((q for q in parts if "/" in q or "." in q), parts[0])
+    if not s:
+        return None
+    q = Path(s)
+    if base is not None and not q.is_absolute():
+        q = base / q
+    while not os.path.lexists(q):  # /vsizip/a.zip/b.tif: the archive a.zip is the file read
+        if q.parent == q:
+            return None
+        q = q.parent
+    return q
 
 
 def _head(p: Path, n: int = 4096) -> bytes:

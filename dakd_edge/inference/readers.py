@@ -242,7 +242,16 @@ class ProjectedGCPGeoref(Georef):
             self._plane = GCPTransformer(list(gcps))
             self.xy(np.zeros(1), np.zeros(1))  # GDAL fits the polynomial here
         except Exception:  # its order 2 / 3 needs GCPs off two rows or columns: a spline, still in this CRS
-            self._plane = GCPTransformer(list(gcps), tps=True)
+            from dakd_edge.data.landmask import MAX_TPS_GCPS, spread_indices
+
+            # a spline's cost is cubic in its points: a spread subset, as GCPGeoref fits
+            rc = np.array([[g.row, g.col] for g in gcps], np.float64)
+            keep = (
+                spread_indices(rc[:, 0], rc[:, 1], MAX_TPS_GCPS)
+                if len(gcps) > MAX_TPS_GCPS
+                else range(len(gcps))
+            )
+            self._plane = GCPTransformer([gcps[int(i)] for i in keep], tps=True)
             self.xy(np.zeros(1), np.zeros(1))
         self._to_ll = Transformer.from_crs(c, "EPSG:4326", always_xy=True)
         self._from_ll = Transformer.from_crs("EPSG:4326", c, always_xy=True)

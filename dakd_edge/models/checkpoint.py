@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from dakd_edge import jsonin
 from dakd_edge.atomic import atomic_path, new_file_mode
 from dakd_edge.errors import ModelFileError
 from dakd_edge.extras import available, install_hint
@@ -103,7 +104,7 @@ def _safetensors_header(p: Path) -> dict[str, str]:
             n = int.from_bytes(f.read(8), "little")
             if n <= 0 or n > 100_000_000:
                 raise ValueError("bad header length")
-            header = json.loads(f.read(n))
+            header = jsonin.loads(f.read(n))
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{p} is not a readable safetensors file: {e}") from e
     meta = header.get("__metadata__") if isinstance(header, dict) else None
@@ -128,6 +129,12 @@ def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
         raise ModelFileError(f"{p}: reading a .pt model file needs PyTorch: {install_hint('torch')}")
     import torch
 
+    if not weights_only_is_safe(torch.__version__):
+        raise ModelFileError(
+            f"{p}: not reading a .pt model file with PyTorch {torch.__version__}: before 2.6 a crafted .pt "
+            "can run code even in a weights-only load (CVE-2025-32434); use the model's .safetensors file, "
+            "or upgrade PyTorch to 2.6 or later"
+        )
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
             warnings.simplefilter("ignore")
@@ -141,6 +148,12 @@ def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
     if not isinstance(state, dict):
         raise ModelFileError(f"{p} holds no state dict")
     return meta, state
+
+
+def weights_only_is_safe(version: str) -> bool:
+    """Whether ``torch.load(weights_only=True)`` of this PyTorch version is safe on untrusted files."""
+    m = re.match(r"(\d+)\.(\d+)", str(version))
+    return m is not None and (int(m[1]), int(m[2])) >= (2, 6)
 
 
 def _pt_load_error(p: Path, e: Exception) -> str:
@@ -169,20 +182,17 @@ def load_model_file(
     architecture or class count raises :class:`ModelFileError` saying so. Weights that do not fit the
     architecture named in the metadata fail the same way.
     """
-    from dakd_edge.registry import create_model, list_models
+    from dakd_edge.registry import list_models
 
     p = Path(path)
     _check_exists(p)
+    state: dict[str, Any] | None = None
     if format_of(p) is SAFETENSORS:
-        from safetensors.torch import load_file
-
         meta = read_meta(p)
-        try:
-            state = load_file(str(p))
-        except Exception as e:  # SafetensorError, OSError, ...
-            raise ModelFileError(f"cannot read weights from {p}: {' '.join(str(e).split())}") from e
+        shapes = _safetensors_shapes(p)
     else:
         meta, state = _read_pt(p)
+        shapes = _shapes(state)
     if name is not None and meta.name != name:
         raise ModelFileError(f"{p} holds a {meta.name!r} model, expected {name!r} (wrong architecture)")
     if num_classes is not None and meta.num_classes != num_classes:
@@ -191,20 +201,92 @@ def load_model_file(
         )
     if meta.name not in list_models():
         raise ModelFileError(f"{p}: unknown architecture {meta.name!r} (known: {', '.join(list_models())})")
-    arch = rebuild_kwargs(meta)
-    try:
-        model = create_model(meta.name, num_classes=meta.num_classes, in_chans=meta.in_chans, **arch)
-    except (TypeError, ValueError) as e:
-        raise ModelFileError(f"{p}: cannot rebuild {meta.name!r} from its metadata: {e}") from e
-    _check_fit(model.state_dict(), state, meta, p)
+    expected = _expected_shapes(meta, p)
+    if expected is not None:  # before allocating: the metadata alone may ask for a 100 GB model
+        _check_fit(expected, shapes, meta, p)
+    if state is None:
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(p))
+        except Exception as e:  # SafetensorError, OSError, ...
+            raise ModelFileError(f"cannot read weights from {p}: {' '.join(str(e).split())}") from e
+    model = _rebuild(meta, p)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_fit(own, _shapes(state), meta, p)
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval(), meta
 
 
-def _check_fit(own: dict[str, Any], state: dict[str, Any], meta: ModelMeta, p: Path) -> None:
+def _rebuild(meta: ModelMeta, p: Path) -> Any:
+    """The (untrained) model ``meta`` describes; :class:`ModelFileError` if its ``arch`` is refused."""
+    from dakd_edge.registry import create_model
+
+    try:
+        return create_model(
+            meta.name, num_classes=meta.num_classes, in_chans=meta.in_chans, **rebuild_kwargs(meta)
+        )
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{p}: cannot rebuild {meta.name!r} from its metadata: {e}") from e
+
+
+def _expected_shapes(meta: ModelMeta, p: Path) -> dict[str, tuple[int, ...]] | None:
+    """Shapes of the state dict ``meta`` describes, from a model built on the meta device (shapes, no
+    memory), so a file whose metadata asks for a huge model fails :func:`_check_fit` instead of the
+    allocator. None when the builder cannot run there (then the real build is checked, as before)."""
+    import torch
+
+    try:
+        with torch.device("meta"), _schedules_on_cpu():
+            model = _rebuild(meta, p)
+    except ModelFileError:
+        raise
+    except Exception:  # e.g. a builder reading a meta tensor's value; the check after building remains
+        return None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _schedules_on_cpu() -> Any:
+    """A torch function mode that makes ``linspace`` / ``logspace`` real (CPU) tensors under
+    ``torch.device("meta")``: builders read drop-path schedules from them with ``.item()`` (SegFormer)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            kwargs = dict(kwargs or {})
+            if func in (torch.linspace, torch.logspace) and kwargs.get("device") is None:
+                kwargs["device"] = "cpu"
+            return func(*args, **kwargs)
+
+    return Mode()
+
+
+def _shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
+    """Each entry's shape; None for what is no tensor (a .pt may hold plain numbers)."""
+    import torch
+
+    return {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+
+
+def _safetensors_shapes(p: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header, without reading (or allocating) the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # SafetensorError, OSError, ...
+        raise ModelFileError(f"cannot read weights from {p}: {' '.join(str(e).split())}") from e
+
+
+def _check_fit(
+    own: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...] | None], meta: ModelMeta, p: Path
+) -> None:
+    """Refuse weights (their shapes, ``state``) that do not fit the model's (``own``), in one line."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state]
+    shapes = [(k, state[k], v) for k, v in own.items() if k in state]
     mismatched = [(k, a, b) for k, a, b in shapes if a != b]
     if not (missing or unexpected or mismatched):
         return

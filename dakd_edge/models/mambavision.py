@@ -480,11 +480,23 @@ def read_state_dict(path: Path, hint: str) -> Any:
     """
     if not path.is_file():
         raise ModelFileError(f"encoder weights not found: {path} ({hint})")
+    _check_torch_load(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelFileError(f"cannot read encoder weights {path}: {e}") from e
     return sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
+
+
+def _check_torch_load(path: Path) -> None:
+    """Refuse a pickled weights file where PyTorch's weights-only load is not safe (before 2.6)."""
+    from dakd_edge.models.checkpoint import weights_only_is_safe
+
+    if not weights_only_is_safe(torch.__version__):
+        raise ModelFileError(
+            f"{path}: not reading pickled encoder weights with PyTorch {torch.__version__} (CVE-2025-32434: "
+            "before 2.6 a crafted file can run code in a weights-only load); give a .safetensors file"
+        )
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
@@ -527,6 +539,7 @@ def load_encoder_weights(
 
             raw: object = load_file(str(p))
         else:
+            _check_torch_load(p)
             raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, pickled objects refused by weights_only, ...
         raise ModelFileError(f"cannot read encoder weights {p}: {e}") from e

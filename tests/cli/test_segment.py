@@ -137,6 +137,7 @@ def test_demo_with_fake_model(tmp_path: Path, fake_model, capsys) -> None:
         assert (d / name).is_file() and name in out
     r = json.loads((d / "report.json").read_text())
     assert r["width"] == 256 and "miou" in r["vs_synthetic_truth"]
+    assert r["outputs"]["report"] == str(d / "report.json")  # the file lists itself, as segment's does
     truth = r["vs_synthetic_truth"]  # spills as `evaluate --scene` counts them (oil = class 1 of 5)
     assert 0 <= truth["slicks_detected"] <= truth["slicks"] and 0 <= truth["false_alarms"] <= r["spills"]
     code, _, err = run(["demo", "-o", str(d), "--size", "256", "-q"], capsys)

@@ -141,7 +141,7 @@ def test_unreadable_pt_is_one_short_line(case: str, scene: Path, tmp_path: Path)
     write(model)
     line = segment_error(scene, model)
     assert expected in line
-    assert len(line) < 300, line  # torch's own text is several paragraphs of advice
+    assert len(line.replace(str(model), "M.pt")) < 250, line  # torch's own text is paragraphs of advice
 
 
 def test_metadata_is_validated_in_one_place() -> None:
