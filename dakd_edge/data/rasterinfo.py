@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.atomic import reason
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, Notice
 
 _VSI = re.compile(r"^((?:/vsi[a-z0-9_]+/)+)(.*)$", re.DOTALL)
 
@@ -134,10 +134,13 @@ def open_raster(path: str | os.PathLike):
     if ds.driver == "VRT" and name == gdal_name(path) and p.suffix.lower() != ".vrt":
         ds.close()  # a VRT the sniff above missed (a virtual path, XML past the first KB)
         raise InputError(_vrt_named(p))
+    if ds.driver == "HDF5Image" and ds.crs is None and ds.transform.is_identity and not ds.gcps[0]:
+        ds = _hdf5_placed(ds, name)
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         count, height, width, subdatasets = ds.count, ds.height, ds.width, list(ds.subdatasets)
         ds.close()
         if subdatasets:  # a NetCDF / HDF5 / Zarr container of several variables
+            subdatasets = co_pol_first(subdatasets)
             shown = ", ".join(subdatasets[:6]) + (
                 f" and {len(subdatasets) - 6} more" if len(subdatasets) > 6 else ""
             )
@@ -153,6 +156,42 @@ def open_raster(path: str | os.PathLike):
         ds.close()
         raise
     return ds
+
+
+# A container's co-polarised variable (NISAR GCOV's HHHH / VVVV, OPERA's VV / HH), listed first.
+_CO_POL_VAR = re.compile(r"[/:](VV|HH|VVVV|HHHH)\W*$", re.IGNORECASE)
+
+
+def co_pol_first(names: list[str]) -> list[str]:
+    """A container's subdataset names with the co-polarised backscatter ones first (the scene to give,
+    as NISAR GCOV lists HHHH after nothing in particular), else in their order."""
+    return sorted(names, key=lambda n: not _CO_POL_VAR.search(n))
+
+
+def _hdf5_placed(ds: Any, name: str) -> Any:
+    """An HDF5 dataset the HDF5 driver gives no georeference, opened through GDAL's netCDF driver
+    where that places it (CF ``grid_mapping`` and x / y coordinates, as NISAR GCOV and OPERA HDF5 grids
+    carry them); else ``ds`` as it is. Without this, outputs were in pixel units and areas unknown."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    m = re.match(r"HDF5:(\"[^\"]+\"|[^:]+):/?(/.*)$", name, re.IGNORECASE)
+    if m is None:
+        return ds
+    alt = f"NETCDF:{m.group(1)}:{m.group(2)}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            nc = rasterio.open(alt)
+    except (RasterioError, OSError):
+        return ds
+    if nc.crs is None or nc.transform.is_identity or (nc.width, nc.height) != (ds.width, ds.height):
+        nc.close()
+        return ds
+    ds.close()
+    warnings.warn(f"{name}: placed by GDAL's netCDF driver ({alt}): the HDF5 driver reads no georeference",
+                  Notice, stacklevel=3)  # fmt: skip
+    return nc
 
 
 _VRT_MARK = b"<VRTDataset"

@@ -278,8 +278,29 @@ def test_hdf5_dataset_name_keeps_its_double_slash(tmp_path: Path) -> None:
     rasterio.shutil.copy(tif, h5, driver="netCDF", FORMAT="NC4")  # HDF5 underneath
     name = Path(f'HDF5:"{h5}"://Band1')
     assert "://" not in str(name) and gdal_name(name) == f'HDF5:"{h5}"://Band1'
-    r, _ = _run(name, tmp_path / "c.tif", scale="db")
+    r, notes = _run(name, tmp_path / "c.tif", scale="db")
     assert r["width"] == 192 and r["height"] == 160
+    # GDAL's HDF5 driver reads no CF georeference (NISAR GCOV, OPERA HDF5 grids: outputs in pixel
+    # units, areas unknown); its netCDF driver does, and places the scene
+    assert r["georeferenced"] and r["crs"] == "EPSG:4326"
+    assert any("placed by GDAL's netCDF driver" in n for n in notes)
+    with rasterio.open(tmp_path / "c.tif") as a, rasterio.open(tif) as b:
+        assert a.crs == b.crs and a.transform.almost_equals(b.transform)
+
+
+def test_a_container_lists_its_co_polarised_variables_first() -> None:
+    from dakd_edge.data.rasterinfo import co_pol_first
+
+    names = [
+        f'HDF5:"g.h5"://science/LSAR/GCOV/grids/frequencyA/{v}'
+        for v in ("mask", "HHHV", "HHHH", "numberOfLooks")
+    ]
+    assert co_pol_first(names)[0].endswith("/HHHH") and co_pol_first(names)[1:] == [
+        names[0],
+        names[1],
+        names[3],
+    ]
+    assert co_pol_first(["NETCDF:a.nc:VH", "NETCDF:a.nc:VV"]) == ["NETCDF:a.nc:VV", "NETCDF:a.nc:VH"]
 
 
 def test_only_hyp3_products_run_their_co_pol_image(tmp_path: Path) -> None:
