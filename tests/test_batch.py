@@ -1477,3 +1477,20 @@ def test_a_deeply_nested_stac_file_is_one_line(tmp_path: Path) -> None:
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="not a STAC JSON file .*nested too deeply"):
         expand_inputs([deep])
+
+
+def test_files_named_by_polarisation_only_take_their_folder_name(tmp_path: Path) -> None:
+    """Planetary Computer's sentinel-1-rtc keeps PRODUCT_rtc/measurement/iw-vv.rtc.tiff: two products
+    stopped the batch on one id ('iw-vv.rtc'), and segment -o DIR/ named both outputs alike."""
+    from dakd_edge.cli.segment import scene_stem
+
+    names = ["S1A_IW_GRDH_1SDV_20230105T050102_20230105T050127_046647_059734_rtc",
+             "S1A_IW_GRDH_1SDV_20230117T050102_20230117T050127_046822_059DB2_rtc"]  # fmt: skip
+    for n in names:
+        (tmp_path / n / "measurement").mkdir(parents=True)
+        write_tif(tmp_path / n / "measurement" / "iw-vv.rtc.tiff", blob_scene(16, 16))
+    scenes = expand_inputs([tmp_path])
+    assert sorted(s.id for s in scenes) == [f"{n}-iw-vv.rtc" for n in names]
+    write_tif(tmp_path / "vv.tif", blob_scene(16, 16))
+    assert scene_stem(tmp_path / "vv.tif") == f"{tmp_path.name}-vv"
+    assert scene_stem(tmp_path / "harbour_vv.tif") == "harbour_vv"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import string
 import time
 import warnings
@@ -177,7 +178,16 @@ def scene_stem(scene: Path) -> str:
         if scene.suffix.lower() in (".tif", ".tiff"):  # a measurement TIFF: its own stem
             return scene.stem
         return product_name(scene)
+    if _GENERIC_STEM.fullmatch(scene.stem):  # iw-vv.rtc.tiff, vv.tif: the folder names the scene
+        named = next((q.name for q in scene.resolve().parents if q.name.lower() not in _GENERIC_DIRS), "")
+        return f"{Path(named).stem}-{scene.stem}" if named else scene.stem
     return scene.stem
+
+
+# File stems that name a polarisation, not a scene: Planetary Computer's sentinel-1-rtc
+# measurement/iw-vv.rtc.tiff and its assets saved as vv.tif; two products' outputs would collide.
+_GENERIC_STEM = re.compile(r"((iw|ew|s[1-6])-)?(vv|vh|hh|hv)(\.rtc)?", re.IGNORECASE)
+_GENERIC_DIRS = frozenset({"measurement", "measurements", "data", ""})
 
 
 def has_stem(opt: str, template: str) -> bool:
