@@ -73,7 +73,7 @@ class _Rasters:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-        from dakd_edge.data.rasterinfo import refuse_unsafe_vrt
+        from dakd_edge.data.gdalnames import refuse_unsafe_vrt
         from dakd_edge.inference.geotiff import raster_info
         from dakd_edge.meta import land_ids_of, oil_ids_of
 

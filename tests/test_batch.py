@@ -1494,3 +1494,4 @@ def test_files_named_by_polarisation_only_take_their_folder_name(tmp_path: Path)
     write_tif(tmp_path / "vv.tif", blob_scene(16, 16))
     assert scene_stem(tmp_path / "vv.tif") == f"{tmp_path.name}-vv"
     assert scene_stem(tmp_path / "harbour_vv.tif") == "harbour_vv"
+    assert scene_stem(tmp_path / "my.scene.v2" / "vv.tif") == "my.scene.v2-vv"  # a dotted folder whole

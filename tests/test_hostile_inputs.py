@@ -394,3 +394,23 @@ def test_many_irregular_gcps_fit_a_bounded_spline(monkeypatch) -> None:
     assert np.abs(lo - want_lo).max() < 1e-5 and np.abs(la - want_la).max() < 1e-5  # 1 m: under a pixel
     rr, cc = geo.rowcol(lo, la)
     assert np.abs(rr - r).max() < 0.01 and np.abs(cc - c).max() < 0.01
+
+
+def test_vrt_inside_an_archive_is_refused(tmp_path: Path, tif: Path) -> None:
+    """A deflated zip hides a VRT's XML from the scan (review): a VRT opened through /vsizip/, or named
+    by a local VRT as its source, is refused; a vrt:// source is local and opens."""
+    import zipfile
+
+    from dakd_edge.data.rasterinfo import open_raster
+
+    z = tmp_path / "z.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("net.vrt", _vrt("/vsicurl/http://127.0.0.1:9/x.tif"))
+    with pytest.raises(InputError, match="a GDAL VRT inside an archive or virtual path is not opened"):
+        open_raster(f"/vsizip/{z}/net.vrt")
+    (tmp_path / "outer.vrt").write_text(_vrt(f"/vsizip/{z}/net.vrt"))
+    with pytest.raises(InputError, match="inside an archive, whose sources are not checked"):
+        open_raster(tmp_path / "outer.vrt")
+    (tmp_path / "proto.vrt").write_text(_vrt(f"vrt://{tif}?bands=1"))
+    with open_raster(tmp_path / "proto.vrt") as ds:
+        assert int(ds.read(1).max()) == 7

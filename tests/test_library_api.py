@@ -88,3 +88,14 @@ def test_batch_run_refuses_an_unknown_segment_setting_before_starting(tmp_path) 
         _check_segment_kwargs({"min_aera": 5})
     with pytest.raises(InputError, match="vector"):  # the worker names each scene's outputs itself
         _check_segment_kwargs({"vector": "x.gpkg"})
+
+
+def test_predict_scale_errors_name_the_argument_not_the_cli_option() -> None:
+    """An int64 array of 0-255 is refused (16/32/64-bit integers are digital numbers): the message named
+    the CLI's --input-scale; the library's argument is scale=, and scale='uint8' reads it."""
+    pred = Predictor(FakeBackend(num_classes=2), tile=32, overlap=8, batch=2)
+    img = blob_scene(40, 40).astype(np.int64)
+    with pytest.raises(InputError, match=r"pass scale=uint8") as e:
+        pred.predict(img)
+    assert "--input-scale" not in str(e.value)
+    np.testing.assert_array_equal(pred.predict(img, scale="uint8"), pred.predict(img.astype(np.uint8)))

@@ -94,7 +94,7 @@ def expand_inputs(
     """
     if isinstance(inputs, str | os.PathLike):  # one path: its characters were inputs ("/" walked the disk)
         inputs = [inputs]
-    from dakd_edge.data.rasterinfo import is_gdal_name
+    from dakd_edge.data.gdalnames import is_gdal_name
 
     scenes: dict[Path | tuple[int, int], Scene] = {}
     out = Path(skip).resolve() if skip is not None else None
@@ -322,7 +322,7 @@ def _is_output(folder: Path, out: Path | None) -> bool:
 
 
 def _from_list(p: Path, depth: int, out: Path | None, pol: str | None) -> Iterator[Scene]:
-    from dakd_edge.data.rasterinfo import is_gdal_name
+    from dakd_edge.data.gdalnames import is_gdal_name
 
     try:
         lines = p.read_text().splitlines()

@@ -165,7 +165,7 @@ def scene_stem(scene: Path) -> str:
     (``S1A_IW_GRDH_..._ABCD`` for its ``.SAFE`` folder, ``.zip`` or ``manifest.safe``, a zip by the
     product inside it, as a ``<uuid>.zip`` download names none; ``PRODUCT-iw-vv`` for a measurement TIFF
     of a flattened copy, whose ``iw-vv.tiff`` names no product)."""
-    from dakd_edge.data.rasterinfo import dataset_stem, is_gdal_name, is_vsi
+    from dakd_edge.data.gdalnames import dataset_stem, is_gdal_name, is_vsi
     from dakd_edge.data.sentinel1 import is_flattened_name, is_sentinel1_product, product_name
 
     if is_gdal_name(scene) and not is_vsi(scene):
@@ -180,7 +180,8 @@ def scene_stem(scene: Path) -> str:
         return product_name(scene)
     if _GENERIC_STEM.fullmatch(scene.stem):  # iw-vv.rtc.tiff, vv.tif: the folder names the scene
         named = next((q.name for q in scene.resolve().parents if q.name.lower() not in _GENERIC_DIRS), "")
-        return f"{Path(named).stem}-{scene.stem}" if named else scene.stem
+        named = re.sub(r"\.(safe|zip)$", "", named, flags=re.IGNORECASE)  # my.scene.v2 stays whole
+        return f"{named}-{scene.stem}" if named else scene.stem
     return scene.stem
 
 
@@ -400,7 +401,7 @@ def plan_outputs(
         and not Path(report).is_dir()
     )
     jobs = []
-    from dakd_edge.data.rasterinfo import is_gdal_name
+    from dakd_edge.data.gdalnames import is_gdal_name
 
     for scene in scenes:
         if not scene.exists() and not is_gdal_name(scene):  # GDAL checks /vsizip/..., NETCDF:"f.nc":VV

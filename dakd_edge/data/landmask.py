@@ -724,7 +724,7 @@ class RasterLandSource:
         import rasterio
         from rasterio.errors import RasterioError
 
-        from dakd_edge.data.rasterinfo import refuse_unsafe_vrt
+        from dakd_edge.data.gdalnames import refuse_unsafe_vrt
 
         self.path = Path(path)
         refuse_unsafe_vrt(self.path)  # a VRT reads other files: only under its own name, local ones

@@ -35,7 +35,12 @@ _OPERA = re.compile(
     r".*?(?:_(?P<layer>[A-Za-z0-9_]+))?\.(?P<ext>tiff?|h5)$",
     re.IGNORECASE,
 )
-_POL = re.compile(r"(VV|VH|HH|HV)(_.*)?", re.IGNORECASE)  # a layer of one polarisation (VV, VV_db)
+# The product's layers that are no backscatter, as the providers name them (a whitelist: any other
+# suffix, such as a user's _subset or _aoi_VV, is still the image)
+_HYP3_AUX = frozenset(
+    {"ls_map", "rgb", "dem", "area", "inc_map", "inc_map_ell", "scattering_area", "rgb_thumb"}
+)
+_OPERA_AUX = frozenset({"mask", "layover_shadow_mask"})
 # A product's co-polarised image by its name (HyP3's NAME_VV.tif beside NAME_VH.tif, NAME_ls_map.tif, ...)
 _CO_POL_FILE = re.compile(r"(^|[_-])(VV|HH)\.tiff?$", re.IGNORECASE)
 
@@ -57,7 +62,7 @@ def parse_name(name: str) -> NamedFile | None:
     """The product facts a file (or folder, zip) name states, or None for names of no known provider."""
     if m := _OPERA.match(name):
         layer = m.group("layer") or ""
-        back = not m.group("static") and m.group("ext").lower() != "h5" and _POL.fullmatch(layer) is not None
+        back = not m.group("static") and m.group("ext").lower() != "h5" and layer.lower() not in _OPERA_AUX
         return NamedFile(
             "opera", back, "linear" if back else None, "its OPERA RTC-S1 file name says (gamma0 power)",
             _time(m.group("t")), f"sentinel-1{m.group('m').lower()}", layer,
@@ -67,7 +72,7 @@ def parse_name(name: str) -> NamedFile | None:
         # NAME_VV.tif is backscatter; NAME_ls_map.tif, _rgb, _dem, _area, _inc_map are not (a folder or
         # zip is the product, whose co-polarised image runs)
         layer = lm.group(1) if (lm := _HYP3_LAYER.search(name)) else ""
-        back = not layer or _POL.fullmatch(layer) is not None
+        back = layer.lower() not in _HYP3_AUX  # a user's own suffix (_subset, _aoi_VV) is still the image
         return NamedFile(
             "hyp3", back, _HYP3_SCALES[m.group(1).lower()] if back else None,
             f"its ASF HyP3 RTC file name says ({m.group(0)[1:]}...)",

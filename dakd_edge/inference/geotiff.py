@@ -30,7 +30,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
-from dakd_edge.data.rasterinfo import open_raster
+from dakd_edge.data.rasterinfo import is_mask_band, open_raster
 from dakd_edge.data.scaling import scale_from_name, valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
@@ -107,8 +107,6 @@ _CO_POL = re.compile(r"(sigma|gamma|beta)0?_(vv|hh)(_db)?(_.*)?|(vv|hh)(_db)?", 
 # Cross-polarised backscatter by band description (VH, Sigma0_VH_db) or file name (..._VH.tif, IMG-HV-...).
 _SIGMA0 = re.compile(r"sigma0?_(vv|hh)(_db)?(_.*)?", re.IGNORECASE)
 _SIGMA0_LINEAR = re.compile(r"sigma0?_(vv|hh)", re.IGNORECASE)
-# A band of validity flags by its description (Sentinel Hub / openEO's dataMask: 0 = no data).
-_MASK_BAND = re.compile(r"data_?mask", re.IGNORECASE)
 _CROSS_POL_BAND = re.compile(r"(?:sigma|gamma|beta)0?_(vh|hv)(?:_db)?(?:_.*)?|(vh|hv)(?:_db)?", re.IGNORECASE)
 _CROSS_POL_NAME = re.compile(r"(^|[_.-])(VH|HV)([_.-]|$)", re.IGNORECASE)
 _CO_POL_NAME = re.compile(r"(^|[_.-])(VV|HH)([_.-]|$)", re.IGNORECASE)
@@ -200,11 +198,7 @@ class SceneReader(Scene):
         # so is a band described dataMask (Sentinel Hub / openEO exports: 0 outside the data), which
         # GDAL does not know as one: :meth:`values` applies it.
         self._mask_band = next(
-            (
-                b
-                for b in range(1, ds.count + 1)
-                if _MASK_BAND.fullmatch((ds.descriptions[b - 1] or "").strip())
-            ),
+            (b for b in range(1, ds.count + 1) if is_mask_band(ds.descriptions[b - 1])),
             None,
         )
         data = tuple(

@@ -148,7 +148,12 @@ class Predictor:
             return np.full((k, h, w), np.nan, np.float32)
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
-        scale = resolve_scale(sample, scale)
+        try:
+            scale = resolve_scale(sample, scale)
+        except InputError as e:  # the library's argument, not the CLI's option
+            raise InputError(
+                str(e).replace("--input-scale ", "scale=").replace("--input-scale", "scale=")
+            ) from None
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )

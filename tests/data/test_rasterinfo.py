@@ -63,3 +63,20 @@ def test_alos_dn_zero_is_no_data_as_segment_reads_it(tmp_path: Path) -> None:
     assert b["nodata_from_name"] == 0 and b["scale"] == "amplitude"
     plain = describe_raster(_write(tmp_path / "dn.tif", a))["bands"][0]
     assert plain["min"] == 0 and "nodata_from_name" not in plain
+
+
+def test_datamask_band_is_described_as_the_mask_it_is(tmp_path: Path) -> None:
+    """Review: info counted a Sentinel Hub file's masked columns as data and called its dataMask band
+    "linear", while segment masks with it."""
+    a = np.full((3, 40, 50), 0.03, np.float32)
+    a[2] = 1.0
+    a[:, :, :10] = 0.0  # outside the data: dataMask 0
+    p = tmp_path / "sh.tif"
+    prof = dict(driver="GTiff", height=40, width=50, count=3, dtype="float32", crs="EPSG:32634",
+                transform=from_origin(0, 0, 10, 10))  # fmt: skip
+    with rasterio.open(p, "w", **prof) as ds:
+        ds.write(a)
+        ds.descriptions = ("VV", "VH", "dataMask")
+    bands = describe_raster(p)["bands"]
+    assert bands[0]["valid_fraction"] == pytest.approx(0.8) and bands[0]["min"] == pytest.approx(0.03)
+    assert bands[2]["scale"].startswith("mask")

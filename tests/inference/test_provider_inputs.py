@@ -270,7 +270,7 @@ def test_hdf5_dataset_name_keeps_its_double_slash(tmp_path: Path) -> None:
     """HDF5:"f.h5"://VAR: the CLI's Path folded '://' into ':/', which GDAL cannot open."""
     import rasterio.shutil
 
-    from dakd_edge.data.rasterinfo import gdal_name
+    from dakd_edge.data.gdalnames import gdal_name
 
     tif = write_tif(tmp_path / "m.tif", np.stack([_db(), _db() - 6.0]), crs="EPSG:4326",
                     transform=rasterio.transform.from_origin(12, 42, 1e-4, 1e-4))  # fmt: skip
@@ -380,7 +380,7 @@ def test_dataset_names_get_distinct_stems_and_times_are_no_driver(tmp_path: Path
     """Every COSMO-SkyMed HDF5 subdataset was named 'SBI' and every RS2 calibration 'product' (two
     scenes in one run collided); a missing 'scene_T10:20:30.tif' was taken for a dataset name."""
     from dakd_edge.cli.segment import plan_outputs
-    from dakd_edge.data.rasterinfo import dataset_stem, is_gdal_name
+    from dakd_edge.data.gdalnames import dataset_stem, is_gdal_name
 
     assert dataset_stem('HDF5:"/d/CSK_A.h5"://S01/SBI') == "CSK_A_S01_SBI"
     assert dataset_stem("RADARSAT_2_CALIB:SIGMA0:/d/RS2_OK1_SGF/product.xml") == "RS2_OK1_SGF_SIGMA0"
@@ -472,3 +472,15 @@ def test_batch_walk_survives_symlink_loops(tmp_path: Path) -> None:
     write_tif(d / "sub" / "t.tif", blob_scene(16, 16))
     (d / "sub" / "up").symlink_to("..")
     assert sorted(s.path.name for s in expand_inputs([d])) == ["s.tif", "t.tif"]
+
+
+def test_a_users_own_suffix_on_a_product_name_is_still_the_image() -> None:
+    """Review: any suffix but a polarisation was taken for an auxiliary layer (HyP3 NAME_subset.tif
+    refused, dropped from batch walks): only the providers' own layer names are."""
+    from dakd_edge.data.products import auxiliary_layer
+
+    hyp3 = "S1A_IW_20230105T050102_DVP_RTC30_G_gpuned_ABCD"
+    for own in (f"{hyp3}_subset.tif", f"{hyp3}_aoi_VV.tif", f"{OPERA}_clip.tif", f"{hyp3}_VV_db.tif"):
+        assert auxiliary_layer(own) is None, own
+    for aux in (f"{hyp3}_ls_map.tif", f"{hyp3}_inc_map.tif", f"{OPERA}_mask.tif", f"{OPERA}.h5"):
+        assert auxiliary_layer(aux) is not None, aux
