@@ -37,7 +37,7 @@ def test_staging_is_compressed_losslessly_and_reads_back(tmp_path: Path) -> None
         st.reopen()
         assert st.ds.compression is not None and st.ds.compression.name.lower() == opts["compress"]
         back = st[0:h, 0:w]
-        np.testing.assert_array_equal(back, quantize_prob(p).astype(np.float64) / 250.0)
+        np.testing.assert_array_equal(back, quantize_prob(p).astype(np.float32) / 250.0)
         np.testing.assert_allclose(back, np.clip(p, 0, 1), atol=0.5 / 250 + 1e-7)
     finally:
         st.close()
