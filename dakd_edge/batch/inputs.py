@@ -139,7 +139,7 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
     only with the same files (a product downloaded twice, under two names); two folders, or zips that
     differ, may be edited copies: both stay, and stop on their shared id, for the user to choose.
     """
-    from dakd_edge.data.products import product_key
+    from dakd_edge.data.products import file_polarisation, product_key
 
     groups: dict[str, list[Scene]] = {}
     damaged: dict[int, bool] = {}  # a zip that holds no readable product, found once per scene
@@ -157,7 +157,12 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
         named = any(product_key(s.path.name) is not None for s in group)
         by_pol = _TIFF in forms.values() and not named
         kept: list[tuple[Scene, str | None]] = []
-        for s in sorted(group, key=lambda s: (forms[id(s)], damaged[id(s)])):  # a damaged zip last
+        # a HyP3 / OPERA product's co-polarised image before its VH / HV (which then does not run beside
+        # it: cross-polarised false alarms would merge with the same pass's VV polygons in the layer)
+        cross = {id(s): file_polarisation(s.path.name) in ("VH", "HV") for s in group}
+        for s in sorted(
+            group, key=lambda s: (forms[id(s)], cross[id(s)], damaged[id(s)])
+        ):  # damaged zip last
             read = _polarisation(s.path, pol) if by_pol else ""
             first = next((k for k, r in kept if r == read and read is not None
                           and _interchangeable(k.path, forms[id(k)], s.path, forms[id(s)],
@@ -173,6 +178,11 @@ def _one_per_product(scenes: list[Scene], pol: str | None, notes: dict[str, list
                 elif damaged[id(s)]:
                     name += " (a damaged or truncated zip)"
                     why = f"is named after the same product as {first.path}"
+                elif cross[id(s)] and not cross[id(first)]:
+                    why = (
+                        f"is the cross-polarised image of the product whose co-polarised one runs "
+                        f"({first.path}); give it alone to run it"
+                    )
                 else:
                     why = f"is the same product as {first.path}"
                 where = "the .SAFE folder" if forms[id(first)] == _SAFE and not by_pol else first.path.name

@@ -125,9 +125,15 @@ def auxiliary_layer(name: str) -> str | None:
 
 def product_key(name: str) -> str | None:
     """The product a HyP3 / OPERA file belongs to: its name without the polarisation suffix and file
-    suffix (so a product's zip, folder and ``_VV.tif`` are one); None for other names."""
+    suffix (so a product's zip, folder, ``_VV.tif`` and ``_VH.tif`` are one); None for other names."""
     p = parse_name(name)
     if p is None or p.provider not in ("hyp3", "opera"):
         return None
     stem = re.sub(r"\.(zip|tiff?)$", "", name, flags=re.IGNORECASE)
-    return re.sub(r"_(VV|HH)$", "", stem, flags=re.IGNORECASE)
+    return re.sub(r"_(VV|HH|VH|HV)$", "", stem, flags=re.IGNORECASE)
+
+
+def file_polarisation(name: str) -> str | None:
+    """The polarisation a HyP3 / OPERA image file's name ends with (``NAME_VH.tif``: ``VH``), else None."""
+    m = re.search(r"_(VV|HH|VH|HV)\.tiff?$", name, re.IGNORECASE)
+    return m.group(1).upper() if m and product_key(name) is not None else None

@@ -453,9 +453,15 @@ def test_batch_walk_counts_opera_backscatter_only_and_reads_its_time(tmp_path: P
     write_tif(
         d / "OPERA_L2_RTC-S1-STATIC_T069-147170-IW1_20140403_S1A_30_v1.0_local_incidence_angle.tif", lin
     )
-    scenes = expand_inputs([d])
-    assert [s.path.name for s in scenes] == [f"{OPERA}_VH.tif", f"{OPERA}_VV.tif"]
-    assert scenes[1].meta == {"start_time": "2023-10-04T01:12:11+00:00", "platform": "sentinel-1a"}
+    notes: dict[str, list[str]] = {}
+    scenes = expand_inputs([d], notes=notes)
+    # the VH beside its VV does not run (its false alarms would merge with the VV's in the layer)
+    assert [s.path.name for s in scenes] == [f"{OPERA}_VV.tif"]
+    assert scenes[0].meta == {"start_time": "2023-10-04T01:12:11+00:00", "platform": "sentinel-1a"}
+    (note,) = notes[scenes[0].id]
+    assert note.startswith(f"{OPERA}_VH.tif is the cross-polarised image of the product whose co-polarised")
+    (alone,) = expand_inputs([d / f"{OPERA}_VH.tif"])  # given alone, it runs
+    assert alone.path.name == f"{OPERA}_VH.tif"
 
 
 def test_batch_walk_survives_symlink_loops(tmp_path: Path) -> None:
