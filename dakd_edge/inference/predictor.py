@@ -8,6 +8,7 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ def default_batch(device: str, tile: int) -> int:
     if str(device).startswith("cuda"):
         return 8
     return max(1, CPU_BATCH_PIXELS // (tile * tile))
+
+
+def _api_words(text: str) -> str:
+    """A scaling message in the library's words: ``--input-scale uint8`` -> ``scale=uint8``, a bare
+    ``--input-scale`` -> ``scale=`` (a scale word after it is kept: "no --input-scale reads" stays whole)."""
+    return re.sub(r"--input-scale(?: (uint8|db|linear|amplitude)\b)?", lambda m: f"scale={m[1] or ''}", text)
 
 
 class Predictor:
@@ -151,14 +158,12 @@ class Predictor:
         try:
             scale = resolve_scale(sample, scale)
         except InputError as e:  # the library's argument, not the CLI's option
-            raise InputError(
-                str(e).replace("--input-scale ", "scale=").replace("--input-scale", "scale=")
-            ) from None
+            raise InputError(_api_words(str(e))) from None
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(domain.replace("--input-scale", "scale="), InputDomainWarning, stacklevel=2)
+            warnings.warn(_api_words(domain), InputDomainWarning, stacklevel=2)
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
         trend = None

@@ -18,6 +18,11 @@ from dakd_edge.inference.tiling import TileStats
 from dakd_edge.inference.vectorize import Measurer, geojson_crs, measures_m2
 
 
+def _cell_sums(a: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray) -> np.ndarray:
+    """Sums of ``a`` over the cells starting at ``row_starts`` x ``col_starts``."""
+    return np.add.reduceat(np.add.reduceat(a, row_starts, 0), col_starts, 1)
+
+
 class _GeographicArea:
     """m^2 of pixels of an affine grid in a geographic CRS, pixel by pixel: the pixel's parallelogram in
     longitude/latitude times the ellipsoid's area element at its centre's latitude (exact to 1e-7 for
@@ -56,13 +61,11 @@ class _GeographicArea:
         cell = int(max(1, min(self.CELL, self.MAX_SPAN // span))) if span > 0 else self.CELL
         re, ce = np.r_[0:h:cell], np.r_[0:w:cell]
         o = oil.astype(np.float64)
-        n = np.add.reduceat(np.add.reduceat(o, re, 0), ce, 1)
+        n = _cell_sums(o, re, ce)
         if not n.any():
             return 0.0
-        rows = np.arange(h, dtype=np.float64)[:, None]
-        cols = np.arange(w, dtype=np.float64)[None, :]
-        sr = np.add.reduceat(np.add.reduceat(o * rows, re, 0), ce, 1)
-        sc = np.add.reduceat(np.add.reduceat(o * cols, re, 0), ce, 1)
+        sr = _cell_sums(o * np.arange(h, dtype=np.float64)[:, None], re, ce)
+        sc = _cell_sums(o * np.arange(w, dtype=np.float64)[None, :], re, ce)
         with np.errstate(invalid="ignore", divide="ignore"):
             mr, mc = sr / n, sc / n
         lat = (t.d * (mc + x0 + 0.5) + t.e * (mr + y0 + 0.5) + t.f) * self.rad
@@ -109,7 +112,7 @@ class _ProjectedArea:
         x, y = self._world(cols.ravel().astype(np.float64), rows.ravel().astype(np.float64))
         x, y = np.reshape(x, cols.shape), np.reshape(y, cols.shape)
         cell = _quad_area(x, y) * self.unit2  # flat: where the CRS cannot be inverted
-        n = np.add.reduceat(np.add.reduceat(oil.astype(np.int64), re[:-1], 0), ce[:-1], 1)
+        n = _cell_sums(oil.astype(np.int64), re[:-1], ce[:-1])
         if self.to_lonlat is not None:
             with np.errstate(all="ignore"):
                 lon, lat = (np.asarray(v, np.float64) for v in self.to_lonlat.transform(x, y))

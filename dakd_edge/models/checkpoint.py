@@ -212,8 +212,8 @@ def load_model_file(
         except Exception as e:  # SafetensorError, OSError, ...
             raise ModelFileError(f"cannot read weights from {p}: {' '.join(str(e).split())}") from e
     model = _rebuild(meta, p)
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    _check_fit(own, _shapes(state), meta, p)
+    if expected is None:  # the meta-device build failed: check the real one's shapes instead
+        _check_fit({k: tuple(v.shape) for k, v in model.state_dict().items()}, _shapes(state), meta, p)
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval(), meta
 

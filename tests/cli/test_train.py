@@ -12,15 +12,11 @@ from click.testing import CliRunner
 
 from dakd_edge.cli.app import cli
 from dakd_edge.train.common import read_jsonl
-from tests.train.tiny import TINY, blob_sample, write_folder
+from tests.train.tiny import TINY, write_blob_folder
 
 
 def _folder(root, n=10, size=40):
-    pairs = []
-    for i in range(n):
-        s = blob_sample(i, size)
-        pairs.append((np.rint(s["image"][0] * 255).astype(np.uint8), s["mask"].astype(np.uint8)))
-    write_folder(root, pairs)
+    write_blob_folder(root, n, size)
 
 
 def test_train_then_evaluate_cli(tmp_path):

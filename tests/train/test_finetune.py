@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,7 +14,7 @@ from dakd_edge.errors import InputError
 from dakd_edge.models.checkpoint import load_model_file, read_meta
 from dakd_edge.train.finetune import classifier_prefix, init_model
 from dakd_edge.weights import bundled_path
-from tests.train.tiny import blob_sample, write_folder
+from tests.train.tiny import write_blob_folder
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +72,7 @@ def test_architecture_follows_the_file(bundled, tmp_path) -> None:
 
 
 def _folder(root, n=6, size=64):
-    pairs = []
-    for i in range(n):
-        s = blob_sample(i, size)
-        pairs.append((np.rint(s["image"][0] * 255).astype(np.uint8), s["mask"].astype(np.uint8)))
-    write_folder(root, pairs)
+    write_blob_folder(root, n, size)
 
 
 def test_cli_fine_tunes_the_bundled_model(tmp_path) -> None:

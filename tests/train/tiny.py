@@ -154,3 +154,12 @@ def write_folder(root, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
     for i, (img, mask) in enumerate(samples):
         Image.fromarray(img).save(root / "images" / f"s{i:03d}.png")
         Image.fromarray(mask).save(root / "masks" / f"s{i:03d}.png")
+
+
+def write_blob_folder(root, n: int, size: int) -> None:
+    """:func:`write_folder` of ``n`` :func:`blob_sample` pairs of ``size`` px (8-bit images, class ids)."""
+    pairs = []
+    for i in range(n):
+        s = blob_sample(i, size)
+        pairs.append((np.rint(s["image"][0] * 255).astype(np.uint8), s["mask"].astype(np.uint8)))
+    write_folder(root, pairs)
