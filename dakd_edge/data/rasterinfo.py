@@ -72,6 +72,10 @@ def open_raster(path: str | os.PathLike):
         raise InputError(vrt_named(p))
     if ds.driver == "HDF5Image" and ds.crs is None and ds.transform.is_identity and not ds.gcps[0]:
         ds = _hdf5_placed(ds, name)
+    if ds.driver == "SNAP_TIFF" or (
+        ds.driver == "GTiff" and not is_gdal_name(name) and not any(ds.descriptions)
+    ):
+        ds = _snap_tiff(ds, name, p)
     if ds.width == 0 or ds.height == 0 or ds.count == 0:
         count, height, width, subdatasets = ds.count, ds.height, ds.width, list(ds.subdatasets)
         ds.close()
@@ -130,6 +134,122 @@ def _hdf5_placed(ds: Any, name: str) -> Any:
     return nc
 
 
+def _snap_tiff(ds: Any, name: str, p: Path) -> Any:
+    """A GeoTIFF written by SNAP as one in-memory VRT of its bands with their SNAP names, no-data value
+    and scaling (from the DIMAP header SNAP keeps in its private TIFF tag 65000); else ``ds`` as it is.
+
+    GDAL's GTiff driver reads none of that header: a SNAP export of ``Sigma0_VH`` and ``Sigma0_VV`` was
+    two unnamed bands (refused until ``--band``), its 0 outside the swath data. GDAL 3.10's SNAP_TIFF
+    driver, which claims SNAP's one-band files, reads the name but no geotransform: a terrain-corrected
+    ``Sigma0_VV.tif`` lost its place (outputs in pixels, no land mask, no areas). So such a file is
+    reopened with the GTiff driver, which reads its georeference (or its tie-point grid as GCPs)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    infos = _snap_band_infos(p) if not is_gdal_name(name) else None
+    if infos is None and ds.driver == "SNAP_TIFF":  # inside an archive: what SNAP_TIFF read of band 1
+        infos = [{"BAND_NAME": ds.descriptions[0] or "", "PHYSICAL_UNIT": ds.units[0] or "", "NO_DATA_VALUE_USED": "true" if ds.nodata is not None else "",
+                  "NO_DATA_VALUE": repr(ds.nodata), "SCALING_FACTOR": repr(ds.scales[0]),
+                  "SCALING_OFFSET": repr(ds.offsets[0])}]  # fmt: skip
+    if infos is None:
+        return ds
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            tif = ds if ds.driver == "GTiff" else rasterio.open(name, driver="GTiff")
+    except (RasterioError, OSError):
+        return ds
+    if len(infos) != tif.count:  # virtual bands left out, still not the file's bands: names unknown
+        if tif is not ds:
+            tif.close()
+        return ds
+    source = str(Path(name).resolve()) if not is_gdal_name(name) else name
+    bands = [_vrt_band(i, tif.dtypes[i - 1], source, i, info) for i, info in enumerate(infos, 1)]
+    xml = f'<VRTDataset rasterXSize="{tif.width}" rasterYSize="{tif.height}">{_vrt_place(tif)}{"".join(bands)}</VRTDataset>'
+    if tif is not ds:
+        tif.close()
+    ds.close()
+    return rasterio.open(xml)
+
+
+def _snap_band_infos(p: Path) -> list[dict[str, str]] | None:
+    """The stored bands' ``Spectral_Band_Info`` fields (name, no-data, scaling) in band order, from the
+    DIMAP header of a SNAP GeoTIFF's tag 65000 (virtual bands, which SNAP does not write, left out); None
+    for any other TIFF or a header that cannot be read."""
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            tag = tif.pages[0].tags.get(65000)
+            text = tag.value if tag is not None else None
+    except Exception:  # not a TIFF tifffile reads (GDAL opened it): no SNAP names
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    if not isinstance(text, str) or "<Dimap_Document" not in text[:4096] or len(text) > MAX_DIMAP_HEADER:
+        return None
+    try:
+        root = ET.fromstring(text.encode("latin-1", "replace"))
+    except ET.ParseError:
+        return None
+    infos = []
+    for b in root.iter("Spectral_Band_Info"):
+        if _text(b, "VIRTUAL_BAND").lower() == "true" or _text(b, "EXPRESSION"):
+            continue
+        index = _text(b, "BAND_INDEX")
+        infos.append(
+            (int(index) if index.isdigit() else len(infos), {e.tag: (e.text or "").strip() for e in b})
+        )
+    return [info for _, info in sorted(infos, key=lambda t: t[0])] or None
+
+
+MAX_DIMAP_HEADER = 64 << 20  # a DIMAP header is kilobytes to a few MB of metadata; more is not SNAP's
+
+
+def _vrt_place(ds: Any) -> str:
+    """VRT XML for ``ds``'s georeference: CRS and geotransform, or its GCPs with their CRS."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    if ds.crs is not None and not ds.transform.is_identity:
+        gt = ", ".join(repr(v) for v in ds.transform.to_gdal())
+        return f"<SRS>{escape(ds.crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>"
+    gcps, crs = ds.gcps
+    if not gcps:
+        return ""
+    proj = f" Projection={quoteattr(crs.to_wkt())}" if crs is not None else ""
+    pts = "".join(
+        f'<GCP Id={quoteattr(str(g.id or i))} Pixel="{g.col!r}" Line="{g.row!r}" X="{g.x!r}" Y="{g.y!r}" Z="{(g.z or 0.0)!r}"/>'
+        for i, g in enumerate(gcps, 1)
+    )
+    return f"<GCPList{proj}>{pts}</GCPList>"
+
+
+def _vrt_band(i: int, dtype: str, source: str, source_band: int, info: Any, name: str = "") -> str:
+    """One VRT band of ``source``'s band ``source_band`` with a DIMAP ``Spectral_Band_Info``'s name,
+    unit, no-data value and scaling (``info``: its element or a dict of its fields; None: ``name`` only)."""
+    from xml.sax.saxutils import escape
+
+    def field(key: str) -> str:
+        return (info.get(key) or "").strip() if isinstance(info, dict) else _text(info, key)
+
+    band = [f'<VRTRasterBand dataType="{_VRT_TYPES.get(dtype, "Float32")}" band="{i}">']
+    band.append(f"<Description>{escape(field('BAND_NAME') or name)}</Description>")
+    if field("PHYSICAL_UNIT"):
+        band.append(f"<UnitType>{escape(field('PHYSICAL_UNIT'))}</UnitType>")
+    if field("NO_DATA_VALUE_USED").lower() == "true" and field("NO_DATA_VALUE"):
+        band.append(f"<NoDataValue>{escape(field('NO_DATA_VALUE'))}</NoDataValue>")
+    scale, offset = field("SCALING_FACTOR") or "1", field("SCALING_OFFSET") or "0"
+    if float(scale) != 1.0 or float(offset) != 0.0:
+        band.append(f"<Scale>{escape(scale)}</Scale><Offset>{escape(offset)}</Offset>")
+    band.append(
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(source)}'
+        f"</SourceFilename><SourceBand>{source_band}</SourceBand></SimpleSource></VRTRasterBand>"
+    )
+    return "".join(band)
+
+
 def dimap_vrt(dim: Path) -> str:
     """A BEAM-DIMAP product (``X.dim`` + ``X.data/*.img`` ENVI files, SNAP's default format) as one
     in-memory VRT (XML): one band per stored band, with its name as the band description and the
@@ -137,7 +257,6 @@ def dimap_vrt(dim: Path) -> str:
     swath would be read as data). Georeference is the first band file's (ENVI ``map info``, written
     for map-projected products); virtual (expression) bands, stored nowhere, are left out."""
     import xml.etree.ElementTree as ET
-    from xml.sax.saxutils import escape
 
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -163,30 +282,15 @@ def dimap_vrt(dim: Path) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(bands[0][0]) as first:
-                h, w, crs, transform = first.height, first.width, first.crs, first.transform
+                h, w, geo = first.height, first.width, _vrt_place(first)
             for i, (img, b) in enumerate(bands, 1):
                 with rasterio.open(img) as ds:
                     if (ds.height, ds.width) != (h, w):
                         raise InputError(f"{dim}: its bands differ in size ({img.name}); export one band")
                     dtype = ds.dtypes[0]
-                band = [f'<VRTRasterBand dataType="{_VRT_TYPES.get(dtype, "Float32")}" band="{i}">']
-                band.append(f"<Description>{escape(_text(b, 'BAND_NAME') or img.stem)}</Description>")
-                if _text(b, "NO_DATA_VALUE_USED").lower() == "true" and _text(b, "NO_DATA_VALUE"):
-                    band.append(f"<NoDataValue>{escape(_text(b, 'NO_DATA_VALUE'))}</NoDataValue>")
-                scale, offset = _text(b, "SCALING_FACTOR") or "1", _text(b, "SCALING_OFFSET") or "0"
-                if float(scale) != 1.0 or float(offset) != 0.0:
-                    band.append(f"<Scale>{escape(scale)}</Scale><Offset>{escape(offset)}</Offset>")
-                band.append(
-                    f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(img.resolve()))}'
-                    "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
-                )
-                parts.append("".join(band))
+                parts.append(_vrt_band(i, dtype, str(img.resolve()), 1, b, name=img.stem))
     except (RasterioError, OSError, ValueError) as e:
         raise InputError(f"{dim}: cannot read its band files ({reason(e)})") from None
-    geo = ""
-    if crs is not None and not transform.is_identity:
-        gt = ", ".join(repr(v) for v in transform.to_gdal())
-        geo = f"<SRS>{escape(crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>"
     return f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{geo}{"".join(parts)}</VRTDataset>'
 
 

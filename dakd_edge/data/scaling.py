@@ -7,6 +7,7 @@ numpy only (used by the torch-free runtime).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -113,6 +114,23 @@ def scale_from_name(name: str, dtype: str) -> NameScale | None:
             return None
         return NameScale(named.scale, ALOS_DN_GAIN, named.why)
     return NameScale(named.scale, None, named.why)
+
+
+# Units of calibrated backscatter bands: SNAP's (``PHYSICAL_UNIT``: Sigma0_VV in "intensity", its
+# Sigma0_VV_db in "intensity_db") and GDAL's "dB".
+_UNIT_SCALES = {"intensity": "linear", "intensity_db": "db", "db": "db", "amplitude": "amplitude"}
+_CALIBRATED_BAND = re.compile(r"(sigma|gamma|beta)0?_(vv|hh|vh|hv)(_db)?(_.*)?", re.IGNORECASE)
+
+
+def scale_from_unit(description: str | None, unit: str | None) -> NameScale | None:
+    """The scaling a calibrated band's unit states (SNAP exports: ``Sigma0_VV`` in ``intensity``), or
+    None. Only for bands named as calibrated backscatter: SNAP's uncalibrated ``Intensity_VV`` is in
+    "intensity" too, but in squared digital numbers."""
+    desc, unit = (description or "").strip(), (unit or "").strip()
+    scale = _UNIT_SCALES.get(unit.lower())
+    if scale is None or not _CALIBRATED_BAND.fullmatch(desc):
+        return None
+    return NameScale(scale, None, f"its band's unit says ({desc} in {unit})")
 
 
 def to_unit(raw: np.ndarray, scale: str, norm: Normalization | None = None) -> np.ndarray:

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.rasterinfo import is_mask_band, open_raster
-from dakd_edge.data.scaling import scale_from_name, valid_mask
+from dakd_edge.data.scaling import scale_from_name, scale_from_unit, valid_mask
 from dakd_edge.errors import InputError, Notice, OutputError
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
@@ -271,7 +271,9 @@ class SceneReader(Scene):
         offset = np.array([ds.offsets[b - 1] for b in bands], np.float64)
         self._affine_values = (gain, offset) if (gain != 1).any() or (offset != 0).any() else None
         self._masked = any(MaskFlags.per_dataset in ds.mask_flag_enums[b - 1] for b in bands)
-        named = scale_from_name(p.name, ds.dtypes[bands[0] - 1])
+        named = scale_from_name(p.name, ds.dtypes[bands[0] - 1]) or scale_from_unit(
+            ds.descriptions[bands[0] - 1], ds.units[bands[0] - 1]
+        )
         if named is not None:  # said by segment when it reads the scale so (--input-scale auto)
             if named.gain is not None and self._affine_values is None:
                 self._affine_values = (np.full(len(bands), named.gain), np.zeros(len(bands)))

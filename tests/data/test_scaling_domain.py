@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dakd_edge.data.scaling import SOS_INPUT_STATS, domain_warning, measure_input_stats, to_unit
+from dakd_edge.data.scaling import (
+    SOS_INPUT_STATS,
+    domain_warning,
+    measure_input_stats,
+    scale_from_unit,
+    to_unit,
+)
 from dakd_edge.errors import InputError, ModelFileError
 from dakd_edge.meta import ModelMeta
 
@@ -124,3 +130,24 @@ def test_detect_scale_tells_noise_subtracted_linear_from_db() -> None:
     assert detect_scale(np.clip(10 * np.log10(sea), -35, None) + 14.0) == "db"  # dB around 0 but wide
     with pytest.raises(InputError, match="negative linear"):
         detect_scale(-sea)  # all negative power: neither
+
+
+@pytest.mark.parametrize(
+    ("description", "unit", "want"),
+    [
+        ("Sigma0_VV", "intensity", "linear"),  # SNAP's calibrated band
+        ("Gamma0_HH", "intensity", "linear"),
+        ("Sigma0_VV_db", "intensity_db", "db"),
+        ("Sigma0_VV", "dB", "db"),
+        ("Intensity_VV", "intensity", None),  # SNAP's uncalibrated DN^2: no calibrated scale
+        ("Amplitude_VV", "amplitude", None),
+        ("Sigma0_VV", "", None),
+        ("incidence_angle", "deg", None),
+        (None, "intensity", None),
+    ],
+)
+def test_scale_from_unit(description: str | None, unit: str, want: str | None) -> None:
+    named = scale_from_unit(description, unit)
+    assert (named.scale if named else None) == want
+    if named:
+        assert named.gain is None and description in named.why

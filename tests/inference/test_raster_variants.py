@@ -144,6 +144,16 @@ def _envi(path: Path, a: np.ndarray, georef: bool) -> None:
     path.with_name(path.name + ".aux.xml").unlink(missing_ok=True)  # SNAP writes none
 
 
+def _band_info(i: int, name: str, extra: str = "") -> str:
+    """A DIMAP ``Spectral_Band_Info`` as SNAP writes it for a calibrated band: no-data 0 declared."""
+    return (
+        f"<Spectral_Band_Info><BAND_INDEX>{i}</BAND_INDEX><BAND_NAME>{name}</BAND_NAME>"
+        "<DATA_TYPE>float32</DATA_TYPE><PHYSICAL_UNIT>intensity</PHYSICAL_UNIT>"
+        "<SCALING_FACTOR>1.0</SCALING_FACTOR><SCALING_OFFSET>0.0</SCALING_OFFSET>"
+        f"<NO_DATA_VALUE_USED>true</NO_DATA_VALUE_USED><NO_DATA_VALUE>0.0</NO_DATA_VALUE>{extra}</Spectral_Band_Info>"
+    )
+
+
 def write_dimap(root: Path, bands: dict[str, np.ndarray], georef: bool = True) -> Path:
     """A BEAM-DIMAP product as SNAP saves it: NAME.dim + NAME.data/<band>.hdr/.img, no-data 0 declared
     in the .dim only."""
@@ -153,12 +163,7 @@ def write_dimap(root: Path, bands: dict[str, np.ndarray], georef: bool = True) -
     for i, (name, a) in enumerate(bands.items()):
         _envi(data / f"{name}.img", a, georef)
         files.append(f'<Data_File><DATA_FILE_PATH href="S1_Cal.data/{name}.hdr" /><BAND_INDEX>{i}</BAND_INDEX></Data_File>')  # fmt: skip
-        infos.append(
-            f"<Spectral_Band_Info><BAND_INDEX>{i}</BAND_INDEX><BAND_NAME>{name}</BAND_NAME>"
-            "<DATA_TYPE>float32</DATA_TYPE><PHYSICAL_UNIT>intensity</PHYSICAL_UNIT>"
-            "<SCALING_FACTOR>1.0</SCALING_FACTOR><SCALING_OFFSET>0.0</SCALING_OFFSET>"
-            "<NO_DATA_VALUE_USED>true</NO_DATA_VALUE_USED><NO_DATA_VALUE>0.0</NO_DATA_VALUE></Spectral_Band_Info>"
-        )
+        infos.append(_band_info(i, name))
     h, w = next(iter(bands.values())).shape
     dim = root / "S1_Cal.dim"
     dim.write_text(
@@ -197,6 +202,119 @@ def test_beam_dimap_with_a_missing_band_file_is_one_line(tmp_path: Path) -> None
     with pytest.raises(InputError, match="Sigma0_VV.img is missing") as ei:
         open_scene(dim)
     assert "\n" not in str(ei.value)
+
+
+def write_snap_tiff(path: Path, bands: dict[str, np.ndarray], grid: bool = False, virtual: str = "") -> Path:
+    """A GeoTIFF as SNAP's writer makes it: big-endian, uncompressed, one strip, bands planar, names,
+    units and no-data only in the DIMAP header of private tag 65000. Map-projected (UTM 33N, 10 m
+    pixels) or, with ``grid``, a 3 x 3 tie-point grid in lon/lat (a product not terrain-corrected);
+    ``virtual`` names a virtual band the header lists but the file does not hold."""
+    import tifffile
+
+    names = list(bands)
+    infos = [_band_info(i, n) for i, n in enumerate(names)]
+    if virtual:
+        infos.insert(
+            1, _band_info(1, virtual, "<VIRTUAL_BAND>true</VIRTUAL_BAND><EXPRESSION>Sigma0_VV</EXPRESSION>")
+        )
+    header = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<Dimap_Document name="S1_Cal.dim">'
+        f"<Image_Interpretation>{''.join(infos)}</Image_Interpretation></Dimap_Document>"
+    )
+    data = np.stack([bands[n] for n in names]).astype(np.float32)
+    h, w = data.shape[1:]
+    if grid:
+        points = [
+            (c, r, 0.0, 12.0 + 0.3 * c / w, 42.0 - 0.2 * r / h, 0.0)
+            for r in (0, h // 2, h)
+            for c in (0, w // 2, w)
+        ]
+        geo = [(33922, "d", 6 * len(points), tuple(v for p in points for v in p), True),
+               (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 2, 1025, 0, 1, 1, 2048, 0, 1, 4326), True)]  # fmt: skip
+    else:
+        geo = [(33550, "d", 3, (10.0, 10.0, 0.0), True), (33922, "d", 6, (0, 0, 0, 500000.0, 6000000.0, 0), True),
+               (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633), True)]  # fmt: skip
+    tifffile.imwrite(
+        path, data if len(names) > 1 else data[0], byteorder=">", planarconfig="separate" if len(names) > 1 else None,
+        rowsperstrip=h, photometric="minisblack", description="S1_Cal", metadata=None,
+        extratags=[*geo, (65000, "s", 0, header, True)],
+    )  # fmt: skip
+    return path
+
+
+def test_snap_geotiff_one_band_keeps_its_place_and_nodata(tmp_path: Path) -> None:
+    """SNAP's one-band export is claimed by GDAL's SNAP_TIFF driver, which reads no geotransform: the
+    outputs had no CRS (pixels, no land mask, no areas) and the band no name. It is read with its UTM
+    placement, its name, SNAP's no-data 0 and its unit (linear power, not guessed)."""
+    vv = _linear()
+    vv[:, :16] = 0.0  # outside the swath
+    src = write_snap_tiff(tmp_path / "Sigma0_VV.tif", {"Sigma0_VV": vv})
+    with rasterio.open(src) as ds:  # the premise: what GDAL alone reads
+        assert ds.driver == "SNAP_TIFF" and ds.crs is None and ds.transform.is_identity
+    with open_scene(src) as sc:
+        assert sc.info.crs.to_epsg() == 32633 and sc.info.transform == from_origin(
+            500000.0, 6000000.0, 10.0, 10.0
+        )
+        assert sc.info.nodata == 0.0 and sc.info.native_scale == "linear"
+    r = segment_scene(_pred(), src, tmp_path / "c.tif", land_mask=None, polygons=False)
+    ref = write_tif(tmp_path / "ref_in.tif", vv, nodata=0.0)
+    segment_scene(_pred(), ref, tmp_path / "ref.tif", land_mask=None, polygons=False)
+    cls, meta = _read(tmp_path / "c.tif")
+    assert r["input_scale"] == "linear" and r["valid_fraction"] == pytest.approx(112 / 128, abs=1e-6)
+    assert np.array_equal(cls, _read(tmp_path / "ref.tif")[0])
+    assert meta["crs"].to_epsg() == 32633 and meta["transform"] == from_origin(
+        500000.0, 6000000.0, 10.0, 10.0
+    )
+
+
+def test_snap_geotiff_two_bands_uses_its_vv_band(tmp_path: Path) -> None:
+    """SNAP's export of Sigma0_VH and Sigma0_VV (names in its private tag only) was refused as "2
+    different bands"; its Sigma0_VV band is used, with the notice saying so."""
+    vv = _linear()
+    src = write_snap_tiff(tmp_path / "S1_Cal.tif", {"Sigma0_VH": vv * 0.2, "Sigma0_VV": vv})
+    with pytest.warns(Notice, match=r"band 2 \(Sigma0_VV\)"):
+        segment_scene(_pred(), src, tmp_path / "c.tif", land_mask=None, polygons=False)
+    segment_scene(
+        _pred(), write_tif(tmp_path / "vv.tif", vv), tmp_path / "ref.tif", land_mask=None, polygons=False
+    )
+    assert np.array_equal(_read(tmp_path / "c.tif")[0], _read(tmp_path / "ref.tif")[0])
+
+
+def test_snap_geotiff_tie_point_grid_is_kept_as_gcps(tmp_path: Path) -> None:
+    """A SNAP export of a product not terrain-corrected holds a tie-point grid: all of it is carried
+    as GCPs (GDAL's SNAP_TIFF driver keeps only the four corners)."""
+    vv = _linear()
+    src = write_snap_tiff(tmp_path / "S1_Cal.tif", {"Sigma0_VH": vv * 0.2, "Sigma0_VV": vv}, grid=True)
+    with open_scene(src) as sc:
+        assert len(sc.info.gcps) == 9 and sc.info.gcps_crs.to_epsg() == 4326
+        assert {(g.col, g.row, round(g.x, 6), round(g.y, 6)) for g in sc.info.gcps} >= {
+            (0, 0, 12.0, 42.0),
+            (W, H, 12.3, 41.8),
+        }
+
+
+def test_snap_geotiff_header_listing_virtual_bands(tmp_path: Path) -> None:
+    """SNAP does not write virtual (expression) bands: the header's names are matched to the stored
+    bands without them."""
+    vv = _linear()
+    src = write_snap_tiff(
+        tmp_path / "S1_Cal.tif", {"Sigma0_VH": vv * 0.2, "Sigma0_VV": vv}, virtual="Sigma0_VV_db"
+    )
+    with rasterio.open(src) as ds:
+        assert ds.count == 2
+    with pytest.warns(Notice, match=r"band 2 \(Sigma0_VV\)"), open_scene(src) as sc:
+        assert sc.info.bands == (2,)
+
+
+def test_geotiff_with_a_damaged_dimap_header_reads_as_before(tmp_path: Path) -> None:
+    """A tag 65000 that is no DIMAP XML (another tool's private tag) changes nothing."""
+    import tifffile
+
+    src = tmp_path / "x.tif"
+    tifffile.imwrite(src, np.stack([_linear(), _linear(4)]), planarconfig="separate", metadata=None,
+                     extratags=[(65000, "s", 0, "<Dimap_Document><unclosed>", True)])  # fmt: skip
+    with pytest.raises(InputError, match=r"2 different bands .* --band N"):
+        open_scene(src)
 
 
 def test_gdal_virtual_paths_are_read(tmp_path: Path) -> None:
