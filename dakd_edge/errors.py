@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
 
 class DakdError(Exception):
     """Base class for errors caused by the user's input, files or environment (not by a bug)."""
@@ -37,3 +42,18 @@ class TrainingError(DakdError):
 
 class Notice(UserWarning):
     """Something the user should know that is not an error (the CLI prints it as one line)."""
+
+
+_QUIET = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet(*categories: type[Warning]) -> Iterator[None]:
+    """``warnings.catch_warnings()`` with ``categories`` (none: every warning) ignored, one thread at a
+    time. ``catch_warnings`` saves and restores the process-wide filter list (before Python 3.14), so
+    two threads inside it at once (``Predictor.segment`` from a thread pool) could leave one's filters
+    installed for good: an "ignore everything" that hid every later warning of the process."""
+    with _QUIET, warnings.catch_warnings():
+        for category in categories or (Warning,):
+            warnings.simplefilter("ignore", category)
+        yield

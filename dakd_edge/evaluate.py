@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.data.scaling import as_chw, normalize
-from dakd_edge.errors import DatasetError, InputError, Notice, OutputError
+from dakd_edge.errors import DatasetError, InputError, Notice, OutputError, quiet
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
@@ -48,8 +48,7 @@ def open_for_model(
     names = [f"class{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
     ours = list(ds.class_names)
     if len(names) == 2:
-        with warnings.catch_warnings():  # the model's own fallback is said when it is loaded
-            warnings.simplefilter("ignore", Notice)
+        with quiet(Notice):  # the model's own fallback is said when it is loaded
             model_oil = oil_ids_of(names)[0]
         lut = np.full(256, 1 - model_oil, np.uint8)
         lut[IGNORE_INDEX] = IGNORE_INDEX

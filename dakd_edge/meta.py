@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dakd_edge import __version__, jsonin
-from dakd_edge.errors import ModelFileError, Notice
+from dakd_edge.errors import ModelFileError, Notice, quiet
 
 OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
 # OSD release palette (RGB): black sea, cyan oil, red look-alike, brown ship, green land.
@@ -90,8 +90,7 @@ def background_ids_of(class_names: Iterable[str]) -> list[int]:
     ids = [i for i, n in enumerate(names) if class_key(n) in BACKGROUND_NAMES]
     if ids or not names:
         return ids
-    with warnings.catch_warnings():  # its guess of the oil class is said where oil is looked for
-        warnings.simplefilter("ignore", Notice)
+    with quiet(Notice):  # its guess of the oil class is said where oil is looked for
         oil = oil_ids_of(names)
     if len(names) == 2 and len(oil) == 1:  # oil and its complement ("oil", "clean"): the background
         return [1 - oil[0]]

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dakd_edge import jsonin, jsonout
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, quiet
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
@@ -102,8 +101,7 @@ class _Rasters:
         else:
             refuse_unsafe_vrt(truth)  # a VRT reads other files: only under its own name, local ones
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with quiet(NotGeoreferencedWarning):
                     self.truth_ds = rasterio.open(truth)
             except RasterioError as e:
                 raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
@@ -131,8 +129,7 @@ class _Rasters:
             self.truth_names = class_names_of(t)
             if self.truth_names is not None:  # the truth says which of its values are oil and land
                 if truth_oil is None:
-                    with warnings.catch_warnings():  # no oil name: value 1, as documented; no guess to say
-                        warnings.simplefilter("ignore")
+                    with quiet():  # no oil name: value 1, as documented; no guess to say
                         self.truth_oil = oil_ids_of(self.truth_names)
                 self.truth_skip += [i for i in land_ids_of(self.truth_names) if i not in self.truth_oil]
             both = sorted(set(self.truth_oil) & set(truth_ignore))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -99,3 +101,26 @@ def test_predict_scale_errors_name_the_argument_not_the_cli_option() -> None:
         pred.predict(img)
     assert "--input-scale" not in str(e.value)
     np.testing.assert_array_equal(pred.predict(img, scale="uint8"), pred.predict(img.astype(np.uint8)))
+
+
+def test_segment_from_a_thread_pool_leaves_the_warning_filters_as_they_were(tmp_path) -> None:
+    """Predictor.segment from several threads at once left an "ignore every warning" filter installed
+    (catch_warnings is process-wide): later InputDomainWarnings never reached the user."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32633")
+    for i in range(8):
+        with rasterio.open(
+            tmp_path / f"s{i}.tif", "w", transform=from_origin(5e5, 48e5, 10, 10), **profile
+        ) as d:
+            d.write(blob_scene(64, 64, seed=i), 1)
+    before = list(warnings.filters)
+    p = Predictor(FakeBackend(), tile=32, overlap=8)
+    with ThreadPoolExecutor(4) as ex:
+        list(
+            ex.map(
+                lambda i: p.segment(tmp_path / f"s{i}.tif", tmp_path / f"c{i}.tif", polygons=False), range(8)
+            )
+        )
+    assert warnings.filters == before
+    assert all((tmp_path / f"c{i}.tif").is_file() for i in range(8))

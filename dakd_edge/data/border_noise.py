@@ -10,10 +10,11 @@ calls a slick. :class:`BorderNoiseMask` finds that border from the DNs and the n
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from dakd_edge.errors import quiet
 
 if TYPE_CHECKING:
     from dakd_edge.data.sentinel1 import S1Product
@@ -41,8 +42,7 @@ def _border_log_ratio(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
     values, are left out when it is read), and the thermal noise varies little within a few km (a line
     without any noise: +30, signal).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a line of zeros: no median
+    with quiet(RuntimeWarning):  # a line of zeros: no median
         ref = np.nanmedian(np.where(noise > 0, noise, np.nan), axis=1, keepdims=True)
     return _log_ratio(power, np.maximum(noise, 0.5 * np.nan_to_num(ref)))
 

@@ -26,7 +26,7 @@ from dakd_edge.data.gdalnames import (
     refuse_unsafe_vrt,
     vrt_named,
 )
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.errors import InputError, Notice, quiet
 
 
 def open_raster(path: str | os.PathLike):
@@ -52,8 +52,7 @@ def open_raster(path: str | os.PathLike):
         else:
             refuse_unsafe_vrt(p)
     try:
-        with warnings.catch_warnings():  # "not georeferenced" is reported by describe_raster itself
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):  # "not georeferenced" is reported by describe_raster itself
             ds = rasterio.open(name)
     except (RasterioError, OSError) as e:
         if not is_gdal_name(name) and file_head(p)[:2] == b"\x1f\x8b":
@@ -120,8 +119,7 @@ def _hdf5_placed(ds: Any, name: str) -> Any:
         return ds
     alt = f"NETCDF:{m.group(1)}:{m.group(2)}"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             nc = rasterio.open(alt)
     except (RasterioError, OSError):
         return ds
@@ -154,8 +152,7 @@ def _snap_tiff(ds: Any, name: str, p: Path) -> Any:
     if infos is None:
         return ds
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             tif = ds if ds.driver == "GTiff" else rasterio.open(name, driver="GTiff")
     except (RasterioError, OSError):
         return ds
@@ -279,8 +276,7 @@ def dimap_vrt(dim: Path) -> str:
         raise InputError(f"{dim}: a BEAM-DIMAP header that lists no band file")
     parts = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             with rasterio.open(bands[0][0]) as first:
                 h, w, geo = first.height, first.width, _vrt_place(first)
             for i, (img, b) in enumerate(bands, 1):

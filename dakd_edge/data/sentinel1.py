@@ -70,7 +70,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dakd_edge.data.border_noise import BORDER_NOISE, BorderNoiseMask
-from dakd_edge.errors import InputError, Notice, OutputError
+from dakd_edge.errors import InputError, Notice, OutputError, quiet
 from dakd_edge.gtiff import LibtiffErrors, gtiff_profile
 from dakd_edge.lonlat import wrap_lon
 
@@ -130,8 +130,7 @@ def is_loose_measurement(path: str | os.PathLike) -> bool:
     if not is_measurement_name(p.name) or not p.is_file() or is_sentinel1_product(p):
         return False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             with rasterio.open(p) as ds:
                 return ds.dtypes == ("uint16",) and (bool(ds.gcps[0]) or ds.crs is None)
     except rasterio.errors.RasterioError:
@@ -911,14 +910,12 @@ class S1Product:
         self._open_measurement()
 
     def _open_measurement(self) -> None:
-        import warnings
 
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with quiet(NotGeoreferencedWarning):
                 self._ds = rasterio.open(self.measurement)
         except RasterioError as e:
             raise InputError(f"{self.meta.name}: cannot read the measurement TIFF ({e})") from None
@@ -1518,7 +1515,6 @@ def _write_measurements(
     progress: Callable[[int, int], None] | None,
 ) -> tuple[str, ...]:
     """The measurement TIFFs of ``safe`` (see :func:`build_synthetic_product`); returns the polarisations."""
-    import warnings
 
     import rasterio
     from rasterio.control import GroundControlPoint
@@ -1546,8 +1542,7 @@ def _write_measurements(
                                          strict=True)]  # fmt: skip
         factor = np.float32(1.0 if pol in ("VV", "HH") else 10.0 ** (cross_pol_db / 10.0))
         path = safe / "measurement" / f"{stem}.tiff"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             dst = rasterio.open(path, "w", **_measurement_profile(h, w))
         with rasterio.Env(GDAL_CACHEMAX=64), dst:
             dst.gcps = (gcps, CRS.from_epsg(4326))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, quiet
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import SceneInfo
 from dakd_edge.inference.readers import georef_of, world_of
@@ -73,8 +72,7 @@ def geocode(src: str | os.PathLike, dst: str | os.PathLike, info: SceneInfo, blo
     crs, transform, width, height = utm_grid(info)
     c_lon = float(georef.lonlat(np.array([info.height / 2]), np.array([info.width / 2]), wrap=False)[0][0])
     to_lonlat = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with quiet(NotGeoreferencedWarning):
         sds = rasterio.open(src)
     with sds:
         nodata = sds.nodata

@@ -32,7 +32,7 @@ from rasterio.windows import Window
 from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.rasterinfo import is_mask_band, open_raster
 from dakd_edge.data.scaling import scale_from_name, scale_from_unit, valid_mask
-from dakd_edge.errors import InputError, Notice, OutputError
+from dakd_edge.errors import InputError, Notice, OutputError, quiet
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
@@ -519,8 +519,7 @@ class CogWriter:
             profile.update(dtype="float32", nodata=float("nan"), NBITS=16, predictor=3, interleave="band")
         else:
             profile.update(dtype="uint8", nodata=255, interleave="band")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             self.ds = rasterio.open(self.staging, "w", **profile)
         all_tags = {
             "class_names": json.dumps(list(meta.class_names)),
@@ -587,15 +586,13 @@ def cog_copy(src: str | os.PathLike, dest: str | os.PathLike, kind: str) -> None
         opts.update(OVERVIEW_RESAMPLING="AVERAGE")
     else:
         opts.update(OVERVIEW_RESAMPLING="AVERAGE", PREDICTOR="FLOATING_POINT", NBITS=16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with quiet(NotGeoreferencedWarning):
         rasterio.shutil.copy(src, dest, **opts)
 
 
 def verify_raster(path: str | os.PathLike, count: int, height: int, width: int) -> None:
     """Open ``path`` and decode the last block and the smallest overview of every band."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with quiet(NotGeoreferencedWarning):
         with rasterio.open(path) as ds:
             if (ds.count, ds.height, ds.width) != (count, height, width):
                 raise OutputError(f"{path}: written with the wrong shape {ds.count}x{ds.height}x{ds.width}")

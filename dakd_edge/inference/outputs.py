@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import os
-import warnings
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from dakd_edge.atomic import Transaction, check_free_space, remove_temp
-from dakd_edge.errors import InputError
+from dakd_edge.errors import InputError, quiet
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, SceneInfo, cog_copy, verify_raster
 from dakd_edge.inference.tiling import Strip
@@ -86,10 +86,9 @@ def staging_compression() -> dict[str, Any]:
     file uncompressed, so a tiny file in memory is written first to see that it is honoured.
     """
     zstd: dict[str, Any] = {"compress": "zstd", "ZSTD_LEVEL": 1}
-    probe = f"/vsimem/dakd-edge-zstd-probe-{os.getpid()}.tif"
+    probe = f"/vsimem/dakd-edge-zstd-probe-{os.getpid()}-{threading.get_ident()}.tif"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             with rasterio.open(probe, "w", **gtiff_profile(16, 16, "uint8", **zstd)) as ds:
                 ds.write(np.zeros((1, 16, 16), np.uint8))
             with rasterio.open(probe) as ds:
@@ -115,16 +114,14 @@ class OilProbStaging:
 
     def __init__(self, path: Path, height: int, width: int) -> None:
         self.path = path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             profile = gtiff_profile(height, width, "uint8", **staging_compression())
             self.ds = rasterio.open(self.path, "w", **profile)
 
     def reopen(self) -> None:
         """Close the written file and open it for reading."""
         self.ds.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             self.ds = rasterio.open(self.path)
 
     def write(self, y0: int, x0: int, p: np.ndarray) -> None:

@@ -4,7 +4,6 @@ background (sea, found by name) and a legend of the classes drawn."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,14 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from dakd_edge.atomic import atomic_path
+from dakd_edge.errors import quiet
 from dakd_edge.meta import ModelMeta, background_ids_of
 
 NODATA_RGB = (40, 40, 40)
 
 
 def _read_small(path: Path, band: int, max_size: int, resampling: Resampling) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with quiet(NotGeoreferencedWarning):
         with rasterio.open(path) as ds:
             f = max(1.0, max(ds.height, ds.width) / max_size)
             shape = (max(1, round(ds.height / f)), max(1, round(ds.width / f)))

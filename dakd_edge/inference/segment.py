@@ -33,7 +33,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.errors import InputError, Notice, quiet
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
 from dakd_edge.inference.outputs import (
@@ -73,8 +73,7 @@ class _MaskFile:
     """Windowed reader of the committed class COG as an oil mask (for block-wise polygon tracing)."""
 
     def __init__(self, path: Path, oil_ids: list[int]) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with quiet(NotGeoreferencedWarning):
             self.ds = rasterio.open(path)
         self.oil_ids = oil_ids
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from dakd_edge import jsonin
 from dakd_edge.atomic import atomic_path, new_file_mode
-from dakd_edge.errors import ModelFileError
+from dakd_edge.errors import ModelFileError, quiet
 from dakd_edge.extras import available, install_hint
 from dakd_edge.formats import PYTORCH, SAFETENSORS, format_of
 from dakd_edge.meta import ModelMeta
@@ -136,8 +135,7 @@ def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
             "or upgrade PyTorch to 2.6 or later"
         )
     try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
-            warnings.simplefilter("ignore")
+        with quiet():  # e.g. "Detected pickle protocol 4": noise before our one line
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled classes are refused by weights_only, truncated files, ...
         raise ModelFileError(_pt_load_error(p, e)) from e

@@ -1,0 +1,50 @@
+"""errors.quiet: warnings silenced for a block without leaving filters behind across threads."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+from dakd_edge.errors import Notice, quiet
+
+
+def test_quiet_ignores_only_its_categories_and_restores_the_filters() -> None:
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet(Notice):
+            warnings.warn("hidden", Notice, stacklevel=1)
+            warnings.warn("shown", RuntimeWarning, stacklevel=1)
+        with quiet():
+            warnings.warn("hidden too", RuntimeWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["shown"]
+    assert warnings.filters == before
+
+
+def test_quiet_blocks_in_two_threads_do_not_interleave() -> None:
+    """catch_warnings saves and restores the process-wide filter list: thread A in, thread B in, A out,
+    B out left B's saved list (with A's "ignore") installed for good. quiet() runs one block at a time:
+    B waits until A is out, and the filters end as they began."""
+    before = list(warnings.filters)
+    a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with quiet():
+            a_in.set()
+            a_out.wait(5)
+
+    def b() -> None:
+        a_in.wait(5)
+        with quiet(RuntimeWarning):
+            b_in.set()
+
+    ta, tb = threading.Thread(target=a), threading.Thread(target=b)
+    ta.start()
+    tb.start()
+    assert a_in.wait(5)
+    assert not b_in.wait(0.3)  # B waits while A is inside
+    a_out.set()
+    ta.join(5)
+    tb.join(5)
+    assert b_in.is_set()
+    assert warnings.filters == before
