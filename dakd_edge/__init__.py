@@ -10,8 +10,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from dakd_edge.errors import (
+    BackendUnavailable,
+    DakdError,
+    InputError,
+    ModelFileError,
+    Notice,
+    OutputError,
+)
+
 if TYPE_CHECKING:
+    from dakd_edge.data.scaling import InputDomainWarning
     from dakd_edge.inference.predictor import Predictor
+    from dakd_edge.inference.segment import segment_scene
 
 __version__ = "0.1.0"
 
@@ -21,7 +32,36 @@ __version__ = "0.1.0"
 # 1.29-1.32 that stops its usage events but not those files (README: Export and TensorRT).
 os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
-__all__ = ["__version__", "create_model", "list_models", "load_model"]
+__all__ = [
+    "BackendUnavailable",
+    "DakdError",
+    "InputDomainWarning",
+    "InputError",
+    "ModelFileError",
+    "Notice",
+    "OutputError",
+    "Predictor",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load_model",
+    "segment_scene",
+]
+
+# Names whose modules import numpy / rasterio: loaded on first use (module __getattr__, PEP 562).
+_LAZY = {
+    "InputDomainWarning": "dakd_edge.data.scaling",
+    "Predictor": "dakd_edge.inference.predictor",
+    "segment_scene": "dakd_edge.inference.segment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dakd_edge' has no attribute {name!r}")
 
 
 def create_model(name: str, num_classes: int = 2, in_chans: int = 1, **cfg: Any):
@@ -38,8 +78,26 @@ def list_models(pattern: str | None = None) -> list[str]:
     return _list(pattern)
 
 
-def load_model(path: str | os.PathLike | None = None, **kwargs: Any) -> Predictor:
-    """Predictor for a checkpoint, ONNX file or TensorRT engine; no path = the bundled model."""
+def load_model(
+    path: str | os.PathLike | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int | None = None,
+    threads: int | None = None,
+    **kwargs: Any,
+) -> Predictor:
+    """A :class:`Predictor` for a checkpoint, ONNX file or TensorRT engine; no path = the bundled model.
+
+    ``backend``: ``"auto"`` (from the file's suffix), ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``;
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; ``tile`` / ``overlap`` / ``batch``: the
+    tiling (default: the model's own, stored in its metadata); ``threads``: CPU threads for inference
+    (PyTorch's setting is process-wide); ``kwargs`` go to the backend (``kernels=``, ``providers=``).
+    Then ``predict(array)``, ``predict_proba(array)`` and ``segment(src, out)`` (GeoTIFFs and
+    Sentinel-1 products of any size, streamed; :func:`segment_scene` lists its options)."""
     from dakd_edge.inference import load
 
-    return load(path, **kwargs)
+    if threads is not None:
+        kwargs["threads"] = threads
+    return load(path, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch, **kwargs)

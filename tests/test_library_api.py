@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from dakd_edge.errors import BackendUnavailable, InputError
+from dakd_edge.errors import BackendUnavailable, InputError, Notice
 from dakd_edge.inference.predictor import Predictor
 from tests.inference.fake import FakeBackend, blob_scene
 
@@ -124,3 +124,62 @@ def test_segment_from_a_thread_pool_leaves_the_warning_filters_as_they_were(tmp_
         )
     assert warnings.filters == before
     assert all((tmp_path / f"c{i}.tif").is_file() for i in range(8))
+
+
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch) -> None:
+    """README's Python block, run as written on a small stand-in for the demo scene (sigma0 in dB)."""
+    import re
+    from pathlib import Path
+
+    block = re.search(r"```python\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)
+    assert block is not None
+    (tmp_path / "dakd-demo").mkdir()
+    db = (-35.0 + blob_scene(512, 512, seed=1) / 255.0 * 40.0).astype(np.float32)
+    profile = dict(driver="GTiff", width=512, height=512, count=1, dtype="float32", crs="EPSG:32633")
+    with rasterio.open(
+        tmp_path / "dakd-demo/scene.tif", "w", transform=from_origin(5e5, 48e5, 10, 10), **profile
+    ) as d:
+        d.write(db, 1)
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the guessed-scale notice
+        exec(compile(block.group(1), "README.md", "exec"), names)
+    assert names["classes"].shape == (512, 512) and names["classes"].dtype == np.uint8
+    assert names["probs"].shape == (2, 512, 512)
+    np.testing.assert_allclose(names["probs"].sum(axis=0), 1.0, atol=1e-5)
+    assert (tmp_path / "classes.tif").is_file() and (tmp_path / "spills.geojson").is_file()
+    assert names["report"]["outputs"]["classes"].endswith("classes.tif")
+
+
+def test_predict_says_a_guessed_float_scale_at_the_callers_line() -> None:
+    """predict() guessed float scaling in silence (segment said it): 8-bit luminance divided by 255
+    read as linear power, and an all-oil patch came out with no oil without a word."""
+    p = Predictor(FakeBackend(), tile=32, overlap=8)
+    lum = blob_scene(64, 64).astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    linear = rng.gamma(4.0, 0.05 / 4.0, (64, 64)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p.predict(lum)
+        p.predict_proba(linear)
+        p.predict(linear, scale="linear")  # stated: nothing to say
+    notices = [w for w in caught if w.category is Notice]  # not the domain warnings
+    assert len(notices) == 2 and all(w.filename == __file__ for w in notices)
+    assert "multiples of 1/255" in str(notices[0].message) and "scale=uint8" in str(notices[0].message)
+    assert "guessed from their range" in str(notices[1].message) and "1/255" not in str(notices[1].message)
+    assert "--input-scale" not in str(notices[0].message) + str(notices[1].message)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [((2, 64, 64), "image[0]"), ((64, 64, 2), "image[..., 0]"), ((64, 64, 3), "image[..., 0]")],
+)
+def test_a_dual_pol_array_is_refused_with_the_index_of_its_layout(shape, hint) -> None:
+    """A (2, H, W) stack was told to pass image[..., 0] (a 2-pixel-wide slice that then ran), and an
+    (H, W, 2) one was said to have H different bands."""
+    a = np.random.default_rng(0).random(shape, dtype=np.float32)
+    with pytest.raises(InputError) as ei:
+        Predictor(FakeBackend(), tile=32, overlap=8).predict(a)
+    msg = str(ei.value)
+    assert f"has {min(shape)} different bands" in msg and msg.endswith(f"e.g. {hint}")

@@ -43,6 +43,33 @@ _DN_HELP = (
 )
 
 
+def guessed_scale_line(sample: np.ndarray, scale: str) -> str:
+    """The notice that float values' scaling was guessed from their range (``sample``: valid values),
+    or, where they are 8-bit luminance divided by 255 (all multiples of 1/255, as torchvision's
+    ``ToTensor`` makes them), that they are read as linear power: far too bright, slicks lost (an
+    all-oil SOS patch came out with no oil, without a word from ``predict``)."""
+    finite = sample[np.isfinite(sample)]
+    lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
+    if scale == "linear" and _over_255(finite):
+        return (
+            f"float values ({lo:.3g} to {hi:.3g}, 1st-99th percentile) are all multiples of 1/255: 8-bit "
+            "luminance divided by 255? They are read as linear backscatter power, which loses slicks; "
+            "multiplied by 255 they read as --input-scale uint8"
+        )
+    return (
+        f"float values ({lo:.3g} to {hi:.3g}, 1st-99th percentile) read as {SCALE_MEANINGS[scale]}, "
+        "guessed from their range; if they are not, pass --input-scale"
+    )
+
+
+def _over_255(values: np.ndarray) -> bool:
+    """True for values in [0, 1] that are all whole multiples of 1/255 (several distinct ones)."""
+    if values.size < 16 or float(values.min()) < 0 or float(values.max()) > 1:
+        return False
+    k = values.astype(np.float64) * 255.0
+    return bool(np.abs(k - np.round(k)).max() < 1e-3) and np.unique(np.round(k)).size > 2
+
+
 def detect_scale(sample: np.ndarray) -> str:
     """Guess the scaling of raw values from their dtype and range (finite pixels of a sample)."""
     if sample.dtype == np.uint8:
@@ -280,11 +307,14 @@ def resolve_scale(sample: np.ndarray, scale: str) -> str:
 # H x W x C layouts of images read with PIL / OpenCV / imageio
 
 
+MAX_BANDS = 16  # more than this along an axis makes it an image axis, not bands
+
+
 def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
     """(H, W), (C, H, W) or (H, W, C) -> (C, H, W), checking the band count against the model.
 
-    A channels-last array (``C`` of 1, 3 or 4 in the last axis, as image libraries return) is moved
-    to channels-first. For a 1-band model, identical bands (grey stored as RGB, like the OSD/SOS
+    A channels-last array (``C`` of 1, 3 or 4 in the last axis, as image libraries return, or any
+    ``C`` up to :data:`MAX_BANDS` before a longer first axis) is moved to channels-first. For a 1-band model, identical bands (grey stored as RGB, like the OSD/SOS
     JPEGs) are reduced to the first one with a :class:`Notice`; different bands are an error.
     """
     a = np.asarray(image)
@@ -297,7 +327,11 @@ def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
         a = a[None]
     if a.ndim != 3:
         raise InputError(f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {a.shape}")
-    if a.shape[0] != in_chans and a.shape[2] in _LAST_AXIS_BANDS and a.shape[0] not in _LAST_AXIS_BANDS:
+    last = a.shape[0] != in_chans and (
+        (a.shape[2] in _LAST_AXIS_BANDS and a.shape[0] not in _LAST_AXIS_BANDS)
+        or a.shape[2] <= MAX_BANDS < a.shape[0]  # (H, W, 2): a VV + VH stack, not 2-pixel-wide rows
+    )
+    if last:
         a = np.moveaxis(a, 2, 0)
     if a.shape[1] == 0 or a.shape[2] == 0:
         raise InputError(f"empty image {a.shape}")
@@ -309,7 +343,7 @@ def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
             return a[:1]
         raise InputError(
             f"the model takes 1 band but the image has {a.shape[0]} different bands "
-            f"(shape {tuple(np.shape(image))}); pass one of them, e.g. image[..., 0]"
+            f"(shape {tuple(np.shape(image))}); pass one of them, e.g. {'image[..., 0]' if last else 'image[0]'}"
         )
     if a.shape[0] != in_chans:
         raise InputError(

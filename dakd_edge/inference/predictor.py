@@ -9,6 +9,7 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from dakd_edge.data.scaling import (
     InputDomainWarning,
     as_chw,
     domain_warning,
+    guessed_scale_line,
     normalize,
     resolve_scale,
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import BackendUnavailable, InputError
+from dakd_edge.errors import BackendUnavailable, InputError, Notice
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
@@ -48,6 +50,15 @@ def default_batch(device: str, tile: int) -> int:
     if str(device).startswith("cuda"):
         return 8
     return max(1, CPU_BATCH_PIXELS // (tile * tile))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the caller's line, past this module's own frames
+    (``predict`` calls ``predict_proba``), so a filter on the caller's module matches it."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _api_words(text: str) -> str:
@@ -155,15 +166,18 @@ class Predictor:
             return np.full((k, h, w), np.nan, np.float32)
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
+        guessed = scale == "auto" and np.issubdtype(sample.dtype, np.floating)
         try:
             scale = resolve_scale(sample, scale)
         except InputError as e:  # the library's argument, not the CLI's option
             raise InputError(_api_words(str(e))) from None
+        if guessed:  # as segment says it: 0..1 luminance read as power lost every slick, silently
+            warnings.warn(_api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=_caller_level())
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(_api_words(domain), InputDomainWarning, stacklevel=2)
+            warnings.warn(_api_words(domain), InputDomainWarning, stacklevel=_caller_level())
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
         trend = None

@@ -29,6 +29,7 @@ from dakd_edge.data.scaling import (
     SCALE_MEANINGS,
     InputDomainWarning,
     domain_warning,
+    guessed_scale_line,
     resolve_scale,
     to_unit,
     valid_mask,
@@ -339,8 +340,9 @@ def segment_scene(
 
 def _warn_all_globe_land(path: Path, stats: TileStats) -> None:
     """Say why a scene that GLOBE calls all land may not be: it counts lakes and reservoirs as land,
-    and only the large ones it names (``landmask.GLOBE_LAND_WATER``) warn by name."""
-    if stats.tiles_skipped_land:
+    and only the large ones it names (``landmask.GLOBE_LAND_WATER``) warn by name. Not where some tiles
+    were skipped as nodata alone (a product of zeros read as 'all land')."""
+    if stats.tiles_skipped_land and stats.tiles_skipped_land == stats.tiles_total:
         warnings.warn(
             f"{path}: every tile is land to the GLOBE land mask, so nothing was searched for oil; GLOBE "
             "counts most lakes and reservoirs as land: for inland water give --land-mask FILE with its "
@@ -399,13 +401,7 @@ def _input_scale(
     except InputError as e:
         raise InputError(f"{scene.info.path}: {e}") from None
     if guessed and np.issubdtype(sample.dtype, np.floating):  # 8-bit / integer input is unambiguous
-        lo, hi = np.percentile(sample, [1, 99])
-        warnings.warn(
-            f"{scene.info.path}: float values ({lo:.3g} to {hi:.3g}, 1st-99th percentile) read as "
-            f"{SCALE_MEANINGS[scale]}, guessed from their range; if they are not, pass --input-scale",
-            Notice,
-            stacklevel=3,
-        )
+        warnings.warn(f"{scene.info.path}: {guessed_scale_line(sample, scale)}", Notice, stacklevel=3)
     domain = domain_warning(to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale)
     if domain is not None:
         warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=3)

@@ -332,3 +332,29 @@ def test_a_scene_over_an_unnamed_lake_says_globe_counts_lakes_as_land(tmp_path: 
         warnings.simplefilter("always")
         segment_scene(_pred(), caspian.path, tmp_path / "b.tif", polygons=False)
     assert not [w for w in caught if "every tile is land" in str(w.message)]
+
+
+def test_a_scene_of_nodata_at_sea_and_land_is_not_said_to_be_all_land(tmp_path: Path) -> None:
+    """A scene whose sea part is nodata (zeros) and whose rest is land: the sea tiles were skipped as
+    nodata, the land tiles as land, and the notice said "every tile is land" (the real S1B product of
+    zeros in ../shared/data got it too). Only a scene whose every tile has land gets that notice."""
+    import warnings
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "coast.tif"  # lon -10.0..-7.44, lat 40.0..41.28: the Atlantic and the Portuguese coast
+    db = np.full((256, 512), -15.0, np.float32)
+    db[:, :320] = 0.0  # west of 8.4 W: open sea, the coast and the Aveiro lagoon, no data
+    profile = dict(
+        driver="GTiff", width=512, height=256, count=1, dtype="float32", crs="EPSG:4326", nodata=0.0
+    )
+    with rasterio.open(path, "w", transform=from_origin(-10.0, 41.28, 0.005, 0.005), **profile) as d:
+        d.write(db, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = segment_scene(_pred(), path, tmp_path / "a.tif", polygons=False, scale="db", land_mask="globe")
+    assert r["tiles"]["run"] == 0 and r["tiles"]["skipped_nodata"] > 0 and r["tiles"]["skipped_land"] > 0, r[
+        "tiles"
+    ]
+    assert not [w for w in caught if "every tile is land" in str(w.message)]
