@@ -12,8 +12,9 @@ class DakdError(Exception):
     """Base class for errors caused by the user's input, files or environment (not by a bug)."""
 
 
-class InputError(DakdError):
-    """Bad input raster or image: unreadable, empty, wrong band, NaN-only, unknown scaling, ..."""
+class InputError(DakdError, ValueError):
+    """Bad input raster or image (unreadable, empty, wrong band, NaN-only, unknown scaling) or a value
+    out of its domain (tile size, backend name): a ``ValueError`` too, as callers expect of those."""
 
 
 class DatasetError(DakdError):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dakd_edge.errors import BackendUnavailable, ModelFileError
+from dakd_edge.errors import InputError, ModelFileError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # How an ONNX graph expresses the two hot ops: plain ONNX ops (any runtime) or ``dakd_edge`` nodes that
@@ -116,7 +116,7 @@ def format_of(path: str | os.PathLike) -> Format | None:
 def backend_for(path: str | os.PathLike, backend: str = AUTO) -> str:
     """Backend name for a model file: ``backend`` itself, or from the suffix when it is ``"auto"``."""
     if backend not in BACKEND_CHOICES:
-        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     if backend != AUTO:
         return backend
     fmt = format_of(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dakd_edge import formats
-from dakd_edge.errors import BackendUnavailable, ModelFileError
+from dakd_edge.errors import InputError, ModelFileError
 from dakd_edge.formats import ENGINE, FORMATS, ONNX, PYTORCH, SAFETENSORS, backend_for, format_of, suffixes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,8 +43,9 @@ def test_table_is_consistent() -> None:
     assert format_of("scene.tif") is None and format_of("model") is None
     with pytest.raises(ModelFileError, match="cannot tell the model format"):
         backend_for("m.txt")
-    with pytest.raises(BackendUnavailable, match="unknown backend"):
+    with pytest.raises(InputError, match="unknown backend") as ei:
         backend_for("m.onnx", "tflite")
+    assert isinstance(ei.value, ValueError)  # a library caller's except ValueError catches it
     assert backend_for("m.onnx", "torch") == "torch"
     with pytest.raises(ValueError):
         suffixes("tflite")

@@ -100,6 +100,10 @@ class TorchBackend(Backend):
         self.model = model.eval().to(device)
         self.meta = meta
         self.device = device
+        from dakd_edge.kernels.dispatch import MODES
+
+        if kernels not in MODES:  # said at load, not on the first predict
+            raise InputError(f"kernels={kernels!r}: choose one of {', '.join(MODES)}")
         self.kernels = kernels
         self.amp = amp and device.startswith("cuda")
 

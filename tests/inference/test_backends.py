@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dakd_edge.errors import BackendUnavailable, ModelFileError
+from dakd_edge.errors import InputError, ModelFileError
 from dakd_edge.formats import backend_for
 from dakd_edge.inference import load
 from dakd_edge.inference.backends import (
@@ -94,7 +94,7 @@ def test_backend_for_suffixes(tmp_path: Path) -> None:
     assert backend_for("m.onnx", "torch") == "torch"
     with pytest.raises(ModelFileError):
         backend_for("m.txt")
-    with pytest.raises(BackendUnavailable):
+    with pytest.raises(InputError, match="unknown backend 'tflite'"):
         backend_for("m.onnx", "tflite")
     with pytest.raises(ModelFileError, match="not found"):
         OnnxRuntimeBackend(tmp_path / "missing.onnx")
