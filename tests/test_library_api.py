@@ -195,3 +195,19 @@ def test_misused_arguments_are_value_errors_said_at_load(tmp_path) -> None:
     pytest.importorskip("torch")
     with pytest.raises(ValueError, match="kernels='bogus'"):
         dakd_edge.load_model(backend="torch", kernels="bogus")
+
+
+@pytest.mark.parametrize(
+    ("kw", "what"), [({"out": "b.png"}, "class ids"), ({"probs": "p.jpg"}, "probabilities")]
+)
+def test_a_raster_output_named_for_another_format_is_refused(tmp_path, kw, what) -> None:
+    """segment(out='b.png') wrote a GeoTIFF under a PNG name (an image viewer then failed on it)."""
+    from dakd_edge.errors import OutputError
+
+    _tif(tmp_path / "s.tif")
+    args = {"out": tmp_path / "c.tif", **{k: tmp_path / v for k, v in kw.items()}}
+    with pytest.raises(
+        OutputError, match=f"the {what} are written as a Cloud-Optimized GeoTIFF; name the file .tif"
+    ):
+        Predictor(FakeBackend(), tile=32, overlap=8).segment(tmp_path / "s.tif", **args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]

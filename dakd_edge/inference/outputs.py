@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from dakd_edge.atomic import Transaction, check_free_space, remove_temp
-from dakd_edge.errors import InputError, quiet
+from dakd_edge.errors import InputError, OutputError, quiet
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.geotiff import BLOCK, CogWriter, SceneInfo, cog_copy, verify_raster
 from dakd_edge.inference.tiling import Strip
@@ -152,6 +152,21 @@ def check_geocodable(info: SceneInfo) -> None:
             "a grid" if info.georeferenced else ("RPCs only" if info.rpcs is not None else "no georeference")
         )
         raise InputError(f"{info.path}: --geocode applies to GCP-georeferenced scenes (this one has {has})")
+
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def check_raster_path(path: str | os.PathLike, what: str) -> Path:
+    """Refuse a raster output named for another format: ``classes.png`` was written as a GeoTIFF under
+    that name (an image viewer then failed on it). No suffix is allowed."""
+    p = Path(path)
+    if p.suffix and p.suffix.lower() not in RASTER_SUFFIXES:
+        raise OutputError(
+            f"{p}: the {what} are written as a Cloud-Optimized GeoTIFF; name the file .tif "
+            "(a PNG quicklook of one: dakd_edge.inference.quicklook.quicklook)"
+        )
+    return p
 
 
 class SceneOutputs:

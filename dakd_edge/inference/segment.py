@@ -41,6 +41,7 @@ from dakd_edge.inference.outputs import (
     SceneOutputs,
     check_disk,
     check_geocodable,
+    check_raster_path,
     estimate_output_bytes,
     gdal_cache_bytes,
 )
@@ -243,6 +244,9 @@ def segment_scene(
     least = parse_min_area(min_area)  # (m^2 or None, pixels)
     if vector is not None:
         check_vector_path(vector)
+    check_raster_path(out, "class ids")
+    if probs is not None:
+        check_raster_path(probs, "probabilities")
     finals = {"classes": out, "probs": probs, "vector": vector, "report": report}
     finals = {k: Path(v) for k, v in finals.items() if v is not None}
     check_distinct(finals, {"input scene": Path(src), **{k: Path(v) for k, v in (protect or {}).items()}})
