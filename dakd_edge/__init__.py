@@ -96,8 +96,10 @@ def load_model(
     (PyTorch's setting is process-wide); ``kwargs`` go to the backend (``kernels=``, ``providers=``).
     Then ``predict(array)``, ``predict_proba(array)`` and ``segment(src, out)`` (GeoTIFFs and
     Sentinel-1 products of any size, streamed; :func:`segment_scene` lists its options)."""
+    from dakd_edge.errors import in_api_words
     from dakd_edge.inference import load
 
     if threads is not None:
         kwargs["threads"] = threads
-    return load(path, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch, **kwargs)
+    with in_api_words():
+        return load(path, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch, **kwargs)

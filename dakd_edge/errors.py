@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -58,3 +59,38 @@ def quiet(*categories: type[Warning]) -> Iterator[None]:
         for category in categories or (Warning,):
             warnings.simplefilter("ignore", category)
         yield
+
+
+# The CLI's words for the library's arguments, where the names differ or a flag is a value.
+_API_FLAGS = {
+    "--overwrite": "overwrite=True",
+    "--no-land-mask": "land_mask=None",
+    "--no-denoise": "denoise=False",
+}
+_API_NAMES = {"input-scale": "scale"}
+_OPTION = re.compile(
+    r"--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
+    r"(?: (-?\d[\d.]*|'[^']*'|[A-Z]+\b|(?:uint8|float16|fp16|fp32|int8|db|linear|amplitude|cpu|cuda(?::\d+)?|auto|torch|onnxruntime|tensorrt|globe|none)\b))?"
+)
+
+
+def api_words(text: str) -> str:
+    """A message in the library's words: ``--tile 16`` -> ``tile=16``, ``--input-scale uint8`` ->
+    ``scale=uint8``, ``pass --overwrite`` -> ``pass overwrite=True``. The CLI's own messages keep its
+    options; the public Python entry points (:func:`dakd_edge.load_model`, ``Predictor.predict`` and
+    ``.segment``) say them this way."""
+    for flag, kw in _API_FLAGS.items():
+        text = re.sub(rf"{flag}(?![\w-])", kw, text)
+    return _OPTION.sub(lambda m: f"{_API_NAMES.get(m[1], m[1].replace('-', '_'))}={m[2] or ''}", text)
+
+
+@contextlib.contextmanager
+def in_api_words() -> Iterator[None]:
+    """Re-raise a :class:`DakdError` from inside with its message in :func:`api_words`."""
+    try:
+        yield
+    except DakdError as e:
+        text = api_words(str(e))
+        if text == str(e):
+            raise
+        raise type(e)(text).with_traceback(e.__traceback__) from None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import warnings
 
-from dakd_edge.errors import Notice, quiet
+import pytest
+
+from dakd_edge.errors import Notice, OutputError, api_words, in_api_words, quiet
 
 
 def test_quiet_ignores_only_its_categories_and_restores_the_filters() -> None:
@@ -48,3 +50,32 @@ def test_quiet_blocks_in_two_threads_do_not_interleave() -> None:
     tb.join(5)
     assert b_in.is_set()
     assert warnings.filters == before
+
+
+@pytest.mark.parametrize(
+    ("cli", "api"),
+    [
+        ("--tile 16 is too small: use at least 32 pixels", "tile=16 is too small: use at least 32 pixels"),
+        (
+            "output exists: x.tif (pass --overwrite to replace it)",
+            "output exists: x.tif (pass overwrite=True to replace it)",
+        ),
+        ("if they are not, pass --input-scale", "if they are not, pass scale="),
+        ("read as luminance with --input-scale uint8", "read as luminance with scale=uint8"),
+        ("--device 'gpu': use cpu, cuda, cuda:N or auto", "device='gpu': use cpu, cuda, cuda:N or auto"),
+        ("choose another with --band N", "choose another with band=N"),
+        ("give --land-mask FILE, or --no-land-mask", "give land_mask=FILE, or land_mask=None"),
+        ("--probs-dtype float16 and --min-area 2000", "probs_dtype=float16 and min_area=2000"),
+        ("no option here", "no option here"),
+    ],
+)
+def test_api_words(cli: str, api: str) -> None:
+    assert api_words(cli) == api
+
+
+def test_in_api_words_keeps_the_error_type() -> None:
+    with (
+        pytest.raises(OutputError, match=r"^output exists: x \(pass overwrite=True to replace it\)$"),
+        in_api_words(),
+    ):
+        raise OutputError("output exists: x (pass --overwrite to replace it)")

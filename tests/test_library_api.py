@@ -211,3 +211,16 @@ def test_a_raster_output_named_for_another_format_is_refused(tmp_path, kw, what)
     ):
         Predictor(FakeBackend(), tile=32, overlap=8).segment(tmp_path / "s.tif", **args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_public_entry_points_name_arguments_not_cli_options(tmp_path) -> None:
+    """load_model(tile=16) said "--tile 16 is too small", segment() without overwrite "pass --overwrite"."""
+    import dakd_edge
+    from dakd_edge.errors import OutputError
+
+    with pytest.raises(InputError, match=r"^tile=16 is too small"):
+        dakd_edge.load_model(tile=16)
+    _tif(tmp_path / "s.tif")
+    (tmp_path / "c.tif").write_bytes(b"x")
+    with pytest.raises(OutputError, match=r"pass overwrite=True to replace it"):
+        Predictor(FakeBackend(), tile=32, overlap=8).segment(tmp_path / "s.tif", tmp_path / "c.tif")

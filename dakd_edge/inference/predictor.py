@@ -8,7 +8,6 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import BackendUnavailable, InputError, Notice
+from dakd_edge.errors import BackendUnavailable, InputError, Notice, api_words, in_api_words
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
@@ -59,12 +58,6 @@ def _caller_level() -> int:
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _api_words(text: str) -> str:
-    """A scaling message in the library's words: ``--input-scale uint8`` -> ``scale=uint8``, a bare
-    ``--input-scale`` -> ``scale=`` (a scale word after it is kept: "no --input-scale reads" stays whole)."""
-    return re.sub(r"--input-scale(?: (uint8|db|linear|amplitude)\b)?", lambda m: f"scale={m[1] or ''}", text)
 
 
 class Predictor:
@@ -170,14 +163,14 @@ class Predictor:
         try:
             scale = resolve_scale(sample, scale)
         except InputError as e:  # the library's argument, not the CLI's option
-            raise InputError(_api_words(str(e))) from None
+            raise InputError(api_words(str(e))) from None
         if guessed:  # as segment says it: 0..1 luminance read as power lost every slick, silently
-            warnings.warn(_api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=_caller_level())
+            warnings.warn(api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=_caller_level())
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(_api_words(domain), InputDomainWarning, stacklevel=_caller_level())
+            warnings.warn(api_words(domain), InputDomainWarning, stacklevel=_caller_level())
         convert = self.normalizer(scale, nodata)
         out = np.full((k, h, w), np.nan, np.float32)
         trend = None
@@ -223,7 +216,8 @@ class Predictor:
         """Segment a GeoTIFF scene to a class-id COG (streaming); see :func:`segment_scene`."""
         from dakd_edge.inference.segment import segment_scene
 
-        return segment_scene(self, src, out, **kwargs)
+        with in_api_words():
+            return segment_scene(self, src, out, **kwargs)
 
     def close(self) -> None:
         """Release the backend (ONNX Runtime session, TensorRT engine); predicting afterwards raises
