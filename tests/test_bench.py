@@ -153,7 +153,7 @@ def test_gate_through_cli(tmp_path: Path, nano_onnx: Path, capsys: pytest.Captur
 
 def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:
     r = _run_cli(["--model", str(tmp_path / "missing.onnx"), "--iters", "1"])
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "not found" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "missing.onnx: no such file" in r.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     r = _run_cli(["--model", "saross-nano", "--baseline", str(bad)])

@@ -53,6 +53,16 @@ from dakd_edge.cuda import check_device
 from dakd_edge.errors import InputError, ModelFileError, OutputError
 
 
+def check_batch_device(device: str) -> str:
+    """``device`` if batch takes it (cpu, cuda, cuda:N), else one line naming those: the shared
+    check's list has ``auto``, which batch refuses, as the driver decides what Ray reserves (each
+    worker then uses its own GPU; cuda:N is taken as cuda: a worker sees only the GPU Ray gave it)."""
+    with contextlib.suppress(InputError):
+        if device != "auto" and check_device(device):
+            return device
+    raise InputError(f"batch --device {device!r}: give cpu, cuda or cuda:N (Ray reserves one GPU per worker)")
+
+
 def run(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -106,9 +116,7 @@ def run(
     require_extra("cluster", "batch", "ray", "shapely", *(["pyarrow"] if fmt == "parquet" else []))
     _check_counts(workers=workers, threads=threads, retries=retries, limit=limit)
     _check_segment_kwargs(segment_kwargs)
-    if device == "auto":  # the driver decides what Ray reserves: each worker then uses its own GPU
-        raise InputError("batch --device auto: give cpu, or cuda (Ray reserves one GPU per worker)")
-    check_device(device)  # cuda:N is accepted as cuda: a worker sees only the GPU Ray gave it
+    check_batch_device(device)
     t0 = time.perf_counter()
     out = Path(out).absolute()
     notes: dict[str, list[str]] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from dakd_edge.cli.choices import keywords
 from dakd_edge.cli.segment import (
     BACKEND_HELP,
     BATCH_HELP,
@@ -20,6 +21,7 @@ from dakd_edge.cli.segment import (
     match_level_option,
     pol_option,
 )
+from dakd_edge.cli.streams import stderr_is_terminal
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
@@ -45,21 +47,19 @@ from dakd_edge.inference.segment import MIN_SPECK_PIXELS, parse_min_area
     help="With --resume, also rerun scenes that failed on a damaged input file still unchanged since.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["gpkg", "parquet"]), default="gpkg", show_default=True,
+    "--format", "fmt", type=keywords(["gpkg", "parquet"]), default="gpkg", show_default=True,
     help="Merged layer: DIR/spills.gpkg or DIR/spills.parquet (GeoParquet); may change on --resume.",
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), help="Run at most this many scenes (resume later).")
 @click.option(
     "--model", help="Model file, or module:function returning a Predictor [default: bundled model]."
 )
-@click.option(
-    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
-)
+@click.option("--backend", type=keywords(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP)
 @click.option(
     "--device",
     default="cpu",
     show_default=True,
-    help="cpu, or cuda: one GPU reserved per worker (its cuda:0).",
+    help="cpu, or cuda (cuda:N alike): one GPU reserved per worker (its cuda:0).",
 )
 @click.option(
     "--tile", type=click.IntRange(MIN_TILE), help="Tile size in pixels [default: the model's tile]."
@@ -94,7 +94,9 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     scenes (the seam of two products of one datatake) are merged into one feature with both scene ids.
     """
     from dakd_edge.batch import run
+    from dakd_edge.batch.runner import check_batch_device
 
+    check_batch_device(o["device"])
     parse_min_area(o["min_area"])
     if o["no_land_mask"] and o["land_mask"] not in ("auto", "none"):
         raise click.UsageError(f"--land-mask {o['land_mask']} and --no-land-mask contradict each other")
@@ -105,7 +107,7 @@ def batch(ctx: click.Context, inputs: tuple[Path, ...], out: Path, **o: Any) -> 
     summary = run(
         inputs,
         out,
-        progress=not o.pop("quiet"),
+        progress=not o.pop("quiet") and stderr_is_terminal(),
         land_mask=land,
         pol=pol.upper() if pol else None,
         denoise=not o.pop("no_denoise"),

@@ -11,8 +11,8 @@ import click
 from dakd_edge import bench as lib
 from dakd_edge.cli.streams import STDOUT, json_out_option
 from dakd_edge.cuda import resolve_device
-from dakd_edge.errors import InputError
-from dakd_edge.formats import PRECISIONS
+from dakd_edge.errors import DakdError, InputError
+from dakd_edge.formats import PRECISIONS, format_of
 
 _RUN = inspect.signature(lib.run_bench).parameters
 
@@ -37,10 +37,13 @@ def _csv(kind: type, text: str, name: str, choices: tuple[str, ...] = ()) -> lis
         raise InputError(f"bad --{name} {text!r}: {e}") from e
     if not items:
         raise InputError(f"--{name} is empty")
+    if not choices:
+        return items
+    canonical = {c.lower(): c for c in choices}  # keywords are case-insensitive, as click's choices
     for item in items:
-        if choices and item not in choices:
+        if item.lower() not in canonical:
             raise InputError(f"--{name}: unknown {name} {item!r}; choose from {', '.join(choices)}")
-    return items
+    return [canonical[item.lower()] for item in items]
 
 
 def _check_sizes(plan: dict, device: str) -> None:
@@ -50,6 +53,27 @@ def _check_sizes(plan: dict, device: str) -> None:
         lib.tile_batches(None, plan["tiles"], plan["batches"], resolve_device(device))
     elif plan["batches"] and min(plan["batches"]) < 1:
         raise InputError(f"--batch needs positive sizes, got {','.join(map(str, plan['batches']))}")
+
+
+def _check_model_files(models: tuple[str, ...]) -> None:
+    """A model file that is not there, refused in one line before the header and torch's import (it
+    took seconds); registry names have no model suffix."""
+    for m in models:
+        if format_of(m) is not None and not Path(m).exists():
+            raise InputError(f"{m}: no such file")
+
+
+def _no_row_ran(results: list[dict]) -> str | None:
+    """Why no combination was measured (each skipped or failed), or None when one ran: a CI job must
+    not go green on a table of skipped rows (``--backend tensorrt`` on a machine without it)."""
+    if any(r["status"] == "ok" for r in results):
+        return None
+    counts = {s: sum(r["status"] == s for r in results) for s in ("skipped", "failed")}
+    why = list(dict.fromkeys(r["reason"] for r in results if r["reason"]))
+    line = "no benchmark row ran (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")"
+    if why:
+        line += f": {why[0]}" + (f"; and {len(why) - 1} other reason(s) listed above" if len(why) > 1 else "")
+    return line
 
 
 def _fmt(v: object, spec: str = ".2f") -> str:
@@ -139,10 +163,11 @@ def bench(
 
     Latency is per call of `batch` tiles on an in-memory batch (copy in, model, copy out), after the
     untimed warm-up; reading, tiling, blending and writing are timed only by --scene. Combinations that
-    cannot run here are listed with the reason. With --baseline the command exits 1 when any matched row
-    regresses by more than --max-regression (or failed where the baseline ran), and 2 (before measuring
-    anything) when the baseline is malformed, none of its rows matches this run, or it was measured on
-    another machine or thread setting (--allow-other-machine compares anyway).
+    cannot run here are listed with the reason; when none ran (all skipped or failed) the command exits
+    2 after the table and the JSON. With --baseline the command exits 1 when any matched row regresses
+    by more than --max-regression (or failed where the baseline ran), and 2 (before measuring anything)
+    when the baseline is malformed, none of its rows matches this run, or it was measured on another
+    machine or thread setting (--allow-other-machine compares anyway).
     """
     from rich import box
     from rich.console import Console
@@ -150,6 +175,7 @@ def bench(
 
     from dakd_edge.atomic import atomic_path, check_output, check_room
 
+    _check_model_files(models)
     threshold = lib.parse_threshold(max_regression)
     lib.check_counts(warmup, iters, threads)
     plan = {
@@ -251,3 +277,8 @@ def bench(
                 console.print(f"  {p}")
             sys.exit(1)
         console.print(f"[green]regression gate passed[/green] (limit {threshold * 100:.1f}%)")
+
+    # the table and JSON say which rows and why; the exit status tells CI (a gate never passes on none)
+    nothing = _no_row_ran(doc["results"])
+    if nothing:
+        raise DakdError(nothing)

@@ -7,14 +7,14 @@ they exist unless ``--overwrite``) before the model loads.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from dakd_edge import jsonout
+from dakd_edge.cli.choices import SENSORS, both_is_none, keywords
 from dakd_edge.cli.segment import BACKEND_HELP, DEVICE_HELP, threads_option
-from dakd_edge.cli.streams import STDOUT, json_out_option
+from dakd_edge.cli.streams import STDOUT, json_out_option, stderr_is_terminal
 from dakd_edge.formats import BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 
@@ -59,12 +59,12 @@ from dakd_edge.inference.predictor import MIN_TILE
     "--kind",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "osd", "sos", "folder"]),
+    type=keywords(["auto", "osd", "sos", "folder"]),
     help="Layout of --data: an OSD or SOS release, or a folder of images/ + masks/; auto: detected.",
 )
-@click.option("--sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor [default: both].")
+@click.option("--sensor", type=SENSORS, callback=both_is_none, help="SOS sensor [default: both].")
 @click.option(
-    "--backend", default="auto", show_default=True, type=click.Choice(BACKEND_CHOICES), help=BACKEND_HELP
+    "--backend", default="auto", show_default=True, type=keywords(BACKEND_CHOICES), help=BACKEND_HELP
 )
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @threads_option
@@ -73,6 +73,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file or --save-png PNGs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     model_path: str | None,
     data: str | None,
@@ -93,6 +94,7 @@ def evaluate(
     save_png: str | None,
     limit: int | None,
     overwrite: bool,
+    quiet: bool,
 ) -> None:
     """Per-class IoU, mIoU, F1, precision, recall and pixel accuracy over a dataset split.
 
@@ -130,7 +132,7 @@ def evaluate(
             )
         _score_scene(
             model_path, scene, pred, truth, truth_oil, truth_ignore, min_area, backend, device, tile,
-            json_out, overwrite, threads,
+            json_out, overwrite, threads, quiet,
         )  # fmt: skip
         return
     to_file = json_out is not None and json_out != STDOUT
@@ -143,7 +145,7 @@ def evaluate(
     try:
         result = run(
             predictor, data, split=split, kind=kind, sensor=sensor, save_png=save_png, limit=limit,
-            progress=sys.stderr.isatty(), overwrite=overwrite,
+            progress=not quiet and stderr_is_terminal(), overwrite=overwrite,
         )  # fmt: skip
     finally:
         predictor.close()
@@ -172,6 +174,7 @@ def _score_scene(
     json_out: str | None,
     overwrite: bool,
     threads: int | None = None,
+    quiet: bool = False,
 ) -> None:
     """``--scene`` (segmented first, into a temporary folder) or ``--pred`` against ``--truth``."""
 
@@ -201,25 +204,20 @@ def _score_scene(
     report = None
     with work_dir("dakd-evaluate-") as tmp:
         if scene is not None:
-            import warnings
-
-            from dakd_edge.cli.segment import unwrap_scene
-            from dakd_edge.errors import Notice
+            from dakd_edge.cli.segment import _run_scene, scene_shape, unwrap_scene
             from dakd_edge.inference import load
-            from dakd_edge.inference.segment import segment_scene
 
             src = unwrap_scene(Path(scene))  # a folder around one .SAFE: that product, as segment reads it
             predictor = load(model_path, backend=backend, device=device, tile=tile, threads=threads)
             try:
+                # a truth that cannot be scored is refused before the minutes of inference
+                height, width = scene_shape(predictor, src)
+                check_truth_raster(Path(truth), f"{Path(scene).name}'s class map", height, width)
                 pred = str(Path(tmp) / "classes.tif")
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    report = segment_scene(predictor, src, pred, min_area=min_area, polygons=False)
+                # segment's notes (land mask, ...) one line each when raised, and its progress bar
+                report = _run_scene(predictor, src, quiet, out=pred, min_area=min_area, polygons=False)
             finally:
                 predictor.close()
-            for w in caught:  # segment's notes (land mask, ...), one line each as segment prints them
-                if issubclass(w.category, Notice):
-                    click.echo(f"dakd-edge: warning: {w.message}", err=True)
         assert pred is not None
         try:
             result = score_scene(pred, truth, truth_oil=oil, truth_ignore=ignore, min_area=min_area)
@@ -239,6 +237,78 @@ def _score_scene(
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp_json:
             Path(tmp_json).write_text(jsonout.dumps(result, indent=2))
+
+
+def check_truth_raster(truth: Path, pred_name: str, height: int, width: int) -> None:
+    """The refusals of a truth raster that :func:`~dakd_edge.scene_eval.score_scene` makes (same
+    words), for a class map of ``height`` x ``width`` named ``pred_name`` not written yet: another size,
+    a lossy JPEG, colour bands, values that are no class ids (fractions, outside 0-255). Truth polygons
+    are left to the scoring, which needs the class map's georeference."""
+    import warnings
+
+    import numpy as np
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    from dakd_edge.data.gdalnames import refuse_unsafe_vrt
+    from dakd_edge.errors import InputError
+    from dakd_edge.scene_eval import BLOCK_PIXELS, TRUTH_VECTORS
+
+    if truth.suffix.lower() in TRUTH_VECTORS:
+        return
+    if not truth.is_file():  # a FIFO would block the open
+        raise InputError(f"{truth}: not a regular file (a folder, FIFO or device), no truth raster or vector")
+    refuse_unsafe_vrt(truth)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = rasterio.open(truth)
+    except RasterioError as e:
+        raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
+    with ds:
+        if ds.driver == "JPEG" or "JPEG" in str(ds.compression or "").upper():
+            raise InputError(
+                f"{truth}: a JPEG truth raster is lossy: its values around slick edges are no labels; "
+                "give the mask as PNG or GeoTIFF"
+            )
+        if (ds.height, ds.width) != (height, width):
+            raise InputError(
+                f"{truth}: the truth raster is {ds.width} x {ds.height} pixels but the prediction "
+                f"{pred_name} is {width} x {height}; give truth on the scene's grid, or its slicks as "
+                "polygons (.geojson / .gpkg)"
+            )
+        dtype = np.dtype(ds.dtypes[0])
+        if ds.count == 1 and dtype == np.uint8:  # one band of 0-255 ids: nothing to read
+            return
+        rows = max(1, BLOCK_PIXELS // width)
+        for y0 in range(0, height, rows):
+            win = Window(0, y0, width, min(rows, height - y0))
+            try:
+                v = ds.read(1, window=win, masked=True)
+                bands = ds.read(window=win) if ds.count > 1 else None
+            except RasterioError as e:
+                raise InputError(f"{truth}: cannot read the truth raster ({e.__cause__ or e})") from None
+            if bands is not None and (bands != bands[:1]).any():
+                raise InputError(
+                    f"{truth}: the truth raster's {ds.count} bands differ (colours, as OSD's RGB labels): "
+                    "give one band of class ids (OSD's labels_1D), or a mask with equal bands"
+                )
+            values, valid = np.asarray(v.data), ~np.ma.getmaskarray(v)
+            if np.issubdtype(values.dtype, np.floating):
+                valid &= np.isfinite(values)
+                frac = valid & (values != np.round(values))
+                if frac.any():
+                    raise InputError(
+                        f"{truth}: truth values are not whole numbers (e.g. {values[frac][0]:g}): a "
+                        "probability or intensity raster is no class mask"
+                    )
+            out = valid & ((values < 0) | (values > 255))
+            if out.any():
+                raise InputError(
+                    f"{truth}: truth value {values[out][0]:g} is outside 0-255 class ids (give the raster "
+                    "a nodata if it marks unlabelled pixels)"
+                )
 
 
 def _values(opt: str, text: str | None, example: str) -> list[int] | None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from dakd_edge.cli.choices import keywords
 from dakd_edge.cli.notices import warning_line
-from dakd_edge.errors import ExportError, OutputError
+from dakd_edge.errors import ExportError, InputError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
@@ -26,14 +27,14 @@ ENGINE_DEFAULTS = EngineConfig()
 @click.command("export")
 @click.argument("model", required=False)
 @click.option(
-    "--format", "fmt", type=click.Choice([ONNX.name, ENGINE.name]),
+    "--format", "fmt", type=keywords([ONNX.name, ENGINE.name]),
     help=f"Output format [default: from the -o suffix ({'/'.join(ENGINE.suffixes)}: engine), else onnx].",
 )  # fmt: skip
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--shape", help="Fixed input shape NxCxHxW (e.g. 1x1x512x512) [default: dynamic N, H, W].")
 @click.option(
     "--ops",
-    type=click.Choice([AUTO, *OPS_MODES]),
+    type=keywords([AUTO, *OPS_MODES]),
     default=AUTO,
     show_default=True,
     help="standard: plain ONNX ops (any runtime); plugin: dakd_edge nodes for the TensorRT plugins; "
@@ -44,7 +45,7 @@ ENGINE_DEFAULTS = EngineConfig()
 @click.option("--scan-chunk", type=int, default=ONNX_DEFAULTS.scan_chunk, show_default=True,
               help="Chunk length of the standard-ops scan (8 suits CPUs; try 32-64 for TensorRT).")  # fmt: skip
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
-@click.option("--precision", type=click.Choice(ENGINE.precisions), default=ENGINE_DEFAULTS.precision,
+@click.option("--precision", type=keywords(ENGINE.precisions), default=ENGINE_DEFAULTS.precision,
               show_default=True,
               help="Engine precision (ONNX export is always fp32).")  # fmt: skip
 @click.option("--calib", type=click.Path(file_okay=False), help="Folder of tiles for INT8 calibration.")
@@ -70,6 +71,8 @@ def export(
     each parity line prints (atol 1e-4 for fp32, 2e-2 for fp16, 1e-1 for int8), or arg-max agreement is
     below 99.9% (fp16: 99%, int8: 95%).
     """
+    if model is not None and format_of(model) is not None and not Path(model).exists():
+        raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)
     require_extra("torch", "export", "torch", "safetensors", "onnx")
     from dakd_edge.atomic import check_distinct, check_output
     from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape

@@ -14,16 +14,16 @@ from typing import Any
 
 import click
 
+from dakd_edge.cli.choices import SENSORS, both_is_none, keywords
 from dakd_edge.cli.fields import config_from, field_option
-from dakd_edge.cli.streams import STDOUT, json_out_option
+from dakd_edge.cli.streams import STDOUT, json_out_option, stderr_is_terminal
 from dakd_edge.cli.train import CLASSES_HELP, DEVICE_HELP
 from dakd_edge.errors import DatasetError, InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import JointNetTrainConfig
 
-_KINDS = click.Choice(["auto", "osd", "sos", "folder", "augmented"])
-_SENSORS = click.Choice(["palsar", "sentinel"])
-_CLASSES = click.Choice(["native", "binary"])
+_KINDS = keywords(["auto", "osd", "sos", "folder", "augmented"])
+_CLASSES = keywords(["native", "binary"])
 _JOINTNET_NEEDS = ("torch", "safetensors", "diffusers")  # the teacher is a diffusers UNet
 
 
@@ -67,7 +67,9 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 @jointnet.command("balance", short_help="Measure the balancing factor b of a training set (Eq. 4).")
 @click.option("--data", type=click.Path(file_okay=False), help="Training set folder (OSD, SOS, folder).")
 @click.option("--kind", default="auto", show_default=True, type=_KINDS, help=_kind_help("--data"))
-@click.option("--sensor", type=_SENSORS, help="SOS subset (one b per sensor).")
+@click.option(
+    "--sensor", type=SENSORS, callback=both_is_none, help="SOS subset (one b per sensor) [default: both]."
+)
 @click.option("--classes", default="native", show_default=True, type=_CLASSES, help=CLASSES_HELP)
 @click.option("--split", default="train", show_default=True, help=_split_help("--data"))
 @click.option("--synthetic", type=int, default=0, help="Measure on N synthetic patches instead of --data.")
@@ -76,7 +78,7 @@ def _open(data: str, split: str, kind: str, sensor: str | None, classes: str) ->
 )
 @click.option(
     "--num-classes",
-    type=click.Choice(["2", "5"]),
+    type=keywords(["2", "5"]),
     default="5",
     show_default=True,
     help="Synthetic label space (5 OSD classes or binary).",
@@ -166,16 +168,16 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
 )
 @_opt("data", type=click.Path(file_okay=False), help="Training set folder.")
 @_opt("data_kind", "--kind", type=_KINDS, help=_kind_help("--data"))
-@_opt("sensor", type=_SENSORS, help="SOS sensor [default: both].")
+@_opt("sensor", type=SENSORS, callback=both_is_none, help="SOS sensor [default: both].")
 @_opt("classes", type=_CLASSES, help=CLASSES_HELP)
 @_opt("synthetic", type=int, help="Train on N synthetic patches instead of --data.")
 # The command line's synthetic label space is OSD's five classes (the library's default is binary).
 @_opt(
-    "synthetic_classes", type=click.Choice(["2", "5"]), default="5", show_default=True,
+    "synthetic_classes", type=keywords(["2", "5"]), default="5", show_default=True,
     help="Classes of the --synthetic patches: 5 (OSD's) or 2 (oil against the rest).",
 )  # fmt: skip
 @_opt(
-    "preset", type=click.Choice(["tiny", "small", "base"]),
+    "preset", type=keywords(["tiny", "small", "base"]),
     help="Teacher size: base (DDPM-style UNet, ~40M parameters per branch), small, or tiny (tests).",
 )  # fmt: skip
 @_opt("crop", help="Random crop size (= generated size).")
@@ -193,7 +195,7 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
 @_opt("balancing_factor", "--b", type=float, help="Balancing factor [default: measured on the data].")
 @_opt("seed", help="Seed of the initial weights, the training crops and the sample grids.")
 @_opt("workers", help="DataLoader worker processes.")
-@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
+@_opt("device", type=keywords(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @_opt("log_every", help="Steps between OUT/log.jsonl records.")
 @_opt("ckpt_every", help="Steps between OUT/last.pt checkpoints (and at the end).")
@@ -229,10 +231,10 @@ def train(**o: Any) -> None:
             )  # fmt: skip
     except ValueError as e:
         raise option_error(e) from e
+    progress = not o["no_progress"] and stderr_is_terminal()
     last = train_jointnet(
-        cfg, resume=o["resume"], stop_after=o["stop_after"], progress=not o["no_progress"],
-        overwrite=o["overwrite"],
-    )  # fmt: skip
+        cfg, resume=o["resume"], stop_after=o["stop_after"], progress=progress, overwrite=o["overwrite"]
+    )
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: report once
         click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
 
@@ -263,14 +265,14 @@ def _config_from(resume: str, ops: dict[str, Any]) -> Any:
     "--weights",
     default="ema",
     show_default=True,
-    type=click.Choice(["ema", "raw"]),
+    type=keywords(["ema", "raw"]),
     help="The checkpoint's EMA weights, or its raw trained ones.",
 )
 @click.option(
     "--device",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=keywords(["auto", "cpu", "cuda"]),
     help=DEVICE_HELP,
 )
 @click.option(
@@ -298,6 +300,8 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     there the set is marked unfinished and `dakd-edge train --aug` refuses it. A run that writes no
     sample leaves --out as it was.
     """
+    if not Path(checkpoint).exists():  # at once, not after torch's import (seconds)
+        raise InputError(f"{checkpoint}: no such file")
     require_extra("torch", "jointnet generate", *_JOINTNET_NEEDS)
     from dakd_edge.train.generate import generate_augmented
 
@@ -309,9 +313,8 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
         raise InputError(f"--shard must look like 0/4, got {shard!r}") from e
     try:
         # opts: steps, batch, seed, size, weights, device, resume, overwrite (same names)
-        res = generate_augmented(
-            checkpoint, out, n, amp=not no_amp, progress=not no_progress, shard=(k, m), **opts
-        )
+        progress = not no_progress and stderr_is_terminal()
+        res = generate_augmented(checkpoint, out, n, amp=not no_amp, progress=progress, shard=(k, m), **opts)
     except ValueError as e:
         raise InputError(str(e)) from e
     state = "" if res["complete"] else f"; unfinished: {res['count']} of {n} (other shards to run)"
@@ -323,7 +326,9 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
 @click.argument("generated", type=click.Path(file_okay=False))
 @click.option("--real", required=True, type=click.Path(file_okay=False), help="Real data folder.")
 @click.option("--real-kind", default="auto", show_default=True, type=_KINDS, help=_kind_help("--real"))
-@click.option("--real-sensor", type=_SENSORS, help="SOS sensor of --real [default: both].")
+@click.option(
+    "--real-sensor", type=SENSORS, callback=both_is_none, help="SOS sensor of --real [default: both]."
+)
 @click.option("--real-split", default="train", show_default=True, help=_split_help("--real"))
 @click.option("--real-classes", default="native", show_default=True, type=_CLASSES, help=CLASSES_HELP)
 @click.option(

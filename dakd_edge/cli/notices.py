@@ -33,3 +33,19 @@ def notices_as_lines() -> Iterator[None]:
 
         warnings.showwarning = show
         yield
+
+
+@contextlib.contextmanager
+def scene_notices() -> Iterator[None]:
+    """One scene's run: each :class:`Notice` printed when raised, every time (the same note for the
+    next scene is news too), so a failure or an interrupt mid-scene still leaves the notes said before
+    it. Other warnings (GDAL's, numpy's) are dropped, as they always were here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+
+        def show(message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
+            if issubclass(category, Notice):
+                warning_line(message)
+
+        warnings.showwarning = show
+        yield

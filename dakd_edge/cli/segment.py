@@ -26,12 +26,14 @@ from dakd_edge.atomic import (
     make_dirs,
     remove_made_dirs,
 )
+from dakd_edge.cli.choices import keywords
+from dakd_edge.cli.notices import scene_notices, warning_line
 from dakd_edge.cli.signals import Interrupted
-from dakd_edge.cli.streams import STDOUT, stdout_alias
+from dakd_edge.cli.streams import STDOUT, stderr_is_terminal, stdout_alias
 from dakd_edge.data.border_noise import BORDER_NOISE
 from dakd_edge.data.landmask import DEFAULT_COAST_BUFFER_M
 from dakd_edge.data.scaling import SCALES
-from dakd_edge.errors import BackendUnavailable, DakdError, InputError, Notice, OutputError
+from dakd_edge.errors import BackendUnavailable, DakdError, InputError, OutputError
 from dakd_edge.formats import AUTO, BACKEND_CHOICES
 from dakd_edge.inference.predictor import MIN_TILE
 from dakd_edge.inference.segment import MIN_SPECK_PIXELS, PROBS_DTYPES, Progress, parse_min_area
@@ -95,7 +97,7 @@ flatten_option = click.option(
 # One --border-noise for segment and batch (dakd_edge.data.border_noise.BorderNoiseMask).
 border_noise_option = click.option(
     "--border-noise",
-    type=click.Choice(BORDER_NOISE),
+    type=keywords(BORDER_NOISE),
     default="auto",
     show_default=True,
     help="Sentinel-1: mask the low-valued no-data border of products processed before IPF 2.90 "
@@ -109,11 +111,11 @@ match_level_option = click.option(
 )
 # One --input-scale and one --pol for segment and batch.
 input_scale_option = click.option(
-    "--input-scale", type=click.Choice(SCALES), default="auto", show_default=True, help=INPUT_SCALE_HELP
+    "--input-scale", type=keywords(SCALES), default="auto", show_default=True, help=INPUT_SCALE_HELP
 )
 pol_option = click.option(
     "--pol",
-    type=click.Choice(POLS, case_sensitive=False),
+    type=keywords(POLS),
     help="Sentinel-1 polarisation [default: VV; HH for HH/HV products].",
 )
 OVERLAP_HELP = (
@@ -348,25 +350,31 @@ def unwrap_scene(scene: Path) -> Path:
         warnings.simplefilter("always")
         scene = unwrap_product(scene)
     for w in caught:
-        click.echo(f"dakd-edge: warning: {w.message}", err=True)
+        warning_line(w.message)
     return scene
 
 
-def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
+def scene_shape(
+    predictor: Any, scene: Path, band: int | None = None, pol: str | None = None
+) -> tuple[int, int]:
+    """(height, width) of ``scene`` as ``segment_scene`` reads it (its notes are said by the run)."""
     from dakd_edge.inference.readers import open_scene
-    from dakd_edge.inference.segment import segment_scene
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with open_scene(scene, predictor.meta.in_chans, kw.get("band"), kw.get("pol"), False) as s:
-            width = s.info.width
-    with warnings.catch_warnings(record=True) as caught, progress_bar(not quiet, scene.name, width) as cb:
-        warnings.simplefilter("always")
-        report = segment_scene(predictor, scene, progress=cb, **kw)
-    for w in caught:
-        if issubclass(w.category, Notice):
-            click.echo(f"dakd-edge: warning: {w.message}", err=True)
-    return report
+        with open_scene(scene, predictor.meta.in_chans, band, pol, False) as s:
+            return s.info.height, s.info.width
+
+
+def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
+    """``segment_scene`` with its notes printed as they are raised (not after a scene that may fail or
+    be interrupted) and a progress bar on a terminal (segment, demo, ``evaluate --scene``)."""
+    from dakd_edge.inference.segment import segment_scene
+
+    show = not quiet and stderr_is_terminal()
+    width = scene_shape(predictor, scene, kw.get("band"), kw.get("pol"))[1] if show else 0
+    with scene_notices(), progress_bar(show, scene.name, width) as cb:
+        return segment_scene(predictor, scene, progress=cb, **kw)
 
 
 def _write_report(path: Path, data: Any, overwrite: bool) -> None:
@@ -451,9 +459,7 @@ def plan_outputs(
 @click.option(
     "--model", help="Checkpoint (.safetensors/.pt), ONNX file or TensorRT engine [default: bundled model]."
 )
-@click.option(
-    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
-)
+@click.option("--backend", type=keywords(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP)
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @threads_option
 @click.option(
@@ -474,7 +480,7 @@ def plan_outputs(
 @click.option("--probs", help="Also write per-class probabilities (COG, .tif/.tiff).")
 @click.option(
     "--probs-dtype",
-    type=click.Choice(PROBS_DTYPES),
+    type=keywords(PROBS_DTYPES),
     default="uint8",
     show_default=True,
     help="uint8: probability x 250 (255 = nodata; a GDAL scale of 1/250 gives 0-1); float16: 0-1 as "
@@ -627,9 +633,7 @@ def segment(
     help="Scene seed (same seed = same scene).",
 )
 @click.option("--model", help="Model file [default: bundled model].")
-@click.option(
-    "--backend", type=click.Choice(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP
-)
+@click.option("--backend", type=keywords(BACKEND_CHOICES), default=AUTO, show_default=True, help=BACKEND_HELP)
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @threads_option
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier demo.")

@@ -15,6 +15,14 @@ STDOUT = "-"
 STDOUT_NAMES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", f"/proc/{os.getpid()}/fd/1"})
 
 
+def stderr_is_terminal() -> bool:
+    """Whether progress bars are drawn (rich's view of stderr, ``FORCE_COLOR`` / ``TTY_COMPATIBLE``
+    included): in a log or a CI capture a bar's last frame was a line of box characters."""
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
+
+
 def stdout_alias(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Click callback: ``/dev/stdout`` (and its ``/dev/fd/1`` / ``/proc/self/fd/1`` spellings) is ``-``."""
     return STDOUT if value is not None and os.path.normpath(value) in STDOUT_NAMES else value

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from dakd_edge import jsonout
+from dakd_edge.cli.choices import keywords
 from dakd_edge.errors import InputError, OutputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*$")
@@ -72,7 +73,7 @@ def check_window(window: int) -> None:
 @click.option(
     "--dtype",
     "output",
-    type=click.Choice(["uint8", "db", "linear"]),
+    type=keywords(["uint8", "db", "linear"]),
     default="uint8",
     show_default=True,
     help="uint8 luminance (OSD-like), float32 sigma0 in dB, or float32 linear sigma0.",

@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from dakd_edge.cli.choices import SENSORS, both_is_none, keywords
 from dakd_edge.cli.fields import config_from, field_default, field_option
+from dakd_edge.cli.streams import stderr_is_terminal
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
 from dakd_edge.train.config import TrainConfig
@@ -90,12 +92,12 @@ DEVICE_HELP = "auto: cuda when a GPU is usable, else cpu."
 @click.option(
     "--model-cfg", multiple=True, help="Architecture override key=value (repeatable), e.g. skip=conv."
 )
-@_opt("kind", type=click.Choice(["auto", "osd", "sos", "folder"]), help=KIND_HELP)
-@_opt("sensor", type=click.Choice(["palsar", "sentinel"]), help="SOS sensor [default: both].")
-@_opt("classes", type=click.Choice(["native", "binary"]), help=CLASSES_HELP)
+@_opt("kind", type=keywords(["auto", "osd", "sos", "folder"]), help=KIND_HELP)
+@_opt("sensor", type=SENSORS, callback=both_is_none, help="SOS sensor [default: both].")
+@_opt("classes", type=keywords(["native", "binary"]), help=CLASSES_HELP)
 @_opt("aug", type=click.Path(), help="Augmented set from `dakd-edge jointnet generate` (DAKD).")
 @_opt(
-    "labels", type=click.Choice(["soft", "hard"]),
+    "labels", type=keywords(["soft", "hard"]),
     help="Generated images: soft = CE on teacher argmax + KD (DAKD); hard = CE on argmax only.",
 )  # fmt: skip
 @_opt("mix", type=click.FloatRange(0.0, 1.0), help="Share of batch slots filled by generated mosaics.")
@@ -122,7 +124,7 @@ DEVICE_HELP = "auto: cuda when a GPU is usable, else cpu."
 @_opt("ckpt_every", help="Steps between OUT/last.pt checkpoints (and at the end).")
 @_opt("log_every", help="Steps between metrics.jsonl records.")
 @_opt("seed", help="Seed of the initial weights, the validation hold-out and every step's data.")
-@_opt("device", type=click.Choice(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
+@_opt("device", type=keywords(["auto", "cpu", "cuda"]), help=DEVICE_HELP)
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @_opt("workers", help="DataLoader worker processes.")
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a last.pt checkpoint.")
@@ -153,7 +155,8 @@ def train(**o: Any) -> None:
         raise option_error(e) from e
     for line in _no_effect(o):
         click.echo(f"dakd-edge: warning: {line}", err=True)
-    summary = run(cfg, o["out_dir"], resume=o["resume"], progress=not o["quiet"], overwrite=o["overwrite"])
+    progress = not o["quiet"] and stderr_is_terminal()
+    summary = run(cfg, o["out_dir"], resume=o["resume"], progress=progress, overwrite=o["overwrite"])
     if int(os.environ.get("RANK", "0")) == 0:
         best = summary["best"]
         msg = f"model: {summary['model']}  steps {summary['steps']}  {summary['seconds']:.0f} s"
