@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dakd_edge.errors import (
     BackendUnavailable,
     DakdError,
+    DakdWarning,
     InputError,
     ModelFileError,
     Notice,
@@ -35,6 +36,7 @@ os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 __all__ = [
     "BackendUnavailable",
     "DakdError",
+    "DakdWarning",
     "InputDomainWarning",
     "InputError",
     "ModelFileError",

@@ -42,8 +42,14 @@ class TrainingError(DakdError):
     """Training cannot continue (non-finite loss, incompatible resume checkpoint, ...)."""
 
 
-class Notice(UserWarning):
-    """Something the user should know that is not an error (the CLI prints it as one line)."""
+class DakdWarning(UserWarning):
+    """A warning the CLI prints as one line: a :class:`Notice` (good to know) or an
+    :class:`~dakd_edge.data.scaling.InputDomainWarning` (the results may be wrong)."""
+
+
+class Notice(DakdWarning):
+    """Something the user should know that is not an error. Silencing notices
+    (``warnings.simplefilter("ignore", Notice)``) leaves ``InputDomainWarning`` on."""
 
 
 _QUIET = threading.RLock()

@@ -224,3 +224,16 @@ def test_public_entry_points_name_arguments_not_cli_options(tmp_path) -> None:
     (tmp_path / "c.tif").write_bytes(b"x")
     with pytest.raises(OutputError, match=r"pass overwrite=True to replace it"):
         Predictor(FakeBackend(), tile=32, overlap=8).segment(tmp_path / "s.tif", tmp_path / "c.tif")
+
+
+def test_silencing_notices_keeps_the_input_domain_warning() -> None:
+    """InputDomainWarning (the results may be wrong) derived from Notice (good to know): the obvious way
+    to quiet the notices also hid it."""
+    from dakd_edge.data.scaling import InputDomainWarning
+
+    p = Predictor(FakeBackend(), tile=32, overlap=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Notice)
+        p.predict(np.full((64, 64), 5, np.uint8))  # far darker than any training image
+    assert [w.category for w in caught] == [InputDomainWarning]

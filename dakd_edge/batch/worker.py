@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.errors import DakdError, InputError, Notice, OutputError
+from dakd_edge.errors import DakdError, DakdWarning, InputError, OutputError
 
 # A model is a file path (None: the bundled model), or a zero-argument factory returning a Predictor:
 # a callable picklable by reference, or "package.module:function".
@@ -128,7 +128,7 @@ class SceneWorker:
                 spills=report["spills"],
                 oil_area_m2=report.get("oil_area_m2"),
                 mpix_per_s=report["mpix_per_s"],
-                warnings=[str(w.message) for w in caught if issubclass(w.category, Notice)],
+                warnings=[str(w.message) for w in caught if issubclass(w.category, DakdWarning)],
                 input_stat=input_stat(Path(scene["path"])),  # a replaced input runs again on --resume
             )
         except Exception as e:

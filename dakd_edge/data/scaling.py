@@ -20,7 +20,7 @@ from dakd_edge.data.products import (
     ALOS_DN_GAIN,
     parse_name,
 )
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.errors import DakdWarning, InputError, Notice
 from dakd_edge.meta import Normalization
 
 Scale = Literal["auto", "uint8", "db", "linear", "amplitude"]
@@ -240,8 +240,9 @@ def _valid(unit_sample: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)] if np.issubdtype(x.dtype, np.floating) else x
 
 
-class InputDomainWarning(Notice):
-    """The scaled input is far from what the model was trained on (wrong --input-scale?)."""
+class InputDomainWarning(DakdWarning):
+    """The scaled input is far from what the model was trained on (wrong --input-scale?): the results
+    may be wrong. Not a :class:`Notice`, so silencing notices keeps it."""
 
 
 def domain_warning(
