@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.atomic import Transaction, atomic_path, check_output
+from dakd_edge.atomic import Transaction, atomic_path, check_output, work_dir
 from dakd_edge.cuda import parse_version, tensorrt_too_old
 from dakd_edge.errors import BackendUnavailable, DakdError, DatasetError, ExportError, Notice
 from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
@@ -572,7 +572,6 @@ def export_engine(
     The default opset becomes the one the installed TensorRT parses (16 on 8.5, with a :class:`Notice`);
     an explicit one it cannot parse is refused (:func:`choose_engine_opset`).
     """
-    import tempfile
 
     import onnx
 
@@ -594,7 +593,9 @@ def export_engine(
     if opset != onnx_cfg.opset:
         warnings.warn(Notice(note or f"exporting ONNX opset {opset}"), stacklevel=2)
         onnx_cfg = dataclasses.replace(onnx_cfg, opset=opset)
-    with tempfile.TemporaryDirectory(prefix="dakd-export-") as tmpdir:
+    # registered, so an interrupt ended by the signal watchdog (TensorRT's builder holds the GIL in C
+    # for minutes) removes it too: a SIGTERM mid-build left its ONNX (10 MB) behind on every run
+    with work_dir("dakd-export-") as tmpdir:
         onnx_path = Path(keep_onnx) if keep_onnx else Path(tmpdir) / "model.onnx"
         onnx_report = export_onnx(model, meta, onnx_path, onnx_cfg, overwrite=overwrite)
         problems = tensorrt_graph_problems(

@@ -20,9 +20,13 @@ import dakd_edge.extras as extras
         ("diffusers", ["jointnet", "generate", "x.pt", "--out", "y", "--n", "1"], "'jointnet generate' needs"),
     ],
 )  # fmt: skip
-def test_a_missing_module_of_an_extra_is_named_up_front(monkeypatch, capsys, missing, argv, said) -> None:
+def test_a_missing_module_of_an_extra_is_named_up_front(
+    monkeypatch, capsys, tmp_path, missing, argv, said
+) -> None:
     from dakd_edge.cli.app import main
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").write_bytes(b"")  # there: a missing file is said first (before torch's import)
     monkeypatch.setattr(extras, "available", lambda m: m != missing)
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -18,10 +18,11 @@ from dakd_edge.errors import ExportError, InputError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
-from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES, format_of
+from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES, engine_sidecar, format_of
 
 ONNX_DEFAULTS = OnnxExportConfig()
 ENGINE_DEFAULTS = EngineConfig()
+ENGINE_ONLY = ("precision", "calib", "calib_cache", "timing_cache", "workspace", "max_batch")
 
 
 @click.command("export")
@@ -74,12 +75,34 @@ def export(
     if model is not None and format_of(model) is not None and not Path(model).exists():
         raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)
     require_extra("torch", "export", "torch", "safetensors", "onnx")
-    from dakd_edge.atomic import check_distinct, check_output
+    from dakd_edge.atomic import check_distinct, check_not_bundled, check_output
     from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape
 
-    if model is not None and Path(model).exists():  # `export m.safetensors -o m.safetensors` replaced it
-        check_distinct({"-o": Path(out)}, {"input model": Path(model)})
+    model_in = {"input model": Path(model)} if model is not None and Path(model).exists() else {}
+    check_distinct({"-o": Path(out)}, model_in)  # `export m.safetensors -o m.safetensors` replaced it
     fmt = output_format(out, fmt)
+    ctx = click.get_current_context()
+    if fmt == ONNX.name:  # engine options given for an ONNX file were ignored (an fp32 file for fp16)
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ENGINE_ONLY
+            if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: engine option(s), but -o {out} is an ONNX file (always fp32); build an "
+                "engine with -o NAME.engine or --format engine"
+            )
+    # a cache named as the model, the output or the engine's sidecar was written over it (exit 0, a
+    # 5-byte 'model')
+    caches = {"--timing-cache": timing_cache, "--calib-cache": calib_cache}
+    outputs = {"-o": Path(out), **{k: Path(v) for k, v in caches.items() if v}}
+    if fmt == ENGINE.name:
+        outputs["the engine's sidecar"] = engine_sidecar(out)
+    check_distinct(outputs, model_in)
+    for cache in caches.values():
+        if cache:
+            check_not_bundled(Path(cache))  # the bundled weights' folder, as for -o
     check_opset(opset)
     check_output(out, overwrite)
     fixed = parse_shape(shape) if shape else None
@@ -90,8 +113,8 @@ def export(
         if not ok:
             raise ExportError(f"--format engine: {reason}")
         # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
-        given = click.get_current_context().get_parameter_source("opset") is not ParameterSource.DEFAULT
-        opset, opset_note = choose_engine_opset(opset if given else None)
+        given_opset = ctx.get_parameter_source("opset") is not ParameterSource.DEFAULT
+        opset, opset_note = choose_engine_opset(opset if given_opset else None)
         if opset_note:
             warning_line(opset_note)
     mode, note = choose_ops(ops, fmt)

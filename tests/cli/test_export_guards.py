@@ -90,3 +90,34 @@ def test_library_refuses_zero_classes() -> None:
 
     with pytest.raises(InputError, match="must be >= 1"):
         load_for_export("saross-nano", num_classes=0)
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--timing-cache", "{model}"], "--timing-cache {model} is the input model"),
+        (["--calib-cache", "{model}"], "--calib-cache {model} is the input model"),
+        (["--timing-cache", "{out}"], "-o and --timing-cache are the same path"),
+        (["--calib-cache", "{out}.json"], "--calib-cache and the engine's sidecar are the same path"),
+    ],
+)
+def test_a_cache_that_is_the_model_or_an_output_is_refused(
+    nano_ckpt: Path, tmp_path: Path, capsys, extra, needle
+) -> None:
+    """--timing-cache m.safetensors wrote TensorRT's cache over the model (exit 0, a 5-byte 'model');
+    one named as the engine left a 5-byte engine without its sidecar. Refused before any work, also
+    where TensorRT is not installed."""
+    before = nano_ckpt.read_bytes()
+    out = tmp_path / "m.engine"
+    names = {"model": str(nano_ckpt), "out": str(out)}
+    argv = [str(nano_ckpt), "-o", str(out), *(a.format(**names) for a in extra)]
+    _one_line(argv, capsys, needle.format(**names))
+    assert nano_ckpt.read_bytes() == before and not out.exists()
+
+
+def test_engine_options_for_an_onnx_file_are_refused(tmp_path: Path, capsys) -> None:
+    """-o m.onnx --precision fp16 wrote an fp32 file, exit 0 (a CI job expecting a half-precision model)."""
+    out = tmp_path / "m.onnx"
+    line = _one_line(["-o", str(out), "--precision", "fp16", "--max-batch", "4"], capsys)
+    assert "--precision, --max-batch: engine option(s)" in line and "is an ONNX file (always fp32)" in line
+    assert not out.exists()

@@ -460,3 +460,35 @@ def test_runner_pads_fixed_batches_and_refuses_another_gpu(
         TensorRTBackend(tmp_path / "a.engine")
     write_engine(tmp_path / "o.engine", b"engine 10.3.0", info)  # an older sidecar: no capability recorded
     TensorRTBackend(tmp_path / "o.engine").close()
+
+
+def test_export_engine_work_folder_is_registered_for_the_interrupt_path(
+    nano_exports, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A SIGTERM during TensorRT's build (minutes in C, ended by the signal watchdog's hard exit) left
+    the intermediate ONNX (10 MB) in /tmp on every run: the work folder was a TemporaryDirectory the
+    interrupt path did not know. It is registered while the engine builds, and gone afterwards."""
+    from dakd_edge import atomic
+    from dakd_edge.export import tensorrt as export_trt
+    from dakd_edge.export.onnx import OnnxExportConfig
+
+    fake_trt.install(monkeypatch, "10.8.0")
+    monkeypatch.setattr(export_trt, "check_engine_parity", lambda *a: [])
+    seen: list[set] = []
+    build = export_trt.build_engine
+
+    def spy(onnx_path, *a, **kw):
+        seen.append({p for p in atomic._LIVE if p in Path(onnx_path).parents})
+        return build(onnx_path, *a, **kw)
+
+    monkeypatch.setattr(export_trt, "build_engine", spy)
+    export_trt.export_engine(
+        nano_exports["model"],
+        nano_exports["meta"],
+        tmp_path / "m.engine",
+        EngineConfig(),
+        OnnxExportConfig(parity_size=64),
+    )
+    assert len(seen) == 1 and len(seen[0]) == 1
+    (folder,) = seen[0]
+    assert folder.name.startswith("dakd-export-") and not folder.exists() and folder not in atomic._LIVE
