@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.atomic import atomic_path, check_free_space, check_output, is_disk_full
+from dakd_edge.atomic import atomic_path, check_free_space, check_output, file_sha256, is_disk_full
 from dakd_edge.errors import BackendUnavailable, ExportError, InputError, ModelFileError, Notice
 from dakd_edge.export import parity
 
@@ -84,6 +84,8 @@ class OnnxExportReport:
     op_types: dict[str, int]
     seconds: float
     parity: list[parity.ParityResult] = field(default_factory=list)
+    sha256: str | None = None  # of the written file: CI artifact checks and caches
+    size_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -281,6 +283,8 @@ def export_onnx(
         op_types=dict(sorted(counts.items())),
         seconds=time.perf_counter() - t0,
         parity=results,
+        sha256=file_sha256(out),
+        size_bytes=Path(out).stat().st_size,
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dakd_edge.atomic import Transaction, atomic_path, check_output, work_dir
+from dakd_edge.atomic import Transaction, atomic_path, check_output, file_sha256, work_dir
 from dakd_edge.cuda import parse_version, tensorrt_too_old
 from dakd_edge.errors import BackendUnavailable, DakdError, DatasetError, ExportError, Notice
 from dakd_edge.formats import ENGINE, INPUT_NAME, engine_sidecar
@@ -100,6 +100,9 @@ class EngineReport:
     tensorrt_version: str
     seconds: float
     parity: list[Any] = field(default_factory=list)
+    sha256: str | None = None  # of the written engine
+    size_bytes: int | None = None
+    onnx_sha256: str | None = None  # of the ONNX graph it was built from (its sidecar has it too)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -572,11 +575,11 @@ def export_engine(
     The default opset becomes the one the installed TensorRT parses (16 on 8.5, with a :class:`Notice`);
     an explicit one it cannot parse is refused (:func:`choose_engine_opset`).
     """
-
     import onnx
 
     from dakd_edge.export.onnx import export_onnx, meta_for_shape
 
+    t_start = time.perf_counter()
     check_output(out, overwrite)
     ok, reason = tensorrt_status()
     if not ok:
@@ -616,4 +619,7 @@ def export_engine(
         write_engine(Path(out), built.read_bytes(), info, overwrite)
     report.path = str(out)
     report.parity = onnx_report.parity + results
+    report.sha256, report.size_bytes = file_sha256(out), Path(out).stat().st_size
+    report.onnx_sha256 = info.get("onnx_sha256")
+    report.seconds = time.perf_counter() - t_start  # the whole export, not the build alone
     return report

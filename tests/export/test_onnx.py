@@ -248,3 +248,13 @@ def test_fixed_shape_below_the_tile_records_a_tile_segment_can_run(tmp_path: Pat
     finally:
         predictor.close()
     assert classes.shape == (70, 61) and int(classes.max()) < meta.num_classes
+
+
+def test_export_report_names_the_files_hash_and_size(nano_exports) -> None:
+    """A CI job keys caches and artifact checks on the file's hash: the report had none."""
+    import hashlib
+
+    for ops in ("standard", "plugin"):
+        d = nano_exports["reports"][ops].to_dict()
+        data = nano_exports[ops].read_bytes()
+        assert d["sha256"] == hashlib.sha256(data).hexdigest() and d["size_bytes"] == len(data)

@@ -8,6 +8,7 @@ and runner are driven per TensorRT version (8.4 to 11.x) on the fake module of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import types
@@ -482,7 +483,7 @@ def test_export_engine_work_folder_is_registered_for_the_interrupt_path(
         return build(onnx_path, *a, **kw)
 
     monkeypatch.setattr(export_trt, "build_engine", spy)
-    export_trt.export_engine(
+    report = export_trt.export_engine(
         nano_exports["model"],
         nano_exports["meta"],
         tmp_path / "m.engine",
@@ -492,3 +493,7 @@ def test_export_engine_work_folder_is_registered_for_the_interrupt_path(
     assert len(seen) == 1 and len(seen[0]) == 1
     (folder,) = seen[0]
     assert folder.name.startswith("dakd-export-") and not folder.exists() and folder not in atomic._LIVE
+    engine = (tmp_path / "m.engine").read_bytes()  # the report names what CI keys its artifacts on
+    sidecar = json.loads((tmp_path / "m.engine.json").read_text())
+    assert report.sha256 == hashlib.sha256(engine).hexdigest() and report.size_bytes == len(engine)
+    assert report.onnx_sha256 == sidecar["onnx_sha256"] and len(report.onnx_sha256) == 64
