@@ -237,3 +237,20 @@ def test_silencing_notices_keeps_the_input_domain_warning() -> None:
         warnings.simplefilter("ignore", Notice)
         p.predict(np.full((64, 64), 5, np.uint8))  # far darker than any training image
     assert [w.category for w in caught] == [InputDomainWarning]
+
+
+def test_a_closed_torch_model_drops_its_weights() -> None:
+    """TorchBackend.close() did nothing: a closed torch predictor kept its weights (and GPU memory)."""
+    import gc
+    import weakref
+
+    import dakd_edge
+
+    pytest.importorskip("torch")
+    model = dakd_edge.load_model(backend="torch")
+    net = weakref.ref(model.backend.model)
+    model.close()
+    gc.collect()
+    assert net() is None
+    with pytest.raises(BackendUnavailable, match="closed"):
+        model.predict(np.zeros((64, 64), np.uint8))

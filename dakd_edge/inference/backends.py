@@ -108,6 +108,8 @@ class TorchBackend(Backend):
         self.amp = amp and device.startswith("cuda")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise BackendUnavailable("this PyTorch backend was closed; load the model again")
         torch = self._torch
         from dakd_edge.kernels import use_kernels
 
@@ -116,6 +118,13 @@ class TorchBackend(Backend):
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 y = self.model(x)
         return y.float().cpu().numpy()
+
+    def close(self) -> None:
+        """Drop the model (its weights: 10 MB to GBs, on the GPU too); ``predict`` then raises. A closed
+        torch predictor kept its weights for as long as the object lived."""
+        self.model = None
+        if str(self.device).startswith("cuda"):
+            self._torch.cuda.empty_cache()
 
 
 class OnnxRuntimeBackend(Backend):
