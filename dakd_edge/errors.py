@@ -13,9 +13,10 @@ class DakdError(Exception):
     """Base class for errors caused by the user's input, files or environment (not by a bug)."""
 
 
-class InputError(DakdError, ValueError):
+class InputError(DakdError):
     """Bad input raster or image (unreadable, empty, wrong band, NaN-only, unknown scaling) or a value
-    out of its domain (tile size, backend name): a ``ValueError`` too, as callers expect of those."""
+    out of its domain (tile size, backend name). Not a ``ValueError``: the library's own ``except
+    ValueError`` blocks would catch it and bury its message in another."""
 
 
 class DatasetError(DakdError):
@@ -52,42 +53,81 @@ class Notice(DakdWarning):
     (``warnings.simplefilter("ignore", Notice)``) leaves ``InputDomainWarning`` on."""
 
 
-_QUIET = threading.RLock()
+_QUIET = threading.Lock()
+_QUIETED: dict[type[Warning], int] = {}  # category -> blocks inside quiet() that ignore it
 
 
 @contextlib.contextmanager
 def quiet(*categories: type[Warning]) -> Iterator[None]:
-    """``warnings.catch_warnings()`` with ``categories`` (none: every warning) ignored, one thread at a
-    time. ``catch_warnings`` saves and restores the process-wide filter list (before Python 3.14), so
-    two threads inside it at once (``Predictor.segment`` from a thread pool) could leave one's filters
-    installed for good: an "ignore everything" that hid every later warning of the process."""
-    with _QUIET, warnings.catch_warnings():
-        for category in categories or (Warning,):
-            warnings.simplefilter("ignore", category)
+    """Ignore ``categories`` (none: every warning) inside the block, safely across threads.
+
+    ``warnings.catch_warnings`` saves and restores the process-wide filter list (before Python 3.14):
+    two threads inside it at once (``Predictor.segment`` from a thread pool) could leave one's list
+    installed for good, an "ignore everything" that hid every later warning of the process. Here each
+    category's "ignore" filter is added by the first block that needs it and that exact entry removed
+    by the last one to leave, under a lock held only for that bookkeeping (the blocks themselves, COG
+    copies of whole scenes among them, run concurrently). The filters are process-wide: while a block
+    ignores a category, other threads' warnings of it are ignored too, so blocks name the categories
+    they silence."""
+    cats = categories or (Warning,)
+    with _QUIET:
+        for c in cats:
+            if not _QUIETED.get(c):
+                warnings.filterwarnings("ignore", category=c)
+            _QUIETED[c] = _QUIETED.get(c, 0) + 1
+    try:
         yield
+    finally:
+        with _QUIET:
+            for c in cats:
+                _QUIETED[c] -= 1
+                if not _QUIETED[c]:
+                    del _QUIETED[c]
+                    _drop_filter(c)
 
 
-# The CLI's words for the library's arguments, where the names differ or a flag is a value.
+def _drop_filter(category: type[Warning]) -> None:
+    """Remove the first ``("ignore", category)`` entry :func:`quiet` added (gone already: nothing)."""
+    entry = ("ignore", None, category, None, 0)
+    with contextlib.suppress(ValueError):
+        warnings.filters.remove(entry)
+        warnings._filters_mutated()  # type: ignore[attr-defined]  # as warnings.filterwarnings does
+
+
+# The CLI's options the library's entry points take, in argument form: flags become a value, options
+# a name (other --words, and any inside a path or a value, are left as they are).
 _API_FLAGS = {
-    "--overwrite": "overwrite=True",
-    "--no-land-mask": "land_mask=None",
-    "--no-denoise": "denoise=False",
-}
-_API_NAMES = {"input-scale": "scale"}
-_OPTION = re.compile(
-    r"--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)"
-    r"(?: (-?\d[\d.]*|'[^']*'|[A-Z]+\b|(?:uint8|float16|fp16|fp32|int8|db|linear|amplitude|cpu|cuda(?::\d+)?|auto|torch|onnxruntime|tensorrt|globe|none)\b))?"
+    "overwrite": "overwrite=True", "no-land-mask": "land_mask=None", "no-denoise": "denoise=False",
+    "no-polygons": "polygons=False", "geocode": "geocode=True", "flatten": "flatten=True",
+    "match-level": "match_level=True",
+}  # fmt: skip
+_API_OPTIONS = {
+    "input-scale": "scale", "tile": "tile", "overlap": "overlap", "batch": "batch", "device": "device",
+    "backend": "backend", "threads": "threads", "band": "band", "pol": "pol", "land-mask": "land_mask",
+    "min-area": "min_area", "probs-dtype": "probs_dtype", "border-noise": "border_noise",
+    "coast-buffer": "coast_buffer", "probs": "probs", "vector": "vector", "report": "report",
+}  # fmt: skip
+_VALUE = (
+    r"-?\d[\d.]*(?:px|%)?|'[^']*'|[A-Z]+(?:px)?\b|(?:uint8|float16|fp16|fp32|int8|db|linear|amplitude|cpu|"
+    r"cuda(?::\d+)?|auto|torch|onnxruntime|tensorrt|globe|none|mask|keep|VV|VH|HH|HV)\b"
 )
+_OPTION = re.compile(rf"(?<![\w/.-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w-])(?: ({_VALUE}))?")
 
 
 def api_words(text: str) -> str:
     """A message in the library's words: ``--tile 16`` -> ``tile=16``, ``--input-scale uint8`` ->
     ``scale=uint8``, ``pass --overwrite`` -> ``pass overwrite=True``. The CLI's own messages keep its
     options; the public Python entry points (:func:`dakd_edge.load_model`, ``Predictor.predict`` and
-    ``.segment``) say them this way."""
-    for flag, kw in _API_FLAGS.items():
-        text = re.sub(rf"{flag}(?![\w-])", kw, text)
-    return _OPTION.sub(lambda m: f"{_API_NAMES.get(m[1], m[1].replace('-', '_'))}={m[2] or ''}", text)
+    ``.segment``) say them this way. Only the options they take are rewritten, never inside a path."""
+
+    def one(m: re.Match) -> str:
+        if m[1] in _API_FLAGS:
+            return _API_FLAGS[m[1]] + (f" {m[2]}" if m[2] else "")
+        if m[1] in _API_OPTIONS:
+            return f"{_API_OPTIONS[m[1]]}={m[2] or ''}"
+        return m[0]
+
+    return _OPTION.sub(one, text)
 
 
 @contextlib.contextmanager
@@ -99,4 +139,4 @@ def in_api_words() -> Iterator[None]:
         text = api_words(str(e))
         if text == str(e):
             raise
-        raise type(e)(text).with_traceback(e.__traceback__) from None
+        raise type(e)(text).with_traceback(e.__traceback__) from e.__cause__

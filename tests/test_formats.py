@@ -43,9 +43,8 @@ def test_table_is_consistent() -> None:
     assert format_of("scene.tif") is None and format_of("model") is None
     with pytest.raises(ModelFileError, match="cannot tell the model format"):
         backend_for("m.txt")
-    with pytest.raises(InputError, match="unknown backend") as ei:
+    with pytest.raises(InputError, match="unknown backend"):
         backend_for("m.onnx", "tflite")
-    assert isinstance(ei.value, ValueError)  # a library caller's except ValueError catches it
     assert backend_for("m.onnx", "torch") == "torch"
     with pytest.raises(ValueError):
         suffixes("tflite")

@@ -185,15 +185,15 @@ def test_a_dual_pol_array_is_refused_with_the_index_of_its_layout(shape, hint) -
     assert f"has {min(shape)} different bands" in msg and msg.endswith(f"e.g. {hint}")
 
 
-def test_misused_arguments_are_value_errors_said_at_load(tmp_path) -> None:
-    """backend='ort' raised BackendUnavailable (not what `except ValueError` catches); kernels='bogus'
-    was accepted and failed on the first predict."""
+def test_misused_arguments_are_input_errors_said_at_load(tmp_path) -> None:
+    """backend='ort' raised BackendUnavailable (the error for a runtime this machine lacks, not for a
+    misspelt name); kernels='bogus' was accepted and failed on the first predict."""
     import dakd_edge
 
-    with pytest.raises(ValueError, match="unknown backend 'ort'"):
+    with pytest.raises(InputError, match="unknown backend 'ort'"):
         dakd_edge.load_model(backend="ort")
     pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="kernels='bogus'"):
+    with pytest.raises(InputError, match="kernels='bogus'"):
         dakd_edge.load_model(backend="torch", kernels="bogus")
 
 

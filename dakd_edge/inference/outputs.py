@@ -88,7 +88,7 @@ def staging_compression() -> dict[str, Any]:
     zstd: dict[str, Any] = {"compress": "zstd", "ZSTD_LEVEL": 1}
     probe = f"/vsimem/dakd-edge-zstd-probe-{os.getpid()}-{threading.get_ident()}.tif"
     try:
-        with quiet():
+        with quiet(NotGeoreferencedWarning):  # a 16 x 16 probe without a place
             with rasterio.open(probe, "w", **gtiff_profile(16, 16, "uint8", **zstd)) as ds:
                 ds.write(np.zeros((1, 16, 16), np.uint8))
             with rasterio.open(probe) as ds:

@@ -135,7 +135,7 @@ def _read_pt(p: Path) -> tuple[ModelMeta, dict[str, Any]]:
             "or upgrade PyTorch to 2.6 or later"
         )
     try:
-        with quiet():  # e.g. "Detected pickle protocol 4": noise before our one line
+        with quiet(UserWarning, FutureWarning):  # "Detected pickle protocol 4": noise before our line
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled classes are refused by weights_only, truncated files, ...
         raise ModelFileError(_pt_load_error(p, e)) from e
