@@ -9,6 +9,7 @@ rasterio + numpy only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -33,8 +34,9 @@ def open_raster(path: str | os.PathLike):
     """``rasterio.open`` with typed, one-line errors for missing, unreadable and empty rasters.
 
     GDAL virtual paths (``/vsizip/a.zip/b.tif``) are opened as they are; a BEAM-DIMAP product's
-    ``.dim`` (SNAP's default format) as its bands (:func:`dimap_vrt`); a gzip-compressed file is refused
-    with what to do."""
+    ``.dim`` (SNAP's default format) as its bands (:func:`dimap_vrt`), a SNAP GeoTIFF with its band
+    names, units, nodata and placement (:func:`_snap_tiff`); a gzip-compressed file is refused with what
+    to do."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -156,17 +158,45 @@ def _snap_tiff(ds: Any, name: str, p: Path) -> Any:
             tif = ds if ds.driver == "GTiff" else rasterio.open(name, driver="GTiff")
     except (RasterioError, OSError):
         return ds
-    if len(infos) != tif.count:  # virtual bands left out, still not the file's bands: names unknown
-        if tif is not ds:
-            tif.close()
-        return ds
-    source = str(Path(name).resolve()) if not is_gdal_name(name) else name
-    bands = [_vrt_band(i, tif.dtypes[i - 1], source, i, info) for i, info in enumerate(infos, 1)]
-    xml = f'<VRTDataset rasterXSize="{tif.width}" rasterYSize="{tif.height}">{_vrt_place(tif)}{"".join(bands)}</VRTDataset>'
+    vrt = None
+    if len(infos) == tif.count:  # else virtual bands left out, still not the file's bands: names unknown
+        source = str(Path(name).resolve()) if not is_gdal_name(name) else name
+        infos = [_checked_fields(info, tif.nodatavals[i]) for i, info in enumerate(infos)]
+        bands = [_vrt_band(i, tif.dtypes[i - 1], source, i, info) for i, info in enumerate(infos, 1)]
+        xml = f'<VRTDataset rasterXSize="{tif.width}" rasterYSize="{tif.height}">{_vrt_place(tif)}{"".join(bands)}</VRTDataset>'
+        with contextlib.suppress(RasterioError, OSError):  # a header GDAL cannot take: the file as it is
+            vrt = rasterio.open(xml)
     if tif is not ds:
         tif.close()
+    if vrt is None:
+        return ds
     ds.close()
-    return rasterio.open(xml)
+    return vrt
+
+
+def _checked_fields(info: dict[str, str], gdal_nodata: float | None) -> dict[str, str]:
+    """A SNAP band's fields with numbers that parse (a damaged ``SCALING_FACTOR`` is 1, a ``NO_DATA_VALUE``
+    that is no number is not used), and the file's own GDAL no-data value where the header declares
+    none (``gdal_edit -a_nodata`` after SNAP)."""
+
+    def number(key: str, default: str | None) -> str | None:
+        try:
+            float(info.get(key) or "")
+        except ValueError:
+            return default
+        return info[key]
+
+    out = dict(info)
+    out["SCALING_FACTOR"], out["SCALING_OFFSET"] = (
+        number("SCALING_FACTOR", "1"),
+        number("SCALING_OFFSET", "0"),
+    )
+    used = (info.get("NO_DATA_VALUE_USED") or "").strip().lower() == "true" and number("NO_DATA_VALUE", None)
+    if not used and gdal_nodata is not None:
+        out["NO_DATA_VALUE_USED"], out["NO_DATA_VALUE"] = "true", repr(gdal_nodata)
+    elif not used:
+        out["NO_DATA_VALUE_USED"] = "false"
+    return out
 
 
 def _snap_band_infos(p: Path) -> list[dict[str, str]] | None:
@@ -339,10 +369,13 @@ def describe_raster(path: str | os.PathLike, samples: int = 9, window: int = 256
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    from dakd_edge.data.scaling import detect_scale, scale_from_name
+    from dakd_edge.data.scaling import detect_scale, scale_from_name, scale_from_unit
 
     with open_raster(path) as ds:
-        named = [scale_from_name(Path(path).name, dt) for dt in ds.dtypes]
+        named = [  # as segment reads them: the file's name, else the band's unit (SNAP's Sigma0 in intensity)
+            scale_from_name(Path(path).name, dt) or scale_from_unit(d, u)
+            for dt, d, u in zip(ds.dtypes, ds.descriptions, ds.units, strict=True)
+        ]
         wins = sample_windows(ds.height, ds.width, samples, window)
         try:
             data = [ds.read(window=Window(c, r, w, h), masked=True) for r, c, h, w in wins]

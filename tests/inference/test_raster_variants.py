@@ -204,15 +204,19 @@ def test_beam_dimap_with_a_missing_band_file_is_one_line(tmp_path: Path) -> None
     assert "\n" not in str(ei.value)
 
 
-def write_snap_tiff(path: Path, bands: dict[str, np.ndarray], grid: bool = False, virtual: str = "") -> Path:
+def write_snap_tiff(
+    path: Path, bands: dict[str, np.ndarray], grid: bool = False, virtual: str = "", extra: str = "",
+    gdal_nodata: str | None = None,
+) -> Path:  # fmt: skip
     """A GeoTIFF as SNAP's writer makes it: big-endian, uncompressed, one strip, bands planar, names,
     units and no-data only in the DIMAP header of private tag 65000. Map-projected (UTM 33N, 10 m
     pixels) or, with ``grid``, a 3 x 3 tie-point grid in lon/lat (a product not terrain-corrected);
-    ``virtual`` names a virtual band the header lists but the file does not hold."""
+    ``virtual`` names a virtual band the header lists but the file does not hold; ``extra`` is appended
+    to every band's fields (a later field wins); ``gdal_nodata`` is GDAL's own no-data tag."""
     import tifffile
 
     names = list(bands)
-    infos = [_band_info(i, n) for i, n in enumerate(names)]
+    infos = [_band_info(i, n, extra) for i, n in enumerate(names)]
     if virtual:
         infos.insert(
             1, _band_info(1, virtual, "<VIRTUAL_BAND>true</VIRTUAL_BAND><EXPRESSION>Sigma0_VV</EXPRESSION>")
@@ -237,7 +241,7 @@ def write_snap_tiff(path: Path, bands: dict[str, np.ndarray], grid: bool = False
     tifffile.imwrite(
         path, data if len(names) > 1 else data[0], byteorder=">", planarconfig="separate" if len(names) > 1 else None,
         rowsperstrip=h, photometric="minisblack", description="S1_Cal", metadata=None,
-        extratags=[*geo, (65000, "s", 0, header, True)],
+        extratags=[*geo, (65000, "s", 0, header, True), *([(42113, "s", 0, gdal_nodata, True)] if gdal_nodata else [])],
     )  # fmt: skip
     return path
 
@@ -256,6 +260,10 @@ def test_snap_geotiff_one_band_keeps_its_place_and_nodata(tmp_path: Path) -> Non
             500000.0, 6000000.0, 10.0, 10.0
         )
         assert sc.info.nodata == 0.0 and sc.info.native_scale == "linear"
+    from dakd_edge.data.rasterinfo import describe_raster
+
+    (band,) = describe_raster(src)["bands"]  # info says what segment reads
+    assert band["description"] == "Sigma0_VV" and band["scale"] == "linear" and "unit" in band["scale_from"]
     r = segment_scene(_pred(), src, tmp_path / "c.tif", land_mask=None, polygons=False)
     ref = write_tif(tmp_path / "ref_in.tif", vv, nodata=0.0)
     segment_scene(_pred(), ref, tmp_path / "ref.tif", land_mask=None, polygons=False)
@@ -304,6 +312,28 @@ def test_snap_geotiff_header_listing_virtual_bands(tmp_path: Path) -> None:
         assert ds.count == 2
     with pytest.warns(Notice, match=r"band 2 \(Sigma0_VV\)"), open_scene(src) as sc:
         assert sc.info.bands == (2,)
+
+
+def test_snap_geotiff_with_damaged_numbers_in_its_header(tmp_path: Path) -> None:
+    """A SCALING_FACTOR of "n/a" raised a bare ValueError (a traceback in the CLI); a NO_DATA_VALUE of
+    "abc" became nodata 0.0. Numbers that do not parse are left out: scale 1, no nodata."""
+    vv = _linear()
+    bad = "<SCALING_FACTOR>n/a</SCALING_FACTOR><NO_DATA_VALUE>abc</NO_DATA_VALUE>"
+    src = write_snap_tiff(tmp_path / "S1_Cal.tif", {"Sigma0_VH": vv * 0.2, "Sigma0_VV": vv}, extra=bad)
+    with pytest.warns(Notice, match=r"band 2 \(Sigma0_VV\)"), open_scene(src) as sc:
+        assert sc.info.nodata is None and sc.ds.scales == (1.0, 1.0)
+
+
+def test_snap_geotiff_keeps_a_gdal_nodata_its_header_does_not_declare(tmp_path: Path) -> None:
+    """gdal_edit -a_nodata -9999 on a SNAP export whose header declares no no-data: the VRT dropped it."""
+    vv = _linear()
+    vv[:, :16] = -9999.0
+    src = write_snap_tiff(
+        tmp_path / "Sigma0_VV.tif", {"Sigma0_VV": vv}, extra="<NO_DATA_VALUE_USED>false</NO_DATA_VALUE_USED>",
+        gdal_nodata="-9999",
+    )  # fmt: skip
+    with open_scene(src) as sc:
+        assert sc.info.nodata == -9999.0 and sc.info.crs.to_epsg() == 32633
 
 
 def test_geotiff_with_a_damaged_dimap_header_reads_as_before(tmp_path: Path) -> None:
