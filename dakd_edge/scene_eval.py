@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge import jsonin, jsonout
-from dakd_edge.errors import InputError, quiet
+from dakd_edge.errors import InputError, Notice, quiet
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
@@ -106,17 +106,7 @@ class _Rasters:
             except RasterioError as e:
                 raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
             t = self.truth_ds
-            if t.driver == "JPEG" or "JPEG" in str(t.compression or "").upper():
-                raise InputError(
-                    f"{truth}: a JPEG truth raster is lossy: its values around slick edges are no labels; "
-                    "give the mask as PNG or GeoTIFF"
-                )
-            if (t.height, t.width) != (self.height, self.width):
-                raise InputError(
-                    f"{truth}: the truth raster is {t.width} x {t.height} pixels but the prediction "
-                    f"{pred.name} is {self.width} x {self.height}; give truth on the scene's grid, or "
-                    "its slicks as polygons (.geojson / .gpkg)"
-                )
+            _check_truth_header(truth, t, pred.name, self.height, self.width)
             if (
                 self.info.transform is not None
                 and self.info.crs is not None
@@ -129,7 +119,7 @@ class _Rasters:
             self.truth_names = class_names_of(t)
             if self.truth_names is not None:  # the truth says which of its values are oil and land
                 if truth_oil is None:
-                    with quiet():  # no oil name: value 1, as documented; no guess to say
+                    with quiet(Notice):  # no oil name: value 1, as documented; no guess to say
                         self.truth_oil = oil_ids_of(self.truth_names)
                 self.truth_skip += [i for i in land_ids_of(self.truth_names) if i not in self.truth_oil]
             both = sorted(set(self.truth_oil) & set(truth_ignore))
@@ -198,29 +188,9 @@ class _Rasters:
         assert t is not None
         win = Window(c0, r0, c1 - c0, r1 - r0)
         v = self._read(t, self.truth_path, "truth raster", 1, win, masked=True)
-        values = np.asarray(v.data)
-        valid = ~np.ma.getmaskarray(v)
-        if t.count > 1:  # grey stored as RGB (SOS's 0/255 masks) is one mask; colours are no classes
-            allb = self._read(t, self.truth_path, "truth raster", None, win)
-            if (allb != allb[:1]).any():
-                raise InputError(
-                    f"{self.truth_path}: the truth raster's {t.count} bands differ (colours, as OSD's RGB "
-                    "labels): give one band of class ids (OSD's labels_1D), or a mask with equal bands"
-                )
-        if np.issubdtype(values.dtype, np.floating):
-            valid &= np.isfinite(values)
-            if (valid & (values != np.round(values))).any():
-                x = values[valid & (values != np.round(values))][0]
-                raise InputError(
-                    f"{self.truth_path}: truth values are not whole numbers (e.g. {x:g}): a probability "
-                    "or intensity raster is no class mask"
-                )
-        out = valid & ((values < 0) | (values > 255))
-        if out.any():
-            raise InputError(
-                f"{self.truth_path}: truth value {values[out][0]:g} is outside 0-255 class ids "
-                "(give the raster a nodata if it marks unlabelled pixels)"
-            )
+        # grey stored as RGB (SOS's 0/255 masks) is one mask; colours are no classes
+        allb = self._read(t, self.truth_path, "truth raster", None, win) if t.count > 1 else None
+        values, valid = _checked_truth_values(self.truth_path, v, allb)
         if t.nodata is None and IGNORE_INDEX not in self.truth_oil:  # 255 = unlabelled, unless oil
             valid &= values != IGNORE_INDEX
         if self.truth_skip and not keep_land:
@@ -656,3 +626,84 @@ def render_scene(result: dict[str, Any]) -> Any:
         f"{out['land_pixels']} land" + (f" ({land})" if land else " (no class is named land)")
     )
     return t
+
+
+def _check_truth_header(truth: Path, t: Any, pred_name: str, height: int, width: int) -> None:
+    """Refuse a truth raster that cannot be scored against a class map of ``height`` x ``width``: a lossy
+    JPEG, another size."""
+    if t.driver == "JPEG" or "JPEG" in str(t.compression or "").upper():
+        raise InputError(
+            f"{truth}: a JPEG truth raster is lossy: its values around slick edges are no labels; "
+            "give the mask as PNG or GeoTIFF"
+        )
+    if (t.height, t.width) != (height, width):
+        raise InputError(
+            f"{truth}: the truth raster is {t.width} x {t.height} pixels but the prediction {pred_name} is "
+            f"{width} x {height}; give truth on the scene's grid, or its slicks as polygons (.geojson / .gpkg)"
+        )
+
+
+def _checked_truth_values(
+    truth: Path, v: np.ma.MaskedArray, bands: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, valid) of a window of truth band 1 (``bands``: all its bands, for a multi-band truth),
+    refusing colours (bands that differ), fractions and values outside 0-255 ids."""
+    if bands is not None and (bands != bands[:1]).any():
+        raise InputError(
+            f"{truth}: the truth raster's {len(bands)} bands differ (colours, as OSD's RGB labels): give one "
+            "band of class ids (OSD's labels_1D), or a mask with equal bands"
+        )
+    values, valid = np.asarray(v.data), ~np.ma.getmaskarray(v)
+    if np.issubdtype(values.dtype, np.floating):
+        valid &= np.isfinite(values)
+        frac = valid & (values != np.round(values))
+        if frac.any():
+            raise InputError(
+                f"{truth}: truth values are not whole numbers (e.g. {values[frac][0]:g}): a probability or "
+                "intensity raster is no class mask"
+            )
+    out = valid & ((values < 0) | (values > 255))
+    if out.any():
+        raise InputError(
+            f"{truth}: truth value {values[out][0]:g} is outside 0-255 class ids (give the raster a nodata "
+            "if it marks unlabelled pixels)"
+        )
+    return values, valid
+
+
+def check_truth_raster(truth: str | os.PathLike, pred_name: str, height: int, width: int) -> None:
+    """The refusals :func:`score_scene` makes of a truth raster, before a class map of ``height`` x
+    ``width`` named ``pred_name`` exists (``evaluate --scene`` segmented for minutes, then refused a
+    truth of another size): another size, a JPEG, colour bands, values that are no class ids. One
+    band of uint8 costs a header read; other truths are read once, in blocks. Truth polygons are left
+    to the scoring, which needs the class map's georeference."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+    from rasterio.windows import Window
+
+    from dakd_edge.data.gdalnames import refuse_unsafe_vrt
+
+    truth = Path(truth)
+    if truth.suffix.lower() in TRUTH_VECTORS:
+        return
+    if not truth.is_file():  # a FIFO would block the open
+        raise InputError(f"{truth}: not a regular file (a folder, FIFO or device), no truth raster or vector")
+    refuse_unsafe_vrt(truth)
+    try:
+        with quiet(NotGeoreferencedWarning):
+            ds = rasterio.open(truth)
+    except RasterioError as e:
+        raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
+    with ds:
+        _check_truth_header(truth, ds, pred_name, height, width)
+        if ds.count == 1 and np.dtype(ds.dtypes[0]) == np.uint8:  # one band of 0-255 ids: nothing to read
+            return
+        rows = max(1, BLOCK_PIXELS // width)
+        for y0 in range(0, height, rows):
+            win = Window(0, y0, width, min(rows, height - y0))
+            try:
+                v = ds.read(1, window=win, masked=True)
+                bands = ds.read(window=win) if ds.count > 1 else None
+            except RasterioError as e:
+                raise InputError(f"{truth}: cannot read the truth raster ({e.__cause__ or e})") from None
+            _checked_truth_values(truth, v, bands)

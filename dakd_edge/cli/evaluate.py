@@ -206,6 +206,7 @@ def _score_scene(
         if scene is not None:
             from dakd_edge.cli.segment import _run_scene, scene_shape, unwrap_scene
             from dakd_edge.inference import load
+            from dakd_edge.scene_eval import check_truth_raster
 
             src = unwrap_scene(Path(scene))  # a folder around one .SAFE: that product, as segment reads it
             predictor = load(model_path, backend=backend, device=device, tile=tile, threads=threads)
@@ -237,78 +238,6 @@ def _score_scene(
     elif to_file:
         with atomic_path(json_out, overwrite) as tmp_json:
             Path(tmp_json).write_text(jsonout.dumps(result, indent=2))
-
-
-def check_truth_raster(truth: Path, pred_name: str, height: int, width: int) -> None:
-    """The refusals of a truth raster that :func:`~dakd_edge.scene_eval.score_scene` makes (same
-    words), for a class map of ``height`` x ``width`` named ``pred_name`` not written yet: another size,
-    a lossy JPEG, colour bands, values that are no class ids (fractions, outside 0-255). Truth polygons
-    are left to the scoring, which needs the class map's georeference."""
-    import warnings
-
-    import numpy as np
-    import rasterio
-    from rasterio.errors import RasterioError
-    from rasterio.windows import Window
-
-    from dakd_edge.data.gdalnames import refuse_unsafe_vrt
-    from dakd_edge.errors import InputError
-    from dakd_edge.scene_eval import BLOCK_PIXELS, TRUTH_VECTORS
-
-    if truth.suffix.lower() in TRUTH_VECTORS:
-        return
-    if not truth.is_file():  # a FIFO would block the open
-        raise InputError(f"{truth}: not a regular file (a folder, FIFO or device), no truth raster or vector")
-    refuse_unsafe_vrt(truth)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = rasterio.open(truth)
-    except RasterioError as e:
-        raise InputError(f"{truth}: cannot read the truth raster ({e})") from None
-    with ds:
-        if ds.driver == "JPEG" or "JPEG" in str(ds.compression or "").upper():
-            raise InputError(
-                f"{truth}: a JPEG truth raster is lossy: its values around slick edges are no labels; "
-                "give the mask as PNG or GeoTIFF"
-            )
-        if (ds.height, ds.width) != (height, width):
-            raise InputError(
-                f"{truth}: the truth raster is {ds.width} x {ds.height} pixels but the prediction "
-                f"{pred_name} is {width} x {height}; give truth on the scene's grid, or its slicks as "
-                "polygons (.geojson / .gpkg)"
-            )
-        dtype = np.dtype(ds.dtypes[0])
-        if ds.count == 1 and dtype == np.uint8:  # one band of 0-255 ids: nothing to read
-            return
-        rows = max(1, BLOCK_PIXELS // width)
-        for y0 in range(0, height, rows):
-            win = Window(0, y0, width, min(rows, height - y0))
-            try:
-                v = ds.read(1, window=win, masked=True)
-                bands = ds.read(window=win) if ds.count > 1 else None
-            except RasterioError as e:
-                raise InputError(f"{truth}: cannot read the truth raster ({e.__cause__ or e})") from None
-            if bands is not None and (bands != bands[:1]).any():
-                raise InputError(
-                    f"{truth}: the truth raster's {ds.count} bands differ (colours, as OSD's RGB labels): "
-                    "give one band of class ids (OSD's labels_1D), or a mask with equal bands"
-                )
-            values, valid = np.asarray(v.data), ~np.ma.getmaskarray(v)
-            if np.issubdtype(values.dtype, np.floating):
-                valid &= np.isfinite(values)
-                frac = valid & (values != np.round(values))
-                if frac.any():
-                    raise InputError(
-                        f"{truth}: truth values are not whole numbers (e.g. {values[frac][0]:g}): a "
-                        "probability or intensity raster is no class mask"
-                    )
-            out = valid & ((values < 0) | (values > 255))
-            if out.any():
-                raise InputError(
-                    f"{truth}: truth value {values[out][0]:g} is outside 0-255 class ids (give the raster "
-                    "a nodata if it marks unlabelled pixels)"
-                )
 
 
 def _values(opt: str, text: str | None, example: str) -> list[int] | None:

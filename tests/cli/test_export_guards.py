@@ -121,3 +121,22 @@ def test_engine_options_for_an_onnx_file_are_refused(tmp_path: Path, capsys) -> 
     line = _one_line(["-o", str(out), "--precision", "fp16", "--max-batch", "4"], capsys)
     assert "--precision, --max-batch: engine option(s)" in line and "is an ONNX file (always fp32)" in line
     assert not out.exists()
+
+
+def test_precision_fp32_for_an_onnx_file_is_what_it_is(tmp_path: Path, capsys) -> None:
+    """A CI matrix passing --precision $P to both formats: fp32 is what the ONNX file is, not refused."""
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "export",
+                "saross-nano",
+                "-o",
+                str(tmp_path / "m.onnx"),
+                "--precision",
+                "fp32",
+                "--shape",
+                "1x1x64x64",
+            ]
+        )
+    assert e.value.code in (0, None), capsys.readouterr().err
+    assert (tmp_path / "m.onnx").is_file()
