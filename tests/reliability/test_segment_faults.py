@@ -263,6 +263,8 @@ def test_signal_stops_fast_and_cleans(tmp_path: Path, sig: int, code: int) -> No
             "-q",
         ],
         sleep=0.3,
+        # a run under a terminal, as the suite may itself run under nohup (SIGHUP then ignored, inherited)
+        preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL),
     )
     _wait_for_temps(out, p)
     t0 = time.time()
