@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,43 @@ class Predictor:
         ``flatten=True`` removes the image's backscatter trend first, as ``segment --flatten`` does
         (:mod:`dakd_edge.data.level`; images under 1024 px are left as they are); ``match_level=True``
         also moves its sea level to the training level, as ``segment --match-level`` does."""
+        (k, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
+        out = np.full((k, h, w), np.nan, np.float32)
+        for strip in strips:
+            sh, sw = strip.valid.shape
+            view = out[:, strip.y0 : strip.y0 + sh, strip.x0 : strip.x0 + sw]
+            view[:, strip.valid] = strip.probs[:, strip.valid]
+        return out
+
+    def predict(
+        self,
+        image: np.ndarray,
+        scale: str = "auto",
+        nodata: float | None = None,
+        flatten: bool = False,
+        match_level: bool = False,
+    ) -> np.ndarray:
+        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``,
+        ``match_level``: see :meth:`predict_proba`). Strip by strip: no (K, H, W) probabilities are
+        held (a 4096^2 array peaked at ~430 MiB through them)."""
+        (_, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
+        cls = np.full((h, w), NODATA_CLASS, np.uint8)
+        for strip in strips:
+            sh, sw = strip.valid.shape
+            view = cls[strip.y0 : strip.y0 + sh, strip.x0 : strip.x0 + sw]
+            view[strip.valid] = argmax0(strip.probs)[strip.valid]
+        return cls
+
+    def _strips(
+        self, image: np.ndarray, scale: str, nodata: float | None, flatten: bool, match_level: bool
+    ) -> tuple[tuple[int, int, int], Iterable[Strip]]:
+        """((K, H, W), the finished strips of an array): its scaling resolved and said, as segment says
+        it, before the first strip runs; no strips for an array with no valid pixel."""
         raw = as_chw(np.ma.getdata(image), self.meta.in_chans)
         k, (h, w) = self.meta.num_classes, raw.shape[1:]
         ok_all = valid_mask(raw, nodata) & ~_masked(image, (h, w))
         if not ok_all.any():  # as segment gives an all-nodata scene: all-nodata outputs, no error
-            return np.full((k, h, w), np.nan, np.float32)
+            return (k, h, w), ()
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
         guessed = scale == "auto" and np.issubdtype(sample.dtype, np.floating)
@@ -172,7 +205,6 @@ class Predictor:
         if domain is not None:
             warnings.warn(api_words(domain), InputDomainWarning, stacklevel=_caller_level())
         convert = self.normalizer(scale, nodata)
-        out = np.full((k, h, w), np.nan, np.float32)
         trend = None
         if flatten or match_level:
             norm = self.meta.normalization
@@ -189,28 +221,7 @@ class Predictor:
             x, _ = convert(raw[:, y0:y1, x0:x1], offset)
             return x, ok_all[y0:y1, x0:x1]  # convert's validity, and the masked array's mask
 
-        strip: Strip
-        for strip in self.stream(reader, h, w):
-            sh, sw = strip.valid.shape
-            view = out[:, strip.y0 : strip.y0 + sh, strip.x0 : strip.x0 + sw]
-            view[:, strip.valid] = strip.probs[:, strip.valid]
-        return out
-
-    def predict(
-        self,
-        image: np.ndarray,
-        scale: str = "auto",
-        nodata: float | None = None,
-        flatten: bool = False,
-        match_level: bool = False,
-    ) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``,
-        ``match_level``: see :meth:`predict_proba`)."""
-        p = self.predict_proba(image, scale=scale, nodata=nodata, flatten=flatten, match_level=match_level)
-        bad = np.isnan(p[0])
-        cls = argmax0(np.nan_to_num(p, nan=0.0))
-        cls[bad] = NODATA_CLASS
-        return cls
+        return (k, h, w), self.stream(reader, h, w)
 
     def segment(self, src: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any]:
         """Segment a GeoTIFF scene to a class-id COG (streaming); see :func:`segment_scene`."""

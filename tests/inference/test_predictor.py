@@ -172,3 +172,26 @@ def test_normalizer_fast_path_matches_nan_to_num_then_normalize_bit_for_bit() ->
         x, normalize(to_unit(raw, "uint8", fake.meta.normalization), fake.meta.normalization)
     )
     np.testing.assert_array_equal(ok, raw[0] != 0)
+
+
+def test_predict_is_the_argmax_of_predict_proba_strip_by_strip() -> None:
+    """predict() no longer holds (K, H, W) probabilities (it streams class ids strip by strip): the
+    same ids as predict_proba's argmax, 255 where that is NaN, across tile seams, nodata and a mask."""
+    from dakd_edge.inference.tiling import argmax0
+
+    img = blob_scene(300, 410, seed=5).astype(np.float32)
+    img[40:90, 100:180] = np.nan
+    masked = np.ma.masked_array(img, mask=np.zeros(img.shape, bool))
+    masked.mask[200:260, :50] = True
+    p = Predictor(FakeBackend(num_classes=3), tile=64, overlap=16, batch=3)
+    for x, kw in (
+        (img, {"scale": "uint8"}),
+        (masked, {"scale": "uint8"}),
+        (img, {"scale": "uint8", "nodata": 0.0}),
+    ):
+        probs = p.predict_proba(x, **kw)
+        want = argmax0(np.nan_to_num(probs, nan=0.0))
+        want[np.isnan(probs[0])] = 255
+        got = p.predict(x, **kw)
+        assert got.dtype == np.uint8 and np.array_equal(got, want)
+        assert (got == 255).sum() == np.isnan(probs[0]).sum() > 0
