@@ -6,7 +6,9 @@ A thin layer: defaults come from :class:`OnnxExportConfig` / :class:`EngineConfi
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -14,7 +16,7 @@ from click.core import ParameterSource
 
 from dakd_edge.cli.choices import keywords
 from dakd_edge.cli.notices import warning_line
-from dakd_edge.errors import ExportError, InputError, OutputError
+from dakd_edge.errors import DakdError, ExportError, InputError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
@@ -72,79 +74,94 @@ def export(
     each parity line prints (atol 1e-4 for fp32, 2e-2 for fp16, 1e-1 for int8), or arg-max agreement is
     below 99.9% (fp16: 99%, int8: 95%).
     """
-    if model is not None and format_of(model) is not None and not Path(model).exists():
-        raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)
-    require_extra("torch", "export", "torch", "safetensors", "onnx")
-    from dakd_edge.atomic import check_distinct, check_not_bundled, check_output
-    from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape
+    with _json_error(json_out):  # --json: an error is JSON on stdout too, not nothing
+        if model is not None and format_of(model) is not None and not Path(model).exists():
+            raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)
+        require_extra("torch", "export", "torch", "safetensors", "onnx")
+        from dakd_edge.atomic import check_distinct, check_not_bundled, check_output
+        from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape
 
-    model_in = {"input model": Path(model)} if model is not None and Path(model).exists() else {}
-    check_distinct({"-o": Path(out)}, model_in)  # `export m.safetensors -o m.safetensors` replaced it
-    fmt = output_format(out, fmt)
-    ctx = click.get_current_context()
-    if fmt == ONNX.name:  # engine options given for an ONNX file were ignored (an fp32 file for fp16)
-        given = [
-            f"--{n.replace('_', '-')}"
-            for n in ENGINE_ONLY
-            if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
-            and not (n == "precision" and precision == "fp32")  # what the ONNX file is: a CI matrix's value
-        ]
-        if given:
-            raise click.UsageError(
-                f"{', '.join(given)}: engine option(s), but -o {out} is an ONNX file (always fp32); build an "
-                "engine with -o NAME.engine or --format engine"
-            )
-    # a cache named as the model, the output or the engine's sidecar was written over it (exit 0, a
-    # 5-byte 'model')
-    caches = {"--timing-cache": timing_cache, "--calib-cache": calib_cache}
-    outputs = {"-o": Path(out), **{k: Path(v) for k, v in caches.items() if v}}
-    if fmt == ENGINE.name:
-        outputs["the engine's sidecar"] = engine_sidecar(out)
-    check_distinct(outputs, model_in)
-    for cache in caches.values():
-        if cache:
-            check_not_bundled(Path(cache))  # the bundled weights' folder, as for -o
-    check_opset(opset)
-    check_output(out, overwrite)
-    fixed = parse_shape(shape) if shape else None
-    if fmt == ENGINE.name:
-        from dakd_edge.export.tensorrt import choose_engine_opset, tensorrt_status
+        model_in = {"input model": Path(model)} if model is not None and Path(model).exists() else {}
+        check_distinct({"-o": Path(out)}, model_in)  # `export m.safetensors -o m.safetensors` replaced it
+        fmt = output_format(out, fmt)
+        ctx = click.get_current_context()
+        if fmt == ONNX.name:  # engine options given for an ONNX file were ignored (an fp32 file for fp16)
+            given = [
+                f"--{n.replace('_', '-')}"
+                for n in ENGINE_ONLY
+                if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
+                and not (
+                    n == "precision" and precision == "fp32"
+                )  # what the ONNX file is: a CI matrix's value
+            ]
+            if given:
+                raise click.UsageError(
+                    f"{', '.join(given)}: engine option(s), but -o {out} is an ONNX file (always fp32); build an "
+                    "engine with -o NAME.engine or --format engine"
+                )
+        # a cache named as the model, the output or the engine's sidecar was written over it (exit 0, a
+        # 5-byte 'model')
+        caches = {"--timing-cache": timing_cache, "--calib-cache": calib_cache}
+        outputs = {"-o": Path(out), **{k: Path(v) for k, v in caches.items() if v}}
+        if fmt == ENGINE.name:
+            outputs["the engine's sidecar"] = engine_sidecar(out)
+        check_distinct(outputs, model_in)
+        for cache in caches.values():
+            if cache:
+                check_not_bundled(Path(cache))  # the bundled weights' folder, as for -o
+        check_opset(opset)
+        check_output(out, overwrite)
+        fixed = parse_shape(shape) if shape else None
+        if fmt == ENGINE.name:
+            from dakd_edge.export.tensorrt import choose_engine_opset, tensorrt_status
 
-        ok, reason = tensorrt_status()
-        if not ok:
-            raise ExportError(f"--format engine: {reason}")
-        # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
-        given_opset = ctx.get_parameter_source("opset") is not ParameterSource.DEFAULT
-        opset, opset_note = choose_engine_opset(opset if given_opset else None)
-        if opset_note:
-            warning_line(opset_note)
-    mode, note = choose_ops(ops, fmt)
-    if fmt == ONNX.name and mode == "standard":  # the parity check runs it (it failed after the export)
-        require_extra("runtime", "export --ops standard", "onnxruntime")
-    if note:
-        warning_line(note)
-    cfg = OnnxExportConfig(
-        ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image, scan_chunk=scan_chunk
-    )
-    ecfg = None
-    if fmt == ENGINE.name:  # its refusals (int8 without --calib) come before the model loads
-        ecfg = EngineConfig(
-            precision=precision, max_batch=max_batch, workspace_gib=workspace, timing_cache=timing_cache,
-            calib_dir=calib, calib_cache=calib_cache,
-        )  # fmt: skip
-    model_obj, meta = load_for_export(model, num_classes=num_classes)
-    if ecfg is None:
-        report = export_onnx(model_obj, meta, out, cfg, overwrite=overwrite)
-    else:
-        from dakd_edge.export.tensorrt import export_engine
+            ok, reason = tensorrt_status()
+            if not ok:
+                raise ExportError(f"--format engine: {reason}")
+            # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
+            given_opset = ctx.get_parameter_source("opset") is not ParameterSource.DEFAULT
+            opset, opset_note = choose_engine_opset(opset if given_opset else None)
+            if opset_note:
+                warning_line(opset_note)
+        mode, note = choose_ops(ops, fmt)
+        if fmt == ONNX.name and mode == "standard":  # the parity check runs it (it failed after the export)
+            require_extra("runtime", "export --ops standard", "onnxruntime")
+        if note:
+            warning_line(note)
+        cfg = OnnxExportConfig(
+            ops=mode, opset=opset, shape=fixed, simplify=simplify, image=image, scan_chunk=scan_chunk
+        )
+        ecfg = None
+        if fmt == ENGINE.name:  # its refusals (int8 without --calib) come before the model loads
+            ecfg = EngineConfig(
+                precision=precision, max_batch=max_batch, workspace_gib=workspace, timing_cache=timing_cache,
+                calib_dir=calib, calib_cache=calib_cache,
+            )  # fmt: skip
+        model_obj, meta = load_for_export(model, num_classes=num_classes)
+        if ecfg is None:
+            report = export_onnx(model_obj, meta, out, cfg, overwrite=overwrite)
+        else:
+            from dakd_edge.export.tensorrt import export_engine
 
-        report = export_engine(model_obj, meta, out, ecfg, cfg, overwrite=overwrite)
-    if json_out:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    for r in report.parity:
-        click.echo(r.line())
-    click.echo(f"wrote {report.path} ({fmt}, ops={mode}, {report.seconds:.1f} s)")
+            report = export_engine(model_obj, meta, out, ecfg, cfg, overwrite=overwrite)
+        if json_out:
+            click.echo(json.dumps({"ok": True, **report.to_dict()}, indent=2))
+            return
+        for r in report.parity:
+            click.echo(r.line())
+        click.echo(f"wrote {report.path} ({fmt}, ops={mode}, {report.seconds:.1f} s)")
+
+
+@contextlib.contextmanager
+def _json_error(json_out: bool) -> Iterator[None]:
+    """With --json, a failure also prints ``{"ok": false, "error": ..., "kind": ...}`` on stdout (a CI
+    job's ``jq`` read nothing), before the one stderr line and exit 2 as always."""
+    try:
+        yield
+    except DakdError as e:
+        if json_out:
+            click.echo(json.dumps({"ok": False, "error": str(e), "kind": type(e).__name__}, indent=2))
+        raise
 
 
 def output_format(out: str, fmt: str | None) -> str:

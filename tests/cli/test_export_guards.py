@@ -140,3 +140,29 @@ def test_precision_fp32_for_an_onnx_file_is_what_it_is(tmp_path: Path, capsys) -
         )
     assert e.value.code in (0, None), capsys.readouterr().err
     assert (tmp_path / "m.onnx").is_file()
+
+
+def test_json_says_success_and_failure_on_stdout(tmp_path: Path, capsys) -> None:
+    """--json printed nothing on a failure (a CI job's jq read an empty stdout): an error is
+    {"ok": false, ...} there too, beside the usual stderr line and exit 2; a success has "ok": true."""
+    import json
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tmp_path / "nosuch.safetensors"), "-o", str(tmp_path / "m.onnx"), "--json"])
+    out, err = capsys.readouterr()
+    assert (
+        e.value.code == 2
+        and err.strip() == f"dakd-edge: error: {tmp_path / 'nosuch.safetensors'}: no such file"
+    )
+    assert json.loads(out) == {
+        "ok": False,
+        "error": f"{tmp_path / 'nosuch.safetensors'}: no such file",
+        "kind": "InputError",
+    }
+    with pytest.raises(SystemExit) as e:
+        main(["export", "saross-nano", "-o", str(tmp_path / "m.onnx"), "--shape", "1x1x64x64", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert e.value.code in (0, None) and doc["ok"] is True and doc["path"] == str(tmp_path / "m.onnx")
+    assert doc["size_bytes"] == (tmp_path / "m.onnx").stat().st_size and all(
+        r["passed"] for r in doc["parity"]
+    )
