@@ -490,7 +490,7 @@ class DakdTrainer(common.Trainer):
             tile=self.tiling[0],
             overlap=self.tiling[1],
         )
-        meta.extra = {"train": {"config": cfg.to_dict(), **extra}}
+        meta.extra = {"train": {"config": _shareable(cfg.to_dict()), **extra}}
         with self._shipped() as m:
             save_model(path, m, meta)
 
@@ -541,3 +541,21 @@ def train(
         return DakdTrainer(cfg, out_dir, progress, datasets, overwrite).run(resume, stop_after)
     finally:
         common.cleanup_distributed()
+
+
+def _shareable(config: dict[str, Any]) -> dict[str, Any]:
+    """The training config as the model file records it: a path (the data folder, --init, --aug, the run
+    folder) by its last component, so a model a team ships or exports does not carry its folder layout
+    (`/home/analyst/cases/2026-...`) into every ONNX file and engine sidecar. The run folder's own
+    config.json keeps the full paths (resume reads them there)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if (
+            isinstance(value, str)
+            and ("/" in value or "\\" in value)
+            and not value.startswith(("http:", "https:"))
+        ):
+            out[key] = Path(value).name or value
+        else:
+            out[key] = value
+    return out

@@ -89,6 +89,9 @@ def test_cli_fine_tunes_the_bundled_model(tmp_path) -> None:
         start.name, start.tile, start.overlap, start.normalization,
     )  # fmt: skip
     assert json.loads((run / "config.json").read_text())["init"] == "bundled"
+    # the shipped file names the data folder, not its place on this machine (the run's config.json does)
+    assert meta.extra["train"]["config"]["data"] == "ds" and str(tmp_path) not in json.dumps(meta.extra)
+    assert json.loads((run / "config.json").read_text())["data"] == str(tmp_path / "ds")
     tuned, _ = load_model_file(run / "model.safetensors")
     base = dict(load_model_file(bundled_path("torch"))[0].named_parameters())
     diff = max(float((p - base[k]).abs().max()) for k, p in tuned.named_parameters())
