@@ -250,7 +250,9 @@ def export_onnx(
             except Exception as e:  # the exporter raises many types; name the model and the mode
                 if is_disk_full(e):  # not the graph's fault: atomic_path words it ("no space left on")
                     raise
-                raise ExportError(_export_failure(meta.name, cfg, e)) from e
+                raise ExportError(
+                    _export_failure(meta.name, cfg, e, getattr(model, "export_shapes", None))
+                ) from e
         proto = onnx.load(str(tmp))
         if cfg.simplify:
             proto = _simplify(proto)
@@ -355,12 +357,15 @@ def read_metadata(path: str | Path) -> tuple[ModelMeta, str]:
     return ModelMeta.from_json(props[ONNX.meta_key], source=path), props.get(ONNX.ops_key, "standard")
 
 
-def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception) -> str:
+def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception, shapes: str | None = None) -> str:
     # The TorchScript exporter appends the whole traced graph to some messages: keep the reason only.
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith("%")]
     key = [ln for ln in lines if ln.startswith(("Unsupported", "RuntimeError", "Error")) or "rror:" in ln]
     reason = ((key or lines or [type(e).__name__])[0]).split(" Please feel free")[0][:400]
-    hint = " (dynamic H x W unsupported by an op here? try a fixed --shape)" if cfg.shape is None else ""
+    if shapes:  # the model says what it exports at (PSPNet: multiples of 48)
+        hint = f" ({name} exports only at {shapes})"
+    else:
+        hint = " (dynamic H x W unsupported by an op here? try a fixed --shape)" if cfg.shape is None else ""
     return f"ONNX export of {name!r} (--ops {cfg.ops}) failed: {reason}{hint}"
 
 

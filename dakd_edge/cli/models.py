@@ -35,6 +35,7 @@ def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, An
         "name": name,
         "params": sum(p.numel() for p in model.parameters()),
         "exportable": bool(type(model).exportable),
+        "export_shapes": getattr(model, "export_shapes", None),  # fixed shapes only (pspnet)
         "description": summary,
         "config": json.loads(json.dumps(asdict(cfg))),
     }
@@ -72,6 +73,9 @@ def models(pattern: str | None, as_json: bool, num_classes: int) -> None:
     table.add_column("description")
     for r in rows:
         table.add_row(
-            r["name"], f"{r['params'] / 1e6:.2f}M", "yes" if r["exportable"] else "no", r["description"]
+            r["name"],
+            f"{r['params'] / 1e6:.2f}M",
+            ("fixed shape" if r["export_shapes"] else "yes") if r["exportable"] else "no",
+            r["description"],
         )
     Console().print(table)

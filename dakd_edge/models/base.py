@@ -17,10 +17,12 @@ class SegmentationModel(nn.Module):
 
     ``input_multiple``: inputs are padded (replicate) on the bottom/right to a multiple of it and the
     logits are cropped back, for architectures that need divisible sizes (SMP decoders: 32). SAROSS-Net
-    handles any size itself (1). ``exportable``: whether the ONNX/TensorRT export path supports it.
+    handles any size itself (1). ``exportable``: whether the ONNX/TensorRT export path supports it;
+    ``export_shapes``: the fixed shapes it needs, where it exports at fixed shapes only.
     """
 
     exportable: ClassVar[bool] = True
+    export_shapes: str | None = None  # what the export needs where dynamic H x W does not export
     input_multiple: ClassVar[int] = 1
     config: Any
     encoder: nn.Module

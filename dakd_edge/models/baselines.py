@@ -67,6 +67,8 @@ class SmpBaseline(SegmentationModel):
             **(config.smp_kwargs or {}),
         )
         _drop_unused_resnet_layers(net.encoder)
+        if config.arch == "pspnet":  # pools the stride-8 map to 1, 2, 3, 6 bins; inputs padded to 32s
+            self.export_shapes = "a fixed --shape with H and W multiples of 96 (e.g. 1x1x480x480)"
         self.encoder = net.encoder
         self.decoder = net.decoder
         self.head = net.segmentation_head

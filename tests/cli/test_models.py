@@ -44,3 +44,11 @@ def test_non_positive_num_classes_is_a_usage_error() -> None:
         res = CliRunner().invoke(cli, ["models", "saross-nano", "--num-classes", n])
         assert res.exit_code == 2, res.output
         assert "Invalid value for '--num-classes'" in res.output
+
+
+def test_models_says_which_model_exports_at_fixed_shapes_only() -> None:
+    """pspnet was listed "export: yes" though a dynamic (default) export fails."""
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert "multiples of 96" in rows["pspnet"]["export_shapes"] and rows["unet"]["export_shapes"] is None

@@ -90,8 +90,12 @@ def test_fixed_shape_only_models(name: str, tmp_path: Path) -> None:
             model, meta, tmp_path / f"{name}{h}x{w}.onnx", OnnxExportConfig(shape=(1, 1, h, w))
         )
         assert report.parity[0].passed
-    with pytest.raises(ExportError, match="try a fixed --shape"):
-        export_onnx(model, meta, tmp_path / "dyn.onnx")
+    # the failure says which shapes export (it said "try a fixed --shape", and 256 failed too)
+    for shape in (None, (1, 1, 256, 256)):
+        with pytest.raises(
+            ExportError, match=rf"{name} exports only at a fixed --shape with H and W multiples of 96"
+        ):
+            export_onnx(model, meta, tmp_path / "dyn.onnx", OnnxExportConfig(shape=shape))
 
 
 def test_windowed_caft_exports_dynamic(tmp_path: Path) -> None:
