@@ -74,6 +74,8 @@ def export(
     each parity line prints (atol 1e-4 for fp32, 2e-2 for fp16, 1e-1 for int8), or arg-max agreement is
     below 99.9% (fp16: 99%, int8: 95%).
     """
+    if json_out and model is not None and model.lower().endswith(".json"):  # `--json FILE`, as bench takes it
+        raise click.UsageError(f"--json is a flag here (the report goes to stdout): ... --json > {model}")
     with _json_error(json_out):  # --json: an error is JSON on stdout too, not nothing
         if model is not None and format_of(model) is not None and not Path(model).exists():
             raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)

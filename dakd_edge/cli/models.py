@@ -57,6 +57,10 @@ def models(pattern: str | None, as_json: bool, num_classes: int) -> None:
     from dakd_edge.registry import list_models
 
     names = list_models(pattern)
+    if not names and as_json and pattern is not None and pattern.lower().endswith(".json"):
+        raise click.UsageError(
+            f"--json is a flag here (the list goes to stdout): dakd-edge models --json > {pattern}"
+        )
     if not names:
         raise DakdError(f"no model matches {pattern!r}; available: {', '.join(list_models())}")
     rows = [describe(n, num_classes=num_classes) for n in names]

@@ -166,3 +166,11 @@ def test_json_says_success_and_failure_on_stdout(tmp_path: Path, capsys) -> None
     assert doc["size_bytes"] == (tmp_path / "m.onnx").stat().st_size and all(
         r["passed"] for r in doc["parity"]
     )
+
+
+def test_json_given_a_file_name_says_it_is_a_flag(tmp_path: Path, capsys) -> None:
+    """`export -o m.onnx --json m.json` said "unknown model 'm.json'" (bench and evaluate take --json FILE)."""
+    line = _one_line(
+        ["-o", str(tmp_path / "m.onnx"), "--json", "m.json"], capsys, "--json is a flag here", "> m.json"
+    )
+    assert "unknown model" not in line and not (tmp_path / "m.onnx").exists()

@@ -52,3 +52,9 @@ def test_models_says_which_model_exports_at_fixed_shapes_only() -> None:
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert "multiples of 96" in rows["pspnet"]["export_shapes"] and rows["unet"]["export_shapes"] is None
+
+
+def test_json_given_a_file_name_says_it_is_a_flag() -> None:
+    """`models --json out.json` said "no model matches 'out.json'" (bench and evaluate take --json FILE)."""
+    res = CliRunner().invoke(cli, ["models", "--json", "out.json"])
+    assert res.exit_code == 2 and "--json is a flag here" in res.output and "> out.json" in res.output
