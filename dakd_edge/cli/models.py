@@ -71,8 +71,8 @@ def models(pattern: str | None, as_json: bool, num_classes: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"dakd-edge models ({num_classes} classes, 1 input channel)")
-    table.add_column("name", style="bold")
-    table.add_column("params", justify="right")
+    table.add_column("name", style="bold", no_wrap=True, min_width=13)  # a name to copy, never cut
+    table.add_column("params", justify="right", no_wrap=True, min_width=7)
     table.add_column("export", justify="center")
     table.add_column("description")
     for r in rows:

@@ -58,3 +58,14 @@ def test_json_given_a_file_name_says_it_is_a_flag() -> None:
     """`models --json out.json` said "no model matches 'out.json'" (bench and evaluate take --json FILE)."""
     res = CliRunner().invoke(cli, ["models", "--json", "out.json"])
     assert res.exit_code == 2 and "--json is a flag here" in res.output and "> out.json" in res.output
+
+
+def test_a_narrow_terminal_keeps_names_and_sizes_whole() -> None:
+    """At 40 columns the table cut names to "saross…": an operator could not read or copy them."""
+    res = CliRunner().invoke(cli, ["models", "saross-*"], env={"COLUMNS": "40"}, terminal_width=40)
+    assert res.exit_code == 0, res.output
+    import re
+
+    assert (
+        "saross-edge" in res.output and "saross-nano" in res.output and re.search(r"108\.\d\dM", res.output)
+    )
