@@ -13,7 +13,7 @@ from dakd_edge.extras import require_extra
 
 def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, Any]:
     """Registry entry as data: name, parameter count, export support, description, config."""
-    from dataclasses import asdict
+    from dataclasses import asdict, is_dataclass
 
     import torch
 
@@ -29,15 +29,18 @@ def describe(name: str, num_classes: int = 2, in_chans: int = 1) -> dict[str, An
         summary = f"SAROSS-Net: {cfg.encoder} encoder, UNet++ decoder, skip={cfg.skip}"
         if cfg.decoder_block != "double" or cfg.head_stride != 1:
             summary += f", {cfg.decoder_block} nodes, head at stride {cfg.head_stride}"
-    else:
+    elif hasattr(cfg, "arch") and hasattr(cfg, "encoder_name"):
         summary = f"SMP {cfg.arch}: {cfg.encoder_name} encoder"
+    else:  # a model a user registered: its class and the first line of its docstring
+        doc = (type(model).__doc__ or "").strip().splitlines()
+        summary = type(model).__name__ + (f": {doc[0]}" if doc else "")
     return {
         "name": name,
         "params": sum(p.numel() for p in model.parameters()),
         "exportable": bool(type(model).exportable),
         "export_shapes": getattr(model, "export_shapes", None),  # fixed shapes only (pspnet)
         "description": summary,
-        "config": json.loads(json.dumps(asdict(cfg))),
+        "config": json.loads(json.dumps(asdict(cfg) if is_dataclass(cfg) else {}, default=str)),
     }
 
 

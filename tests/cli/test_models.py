@@ -69,3 +69,36 @@ def test_a_narrow_terminal_keeps_names_and_sizes_whole() -> None:
     assert (
         "saross-edge" in res.output and "saross-nano" in res.output and re.search(r"108\.\d\dM", res.output)
     )
+
+
+def test_a_model_a_user_registered_is_listed(monkeypatch) -> None:
+    """A model registered with dakd_edge.registry.register_model (a plain nn.Module with its own config)
+    made `dakd-edge models` fail with AttributeError: 'cfg' has no attribute 'arch'."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from dakd_edge import registry
+
+    @dataclass
+    class MineConfig:
+        width: int = 4
+
+    class Mine(torch.nn.Module):
+        """A team's own segmenter."""
+
+        exportable = False
+
+        def __init__(self, num_classes: int = 2, in_chans: int = 1) -> None:
+            super().__init__()
+            self.config = MineConfig()
+            self.conv = torch.nn.Conv2d(in_chans, num_classes, 1)
+
+    monkeypatch.setitem(
+        registry._REGISTRY, "mine-test", lambda num_classes=2, in_chans=1, **cfg: Mine(num_classes, in_chans)
+    )
+    res = CliRunner().invoke(cli, ["models", "--json", "mine-*"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.output)
+    assert row["description"] == "Mine: A team's own segmenter." and row["config"] == {"width": 4}
+    assert row["exportable"] is False and row["params"] == 4
