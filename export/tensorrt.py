@@ -290,7 +290,11 @@ def build_engine(
 
     timing_cache = _set_timing_cache(config, cfg.timing_cache)
 
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:  # the build was the calibrator's only user
+            calibrator.free()
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)")
     cudart = import_cudart()
@@ -425,6 +429,12 @@ def make_calibrator(meta: ModelMeta, cfg: EngineConfig, shape: list[int]) -> Any
 
         def get_batch_size(self) -> int:
             return bs
+
+        def free(self) -> None:
+            """Release the device batch buffer (it was never freed: once per INT8 build)."""
+            if self.device:
+                cuda_call(cudart.cudaFree(self.device))
+                self.device = 0
 
         def get_batch(self, names: list[str]) -> list[int] | None:
             if self.index + bs > len(tiles):

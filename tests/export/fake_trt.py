@@ -214,6 +214,7 @@ def fake_cudart() -> types.SimpleNamespace:
     """The cuda-python ``cudart`` calls the builder and runner make: one device, no real memory."""
     ok = lambda *args: (0,)
     mallocs: list[int] = []
+    frees: list[int] = []
     return types.SimpleNamespace(
         cudaGetDeviceCount=lambda: (0, 1),
         cudaRuntimeGetVersion=lambda: (0, 11040),
@@ -221,7 +222,8 @@ def fake_cudart() -> types.SimpleNamespace:
         cudaStreamCreate=lambda: (0, 7),
         cudaMalloc=lambda nbytes: (mallocs.append(nbytes), (0, 4096))[1],
         mallocs=mallocs,  # sizes asked of cudaMalloc, in order
-        cudaFree=ok,
+        cudaFree=lambda ptr: (frees.append(ptr), (0,))[1],
+        frees=frees,  # pointers given to cudaFree, in order
         cudaMemcpy=ok,
         cudaMemcpyAsync=ok,
         cudaStreamSynchronize=ok,

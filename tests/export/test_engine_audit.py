@@ -72,6 +72,7 @@ def test_int8_calibration_batches_match_the_calibration_profile(
     size, opt, batches = calls["calibrate"]
     assert size == batch and opt == expected and batches == 6 // batch
     assert trt.cudart.mallocs == [batch * 1 * h * w * 4]  # one calibration batch of float32
+    assert trt.cudart.frees == [4096]  # and freed after the build (it was never freed)
 
 
 def test_int8_without_enough_tiles_is_one_clear_error(
