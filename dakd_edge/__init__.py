@@ -101,7 +101,5 @@ def load_model(
     from dakd_edge.errors import in_api_words
     from dakd_edge.inference import load
 
-    if threads is not None:
-        kwargs["threads"] = threads
     with in_api_words():
-        return load(path, backend=backend, device=device, tile=tile, overlap=overlap, batch=batch, **kwargs)
+        return load(path, backend, device, tile, overlap, batch, threads=threads, **kwargs)

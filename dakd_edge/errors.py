@@ -86,12 +86,16 @@ def quiet(*categories: type[Warning]) -> Iterator[None]:
                     _drop_filter(c)
 
 
+# warnings' own hook after a change to its filter list (renamed _filters_mutated_lock_held in 3.14)
+_FILTERS_MUTATED = getattr(warnings, "_filters_mutated", None) or warnings._filters_mutated_lock_held
+
+
 def _drop_filter(category: type[Warning]) -> None:
     """Remove the first ``("ignore", category)`` entry :func:`quiet` added (gone already: nothing)."""
     entry = ("ignore", None, category, None, 0)
     with contextlib.suppress(ValueError):
         warnings.filters.remove(entry)
-        warnings._filters_mutated()  # type: ignore[attr-defined]  # as warnings.filterwarnings does
+        _FILTERS_MUTATED()  # as warnings.filterwarnings does: warn()'s per-module caches are stale now
 
 
 # The CLI's options the library's entry points take, in argument form: flags become a value, options
@@ -101,12 +105,11 @@ _API_FLAGS = {
     "no-polygons": "polygons=False", "geocode": "geocode=True", "flatten": "flatten=True",
     "match-level": "match_level=True",
 }  # fmt: skip
-_API_OPTIONS = {
-    "input-scale": "scale", "tile": "tile", "overlap": "overlap", "batch": "batch", "device": "device",
-    "backend": "backend", "threads": "threads", "band": "band", "pol": "pol", "land-mask": "land_mask",
-    "min-area": "min_area", "probs-dtype": "probs_dtype", "border-noise": "border_noise",
-    "coast-buffer": "coast_buffer", "probs": "probs", "vector": "vector", "report": "report",
-}  # fmt: skip
+_API_OPTIONS = frozenset({
+    "input-scale", "tile", "overlap", "batch", "device", "backend", "threads", "band", "pol", "land-mask",
+    "min-area", "probs-dtype", "border-noise", "coast-buffer", "probs", "vector", "report",
+})  # fmt: skip
+_API_RENAMED = {"input-scale": "scale"}  # the others: their name with '_' for '-'
 _VALUE = (
     r"-?\d[\d.]*(?:px|%)?|'[^']*'|[A-Z]+(?:px)?\b|(?:uint8|float16|fp16|fp32|int8|db|linear|amplitude|cpu|"
     r"cuda(?::\d+)?|auto|torch|onnxruntime|tensorrt|globe|none|mask|keep|VV|VH|HH|HV)\b"
@@ -124,7 +127,7 @@ def api_words(text: str) -> str:
         if m[1] in _API_FLAGS:
             return _API_FLAGS[m[1]] + (f" {m[2]}" if m[2] else "")
         if m[1] in _API_OPTIONS:
-            return f"{_API_OPTIONS[m[1]]}={m[2] or ''}"
+            return f"{_API_RENAMED.get(m[1], m[1].replace('-', '_'))}={m[2] or ''}"
         return m[0]
 
     return _OPTION.sub(one, text)

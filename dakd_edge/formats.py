@@ -113,6 +113,14 @@ def format_of(path: str | os.PathLike) -> Format | None:
     return next((f for f in FORMATS if suffix in f.suffixes), None)
 
 
+def check_model_files(*names: str | None) -> None:
+    """A name with a model file's suffix that is not there, refused in one line (before torch's import,
+    seconds); registry names (no model suffix) and None pass."""
+    for name in names:
+        if name is not None and format_of(name) is not None and not Path(name).exists():
+            raise InputError(f"{name}: no such file")
+
+
 def backend_for(path: str | os.PathLike, backend: str = AUTO) -> str:
     """Backend name for a model file: ``backend`` itself, or from the suffix when it is ``"auto"``."""
     if backend not in BACKEND_CHOICES:

@@ -12,7 +12,7 @@ from dakd_edge import bench as lib
 from dakd_edge.cli.streams import STDOUT, json_out_option
 from dakd_edge.cuda import resolve_device
 from dakd_edge.errors import DakdError, InputError
-from dakd_edge.formats import PRECISIONS, format_of
+from dakd_edge.formats import PRECISIONS, check_model_files
 
 _RUN = inspect.signature(lib.run_bench).parameters
 
@@ -53,14 +53,6 @@ def _check_sizes(plan: dict, device: str) -> None:
         lib.tile_batches(None, plan["tiles"], plan["batches"], resolve_device(device))
     elif plan["batches"] and min(plan["batches"]) < 1:
         raise InputError(f"--batch needs positive sizes, got {','.join(map(str, plan['batches']))}")
-
-
-def _check_model_files(models: tuple[str, ...]) -> None:
-    """A model file that is not there, refused in one line before the header and torch's import (it
-    took seconds); registry names have no model suffix."""
-    for m in models:
-        if format_of(m) is not None and not Path(m).exists():
-            raise InputError(f"{m}: no such file")
 
 
 def _no_row_ran(results: list[dict]) -> str | None:
@@ -175,7 +167,7 @@ def bench(
 
     from dakd_edge.atomic import atomic_path, check_output, check_room
 
-    _check_model_files(models)
+    check_model_files(*models)  # before the header and torch's import
     threshold = lib.parse_threshold(max_regression)
     lib.check_counts(warmup, iters, threads)
     plan = {

@@ -216,7 +216,9 @@ def _score_scene(
                 check_truth_raster(Path(truth), f"{Path(scene).name}'s class map", height, width)
                 pred = str(Path(tmp) / "classes.tif")
                 # segment's notes (land mask, ...) one line each when raised, and its progress bar
-                report = _run_scene(predictor, src, quiet, out=pred, min_area=min_area, polygons=False)
+                report = _run_scene(
+                    predictor, src, quiet, (height, width), out=pred, min_area=min_area, polygons=False
+                )
             finally:
                 predictor.close()
         assert pred is not None

@@ -16,11 +16,11 @@ from click.core import ParameterSource
 
 from dakd_edge.cli.choices import keywords
 from dakd_edge.cli.notices import warning_line
-from dakd_edge.errors import DakdError, ExportError, InputError, OutputError
+from dakd_edge.errors import DakdError, ExportError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
-from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES, engine_sidecar, format_of
+from dakd_edge.formats import AUTO, ENGINE, ONNX, OPS_MODES, check_model_files, engine_sidecar, format_of
 
 ONNX_DEFAULTS = OnnxExportConfig()
 ENGINE_DEFAULTS = EngineConfig()
@@ -77,8 +77,7 @@ def export(
     if json_out and model is not None and model.lower().endswith(".json"):  # `--json FILE`, as bench takes it
         raise click.UsageError(f"--json is a flag here (the report goes to stdout): ... --json > {model}")
     with _json_error(json_out):  # --json: an error is JSON on stdout too, not nothing
-        if model is not None and format_of(model) is not None and not Path(model).exists():
-            raise InputError(f"{model}: no such file")  # at once, not after torch's import (seconds)
+        check_model_files(model)
         require_extra("torch", "export", "torch", "safetensors", "onnx")
         from dakd_edge.atomic import check_distinct, check_not_bundled, check_output
         from dakd_edge.export.onnx import check_opset, choose_ops, export_onnx, load_for_export, parse_shape

@@ -366,13 +366,17 @@ def scene_shape(
             return s.info.height, s.info.width
 
 
-def _run_scene(predictor: Any, scene: Path, quiet: bool, **kw: Any) -> dict[str, Any]:
+def _run_scene(
+    predictor: Any, scene: Path, quiet: bool, shape: tuple[int, int] | None = None, **kw: Any
+) -> dict[str, Any]:
     """``segment_scene`` with its notes printed as they are raised (not after a scene that may fail or
     be interrupted) and a progress bar on a terminal (segment, demo, ``evaluate --scene``)."""
     from dakd_edge.inference.segment import segment_scene
 
     show = not quiet and stderr_is_terminal()
-    width = scene_shape(predictor, scene, kw.get("band"), kw.get("pol"))[1] if show else 0
+    width = 0  # the bar's; evaluate --scene gives the shape it has read already
+    if show:
+        width = (shape or scene_shape(predictor, scene, kw.get("band"), kw.get("pol")))[1]
     with scene_notices(), progress_bar(show, scene.name, width) as cb:
         return segment_scene(predictor, scene, progress=cb, **kw)
 
