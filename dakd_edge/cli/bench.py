@@ -112,7 +112,7 @@ def _fmt(v: object, spec: str = ".2f") -> str:
     type=click.Path(exists=True),
     help="Also run the full segment pipeline on this scene or Sentinel-1 product (end-to-end MPix/s).",
 )
-@json_out_option("Write results JSON here ('-' = stdout).")
+@json_out_option("Write results JSON here ('-' or alone: stdout).")
 @click.option(
     "--baseline", type=click.Path(dir_okay=False), help="Earlier JSON to compare against (CI gate)."
 )

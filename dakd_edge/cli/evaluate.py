@@ -69,7 +69,7 @@ from dakd_edge.inference.predictor import MIN_TILE
 @click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
 @threads_option
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Sliding-window tile [default: the model's].")
-@json_out_option("Write the metrics JSON ('-' = stdout).")
+@json_out_option("Write the metrics JSON ('-' or alone: stdout).")
 @click.option("--save-png", type=click.Path(file_okay=False), help="Write coloured prediction PNGs here.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file or --save-png PNGs.")

@@ -337,7 +337,7 @@ def generate(checkpoint, n, out, shard, no_amp, no_progress, **opts) -> None:
     help="Local torchvision Inception-v3 state dict; FID is computed only with it.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images per set.")
-@json_out_option("Also write the report as JSON ('-' = stdout, the text then goes to stderr).")
+@json_out_option("Also write the report as JSON ('-' or alone: stdout, the text then goes to stderr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def report(
     generated, real, real_kind, real_sensor, real_split, real_classes, inception, limit, json_out, overwrite

@@ -514,8 +514,10 @@ def plan_outputs(
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input or the model).")
 @click.option(
     "--report",
+    is_flag=False,
+    flag_value=STDOUT,
     callback=stdout_alias,
-    help="Write the JSON report here ({stem}, a folder, or one file for all scenes; - for stdout).",
+    help="Write the JSON report here ({stem}, a folder, or one file for all scenes; - or alone: stdout).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def segment(

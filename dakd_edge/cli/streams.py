@@ -29,7 +29,17 @@ def stdout_alias(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def json_out_option(help: str) -> Callable[[Any], Any]:
-    """``--json FILE`` of evaluate, bench and jointnet report: a file, or ``-`` / ``/dev/stdout``."""
+    """``--json [FILE]`` of evaluate, bench and jointnet report: a file, or ``-`` / ``/dev/stdout``.
+
+    Given alone, ``--json`` is ``-``, as on the commands where it is a flag (models, export, info,
+    demo): ``bench --json`` was "requires an argument" where ``models --json`` printed JSON.
+    """
     return click.option(
-        "--json", "json_out", type=click.Path(dir_okay=False), callback=stdout_alias, help=help
+        "--json",
+        "json_out",
+        type=click.Path(dir_okay=False),
+        is_flag=False,
+        flag_value=STDOUT,
+        callback=stdout_alias,
+        help=help,
     )

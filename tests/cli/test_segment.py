@@ -532,3 +532,11 @@ def test_threads_set_the_runtimes_pools() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_report_given_alone_prints_the_report(tmp_path: Path, fake_model, capsys) -> None:
+    """``--report`` at the end of the line is ``--report -`` (as ``--json`` alone is on every command)."""
+    src = write_tif(tmp_path / "a.tif", blob_scene(64, 64))
+    code, out, err = run(["segment", str(src), "-o", str(tmp_path / "c.tif"), "-q", "--report"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["width"] == 64
