@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from dakd_edge.cli.choices import keywords
 from dakd_edge.cli.notices import warning_line
-from dakd_edge.errors import DakdError, ExportError, OutputError
+from dakd_edge.errors import BackendUnavailable, DakdError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
 from dakd_edge.export.tensorrt import EngineConfig
 from dakd_edge.extras import require_extra
@@ -117,8 +117,8 @@ def export(
             from dakd_edge.export.tensorrt import choose_engine_opset, tensorrt_status
 
             ok, reason = tensorrt_status()
-            if not ok:
-                raise ExportError(f"--format engine: {reason}")
+            if not ok:  # its own kind in --json: a CI job skips on a runner without TensorRT
+                raise BackendUnavailable(f"--format engine: {reason}")
             # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
             given_opset = ctx.get_parameter_source("opset") is not ParameterSource.DEFAULT
             opset, opset_note = choose_engine_opset(opset if given_opset else None)
@@ -156,12 +156,16 @@ def export(
 @contextlib.contextmanager
 def _json_error(json_out: bool) -> Iterator[None]:
     """With --json, a failure also prints ``{"ok": false, "error": ..., "kind": ...}`` on stdout (a CI
-    job's ``jq`` read nothing), before the one stderr line and exit 2 as always."""
+    job's ``jq`` read nothing), before the one stderr line and exit 2 as always. ``kind`` tells a job
+    what to do: ``BackendUnavailable`` (no TensorRT or CUDA here: skip), ``UsageError`` (its command
+    line), anything else (the model, the export or its parity check: fail)."""
     try:
         yield
-    except DakdError as e:
+    except (DakdError, click.UsageError) as e:
         if json_out:
-            click.echo(json.dumps({"ok": False, "error": str(e), "kind": type(e).__name__}, indent=2))
+            kind = "UsageError" if isinstance(e, click.UsageError) else type(e).__name__
+            message = e.format_message() if isinstance(e, click.UsageError) else str(e)
+            click.echo(json.dumps({"ok": False, "error": message, "kind": kind}, indent=2))
         raise
 
 

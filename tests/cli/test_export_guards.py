@@ -168,6 +168,34 @@ def test_json_says_success_and_failure_on_stdout(tmp_path: Path, capsys) -> None
     )
 
 
+
+@pytest.mark.parametrize(
+    "argv, kind",
+    [
+        (["--format", "engine", "-o", "m.engine"], "BackendUnavailable"),  # no TensorRT here: skip
+        (["-o", "m.onnx", "--precision", "fp16"], "UsageError"),  # its command line
+        (["-o", "m.onnx", "--opset", "3"], "ExportError"),
+    ],
+)
+def test_json_kind_tells_a_runner_without_tensorrt_from_a_broken_export(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, argv: list[str], kind: str
+) -> None:
+    """Every failure was "ExportError" (or, for a usage error, no JSON at all), exit 2: a CI job could not
+    tell "skip, this runner has no TensorRT" from "the export is broken"."""
+    import json
+
+    import dakd_edge.export.tensorrt as trt_mod
+
+    monkeypatch.setattr(trt_mod, "tensorrt_status", lambda: (False, "TensorRT is not installed"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["export", "saross-nano", *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["kind"] == kind and doc["error"] in err
+
+
 def test_json_given_a_file_name_says_it_is_a_flag(tmp_path: Path, capsys) -> None:
     """`export -o m.onnx --json m.json` said "unknown model 'm.json'" (bench and evaluate take --json FILE)."""
     line = _one_line(
