@@ -23,7 +23,6 @@ from dakd_edge.errors import (
 if TYPE_CHECKING:
     from dakd_edge.data.scaling import InputDomainWarning
     from dakd_edge.inference.predictor import Predictor
-    from dakd_edge.inference.segment import segment_scene
 
 __version__ = "0.1.0"
 
@@ -54,7 +53,6 @@ __all__ = [
 _LAZY = {
     "InputDomainWarning": "dakd_edge.data.scaling",
     "Predictor": "dakd_edge.inference.predictor",
-    "segment_scene": "dakd_edge.inference.segment",
 }
 
 
@@ -103,3 +101,18 @@ def load_model(
 
     with in_api_words():
         return load(path, backend, device, tile, overlap, batch, threads=threads, **kwargs)
+
+
+def segment_scene(
+    model: Predictor, src: str | os.PathLike, out: str | os.PathLike, **options: Any
+) -> dict[str, Any]:
+    """Segment a GeoTIFF scene or Sentinel-1 product of any size into a class-id COG ``out`` (streamed);
+    returns the report. ``model`` is a :func:`load_model` predictor; ``options`` are those of
+    :func:`dakd_edge.inference.segment.segment_scene` (``probs=``, ``vector=``, ``land_mask=``,
+    ``scale=``, ``min_area=``, ``overwrite=``, ...), and its errors and notices name them so
+    (``scale=db``), not as the CLI's options. The same as ``model.segment(src, out, **options)``."""
+    from dakd_edge.errors import in_api_words
+    from dakd_edge.inference.segment import segment_scene as run
+
+    with in_api_words():
+        return run(model, src, out, **options)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -45,12 +47,31 @@ class TrainingError(DakdError):
 
 class DakdWarning(UserWarning):
     """A warning the CLI prints as one line: a :class:`Notice` (good to know) or an
-    :class:`~dakd_edge.data.scaling.InputDomainWarning` (the results may be wrong)."""
+    :class:`~dakd_edge.data.scaling.InputDomainWarning` (the results may be wrong).
+
+    Raised inside :func:`in_api_words` (the public Python entry points), its message names the
+    options as Python keywords (``scale=db``), as their errors do, not as CLI options."""
+
+    def __init__(self, *args: object) -> None:
+        if _API_WORDS.get() and args and isinstance(args[0], str):
+            args = (api_words(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class Notice(DakdWarning):
     """Something the user should know that is not an error. Silencing notices
     (``warnings.simplefilter("ignore", Notice)``) leaves ``InputDomainWarning`` on."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first line outside this package: the caller's
+    own (``model.segment(...)`` in a notebook), not a line deep in the pipeline, so the location shown
+    is theirs and a filter on their module matches it. Call it as ``warnings.warn(..., stacklevel=
+    user_stacklevel())``."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).partition(".")[0] == "dakd_edge":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 _QUIET = threading.Lock()
@@ -133,9 +154,15 @@ def api_words(text: str) -> str:
     return _OPTION.sub(one, text)
 
 
+# Set inside in_api_words(): the DakdWarnings raised there (in this thread or task) speak api_words.
+_API_WORDS: contextvars.ContextVar[bool] = contextvars.ContextVar("dakd_api_words", default=False)
+
+
 @contextlib.contextmanager
 def in_api_words() -> Iterator[None]:
-    """Re-raise a :class:`DakdError` from inside with its message in :func:`api_words`."""
+    """Inside, :class:`DakdWarning` messages are in :func:`api_words`; a :class:`DakdError` from inside
+    is re-raised with its message in them."""
+    token = _API_WORDS.set(True)
     try:
         yield
     except DakdError as e:
@@ -143,3 +170,5 @@ def in_api_words() -> Iterator[None]:
         if text == str(e):
             raise
         raise type(e)(text).with_traceback(e.__traceback__) from e.__cause__
+    finally:
+        _API_WORDS.reset(token)

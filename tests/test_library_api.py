@@ -56,6 +56,50 @@ def test_segment_scene_refuses_an_open_dataset_in_one_line(tmp_path) -> None:
     assert not (tmp_path / "c.tif").exists()
 
 
+def _db_tif(path) -> None:
+    profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="float32", crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=from_origin(500000, 4800000, 10, 10), **profile) as d:
+        d.write((-20.0 + 10.0 * blob_scene(64, 64) / 255).astype(np.float32), 1)
+
+
+@pytest.mark.parametrize("route", ["method", "function"])
+def test_segment_notices_name_python_keywords(tmp_path, route) -> None:
+    """``model.segment`` / ``dakd_edge.segment_scene`` said "pass --input-scale" in their notices (their
+    errors already said ``scale=``); the CLI's own segment keeps its option names."""
+    import dakd_edge
+    from dakd_edge.inference.segment import segment_scene
+
+    src = tmp_path / "db.tif"
+    _db_tif(src)
+    model = Predictor(FakeBackend())
+    with pytest.warns(Notice, match="guessed from their range") as rec:
+        if route == "method":
+            model.segment(src, tmp_path / "a.tif", land_mask=None)
+        else:
+            dakd_edge.segment_scene(model, src, tmp_path / "a.tif", land_mask=None)
+    line = next(str(w.message) for w in rec if "guessed" in str(w.message))
+    assert line.endswith("pass scale=") and "--input-scale" not in line
+    with pytest.warns(Notice, match="pass --input-scale$"):  # the CLI's path: the core function
+        segment_scene(model, src, tmp_path / "b.tif", land_mask=None)
+    nogeo = tmp_path / "nogeo.tif"
+    with rasterio.open(nogeo, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as d:
+        d.write(blob_scene(8, 8), 1)
+    with (
+        pytest.warns(Notice, match="no georeference"),
+        pytest.raises(InputError, match=r"min_area=3 is in m\^2"),
+    ):
+        dakd_edge.segment_scene(model, nogeo, tmp_path / "c.tif", min_area=3)
+
+
+def test_notices_point_at_the_caller_s_line(tmp_path) -> None:
+    """A segment notice pointed at a line deep in dakd_edge (segment.py), not the caller's."""
+    src = tmp_path / "db.tif"
+    _db_tif(src)
+    with pytest.warns(Notice, match="guessed from their range") as rec:
+        Predictor(FakeBackend()).segment(src, tmp_path / "a.tif", land_mask=None)
+    assert {w.filename for w in rec} == {__file__}
+
+
 @pytest.mark.parametrize("block", [0, -1])
 def test_score_scene_block_must_be_positive(tmp_path, block) -> None:
     from dakd_edge.scene_eval import score_scene

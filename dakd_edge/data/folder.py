@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dakd_edge import jsonin
-from dakd_edge.errors import DatasetError, Notice
+from dakd_edge.errors import DatasetError, Notice, user_stacklevel
 from dakd_edge.meta import (
     BINARY_CLASSES,
     IGNORE_INDEX,
@@ -352,7 +352,9 @@ def pair_by_stem(
         raise DatasetError(f"no images found in {images}" + (f"; {where}: {move}" if nested else ""))
     if nested:
         warnings.warn(
-            f"{where}: only the {len(pairs)} image(s) directly in it are used", Notice, stacklevel=3
+            f"{where}: only the {len(pairs)} image(s) directly in it are used",
+            Notice,
+            stacklevel=user_stacklevel(),
         )
     used = {m for _, m in pairs}
     warn_unpaired([p for p in by_stem.values() if p not in used], "mask", images)
@@ -389,7 +391,7 @@ def warn_unpaired(files: Sequence[Path], what: str, other: Path) -> None:
         warnings.warn(
             f"{len(files)} {what}(s) without an image in {other} are not used (first: {first})",
             Notice,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -446,7 +448,7 @@ def classes_file(base: Path, root: Path) -> Path | None:
             warnings.warn(
                 f"{base} has no classes.json: using {cand} (move it to {top} to name every split's classes)",
                 Notice,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             return cand
     return None
@@ -501,7 +503,7 @@ def _guess_class_names(base: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
             "while the others hold class ids: 255 is read as 'ignore' there "
             f"({100 * bw_ignored / bw_pixels:.1f}% of their pixels); if it marks oil, store oil as 1",
             Notice,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     if top <= 1:
         return list(BINARY_CLASSES)
@@ -511,6 +513,6 @@ def _guess_class_names(base: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
         f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
         '({"class_names": [...]}) if they mean something else',
         Notice,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return list(OSD_CLASSES)

@@ -46,7 +46,7 @@ import numpy as np
 
 from dakd_edge import jsonin
 from dakd_edge.atomic import reason
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.errors import InputError, Notice, user_stacklevel
 from dakd_edge.lonlat import wrap_lon
 
 EARTH_M_PER_DEG = 111_320.0
@@ -242,7 +242,7 @@ class GCPGeoref(Georef):
                     f"of them spread over the scene (its cost grows with the cube of the count); it departs "
                     f"from the others by up to {off:.3g} m",
                     Notice,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
         # Affine least-squares fit lon/lat -> row/col: the inverse's first guess.
         A = np.c_[lon, lat, np.ones_like(lon)]

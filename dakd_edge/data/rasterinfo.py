@@ -27,7 +27,7 @@ from dakd_edge.data.gdalnames import (
     refuse_unsafe_vrt,
     vrt_named,
 )
-from dakd_edge.errors import InputError, Notice, quiet
+from dakd_edge.errors import InputError, Notice, quiet, user_stacklevel
 
 
 def open_raster(path: str | os.PathLike):
@@ -130,7 +130,7 @@ def _hdf5_placed(ds: Any, name: str) -> Any:
         return ds
     ds.close()
     warnings.warn(f"{name}: placed by GDAL's netCDF driver ({alt}): the HDF5 driver reads no georeference",
-                  Notice, stacklevel=3)  # fmt: skip
+                  Notice, stacklevel=user_stacklevel())  # fmt: skip
     return nc
 
 

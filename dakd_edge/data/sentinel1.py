@@ -70,7 +70,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dakd_edge.data.border_noise import BORDER_NOISE, BorderNoiseMask
-from dakd_edge.errors import InputError, Notice, OutputError, quiet
+from dakd_edge.errors import InputError, Notice, OutputError, quiet, user_stacklevel
 from dakd_edge.gtiff import LibtiffErrors, gtiff_profile
 from dakd_edge.lonlat import wrap_lon
 
@@ -242,7 +242,9 @@ def unwrap_product(path: str | os.PathLike) -> Path:
     if len(inner) > 1 and len({product_name(c).lower() for c in inner}) == 1:  # NAME.SAFE beside NAME.zip
         safe = next((c for c in inner if c.is_dir()), inner[0])  # unzipped: read in place, faster
         forms = " and ".join(c.name for c in inner)
-        warnings.warn(f"{p}: {forms} are one product; using {safe.name}", Notice, stacklevel=2)
+        warnings.warn(
+            f"{p}: {forms} are one product; using {safe.name}", Notice, stacklevel=user_stacklevel()
+        )
         return safe
     if len(inner) > 1:
         names = ", ".join(c.name for c in inner[:3]) + (", ..." if len(inner) > 3 else "")
@@ -251,7 +253,11 @@ def unwrap_product(path: str | os.PathLike) -> Path:
             f"with dakd-edge batch {p}"
         )
     if inner:
-        warnings.warn(f"{p}: using the Sentinel-1 product inside it, {inner[0].name}", Notice, stacklevel=2)
+        warnings.warn(
+            f"{p}: using the Sentinel-1 product inside it, {inner[0].name}",
+            Notice,
+            stacklevel=user_stacklevel(),
+        )
         return inner[0]
     return p
 

@@ -32,7 +32,7 @@ from rasterio.windows import Window
 from dakd_edge.atomic import reason, remove_temp
 from dakd_edge.data.rasterinfo import is_mask_band, open_raster
 from dakd_edge.data.scaling import scale_from_name, scale_from_unit, valid_mask
-from dakd_edge.errors import InputError, Notice, OutputError, quiet
+from dakd_edge.errors import InputError, Notice, OutputError, quiet, user_stacklevel
 from dakd_edge.gtiff import gtiff_profile
 from dakd_edge.inference.tiling import argmax0
 from dakd_edge.meta import ModelMeta
@@ -224,7 +224,7 @@ class SceneReader(Scene):
             warnings.warn(
                 f"{p}: its {len(data)} bands are identical (grey stored as RGB); using band 1",
                 Notice,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             bands = (data[0],)
         elif in_chans == 1 and (pick := co_pol_band(ds, data)) is not None:
@@ -232,7 +232,7 @@ class SceneReader(Scene):
                 f"{p}: using band {pick} ({ds.descriptions[pick - 1]}) of its {len(data)} bands "
                 f"({band_list(ds, data)}); choose another with --band N",
                 Notice,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             bands = (pick,)
         elif in_chans == 1:
@@ -249,7 +249,7 @@ class SceneReader(Scene):
                 "oil-spill models (the bundled one too) learn slicks on co-polarised (VV / HH) images, where "
                 "they show far better: expect false alarms",
                 Notice,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         dtypes = {ds.dtypes[b - 1] for b in bands}
         if any("complex" in d for d in dtypes):  # complex_int16 (CInt16 SLC) is no numpy dtype
@@ -332,7 +332,7 @@ class SceneReader(Scene):
                 f"backscatter reads: taken as nodata (set it on the file to silence this: "
                 f"gdal_edit.py -a_nodata {v:.9g} FILE)",
                 Notice,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             return float(v)
         if v == 0 and np.issubdtype(edge.dtype, np.floating) and self._looks_db(bands[0]):
@@ -342,7 +342,7 @@ class SceneReader(Scene):
                 "with it): taken as nodata (set it on the file to silence this: gdal_edit.py -a_nodata 0 "
                 "FILE)",
                 Notice,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             return 0.0
         if v == 0:
@@ -351,7 +351,7 @@ class SceneReader(Scene):
                 "the darkest sea (called oil); if it is fill outside the swath, declare it: "
                 "gdal_edit.py -a_nodata 0 FILE",
                 Notice,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         return None
 

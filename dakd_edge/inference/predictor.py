@@ -8,7 +8,6 @@ seam-free tiling for images larger than one tile. GeoTIFF scenes go through :met
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +26,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import BackendUnavailable, InputError, Notice, api_words, in_api_words
+from dakd_edge.errors import BackendUnavailable, InputError, Notice, api_words, in_api_words, user_stacklevel
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
@@ -50,15 +49,6 @@ def default_batch(device: str, tile: int) -> int:
     if str(device).startswith("cuda"):
         return 8
     return max(1, CPU_BATCH_PIXELS // (tile * tile))
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` that points a warning at the caller's line, past this module's own frames
-    (``predict`` calls ``predict_proba``), so a filter on the caller's module matches it."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__") == __name__:
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class Predictor:
@@ -198,12 +188,12 @@ class Predictor:
         except InputError as e:  # the library's argument, not the CLI's option
             raise InputError(api_words(str(e))) from None
         if guessed:  # as segment says it: 0..1 luminance read as power lost every slick, silently
-            warnings.warn(api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=_caller_level())
+            warnings.warn(api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=user_stacklevel())
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(api_words(domain), InputDomainWarning, stacklevel=_caller_level())
+            warnings.warn(api_words(domain), InputDomainWarning, stacklevel=user_stacklevel())
         convert = self.normalizer(scale, nodata)
         trend = None
         if flatten or match_level:

@@ -21,7 +21,7 @@ import numpy as np
 from dakd_edge.atomic import reason
 from dakd_edge.data.landmask import Georef, make_georef
 from dakd_edge.data.products import auxiliary_layer, is_co_pol_file, is_hyp3_rtc_name
-from dakd_edge.errors import InputError, Notice
+from dakd_edge.errors import InputError, Notice, user_stacklevel
 from dakd_edge.inference.geotiff import Scene, SceneInfo, SceneReader
 
 # Pixel (i, j) covers GDAL pixel/line [j, j + 1] x [i, i + 1] (GCPs, geotransforms, polygon vertices):
@@ -89,7 +89,9 @@ def open_scene(
         if len(inner) == 1 and inner[0].is_dir() and is_hyp3_rtc_name(inner[0].name):
             p = inner[0]
     if is_hyp3_rtc_name(p.name) and (member := co_pol_member(p)) is not None:
-        warnings.warn(f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=2)
+        warnings.warn(
+            f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=user_stacklevel()
+        )
         p, source = Path(member), member
     elif p.suffix.lower() == ".zip" and p.is_file():
         raise non_product_zip(p)
@@ -137,7 +139,7 @@ class Sentinel1Reader(Scene):
                 "segmented; oil-spill models (the bundled one too) learn slicks on co-polarised images, "
                 "where they show far better",
                 Notice,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         from affine import Affine
 

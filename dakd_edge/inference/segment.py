@@ -34,7 +34,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import InputError, Notice, quiet
+from dakd_edge.errors import InputError, Notice, quiet, user_stacklevel
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.geotiff import NoGeoreferenceWarning, Scene, SceneInfo
 from dakd_edge.inference.outputs import (
@@ -273,7 +273,7 @@ def segment_scene(
                 )
                 + " areas are in pixels",
                 NoGeoreferenceWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         if least[0] is not None and not measures_m2(info):
             raise InputError(
@@ -292,7 +292,7 @@ def segment_scene(
                 f"{info.path}: the GLOBE land mask counts {' and '.join(water)} as land, so that water "
                 "is not searched for oil; give --land-mask FILE with its shoreline, or --no-land-mask",
                 Notice,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         scale, all_nodata, domain = _input_scale(scene, meta, scale, sample)
         trend, trend_report = _level_trend(scene, meta, scale, masker, flatten, all_nodata, match_level)
@@ -352,7 +352,7 @@ def _warn_all_globe_land(path: Path, stats: TileStats) -> None:
             "counts most lakes and reservoirs as land: for inland water give --land-mask FILE with its "
             "shoreline, or --no-land-mask",
             Notice,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -385,7 +385,7 @@ def _say_named_scale(info: SceneInfo, sample: np.ndarray) -> None:
                     f"; but its values look like {SCALE_MEANINGS[seen]}: if the file was converted, pass "
                     f"--input-scale {seen}"
                 )
-    warnings.warn(line, Notice, stacklevel=3)
+    warnings.warn(line, Notice, stacklevel=user_stacklevel())
 
 
 def _input_scale(
@@ -405,10 +405,12 @@ def _input_scale(
     except InputError as e:
         raise InputError(f"{scene.info.path}: {e}") from None
     if guessed and np.issubdtype(sample.dtype, np.floating):  # 8-bit / integer input is unambiguous
-        warnings.warn(f"{scene.info.path}: {guessed_scale_line(sample, scale)}", Notice, stacklevel=3)
+        warnings.warn(
+            f"{scene.info.path}: {guessed_scale_line(sample, scale)}", Notice, stacklevel=user_stacklevel()
+        )
     domain = domain_warning(to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale)
     if domain is not None:
-        warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=3)
+        warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=user_stacklevel())
     return scale, False, domain
 
 

@@ -168,7 +168,6 @@ def test_json_says_success_and_failure_on_stdout(tmp_path: Path, capsys) -> None
     )
 
 
-
 @pytest.mark.parametrize(
     "argv, kind",
     [
