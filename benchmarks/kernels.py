@@ -78,7 +78,8 @@ def scan_inputs(shape, dtype, device, grad: bool) -> list:
     b, d, length, n = shape
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    lp = [r(b, d, length), 0.5 * r(b, d, length) - 2.0, r(b, n, length), r(b, n, length)]
+    # delta as MambaVision passes it: dt_proj's (B, L, D) output transposed (channel stride 1)
+    lp = [r(b, d, length), (0.5 * r(b, length, d) - 2.0).transpose(1, 2), r(b, n, length), r(b, n, length)]
     u, delta, bm, cm = (t.to(device, dtype).requires_grad_(grad) for t in lp)
     a = (-torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)).to(device).requires_grad_(grad)
     dskip, bias = (t.to(device).requires_grad_(grad) for t in (torch.ones(d), 0.1 * r(d)))

@@ -25,7 +25,14 @@ from dakd_edge.formats import EXPORT_SCAN_CHUNK, OPS_MODES
 from dakd_edge.kernels import ref
 
 MODES = ("auto", "triton", "torch")
+# use_kernels() blocks (per thread / task); set_kernels() is the process-wide default under them.
 _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels", default=None)
+_process_mode: str | None = None
+# What the kernels take (``auto`` sends anything else to the reference): fp64 fails to compile in the
+# attention kernels, a state wider than the scan's registers or a head wider than one Gram tile
+# (shared memory) fails at launch; the CPU interpreter takes them all, so tests would not see it.
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_ATTENTION_CHANNELS = 512
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
 EXPORT_OPS = OPS_MODES  # the table's op modes (dakd_edge.formats)
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
@@ -41,13 +48,16 @@ def _check(mode: str) -> str:
 
 
 def get_kernels() -> str:
-    """The active mode: context/global setting, else ``DAKD_KERNELS``, else ``"auto"``."""
-    return _check(_mode.get() or os.environ.get("DAKD_KERNELS", "auto") or "auto")
+    """The active mode: :func:`use_kernels` block, else :func:`set_kernels`, else ``DAKD_KERNELS``, else
+    ``"auto"``."""
+    return _check(_mode.get() or _process_mode or os.environ.get("DAKD_KERNELS", "auto") or "auto")
 
 
 def set_kernels(mode: str | None) -> None:
-    """Set the process-wide default mode (``None`` returns to the environment variable)."""
-    _mode.set(None if mode is None else _check(mode))
+    """Set the process-wide default mode, every thread's (``None`` returns to the environment
+    variable). It was a context variable: a thread pool's workers never saw it."""
+    global _process_mode
+    _process_mode = None if mode is None else _check(mode)
 
 
 @contextlib.contextmanager
@@ -99,24 +109,59 @@ def _recording_graph() -> bool:
     return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
-def resolve(x: Tensor, kernels: str | None = None) -> str:
-    """Concrete implementation (``"triton"`` or ``"torch"``) for a tensor under a mode."""
+def _interpreting() -> bool:
+    """Whether the kernels run in Triton's CPU interpreter: fixed when their modules are imported
+    (``TRITON_INTERPRET`` set later is not seen by them, and a CPU launch then fails on "0 active
+    drivers"), so their own flag is asked once they are; before, the variable that will fix it."""
+    import sys
+
+    common = sys.modules.get("dakd_edge.kernels._triton_common")
+    if common is not None:
+        return bool(common.INTERPRETED)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _unsupported(*tensors: Tensor, dstate: int | None = None, channels: int | None = None) -> str | None:
+    """Why the kernels cannot take this call (None: they can); ``tensors``' promoted dtype is theirs."""
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    if dtype not in KERNEL_DTYPES:
+        return f"the Triton kernels take fp32, fp16 or bf16, not {str(dtype).removeprefix('torch.')}"
+    if dstate is not None and not 1 <= dstate <= 16:
+        return f"the Triton scan takes a state size N of 1 to 16, not {dstate}"
+    if channels is not None and channels > MAX_ATTENTION_CHANNELS:
+        return (
+            f"the Triton attention takes at most {MAX_ATTENTION_CHANNELS} channels per head, not {channels}"
+        )
+    return None
+
+
+def resolve(x: Tensor, kernels: str | None = None, unsupported: str | None = None) -> str:
+    """Concrete implementation (``"triton"`` or ``"torch"``) for a tensor under a mode.
+
+    ``unsupported``: why the kernels cannot take this call (a dtype, a size), if they cannot: ``auto``
+    then takes the reference, ``triton`` refuses it in one line (it failed to compile or launch, on a
+    GPU only)."""
     mode = _check(kernels) if kernels is not None else get_kernels()
     if mode == "auto":
-        return "triton" if x.is_cuda and _triton_available() and not _recording_graph() else "torch"
+        usable = x.is_cuda and _triton_available() and not _recording_graph() and unsupported is None
+        return "triton" if usable else "torch"
     if mode == "triton":
         if _recording_graph():
             raise BackendUnavailable(
                 "kernels='triton' cannot run while a graph is traced or exported (a Triton launch is not "
                 "recorded): use kernels='torch' / 'auto', or dakd_edge.kernels.dispatch.export_ops"
             )
-        interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
         if not _triton_available():
             raise BackendUnavailable("kernels='triton' requested but triton is not installed")
-        if not x.is_cuda and not interpret:
+        if not x.is_cuda and not _interpreting():
             raise BackendUnavailable(
-                "kernels='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter)"
+                "kernels='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter, set "
+                "before dakd_edge.kernels' Triton modules are imported)"
             )
+        if unsupported is not None:
+            raise BackendUnavailable(f"kernels='triton': {unsupported}; kernels='auto' or 'torch' runs it")
     return mode
 
 
@@ -158,7 +203,7 @@ def selective_scan(
         )
     if export == "plugin":
         return plugin_node("selective_scan")(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    if resolve(u, kernels) == "triton":
+    if resolve(u, kernels, _unsupported(u, dstate=A.shape[-1] if A.dim() == 2 else None)) == "triton":
         from dakd_edge.kernels.selective_scan import selective_scan_fn
 
         return selective_scan_fn(u, delta, A, B, C, D, delta_bias, delta_softplus)
@@ -174,7 +219,7 @@ def transposed_attention(
         return ref.transposed_attention_ref(q, k, v, temperature)
     if export == "plugin":
         return plugin_node("transposed_attention")(q, k, v, temperature)
-    if resolve(q, kernels) == "triton":
+    if resolve(q, kernels, _unsupported(q, k, v, channels=q.shape[-2] if q.dim() == 4 else None)) == "triton":
         from dakd_edge.kernels.transposed_attention import transposed_attention_fn
 
         return transposed_attention_fn(q, k, v, temperature)

@@ -48,7 +48,9 @@ def _softplus(x):
     x = -12, and MambaVision's dt biases start near -7 (dt = 1e-3). ``log(w) * e / (w - 1)`` with
     ``w = 1 + e`` (Kahan; ``w - 1`` is exact) puts them back; ``w == 1`` means ``log1p(e) = e``.
     """
-    e = tl.exp(tl.minimum(x, 20.0))  # the clamp and the safe divisor keep unused lanes finite
+    # The clamp and the safe divisor keep unused lanes finite. tl.minimum(x, 20.0) would clamp a NaN to
+    # 20 (compiled minnumf, and the interpreter): a NaN delta came out as a finite dt = 20.
+    e = tl.exp(tl.where(x > 20.0, 20.0, x))
     w = 1.0 + e
     return tl.where(x > 20.0, x, tl.where(w == 1.0, e, tl.log(w) * (e / tl.where(w == 1.0, 1.0, w - 1.0))))
 

@@ -341,7 +341,7 @@ class TransposedAttentionFn(torch.autograd.Function):
     def forward(ctx, q, k, v, temperature):  # type: ignore[override]
         _check(q, k, v, temperature)
         if q.numel() == 0:
-            ctx.empty = True
+            ctx.empty, ctx.shape = True, q.shape
             ctx.save_for_backward(temperature)
             return torch.empty_like(v)
         ctx.empty = False
@@ -352,8 +352,10 @@ class TransposedAttentionFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # Triton kernels inside: create_graph raises, never drops second-order terms
     def backward(ctx, dout):  # type: ignore[override]
-        if ctx.empty:
-            return None, None, None, torch.zeros_like(ctx.saved_tensors[0])
+        if ctx.empty:  # zeros of the inputs' shapes, as the reference gives (None left .grad unset)
+            (temperature,) = ctx.saved_tensors
+            zero = torch.zeros(ctx.shape, dtype=dout.dtype, device=dout.device)
+            return zero, zero.clone(), zero.clone(), torch.zeros_like(temperature)
         q, k, v, temperature, p, gn, nq, nk = ctx.saved_tensors
         batch, heads, c, hw = q.shape
         dout = dout.to(v.dtype)

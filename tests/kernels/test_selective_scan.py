@@ -191,3 +191,14 @@ def test_double_backward_raises_instead_of_dropping_terms(device):
     (gu,) = torch.autograd.grad(y.square().sum(), x["u"], create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         (gu.square().sum() + x["u"].square().sum()).backward()
+
+
+def test_nan_delta_propagates_through_softplus(device):
+    """softplus clamped with tl.minimum(x, 20), which returns 20 for NaN: a NaN delta gave a finite
+    dt = 20 and finite outputs (the reference, and the gradients, say NaN)."""
+    u, A, B = torch.ones(1, 1, 3, device=device), -torch.ones(1, 1, device=device), torch.ones(1, 1, 3)
+    delta = torch.tensor([[[0.0, float("nan"), 0.0]]], device=device)
+    y = selective_scan_fn(u, delta, A, B.to(device), B.to(device), None, None, True)
+    expected = ref.selective_scan_ref(u, delta, A, B.to(device), B.to(device), None, None, True)
+    assert torch.isnan(expected[0, 0, 1:]).all()
+    torch.testing.assert_close(y, expected, equal_nan=True, rtol=1e-6, atol=1e-6)

@@ -172,3 +172,12 @@ def test_double_backward_raises_instead_of_dropping_terms(device):
     (gq,) = torch.autograd.grad(y.square().sum(), x["q"], create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         (gq.square().sum() + x["q"].square().sum()).backward()
+
+
+def test_empty_input_gets_zero_gradients_of_its_shape(device):
+    """The reference gives zero gradients for a zero-size input; the kernel gave None (``.grad`` unset)."""
+    q, k, v = (torch.zeros(2, 1, 4, 0, device=device, requires_grad=True) for _ in range(3))
+    temp = torch.ones(1, device=device, requires_grad=True)
+    transposed_attention_fn(q, k, v, temp).sum().backward()
+    for t in (q, k, v, temp):
+        assert t.grad is not None and t.grad.shape == t.shape and not t.grad.any()
