@@ -340,8 +340,8 @@ def check_finite(loss: torch.Tensor | float, step: int, last_checkpoint: str | o
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     if bad.item() > 0:
         where = (
-            f"last good checkpoint kept: {last_checkpoint} (resume with --resume {last_checkpoint}, "
-            "perhaps with a lower learning rate)"
+            f"last good checkpoint kept: {last_checkpoint} (--resume {last_checkpoint} continues with "
+            "the run's settings; if the loss diverges again, start a new run with a lower --lr)"
             if last_checkpoint and Path(last_checkpoint).exists()
             else "no checkpoint was written yet"
         )
@@ -355,8 +355,8 @@ def check_finite_gradient(grad_norm: torch.Tensor, last_checkpoint: str | os.Pat
     if bool(torch.isfinite(grad_norm.detach()).all()):
         return
     where = (
-        f"last good checkpoint kept: {last_checkpoint} (resume with --resume {last_checkpoint}, "
-        "perhaps with a lower learning rate)"
+        f"last good checkpoint kept: {last_checkpoint} (--resume {last_checkpoint} continues with the "
+        "run's settings; if the loss diverges again, start a new run with a lower --lr)"
         if last_checkpoint and Path(last_checkpoint).exists()
         else "no checkpoint was written yet"
     )
@@ -617,6 +617,12 @@ class Trainer:
     """
 
     kind = ""
+
+    def extra_checkpoints(self, start: int, end: int) -> int:
+        """Checkpoints of the model's size that steps ``start`` to ``end`` keep beside ``last.pt`` (and
+        its replacement while it is written): checked for room before the first step."""
+        return 0
+
     log_file = "metrics.jsonl"
     config_on_resume = False  # rewrite config.json when resuming (else it keeps the run's start time)
 
@@ -717,7 +723,9 @@ class Trainer:
             )
         if self.main:  # each checkpoint is written beside the last one, then renamed over it
             freed = old if resume is None else [self.out / "last.pt"]
-            need = 2 * checkpoint_bytes(self.model, self.ema is not None)
+            need = (2 + self.extra_checkpoints(start, end)) * checkpoint_bytes(
+                self.model, self.ema is not None
+            )
             need -= sum(p.stat().st_size for p in freed if p.is_file())
             check_room(self.out, need, f"the checkpoints of {self.out}")
         # Everything is checked: only now touch the run folder (a refused run leaves it as it was).

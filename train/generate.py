@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,6 +326,13 @@ def generate_augmented(
                 f"no space left on {mount_point(out)} (writing {out}); {kept} of {n} samples kept, free some "
                 "space and rerun with --resume"
             ) from None
+        if not isinstance(e, Exception):  # Ctrl-C / SIGTERM (not an error): say what stays, as train does
+            print(
+                f"generation stopped: {kept} of {n} samples kept in {out}"
+                + ("; the same command with --resume goes on" if kept else ""),
+                file=sys.stderr,
+                flush=True,
+            )
         raise
     count = len(set(complete_ids(out)) & set(ids))
     return {

@@ -208,10 +208,11 @@ class JointNetTrainer(common.Trainer):
     def _enter_stage(self, stage: int, fresh: bool) -> None:
         """Switch trainable parameters, optimiser and DDP wrapper to ``stage``.
 
-        ``fresh``: the stage starts now (not a resume) - at stage 2 this copies SAR-Net into Label-Net
+        ``fresh``: the stage starts now (not a resume) - on leaving stage 1 (for stage 2, or for stage 3
+        when stage 2 has no steps: Label-Net stayed random there) this copies SAR-Net into Label-Net
         (seeded re-initialisation of its input/output layers) and resets their EMA.
         """
-        if fresh and stage == 2:
+        if fresh and stage >= 2 and self.stage < 2:
             g = torch.Generator().manual_seed(self.cfg.seed + 2)
             with torch.no_grad():
                 self.model.init_label_from_sar(g)
@@ -287,6 +288,13 @@ class JointNetTrainer(common.Trainer):
     def after_step(self, done: int) -> None:
         if self.main and self.cfg.sample_every > 0 and done % self.cfg.sample_every == 0:
             self.save_samples(self.out / "samples" / f"step{done:07d}.png", float(self.cfg.balancing_factor))
+
+    def extra_checkpoints(self, start: int, end: int) -> int:
+        """stage{N}.pt: one written at each stage boundary crossed and one for the last stage at the end
+        (the room check counted last.pt alone: a base run keeps four files of 0.65-0.86 GB)."""
+        s1, s2, _ = self.cfg.stage_steps
+        crossed = sum(start <= b < end for b in {s1, s1 + s2} if 0 < b)
+        return crossed + (end == self.cfg.total_steps)
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"stage": self.stage, "class_names": self.class_names}

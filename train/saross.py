@@ -253,7 +253,53 @@ def _open_data(cfg: TrainConfig) -> tuple[Any, Any | None]:
                 f"augmented set has {augmented.num_classes} classes, the dataset {originals.num_classes}; "
                 "pass --classes binary to fold a 5-class teacher into oil vs background"
             )
+        check_augmented_fits(augmented, originals, cfg)
     return originals, augmented
+
+
+def check_augmented_fits(augmented: Any, originals: Any, cfg: TrainConfig) -> None:
+    """Refuse a generated set whose classes are in another order, or whose images are too small for
+    this run's crops; say so when its teacher learned from another sensor or from synthetic patches.
+
+    Only the class count was compared: a set with (oil, background) trained oil as background, and
+    32 px samples in 256 px crops left 94 % of each mosaic as black padding (the mosaic's four
+    quadrants are filled only when samples are at least half the crop)."""
+    from dakd_edge.meta import class_meaning
+
+    ours, theirs = list(getattr(originals, "class_names", [])), list(augmented.class_names)
+    if ours and [class_meaning(n) for n in theirs] != [class_meaning(n) for n in ours]:
+        raise DatasetError(
+            f"{cfg.aug}: the augmented set's classes {theirs} do not mean the dataset's {ours}: class i of "
+            "the teacher's logits is trained as class i, so they must match in order"
+        )
+    generator = augmented.manifest.get("generator") or {}
+    size = generator.get("size")
+    if size is None and len(augmented):
+        size = min(augmented[0]["image"].shape[-2:])
+    crop = max(cfg.crop, cfg.final_crop if cfg.final_steps else 0)
+    if size is not None and 2 * int(size) < crop:
+        raise DatasetError(
+            f"{cfg.aug}: generated images are {size} px, and a mosaic of four fills only {2 * int(size)} px "
+            f"of this run's {crop} px crops (the rest would be padding); generate at --size {(crop + 1) // 2} "
+            f"or more, or train with --crop {2 * int(size)} or less"
+            + (" and without --final-steps" if cfg.final_steps and cfg.final_crop > 2 * int(size) else "")
+        )
+    teacher = generator.get("teacher") or {}
+    if teacher.get("synthetic", 0) > 0 and not teacher.get("data"):
+        warnings.warn(
+            f"{cfg.aug}: its teacher was trained on {teacher['synthetic']} synthetic patches, not on real "
+            "images",
+            Notice,
+            stacklevel=2,
+        )
+    elif cfg.data and "sensor" in teacher and teacher.get("sensor") != cfg.sensor:
+        both = "both sensors"
+        warnings.warn(
+            f"{cfg.aug}: its teacher was trained on {teacher['sensor'] or both}, this run on "
+            f"{cfg.sensor or both}",
+            Notice,
+            stacklevel=2,
+        )
 
 
 def synthetic_source(cfg: TrainConfig, num_classes: int) -> common.SyntheticPatches | None:

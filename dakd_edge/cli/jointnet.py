@@ -178,7 +178,7 @@ _OPERATIONAL = ("out", "workers", "device", "log_every", "ckpt_every", "sample_e
 )  # fmt: skip
 @_opt(
     "preset", type=keywords(["tiny", "small", "base"]),
-    help="Teacher size: base (DDPM-style UNet, ~40M parameters per branch), small, or tiny (tests).",
+    help="Teacher size: base (DDPM-style UNet, ~26M parameters per branch), small, or tiny (tests).",
 )  # fmt: skip
 @_opt("crop", help="Random crop size (= generated size).")
 @_opt("batch_size", help="Per process.")
@@ -220,7 +220,16 @@ def train(**o: Any) -> None:
 
     try:
         if o["resume"]:
-            cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL})
+            given = _given_options(click.get_current_context(), o)
+            refused = [k for k in given if k not in _OPERATIONAL]
+            if refused:
+                names = ", ".join("--" + k.replace("_", "-") for k in refused)
+                raise InputError(
+                    f"{names}: a resumed run keeps its checkpoint's settings (only --out, --workers, "
+                    "--device, --log-every, --ckpt-every, --sample-every and --sample-steps apply); "
+                    "other settings need a new run"
+                )
+            cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL if k in given})
         elif not o["data"] and o["synthetic"] <= 0:
             raise InputError("pass --data DIR or --synthetic N")
         else:
@@ -239,8 +248,22 @@ def train(**o: Any) -> None:
         click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
 
 
+# Options of `jointnet train` that are not run settings (how to start, stop, report).
+_NOT_SETTINGS = frozenset({"resume", "stop_after", "overwrite", "no_progress"})
+
+
+def _given_options(ctx: click.Context, o: dict[str, Any]) -> list[str]:
+    """The run settings given on the command line (or by environment), not left at their defaults:
+    a resume passed every operational default over the saved run (its --ckpt-every 3 became 1000,
+    --device cpu became auto) and silently dropped --lr and the other settings."""
+    from click.core import ParameterSource
+
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+    return [k for k in o if k not in _NOT_SETTINGS and ctx.get_parameter_source(k) not in defaults]
+
+
 def _config_from(resume: str, ops: dict[str, Any]) -> Any:
-    """On resume the run's settings come from the checkpoint; only operational options apply."""
+    """On resume the run's settings come from the checkpoint; only the operational options given apply."""
     from dakd_edge.train.common import load_checkpoint
 
     saved = load_checkpoint(resume, kind="jointnet")["config"]

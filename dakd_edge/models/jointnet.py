@@ -82,7 +82,7 @@ class JointNetConfig:
         return cls(**dict(d))
 
 
-# Presets. "base" is a DDPM-style 256-px UNet (about 40M parameters per branch); "tiny" is for tests.
+# Presets. "base" is a DDPM-style 256-px UNet (about 26.5M parameters per branch); "tiny" is for tests.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         block_out_channels=(16, 32),

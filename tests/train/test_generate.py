@@ -306,6 +306,18 @@ def test_failed_first_batch_leaves_nothing(run: Path, tmp_path: Path, monkeypatc
     assert _files(tmp_path / "old") == before and read_manifest(tmp_path / "old")["generator"]["seed"] == 1
 
 
+def test_interrupt_says_what_was_kept(run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C / SIGTERM printed only "interrupted"; train names its checkpoint: generate says what stays."""
+    _spy_batches(monkeypatch, fail_on=2, exc=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_augmented(run / "last.pt", tmp_path / "aug", 5, steps=2, batch=2, progress=False)
+    err = capsys.readouterr().err
+    assert (
+        f"generation stopped: 2 of 5 samples kept in {tmp_path / 'aug'}; the same command with --resume"
+        in err
+    )
+
+
 def _enospc_on_png(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
     """The PNG write of sample number ``after`` (0-based) writes half a file, then hits a full disk."""
     from PIL import Image

@@ -308,3 +308,72 @@ def test_training_data_is_described_before_training(tmp_path: Path, capsys) -> N
     write_folder(tmp_path / "sea", [(sea, np.zeros_like(sea))])
     with pytest.warns(Notice, match="no oil in the data"):
         JointNetTrainer(_cfg(tmp_path / "run2", data=str(tmp_path / "sea"), synthetic=0))
+
+
+def test_cli_resume_keeps_the_run_s_settings_and_refuses_others(tmp_path: Path) -> None:
+    """A resume passed every operational default over the saved run (--ckpt-every 3 became 1000, --device
+    cpu became auto) and silently dropped --lr: only the operational options given apply now."""
+    out = tmp_path / "run"
+    base = ["jointnet", "train", "--synthetic", "4", "--synthetic-classes", "2", "--preset", "tiny",
+            "--crop", str(CROP), "--batch-size", "2", "--warmup", "0", "--sample-every", "0", "-q"]  # fmt: skip
+    res = CliRunner().invoke(
+        cli,
+        [
+            *base,
+            "--stage-steps",
+            "2,2,2",
+            "--ckpt-every",
+            "3",
+            "--log-every",
+            "1",
+            "--device",
+            "cpu",
+            "--stop-after",
+            "3",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 0, res.output
+    resume = ["jointnet", "train", "--resume", str(out / "last.pt"), "--out", str(out)]
+    res = CliRunner().invoke(cli, [*resume, "--lr", "1e-2", "--stage-steps", "9,9,9"])
+    assert res.exit_code != 0 and "--lr, --stage-steps: a resumed run keeps" in str(res.exception)
+    res = CliRunner().invoke(cli, [*resume, "--log-every", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    saved = load_checkpoint(out / "last.pt")["config"]
+    assert (saved["ckpt_every"], saved["log_every"], saved["device"]) == (3, 2, "cpu")
+    assert [r["step"] for r in read_jsonl(out / "log.jsonl")] == [1, 2, 3, 4, 6]
+
+
+def test_a_stage_2_of_no_steps_still_starts_label_net_from_sar_net(
+    tmp_path: Path, patches: SyntheticPatches
+) -> None:
+    """With --stage-steps 2,0,1 the copy of SAR-Net into Label-Net (done on entering stage 2) never ran:
+    stage 3 fine-tuned a random Label-Net."""
+    straight = load_checkpoint(
+        train_jointnet(_cfg(tmp_path / "a", stage_steps=(2, 0, 0)), patches, progress=False)
+    )
+    skipped = train_jointnet(
+        _cfg(tmp_path / "b", stage_steps=(2, 0, 1), lr_stage3=1e-12), patches, progress=False
+    )
+    model = load_checkpoint(skipped)["model"]
+    sar = {k.removeprefix("sar."): v for k, v in straight["model"].items() if k.startswith("sar.")}
+    label = {k.removeprefix("label."): v for k, v in model.items() if k.startswith("label.")}
+    shared = [k for k in label if k in sar and label[k].shape == sar[k].shape and "conv_in" not in k
+              and "conv_out" not in k]  # fmt: skip
+    assert len(shared) > 10
+    assert max(float((label[k] - sar[k]).abs().max()) for k in shared) < 1e-4
+
+
+def test_room_check_counts_the_stage_checkpoints(tmp_path: Path) -> None:
+    """A run keeps stage1.pt, stage2.pt, stage3.pt beside last.pt; the room check counted last.pt alone."""
+    from types import SimpleNamespace
+
+    from dakd_edge.train.jointnet import JointNetTrainer
+
+    me = SimpleNamespace(cfg=_cfg(tmp_path, stage_steps=(2, 2, 2)))
+    assert JointNetTrainer.extra_checkpoints(me, 0, 6) == 3  # two boundaries and the last stage's file
+    assert JointNetTrainer.extra_checkpoints(me, 3, 6) == 2
+    assert JointNetTrainer.extra_checkpoints(me, 0, 1) == 0  # --stop-after 1: last.pt only
+    me = SimpleNamespace(cfg=_cfg(tmp_path, stage_steps=(2, 0, 1)))
+    assert JointNetTrainer.extra_checkpoints(me, 0, 3) == 2

@@ -367,3 +367,52 @@ def test_interrupt_says_which_checkpoint_the_run_goes_on_from(tmp_path, monkeypa
     last = tmp_path / "run" / "last.pt"
     assert "training stopped after step 4 " in err and f"resume with --resume {last}" in err, err
     assert torch.load(last, weights_only=True)["step"] == 3  # the checkpoint it names
+
+
+def _aug_set(root: Path, names: list[str], size: int, teacher: dict | None = None) -> Path:
+    from dakd_edge.data.augmented import AugmentedWriter
+
+    rng = np.random.default_rng(0)
+    w = AugmentedWriter(root, len(names), names, 0.44, {"size": size, "teacher": teacher or {}})
+    img = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    w.add("000000", img, rng.normal(0, 1, (len(names), size, size)).astype(np.float16))
+    w.close()
+    return root
+
+
+def test_augmented_set_must_fit_the_run(tmp_path: Path) -> None:
+    """Only the class count of a generated set was compared with the run's: classes in another order,
+    32 px samples in 256 px crops (94 % of each mosaic padding), a teacher of the other sensor: all
+    trained without a word."""
+    from types import SimpleNamespace
+
+    from dakd_edge.data.augmented import AugmentedDataset
+    from dakd_edge.errors import DatasetError, Notice
+    from dakd_edge.train.saross import check_augmented_fits
+
+    sos = SimpleNamespace(class_names=["background", "oil"])
+    palsar = {"data": "sos", "sensor": "palsar", "synthetic": 0}
+    ok = AugmentedDataset(_aug_set(tmp_path / "ok", ["sea", "oil spill"], 128, palsar))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "sea" and "oil spill" mean background and oil: no word
+        check_augmented_fits(ok, sos, TrainConfig(data="sos", sensor="palsar", aug="ok", crop=256))
+    swapped = AugmentedDataset(_aug_set(tmp_path / "sw", ["oil", "background"], 128, palsar))
+    with pytest.raises(DatasetError, match=r"\['oil', 'background'\] do not mean the dataset's"):
+        check_augmented_fits(swapped, sos, TrainConfig(data="sos", aug="sw"))
+    with pytest.raises(
+        DatasetError, match="generated images are 128 px.* --size 160 or more, or train with --crop 256"
+    ):
+        check_augmented_fits(ok, sos, TrainConfig(data="sos", sensor="palsar", aug="ok", crop=320))
+    with pytest.raises(DatasetError, match="--crop 256 or less and without --final-steps"):
+        check_augmented_fits(
+            ok,
+            sos,
+            TrainConfig(data="sos", sensor="palsar", aug="ok", crop=256, final_steps=5, final_crop=512),
+        )
+    with pytest.warns(Notice, match="its teacher was trained on palsar, this run on sentinel"):
+        check_augmented_fits(ok, sos, TrainConfig(data="sos", sensor="sentinel", aug="ok"))
+    syn = AugmentedDataset(
+        _aug_set(tmp_path / "syn", ["background", "oil"], 128, {"data": "", "synthetic": 64})
+    )
+    with pytest.warns(Notice, match="trained on 64 synthetic patches"):
+        check_augmented_fits(syn, sos, TrainConfig(data="sos", aug="syn"))
