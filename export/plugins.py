@@ -50,9 +50,13 @@ def plugins_status() -> tuple[bool, str]:
         return False, f"TensorRT {trt.__version__} has no tensorrt.plugin (needs >= 10.8); {standard}"
     try:
         import torch
-        import triton  # noqa: F401
     except ImportError as e:
         return False, f"plugins need torch and triton in the serving process ({e}); use --ops standard"
+    from dakd_edge.kernels.dispatch import triton_problem
+
+    problem = triton_problem()
+    if problem is not None:
+        return False, f"plugins run the Triton kernels, but {problem}; use --ops standard"
     if not torch.cuda.is_available():
         return False, "plugins need a CUDA device; use --ops standard"
     return True, f"TensorRT {trt.__version__} with tensorrt.plugin"

@@ -6,6 +6,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+if not hasattr(triton, "knobs"):  # Triton < 3.4 (torch < 2.8): dispatch takes the references there
+    raise ImportError(f"the dakd-edge Triton kernels need triton >= 3.4, found {triton.__version__}")
 # Interpreter or compiler is fixed when a kernel is decorated, i.e. when the kernel modules are imported.
 INTERPRETED: bool = triton.knobs.runtime.interpret
 

@@ -96,17 +96,34 @@ def export_ops(mode: str, scan_chunk: int = EXPORT_SCAN_CHUNK) -> Iterator[None]
         _export_chunk.reset(chunk_token)
 
 
-def _triton_available() -> bool:
+# The kernels use triton.knobs (Triton 3.4, which torch 2.8 pins); an older Triton (torch 2.4-2.7 pin
+# 3.0-3.3) is treated as absent: auto takes the reference there.
+MIN_TRITON = (3, 4)
+
+
+def triton_problem() -> str | None:
+    """Why the Triton kernels cannot run in this environment (None: they can)."""
     try:
-        import triton  # noqa: F401
+        import triton
     except ImportError:
-        return False
-    return True
+        return "triton is not installed"
+    from dakd_edge.cuda import parse_version
+
+    if parse_version(triton.__version__) < MIN_TRITON:
+        return f"the kernels need triton >= {'.'.join(map(str, MIN_TRITON))} (torch >= 2.8), found {triton.__version__}"
+    return None
+
+
+def _triton_available() -> bool:
+    return triton_problem() is None
 
 
 def _recording_graph() -> bool:
     """Whether a tracer or exporter is recording the ops run now (a kernel launch would not be)."""
-    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.7
+    return bool(
+        torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or (exporting is not None and exporting())
+    )
 
 
 def _interpreting() -> bool:
@@ -153,8 +170,9 @@ def resolve(x: Tensor, kernels: str | None = None, unsupported: str | None = Non
                 "kernels='triton' cannot run while a graph is traced or exported (a Triton launch is not "
                 "recorded): use kernels='torch' / 'auto', or dakd_edge.kernels.dispatch.export_ops"
             )
-        if not _triton_available():
-            raise BackendUnavailable("kernels='triton' requested but triton is not installed")
+        problem = triton_problem()
+        if problem is not None:
+            raise BackendUnavailable(f"kernels='triton' requested but {problem}")
         if not x.is_cuda and not _interpreting():
             raise BackendUnavailable(
                 "kernels='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter, set "

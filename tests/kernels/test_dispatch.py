@@ -10,7 +10,7 @@ import torch
 from dakd_edge.errors import BackendUnavailable
 from dakd_edge.kernels import dispatch, ref
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", minversion="3.4")  # the kernels need triton.knobs
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:FutureWarning")
 
 CUDA_TENSOR = SimpleNamespace(is_cuda=True)  # resolve() only asks where the tensor lives
@@ -126,3 +126,21 @@ def test_triton_on_cpu_asks_the_kernels_whether_they_interpret(monkeypatch: pyte
         dispatch.resolve(torch.zeros(1), "triton")
     monkeypatch.setattr(common, "INTERPRETED", True)
     assert dispatch.resolve(torch.zeros(1), "triton") == "triton"
+
+
+def test_an_older_triton_is_treated_as_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.4-2.7 pin Triton 3.0-3.3, which lacks triton.knobs: every CUDA call with kernels=auto
+    crashed on import of the kernels. auto takes the reference; triton says which version it needs."""
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", "3.0.0")
+    assert "triton >= 3.4" in dispatch.triton_problem()
+    assert dispatch.resolve(CUDA_TENSOR, "auto") == "torch"
+    with pytest.raises(BackendUnavailable, match=r"needs? triton >= 3.4 \(torch >= 2.8\), found 3.0.0"):
+        dispatch.resolve(CUDA_TENSOR, "triton")
+
+
+def test_recording_graph_without_torch_compiler_is_exporting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compiler.is_exporting arrived in torch 2.7; on 2.4-2.6 its lookup raised AttributeError."""
+    monkeypatch.delattr(torch.compiler, "is_exporting", raising=False)
+    assert dispatch._recording_graph() is False

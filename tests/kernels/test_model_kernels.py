@@ -8,7 +8,7 @@ import torch
 import dakd_edge
 from dakd_edge.kernels import use_kernels
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", minversion="3.4")  # the kernels need triton.knobs
 
 
 def _forward_backward(model: torch.nn.Module, x: torch.Tensor, mode: str):

@@ -7,7 +7,13 @@ import torch
 
 from dakd_edge import create_model
 from dakd_edge.models.caft import CAFT
+from dakd_edge.models.checkpoint import weights_only_is_safe
 from dakd_edge.models.saross import SarossConfig, SarossNet
+
+# Pickled weights (.pt / .pth) are refused before torch 2.6 (CVE-2025-32434), as the product says.
+_PICKLE_OK = pytest.mark.skipif(
+    not weights_only_is_safe(torch.__version__), reason="torch < 2.6 refuses pickled weights by design"
+)
 
 
 def _params(m: torch.nn.Module) -> int:
@@ -102,6 +108,7 @@ def test_saross_edge_is_the_light_nano_variant() -> None:
         assert edge.eval()(torch.randn(1, 1, 45, 61)).shape == (1, 2, 45, 61)
 
 
+@_PICKLE_OK
 def test_pretrained_encoder_weights_from_local_file(tmp_path) -> None:
     from dakd_edge.models.mambavision import build_mambavision
 
