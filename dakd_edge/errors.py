@@ -49,8 +49,11 @@ class DakdWarning(UserWarning):
     """A warning the CLI prints as one line: a :class:`Notice` (good to know) or an
     :class:`~dakd_edge.data.scaling.InputDomainWarning` (the results may be wrong).
 
-    Raised inside :func:`in_api_words` (the public Python entry points), its message names the
-    options as Python keywords (``scale=db``), as their errors do, not as CLI options."""
+    Made inside :func:`in_api_words` (the public Python entry points), its message names the
+    options as Python keywords (``scale=db``), as their errors do, not as CLI options. Warn with an
+    instance, ``warnings.warn(Notice(text), stacklevel=...)``: given a string and a category,
+    ``warnings`` matches filters (and its once-per-place record) against the string as passed, so a
+    filter on the words the user reads would not match."""
 
     def __init__(self, *args: object) -> None:
         if _API_WORDS.get() and args and isinstance(args[0], str):

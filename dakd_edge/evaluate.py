@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dakd_edge.data.scaling import as_chw, normalize
-from dakd_edge.errors import DatasetError, InputError, Notice, OutputError, quiet
+from dakd_edge.errors import DatasetError, InputError, Notice, OutputError, quiet, user_stacklevel
 from dakd_edge.meta import IGNORE_INDEX
 from dakd_edge.metrics import ConfusionMatrix
 
@@ -56,10 +56,11 @@ def open_for_model(
         if len(ours) != 2:
             rest = [n for i, n in enumerate(ours) if lut[i] != model_oil]
             warnings.warn(
-                f"{data} has {len(ours)} classes; the binary model is scored on oil vs the rest "
-                f"({', '.join(rest)} count as {names[1 - model_oil]})",
-                Notice,
-                stacklevel=2,
+                Notice(
+                    f"{data} has {len(ours)} classes; the binary model is scored on oil vs the rest "
+                    f"({', '.join(rest)} count as {names[1 - model_oil]})"
+                ),
+                stacklevel=user_stacklevel(),
             )
         return ds if (lut[:2] == (0, 1)).all() and len(ours) == 2 else _Relabelled(ds, lut, names)
     if len(ours) == len(names):
@@ -228,7 +229,7 @@ def evaluate(
 
     summary, warns = describe(ds)  # a set misread without an error (no oil at all) scores without one too
     for w in warns:
-        warnings.warn(w, Notice, stacklevel=2)
+        warnings.warn(Notice(w), stacklevel=user_stacklevel())
     cm = ConfusionMatrix(meta.num_classes, ignore_index=IGNORE_INDEX, class_names=list(meta.class_names))
     pixels, seconds = 0, 0.0
     with _progress(n, progress) as advance:

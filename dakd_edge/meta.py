@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dakd_edge import __version__, jsonin
-from dakd_edge.errors import ModelFileError, Notice, quiet
+from dakd_edge.errors import ModelFileError, Notice, quiet, user_stacklevel
 
 OSD_CLASSES = ("sea", "oil", "look-alike", "ship", "land")
 # OSD release palette (RGB): black sea, cyan oil, red look-alike, brown ship, green land.
@@ -117,10 +117,11 @@ def oil_ids_of(class_names: Iterable[str]) -> list[int]:
         return ids
     if len(names) > 2:
         warnings.warn(
-            f"no class of {names} is named oil: class 1 ({names[1]!r}) is taken as oil; name the oil "
-            "class 'oil' in the model's class names (or the data's classes.json)",
-            Notice,
-            stacklevel=2,
+            Notice(
+                f"no class of {names} is named oil: class 1 ({names[1]!r}) is taken as oil; name the oil "
+                "class 'oil' in the model's class names (or the data's classes.json)"
+            ),
+            stacklevel=user_stacklevel(),
         )
     return [1]
 

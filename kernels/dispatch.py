@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -154,7 +155,15 @@ def _unsupported(*tensors: Tensor, dstate: int | None = None, channels: int | No
     return None
 
 
-def resolve(x: Tensor, kernels: str | None = None, unsupported: str | None = None) -> str:
+def _why(unsupported: str | Callable[[], str | None] | None) -> str | None:
+    """``unsupported`` asked only where it decides something: a callable is not called while a CPU
+    tensor is traced (its shape comparisons made TracerWarnings on every traced call)."""
+    return unsupported() if callable(unsupported) else unsupported
+
+
+def resolve(
+    x: Tensor, kernels: str | None = None, unsupported: str | Callable[[], str | None] | None = None
+) -> str:
     """Concrete implementation (``"triton"`` or ``"torch"``) for a tensor under a mode.
 
     ``unsupported``: why the kernels cannot take this call (a dtype, a size), if they cannot: ``auto``
@@ -162,8 +171,8 @@ def resolve(x: Tensor, kernels: str | None = None, unsupported: str | None = Non
     GPU only)."""
     mode = _check(kernels) if kernels is not None else get_kernels()
     if mode == "auto":
-        usable = x.is_cuda and _triton_available() and not _recording_graph() and unsupported is None
-        return "triton" if usable else "torch"
+        usable = x.is_cuda and _triton_available() and not _recording_graph()
+        return "triton" if usable and _why(unsupported) is None else "torch"
     if mode == "triton":
         if _recording_graph():
             raise BackendUnavailable(
@@ -178,8 +187,9 @@ def resolve(x: Tensor, kernels: str | None = None, unsupported: str | None = Non
                 "kernels='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter, set "
                 "before dakd_edge.kernels' Triton modules are imported)"
             )
-        if unsupported is not None:
-            raise BackendUnavailable(f"kernels='triton': {unsupported}; kernels='auto' or 'torch' runs it")
+        why = _why(unsupported)
+        if why is not None:
+            raise BackendUnavailable(f"kernels='triton': {why}; kernels='auto' or 'torch' runs it")
     return mode
 
 
@@ -221,7 +231,8 @@ def selective_scan(
         )
     if export == "plugin":
         return plugin_node("selective_scan")(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    if resolve(u, kernels, _unsupported(u, dstate=A.shape[-1] if A.dim() == 2 else None)) == "triton":
+    why = partial(_unsupported, u, dstate=A.shape[-1] if A.dim() == 2 else None)
+    if resolve(u, kernels, why) == "triton":
         from dakd_edge.kernels.selective_scan import selective_scan_fn
 
         return selective_scan_fn(u, delta, A, B, C, D, delta_bias, delta_softplus)
@@ -237,7 +248,8 @@ def transposed_attention(
         return ref.transposed_attention_ref(q, k, v, temperature)
     if export == "plugin":
         return plugin_node("transposed_attention")(q, k, v, temperature)
-    if resolve(q, kernels, _unsupported(q, k, v, channels=q.shape[-2] if q.dim() == 4 else None)) == "triton":
+    why = partial(_unsupported, q, k, v, channels=q.shape[-2] if q.dim() == 4 else None)
+    if resolve(q, kernels, why) == "triton":
         from dakd_edge.kernels.transposed_attention import transposed_attention_fn
 
         return transposed_attention_fn(q, k, v, temperature)

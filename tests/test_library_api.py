@@ -298,3 +298,14 @@ def test_a_closed_torch_model_drops_its_weights() -> None:
     assert net() is None
     with pytest.raises(BackendUnavailable, match="closed"):
         model.predict(np.zeros((64, 64), np.uint8))
+
+
+def test_a_filter_on_the_words_shown_silences_the_notice(tmp_path) -> None:
+    """warnings matched filters against the CLI wording passed to warn(), not the Python words shown."""
+    src = tmp_path / "db.tif"
+    _db_tif(src)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message=".*pass scale=$")
+        Predictor(FakeBackend()).segment(src, tmp_path / "a.tif", land_mask=None)
+    assert not [w for w in rec if "guessed from their range" in str(w.message)]

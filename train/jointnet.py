@@ -26,7 +26,7 @@ from torch import nn
 
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
-from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError
+from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError, user_stacklevel
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta
 from dakd_edge.models.jointnet import (
     JointNetConfig,
@@ -164,7 +164,7 @@ class JointNetTrainer(common.Trainer):
         lines, warns = describe(self.data)
         print("\n".join(lines), flush=True)
         for w in warns:
-            warnings.warn(w, Notice, stacklevel=2)
+            warnings.warn(Notice(w), stacklevel=user_stacklevel())
 
     # ------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:

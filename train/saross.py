@@ -34,7 +34,7 @@ from torch import nn
 from dakd_edge.atomic import atomic_path
 from dakd_edge.data import transforms
 from dakd_edge.data.scaling import normalize
-from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError
+from dakd_edge.errors import DatasetError, InputError, Notice, TrainingError, user_stacklevel
 from dakd_edge.meta import IGNORE_INDEX, ModelMeta, Normalization
 from dakd_edge.train import common
 from dakd_edge.train.config import TrainConfig
@@ -272,6 +272,8 @@ def check_augmented_fits(augmented: Any, originals: Any, cfg: TrainConfig) -> No
             f"{cfg.aug}: the augmented set's classes {theirs} do not mean the dataset's {ours}: class i of "
             "the teacher's logits is trained as class i, so they must match in order"
         )
+    if cfg.mix <= 0:  # the set is not sampled: its size and teacher do not matter
+        return
     generator = augmented.manifest.get("generator") or {}
     size = generator.get("size")
     if size is None and len(augmented):
@@ -287,18 +289,16 @@ def check_augmented_fits(augmented: Any, originals: Any, cfg: TrainConfig) -> No
     teacher = generator.get("teacher") or {}
     if teacher.get("synthetic", 0) > 0 and not teacher.get("data"):
         warnings.warn(
-            f"{cfg.aug}: its teacher was trained on {teacher['synthetic']} synthetic patches, not on real "
-            "images",
-            Notice,
-            stacklevel=2,
+            Notice(
+                f"{cfg.aug}: its teacher was trained on {teacher['synthetic']} synthetic patches, not on real "
+                "images"
+            ),
+            stacklevel=user_stacklevel(),
         )
-    elif cfg.data and "sensor" in teacher and teacher.get("sensor") != cfg.sensor:
-        both = "both sensors"
+    elif teacher.get("sensor") and cfg.sensor and teacher["sensor"] != cfg.sensor:
         warnings.warn(
-            f"{cfg.aug}: its teacher was trained on {teacher['sensor'] or both}, this run on "
-            f"{cfg.sensor or both}",
-            Notice,
-            stacklevel=2,
+            Notice(f"{cfg.aug}: its teacher was trained on {teacher['sensor']}, this run on {cfg.sensor}"),
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -347,11 +347,12 @@ class DakdTrainer(common.Trainer):
             # one image: a run without validation is still useful (smoke tests, one-scene fine-tuning),
             # so say it instead of refusing; --val-fraction 0 is how to ask for none
             warnings.warn(
-                f"the training set has {len(self.originals)} image: no validation split "
-                f"(--val-fraction {cfg.val_fraction:g} needs at least 2); model.safetensors "
-                "will be the last (EMA) weights, not the best on validation",
-                Notice,
-                stacklevel=2,
+                Notice(
+                    f"the training set has {len(self.originals)} image: no validation split "
+                    f"(--val-fraction {cfg.val_fraction:g} needs at least 2); model.safetensors "
+                    "will be the last (EMA) weights, not the best on validation"
+                ),
+                stacklevel=user_stacklevel(),
             )
         self.norm = (
             dataset_normalization(self.originals, self.train_idx)
@@ -372,7 +373,7 @@ class DakdTrainer(common.Trainer):
             self.norm = init_meta.normalization  # the weights were trained for this input scaling
             self.tiling = (init_meta.tile, init_meta.overlap)
             for note in notes if self.main else ():
-                warnings.warn(note, Notice, stacklevel=2)
+                warnings.warn(Notice(note), stacklevel=user_stacklevel())
         else:
             try:
                 self.model = create_model(cfg.model, num_classes=k, in_chans=1, **cfg.model_cfg).to(dev)
@@ -408,7 +409,7 @@ class DakdTrainer(common.Trainer):
             lines.append(f"generated: {self.augmented.root} ({len(self.augmented)} samples)")
         print("\n".join(lines), flush=True)
         for w in warns:
-            warnings.warn(w, Notice, stacklevel=2)
+            warnings.warn(Notice(w), stacklevel=user_stacklevel())
 
     def _lr_schedule(self, last_step: int) -> torch.optim.lr_scheduler.LambdaLR:
         cfg = self.cfg

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dakd_edge.errors import Notice, OutputError
+from dakd_edge.errors import Notice, OutputError, user_stacklevel
 
 LOCK = "batch.lock"
 # errors of flock() that say "locks do not work here", not "someone holds it"
@@ -115,10 +115,11 @@ def hold(folder: Path) -> FolderLock:
         else:
             raise OutputError(f"{path}: cannot lock (the file keeps being replaced)")
     warnings.warn(
-        f"{folder}: {local}: another batch run on this folder is detected by the pid in {LOCK} "
-        "instead, which cannot tell whether a run on another machine is still going",
-        Notice,
-        stacklevel=2,
+        Notice(
+            f"{folder}: {local}: another batch run on this folder is detected by the pid in {LOCK} "
+            "instead, which cannot tell whether a run on another machine is still going"
+        ),
+        stacklevel=user_stacklevel(),
     )
     return _hold_by_pid(folder, path)
 

@@ -163,7 +163,11 @@ def _json_error(json_out: bool) -> Iterator[None]:
         yield
     except (DakdError, click.UsageError) as e:
         if json_out:
-            kind = "UsageError" if isinstance(e, click.UsageError) else type(e).__name__
+            kind = (  # a missing package (MissingExtra) is "not on this runner" too
+                "UsageError" if isinstance(e, click.UsageError)
+                else "BackendUnavailable" if isinstance(e, BackendUnavailable)
+                else type(e).__name__
+            )  # fmt: skip
             message = e.format_message() if isinstance(e, click.UsageError) else str(e)
             click.echo(json.dumps({"ok": False, "error": message, "kind": kind}, indent=2))
         raise

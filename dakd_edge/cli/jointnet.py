@@ -223,7 +223,8 @@ def train(**o: Any) -> None:
             given = _given_options(click.get_current_context(), o)
             refused = [k for k in given if k not in _OPERATIONAL]
             if refused:
-                names = ", ".join("--" + k.replace("_", "-") for k in refused)
+                ctx = click.get_current_context()
+                names = ", ".join(max(p.opts, key=len) for p in ctx.command.params if p.name in refused)
                 raise InputError(
                     f"{names}: a resumed run keeps its checkpoint's settings (only --out, --workers, "
                     "--device, --log-every, --ckpt-every, --sample-every and --sample-steps apply); "

@@ -352,8 +352,7 @@ def pair_by_stem(
         raise DatasetError(f"no images found in {images}" + (f"; {where}: {move}" if nested else ""))
     if nested:
         warnings.warn(
-            f"{where}: only the {len(pairs)} image(s) directly in it are used",
-            Notice,
+            Notice(f"{where}: only the {len(pairs)} image(s) directly in it are used"),
             stacklevel=user_stacklevel(),
         )
     used = {m for _, m in pairs}
@@ -389,8 +388,7 @@ def warn_unpaired(files: Sequence[Path], what: str, other: Path) -> None:
     if files:
         first = sorted(files)[0]
         warnings.warn(
-            f"{len(files)} {what}(s) without an image in {other} are not used (first: {first})",
-            Notice,
+            Notice(f"{len(files)} {what}(s) without an image in {other} are not used (first: {first})"),
             stacklevel=user_stacklevel(),
         )
 
@@ -446,8 +444,9 @@ def classes_file(base: Path, root: Path) -> Path | None:
         # only another split of this dataset (train/, val/, ...): not any project beside a lone test/
         if d != base and d.name.lower() in SPLIT_NAMES and (d / "images").is_dir() and cand.is_file():
             warnings.warn(
-                f"{base} has no classes.json: using {cand} (move it to {top} to name every split's classes)",
-                Notice,
+                Notice(
+                    f"{base} has no classes.json: using {cand} (move it to {top} to name every split's classes)"
+                ),
                 stacklevel=user_stacklevel(),
             )
             return cand
@@ -499,20 +498,22 @@ def _guess_class_names(base: Path, pairs: list[tuple[Path, Path]]) -> list[str]:
         )
     if bw:
         warnings.warn(
-            f"{len(bw)} of {len(pairs)} masks in {base / 'masks'} hold only 0 and 255 (first: {bw[0]}) "
-            "while the others hold class ids: 255 is read as 'ignore' there "
-            f"({100 * bw_ignored / bw_pixels:.1f}% of their pixels); if it marks oil, store oil as 1",
-            Notice,
+            Notice(
+                f"{len(bw)} of {len(pairs)} masks in {base / 'masks'} hold only 0 and 255 (first: {bw[0]}) "
+                "while the others hold class ids: 255 is read as 'ignore' there "
+                f"({100 * bw_ignored / bw_pixels:.1f}% of their pixels); if it marks oil, store oil as 1"
+            ),
             stacklevel=user_stacklevel(),
         )
     if top <= 1:
         return list(BINARY_CLASSES)
     # ids 2-4 without names: read as OSD's, which must be said
     warnings.warn(
-        f"{base}: no classes.json and mask ids up to {top}: read as the OSD classes "
-        f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
-        '({"class_names": [...]}) if they mean something else',
-        Notice,
+        Notice(
+            f"{base}: no classes.json and mask ids up to {top}: read as the OSD classes "
+            f"{', '.join(f'{i} {n}' for i, n in enumerate(OSD_CLASSES))}; add classes.json "
+            '({"class_names": [...]}) if they mean something else'
+        ),
         stacklevel=user_stacklevel(),
     )
     return list(OSD_CLASSES)

@@ -238,10 +238,11 @@ class GCPGeoref(Georef):
                 k = np.cos(np.radians(lat))
                 off = float(np.nanmax(np.hypot((lo - lon) * k, la - lat))) * EARTH_M_PER_DEG
                 warnings.warn(
-                    f"{len(rows)} GCPs off a regular grid: georeferencing fits a thin-plate spline to {len(g2)} "
-                    f"of them spread over the scene (its cost grows with the cube of the count); it departs "
-                    f"from the others by up to {off:.3g} m",
-                    Notice,
+                    Notice(
+                        f"{len(rows)} GCPs off a regular grid: georeferencing fits a thin-plate spline to {len(g2)} "
+                        f"of them spread over the scene (its cost grows with the cube of the count); it departs "
+                        f"from the others by up to {off:.3g} m"
+                    ),
                     stacklevel=user_stacklevel(),
                 )
         # Affine least-squares fit lon/lat -> row/col: the inverse's first guess.

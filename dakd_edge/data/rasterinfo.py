@@ -129,8 +129,7 @@ def _hdf5_placed(ds: Any, name: str) -> Any:
         nc.close()
         return ds
     ds.close()
-    warnings.warn(f"{name}: placed by GDAL's netCDF driver ({alt}): the HDF5 driver reads no georeference",
-                  Notice, stacklevel=user_stacklevel())  # fmt: skip
+    warnings.warn(Notice(f"{name}: placed by GDAL's netCDF driver ({alt}): the HDF5 driver reads no georeference"), stacklevel=user_stacklevel())  # fmt: skip
     return nc
 
 

@@ -20,7 +20,7 @@ from dakd_edge.data.products import (
     ALOS_DN_GAIN,
     parse_name,
 )
-from dakd_edge.errors import DakdWarning, InputError, Notice
+from dakd_edge.errors import DakdWarning, InputError, Notice, user_stacklevel
 from dakd_edge.meta import Normalization
 
 Scale = Literal["auto", "uint8", "db", "linear", "amplitude"]
@@ -339,7 +339,8 @@ def as_chw(image: np.ndarray, in_chans: int) -> np.ndarray:
     if a.shape[0] != in_chans and in_chans == 1 and a.shape[0] > 1:
         if all(np.array_equal(a[0], b, equal_nan=True) for b in a[1:]):
             warnings.warn(
-                f"the image's {a.shape[0]} bands are identical (grey as RGB); using band 1", Notice, 2
+                Notice(f"the image's {a.shape[0]} bands are identical (grey as RGB); using band 1"),
+                stacklevel=user_stacklevel(),
             )
             return a[:1]
         raise InputError(

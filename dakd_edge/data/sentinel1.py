@@ -243,7 +243,7 @@ def unwrap_product(path: str | os.PathLike) -> Path:
         safe = next((c for c in inner if c.is_dir()), inner[0])  # unzipped: read in place, faster
         forms = " and ".join(c.name for c in inner)
         warnings.warn(
-            f"{p}: {forms} are one product; using {safe.name}", Notice, stacklevel=user_stacklevel()
+            Notice(f"{p}: {forms} are one product; using {safe.name}"), stacklevel=user_stacklevel()
         )
         return safe
     if len(inner) > 1:
@@ -254,8 +254,7 @@ def unwrap_product(path: str | os.PathLike) -> Path:
         )
     if inner:
         warnings.warn(
-            f"{p}: using the Sentinel-1 product inside it, {inner[0].name}",
-            Notice,
+            Notice(f"{p}: using the Sentinel-1 product inside it, {inner[0].name}"),
             stacklevel=user_stacklevel(),
         )
         return inner[0]

@@ -222,16 +222,16 @@ class SceneReader(Scene):
             bands = data
         elif in_chans == 1 and self._bands_identical(data):
             warnings.warn(
-                f"{p}: its {len(data)} bands are identical (grey stored as RGB); using band 1",
-                Notice,
+                Notice(f"{p}: its {len(data)} bands are identical (grey stored as RGB); using band 1"),
                 stacklevel=user_stacklevel(),
             )
             bands = (data[0],)
         elif in_chans == 1 and (pick := co_pol_band(ds, data)) is not None:
             warnings.warn(
-                f"{p}: using band {pick} ({ds.descriptions[pick - 1]}) of its {len(data)} bands "
-                f"({band_list(ds, data)}); choose another with --band N",
-                Notice,
+                Notice(
+                    f"{p}: using band {pick} ({ds.descriptions[pick - 1]}) of its {len(data)} bands "
+                    f"({band_list(ds, data)}); choose another with --band N"
+                ),
                 stacklevel=user_stacklevel(),
             )
             bands = (pick,)
@@ -245,10 +245,11 @@ class SceneReader(Scene):
         cross = cross_pol(ds.descriptions[bands[0] - 1], p.name, one_band=len(data) == 1)
         if in_chans == 1 and cross is not None:
             warnings.warn(
-                f"{p}: band {bands[0]} is {cross[0]} (cross-polarised) backscatter, by its {cross[1]}; "
-                "oil-spill models (the bundled one too) learn slicks on co-polarised (VV / HH) images, where "
-                "they show far better: expect false alarms",
-                Notice,
+                Notice(
+                    f"{p}: band {bands[0]} is {cross[0]} (cross-polarised) backscatter, by its {cross[1]}; "
+                    "oil-spill models (the bundled one too) learn slicks on co-polarised (VV / HH) images, where "
+                    "they show far better: expect false alarms"
+                ),
                 stacklevel=user_stacklevel(),
             )
         dtypes = {ds.dtypes[b - 1] for b in bands}
@@ -328,29 +329,32 @@ class SceneReader(Scene):
             return None
         if v <= -100 or abs(v) >= 1e30:
             warnings.warn(
-                f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is {v:.9g}, which no "
-                f"backscatter reads: taken as nodata (set it on the file to silence this: "
-                f"gdal_edit.py -a_nodata {v:.9g} FILE)",
-                Notice,
+                Notice(
+                    f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is {v:.9g}, which no "
+                    f"backscatter reads: taken as nodata (set it on the file to silence this: "
+                    f"gdal_edit.py -a_nodata {v:.9g} FILE)"
+                ),
                 stacklevel=user_stacklevel(),
             )
             return float(v)
         if v == 0 and np.issubdtype(edge.dtype, np.floating) and self._looks_db(bands[0]):
             warnings.warn(
-                f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is exactly 0, which in a "
-                "scene of dB values is fill (0 dB is brighter than any sea; Google Earth Engine exports fill "
-                "with it): taken as nodata (set it on the file to silence this: gdal_edit.py -a_nodata 0 "
-                "FILE)",
-                Notice,
+                Notice(
+                    f"{p}: no nodata value is set, but {100 * share:.0f} % of its edge is exactly 0, which in a "
+                    "scene of dB values is fill (0 dB is brighter than any sea; Google Earth Engine exports fill "
+                    "with it): taken as nodata (set it on the file to silence this: gdal_edit.py -a_nodata 0 "
+                    "FILE)"
+                ),
                 stacklevel=user_stacklevel(),
             )
             return 0.0
         if v == 0:
             warnings.warn(
-                f"{p}: no nodata value is set and {100 * share:.0f} % of its edge is exactly 0: read as "
-                "the darkest sea (called oil); if it is fill outside the swath, declare it: "
-                "gdal_edit.py -a_nodata 0 FILE",
-                Notice,
+                Notice(
+                    f"{p}: no nodata value is set and {100 * share:.0f} % of its edge is exactly 0: read as "
+                    "the darkest sea (called oil); if it is fill outside the swath, declare it: "
+                    "gdal_edit.py -a_nodata 0 FILE"
+                ),
                 stacklevel=user_stacklevel(),
             )
         return None

@@ -188,12 +188,12 @@ class Predictor:
         except InputError as e:  # the library's argument, not the CLI's option
             raise InputError(api_words(str(e))) from None
         if guessed:  # as segment says it: 0..1 luminance read as power lost every slick, silently
-            warnings.warn(api_words(guessed_scale_line(sample, scale)), Notice, stacklevel=user_stacklevel())
+            warnings.warn(Notice(api_words(guessed_scale_line(sample, scale))), stacklevel=user_stacklevel())
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(api_words(domain), InputDomainWarning, stacklevel=user_stacklevel())
+            warnings.warn(InputDomainWarning(api_words(domain)), stacklevel=user_stacklevel())
         convert = self.normalizer(scale, nodata)
         trend = None
         if flatten or match_level:

@@ -90,7 +90,7 @@ def open_scene(
             p = inner[0]
     if is_hyp3_rtc_name(p.name) and (member := co_pol_member(p)) is not None:
         warnings.warn(
-            f"{p}: segmenting its co-polarised image {member}", Notice, stacklevel=user_stacklevel()
+            Notice(f"{p}: segmenting its co-polarised image {member}"), stacklevel=user_stacklevel()
         )
         p, source = Path(member), member
     elif p.suffix.lower() == ".zip" and p.is_file():
@@ -135,10 +135,11 @@ class Sentinel1Reader(Scene):
         m = self.product.meta
         if pol is None and m.polarisation in ("VH", "HV"):  # a partial copy: no VV/HH to default to
             warnings.warn(
-                f"{path}: this copy has no co-polarised (VV/HH) measurement, so {m.polarisation} is "
-                "segmented; oil-spill models (the bundled one too) learn slicks on co-polarised images, "
-                "where they show far better",
-                Notice,
+                Notice(
+                    f"{path}: this copy has no co-polarised (VV/HH) measurement, so {m.polarisation} is "
+                    "segmented; oil-spill models (the bundled one too) learn slicks on co-polarised images, "
+                    "where they show far better"
+                ),
                 stacklevel=user_stacklevel(),
             )
         from affine import Affine

@@ -265,14 +265,15 @@ def segment_scene(
         if not info.georeferenced:
             rpc = info.rpcs is not None
             warnings.warn(
-                f"{info.path}: no georeference (no geotransform, or no CRS)"
-                + (
-                    "; its RPCs are carried into the output rasters, but"
-                    if rpc
-                    else "; outputs have no CRS and"
-                )
-                + " areas are in pixels",
-                NoGeoreferenceWarning,
+                NoGeoreferenceWarning(
+                    f"{info.path}: no georeference (no geotransform, or no CRS)"
+                    + (
+                        "; its RPCs are carried into the output rasters, but"
+                        if rpc
+                        else "; outputs have no CRS and"
+                    )
+                    + " areas are in pixels"
+                ),
                 stacklevel=user_stacklevel(),
             )
         if least[0] is not None and not measures_m2(info):
@@ -289,9 +290,10 @@ def segment_scene(
         water = [] if masker is None else masker.water_counted_as_land()
         if water:
             warnings.warn(
-                f"{info.path}: the GLOBE land mask counts {' and '.join(water)} as land, so that water "
-                "is not searched for oil; give --land-mask FILE with its shoreline, or --no-land-mask",
-                Notice,
+                Notice(
+                    f"{info.path}: the GLOBE land mask counts {' and '.join(water)} as land, so that water "
+                    "is not searched for oil; give --land-mask FILE with its shoreline, or --no-land-mask"
+                ),
                 stacklevel=user_stacklevel(),
             )
         scale, all_nodata, domain = _input_scale(scene, meta, scale, sample)
@@ -348,10 +350,11 @@ def _warn_all_globe_land(path: Path, stats: TileStats) -> None:
     were skipped as nodata alone (a product of zeros read as 'all land')."""
     if stats.tiles_skipped_land and stats.tiles_skipped_land == stats.tiles_total:
         warnings.warn(
-            f"{path}: every tile is land to the GLOBE land mask, so nothing was searched for oil; GLOBE "
-            "counts most lakes and reservoirs as land: for inland water give --land-mask FILE with its "
-            "shoreline, or --no-land-mask",
-            Notice,
+            Notice(
+                f"{path}: every tile is land to the GLOBE land mask, so nothing was searched for oil; GLOBE "
+                "counts most lakes and reservoirs as land: for inland water give --land-mask FILE with its "
+                "shoreline, or --no-land-mask"
+            ),
             stacklevel=user_stacklevel(),
         )
 
@@ -385,7 +388,7 @@ def _say_named_scale(info: SceneInfo, sample: np.ndarray) -> None:
                     f"; but its values look like {SCALE_MEANINGS[seen]}: if the file was converted, pass "
                     f"--input-scale {seen}"
                 )
-    warnings.warn(line, Notice, stacklevel=user_stacklevel())
+    warnings.warn(Notice(line), stacklevel=user_stacklevel())
 
 
 def _input_scale(
@@ -406,11 +409,11 @@ def _input_scale(
         raise InputError(f"{scene.info.path}: {e}") from None
     if guessed and np.issubdtype(sample.dtype, np.floating):  # 8-bit / integer input is unambiguous
         warnings.warn(
-            f"{scene.info.path}: {guessed_scale_line(sample, scale)}", Notice, stacklevel=user_stacklevel()
+            Notice(f"{scene.info.path}: {guessed_scale_line(sample, scale)}"), stacklevel=user_stacklevel()
         )
     domain = domain_warning(to_unit(sample, scale, meta.normalization), meta.input_stats, scale=scale)
     if domain is not None:
-        warnings.warn(f"{scene.info.path}: {domain}", InputDomainWarning, stacklevel=user_stacklevel())
+        warnings.warn(InputDomainWarning(f"{scene.info.path}: {domain}"), stacklevel=user_stacklevel())
     return scale, False, domain
 
 

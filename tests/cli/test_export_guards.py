@@ -195,6 +195,24 @@ def test_json_kind_tells_a_runner_without_tensorrt_from_a_broken_export(
     assert doc["ok"] is False and doc["kind"] == kind and doc["error"] in err
 
 
+def test_json_kind_of_a_missing_package_is_backend_unavailable(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A missing extra (MissingExtra, a BackendUnavailable) said kind "MissingExtra", which a CI job that
+    skips on "BackendUnavailable" did not skip."""
+    import json
+
+    from dakd_edge import extras
+    from dakd_edge.extras import MissingExtra
+
+    def missing(*a, **k):
+        raise MissingExtra("onnxruntime is not installed: pip install ...")
+
+    monkeypatch.setattr(extras, "require_extra", missing)
+    monkeypatch.setattr("dakd_edge.cli.export.require_extra", missing, raising=False)
+    with pytest.raises(SystemExit):
+        main(["export", "saross-nano", "-o", str(tmp_path / "m.onnx"), "--json"])
+    assert json.loads(capsys.readouterr().out)["kind"] == "BackendUnavailable"
+
+
 def test_json_given_a_file_name_says_it_is_a_flag(tmp_path: Path, capsys) -> None:
     """`export -o m.onnx --json m.json` said "unknown model 'm.json'" (bench and evaluate take --json FILE)."""
     line = _one_line(

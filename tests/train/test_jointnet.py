@@ -336,8 +336,8 @@ def test_cli_resume_keeps_the_run_s_settings_and_refuses_others(tmp_path: Path) 
     )
     assert res.exit_code == 0, res.output
     resume = ["jointnet", "train", "--resume", str(out / "last.pt"), "--out", str(out)]
-    res = CliRunner().invoke(cli, [*resume, "--lr", "1e-2", "--stage-steps", "9,9,9"])
-    assert res.exit_code != 0 and "--lr, --stage-steps: a resumed run keeps" in str(res.exception)
+    res = CliRunner().invoke(cli, [*resume, "--lr", "1e-2", "--stage-steps", "9,9,9", "--b", "0.5"])
+    assert res.exit_code != 0 and "--stage-steps, --lr, --b: a resumed run keeps" in str(res.exception)
     res = CliRunner().invoke(cli, [*resume, "--log-every", "2", "-q"])
     assert res.exit_code == 0, res.output
     saved = load_checkpoint(out / "last.pt")["config"]
