@@ -52,7 +52,7 @@ def plugins_status() -> tuple[bool, str]:
         import torch
     except ImportError as e:
         return False, f"plugins need torch and triton in the serving process ({e}); use --ops standard"
-    from dakd_edge.kernels.dispatch import triton_problem
+    from dakd_edge.kernels.support import triton_problem
 
     problem = triton_problem()
     if problem is not None:

@@ -6,8 +6,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-if not hasattr(triton, "knobs"):  # Triton < 3.4 (torch < 2.8): dispatch takes the references there
-    raise ImportError(f"the dakd-edge Triton kernels need triton >= 3.4, found {triton.__version__}")
+from dakd_edge.kernels.support import triton_problem
+
+# Triton < 3.4 (what torch < 2.8 pins) has no triton.knobs; dispatch takes the references there.
+_PROBLEM = triton_problem()
+if _PROBLEM is not None:
+    raise ImportError(f"dakd-edge's Triton kernels: {_PROBLEM}")
 # Interpreter or compiler is fixed when a kernel is decorated, i.e. when the kernel modules are imported.
 INTERPRETED: bool = triton.knobs.runtime.interpret
 

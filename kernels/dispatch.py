@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -23,17 +24,13 @@ from torch import Tensor
 
 from dakd_edge.errors import BackendUnavailable
 from dakd_edge.formats import EXPORT_SCAN_CHUNK, OPS_MODES
-from dakd_edge.kernels import ref
+from dakd_edge.kernels import ref, support
+from dakd_edge.kernels.support import triton_problem
 
 MODES = ("auto", "triton", "torch")
 # use_kernels() blocks (per thread / task); set_kernels() is the process-wide default under them.
 _mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_kernels", default=None)
 _process_mode: str | None = None
-# What the kernels take (``auto`` sends anything else to the reference): fp64 fails to compile in the
-# attention kernels, a state wider than the scan's registers or a head wider than one Gram tile
-# (shared memory) fails at launch; the CPU interpreter takes them all, so tests would not see it.
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_ATTENTION_CHANNELS = 512
 # While exporting (see :func:`export_ops`): "standard" = plain ONNX ops, "plugin" = dakd_edge custom nodes.
 EXPORT_OPS = OPS_MODES  # the table's op modes (dakd_edge.formats)
 _export_ops: contextvars.ContextVar[str | None] = contextvars.ContextVar("dakd_export_ops", default=None)
@@ -97,24 +94,6 @@ def export_ops(mode: str, scan_chunk: int = EXPORT_SCAN_CHUNK) -> Iterator[None]
         _export_chunk.reset(chunk_token)
 
 
-# The kernels use triton.knobs (Triton 3.4, which torch 2.8 pins); an older Triton (torch 2.4-2.7 pin
-# 3.0-3.3) is treated as absent: auto takes the reference there.
-MIN_TRITON = (3, 4)
-
-
-def triton_problem() -> str | None:
-    """Why the Triton kernels cannot run in this environment (None: they can)."""
-    try:
-        import triton
-    except ImportError:
-        return "triton is not installed"
-    from dakd_edge.cuda import parse_version
-
-    if parse_version(triton.__version__) < MIN_TRITON:
-        return f"the kernels need triton >= {'.'.join(map(str, MIN_TRITON))} (torch >= 2.8), found {triton.__version__}"
-    return None
-
-
 def _triton_available() -> bool:
     return triton_problem() is None
 
@@ -131,28 +110,10 @@ def _interpreting() -> bool:
     """Whether the kernels run in Triton's CPU interpreter: fixed when their modules are imported
     (``TRITON_INTERPRET`` set later is not seen by them, and a CPU launch then fails on "0 active
     drivers"), so their own flag is asked once they are; before, the variable that will fix it."""
-    import sys
-
     common = sys.modules.get("dakd_edge.kernels._triton_common")
     if common is not None:
         return bool(common.INTERPRETED)
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _unsupported(*tensors: Tensor, dstate: int | None = None, channels: int | None = None) -> str | None:
-    """Why the kernels cannot take this call (None: they can); ``tensors``' promoted dtype is theirs."""
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    if dtype not in KERNEL_DTYPES:
-        return f"the Triton kernels take fp32, fp16 or bf16, not {str(dtype).removeprefix('torch.')}"
-    if dstate is not None and not 1 <= dstate <= 16:
-        return f"the Triton scan takes a state size N of 1 to 16, not {dstate}"
-    if channels is not None and channels > MAX_ATTENTION_CHANNELS:
-        return (
-            f"the Triton attention takes at most {MAX_ATTENTION_CHANNELS} channels per head, not {channels}"
-        )
-    return None
 
 
 def _why(unsupported: str | Callable[[], str | None] | None) -> str | None:
@@ -231,7 +192,7 @@ def selective_scan(
         )
     if export == "plugin":
         return plugin_node("selective_scan")(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    why = partial(_unsupported, u, dstate=A.shape[-1] if A.dim() == 2 else None)
+    why = partial(support.unsupported, u, dstate=A.shape[-1] if A.dim() == 2 else None)
     if resolve(u, kernels, why) == "triton":
         from dakd_edge.kernels.selective_scan import selective_scan_fn
 
@@ -248,7 +209,7 @@ def transposed_attention(
         return ref.transposed_attention_ref(q, k, v, temperature)
     if export == "plugin":
         return plugin_node("transposed_attention")(q, k, v, temperature)
-    why = partial(_unsupported, q, k, v, channels=q.shape[-2] if q.dim() == 4 else None)
+    why = partial(support.unsupported, q, k, v, channels=q.shape[-2] if q.dim() == 4 else None)
     if resolve(q, kernels, why) == "triton":
         from dakd_edge.kernels.transposed_attention import transposed_attention_fn
 

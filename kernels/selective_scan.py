@@ -35,9 +35,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from dakd_edge.kernels._triton_common import INTERPRETED, cast_out, strides
+from dakd_edge.kernels.support import MAX_STATE
 
 LOG2E = 1.4426950408889634
-MAX_STATE = 16
 
 
 @triton.jit

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dakd_edge.errors import BackendUnavailable
-from dakd_edge.kernels import dispatch, ref
+from dakd_edge.kernels import dispatch, ref, support
 
 pytest.importorskip("triton", minversion="3.4")  # the kernels need triton.knobs
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:FutureWarning")
@@ -78,10 +78,10 @@ def test_auto_sends_what_the_kernels_cannot_take_to_the_reference(kwargs, reason
     scan state over 16 and a head over 512 channels (over an H100's shared memory): the reference runs
     them; ``triton`` refuses them in one line (they failed inside Triton, on a GPU only)."""
     x = SimpleNamespace(is_cuda=True, dtype=torch.float32)
-    why = dispatch._unsupported(x, **kwargs)
+    why = support.unsupported(x, **kwargs)
     assert (why is None and reason is None) or reason in why
     assert dispatch.resolve(CUDA_TENSOR, "auto", why) == ("triton" if why is None else "torch")
-    why64 = dispatch._unsupported(x, CUDA64)  # the promoted dtype of the operands
+    why64 = support.unsupported(x, CUDA64)  # the promoted dtype of the operands
     assert "not float64" in why64 and dispatch.resolve(CUDA_TENSOR, "auto", why64) == "torch"
     with pytest.raises(
         BackendUnavailable, match=r"kernels='triton': the Triton kernels take fp32, fp16 or bf16"
