@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from dakd_edge.cli.choices import keywords
+from dakd_edge.cli.fields import flags_of, given
 from dakd_edge.cli.notices import warning_line
 from dakd_edge.errors import BackendUnavailable, DakdError, OutputError
 from dakd_edge.export.onnx import OnnxExportConfig
@@ -87,17 +87,13 @@ def export(
         fmt = output_format(out, fmt)
         ctx = click.get_current_context()
         if fmt == ONNX.name:  # engine options given for an ONNX file were ignored (an fp32 file for fp16)
-            given = [
-                f"--{n.replace('_', '-')}"
-                for n in ENGINE_ONLY
-                if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
-                and not (
-                    n == "precision" and precision == "fp32"
-                )  # what the ONNX file is: a CI matrix's value
+            # --precision fp32 is what the ONNX file is: a CI matrix's value
+            engine_only = [
+                n for n in ENGINE_ONLY if given(ctx, n) and not (n == "precision" and precision == "fp32")
             ]
-            if given:
+            if engine_only:
                 raise click.UsageError(
-                    f"{', '.join(given)}: engine option(s), but -o {out} is an ONNX file (always fp32); build an "
+                    f"{', '.join(flags_of(ctx, engine_only))}: engine option(s), but -o {out} is an ONNX file (always fp32); build an "
                     "engine with -o NAME.engine or --format engine"
                 )
         # a cache named as the model, the output or the engine's sidecar was written over it (exit 0, a
@@ -120,8 +116,7 @@ def export(
             if not ok:  # its own kind in --json: a CI job skips on a runner without TensorRT
                 raise BackendUnavailable(f"--format engine: {reason}")
             # TensorRT 8.5 needs opset 16: chosen when --opset is left out, an explicit 17 is refused
-            given_opset = ctx.get_parameter_source("opset") is not ParameterSource.DEFAULT
-            opset, opset_note = choose_engine_opset(opset if given_opset else None)
+            opset, opset_note = choose_engine_opset(opset if given(ctx, "opset") else None)
             if opset_note:
                 warning_line(opset_note)
         mode, note = choose_ops(ops, fmt)

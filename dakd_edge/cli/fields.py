@@ -7,11 +7,12 @@ option named after a field. A command then restates no default and copies no fie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 C = TypeVar("C")
 
@@ -42,3 +43,15 @@ def config_from(cls: Callable[..., C], options: Mapping[str, Any], **overrides: 
     """``cls`` built from the ``options`` named after its fields, then ``overrides``."""
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{**{k: v for k, v in options.items() if k in known}, **overrides})
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the command line (or the environment) set parameter ``name``, not its default."""
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+
+
+def flags_of(ctx: click.Context, names: Iterable[str]) -> list[str]:
+    """The flag of each parameter in ``names`` as users type it, its longest (``balancing_factor`` ->
+    ``--b``, ``data_kind`` -> ``--kind``): not its name with dashes, which may be no option at all."""
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.opts}
+    return [flags[n] for n in names]

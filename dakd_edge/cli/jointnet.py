@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from dakd_edge.cli.choices import SENSORS, both_is_none, keywords
-from dakd_edge.cli.fields import config_from, field_option
+from dakd_edge.cli.fields import config_from, field_option, flags_of, given
 from dakd_edge.cli.streams import STDOUT, json_out_option, stderr_is_terminal
 from dakd_edge.cli.train import CLASSES_HELP, DEVICE_HELP
 from dakd_edge.errors import DatasetError, InputError
@@ -220,17 +220,18 @@ def train(**o: Any) -> None:
 
     try:
         if o["resume"]:
-            given = _given_options(click.get_current_context(), o)
-            refused = [k for k in given if k not in _OPERATIONAL]
+            ctx = click.get_current_context()
+            names = [p.name for p in ctx.command.params if p.name and p.name not in _NOT_SETTINGS]
+            settings = [k for k in names if given(ctx, k)]  # in the order of --help
+            refused = [k for k in settings if k not in _OPERATIONAL]
             if refused:
-                ctx = click.get_current_context()
-                names = ", ".join(max(p.opts, key=len) for p in ctx.command.params if p.name in refused)
+                flags = ", ".join(flags_of(ctx, refused))
                 raise InputError(
-                    f"{names}: a resumed run keeps its checkpoint's settings (only --out, --workers, "
+                    f"{flags}: a resumed run keeps its checkpoint's settings (only --out, --workers, "
                     "--device, --log-every, --ckpt-every, --sample-every and --sample-steps apply); "
                     "other settings need a new run"
                 )
-            cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL if k in given})
+            cfg = _config_from(o["resume"], {k: o[k] for k in _OPERATIONAL if k in settings})
         elif not o["data"] and o["synthetic"] <= 0:
             raise InputError("pass --data DIR or --synthetic N")
         else:
@@ -249,18 +250,10 @@ def train(**o: Any) -> None:
         click.echo(f"checkpoint: {last}  (b = {cfg.balancing_factor:.4f})")
 
 
-# Options of `jointnet train` that are not run settings (how to start, stop, report).
+# Options of `jointnet train` that are not run settings (how to start, stop, report). On --resume only
+# the settings given count: it passed every operational default over the saved run (its --ckpt-every 3
+# became 1000, --device cpu became auto) and silently dropped --lr and the other settings.
 _NOT_SETTINGS = frozenset({"resume", "stop_after", "overwrite", "no_progress"})
-
-
-def _given_options(ctx: click.Context, o: dict[str, Any]) -> list[str]:
-    """The run settings given on the command line (or by environment), not left at their defaults:
-    a resume passed every operational default over the saved run (its --ckpt-every 3 became 1000,
-    --device cpu became auto) and silently dropped --lr and the other settings."""
-    from click.core import ParameterSource
-
-    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
-    return [k for k in o if k not in _NOT_SETTINGS and ctx.get_parameter_source(k) not in defaults]
 
 
 def _config_from(resume: str, ops: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from dakd_edge.cli.choices import SENSORS, both_is_none, keywords
-from dakd_edge.cli.fields import config_from, field_default, field_option
+from dakd_edge.cli.fields import config_from, field_default, field_option, flags_of, given
 from dakd_edge.cli.streams import stderr_is_terminal
 from dakd_edge.errors import InputError
 from dakd_edge.extras import require_extra
@@ -53,16 +53,12 @@ def _no_effect(o: dict[str, Any]) -> list[str]:
     """Options the user set that this run ignores (said once, so a silent no-op is not mistaken for a
     result)."""
     ctx = click.get_current_context()
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-
     out = []
     if not o["aug"]:
-        unused = [f"--{n.replace('_', '-')}" for n in ("mix", "labels", "kd_weight") if given(n)]
+        unused = flags_of(ctx, [n for n in ("mix", "labels", "kd_weight") if given(ctx, n)])
         if unused:
             out.append(f"{', '.join(unused)} act on generated images only and have no effect without --aug")
-    if given("synthetic_ratio") and not o["synthetic"]:
+    if given(ctx, "synthetic_ratio") and not o["synthetic"]:
         out.append("--synthetic-ratio has no effect without --synthetic N")
     elif o["synthetic"] and not o["synthetic_ratio"]:
         out.append("--synthetic has no effect with --synthetic-ratio 0")
@@ -141,7 +137,7 @@ def train(**o: Any) -> None:
     from dakd_edge.train.saross import train as run
 
     ctx = click.get_current_context()
-    if o["init"] and ctx.get_parameter_source("model") is click.core.ParameterSource.DEFAULT:
+    if o["init"] and not given(ctx, "model"):
         from dakd_edge.models.checkpoint import read_meta
         from dakd_edge.train.finetune import resolve_init
 
