@@ -26,7 +26,7 @@ from dakd_edge.data.scaling import (
     to_unit,
     valid_mask,
 )
-from dakd_edge.errors import BackendUnavailable, InputError, Notice, api_words, in_api_words, user_stacklevel
+from dakd_edge.errors import BackendUnavailable, InputError, Notice, in_api_words, user_stacklevel
 from dakd_edge.inference.base import Backend
 from dakd_edge.inference.tiling import Strip, TileConfig, TileGrid, TileStats, argmax0, stream_strips
 from dakd_edge.meta import ModelMeta
@@ -143,7 +143,8 @@ class Predictor:
         ``flatten=True`` removes the image's backscatter trend first, as ``segment --flatten`` does
         (:mod:`dakd_edge.data.level`; images under 1024 px are left as they are); ``match_level=True``
         also moves its sea level to the training level, as ``segment --match-level`` does."""
-        (k, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
+        with in_api_words():  # its errors and notices name the arguments, not CLI options
+            (k, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
         out = np.full((k, h, w), np.nan, np.float32)
         for strip in strips:
             sh, sw = strip.valid.shape
@@ -162,7 +163,8 @@ class Predictor:
         """Class ids ``(H, W)`` uint8; 255 where the input is nodata or NaN (``flatten``,
         ``match_level``: see :meth:`predict_proba`). Strip by strip: no (K, H, W) probabilities are
         held (a 4096^2 array peaked at ~430 MiB through them)."""
-        (_, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
+        with in_api_words():  # its errors and notices name the arguments, not CLI options
+            (_, h, w), strips = self._strips(image, scale, nodata, flatten, match_level)
         cls = np.full((h, w), NODATA_CLASS, np.uint8)
         for strip in strips:
             sh, sw = strip.valid.shape
@@ -183,17 +185,14 @@ class Predictor:
         step = max(1, int(np.sqrt(h * w / _SAMPLE_PIXELS)))
         sample = raw[:, ::step, ::step][:, ok_all[::step, ::step]]
         guessed = scale == "auto" and np.issubdtype(sample.dtype, np.floating)
-        try:
-            scale = resolve_scale(sample, scale)
-        except InputError as e:  # the library's argument, not the CLI's option
-            raise InputError(api_words(str(e))) from None
+        scale = resolve_scale(sample, scale)
         if guessed:  # as segment says it: 0..1 luminance read as power lost every slick, silently
-            warnings.warn(Notice(api_words(guessed_scale_line(sample, scale))), stacklevel=user_stacklevel())
+            warnings.warn(Notice(guessed_scale_line(sample, scale)), stacklevel=user_stacklevel())
         domain = domain_warning(
             to_unit(sample, scale, self.meta.normalization), self.meta.input_stats, scale=scale
         )
         if domain is not None:
-            warnings.warn(InputDomainWarning(api_words(domain)), stacklevel=user_stacklevel())
+            warnings.warn(InputDomainWarning(domain), stacklevel=user_stacklevel())
         convert = self.normalizer(scale, nodata)
         trend = None
         if flatten or match_level:
