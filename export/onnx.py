@@ -362,7 +362,7 @@ def _export_failure(name: str, cfg: OnnxExportConfig, e: Exception, shapes: str 
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith("%")]
     key = [ln for ln in lines if ln.startswith(("Unsupported", "RuntimeError", "Error")) or "rror:" in ln]
     reason = ((key or lines or [type(e).__name__])[0]).split(" Please feel free")[0][:400]
-    if shapes:  # the model says what it exports at (PSPNet: multiples of 48)
+    if shapes:  # the model says what it exports at (PSPNet: multiples of 96)
         hint = f" ({name} exports only at {shapes})"
     else:
         hint = " (dynamic H x W unsupported by an op here? try a fixed --shape)" if cfg.shape is None else ""

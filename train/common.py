@@ -339,12 +339,7 @@ def check_finite(loss: torch.Tensor | float, step: int, last_checkpoint: str | o
         bad = bad.to(_collective_device())
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     if bad.item() > 0:
-        where = (
-            f"last good checkpoint kept: {last_checkpoint} (--resume {last_checkpoint} continues with "
-            "the run's settings; if the loss diverges again, start a new run with a lower --lr)"
-            if last_checkpoint and Path(last_checkpoint).exists()
-            else "no checkpoint was written yet"
-        )
+        where = _after_divergence(last_checkpoint)
         value = t.item() if math.isfinite(t.item()) or not is_distributed() else "non-finite on another rank"
         raise TrainingError(f"non-finite loss ({value}) at step {step}; training stopped; {where}")
 
@@ -354,16 +349,20 @@ def check_finite_gradient(grad_norm: torch.Tensor, last_checkpoint: str | os.Pat
     DDP's gradients are already averaged, so every rank stops together)."""
     if bool(torch.isfinite(grad_norm.detach()).all()):
         return
-    where = (
-        f"last good checkpoint kept: {last_checkpoint} (--resume {last_checkpoint} continues with the "
-        "run's settings; if the loss diverges again, start a new run with a lower --lr)"
-        if last_checkpoint and Path(last_checkpoint).exists()
-        else "no checkpoint was written yet"
-    )
     raise TrainingError(
         f"non-finite gradient ({float(grad_norm):g}) with a finite loss; training stopped before the "
-        f"weights were updated; {where}"
+        f"weights were updated; {_after_divergence(last_checkpoint)}"
     )
+
+
+def _after_divergence(last_checkpoint: str | os.PathLike | None) -> str:
+    """What a run stopped by a non-finite loss or gradient can do: its last checkpoint, if written."""
+    if last_checkpoint and Path(last_checkpoint).exists():
+        return (
+            f"last good checkpoint kept: {last_checkpoint} (--resume {last_checkpoint} continues with the "
+            "run's settings; if the loss diverges again, start a new run with a lower --lr)"
+        )
+    return "no checkpoint was written yet"
 
 
 def gradient_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
@@ -617,12 +616,6 @@ class Trainer:
     """
 
     kind = ""
-
-    def extra_checkpoints(self, start: int, end: int) -> int:
-        """Checkpoints of the model's size that steps ``start`` to ``end`` keep beside ``last.pt`` (and
-        its replacement while it is written): checked for room before the first step."""
-        return 0
-
     log_file = "metrics.jsonl"
     config_on_resume = False  # rewrite config.json when resuming (else it keeps the run's start time)
 
@@ -684,6 +677,11 @@ class Trainer:
 
     def after_step(self, done: int) -> None:
         pass
+
+    def extra_checkpoints(self, start: int, end: int) -> int:
+        """Checkpoints of the model's size that steps ``start`` to ``end`` keep beside ``last.pt`` (and
+        its replacement while it is written): checked for room before the first step."""
+        return 0
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {}

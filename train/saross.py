@@ -279,12 +279,13 @@ def check_augmented_fits(augmented: Any, originals: Any, cfg: TrainConfig) -> No
     if size is None and len(augmented):
         size = min(augmented[0]["image"].shape[-2:])
     crop = max(cfg.crop, cfg.final_crop if cfg.final_steps else 0)
-    if size is not None and 2 * int(size) < crop:
+    fills = None if size is None else 2 * int(size)  # the mosaic's side without padding
+    if fills is not None and fills < crop:
         raise DatasetError(
-            f"{cfg.aug}: generated images are {size} px, and a mosaic of four fills only {2 * int(size)} px "
+            f"{cfg.aug}: generated images are {size} px, and a mosaic of four fills only {fills} px "
             f"of this run's {crop} px crops (the rest would be padding); generate at --size {(crop + 1) // 2} "
-            f"or more, or train with --crop {2 * int(size)} or less"
-            + (" and without --final-steps" if cfg.final_steps and cfg.final_crop > 2 * int(size) else "")
+            f"or more, or train with --crop {fills} or less"
+            + (" and without --final-steps" if cfg.final_steps and cfg.final_crop > fills else "")
         )
     teacher = generator.get("teacher") or {}
     if teacher.get("synthetic", 0) > 0 and not teacher.get("data"):
